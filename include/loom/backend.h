@@ -1,0 +1,94 @@
+/* loom/backend.h - the backend vtable: what a device must implement.
+ *
+ * Adding a backend means filling loom_backend_iface and nothing else
+ * (backends/null/ is the template). GPU backends live in shared libraries
+ * that export loom_backend_plugin_entry and are loaded with dlopen by the
+ * registry (loom/runtime.h), so libloom itself never links a GPU runtime.
+ * Backends never print: they fill `why`/error strings and return statuses. */
+#ifndef LOOM_BACKEND_H
+#define LOOM_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "loom/ir.h"
+#include "loom/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LOOM_BACKEND_ABI_VERSION 1
+#define LOOM_ERROR_MAX 512
+
+typedef struct loom_device_info {
+    char name[128];         /* "llvmpipe (LLVM 15.0.6, 256 bits)", "NVIDIA H100 80GB HBM3" */
+    char kind[16];          /* "cpu", "gpu", "cpu-emulated" */
+    size_t mem_total;       /* bytes the device can hold; 0 if unknown */
+    size_t mem_free;        /* bytes free now; 0 if unknown */
+    bool fp16, bf16, int8;  /* native arithmetic support */
+    int subgroup_size;      /* warp/wavefront/subgroup/SIMD width; 0 if n/a */
+    int n_threads;          /* CPU threads used; 0 if n/a */
+    char features[256];     /* free-form: "avx512f avx512bw", "coopmat=no" ... */
+} loom_device_info;
+
+typedef struct loom_backend loom_backend;
+
+/* A device allocation. Owned by the backend that made it; freed with
+ * loom_buffer_free. host is non-NULL when the memory is host-addressable. */
+typedef struct loom_buffer {
+    loom_backend *backend;
+    size_t size;
+    void *host;
+    void *handle; /* backend private */
+} loom_buffer;
+
+typedef struct loom_backend_iface {
+    int abi_version; /* LOOM_BACKEND_ABI_VERSION */
+    const char *name; /* "cpu", "vulkan", "cuda", "hip" */
+    int priority;     /* higher is preferred: cuda 400, hip 300, vulkan 200, cpu 100 */
+
+    /* Probe the device and set up be->ctx. On any failure return
+     * LOOM_ERR_UNAVAILABLE and put a one-line reason in why. */
+    loom_status (*init)(loom_backend *be, char *why, size_t why_n);
+    void (*shutdown)(loom_backend *be); /* frees be->ctx; buffers must be freed first */
+    void (*device_info)(loom_backend *be, loom_device_info *out);
+
+    loom_status (*buffer_alloc)(loom_backend *be, size_t size, loom_buffer **out);
+    void (*buffer_free)(loom_buffer *b);
+    loom_status (*buffer_upload)(loom_buffer *b, size_t off, const void *src, size_t n);
+    loom_status (*buffer_download)(loom_buffer *b, size_t off, void *dst, size_t n);
+
+    /* Can this backend run this node (op, dtypes, shapes, strides)? Must be
+     * honest: the scheduler trusts it, and the coverage test checks it. */
+    bool (*supports)(loom_backend *be, const loom_tensor *node);
+    /* Run nodes in order. All sources and outputs live in this backend's
+     * buffers (views resolve to their storage). May return before the work is
+     * done; synchronize waits. Errors go to be->error. */
+    loom_status (*compute)(loom_backend *be, loom_tensor *const *nodes, int n_nodes);
+    loom_status (*synchronize)(loom_backend *be);
+} loom_backend_iface;
+
+struct loom_backend {
+    const loom_backend_iface *iface;
+    void *ctx;      /* backend private state */
+    int index;      /* position in the registry */
+    int n_threads;  /* requested CPU threads (0 = all cores) */
+    char error[LOOM_ERROR_MAX]; /* last error message */
+};
+
+/* Plugins export this symbol (extern "C"); the registry calls it after dlopen. */
+typedef const loom_backend_iface *(*loom_backend_plugin_entry_fn)(void);
+#define LOOM_BACKEND_PLUGIN_ENTRY "loom_backend_plugin_entry"
+
+/* Record a printf-style message in be->error; returns s. */
+loom_status loom_backend_fail(loom_backend *be, loom_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

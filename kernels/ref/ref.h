@@ -1,0 +1,32 @@
+/* kernels/ref/ref.h - scalar reference kernels: the oracle every backend is
+ * compared against. Written for clarity: f32 data, f64 accumulation for
+ * reductions, no SIMD. Internal to libloom (not a public header). */
+#ifndef LOOM_KERNELS_REF_H
+#define LOOM_KERNELS_REF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "loom/ir.h"
+
+/* Does the reference implement this node (op and dtype combination)? */
+bool loom_ref_supports(const loom_tensor *node);
+
+/* Compute node from its sources. Every tensor involved must have host data
+ * (t->data, or view_src->data + view_offs for views). The work is split over
+ * nth threads: the caller runs this once for each ith in [0, nth) (possibly
+ * concurrently) and the union of the calls computes the node; nth = 1 is the
+ * plain single-threaded oracle. Data errors (e.g. an id out of range) return
+ * LOOM_ERR_INVALID_ARG with a message in err (err may be NULL). */
+loom_status loom_ref_compute(const loom_tensor *node, int ith, int nth, char *err, size_t err_n);
+
+/* Host pointer to element (i0, i1, i2, i3) of a row-blocked tensor (for
+ * quantized types i0 must be a block start). */
+void *loom_ref_ptr(const loom_tensor *t, int64_t i0, int64_t i1, int64_t i2, int64_t i3);
+/* Read element as float (any dtype but nf4 and quantized). */
+float loom_ref_get_f32(const loom_tensor *t, int64_t i0, int64_t i1, int64_t i2, int64_t i3);
+/* Dequantize/convert row (i1, i2, i3) of t (ne[0] values, any dtype incl. nf4
+ * when t is contiguous) into dst. */
+void loom_ref_get_row(const loom_tensor *t, int64_t i1, int64_t i2, int64_t i3, float *dst);
+
+#endif

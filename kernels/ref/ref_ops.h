@@ -1,0 +1,56 @@
+/* kernels/ref/ref_ops.h - per-op entry points of the reference kernels,
+ * dispatched by loom_ref_compute (ref.c). Internal. */
+#ifndef LOOM_KERNELS_REF_OPS_H
+#define LOOM_KERNELS_REF_OPS_H
+
+#include <stddef.h>
+
+#include "kernels/ref/ref.h"
+
+/* One call's view of the work: node to compute, this thread's share, and
+ * where to put an error message. */
+typedef struct loom_ref_ctx {
+    const loom_tensor *node;
+    int ith, nth;
+    char *err;
+    size_t err_n;
+} loom_ref_ctx;
+
+/* Record a printf-style message in c->err (if any); returns s. */
+loom_status loom_ref_fail(const loom_ref_ctx *c, loom_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Split [0, n) into nth contiguous chunks; this thread gets [*lo, *hi). */
+void loom_ref_range(const loom_ref_ctx *c, int64_t n, int64_t *lo, int64_t *hi);
+
+/* ref_elementwise.c, ref_norm.c, ref_misc.c */
+loom_status loom_ref_get_rows(const loom_ref_ctx *c);
+loom_status loom_ref_add(const loom_ref_ctx *c);
+loom_status loom_ref_mul(const loom_ref_ctx *c);
+loom_status loom_ref_scale(const loom_ref_ctx *c);
+loom_status loom_ref_rms_norm(const loom_ref_ctx *c);
+loom_status loom_ref_rope(const loom_ref_ctx *c);
+loom_status loom_ref_softmax(const loom_ref_ctx *c);
+loom_status loom_ref_silu(const loom_ref_ctx *c);
+loom_status loom_ref_swiglu(const loom_ref_ctx *c);
+loom_status loom_ref_cpy(const loom_ref_ctx *c);
+loom_status loom_ref_concat(const loom_ref_ctx *c);
+loom_status loom_ref_cross_entropy(const loom_ref_ctx *c);
+loom_status loom_ref_sum_to(const loom_ref_ctx *c);
+loom_status loom_ref_silu_back(const loom_ref_ctx *c);
+loom_status loom_ref_rms_norm_back(const loom_ref_ctx *c);
+loom_status loom_ref_softmax_back(const loom_ref_ctx *c);
+loom_status loom_ref_get_rows_back(const loom_ref_ctx *c);
+loom_status loom_ref_cross_entropy_back(const loom_ref_ctx *c);
+
+/* ref_matmul.c, ref_attn.c, ref_moe.c */
+loom_status loom_ref_matmul(const loom_ref_ctx *c);
+loom_status loom_ref_flash_attn(const loom_ref_ctx *c);
+loom_status loom_ref_moe(const loom_ref_ctx *c);
+loom_status loom_ref_moe_gate(const loom_ref_ctx *c);
+loom_status loom_ref_moe_gate_back(const loom_ref_ctx *c);
+
+#endif

@@ -1,0 +1,286 @@
+/* ir/autodiff.c - reverse-mode autodiff that emits backward nodes into the
+ * same graph, so training runs on every backend with no extra machinery.
+ *
+ * Tensors are created after their sources, so descending id is a reverse
+ * topological order: walking ids downwards from the loss visits every
+ * consumer of a tensor before the tensor itself, and its gradient is
+ * complete when we reach it. Fused ops (swiglu, flash_attn, moe) are
+ * differentiated through their decomposition: the unfused graph is built
+ * right here and back-propagated on its own (sub-walk over the new ids). */
+#include "ir/graph_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct ad_ctx {
+    loom_graph *g;
+    loom_tensor **grad; /* by tensor id; grows with the graph */
+    uint8_t *needs;     /* by tensor id: 1 if a gradient must flow into it */
+    int cap;
+    bool include_inputs;
+} ad_ctx;
+
+static loom_status grow(ad_ctx *c) {
+    int n = c->g->n_tensors;
+    if (n <= c->cap) return LOOM_OK;
+    int cap = n * 2;
+    loom_tensor **ng = realloc(c->grad, (size_t)cap * sizeof *ng);
+    if (!ng) return loom_graph_fail(c->g, LOOM_ERR_OOM, "backward: out of memory");
+    c->grad = ng;
+    uint8_t *nn = realloc(c->needs, (size_t)cap);
+    if (!nn) return loom_graph_fail(c->g, LOOM_ERR_OOM, "backward: out of memory");
+    c->needs = nn;
+    memset(c->grad + c->cap, 0, (size_t)(cap - c->cap) * sizeof *ng);
+    memset(c->needs + c->cap, 0, (size_t)(cap - c->cap));
+    c->cap = cap;
+    return LOOM_OK;
+}
+
+/* Which sources of op carry gradient (bit i = src[i]). */
+static unsigned diff_srcs(loom_op op) {
+    switch (op) {
+    case LOOM_OP_VIEW:
+    case LOOM_OP_SCALE:
+    case LOOM_OP_RMS_NORM:
+    case LOOM_OP_ROPE:
+    case LOOM_OP_SOFTMAX:
+    case LOOM_OP_SILU:
+    case LOOM_OP_CPY:
+    case LOOM_OP_SUM_TO:
+    case LOOM_OP_CROSS_ENTROPY:
+    case LOOM_OP_GET_ROWS:
+    case LOOM_OP_MOE_GATE:
+        return 1u;
+    case LOOM_OP_ADD:
+    case LOOM_OP_MUL:
+    case LOOM_OP_MATMUL:
+    case LOOM_OP_SWIGLU:
+    case LOOM_OP_CONCAT:
+        return 3u;
+    case LOOM_OP_FLASH_ATTN:
+        return 7u;
+    case LOOM_OP_MOE:
+        return 31u;
+    default:
+        return 0u; /* backward helper ops: no second-order rules */
+    }
+}
+
+/* needs[] for every tensor not yet classified, in id order (sources first). */
+static void classify(ad_ctx *c, int from) {
+    for (int i = from; i < c->g->n_tensors; i++) {
+        loom_tensor *t = c->g->tensors[i];
+        if (t->op == LOOM_OP_NONE) {
+            uint32_t want = LOOM_FLAG_PARAM | (c->include_inputs ? LOOM_FLAG_INPUT : 0u);
+            c->needs[i] = (t->flags & want) && loom_dtype_is_float(t->dtype);
+            continue;
+        }
+        unsigned m = diff_srcs(t->op);
+        c->needs[i] = 0;
+        for (int s = 0; s < LOOM_MAX_SRC; s++)
+            if ((m >> s & 1u) && t->src[s] && c->needs[t->src[s]->id]) c->needs[i] = 1;
+    }
+}
+
+/* grad[t] += d (d has t's shape, f32). */
+static loom_status accum(ad_ctx *c, loom_tensor *t, loom_tensor *d) {
+    if (!t || !c->needs[t->id]) return LOOM_OK;
+    if (!d) return loom_graph_status(c->g) != LOOM_OK ? loom_graph_status(c->g) : LOOM_ERR_INTERNAL;
+    if (!loom_tensor_is_contiguous(d)) d = loom_cont(c->g, d);
+    if (d && memcmp(d->ne, t->ne, sizeof d->ne) != 0)
+        d = loom_reshape(c->g, d, 4, t->ne); /* same count, e.g. [1] vs [1,1,1,1] */
+    LOOM_TRY(grow(c));
+    c->grad[t->id] = c->grad[t->id] ? loom_add(c->g, c->grad[t->id], d) : d;
+    return loom_graph_status(c->g);
+}
+
+static loom_tensor *as_f32(loom_graph *g, loom_tensor *t) {
+    return t->dtype == LOOM_F32 ? t : loom_cpy(g, t, LOOM_F32);
+}
+
+/* Sum a [K, N, X2, X3] weight gradient down to the weight's [K, N, W2, W3]. */
+static loom_tensor *unbroadcast_weight(loom_graph *g, loom_tensor *dw, const loom_tensor *w) {
+    int64_t K = dw->ne[0], N = dw->ne[1], X2 = dw->ne[2], X3 = dw->ne[3];
+    if (X2 != w->ne[2]) { /* query heads i2 = t + r2*j2 map to weight head j2 */
+        dw = loom_reshape_4d(g, dw, K * N, X2 / w->ne[2], w->ne[2], X3);
+        dw = loom_sum_to(g, dw, (int64_t[]){K * N, 1, w->ne[2], X3});
+        dw = loom_reshape_4d(g, dw, K, N, w->ne[2], X3);
+    }
+    if (X3 != w->ne[3]) {
+        dw = loom_reshape_4d(g, dw, K * N * w->ne[2], X3 / w->ne[3], w->ne[3], 1);
+        dw = loom_sum_to(g, dw, (int64_t[]){K * N * w->ne[2], 1, w->ne[3], 1});
+        dw = loom_reshape_4d(g, dw, K, N, w->ne[2], w->ne[3]);
+    }
+    return dw;
+}
+
+static loom_status backprop(ad_ctx *c, loom_tensor *root, loom_tensor *droot, int min_id);
+
+/* Gradient of a slice view: dy placed inside zeros of the parent's shape. */
+static loom_tensor *unslice(loom_graph *g, loom_tensor *dy, const loom_tensor *parent, int dim,
+                            int64_t start) {
+    loom_tensor *r = dy;
+    int64_t ne[4];
+    if (start > 0) {
+        memcpy(ne, parent->ne, sizeof ne);
+        ne[dim] = start;
+        r = loom_concat(g, loom_ir_constant(g, ne, 0.0f), r, dim);
+    }
+    int64_t tail = parent->ne[dim] - start - dy->ne[dim];
+    if (tail > 0) {
+        memcpy(ne, parent->ne, sizeof ne);
+        ne[dim] = tail;
+        r = loom_concat(g, r, loom_ir_constant(g, ne, 0.0f), dim);
+    }
+    return r;
+}
+
+static loom_status node_backward(ad_ctx *c, loom_tensor *t, loom_tensor *dy) {
+    loom_graph *g = c->g;
+    loom_tensor *a = t->src[0], *b = t->src[1];
+    bool na = a && c->needs[a->id], nb = b && c->needs[b->id];
+    if (!loom_tensor_is_contiguous(dy)) dy = loom_cont(g, dy);
+    switch (t->op) {
+    case LOOM_OP_VIEW:
+        switch (t->p.i[0]) {
+        case 1: /* reshape */
+            return accum(c, a, loom_reshape(g, dy, 4, a->ne));
+        case 2: { /* permute: undo it */
+            int inv[4];
+            for (int i = 0; i < 4; i++)
+                inv[t->p.i[1 + i]] = i;
+            return accum(c, a, loom_permute(g, dy, inv[0], inv[1], inv[2], inv[3]));
+        }
+        case 3: /* slice */
+            return accum(c, a, unslice(g, dy, a, t->p.i[1], t->p.i[2]));
+        default:
+            return loom_graph_fail(g, LOOM_ERR_UNSUPPORTED,
+                                   "backward: gradient through a general strided view ('%s') is "
+                                   "not supported; use reshape/permute/slice",
+                                   t->name);
+        }
+    case LOOM_OP_ADD:
+        LOOM_TRY(accum(c, a, dy));
+        return nb ? accum(c, b, loom_sum_to(g, dy, b->ne)) : LOOM_OK;
+    case LOOM_OP_MUL:
+        if (na) LOOM_TRY(accum(c, a, loom_mul(g, dy, b)));
+        return nb ? accum(c, b, loom_sum_to(g, loom_mul(g, dy, a), b->ne)) : LOOM_OK;
+    case LOOM_OP_SCALE:
+        return accum(c, a, loom_scale(g, dy, t->p.f[0]));
+    case LOOM_OP_MATMUL: /* y[n,m] = sum_k w[k,n] x[k,m] */
+        if (nb) {        /* dx[k,m] = sum_n w[k,n] dy[n,m] */
+            loom_tensor *wt = loom_cont(g, loom_transpose(g, as_f32(g, a)));
+            LOOM_TRY(accum(c, b, loom_matmul(g, wt, dy)));
+        }
+        if (na) { /* dw[k,n] = sum_m x[k,m] dy[n,m] */
+            loom_tensor *xt = loom_cont(g, loom_transpose(g, as_f32(g, b)));
+            loom_tensor *dyt = loom_cont(g, loom_transpose(g, dy));
+            LOOM_TRY(accum(c, a, unbroadcast_weight(g, loom_matmul(g, xt, dyt), a)));
+        }
+        return LOOM_OK;
+    case LOOM_OP_RMS_NORM:
+        return accum(c, a, loom_rms_norm_back(g, a, dy, t->p.f[0]));
+    case LOOM_OP_ROPE: {
+        loom_rope_params p;
+        loom_rope_params_get(t, &p);
+        p.inverse = !p.inverse; /* a rotation's transpose is the opposite rotation */
+        return accum(c, a, loom_rope(g, dy, b, &p));
+    }
+    case LOOM_OP_SOFTMAX:
+        return accum(c, a, loom_softmax_back(g, t, dy, t->p.f[0]));
+    case LOOM_OP_SILU:
+        return accum(c, a, loom_silu_back(g, a, dy));
+    case LOOM_OP_CPY:
+        return loom_dtype_is_float(a->dtype) ? accum(c, a, dy) : LOOM_OK;
+    case LOOM_OP_CONCAT: {
+        int dim = t->p.i[0];
+        if (na) LOOM_TRY(accum(c, a, loom_slice(g, dy, dim, 0, a->ne[dim])));
+        return nb ? accum(c, b, loom_slice(g, dy, dim, a->ne[dim], b->ne[dim])) : LOOM_OK;
+    }
+    case LOOM_OP_GET_ROWS:
+        return accum(c, a, loom_get_rows_back(g, dy, b, a->ne[1]));
+    case LOOM_OP_CROSS_ENTROPY:
+        return accum(c, a, loom_cross_entropy_back(g, a, b, dy));
+    case LOOM_OP_SUM_TO: /* broadcast dy back over the summed dims */
+        return accum(c, a, loom_add(g, loom_ir_constant(g, a->ne, 0.0f), dy));
+    case LOOM_OP_MOE_GATE:
+        return accum(c, a, loom_moe_gate_back(g, t, dy));
+    case LOOM_OP_SWIGLU:
+    case LOOM_OP_FLASH_ATTN:
+    case LOOM_OP_MOE: {
+        int first_new = g->n_tensors;
+        loom_tensor *d = loom_decompose(g, t);
+        if (!d) return loom_graph_status(g);
+        LOOM_TRY(grow(c));
+        classify(c, first_new);
+        return backprop(c, d, dy, first_new - 1);
+    }
+    default:
+        return loom_graph_fail(g, LOOM_ERR_UNSUPPORTED, "backward: op %s has no backward rule",
+                               loom_op_name(t->op));
+    }
+}
+
+/* Propagate droot from root down to every tensor with id > min_id that root
+ * depends on; tensors at or below min_id only receive gradient. */
+static loom_status backprop(ad_ctx *c, loom_tensor *root, loom_tensor *droot, int min_id) {
+    loom_graph *g = c->g;
+    int top = root->id;
+    uint8_t *reach = calloc((size_t)top + 1, 1);
+    if (!reach) return loom_graph_fail(g, LOOM_ERR_OOM, "backward: out of memory");
+    reach[top] = 1;
+    LOOM_TRY(grow(c));
+    c->grad[top] = droot;
+    loom_status st = LOOM_OK;
+    for (int i = top; i > min_id && st == LOOM_OK; i--) {
+        loom_tensor *t = g->tensors[i];
+        if (!reach[i] || t->op == LOOM_OP_NONE || !c->needs[i] || !c->grad[i]) continue;
+        for (int s = 0; s < LOOM_MAX_SRC; s++)
+            if (t->src[s] && t->src[s]->id > min_id) reach[t->src[s]->id] = 1;
+        st = node_backward(c, t, c->grad[i]);
+    }
+    free(reach);
+    return st;
+}
+
+loom_status loom_graph_backward(loom_graph *g, loom_tensor *loss, bool include_inputs) {
+    if (!g || !loss) return LOOM_ERR_INVALID_ARG;
+    LOOM_TRY(loom_graph_status(g));
+    if (loss->dtype != LOOM_F32 || loom_tensor_nelements(loss) != 1)
+        return loom_graph_fail(g, LOOM_ERR_INVALID_ARG,
+                               "backward: loss must be an f32 scalar (got %s)",
+                               loom_tensor_describe(loss, (char[64]){0}, 64));
+    if (loss->id >= g->n_tensors || !g->in_order[loss->id])
+        return loom_graph_fail(g, LOOM_ERR_INVALID_ARG,
+                               "backward: expand the loss into the graph first");
+    int n_forward = g->n_tensors;
+    ad_ctx c = {.g = g, .include_inputs = include_inputs};
+    loom_status st = grow(&c);
+    if (st == LOOM_OK) {
+        classify(&c, 0);
+        loom_tensor *seed = loom_ir_constant(g, loss->ne, 1.0f);
+        st = seed ? grow(&c) : loom_graph_status(g);
+        if (st == LOOM_OK) {
+            classify(&c, seed->id);
+            st = backprop(&c, loss, seed, -1);
+        }
+    }
+    for (int i = 0; i < n_forward && st == LOOM_OK; i++) {
+        loom_tensor *t = g->tensors[i];
+        if (t->op != LOOM_OP_NONE || !c.needs[i] || !c.grad[i]) continue;
+        loom_tensor *d = c.grad[i];
+        if (d->op == LOOM_OP_NONE || d->op == LOOM_OP_VIEW) /* own storage, never aliased */
+            d = loom_cont(g, d);
+        if (!d) {
+            st = loom_graph_status(g);
+            break;
+        }
+        loom_tensor_set_flags(d, LOOM_FLAG_OUTPUT);
+        if (!d->name[0]) loom_tensor_set_name(d, "grad_%s", t->name[0] ? t->name : "t");
+        t->grad = d;
+        st = loom_graph_expand(g, d);
+    }
+    free(c.grad);
+    free(c.needs);
+    return st;
+}

@@ -1,0 +1,101 @@
+/* kernels/ref/ref_attn.c - reference fused attention (the oracle).
+ *
+ * Straight two-pass softmax(scale * q k^T) v per query row: the row of
+ * scores (Tk values) is materialised, which optimised kernels avoid, and all
+ * sums are taken in double so this is the most exact version of the op. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "kernels/ref/ref_ops.h"
+
+static bool loom_ref_attn_kv_ok(const loom_tensor *t) {
+    return t->dtype == LOOM_F32 || t->dtype == LOOM_F16;
+}
+
+loom_status loom_ref_flash_attn(const loom_ref_ctx *c) {
+    const loom_tensor *out = c->node;
+    const loom_tensor *q = out->src[0], *k = out->src[1], *v = out->src[2];
+    if (!q || !k || !v) return loom_ref_fail(c, LOOM_ERR_INVALID_ARG, "flash_attn: missing source");
+    if (q->dtype != LOOM_F32 || !loom_ref_attn_kv_ok(k) || !loom_ref_attn_kv_ok(v) ||
+        out->dtype != LOOM_F32)
+        return loom_ref_fail(c, LOOM_ERR_INVALID_ARG, "flash_attn: unsupported dtypes");
+
+    const int64_t D = q->ne[0], Tq = q->ne[1], Hq = q->ne[2], B = q->ne[3];
+    const int64_t Tk = k->ne[1], Hkv = k->ne[2];
+    bool shape_ok = k->ne[0] == D && k->ne[3] == B && Hkv > 0 && Hq % Hkv == 0;
+    for (int i = 0; i < LOOM_MAX_DIMS; i++)
+        shape_ok = shape_ok && v->ne[i] == k->ne[i];
+    shape_ok = shape_ok && out->ne[0] == D && out->ne[1] == Hq && out->ne[2] == Tq &&
+               out->ne[3] == B && out->nb[0] == sizeof(float);
+    if (!shape_ok) return loom_ref_fail(c, LOOM_ERR_INVALID_ARG, "flash_attn: shape mismatch");
+
+    const double scale = (double)out->p.f[0];
+    const bool causal = out->p.i[1] != 0;
+    const int64_t q_offset = out->p.i[2];
+    const int64_t group = Hq / Hkv; /* query heads per KV head (GQA) */
+
+    /* Work unit: one output row (h, t, b), h fastest, matching out's layout. */
+    int64_t lo, hi;
+    loom_ref_range(c, Hq * Tq * B, &lo, &hi);
+    if (lo >= hi) return LOOM_OK;
+
+    const size_t nd = (size_t)(D > 0 ? D : 1), nk = (size_t)(Tk > 0 ? Tk : 1);
+    double *s = malloc(nk * sizeof(double));
+    double *qv = malloc(nd * sizeof(double));
+    double *acc = malloc(nd * sizeof(double));
+    if (!s || !qv || !acc) {
+        free(s);
+        free(qv);
+        free(acc);
+        return loom_ref_fail(c, LOOM_ERR_OOM, "flash_attn: out of memory for scratch");
+    }
+
+    for (int64_t r = lo; r < hi; r++) {
+        const int64_t h = r % Hq, t = (r / Hq) % Tq, b = r / (Hq * Tq);
+        const int64_t hk = h / group;
+        float *o = loom_ref_ptr(out, 0, h, t, b);
+
+        /* Keys visible to this query: all of them, or j <= t + q_offset. */
+        int64_t n_vis = Tk;
+        if (causal) {
+            const int64_t last = t + q_offset;
+            n_vis = last < 0 ? 0 : (last + 1 < Tk ? last + 1 : Tk);
+        }
+        if (n_vis == 0) { /* fully masked: defined as zeros, not NaN */
+            for (int64_t d = 0; d < D; d++)
+                o[d] = 0.0f;
+            continue;
+        }
+
+        for (int64_t d = 0; d < D; d++)
+            qv[d] = (double)loom_ref_get_f32(q, d, t, h, b);
+
+        /* Pass 1: scores and their max. */
+        double smax = -INFINITY;
+        for (int64_t j = 0; j < n_vis; j++) {
+            double dot = 0.0;
+            for (int64_t d = 0; d < D; d++)
+                dot += qv[d] * (double)loom_ref_get_f32(k, d, j, hk, b);
+            s[j] = scale * dot;
+            if (s[j] > smax) smax = s[j];
+        }
+
+        /* Pass 2: max-subtracted exponentials, their sum and the weighted V. */
+        double sum = 0.0;
+        for (int64_t d = 0; d < D; d++)
+            acc[d] = 0.0;
+        for (int64_t j = 0; j < n_vis; j++) {
+            const double p = exp(s[j] - smax);
+            sum += p;
+            for (int64_t d = 0; d < D; d++)
+                acc[d] += p * (double)loom_ref_get_f32(v, d, j, hk, b);
+        }
+        for (int64_t d = 0; d < D; d++)
+            o[d] = (float)(acc[d] / sum);
+    }
+
+    free(s);
+    free(qv);
+    free(acc);
+    return LOOM_OK;
+}

@@ -1,0 +1,372 @@
+/* runtime/registry.c - the backend registry: the only process-wide state in loom.
+ *
+ * Entries are kept in priority order (highest first, ties in registration
+ * order). Each entry owns its loom_backend (handed out by pointer; the address
+ * stays valid until loom_registry_shutdown) and, for plugins, the dlopen
+ * handle, which stays open until shutdown because the backend's vtable and
+ * name strings live inside the plugin. A plugin that could not produce a
+ * vtable (dlopen failed, no entry symbol, wrong ABI) gets a stub vtable with
+ * only a name and a priority, so it can still be listed with its reason.
+ *
+ * All state is guarded by one mutex; backend init runs under it, which is
+ * fine because registration happens once per process. */
+#define _GNU_SOURCE /* dladdr */
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "loom/runtime.h"
+#include "runtime/backends_builtin.h"
+
+#define LOOM_WHY_MAX 256
+
+_Static_assert(sizeof(void *) == sizeof(loom_backend_plugin_entry_fn),
+               "dlsym results must fit a function pointer");
+
+typedef struct reg_entry {
+    loom_backend be;         /* first member: handed out to callers */
+    loom_backend_iface stub; /* used when a plugin gave no usable vtable */
+    char stub_name[32];
+    bool available;
+    char why[LOOM_WHY_MAX];
+    void *dl; /* dlopen handle, NULL for built-ins and loom_registry_add */
+} reg_entry;
+
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static reg_entry **g_entries;
+static int g_n, g_cap;
+static bool g_inited;
+
+/* The GPU plugins libloom looks for, with the priority used when a plugin is
+ * listed without a vtable (it failed to load). */
+static const struct {
+    const char *name;
+    int priority;
+} k_plugins[] = {{"cuda", 400}, {"hip", 300}, {"vulkan", 200}};
+
+loom_status loom_backend_fail(loom_backend *be, loom_status s, const char *fmt, ...) {
+    if (!be) return s;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(be->error, sizeof be->error, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+/* ---------------- entries (callers hold g_mu) ---------------- */
+
+static reg_entry *find_locked(const char *name) {
+    for (int i = 0; i < g_n; i++)
+        if (strcmp(g_entries[i]->be.iface->name, name) == 0) return g_entries[i];
+    return NULL;
+}
+
+/* Keep the one-line promise: dlerror and init messages may contain newlines. */
+static void one_line(char *s) {
+    for (; *s; s++)
+        if (*s == '\n' || *s == '\r') *s = ' ';
+}
+
+/* Insert e after every entry of equal or higher priority. Takes ownership. */
+static loom_status insert_locked(reg_entry *e) {
+    if (g_n == g_cap) {
+        int cap = g_cap ? g_cap * 2 : 8;
+        reg_entry **p = realloc(g_entries, (size_t)cap * sizeof *p);
+        if (!p) return LOOM_ERR_OOM;
+        g_entries = p;
+        g_cap = cap;
+    }
+    int pos = g_n;
+    while (pos > 0 && g_entries[pos - 1]->be.iface->priority < e->be.iface->priority)
+        pos--;
+    memmove(&g_entries[pos + 1], &g_entries[pos], (size_t)(g_n - pos) * sizeof *g_entries);
+    g_entries[pos] = e;
+    g_n++;
+    for (int i = 0; i < g_n; i++)
+        g_entries[i]->be.index = i;
+    return LOOM_OK;
+}
+
+/* Register iface, running its init; an init failure leaves it listed as
+ * unavailable. dl (may be NULL) becomes owned by the entry. */
+static loom_status add_locked(const loom_backend_iface *iface, void *dl) {
+    if (find_locked(iface->name)) return LOOM_ERR_INVALID_ARG;
+    reg_entry *e = calloc(1, sizeof *e);
+    if (!e) return LOOM_ERR_OOM;
+    e->be.iface = iface;
+    e->dl = dl;
+    loom_status s = iface->init ? iface->init(&e->be, e->why, sizeof e->why) : LOOM_ERR_UNAVAILABLE;
+    e->available = s == LOOM_OK;
+    if (e->available)
+        e->why[0] = '\0';
+    else if (!e->why[0])
+        snprintf(e->why, sizeof e->why, "init failed: %s", loom_status_str(s));
+    one_line(e->why);
+    s = insert_locked(e);
+    if (s != LOOM_OK) {
+        if (e->available && iface->shutdown) iface->shutdown(&e->be);
+        free(e);
+    }
+    return s;
+}
+
+/* List a plugin that produced no usable vtable, under a name derived from
+ * its file name ("libloom-backend-cuda.so" -> "cuda"). */
+static void add_stub_locked(const char *path, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+static void add_stub_locked(const char *path, const char *fmt, ...) {
+    reg_entry *e = calloc(1, sizeof *e);
+    if (!e) return;
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    if (strncmp(base, "lib", 3) == 0) base += 3;
+    if (strncmp(base, "loom-backend-", 13) == 0) base += 13;
+    snprintf(e->stub_name, sizeof e->stub_name, "%.*s", (int)strcspn(base, "."), base);
+    if (find_locked(e->stub_name)) {
+        free(e); /* a working backend of that name is already listed */
+        return;
+    }
+    e->stub.abi_version = LOOM_BACKEND_ABI_VERSION;
+    e->stub.name = e->stub_name;
+    for (size_t i = 0; i < sizeof k_plugins / sizeof k_plugins[0]; i++)
+        if (strcmp(k_plugins[i].name, e->stub_name) == 0) e->stub.priority = k_plugins[i].priority;
+    e->be.iface = &e->stub;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->why, sizeof e->why, fmt, ap);
+    va_end(ap);
+    one_line(e->why);
+    if (insert_locked(e) != LOOM_OK) free(e);
+}
+
+static void load_plugin_locked(const char *path) {
+    if (access(path, F_OK) != 0) return; /* not built / not installed: simply not listed */
+    dlerror();
+    void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!dl) {
+        const char *msg = dlerror();
+        add_stub_locked(path, "cannot load %s: %s", path, msg ? msg : "unknown dlopen error");
+        return;
+    }
+    /* dlsym returns void *; POSIX guarantees it can hold a function pointer.
+     * memcpy converts without the object-to-function pointer cast ISO C lacks. */
+    void *sym = dlsym(dl, LOOM_BACKEND_PLUGIN_ENTRY);
+    loom_backend_plugin_entry_fn entry = NULL;
+    if (sym) memcpy(&entry, &sym, sizeof entry);
+    if (!entry) {
+        dlclose(dl);
+        add_stub_locked(path, "%s has no %s symbol", path, LOOM_BACKEND_PLUGIN_ENTRY);
+        return;
+    }
+    const loom_backend_iface *iface = entry();
+    if (!iface || !iface->name) {
+        dlclose(dl);
+        add_stub_locked(path, "%s returned no backend table", path);
+        return;
+    }
+    if (iface->abi_version != LOOM_BACKEND_ABI_VERSION) {
+        int v = iface->abi_version;
+        dlclose(dl);
+        add_stub_locked(path, "%s has backend ABI version %d, libloom expects %d", path, v,
+                        LOOM_BACKEND_ABI_VERSION);
+        return;
+    }
+    if (add_locked(iface, dl) != LOOM_OK)
+        dlclose(dl); /* duplicate name (same plugin found twice) or OOM */
+}
+
+/* Directory holding libloom itself, found through one of our own symbols. */
+static bool own_dir(char *out, size_t n) {
+    Dl_info info;
+    if (!dladdr((void *)&loom_registry_init, &info) || !info.dli_fname) return false;
+    const char *slash = strrchr(info.dli_fname, '/');
+    if (!slash)
+        snprintf(out, n, ".");
+    else
+        snprintf(out, n, "%.*s", (int)(slash - info.dli_fname), info.dli_fname);
+    return true;
+}
+
+static void init_locked(void) {
+    if (g_inited) return;
+    g_inited = true;
+    add_locked(loom_backend_cpu_iface(), NULL);
+
+    char dir[4096];
+    const char *env = getenv("LOOM_PLUGIN_DIR");
+    bool have_dir = true;
+    if (env && *env)
+        snprintf(dir, sizeof dir, "%s", env);
+    else
+        have_dir = own_dir(dir, sizeof dir);
+    if (have_dir) {
+        for (size_t i = 0; i < sizeof k_plugins / sizeof k_plugins[0]; i++) {
+            char path[4352];
+            snprintf(path, sizeof path, "%s/libloom-backend-%s.so", dir, k_plugins[i].name);
+            load_plugin_locked(path);
+        }
+    }
+
+    const char *extra = getenv("LOOM_EXTRA_PLUGINS");
+    while (extra && *extra) {
+        size_t len = strcspn(extra, ":");
+        if (len > 0 && len < 4096) {
+            char path[4096];
+            memcpy(path, extra, len);
+            path[len] = '\0';
+            load_plugin_locked(path);
+        }
+        extra += len;
+        if (*extra == ':') extra++;
+    }
+}
+
+/* ---------------- public API ---------------- */
+
+loom_status loom_registry_init(void) {
+    pthread_mutex_lock(&g_mu);
+    init_locked();
+    pthread_mutex_unlock(&g_mu);
+    return LOOM_OK;
+}
+
+loom_status loom_registry_add(const loom_backend_iface *iface) {
+    if (!iface || !iface->name || !*iface->name || iface->abi_version != LOOM_BACKEND_ABI_VERSION)
+        return LOOM_ERR_INVALID_ARG;
+    pthread_mutex_lock(&g_mu);
+    loom_status s = add_locked(iface, NULL);
+    pthread_mutex_unlock(&g_mu);
+    return s;
+}
+
+void loom_registry_shutdown(void) {
+    pthread_mutex_lock(&g_mu);
+    for (int i = 0; i < g_n; i++) {
+        reg_entry *e = g_entries[i];
+        if (e->available && e->be.iface->shutdown) e->be.iface->shutdown(&e->be);
+        if (e->dl) dlclose(e->dl);
+        free(e);
+    }
+    free(g_entries);
+    g_entries = NULL;
+    g_n = g_cap = 0;
+    g_inited = false;
+    pthread_mutex_unlock(&g_mu);
+}
+
+int loom_registry_count(void) {
+    pthread_mutex_lock(&g_mu);
+    init_locked();
+    int n = g_n;
+    pthread_mutex_unlock(&g_mu);
+    return n;
+}
+
+loom_backend *loom_registry_get(int i) {
+    pthread_mutex_lock(&g_mu);
+    init_locked();
+    loom_backend *be = i >= 0 && i < g_n ? &g_entries[i]->be : NULL;
+    pthread_mutex_unlock(&g_mu);
+    return be;
+}
+
+bool loom_registry_available(int i) {
+    pthread_mutex_lock(&g_mu);
+    init_locked();
+    bool ok = i >= 0 && i < g_n && g_entries[i]->available;
+    pthread_mutex_unlock(&g_mu);
+    return ok;
+}
+
+const char *loom_registry_why(int i) {
+    pthread_mutex_lock(&g_mu);
+    init_locked();
+    const char *why = i >= 0 && i < g_n ? g_entries[i]->why : "";
+    pthread_mutex_unlock(&g_mu);
+    return why;
+}
+
+loom_backend *loom_registry_find(const char *name) {
+    if (!name) return NULL;
+    pthread_mutex_lock(&g_mu);
+    init_locked();
+    reg_entry *e = find_locked(name);
+    pthread_mutex_unlock(&g_mu);
+    return e ? &e->be : NULL;
+}
+
+loom_status loom_registry_select(const char *name, loom_backend **out, char *err, size_t err_n) {
+    char dummy[1];
+    if (!err || err_n == 0) {
+        err = dummy;
+        err_n = sizeof dummy;
+    }
+    err[0] = '\0';
+    if (!out) {
+        snprintf(err, err_n, "loom_registry_select: out is NULL");
+        return LOOM_ERR_INVALID_ARG;
+    }
+    *out = NULL;
+    bool from_env = false;
+    if (!name || !*name) {
+        name = getenv("LOOM_BACKEND");
+        from_env = true;
+        if (name && !*name) name = NULL;
+    }
+
+    pthread_mutex_lock(&g_mu);
+    init_locked();
+    loom_status s = LOOM_OK;
+    if (name) {
+        reg_entry *e = find_locked(name);
+        if (!e) {
+            int k = snprintf(err, err_n, "unknown backend '%s' (%sknown: ", name,
+                             from_env ? "from $LOOM_BACKEND; " : "");
+            for (int i = 0; i < g_n && k >= 0 && (size_t)k < err_n; i++)
+                k += snprintf(err + k, err_n - (size_t)k, "%s%s", i ? ", " : "",
+                              g_entries[i]->be.iface->name);
+            if (k >= 0 && (size_t)k < err_n) snprintf(err + k, err_n - (size_t)k, ")");
+            s = LOOM_ERR_INVALID_ARG;
+        } else if (!e->available) {
+            snprintf(err, err_n, "backend '%s'%s is unavailable: %s", name,
+                     from_env ? " (from $LOOM_BACKEND)" : "", e->why);
+            s = LOOM_ERR_UNAVAILABLE;
+        } else {
+            *out = &e->be;
+        }
+    } else {
+        for (int i = 0; i < g_n && !*out; i++)
+            if (g_entries[i]->available) *out = &g_entries[i]->be;
+        if (!*out) {
+            snprintf(err, err_n, "no backend is available");
+            s = LOOM_ERR_UNAVAILABLE;
+        }
+    }
+    pthread_mutex_unlock(&g_mu);
+    return s;
+}
+
+loom_status loom_buffer_alloc(loom_backend *be, size_t size, loom_buffer **out) {
+    if (!out) return LOOM_ERR_INVALID_ARG;
+    *out = NULL;
+    if (!be || !be->iface) return LOOM_ERR_INVALID_ARG;
+    if (!be->iface->buffer_alloc)
+        return loom_backend_fail(be, LOOM_ERR_UNAVAILABLE, "backend '%s' cannot allocate buffers",
+                                 be->iface->name);
+    loom_status s = be->iface->buffer_alloc(be, size, out);
+    if (s == LOOM_OK && *out && !(*out)->backend) (*out)->backend = be;
+    return s;
+}
+
+void loom_buffer_free(loom_buffer *b) {
+    if (b && b->backend && b->backend->iface && b->backend->iface->buffer_free)
+        b->backend->iface->buffer_free(b);
+}

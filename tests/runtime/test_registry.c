@@ -1,0 +1,306 @@
+/* tests/runtime/test_registry.c - backend registry, selection, plugins, and
+ * the interface-conformance checks run against every available backend.
+ *
+ * The null plugin is found through $LOOM_EXTRA_PLUGINS, or else as
+ * $LOOM_PLUGIN_DIR/libloom-backend-null.so; without it that part is skipped. */
+#define _POSIX_C_SOURCE 200809L
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "loom/runtime.h"
+#include "testing.h"
+
+/* ---- hand-registered fakes ---- */
+
+static loom_status fake_init_ok(loom_backend *be, char *why, size_t why_n) {
+    (void)be;
+    (void)why;
+    (void)why_n;
+    return LOOM_OK;
+}
+static loom_status fake_init_fail(loom_backend *be, char *why, size_t why_n) {
+    (void)be;
+    snprintf(why, why_n, "fake: no such device\nsecond line");
+    return LOOM_ERR_UNAVAILABLE;
+}
+static bool fake_supports(loom_backend *be, const loom_tensor *n) {
+    (void)be;
+    (void)n;
+    return false;
+}
+static loom_status fake_compute(loom_backend *be, loom_tensor *const *n, int k) {
+    (void)n;
+    (void)k;
+    return loom_backend_fail(be, LOOM_ERR_UNSUPPORTED, "fake computes nothing");
+}
+
+static const loom_backend_iface k_fake_hi = {
+    .abi_version = LOOM_BACKEND_ABI_VERSION,
+    .name = "fakehi",
+    .priority = 1000,
+    .init = fake_init_fail,
+    .supports = fake_supports,
+    .compute = fake_compute,
+};
+static const loom_backend_iface k_fake_mid = {
+    .abi_version = LOOM_BACKEND_ABI_VERSION,
+    .name = "fakemid",
+    .priority = 150,
+    .init = fake_init_ok,
+    .supports = fake_supports,
+    .compute = fake_compute,
+};
+static const loom_backend_iface k_fake_badabi = {
+    .abi_version = LOOM_BACKEND_ABI_VERSION + 1,
+    .name = "badabi",
+    .init = fake_init_ok,
+};
+
+static int index_of(const char *name) {
+    for (int i = 0; i < loom_registry_count(); i++)
+        if (strcmp(loom_registry_get(i)->iface->name, name) == 0) return i;
+    return -1;
+}
+
+static void test_cpu_listed(void) {
+    CHECK(loom_registry_init() == LOOM_OK);
+    CHECK(loom_registry_init() == LOOM_OK); /* idempotent */
+    int n = loom_registry_count();
+    CHECK(n >= 1);
+    int cpu = index_of("cpu");
+    CHECK(cpu >= 0);
+    CHECK(loom_registry_available(cpu));
+    CHECK(strcmp(loom_registry_why(cpu), "") == 0);
+    CHECK(loom_registry_find("cpu") == loom_registry_get(cpu));
+    CHECK(loom_registry_get(cpu)->index == cpu);
+    CHECK(loom_registry_find("nope") == NULL);
+    CHECK(loom_registry_get(-1) == NULL && loom_registry_get(n) == NULL);
+    CHECK(!loom_registry_available(n));
+    CHECK(strcmp(loom_registry_why(n), "") == 0);
+    /* Priority order, highest first. */
+    for (int i = 1; i < n; i++)
+        CHECK(loom_registry_get(i - 1)->iface->priority >= loom_registry_get(i)->iface->priority);
+    for (int i = 0; i < n; i++)
+        printf("  backend %d: %-8s %s%s\n", i, loom_registry_get(i)->iface->name,
+               loom_registry_available(i) ? "available" : "unavailable: ", loom_registry_why(i));
+}
+
+static void test_select(void) {
+    char err[512];
+    loom_backend *be = NULL;
+    unsetenv("LOOM_BACKEND");
+    CHECK(loom_registry_select("cpu", &be, err, sizeof err) == LOOM_OK);
+    CHECK(be && strcmp(be->iface->name, "cpu") == 0);
+
+    /* Best available: the first available entry. */
+    CHECK(loom_registry_select(NULL, &be, err, sizeof err) == LOOM_OK);
+    int first = 0;
+    while (!loom_registry_available(first))
+        first++;
+    CHECK(be == loom_registry_get(first));
+    CHECK(loom_registry_select("", &be, err, sizeof err) == LOOM_OK);
+    CHECK(be == loom_registry_get(first));
+
+    loom_status s = loom_registry_select("xyz", &be, err, sizeof err);
+    CHECK(s == LOOM_ERR_INVALID_ARG);
+    CHECK(be == NULL);
+    CHECK_MSG(strstr(err, "unknown backend 'xyz'") && strstr(err, "known: ") && strstr(err, "cpu"),
+              "got '%s'", err);
+
+    /* $LOOM_BACKEND overrides the default; an explicit name overrides it. */
+    setenv("LOOM_BACKEND", "cpu", 1);
+    CHECK(loom_registry_select(NULL, &be, err, sizeof err) == LOOM_OK);
+    CHECK(be && strcmp(be->iface->name, "cpu") == 0);
+    setenv("LOOM_BACKEND", "xyz", 1);
+    CHECK(loom_registry_select(NULL, &be, err, sizeof err) == LOOM_ERR_INVALID_ARG);
+    CHECK_MSG(strstr(err, "unknown backend 'xyz'") && strstr(err, "LOOM_BACKEND"), "got '%s'", err);
+    CHECK(loom_registry_select("cpu", &be, err, sizeof err) == LOOM_OK);
+    setenv("LOOM_BACKEND", "", 1); /* empty = unset */
+    CHECK(loom_registry_select(NULL, &be, err, sizeof err) == LOOM_OK);
+    unsetenv("LOOM_BACKEND");
+
+    /* A small error buffer truncates but never overflows; NULL is allowed. */
+    char small[8];
+    CHECK(loom_registry_select("xyz", &be, small, sizeof small) == LOOM_ERR_INVALID_ARG);
+    CHECK(strlen(small) < sizeof small);
+    CHECK(loom_registry_select("xyz", &be, NULL, 0) == LOOM_ERR_INVALID_ARG);
+    CHECK(loom_registry_select("cpu", NULL, err, sizeof err) == LOOM_ERR_INVALID_ARG);
+}
+
+static void test_add(void) {
+    char err[512];
+    loom_backend *be = NULL;
+    CHECK(loom_registry_add(&k_fake_hi) == LOOM_OK);
+    CHECK(loom_registry_add(&k_fake_mid) == LOOM_OK);
+    CHECK(loom_registry_add(&k_fake_mid) == LOOM_ERR_INVALID_ARG); /* duplicate name */
+    CHECK(loom_registry_add(&k_fake_badabi) == LOOM_ERR_INVALID_ARG);
+    CHECK(loom_registry_add(NULL) == LOOM_ERR_INVALID_ARG);
+    CHECK(index_of("badabi") < 0);
+
+    int hi = index_of("fakehi"), mid = index_of("fakemid"), cpu = index_of("cpu");
+    CHECK(hi == 0);
+    CHECK(mid >= 0 && cpu >= 0 && mid < cpu);
+    CHECK(!loom_registry_available(hi));
+    /* The reason is kept, on one line. */
+    CHECK_MSG(strstr(loom_registry_why(hi), "fake: no such device") &&
+                  !strchr(loom_registry_why(hi), '\n'),
+              "got '%s'", loom_registry_why(hi));
+    CHECK(loom_registry_available(mid));
+    for (int i = 0; i < loom_registry_count(); i++)
+        CHECK(loom_registry_get(i)->index == i);
+
+    /* The unavailable top entry is skipped by default; asking for it names why. */
+    CHECK(loom_registry_select(NULL, &be, err, sizeof err) == LOOM_OK);
+    CHECK(be && strcmp(be->iface->name, "fakemid") == 0);
+    CHECK(loom_registry_select("fakehi", &be, err, sizeof err) == LOOM_ERR_UNAVAILABLE);
+    CHECK_MSG(strstr(err, "backend 'fakehi' is unavailable: fake: no such device"), "got '%s'",
+              err);
+    setenv("LOOM_BACKEND", "fakehi", 1);
+    CHECK(loom_registry_select(NULL, &be, err, sizeof err) == LOOM_ERR_UNAVAILABLE);
+    unsetenv("LOOM_BACKEND");
+
+    /* Buffer wrappers on a backend without buffer functions fail cleanly. */
+    loom_buffer *b = (loom_buffer *)1;
+    CHECK(loom_buffer_alloc(loom_registry_get(mid), 64, &b) != LOOM_OK);
+    CHECK(b == NULL);
+    loom_buffer_free(NULL);
+
+    loom_registry_shutdown();
+    CHECK(index_of("fakehi") < 0); /* count re-initialises: only built-ins and plugins */
+    CHECK(index_of("cpu") >= 0);
+}
+
+static void test_null_plugin(void) {
+    const char *extra = getenv("LOOM_EXTRA_PLUGINS");
+    char path[4096];
+    if (!extra || !*extra) {
+        const char *dir = getenv("LOOM_PLUGIN_DIR");
+        snprintf(path, sizeof path, "%s/libloom-backend-null.so", dir ? dir : ".");
+        if (access(path, F_OK) != 0) {
+            printf("note: %s not found, null plugin check skipped\n", path);
+            return;
+        }
+        setenv("LOOM_EXTRA_PLUGINS", path, 1);
+    }
+    loom_registry_shutdown();
+    int i = index_of("null");
+    CHECK(i >= 0);
+    if (i < 0) return;
+    CHECK(!loom_registry_available(i));
+    CHECK_MSG(strcmp(loom_registry_why(i), "null backend: template, no device") == 0, "got '%s'",
+              loom_registry_why(i));
+    char err[512];
+    loom_backend *be = NULL;
+    CHECK(loom_registry_select("null", &be, err, sizeof err) == LOOM_ERR_UNAVAILABLE);
+    CHECK_MSG(strstr(err, "null backend: template, no device"), "got '%s'", err);
+
+    /* A file that is not a loadable library is listed with the dlopen error;
+     * a missing file is not listed at all. */
+    char bogus[] = "/tmp/libloom-backend-bogusXXXXXX";
+    int fd = mkstemp(bogus);
+    CHECK(fd >= 0);
+    if (fd >= 0) {
+        CHECK(write(fd, "not an ELF file", 15) == 15);
+        close(fd);
+        char list[8192];
+        snprintf(list, sizeof list, "%s:/nonexistent/libloom-backend-gone.so:%s", bogus,
+                 getenv("LOOM_EXTRA_PLUGINS"));
+        setenv("LOOM_EXTRA_PLUGINS", list, 1);
+        loom_registry_shutdown();
+        int k = -1;
+        for (int j = 0; j < loom_registry_count(); j++)
+            if (strncmp(loom_registry_get(j)->iface->name, "bogus", 5) == 0) k = j;
+        CHECK(k >= 0);
+        if (k >= 0) {
+            CHECK(!loom_registry_available(k));
+            CHECK_MSG(strstr(loom_registry_why(k), "cannot load"), "got '%s'",
+                      loom_registry_why(k));
+        }
+        CHECK(index_of("gone") < 0);
+        CHECK(index_of("null") >= 0);
+        unlink(bogus);
+    }
+}
+
+/* ---- conformance: every available backend ---- */
+
+static void conformance(loom_backend *be) {
+    const char *name = be->iface->name;
+    loom_device_info info;
+    memset(&info, 0xab, sizeof info);
+    be->iface->device_info(be, &info);
+    CHECK_MSG(info.name[0] != '\0' && memchr(info.name, '\0', sizeof info.name), "%s: no name",
+              name);
+    CHECK_MSG(memchr(info.kind, '\0', sizeof info.kind) && info.kind[0], "%s: no kind", name);
+    CHECK(memchr(info.features, '\0', sizeof info.features) != NULL);
+    printf("  %s: %s (%s) mem %zu MiB, features '%s'\n", name, info.name, info.kind,
+           info.mem_total >> 20, info.features);
+
+    /* Round trip through a buffer, at an offset. */
+    enum { N = 4096 };
+    unsigned char *in = malloc(N), *out = malloc(N);
+    for (int i = 0; i < N; i++)
+        in[i] = (unsigned char)(i * 31 + 7);
+    loom_buffer *b = NULL;
+    CHECK_MSG(loom_buffer_alloc(be, N, &b) == LOOM_OK && b, "%s: alloc: %s", name, be->error);
+    if (b) {
+        CHECK(b->backend == be);
+        CHECK(b->size >= N);
+        CHECK(be->iface->buffer_upload(b, 0, in, N) == LOOM_OK);
+        memset(out, 0, N);
+        CHECK(be->iface->buffer_download(b, 0, out, N) == LOOM_OK);
+        CHECK_MSG(memcmp(in, out, N) == 0, "%s: round trip differs", name);
+        CHECK(be->iface->buffer_upload(b, 100, in + 5, 1000) == LOOM_OK);
+        CHECK(be->iface->buffer_download(b, 100, out, 1000) == LOOM_OK);
+        CHECK(memcmp(in + 5, out, 1000) == 0);
+        /* Out of range is rejected with a message, not written. */
+        be->error[0] = '\0';
+        CHECK(be->iface->buffer_upload(b, N - 10, in, 11) == LOOM_ERR_INVALID_ARG);
+        CHECK_MSG(be->error[0] != '\0', "%s: no message for out-of-range upload", name);
+        CHECK(be->iface->buffer_upload(b, (size_t)N + 1, in, 0) == LOOM_ERR_INVALID_ARG);
+        CHECK(be->iface->buffer_upload(b, 1, in, SIZE_MAX) == LOOM_ERR_INVALID_ARG);
+        CHECK(be->iface->buffer_download(b, 0, out, (size_t)N + 1) == LOOM_ERR_INVALID_ARG);
+        loom_buffer_free(b);
+    }
+    /* Zero-size buffers are rejected. */
+    b = NULL;
+    CHECK_MSG(loom_buffer_alloc(be, 0, &b) != LOOM_OK && b == NULL, "%s: zero-size alloc", name);
+    free(in);
+    free(out);
+
+    /* supports() accepts a basic f32 add. */
+    loom_graph *g = NULL;
+    CHECK(loom_graph_new(&g) == LOOM_OK);
+    if (g) {
+        loom_tensor *x = loom_tensor_2d(g, LOOM_F32, 64, 4);
+        loom_tensor *y = loom_tensor_2d(g, LOOM_F32, 64, 4);
+        loom_tensor *z = loom_add(g, x, y);
+        CHECK(z != NULL);
+        if (z) CHECK_MSG(be->iface->supports(be, z), "%s: does not support f32 add", name);
+        loom_graph_free(g);
+    }
+    CHECK(be->iface->synchronize(be) == LOOM_OK);
+}
+
+static void test_conformance(void) {
+    int n_av = 0;
+    for (int i = 0; i < loom_registry_count(); i++) {
+        if (!loom_registry_available(i)) continue;
+        n_av++;
+        conformance(loom_registry_get(i));
+    }
+    CHECK(n_av >= 1);
+}
+
+int main(void) {
+    test_cpu_listed();
+    test_select();
+    test_add();
+    test_null_plugin();
+    test_conformance();
+    loom_registry_shutdown();
+    return test_summary("test_registry");
+}

@@ -1,0 +1,11 @@
+/* cli/cli.h - subcommands of the loom command-line tool. Each returns the
+ * process exit code (0 ok, 1 failure, 2 usage or unavailable backend). */
+#ifndef LOOM_CLI_H
+#define LOOM_CLI_H
+
+/* `loom devices`: every registered backend and which one would be selected. */
+int loom_cli_devices(const char *backend);
+/* `loom demo`: one transformer block on random weights, on the selected backend. */
+int loom_cli_demo(const char *backend, int argc, char **argv);
+
+#endif

@@ -1,0 +1,168 @@
+/* cli/main.c - the `loom` command: subcommand dispatch and `loom devices`. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "loom/loom.h"
+#include "tests/parity/parity.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: loom [--backend NAME] <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  devices            list backends, their devices, and which one is selected\n"
+            "  demo [--backend X] run one transformer block on random weights, print a checksum\n"
+            "  test-ops [opts]    cross-backend parity suite (loom test-ops --help)\n"
+            "  help               this message\n"
+            "\n"
+            "options:\n"
+            "  --backend NAME     cpu, vulkan, cuda or hip (default: $LOOM_BACKEND, else the\n"
+            "                     highest-priority available backend)\n"
+            "  --version          print the version\n"
+            "\n"
+            "environment: LOOM_BACKEND, LOOM_THREADS (cpu threads), LOOM_PLUGIN_DIR (where GPU\n"
+            "backend plugins are looked up)\n");
+}
+
+static void fmt_bytes(size_t b, char *buf, size_t n) {
+    if (b == 0)
+        snprintf(buf, n, "unknown");
+    else if (b >= (size_t)1 << 30)
+        snprintf(buf, n, "%.1f GiB", (double)b / (double)(1u << 30));
+    else
+        snprintf(buf, n, "%.0f MiB", (double)b / (double)(1u << 20));
+}
+
+int loom_cli_devices(const char *backend) {
+    loom_status st = loom_registry_init();
+    if (st != LOOM_OK) {
+        fprintf(stderr, "loom: backend registry failed to initialise: %s\n", loom_status_str(st));
+        return 1;
+    }
+    int n = loom_registry_count();
+    printf("backends (%d registered, highest priority first):\n", n);
+    for (int i = 0; i < n; i++) {
+        loom_backend *be = loom_registry_get(i);
+        if (!loom_registry_available(i)) {
+            printf("  %-8s unavailable: %s\n", be->iface->name, loom_registry_why(i));
+            continue;
+        }
+        loom_device_info info;
+        memset(&info, 0, sizeof info);
+        be->iface->device_info(be, &info);
+        char total[32], avail[32];
+        fmt_bytes(info.mem_total, total, sizeof total);
+        fmt_bytes(info.mem_free, avail, sizeof avail);
+        printf("  %-8s available:   %s (%s)\n", be->iface->name, info.name, info.kind);
+        printf("           memory %s total, %s free; fp16 %s, bf16 %s, int8 %s", total, avail,
+               info.fp16 ? "yes" : "no", info.bf16 ? "yes" : "no", info.int8 ? "yes" : "no");
+        if (info.subgroup_size) printf(", subgroup %d", info.subgroup_size);
+        if (info.n_threads) printf(", %d threads", info.n_threads);
+        printf("\n");
+        if (info.features[0]) printf("           features: %s\n", info.features);
+    }
+    loom_backend *sel = NULL;
+    char err[LOOM_ERROR_MAX] = "";
+    st = loom_registry_select(backend, &sel, err, sizeof err);
+    int rc = 0;
+    if (st != LOOM_OK) {
+        printf("selected: none (%s)\n", err[0] ? err : loom_status_str(st));
+        rc = 2;
+    } else if (backend && backend[0]) {
+        printf("selected: %s (requested with --backend)\n", sel->iface->name);
+    } else if (getenv("LOOM_BACKEND") && getenv("LOOM_BACKEND")[0]) {
+        printf("selected: %s (requested by LOOM_BACKEND=%s)\n", sel->iface->name,
+               getenv("LOOM_BACKEND"));
+    } else {
+        printf("selected: %s (highest-priority available; override with LOOM_BACKEND or "
+               "--backend)\n",
+               sel->iface->name);
+    }
+    loom_registry_shutdown();
+    return rc;
+}
+
+/* Pull "--backend NAME" / "--backend=NAME" out of argv (in place); returns
+ * the new argc, or -1 when the value is missing. */
+static int take_backend(int argc, char **argv, const char **backend) {
+    int w = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--backend")) {
+            if (i + 1 >= argc) return -1;
+            *backend = argv[++i];
+        } else if (!strncmp(argv[i], "--backend=", 10)) {
+            *backend = argv[i] + 10;
+        } else {
+            argv[w++] = argv[i];
+        }
+    }
+    return w;
+}
+
+int main(int argc, char **argv) {
+    const char *backend = NULL;
+    int i = 1;
+    /* Global options before the subcommand. */
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (!strcmp(argv[i], "--version") || !strcmp(argv[i], "-V")) {
+            printf("loom %s\n", LOOM_VERSION_STRING);
+            return 0;
+        } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
+            backend = argv[++i];
+        } else if (!strncmp(argv[i], "--backend=", 10)) {
+            backend = argv[i] + 10;
+        } else {
+            fprintf(stderr, "loom: unknown option '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (i >= argc) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[i];
+    int sub_argc = argc - i; /* argv[i] is the subcommand's argv[0] */
+    char **sub_argv = argv + i;
+
+    if (!strcmp(cmd, "test-ops")) {
+        if (!backend) return loom_parity_main(sub_argc, sub_argv);
+        /* Forward a global --backend to the suite. */
+        char **av = malloc((size_t)(sub_argc + 3) * sizeof *av);
+        if (!av) return 1;
+        av[0] = sub_argv[0];
+        av[1] = "--backend";
+        av[2] = (char *)backend;
+        for (int k = 1; k < sub_argc; k++)
+            av[k + 2] = sub_argv[k];
+        av[sub_argc + 2] = NULL;
+        int rc = loom_parity_main(sub_argc + 2, av);
+        free(av);
+        return rc;
+    }
+    if (!strcmp(cmd, "devices") || !strcmp(cmd, "demo")) {
+        sub_argc = take_backend(sub_argc, sub_argv, &backend);
+        if (sub_argc < 0) {
+            fprintf(stderr, "loom %s: --backend needs a value\n", cmd);
+            return 2;
+        }
+        if (!strcmp(cmd, "demo")) return loom_cli_demo(backend, sub_argc, sub_argv);
+        if (sub_argc > 1) {
+            fprintf(stderr, "loom devices: unexpected argument '%s'\n", sub_argv[1]);
+            return 2;
+        }
+        return loom_cli_devices(backend);
+    }
+    if (!strcmp(cmd, "version")) {
+        printf("loom %s\n", LOOM_VERSION_STRING);
+        return 0;
+    }
+    if (strcmp(cmd, "help") != 0) fprintf(stderr, "loom: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,32 @@
+/* tests/parity/parity_internal.h - shared between the parity harness files.
+ * Internal to the suite. */
+#ifndef LOOM_TESTS_PARITY_INTERNAL_H
+#define LOOM_TESTS_PARITY_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tests/parity/parity.h"
+
+/* Outcome of comparing a backend's output with the reference. */
+typedef struct cmp_result {
+    bool ok;
+    bool exact; /* byte comparison */
+    double nmse, max_abs;
+    int64_t bad_idx; /* first mismatching element, -1 if none */
+    float got, want;
+    int64_t n_nonfinite; /* positions where finiteness differs */
+    char note[160];
+} cmp_result;
+
+/* Bytes of a contiguous tensor's storage (nf4: including its scale sections). */
+size_t parity_storage_bytes(const loom_tensor *t);
+
+/* Compare two contiguous buffers holding tensor t (dtype and extents from t):
+ * NMSE against tol plus NaN/Inf positions for float types, identical bytes
+ * for quantized ones. */
+void parity_compare(const loom_tensor *t, const void *got, const void *want, double tol,
+                    cmp_result *r);
+
+#endif

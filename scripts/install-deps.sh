@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# scripts/install-deps.sh - the ONE place that lists loom's system packages.
+#
+# Installs (with apt-get, Debian/Ubuntu) whatever is missing from the list
+# below and nothing else. Safe to run repeatedly: already-installed packages
+# are detected with dpkg-query and skipped, and `apt-get update` runs only
+# when something actually has to be installed.
+#
+# Runs as root directly, or through sudo when not root.
+set -euo pipefail
+
+# Build and test toolchain.
+BUILD_PKGS=(build-essential cmake ninja-build pkg-config python3 python3-pip)
+# Vulkan backend: headers/loader, lavapipe (a CPU Vulkan device, so the
+# backend is exercised even without a GPU), vulkaninfo, shader compiler and
+# SPIR-V validator. See ../shared/notes/toolchains.md in the project notes.
+VULKAN_PKGS=(libvulkan-dev mesa-vulkan-drivers vulkan-tools glslc spirv-tools)
+
+PKGS=("${BUILD_PKGS[@]}" "${VULKAN_PKGS[@]}")
+
+log() { printf 'install-deps: %s\n' "$*"; }
+
+if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+    log "this script needs apt-get/dpkg (Debian or Ubuntu)."
+    log "install these packages with your system's package manager: ${PKGS[*]}"
+    exit 1
+fi
+
+is_installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+missing=()
+for p in "${PKGS[@]}"; do
+    is_installed "$p" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    log "all ${#PKGS[@]} packages already present (${PKGS[*]})"
+    exit 0
+fi
+
+if [ "$(id -u)" -eq 0 ]; then
+    SUDO=()
+elif command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo)
+else
+    log "missing: ${missing[*]}"
+    log "not root and sudo is not available: install them as root and re-run"
+    exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+log "missing: ${missing[*]}"
+log "running apt-get update"
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+log "installing: ${missing[*]}"
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+
+# Verify, so a silently skipped package is reported here and not as a
+# confusing build error later.
+still=()
+for p in "${missing[@]}"; do
+    is_installed "$p" || still+=("$p")
+done
+if [ ${#still[@]} -ne 0 ]; then
+    log "failed to install: ${still[*]}"
+    exit 1
+fi
+log "installed: ${missing[*]}"

@@ -147,8 +147,17 @@ static void add_stub_locked(const char *path, const char *fmt, ...) {
     if (insert_locked(e) != LOOM_OK) free(e);
 }
 
-static void load_plugin_locked(const char *path) {
-    if (access(path, F_OK) != 0) return; /* not built / not installed: simply not listed */
+/* known: one of the GPU plugins libloom ships; a missing one is still listed
+ * (unavailable, with the reason) so `loom devices` explains every backend. */
+static void load_plugin_locked(const char *path, bool known) {
+    if (access(path, F_OK) != 0) {
+        if (known)
+            add_stub_locked(path,
+                            "plugin %s not found (not built here: configure with its "
+                            "toolkit installed, or set LOOM_PLUGIN_DIR)",
+                            path);
+        return;
+    }
     dlerror();
     void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!dl) {
@@ -211,7 +220,7 @@ static void init_locked(void) {
         for (size_t i = 0; i < sizeof k_plugins / sizeof k_plugins[0]; i++) {
             char path[4352];
             snprintf(path, sizeof path, "%s/libloom-backend-%s.so", dir, k_plugins[i].name);
-            load_plugin_locked(path);
+            load_plugin_locked(path, true);
         }
     }
 
@@ -222,7 +231,7 @@ static void init_locked(void) {
             char path[4096];
             memcpy(path, extra, len);
             path[len] = '\0';
-            load_plugin_locked(path);
+            load_plugin_locked(path, false);
         }
         extra += len;
         if (*extra == ':') extra++;

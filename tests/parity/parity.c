@@ -131,7 +131,7 @@ loom_tensor *parity_equiv(parity_ctx *c, loom_graph *g, loom_tensor *equiv) {
 /* ---------------- options and statistics ---------------- */
 
 typedef struct opts {
-    const char *backend, *op, *match;
+    const char *backend, *op, *match, *golden;
     bool list, verbose;
     uint64_t seed;
 } opts;
@@ -605,6 +605,8 @@ static void usage(FILE *f, const char *argv0) {
             "  --case SUBSTR   only cases whose name contains SUBSTR\n"
             "  --seed N        base seed (default 0x%016" PRIx64 ")\n"
             "  --list          list the selected cases and exit\n"
+            "  --golden DIR    numpy golden cases (default: $LOOM_SOURCE_DIR/tests/golden,\n"
+            "                  else the source tree loom was built from); 'none' skips them\n"
             "  -v              one line per case and backend\n",
             argv0, (uint64_t)DEFAULT_SEED);
 }
@@ -621,7 +623,7 @@ int loom_parity_main(int argc, char **argv) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--backend") || !strcmp(a, "--op") || !strcmp(a, "--case") ||
-            !strcmp(a, "--seed")) {
+            !strcmp(a, "--seed") || !strcmp(a, "--golden")) {
             if (!val) {
                 fprintf(stderr, "%s: %s needs a value\n", argv0, a);
                 return 2;
@@ -633,6 +635,8 @@ int loom_parity_main(int argc, char **argv) {
                 o.op = val;
             else if (!strcmp(a, "--case"))
                 o.match = val;
+            else if (!strcmp(a, "--golden"))
+                o.golden = val;
             else
                 o.seed = strtoull(val, NULL, 0);
         } else if (!strncmp(a, "--backend=", 10)) {
@@ -754,6 +758,30 @@ int loom_parity_main(int argc, char **argv) {
                 backend_run(&cr, &ref, bes[b], cpu, &stats[b + 1]);
         ref_free(&ref);
         fflush(stdout);
+    }
+    /* numpy goldens: an independent check of the reference and of each backend.
+     * Filters (--op/--case) select parity cases only, so goldens run unfiltered. */
+    char gdir[4096] = "";
+    if (o.golden)
+        snprintf(gdir, sizeof gdir, "%s", o.golden);
+    else if (getenv("LOOM_SOURCE_DIR") && getenv("LOOM_SOURCE_DIR")[0])
+        snprintf(gdir, sizeof gdir, "%s/tests/golden", getenv("LOOM_SOURCE_DIR"));
+#ifdef LOOM_DEFAULT_SOURCE_DIR
+    else
+        snprintf(gdir, sizeof gdir, "%s/tests/golden", LOOM_DEFAULT_SOURCE_DIR);
+#endif
+    bool run_golden = gdir[0] && strcmp(gdir, "none") != 0 && !o.op && !o.match;
+    for (int b = 0; b < n_bes && run_golden; b++) {
+        int gp = 0, gf = 0;
+        int n = parity_golden_run(bes[b], cpu, gdir, o.verbose, &gp, &gf);
+        if (n < 0) {
+            printf("golden: cannot open %s: skipped (use --golden DIR)\n", gdir);
+            break;
+        }
+        printf("golden: %s: %d numpy cases, %d passed, %d failed\n", bes[b]->iface->name, n, gp,
+               gf);
+        stats[b + 1].passed += gp;
+        stats[b + 1].failed += gf;
     }
     double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
 

@@ -10,6 +10,7 @@
 #ifndef LOOM_TESTS_PARITY_H
 #define LOOM_TESTS_PARITY_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "loom/loom.h"
@@ -18,6 +19,13 @@
  * Returns the process exit code: 0 all passed, 1 a failure, 2 usage error or
  * a requested backend that is unavailable. */
 int loom_parity_main(int argc, char **argv);
+
+/* Run every numpy golden case (*.bin in dir, written by scripts/gen_golden.py)
+ * on backend be (cpu takes the nodes be does not support), adding one to
+ * *passed or *failed per case; failures are printed. Returns the number of
+ * cases, or -1 when dir cannot be opened. */
+int parity_golden_run(loom_backend *be, loom_backend *cpu, const char *dir, bool verbose,
+                      int *passed, int *failed);
 
 /* ---------------- the case table ---------------- */
 

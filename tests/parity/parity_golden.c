@@ -1,4 +1,8 @@
-/* tests/golden/test_golden.c - run loom's cpu backend on numpy-made golden cases.
+/* tests/parity/parity_golden.c - numpy-made golden cases, part of `loom test-ops`.
+ *
+ * The parity suite compares backends with the reference kernels; these cases
+ * check the reference itself (and every backend) against numpy, so a bug in
+ * a reference kernel cannot hide by being copied into the oracle.
  *
  * Every tests/golden/<case>.bin (written by scripts/gen_golden.py) holds one op:
  * its parameters, the input tensors' bytes and the expected output, computed by
@@ -38,7 +42,8 @@
 
 #include "loom/ir.h"
 #include "loom/runtime.h"
-#include "tests/testing.h"
+#include "tests/parity/parity.h"
+#include "tests/testing.h" /* CHECK counters, local to this file */
 
 #define GOLDEN_MAX_FILE    (64u << 20)
 #define GOLDEN_MAX_STR     128
@@ -65,6 +70,8 @@ typedef struct golden_case {
     int32_t ints[GOLDEN_MAX_PARAMS];
     float floats[GOLDEN_MAX_PARAMS];
     golden_tensor t[GOLDEN_MAX_TENSORS];
+    const char *backend; /* name printed in result lines */
+    bool verbose;        /* print passing cases too */
 } golden_case;
 
 /* ---------------- bounds-checked reader ---------------- */
@@ -278,8 +285,9 @@ static void compare_f32(const golden_case *c, const uint8_t *got, const golden_t
     }
     double nmse = den > 0.0 ? num / den : num;
     bool ok = !nonfinite && max_err <= c->tol;
-    printf("  [%s] %-14s %-38s max_err=%.3e tol=%.3e nmse=%.3e\n", ok ? " ok " : "FAIL", c->op,
-           c->name, max_err, c->tol, nmse);
+    if (!ok || c->verbose)
+        printf("%s %-6s golden %-14s %-38s max_err=%.3e tol=%.3e nmse=%.3e\n", ok ? "ok  " : "FAIL",
+               c->backend, c->op, c->name, max_err, c->tol, nmse);
     CHECK_MSG(ok, "%s: %zu of %zu elements beyond tol %.3e; worst #%zu got %.9g want %.9g%s",
               c->name, n_bad, n, c->tol, worst, (double)load_f32_le(got + 4 * worst),
               (double)load_f32_le(e->data + 4 * worst), nonfinite ? " (non-finite output)" : "");
@@ -294,8 +302,9 @@ static void compare_exact(const golden_case *c, const uint8_t *got, const golden
         }
     }
     bool ok = n_diff == 0;
-    printf("  [%s] %-14s %-38s %s bytes=%zu differing=%zu\n", ok ? " ok " : "FAIL", c->op, c->name,
-           loom_dtype_name(e->dtype), e->nbytes, n_diff);
+    if (!ok || c->verbose)
+        printf("%s %-6s golden %-14s %-38s %s bytes=%zu differing=%zu\n", ok ? "ok  " : "FAIL",
+               c->backend, c->op, c->name, loom_dtype_name(e->dtype), e->nbytes, n_diff);
     if (!ok)
         CHECK_MSG(ok, "%s: %zu of %zu bytes differ; first at byte %zu: got 0x%02x want 0x%02x",
                   c->name, n_diff, e->nbytes, first, got[first], e->data[first]);
@@ -306,7 +315,7 @@ static void compare_exact(const golden_case *c, const uint8_t *got, const golden
 /* ---------------- one case ---------------- */
 
 /* Returns true when the output was compared (and a result line printed). */
-static bool run_case(loom_backend *cpu, const golden_case *c) {
+static bool run_case(loom_backend *be, loom_backend *cpu, const golden_case *c) {
     loom_graph *g = NULL;
     loom_sched *s = NULL;
     uint8_t *got = NULL;
@@ -349,7 +358,8 @@ static bool run_case(loom_backend *cpu, const golden_case *c) {
               loom_graph_error(g));
     if (st != LOOM_OK) goto done;
 
-    st = loom_sched_new(&cpu, 1, &s);
+    loom_backend *list[2] = {be, cpu}; /* cpu takes what be does not support */
+    st = loom_sched_new(list, be == cpu ? 1 : 2, &s);
     CHECK_MSG(st == LOOM_OK, "%s: loom_sched_new: %s", c->name, loom_status_str(st));
     if (st != LOOM_OK) goto done;
     st = loom_sched_alloc(s, g);
@@ -443,83 +453,67 @@ static int cmp_names(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-static void run_file(loom_backend *cpu, const char *dir, const char *file) {
+/* Returns true when the case passed. */
+static bool run_file(loom_backend *be, loom_backend *cpu, const char *dir, const char *file,
+                     bool verbose) {
+    int failed_before = test_failed_;
     char path[4096], err[128] = "";
     int len = snprintf(path, sizeof path, "%s/%s", dir, file);
     CHECK_MSG(len > 0 && (size_t)len < sizeof path, "path too long: %s/%s", dir, file);
-    if (len <= 0 || (size_t)len >= sizeof path) return;
+    if (len <= 0 || (size_t)len >= sizeof path) return false;
     size_t n = 0;
     uint8_t *buf = read_file(path, &n, err, sizeof err);
     CHECK_MSG(buf != NULL, "%s: %s", path, err);
-    if (!buf) return;
+    if (!buf) return false;
     golden_case *c = malloc(sizeof *c);
     CHECK_MSG(c != NULL, "%s: out of memory", file);
     if (c) {
         reader r = {.p = buf, .n = n, .off = 0, .err = ""};
         bool ok = parse_case(&r, c);
+        c->backend = be->iface->name;
+        c->verbose = verbose;
         CHECK_MSG(ok, "%s: malformed golden file: %s", file, r.err);
         if (!ok)
-            printf("  [FAIL] %-14s %-38s malformed file\n", "?", file);
-        else if (!run_case(cpu, c))
-            printf("  [FAIL] %-14s %-38s did not run (see the error above)\n", c->op, c->name);
+            printf("FAIL %-6s golden %-38s malformed file\n", c->backend, file);
+        else if (!run_case(be, cpu, c))
+            printf("FAIL %-6s golden %-14s %-38s did not run (see the error above)\n", c->backend,
+                   c->op, c->name);
     }
     free(c);
     free(buf);
+    return test_failed_ == failed_before;
 }
 
-int main(void) {
-    const char *src = getenv("LOOM_SOURCE_DIR");
-    CHECK_MSG(src && src[0], "LOOM_SOURCE_DIR is not set (ctest sets it; when running by hand: "
-                             "LOOM_SOURCE_DIR=/path/to/loom ./test_golden)");
-    if (!src || !src[0]) return test_summary("test_golden");
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/tests/golden", src);
-
+int parity_golden_run(loom_backend *be, loom_backend *cpu, const char *dir, bool verbose,
+                      int *passed, int *failed) {
     char **names = NULL;
     size_t n_names = 0, cap = 0;
     DIR *d = opendir(dir);
-    CHECK_MSG(d != NULL, "cannot open golden directory %s", dir);
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d)) != NULL) {
-            size_t len = strlen(de->d_name);
-            if (len < 5 || strcmp(de->d_name + len - 4, ".bin") != 0) continue;
-            if (n_names == cap) {
-                size_t ncap = cap ? cap * 2 : 64;
-                char **nn = realloc(names, ncap * sizeof *nn);
-                if (!nn) break;
-                names = nn;
-                cap = ncap;
-            }
-            names[n_names] = malloc(len + 1);
-            if (!names[n_names]) break;
-            memcpy(names[n_names++], de->d_name, len + 1);
+    if (!d) return -1;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
+        if (len < 5 || strcmp(de->d_name + len - 4, ".bin") != 0) continue;
+        if (n_names == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            char **nn = realloc(names, ncap * sizeof *nn);
+            if (!nn) break;
+            names = nn;
+            cap = ncap;
         }
-        closedir(d);
+        names[n_names] = malloc(len + 1);
+        if (!names[n_names]) break;
+        memcpy(names[n_names++], de->d_name, len + 1);
     }
-    CHECK_MSG(n_names > 0, "no golden files (*.bin) in %s; run scripts/gen_golden.py", dir);
+    closedir(d);
     if (n_names) qsort(names, n_names, sizeof *names, cmp_names);
-
-    loom_backend *cpu = NULL;
-    if (n_names) {
-        loom_status st = loom_registry_init();
-        CHECK_MSG(st == LOOM_OK, "loom_registry_init: %s", loom_status_str(st));
-        cpu = loom_registry_find("cpu");
-        CHECK_MSG(cpu != NULL, "no cpu backend registered");
-        if (cpu) {
-            bool avail = loom_registry_available(cpu->index);
-            CHECK_MSG(avail, "cpu backend unavailable: %s", loom_registry_why(cpu->index));
-            if (!avail) cpu = NULL;
-        }
-    }
-    if (cpu) {
-        printf("test_golden: %zu cases from %s\n", n_names, dir);
-        for (size_t i = 0; i < n_names; i++)
-            run_file(cpu, dir, names[i]);
-    }
-    for (size_t i = 0; i < n_names; i++)
+    for (size_t i = 0; i < n_names; i++) {
+        if (run_file(be, cpu, dir, names[i], verbose))
+            (*passed)++;
+        else
+            (*failed)++;
         free(names[i]);
+    }
     free(names);
-    loom_registry_shutdown();
-    return test_summary("test_golden");
+    return (int)n_names;
 }

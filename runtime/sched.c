@@ -49,10 +49,7 @@
 #define LOC_NONE           (-1) /* not placed yet */
 #define LOC_HOST           (-2) /* caller host memory with no cpu backend in the list */
 
-/* Private tensor flag: this leaf's buffer was set by a scheduler, so a later
- * loom_sched_alloc treats it as having no storage (the buffer may be gone).
- * Kept out of the LOOM_FLAG_* range the IR uses. */
-#define SCHED_FLAG_OWNED (1u << 31)
+#define SCHED_FLAG_OWNED LOOM_FLAG_RUNTIME_OWNED
 
 typedef struct sched_copy {
     loom_tensor *src; /* storage tensor copied from (graph-owned) */

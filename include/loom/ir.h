@@ -76,6 +76,9 @@ typedef enum loom_tensor_flags {
     LOOM_FLAG_INPUT = 1u << 0,  /* data supplied by the caller before compute */
     LOOM_FLAG_PARAM = 1u << 1,  /* trainable: autodiff produces its gradient */
     LOOM_FLAG_OUTPUT = 1u << 2, /* result read back after compute; never reused */
+    /* Set by the scheduler on leaves whose storage it allocated, so a later
+     * loom_sched_alloc reallocates them (the old buffer may be gone). */
+    LOOM_FLAG_RUNTIME_OWNED = 1u << 31,
 } loom_tensor_flags;
 
 struct loom_buffer; /* runtime/backend-owned storage, see loom/backend.h */

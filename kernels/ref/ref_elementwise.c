@@ -12,28 +12,6 @@
 
 #include "kernels/ref/ref_ops.h"
 
-/* Row r of a tensor with extents ne -> (i1, i2, i3). */
-static void loom_ref_row_index(const int64_t *ne, int64_t r, int64_t *i1, int64_t *i2,
-                               int64_t *i3) {
-    *i1 = r % ne[1];
-    *i2 = (r / ne[1]) % ne[2];
-    *i3 = r / (ne[1] * ne[2]);
-}
-
-static int64_t loom_ref_nrows(const loom_tensor *t) {
-    return t->ne[1] * t->ne[2] * t->ne[3];
-}
-
-static bool loom_ref_same_shape(const loom_tensor *a, const loom_tensor *b) {
-    for (int i = 0; i < LOOM_MAX_DIMS; i++)
-        if (a->ne[i] != b->ne[i]) return false;
-    return true;
-}
-
-static float *loom_ref_out(const loom_tensor *t, int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
-    return (float *)loom_ref_ptr(t, i0, i1, i2, i3);
-}
-
 static double loom_ref_sigmoid(double x) {
     return 1.0 / (1.0 + exp(-x));
 }

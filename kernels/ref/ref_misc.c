@@ -14,10 +14,6 @@ static int32_t loom_ref_get_i32(const loom_tensor *t, int64_t i0, int64_t i1, in
     return v;
 }
 
-static float *loom_ref_out(const loom_tensor *t, int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
-    return (float *)loom_ref_ptr(t, i0, i1, i2, i3);
-}
-
 /* ---------------- get_rows ---------------- */
 
 loom_status loom_ref_get_rows(const loom_ref_ctx *c) {

@@ -26,6 +26,31 @@ loom_status loom_ref_fail(const loom_ref_ctx *c, loom_status s, const char *fmt,
 /* Split [0, n) into nth contiguous chunks; this thread gets [*lo, *hi). */
 void loom_ref_range(const loom_ref_ctx *c, int64_t n, int64_t *lo, int64_t *hi);
 
+/* Row r of a tensor with extents ne -> (i1, i2, i3). */
+static inline void loom_ref_row_index(const int64_t *ne, int64_t r, int64_t *i1, int64_t *i2,
+                                      int64_t *i3) {
+    *i1 = r % ne[1];
+    *i2 = (r / ne[1]) % ne[2];
+    *i3 = r / (ne[1] * ne[2]);
+}
+
+/* Rows of ne[0] elements in t. */
+static inline int64_t loom_ref_nrows(const loom_tensor *t) {
+    return t->ne[1] * t->ne[2] * t->ne[3];
+}
+
+static inline bool loom_ref_same_shape(const loom_tensor *a, const loom_tensor *b) {
+    for (int i = 0; i < LOOM_MAX_DIMS; i++)
+        if (a->ne[i] != b->ne[i]) return false;
+    return true;
+}
+
+/* Output element pointer (outputs are f32). */
+static inline float *loom_ref_out(const loom_tensor *t, int64_t i0, int64_t i1, int64_t i2,
+                                  int64_t i3) {
+    return (float *)loom_ref_ptr(t, i0, i1, i2, i3);
+}
+
 /* ref_elementwise.c, ref_norm.c, ref_misc.c */
 loom_status loom_ref_get_rows(const loom_ref_ctx *c);
 loom_status loom_ref_add(const loom_ref_ctx *c);

@@ -11,12 +11,14 @@ set -euo pipefail
 
 # Build and test toolchain.
 BUILD_PKGS=(build-essential cmake ninja-build pkg-config python3 python3-pip)
+# Libraries libloom links: PCRE2 (the Llama-3 tokenizer's pre-tokenization regex).
+LIB_PKGS=(libpcre2-dev)
 # Vulkan backend: headers/loader, lavapipe (a CPU Vulkan device, so the
 # backend is exercised even without a GPU), vulkaninfo, shader compiler and
 # SPIR-V validator. See ../shared/notes/toolchains.md in the project notes.
 VULKAN_PKGS=(libvulkan-dev mesa-vulkan-drivers vulkan-tools glslc spirv-tools)
 
-PKGS=("${BUILD_PKGS[@]}" "${VULKAN_PKGS[@]}")
+PKGS=("${BUILD_PKGS[@]}" "${LIB_PKGS[@]}" "${VULKAN_PKGS[@]}")
 
 log() { printf 'install-deps: %s\n' "$*"; }
 

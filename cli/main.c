@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/bench.h"
 #include "cli/cli.h"
 #include "loom/loom.h"
 #include "tests/parity/parity.h"
@@ -15,6 +16,7 @@ static void usage(FILE *f) {
             "  devices            list backends, their devices, and which one is selected\n"
             "  demo [--backend X] run one transformer block on random weights, print a checksum\n"
             "  test-ops [opts]    cross-backend parity suite (loom test-ops --help)\n"
+            "  bench ops [opts]   time ops on each backend vs measured limits (loom bench --help)\n"
             "  help               this message\n"
             "\n"
             "options:\n"
@@ -22,8 +24,8 @@ static void usage(FILE *f) {
             "                     highest-priority available backend)\n"
             "  --version          print the version\n"
             "\n"
-            "environment: LOOM_BACKEND, LOOM_THREADS (cpu threads), LOOM_PLUGIN_DIR (where GPU\n"
-            "backend plugins are looked up)\n");
+            "environment: LOOM_BACKEND, LOOM_THREADS (cpu threads), LOOM_CPU_ISA (cpu kernels:\n"
+            "avx512|avx2|scalar), LOOM_PLUGIN_DIR (where GPU backend plugins are looked up)\n");
 }
 
 static void fmt_bytes(size_t b, char *buf, size_t n) {
@@ -145,6 +147,7 @@ int main(int argc, char **argv) {
         free(av);
         return rc;
     }
+    if (!strcmp(cmd, "bench")) return loom_cli_bench(backend, sub_argc, sub_argv);
     if (!strcmp(cmd, "devices") || !strcmp(cmd, "demo")) {
         sub_argc = take_backend(sub_argc, sub_argv, &backend);
         if (sub_argc < 0) {

@@ -2,8 +2,14 @@
  *
  * Always available, priority 100, supports every op the reference kernels
  * support. Buffers are 64-byte aligned host memory. compute runs each node
- * with loom_ref_compute split across a loom_threadpool (the calling thread is
- * thread 0), node after node, stopping at the first error.
+ * split across a loom_threadpool (the calling thread is thread 0), node after
+ * node, stopping at the first error: with the optimised kernel of
+ * kernels/cpu when one applies to the node on the selected ISA, else with the
+ * reference kernel (loom_ref_compute).
+ *
+ * ISA: chosen once at init from cpuid (AVX-512 > AVX2 > scalar), lowered by
+ * $LOOM_CPU_ISA=avx512|avx2|scalar (so CI can exercise every path), and kept
+ * in the context; "scalar" runs the reference kernels only.
  *
  * Threads: be->n_threads if > 0, else $LOOM_THREADS if > 0, else one per
  * online core; the pool is (re)created lazily when that number changes.
@@ -17,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kernels/cpu/cpu_kernels.h"
 #include "kernels/ref/ref.h"
 #include "loom/runtime.h"
 #include "runtime/backends_builtin.h"
@@ -28,6 +35,7 @@ typedef struct cpu_ctx {
     loom_threadpool *pool;
     char (*errs)[CPU_ERR_MAX]; /* one message slot per thread */
     int n_errs;
+    loom_cpu_isa isa; /* kernel set, fixed at init */
 } cpu_ctx;
 
 static int cpu_threads_wanted(const loom_backend *be) {
@@ -62,6 +70,7 @@ static loom_status cpu_init(loom_backend *be, char *why, size_t why_n) {
         snprintf(why, why_n, "cpu: out of memory");
         return LOOM_ERR_UNAVAILABLE;
     }
+    c->isa = loom_cpu_isa_select(getenv("LOOM_CPU_ISA"), NULL, 0);
     be->ctx = c;
     be->error[0] = '\0';
     return LOOM_OK; /* the pool starts on first compute: cheap registry init */
@@ -123,6 +132,10 @@ static void cpu_device_info(loom_backend *be, loom_device_info *out) {
             snprintf(out->features + k, sizeof out->features - k, "%s%s", k ? " " : "", names[i]);
         if (w > 0 && (size_t)w < sizeof out->features - k) k += (size_t)w;
     }
+    const cpu_ctx *c = be->ctx;
+    if (c && k < sizeof out->features - 16)
+        snprintf(out->features + k, sizeof out->features - k, "%skernels=%s", k ? " " : "",
+                 loom_cpu_isa_name(c->isa));
     out->bf16 = have[4] != 0;
     out->int8 = have[3] != 0;
 #endif
@@ -188,6 +201,7 @@ static bool has_host_data(const loom_tensor *t) {
 
 typedef struct cpu_task {
     const loom_tensor *node;
+    loom_cpu_kernel_fn fn; /* optimised kernel, NULL = reference */
     cpu_ctx *c;
     loom_status *status; /* one per thread */
 } cpu_task;
@@ -195,7 +209,8 @@ typedef struct cpu_task {
 static void cpu_task_run(void *arg, int ith, int nth) {
     cpu_task *t = arg;
     t->c->errs[ith][0] = '\0';
-    t->status[ith] = loom_ref_compute(t->node, ith, nth, t->c->errs[ith], CPU_ERR_MAX);
+    t->status[ith] = t->fn ? t->fn(t->node, ith, nth, t->c->errs[ith], CPU_ERR_MAX)
+                           : loom_ref_compute(t->node, ith, nth, t->c->errs[ith], CPU_ERR_MAX);
 }
 
 static loom_status cpu_compute(loom_backend *be, loom_tensor *const *nodes, int n_nodes) {
@@ -220,7 +235,7 @@ static loom_status cpu_compute(loom_backend *be, loom_tensor *const *nodes, int 
                                   missing->name);
             break;
         }
-        cpu_task task = {node, c, status};
+        cpu_task task = {node, loom_cpu_kernel_for(node, c->isa), c, status};
         if (nth == 1)
             cpu_task_run(&task, 0, 1);
         else

@@ -595,6 +595,8 @@ static void test_args(void) {
 }
 
 int main(void) {
+    /* The mock runs the reference kernels; so must cpu for bit-equal results. */
+    setenv("LOOM_CPU_ISA", "scalar", 1);
     CHECK(mock_init(&g_mock, NULL, 0) == LOOM_OK);
     g_cpu = loom_registry_find("cpu");
     CHECK(g_cpu != NULL);

@@ -1,0 +1,65 @@
+/* kernels/cpu/cpu_dispatch.c - ISA detection and per-node kernel choice. */
+#include <stdio.h>
+#include <string.h>
+
+#include "kernels/cpu/cpu_kernels.h"
+
+loom_cpu_isa loom_cpu_isa_detect(void) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma"))
+        return LOOM_CPU_ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return LOOM_CPU_ISA_AVX2;
+#endif
+    return LOOM_CPU_ISA_SCALAR;
+}
+
+const char *loom_cpu_isa_name(loom_cpu_isa isa) {
+    switch (isa) {
+    case LOOM_CPU_ISA_AVX512:
+        return "avx512";
+    case LOOM_CPU_ISA_AVX2:
+        return "avx2";
+    default:
+        return "scalar";
+    }
+}
+
+loom_cpu_isa loom_cpu_isa_select(const char *env, char *note, size_t note_n) {
+    const loom_cpu_isa best = loom_cpu_isa_detect();
+    if (note && note_n) note[0] = '\0';
+    if (!env || !*env) return best;
+    loom_cpu_isa want;
+    if (!strcmp(env, "avx512"))
+        want = LOOM_CPU_ISA_AVX512;
+    else if (!strcmp(env, "avx2"))
+        want = LOOM_CPU_ISA_AVX2;
+    else if (!strcmp(env, "scalar") || !strcmp(env, "ref"))
+        want = LOOM_CPU_ISA_SCALAR;
+    else {
+        if (note && note_n)
+            snprintf(note, note_n, "LOOM_CPU_ISA=%s unknown (avx512|avx2|scalar); using %s", env,
+                     loom_cpu_isa_name(best));
+        return best;
+    }
+    if (want > best) {
+        /* Never run instructions the CPU lacks. */
+        if (note && note_n)
+            snprintf(note, note_n, "LOOM_CPU_ISA=%s not supported by this CPU; using %s", env,
+                     loom_cpu_isa_name(best));
+        return best;
+    }
+    return want;
+}
+
+loom_cpu_kernel_fn loom_cpu_kernel_for(const loom_tensor *node, loom_cpu_isa isa) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (isa == LOOM_CPU_ISA_AVX512) return loom_cpu_kernel_for_avx512(node);
+    if (isa == LOOM_CPU_ISA_AVX2) return loom_cpu_kernel_for_avx2(node);
+#else
+    (void)node;
+    (void)isa;
+#endif
+    return NULL;
+}

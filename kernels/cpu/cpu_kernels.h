@@ -1,0 +1,43 @@
+/* kernels/cpu/cpu_kernels.h - optimised CPU kernels (AVX-512 / AVX2) with
+ * run-time ISA selection. Internal to libloom.
+ *
+ * The backend picks an ISA once (loom_cpu_isa_select: cpuid, optionally
+ * lowered by $LOOM_CPU_ISA), keeps it in its context and asks
+ * loom_cpu_kernel_for(node, isa) per node. A NULL answer means "no optimised
+ * kernel for this op/dtype/layout": the caller runs the reference kernel.
+ * Kernels follow the reference threading contract: called once per ith in
+ * [0, nth), each computes its share; errors go to err. Accuracy: f32
+ * arithmetic (weights dequantized in registers, activations kept f32), so
+ * results match the reference within the parity suite's tolerances. */
+#ifndef LOOM_KERNELS_CPU_H
+#define LOOM_KERNELS_CPU_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "loom/ir.h"
+
+typedef enum loom_cpu_isa {
+    LOOM_CPU_ISA_SCALAR = 0, /* reference kernels only */
+    LOOM_CPU_ISA_AVX2 = 1,   /* avx2 + fma + f16c */
+    LOOM_CPU_ISA_AVX512 = 2, /* avx512 f/bw/vl + fma + f16c */
+} loom_cpu_isa;
+
+typedef loom_status (*loom_cpu_kernel_fn)(const loom_tensor *node, int ith, int nth, char *err,
+                                          size_t err_n);
+
+/* Best ISA this CPU runs. */
+loom_cpu_isa loom_cpu_isa_detect(void);
+/* detect(), lowered to env (avx512|avx2|scalar) when set; an unknown or
+ * unsupported request is reported in note (may be NULL) and ignored/clamped. */
+loom_cpu_isa loom_cpu_isa_select(const char *env, char *note, size_t note_n);
+const char *loom_cpu_isa_name(loom_cpu_isa isa);
+
+/* Optimised kernel for node on isa, or NULL (use the reference). */
+loom_cpu_kernel_fn loom_cpu_kernel_for(const loom_tensor *node, loom_cpu_isa isa);
+
+/* Per-ISA tables (kernels/cpu/cpu_avx512.c, cpu_avx2.c); x86-64 only. */
+loom_cpu_kernel_fn loom_cpu_kernel_for_avx512(const loom_tensor *node);
+loom_cpu_kernel_fn loom_cpu_kernel_for_avx2(const loom_tensor *node);
+
+#endif

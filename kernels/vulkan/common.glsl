@@ -1,0 +1,92 @@
+// kernels/vulkan/common.glsl - shared declarations of the loom compute shaders.
+//
+// Every shader uses the same interface (backends/vulkan/vk_pipeline.c):
+// binding 0 the output, 1..3 the sources, 4 the aux buffer (host-written
+// tables and the device-side error word), 128 bytes of push constants.
+// Buffers are arrays of 32-bit words addressed in BYTES: the host binds the
+// tensor's storage region and passes the tensor's byte offset and byte
+// strides, so f16/bf16/q8_0/q4_0 data (2-byte values, 34- and 18-byte
+// blocks) is read without 8/16-bit storage features.
+#extension GL_GOOGLE_include_directive : require
+
+layout(std430, set = 0, binding = 0) buffer Out { uint Y[]; };
+layout(std430, set = 0, binding = 1) readonly buffer Src0 { uint A[]; };
+layout(std430, set = 0, binding = 2) readonly buffer Src1 { uint B[]; };
+layout(std430, set = 0, binding = 3) readonly buffer Src2 { uint C[]; };
+layout(std430, set = 0, binding = 4) buffer Aux { uint X[]; };
+
+// loom_dtype values
+#define T_F32 0u
+#define T_F16 1u
+#define T_BF16 2u
+#define T_I32 3u
+#define T_Q8_0 4u
+#define T_Q4_0 5u
+
+float f16_bits_to_f32(uint h) { return unpackHalf2x16(h).x; }
+float bf16_bits_to_f32(uint h) { return uintBitsToFloat(h << 16); }
+
+// Loaders for one buffer: u8/u16/u32 at a byte address, and an element of
+// dtype t (row-blocked for q8_0/q4_0: `row` is the row's byte address and i0
+// the element index; plain types: address row + i0 * nb0).
+#define LOOM_LOADERS(BUF)                                                        \
+    uint BUF##_u8(uint a) { return (BUF[a >> 2] >> ((a & 3u) * 8u)) & 0xffu; }   \
+    uint BUF##_u16(uint a) { return (BUF[a >> 2] >> ((a & 2u) * 8u)) & 0xffffu; } \
+    float BUF##_f32(uint a) { return uintBitsToFloat(BUF[a >> 2]); }             \
+    float BUF##_elem(uint t, uint row, uint i0, uint nb0) {                      \
+        if (t == T_F32) return uintBitsToFloat(BUF[(row + i0 * nb0) >> 2]);      \
+        if (t == T_F16) return f16_bits_to_f32(BUF##_u16(row + i0 * nb0));      \
+        if (t == T_BF16) return bf16_bits_to_f32(BUF##_u16(row + i0 * nb0));    \
+        if (t == T_I32) return float(int(BUF[(row + i0 * nb0) >> 2]));           \
+        if (t == T_Q8_0) {                                                       \
+            uint blk = row + (i0 >> 5) * 34u;                                    \
+            float d = f16_bits_to_f32(BUF##_u16(blk));                           \
+            int q = int(BUF##_u8(blk + 2u + (i0 & 31u)) << 24) >> 24;            \
+            return float(q) * d;                                                 \
+        }                                                                        \
+        uint blk = row + (i0 >> 5) * 18u;                                        \
+        float d = f16_bits_to_f32(BUF##_u16(blk));                               \
+        uint j = i0 & 31u;                                                       \
+        uint b = BUF##_u8(blk + 2u + (j & 15u));                                 \
+        uint nib = j < 16u ? (b & 15u) : (b >> 4);                               \
+        return float(int(nib) - 8) * d;                                          \
+    }
+
+LOOM_LOADERS(A)
+LOOM_LOADERS(B)
+LOOM_LOADERS(C)
+
+// Flat invocation index over a 2-D grid of 1-D workgroups (x is capped at
+// 65535 groups, the rest goes to y).
+// (Shaders declare local_size before including this file.)
+uint flat_id() {
+    return (gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x) * gl_WorkGroupSize.x +
+           gl_LocalInvocationID.x;
+}
+uint flat_group() { return gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x; }
+
+// ---- nf4 / nf4_dq weights (loom/dtype.h), read from binding 1 (A) ----
+// Element e of the whole-tensor layout: code nibble at byte e/2 (high nibble
+// for even e) of the storage starting at s_off; absmax of block e/64 is f32
+// at am_off (nf4), or dq_code[u8 at am_off] * scale2[f32 at s2_off] + offset
+// (nf4_dq). The two codebooks sit in the aux buffer (X) at word
+// LOOM_NF4_CODE_WORD and LOOM_NF4_DQ_CODE_WORD.
+#define T_NF4 6u
+#define T_NF4_DQ 7u
+#define LOOM_NF4_CODE_WORD 16u
+#define LOOM_NF4_DQ_CODE_WORD 32u
+
+float nf4_absmax(uint wt, uint blk, uint am_off, uint s2_off, float dq_offset) {
+    if (wt == T_NF4) return A_f32(am_off + 4u * blk);
+    uint q = A_u8(am_off + blk);
+    float s2 = A_f32(s2_off + 4u * (blk >> 8));
+    precise float v = uintBitsToFloat(X[LOOM_NF4_DQ_CODE_WORD + q]) * s2;
+    precise float r = v + dq_offset;
+    return r;
+}
+
+float nf4_code(uint s_off, uint e) {
+    uint byte = A_u8(s_off + (e >> 1));
+    uint c = (e & 1u) != 0u ? (byte & 15u) : (byte >> 4);
+    return uintBitsToFloat(X[LOOM_NF4_CODE_WORD + c]);
+}

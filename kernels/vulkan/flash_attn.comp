@@ -1,0 +1,100 @@
+// kernels/vulkan/flash_attn.comp - fused attention with an online softmax
+// (kernels/ref/ref_attn.c). One workgroup per query row (h, t, b); keys are
+// processed in tiles of WG: each invocation scores one key of the tile (full
+// dot over D), the tile max/sum update the running max/sum, then each
+// invocation accumulates its output dims d = tid, tid + WG, ... over the
+// tile. GQA maps query head h to KV head h / (Hq/Hkv); causal with q_offset;
+// K/V f32 or f16 with any strides; head dim up to 256 (4 dims/invocation).
+// (Keeping per-invocation loops short also avoids very long single-thread
+// loops, which misbehaved on lavapipe.)
+#version 450
+#define WG 64
+layout(local_size_x = WG) in;
+#include "common.glsl"
+
+layout(push_constant) uniform PC {
+    uint D, Tq, Hq, Bn, Tk, group;
+    uint q_off, q_nb0, q_nb1, q_nb2, q_nb3;
+    uint k_off, k_nb0, k_nb1, k_nb2, k_nb3;
+    uint v_off, v_nb0, v_nb1, v_nb2, v_nb3;
+    uint y_off, causal;
+    int q_offset;
+    float scale;
+    uint kt, vt, n;
+} p;
+
+shared float sc[WG];
+shared float red[WG];
+shared float qs[256];
+
+void main() {
+    uint i = flat_group();
+    if (i >= p.n) return; // uniform per workgroup
+    uint tid = gl_LocalInvocationID.x;
+    uint h = i % p.Hq, t = (i / p.Hq) % p.Tq, b = i / (p.Hq * p.Tq);
+    uint hk = h / p.group;
+    uint yrow = (p.y_off >> 2) + i * p.D;
+    uint n_vis = p.Tk;
+    if (p.causal != 0u) {
+        int last = int(t) + p.q_offset;
+        n_vis = last < 0 ? 0u : min(uint(last) + 1u, p.Tk);
+    }
+    if (n_vis == 0u) {
+        for (uint d = tid; d < p.D; d += WG)
+            Y[yrow + d] = 0u;
+        return;
+    }
+    uint qrow = p.q_off + t * p.q_nb1 + h * p.q_nb2 + b * p.q_nb3;
+    for (uint d = tid; d < p.D; d += WG)
+        qs[d] = A_f32(qrow + d * p.q_nb0);
+    float acc[4] = float[4](0.0, 0.0, 0.0, 0.0);
+    float mx = uintBitsToFloat(0xff800000u), sum = 0.0;
+    barrier();
+    for (uint j0 = 0u; j0 < n_vis; j0 += WG) {
+        uint j = j0 + tid;
+        float s = uintBitsToFloat(0xff800000u);
+        if (j < n_vis) {
+            uint krow = p.k_off + j * p.k_nb1 + hk * p.k_nb2 + b * p.k_nb3;
+            float dot = 0.0;
+            for (uint d = 0u; d < p.D; d++)
+                dot += qs[d] * B_elem(p.kt, krow, d, p.k_nb0);
+            s = p.scale * dot;
+        }
+        // tile max
+        red[tid] = s;
+        barrier();
+        for (uint st = WG / 2; st > 0; st >>= 1) {
+            if (tid < st) red[tid] = max(red[tid], red[tid + st]);
+            barrier();
+        }
+        float mnew = max(mx, red[0]);
+        barrier();
+        float w = j < n_vis ? exp(s - mnew) : 0.0;
+        sc[tid] = w;
+        red[tid] = w;
+        barrier();
+        for (uint st = WG / 2; st > 0; st >>= 1) {
+            if (tid < st) red[tid] += red[tid + st];
+            barrier();
+        }
+        float corr = exp(mx - mnew); // 0 on the first tile (mx = -inf)
+        sum = sum * corr + red[0];
+        uint nj = min(uint(WG), n_vis - j0);
+        for (uint c = 0u; c < 4u; c++) {
+            uint d = tid + c * WG;
+            if (d >= p.D) break;
+            float a = acc[c] * corr;
+            for (uint jj = 0u; jj < nj; jj++) {
+                uint vrow = p.v_off + (j0 + jj) * p.v_nb1 + hk * p.v_nb2 + b * p.v_nb3;
+                a += sc[jj] * C_elem(p.vt, vrow, d, p.v_nb0);
+            }
+            acc[c] = a;
+        }
+        mx = mnew;
+        barrier();
+    }
+    for (uint c = 0u; c < 4u; c++) {
+        uint d = tid + c * WG;
+        if (d < p.D) Y[yrow + d] = floatBitsToUint(acc[c] / sum);
+    }
+}

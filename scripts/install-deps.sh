@@ -11,14 +11,20 @@ set -euo pipefail
 
 # Build and test toolchain.
 BUILD_PKGS=(build-essential cmake ninja-build pkg-config python3 python3-pip)
-# Libraries libloom links: PCRE2 (the Llama-3 tokenizer's pre-tokenization regex).
-LIB_PKGS=(libpcre2-dev)
+# Libraries libloom links: PCRE2 (the Llama-3 tokenizer's pre-tokenization regex)
+# and cJSON (reading Hugging Face tokenizer.json).
+LIB_PKGS=(libpcre2-dev libcjson-dev)
 # Vulkan backend: headers/loader, lavapipe (a CPU Vulkan device, so the
 # backend is exercised even without a GPU), vulkaninfo, shader compiler and
 # SPIR-V validator. See ../shared/notes/toolchains.md in the project notes.
 VULKAN_PKGS=(libvulkan-dev mesa-vulkan-drivers vulkan-tools glslc spirv-tools)
 
-PKGS=("${BUILD_PKGS[@]}" "${LIB_PKGS[@]}" "${VULKAN_PKGS[@]}")
+# HIP backend (compile-only in CI): Debian's ROCm 5.2 hipcc and HIP runtime,
+# so backends/hip builds for gfx90a/gfx1030 (~66 MB download on a clean
+# machine, clang-15 included). See docs/adr/0010-cuda-hip-backend.md.
+HIP_PKGS=(hipcc libamdhip64-dev)
+
+PKGS=("${BUILD_PKGS[@]}" "${LIB_PKGS[@]}" "${VULKAN_PKGS[@]}" "${HIP_PKGS[@]}")
 
 log() { printf 'install-deps: %s\n' "$*"; }
 
@@ -39,6 +45,7 @@ done
 
 if [ ${#missing[@]} -eq 0 ]; then
     log "all ${#PKGS[@]} packages already present (${PKGS[*]})"
+    "$(dirname "$0")/install-python-test-deps.sh" # python test packages (see the end)
     exit 0
 fi
 
@@ -70,3 +77,9 @@ if [ ${#still[@]} -ne 0 ]; then
     exit 1
 fi
 log "installed: ${missing[*]}"
+
+# ---- Python packages for the tests (scripts/requirements-test.txt) ----
+# pip, not apt: the PyPI gguf package (reference GGUF reader for the
+# gguf_python_check test) is not packaged by Debian. Also run on the early
+# exit above, when every apt package was already there.
+"$(dirname "$0")/install-python-test-deps.sh"

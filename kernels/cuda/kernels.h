@@ -1,0 +1,77 @@
+/* kernels/cuda/kernels.h - launch API of the CUDA/HIP kernels (internal).
+ *
+ * The backend (backends/cuda) describes each tensor with an lc_tensor
+ * (device address of element (0,0,0,0), dtype, extents and byte strides,
+ * exactly as the IR has them) and calls one lc_* function per node. Every
+ * launcher enqueues on the given stream, never synchronizes, and returns
+ * cudaGetLastError() (an int so this header stays plain C). Kernels read
+ * inputs through their strides, as kernels/ref does, unless the comment says
+ * the backend must check a layout first (backends/cuda supports()). */
+#ifndef LOOM_KERNELS_CUDA_KERNELS_H
+#define LOOM_KERNELS_CUDA_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct lc_tensor {
+    char *data; /* device address of element (0,0,0,0) */
+    int dtype;  /* loom_dtype */
+    int64_t ne[4];
+    int64_t nb[4];
+    /* nf4/nf4_dq only: the sections of the whole storage tensor and the
+     * element index of (0,0,0,0) in it (see loom/dtype.h). */
+    const uint8_t *codes;
+    const float *absmax;
+    const uint8_t *qabsmax;
+    const float *scale2;
+    const float *dq_offset; /* device address of the f32 offset */
+    const float *code;      /* device copy of loom_nf4_code[16] then loom_nf4_dq_code[256] */
+    int64_t nf4_first;
+} lc_tensor;
+
+/* Device error word: a kernel that meets bad data (an id out of range) stores
+ * a nonzero code here; the backend checks it on synchronize. */
+enum { LC_ERR_NONE = 0, LC_ERR_BAD_ID = 1 };
+
+/* elementwise.cu */
+int lc_binary(void *stream, int op_mul, lc_tensor y, lc_tensor a, lc_tensor b);
+/* kind: 0 scale (s), 1 silu, 2 swiglu (a=gate, b=up), 3 silu_back (a=x, b=dy) */
+int lc_unary(void *stream, int kind, float s, lc_tensor y, lc_tensor a, lc_tensor b);
+/* y contiguous of y.dtype in {f32,f16,bf16,i32}; a in {f32,f16,bf16,q8_0,q4_0} (i32 only to i32).
+ */
+int lc_cpy(void *stream, lc_tensor y, lc_tensor a);
+/* y f32 [D,T,B]; table f32/f16/bf16/q8_0/q4_0 [D,V,(1|B)]; ids i32 [T,B]. */
+int lc_get_rows(void *stream, lc_tensor y, lc_tensor table, lc_tensor ids, int *err_word);
+
+/* norm_rope.cu */
+int lc_rms_norm(void *stream, float eps, lc_tensor y, lc_tensor x);
+int lc_softmax(void *stream, float scale, int causal, int q_offset, lc_tensor y, lc_tensor x);
+int lc_rope(void *stream, int n_dims, int mode, float theta, int scaling, float factor, float low,
+            float high, int orig_ctx, int inverse, lc_tensor y, lc_tensor x, lc_tensor pos);
+
+/* matmul.cu: warp-per-row kernel, any weight dtype, any x dtype/strides. */
+int lc_matmul_rows(void *stream, lc_tensor out, lc_tensor w, lc_tensor x);
+/* matmul.cu: 64x64 shared-memory tiles, any weight dtype, any x; for M >= 16. */
+int lc_matmul_tiled(void *stream, lc_tensor out, lc_tensor w, lc_tensor x);
+/* Convert a [K, M*S] f32/f16/bf16 tensor (strided) into contiguous f16 or
+ * bf16 (dst_dtype); with lo != NULL also the residual x - hi (bf16 split). */
+int lc_convert_half(void *stream, lc_tensor x, int dst_dtype, void *hi, void *lo);
+
+/* attn.cu */
+int lc_flash_attn(void *stream, float scale, int causal, int q_offset, lc_tensor out, lc_tensor q,
+                  lc_tensor k, lc_tensor v);
+
+/* moe.cu. scratch: idx int32[T*k] + gates f32[T*k] + h f32[T*k*F] (lc_moe_scratch_bytes). */
+size_t lc_moe_scratch_bytes(int64_t T, int64_t k, int64_t F);
+int lc_moe(void *stream, int top_k, lc_tensor out, lc_tensor x, lc_tensor logits, lc_tensor gate,
+           lc_tensor up, lc_tensor down, void *scratch);
+int lc_moe_gate(void *stream, int top_k, lc_tensor out, lc_tensor logits);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,34 @@
+/* model/tok_internal.h - internals shared by the tokenizer sources
+ * (tokenizer.c: core, encode/decode; tokenizer_json.c: tokenizer.json loader;
+ * tokenizer_chat.c: chat template). Not a public header. */
+#ifndef LOOM_TOK_INTERNAL_H
+#define LOOM_TOK_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loom/tokenizer.h"
+
+/* printf-style message into (err, err_n); returns st so callers can
+ * `return tok_fail(err, err_n, LOOM_ERR_FORMAT, "...")`. */
+loom_status tok_fail(char *err, size_t err_n, loom_status st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+/* One merge rule as two strings in the byte-level alphabet. */
+typedef struct tok_merge {
+    const char *left;
+    const char *right;
+} tok_merge;
+
+/* The common constructor behind loom_tokenizer_from_vocab and the JSON loader.
+ * tokens[id] may be NULL for an unassigned id. Strings are copied. */
+loom_status tok_build(const char *const *tokens, size_t n_tokens, const int32_t *types,
+                      const tok_merge *merges, size_t n_merges, const char *pattern,
+                      bool ignore_merges, loom_tokenizer **out, char *err, size_t err_n);
+
+#endif

@@ -1,0 +1,890 @@
+/* model/tokenizer.c - byte-level BPE tokenizer core: construction from
+ * token/merge arrays, encode (special-token split -> PCRE2 pre-tokenization ->
+ * BPE by merge rank) and decode.
+ *
+ * Tokens are stored as raw bytes (the GPT-2 byte-level alphabet is undone at
+ * load time), so encode works on the input bytes directly and decode is a
+ * concatenation. Two open-addressing hash maps serve the hot path: raw bytes
+ * -> id for ordinary tokens, and (left id, right id) -> (rank, merged id). */
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/tok_internal.h"
+
+/* The regex of Llama 3's tokenizer.json (also tiktoken's cl100k-style split). */
+static const char LLAMA3_PATTERN[] =
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+typedef struct tok_pair_slot {
+    uint64_t key; /* (left << 32) | right; TOK_EMPTY_KEY when free */
+    uint32_t rank;
+    int32_t new_id;
+} tok_pair_slot;
+
+#define TOK_EMPTY_KEY UINT64_MAX
+
+typedef struct tok_special {
+    int32_t id;
+    uint32_t len;
+    const char *bytes; /* into blob */
+    uint8_t type;
+} tok_special;
+
+struct loom_tokenizer {
+    size_t n_vocab;
+    uint32_t *off; /* per id: offset of its raw bytes in blob */
+    uint32_t *len; /* per id: byte length; UINT32_MAX = unassigned id */
+    uint8_t *type; /* per id: loom_token_type */
+    char *blob;    /* all token bytes, back to back */
+    int32_t *vmap; /* ordinary tokens: slot -> id, -1 = free */
+    size_t vmap_mask;
+    tok_pair_slot *pmap; /* merges */
+    size_t pmap_mask;
+    int32_t byte_id[256]; /* id of each single-byte token */
+    tok_special *spec;    /* non-ordinary tokens sorted by (first byte, length desc) */
+    size_t n_spec;
+    uint32_t spec_lo[256], spec_hi[256]; /* range in spec per first byte */
+    pcre2_code *re;
+    bool ignore_merges;
+    int32_t bos, eos, eot;
+};
+
+loom_status tok_fail(char *err, size_t err_n, loom_status st, const char *fmt, ...) {
+    if (err && err_n) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, err_n, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+const char *loom_tokenizer_llama3_pattern(void) {
+    return LLAMA3_PATTERN;
+}
+
+/* ---- hashing ---- */
+
+static uint64_t hash_bytes(const uint8_t *p, size_t n) {
+    /* FNV-1a over 8-byte words with a multiply-xorshift finish: token strings
+     * are short, so simplicity beats a long-input hash here. */
+    uint64_t h = 0xcbf29ce484222325ull ^ (uint64_t)n;
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0x100000001b3ull;
+        h ^= h >> 29;
+        p += 8;
+        n -= 8;
+    }
+    uint64_t w = 0;
+    memcpy(&w, p, n);
+    h = (h ^ w) * 0x9e3779b97f4a7c15ull;
+    h ^= h >> 32;
+    h *= 0xd6e8feb86659fd93ull;
+    h ^= h >> 32;
+    return h;
+}
+
+static uint64_t hash_u64(uint64_t x) {
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    return x;
+}
+
+static size_t pow2_at_least(size_t n) {
+    size_t c = 16;
+    while (c < n)
+        c <<= 1;
+    return c;
+}
+
+static int32_t vmap_find(const loom_tokenizer *t, const uint8_t *p, size_t n) {
+    size_t i = (size_t)hash_bytes(p, n) & t->vmap_mask;
+    for (;;) {
+        int32_t id = t->vmap[i];
+        if (id < 0) return -1;
+        if (t->len[id] == n && memcmp(t->blob + t->off[id], p, n) == 0) return id;
+        i = (i + 1) & t->vmap_mask;
+    }
+}
+
+/* Insert id unless an equal string is present (the lower id wins). */
+static void vmap_insert(loom_tokenizer *t, int32_t id) {
+    const uint8_t *p = (const uint8_t *)t->blob + t->off[id];
+    size_t n = t->len[id];
+    size_t i = (size_t)hash_bytes(p, n) & t->vmap_mask;
+    for (;;) {
+        int32_t o = t->vmap[i];
+        if (o < 0) {
+            t->vmap[i] = id;
+            return;
+        }
+        if (t->len[o] == n && memcmp(t->blob + t->off[o], p, n) == 0) return;
+        i = (i + 1) & t->vmap_mask;
+    }
+}
+
+static inline uint64_t pair_key(int32_t a, int32_t b) {
+    return ((uint64_t)(uint32_t)a << 32) | (uint32_t)b;
+}
+
+static const tok_pair_slot *pmap_find(const loom_tokenizer *t, uint64_t key) {
+    size_t i = (size_t)hash_u64(key) & t->pmap_mask;
+    for (;;) {
+        const tok_pair_slot *s = &t->pmap[i];
+        if (s->key == key) return s;
+        if (s->key == TOK_EMPTY_KEY) return NULL;
+        i = (i + 1) & t->pmap_mask;
+    }
+}
+
+/* A repeated merge keeps its last rank, as Hugging Face's map does. */
+static void pmap_insert(loom_tokenizer *t, uint64_t key, uint32_t rank, int32_t new_id) {
+    size_t i = (size_t)hash_u64(key) & t->pmap_mask;
+    for (;;) {
+        tok_pair_slot *s = &t->pmap[i];
+        if (s->key == TOK_EMPTY_KEY || s->key == key) {
+            s->key = key;
+            s->rank = rank;
+            s->new_id = new_id;
+            return;
+        }
+        i = (i + 1) & t->pmap_mask;
+    }
+}
+
+/* ---- GPT-2 byte-level alphabet ---- */
+
+#define U2B_N 324 /* codepoints used by bytes_to_unicode: < 256 + 68 */
+
+static void byte_level_tables(int16_t u2b[U2B_N]) {
+    for (int i = 0; i < U2B_N; i++)
+        u2b[i] = -1;
+    int n = 0;
+    for (int b = 0; b < 256; b++) {
+        /* Printable Latin-1 bytes stand for themselves; the rest (controls,
+         * space, DEL, NBSP, soft hyphen) are moved to U+0100 upwards. */
+        bool keep = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174);
+        int cp = keep ? b : 256 + n++;
+        u2b[cp] = (int16_t)b;
+    }
+}
+
+/* Undo the byte-level alphabet of s into dst (room for strlen(s) bytes).
+ * Returns the byte count, or -1 if s has a character outside the alphabet. */
+static long byte_level_decode(const int16_t u2b[U2B_N], const char *s, uint8_t *dst) {
+    const uint8_t *p = (const uint8_t *)s;
+    long n = 0;
+    while (*p) {
+        uint32_t cp;
+        if (p[0] < 0x80) {
+            cp = p[0];
+            p += 1;
+        } else if ((p[0] & 0xe0) == 0xc0 && (p[1] & 0xc0) == 0x80) {
+            cp = ((uint32_t)(p[0] & 0x1f) << 6) | (p[1] & 0x3f);
+            p += 2;
+        } else {
+            return -1; /* every alphabet character is 1 or 2 UTF-8 bytes */
+        }
+        if (cp >= U2B_N || u2b[cp] < 0) return -1;
+        dst[n++] = (uint8_t)u2b[cp];
+    }
+    return n;
+}
+
+static bool type_is_ordinary(int32_t ty) {
+    return ty == LOOM_TOKEN_NORMAL || ty == LOOM_TOKEN_BYTE || ty == LOOM_TOKEN_UNDEFINED;
+}
+
+/* The Unicode White_Space set, which Hugging Face's regex engine (Oniguruma)
+ * uses for \s. PCRE2's \s under UCP also matches U+180E (whitespace before
+ * Unicode 6.3, now a format character), so \s and \S are spelled out. */
+#define TOK_WS_ITEMS "\\t\\n\\x0b\\f\\r\\x{85}\\p{Z}"
+
+static void sb_put(char *dst, size_t *k, const char *s, size_t n) {
+    memcpy(dst + *k, s, n);
+    *k += n;
+}
+
+/* Copy pattern with \s -> White_Space (a class, or its items inside a class)
+ * and \S -> its complement outside classes. Other syntax is copied verbatim;
+ * the scanner only tracks escapes, \Q...\E and [...] classes. Returns a
+ * malloc'd string or NULL on OOM. */
+static char *rewrite_space_classes(const char *in) {
+    size_t n = strlen(in), items = strlen(TOK_WS_ITEMS);
+    char *out = malloc(n * (items + 4) / 2 + 8); /* each 2-byte escape grows to items + 3 */
+    if (!out) return NULL;
+    size_t k = 0, i = 0;
+    bool in_class = false;
+    while (i < n) {
+        char c = in[i];
+        if (c == '\\' && i + 1 < n) {
+            char d = in[i + 1];
+            if (d == 's' && in_class) {
+                sb_put(out, &k, TOK_WS_ITEMS, items);
+            } else if (d == 's' || d == 'S') {
+                sb_put(out, &k, d == 's' ? "[" : "[^", d == 's' ? 1 : 2);
+                sb_put(out, &k, TOK_WS_ITEMS, items);
+                sb_put(out, &k, "]", 1);
+            } else if (d == 'Q') { /* literal text up to \E */
+                const char *e = strstr(in + i + 2, "\\E");
+                size_t stop = e ? (size_t)(e - in) + 2 : n;
+                sb_put(out, &k, in + i, stop - i);
+                i = stop;
+                continue;
+            } else {
+                sb_put(out, &k, in + i, 2);
+            }
+            i += 2;
+            continue;
+        }
+        if (!in_class && c == '[') {
+            in_class = true;
+            size_t j = i + 1;
+            if (j < n && in[j] == '^') j++;
+            if (j < n && in[j] == ']') /* a leading ] is literal */
+                j++;
+            sb_put(out, &k, in + i, j - i);
+            i = j;
+            continue;
+        }
+        if (in_class && c == '[' && i + 1 < n && in[i + 1] == ':') { /* [:alpha:] */
+            const char *e = strstr(in + i + 2, ":]");
+            size_t stop = e ? (size_t)(e - in) + 2 : i + 1;
+            sb_put(out, &k, in + i, stop - i);
+            i = stop;
+            continue;
+        }
+        if (in_class && c == ']') in_class = false;
+        out[k++] = c;
+        i++;
+    }
+    out[k] = 0;
+    return out;
+}
+
+static int spec_cmp(const void *a, const void *b) {
+    const tok_special *x = a, *y = b;
+    uint8_t fx = x->len ? (uint8_t)x->bytes[0] : 0, fy = y->len ? (uint8_t)y->bytes[0] : 0;
+    if (fx != fy) return fx < fy ? -1 : 1;
+    if (x->len != y->len)
+        return x->len > y->len ? -1 : 1; /* longest first: leftmost-longest matching */
+    return x->id < y->id ? -1 : (x->id > y->id);
+}
+
+static void printable_escape(const char *s, char *buf, size_t n) {
+    /* Short quoted excerpt of a token for error messages. */
+    size_t j = 0;
+    for (size_t i = 0; s[i] && j + 5 < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f)
+            j += (size_t)snprintf(buf + j, n - j, "\\x%02x", c);
+        else
+            buf[j++] = (char)c;
+    }
+    buf[j] = 0;
+}
+
+loom_status tok_build(const char *const *tokens, size_t n_tokens, const int32_t *types,
+                      const tok_merge *merges, size_t n_merges, const char *pattern,
+                      bool ignore_merges, loom_tokenizer **out, char *err, size_t err_n) {
+    if (!out || (!tokens && n_tokens))
+        return tok_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL argument");
+    *out = NULL;
+    if (n_tokens == 0) return tok_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer: empty vocabulary");
+    if (n_tokens > (size_t)INT32_MAX)
+        return tok_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer: %zu tokens is too many", n_tokens);
+    if (n_merges && !merges)
+        return tok_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL merges");
+
+    loom_status st = LOOM_OK;
+    uint8_t *tmp = NULL;
+    loom_tokenizer *t = calloc(1, sizeof(*t));
+    if (!t) return tok_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
+    t->n_vocab = n_tokens;
+    t->ignore_merges = ignore_merges;
+    t->bos = t->eos = t->eot = -1;
+
+    int16_t u2b[U2B_N];
+    byte_level_tables(u2b);
+
+    size_t blob_n = 0, max_len = 0, n_ord = 0;
+    for (size_t i = 0; i < n_tokens; i++) {
+        if (tokens[i]) {
+            size_t l = strlen(tokens[i]);
+            blob_n += l;
+            if (l > max_len) max_len = l;
+        }
+    }
+    if (blob_n >= UINT32_MAX) {
+        st = tok_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer: token strings too large");
+        goto fail;
+    }
+    t->off = malloc(n_tokens * sizeof(uint32_t));
+    t->len = malloc(n_tokens * sizeof(uint32_t));
+    t->type = malloc(n_tokens);
+    t->blob = malloc(blob_n + 1);
+    if (!t->off || !t->len || !t->type || !t->blob) goto oom;
+
+    /* Token strings -> raw bytes. */
+    size_t pos = 0;
+    for (size_t i = 0; i < n_tokens; i++) {
+        int32_t ty = types ? types[i] : LOOM_TOKEN_NORMAL;
+        if (ty < LOOM_TOKEN_UNDEFINED || ty > LOOM_TOKEN_BYTE) {
+            st = tok_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer: token %zu has invalid type %d",
+                          i, (int)ty);
+            goto fail;
+        }
+        t->type[i] =
+            (uint8_t)(ty == LOOM_TOKEN_UNDEFINED || ty == LOOM_TOKEN_BYTE ? LOOM_TOKEN_NORMAL : ty);
+        t->off[i] = (uint32_t)pos;
+        if (!tokens[i]) {
+            t->len[i] = UINT32_MAX;
+            t->type[i] = LOOM_TOKEN_UNDEFINED;
+            continue;
+        }
+        if (type_is_ordinary(ty)) {
+            long n = byte_level_decode(u2b, tokens[i], (uint8_t *)t->blob + pos);
+            if (n <= 0) {
+                char buf[64];
+                printable_escape(tokens[i], buf, sizeof(buf));
+                st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
+                              "tokenizer: token %zu \"%s\" is not in the byte-level (GPT-2) "
+                              "alphabet; only byte-level BPE vocabularies are supported",
+                              i, buf);
+                goto fail;
+            }
+            t->len[i] = (uint32_t)n;
+            n_ord++;
+        } else {
+            size_t n = strlen(tokens[i]);
+            memcpy(t->blob + pos, tokens[i], n);
+            t->len[i] = (uint32_t)n;
+            t->n_spec++;
+        }
+        pos += t->len[i];
+    }
+
+    /* Ordinary tokens -> id map, at most half full. */
+    size_t cap = pow2_at_least(n_ord * 2 + 1);
+    t->vmap = malloc(cap * sizeof(int32_t));
+    if (!t->vmap) goto oom;
+    memset(t->vmap, 0xff, cap * sizeof(int32_t));
+    t->vmap_mask = cap - 1;
+    for (size_t i = 0; i < n_tokens; i++)
+        if (t->type[i] == LOOM_TOKEN_NORMAL) vmap_insert(t, (int32_t)i);
+
+    /* Every byte needs a token: BPE starts from single bytes. */
+    for (int b = 0; b < 256; b++) {
+        uint8_t c = (uint8_t)b;
+        t->byte_id[b] = vmap_find(t, &c, 1);
+        if (t->byte_id[b] < 0) {
+            st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
+                          "tokenizer: vocabulary has no token for byte 0x%02x (a byte-level BPE "
+                          "vocabulary needs all 256)",
+                          b);
+            goto fail;
+        }
+    }
+
+    /* Merges -> (left, right) -> (rank, merged id). */
+    cap = pow2_at_least(n_merges * 2 + 1);
+    t->pmap = malloc(cap * sizeof(tok_pair_slot));
+    tmp = malloc(2 * max_len + 2 + 2 * 1024);
+    if (!t->pmap || !tmp) goto oom;
+    for (size_t i = 0; i < cap; i++)
+        t->pmap[i].key = TOK_EMPTY_KEY;
+    t->pmap_mask = cap - 1;
+    for (size_t r = 0; r < n_merges; r++) {
+        const char *ls = merges[r].left, *rs = merges[r].right;
+        if (!ls || !rs) {
+            st = tok_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer: merge %zu is missing a side", r);
+            goto fail;
+        }
+        size_t ll = strlen(ls), rl = strlen(rs);
+        if (ll > 1024 || rl > 1024 || ll + rl > 2 * max_len + 2) {
+            st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
+                          "tokenizer: merge %zu: side longer than any token", r);
+            goto fail;
+        }
+        long a = byte_level_decode(u2b, ls, tmp);
+        long b = a > 0 ? byte_level_decode(u2b, rs, tmp + a) : -1;
+        int32_t ia = a > 0 ? vmap_find(t, tmp, (size_t)a) : -1;
+        int32_t ib = b > 0 ? vmap_find(t, tmp + a, (size_t)b) : -1;
+        int32_t im = (ia >= 0 && ib >= 0) ? vmap_find(t, tmp, (size_t)(a + b)) : -1;
+        if (im < 0) {
+            char lb[64], rb[64];
+            printable_escape(ls, lb, sizeof(lb));
+            printable_escape(rs, rb, sizeof(rb));
+            const char *what = ia < 0 ? "left side" : ib < 0 ? "right side" : "merged token";
+            st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
+                          "tokenizer: merge %zu (\"%s\" \"%s\"): %s is not in the vocabulary", r,
+                          lb, rb, what);
+            goto fail;
+        }
+        if (r > UINT32_MAX - 1) {
+            st = tok_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer: too many merges");
+            goto fail;
+        }
+        pmap_insert(t, pair_key(ia, ib), (uint32_t)r, im);
+    }
+
+    /* Non-ordinary tokens, indexed by first byte for the special-token split. */
+    if (t->n_spec) {
+        t->spec = malloc(t->n_spec * sizeof(tok_special));
+        if (!t->spec) goto oom;
+        size_t k = 0;
+        for (size_t i = 0; i < n_tokens; i++) {
+            if (t->len[i] == UINT32_MAX || t->type[i] == LOOM_TOKEN_NORMAL) continue;
+            t->spec[k++] = (tok_special){(int32_t)i, t->len[i], t->blob + t->off[i], t->type[i]};
+        }
+        t->n_spec = k;
+        qsort(t->spec, t->n_spec, sizeof(tok_special), spec_cmp);
+    }
+    for (size_t k = 0; k < t->n_spec; k++) {
+        if (!t->spec[k].len) continue; /* an empty token can never be matched */
+        uint8_t f = (uint8_t)t->spec[k].bytes[0];
+        if (t->spec_hi[f] == 0) t->spec_lo[f] = (uint32_t)k;
+        t->spec_hi[f] = (uint32_t)k + 1;
+    }
+
+    /* Pre-tokenizer regex: UTF + Unicode properties; MATCH_INVALID_UTF so
+     * invalid bytes are skipped instead of failing the whole match. */
+    if (!pattern) pattern = LLAMA3_PATTERN;
+    char *rewritten = rewrite_space_classes(pattern);
+    if (!rewritten) goto oom;
+    int ecode;
+    PCRE2_SIZE eoff;
+    t->re = pcre2_compile((PCRE2_SPTR)rewritten, PCRE2_ZERO_TERMINATED,
+                          PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &ecode, &eoff, NULL);
+    free(rewritten);
+    if (!t->re) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(ecode, msg, sizeof(msg));
+        st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
+                      "tokenizer: pre-tokenizer regex does not compile (PCRE2): %s",
+                      (const char *)msg);
+        goto fail;
+    }
+    /* JIT is an optimisation only: without it pcre2_match interprets. */
+    (void)pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE);
+
+    int32_t id;
+    if (loom_tokenizer_find(t, "<|begin_of_text|>", 17, &id) == LOOM_OK) t->bos = id;
+    if (loom_tokenizer_find(t, "<|end_of_text|>", 15, &id) == LOOM_OK) t->eos = id;
+    if (loom_tokenizer_find(t, "<|eot_id|>", 10, &id) == LOOM_OK) t->eot = id;
+    free(tmp);
+    *out = t;
+    return LOOM_OK;
+
+oom:
+    st = tok_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
+fail:
+    free(tmp);
+    loom_tokenizer_free(t);
+    return st;
+}
+
+loom_status loom_tokenizer_from_vocab(const char *const *tokens, size_t n_tokens,
+                                      const char *const *merges, size_t n_merges,
+                                      const int32_t *token_types, const char *pattern,
+                                      bool ignore_merges, loom_tokenizer **out, char *err,
+                                      size_t err_n) {
+    if (!out) return tok_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL out");
+    *out = NULL;
+    if (n_merges && !merges)
+        return tok_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL merges");
+    /* "left right" -> two strings (split at the first space, as GGUF writes them). */
+    tok_merge *m = calloc(n_merges ? n_merges : 1, sizeof(tok_merge));
+    size_t total = 0;
+    for (size_t i = 0; i < n_merges; i++)
+        total += merges[i] ? strlen(merges[i]) + 1 : 0;
+    char *buf = malloc(total + 1);
+    if (!m || !buf) {
+        free(m);
+        free(buf);
+        return tok_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
+    }
+    char *p = buf;
+    loom_status st = LOOM_OK;
+    for (size_t i = 0; i < n_merges; i++) {
+        const char *s = merges[i];
+        const char *sp = s ? strchr(s, ' ') : NULL;
+        if (!sp || sp == s || !sp[1] || strchr(sp + 1, ' ')) {
+            st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
+                          "tokenizer: merge %zu is not \"left right\" (one space between two "
+                          "non-empty tokens)",
+                          i);
+            break;
+        }
+        size_t n = strlen(s);
+        memcpy(p, s, n + 1);
+        p[sp - s] = 0;
+        m[i].left = p;
+        m[i].right = p + (sp - s) + 1;
+        p += n + 1;
+    }
+    if (st == LOOM_OK)
+        st = tok_build(tokens, n_tokens, token_types, m, n_merges, pattern, ignore_merges, out, err,
+                       err_n);
+    free(m);
+    free(buf);
+    return st;
+}
+
+void loom_tokenizer_free(loom_tokenizer *t) {
+    if (!t) return;
+    free(t->off);
+    free(t->len);
+    free(t->type);
+    free(t->blob);
+    free(t->vmap);
+    free(t->pmap);
+    free(t->spec);
+    if (t->re) pcre2_code_free(t->re);
+    free(t);
+}
+
+/* ---- encode ---- */
+
+typedef struct tok_sym {
+    int32_t id;
+    int32_t prev, next; /* neighbours in the live list, -1 at the ends */
+    int32_t alive;
+} tok_sym;
+
+typedef struct tok_heap_ent {
+    uint32_t rank;
+    uint32_t pos; /* index of the left symbol */
+} tok_heap_ent;
+
+typedef struct tok_enc {
+    const loom_tokenizer *t;
+    int32_t *ids;
+    size_t n_ids, cap_ids;
+    tok_sym *sym;
+    tok_heap_ent *heap;
+    size_t cap_sym;
+    pcre2_match_data *md;
+} tok_enc;
+
+static bool push_id(tok_enc *e, int32_t id) {
+    if (e->n_ids == e->cap_ids) {
+        size_t nc = e->cap_ids ? e->cap_ids * 2 : 64;
+        int32_t *p = realloc(e->ids, nc * sizeof(int32_t));
+        if (!p) return false;
+        e->ids = p;
+        e->cap_ids = nc;
+    }
+    e->ids[e->n_ids++] = id;
+    return true;
+}
+
+static inline bool heap_less(tok_heap_ent a, tok_heap_ent b) {
+    return a.rank < b.rank || (a.rank == b.rank && a.pos < b.pos);
+}
+
+static void heap_push(tok_heap_ent *h, size_t *n, tok_heap_ent v) {
+    size_t i = (*n)++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!heap_less(v, h[p])) break;
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = v;
+}
+
+static tok_heap_ent heap_pop(tok_heap_ent *h, size_t *n) {
+    tok_heap_ent top = h[0], last = h[--(*n)];
+    size_t i = 0, m = *n;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= m) break;
+        if (c + 1 < m && heap_less(h[c + 1], h[c])) c++;
+        if (!heap_less(h[c], last)) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (m) h[i] = last;
+    return top;
+}
+
+static inline void push_pair(const loom_tokenizer *t, tok_heap_ent *h, size_t *hn, const tok_sym *s,
+                             int32_t i) {
+    const tok_pair_slot *m = pmap_find(t, pair_key(s[i].id, s[s[i].next].id));
+    if (m) heap_push(h, hn, (tok_heap_ent){m->rank, (uint32_t)i});
+}
+
+/* BPE one pre-token: start from single bytes and repeatedly apply the
+ * lowest-ranked merge present (leftmost on ties), as Hugging Face does. A heap
+ * of candidate pairs with lazy invalidation keeps long pieces O(n log n). */
+static loom_status bpe_piece(tok_enc *e, const uint8_t *p, size_t n) {
+    const loom_tokenizer *t = e->t;
+    if (n == 0) return LOOM_OK;
+    if (t->ignore_merges || n == 1) {
+        int32_t id = vmap_find(t, p, n);
+        if (id >= 0) return push_id(e, id) ? LOOM_OK : LOOM_ERR_OOM;
+    }
+    if (n > (size_t)INT32_MAX) return LOOM_ERR_INVALID_ARG;
+    if (n > e->cap_sym) {
+        size_t nc = n < 256 ? 256 : n;
+        tok_sym *s = realloc(e->sym, nc * sizeof(tok_sym));
+        if (!s) return LOOM_ERR_OOM;
+        e->sym = s;
+        tok_heap_ent *h = realloc(e->heap, 2 * nc * sizeof(tok_heap_ent));
+        if (!h) return LOOM_ERR_OOM;
+        e->heap = h;
+        e->cap_sym = nc;
+    }
+    tok_sym *s = e->sym;
+    tok_heap_ent *h = e->heap;
+    size_t hn = 0;
+    for (size_t i = 0; i < n; i++)
+        s[i] = (tok_sym){t->byte_id[p[i]], (int32_t)i - 1, i + 1 < n ? (int32_t)i + 1 : -1, 1};
+    for (size_t i = 0; i + 1 < n; i++)
+        push_pair(t, h, &hn, s, (int32_t)i);
+    /* Each merge pushes at most two entries and removes one symbol, so the
+     * heap never exceeds 2n entries. */
+    while (hn) {
+        tok_heap_ent top = heap_pop(h, &hn);
+        int32_t i = (int32_t)top.pos;
+        if (!s[i].alive || s[i].next < 0) continue;
+        int32_t j = s[i].next;
+        const tok_pair_slot *m = pmap_find(t, pair_key(s[i].id, s[j].id));
+        if (!m || m->rank != top.rank)
+            continue; /* stale: a neighbour changed since this entry was pushed */
+        s[i].id = m->new_id;
+        s[j].alive = 0;
+        s[i].next = s[j].next;
+        if (s[j].next >= 0) s[s[j].next].prev = i;
+        if (s[i].prev >= 0) push_pair(t, h, &hn, s, s[i].prev);
+        if (s[i].next >= 0) push_pair(t, h, &hn, s, i);
+    }
+    for (int32_t i = 0; i >= 0; i = s[i].next)
+        if (!push_id(e, s[i].id)) return LOOM_ERR_OOM;
+    return LOOM_OK;
+}
+
+static size_t utf8_len_at(const uint8_t *p, size_t n) {
+    /* Length of the (possibly invalid) character at p: used only to step past
+     * an empty regex match. */
+    size_t l = p[0] < 0x80 ? 1 : (p[0] & 0xe0) == 0xc0 ? 2 : (p[0] & 0xf0) == 0xe0 ? 3 : 4;
+    if (l > n) l = n;
+    for (size_t k = 1; k < l; k++)
+        if ((p[k] & 0xc0) != 0x80) return k;
+    return l;
+}
+
+/* Pre-tokenize text without special tokens and BPE each piece. Text the regex
+ * does not cover (gaps: runs of invalid UTF-8) becomes its own piece, like the
+ * unmatched parts of Hugging Face's Split(behavior = Isolated). */
+static loom_status encode_plain(tok_enc *e, const uint8_t *text, size_t n, char *err,
+                                size_t err_n) {
+    size_t gap = 0, at = 0;
+    uint32_t opts = 0;
+    while (at < n) {
+        int rc = pcre2_match(e->t->re, text, n, at, opts, e->md, NULL);
+        if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !(opts & PCRE2_NO_JIT)) {
+            opts |= PCRE2_NO_JIT; /* the interpreter keeps its backtracking on the heap */
+            continue;
+        }
+        if (rc == PCRE2_ERROR_NOMATCH) break;
+        if (rc < 0) {
+            PCRE2_UCHAR msg[256];
+            pcre2_get_error_message(rc, msg, sizeof(msg));
+            return tok_fail(err, err_n, LOOM_ERR_INTERNAL,
+                            "tokenizer: regex match failed at byte %zu: %s", at, (const char *)msg);
+        }
+        const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->md);
+        size_t s = ov[0], f = ov[1];
+        if (f == s) { /* empty match: step over one character, it joins the gap */
+            at = s + utf8_len_at(text + s, n - s);
+            continue;
+        }
+        loom_status st = bpe_piece(e, text + gap, s - gap);
+        if (st == LOOM_OK) st = bpe_piece(e, text + s, f - s);
+        if (st != LOOM_OK)
+            return tok_fail(err, err_n, st, "tokenizer: encode failed: %s", loom_status_str(st));
+        gap = at = f;
+    }
+    loom_status st = bpe_piece(e, text + gap, n - gap);
+    if (st != LOOM_OK)
+        return tok_fail(err, err_n, st, "tokenizer: encode failed: %s", loom_status_str(st));
+    return LOOM_OK;
+}
+
+static bool spec_matchable(uint8_t type, unsigned flags) {
+    if (type == LOOM_TOKEN_USER_DEFINED)
+        return true; /* added non-special tokens are always split out */
+    if (type == LOOM_TOKEN_CONTROL || type == LOOM_TOKEN_UNKNOWN)
+        return !(flags & LOOM_TOK_NO_SPECIAL);
+    return false;
+}
+
+loom_status loom_tokenizer_encode(const loom_tokenizer *t, const char *text, size_t len,
+                                  unsigned flags, int32_t **ids, size_t *n_ids, char *err,
+                                  size_t err_n) {
+    if (!t || !ids || !n_ids || (!text && len))
+        return tok_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL argument");
+    *ids = NULL;
+    *n_ids = 0;
+    if (flags & ~(unsigned)(LOOM_TOK_ADD_BOS | LOOM_TOK_NO_SPECIAL))
+        return tok_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: unknown encode flags 0x%x",
+                        flags);
+    if ((flags & LOOM_TOK_ADD_BOS) && t->bos < 0)
+        return tok_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                        "tokenizer: LOOM_TOK_ADD_BOS but the tokenizer has no BOS token");
+    tok_enc e = {.t = t};
+    loom_status st = LOOM_OK;
+    e.md = pcre2_match_data_create_from_pattern(t->re, NULL);
+    if (!e.md || !push_id(&e, 0)) /* allocates ids even for empty output */
+        goto oom;
+    e.n_ids = 0;
+    if (flags & LOOM_TOK_ADD_BOS) push_id(&e, t->bos);
+
+    /* Split on special tokens (leftmost-longest), encode the text between. */
+    const uint8_t *u = (const uint8_t *)text;
+    size_t seg = 0, i = 0;
+    while (i < len) {
+        uint8_t c = u[i];
+        const tok_special *hit = NULL;
+        for (uint32_t k = t->spec_lo[c]; k < t->spec_hi[c]; k++) {
+            const tok_special *sp = &t->spec[k];
+            if (sp->len <= len - i && spec_matchable(sp->type, flags) &&
+                memcmp(sp->bytes, u + i, sp->len) == 0) {
+                hit = sp;
+                break;
+            }
+        }
+        if (!hit) {
+            i++;
+            continue;
+        }
+        if ((st = encode_plain(&e, u + seg, i - seg, err, err_n)) != LOOM_OK) goto fail;
+        if (!push_id(&e, hit->id)) goto oom;
+        i += hit->len;
+        seg = i;
+    }
+    if ((st = encode_plain(&e, u + seg, len - seg, err, err_n)) != LOOM_OK) goto fail;
+    free(e.sym);
+    free(e.heap);
+    pcre2_match_data_free(e.md);
+    *ids = e.ids;
+    *n_ids = e.n_ids;
+    return LOOM_OK;
+
+oom:
+    st = tok_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
+fail:
+    free(e.ids);
+    free(e.sym);
+    free(e.heap);
+    if (e.md) pcre2_match_data_free(e.md);
+    return st;
+}
+
+/* ---- decode and lookups ---- */
+
+static bool is_skippable(uint8_t type) {
+    return type == LOOM_TOKEN_CONTROL || type == LOOM_TOKEN_UNKNOWN || type == LOOM_TOKEN_UNUSED;
+}
+
+loom_status loom_tokenizer_decode(const loom_tokenizer *t, const int32_t *ids, size_t n_ids,
+                                  unsigned flags, char **out, size_t *out_len, char *err,
+                                  size_t err_n) {
+    if (!t || !out || !out_len || (!ids && n_ids))
+        return tok_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL argument");
+    *out = NULL;
+    *out_len = 0;
+    if (flags & ~(unsigned)LOOM_TOK_SKIP_SPECIAL)
+        return tok_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: unknown decode flags 0x%x",
+                        flags);
+    size_t total = 0;
+    for (size_t i = 0; i < n_ids; i++) {
+        int32_t id = ids[i];
+        if (id < 0 || (size_t)id >= t->n_vocab || t->len[id] == UINT32_MAX)
+            return tok_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                            "tokenizer: decode: ids[%zu] = %d is not a token id (vocabulary "
+                            "size %zu)",
+                            i, (int)id, t->n_vocab);
+        if (!((flags & LOOM_TOK_SKIP_SPECIAL) && is_skippable(t->type[id]))) total += t->len[id];
+    }
+    char *buf = malloc(total + 1);
+    if (!buf) return tok_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
+    size_t k = 0;
+    for (size_t i = 0; i < n_ids; i++) {
+        int32_t id = ids[i];
+        if ((flags & LOOM_TOK_SKIP_SPECIAL) && is_skippable(t->type[id])) continue;
+        memcpy(buf + k, t->blob + t->off[id], t->len[id]);
+        k += t->len[id];
+    }
+    buf[k] = 0;
+    *out = buf;
+    *out_len = k;
+    return LOOM_OK;
+}
+
+loom_status loom_tokenizer_piece(const loom_tokenizer *t, int32_t id, const char **bytes,
+                                 size_t *len) {
+    if (!t || !bytes || !len) return LOOM_ERR_INVALID_ARG;
+    if (id < 0 || (size_t)id >= t->n_vocab || t->len[id] == UINT32_MAX) return LOOM_ERR_INVALID_ARG;
+    *bytes = t->blob + t->off[id];
+    *len = t->len[id];
+    return LOOM_OK;
+}
+
+loom_status loom_tokenizer_find(const loom_tokenizer *t, const char *bytes, size_t len,
+                                int32_t *id) {
+    if (!t || !id || (!bytes && len)) return LOOM_ERR_INVALID_ARG;
+    int32_t v = len ? vmap_find(t, (const uint8_t *)bytes, len) : -1;
+    if (v < 0)
+        for (size_t k = 0; k < t->n_spec; k++)
+            if (t->spec[k].len == len && memcmp(t->spec[k].bytes, bytes, len) == 0) {
+                v = t->spec[k].id;
+                break;
+            }
+    if (v < 0) return LOOM_ERR_INVALID_ARG;
+    *id = v;
+    return LOOM_OK;
+}
+
+loom_token_type loom_tokenizer_token_type(const loom_tokenizer *t, int32_t id) {
+    if (!t || id < 0 || (size_t)id >= t->n_vocab || t->len[id] == UINT32_MAX)
+        return LOOM_TOKEN_UNDEFINED;
+    return (loom_token_type)t->type[id];
+}
+
+size_t loom_tokenizer_vocab_size(const loom_tokenizer *t) {
+    return t ? t->n_vocab : 0;
+}
+int32_t loom_tokenizer_bos(const loom_tokenizer *t) {
+    return t ? t->bos : -1;
+}
+int32_t loom_tokenizer_eos(const loom_tokenizer *t) {
+    return t ? t->eos : -1;
+}
+int32_t loom_tokenizer_eot(const loom_tokenizer *t) {
+    return t ? t->eot : -1;
+}
+
+loom_status loom_tokenizer_set_special_ids(loom_tokenizer *t, int32_t bos, int32_t eos,
+                                           int32_t eot) {
+    if (!t) return LOOM_ERR_INVALID_ARG;
+    int32_t v[3] = {bos, eos, eot};
+    for (int i = 0; i < 3; i++)
+        if (v[i] < -1 || (v[i] >= 0 && ((size_t)v[i] >= t->n_vocab || t->len[v[i]] == UINT32_MAX)))
+            return LOOM_ERR_INVALID_ARG;
+    t->bos = bos;
+    t->eos = eos;
+    t->eot = eot;
+    return LOOM_OK;
+}

@@ -1,0 +1,336 @@
+/* model/tokenizer_json.c - load a Hugging Face tokenizer.json (byte-level BPE)
+ * with cJSON and hand its vocabulary, merges, added tokens and pre-tokenizer
+ * regex to tok_build(). Everything the loader does not implement is rejected
+ * by name rather than silently ignored, so a tokenizer that would encode
+ * differently from Hugging Face never loads. */
+#include <cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/tok_internal.h"
+
+/* GPT-2's split, used by a ByteLevel pre-tokenizer with use_regex = true. */
+static const char GPT2_PATTERN[] =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+static bool is_null_or_absent(const cJSON *j) {
+    return !j || cJSON_IsNull(j);
+}
+
+static bool is_true(const cJSON *j) {
+    return j && cJSON_IsTrue(j);
+}
+
+static const char *str_field(const cJSON *obj, const char *name) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, name);
+    return cJSON_IsString(j) ? j->valuestring : NULL;
+}
+
+/* A JSON number that is an integer in [0, INT32_MAX). */
+static bool as_id(const cJSON *j, int32_t *id) {
+    if (!cJSON_IsNumber(j)) return false;
+    double d = j->valuedouble;
+    if (!(d >= 0 && d < (double)INT32_MAX) || floor(d) != d) return false;
+    *id = (int32_t)d;
+    return true;
+}
+
+static loom_status read_file(const char *path, char **data, size_t *n, char *err, size_t err_n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return tok_fail(err, err_n, LOOM_ERR_IO, "tokenizer: cannot open %s", path);
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len == cap) {
+            cap = cap ? cap * 2 : (1u << 20);
+            char *nb = realloc(buf, cap + 1);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return tok_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory reading %s",
+                                path);
+            }
+            buf = nb;
+        }
+        size_t r = fread(buf + len, 1, cap - len, f);
+        len += r;
+        if (r == 0) break;
+    }
+    bool bad = ferror(f) != 0;
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return tok_fail(err, err_n, LOOM_ERR_IO, "tokenizer: read error on %s", path);
+    }
+    buf[len] = 0;
+    *data = buf;
+    *n = len;
+    return LOOM_OK;
+}
+
+/* pre_tokenizer -> regex. Supported: Sequence[Split(Regex, Isolated),
+ * ByteLevel(use_regex=false)] (Llama 3) and a lone ByteLevel(use_regex=true)
+ * (GPT-2). Both without add_prefix_space. */
+static loom_status pick_pattern(const cJSON *pre, const char **pattern, char *err, size_t err_n) {
+    const char *ty = str_field(pre, "type");
+    if (!ty)
+        return tok_fail(err, err_n, LOOM_ERR_FORMAT,
+                        "tokenizer.json: pre_tokenizer is missing or has no \"type\"");
+    if (strcmp(ty, "ByteLevel") == 0) {
+        if (is_true(cJSON_GetObjectItemCaseSensitive(pre, "add_prefix_space")))
+            return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                            "tokenizer.json: ByteLevel pre_tokenizer with add_prefix_space = true "
+                            "is not supported");
+        if (!is_true(cJSON_GetObjectItemCaseSensitive(pre, "use_regex")))
+            return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                            "tokenizer.json: ByteLevel pre_tokenizer without a split regex "
+                            "(use_regex = false) is not supported");
+        *pattern = GPT2_PATTERN;
+        return LOOM_OK;
+    }
+    if (strcmp(ty, "Sequence") != 0)
+        return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                        "tokenizer.json: pre_tokenizer type \"%s\" is not supported (expected "
+                        "Sequence of Split + ByteLevel, or ByteLevel)",
+                        ty);
+    const cJSON *seq = cJSON_GetObjectItemCaseSensitive(pre, "pretokenizers");
+    if (!cJSON_IsArray(seq) || cJSON_GetArraySize(seq) != 2)
+        return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                        "tokenizer.json: pre_tokenizer Sequence must hold exactly [Split, "
+                        "ByteLevel]");
+    const cJSON *split = cJSON_GetArrayItem(seq, 0), *bl = cJSON_GetArrayItem(seq, 1);
+    const char *t0 = str_field(split, "type"), *t1 = str_field(bl, "type");
+    if (!t0 || strcmp(t0, "Split") != 0 || !t1 || strcmp(t1, "ByteLevel") != 0)
+        return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                        "tokenizer.json: pre_tokenizer Sequence is [%s, %s]; only [Split, "
+                        "ByteLevel] is supported",
+                        t0 ? t0 : "?", t1 ? t1 : "?");
+    const cJSON *pat = cJSON_GetObjectItemCaseSensitive(split, "pattern");
+    const char *re = str_field(pat, "Regex");
+    if (!re)
+        return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                        "tokenizer.json: Split pre_tokenizer needs a {\"Regex\": ...} pattern "
+                        "(a literal String pattern is not supported)");
+    const char *beh = str_field(split, "behavior");
+    if (!beh || strcmp(beh, "Isolated") != 0)
+        return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                        "tokenizer.json: Split behavior \"%s\" is not supported (only Isolated)",
+                        beh ? beh : "(missing)");
+    if (is_true(cJSON_GetObjectItemCaseSensitive(split, "invert")))
+        return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                        "tokenizer.json: Split with invert = true is not supported");
+    if (is_true(cJSON_GetObjectItemCaseSensitive(bl, "add_prefix_space")) ||
+        is_true(cJSON_GetObjectItemCaseSensitive(bl, "use_regex")))
+        return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                        "tokenizer.json: ByteLevel after Split must have add_prefix_space = "
+                        "false and use_regex = false");
+    *pattern = re;
+    return LOOM_OK;
+}
+
+/* Everything outside model/added_tokens/pre_tokenizer that changes encoding. */
+static loom_status check_model(const cJSON *root, const cJSON *model, char *err, size_t err_n) {
+    const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
+    if (!is_null_or_absent(norm)) {
+        const char *ty = str_field(norm, "type");
+        return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                        "tokenizer.json: normalizer \"%s\" is not supported (only null)",
+                        ty ? ty : "?");
+    }
+    const cJSON *dec = cJSON_GetObjectItemCaseSensitive(root, "decoder");
+    if (!is_null_or_absent(dec)) {
+        const char *ty = str_field(dec, "type");
+        if (!ty || strcmp(ty, "ByteLevel") != 0)
+            return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                            "tokenizer.json: decoder \"%s\" is not supported (only ByteLevel)",
+                            ty ? ty : "?");
+    }
+    const char *ty = str_field(model, "type");
+    if (ty && strcmp(ty, "BPE") != 0)
+        return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                        "tokenizer.json: model type \"%s\" is not supported (only BPE)", ty);
+    const cJSON *drop = cJSON_GetObjectItemCaseSensitive(model, "dropout");
+    if (!is_null_or_absent(drop) && !(cJSON_IsNumber(drop) && drop->valuedouble == 0))
+        return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                        "tokenizer.json: BPE dropout is not supported");
+    if (is_true(cJSON_GetObjectItemCaseSensitive(model, "byte_fallback")))
+        return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                        "tokenizer.json: BPE byte_fallback (SentencePiece-style) is not "
+                        "supported");
+    static const char *const affixes[] = {"continuing_subword_prefix", "end_of_word_suffix"};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(model, affixes[i]);
+        if (!is_null_or_absent(a) && !(cJSON_IsString(a) && a->valuestring[0] == 0))
+            return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                            "tokenizer.json: BPE %s is not supported", affixes[i]);
+    }
+    return LOOM_OK;
+}
+
+loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, char *err,
+                                        size_t err_n) {
+    if (!path || !out)
+        return tok_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL argument");
+    *out = NULL;
+    char *data = NULL;
+    size_t n = 0;
+    LOOM_TRY(read_file(path, &data, &n, err, err_n));
+    cJSON *root = cJSON_ParseWithLength(data, n);
+    if (!root) {
+        const char *at = cJSON_GetErrorPtr();
+        size_t off = (at && at >= data && at <= data + n) ? (size_t)(at - data) : 0;
+        free(data);
+        return tok_fail(err, err_n, LOOM_ERR_FORMAT,
+                        "tokenizer: %s is not valid JSON (near byte %zu)", path, off);
+    }
+    free(data);
+
+    loom_status st = LOOM_OK;
+    const char **tokens = NULL;
+    int32_t *types = NULL;
+    tok_merge *merges = NULL;
+    const char *pattern = NULL;
+
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
+    const cJSON *jm = cJSON_GetObjectItemCaseSensitive(model, "merges");
+    const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+    if (!cJSON_IsObject(root) || !cJSON_IsObject(model)) {
+        st = tok_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer.json: no \"model\" object");
+        goto done;
+    }
+    if (!cJSON_IsObject(vocab)) {
+        st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
+                      "tokenizer.json: model.vocab missing or not an "
+                      "object");
+        goto done;
+    }
+    if (!cJSON_IsArray(jm)) {
+        st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
+                      "tokenizer.json: model.merges missing or not an "
+                      "array");
+        goto done;
+    }
+    if (!is_null_or_absent(added) && !cJSON_IsArray(added)) {
+        st = tok_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer.json: added_tokens is not an array");
+        goto done;
+    }
+    if ((st = check_model(root, model, err, err_n)) != LOOM_OK) goto done;
+    if ((st = pick_pattern(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), &pattern, err,
+                           err_n)) != LOOM_OK)
+        goto done;
+    const cJSON *im = cJSON_GetObjectItemCaseSensitive(model, "ignore_merges");
+    if (!is_null_or_absent(im) && !cJSON_IsBool(im)) {
+        st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
+                      "tokenizer.json: model.ignore_merges is not a "
+                      "boolean");
+        goto done;
+    }
+    bool ignore_merges = is_true(im);
+
+    /* Vocabulary size = largest id + 1 over vocab and added tokens. */
+    int32_t max_id = -1, id;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, vocab) {
+        if (!as_id(it, &id)) {
+            st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
+                          "tokenizer.json: model.vocab[\"%s\"] is not a non-negative integer id",
+                          it->string ? it->string : "?");
+            goto done;
+        }
+        if (id > max_id) max_id = id;
+    }
+    cJSON_ArrayForEach(it, added) {
+        const cJSON *jid = cJSON_GetObjectItemCaseSensitive(it, "id");
+        const char *content = str_field(it, "content");
+        if (!as_id(jid, &id) || !content) {
+            st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
+                          "tokenizer.json: an added_tokens entry lacks an integer \"id\" or a "
+                          "string \"content\"");
+            goto done;
+        }
+        static const char *const unsup[] = {"lstrip", "rstrip", "single_word"};
+        for (int k = 0; k < 3; k++)
+            if (is_true(cJSON_GetObjectItemCaseSensitive(it, unsup[k]))) {
+                st = tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                              "tokenizer.json: added token %d \"%s\" sets %s, which is not "
+                              "supported",
+                              (int)id, content, unsup[k]);
+                goto done;
+            }
+        if (id > max_id) max_id = id;
+    }
+    if (max_id < 0) {
+        st = tok_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer.json: empty vocabulary");
+        goto done;
+    }
+    size_t n_tok = (size_t)max_id + 1;
+    tokens = calloc(n_tok, sizeof(*tokens));
+    types = calloc(n_tok, sizeof(*types));
+    size_t n_merges = (size_t)cJSON_GetArraySize(jm);
+    merges = calloc(n_merges ? n_merges : 1, sizeof(*merges));
+    if (!tokens || !types || !merges) {
+        st = tok_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
+        goto done;
+    }
+    cJSON_ArrayForEach(it, vocab) {
+        as_id(it, &id);
+        if (tokens[id]) {
+            st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
+                          "tokenizer.json: id %d is used by both \"%s\" and \"%s\"", (int)id,
+                          tokens[id], it->string);
+            goto done;
+        }
+        tokens[id] = it->string;
+        types[id] = LOOM_TOKEN_NORMAL;
+    }
+    /* Added tokens win over a vocab entry with the same id, as in Hugging Face. */
+    cJSON_ArrayForEach(it, added) {
+        as_id(cJSON_GetObjectItemCaseSensitive(it, "id"), &id);
+        tokens[id] = str_field(it, "content");
+        types[id] = is_true(cJSON_GetObjectItemCaseSensitive(it, "special"))
+                        ? LOOM_TOKEN_CONTROL
+                        : LOOM_TOKEN_USER_DEFINED;
+    }
+
+    /* Merges: "left right" strings, or [left, right] arrays (newer files). The
+     * string form points into a copy that is split in place. */
+    size_t r = 0;
+    cJSON_ArrayForEach(it, jm) {
+        if (cJSON_IsString(it)) {
+            char *s = it->valuestring; /* owned by the cJSON tree, freed with it */
+            char *sp = strchr(s, ' ');
+            if (!sp || sp == s || !sp[1] || strchr(sp + 1, ' ')) {
+                st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
+                              "tokenizer.json: merges[%zu] \"%s\" is not \"left right\"", r, s);
+                goto done;
+            }
+            *sp = 0; /* the tree is ours and is freed below */
+            merges[r].left = s;
+            merges[r].right = sp + 1;
+        } else if (cJSON_IsArray(it) && cJSON_GetArraySize(it) == 2 &&
+                   cJSON_IsString(cJSON_GetArrayItem(it, 0)) &&
+                   cJSON_IsString(cJSON_GetArrayItem(it, 1))) {
+            merges[r].left = cJSON_GetArrayItem(it, 0)->valuestring;
+            merges[r].right = cJSON_GetArrayItem(it, 1)->valuestring;
+        } else {
+            st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
+                          "tokenizer.json: merges[%zu] is neither \"left right\" nor [left, "
+                          "right]",
+                          r);
+            goto done;
+        }
+        r++;
+    }
+
+    st = tok_build(tokens, n_tok, types, merges, n_merges, pattern, ignore_merges, out, err, err_n);
+
+done:
+    free(tokens);
+    free(types);
+    free(merges);
+    cJSON_Delete(root);
+    return st;
+}

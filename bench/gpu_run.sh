@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# bench/gpu_run.sh - one whole GPU session: devices, the parity suite on the
+# CUDA (and, when its driver is found, Vulkan) backend, `loom bench ops` on
+# each, and the PyTorch peers (bench/gpu_peers.py), everything logged to OUT.
+#   bench/gpu_run.sh BIN_DIR OUT_DIR
+# BIN_DIR holds loom, libloom.so and the backend plugins (a build dir, or a
+# bundle made by `bench/gpu_bundle.sh` with the shared libraries they need).
+set -uo pipefail
+BIN=$(cd "${1:?BIN_DIR}" && pwd)
+OUT=${2:?OUT_DIR}
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$OUT"
+export LD_LIBRARY_PATH="$BIN${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export LOOM_PLUGIN_DIR="$BIN"
+export LOOM_VULKAN_ALLOW_CPU=0
+# The CUDA plugin needs libcudart/libcublas 13: the toolkit's, else PyTorch's wheels.
+if ldd "$BIN/libloom-backend-cuda.so" | grep -q "not found"; then
+    for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
+        $(python3 -c 'import nvidia, os; p = nvidia.__path__[0]; print(" ".join(os.path.join(p, x, "lib") for x in os.listdir(p)))' 2>/dev/null); do
+        [ -d "$d" ] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$d"
+    done
+fi
+ldd "$BIN/libloom-backend-cuda.so" | grep -E "cudart|cublas"
+# The NVIDIA Vulkan ICD may live outside the loader's default search path.
+icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+if [ -f "$icd" ] && [ -z "${VK_DRIVER_FILES:-}" ]; then export VK_DRIVER_FILES=$icd; fi
+log() { echo "== $*" | tee -a "$OUT/summary.txt"; }
+
+log "nvidia-smi"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee -a "$OUT/summary.txt"
+log "loom devices"
+"$BIN/loom" devices 2>&1 | tee -a "$OUT/summary.txt"
+
+for be in cuda vulkan; do
+    log "loom test-ops --backend $be"
+    timeout 200 "$BIN/loom" test-ops --backend "$be" --golden "$SRC/tests/golden" >"$OUT/parity-$be.txt" 2>&1
+    echo "rc=$?" >>"$OUT/parity-$be.txt"
+    grep -E "FAIL|passed|rc=|unavailable|error" "$OUT/parity-$be.txt" | head -60 | tee -a "$OUT/summary.txt"
+done
+
+for be in cuda vulkan; do
+    log "loom bench ops --backend $be --shapes llama3-8b"
+    timeout 120 "$BIN/loom" bench ops --backend "$be" --shapes llama3-8b --format json \
+        >"$OUT/bench-$be.json" 2>"$OUT/bench-$be.err"
+    echo "rc=$?" >>"$OUT/bench-$be.err"
+    cat "$OUT/bench-$be.json" "$OUT/bench-$be.err" | tee -a "$OUT/summary.txt"
+done
+
+log "pytorch peers"
+PYTHONUNBUFFERED=1 python3 "$SRC/bench/gpu_peers.py" 2>&1 | tee "$OUT/peers.jsonl" | tee -a "$OUT/summary.txt"

@@ -22,8 +22,11 @@ if ldd "$BIN/libloom-backend-cuda.so" | grep -q "not found"; then
 fi
 ldd "$BIN/libloom-backend-cuda.so" | grep -E "cudart|cublas"
 # The NVIDIA Vulkan ICD may live outside the loader's default search path.
-icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-if [ -f "$icd" ] && [ -z "${VK_DRIVER_FILES:-}" ]; then export VK_DRIVER_FILES=$icd; fi
+for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json \
+    /etc/vulkan/icd.d/nvidia_icd.json; do
+    if [ -f "$icd" ] && [ -z "${VK_DRIVER_FILES:-}" ]; then export VK_DRIVER_FILES=$icd; fi
+done
+echo "VK_DRIVER_FILES=${VK_DRIVER_FILES:-unset}"; [ -n "${VK_DRIVER_FILES:-}" ] && cat "$VK_DRIVER_FILES"
 log() { echo "== $*" | tee -a "$OUT/summary.txt"; }
 
 log "nvidia-smi"

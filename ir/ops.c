@@ -32,6 +32,7 @@ static const char *const op_names[LOOM_OP_COUNT] = {
     [LOOM_OP_CROSS_ENTROPY_BACK] = "cross_entropy_back",
     [LOOM_OP_MOE_GATE] = "moe_gate",
     [LOOM_OP_MOE_GATE_BACK] = "moe_gate_back",
+    [LOOM_OP_SET_ROWS] = "set_rows",
 };
 
 const char *loom_op_name(loom_op op) {
@@ -40,6 +41,10 @@ const char *loom_op_name(loom_op op) {
 
 bool loom_op_is_view(loom_op op) {
     return op == LOOM_OP_VIEW;
+}
+
+bool loom_op_is_inplace(loom_op op) {
+    return op == LOOM_OP_SET_ROWS;
 }
 
 /* Shorthand for shape strings in messages. */
@@ -405,6 +410,58 @@ loom_tensor *loom_flash_attn(loom_graph *g, loom_tensor *q, loom_tensor *k, loom
         r->p.i[2] = q_offset;
     }
     return r;
+}
+
+loom_tensor *loom_set_rows(loom_graph *g, loom_tensor *dst, loom_tensor *src, loom_tensor *rows) {
+    INPUTS("set_rows", dst, src, rows);
+    loom_tensor *st = loom_tensor_storage(dst);
+    REQUIRE(st->op == LOOM_OP_NONE,
+            "set_rows: destination %s must be a leaf or a view of one (persistent storage)",
+            D(dst));
+    REQUIRE(dst->dtype == LOOM_F32 || dst->dtype == LOOM_F16 || dst->dtype == LOOM_BF16 ||
+                dst->dtype == LOOM_Q8_0,
+            "set_rows: destination %s must be f32/f16/bf16/q8_0", D(dst));
+    REQUIRE(dst->ne[0] % loom_dtype_block_size(dst->dtype) == 0,
+            "set_rows: destination %s rows must be whole blocks", D(dst));
+    REQUIRE(src->dtype == LOOM_F32, "set_rows: source %s must be f32", D(src));
+    REQUIRE(src->ne[0] == dst->ne[0] && src->ne[2] == dst->ne[2] && src->ne[3] == 1 &&
+                dst->ne[3] == 1,
+            "set_rows: source %s must be [W, T, B] for destination %s [W, R, B]", D(src), D(dst));
+    REQUIRE(rows->dtype == LOOM_I32 && rows->ne[0] == src->ne[1] &&
+                (rows->ne[1] == 1 || rows->ne[1] == src->ne[2]) && rows->ne[2] == 1 &&
+                rows->ne[3] == 1,
+            "set_rows: rows %s must be i32 [T] or [T, B] for source %s", D(rows), D(src));
+    loom_tensor *r = new_node(g, LOOM_OP_SET_ROWS, dst->dtype, dst->ne, dst, src, rows);
+    if (!r) return NULL;
+    memcpy(r->nb, dst->nb, sizeof r->nb);
+    r->view_src = st;
+    r->view_offs = dst->view_src ? dst->view_offs : 0;
+    return r;
+}
+
+loom_status loom_view_set_extent(loom_tensor *v, int dim, int64_t ne) {
+    if (!v || v->op != LOOM_OP_VIEW || !v->view_src || dim < 0 || dim >= LOOM_MAX_DIMS || ne <= 0)
+        return LOOM_ERR_INVALID_ARG;
+    const int64_t bs = loom_dtype_block_size(v->dtype);
+    if (dim == 0 && ne % bs != 0) return LOOM_ERR_INVALID_ARG;
+    /* Last byte the view touches with the new extent, against the storage. */
+    size_t end = v->view_offs;
+    for (int i = 0; i < LOOM_MAX_DIMS; i++) {
+        int64_t e = i == dim ? ne : v->ne[i];
+        if (i == 0) e /= bs;
+        end += (size_t)(e - 1) * v->nb[i];
+    }
+    end += v->nb[0];
+    if (end > loom_tensor_nbytes(v->view_src)) return LOOM_ERR_INVALID_ARG;
+    v->ne[dim] = ne;
+    return LOOM_OK;
+}
+
+loom_status loom_node_set_q_offset(loom_tensor *node, int32_t q_offset) {
+    if (!node || (node->op != LOOM_OP_FLASH_ATTN && node->op != LOOM_OP_SOFTMAX) || q_offset < 0)
+        return LOOM_ERR_INVALID_ARG;
+    node->p.i[2] = q_offset;
+    return LOOM_OK;
 }
 
 loom_tensor *loom_moe_gate(loom_graph *g, loom_tensor *logits, int32_t top_k) {

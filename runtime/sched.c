@@ -4,7 +4,11 @@
  * loom_sched_alloc(s, g):
  *  1. Compute nodes are g's nodes that are neither views nor leaves, in order.
  *     Each goes to the first scheduler backend whose supports() accepts it.
- *  2. Placement of storage (a view's storage is its view_src): a leaf already
+ *     An in-place node (set_rows) runs on the backend holding its destination
+ *     storage, or fails with a message when that backend cannot run it: the
+ *     write never goes to a copy (docs/adr/0011-kv-cache-in-place-writes.md).
+ *  2. Placement of storage (a view's or in-place result's storage is its
+ *     view_src): a leaf already
  *     in a buffer stays on that buffer's backend; a leaf with caller host data
  *     (loom_tensor_set_host_data, constants) lives on the "cpu" backend if the
  *     scheduler has one, else in plain host memory that every backend copies
@@ -133,8 +137,13 @@ static void *grow_to(void *arr, int n, int *cap, size_t elem) {
     ((arr) = grow_to((arr), (n), &(cap), sizeof *(arr)),                                           \
      (n) < (cap) ? ((arr)[(n)++] = (val), true) : false)
 
+/* Views and in-place results (set_rows) use their view_src's storage. */
 static loom_tensor *storage_of(loom_tensor *t) {
-    return loom_op_is_view(t->op) && t->view_src ? t->view_src : t;
+    return (loom_op_is_view(t->op) || loom_op_is_inplace(t->op)) && t->view_src ? t->view_src : t;
+}
+
+static bool is_inplace(const loom_tensor *t) {
+    return loom_op_is_inplace(t->op) && t->view_src;
 }
 
 static bool is_leaf(const loom_tensor *t) {
@@ -363,6 +372,40 @@ static loom_tensor *get_view_copy(loom_sched *s, loom_tensor *v, loom_tensor *co
     return c;
 }
 
+/* Backend of in-place node j: the one holding its destination storage. */
+static loom_status place_inplace(alloc_ctx *a, int j, int *out) {
+    loom_sched *s = a->s;
+    loom_tensor *t = s->nodes[j];
+    loom_tensor *st = storage_of(t);
+    LOOM_TRY(check_member(a, st));
+    int l = a->loc[st->id];
+    if (l == LOC_HOST)
+        return sched_fail(s, LOOM_ERR_UNSUPPORTED,
+                          "node %d (%s '%s') writes in place into '%s', which is caller host "
+                          "memory, but this scheduler has no cpu backend to run the write",
+                          s->node_gidx[j], loom_op_name(t->op), t->name, st->name);
+    if (l >= 0) {
+        if (!s->backends[l]->iface->supports(s->backends[l], t))
+            return sched_fail(
+                s, LOOM_ERR_UNSUPPORTED,
+                "node %d (%s '%s') writes in place into '%s', which lives on backend '%s', and "
+                "'%s' does not support %s for this node; in-place writes never run on a copy: "
+                "put the destination on a backend that supports %s (e.g. cpu)",
+                s->node_gidx[j], loom_op_name(t->op), t->name, st->name, be_name(s, l),
+                be_name(s, l), loom_op_name(t->op), loom_op_name(t->op));
+        *out = l;
+        return LOOM_OK;
+    }
+    int b = 0;
+    while (b < s->n_backends && !s->backends[b]->iface->supports(s->backends[b], t))
+        b++;
+    if (b == s->n_backends) return describe_unsupported(s, s->node_gidx[j], t);
+    a->loc[st->id] = b; /* the destination is allocated with the node */
+    a->leaf_new[st->id] = 1;
+    *out = b;
+    return LOOM_OK;
+}
+
 /* Steps 1-3: nodes, placement, splits, copies, liveness. */
 static loom_status plan_graph(alloc_ctx *a) {
     loom_sched *s = a->s;
@@ -397,13 +440,20 @@ static loom_status plan_graph(alloc_ctx *a) {
         }
     }
 
-    /* Compute nodes: first backend that supports them. */
+    /* Compute nodes: first backend that supports them. An in-place node
+     * (set_rows) writes into its destination's storage, so it runs where that
+     * storage lives, or, when the scheduler allocates the destination, on the
+     * first backend that supports it (the destination is allocated there). */
     for (int j = 0; j < s->n_nodes; j++) {
         loom_tensor *t = s->nodes[j];
         int b = 0;
-        while (b < s->n_backends && !s->backends[b]->iface->supports(s->backends[b], t))
-            b++;
-        if (b == s->n_backends) return describe_unsupported(s, s->node_gidx[j], t);
+        if (is_inplace(t)) {
+            LOOM_TRY(place_inplace(a, j, &b));
+        } else {
+            while (b < s->n_backends && !s->backends[b]->iface->supports(s->backends[b], t))
+                b++;
+            if (b == s->n_backends) return describe_unsupported(s, s->node_gidx[j], t);
+        }
         s->node_be[j] = b;
         a->loc[t->id] = b;
     }
@@ -499,7 +549,7 @@ static loom_status plan_memory(alloc_ctx *a, size_t *arena_off, size_t *copy_off
         int n = 0;
         size_t naive = 0;
         for (int j = 0; j < s->n_nodes; j++) {
-            if (s->node_be[j] != b) continue;
+            if (s->node_be[j] != b || is_inplace(s->nodes[j])) continue;
             const loom_tensor *t = s->nodes[j];
             int end = a->last[t->id] > j ? a->last[t->id] : j;
             if (a->keep[t->id]) end = INT_MAX;
@@ -566,7 +616,8 @@ static loom_status bind_memory(alloc_ctx *a, const size_t *arena_off, const size
         LOOM_TRY(alloc_buffer(s, b, s->stats.leaf_bytes[b], "inputs and weights", &s->leaves[b]));
     }
     for (int j = 0; j < s->n_nodes; j++)
-        set_storage(s->nodes[j], s->arena[s->node_be[j]], arena_off[j], s->node_be[j]);
+        if (!is_inplace(s->nodes[j]))
+            set_storage(s->nodes[j], s->arena[s->node_be[j]], arena_off[j], s->node_be[j]);
     for (int c = 0; c < s->n_copies; c++)
         set_storage(s->copies[c].dst, s->arena[s->copies[c].backend], copy_off[c],
                     s->copies[c].backend);
@@ -580,7 +631,7 @@ static loom_status bind_memory(alloc_ctx *a, const size_t *arena_off, const size
     }
     for (int i = 0; i < loom_graph_n_nodes(a->g); i++) {
         loom_tensor *t = loom_graph_node(a->g, i);
-        if (loom_op_is_view(t->op) && t->view_src) set_view(t, t->view_src);
+        if ((loom_op_is_view(t->op) || is_inplace(t)) && t->view_src) set_view(t, t->view_src);
     }
     for (int i = 0; i < s->n_vcopies; i++)
         set_view(s->vcopies[i].dst, s->vcopies[i].dst->view_src);
@@ -709,6 +760,12 @@ loom_status loom_sched_compute(loom_sched *s, loom_graph *g) {
     if (!g || g != s->graph)
         return sched_fail(s, LOOM_ERR_INVALID_ARG,
                           "graph was not allocated by this scheduler (call loom_sched_alloc)");
+    /* A view copy stands in for a view whose extents may have changed since
+     * alloc (loom_view_set_extent, ADR 0011): follow them. */
+    for (int i = 0; i < s->n_vcopies; i++) {
+        memcpy(s->vcopies[i].dst->ne, s->vcopies[i].orig->ne, sizeof s->vcopies[i].dst->ne);
+        memcpy(s->vcopies[i].dst->nb, s->vcopies[i].orig->nb, sizeof s->vcopies[i].dst->nb);
+    }
     for (int i = 0; i < s->n_splits; i++) {
         const sched_split *sp = &s->splits[i];
         loom_backend *be = s->backends[sp->backend];

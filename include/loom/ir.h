@@ -69,6 +69,9 @@ typedef enum loom_op {
                           softmax over each token's top-k logits, 0 elsewhere; p.i[0] = k */
     LOOM_OP_MOE_GATE_BACK, /* src0 = gates (MOE_GATE output), src1 = dgates: dlogits */
 
+    /* in-place ops: the result aliases src0's storage (view_src/view_offs), see loom_set_rows */
+    LOOM_OP_SET_ROWS,  /* write rows of src1 into src0 at i32 positions src2; result = src0 */
+
     LOOM_OP_COUNT
 } loom_op;
 
@@ -262,6 +265,35 @@ loom_tensor *loom_moe(loom_graph *g, loom_tensor *x, loom_tensor *logits, loom_t
                       loom_tensor *up, loom_tensor *down, int32_t top_k);
 /* Dense gate weights of loom_moe's routing as its own op (autodiff, tests). */
 loom_tensor *loom_moe_gate(loom_graph *g, loom_tensor *logits, int32_t top_k);
+
+/* In-place row write (docs/adr/0011-kv-cache-in-place-writes.md), like
+ * llama.cpp's ggml_set_rows. dst: a leaf (or a view of one) with persistent
+ * storage, [W, R, B, 1] in f32/f16/bf16/q8_0 (q8_0: W % 32 == 0); src: f32
+ * [W, T, B, 1]; rows: i32 [T] (the same rows for every b) or [T, B].
+ *   dst[:, rows[t, b], b] = convert(src[:, t, b])   for every t, b
+ * Rows not named keep their contents. The result is dst itself: a tensor
+ * whose storage IS dst's (view_src = dst's storage, view_offs = dst's offset,
+ * same extents and strides), so the write happens in dst's buffer and views
+ * taken of the result read the updated dst after the write (their dependency
+ * on the write is the graph edge through the result). Rows outside [0, R)
+ * make the kernel fail. Not differentiable. The scheduler runs it on the
+ * backend that holds dst's storage, never on a copy. */
+loom_tensor *loom_set_rows(loom_graph *g, loom_tensor *dst, loom_tensor *src, loom_tensor *rows);
+
+/* Ops whose result aliases src0's storage instead of getting its own. */
+bool loom_op_is_inplace(loom_op op);
+
+/* ---- changing an allocated graph without rebuilding it ----
+ * A decode loop re-runs one graph with a growing KV length. These setters
+ * change only values that neither placement nor memory planning depend on,
+ * so the graph stays valid for its scheduler (loom_sched_alloc need not run
+ * again). Placement made at alloc time is kept: a backend's supports() must
+ * not depend on a view's extents along the KV axis or on q_offset (ADR 0011). */
+/* Set extent dim of a VIEW to ne (> 0). The view must stay inside its
+ * storage: LOOM_ERR_INVALID_ARG otherwise (nothing changed). */
+loom_status loom_view_set_extent(loom_tensor *view, int dim, int64_t ne);
+/* Set q_offset of a FLASH_ATTN or SOFTMAX node (p.i[2]); must be >= 0. */
+loom_status loom_node_set_q_offset(loom_tensor *node, int32_t q_offset);
 
 /* Copy a into a new contiguous tensor of dtype t (quantizes/dequantizes as needed).
  * To nf4/nf4_dq or q*_0 the element count must be a multiple of the block size. */

@@ -206,6 +206,13 @@ bool loom_ref_supports(const loom_tensor *node) {
         return node->dtype == LOOM_F32 && loom_ref_is(s[0], LOOM_F32) && s[1] && s[2] &&
                (s[1]->dtype == LOOM_F32 || s[1]->dtype == LOOM_F16) &&
                (s[2]->dtype == LOOM_F32 || s[2]->dtype == LOOM_F16);
+    case LOOM_OP_SET_ROWS:
+        /* The result aliases the destination (src0) exactly. */
+        return s[0] && s[1] && s[2] && node->dtype == s[0]->dtype &&
+               (node->dtype == LOOM_F32 || node->dtype == LOOM_F16 || node->dtype == LOOM_BF16 ||
+                node->dtype == LOOM_Q8_0) &&
+               s[1]->dtype == LOOM_F32 && loom_ref_is(s[2], LOOM_I32) && node->view_src &&
+               (node->dtype != LOOM_Q8_0 || node->nb[0] == loom_dtype_block_bytes(LOOM_Q8_0));
     case LOOM_OP_MOE:
         return loom_ref_all_f32(node, 2) && loom_ref_weight_ok(s[2]) && loom_ref_weight_ok(s[3]) &&
                loom_ref_weight_ok(s[4]);
@@ -282,6 +289,8 @@ loom_status loom_ref_compute(const loom_tensor *node, int ith, int nth, char *er
         return loom_ref_moe_gate(&c);
     case LOOM_OP_MOE_GATE_BACK:
         return loom_ref_moe_gate_back(&c);
+    case LOOM_OP_SET_ROWS:
+        return loom_ref_set_rows(&c);
     default:
         return loom_ref_fail(&c, LOOM_ERR_UNSUPPORTED, "ref: op %d (%s) not implemented",
                              (int)node->op, loom_op_name(node->op));

@@ -224,3 +224,44 @@ loom_status loom_ref_cross_entropy_back(const loom_ref_ctx *c) {
     }
     return LOOM_OK;
 }
+
+/* ---------------- set_rows (in place) ---------------- */
+
+/* dst rows are written through the node itself: its storage is dst's
+ * (loom_set_rows), so loom_ref_ptr(node, ...) addresses the destination. */
+loom_status loom_ref_set_rows(const loom_ref_ctx *c) {
+    const loom_tensor *y = c->node, *src = y->src[1], *rows = y->src[2];
+    if (!src || !rows) return loom_ref_fail(c, LOOM_ERR_INVALID_ARG, "set_rows: missing source");
+    const int64_t W = y->ne[0], R = y->ne[1], B = y->ne[2], T = src->ne[1];
+    if (src->ne[0] != W || src->ne[2] != B || rows->ne[0] != T)
+        return loom_ref_fail(c, LOOM_ERR_INVALID_ARG, "set_rows: shape mismatch");
+    float *buf = malloc((size_t)W * sizeof *buf);
+    if (!buf) return loom_ref_fail(c, LOOM_ERR_OOM, "set_rows: out of memory");
+    loom_status st = LOOM_OK;
+    int64_t lo, hi;
+    loom_ref_range(c, T * B, &lo, &hi);
+    for (int64_t r = lo; r < hi && st == LOOM_OK; r++) {
+        const int64_t t = r % T, b = r / T;
+        const int32_t row = loom_ref_get_i32(rows, t, rows->ne[1] == 1 ? 0 : b, 0, 0);
+        if (row < 0 || row >= R) {
+            st = loom_ref_fail(c, LOOM_ERR_INVALID_ARG,
+                               "set_rows: row %d at position (%lld, %lld) is outside [0, %lld)",
+                               (int)row, (long long)t, (long long)b, (long long)R);
+            break;
+        }
+        for (int64_t i = 0; i < W; i++)
+            buf[i] = loom_ref_get_f32(src, i, t, b, 0);
+        void *dst = loom_ref_ptr(y, 0, row, b, 0);
+        if (loom_dtype_is_quantized(y->dtype)) {
+            st = loom_quantize_row(y->dtype, buf, dst, W);
+        } else if (y->nb[0] == loom_dtype_block_bytes(y->dtype)) {
+            st = loom_convert(LOOM_F32, buf, y->dtype, dst, W);
+        } else { /* strided destination row: element by element */
+            for (int64_t i = 0; i < W && st == LOOM_OK; i++)
+                st = loom_convert(LOOM_F32, buf + i, y->dtype, loom_ref_ptr(y, i, row, b, 0), 1);
+        }
+        if (st != LOOM_OK) st = loom_ref_fail(c, st, "set_rows: conversion failed");
+    }
+    free(buf);
+    return st;
+}

@@ -406,7 +406,7 @@ static bool ref_compute(case_run *cr, ref_run *r, bool *ref_ok) {
      * element the kernel forgets to write shows up), then alias the views. */
     for (int i = 0; i < r->n_tensors; i++) {
         loom_tensor *t = loom_graph_tensor(g, i);
-        if (loom_op_is_view(t->op)) continue;
+        if (loom_op_is_view(t->op) || loom_op_is_inplace(t->op)) continue;
         size_t n = parity_storage_bytes(t);
         r->size[i] = n;
         r->mem[i] = malloc(n + GUARD_BYTES);
@@ -430,9 +430,11 @@ static bool ref_compute(case_run *cr, ref_run *r, bool *ref_ok) {
         }
         t->data = r->mem[i];
     }
+    /* Views and in-place results (set_rows) alias their storage. */
     for (int i = 0; i < r->n_tensors; i++) {
         loom_tensor *t = loom_graph_tensor(g, i);
-        if (loom_op_is_view(t->op) && t->view_src && t->view_src->data)
+        if ((loom_op_is_view(t->op) || loom_op_is_inplace(t->op)) && t->view_src &&
+            t->view_src->data)
             t->data = (uint8_t *)t->view_src->data + t->view_offs;
     }
     cr->tol = derive_tol(&r->c, g);
@@ -528,7 +530,21 @@ static bool backend_run(case_run *cr, const ref_run *ref, loom_backend *be, loom
         loom_tensor *t = loom_graph_tensor(g, i);
         if (t->op != LOOM_OP_NONE || (!t->buffer && !t->data))
             continue; /* unused leaf: nothing allocated for it */
-        st = loom_tensor_upload(t, ref->mem[i], loom_tensor_nbytes(t));
+        /* The reference wrote into in-place destinations: regenerate their
+         * original contents, so a backend that writes nothing fails. */
+        bool written = false;
+        for (int k = 0; k < loom_graph_n_nodes(g) && !written; k++) {
+            const loom_tensor *n = loom_graph_node(g, k);
+            written = loom_op_is_inplace(n->op) && n->view_src == t;
+        }
+        if (written) {
+            void *fresh = malloc(ref->size[i] ? ref->size[i] : 1);
+            st = fresh ? gen_leaf(&c, t, fresh, cr->seed) : LOOM_ERR_OOM;
+            if (st == LOOM_OK) st = loom_tensor_upload(t, fresh, loom_tensor_nbytes(t));
+            free(fresh);
+        } else {
+            st = loom_tensor_upload(t, ref->mem[i], loom_tensor_nbytes(t));
+        }
         if (st != LOOM_OK) {
             report_fail(cr, bname, "leaf", t, NULL, "upload failed: %s", loom_status_str(st));
             goto done;

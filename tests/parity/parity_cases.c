@@ -166,6 +166,44 @@ static loom_tensor *b_flash_attn(parity_ctx *c, loom_graph *g, const parity_args
     return out;
 }
 
+/* Distinct row indices (a permutation prefix of [0, R) per column), so no
+ * two threads or workgroups write the same destination row. */
+static void fill_distinct_rows(float *dst, int64_t n, const loom_tensor *t, uint64_t *rng) {
+    const int64_t T = t->ne[0], R = (int64_t)t->name[0] ? strtoll(t->name, NULL, 10) : T;
+    int64_t *perm = malloc((size_t)R * sizeof *perm);
+    for (int64_t b = 0; b * T < n; b++) {
+        for (int64_t i = 0; i < R; i++)
+            perm[i] = i;
+        for (int64_t i = R - 1; i > 0; i--) { /* Fisher-Yates */
+            int64_t j = (int64_t)(parity_rand_u64(rng) % (uint64_t)(i + 1)), tmp = perm[i];
+            perm[i] = perm[j];
+            perm[j] = tmp;
+        }
+        for (int64_t i = 0; i < T; i++)
+            dst[b * T + i] = (float)perm[i];
+    }
+    free(perm);
+}
+
+/* n0 W, n1 R (destination rows), n2 T, n3 B; t0 destination dtype; i0 rows
+ * per batch ([T, B] instead of [T]); i1 destination is a slice (view) of a
+ * larger leaf. The output is the whole destination after the write. */
+static loom_tensor *b_set_rows(parity_ctx *c, loom_graph *g, const parity_args *a) {
+    int64_t W = a->n[0], R = a->n[1], T = a->n[2], B = max64(a->n[3], 1);
+    loom_tensor *dst;
+    if (a->i[1]) {
+        loom_tensor *big = leaf4(c, g, a->t[0], W, R, B + 1, 1);
+        dst = loom_slice(g, big, 2, 1, B);
+    } else {
+        dst = leaf4(c, g, a->t[0], W, R, B, 1);
+    }
+    loom_tensor *src = leaf4(c, g, LOOM_F32, W, T, B, 1);
+    loom_tensor *rows = leaf4(c, g, LOOM_I32, T, a->i[0] ? B : 1, 1, 1);
+    loom_tensor_set_name(rows, "%lld", (long long)R); /* read by fill_distinct_rows */
+    parity_fill_custom(c, rows, fill_distinct_rows);
+    return loom_set_rows(g, dst, src, rows);
+}
+
 /* Router logits where expert 3 takes most tokens and expert 6 none. */
 static void fill_logits_skewed(float *dst, int64_t n, const loom_tensor *t, uint64_t *rng) {
     int64_t E = t->ne[0];
@@ -674,6 +712,26 @@ static void cases_flash_attn(table *tb) {
         "D=128 Tq=3 Tk=12 Hq=4 Hkv=1 B=2 kv=f16 causal q_offset=9 (batched)");
 }
 
+static void cases_set_rows(table *tb) {
+    static const loom_dtype dt[] = {LOOM_F32, LOOM_F16, LOOM_BF16, LOOM_Q8_0};
+    /* W, R, T, B, rows per batch, sliced destination */
+    static const int64_t cfg[][6] = {
+        {64, 16, 1, 1, 0, 0},  /* decode: one KV row */
+        {256, 40, 7, 1, 0, 0}, /* prefill chunk */
+        {96, 9, 3, 2, 1, 0},   /* two sequences, own positions */
+        {64, 12, 4, 3, 0, 1},  /* destination is a slice of a bigger cache */
+    };
+    for (int d = 0; d < 4; d++)
+        for (int k = 0; k < 4; k++)
+            add(tb, LOOM_OP_SET_ROWS, b_set_rows,
+                (parity_args){.t = {dt[d]},
+                              .n = {cfg[k][0], cfg[k][1], cfg[k][2], cfg[k][3]},
+                              .i = {(int32_t)cfg[k][4], (int32_t)cfg[k][5]}},
+                "%s W=%lld R=%lld T=%lld B=%lld%s%s", dn(dt[d]), (long long)cfg[k][0],
+                (long long)cfg[k][1], (long long)cfg[k][2], (long long)cfg[k][3],
+                cfg[k][4] ? " rows per sequence" : "", cfg[k][5] ? " (sliced destination)" : "");
+}
+
 static void cases_moe(table *tb) {
     static const loom_dtype wt[] = {LOOM_F32,  LOOM_F16, LOOM_BF16,  LOOM_Q8_0,
                                     LOOM_Q4_0, LOOM_NF4, LOOM_NF4_DQ};
@@ -838,6 +896,7 @@ int parity_cases_make(parity_case **out) {
     cases_activations(&tb);
     cases_flash_attn(&tb);
     cases_moe(&tb);
+    cases_set_rows(&tb);
     cases_cpy_concat(&tb);
     cases_loss_views(&tb);
     cases_backward(&tb);

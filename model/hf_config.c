@@ -1,0 +1,325 @@
+/* model/hf_config.c - Hugging Face config.json (Llama, Mistral, Mixtral) into
+ * a loom_model_config, with transformers' defaults for absent fields and
+ * loom_model_config_validate on the result. */
+#define _POSIX_C_SOURCE 200809L
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "loom/safetensors.h"
+
+static loom_status fail(char *err, size_t n, loom_status s, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+static loom_status fail(char *err, size_t n, loom_status s, const char *fmt, ...) {
+    if (err && n) {
+        int w = snprintf(err, n, "config.json: ");
+        va_list ap;
+        va_start(ap, fmt);
+        if (w >= 0 && (size_t)w < n) vsnprintf(err + w, n - (size_t)w, fmt, ap);
+        va_end(ap);
+    }
+    return s;
+}
+
+static const char *json_type(const cJSON *j) {
+    if (cJSON_IsNull(j)) return "null";
+    if (cJSON_IsBool(j)) return "a boolean";
+    if (cJSON_IsNumber(j)) return "a number";
+    if (cJSON_IsString(j)) return "a string";
+    if (cJSON_IsArray(j)) return "an array";
+    if (cJSON_IsObject(j)) return "an object";
+    return "invalid";
+}
+
+/* Member key of obj, NULL when absent or JSON null. */
+static const cJSON *member(const cJSON *obj, const char *key) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsNull(j) ? NULL : j;
+}
+
+static loom_status int_of(const cJSON *j, const char *field, int64_t *out, char *err,
+                          size_t err_n) {
+    double v = cJSON_IsNumber(j) ? j->valuedouble : NAN;
+    if (!(fabs(v) <= 9007199254740992.0) || v != floor(v))
+        return fail(err, err_n, LOOM_ERR_FORMAT, "%s must be an integer (got %s)", field,
+                    cJSON_IsNumber(j) ? "a fraction or huge number" : json_type(j));
+    *out = (int64_t)v;
+    return LOOM_OK;
+}
+
+/* Integer field: absent/null -> def (or an error when required). */
+static loom_status get_int(const cJSON *obj, const char *key, bool required, int64_t def,
+                           int64_t *out, char *err, size_t err_n) {
+    const cJSON *j = member(obj, key);
+    if (!j) {
+        if (required) return fail(err, err_n, LOOM_ERR_FORMAT, "%s is missing", key);
+        *out = def;
+        return LOOM_OK;
+    }
+    return int_of(j, key, out, err, err_n);
+}
+
+static loom_status get_num(const cJSON *obj, const char *field, const char *key, bool required,
+                           double def, double *out, char *err, size_t err_n) {
+    const cJSON *j = member(obj, key);
+    if (!j) {
+        if (required) return fail(err, err_n, LOOM_ERR_FORMAT, "%s is missing", field);
+        *out = def;
+        return LOOM_OK;
+    }
+    if (!cJSON_IsNumber(j) || !isfinite(j->valuedouble))
+        return fail(err, err_n, LOOM_ERR_FORMAT, "%s must be a finite number (got %s)", field,
+                    json_type(j));
+    *out = j->valuedouble;
+    return LOOM_OK;
+}
+
+static loom_status get_bool(const cJSON *obj, const char *key, bool def, bool *out, char *err,
+                            size_t err_n) {
+    const cJSON *j = member(obj, key);
+    if (!j) {
+        *out = def;
+        return LOOM_OK;
+    }
+    if (!cJSON_IsBool(j))
+        return fail(err, err_n, LOOM_ERR_FORMAT, "%s must be true or false (got %s)", key,
+                    json_type(j));
+    *out = cJSON_IsTrue(j);
+    return LOOM_OK;
+}
+
+/* bos/eos ids: an int, a list of ints (first and last are returned) or null. */
+static loom_status get_ids(const cJSON *obj, const char *key, int64_t def, int64_t *first,
+                           int64_t *last, char *err, size_t err_n) {
+    const cJSON *j = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!j) {
+        *first = *last = def;
+        return LOOM_OK;
+    }
+    if (cJSON_IsNull(j)) {
+        *first = *last = -1;
+        return LOOM_OK;
+    }
+    if (!cJSON_IsArray(j)) {
+        LOOM_TRY(int_of(j, key, first, err, err_n));
+        *last = *first;
+        return LOOM_OK;
+    }
+    if (!j->child) return fail(err, err_n, LOOM_ERR_FORMAT, "%s is an empty list", key);
+    for (const cJSON *e = j->child; e; e = e->next) {
+        int64_t v = -1;
+        LOOM_TRY(int_of(e, key, &v, err, err_n));
+        if (e == j->child) *first = v;
+        *last = v;
+    }
+    return LOOM_OK;
+}
+
+static loom_status to_i32(int64_t v, const char *field, int32_t *out, char *err, size_t err_n) {
+    if (v < INT32_MIN || v > INT32_MAX)
+        return fail(err, err_n, LOOM_ERR_INVALID_ARG, "%s (%lld) does not fit in 32 bits", field,
+                    (long long)v);
+    *out = (int32_t)v;
+    return LOOM_OK;
+}
+
+static loom_status parse_rope_scaling(const cJSON *root, loom_rope_params *r, char *err,
+                                      size_t err_n) {
+    const cJSON *rs = member(root, "rope_scaling");
+    r->scaling = LOOM_ROPE_SCALING_NONE;
+    if (!rs) return LOOM_OK;
+    if (!cJSON_IsObject(rs))
+        return fail(err, err_n, LOOM_ERR_FORMAT, "rope_scaling must be an object or null (got %s)",
+                    json_type(rs));
+    const cJSON *type = member(rs, "rope_type");
+    if (!type) type = member(rs, "type");
+    if (!cJSON_IsString(type))
+        return fail(err, err_n, LOOM_ERR_FORMAT, "rope_scaling.rope_type must be a string (got %s)",
+                    type ? json_type(type) : "nothing");
+    if (!strcmp(type->valuestring, "default")) return LOOM_OK;
+    if (strcmp(type->valuestring, "llama3") != 0)
+        return fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                    "rope_scaling.rope_type '%.40s' is not supported (llama3 or default)",
+                    type->valuestring);
+    double factor = 0, lo = 0, hi = 0;
+    int64_t orig = 0;
+    LOOM_TRY(get_num(rs, "rope_scaling.factor", "factor", true, 0, &factor, err, err_n));
+    LOOM_TRY(
+        get_num(rs, "rope_scaling.low_freq_factor", "low_freq_factor", true, 0, &lo, err, err_n));
+    LOOM_TRY(
+        get_num(rs, "rope_scaling.high_freq_factor", "high_freq_factor", true, 0, &hi, err, err_n));
+    const cJSON *o = member(rs, "original_max_position_embeddings");
+    if (!o)
+        return fail(err, err_n, LOOM_ERR_FORMAT,
+                    "rope_scaling.original_max_position_embeddings is missing");
+    LOOM_TRY(int_of(o, "rope_scaling.original_max_position_embeddings", &orig, err, err_n));
+    LOOM_TRY(
+        to_i32(orig, "rope_scaling.original_max_position_embeddings", &r->orig_ctx, err, err_n));
+    r->scaling = LOOM_ROPE_SCALING_LLAMA3;
+    r->factor = (float)factor;
+    r->low_freq_factor = (float)lo;
+    r->high_freq_factor = (float)hi;
+    return LOOM_OK;
+}
+
+static loom_status parse_root(const cJSON *root, loom_model_config *out, char *err, size_t err_n) {
+    if (!cJSON_IsObject(root))
+        return fail(err, err_n, LOOM_ERR_FORMAT, "not a JSON object (got %s)", json_type(root));
+    /* architecture: model_type, else architectures[0] */
+    const char *mt = NULL;
+    const cJSON *j = member(root, "model_type");
+    if (j && !cJSON_IsString(j))
+        return fail(err, err_n, LOOM_ERR_FORMAT, "model_type must be a string (got %s)",
+                    json_type(j));
+    if (j) mt = j->valuestring;
+    const char *arch = NULL;
+    j = member(root, "architectures");
+    if (cJSON_IsArray(j) && cJSON_IsString(j->child)) arch = j->child->valuestring;
+    if (!mt && arch) {
+        if (!strcmp(arch, "LlamaForCausalLM")) mt = "llama";
+        if (!strcmp(arch, "MistralForCausalLM")) mt = "mistral";
+        if (!strcmp(arch, "MixtralForCausalLM")) mt = "mixtral";
+    }
+    if (!mt)
+        return fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                    "no model_type and no known architectures entry (%.60s)", arch ? arch : "none");
+    bool llama = !strcmp(mt, "llama"), mistral = !strcmp(mt, "mistral"),
+         mixtral = !strcmp(mt, "mixtral");
+    if (!llama && !mistral && !mixtral)
+        return fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                    "model_type '%.40s' is not supported (llama, mistral, mixtral)", mt);
+
+    loom_model_config c = {0};
+    snprintf(c.arch, sizeof c.arch, "llama");
+    int64_t v = -1;
+    LOOM_TRY(get_int(root, "vocab_size", true, 0, &c.vocab_size, err, err_n));
+    LOOM_TRY(get_int(root, "hidden_size", true, 0, &c.dim, err, err_n));
+    LOOM_TRY(get_int(root, "intermediate_size", true, 0, &c.ffn_dim, err, err_n));
+    LOOM_TRY(get_int(root, "num_hidden_layers", true, 0, &c.n_layers, err, err_n));
+    LOOM_TRY(get_int(root, "num_attention_heads", true, 0, &c.n_heads, err, err_n));
+    LOOM_TRY(get_int(root, "num_key_value_heads", false, c.n_heads, &c.n_kv_heads, err, err_n));
+    if (c.n_heads <= 0)
+        return fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                    "num_attention_heads must be positive (got %lld)", (long long)c.n_heads);
+    LOOM_TRY(get_int(root, "head_dim", false, c.dim / c.n_heads, &c.head_dim, err, err_n));
+    if (c.head_dim > INT32_MAX)
+        return fail(err, err_n, LOOM_ERR_INVALID_ARG, "head_dim (%lld) is too large",
+                    (long long)c.head_dim);
+    double d = 0;
+    LOOM_TRY(get_num(root, "rms_norm_eps", "rms_norm_eps", false, mixtral ? 1e-5 : 1e-6, &d, err,
+                     err_n));
+    c.rms_eps = (float)d;
+    LOOM_TRY(get_num(root, "rope_theta", "rope_theta", false, mixtral ? 1e6 : 1e4, &d, err, err_n));
+    c.rope.theta = (float)d;
+    c.rope.mode = LOOM_ROPE_NEOX; /* HF rotate_half on unpermuted q/k weights */
+    c.rope.n_dims = (int32_t)c.head_dim;
+    LOOM_TRY(parse_rope_scaling(root, &c.rope, err, err_n));
+    LOOM_TRY(get_int(root, "max_position_embeddings", false, llama ? 2048 : 4096 * 32, &c.max_ctx,
+                     err, err_n));
+    LOOM_TRY(get_bool(root, "tie_word_embeddings", false, &c.tie_embeddings, err, err_n));
+
+    /* features loom does not have */
+    const cJSON *act = member(root, "hidden_act");
+    if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu") != 0))
+        return fail(err, err_n, LOOM_ERR_UNSUPPORTED, "hidden_act must be \"silu\" (got %.40s)",
+                    cJSON_IsString(act) ? act->valuestring : json_type(act));
+    bool b = false;
+    LOOM_TRY(get_bool(root, "attention_bias", false, &b, err, err_n));
+    if (b) return fail(err, err_n, LOOM_ERR_UNSUPPORTED, "attention_bias=true is not supported");
+    LOOM_TRY(get_bool(root, "mlp_bias", false, &b, err, err_n));
+    if (b) return fail(err, err_n, LOOM_ERR_UNSUPPORTED, "mlp_bias=true is not supported");
+    LOOM_TRY(get_int(root, "sliding_window", false, -1, &v, err, err_n));
+    if (v >= 0 && v < c.max_ctx)
+        return fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                    "sliding_window (%lld) below max_position_embeddings (%lld) is not supported",
+                    (long long)v, (long long)c.max_ctx);
+
+    c.moe_every = 1;
+    if (mixtral) {
+        LOOM_TRY(get_int(root, "num_local_experts", false, 8, &c.n_experts, err, err_n));
+        LOOM_TRY(get_int(root, "num_experts_per_tok", false, 2, &c.n_experts_used, err, err_n));
+        c.expert_ffn_dim = c.ffn_dim;
+        c.moe_offset = 0;
+        if (c.n_experts == 0)
+            return fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                        "num_local_experts must be positive for mixtral (got 0)");
+    }
+
+    int64_t bos = -1, bos_last = -1, eos = -1, eot = -1;
+    LOOM_TRY(get_ids(root, "bos_token_id", 1, &bos, &bos_last, err, err_n));
+    LOOM_TRY(get_ids(root, "eos_token_id", 2, &eos, &eot, err, err_n));
+    LOOM_TRY(to_i32(bos, "bos_token_id", &c.bos_id, err, err_n));
+    LOOM_TRY(to_i32(eos, "eos_token_id", &c.eos_id, err, err_n));
+    LOOM_TRY(to_i32(eos == eot ? -1 : eot, "eos_token_id", &c.eot_id, err, err_n));
+
+    char verr[256];
+    loom_status s = loom_model_config_validate(&c, verr, sizeof verr);
+    if (s != LOOM_OK) return fail(err, err_n, s, "%s", verr);
+    *out = c;
+    return LOOM_OK;
+}
+
+loom_status loom_hf_config_parse(const char *json, size_t n, loom_model_config *out, char *err,
+                                 size_t err_n) {
+    if (err && err_n) err[0] = '\0';
+    if (!json || !out) return fail(err, err_n, LOOM_ERR_INVALID_ARG, "NULL argument");
+    cJSON *root = cJSON_ParseWithLength(json, n);
+    if (!root) return fail(err, err_n, LOOM_ERR_FORMAT, "not valid JSON");
+    loom_status s = parse_root(root, out, err, err_n);
+    cJSON_Delete(root);
+    return s;
+}
+
+loom_status loom_hf_config_load(const char *path, loom_model_config *out, char *err, size_t err_n) {
+    if (err && err_n) err[0] = '\0';
+    if (!path || !out) return fail(err, err_n, LOOM_ERR_INVALID_ARG, "NULL argument");
+    struct stat sb;
+    size_t pn = strlen(path) + 16;
+    char *p = malloc(pn);
+    if (!p) return fail(err, err_n, LOOM_ERR_OOM, "out of memory");
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        snprintf(p, pn, "%s/config.json", path);
+    else
+        snprintf(p, pn, "%s", path);
+    FILE *f = fopen(p, "rb");
+    if (!f) {
+        loom_status s = fail(err, err_n, LOOM_ERR_IO, "cannot open %s: %s", p, strerror(errno));
+        free(p);
+        return s;
+    }
+    free(p);
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    loom_status s = LOOM_OK;
+    for (;;) {
+        if (len == cap) {
+            if (cap >= (64u << 20)) {
+                s = fail(err, err_n, LOOM_ERR_FORMAT, "file is larger than 64 MiB");
+                break;
+            }
+            cap = cap ? 2 * cap : 16384;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                s = fail(err, err_n, LOOM_ERR_OOM, "out of memory");
+                break;
+            }
+            buf = nb;
+        }
+        size_t k = fread(buf + len, 1, cap - len, f);
+        len += k;
+        if (k == 0) break;
+    }
+    fclose(f);
+    if (s == LOOM_OK) s = loom_hf_config_parse(buf, len, out, err, err_n);
+    free(buf);
+    return s;
+}

@@ -1,0 +1,189 @@
+/* tests/model/test_hf_golden.c - the Hugging Face reference checkpoints of
+ * tests/model/data/hf/<name>/ (written by scripts/gen_hf_golden.py with
+ * transformers) through loom's safetensors and config.json readers.
+ *
+ * For every model: config.json gives the config golden.txt recorded; the
+ * checkpoint (single file or sharded index, and through its directory) holds
+ * exactly the tensors golden.txt lists, with their dtypes and shapes; every
+ * tensor name and shape include/loom/safetensors.h documents for the
+ * architecture is there; every tensor converts to finite f32; logits.bin
+ * holds the recorded [T, V] blocks with the recorded ranges. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loom/safetensors.h"
+#include "model/hf_golden.h"
+#include "testing.h"
+
+static void check_config(const hf_golden *g, const loom_model_config *c) {
+    const char *n = g->name;
+    CHECK_MSG(c->dim == g->dim && c->n_layers == g->n_layers && c->n_heads == g->n_heads &&
+                  c->n_kv_heads == g->n_kv_heads && c->head_dim == g->head_dim &&
+                  c->vocab_size == g->vocab_size && c->max_ctx == g->max_ctx,
+              "%s: sizes differ from golden.txt", n);
+    if (g->n_experts)
+        CHECK_MSG(c->expert_ffn_dim == g->expert_ffn_dim && c->n_experts == g->n_experts &&
+                      c->n_experts_used == g->n_experts_used && c->moe_every == 1,
+                  "%s: experts", n);
+    else
+        CHECK_MSG(c->ffn_dim == g->ffn_dim && c->n_experts == 0, "%s: ffn", n);
+    CHECK_MSG(c->rms_eps == g->rms_eps, "%s: rms_eps %g vs %g", n, c->rms_eps, g->rms_eps);
+    CHECK_MSG(c->rope.theta == g->rope_theta && c->rope.mode == LOOM_ROPE_NEOX &&
+                  c->rope.n_dims == c->head_dim,
+              "%s: rope", n);
+    CHECK_MSG(c->rope.scaling ==
+                  (g->rope_llama3 ? LOOM_ROPE_SCALING_LLAMA3 : LOOM_ROPE_SCALING_NONE),
+              "%s: rope scaling", n);
+    if (g->rope_llama3)
+        CHECK_MSG(c->rope.factor == g->rope_factor && c->rope.low_freq_factor == g->rope_low &&
+                      c->rope.high_freq_factor == g->rope_high &&
+                      c->rope.orig_ctx == g->rope_orig_ctx,
+                  "%s: llama3 rope params", n);
+    CHECK_MSG(c->tie_embeddings == g->tie && c->bos_id == g->bos_id && c->eos_id == g->eos_id,
+              "%s: tie/bos/eos", n);
+}
+
+/* A tensor the architecture needs: present, with this PyTorch shape. */
+static void want(loom_safetensors *st, const char *model, const char *name, int64_t d0, int64_t d1,
+                 loom_dtype storage) {
+    int64_t i = loom_safetensors_find(st, name);
+    CHECK_MSG(i >= 0, "%s: tensor %s missing", model, name);
+    if (i < 0) return;
+    loom_st_tensor_info ti;
+    loom_dtype dt;
+    CHECK(loom_safetensors_tensor(st, i, &ti) == LOOM_OK);
+    int nd = d1 ? 2 : 1;
+    CHECK_MSG(ti.n_dims == nd && ti.shape[0] == d0 && (nd == 1 || ti.shape[1] == d1),
+              "%s: %s has shape [%lld, %lld], want [%lld, %lld]", model, name,
+              (long long)ti.shape[0], (long long)ti.shape[1], (long long)d0, (long long)d1);
+    CHECK_MSG(loom_safetensors_tensor_dtype(st, i, &dt) == LOOM_OK && dt == storage, "%s: %s dtype",
+              model, name);
+}
+
+static void check_layout(loom_safetensors *st, const hf_golden *g) {
+    const int64_t H = g->dim, D = g->head_dim, q = g->n_heads * D, kv = g->n_kv_heads * D;
+    loom_dtype s = g->storage;
+    char nm[160];
+    want(st, g->name, "model.embed_tokens.weight", g->vocab_size, H, s);
+    want(st, g->name, "model.norm.weight", H, 0, s);
+    if (g->tie)
+        CHECK_MSG(loom_safetensors_find(st, "lm_head.weight") < 0, "%s: tied but has lm_head",
+                  g->name);
+    else
+        want(st, g->name, "lm_head.weight", g->vocab_size, H, s);
+    int64_t expected = 2 + !g->tie;
+    for (int64_t l = 0; l < g->n_layers; l++) {
+#define W(fmt, d0, d1)                                                                             \
+    do {                                                                                           \
+        snprintf(nm, sizeof nm, "model.layers.%lld." fmt, (long long)l);                           \
+        want(st, g->name, nm, d0, d1, s);                                                          \
+        expected++;                                                                                \
+    } while (0)
+        W("input_layernorm.weight", H, 0);
+        W("post_attention_layernorm.weight", H, 0);
+        W("self_attn.q_proj.weight", q, H);
+        W("self_attn.k_proj.weight", kv, H);
+        W("self_attn.v_proj.weight", kv, H);
+        W("self_attn.o_proj.weight", H, q);
+        if (!g->n_experts) {
+            W("mlp.gate_proj.weight", g->ffn_dim, H);
+            W("mlp.up_proj.weight", g->ffn_dim, H);
+            W("mlp.down_proj.weight", H, g->ffn_dim);
+        } else {
+            W("block_sparse_moe.gate.weight", g->n_experts, H);
+            for (int64_t e = 0; e < g->n_experts; e++) {
+                const int64_t F = g->expert_ffn_dim;
+                snprintf(nm, sizeof nm, "model.layers.%lld.block_sparse_moe.experts.%lld.",
+                         (long long)l, (long long)e);
+                char full[200];
+                snprintf(full, sizeof full, "%sw1.weight", nm);
+                want(st, g->name, full, F, H, s);
+                snprintf(full, sizeof full, "%sw3.weight", nm);
+                want(st, g->name, full, F, H, s);
+                snprintf(full, sizeof full, "%sw2.weight", nm);
+                want(st, g->name, full, H, F, s);
+                expected += 3;
+            }
+        }
+#undef W
+    }
+    CHECK_MSG(loom_safetensors_n_tensors(st) == expected, "%s: %lld tensors, layout has %lld",
+              g->name, (long long)loom_safetensors_n_tensors(st), (long long)expected);
+}
+
+static void check_model(const char *name) {
+    hf_golden g;
+    char err[512] = "";
+    loom_status s = hf_golden_load(name, &g, err, sizeof err);
+    CHECK_MSG(s == LOOM_OK, "%s: %s", name, err);
+    if (s != LOOM_OK) return;
+
+    loom_model_config c;
+    s = loom_hf_config_load(g.dir, &c, err, sizeof err);
+    CHECK_MSG(s == LOOM_OK, "%s: config.json: %s", name, err);
+    if (s == LOOM_OK) check_config(&g, &c);
+
+    char path[1400];
+    snprintf(path, sizeof path, "%s/%s", g.dir, g.checkpoint);
+    for (int via_dir = 0; via_dir < 2; via_dir++) {
+        loom_safetensors *st = NULL;
+        s = loom_safetensors_open(via_dir ? g.dir : path, &st, err, sizeof err);
+        CHECK_MSG(s == LOOM_OK, "%s: open %s: %s", name, via_dir ? g.dir : path, err);
+        if (s != LOOM_OK) continue;
+        CHECK_MSG(loom_safetensors_n_shards(st) == (strstr(g.checkpoint, "index") ? 2 : 1),
+                  "%s: %d shards", name, loom_safetensors_n_shards(st));
+        const char *fmt = loom_safetensors_metadata(st, "format");
+        CHECK_MSG(fmt && !strcmp(fmt, "pt"), "%s: __metadata__.format", name);
+        /* exactly the tensors the generator listed */
+        CHECK_MSG(loom_safetensors_n_tensors(st) == g.n_tensors, "%s: %lld tensors, golden %d",
+                  name, (long long)loom_safetensors_n_tensors(st), g.n_tensors);
+        for (int k = 0; k < g.n_tensors; k++) {
+            const hf_golden_tensor *t = &g.tensors[k];
+            int64_t i = loom_safetensors_find(st, t->name);
+            CHECK_MSG(i >= 0, "%s: %s missing", name, t->name);
+            loom_st_tensor_info ti;
+            if (i < 0 || loom_safetensors_tensor(st, i, &ti) != LOOM_OK) continue;
+            bool same = ti.n_dims == t->n_dims && !strcmp(ti.st_dtype, t->dtype);
+            for (int d = 0; same && d < t->n_dims; d++)
+                same = ti.shape[d] == t->shape[d] && ti.ne[d] == t->shape[t->n_dims - 1 - d];
+            CHECK_MSG(same, "%s: %s is %s/%d dims, golden %s/%d", name, t->name, ti.st_dtype,
+                      ti.n_dims, t->dtype, t->n_dims);
+            if (via_dir) continue;
+            /* every weight converts to finite f32 */
+            float *f = malloc((size_t)ti.n_elements * sizeof *f);
+            s = loom_safetensors_read(st, i, LOOM_F32, f, (size_t)ti.n_elements * sizeof *f);
+            CHECK_MSG(s == LOOM_OK, "%s: read %s: %s", name, t->name, loom_safetensors_error(st));
+            int finite = 1;
+            for (int64_t e = 0; s == LOOM_OK && e < ti.n_elements; e++)
+                finite &= isfinite(f[e]) != 0;
+            CHECK_MSG(finite, "%s: %s has non-finite values", name, t->name);
+            free(f);
+        }
+        check_layout(st, &g);
+        loom_safetensors_close(st);
+    }
+
+    /* the reference logits */
+    for (int p = 0; p < g.n_prompts; p++) {
+        const hf_golden_prompt *pr = &g.prompts[p];
+        const float *L = g.logits + pr->logits_offset;
+        float lo = INFINITY, hi = -INFINITY;
+        for (int64_t i = 0; i < (int64_t)pr->n_tokens * g.vocab_size; i++) {
+            lo = fminf(lo, L[i]);
+            hi = fmaxf(hi, L[i]);
+        }
+        CHECK_MSG(lo == pr->logit_min && hi == pr->logit_max, "%s prompt %d: logits range", name,
+                  p);
+        CHECK_MSG(pr->n_generated > 0 && pr->margin > 0, "%s prompt %d: generation", name, p);
+    }
+    hf_golden_free(&g);
+}
+
+int main(void) {
+    check_model("llama_gqa");
+    check_model("mixtral_moe");
+    return test_summary("test_hf_golden");
+}

@@ -90,6 +90,18 @@ loom_status loom_vk_buffer_alloc(loom_backend *be, size_t size, loom_buffer **ou
     if (st != LOOM_OK) {
         free(b);
         free(vb);
+        /* One loom_buffer is one VkBuffer on one allocation: the scheduler
+         * places tensors anywhere inside it, so it cannot be split here. */
+        if (c->max_alloc && vsize > c->max_alloc)
+            return loom_backend_fail(
+                be, LOOM_ERR_OOM,
+                "vulkan: %zu-byte buffer exceeds the device's maxMemoryAllocationSize "
+                "(%llu MiB) and the driver refused it",
+                size, (unsigned long long)(c->max_alloc >> 20));
+        if (c->max_buffer && vsize > c->max_buffer)
+            return loom_backend_fail(be, LOOM_ERR_OOM,
+                                     "vulkan: %zu-byte buffer exceeds maxBufferSize (%llu MiB)",
+                                     size, (unsigned long long)(c->max_buffer >> 20));
         return st;
     }
     if (c->force_staging && vb->map) {

@@ -97,16 +97,86 @@ static loom_status loom_vk_pick(loom_vk_ctx *c, char *why, size_t why_n) {
     return LOOM_OK;
 }
 
+/* VK_KHR_cooperative_matrix (Vulkan headers >= 1.3.255 declare these; the
+ * values below are the registry's, for older headers). */
+#ifndef VK_KHR_cooperative_matrix
+#define LOOM_VK_STYPE_COOP_PROPS_KHR ((VkStructureType)1000506001)
+typedef struct loom_vk_coop_props {
+    VkStructureType sType;
+    void *pNext;
+    uint32_t MSize, NSize, KSize;
+    int32_t AType, BType, CType, ResultType; /* VkComponentTypeKHR */
+    VkBool32 saturatingAccumulation;
+    int32_t scope; /* VkScopeKHR: 3 = subgroup */
+} loom_vk_coop_props;
+#else
+#define LOOM_VK_STYPE_COOP_PROPS_KHR VK_STRUCTURE_TYPE_COOPERATIVE_MATRIX_PROPERTIES_KHR
+typedef VkCooperativeMatrixPropertiesKHR loom_vk_coop_props;
+#endif
+typedef VkResult(VKAPI_PTR *loom_vk_coop_fn)(VkPhysicalDevice, uint32_t *, loom_vk_coop_props *);
+
+static const char *loom_vk_ctype(int32_t t) {
+    static const char *const names[] = {"f16", "f32", "f64", "s8", "s16", "s32", "s64",
+                                        "u8",  "u16", "u32", "u64"};
+    return t >= 0 && t < 11 ? names[t] : "?";
+}
+
+/* Record how many cooperative-matrix shapes the device offers and the
+ * f16 x f16 -> f32 one a matmul would use (the first such, subgroup scope). */
+static void loom_vk_coop_query(loom_vk_ctx *c, const char *kind) {
+    snprintf(c->coop_desc, sizeof c->coop_desc, "%s", kind);
+    PFN_vkVoidFunction fp = c->f.vkGetInstanceProcAddr(
+        c->instance, "vkGetPhysicalDeviceCooperativeMatrixPropertiesKHR");
+    if (!fp) return;
+    loom_vk_coop_fn fn;
+    memcpy(&fn, &fp, sizeof fn);
+    uint32_t n = 0;
+    if (fn(c->phys, &n, NULL) != VK_SUCCESS || n == 0) return;
+    if (n > 64) n = 64;
+    loom_vk_coop_props *p = calloc(n, sizeof *p);
+    if (!p) return;
+    for (uint32_t i = 0; i < n; i++)
+        p[i].sType = LOOM_VK_STYPE_COOP_PROPS_KHR;
+    VkResult r = fn(c->phys, &n, p);
+    if (r == VK_SUCCESS || r == VK_INCOMPLETE) {
+        c->n_coop = n;
+        int pick = -1;
+        for (uint32_t i = 0; i < n && pick < 0; i++)
+            if (p[i].AType == 0 && p[i].BType == 0 && p[i].ResultType == 1 && p[i].scope == 3)
+                pick = (int)i;
+        if (pick < 0) pick = 0;
+        snprintf(c->coop_desc, sizeof c->coop_desc, "%s:%u,%ux%ux%u:%s>%s", kind, n,
+                 p[pick].MSize, p[pick].NSize, p[pick].KSize, loom_vk_ctype(p[pick].AType),
+                 loom_vk_ctype(p[pick].ResultType));
+    }
+    free(p);
+}
+
 static void loom_vk_query(loom_vk_ctx *c, VkPhysicalDeviceFeatures2 *feat2,
                           VkPhysicalDeviceVulkan12Features *f12) {
     c->f.vkGetPhysicalDeviceProperties(c->phys, &c->props);
     c->f.vkGetPhysicalDeviceMemoryProperties(c->phys, &c->memprops);
+    const bool v13 = c->props.apiVersion >= VK_API_VERSION_1_3;
+    VkPhysicalDeviceMaintenance4Properties m4 = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_4_PROPERTIES};
+    VkPhysicalDeviceSubgroupSizeControlProperties sgc = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_SIZE_CONTROL_PROPERTIES,
+        .pNext = v13 ? &m4 : NULL};
+    VkPhysicalDeviceMaintenance3Properties m3 = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES,
+        .pNext = v13 ? &sgc : NULL};
     VkPhysicalDeviceSubgroupProperties sg = {
-        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES, .pNext = &m3};
     VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2,
                                       .pNext = &sg};
     c->f.vkGetPhysicalDeviceProperties2(c->phys, &p2);
     c->subgroup_size = sg.subgroupSize;
+    c->sg_ops = sg.supportedOperations;
+    c->sg_compute = (sg.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) != 0;
+    c->sg_min = v13 ? sgc.minSubgroupSize : sg.subgroupSize;
+    c->sg_max = v13 ? sgc.maxSubgroupSize : sg.subgroupSize;
+    c->max_alloc = m3.maxMemoryAllocationSize;
+    c->max_buffer = v13 ? m4.maxBufferSize : 0;
 
     *f12 = (VkPhysicalDeviceVulkan12Features){
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_VULKAN_1_2_FEATURES};
@@ -121,9 +191,17 @@ static void loom_vk_query(loom_vk_ctx *c, VkPhysicalDeviceFeatures2 *feat2,
     /* Host-visible device memory is plentiful only on unified-memory devices
      * (a discrete GPU's BAR window is small): map buffers only there. */
     c->unified = c->cpu_device || c->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU;
-    c->max_range = c->props.limits.maxStorageBufferRange;
+    c->dev_max_range = c->max_range = c->props.limits.maxStorageBufferRange;
     c->min_align = c->props.limits.minStorageBufferOffsetAlignment;
     if (c->min_align < 4) c->min_align = 4;
+    /* LOOM_VULKAN_MAX_RANGE=bytes pretends the device's storage-buffer range
+     * is smaller, so the split paths for large tensors run on small shapes
+     * (tests); never above the real limit. */
+    const char *mr = getenv("LOOM_VULKAN_MAX_RANGE");
+    if (mr && *mr) {
+        unsigned long long v = strtoull(mr, NULL, 0);
+        if (v >= 4096 && v < c->max_range) c->max_range = (VkDeviceSize)v;
+    }
 
     size_t total = 0;
     for (uint32_t i = 0; i < c->memprops.memoryHeapCount; i++)
@@ -139,6 +217,10 @@ static void loom_vk_query(loom_vk_ctx *c, VkPhysicalDeviceFeatures2 *feat2,
         c->coopmat = loom_vk_has_ext(ext, next, "VK_KHR_cooperative_matrix") ||
                      loom_vk_has_ext(ext, next, "VK_NV_cooperative_matrix");
         c->bf16ext = loom_vk_has_ext(ext, next, "VK_KHR_shader_bfloat16");
+        if (loom_vk_has_ext(ext, next, "VK_KHR_cooperative_matrix"))
+            loom_vk_coop_query(c, "khr");
+        else if (c->coopmat)
+            snprintf(c->coop_desc, sizeof c->coop_desc, "nv");
         free(ext);
     }
 }
@@ -228,6 +310,14 @@ loom_status loom_vk_device_init(loom_backend *be, loom_vk_ctx *c, char *why, siz
     f->vkGetDeviceQueue(c->dev, c->queue_family, 0, &c->queue);
     c->force_staging = loom_vk_env_on("LOOM_VULKAN_STAGING");
     c->force_coop = loom_vk_env_on("LOOM_VULKAN_MATMUL_COOP");
+    /* Subgroup arithmetic in compute: the *_sg shader variants reduce with
+     * subgroupAdd/subgroupMax; LOOM_VULKAN_SUBGROUP=0 forces the
+     * shared-memory fallback (tests run both). */
+    const VkSubgroupFeatureFlags need = VK_SUBGROUP_FEATURE_BASIC_BIT |
+                                        VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
+    const char *sgenv = getenv("LOOM_VULKAN_SUBGROUP");
+    c->use_subgroup = c->sg_compute && (c->sg_ops & need) == need && c->subgroup_size >= 4 &&
+                      !(sgenv && strcmp(sgenv, "0") == 0);
     return LOOM_OK;
 }
 
@@ -252,11 +342,35 @@ void loom_vk_device_info(loom_backend *be, loom_device_info *out) {
     out->bf16 = false; /* bf16 is converted bit-wise in the shaders */
     out->subgroup_size = (int)c->subgroup_size;
     uint32_t v = c->props.apiVersion;
-    snprintf(out->features, sizeof out->features,
-             "vulkan=%u.%u coopmat=%s bf16=%s fp64=%s subgroup=%u shared=%uK "
-             "max_storage_range=%lluM",
-             VK_API_VERSION_MAJOR(v), VK_API_VERSION_MINOR(v), c->coopmat ? "yes" : "no",
-             c->bf16ext ? "yes" : "no", c->fp64 ? "yes" : "no", c->subgroup_size,
-             c->props.limits.maxComputeSharedMemorySize / 1024,
-             (unsigned long long)(c->max_range >> 20));
+    /* Subgroup operations in compute: b(asic) v(ote) a(rithmetic) B(allot)
+     * s(huffle) r(elative shuffle) c(lustered) q(uad). */
+    char ops[16] = "";
+    const char *const letters = "bvaBsrcq";
+    int no = 0;
+    for (int i = 0; i < 8; i++)
+        if (c->sg_ops & (1u << i)) ops[no++] = letters[i];
+    ops[no] = '\0';
+    char sgsz[24];
+    if (c->sg_min != c->sg_max)
+        snprintf(sgsz, sizeof sgsz, "%u(%u-%u)", c->subgroup_size, c->sg_min, c->sg_max);
+    else
+        snprintf(sgsz, sizeof sgsz, "%u", c->subgroup_size);
+    char range[64];
+    if (c->max_range != c->dev_max_range)
+        snprintf(range, sizeof range, "%lluK(forced;dev %lluM)",
+                 (unsigned long long)(c->max_range >> 10),
+                 (unsigned long long)(c->dev_max_range >> 20));
+    else
+        snprintf(range, sizeof range, "%lluM", (unsigned long long)(c->max_range >> 20));
+    char feat[512];
+    snprintf(feat, sizeof feat,
+             "vulkan=%u.%u subgroup=%s sg_ops=%s%s sg_reduce=%s coopmat=%s bf16=%s fp64=%s "
+             "shared=%uK max_storage_range=%s max_alloc=%lluM",
+             VK_API_VERSION_MAJOR(v), VK_API_VERSION_MINOR(v), sgsz, no ? ops : "none",
+             c->sg_compute ? "" : "(not compute)", c->use_subgroup ? "subgroup" : "shared",
+             c->coopmat ? (c->coop_desc[0] ? c->coop_desc : "yes") : "no",
+             c->bf16ext ? "yes" : "no", c->fp64 ? "yes" : "no",
+             c->props.limits.maxComputeSharedMemorySize / 1024, range,
+             (unsigned long long)(c->max_alloc >> 20));
+    snprintf(out->features, sizeof out->features, "%.*s", (int)sizeof out->features - 1, feat);
 }

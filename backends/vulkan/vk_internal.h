@@ -132,11 +132,20 @@ typedef struct loom_vk_ctx {
     uint32_t queue_family;
     VkPhysicalDeviceProperties props;
     VkPhysicalDeviceMemoryProperties memprops;
-    uint32_t subgroup_size;
+    uint32_t subgroup_size, sg_min, sg_max;
+    uint32_t sg_ops;    /* VkSubgroupFeatureFlags supported (any stage) */
+    bool sg_compute;    /* subgroup operations are supported in compute */
+    bool use_subgroup;  /* run the *_sg shader variants (subgroup arithmetic) */
     bool fp16, int8, fp64, int64, cpu_device, unified;
     bool coopmat, bf16ext;
+    /* VK_KHR_cooperative_matrix (or NV) as reported; no shader uses it yet. */
+    uint32_t n_coop;
+    char coop_desc[64];
     size_t mem_total;
     VkDeviceSize max_range, min_align;
+    VkDeviceSize dev_max_range; /* the device's limit before LOOM_VULKAN_MAX_RANGE */
+    VkDeviceSize max_alloc;     /* maxMemoryAllocationSize */
+    VkDeviceSize max_buffer;    /* maxBufferSize (Vulkan 1.3), else 0 */
 
     VkDescriptorSetLayout dsl;
     VkPipelineLayout layout;

@@ -22,12 +22,43 @@ static bool loom_vk_is(const loom_tensor *t, loom_dtype d) {
     return t && t->dtype == d;
 }
 
-/* The tensor must fit one binding (with the alignment slack) and 32-bit
- * byte addressing. Larger tensors are a known gap (no splitting yet). */
+/* Largest span one binding may cover: the binding starts at the tensor's
+ * offset rounded down to minStorageBufferOffsetAlignment and ends rounded up
+ * to 4 bytes, within maxStorageBufferRange and 32-bit byte addressing. */
+static uint64_t loom_vk_lim(const loom_vk_ctx *c) {
+    const uint64_t slack = (uint64_t)c->min_align + 4;
+    uint64_t lim = c->max_range > slack ? c->max_range - slack : 0;
+    return lim < 0xffff0000ull ? lim : 0xffff0000ull;
+}
+
+/* The tensor fits one binding. Matmul and get_rows split larger weights,
+ * tables, activations and outputs into several dispatches (see
+ * loom_vk_mm_plan / loom_vk_gr_plan); every other op needs this. */
 static bool loom_vk_fits(const loom_vk_ctx *c, const loom_tensor *t) {
     if (!t) return false;
-    const uint64_t span = loom_tensor_nbytes(t);
-    return span + c->min_align + 4 <= c->max_range && span < 0xffff0000ull;
+    return (uint64_t)loom_tensor_nbytes(t) <= loom_vk_lim(c);
+}
+
+/* Bytes of one row (dim 0) of a plain or q8_0/q4_0 tensor. */
+static uint64_t loom_vk_row_bytes(const loom_tensor *t) {
+    if (t->dtype == LOOM_Q8_0 || t->dtype == LOOM_Q4_0)
+        return (uint64_t)(t->ne[0] / 32) * (t->dtype == LOOM_Q8_0 ? 34u : 18u);
+    return (uint64_t)(t->ne[0] - 1) * t->nb[0] + loom_dtype_block_bytes(t->dtype);
+}
+
+/* The most rows (dim 1) from 1..n whose span fits lim: row bytes plus
+ * (rows - 1) row strides. 0 when not even one row fits. */
+static int64_t loom_vk_rows_fit(uint64_t row, uint64_t nb1, int64_t n, uint64_t lim) {
+    if (row > lim) return 0;
+    if (n <= 1 || nb1 == 0) return n;
+    const uint64_t r = (lim - row) / nb1 + 1;
+    return r < (uint64_t)n ? (int64_t)r : n;
+}
+
+/* Bytes after the nf4/nf4_dq codes of storage s (the scale sections). */
+static uint64_t loom_vk_nf4_tail(const loom_tensor *s) {
+    const int64_t n = loom_tensor_nelements(s);
+    return (uint64_t)loom_dtype_nbytes(s->dtype, n) - (uint64_t)n / 2;
 }
 
 static bool loom_vk_plain_f(loom_dtype t) {
@@ -57,17 +88,81 @@ static bool loom_vk_weight_ok(const loom_vk_ctx *c, const loom_tensor *w) {
     if (loom_vk_rowq(w->dtype)) return w->ne[0] % 32 == 0;
     if (!loom_dtype_is_nf4(w->dtype)) return false;
     const loom_tensor *s = w->view_src ? w->view_src : w;
-    if (s->dtype != w->dtype || !loom_tensor_is_contiguous(s) || !loom_vk_fits(c, s)) return false;
+    /* The codes may be split by rows; the scale sections are bound whole. */
+    if (s->dtype != w->dtype || !loom_tensor_is_contiguous(s) ||
+        loom_vk_nf4_tail(s) > loom_vk_lim(c))
+        return false;
     return w->ne[1] <= 1 || w->nb[1] == (size_t)w->ne[0] / 2;
+}
+
+/* How a matmul is cut into dispatches whose bindings each fit: the whole
+ * product at once, or per batch (i2, i3), per nc weight rows and per mc
+ * activation columns. */
+typedef struct loom_vk_mm_plan {
+    bool whole;
+    int64_t nc, mc;
+} loom_vk_mm_plan;
+
+#define LOOM_VK_MAX_SPLIT 65536 /* dispatches one node may be split into */
+
+static bool loom_vk_mm_plan_make(const loom_vk_ctx *c, const loom_tensor *y, const loom_tensor *w,
+                                 const loom_tensor *x, loom_vk_mm_plan *pl) {
+    const uint64_t lim = loom_vk_lim(c);
+    const int64_t K = w->ne[0], N = w->ne[1], M = x->ne[1];
+    uint64_t wrow, wall;
+    if (loom_dtype_is_nf4(w->dtype)) {
+        wrow = (uint64_t)K / 2;
+        wall = wrow;
+        for (int d = 1; d < LOOM_MAX_DIMS; d++)
+            wall += (uint64_t)(w->ne[d] - 1) * w->nb[d];
+    } else {
+        wrow = loom_vk_row_bytes(w);
+        wall = loom_tensor_nbytes(w);
+    }
+    pl->whole = false;
+    pl->nc = N;
+    pl->mc = M;
+    if (wall <= lim && loom_tensor_nbytes(x) <= lim && loom_tensor_nbytes(y) <= lim) {
+        pl->whole = true;
+        return true;
+    }
+    int64_t nc = loom_vk_rows_fit(wrow, w->nb[1], N, lim);
+    if ((uint64_t)nc * 4 > lim) nc = (int64_t)(lim / 4);
+    if (nc < 1) return false;
+    int64_t mc = loom_vk_rows_fit(loom_vk_row_bytes(x), x->nb[1], M, lim);
+    const int64_t my = loom_vk_rows_fit((uint64_t)nc * 4, y->nb[1], M, lim);
+    if (my < mc) mc = my;
+    if (mc < 1) return false;
+    const uint64_t n = (uint64_t)(x->ne[2] * x->ne[3]) * (uint64_t)((N + nc - 1) / nc) *
+                       (uint64_t)((M + mc - 1) / mc);
+    if (n > LOOM_VK_MAX_SPLIT) return false;
+    pl->nc = nc;
+    pl->mc = mc;
+    return true;
+}
+
+/* get_rows: rows of the table per dispatch (the whole table when it fits). */
+static int64_t loom_vk_gr_rows(const loom_vk_ctx *c, const loom_tensor *t) {
+    const uint64_t lim = loom_vk_lim(c);
+    if (loom_tensor_nbytes(t) <= lim) return t->ne[1];
+    if (t->ne[2] != 1 || t->ne[3] != 1) return 0; /* batched tables must fit */
+    const int64_t vc = loom_vk_rows_fit(loom_vk_row_bytes(t), t->nb[1], t->ne[1], lim);
+    if (vc < 1 || (t->ne[1] + vc - 1) / vc > LOOM_VK_MAX_SPLIT) return 0;
+    return vc;
 }
 
 bool loom_vk_supports(loom_backend *be, const loom_tensor *node) {
     loom_vk_ctx *c = be->ctx;
     if (!node || !c) return false;
     if (node->op == LOOM_OP_NONE || loom_op_is_view(node->op)) return true;
-    if (!loom_tensor_is_contiguous(node) || !loom_vk_fits(c, node)) return false;
-    for (int i = 0; i < LOOM_MAX_SRC; i++)
-        if (node->src[i] && !loom_vk_fits(c, node->src[i])) return false;
+    /* Matmul splits every operand, get_rows its table (src 0). */
+    const bool mm = node->op == LOOM_OP_MATMUL, gr = node->op == LOOM_OP_GET_ROWS;
+    if (!loom_tensor_is_contiguous(node) || (!mm && !loom_vk_fits(c, node))) return false;
+    if (loom_tensor_nbytes(node) >= 0xffff0000ull) return false;
+    for (int i = 0; i < LOOM_MAX_SRC; i++) {
+        if (!node->src[i] || mm || (gr && i == 0)) continue;
+        if (!loom_vk_fits(c, node->src[i])) return false;
+    }
     const loom_tensor *const *s = (const loom_tensor *const *)node->src;
     if (loom_tensor_nelements(node) >= (int64_t)1 << 31) return false;
     switch (node->op) {
@@ -103,7 +198,7 @@ bool loom_vk_supports(loom_backend *be, const loom_tensor *node) {
                rp.n_dims <= 4096;
     }
     case LOOM_OP_GET_ROWS:
-        return node->dtype == LOOM_F32 && s[0] &&
+        return node->dtype == LOOM_F32 && s[0] && loom_vk_gr_rows(c, s[0]) > 0 &&
                (loom_vk_plain_f(s[0]->dtype) || loom_vk_rowq(s[0]->dtype)) &&
                loom_vk_is(s[1], LOOM_I32) && s[1]->ne[2] == 1 && s[1]->ne[3] == 1 &&
                s[0]->ne[3] == 1 && (s[0]->ne[2] == 1 || s[0]->ne[2] == s[1]->ne[1]) &&
@@ -113,7 +208,8 @@ bool loom_vk_supports(loom_backend *be, const loom_tensor *node) {
         if (!s[0] || !loom_vk_same_shape(node, s[0])) return false;
         const loom_dtype st = s[0]->dtype, dt = node->dtype;
         if (loom_dtype_is_nf4(st)) /* nf4 sources: cpy.comp, to plain floats */
-            return loom_vk_weight_ok(c, s[0]) && loom_vk_plain_f(dt);
+            return loom_vk_weight_ok(c, s[0]) && loom_vk_plain_f(dt) &&
+                   loom_vk_fits(c, s[0]->view_src ? s[0]->view_src : s[0]);
         const bool src_ok =
             loom_vk_plain_f(st) || st == LOOM_I32 || (loom_vk_rowq(st) && s[0]->ne[0] % 32 == 0);
         if (src_ok && loom_vk_rowq(dt)) /* quantize.comp: exact reciprocals need fp64 */
@@ -128,8 +224,10 @@ bool loom_vk_supports(loom_backend *be, const loom_tensor *node) {
         /* lavapipe ends shader loops after ~65536 iterations in total per
          * invocation; the split-K kernel runs about K/8 of them. */
         if (c->cpu_device && w->ne[0] > 400000) return false;
+        loom_vk_mm_plan pl;
         return x->ne[0] == w->ne[0] && w->ne[2] > 0 && w->ne[3] > 0 && x->ne[2] % w->ne[2] == 0 &&
-               x->ne[3] % w->ne[3] == 0 && node->ne[0] == w->ne[1] && node->ne[1] == x->ne[1];
+               x->ne[3] % w->ne[3] == 0 && node->ne[0] == w->ne[1] && node->ne[1] == x->ne[1] &&
+               loom_vk_mm_plan_make(c, node, w, x, &pl);
     }
     case LOOM_OP_FLASH_ATTN:
         /* Per invocation: Tk/64 tiles of ~D + 256 loop iterations; keep
@@ -370,45 +468,71 @@ static loom_status loom_vk_rope(loom_backend *be, const loom_tensor *y) {
     return loom_vk_run(be, "rope", bs, 5, pc, n, 64);
 }
 
+/* get_rows: one dispatch per chunk of table rows that fits a binding (one
+ * for most tables); each writes the outputs whose id falls in its chunk,
+ * the first also the zeros and error report of ids out of range. */
 static loom_status loom_vk_get_rows(loom_backend *be, const loom_tensor *y) {
     loom_vk_ctx *c = be->ctx;
     const loom_tensor *t = y->src[0], *ids = y->src[1];
-    uint32_t pc[LOOM_VK_PC_WORDS] = {0};
-    int k = 0;
-    pc[k++] = (uint32_t)t->ne[0];
-    pc[k++] = (uint32_t)ids->ne[0];
-    pc[k++] = (uint32_t)ids->ne[1];
-    pc[k++] = (uint32_t)t->ne[1];
-    pc[k++] = loom_vk_rel(c, t->offset);
-    pc[k++] = (uint32_t)t->nb[0];
-    pc[k++] = (uint32_t)t->nb[1];
-    pc[k++] = t->ne[2] == 1 ? 0u : (uint32_t)t->nb[2];
-    pc[k++] = loom_vk_rel(c, ids->offset);
-    pc[k++] = (uint32_t)ids->nb[0];
-    pc[k++] = (uint32_t)ids->nb[1];
-    pc[k++] = loom_vk_rel(c, y->offset);
-    pc[k++] = (uint32_t)t->dtype;
-    const uint64_t n = (uint64_t)loom_tensor_nelements(y);
-    pc[k++] = (uint32_t)n;
-    loom_vk_bind bs[5] = {loom_vk_b(y, true), loom_vk_b(t, false), loom_vk_b(ids, false)};
-    bs[4] = (loom_vk_bind){c->aux, 0, 16 * 4, true};
-    return loom_vk_run(be, "get_rows", bs, 5, pc, n, 256);
+    const int64_t V = t->ne[1], vc = loom_vk_gr_rows(c, t);
+    if (vc < 1)
+        return loom_backend_fail(be, LOOM_ERR_UNSUPPORTED, "vulkan: get_rows table too large");
+    for (int64_t v0 = 0; v0 < V; v0 += vc) {
+        loom_tensor ts = *t;
+        ts.ne[1] = v0 + vc < V ? vc : V - v0;
+        ts.offset = t->offset + (size_t)v0 * t->nb[1];
+        uint32_t pc[LOOM_VK_PC_WORDS] = {0};
+        int k = 0;
+        pc[k++] = (uint32_t)t->ne[0];
+        pc[k++] = (uint32_t)ids->ne[0];
+        pc[k++] = (uint32_t)ids->ne[1];
+        pc[k++] = (uint32_t)V;
+        pc[k++] = loom_vk_rel(c, ts.offset);
+        pc[k++] = (uint32_t)t->nb[0];
+        pc[k++] = (uint32_t)t->nb[1];
+        pc[k++] = t->ne[2] == 1 ? 0u : (uint32_t)t->nb[2];
+        pc[k++] = loom_vk_rel(c, ids->offset);
+        pc[k++] = (uint32_t)ids->nb[0];
+        pc[k++] = (uint32_t)ids->nb[1];
+        pc[k++] = loom_vk_rel(c, y->offset);
+        pc[k++] = (uint32_t)t->dtype;
+        const uint64_t n = (uint64_t)loom_tensor_nelements(y);
+        pc[k++] = (uint32_t)n;
+        pc[k++] = (uint32_t)v0;
+        pc[k++] = (uint32_t)ts.ne[1];
+        loom_vk_bind bs[5] = {loom_vk_b(y, true), loom_vk_b(&ts, false), loom_vk_b(ids, false)};
+        bs[4] = (loom_vk_bind){c->aux, 0, 16 * 4, true};
+        LOOM_TRY(loom_vk_run(be, "get_rows", bs, 5, pc, n, 256));
+    }
+    return LOOM_OK;
 }
 
-/* nf4/nf4_dq operand t: bind its whole storage (codes + scale sections) and
- * fill the section addresses of common.glsl's nf4 loaders (s_off, am_off,
- * s2_off, dqo_off). The caller passes t's byte offset inside the storage as
- * the tensor offset. */
-static loom_vk_bind loom_vk_nf4_bind(const loom_vk_ctx *c, const loom_tensor *t, uint32_t out[4]) {
+/* nf4/nf4_dq operand t (a view of storage s = view_src, or s itself): bind
+ * A to code_span code bytes from t's offset and C to the scale sections
+ * from the first absmax block t uses to the end of s, and fill common.glsl's
+ * (s_off, am_off, s2_off, dqo_off) so that the loaders take GLOBAL element
+ * and block indices of s (offsets wrap modulo 2^32 where a binding starts
+ * after index 0). The caller passes t's code-byte offset inside s as the
+ * tensor offset. */
+static void loom_vk_nf4_binds(const loom_vk_ctx *c, const loom_tensor *t, uint64_t code_span,
+                              loom_vk_bind *a, loom_vk_bind *cb, uint32_t out[4]) {
     const loom_tensor *s = t->view_src ? t->view_src : t;
     const int64_t n = loom_tensor_nelements(s);
-    const uint32_t base = loom_vk_rel(c, s->offset);
-    const uint32_t codes = (uint32_t)(n / 2), nblk = (uint32_t)(n / 64);
-    out[0] = base;
-    out[1] = base + codes;
-    out[2] = base + codes + ((nblk + 3) & ~3u);
-    out[3] = out[2] + 4 * ((nblk + 255) / 256);
-    return (loom_vk_bind){s->buffer, s->offset, loom_dtype_nbytes(s->dtype, n), false};
+    const uint64_t codes = (uint64_t)n / 2, nblk = (uint64_t)n / 64;
+    const uint64_t g0 = t->offset - s->offset; /* first code byte of t */
+    *a = (loom_vk_bind){s->buffer, t->offset, code_span ? code_span : 4, false};
+    out[0] = loom_vk_rel(c, t->offset) - (uint32_t)g0;
+    const uint64_t bsz = s->dtype == LOOM_NF4 ? 4u : 1u;
+    const uint64_t blk0 = 2 * g0 / 64;
+    const uint64_t am_lo = codes + bsz * blk0;
+    const uint64_t total = loom_dtype_nbytes(s->dtype, n);
+    const size_t off = s->offset + am_lo;
+    *cb = (loom_vk_bind){s->buffer, off, total > am_lo ? total - am_lo : 4, false};
+    const uint32_t r = loom_vk_rel(c, off);
+    out[1] = r - (uint32_t)(bsz * blk0);
+    const uint64_t s2 = codes + ((nblk + 3) & ~(uint64_t)3);
+    out[2] = r + (uint32_t)(s2 - am_lo);
+    out[3] = out[2] + 4u * (uint32_t)((nblk + 255) / 256);
 }
 
 static loom_status loom_vk_cpy(loom_backend *be, const loom_tensor *y) {
@@ -435,17 +559,23 @@ static loom_status loom_vk_cpy(loom_backend *be, const loom_tensor *y) {
     pc[k++] = (uint32_t)n;
     const uint64_t words = (y->dtype == LOOM_F16 || y->dtype == LOOM_BF16) ? (n + 1) / 2 : n;
     pc[k++] = (uint32_t)words;
-    loom_vk_bind bs[2] = {loom_vk_b(y, true), loom_vk_b(a, false)};
+    loom_vk_bind bs[4] = {loom_vk_b(y, true), loom_vk_b(a, false)};
     if (loom_dtype_is_nf4(a->dtype)) {
-        bs[1] = loom_vk_nf4_bind(c, a, pc + k);
-        pc[4] = (uint32_t)(a->offset - (a->view_src ? a->view_src : a)->offset);
+        const loom_tensor *st = a->view_src ? a->view_src : a;
+        const uint64_t g0 = a->offset - st->offset;
+        loom_vk_nf4_binds(c, a, (uint64_t)loom_tensor_nelements(st) / 2 - g0, &bs[1], &bs[3],
+                          pc + k);
+        pc[4] = (uint32_t)g0;
     }
-    return loom_vk_run(be, "cpy", bs, 2, pc, words, 256);
+    return loom_vk_run(be, "cpy", bs, 4, pc, words, 256);
 }
 
-static loom_status loom_vk_matmul(loom_backend *be, const loom_tensor *y) {
+/* One matmul dispatch: y (a view with byte strides nb[1..3], f32 elements
+ * contiguous in dim 0) = w x over the views given; r2/r3 the broadcast
+ * ratios of w's batch dims. */
+static loom_status loom_vk_matmul_one(loom_backend *be, const loom_tensor *y, const loom_tensor *w,
+                                      const loom_tensor *x, uint32_t r2, uint32_t r3) {
     loom_vk_ctx *c = be->ctx;
-    const loom_tensor *w = y->src[0], *x = y->src[1];
     uint32_t pc[LOOM_VK_PC_WORDS] = {0};
     int k = 0;
     pc[k++] = (uint32_t)w->ne[0];
@@ -453,25 +583,32 @@ static loom_status loom_vk_matmul(loom_backend *be, const loom_tensor *y) {
     pc[k++] = (uint32_t)x->ne[1];
     pc[k++] = (uint32_t)x->ne[2];
     pc[k++] = (uint32_t)x->ne[3];
-    pc[k++] = (uint32_t)(x->ne[2] / w->ne[2]);
-    pc[k++] = (uint32_t)(x->ne[3] / w->ne[3]);
+    pc[k++] = r2;
+    pc[k++] = r3;
     loom_vk_put_t(c, pc, &k, w);
     loom_vk_put_t(c, pc, &k, x);
     pc[k++] = loom_vk_rel(c, y->offset);
     pc[k++] = (uint32_t)w->dtype;
     pc[k++] = (uint32_t)x->dtype;
-    loom_vk_bind bs[3] = {loom_vk_b(y, true), loom_vk_b(w, false), loom_vk_b(x, false)};
+    loom_vk_bind bs[4] = {loom_vk_b(y, true), loom_vk_b(w, false), loom_vk_b(x, false)};
+    int nbind = 3;
     uint32_t nf4[4] = {0};
     if (loom_dtype_is_nf4(w->dtype)) {
-        bs[1] = loom_vk_nf4_bind(c, w, nf4);
+        uint64_t span = (uint64_t)w->ne[0] / 2;
+        for (int d = 1; d < LOOM_MAX_DIMS; d++)
+            span += (uint64_t)(w->ne[d] - 1) * w->nb[d];
+        loom_vk_nf4_binds(c, w, span, &bs[1], &bs[3], nf4);
         pc[7] = (uint32_t)(w->offset - (w->view_src ? w->view_src : w)->offset);
+        nbind = 4;
     }
+    const uint32_t ynb[3] = {(uint32_t)y->nb[1], (uint32_t)y->nb[2], (uint32_t)y->nb[3]};
     /* Short K: one output per invocation (matmul_simple.comp). */
     if (w->ne[0] <= 16384 && !c->force_coop) {
-        const uint64_t n = (uint64_t)loom_tensor_nelements(y);
+        const uint64_t n = (uint64_t)(y->ne[0] * y->ne[1] * y->ne[2] * y->ne[3]);
         pc[k++] = (uint32_t)n;
         memcpy(pc + k, nf4, sizeof nf4);
-        return loom_vk_run(be, "matmul_simple", bs, 3, pc, n, 64);
+        memcpy(pc + k + 4, ynb, sizeof ynb);
+        return loom_vk_run(be, "matmul_simple", bs, nbind, pc, n, 64);
     }
     /* One workgroup per (n, tile of 8 columns m, i2, i3); see matmul.comp. */
     const uint64_t m_tiles = (uint64_t)(x->ne[1] + 7) / 8;
@@ -481,7 +618,47 @@ static loom_status loom_vk_matmul(loom_backend *be, const loom_tensor *y) {
     pc[k++] = (uint32_t)groups;
     pc[k++] = (uint32_t)m_tiles;
     memcpy(pc + k, nf4, sizeof nf4);
-    return loom_vk_run(be, "matmul", bs, 3, pc, groups, 1);
+    memcpy(pc + k + 4, ynb, sizeof ynb);
+    return loom_vk_run(be, "matmul", bs, nbind, pc, groups, 1);
+}
+
+/* matmul, split into dispatches whose bindings fit (loom_vk_mm_plan): per
+ * batch (i2, i3), per nc weight rows and per mc activation columns, each
+ * writing its [nc, mc] block of y through y's strides. */
+static loom_status loom_vk_matmul(loom_backend *be, const loom_tensor *y) {
+    loom_vk_ctx *c = be->ctx;
+    const loom_tensor *w = y->src[0], *x = y->src[1];
+    loom_vk_mm_plan pl;
+    if (!loom_vk_mm_plan_make(c, y, w, x, &pl))
+        return loom_backend_fail(be, LOOM_ERR_UNSUPPORTED,
+                                 "vulkan: matmul operands too large to split");
+    const uint32_t r2 = (uint32_t)(x->ne[2] / w->ne[2]), r3 = (uint32_t)(x->ne[3] / w->ne[3]);
+    if (pl.whole) return loom_vk_matmul_one(be, y, w, x, r2, r3);
+    const int64_t N = w->ne[1], M = x->ne[1];
+    for (int64_t i3 = 0; i3 < x->ne[3]; i3++)
+        for (int64_t i2 = 0; i2 < x->ne[2]; i2++)
+            for (int64_t n0 = 0; n0 < N; n0 += pl.nc)
+                for (int64_t m0 = 0; m0 < M; m0 += pl.mc) {
+                    const int64_t nc = n0 + pl.nc < N ? pl.nc : N - n0;
+                    const int64_t mc = m0 + pl.mc < M ? pl.mc : M - m0;
+                    loom_tensor ws = *w, xs = *x, ys = *y;
+                    ws.ne[1] = nc;
+                    ws.ne[2] = ws.ne[3] = 1;
+                    ws.offset = w->offset + (size_t)n0 * w->nb[1] + (size_t)(i2 / r2) * w->nb[2] +
+                                (size_t)(i3 / r3) * w->nb[3];
+                    if (!ws.view_src) ws.view_src = (loom_tensor *)w; /* nf4: the storage */
+                    xs.ne[1] = mc;
+                    xs.ne[2] = xs.ne[3] = 1;
+                    xs.offset = x->offset + (size_t)m0 * x->nb[1] + (size_t)i2 * x->nb[2] +
+                                (size_t)i3 * x->nb[3];
+                    ys.ne[0] = nc;
+                    ys.ne[1] = mc;
+                    ys.ne[2] = ys.ne[3] = 1;
+                    ys.offset = y->offset + (size_t)n0 * y->nb[0] + (size_t)m0 * y->nb[1] +
+                                (size_t)i2 * y->nb[2] + (size_t)i3 * y->nb[3];
+                    LOOM_TRY(loom_vk_matmul_one(be, &ys, &ws, &xs, 1, 1));
+                }
+    return LOOM_OK;
 }
 
 static loom_status loom_vk_flash_attn(loom_backend *be, const loom_tensor *y) {

@@ -65,23 +65,26 @@ uint flat_id() {
 }
 uint flat_group() { return gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x; }
 
-// ---- nf4 / nf4_dq weights (loom/dtype.h), read from binding 1 (A) ----
-// Element e of the whole-tensor layout: code nibble at byte e/2 (high nibble
-// for even e) of the storage starting at s_off; absmax of block e/64 is f32
-// at am_off (nf4), or dq_code[u8 at am_off] * scale2[f32 at s2_off] + offset
-// (nf4_dq). The two codebooks sit in the aux buffer (X) at word
-// LOOM_NF4_CODE_WORD and LOOM_NF4_DQ_CODE_WORD.
+// ---- nf4 / nf4_dq weights (loom/dtype.h) ----
+// Element e (a GLOBAL index into the whole-tensor layout): code nibble at
+// byte e/2 (high nibble for even e) of binding 1 (A) from s_off; absmax of
+// block e/64 is f32 at am_off of binding 3 (C) (nf4), or dq_code[u8 at
+// am_off] * scale2[f32 at s2_off] + offset[f32 at dqo_off] (nf4_dq). The
+// host binds only the code bytes and scale sections a dispatch uses (large
+// weights are split) and biases the offsets so that global indices land in
+// them (uint arithmetic wraps). The two codebooks sit in the aux buffer (X)
+// at word LOOM_NF4_CODE_WORD and LOOM_NF4_DQ_CODE_WORD.
 #define T_NF4 6u
 #define T_NF4_DQ 7u
 #define LOOM_NF4_CODE_WORD 16u
 #define LOOM_NF4_DQ_CODE_WORD 32u
 
-float nf4_absmax(uint wt, uint blk, uint am_off, uint s2_off, float dq_offset) {
-    if (wt == T_NF4) return A_f32(am_off + 4u * blk);
-    uint q = A_u8(am_off + blk);
-    float s2 = A_f32(s2_off + 4u * (blk >> 8));
+float nf4_absmax(uint wt, uint blk, uint am_off, uint s2_off, uint dqo_off) {
+    if (wt == T_NF4) return C_f32(am_off + 4u * blk);
+    uint q = C_u8(am_off + blk);
+    float s2 = C_f32(s2_off + 4u * (blk >> 8));
     precise float v = uintBitsToFloat(X[LOOM_NF4_DQ_CODE_WORD + q]) * s2;
-    precise float r = v + dq_offset;
+    precise float r = v + C_f32(dqo_off);
     return r;
 }
 

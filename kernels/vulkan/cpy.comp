@@ -60,7 +60,7 @@ float load(uint e) {
     if (p.src_t == T_NF4 || p.src_t == T_NF4_DQ) { // a_off: byte offset in the storage
         uint ee = 2u * row + i0;
         return nf4_code(p.s_off, ee) *
-               nf4_absmax(p.src_t, ee >> 6, p.am_off, p.s2_off, A_f32(p.dqo_off));
+               nf4_absmax(p.src_t, ee >> 6, p.am_off, p.s2_off, p.dqo_off);
     }
     return A_elem(p.src_t, row, i0, p.a_nb0);
 }

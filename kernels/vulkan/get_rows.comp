@@ -11,6 +11,7 @@ layout(push_constant) uniform PC {
     uint t_off, t_nb0, t_nb1, t_nb2;
     uint ids_off, ids_nb0, ids_nb1;
     uint y_off, dtype, n;
+    uint v0, vc; // this dispatch's chunk of table rows (t_off is row v0's)
 } p;
 
 void main() {
@@ -21,13 +22,16 @@ void main() {
     int id = int(B[(p.ids_off + t * p.ids_nb0 + b * p.ids_nb1) >> 2]);
     float v = 0.0;
     if (id < 0 || uint(id) >= p.V) {
+        if (p.v0 != 0u) return; // the first chunk reports it and writes 0
         if (atomicCompSwap(X[0], 0u, 1u) == 0u) {
             X[1] = uint(id);
             X[2] = t;
             X[3] = b;
         }
     } else {
-        v = A_elem(p.dtype, p.t_off + uint(id) * p.t_nb1 + b * p.t_nb2, d, p.t_nb0);
+        uint r = uint(id) - p.v0;
+        if (r >= p.vc) return; // another chunk's row
+        v = A_elem(p.dtype, p.t_off + r * p.t_nb1 + b * p.t_nb2, d, p.t_nb0);
     }
     Y[(p.y_off >> 2) + i] = floatBitsToUint(v);
 }

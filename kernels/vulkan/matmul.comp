@@ -19,6 +19,7 @@ layout(push_constant) uniform PC {
     uint x_off, x_nb0, x_nb1, x_nb2, x_nb3;
     uint y_off, wt, xt, n_groups, m_tiles;
     uint s_off, am_off, s2_off, dqo_off;
+    uint y_nb1, y_nb2, y_nb3; // output byte strides (dim 0 contiguous f32)
 } p;
 
 shared float red[MT][WG];
@@ -62,7 +63,7 @@ void main() {
         for (uint k = tid; k < p.K; k += WG) {
             uint e = e0 + k;
             float wv = nf4_code(p.s_off, e) *
-                       nf4_absmax(p.wt, e >> 6, p.am_off, p.s2_off, A_f32(p.dqo_off));
+                       nf4_absmax(p.wt, e >> 6, p.am_off, p.s2_off, p.dqo_off);
             for (uint c = 0u; c < mcount; c++)
                 acc[c] += wv * B_elem(p.xt, xrow0 + c * p.x_nb1, k, p.x_nb0);
         }
@@ -83,7 +84,7 @@ void main() {
         barrier();
     }
     if (tid < mcount) {
-        uint out_idx = ((i3 * p.X2 + i2) * p.M + (m0 + tid)) * p.N + nn;
-        Y[(p.y_off >> 2) + out_idx] = floatBitsToUint(red[tid][0]);
+        uint a = p.y_off + nn * 4u + (m0 + tid) * p.y_nb1 + i2 * p.y_nb2 + i3 * p.y_nb3;
+        Y[a >> 2] = floatBitsToUint(red[tid][0]);
     }
 }

@@ -13,6 +13,7 @@ layout(push_constant) uniform PC {
     uint x_off, x_nb0, x_nb1, x_nb2, x_nb3;
     uint y_off, wt, xt, n;
     uint s_off, am_off, s2_off, dqo_off;
+    uint y_nb1, y_nb2, y_nb3; // output byte strides (dim 0 contiguous f32)
 } p;
 
 float xval(uint xrow, uint k) { return B_elem(p.xt, xrow, k, p.x_nb0); }
@@ -53,7 +54,7 @@ void main() {
         uint k = 0u;
         while (k < p.K) {
             uint blk = (e0 + k) >> 6;
-            float am = nf4_absmax(p.wt, blk, p.am_off, p.s2_off, A_f32(p.dqo_off));
+            float am = nf4_absmax(p.wt, blk, p.am_off, p.s2_off, p.dqo_off);
             uint kend = min(p.K, (blk + 1u) * 64u - e0);
             for (; k < kend; k++)
                 acc += (nf4_code(p.s_off, e0 + k) * am) * xval(xrow, k);
@@ -62,5 +63,5 @@ void main() {
         for (uint k = 0u; k < p.K; k++)
             acc += A_elem(p.wt, wrow, k, p.w_nb0) * xval(xrow, k);
     }
-    Y[(p.y_off >> 2) + i] = floatBitsToUint(acc);
+    Y[(p.y_off + nn * 4u + m * p.y_nb1 + i2 * p.y_nb2 + i3 * p.y_nb3) >> 2] = floatBitsToUint(acc);
 }

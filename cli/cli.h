@@ -8,4 +8,10 @@ int loom_cli_devices(const char *backend);
 /* `loom demo`: one transformer block on random weights, on the selected backend. */
 int loom_cli_demo(const char *backend, int argc, char **argv);
 
+/* cli/model_cmds.c: models (loom/model.h, loom/generate.h). */
+int loom_cli_init_model(int argc, char **argv);
+int loom_cli_info(const char *backend, int argc, char **argv);
+int loom_cli_run(const char *backend, int argc, char **argv);
+int loom_cli_chat(const char *backend, int argc, char **argv);
+
 #endif

@@ -14,6 +14,14 @@ static void usage(FILE *f) {
             "\n"
             "commands:\n"
             "  devices            list backends, their devices, and which one is selected\n"
+            "  run [-m MODEL] [-p PROMPT] [-n N] [--temp T] [--seed S] ...\n"
+            "                     generate text (no -m: the default tiny-moe model, random\n"
+            "                     weights, created under the build tree on first use)\n"
+            "  chat [-m MODEL]    interactive chat with the Llama-3 chat template\n"
+            "  info [MODEL]       config, parameters, weight and KV-cache bytes of a GGUF model\n"
+            "  init-model --preset NAME -o FILE.gguf [--type q8_0] [--seed N]\n"
+            "                     write a model with seeded random weights and the Llama-3\n"
+            "                     tokenizer (presets: tiny-moe, tiny-dense, llama3-8b, seed)\n"
             "  demo [--backend X] run one transformer block on random weights, print a checksum\n"
             "  test-ops [opts]    cross-backend parity suite (loom test-ops --help)\n"
             "  bench ops [opts]   time ops on each backend vs measured limits (loom bench --help)\n"
@@ -148,6 +156,17 @@ int main(int argc, char **argv) {
         return rc;
     }
     if (!strcmp(cmd, "bench")) return loom_cli_bench(backend, sub_argc, sub_argv);
+    if (!strcmp(cmd, "init-model")) return loom_cli_init_model(sub_argc, sub_argv);
+    if (!strcmp(cmd, "run") || !strcmp(cmd, "chat") || !strcmp(cmd, "info")) {
+        sub_argc = take_backend(sub_argc, sub_argv, &backend);
+        if (sub_argc < 0) {
+            fprintf(stderr, "loom %s: --backend needs a value\n", cmd);
+            return 2;
+        }
+        if (!strcmp(cmd, "run")) return loom_cli_run(backend, sub_argc, sub_argv);
+        if (!strcmp(cmd, "chat")) return loom_cli_chat(backend, sub_argc, sub_argv);
+        return loom_cli_info(backend, sub_argc, sub_argv);
+    }
     if (!strcmp(cmd, "devices") || !strcmp(cmd, "demo")) {
         sub_argc = take_backend(sub_argc, sub_argv, &backend);
         if (sub_argc < 0) {

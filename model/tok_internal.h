@@ -31,4 +31,20 @@ loom_status tok_build(const char *const *tokens, size_t n_tokens, const int32_t 
                       const tok_merge *merges, size_t n_merges, const char *pattern,
                       bool ignore_merges, loom_tokenizer **out, char *err, size_t err_n);
 
+/* The arrays a GGUF file stores (tokenizer.ggml.*), rebuilt from a
+ * tokenizer: tokens in the byte-level alphabet (special tokens raw), types,
+ * merges "left right" by rank. Everything points into d->strings, except
+ * pattern, which is borrowed from the tokenizer. Free with tok_export_free. */
+typedef struct tok_export_data {
+    size_t n_tokens, n_merges;
+    const char **tokens;
+    int32_t *types;
+    const char **merges;
+    const char *pattern;
+    bool llama3_pattern, ignore_merges;
+    char *strings;
+} tok_export_data;
+loom_status tok_export(const loom_tokenizer *t, tok_export_data *d, char *err, size_t err_n);
+void tok_export_free(tok_export_data *d);
+
 #endif

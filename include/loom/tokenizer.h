@@ -81,6 +81,20 @@ loom_status loom_tokenizer_from_vocab(const char *const *tokens, size_t n_tokens
                                       bool ignore_merges, loom_tokenizer **out, char *err,
                                       size_t err_n);
 
+/* GGUF (model/tokenizer_gguf.c). Load from an open GGUF's tokenizer.ggml.*
+ * keys (model "gpt2"; pre "llama-bpe" or absent = the Llama-3 regex, or
+ * loom.tokenizer.pattern; tokens, token_type, merges, bos/eos/eot ids).
+ * A file without tokenizer.ggml.tokens gives LOOM_ERR_INVALID_ARG with
+ * "no tokenizer" in err. *out as for the other loaders. */
+struct loom_gguf;
+struct loom_gguf_writer;
+loom_status loom_tokenizer_load_gguf(struct loom_gguf *g, loom_tokenizer **out, char *err,
+                                     size_t err_n);
+/* Add the tokenizer.ggml.* keys of tok to a GGUF writer (the file is then
+ * self-contained: llama.cpp and loom_tokenizer_load_gguf read them). */
+loom_status loom_tokenizer_write_gguf(const loom_tokenizer *tok, struct loom_gguf_writer *w,
+                                      char *err, size_t err_n);
+
 /* The Llama-3 pre-tokenizer regex (a static string), as found in Llama 3's
  * tokenizer.json and implied by GGUF tokenizer.ggml.pre = "llama-bpe". */
 const char *loom_tokenizer_llama3_pattern(void);

@@ -1,0 +1,158 @@
+/* loom/model.h - a Llama-3 / Mixtral-style decoder on the IR: loading from
+ * GGUF, the KV cache, and the forward pass (docs/adr/0011).
+ *
+ * Weights. A GGUF with llama.cpp tensor names:
+ *   token_embd.weight [dim, vocab]           output_norm.weight [dim]
+ *   output.weight [dim, vocab] (absent = tied to token_embd)
+ *   blk.N.attn_norm.weight [dim]             blk.N.ffn_norm.weight [dim]
+ *   blk.N.attn_q.weight [dim, n_heads*head_dim]
+ *   blk.N.attn_k.weight, attn_v.weight [dim, n_kv_heads*head_dim]
+ *   blk.N.attn_output.weight [n_heads*head_dim, dim]
+ *   dense layers: blk.N.ffn_gate.weight, ffn_up.weight [dim, ffn], ffn_down.weight [ffn, dim]
+ *   MoE layers:   blk.N.ffn_gate_inp.weight [dim, n_experts] (router),
+ *                 blk.N.ffn_gate_exps.weight, ffn_up_exps.weight [dim, eff, n_experts],
+ *                 blk.N.ffn_down_exps.weight [eff, dim, n_experts]
+ * Matrices may be f32, f16, bf16, q8_0 or q4_0; norms f32. Every tensor is
+ * checked (present, shape, dtype) and an error names the tensor.
+ *
+ * Config. From GGUF metadata "llama.*" (general.architecture must be
+ * "llama"): context_length, embedding_length, block_count,
+ * feed_forward_length, attention.head_count(_kv), attention.key_length,
+ * attention.layer_norm_rms_epsilon, rope.freq_base, rope.dimension_count,
+ * vocab_size, expert_count, expert_used_count, expert_feed_forward_length,
+ * rope.scaling.{type = "llama3", factor, low_freq_factor, high_freq_factor,
+ * original_context_length}; llama.cpp's rope_freqs.weight tensor (Llama 3.1
+ * files) is recognised as llama3 scaling when it matches one. loom keys:
+ * loom.moe_every / loom.moe_offset (alternating MoE layers; absent = every
+ * layer), loom.random_weights (bool; general.description says so too).
+ *
+ * RoPE layout convention (q/k weight rows):
+ *   GGUF files (loom's own and llama.cpp's) store q/k rows in llama.cpp's
+ *   order, i.e. Hugging Face's q_proj/k_proj rows permuted per head so that
+ *   rotary pairs are ADJACENT dims (2i, 2i+1): loaded with LOOM_ROPE_NORMAL.
+ *   llama.cpp's convert_hf_to_gguf.py applies this permutation
+ *   (w.reshape(H, 2, D/2, dim).swapaxes(1, 2)); `loom init-model` writes
+ *   random weights in the same convention.
+ *   Hugging Face checkpoints (safetensors) keep HF order, where pairs are
+ *   (i, i + D/2) (rotate_half): a loader for them must either set
+ *   LOOM_ROPE_NEOX in the config or permute q/k rows as llama.cpp does and
+ *   keep LOOM_ROPE_NORMAL. Both give identical logits.
+ *
+ * Graph. embedding get_rows -> per layer: rms_norm*w -> q/k/v matmul ->
+ * rope (theta, llama3 scaling) -> set_rows into the layer's KV cache ->
+ * flash_attn over the cached keys (GQA, causal, q_offset = position) ->
+ * o matmul -> residual -> rms_norm*w -> SwiGLU FFN or loom_moe -> residual;
+ * final rms_norm*w -> LM head. Logits are computed only for the positions
+ * asked for (the last token of each sequence unless all_logits).
+ *
+ * KV cache and graph reuse: per layer K and V tensors [kv_dim, n_ctx, n_slots]
+ * (f16 by default, q8_0 or f32 optional) live in a buffer of the run backend
+ * when it supports set_rows, else on the cpu backend. A sequence owns one
+ * slot. A forward graph is built per distinct batch shape (number of
+ * sequences, tokens per sequence, the slots, all_logits) and cached (a few
+ * entries, least recently used evicted): a decode loop builds its graph once
+ * and re-runs it, only uploading token ids / positions and moving the KV
+ * extents and q_offsets (loom_view_set_extent, loom_node_set_q_offset).
+ * Prefill builds one graph per distinct chunk length.
+ *
+ * Threading: a loom_model is not thread-safe; one caller at a time. */
+#ifndef LOOM_MODEL_H
+#define LOOM_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loom/dtype.h"
+#include "loom/model_config.h"
+#include "loom/status.h"
+#include "loom/tokenizer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct loom_model loom_model;
+
+/* Progress while weights load: frac in [0, 1]. */
+typedef void (*loom_progress_fn)(void *ud, double frac);
+
+typedef struct loom_model_params {
+    const char *backend; /* NULL/"" = $LOOM_BACKEND, else the best available */
+    loom_dtype kv_dtype; /* LOOM_F16 (default), LOOM_Q8_0 or LOOM_F32 */
+    int64_t n_ctx;       /* positions per slot; 0 = min(max_ctx, 4096) */
+    int n_slots;         /* independent sequences (KV slots); 0 = 1 */
+    loom_progress_fn progress;
+    void *progress_ud;
+} loom_model_params;
+
+loom_model_params loom_model_default_params(void);
+
+/* Load a GGUF model. On success *out is owned by the caller (loom_model_free).
+ * Errors name the file, key or tensor in err. The backend registry must be
+ * initialised (loom_registry_init). */
+loom_status loom_model_load_gguf(const char *path, const loom_model_params *p, loom_model **out,
+                                 char *err, size_t err_n);
+void loom_model_free(loom_model *m); /* NULL is fine */
+
+const loom_model_config *loom_model_config_of(const loom_model *m);
+/* The tokenizer embedded in the file; NULL when it has none. Owned by m. */
+const loom_tokenizer *loom_model_tokenizer(const loom_model *m);
+bool loom_model_random_weights(const loom_model *m); /* loom.random_weights */
+const char *loom_model_backend_name(const loom_model *m);
+/* Where the KV cache lives ("cpu" when the run backend lacks set_rows). */
+const char *loom_model_kv_backend_name(const loom_model *m);
+int64_t loom_model_n_ctx(const loom_model *m);
+int loom_model_n_slots(const loom_model *m);
+size_t loom_model_weight_bytes(const loom_model *m);
+/* Human-readable dtype summary of the matrices, e.g. "q8_0" or "f16+q4_0". */
+const char *loom_model_weight_types(const loom_model *m);
+
+/* One forward pass: n_seq sequences, each appending n_tokens tokens at the
+ * current position of its slot (slots must be distinct). tokens holds
+ * n_seq * n_tokens ids, sequence-major. logits receives vocab floats per
+ * output row: n_seq * n_tokens rows when all_logits, else n_seq rows (the
+ * last token of each sequence), in sequence order. Positions advance by
+ * n_tokens on success. A sequence that would pass n_ctx is an error. */
+typedef struct loom_batch {
+    int n_seq;
+    int n_tokens;
+    const int *slots;
+    const int32_t *tokens;
+    bool all_logits;
+} loom_batch;
+loom_status loom_model_decode(loom_model *m, const loom_batch *b, float *logits, char *err,
+                              size_t err_n);
+
+int64_t loom_model_slot_pos(const loom_model *m, int slot); /* tokens cached in slot */
+/* Forget a slot's tokens (its KV rows are overwritten by later writes). */
+void loom_model_slot_clear(loom_model *m, int slot);
+/* Keep only the first n tokens of a slot (n <= its position). */
+loom_status loom_model_slot_truncate(loom_model *m, int slot, int64_t n);
+
+/* Statistics of the graph cache: graphs built, and forward passes run. */
+void loom_model_graph_stats(const loom_model *m, int *n_builds, int *n_runs);
+
+/* ---- writing a model (loom init-model) ---- */
+
+/* Write a GGUF with seeded random weights for config c (validated):
+ * matrices in wtype (f32/f16/bf16/q8_0/q4_0), norms f32 near 1, the
+ * embedding in wtype too. Values are N(0, 1/sqrt(fan_in))-like uniform so
+ * activations keep their scale. tok (optional) is embedded as
+ * tokenizer.ggml.*; loom.random_weights = true and general.description
+ * "random weights ..." label the file. Same config, seed and wtype give the
+ * same bytes. */
+loom_status loom_model_write_random_gguf(const loom_model_config *c, loom_dtype wtype,
+                                         uint64_t seed, const loom_tokenizer *tok, const char *path,
+                                         char *err, size_t err_n);
+
+/* Read the config from an open GGUF's metadata and tensor shapes (as the
+ * loader does), validated. */
+struct loom_gguf;
+loom_status loom_model_config_from_gguf(struct loom_gguf *g, loom_model_config *out, char *err,
+                                        size_t err_n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

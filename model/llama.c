@@ -1,0 +1,281 @@
+/* model/llama.c - the forward graph of a Llama-3 / Mixtral decoder over the
+ * KV cache, and its cache of built graphs (see loom/model.h).
+ *
+ * Token layout: a batch of S sequences x T tokens is N = S*T columns,
+ * sequence-major (column b*T + t). The KV cache of a layer is one leaf
+ * [kv_dim, n_ctx, n_slots]; new keys/values are written with one set_rows
+ * per tensor into its [kv_dim, n_ctx*n_slots] reshape at row
+ * slot*n_ctx + position (an i32 input computed on the host). Attention runs
+ * one flash_attn per sequence over a strided view of its slot
+ * ([head_dim, Tk, n_kv_heads], Tk = position + T), so sequences at different
+ * positions share the matmuls of one forward pass. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model_internal.h"
+
+static loom_status fail(char *err, size_t n, loom_status st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+static loom_status fail(char *err, size_t n, loom_status st, const char *fmt, ...) {
+    if (err && n) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, n, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+void llama_graph_release(llama_graph *lg) {
+    loom_sched_free(lg->s);
+    loom_graph_free(lg->g);
+    free(lg->kview);
+    free(lg->vview);
+    free(lg->fa);
+    memset(lg, 0, sizeof *lg);
+}
+
+/* A leaf of g standing for persistent tensor w (weights, KV cache): same
+ * storage, so the scheduler leaves it where it is. */
+static loom_tensor *mirror(loom_graph *g, const loom_tensor *w) {
+    loom_tensor *t = loom_tensor_new(g, w->dtype, 4, w->ne);
+    if (!t) return NULL;
+    loom_tensor_set_name(t, "%s", w->name);
+    t->buffer = w->buffer;
+    t->offset = w->offset;
+    t->data = w->data;
+    return t;
+}
+
+static loom_tensor *input_i32(loom_graph *g, int64_t n, const char *name) {
+    loom_tensor *t = loom_tensor_1d(g, LOOM_I32, n);
+    if (!t) return NULL;
+    loom_tensor_set_name(t, "%s", name);
+    return loom_tensor_set_flags(t, LOOM_FLAG_INPUT);
+}
+
+/* K or V of sequence b for attention: [head_dim, Tk, n_kv_heads] over slot's
+ * rows of the set_rows result w (storage [kv_dim, n_ctx, n_slots]). A q8_0
+ * cache is first converted to f16 (whole slot, so the graph's memory does
+ * not depend on Tk). */
+static loom_tensor *kv_view(loom_model *m, loom_graph *g, loom_tensor *w, int slot, int64_t tk) {
+    const loom_model_config *c = &m->cfg;
+    const int64_t D = c->head_dim, H = c->n_kv_heads;
+    const size_t esz = loom_dtype_block_bytes(m->kv_dtype);
+    const size_t row = loom_dtype_nbytes(m->kv_dtype, D * H);
+    const size_t hd = loom_dtype_nbytes(m->kv_dtype, D);
+    const size_t off = (size_t)slot * (size_t)m->n_ctx * row;
+    if (m->kv_dtype == LOOM_Q8_0) {
+        loom_tensor *full =
+            loom_view(g, w, 3, (int64_t[]){D, m->n_ctx, H}, (size_t[]){esz, row, hd}, off);
+        loom_tensor *h = loom_cpy(g, full, LOOM_F16); /* [D, n_ctx, H] contiguous */
+        if (!h) return NULL;
+        return loom_view(g, h, 3, (int64_t[]){D, tk, H}, (size_t[]){h->nb[0], h->nb[1], h->nb[2]},
+                         0);
+    }
+    return loom_view(g, w, 3, (int64_t[]){D, tk, H}, (size_t[]){esz, row, hd}, off);
+}
+
+static loom_status build(loom_model *m, llama_graph *lg, char *err, size_t err_n) {
+    const loom_model_config *c = &m->cfg;
+    const int S = lg->n_seq, T = lg->n_tokens;
+    const int64_t N = (int64_t)S * T, D = c->head_dim, Hq = c->n_heads, Hkv = c->n_kv_heads;
+    const int64_t kv_dim = Hkv * D;
+    const float eps = c->rms_eps, scale = 1.0f / sqrtf((float)D);
+    size_t n_dyn = (size_t)c->n_layers * (size_t)S;
+    lg->kview = calloc(n_dyn, sizeof *lg->kview);
+    lg->vview = calloc(n_dyn, sizeof *lg->vview);
+    lg->fa = calloc(n_dyn, sizeof *lg->fa);
+    if (!lg->kview || !lg->vview || !lg->fa || loom_graph_new(&lg->g) != LOOM_OK)
+        return fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
+    loom_graph *g = lg->g;
+
+    lg->tokens = input_i32(g, N, "tokens");
+    lg->pos = input_i32(g, N, "positions");
+    lg->rows = input_i32(g, N, "kv_rows");
+    loom_tensor *x = loom_get_rows(g, mirror(g, m->tok_embd), lg->tokens); /* [dim, N] */
+    for (int64_t l = 0; l < c->n_layers; l++) {
+        const llama_layer *L = &m->layers[l];
+        loom_tensor *h = loom_mul(g, loom_rms_norm(g, x, eps), mirror(g, L->attn_norm));
+        loom_tensor *q = loom_reshape_3d(g, loom_matmul(g, mirror(g, L->wq), h), D, Hq, N);
+        loom_tensor *k = loom_reshape_3d(g, loom_matmul(g, mirror(g, L->wk), h), D, Hkv, N);
+        loom_tensor *v = loom_matmul(g, mirror(g, L->wv), h); /* [kv_dim, N] */
+        q = loom_rope(g, q, lg->pos, &c->rope);
+        k = loom_rope(g, k, lg->pos, &c->rope);
+        /* Write this step's K/V into the cache, in place. */
+        const int64_t n_rows = m->n_ctx * m->n_slots;
+        loom_tensor *kc = loom_reshape_2d(g, mirror(g, L->k_cache), kv_dim, n_rows);
+        loom_tensor *vc = loom_reshape_2d(g, mirror(g, L->v_cache), kv_dim, n_rows);
+        loom_tensor *kw = loom_set_rows(g, kc, loom_reshape_2d(g, k, kv_dim, N), lg->rows);
+        loom_tensor *vw = loom_set_rows(g, vc, v, lg->rows);
+        loom_tensor *qp = loom_permute(g, q, 0, 2, 1, 3); /* [D, N, Hq] */
+        loom_tensor *att = NULL;
+        for (int b = 0; b < S; b++) {
+            const int64_t pos = m->slot_pos[lg->slots[b]];
+            loom_tensor *qb = S == 1 ? qp : loom_slice(g, qp, 1, (int64_t)b * T, T);
+            loom_tensor *kb = kv_view(m, g, kw, lg->slots[b], pos + T);
+            loom_tensor *vb = kv_view(m, g, vw, lg->slots[b], pos + T);
+            loom_tensor *o = loom_flash_attn(g, qb, kb, vb, scale, true, (int32_t)pos);
+            size_t di = (size_t)l * (size_t)S + (size_t)b;
+            lg->kview[di] = kb;
+            lg->vview[di] = vb;
+            lg->fa[di] = o;
+            att = att ? loom_concat(g, att, o, 2) : o; /* [D, Hq, T*(b+1)] */
+        }
+        att = loom_reshape_2d(g, att, D * Hq, N);
+        x = loom_add(g, x, loom_matmul(g, mirror(g, L->wo), att));
+        h = loom_mul(g, loom_rms_norm(g, x, eps), mirror(g, L->ffn_norm));
+        loom_tensor *f;
+        if (L->moe) {
+            loom_tensor *router = loom_matmul(g, mirror(g, L->router), h); /* [E, N] */
+            f = loom_moe(g, h, router, mirror(g, L->gate_exps), mirror(g, L->up_exps),
+                         mirror(g, L->down_exps), (int32_t)c->n_experts_used);
+        } else {
+            loom_tensor *gt = loom_matmul(g, mirror(g, L->gate), h);
+            loom_tensor *up = loom_matmul(g, mirror(g, L->up), h);
+            f = loom_matmul(g, mirror(g, L->down), loom_swiglu(g, gt, up));
+        }
+        x = loom_add(g, x, f);
+    }
+    /* Only the columns whose logits are wanted go through the LM head. */
+    if (!lg->all_logits && T > 1) {
+        if (S == 1) {
+            x = loom_slice(g, x, 1, T - 1, 1);
+        } else {
+            lg->out_ids = input_i32(g, S, "out_ids");
+            x = loom_get_rows(g, x, lg->out_ids);
+            x = loom_reshape_2d(g, x, c->dim, S);
+        }
+    }
+    x = loom_mul(g, loom_rms_norm(g, x, eps), mirror(g, m->output_norm));
+    loom_tensor *head = mirror(g, c->tie_embeddings ? m->tok_embd : m->output);
+    lg->logits = loom_matmul(g, head, x);
+    if (lg->logits) {
+        loom_tensor_set_name(lg->logits, "logits");
+        loom_tensor_set_flags(lg->logits, LOOM_FLAG_OUTPUT);
+    }
+    loom_status st = lg->logits ? loom_graph_expand(g, lg->logits) : loom_graph_status(g);
+    if (st != LOOM_OK)
+        return fail(err, err_n, st, "model: building the forward graph failed: %s",
+                    loom_graph_error(g));
+    loom_backend *list[2] = {m->be, m->cpu};
+    st = loom_sched_new(list, m->be == m->cpu ? 1 : 2, &lg->s);
+    if (st == LOOM_OK) st = loom_sched_alloc(lg->s, g);
+    if (st != LOOM_OK)
+        return fail(err, err_n, st, "model: scheduling the forward graph failed: %s",
+                    lg->s ? loom_sched_error(lg->s) : loom_status_str(st));
+    m->n_builds++;
+    return LOOM_OK;
+}
+
+/* The cached graph for this batch shape, built when missing (evicting the
+ * least recently used one). */
+static loom_status get_graph(loom_model *m, const loom_batch *b, llama_graph **out, char *err,
+                             size_t err_n) {
+    const bool all = b->all_logits && b->n_tokens > 0;
+    llama_graph *lru = &m->cache[0];
+    for (int i = 0; i < LLAMA_GRAPH_CACHE; i++) {
+        llama_graph *lg = &m->cache[i];
+        if (lg->used && lg->n_seq == b->n_seq && lg->n_tokens == b->n_tokens &&
+            lg->all_logits == all &&
+            memcmp(lg->slots, b->slots, (size_t)b->n_seq * sizeof *b->slots) == 0) {
+            lg->last_used = ++m->tick;
+            *out = lg;
+            return LOOM_OK;
+        }
+        if (!lg->used || (lru->used && lg->last_used < lru->last_used)) lru = lg;
+    }
+    llama_graph_release(lru);
+    lru->used = true;
+    lru->n_seq = b->n_seq;
+    lru->n_tokens = b->n_tokens;
+    lru->all_logits = all;
+    memcpy(lru->slots, b->slots, (size_t)b->n_seq * sizeof *b->slots);
+    loom_status st = build(m, lru, err, err_n);
+    if (st != LOOM_OK) {
+        llama_graph_release(lru);
+        return st;
+    }
+    lru->last_used = ++m->tick;
+    *out = lru;
+    return LOOM_OK;
+}
+
+loom_status loom_model_decode(loom_model *m, const loom_batch *b, float *logits, char *err,
+                              size_t err_n) {
+    if (!m || !b || !b->slots || !b->tokens || !logits)
+        return fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: NULL argument");
+    const int S = b->n_seq, T = b->n_tokens;
+    if (S < 1 || S > m->n_slots || T < 1)
+        return fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                    "model: a batch needs 1..%d sequences and at least one token", m->n_slots);
+    for (int i = 0; i < S; i++) {
+        int s = b->slots[i];
+        if (s < 0 || s >= m->n_slots)
+            return fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: slot %d is not in 0..%d", s,
+                        m->n_slots - 1);
+        for (int j = 0; j < i; j++)
+            if (b->slots[j] == s)
+                return fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                            "model: slot %d appears twice in one batch", s);
+        if (m->slot_pos[s] + T > m->n_ctx)
+            return fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                        "model: slot %d would hold %lld tokens, more than the context (%lld)", s,
+                        (long long)(m->slot_pos[s] + T), (long long)m->n_ctx);
+    }
+    const int64_t N = (int64_t)S * T, V = m->cfg.vocab_size;
+    for (int64_t i = 0; i < N; i++)
+        if (b->tokens[i] < 0 || b->tokens[i] >= V)
+            return fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                        "model: token id %d is outside the vocabulary [0, %lld)", b->tokens[i],
+                        (long long)V);
+    llama_graph *lg;
+    LOOM_TRY(get_graph(m, b, &lg, err, err_n));
+
+    /* Re-target the graph: KV extents and query offsets of every sequence. */
+    for (int64_t l = 0; l < m->cfg.n_layers; l++)
+        for (int i = 0; i < S; i++) {
+            size_t di = (size_t)l * (size_t)S + (size_t)i;
+            int64_t pos = m->slot_pos[b->slots[i]];
+            if (loom_view_set_extent(lg->kview[di], 1, pos + T) != LOOM_OK ||
+                loom_view_set_extent(lg->vview[di], 1, pos + T) != LOOM_OK ||
+                loom_node_set_q_offset(lg->fa[di], (int32_t)pos) != LOOM_OK)
+                return fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                            "model: cannot re-target the KV views to %lld tokens",
+                            (long long)(pos + T));
+        }
+    int32_t *buf = malloc((size_t)(2 * N + S) * sizeof *buf);
+    if (!buf) return fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
+    int32_t *pos = buf, *rows = buf + N, *out_ids = buf + 2 * N;
+    for (int i = 0; i < S; i++) {
+        for (int t = 0; t < T; t++) {
+            int64_t p = m->slot_pos[b->slots[i]] + t;
+            pos[i * T + t] = (int32_t)p;
+            rows[i * T + t] = (int32_t)(b->slots[i] * m->n_ctx + p);
+        }
+        out_ids[i] = i * T + T - 1;
+    }
+    size_t nb = (size_t)N * sizeof(int32_t);
+    loom_status st = loom_tensor_upload(lg->tokens, b->tokens, nb);
+    if (st == LOOM_OK) st = loom_tensor_upload(lg->pos, pos, nb);
+    if (st == LOOM_OK) st = loom_tensor_upload(lg->rows, rows, nb);
+    if (st == LOOM_OK && lg->out_ids)
+        st = loom_tensor_upload(lg->out_ids, out_ids, (size_t)S * sizeof(int32_t));
+    free(buf);
+    if (st != LOOM_OK) return fail(err, err_n, st, "model: uploading the batch failed");
+    st = loom_sched_compute(lg->s, lg->g);
+    if (st != LOOM_OK)
+        return fail(err, err_n, st, "model: forward pass failed: %s", loom_sched_error(lg->s));
+    st = loom_tensor_download(lg->logits, logits, loom_tensor_nbytes(lg->logits));
+    if (st != LOOM_OK) return fail(err, err_n, st, "model: reading the logits failed");
+    for (int i = 0; i < S; i++)
+        m->slot_pos[b->slots[i]] += T;
+    m->n_runs++;
+    return LOOM_OK;
+}

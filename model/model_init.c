@@ -1,0 +1,218 @@
+/* model/model_init.c - loom_model_write_random_gguf: a self-contained GGUF
+ * with seeded random weights (what `loom init-model` writes and the default
+ * model of `loom run`). Deterministic: the same config, seed and weight type
+ * give the same file. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loom/gguf.h"
+#include "loom/model.h"
+
+static loom_status fail(char *err, size_t n, loom_status st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+static loom_status fail(char *err, size_t n, loom_status st, const char *fmt, ...) {
+    if (err && n) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, n, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+static uint64_t splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t hash_name(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return h;
+}
+
+typedef struct blobs {
+    void **v;
+    int n, cap;
+} blobs;
+
+/* Generate tensor `name` (values center + uniform(-amp, amp), seeded by the
+ * name so tensors do not depend on their order), convert to t and add it. */
+static loom_status add_random(loom_gguf_writer *w, blobs *keep, const char *name, loom_dtype t,
+                              int64_t a, int64_t b, int64_t c, float center, float amp,
+                              uint64_t seed, char *err, size_t err_n) {
+    const int64_t ne[3] = {a, b, c}, n = a * b * c;
+    float *v = malloc((size_t)n * sizeof *v);
+    void *bytes = malloc(loom_dtype_nbytes(t, n));
+    if (keep->n == keep->cap) {
+        int cap = keep->cap ? 2 * keep->cap : 64;
+        void **p = realloc(keep->v, (size_t)cap * sizeof *p);
+        if (p) {
+            keep->v = p;
+            keep->cap = cap;
+        }
+    }
+    if (!v || !bytes || keep->n == keep->cap) {
+        free(v);
+        free(bytes);
+        return fail(err, err_n, LOOM_ERR_OOM, "init-model: out of memory");
+    }
+    uint64_t s = seed ^ hash_name(name);
+    for (int64_t i = 0; i < n; i++) {
+        float u = (float)(splitmix(&s) >> 40) * (1.0f / 16777216.0f); /* [0, 1) */
+        v[i] = center + amp * (2.0f * u - 1.0f);
+    }
+    loom_status st = loom_convert(LOOM_F32, v, t, bytes, n);
+    free(v);
+    if (st != LOOM_OK) {
+        free(bytes);
+        return fail(err, err_n, st, "init-model: converting '%s' to %s failed", name,
+                    loom_dtype_name(t));
+    }
+    keep->v[keep->n++] = bytes;
+    st = loom_gguf_writer_add_tensor(w, name, t, c > 1 ? 3 : (b > 1 ? 2 : 1), ne, bytes);
+    if (st != LOOM_OK)
+        return fail(err, err_n, st, "init-model: adding '%s': %s", name, loom_gguf_writer_error(w));
+    return LOOM_OK;
+}
+
+loom_status loom_model_write_random_gguf(const loom_model_config *c, loom_dtype wt, uint64_t seed,
+                                         const loom_tokenizer *tok, const char *path, char *err,
+                                         size_t err_n) {
+    if (!c || !path) return fail(err, err_n, LOOM_ERR_INVALID_ARG, "init-model: NULL argument");
+    char verr[256];
+    if (loom_model_config_validate(c, verr, sizeof verr) != LOOM_OK)
+        return fail(err, err_n, LOOM_ERR_INVALID_ARG, "init-model: %s", verr);
+    if (wt != LOOM_F32 && wt != LOOM_F16 && wt != LOOM_BF16 && wt != LOOM_Q8_0 && wt != LOOM_Q4_0)
+        return fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                    "init-model: weight type must be f32, f16, bf16, q8_0 or q4_0");
+    if (c->rope.mode != LOOM_ROPE_NORMAL && c->rope.mode != LOOM_ROPE_NEOX)
+        return fail(err, err_n, LOOM_ERR_INVALID_ARG, "init-model: bad rope mode");
+    const int64_t bs = loom_dtype_block_size(wt);
+    const int64_t d = c->dim, q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
+    if (d % bs || q % bs || c->ffn_dim % bs || (c->n_experts && c->expert_ffn_dim % bs))
+        return fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                    "init-model: %s needs dim, heads*head_dim and ffn sizes divisible by %lld",
+                    loom_dtype_name(wt), (long long)bs);
+    if (tok && (int64_t)loom_tokenizer_vocab_size(tok) != c->vocab_size)
+        return fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                    "init-model: the tokenizer has %zu tokens but vocab_size is %lld",
+                    loom_tokenizer_vocab_size(tok), (long long)c->vocab_size);
+
+    loom_gguf_writer *w = NULL;
+    blobs keep = {0};
+    loom_status st = loom_gguf_writer_new(&w);
+    if (st != LOOM_OK) return fail(err, err_n, st, "init-model: out of memory");
+    char desc[256];
+    snprintf(desc, sizeof desc,
+             "random weights (seed %llu): a Llama-3-architecture model made by loom init-model; "
+             "it produces meaningless text",
+             (unsigned long long)seed);
+#define KV(call)                                                                                   \
+    do {                                                                                           \
+        if (st == LOOM_OK) st = (call);                                                            \
+    } while (0)
+    KV(loom_gguf_writer_set_str(w, "general.architecture", "llama"));
+    KV(loom_gguf_writer_set_str(w, "general.name", "loom random-weight model"));
+    KV(loom_gguf_writer_set_str(w, "general.description", desc));
+    KV(loom_gguf_writer_set_bool(w, "loom.random_weights", true));
+    KV(loom_gguf_writer_set_u64(w, "loom.seed", seed));
+    KV(loom_gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)c->vocab_size));
+    KV(loom_gguf_writer_set_u32(w, "llama.context_length", (uint32_t)c->max_ctx));
+    KV(loom_gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)d));
+    KV(loom_gguf_writer_set_u32(w, "llama.block_count", (uint32_t)c->n_layers));
+    KV(loom_gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)c->ffn_dim));
+    KV(loom_gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)c->n_heads));
+    KV(loom_gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)c->n_kv_heads));
+    KV(loom_gguf_writer_set_u32(w, "llama.attention.key_length", (uint32_t)c->head_dim));
+    KV(loom_gguf_writer_set_u32(w, "llama.attention.value_length", (uint32_t)c->head_dim));
+    KV(loom_gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", c->rms_eps));
+    KV(loom_gguf_writer_set_f32(w, "llama.rope.freq_base", c->rope.theta));
+    KV(loom_gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)c->rope.n_dims));
+    if (c->rope.scaling == LOOM_ROPE_SCALING_LLAMA3) {
+        KV(loom_gguf_writer_set_str(w, "llama.rope.scaling.type", "llama3"));
+        KV(loom_gguf_writer_set_f32(w, "llama.rope.scaling.factor", c->rope.factor));
+        KV(loom_gguf_writer_set_f32(w, "llama.rope.scaling.low_freq_factor",
+                                    c->rope.low_freq_factor));
+        KV(loom_gguf_writer_set_f32(w, "llama.rope.scaling.high_freq_factor",
+                                    c->rope.high_freq_factor));
+        KV(loom_gguf_writer_set_u32(w, "llama.rope.scaling.original_context_length",
+                                    (uint32_t)c->rope.orig_ctx));
+    }
+    if (c->n_experts > 0) {
+        KV(loom_gguf_writer_set_u32(w, "llama.expert_count", (uint32_t)c->n_experts));
+        KV(loom_gguf_writer_set_u32(w, "llama.expert_used_count", (uint32_t)c->n_experts_used));
+        KV(loom_gguf_writer_set_u32(w, "llama.expert_feed_forward_length",
+                                    (uint32_t)c->expert_ffn_dim));
+        KV(loom_gguf_writer_set_u32(w, "loom.moe_every", (uint32_t)c->moe_every));
+        KV(loom_gguf_writer_set_u32(w, "loom.moe_offset", (uint32_t)c->moe_offset));
+    }
+    if (st != LOOM_OK) {
+        st = fail(err, err_n, st, "init-model: %s", loom_gguf_writer_error(w));
+        goto done;
+    }
+    if (tok) {
+        if ((st = loom_tokenizer_write_gguf(tok, w, err, err_n)) != LOOM_OK) goto done;
+    } else {
+        const int32_t ids[3] = {c->bos_id, c->eos_id, c->eot_id};
+        const char *keys[3] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                               "tokenizer.ggml.eot_token_id"};
+        for (int i = 0; i < 3 && st == LOOM_OK; i++)
+            if (ids[i] >= 0) st = loom_gguf_writer_set_u32(w, keys[i], (uint32_t)ids[i]);
+    }
+
+    /* Weights: uniform with std 1/sqrt(fan_in) (amplitude sqrt(3) times that). */
+    const float s3 = sqrtf(3.0f);
+#define ADD(name, t, a, b, cc, center, amp)                                                        \
+    do {                                                                                           \
+        if (st == LOOM_OK)                                                                         \
+            st = add_random(w, &keep, name, t, a, b, cc, center, amp, seed, err, err_n);           \
+    } while (0)
+    ADD("token_embd.weight", wt, d, c->vocab_size, 1, 0.0f, s3 / sqrtf((float)d));
+    ADD("output_norm.weight", LOOM_F32, d, 1, 1, 1.0f, 0.1f);
+    if (!c->tie_embeddings)
+        ADD("output.weight", wt, d, c->vocab_size, 1, 0.0f, s3 / sqrtf((float)d));
+    for (int64_t l = 0; l < c->n_layers && st == LOOM_OK; l++) {
+        char n[64];
+#define NAME(suffix) (snprintf(n, sizeof n, "blk.%lld." suffix, (long long)l), n)
+        ADD(NAME("attn_norm.weight"), LOOM_F32, d, 1, 1, 1.0f, 0.1f);
+        ADD(NAME("attn_q.weight"), wt, d, q, 1, 0.0f, s3 / sqrtf((float)d));
+        ADD(NAME("attn_k.weight"), wt, d, kv, 1, 0.0f, s3 / sqrtf((float)d));
+        ADD(NAME("attn_v.weight"), wt, d, kv, 1, 0.0f, s3 / sqrtf((float)d));
+        ADD(NAME("attn_output.weight"), wt, q, d, 1, 0.0f, s3 / sqrtf((float)q));
+        ADD(NAME("ffn_norm.weight"), LOOM_F32, d, 1, 1, 1.0f, 0.1f);
+        if (loom_model_config_layer_is_moe(c, l)) {
+            const int64_t f = c->expert_ffn_dim, e = c->n_experts;
+            ADD(NAME("ffn_gate_inp.weight"), LOOM_F32, d, e, 1, 0.0f, s3 / sqrtf((float)d));
+            ADD(NAME("ffn_gate_exps.weight"), wt, d, f, e, 0.0f, s3 / sqrtf((float)d));
+            ADD(NAME("ffn_up_exps.weight"), wt, d, f, e, 0.0f, s3 / sqrtf((float)d));
+            ADD(NAME("ffn_down_exps.weight"), wt, f, d, e, 0.0f, s3 / sqrtf((float)f));
+        } else {
+            const int64_t f = c->ffn_dim;
+            ADD(NAME("ffn_gate.weight"), wt, d, f, 1, 0.0f, s3 / sqrtf((float)d));
+            ADD(NAME("ffn_up.weight"), wt, d, f, 1, 0.0f, s3 / sqrtf((float)d));
+            ADD(NAME("ffn_down.weight"), wt, f, d, 1, 0.0f, s3 / sqrtf((float)f));
+        }
+#undef NAME
+    }
+#undef ADD
+#undef KV
+    if (st == LOOM_OK && (st = loom_gguf_writer_write(w, path)) != LOOM_OK)
+        st = fail(err, err_n, st, "init-model: writing %s failed: %s", path,
+                  loom_gguf_writer_error(w));
+done:
+    for (int i = 0; i < keep.n; i++)
+        free(keep.v[i]);
+    free(keep.v);
+    loom_gguf_writer_free(w);
+    return st;
+}

@@ -1,0 +1,60 @@
+/* model/model_internal.h - the loom_model struct shared by the model sources
+ * (model_load.c: GGUF config, weights and KV cache; llama.c: forward graph
+ * and its cache). Internal. */
+#ifndef LOOM_MODEL_INTERNAL_H
+#define LOOM_MODEL_INTERNAL_H
+
+#include "loom/gguf.h"
+#include "loom/model.h"
+#include "loom/runtime.h"
+
+#define LLAMA_GRAPH_CACHE 4  /* forward graphs kept (decode + a few prefill shapes) */
+#define LLAMA_MAX_SEQ     64 /* sequences in one batch */
+
+typedef struct llama_layer {
+    loom_tensor *attn_norm, *wq, *wk, *wv, *wo, *ffn_norm;
+    loom_tensor *gate, *up, *down;                         /* dense FFN */
+    loom_tensor *router, *gate_exps, *up_exps, *down_exps; /* MoE FFN */
+    bool moe;
+    loom_tensor *k_cache, *v_cache; /* [kv_dim, n_ctx, n_slots] */
+} llama_layer;
+
+/* A built and allocated forward graph for one batch shape. */
+typedef struct llama_graph {
+    bool used;
+    int n_seq, n_tokens;
+    int slots[LLAMA_MAX_SEQ];
+    bool all_logits;
+    loom_graph *g;
+    loom_sched *s;
+    loom_tensor *tokens, *pos, *rows, *out_ids, *logits;
+    /* Per (layer, sequence): the K/V views read by attention and the
+     * flash_attn node, re-targeted before every run. */
+    loom_tensor **kview, **vview, **fa;
+    uint64_t last_used;
+} llama_graph;
+
+struct loom_model {
+    loom_model_config cfg;
+    loom_tokenizer *tok;
+    bool random_weights;
+    loom_backend *be, *cpu, *kv_be;
+    loom_graph *wg; /* persistent leaves: weights and KV cache (never computed) */
+    loom_buffer *wbuf, *kvbuf;
+    size_t wbytes;
+    char wtypes[64];
+    loom_tensor *tok_embd, *output_norm, *output;
+    llama_layer *layers;
+    int64_t n_ctx;
+    int n_slots;
+    loom_dtype kv_dtype;
+    int64_t *slot_pos;
+    llama_graph cache[LLAMA_GRAPH_CACHE];
+    uint64_t tick;
+    int n_builds, n_runs;
+};
+
+/* llama.c */
+void llama_graph_release(llama_graph *lg);
+
+#endif

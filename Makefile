@@ -1,6 +1,7 @@
 # Thin wrapper over CMake (the real build). Targets:
 #   make / make build  configure build/ (Release) and build it
-#   make run           install deps, build, show devices, run the demo
+#   make run           install deps, build, show devices, generate text with
+#                      the default model (random weights, made on first use)
 #   make test          install deps, Release build + ctest, then an
 #                      ASan/UBSan Debug build in build-asan/ + ctest
 #   make clean         remove both build trees
@@ -30,7 +31,7 @@ build:
 run: deps
 	$(MAKE) --no-print-directory build
 	./$(BUILD_DIR)/loom devices
-	./$(BUILD_DIR)/loom demo
+	./$(BUILD_DIR)/loom run -p "Once upon a time" -n 48
 
 test: deps
 	$(MAKE) --no-print-directory build

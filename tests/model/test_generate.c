@@ -79,6 +79,50 @@ static void test_tokenizer_gguf(const loom_tokenizer *ref) {
     free(buf);
 }
 
+/* A byte-level tokenizer with 256 byte tokens, a few merges and the three
+ * Llama-3 specials: real text handling with a tiny vocabulary, so the
+ * generation tests stay fast (also under ASan). */
+static loom_tokenizer *byte_tokenizer(void) {
+    static char strs[262][8];
+    const char *tokens[262];
+    int32_t types[262];
+    int n = 0, k = 0;
+    for (int b = 0; b < 256; b++) {
+        bool keep = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174);
+        unsigned cp = keep ? (unsigned)b : 256u + (unsigned)k++;
+        if (cp < 0x80) {
+            strs[b][0] = (char)cp;
+            strs[b][1] = 0;
+        } else {
+            strs[b][0] = (char)(0xc0 | (cp >> 6));
+            strs[b][1] = (char)(0x80 | (cp & 0x3f));
+            strs[b][2] = 0;
+        }
+        tokens[b] = strs[b];
+        types[b] = LOOM_TOKEN_NORMAL;
+    }
+    n = 256;
+    /* merges "t h" -> "th", "th e" -> "the" */
+    snprintf(strs[n], sizeof strs[n], "th");
+    snprintf(strs[n + 1], sizeof strs[n + 1], "the");
+    tokens[n] = strs[n];
+    tokens[n + 1] = strs[n + 1];
+    types[n] = types[n + 1] = LOOM_TOKEN_NORMAL;
+    n += 2;
+    static const char *const specials[3] = {"<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>"};
+    for (int i = 0; i < 3; i++) {
+        tokens[n] = specials[i];
+        types[n++] = LOOM_TOKEN_CONTROL;
+    }
+    const char *merges[2] = {"t h", "th e"};
+    loom_tokenizer *t = NULL;
+    char err[256];
+    CHECK_MSG(loom_tokenizer_from_vocab(tokens, (size_t)n, merges, 2, types, NULL, true, &t, err,
+                                        sizeof err) == LOOM_OK,
+              "%s", err);
+    return t;
+}
+
 typedef struct stream {
     char buf[8192];
     size_t n;
@@ -108,7 +152,7 @@ static loom_model *load(const char *path, int slots) {
     return m;
 }
 
-/* A small model with the real vocabulary (q8_0 keeps it ~9 MB). */
+/* A small model over tok's vocabulary. */
 static loom_model_config small_config(const loom_tokenizer *tok) {
     loom_model_config c;
     char err[256];
@@ -124,6 +168,9 @@ static loom_model_config small_config(const loom_tokenizer *tok) {
     c.rope = loom_rope_params_llama3(16);
     c.rope.mode = LOOM_ROPE_NORMAL;
     c.vocab_size = (int64_t)loom_tokenizer_vocab_size(tok);
+    c.bos_id = loom_tokenizer_bos(tok);
+    c.eos_id = loom_tokenizer_eos(tok);
+    c.eot_id = loom_tokenizer_eot(tok);
     return c;
 }
 
@@ -146,7 +193,12 @@ static void test_generation(const loom_tokenizer *tok, const char *path) {
     gp.on_token = on_token;
     gp.ud = &st;
     CHECK_MSG(loom_generate(m, prompt, &gp, &t1, &s, err, sizeof err) == LOOM_OK, "%s", err);
-    CHECK(s.n_gen == 24 && s.n_prompt == 6 && s.stop == LOOM_STOP_LENGTH);
+    int32_t *pids = NULL;
+    size_t n_pids = 0;
+    CHECK(loom_tokenizer_encode(tok, prompt, strlen(prompt), 0, &pids, &n_pids, err, sizeof err) ==
+          LOOM_OK);
+    free(pids);
+    CHECK(s.n_gen == 24 && s.n_prompt == (int64_t)n_pids + 1 && s.stop == LOOM_STOP_LENGTH);
     CHECK(t1 && strcmp(st.buf, t1) == 0 && st.calls > 0);
     gp.on_token = NULL;
     CHECK(loom_generate(m, prompt, &gp, &t2, &s, err, sizeof err) == LOOM_OK);
@@ -292,10 +344,10 @@ int main(void) {
     char path[64];
     snprintf(path, sizeof path, "/tmp/loom_test_generate_%d.gguf", (int)getpid());
     loom_tokenizer *tok = load_json();
-    if (tok) {
-        test_tokenizer_gguf(tok);
-        test_generation(tok, path);
-    }
+    if (tok) test_tokenizer_gguf(tok);
+    loom_tokenizer_free(tok);
+    tok = byte_tokenizer();
+    if (tok) test_generation(tok, path);
     test_eos(path);
     test_deterministic_file(path);
     loom_tokenizer_free(tok);

@@ -272,7 +272,19 @@ loom_status loom_hf_config_parse(const char *json, size_t n, loom_model_config *
                                  size_t err_n) {
     if (err && err_n) err[0] = '\0';
     if (!json || !out) return fail(err, err_n, LOOM_ERR_INVALID_ARG, "NULL argument");
-    cJSON *root = cJSON_ParseWithLength(json, n);
+    /* a NUL-terminated copy: cJSON never reads past it, and a NUL inside the
+     * text (which would end the JSON early) is caught */
+    char *txt = malloc(n + 1);
+    if (!txt) return fail(err, err_n, LOOM_ERR_OOM, "out of memory");
+    memcpy(txt, json, n);
+    txt[n] = '\0';
+    size_t len = strlen(txt);
+    if (len != n) {
+        free(txt);
+        return fail(err, err_n, LOOM_ERR_FORMAT, "not valid JSON (NUL byte at %zu)", len);
+    }
+    cJSON *root = cJSON_ParseWithOpts(txt, NULL, 1);
+    free(txt);
     if (!root) return fail(err, err_n, LOOM_ERR_FORMAT, "not valid JSON");
     loom_status s = parse_root(root, out, err, err_n);
     cJSON_Delete(root);

@@ -501,7 +501,7 @@ static loom_status open_index(const char *path, loom_safetensors **out, char *er
     size_t n;
     char *txt = read_text(path, &n, err, err_n, &s);
     if (!txt) return s;
-    cJSON *root = cJSON_ParseWithLength(txt, n);
+    cJSON *root = strlen(txt) == n ? cJSON_ParseWithOpts(txt, NULL, 1) : NULL;
     free(txt);
     const cJSON *wm = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
     if (!cJSON_IsObject(root) || !cJSON_IsObject(wm)) {

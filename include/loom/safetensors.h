@@ -198,6 +198,27 @@ loom_status loom_hf_config_parse(const char *json, size_t n, loom_model_config *
 /* Read path (a config.json, or a directory holding one) and parse it. */
 loom_status loom_hf_config_load(const char *path, loom_model_config *out, char *err, size_t err_n);
 
+/* ---- Hugging Face checkpoint -> GGUF ----
+ * Write the checkpoint st, described by c (from loom_hf_config_load: HF
+ * layout, rope.mode NEOX), as a llama-architecture GGUF that
+ * loom_model_load_gguf reads (names and shapes: loom/model.h):
+ * model.embed_tokens -> token_embd, layers.N.input_layernorm -> blk.N.attn_norm,
+ * q/k/v/o_proj -> attn_q/k/v/output, post_attention_layernorm -> ffn_norm,
+ * mlp.gate/up/down_proj -> ffn_gate/up/down, block_sparse_moe.gate ->
+ * ffn_gate_inp, experts.E.w1/w3/w2 stacked -> ffn_gate/up/down_exps,
+ * model.norm -> output_norm, lm_head -> output (absent when tied).
+ * q_proj/k_proj rows are permuted per head to llama.cpp's adjacent-pair
+ * order, so the file uses LOOM_ROPE_NORMAL like every GGUF. "llama.*" keys
+ * come from c (llama3 rope scaling as llama.rope.scaling.* keys;
+ * bos/eos/eot as tokenizer.ggml.*_token_id; no tokenizer is embedded).
+ * Matrices and the embedding are stored as wtype (f32, f16, bf16, q8_0,
+ * q4_0; a matrix whose rows do not fit the blocks becomes f16); norms and
+ * the MoE router stay f32 (as llama.cpp keeps ffn_gate_inp).
+ * Every tensor is checked against c (present, shape); errors name it.
+ * Memory: the converted weights plus one tensor in f32. */
+loom_status loom_hf_write_gguf(loom_safetensors *st, const loom_model_config *c, loom_dtype wtype,
+                               const char *path, char *err, size_t err_n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -258,6 +258,30 @@ static void check_forward(const hf_golden *g, const loom_model_config *c) {
     }
 }
 
+/* Converter errors name the tensor or the rule. */
+static void check_convert_errors(const hf_golden *g, const loom_model_config *c) {
+    char ck[1400], err[512] = "", path[256];
+    snprintf(ck, sizeof ck, "%s/%s", g->dir, g->checkpoint);
+    snprintf(path, sizeof path, "/tmp/loom_test_hf_bad_%d.gguf", (int)getpid());
+    loom_safetensors *st = NULL;
+    if (loom_safetensors_open(ck, &st, err, sizeof err) != LOOM_OK) return;
+    loom_model_config x = *c;
+    x.n_layers = c->n_layers + 1; /* the last layer's tensors are missing */
+    CHECK(loom_hf_write_gguf(st, &x, LOOM_F16, path, err, sizeof err) == LOOM_ERR_FORMAT);
+    CHECK_MSG(strstr(err, "input_layernorm") && strstr(err, "missing"), "%s", err);
+    x = *c;
+    x.n_kv_heads = c->n_heads; /* k_proj has fewer rows */
+    CHECK(loom_hf_write_gguf(st, &x, LOOM_F16, path, err, sizeof err) == LOOM_ERR_FORMAT);
+    CHECK_MSG(strstr(err, "k_proj") && strstr(err, "shape"), "%s", err);
+    CHECK(loom_hf_write_gguf(st, c, LOOM_NF4, path, err, sizeof err) == LOOM_ERR_INVALID_ARG);
+    CHECK_MSG(strstr(err, "nf4"), "%s", err);
+    x = *c;
+    x.rope.mode = LOOM_ROPE_NORMAL;
+    CHECK(loom_hf_write_gguf(st, &x, LOOM_F16, path, err, sizeof err) == LOOM_ERR_INVALID_ARG);
+    CHECK(access(path, F_OK) != 0); /* nothing written on failure */
+    loom_safetensors_close(st);
+}
+
 static void check_model(const char *name) {
     hf_golden g;
     char err[512] = "";
@@ -270,6 +294,7 @@ static void check_model(const char *name) {
     CHECK_MSG(s == LOOM_OK, "%s: config.json: %s", name, err);
     if (s == LOOM_OK) check_config(&g, &c);
     if (s == LOOM_OK) check_forward(&g, &c);
+    if (s == LOOM_OK) check_convert_errors(&g, &c);
 
     char path[1400];
     snprintf(path, sizeof path, "%s/%s", g.dir, g.checkpoint);

@@ -38,10 +38,12 @@ max_new_tokens=8, eos_token_id=None) (no early stop), checked against a
 no-cache argmax loop; golden.txt records the smallest top-1/top-2 logit gap
 along each continuation, so a test can tell a real mismatch from a near tie.
 
-Tested with (pip, Python 3.11, CPU):
-    torch==2.5.1 transformers==4.46.3 safetensors==0.8.0 numpy==2.4.6
-    (pip install torch==2.5.1 transformers==4.46.3 safetensors numpy;
-     the CPU-only wheel from PyTorch's own index works the same)
+Tested with (pip in a venv, Python 3.11.7, run on CPU):
+    torch==2.5.1 (the PyPI wheel) transformers==4.46.3 safetensors==0.8.0 numpy==2.4.6
+    pip install torch==2.5.1 transformers==4.46.3 safetensors==0.8.0 numpy==2.4.6
+Other versions should give the same checkpoints (the weights come from
+torch.randn with a fixed generator) but may differ in the last bits of the
+logits; regenerate everything together.
 Usage:
     python3 scripts/gen_hf_golden.py [--out tests/model/data/hf]
 

@@ -72,12 +72,13 @@ static loom_tensor *kv_view(loom_model *m, loom_graph *g, loom_tensor *w, int sl
     const size_t hd = loom_dtype_nbytes(m->kv_dtype, D);
     const size_t off = (size_t)slot * (size_t)m->n_ctx * row;
     if (m->kv_dtype == LOOM_Q8_0) {
+        /* The slot is one contiguous [kv_dim, n_ctx] block: convert it whole. */
         loom_tensor *full =
-            loom_view(g, w, 3, (int64_t[]){D, m->n_ctx, H}, (size_t[]){esz, row, hd}, off);
-        loom_tensor *h = loom_cpy(g, full, LOOM_F16); /* [D, n_ctx, H] contiguous */
-        if (!h) return NULL;
-        return loom_view(g, h, 3, (int64_t[]){D, tk, H}, (size_t[]){h->nb[0], h->nb[1], h->nb[2]},
-                         0);
+            loom_view(g, w, 2, (int64_t[]){D * H, m->n_ctx}, (size_t[]){esz, row}, off);
+        loom_tensor *h = loom_cpy(g, full, LOOM_F16);
+        const size_t e16 = sizeof(uint16_t);
+        return loom_view(g, h, 3, (int64_t[]){D, tk, H},
+                         (size_t[]){e16, (size_t)(D * H) * e16, (size_t)D * e16}, 0);
     }
     return loom_view(g, w, 3, (int64_t[]){D, tk, H}, (size_t[]){esz, row, hd}, off);
 }

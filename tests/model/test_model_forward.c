@@ -373,9 +373,31 @@ static void test_kv_decode(const char *path) {
     CHECK(loom_model_slot_pos(m, 0) == T + 1);
     free(alone);
     free(both);
+    loom_model_free(m);
+
+    /* q8_0 KV cache: prefill + decode stay close to the f16-cache logits
+     * (quantization error only; documented bound 2% of the logit range). */
+    m = load(path, LOOM_Q8_0, 1);
+    if (m) {
+        b = (loom_batch){1, 4, &slot, tokens, false};
+        CHECK_MSG(loom_model_decode(m, &b, step, err, sizeof err) == LOOM_OK, "%s", err);
+        double wq = max_abs_diff(step, full + 3 * V, V), lo = INFINITY, hi = -INFINITY;
+        for (int64_t t = 4; t < T; t++) {
+            b = (loom_batch){1, 1, &slot, tokens + t, false};
+            CHECK(loom_model_decode(m, &b, step, err, sizeof err) == LOOM_OK);
+            double d = max_abs_diff(step, full + t * V, V);
+            if (!(d <= wq)) wq = d;
+        }
+        for (int64_t i = 0; i < T * V; i++) {
+            lo = full[i] < lo ? full[i] : lo;
+            hi = full[i] > hi ? full[i] : hi;
+        }
+        printf("q8_0 kv cache vs f16: max abs diff %.3g (%.3g of the range)\n", wq, wq / (hi - lo));
+        CHECK(wq > 0 && wq <= 0.02 * (hi - lo));
+        loom_model_free(m);
+    }
     free(full);
     free(step);
-    loom_model_free(m);
 }
 
 /* Rewrite the GGUF at src into dst with the config keys, dropping tensor

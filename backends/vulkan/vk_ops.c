@@ -570,6 +570,34 @@ static loom_status loom_vk_cpy(loom_backend *be, const loom_tensor *y) {
     return loom_vk_run(be, "cpy", bs, 4, pc, words, 256);
 }
 
+#define LOOM_VK_VEC_M 4    /* matmul_vec up to this many activation columns */
+#define LOOM_VK_TILED_M 16 /* matmul_tiled from this many */
+
+/* matmul_vec.comp reads weight rows in 16-byte units with word loads: rows
+ * contiguous, starting on 4-byte (plain, nf4 codes) or 2-byte (q8_0/q4_0
+ * blocks) boundaries, nf4 rows of whole 32-code units. */
+static bool loom_vk_vec_ok(const loom_tensor *w) {
+    size_t al = 4;
+    switch (w->dtype) {
+    case LOOM_F32:
+    case LOOM_F16:
+    case LOOM_BF16:
+        if (w->nb[0] != loom_dtype_block_bytes(w->dtype)) return false;
+        break;
+    case LOOM_Q8_0:
+    case LOOM_Q4_0:
+        al = 2;
+        break;
+    case LOOM_NF4:
+    case LOOM_NF4_DQ:
+        if (w->ne[0] % 32 != 0) return false;
+        break;
+    default:
+        return false;
+    }
+    return w->offset % al == 0 && w->nb[1] % al == 0 && w->nb[2] % al == 0 && w->nb[3] % al == 0;
+}
+
 /* One matmul dispatch: y (a view with byte strides nb[1..3], f32 elements
  * contiguous in dim 0) = w x over the views given; r2/r3 the broadcast
  * ratios of w's batch dims. */
@@ -602,6 +630,35 @@ static loom_status loom_vk_matmul_one(loom_backend *be, const loom_tensor *y, co
         nbind = 4;
     }
     const uint32_t ynb[3] = {(uint32_t)y->nb[1], (uint32_t)y->nb[2], (uint32_t)y->nb[3]};
+    const int64_t K = w->ne[0], N = w->ne[1], M = x->ne[1], XB = x->ne[2] * x->ne[3];
+    /* Decode (M <= LOOM_VK_VEC_M): matmul_vec.comp, a workgroup per 4 rows x
+     * 4 columns reading 16 weight bytes per invocation step. */
+    if (M <= LOOM_VK_VEC_M && loom_vk_vec_ok(w) && !c->force_coop) {
+        const uint64_t m_tiles = (uint64_t)(M + 3) / 4;
+        const uint64_t groups = (uint64_t)(N + 3) / 4 * m_tiles * (uint64_t)XB;
+        if (groups < 0xffffffffull) {
+            pc[k++] = (uint32_t)groups;
+            pc[k++] = (uint32_t)m_tiles;
+            memcpy(pc + k, nf4, sizeof nf4);
+            memcpy(pc + k + 4, ynb, sizeof ynb);
+            pc[k + 7] = x->dtype == LOOM_F32 && x->nb[0] == 4;
+            return loom_vk_run(be, "matmul_vec", bs, nbind, pc, groups, 1);
+        }
+    }
+    /* Prefill (M >= LOOM_VK_TILED_M): matmul_tiled.comp, 64 x 64 output tiles
+     * through shared memory. lavapipe: K <= 16384 (loop limit). */
+    if (M >= LOOM_VK_TILED_M && (K <= 16384 || !c->cpu_device) && !c->force_coop &&
+        (!loom_dtype_is_nf4(w->dtype) || (K % 8 == 0 && w->offset % 4 == 0))) {
+        const uint64_t m_tiles = (uint64_t)(M + 63) / 64;
+        const uint64_t groups = (uint64_t)(N + 63) / 64 * m_tiles * (uint64_t)XB;
+        if (groups < 0xffffffffull) {
+            pc[k++] = (uint32_t)groups;
+            pc[k++] = (uint32_t)m_tiles;
+            memcpy(pc + k, nf4, sizeof nf4);
+            memcpy(pc + k + 4, ynb, sizeof ynb);
+            return loom_vk_run(be, "matmul_tiled", bs, nbind, pc, groups, 1);
+        }
+    }
     /* Short K: one output per invocation (matmul_simple.comp). */
     if (w->ne[0] <= 16384 && !c->force_coop) {
         const uint64_t n = (uint64_t)(y->ne[0] * y->ne[1] * y->ne[2] * y->ne[3]);

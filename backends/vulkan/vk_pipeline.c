@@ -109,20 +109,17 @@ void loom_vk_pipeline_shutdown(loom_vk_ctx *c) {
     if (c->dsl) c->f.vkDestroyDescriptorSetLayout(c->dev, c->dsl, NULL);
 }
 
-static loom_vk_pipeline *loom_vk_get_pipeline(loom_backend *be, const char *name) {
-    loom_vk_ctx *c = be->ctx;
-    loom_vk_pipeline *p = NULL;
-    for (int i = 0; i < c->n_pipes && !p; i++)
-        if (strcmp(c->pipes[i].blob->name, name) == 0) p = &c->pipes[i];
-    if (!p || p->failed) return NULL;
-    if (p->pipeline) return p;
+/* Create p's pipeline on first use; false when that failed (remembered). */
+static bool loom_vk_make_pipeline(loom_vk_ctx *c, loom_vk_pipeline *p) {
+    if (p->failed) return false;
+    if (p->pipeline) return true;
     VkShaderModuleCreateInfo smci = {.sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
                                      .codeSize = p->blob->size,
                                      .pCode = (const uint32_t *)(const void *)p->blob->code};
     VkShaderModule mod;
     if (c->f.vkCreateShaderModule(c->dev, &smci, NULL, &mod) != VK_SUCCESS) {
         p->failed = true;
-        return NULL;
+        return false;
     }
     VkComputePipelineCreateInfo cpci = {
         .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
@@ -136,9 +133,30 @@ static loom_vk_pipeline *loom_vk_get_pipeline(loom_backend *be, const char *name
     if (r != VK_SUCCESS) {
         p->pipeline = VK_NULL_HANDLE;
         p->failed = true;
-        return NULL;
+        return false;
     }
-    return p;
+    return true;
+}
+
+static loom_vk_pipeline *loom_vk_find_pipeline(loom_vk_ctx *c, const char *name) {
+    for (int i = 0; i < c->n_pipes; i++)
+        if (strcmp(c->pipes[i].blob->name, name) == 0) return &c->pipes[i];
+    return NULL;
+}
+
+/* Shader `name`, or its subgroup-arithmetic variant `name`_sg when the
+ * device has subgroup arithmetic in compute (c->use_subgroup) and the
+ * variant was built (backends/vulkan/CMakeLists.txt) and compiles. */
+static loom_vk_pipeline *loom_vk_get_pipeline(loom_backend *be, const char *name) {
+    loom_vk_ctx *c = be->ctx;
+    if (c->use_subgroup) {
+        char sg[64];
+        snprintf(sg, sizeof sg, "%s_sg", name);
+        loom_vk_pipeline *p = loom_vk_find_pipeline(c, sg);
+        if (p && loom_vk_make_pipeline(c, p)) return p;
+    }
+    loom_vk_pipeline *p = loom_vk_find_pipeline(c, name);
+    return p && loom_vk_make_pipeline(c, p) ? p : NULL;
 }
 
 loom_status loom_vk_begin(loom_backend *be) {

@@ -93,3 +93,67 @@ float nf4_code(uint s_off, uint e) {
     uint c = (e & 1u) != 0u ? (byte & 15u) : (byte >> 4);
     return uintBitsToFloat(X[LOOM_NF4_CODE_WORD + c]);
 }
+
+// ---- workgroup reductions (shaders that #define LOOM_WG_REDUCE) ----
+// wg_sum / wg_max: every invocation of the workgroup passes one value and
+// gets the total. Built twice (backends/vulkan/CMakeLists.txt): with
+// LOOM_SUBGROUP (the "<name>_sg" SPIR-V, chosen when the device reports
+// subgroup arithmetic in compute), each subgroup reduces with subgroupAdd /
+// subgroupMax and the per-subgroup results meet in shared memory; without
+// it, a shared-memory tree over WG slots. Both sum in a fixed order, so a
+// run is deterministic on a given device. WG must be a power of two.
+#ifdef LOOM_WG_REDUCE
+#ifdef LOOM_SUBGROUP
+#extension GL_KHR_shader_subgroup_basic : require
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#endif
+shared float wg_red[WG];
+
+float wg_sum(float v) {
+#ifdef LOOM_SUBGROUP
+    v = subgroupAdd(v);
+    if (subgroupElect()) wg_red[gl_SubgroupID] = v;
+    barrier();
+    float r = 0.0;
+    for (uint i = 0u; i < gl_NumSubgroups; i++)
+        r += wg_red[i];
+    barrier();
+    return r;
+#else
+    uint t = gl_LocalInvocationID.x;
+    wg_red[t] = v;
+    barrier();
+    for (uint s = WG / 2; s > 0; s >>= 1) {
+        if (t < s) wg_red[t] += wg_red[t + s];
+        barrier();
+    }
+    float r = wg_red[0];
+    barrier();
+    return r;
+#endif
+}
+
+float wg_max(float v) {
+#ifdef LOOM_SUBGROUP
+    v = subgroupMax(v);
+    if (subgroupElect()) wg_red[gl_SubgroupID] = v;
+    barrier();
+    float r = wg_red[0];
+    for (uint i = 1u; i < gl_NumSubgroups; i++)
+        r = max(r, wg_red[i]);
+    barrier();
+    return r;
+#else
+    uint t = gl_LocalInvocationID.x;
+    wg_red[t] = v;
+    barrier();
+    for (uint s = WG / 2; s > 0; s >>= 1) {
+        if (t < s) wg_red[t] = max(wg_red[t], wg_red[t + s]);
+        barrier();
+    }
+    float r = wg_red[0];
+    barrier();
+    return r;
+#endif
+}
+#endif

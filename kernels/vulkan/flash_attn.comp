@@ -9,6 +9,7 @@
 // loops, which misbehaved on lavapipe.)
 #version 450
 #define WG 64
+#define LOOM_WG_REDUCE
 layout(local_size_x = WG) in;
 #include "common.glsl"
 
@@ -24,7 +25,6 @@ layout(push_constant) uniform PC {
 } p;
 
 shared float sc[WG];
-shared float red[WG];
 shared float qs[256];
 
 void main() {
@@ -60,25 +60,13 @@ void main() {
                 dot += qs[d] * B_elem(p.kt, krow, d, p.k_nb0);
             s = p.scale * dot;
         }
-        // tile max
-        red[tid] = s;
-        barrier();
-        for (uint st = WG / 2; st > 0; st >>= 1) {
-            if (tid < st) red[tid] = max(red[tid], red[tid + st]);
-            barrier();
-        }
-        float mnew = max(mx, red[0]);
-        barrier();
+        // tile max and sum (wg_max / wg_sum: subgroup or shared-memory tree)
+        float mnew = max(mx, wg_max(s));
         float w = j < n_vis ? exp(s - mnew) : 0.0;
         sc[tid] = w;
-        red[tid] = w;
-        barrier();
-        for (uint st = WG / 2; st > 0; st >>= 1) {
-            if (tid < st) red[tid] += red[tid + st];
-            barrier();
-        }
+        float wsum = wg_sum(w); // its barriers also publish sc[]
         float corr = exp(mx - mnew); // 0 on the first tile (mx = -inf)
-        sum = sum * corr + red[0];
+        sum = sum * corr + wsum;
         uint nj = min(uint(WG), n_vis - j0);
         for (uint c = 0u; c < 4u; c++) {
             uint d = tid + c * WG;

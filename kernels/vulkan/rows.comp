@@ -4,9 +4,11 @@
 // into a scratch pair (loss, counted), 5 the mean of those pairs (one row of
 // ne0 pairs), 6 cross_entropy_back (b = i32 targets, C = dloss).
 // Matches kernels/ref/ref_norm.c; reductions are f32 partial sums combined
-// by a shared-memory tree (no subgroup size assumed).
+// by wg_sum / wg_max (common.glsl: subgroup arithmetic in the rows_sg
+// variant, a shared-memory tree otherwise).
 #version 450
 #define WG 128
+#define LOOM_WG_REDUCE
 layout(local_size_x = WG) in;
 #include "common.glsl"
 
@@ -20,34 +22,6 @@ layout(push_constant) uniform PC {
     int q_offset;
     uint c_off;
 } p;
-
-shared float red[WG];
-
-float reduce_sum(float v) {
-    uint t = gl_LocalInvocationID.x;
-    red[t] = v;
-    barrier();
-    for (uint s = WG / 2; s > 0; s >>= 1) {
-        if (t < s) red[t] += red[t + s];
-        barrier();
-    }
-    float r = red[0];
-    barrier();
-    return r;
-}
-
-float reduce_max(float v) {
-    uint t = gl_LocalInvocationID.x;
-    red[t] = v;
-    barrier();
-    for (uint s = WG / 2; s > 0; s >>= 1) {
-        if (t < s) red[t] = max(red[t], red[t + s]);
-        barrier();
-    }
-    float r = red[0];
-    barrier();
-    return r;
-}
 
 void main() {
     uint row = flat_group();
@@ -65,7 +39,7 @@ void main() {
             float x = A_f32(arow + i * p.a_nb0);
             ss += x * x;
         }
-        ss = reduce_sum(ss);
+        ss = wg_sum(ss);
         float denom = sqrt(ss / float(n) + p.f);
         for (uint i = t; i < n; i += WG)
             Y[yrow + i] = floatBitsToUint(A_f32(arow + i * p.a_nb0) / denom);
@@ -78,7 +52,7 @@ void main() {
         float mx = uintBitsToFloat(0xff800000u); // -inf
         for (uint i = t; i < n_vis; i += WG)
             mx = max(mx, p.f * A_f32(arow + i * p.a_nb0));
-        mx = reduce_max(mx);
+        mx = wg_max(mx);
         if (isinf(mx) && mx < 0.0) {
             for (uint i = t; i < n; i += WG)
                 Y[yrow + i] = 0u;
@@ -87,7 +61,7 @@ void main() {
         float sum = 0.0;
         for (uint i = t; i < n_vis; i += WG)
             sum += exp(p.f * A_f32(arow + i * p.a_nb0) - mx);
-        sum = reduce_sum(sum);
+        sum = wg_sum(sum);
         for (uint i = t; i < n; i += WG) {
             float e = i < n_vis ? exp(p.f * A_f32(arow + i * p.a_nb0) - mx) : 0.0;
             Y[yrow + i] = floatBitsToUint(e / sum);
@@ -99,8 +73,8 @@ void main() {
             ss += x * x;
             dot += g * x;
         }
-        ss = reduce_sum(ss);
-        dot = reduce_sum(dot);
+        ss = wg_sum(ss);
+        dot = wg_sum(dot);
         float rr = 1.0 / sqrt(ss / float(n) + p.f);
         float k = rr * rr * rr * (dot / float(n));
         for (uint i = t; i < n; i += WG) {
@@ -122,11 +96,11 @@ void main() {
         float mx = uintBitsToFloat(0xff800000u);
         for (uint i = t; i < n; i += WG)
             mx = max(mx, A_f32(arow + i * p.a_nb0));
-        mx = reduce_max(mx);
+        mx = wg_max(mx);
         float s = 0.0;
         for (uint i = t; i < n; i += WG)
             s += exp(A_f32(arow + i * p.a_nb0) - mx);
-        float ls = log(reduce_sum(s));
+        float ls = log(wg_sum(s));
         if (p.op == 4u) {
             if (t == 0u) {
                 uint o = (p.y_off >> 2) + 2u * row;
@@ -143,7 +117,7 @@ void main() {
             cnt += int(B[(p.b_off + j1 * p.b_nb0 + j2 * p.b_nb1 + j3 * p.b_nb2) >> 2]) >= 0 ? 1.0
                                                                                           : 0.0;
         }
-        cnt = reduce_sum(cnt);
+        cnt = wg_sum(cnt);
         float g = cnt > 0.0 ? C_f32(p.c_off) / cnt : 0.0;
         for (uint i = t; i < n; i += WG) {
             float d = 0.0;
@@ -159,14 +133,14 @@ void main() {
             tot += A_f32(p.a_off + 8u * i);
             cnt += A_f32(p.a_off + 8u * i + 4u);
         }
-        tot = reduce_sum(tot);
-        cnt = reduce_sum(cnt);
+        tot = wg_sum(tot);
+        cnt = wg_sum(cnt);
         if (t == 0u) Y[p.y_off >> 2] = floatBitsToUint(cnt > 0.0 ? tot / cnt : 0.0);
     } else {
         float dot = 0.0;
         for (uint i = t; i < n; i += WG)
             dot += B_f32(brow + i * p.b_nb0) * A_f32(arow + i * p.a_nb0);
-        dot = reduce_sum(dot);
+        dot = wg_sum(dot);
         for (uint i = t; i < n; i += WG) {
             float y = A_f32(arow + i * p.a_nb0), g = B_f32(brow + i * p.b_nb0);
             Y[yrow + i] = floatBitsToUint(p.f * y * (g - dot));

@@ -310,6 +310,14 @@ loom_status loom_vk_device_init(loom_backend *be, loom_vk_ctx *c, char *why, siz
     f->vkGetDeviceQueue(c->dev, c->queue_family, 0, &c->queue);
     c->force_staging = loom_vk_env_on("LOOM_VULKAN_STAGING");
     c->force_coop = loom_vk_env_on("LOOM_VULKAN_MATMUL_COOP");
+    const char *mk = getenv("LOOM_VULKAN_MATMUL");
+    c->mm_kernel = !mk ? 0
+                   : !strcmp(mk, "vec")    ? 1
+                   : !strcmp(mk, "tiled")  ? 2
+                   : !strcmp(mk, "simple") ? 3
+                   : !strcmp(mk, "splitk") ? 4
+                                           : 0;
+    if (c->mm_kernel == 4) c->force_coop = true;
     /* Subgroup arithmetic in compute: the *_sg shader variants reduce with
      * subgroupAdd/subgroupMax; LOOM_VULKAN_SUBGROUP=0 forces the
      * shared-memory fallback (tests run both). */

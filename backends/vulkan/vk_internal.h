@@ -174,6 +174,9 @@ typedef struct loom_vk_ctx {
 
     bool force_staging; /* LOOM_VULKAN_STAGING=1: test the staging path */
     bool force_coop;    /* LOOM_VULKAN_MATMUL_COOP=1: always the split-K matmul */
+    /* LOOM_VULKAN_MATMUL=vec|tiled|simple|splitk: only that matmul kernel
+     * where it applies (0 = automatic choice); for tests and benchmarks. */
+    int mm_kernel;
 } loom_vk_ctx;
 
 /* vk_device.c */

@@ -571,6 +571,7 @@ static loom_status loom_vk_cpy(loom_backend *be, const loom_tensor *y) {
 }
 
 #define LOOM_VK_VEC_M 4    /* matmul_vec up to this many activation columns */
+#define LOOM_VK_VEC_MC 4   /* activation columns per matmul_vec workgroup (its MC) */
 #define LOOM_VK_TILED_M 16 /* matmul_tiled from this many */
 
 /* matmul_vec.comp reads weight rows in 16-byte units with word loads: rows
@@ -631,23 +632,33 @@ static loom_status loom_vk_matmul_one(loom_backend *be, const loom_tensor *y, co
     }
     const uint32_t ynb[3] = {(uint32_t)y->nb[1], (uint32_t)y->nb[2], (uint32_t)y->nb[3]};
     const int64_t K = w->ne[0], N = w->ne[1], M = x->ne[1], XB = x->ne[2] * x->ne[3];
-    /* Decode (M <= LOOM_VK_VEC_M): matmul_vec.comp, a workgroup per 4 rows x
-     * 4 columns reading 16 weight bytes per invocation step. */
-    if (M <= LOOM_VK_VEC_M && loom_vk_vec_ok(w) && !c->force_coop) {
-        const uint64_t m_tiles = (uint64_t)(M + 3) / 4;
-        const uint64_t groups = (uint64_t)(N + 3) / 4 * m_tiles * (uint64_t)XB;
+    /* Decode (M <= LOOM_VK_VEC_M) on GPUs: matmul_vec.comp, coalesced 16-byte
+     * weight units, a subgroup (or the workgroup) per row. On CPU devices
+     * (lavapipe) matmul_simple measured ~6x faster for decode (docs/PERF.md),
+     * so it stays there; LOOM_VULKAN_MATMUL=vec forces matmul_vec (ctest). */
+    if ((c->mm_kernel == 1 || (M <= LOOM_VK_VEC_M && !c->mm_kernel && !c->cpu_device)) &&
+        loom_vk_vec_ok(w) &&
+        !c->force_coop) {
+        /* Rows per workgroup: one per subgroup (matmul_vec_sg), else 4 (R);
+         * either shader handles any count. */
+        uint64_t rpw = c->use_subgroup && c->subgroup_size ? 128 / c->subgroup_size : 4;
+        if (rpw < 1) rpw = 1;
+        const uint64_t m_tiles = (uint64_t)(M + LOOM_VK_VEC_MC - 1) / LOOM_VK_VEC_MC;
+        const uint64_t groups = (uint64_t)(N + (int64_t)rpw - 1) / rpw * m_tiles * (uint64_t)XB;
         if (groups < 0xffffffffull) {
             pc[k++] = (uint32_t)groups;
             pc[k++] = (uint32_t)m_tiles;
             memcpy(pc + k, nf4, sizeof nf4);
             memcpy(pc + k + 4, ynb, sizeof ynb);
             pc[k + 7] = x->dtype == LOOM_F32 && x->nb[0] == 4;
+            pc[k + 8] = (uint32_t)rpw;
             return loom_vk_run(be, "matmul_vec", bs, nbind, pc, groups, 1);
         }
     }
     /* Prefill (M >= LOOM_VK_TILED_M): matmul_tiled.comp, 64 x 64 output tiles
      * through shared memory. lavapipe: K <= 16384 (loop limit). */
-    if (M >= LOOM_VK_TILED_M && (K <= 16384 || !c->cpu_device) && !c->force_coop &&
+    if ((c->mm_kernel == 2 || (M >= LOOM_VK_TILED_M && !c->mm_kernel)) &&
+        (K <= 16384 || !c->cpu_device) && !c->force_coop &&
         (!loom_dtype_is_nf4(w->dtype) || (K % 8 == 0 && w->offset % 4 == 0))) {
         const uint64_t m_tiles = (uint64_t)(M + 63) / 64;
         const uint64_t groups = (uint64_t)(N + 63) / 64 * m_tiles * (uint64_t)XB;

@@ -1,19 +1,23 @@
 // kernels/vulkan/matmul_vec.comp - the decode matmul (few activation
 // columns): out[n,m,i2,i3] = sum_k w[k,n,i2/r2,i3/r3] * x[k,m,i2,i3].
-// One workgroup per R weight rows x MC activation columns (x one batch);
-// its WG invocations stride over the rows' units of 16 weight bytes (4 f32,
-// 8 f16/bf16, half a q8_0 block, a q4_0 block's quants, 32 nf4 codes),
-// dequantize them in registers and accumulate R x MC dot products, which
-// wg-reduce at the end (subgroupAdd in the matmul_vec_sg variant, a
-// shared-memory tree otherwise). Weight rows must be contiguous and start on
-// 4-byte (plain, nf4) or 2-byte (q8_0/q4_0) boundaries; nf4 needs K % 32 == 0
-// (the host checks). f32 accumulation.
+// A workgroup owns `rpw` weight rows x MC activation columns (x one batch).
+// Weights are read in units of 16 bytes (4 f32, 8 f16/bf16, half a q8_0
+// block, a q4_0 block's quants, 32 nf4 codes), dequantized in registers.
+// - matmul_vec_sg (subgroup arithmetic): each subgroup takes whole rows, its
+//   lanes stride over the row's units and subgroupAdd the dot products: no
+//   shared memory, no barrier.
+// - matmul_vec (fallback): the whole workgroup takes R rows at a time and the
+//   R x MC partial sums meet in a shared-memory tree.
+// Weight rows must be contiguous and start on 4-byte (plain, nf4) or 2-byte
+// (q8_0/q4_0) boundaries; nf4 needs K % 32 == 0 (the host checks). f32
+// accumulation.
 #version 450
 #define WG 128
 #define R 4
 #define MC 4
 layout(local_size_x = WG) in;
 #include "common.glsl"
+#extension GL_EXT_control_flow_attributes : require
 #ifdef LOOM_SUBGROUP
 #extension GL_KHR_shader_subgroup_basic : require
 #extension GL_KHR_shader_subgroup_arithmetic : require
@@ -27,9 +31,12 @@ layout(push_constant) uniform PC {
     uint s_off, am_off, s2_off, dqo_off;
     uint y_nb1, y_nb2, y_nb3;
     uint x_fast; // x is f32 with nb0 == 4
+    uint rpw;    // weight rows per workgroup
 } p;
 
+#ifndef LOOM_SUBGROUP
 shared float red[R * MC][WG];
+#endif
 
 // 16 bytes at a 2-byte aligned address of A.
 uvec4 ld16(uint a) {
@@ -101,68 +108,72 @@ float unit_dot(uint wrow, uint u, uint k0, uint xr) {
     return s;
 }
 
+// Row dot products for columns m0 .. m0 + mc - 1, partial over this
+// invocation's units (lane of nl lanes).
+void row_dots(uint n, uint m0, uint mc, uint i2, uint i3, uint lane, uint nl, uint upu,
+              out float acc[MC]) {
+    uint wrow = p.w_off + n * p.w_nb1 + (i2 / p.r2) * p.w_nb2 + (i3 / p.r3) * p.w_nb3;
+    uint units = p.K / upu;
+    [[unroll]] for (uint c = 0u; c < MC; c++) {
+        acc[c] = 0.0;
+        if (c >= mc) continue;
+        uint xr = p.x_off + (m0 + c) * p.x_nb1 + i2 * p.x_nb2 + i3 * p.x_nb3;
+        float a = 0.0;
+        for (uint u = lane; u < units; u += nl)
+            a += unit_dot(wrow, u, u * upu, xr);
+        // Plain types: the K % upu tail, element by element.
+        for (uint k = units * upu + lane; k < p.K; k += nl)
+            a += A_elem(p.wt, wrow, k, p.w_nb0) * xv(xr, k);
+        acc[c] = a;
+    }
+}
+
+void store(uint n, uint m, uint i2, uint i3, float v) {
+    Y[(p.y_off + n * 4u + m * p.y_nb1 + i2 * p.y_nb2 + i3 * p.y_nb3) >> 2] = floatBitsToUint(v);
+}
+
 void main() {
     uint g = flat_group();
     if (g >= p.n_groups) return; // uniform per workgroup
     uint tid = gl_LocalInvocationID.x;
-    uint n_tiles = (p.N + R - 1u) / R;
+    uint n_tiles = (p.N + p.rpw - 1u) / p.rpw;
     uint nt = g % n_tiles, rr = g / n_tiles;
     uint mt = rr % p.m_tiles;
     rr /= p.m_tiles;
     uint i2 = rr % p.X2, i3 = rr / p.X2;
-    uint n0 = nt * R, m0 = mt * MC;
-    uint nr = min(uint(R), p.N - n0), mc = min(uint(MC), p.M - m0);
-    float acc[R * MC];
-    for (uint i = 0u; i < R * MC; i++)
-        acc[i] = 0.0;
-
+    uint n0 = nt * p.rpw, n1 = min(n0 + p.rpw, p.N), m0 = mt * MC;
+    uint mc = min(uint(MC), p.M - m0);
     uint upu = p.wt == T_F32 ? 4u : (p.wt == T_F16 || p.wt == T_BF16) ? 8u
                                                                    : p.wt == T_Q8_0 ? 16u : 32u;
-    uint units = p.K / upu;
-    for (uint r = 0u; r < R; r++) {
-        if (r >= nr) break;
-        uint wrow = p.w_off + (n0 + r) * p.w_nb1 + (i2 / p.r2) * p.w_nb2 + (i3 / p.r3) * p.w_nb3;
-        for (uint c = 0u; c < MC; c++) {
-            if (c >= mc) break;
-            uint xr = p.x_off + (m0 + c) * p.x_nb1 + i2 * p.x_nb2 + i3 * p.x_nb3;
-            float a = 0.0;
-            for (uint u = tid; u < units; u += WG)
-                a += unit_dot(wrow, u, u * upu, xr);
-            // Plain types: the K % upu tail, element by element.
-            for (uint k = units * upu + tid; k < p.K; k += WG)
-                a += A_elem(p.wt, wrow, k, p.w_nb0) * xv(xr, k);
-            acc[r * MC + c] = a;
+#ifdef LOOM_SUBGROUP
+    for (uint n = n0 + gl_SubgroupID; n < n1; n += gl_NumSubgroups) {
+        float acc[MC];
+        row_dots(n, m0, mc, i2, i3, gl_SubgroupInvocationID, gl_SubgroupSize, upu, acc);
+        [[unroll]] for (uint c = 0u; c < MC; c++) {
+            float v = subgroupAdd(acc[c]);
+            if (c < mc && subgroupElect()) store(n, m0 + c, i2, i3, v);
         }
     }
-
-#ifdef LOOM_SUBGROUP
-    for (uint i = 0u; i < R * MC; i++) {
-        float v = subgroupAdd(acc[i]);
-        if (subgroupElect()) red[i][gl_SubgroupID] = v;
-    }
-    barrier();
-    if (tid < R * MC) {
-        float s = 0.0;
-        for (uint i = 0u; i < gl_NumSubgroups; i++)
-            s += red[tid][i];
-        red[tid][0] = s;
-    }
 #else
-    for (uint i = 0u; i < R * MC; i++)
-        red[i][tid] = acc[i];
-    barrier();
-    for (uint s = WG / 2; s > 0; s >>= 1) {
-        if (tid < s)
-            for (uint i = 0u; i < R * MC; i++)
-                red[i][tid] += red[i][tid + s];
+    for (uint nb = n0; nb < n1; nb += R) {
+        [[unroll]] for (uint r = 0u; r < R; r++) {
+            float acc[MC];
+            row_dots(min(nb + r, n1 - 1u), m0, mc, i2, i3, tid, WG, upu, acc);
+            [[unroll]] for (uint c = 0u; c < MC; c++)
+                red[r * MC + c][tid] = acc[c];
+        }
+        barrier();
+        for (uint s = WG / 2; s > 0; s >>= 1) {
+            if (tid < s)
+                [[unroll]] for (uint i = 0u; i < R * MC; i++)
+                    red[i][tid] += red[i][tid + s];
+            barrier();
+        }
+        if (tid < R * MC) {
+            uint r = tid / MC, c = tid % MC;
+            if (nb + r < n1 && c < mc) store(nb + r, m0 + c, i2, i3, red[tid][0]);
+        }
         barrier();
     }
 #endif
-    if (tid < R * MC) {
-        uint r = tid / MC, c = tid % MC;
-        if (r < nr && c < mc) {
-            uint a = p.y_off + (n0 + r) * 4u + (m0 + c) * p.y_nb1 + i2 * p.y_nb2 + i3 * p.y_nb3;
-            Y[a >> 2] = floatBitsToUint(red[tid][0]);
-        }
-    }
 }

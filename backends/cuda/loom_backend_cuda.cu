@@ -673,10 +673,16 @@ static loom_status run_node(loom_backend *be, loom_tensor *node) {
         e = b.ne[1] >= GPU_TILED_MIN_M ? lc_matmul_tiled(st, y, a, b) : lc_matmul_rows(st, y, a, b);
         break;
     }
-    case LOOM_OP_FLASH_ATTN:
+    case LOOM_OP_FLASH_ATTN: {
         LOOM_TRY(desc(be, node, node->src[2], &d2));
-        e = lc_flash_attn(st, node->p.f[0], node->p.i[1] != 0, node->p.i[2], y, a, b, d2);
+        /* Split-KV partials (decode, short chunks) live in the scratch. */
+        const size_t fa_bytes = lc_flash_attn_scratch_bytes(a, b, d2);
+        void *scr = NULL;
+        if (fa_bytes) LOOM_TRY(need_scratch(be, fa_bytes, &scr));
+        e = lc_flash_attn_ex(st, node->p.f[0], node->p.i[1] != 0, node->p.i[2], y, a, b, d2, scr,
+                             fa_bytes);
         break;
+    }
     case LOOM_OP_MOE: {
         LOOM_TRY(desc(be, node, node->src[2], &d2));
         LOOM_TRY(desc(be, node, node->src[3], &d3));

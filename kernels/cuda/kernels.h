@@ -64,6 +64,13 @@ int lc_convert_half(void *stream, lc_tensor x, int dst_dtype, void *hi, void *lo
 /* attn.cu */
 int lc_flash_attn(void *stream, float scale, int causal, int q_offset, lc_tensor out, lc_tensor q,
                   lc_tensor k, lc_tensor v);
+/* Same op with the split-KV / tensor-core kernels: scratch (device) of at least
+ * lc_flash_attn_scratch_bytes(q, k, v) bytes holds the per-split partials (0:
+ * no split; a smaller scratch only disables the split). LOOM_CUDA_FA =
+ * auto|warp|tiled|split|fma picks the kernel (docs/adr/0010). */
+size_t lc_flash_attn_scratch_bytes(lc_tensor q, lc_tensor k, lc_tensor v);
+int lc_flash_attn_ex(void *stream, float scale, int causal, int q_offset, lc_tensor out,
+                     lc_tensor q, lc_tensor k, lc_tensor v, void *scratch, size_t scratch_bytes);
 
 /* moe.cu. scratch: idx int32[T*k] + gates f32[T*k] + h f32[T*k*F] (lc_moe_scratch_bytes). */
 size_t lc_moe_scratch_bytes(int64_t T, int64_t k, int64_t F);

@@ -15,13 +15,14 @@
 #include "bench/bench.h"
 #include "loom/loom.h"
 
-typedef enum { B_MATMUL, B_ATTN, B_RMS, B_ROPE, B_SOFTMAX, B_SWIGLU } bench_kind;
+typedef enum { B_MATMUL, B_ATTN, B_RMS, B_ROPE, B_SOFTMAX, B_SWIGLU, B_MOE } bench_kind;
 
 typedef struct bench_case {
     bench_kind kind;
     char name[96];
     loom_dtype t; /* weight / KV dtype */
-    int64_t n[6]; /* matmul: K N M; attn: D Tq Tk Hq Hkv causal; rows: ne0 ne1 ne2 */
+    int64_t n[6]; /* matmul: K N M; attn: D Tq Tk Hq Hkv causal; rows: ne0 ne1 ne2;
+                     moe: Dm F E T top_k */
     int bw_bound; /* 1: report against bandwidth, 0: against FMA peak */
 } bench_case;
 
@@ -124,6 +125,14 @@ static bool make_cases(const char *set, case_list *l) {
         int64_t g[3] = {ffn, tpre, 1};
         add_case(l, B_SWIGLU, LOOM_F32, 1, g, 3, "swiglu [%lld,%lld]", (long long)ffn,
                  (long long)tpre);
+    }
+    /* Mixtral-style MoE, 8 experts top-2, q4_0 experts (the seed config's FFN):
+     * decode reads two experts' weights; a short prefill routes to most. */
+    for (int p = 0; p < 2; p++) {
+        const int64_t T = p ? 16 : 1;
+        int64_t m[5] = {hid, ffn, 8, T, 2};
+        add_case(l, B_MOE, LOOM_Q4_0, 1, m, 5, "moe q4_0 E=8 top2 %lldx%lld T=%lld", (long long)hid,
+                 (long long)ffn, (long long)T);
     }
     return true;
 }
@@ -228,6 +237,19 @@ static loom_tensor *build(loom_graph *g, const bench_case *c, double *flops, dou
         const double e = (double)(n[0] * n[1] * n[2]);
         *flops = 3.0 * e;
         *bytes = 8.0 * e;
+        break;
+    }
+    case B_MOE: {
+        const int64_t Dm = n[0], F = n[1], E = n[2], T = n[3], top_k = n[4];
+        loom_tensor *x = leaf(g, LOOM_F32, Dm, T, 1, 1), *lg = leaf(g, LOOM_F32, E, T, 1, 1);
+        loom_tensor *gw = leaf(g, c->t, Dm, F, E, 1), *uw = leaf(g, c->t, Dm, F, E, 1);
+        loom_tensor *dw = leaf(g, c->t, F, Dm, E, 1);
+        out = loom_moe(g, x, lg, gw, uw, dw, (int32_t)top_k);
+        *flops = 6.0 * (double)Dm * (double)F * (double)(T * top_k);
+        /* Least traffic: the weights of the experts some token uses (at most E). */
+        const int64_t used = T * top_k < E ? T * top_k : E;
+        *bytes = 3.0 * (double)loom_dtype_nbytes(c->t, Dm * F) * (double)used +
+                 8.0 * (double)(Dm * T);
         break;
     }
     case B_SWIGLU: {

@@ -204,13 +204,31 @@ typedef struct cpu_task {
     loom_cpu_kernel_fn fn; /* optimised kernel, NULL = reference */
     cpu_ctx *c;
     loom_status *status; /* one per thread */
+    loom_cpu_pass_fn pass_fn; /* multi-pass kernel (fn unused), NULL = none */
+    int pass;
+    void *scratch;
 } cpu_task;
 
 static void cpu_task_run(void *arg, int ith, int nth) {
     cpu_task *t = arg;
     t->c->errs[ith][0] = '\0';
-    t->status[ith] = t->fn ? t->fn(t->node, ith, nth, t->c->errs[ith], CPU_ERR_MAX)
-                           : loom_ref_compute(t->node, ith, nth, t->c->errs[ith], CPU_ERR_MAX);
+    if (t->pass_fn)
+        t->status[ith] =
+            t->pass_fn(t->node, t->pass, t->scratch, ith, nth, t->c->errs[ith], CPU_ERR_MAX);
+    else
+        t->status[ith] = t->fn ? t->fn(t->node, ith, nth, t->c->errs[ith], CPU_ERR_MAX)
+                               : loom_ref_compute(t->node, ith, nth, t->c->errs[ith], CPU_ERR_MAX);
+}
+
+/* Run one task on every thread; the first failing thread's status. */
+static int cpu_run_task(cpu_ctx *c, cpu_task *task, int nth) {
+    if (nth == 1)
+        cpu_task_run(task, 0, 1);
+    else
+        loom_threadpool_run(c->pool, cpu_task_run, task);
+    for (int t = 0; t < nth; t++)
+        if (task->status[t] != LOOM_OK) return t;
+    return -1;
 }
 
 static loom_status cpu_compute(loom_backend *be, loom_tensor *const *nodes, int n_nodes) {
@@ -235,18 +253,28 @@ static loom_status cpu_compute(loom_backend *be, loom_tensor *const *nodes, int 
                                   missing->name);
             break;
         }
-        cpu_task task = {node, loom_cpu_kernel_for(node, c->isa), c, status};
-        if (nth == 1)
-            cpu_task_run(&task, 0, 1);
-        else
-            loom_threadpool_run(c->pool, cpu_task_run, &task);
-        for (int t = 0; t < nth; t++) {
-            if (status[t] != LOOM_OK) {
-                s = loom_backend_fail(be, status[t], "op %s node '%s': %s", op, node->name,
-                                      c->errs[t][0] ? c->errs[t] : loom_status_str(status[t]));
+        cpu_task task = {node, NULL, c, status, NULL, 0, NULL};
+        loom_cpu_multipass mp;
+        int bad = -1;
+        if (loom_cpu_multipass_for(node, c->isa, &mp)) {
+            /* Passes are separated by the pool's join: pass p+1 sees all of p. */
+            task.pass_fn = mp.fn;
+            task.scratch = aligned_alloc(64, (mp.scratch_bytes + 63) / 64 * 64 + 64);
+            if (!task.scratch) {
+                s = loom_backend_fail(be, LOOM_ERR_OOM, "op %s node '%s': out of memory (%zu bytes)",
+                                      op, node->name, mp.scratch_bytes);
                 break;
             }
+            for (task.pass = 0; task.pass < mp.n_passes && bad < 0; task.pass++)
+                bad = cpu_run_task(c, &task, nth);
+            free(task.scratch);
+        } else {
+            task.fn = loom_cpu_kernel_for(node, c->isa);
+            bad = cpu_run_task(c, &task, nth);
         }
+        if (bad >= 0)
+            s = loom_backend_fail(be, status[bad], "op %s node '%s': %s", op, node->name,
+                                  c->errs[bad][0] ? c->errs[bad] : loom_status_str(status[bad]));
     }
     if (status != status_buf) free(status);
     return s;

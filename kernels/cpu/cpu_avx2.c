@@ -32,6 +32,7 @@ typedef __m256i vi;
 #define V_ROUND(v)     _mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define V_CVT_I(v)     _mm256_cvtps_epi32(v)
 #define LC_ENTRY       loom_cpu_kernel_for_avx2
+#define LC_MP_ENTRY    loom_cpu_multipass_for_avx2
 
 static inline float v_hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -63,3 +63,15 @@ loom_cpu_kernel_fn loom_cpu_kernel_for(const loom_tensor *node, loom_cpu_isa isa
 #endif
     return NULL;
 }
+
+bool loom_cpu_multipass_for(const loom_tensor *node, loom_cpu_isa isa, loom_cpu_multipass *mp) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (isa == LOOM_CPU_ISA_AVX512) return loom_cpu_multipass_for_avx512(node, mp);
+    if (isa == LOOM_CPU_ISA_AVX2) return loom_cpu_multipass_for_avx2(node, mp);
+#else
+    (void)node;
+    (void)isa;
+    (void)mp;
+#endif
+    return false;
+}

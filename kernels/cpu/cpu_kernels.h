@@ -36,8 +36,27 @@ const char *loom_cpu_isa_name(loom_cpu_isa isa);
 /* Optimised kernel for node on isa, or NULL (use the reference). */
 loom_cpu_kernel_fn loom_cpu_kernel_for(const loom_tensor *node, loom_cpu_isa isa);
 
+/* Multi-pass kernels: ops whose later part needs all of an earlier one
+ * (moe: the down projection needs every routed token's whole hidden row).
+ * The backend allocates scratch_bytes (64-byte aligned, shared by all
+ * threads, freed by the backend after the node), runs pass 0 on every
+ * thread, waits for all of them, then pass 1, and so on. */
+typedef loom_status (*loom_cpu_pass_fn)(const loom_tensor *node, int pass, void *scratch, int ith,
+                                        int nth, char *err, size_t err_n);
+typedef struct loom_cpu_multipass {
+    loom_cpu_pass_fn fn;
+    int n_passes;
+    size_t scratch_bytes;
+} loom_cpu_multipass;
+
+/* true and *mp filled when node has a multi-pass kernel on isa (checked
+ * before loom_cpu_kernel_for). */
+bool loom_cpu_multipass_for(const loom_tensor *node, loom_cpu_isa isa, loom_cpu_multipass *mp);
+
 /* Per-ISA tables (kernels/cpu/cpu_avx512.c, cpu_avx2.c); x86-64 only. */
 loom_cpu_kernel_fn loom_cpu_kernel_for_avx512(const loom_tensor *node);
 loom_cpu_kernel_fn loom_cpu_kernel_for_avx2(const loom_tensor *node);
+bool loom_cpu_multipass_for_avx512(const loom_tensor *node, loom_cpu_multipass *mp);
+bool loom_cpu_multipass_for_avx2(const loom_tensor *node, loom_cpu_multipass *mp);
 
 #endif

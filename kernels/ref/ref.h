@@ -27,6 +27,12 @@ void *loom_ref_ptr(const loom_tensor *t, int64_t i0, int64_t i1, int64_t i2, int
 float loom_ref_get_f32(const loom_tensor *t, int64_t i0, int64_t i1, int64_t i2, int64_t i3);
 /* Dequantize/convert row (i1, i2, i3) of t (ne[0] values, any dtype incl. nf4
  * when t is contiguous) into dst. */
+/* MoE routing for one token (the rule loom_moe defines): idx[k] = the top-k
+ * experts by logits[E] in decreasing order (ties: lower index first), g[k] =
+ * their softmax, computed in double. sel[E] is scratch. */
+void loom_ref_moe_route(const float *logits, int64_t E, int64_t k, unsigned char *sel,
+                        int64_t *idx, double *g);
+
 void loom_ref_get_row(const loom_tensor *t, int64_t i1, int64_t i2, int64_t i3, float *dst);
 
 #endif

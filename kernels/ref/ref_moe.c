@@ -10,10 +10,8 @@
 
 #include "kernels/ref/ref_ops.h"
 
-/* Top-k selection and softmax over the selection for one token.
- * logits[E] in, idx[k] = chosen experts in decreasing logit order (ties:
- * lower index first), g[k] = their softmax weights. sel[E] is scratch. */
-static void loom_ref_moe_route(const float *logits, int64_t E, int64_t k, unsigned char *sel,
+/* Declared in ref.h: the one routing rule every backend must reproduce. */
+void loom_ref_moe_route(const float *logits, int64_t E, int64_t k, unsigned char *sel,
                                int64_t *idx, double *g) {
     for (int64_t e = 0; e < E; e++)
         sel[e] = 0;

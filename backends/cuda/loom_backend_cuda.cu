@@ -611,6 +611,115 @@ static loom_status matmul_blas(loom_backend *be, const loom_tensor *node, const 
 }
 #endif
 
+/* Quantized weights with many columns (prefill): LOOM_CUDA_QGEMM (HIP:
+ * LOOM_HIP_QGEMM) = blas (default; dequantize to f16 hi + lo, three cuBLAS
+ * GEMMs, see kernels/cuda/matmul.cu) or tiled (the fused dequant-GEMM kernel),
+ * from LOOM_CUDA_QGEMM_MIN_M (LOOM_HIP_QGEMM_MIN_M) columns x slices on
+ * (default GPU_QGEMM_MIN_M). Below it, and for layouts the fast decode kernel
+ * takes, the decode kernel in column tiles of 8 streams the weights
+ * ceil(M / 8) times, which beats both up to about that M. Read once. */
+#if defined(LOOM_USE_HIP)
+#define GPU_QGEMM_ENV "LOOM_HIP_QGEMM"
+#else
+#define GPU_QGEMM_ENV "LOOM_CUDA_QGEMM"
+#endif
+#define GPU_QGEMM_MIN_M 64
+/* f16 weight rows dequantized per pass (hi; lo as much again) */
+#define GPU_QGEMM_WBYTES ((size_t)64 << 20)
+
+typedef struct qgemm_cfg {
+    int tiled;     /* 1: fused tiled kernel, 0: dequantize + BLAS */
+    int64_t min_m; /* columns (x slices) from which a quantized matmul is a GEMM */
+} qgemm_cfg;
+
+static qgemm_cfg qgemm_get(void) {
+    static int done;
+    static qgemm_cfg cfg;
+    if (!done) {
+        qgemm_cfg c = {!LOOM_HAVE_BLAS, GPU_QGEMM_MIN_M};
+        const char *m = getenv(GPU_QGEMM_ENV);
+        if (m && !strcmp(m, "tiled")) c.tiled = 1;
+        const char *n = getenv(GPU_QGEMM_ENV "_MIN_M");
+        if (n && atoll(n) > 0) c.min_m = atoll(n);
+        cfg = c; /* same value from any thread: a benign race */
+        done = 1;
+    }
+    return cfg;
+}
+
+#if LOOM_HAVE_BLAS
+static size_t align256(size_t n) {
+    return (n + 255) & ~(size_t)255;
+}
+
+/* Quantized weight (q8_0/q4_0/nf4/nf4_dq, one slice, a layout the fast
+ * decoders take) times many columns: x -> f16 hi (+ lo unless x is f16) in
+ * scratch, then per pass of up to GPU_QGEMM_WBYTES of rows: dequantize to f16
+ * hi + lo and accumulate W_hi X_hi + W_hi X_lo + W_lo X_hi (f32 compute). The
+ * lo terms keep ~22 bits of w and x (one f16 rounding would exceed the
+ * parity tolerance of quantized matmuls). LOOM_ERR_UNSUPPORTED (nothing
+ * enqueued): not this path. */
+static loom_status matmul_qblas(loom_backend *be, const loom_tensor *node, const lc_tensor *o,
+                                const lc_tensor *w, const lc_tensor *x) {
+    gpu_ctx *c = (gpu_ctx *)be->ctx;
+    const int wt = w->dtype;
+    if (wt != LOOM_Q8_0 && wt != LOOM_Q4_0 && wt != LOOM_NF4 && wt != LOOM_NF4_DQ)
+        return LOOM_ERR_UNSUPPORTED;
+    const qgemm_cfg cfg = qgemm_get();
+    const int64_t K = w->ne[0], N = w->ne[1], M = x->ne[1], X2 = x->ne[2], X3 = x->ne[3];
+    const int64_t Mg = M * X2 * X3;
+    if (cfg.tiled || Mg < cfg.min_m || w->ne[2] != 1 || w->ne[3] != 1) return LOOM_ERR_UNSUPPORTED;
+    if (K > 0x7fffffff || N > 0x7fffffff || Mg > 0x7fffffff) return LOOM_ERR_UNSUPPORTED;
+    if (o->nb[0] != 4 || o->nb[1] != 4 * N || o->nb[2] != o->nb[1] * M || o->nb[3] != o->nb[2] * X2)
+        return LOOM_ERR_UNSUPPORTED;
+    if (lc_dequant_half(c->stream, *w, 0, 0, NULL, NULL) != 0) /* rows = 0: layout check only */
+        return LOOM_ERR_UNSUPPORTED;
+
+    int64_t chunk = (int64_t)(GPU_QGEMM_WBYTES / ((size_t)K * 2));
+    if (chunk >= 64) chunk -= chunk % 64;
+    if (chunk < 1) chunk = 1;
+    if (chunk > N) chunk = N;
+    const bool x_lo = x->dtype != LOOM_F16; /* f16 x is exact in one half */
+    const size_t xb = align256((size_t)(K * Mg) * 2), wb = align256((size_t)(chunk * K) * 2);
+    void *scr = NULL;
+    LOOM_TRY(need_scratch(be, xb * (x_lo ? 2 : 1) + 2 * wb, &scr));
+    char *xh = (char *)scr, *xl = x_lo ? xh + xb : NULL;
+    char *wh = xh + xb * (x_lo ? 2 : 1), *wl = wh + wb;
+    int e = lc_convert_half(c->stream, *x, LOOM_F16, xh, xl);
+    if (e) return gpu_fail(be, (cudaError_t)e, "convert x for quantized GEMM");
+
+    const float one = 1.0f, zero = 0.0f;
+    for (int64_t n0 = 0; n0 < N; n0 += chunk) {
+        const int64_t rows = N - n0 < chunk ? N - n0 : chunk;
+        e = lc_dequant_half(c->stream, *w, n0, rows, wh, wl);
+        if (e) return gpu_fail(be, (cudaError_t)e, "dequantize weights for GEMM");
+        const char *as[3] = {wh, wh, wl}, *bs[3] = {xh, xl, xh};
+        for (int t = 0; t < 3; t++) {
+            if (!bs[t]) continue;
+            cublasStatus_t st = cublasGemmEx(
+                c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)rows, (int)Mg, (int)K, &one, as[t],
+                CUDA_R_16F, (int)K, bs[t], CUDA_R_16F, (int)K, t ? &one : &zero,
+                (float *)o->data + n0, CUDA_R_32F, (int)N, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+            if (st != CUBLAS_STATUS_SUCCESS)
+                return loom_backend_fail(be, LOOM_ERR_DEVICE,
+                                         "op matmul node '%s': cublasGemmEx (quantized, %s) "
+                                         "failed (status %d)",
+                                         node->name, loom_dtype_name((loom_dtype)wt), (int)st);
+        }
+    }
+    return LOOM_OK;
+}
+#endif
+
+/* Matmul with loom's own kernels: the decode kernel (fast path when
+ * lc_matmul_fast_ok, generic otherwise) for few columns, the tiled kernel for
+ * many (from GPU_TILED_MIN_M for the generic layouts, from the quantized-GEMM
+ * threshold where the fast decode kernel applies). */
+static int matmul_kernels(void *st, lc_tensor y, lc_tensor w, lc_tensor x) {
+    const int64_t lim = lc_matmul_fast_ok(w, x) ? qgemm_get().min_m : GPU_TILED_MIN_M;
+    return x.ne[1] >= lim ? lc_matmul_tiled(st, y, w, x) : lc_matmul_rows(st, y, w, x);
+}
+
 static loom_status run_node(loom_backend *be, loom_tensor *node) {
     gpu_ctx *c = (gpu_ctx *)be->ctx;
     void *st = (void *)c->stream;
@@ -667,10 +776,10 @@ static loom_status run_node(loom_backend *be, loom_tensor *node) {
 #if LOOM_HAVE_BLAS
         loom_status s = matmul_blas(be, node, &y, &a, &b);
         if (s != LOOM_ERR_UNSUPPORTED) return s;
+        s = matmul_qblas(be, node, &y, &a, &b);
+        if (s != LOOM_ERR_UNSUPPORTED) return s;
 #endif
-        /* Few columns: one warp per weight row streams the weights once.
-         * More: tiles reuse each dequantized weight tile for 64 columns. */
-        e = b.ne[1] >= GPU_TILED_MIN_M ? lc_matmul_tiled(st, y, a, b) : lc_matmul_rows(st, y, a, b);
+        e = matmul_kernels(st, y, a, b);
         break;
     }
     case LOOM_OP_FLASH_ATTN: {

@@ -53,8 +53,18 @@ int lc_softmax(void *stream, float scale, int causal, int q_offset, lc_tensor y,
 int lc_rope(void *stream, int n_dims, int mode, float theta, int scaling, float factor, float low,
             float high, int orig_ctx, int inverse, lc_tensor y, lc_tensor x, lc_tensor pos);
 
-/* matmul.cu: warp-per-row kernel, any weight dtype, any x dtype/strides. */
+/* matmul.cu: warp-per-row kernel, any weight dtype, any x dtype/strides; takes
+ * the fast decode kernel by itself when lc_matmul_fast_ok(w, x). */
 int lc_matmul_rows(void *stream, lc_tensor out, lc_tensor w, lc_tensor x);
+/* Nonzero when the fast decode kernel takes this layout: dense weight rows
+ * (aligned for the dtype's unit loads), f32 x with unit k-stride and 16-byte
+ * aligned columns. */
+int lc_matmul_fast_ok(lc_tensor w, lc_tensor x);
+/* Rows [n0, n0+rows) of slice (0,0) of a q8_0/q4_0/nf4/nf4_dq weight (a layout
+ * lc_matmul_fast_ok takes) -> contiguous f16 hi and lo = w - hi, [rows][K]
+ * (8-byte aligned). cudaErrorInvalidValue for any other weight; with rows = 0
+ * only that check (nothing enqueued, 0 when the layout is taken). */
+int lc_dequant_half(void *stream, lc_tensor w, int64_t n0, int64_t rows, void *hi, void *lo);
 /* matmul.cu: 64x64 shared-memory tiles, any weight dtype, any x; for M >= 16. */
 int lc_matmul_tiled(void *stream, lc_tensor out, lc_tensor w, lc_tensor x);
 /* Convert a [K, M*S] f32/f16/bf16 tensor (strided) into contiguous f16 or

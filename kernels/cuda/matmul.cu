@@ -1,20 +1,55 @@
 /* kernels/cuda/matmul.cu - matmul: out[n,m,i2,i3] = sum_k w[k,n,i2/r2,i3/r3] * x[k,m,i2,i3].
  *
- * Two paths (the backend picks, backends/cuda/loom_backend_cuda.cu):
- *  - lc_matmul_rows: one warp per weight row n and a tile of LC_MT columns m.
- *    The weight row is dequantized in registers (templated on its dtype: q8_0,
- *    q4_0, nf4, nf4_dq, f16, bf16, f32), each lane taking k = lane + 32*j, so
- *    a warp reads consecutive bytes of a row; x is read through its strides.
- *    This is the decode kernel (M small) and the fallback for every layout.
+ * Paths (the backend picks, backends/cuda/loom_backend_cuda.cu):
+ *  - lc_matmul_rows, fast path (lc_matmul_fast_ok: dense weight rows, f32 x
+ *    with unit k-stride, 16-byte aligned columns): the decode GEMV. It is
+ *    memory bound, so it is built to keep many bytes in flight and few
+ *    instructions per weight byte:
+ *      * a 256-thread block owns R weight rows (2 for f32/f16/bf16, 4 for the
+ *        quantized types when <= 2 columns) and a tile of MT <= 8 columns; the
+ *        whole block splits K, consecutive threads take consecutive "units"
+ *        (16 bytes of f32/f16/bf16 = one 128-bit load; a quarter q8_0 block =
+ *        8 quants; half a q4_0 block = 8 bytes of nibbles; 8 bytes of nf4
+ *        codes = 16 elements), so a warp reads a contiguous stretch of each
+ *        row. q8_0 (34-byte) and q4_0 (18-byte) blocks are only 2-byte
+ *        aligned: their quants are read as 16-bit words (4 lanes / 2 lanes
+ *        share a block, so one warp load still covers ~300 contiguous bytes).
+ *      * the R rows' loads of a unit are issued together; with 4-8 resident
+ *        blocks per SM that is ~32-64 KB of weights in flight per SM.
+ *      * x is read as float4 (L1/L2 resident: at most K*8*4 bytes) once per
+ *        unit and reused for the R rows, so x traffic is 1/R of the naive one.
+ *      * decoding: quants become floats with __byte_perm into the mantissa of
+ *        2^23 and one FADD (the q4_0 -8 and the q8_0 sign folded into the
+ *        constant); nf4 codes index a 16-entry codebook in shared memory
+ *        (conflict-free: 16 words in 16 banks); the block scale (q8_0/q4_0 d,
+ *        nf4 absmax, nf4_dq absmax rebuilt exactly like lc_nf4_absmax) is
+ *        applied once per unit to the unit's partial dot product.
+ *      * per-thread partials are reduced by warp shuffles, then across the
+ *        8 warps through shared memory.
+ *  - lc_matmul_rows, generic path (everything else: transposed or strided
+ *    weights, half-precision or unaligned x, odd K): one warp per weight row n
+ *    and a tile of LC_MT columns; lc_get per element (any dtype, any strides).
  *  - lc_matmul_tiled: 64x64 shared-memory tiles, weights dequantized once per
- *    tile: quantized prefill (fused dequant-GEMM) and GEMM without a BLAS.
- *  - lc_matmul_blas: cuBLAS GemmEx (tensor cores for f16/bf16) for f16/bf16/f32
- *    weights with row-contiguous rows; x is converted to the weight's dtype
- *    first when it differs (lc_convert_half). For bf16 weights x is split into
- *    hi + lo bf16 parts and two GEMMs accumulate, because one bf16 rounding of
- *    x (rel. error 2^-9) would exceed the parity tolerance; for f16 one
- *    rounding (2^-12) stays within it. f32 weights use FP32 compute (no TF32).
- * Accumulation is f32 everywhere. */
+ *    tile: quantized prefill (fused dequant-GEMM, f32 FMA) when
+ *    LOOM_CUDA_QGEMM=tiled or without a BLAS (HIP without hipBLAS), and GEMM
+ *    for layouts cuBLAS cannot take.
+ *  - lc_dequant_half: quantized prefill through cuBLAS (LOOM_CUDA_QGEMM=blas,
+ *    the default): rows of a quantized weight are dequantized (same unit
+ *    decoders) to f32 and split into f16 hi + lo = w - hi; with x split the
+ *    same way (lc_convert_half) the backend runs three f16 tensor-core GEMMs
+ *    hi*hi + hi*lo + lo*hi. One f16 rounding of w or of x alone has
+ *    NMSE ~ 8e-8, above the parity floor for quantized weights with f32 x
+ *    (1e-8); the split keeps ~22 bits of each (values must stay inside the
+ *    f16 range, |w|, |x| < 65504, as on the f16-weight path).
+ *  - lc_matmul_blas (in the backend): cuBLAS GemmEx (tensor cores for
+ *    f16/bf16) for f16/bf16/f32 weights with row-contiguous rows; x is
+ *    converted to the weight's dtype first when it differs (lc_convert_half).
+ *    For bf16 weights x is split into hi + lo bf16 parts and two GEMMs
+ *    accumulate, because one bf16 rounding of x (rel. error 2^-9) would exceed
+ *    the parity tolerance; for f16 one rounding (2^-12) stays within it. f32
+ *    weights use FP32 compute (no TF32).
+ * Accumulation is f32 everywhere. HIP: the same code; a "warp" is 32 lanes
+ * (half a wave64 on gfx90a), every shuffle has width 32. */
 #include "kernels/cuda/common.cuh"
 
 #define LC_MT    8 /* columns of x per warp */
@@ -58,14 +93,376 @@ static __global__ void lc_matmul_rows_k(lc_tensor out, lc_tensor w, lc_tensor x,
     }
 }
 
+/* ---------------- fast decode path (dense rows, f32 x) ---------------- */
+
+#define LC_FT 256 /* threads per block of the fast kernel */
+
+/* Per weight dtype: UE elements per unit (what one thread loads at once), as
+ * G groups of 4 consecutive k; SC: the unit has a scale applied to its partial
+ * sum; UB: bytes of the unit (a row is K / UE units). */
+template <int WT> struct lc_fmt;
+template <> struct lc_fmt<LOOM_F32> {
+    enum { UE = 4, G = 1, SC = 0 };
+};
+template <> struct lc_fmt<LOOM_F16> {
+    enum { UE = 8, G = 2, SC = 0 };
+};
+template <> struct lc_fmt<LOOM_BF16> {
+    enum { UE = 8, G = 2, SC = 0 };
+};
+template <> struct lc_fmt<LOOM_Q8_0> {
+    enum { UE = 8, G = 2, SC = 1 };
+};
+template <> struct lc_fmt<LOOM_Q4_0> {
+    enum { UE = 16, G = 4, SC = 1 };
+};
+template <> struct lc_fmt<LOOM_NF4> {
+    enum { UE = 16, G = 4, SC = 1 };
+};
+template <> struct lc_fmt<LOOM_NF4_DQ> {
+    enum { UE = 16, G = 4, SC = 1 };
+};
+
+static int lc_fmt_ue(int dt) {
+    switch (dt) {
+    case LOOM_F32:
+        return 4;
+    case LOOM_F16:
+    case LOOM_BF16:
+    case LOOM_Q8_0:
+        return 8;
+    case LOOM_Q4_0:
+    case LOOM_NF4:
+    case LOOM_NF4_DQ:
+        return 16;
+    default:
+        return 0;
+    }
+}
+
+/* One unit as loaded: raw bytes (16 for f32/f16/bf16, 8 in q.x/q.y for the
+ * quantized types) and the scale. */
+struct lc_unit {
+    uint4 q;
+    float s;
+};
+
+/* Start of row (n, w2, w3): byte pointer, and for nf4 the element index of the
+ * row's first element in the storage tensor (for the absmax index). */
+template <int WT>
+static __device__ __forceinline__ const char *lc_row(const lc_tensor &w, int64_t n, int64_t w2,
+                                                     int64_t w3, int64_t &e0) {
+    if (WT == LOOM_NF4 || WT == LOOM_NF4_DQ) {
+        e0 = w.nf4_first + 2 * (n * w.nb[1] + w2 * w.nb[2] + w3 * w.nb[3]);
+        return (const char *)w.codes + (e0 >> 1);
+    }
+    e0 = 0;
+    return w.data + n * w.nb[1] + w2 * w.nb[2] + w3 * w.nb[3];
+}
+
+static __device__ __forceinline__ uint32_t lc_ld2x16(const char *p) {
+    const uint16_t *h = (const uint16_t *)p;
+    return (uint32_t)h[0] | ((uint32_t)h[1] << 16);
+}
+
+template <int WT>
+static __device__ __forceinline__ void lc_load(const lc_tensor &w, const char *p, int64_t e0,
+                                               int64_t u, lc_unit &r) {
+    if (WT == LOOM_F32 || WT == LOOM_F16 || WT == LOOM_BF16) {
+        r.q = *(const uint4 *)(p + 16 * u);
+        r.s = 1.0f;
+    } else if (WT == LOOM_Q8_0) { /* 34-byte blocks: d, 32 x int8; 4 units per block */
+        const char *b = p + 34 * (u >> 2);
+        r.s = lc_f16_to_f32(*(const uint16_t *)b);
+        const char *qs = b + 2 + 8 * (u & 3);
+        r.q.x = lc_ld2x16(qs);
+        r.q.y = lc_ld2x16(qs + 4);
+    } else if (WT == LOOM_Q4_0) { /* 18-byte blocks: d, 16 bytes of nibbles; 2 units */
+        const char *b = p + 18 * (u >> 1);
+        r.s = lc_f16_to_f32(*(const uint16_t *)b);
+        const char *qs = b + 2 + 8 * (u & 1);
+        r.q.x = lc_ld2x16(qs);
+        r.q.y = lc_ld2x16(qs + 4);
+    } else { /* nf4 / nf4_dq: 8 bytes of codes, 16 elements inside one 64-element block */
+        const uint2 c = *(const uint2 *)(p + 8 * u);
+        r.q.x = c.x;
+        r.q.y = c.y;
+        const int64_t blk = (e0 + 16 * u) >> 6;
+        if (WT == LOOM_NF4)
+            r.s = w.absmax[blk];
+        else /* exactly lc_nf4_absmax: separate mul and add, no FMA contraction */
+            r.s =
+                __fadd_rn(__fmul_rn(w.code[16 + w.qabsmax[blk]], w.scale2[blk / LOOM_NF4_DQ_BLOCK]),
+                          *w.dq_offset);
+    }
+}
+
+/* First k of group g of unit u (4 consecutive k). */
+template <int WT> static __device__ __forceinline__ int64_t lc_gstart(int64_t u, int g) {
+    if (WT == LOOM_F32) return 4 * u;
+    if (WT == LOOM_Q4_0) /* bytes 8h..8h+7 of block u/2: low nibbles k, high nibbles k + 16 */
+        return 32 * (u >> 1) + 8 * (u & 1) + 4 * (g & 1) + 16 * (g >> 1);
+    return (int64_t)lc_fmt<WT>::UE * u + 4 * g;
+}
+
+/* Unsigned byte i of v as a float: 2^23 + byte, built in the mantissa. */
+static __device__ __forceinline__ float lc_byte_f(uint32_t v, int i) {
+    return __uint_as_float(__byte_perm(v, 0x4B00u, 0x5440u | (unsigned)i));
+}
+
+/* The 4 values of group g (before the unit's scale). */
+template <int WT>
+static __device__ __forceinline__ void lc_group(const lc_unit &r, int g, const float *cb,
+                                                float v[4]) {
+    if (WT == LOOM_F32) {
+        v[0] = __uint_as_float(r.q.x);
+        v[1] = __uint_as_float(r.q.y);
+        v[2] = __uint_as_float(r.q.z);
+        v[3] = __uint_as_float(r.q.w);
+    } else if (WT == LOOM_F16 || WT == LOOM_BF16) {
+        const uint32_t a = g ? r.q.z : r.q.x, b = g ? r.q.w : r.q.y;
+        if (WT == LOOM_F16) {
+            v[0] = lc_f16_to_f32((uint16_t)(a & 0xffffu));
+            v[1] = lc_f16_to_f32((uint16_t)(a >> 16));
+            v[2] = lc_f16_to_f32((uint16_t)(b & 0xffffu));
+            v[3] = lc_f16_to_f32((uint16_t)(b >> 16));
+        } else {
+            v[0] = __uint_as_float(a << 16);
+            v[1] = __uint_as_float(a & 0xffff0000u);
+            v[2] = __uint_as_float(b << 16);
+            v[3] = __uint_as_float(b & 0xffff0000u);
+        }
+    } else if (WT == LOOM_Q8_0) { /* int8 -> uint8 + 128, exact */
+        const uint32_t a = (g ? r.q.y : r.q.x) ^ 0x80808080u;
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            v[i] = lc_byte_f(a, i) - 8388736.0f; /* 2^23 + 128 */
+    } else if (WT == LOOM_Q4_0) {
+        const uint32_t a = (g & 1) ? r.q.y : r.q.x;
+        const uint32_t nib = (g >> 1) ? (a >> 4) & 0x0f0f0f0fu : a & 0x0f0f0f0fu;
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            v[i] = lc_byte_f(nib, i) - 8388616.0f; /* 2^23 + 8: the q4_0 offset */
+    } else { /* nf4: element 2j in the high nibble of byte j */
+        const uint32_t a = (g >> 1) ? r.q.y : r.q.x;
+        const uint32_t pr = (g & 1) ? a >> 16 : a & 0xffffu;
+        v[0] = cb[(pr >> 4) & 15];
+        v[1] = cb[pr & 15];
+        v[2] = cb[(pr >> 12) & 15];
+        v[3] = cb[(pr >> 8) & 15];
+    }
+}
+
+template <int WT, int MT, int R>
+static __global__ void __launch_bounds__(LC_FT, MT >= 8 ? 2 : 1)
+    lc_matmul_fast_k(lc_tensor out, lc_tensor w, lc_tensor x, int64_t r2, int64_t r3) {
+    typedef lc_fmt<WT> F;
+    __shared__ float cb[16];
+    __shared__ float red[LC_FT / LOOM_WARP][R * MT];
+    const int tid = threadIdx.x, lane = tid % LOOM_WARP, warp = tid / LOOM_WARP;
+    if (WT == LOOM_NF4 || WT == LOOM_NF4_DQ) {
+        if (tid < 16) cb[tid] = w.code[tid];
+        __syncthreads();
+    }
+    const int64_t n0 = (int64_t)blockIdx.x * R, m0 = (int64_t)blockIdx.y * MT;
+    const int64_t slice = blockIdx.z, X2 = x.ne[2];
+    const int64_t i2 = slice % X2, i3 = slice / X2, w2 = i2 / r2, w3 = i3 / r3;
+    const int64_t N = w.ne[1], M = x.ne[1];
+    const int64_t U = w.ne[0] / F::UE;
+
+    /* Rows / columns past the end are clamped (loaded, never stored). */
+    const char *wp[R];
+    int64_t we[R];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+        wp[r] = lc_row<WT>(w, n0 + r < N ? n0 + r : N - 1, w2, w3, we[r]);
+    const float *xp[MT];
+#pragma unroll
+    for (int j = 0; j < MT; j++) {
+        const int64_t m = m0 + j < M ? m0 + j : M - 1;
+        xp[j] = (const float *)(x.data + m * x.nb[1] + i2 * x.nb[2] + i3 * x.nb[3]);
+    }
+
+    float acc[R][MT];
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int j = 0; j < MT; j++)
+            acc[r][j] = 0.0f;
+
+    for (int64_t u = tid; u < U; u += LC_FT) {
+        lc_unit q[R];
+#pragma unroll
+        for (int r = 0; r < R; r++)
+            lc_load<WT>(w, wp[r], we[r], u, q[r]);
+        float t[R][MT]; /* unscaled partial sums of this unit (quantized types) */
+#pragma unroll
+        for (int r = 0; r < R; r++)
+#pragma unroll
+            for (int j = 0; j < MT; j++)
+                t[r][j] = 0.0f;
+#pragma unroll
+        for (int g = 0; g < F::G; g++) {
+            const int64_t k = lc_gstart<WT>(u, g);
+            float4 xv[MT];
+#pragma unroll
+            for (int j = 0; j < MT; j++)
+                xv[j] = *(const float4 *)(xp[j] + k);
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                float v[4];
+                lc_group<WT>(q[r], g, cb, v);
+#pragma unroll
+                for (int j = 0; j < MT; j++) {
+                    float &d = F::SC ? t[r][j] : acc[r][j];
+                    d = fmaf(v[0], xv[j].x, d);
+                    d = fmaf(v[1], xv[j].y, d);
+                    d = fmaf(v[2], xv[j].z, d);
+                    d = fmaf(v[3], xv[j].w, d);
+                }
+            }
+        }
+        if (F::SC) {
+#pragma unroll
+            for (int r = 0; r < R; r++)
+#pragma unroll
+                for (int j = 0; j < MT; j++)
+                    acc[r][j] = fmaf(q[r].s, t[r][j], acc[r][j]);
+        }
+    }
+
+#pragma unroll
+    for (int r = 0; r < R; r++)
+#pragma unroll
+        for (int j = 0; j < MT; j++) {
+            const float s = lc_warp_sum(acc[r][j]);
+            if (lane == 0) red[warp][r * MT + j] = s;
+        }
+    __syncthreads();
+    if (tid < R * MT) {
+        const int r = tid / MT, j = tid % MT;
+        float s = 0.0f;
+#pragma unroll
+        for (int i = 0; i < LC_FT / LOOM_WARP; i++)
+            s += red[i][tid];
+        if (n0 + r < N && m0 + j < M) *lc_outp(out, n0 + r, m0 + j, i2, i3) = s;
+    }
+}
+
+static bool lc_al(const void *p, int64_t a) {
+    return ((uintptr_t)p % (uintptr_t)a) == 0;
+}
+
+/* The weight layout the unit decoders take: dense k within a row, every row
+ * start aligned for its unit loads (16 bytes f32/f16/bf16, 8 nf4 codes, 2
+ * q8_0/q4_0), K a multiple of the unit. */
+static bool lc_fast_w_ok(const lc_tensor &w) {
+    const int ue = lc_fmt_ue(w.dtype);
+    const int64_t K = w.ne[0];
+    if (!ue || K <= 0 || K % ue || K / ue > 0x7fffffff) return false;
+    int64_t al;
+    switch (w.dtype) {
+    case LOOM_F32:
+        if (w.nb[0] != 4) return false;
+        al = 16;
+        break;
+    case LOOM_F16:
+    case LOOM_BF16:
+        if (w.nb[0] != 2) return false;
+        al = 16;
+        break;
+    case LOOM_Q8_0:
+        if (w.nb[0] != 34) return false;
+        al = 2;
+        break;
+    case LOOM_Q4_0:
+        if (w.nb[0] != 18) return false;
+        al = 2;
+        break;
+    default: /* nf4: k is dense by construction (lc_get); row starts from nb[1..3] */
+        if (w.nf4_first % 16 || !lc_al(w.codes, 8)) return false;
+        for (int i = 1; i < 4; i++)
+            if (w.ne[i] > 1 && w.nb[i] % 8) return false;
+        return true;
+    }
+    if (!lc_al(w.data, al)) return false;
+    for (int i = 1; i < 4; i++)
+        if (w.ne[i] > 1 && w.nb[i] % al) return false;
+    return true;
+}
+
+static bool lc_fast_x_ok(const lc_tensor &x) {
+    if (x.dtype != LOOM_F32 || x.nb[0] != 4 || !lc_al(x.data, 16)) return false;
+    for (int i = 1; i < 4; i++)
+        if (x.ne[i] > 1 && x.nb[i] % 16) return false;
+    return true;
+}
+
+extern "C" int lc_matmul_fast_ok(lc_tensor w, lc_tensor x) {
+    return lc_fast_w_ok(w) && lc_fast_x_ok(x) && w.ne[0] == x.ne[0];
+}
+
+template <int WT, int MT>
+static void lc_fast_launch(cudaStream_t st, int64_t N, int64_t M, int64_t S, lc_tensor out,
+                           lc_tensor w, lc_tensor x, int64_t r2, int64_t r3) {
+    /* More rows per block where x reuse matters most (4-bit/8-bit weights,
+     * few columns); registers bound it for wide column tiles. */
+    constexpr int R = (lc_fmt<WT>::SC && MT <= 2) ? 4 : 2;
+    const dim3 grid((unsigned)((N + R - 1) / R), (unsigned)((M + MT - 1) / MT), (unsigned)S);
+    /* through a pointer: one name for the launch (the emulation's rewriter) */
+    void (*kern)(lc_tensor, lc_tensor, lc_tensor, int64_t, int64_t) = lc_matmul_fast_k<WT, MT, R>;
+    kern<<<grid, LC_FT, 0, st>>>(out, w, x, r2, r3);
+}
+
+template <int WT>
+static void lc_fast_mt(cudaStream_t st, int64_t N, int64_t M, int64_t S, lc_tensor out, lc_tensor w,
+                       lc_tensor x, int64_t r2, int64_t r3) {
+    if (M == 1)
+        lc_fast_launch<WT, 1>(st, N, M, S, out, w, x, r2, r3);
+    else if (M == 2)
+        lc_fast_launch<WT, 2>(st, N, M, S, out, w, x, r2, r3);
+    else if (M <= 4)
+        lc_fast_launch<WT, 4>(st, N, M, S, out, w, x, r2, r3);
+    else
+        lc_fast_launch<WT, 8>(st, N, M, S, out, w, x, r2, r3);
+}
+
+/* Generic warp-per-row path, or the fast path when the layout allows it. */
 extern "C" int lc_matmul_rows(void *stream, lc_tensor out, lc_tensor w, lc_tensor x) {
     const int64_t N = w.ne[1], M = x.ne[1], S = x.ne[2] * x.ne[3];
     if (N == 0 || M == 0 || S == 0) return 0;
+    const int64_t r2 = x.ne[2] / w.ne[2], r3 = x.ne[3] / w.ne[3];
+    cudaStream_t st = (cudaStream_t)stream;
+    if (lc_matmul_fast_ok(w, x) && (N + 1) / 2 <= 0x7fffffff && (M + 7) / 8 <= 65535 &&
+        S <= 65535) {
+        switch (w.dtype) {
+        case LOOM_F32:
+            lc_fast_mt<LOOM_F32>(st, N, M, S, out, w, x, r2, r3);
+            break;
+        case LOOM_F16:
+            lc_fast_mt<LOOM_F16>(st, N, M, S, out, w, x, r2, r3);
+            break;
+        case LOOM_BF16:
+            lc_fast_mt<LOOM_BF16>(st, N, M, S, out, w, x, r2, r3);
+            break;
+        case LOOM_Q8_0:
+            lc_fast_mt<LOOM_Q8_0>(st, N, M, S, out, w, x, r2, r3);
+            break;
+        case LOOM_Q4_0:
+            lc_fast_mt<LOOM_Q4_0>(st, N, M, S, out, w, x, r2, r3);
+            break;
+        case LOOM_NF4:
+            lc_fast_mt<LOOM_NF4>(st, N, M, S, out, w, x, r2, r3);
+            break;
+        case LOOM_NF4_DQ:
+            lc_fast_mt<LOOM_NF4_DQ>(st, N, M, S, out, w, x, r2, r3);
+            break;
+        }
+        return lc_status();
+    }
     const int64_t gy = (M + LC_MT - 1) / LC_MT, gx = (N + LC_WARPS - 1) / LC_WARPS;
     if (gx > 0x7fffffff || gy > 65535 || S > 65535) return (int)cudaErrorInvalidValue;
     const dim3 grid((unsigned)gx, (unsigned)gy, (unsigned)S), block(LC_WARPS * LOOM_WARP);
-    const int64_t r2 = x.ne[2] / w.ne[2], r3 = x.ne[3] / w.ne[3];
-    cudaStream_t st = (cudaStream_t)stream;
     switch (w.dtype) {
     case LOOM_F32:
         lc_matmul_rows_k<LOOM_F32><<<grid, block, 0, st>>>(out, w, x, r2, r3);
@@ -212,5 +609,77 @@ extern "C" int lc_convert_half(void *stream, lc_tensor x, int dst_dtype, void *h
     if (g > 65535) g = 65535;
     lc_convert_half_k<<<g, 256, 0, (cudaStream_t)stream>>>(x, dst_dtype, (uint16_t *)hi,
                                                            (uint16_t *)lo, n);
+    return lc_status();
+}
+
+/* Rows [n0, n0 + rows) of slice (0, 0) of a quantized weight -> f16 hi and
+ * lo = w - hi, row-major [rows][K]. One thread per (row, unit), the decoders
+ * of the fast path; w = d * q (exact in f32, like lc_get) or code * absmax. */
+template <int WT>
+static __global__ void __launch_bounds__(256)
+    lc_dequant_half_k(lc_tensor w, int64_t n0, int64_t rows, uint16_t *hi, uint16_t *lo) {
+    typedef lc_fmt<WT> F;
+    __shared__ float cb[16];
+    if (WT == LOOM_NF4 || WT == LOOM_NF4_DQ) {
+        if (threadIdx.x < 16) cb[threadIdx.x] = w.code[threadIdx.x];
+        __syncthreads();
+    }
+    const int64_t K = w.ne[0], U = K / F::UE, n_units = rows * U;
+    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n_units;
+         e += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t rr = e / U, u = e % U;
+        int64_t e0;
+        const char *p = lc_row<WT>(w, n0 + rr, 0, 0, e0);
+        lc_unit q;
+        lc_load<WT>(w, p, e0, u, q);
+#pragma unroll
+        for (int g = 0; g < F::G; g++) {
+            float v[4];
+            lc_group<WT>(q, g, cb, v);
+            uint16_t h[4], l[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const float f = F::SC ? v[i] * q.s : v[i];
+                h[i] = lc_f32_to_f16(f);
+                l[i] = lc_f32_to_f16(f - lc_f16_to_f32(h[i]));
+            }
+            const int64_t o = rr * K + lc_gstart<WT>(u, g);
+            uint2 hv, lv; /* 8-byte stores: o is a multiple of 4 halves */
+            hv.x = (uint32_t)h[0] | ((uint32_t)h[1] << 16);
+            hv.y = (uint32_t)h[2] | ((uint32_t)h[3] << 16);
+            lv.x = (uint32_t)l[0] | ((uint32_t)l[1] << 16);
+            lv.y = (uint32_t)l[2] | ((uint32_t)l[3] << 16);
+            *(uint2 *)(hi + o) = hv;
+            *(uint2 *)(lo + o) = lv;
+        }
+    }
+}
+
+extern "C" int lc_dequant_half(void *stream, lc_tensor w, int64_t n0, int64_t rows, void *hi,
+                               void *lo) {
+    if (!lc_fast_w_ok(w) || !lc_al(hi, 8) || !lc_al(lo, 8)) return (int)cudaErrorInvalidValue;
+    const int ue = lc_fmt_ue(w.dtype);
+    const int64_t n_units = rows * (w.ne[0] / ue);
+    if (n_units <= 0) return 0;
+    int g = lc_blocks(n_units, 256);
+    if (g > 65535 * 4) g = 65535 * 4;
+    cudaStream_t st = (cudaStream_t)stream;
+    uint16_t *h = (uint16_t *)hi, *l = (uint16_t *)lo;
+    switch (w.dtype) {
+    case LOOM_Q8_0:
+        lc_dequant_half_k<LOOM_Q8_0><<<g, 256, 0, st>>>(w, n0, rows, h, l);
+        break;
+    case LOOM_Q4_0:
+        lc_dequant_half_k<LOOM_Q4_0><<<g, 256, 0, st>>>(w, n0, rows, h, l);
+        break;
+    case LOOM_NF4:
+        lc_dequant_half_k<LOOM_NF4><<<g, 256, 0, st>>>(w, n0, rows, h, l);
+        break;
+    case LOOM_NF4_DQ:
+        lc_dequant_half_k<LOOM_NF4_DQ><<<g, 256, 0, st>>>(w, n0, rows, h, l);
+        break;
+    default:
+        return (int)cudaErrorInvalidValue;
+    }
     return lc_status();
 }

@@ -435,6 +435,9 @@ static bool gpu_supports(loom_backend *be, const loom_tensor *node) {
         return is_f32(node) && s[0] &&
                (is_float(s[0]) || s[0]->dtype == LOOM_Q8_0 || s[0]->dtype == LOOM_Q4_0) && s[1] &&
                s[1]->dtype == LOOM_I32;
+    case LOOM_OP_SET_ROWS: /* f32/f16/bf16 caches; quantizing stays on the cpu */
+        return is_float(node) && s[1] && s[1]->dtype == LOOM_F32 && s[2] &&
+               s[2]->dtype == LOOM_I32 && s[1]->ne[1] * s[1]->ne[2] <= 0x7fffffff;
     case LOOM_OP_CPY:
         if (!s[0]) return false;
         if (node->dtype == LOOM_I32) return s[0]->dtype == LOOM_I32;
@@ -753,6 +756,13 @@ static loom_status run_node(loom_backend *be, loom_tensor *node) {
         snprintf(c->err_node, sizeof c->err_node, "%s", node->name);
         e = lc_get_rows(st, y, a, b, c->err_word);
         break;
+    case LOOM_OP_SET_ROWS: {
+        lc_tensor r;
+        LOOM_TRY(desc(be, node, node->src[2], &r));
+        snprintf(c->err_node, sizeof c->err_node, "%s", node->name);
+        e = lc_set_rows(st, y, b, r, c->err_word);
+        break;
+    }
     case LOOM_OP_RMS_NORM:
         e = lc_rms_norm(st, node->p.f[0], y, a);
         break;
@@ -834,6 +844,10 @@ static loom_status gpu_synchronize(loom_backend *be) {
     if (word != LC_ERR_NONE) {
         const int zero = 0;
         (void)cudaMemcpy(c->err_word, &zero, sizeof zero, cudaMemcpyHostToDevice);
+        if (word == LC_ERR_BAD_ROW)
+            return loom_backend_fail(be, LOOM_ERR_INVALID_ARG,
+                                     "op set_rows node '%s': a row is outside the destination",
+                                     c->err_node);
         return loom_backend_fail(be, LOOM_ERR_INVALID_ARG,
                                  "op get_rows node '%s': an id is outside the table", c->err_node);
     }

@@ -35,7 +35,7 @@ typedef struct lc_tensor {
 
 /* Device error word: a kernel that meets bad data (an id out of range) stores
  * a nonzero code here; the backend checks it on synchronize. */
-enum { LC_ERR_NONE = 0, LC_ERR_BAD_ID = 1 };
+enum { LC_ERR_NONE = 0, LC_ERR_BAD_ID = 1, LC_ERR_BAD_ROW = 2 };
 
 /* elementwise.cu */
 int lc_binary(void *stream, int op_mul, lc_tensor y, lc_tensor a, lc_tensor b);
@@ -46,6 +46,8 @@ int lc_unary(void *stream, int kind, float s, lc_tensor y, lc_tensor a, lc_tenso
 int lc_cpy(void *stream, lc_tensor y, lc_tensor a);
 /* y f32 [D,T,B]; table f32/f16/bf16/q8_0/q4_0 [D,V,(1|B)]; ids i32 [T,B]. */
 int lc_get_rows(void *stream, lc_tensor y, lc_tensor table, lc_tensor ids, int *err_word);
+/* loom_set_rows into y (f32/f16/bf16) from src (f32) at i32 rows [T] or [T, B]. */
+int lc_set_rows(void *stream, lc_tensor y, lc_tensor src, lc_tensor rows, int *err_word);
 
 /* norm_rope.cu */
 int lc_rms_norm(void *stream, float eps, lc_tensor y, lc_tensor x);

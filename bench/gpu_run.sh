@@ -12,6 +12,7 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$OUT"
 export LD_LIBRARY_PATH="$BIN${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export LOOM_PLUGIN_DIR="$BIN"
+export LOOM_SOURCE_DIR="$SRC"
 export LOOM_VULKAN_ALLOW_CPU=0
 # The CUDA plugin needs libcudart/libcublas 13: the toolkit's, else PyTorch's wheels.
 if ldd "$BIN/libloom-backend-cuda.so" | grep -q "not found"; then
@@ -49,5 +50,15 @@ for be in cuda vulkan; do
     cat "$OUT/bench-$be.json" "$OUT/bench-$be.err" | tee -a "$OUT/summary.txt"
 done
 
+log "cuda kernel variants"
+for m in tiled split warp; do
+    echo "LOOM_CUDA_FA=$m: $(LOOM_CUDA_FA=$m timeout 60 "$BIN/loom" test-ops --backend cuda --op flash_attn --golden none 2>&1 | tail -1)" | tee -a "$OUT/summary.txt"
+done
+for v in "LOOM_CUDA_QGEMM_MIN_M=16" "LOOM_CUDA_QGEMM=tiled"; do
+    echo "$v: $(env $v timeout 60 "$BIN/loom" test-ops --backend cuda --op matmul --golden none 2>&1 | tail -1)" | tee -a "$OUT/summary.txt"
+done
+log "loom run (default model) on cuda"
+(cd "$OUT" && timeout 60 "$BIN/loom" init-model --preset tiny-moe -o tiny.gguf >/dev/null 2>&1 && \
+    timeout 60 "$BIN/loom" run -m tiny.gguf -p "Once upon a time" -n 64 --backend cuda 2>&1 | tail -3; rm -f tiny.gguf) | tee -a "$OUT/summary.txt"
 log "pytorch peers"
 PYTHONUNBUFFERED=1 python3 "$SRC/bench/gpu_peers.py" 2>&1 | tee "$OUT/peers.jsonl" | tee -a "$OUT/summary.txt"

@@ -329,15 +329,9 @@ static void mm_micro(const float *w, int64_t ldw, const float *xp, int64_t ldx, 
     }
 }
 
-static bool mm_supported(const loom_tensor *node) {
-    const loom_tensor *w = node->src[0], *x = node->src[1];
-    if (!w || !x || node->dtype != LOOM_F32 || !loom_ref_supports(node)) return false;
-    if (!loom_tensor_is_contiguous(node)) return false;
-    const int64_t K = w->ne[0];
-    if (K <= 0 || x->ne[0] != K || w->ne[2] <= 0 || w->ne[3] <= 0 || x->ne[2] % w->ne[2] ||
-        x->ne[3] % w->ne[3])
-        return false;
-    if (x->nb[0] != loom_dtype_block_bytes(x->dtype)) return false;
+/* Weight rows the matmul/moe kernels can stream: dense rows of K values,
+ * quantized rows whole blocks, nf4 rows starting on a 64-value absmax block. */
+static bool mm_weight_ok(const loom_tensor *w, int64_t K) {
     switch (w->dtype) {
     case LOOM_F32:
     case LOOM_F16:
@@ -348,7 +342,6 @@ static bool mm_supported(const loom_tensor *node) {
         return K % 32 == 0 && w->nb[0] == loom_dtype_block_bytes(w->dtype);
     case LOOM_NF4:
     case LOOM_NF4_DQ: {
-        /* Every row must start on a 64-value absmax block. */
         const size_t offs = w->view_src ? w->view_offs : 0;
         return K % 64 == 0 && (offs * 2) % 64 == 0 && (w->nb[1] * 2) % 64 == 0 &&
                (w->nb[2] * 2) % 64 == 0 && (w->nb[3] * 2) % 64 == 0;
@@ -356,6 +349,18 @@ static bool mm_supported(const loom_tensor *node) {
     default:
         return false;
     }
+}
+
+static bool mm_supported(const loom_tensor *node) {
+    const loom_tensor *w = node->src[0], *x = node->src[1];
+    if (!w || !x || node->dtype != LOOM_F32 || !loom_ref_supports(node)) return false;
+    if (!loom_tensor_is_contiguous(node)) return false;
+    const int64_t K = w->ne[0];
+    if (K <= 0 || x->ne[0] != K || w->ne[2] <= 0 || w->ne[3] <= 0 || x->ne[2] % w->ne[2] ||
+        x->ne[3] % w->ne[3])
+        return false;
+    if (x->nb[0] != loom_dtype_block_bytes(x->dtype)) return false;
+    return mm_weight_ok(w, K);
 }
 
 static loom_status k_matmul(const loom_tensor *out, int ith, int nth, char *err, size_t err_n) {
@@ -854,24 +859,7 @@ static size_t moe_h_offset(const moe_dims *d) {
 }
 
 static bool moe_weight_ok(const loom_tensor *w, int64_t K) {
-    if (!w || w->ne[3] != 1 || w->nb[0] != loom_dtype_block_bytes(w->dtype)) return false;
-    switch (w->dtype) {
-    case LOOM_F32:
-    case LOOM_F16:
-    case LOOM_BF16:
-        return true;
-    case LOOM_Q8_0:
-    case LOOM_Q4_0:
-        return K % 32 == 0;
-    case LOOM_NF4:
-    case LOOM_NF4_DQ: {
-        const size_t offs = w->view_src ? w->view_offs : 0;
-        return K % 64 == 0 && (offs * 2) % 64 == 0 && (w->nb[1] * 2) % 64 == 0 &&
-               (w->nb[2] * 2) % 64 == 0;
-    }
-    default:
-        return false;
-    }
+    return w && w->ne[3] == 1 && mm_weight_ok(w, K);
 }
 
 static bool moe_supported(const loom_tensor *node, size_t *scratch_bytes) {
@@ -997,8 +985,7 @@ static loom_status k_moe_pass(const loom_tensor *out, int pass, void *scratch, i
         }
         xp = lc_alloc((size_t)(d.T > 0 ? d.T : 1) * (size_t)d.Dmp * sizeof(float));
         if (!xp) goto oom;
-        /* Pack only the tokens whose pairs this thread may touch: all of them
-         * in general (rows, not tokens, are split). */
+        /* Rows, not tokens, are split: any token may meet this thread's rows. */
         for (int64_t t = 0; t < d.T; t++)
             mm_pack_x(x, t, 0, 0, 0, d.Dm, d.Dmp, xp + t * d.Dmp);
         int64_t lo, hi;

@@ -31,13 +31,14 @@ typedef struct bench_result {
     char name[96];
     double ms, ms_median, gflops, gbs, pct;
     int bw_bound;
+    int peer; /* -1: a loom backend; else the peer library's index */
 } bench_result;
 
 typedef struct bench_opts {
     const char *shapes, *format, *compare, *op;
     int threads;
     double min_time;
-    bool cpu_clock;
+    bool cpu_clock, peers;
 } bench_opts;
 
 /* ---------------- shape sets ---------------- */
@@ -248,8 +249,8 @@ static loom_tensor *build(loom_graph *g, const bench_case *c, double *flops, dou
         *flops = 6.0 * (double)Dm * (double)F * (double)(T * top_k);
         /* Least traffic: the weights of the experts some token uses (at most E). */
         const int64_t used = T * top_k < E ? T * top_k : E;
-        *bytes = 3.0 * (double)loom_dtype_nbytes(c->t, Dm * F) * (double)used +
-                 8.0 * (double)(Dm * T);
+        *bytes =
+            3.0 * (double)loom_dtype_nbytes(c->t, Dm * F) * (double)used + 8.0 * (double)(Dm * T);
         break;
     }
     case B_SWIGLU: {
@@ -362,6 +363,29 @@ static double load_avg(void) {
     return l;
 }
 
+/* loom cpu time vs each peer's on the same case (>1: loom is faster). */
+static void print_peer_ratios(const bench_result *res, int nres, char (*note)[160], int npeer) {
+    bool any = false;
+    for (int p = 0; p < npeer && p < 4; p++)
+        if (note[p][0]) {
+            if (!any)
+                printf("\npeers (same run, same threads; ratio = peer time / loom cpu time):\n");
+            any = true;
+            printf("  %-9s %s\n", loom_bench_peer_name(p), note[p]);
+        }
+    for (int i = 0; i < nres; i++) {
+        if (res[i].peer >= 0 || strcmp(res[i].backend, "cpu")) continue;
+        bool first = true;
+        for (int j = 0; j < nres; j++) {
+            if (res[j].peer < 0 || strcmp(res[j].name, res[i].name)) continue;
+            if (first) printf("  %-52s", res[i].name);
+            first = false;
+            printf("  %s %.2fx", res[j].backend, res[j].ms / res[i].ms);
+        }
+        if (!first) printf("\n");
+    }
+}
+
 /* ---------------- main ---------------- */
 
 static void bench_usage(FILE *f) {
@@ -369,16 +393,19 @@ static void bench_usage(FILE *f) {
             "usage: loom bench ops [--shapes small|llama3-8b] [--backend NAME|all]\n"
             "                      [--threads N] [--format table|json|csv] [--compare FILE]\n"
             "                      [--op SUBSTRING] [--min-time SECONDS] [--clock wall|cpu]\n"
+            "                      [--peers on|off]\n"
             "Times each op on each available backend; %% is of the triad bandwidth (GB/s)\n"
             "for bandwidth-bound cases and of the FMA peak (GFLOP/s) for compute-bound ones,\n"
             "both measured by this tool with the same thread count. LOOM_CPU_ISA selects the\n"
             "cpu kernels (avx512|avx2|scalar). --clock cpu times with process CPU time / threads\n"
             "(an estimate of an idle machine when others share it; only meaningful for the cpu\n"
-            "backend, and the pool's idle threads count as busy).\n");
+            "backend, and the pool's idle threads count as busy). --peers (default on) also\n"
+            "times the f32/bf16 GEMM and prefill cases through OpenBLAS and oneDNN when they\n"
+            "are installed (loaded with dlopen), with the cpu backend's thread count.\n");
 }
 
 int loom_cli_bench(const char *backend, int argc, char **argv) {
-    bench_opts o = {"small", "table", NULL, NULL, 0, 0.25, false};
+    bench_opts o = {"small", "table", NULL, NULL, 0, 0.25, false, true};
     if (argc < 2 || strcmp(argv[1], "ops") != 0) {
         bench_usage(argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr);
         return argc >= 2 && !strcmp(argv[1], "--help") ? 0 : 2;
@@ -409,6 +436,12 @@ int loom_cli_bench(const char *backend, int argc, char **argv) {
                 return 2;
             }
             o.cpu_clock = !strcmp(v, "cpu");
+        } else if (!strcmp(a, "--peers")) {
+            if (strcmp(v, "on") && strcmp(v, "off")) {
+                fprintf(stderr, "loom bench: --peers must be on or off\n");
+                return 2;
+            }
+            o.peers = !strcmp(v, "on");
         } else if (!strcmp(a, "--min-time"))
             o.min_time = atof(v);
         else if (!strcmp(a, "--backend"))
@@ -468,7 +501,9 @@ int loom_cli_bench(const char *backend, int argc, char **argv) {
     const double peak = loom_bench_fma_peak_gflops(nth, o.cpu_clock, &peak_isa);
     const char *kern = strstr(info.features, "kernels=");
 
-    bench_result *res = calloc((size_t)cl->n * (size_t)nbe, sizeof *res);
+    const int npeer = loom_bench_peer_count();
+    bench_result *res = calloc((size_t)cl->n * (size_t)(nbe + npeer), sizeof *res);
+    char peer_note[4][160] = {{0}};
     int nres = 0, failed = 0;
     for (int b = 0; b < nbe; b++)
         for (int i = 0; i < cl->n; i++) {
@@ -485,7 +520,37 @@ int loom_cli_bench(const char *backend, int argc, char **argv) {
                 continue;
             }
             r->pct = 100.0 * (r->bw_bound ? r->gbs / bw : r->gflops / peak);
+            r->peer = -1;
             nres++;
+        }
+    /* Peers: the compute-bound f32/bf16 matmuls, when the cpu backend is
+     * among those benchmarked (same thread count). */
+    bool cpu_run = false;
+    for (int b = 0; b < nbe; b++)
+        cpu_run = cpu_run || bes[b] == cpu;
+    for (int p = 0; o.peers && cpu_run && p < npeer && p < 4; p++)
+        for (int i = 0; i < cl->n; i++) {
+            const bench_case *c = &cl->v[i];
+            if (c->kind != B_MATMUL || c->bw_bound || (c->t != LOOM_F32 && c->t != LOOM_BF16))
+                continue;
+            if (o.op && !strstr(c->name, o.op)) continue;
+            fprintf(stderr, "\33[2K\rbench: peer %s: %s", loom_bench_peer_name(p), c->name);
+            fflush(stderr);
+            double sec = 0;
+            char note[160];
+            const bool ok =
+                loom_bench_peer_gemm(p, c->t == LOOM_BF16, c->n[2], c->n[1], c->n[0], nth,
+                                     o.cpu_clock, o.min_time, &sec, note, sizeof note);
+            if (!peer_note[p][0] || ok) snprintf(peer_note[p], sizeof peer_note[p], "%s", note);
+            if (!ok) continue;
+            bench_result *r = &res[nres++];
+            snprintf(r->backend, sizeof r->backend, "%s", loom_bench_peer_name(p));
+            snprintf(r->name, sizeof r->name, "%s", c->name);
+            r->ms = r->ms_median = sec * 1e3;
+            r->gflops = 2.0 * (double)c->n[0] * (double)c->n[1] * (double)c->n[2] / sec * 1e-9;
+            r->gbs = 0;
+            r->pct = 100.0 * r->gflops / peak;
+            r->peer = p;
         }
     fprintf(stderr, "\33[2K\r");
 
@@ -500,10 +565,11 @@ int loom_cli_bench(const char *backend, int argc, char **argv) {
             o.cpu_clock ? "cpu" : "wall");
         for (int i = 0; i < nres; i++)
             printf("    {\"backend\": \"%s\", \"case\": \"%s\", \"ms\": %.4f, \"ms_median\": %.4f, "
-                   "\"gflops\": %.2f, \"gbs\": %.2f, \"bound\": \"%s\", \"pct\": %.1f}%s\n",
+                   "\"gflops\": %.2f, \"gbs\": %.2f, \"bound\": \"%s\", \"pct\": %.1f, "
+                   "\"peer\": %s}%s\n",
                    res[i].backend, res[i].name, res[i].ms, res[i].ms_median, res[i].gflops,
                    res[i].gbs, res[i].bw_bound ? "bandwidth" : "compute", res[i].pct,
-                   i + 1 < nres ? "," : "");
+                   res[i].peer >= 0 ? "true" : "false", i + 1 < nres ? "," : "");
         printf("  ]\n}\n");
     } else if (csv) {
         printf("backend,case,ms,gflops,gbs,bound,pct%s\n", o.compare ? ",ratio_vs_compare" : "");
@@ -545,6 +611,7 @@ int loom_cli_bench(const char *backend, int argc, char **argv) {
             printf("\n");
         }
         printf("\n%%limit: b = of triad bandwidth, c = of FMA peak. Speedup = old time / new.\n");
+        print_peer_ratios(res, nres, peer_note, npeer);
     }
     free(res);
     free(cl);

@@ -70,20 +70,24 @@ static void lc_row_index(const int64_t *ne, int64_t r, int64_t *i1, int64_t *i2,
 
 /* ======================= matmul ======================= */
 
-/* Prefill blocking. The micro-kernel keeps an MM_NR x MM_MR tile of outputs
- * in registers: per reduction step it broadcasts one dequantized weight per
- * row and multiplies it with MM_MR activations (two vectors) of a packed,
- * k-major activation panel, so no horizontal sums are needed. Weights are
- * dequantized once per (MM_KC x MM_MB) block into an L1-resident row buffer;
- * the activation panel (MM_KC x MM_MB floats, 512 KiB) stays in L2. */
-#define MM_KC 512 /* reduction block: a multiple of every block size (64) */
-#define MM_MB 256 /* activation rows per panel, a multiple of MM_MR */
-#define MM_MR (2 * VN)
+/* Prefill blocking (BLIS-style). The output is [N, M] with n contiguous, so
+ * the micro-kernel vectorises over n: it keeps an MM_MR x MM_NS tile (MM_MR
+ * activation rows, two vectors of weight rows) in registers; per reduction
+ * step it loads two vectors of a weight strip packed k-major (dequantized
+ * once per MM_KC block and reused by every activation row) and broadcasts
+ * one activation per row from a k-major packed group, so every load has a
+ * constant offset and the tile is written back as whole vectors. */
+#define MM_KC 256       /* reduction block: a multiple of every block size (64) */
+#define MM_NS (2 * VN)  /* weight rows per packed strip */
+#define MM_NC (16 * VN) /* weight rows packed at once (4 strips, L2-resident) */
 #if VN == 16
-#define MM_NR 12 /* 24 accumulators + 2 activation vectors + 1 broadcast of 32 zmm */
+#define MM_MR 12 /* 24 accumulators + 2 weight vectors + 1 broadcast of 32 zmm */
 #else
-#define MM_NR 6 /* 12 accumulators + 3 of 16 ymm */
+#define MM_MR 6 /* 12 accumulators + 3 of 16 ymm */
 #endif
+/* Up to this many activation rows, matmul runs mm_dot1 per row (weights
+ * re-read from cache) instead of packing: packing costs more than it saves. */
+#define MM_SMALL_M 4
 
 typedef struct mm_w {
     const loom_tensor *w;
@@ -308,24 +312,31 @@ static float mm_dot1(const mm_w *mw, const uint8_t *row, int64_t eoff, const flo
     return V_HSUM(V_ADD(V_ADD(a0, a1), V_ADD(a2, a3))) + tail;
 }
 
-/* Prefill micro-kernel: tile[r][j] = sum_k w[r*ldw + k] * xp[k*ldx + j] for
- * MM_NR weight rows and MM_MR activation columns. */
-static void mm_micro(const float *w, int64_t ldw, const float *xp, int64_t ldx, int64_t kc,
-                     float *tile) {
-    vf a0[MM_NR], a1[MM_NR];
-    for (int r = 0; r < MM_NR; r++)
-        a0[r] = a1[r] = V_ZERO();
+/* Prefill micro-kernel: o[r * ldo + j] (+)= sum_k xg[k * MM_MR + r] *
+ * ws[k * MM_NS + j] for r < mr activation rows and j < nv weight rows. */
+static void mm_micro(const float *xg, const float *ws, int64_t kc, float *o, int64_t ldo, int mr,
+                     int nv, bool acc) {
+    vf c0[MM_MR], c1[MM_MR];
+    for (int r = 0; r < MM_MR; r++)
+        c0[r] = c1[r] = V_ZERO();
     for (int64_t k = 0; k < kc; k++) {
-        const vf x0 = V_LOAD(xp + k * ldx), x1 = V_LOAD(xp + k * ldx + VN);
-        for (int r = 0; r < MM_NR; r++) {
-            const vf b = V_SET1(w[r * ldw + k]);
-            a0[r] = V_FMA(b, x0, a0[r]);
-            a1[r] = V_FMA(b, x1, a1[r]);
+        const vf w0 = V_LOAD(ws + k * MM_NS), w1 = V_LOAD(ws + k * MM_NS + VN);
+        for (int r = 0; r < MM_MR; r++) {
+            const vf b = V_SET1(xg[k * MM_MR + r]);
+            c0[r] = V_FMA(w0, b, c0[r]);
+            c1[r] = V_FMA(w1, b, c1[r]);
         }
     }
-    for (int r = 0; r < MM_NR; r++) {
-        V_STORE(tile + r * MM_MR, a0[r]);
-        V_STORE(tile + r * MM_MR + VN, a1[r]);
+    for (int r = 0; r < mr; r++) {
+        float *d = o + r * ldo;
+        if (nv == MM_NS) {
+            V_STORE(d, acc ? V_ADD(V_LOAD(d), c0[r]) : c0[r]);
+            V_STORE(d + VN, acc ? V_ADD(V_LOAD(d + VN), c1[r]) : c1[r]);
+            continue;
+        }
+        const int n0 = nv < VN ? nv : VN, n1 = nv - n0;
+        v_store_tail(d, acc ? V_ADD(v_load_tail(d, n0), c0[r]) : c0[r], n0);
+        if (n1 > 0) v_store_tail(d + VN, acc ? V_ADD(v_load_tail(d + VN, n1), c1[r]) : c1[r], n1);
     }
 }
 
@@ -379,20 +390,21 @@ static loom_status k_matmul(const loom_tensor *out, int ith, int nth, char *err,
         mw.tab = v_nf4_tab(loom_nf4_code);
     }
 
-    const bool decode = M == 1;
-    const int64_t kc_max = decode ? K : LC_MIN(K, MM_KC);
-    const int64_t kcp_max = (kc_max + VN - 1) / VN * VN;
-    const int64_t mbp_max = (LC_MIN(M, MM_MB) + MM_MR - 1) / MM_MR * MM_MR;
-    /* decode: one packed activation row; prefill: the k-major activation
-     * panel, one converted activation row and MM_NR dequantized weight rows. */
-    float *xbuf = lc_alloc((size_t)kcp_max * (decode ? 1 : (size_t)mbp_max + 1) * sizeof(float));
-    float *wbuf = decode ? NULL : lc_alloc((size_t)kcp_max * MM_NR * sizeof(float));
-    if (!xbuf || (!decode && !wbuf)) {
+    const bool small = M <= MM_SMALL_M;
+    const int64_t Kp = (K + VN - 1) / VN * VN;
+    const int64_t kc_max = LC_MIN(K, MM_KC), kcp_max = (kc_max + VN - 1) / VN * VN;
+    const int64_t groups = (M + MM_MR - 1) / MM_MR;
+    /* small M: every activation row packed whole. Prefill: the activation
+     * block as k-major groups of MM_MR rows, MM_NC packed weight rows and one
+     * row of conversion scratch. */
+    const size_t xn = small ? (size_t)M * Kp : (size_t)groups * MM_MR * kcp_max + kcp_max;
+    float *xbuf = lc_alloc(xn * sizeof(float));
+    float *wbuf = small ? NULL : lc_alloc((size_t)kcp_max * MM_NC * sizeof(float));
+    if (!xbuf || (!small && !wbuf)) {
         free(xbuf);
         free(wbuf);
         return lc_fail(err, err_n, LOOM_ERR_OOM, "matmul: out of memory for scratch");
     }
-    float tile[MM_NR * MM_MR];
     const int64_t ostride = (int64_t)(out->nb[1] / sizeof(float));
 
     for (int64_t r = lo; r < hi;) {
@@ -400,51 +412,52 @@ static loom_status k_matmul(const loom_tensor *out, int ith, int nth, char *err,
         const int64_t n0 = r - slice * N, n1 = LC_MIN(hi, (slice + 1) * N) - slice * N;
         const int64_t wi2 = i2 / r2, wi3 = i3 / r3;
         r = slice * N + n1;
-        if (decode) {
-            mm_pack_x(x, 0, i2, i3, 0, K, kcp_max, xbuf);
+        if (small) {
+            for (int64_t m = 0; m < M; m++)
+                mm_pack_x(x, m, i2, i3, 0, K, Kp, xbuf + m * Kp);
             for (int64_t n = n0; n < n1; n++) {
                 int64_t eoff;
                 const uint8_t *row = mm_wrow(&mw, n, wi2, wi3, &eoff);
-                *(float *)loom_ref_ptr(out, n, 0, i2, i3) = mm_dot1(&mw, row, eoff, xbuf, K);
+                for (int64_t m = 0; m < M; m++)
+                    *(float *)loom_ref_ptr(out, n, m, i2, i3) =
+                        mm_dot1(&mw, row, eoff, xbuf + m * Kp, K);
             }
             continue;
         }
+        float *o0 = (float *)loom_ref_ptr(out, 0, 0, i2, i3);
         for (int64_t k0 = 0; k0 < K; k0 += MM_KC) {
             const int64_t kc = LC_MIN(MM_KC, K - k0), kcp = (kc + VN - 1) / VN * VN;
-            for (int64_t m0 = 0; m0 < M; m0 += MM_MB) {
-                const int64_t mb = LC_MIN(MM_MB, M - m0);
-                const int64_t mbp = (mb + MM_MR - 1) / MM_MR * MM_MR;
-                float *panel = xbuf, *xrow = xbuf + (size_t)mbp_max * kcp_max;
-                /* Transpose the activation block to k-major, zero-padded columns. */
-                for (int64_t m = 0; m < mbp; m++) {
-                    if (m < mb) mm_pack_x(x, m0 + m, i2, i3, k0, kc, kcp, xrow);
-                    for (int64_t k = 0; k < kc; k++)
-                        panel[k * mbp + m] = m < mb ? xrow[k] : 0.0f;
-                }
-                for (int64_t n = n0; n < n1; n += MM_NR) {
-                    const int64_t nr = LC_MIN(MM_NR, n1 - n);
-                    for (int64_t q = 0; q < MM_NR; q++) {
-                        if (q >= nr) {
-                            memset(wbuf + q * kcp, 0, (size_t)kcp * sizeof(float));
-                            continue;
-                        }
-                        int64_t eoff;
-                        const uint8_t *row = mm_wrow(&mw, n + q, wi2, wi3, &eoff);
-                        mm_dequant(&mw, row, eoff, k0, kc, kcp, wbuf + q * kcp);
+            float *xrow = xbuf + (size_t)groups * MM_MR * kcp;
+            /* Pack activations: group g holds rows [g*MR, g*MR + MR) k-major. */
+            for (int64_t m = 0; m < groups * MM_MR; m++) {
+                float *g = xbuf + (size_t)(m / MM_MR) * MM_MR * kcp + m % MM_MR;
+                if (m < M) mm_pack_x(x, m, i2, i3, k0, kc, kcp, xrow);
+                for (int64_t k = 0; k < kc; k++)
+                    g[k * MM_MR] = m < M ? xrow[k] : 0.0f;
+            }
+            for (int64_t nb = n0; nb < n1; nb += MM_NC) {
+                const int64_t nc = LC_MIN(MM_NC, n1 - nb);
+                /* Pack weights: strip s holds rows [nb + s*NS, +NS) k-major. */
+                for (int64_t q = 0; q < (nc + MM_NS - 1) / MM_NS * MM_NS; q++) {
+                    float *ws = wbuf + (size_t)(q / MM_NS) * MM_NS * kcp + q % MM_NS;
+                    if (q >= nc) {
+                        for (int64_t k = 0; k < kc; k++)
+                            ws[k * MM_NS] = 0.0f;
+                        continue;
                     }
-                    for (int64_t m = 0; m < mbp; m += MM_MR) {
-                        mm_micro(wbuf, kcp, panel + m, mbp, kc, tile);
-                        const int64_t mv = LC_MIN(MM_MR, mb - m);
-                        for (int64_t a = 0; a < nr; a++) {
-                            float *o = (float *)loom_ref_ptr(out, n + a, m0 + m, i2, i3);
-                            const float *t = tile + a * MM_MR;
-                            if (k0 == 0)
-                                for (int64_t b = 0; b < mv; b++)
-                                    o[b * ostride] = t[b];
-                            else
-                                for (int64_t b = 0; b < mv; b++)
-                                    o[b * ostride] += t[b];
-                        }
+                    int64_t eoff;
+                    const uint8_t *row = mm_wrow(&mw, nb + q, wi2, wi3, &eoff);
+                    mm_dequant(&mw, row, eoff, k0, kc, kcp, xrow);
+                    for (int64_t k = 0; k < kc; k++)
+                        ws[k * MM_NS] = xrow[k];
+                }
+                for (int64_t g = 0; g < groups; g++) {
+                    const int mr = (int)LC_MIN(MM_MR, M - g * MM_MR);
+                    for (int64_t s = 0; s * MM_NS < nc; s++) {
+                        const int nv = (int)LC_MIN(MM_NS, nc - s * MM_NS);
+                        mm_micro(xbuf + (size_t)g * MM_MR * kcp, wbuf + (size_t)s * MM_NS * kcp, kc,
+                                 o0 + g * MM_MR * ostride + nb + s * MM_NS, ostride, mr, nv,
+                                 k0 > 0);
                     }
                 }
             }

@@ -572,6 +572,13 @@ static void cases_matmul(table *tb) {
         add(tb, LOOM_OP_MATMUL, b_matmul,
             (parity_args){.t = {big[w], LOOM_F32}, .n = {512, 48, 40}},
             "w=%s x=f32 K=512 N=48 M=40", dn(big[w]));
+    /* Prefill blocking edges: several packed weight blocks (N > 128 rows per
+     * thread), a partial reduction block (K % 256 != 0) and a partial
+     * activation group (M % 12 != 0). */
+    for (int w = 0; w < 3; w++)
+        add(tb, LOOM_OP_MATMUL, b_matmul,
+            (parity_args){.t = {big[w], LOOM_BF16}, .n = {320, 300, 29}},
+            "w=%s x=bf16 K=320 N=300 M=29", dn(big[w]));
     /* Quantized matmul vs dequantize-then-f32-matmul. */
     for (int w = 3; w < 7; w++) {
         add(tb, LOOM_OP_MATMUL, b_matmul,
@@ -755,6 +762,11 @@ static void cases_moe(table *tb) {
             (parity_args){.n = {64, 64, 8, 12}, .t = {LOOM_Q4_0}, .i = {k, 0, 1}},
             "w=q4_0 Dm=64 F=64 E=8 top%d T=12 logits=matmul(router,x) vs decomposition", k);
     }
+    /* Prefill: > 64 (token, slot) pairs on expert 3, several tiles of the CUDA grouped GEMM. */
+    static const loom_dtype wp[] = {LOOM_F16, LOOM_Q8_0, LOOM_NF4};
+    for (int w = 0; w < 3; w++)
+        add(tb, LOOM_OP_MOE, b_moe, (parity_args){.n = {64, 96, 8, 100}, .t = {wp[w]}, .i = {2, 1}},
+            "w=%s Dm=64 F=96 E=8 top2 T=100 logits=skewed vs decomposition", dn(wp[w]));
     for (int k = 1; k <= 3; k++)
         for (int mode = 0; mode < 3; mode++)
             if (k != 3 || mode != 1)

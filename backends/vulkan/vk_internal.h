@@ -133,9 +133,9 @@ typedef struct loom_vk_ctx {
     VkPhysicalDeviceProperties props;
     VkPhysicalDeviceMemoryProperties memprops;
     uint32_t subgroup_size, sg_min, sg_max;
-    uint32_t sg_ops;    /* VkSubgroupFeatureFlags supported (any stage) */
-    bool sg_compute;    /* subgroup operations are supported in compute */
-    bool use_subgroup;  /* run the *_sg shader variants (subgroup arithmetic) */
+    uint32_t sg_ops;   /* VkSubgroupFeatureFlags supported (any stage) */
+    bool sg_compute;   /* subgroup operations are supported in compute */
+    bool use_subgroup; /* run the *_sg shader variants (subgroup arithmetic) */
     bool fp16, int8, fp64, int64, cpu_device, unified;
     bool coopmat, bf16ext;
     /* VK_KHR_cooperative_matrix (or NV) as reported; no shader uses it yet. */
@@ -168,6 +168,11 @@ typedef struct loom_vk_ctx {
 
     /* Device scratch for multi-dispatch ops (moe), grown on demand. */
     loom_buffer *scratch;
+
+    /* Index of the node being recorded in the slice loom_vk_compute runs:
+     * shaders that report errors (set_rows) store it in the aux error
+     * words, so the message can name the node. */
+    uint32_t cur_node;
 
     loom_vk_range *written;
     int n_written, cap_written;

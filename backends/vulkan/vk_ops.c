@@ -151,10 +151,55 @@ static int64_t loom_vk_gr_rows(const loom_vk_ctx *c, const loom_tensor *t) {
     return vc;
 }
 
+/* set_rows: destination rows per dispatch. The whole destination when it
+ * fits one binding; else chunks of rows of one batch b each (the rows a
+ * dispatch writes are data on the device, so every chunk's dispatch reads
+ * all rows and writes those that fall in it). 0 when not even that fits. */
+static int64_t loom_vk_sr_rows(const loom_vk_ctx *c, const loom_tensor *y) {
+    const uint64_t lim = loom_vk_lim(c);
+    if (loom_tensor_nbytes(y) <= lim) return y->ne[1];
+    const int64_t rc = loom_vk_rows_fit(loom_vk_row_bytes(y), y->nb[1], y->ne[1], lim);
+    if (rc < 1 || (uint64_t)y->ne[2] * (uint64_t)((y->ne[1] + rc - 1) / rc) > LOOM_VK_MAX_SPLIT)
+        return 0;
+    return rc;
+}
+
+/* set_rows (ADR 0011): the node is the destination (a leaf or a view of
+ * one, with its strides); f32/f16/bf16 by set_rows.comp, q8_0 by
+ * quantize.comp's scatter mode (exact ggml rounding needs fp64). */
+static bool loom_vk_set_rows_ok(const loom_vk_ctx *c, const loom_tensor *y) {
+    const loom_tensor *dst = y->src[0], *src = y->src[1], *rows = y->src[2];
+    if (!dst || !src || !rows || !y->view_src || y->dtype != dst->dtype) return false;
+    if (!loom_vk_is(src, LOOM_F32) || !loom_vk_is(rows, LOOM_I32)) return false;
+    const int64_t W = y->ne[0], R = y->ne[1], B = y->ne[2], T = src->ne[1];
+    if (src->ne[0] != W || src->ne[2] != B || src->ne[3] != 1 || y->ne[3] != 1 ||
+        rows->ne[0] != T || (rows->ne[1] != 1 && rows->ne[1] != B) || rows->ne[2] != 1 ||
+        rows->ne[3] != 1 || R < 1)
+        return false;
+    if ((uint64_t)W * (uint64_t)T * (uint64_t)B >= (uint64_t)1 << 31) return false;
+    if (loom_vk_sr_rows(c, y) < 1) return false;
+    switch (y->dtype) {
+    case LOOM_F32:
+        return y->nb[0] % 4 == 0 && y->nb[1] % 4 == 0 && y->nb[2] % 4 == 0;
+    case LOOM_F16:
+    case LOOM_BF16:
+        return y->nb[0] % 2 == 0 && y->nb[1] % 2 == 0 && y->nb[2] % 2 == 0;
+    case LOOM_Q8_0:
+        return c->fp64 && W % 32 == 0 && y->nb[0] == loom_dtype_block_bytes(LOOM_Q8_0);
+    default:
+        return false;
+    }
+}
+
 bool loom_vk_supports(loom_backend *be, const loom_tensor *node) {
     loom_vk_ctx *c = be->ctx;
     if (!node || !c) return false;
     if (node->op == LOOM_OP_NONE || loom_op_is_view(node->op)) return true;
+    /* set_rows writes into its destination's strides and splits it itself;
+     * its source and rows must fit one binding each. */
+    if (node->op == LOOM_OP_SET_ROWS)
+        return loom_vk_set_rows_ok(c, node) && loom_vk_fits(c, node->src[1]) &&
+               loom_vk_fits(c, node->src[2]);
     /* Matmul splits every operand, get_rows its table (src 0). */
     const bool mm = node->op == LOOM_OP_MATMUL, gr = node->op == LOOM_OP_GET_ROWS;
     if (!loom_tensor_is_contiguous(node) || (!mm && !loom_vk_fits(c, node))) return false;
@@ -214,6 +259,8 @@ bool loom_vk_supports(loom_backend *be, const loom_tensor *node) {
             loom_vk_plain_f(st) || st == LOOM_I32 || (loom_vk_rowq(st) && s[0]->ne[0] % 32 == 0);
         if (src_ok && loom_vk_rowq(dt)) /* quantize.comp: exact reciprocals need fp64 */
             return c->fp64 && st != dt && s[0]->ne[0] % 32 == 0;
+        if (src_ok && loom_dtype_is_nf4(dt)) /* quantize_nf4.comp: exact division needs fp64 */
+            return c->fp64 && loom_tensor_nelements(node) % 64 == 0;
         return src_ok && (loom_vk_plain_f(dt) || (dt == LOOM_I32 && st == LOOM_I32));
     }
     case LOOM_OP_MATMUL: {
@@ -535,12 +582,169 @@ static void loom_vk_nf4_binds(const loom_vk_ctx *c, const loom_tensor *t, uint64
     out[3] = out[2] + 4u * (uint32_t)((nblk + 255) / 256);
 }
 
+/* cpy into nf4/nf4_dq (quantize_nf4.comp): mode 0 writes the codes (and
+ * nf4's absmax); for nf4_dq, mode 1 writes each block's absmax to scratch,
+ * the host forms the offset (their mean, summed in double in block order
+ * like ir/dtype.c: an order-dependent sum, so not a device reduction; one
+ * f32 per 64 values crosses to the host) and mode 2 double-quantizes the
+ * absmax values per group of 256 blocks. */
+static loom_status loom_vk_cpy_nf4(loom_backend *be, const loom_tensor *y) {
+    loom_vk_ctx *c = be->ctx;
+    const loom_tensor *a = y->src[0];
+    const int64_t n = loom_tensor_nelements(y), nb = n / 64;
+    if (nb == 0) return LOOM_OK;
+    uint32_t pc[LOOM_VK_PC_WORDS] = {0};
+    int k = 0;
+    for (int d = 0; d < 4; d++)
+        pc[k++] = (uint32_t)y->ne[d];
+    loom_vk_put_t(c, pc, &k, a);
+    const uint32_t y_off = loom_vk_rel(c, y->offset);
+    pc[k++] = y_off;
+    pc[k++] = (uint32_t)a->dtype;
+    pc[k++] = (uint32_t)y->dtype;
+    pc[k++] = (uint32_t)nb;
+    const int k_mode = k++;
+    const uint32_t abs_off = y_off + (uint32_t)(n / 2);
+    pc[k++] = abs_off;
+    pc[k++] = abs_off + (uint32_t)((nb + 3) & ~(int64_t)3); /* nf4_dq scale2 section */
+    const int k_offset = k++;
+    loom_vk_bind bs[5] = {loom_vk_b(y, true), loom_vk_b(a, false)};
+    bs[4] = (loom_vk_bind){c->aux, 0, LOOM_VK_AUX_BYTES, false}; /* the codebooks */
+    pc[k_mode] = 0;
+    LOOM_TRY(loom_vk_run(be, "quantize_nf4", bs, 5, pc, (uint64_t)nb, 256));
+    if (y->dtype == LOOM_NF4) return LOOM_OK;
+
+    LOOM_TRY(loom_vk_scratch(be, (size_t)nb * 4));
+    loom_tensor am = loom_vk_tmp(c->scratch, 0, nb, 1);
+    pc[9] = 0; /* y_off: the scratch */
+    pc[k_mode] = 1;
+    bs[0] = loom_vk_b(&am, true);
+    LOOM_TRY(loom_vk_run(be, "quantize_nf4", bs, 5, pc, (uint64_t)nb, 256));
+    LOOM_TRY(loom_vk_flush(be));
+    float *h = malloc((size_t)nb * sizeof *h);
+    if (!h) return loom_backend_fail(be, LOOM_ERR_OOM, "vulkan: out of host memory");
+    loom_status st = loom_vk_buffer_download(c->scratch, 0, h, (size_t)nb * sizeof *h);
+    double sum = 0.0;
+    for (int64_t b = 0; b < nb; b++)
+        sum += h[b];
+    free(h);
+    LOOM_TRY(st);
+    const float offset = (float)(sum / (double)nb);
+    pc[4] = 0; /* a_off: the absmax values in scratch */
+    pc[9] = y_off;
+    pc[k_mode] = 2;
+    pc[k_offset] = loom_vk_f2u(offset);
+    bs[0] = loom_vk_b(y, true);
+    bs[1] = loom_vk_b(&am, false);
+    const uint64_t groups = (uint64_t)(nb + 255) / 256;
+    return loom_vk_run(be, "quantize_nf4", bs, 5, pc, groups * 256, 256);
+}
+
+/* set_rows (in place, ADR 0011): one dispatch when the destination fits a
+ * binding, else one per batch b and chunk of rc rows (loom_vk_sr_rows):
+ * each binds only its chunk and writes the rows that fall in it; the first
+ * chunk of each batch reports rows outside [0, R) (aux error words, turned
+ * into an error naming the node and row by loom_vk_compute). */
+static loom_status loom_vk_set_rows(loom_backend *be, const loom_tensor *y) {
+    loom_vk_ctx *c = be->ctx;
+    const loom_tensor *src = y->src[1], *rows = y->src[2];
+    const int64_t W = y->ne[0], R = y->ne[1], B = y->ne[2], T = src->ne[1];
+    const int64_t rc = loom_vk_sr_rows(c, y);
+    if (rc < 1)
+        return loom_backend_fail(be, LOOM_ERR_UNSUPPORTED, "vulkan: set_rows rows too large");
+    const bool whole = rc == R && loom_tensor_nbytes(y) <= loom_vk_lim(c);
+    const bool q = y->dtype == LOOM_Q8_0;
+    const uint32_t elem_al = y->dtype == LOOM_F32 ? 4 : q ? 1 : 2;
+    const uint32_t r_nb1 = rows->ne[1] == 1 ? 0u : (uint32_t)rows->nb[1];
+    for (int64_t b0 = 0; b0 < (whole ? 1 : B); b0++) {
+        for (int64_t r0 = 0; r0 < R; r0 += rc) {
+            const int64_t bn = whole ? B : 1;
+            loom_tensor ys = *y;
+            ys.ne[1] = r0 + rc < R ? rc : R - r0;
+            ys.ne[2] = bn;
+            ys.offset = y->offset + (size_t)b0 * y->nb[2] + (size_t)r0 * y->nb[1];
+            const uint32_t y_off = loom_vk_rel(c, ys.offset);
+            if (y_off % elem_al != 0)
+                return loom_backend_fail(be, LOOM_ERR_UNSUPPORTED,
+                                         "vulkan: set_rows destination not %u-byte aligned",
+                                         elem_al);
+            const uint32_t s_off = loom_vk_rel(c, src->offset) + (uint32_t)(b0 * src->nb[2]);
+            const uint32_t r_off = loom_vk_rel(c, rows->offset) + (uint32_t)b0 * r_nb1;
+            uint32_t pc[LOOM_VK_PC_WORDS] = {0};
+            int k = 0;
+            loom_vk_bind bs[5] = {loom_vk_b(&ys, true), loom_vk_b(src, false),
+                                  loom_vk_b(rows, false)};
+            bs[4] = (loom_vk_bind){c->aux, 0, 16 * 4, true}; /* the error words */
+            if (q) { /* quantize.comp, scatter mode: one block per invocation */
+                pc[k++] = (uint32_t)W;
+                pc[k++] = (uint32_t)T;
+                pc[k++] = (uint32_t)bn;
+                pc[k++] = 1;
+                pc[k++] = s_off;
+                for (int d = 0; d < 4; d++)
+                    pc[k++] = (uint32_t)src->nb[d];
+                pc[k++] = y_off;
+                pc[k++] = (uint32_t)LOOM_F32;
+                pc[k++] = (uint32_t)y->dtype;
+                const uint64_t blocks = (uint64_t)(W / 32) * (uint64_t)(T * bn);
+                pc[k++] = (uint32_t)blocks;
+                pc[k++] = 1; /* scatter */
+                pc[k++] = (uint32_t)y->nb[1];
+                pc[k++] = (uint32_t)y->nb[2];
+                pc[k++] = r_off;
+                pc[k++] = (uint32_t)rows->nb[0];
+                pc[k++] = r_nb1;
+                pc[k++] = (uint32_t)R;
+                pc[k++] = (uint32_t)r0;
+                pc[k++] = (uint32_t)ys.ne[1];
+                pc[k++] = r0 == 0;
+                pc[k++] = (uint32_t)b0;
+                pc[k++] = c->cur_node;
+                LOOM_TRY(loom_vk_run(be, "quantize", bs, 5, pc, blocks, 64));
+                continue;
+            }
+            /* 16-bit rows contiguous from 4-byte boundaries: a word per
+             * invocation, no atomics (the usual f16 KV cache). */
+            const bool packed = y->dtype != LOOM_F32 && y->nb[0] == 2 && W % 2 == 0 &&
+                                y_off % 4 == 0 && y->nb[1] % 4 == 0 &&
+                                (bn == 1 || y->nb[2] % 4 == 0);
+            pc[k++] = (uint32_t)W;
+            pc[k++] = (uint32_t)T;
+            pc[k++] = (uint32_t)bn;
+            pc[k++] = (uint32_t)R;
+            pc[k++] = s_off;
+            pc[k++] = (uint32_t)src->nb[0];
+            pc[k++] = (uint32_t)src->nb[1];
+            pc[k++] = (uint32_t)src->nb[2];
+            pc[k++] = r_off;
+            pc[k++] = (uint32_t)rows->nb[0];
+            pc[k++] = r_nb1;
+            pc[k++] = y_off;
+            pc[k++] = (uint32_t)y->nb[0];
+            pc[k++] = (uint32_t)y->nb[1];
+            pc[k++] = (uint32_t)y->nb[2];
+            pc[k++] = (uint32_t)y->dtype;
+            pc[k++] = packed;
+            const uint64_t n = (uint64_t)(packed ? W / 2 : W) * (uint64_t)(T * bn);
+            pc[k++] = (uint32_t)n;
+            pc[k++] = (uint32_t)r0;
+            pc[k++] = (uint32_t)ys.ne[1];
+            pc[k++] = r0 == 0;
+            pc[k++] = (uint32_t)b0;
+            pc[k++] = c->cur_node;
+            LOOM_TRY(loom_vk_run(be, "set_rows", bs, 5, pc, n, 256));
+        }
+    }
+    return LOOM_OK;
+}
+
 static loom_status loom_vk_cpy(loom_backend *be, const loom_tensor *y) {
     loom_vk_ctx *c = be->ctx;
     const loom_tensor *a = y->src[0];
     if (loom_vk_rel(c, y->offset) % 4 != 0)
         return loom_backend_fail(be, LOOM_ERR_UNSUPPORTED,
                                  "op cpy node '%s': output not 4-byte aligned", y->name);
+    if (loom_dtype_is_nf4(y->dtype)) return loom_vk_cpy_nf4(be, y);
     uint32_t pc[LOOM_VK_PC_WORDS] = {0};
     int k = 0;
     for (int d = 0; d < 4; d++)
@@ -570,8 +774,8 @@ static loom_status loom_vk_cpy(loom_backend *be, const loom_tensor *y) {
     return loom_vk_run(be, "cpy", bs, 4, pc, words, 256);
 }
 
-#define LOOM_VK_VEC_M 4    /* matmul_vec up to this many activation columns */
-#define LOOM_VK_VEC_MC 4   /* activation columns per matmul_vec workgroup (its MC) */
+#define LOOM_VK_VEC_M   4  /* matmul_vec up to this many activation columns */
+#define LOOM_VK_VEC_MC  4  /* activation columns per matmul_vec workgroup (its MC) */
 #define LOOM_VK_TILED_M 16 /* matmul_tiled from this many */
 
 /* matmul_vec.comp reads weight rows in 16-byte units with word loads: rows
@@ -637,8 +841,7 @@ static loom_status loom_vk_matmul_one(loom_backend *be, const loom_tensor *y, co
      * (lavapipe) matmul_simple measured ~6x faster for decode (docs/PERF.md),
      * so it stays there; LOOM_VULKAN_MATMUL=vec forces matmul_vec (ctest). */
     if ((c->mm_kernel == 1 || (M <= LOOM_VK_VEC_M && !c->mm_kernel && !c->cpu_device)) &&
-        loom_vk_vec_ok(w) &&
-        !c->force_coop) {
+        loom_vk_vec_ok(w) && !c->force_coop) {
         /* Rows per workgroup: one per subgroup (matmul_vec_sg), else 4 (R);
          * either shader handles any count. */
         uint64_t rpw = c->use_subgroup && c->subgroup_size ? 128 / c->subgroup_size : 4;
@@ -975,6 +1178,8 @@ static loom_status loom_vk_node(loom_backend *be, const loom_tensor *t) {
         return loom_vk_get_rows(be, t);
     case LOOM_OP_CPY:
         return loom_vk_cpy(be, t);
+    case LOOM_OP_SET_ROWS:
+        return loom_vk_set_rows(be, t);
     case LOOM_OP_MATMUL:
         return loom_vk_matmul(be, t);
     case LOOM_OP_FLASH_ATTN:
@@ -1008,7 +1213,7 @@ static bool loom_vk_on_device(const loom_backend *be, const loom_tensor *t) {
 loom_status loom_vk_compute(loom_backend *be, loom_tensor *const *nodes, int n_nodes) {
     loom_vk_ctx *c = be->ctx;
     uint32_t *err = c->aux->host;
-    memset(err, 0, 4 * sizeof *err);
+    memset(err, 0, 8 * sizeof *err); /* the error words (common.glsl) */
     for (int i = 0; i < n_nodes; i++) {
         const loom_tensor *t = nodes[i];
         if (t->op == LOOM_OP_NONE || loom_op_is_view(t->op)) continue;
@@ -1021,6 +1226,7 @@ loom_status loom_vk_compute(loom_backend *be, loom_tensor *const *nodes, int n_n
                                      "op %s node '%s': a tensor is not in a vulkan buffer",
                                      loom_op_name(t->op), t->name);
         }
+        c->cur_node = (uint32_t)i;
         loom_status st = loom_vk_node(be, t);
         if (st != LOOM_OK) {
             loom_vk_flush(be);
@@ -1033,6 +1239,12 @@ loom_status loom_vk_compute(loom_backend *be, loom_tensor *const *nodes, int n_n
         }
     }
     LOOM_TRY(loom_vk_flush(be));
+    if (err[0] == 2) /* LOOM_ERR_BAD_ROW in common.glsl: nothing was written for it */
+        return loom_backend_fail(be, LOOM_ERR_INVALID_ARG,
+                                 "op set_rows node '%s': row %d at position (%u, %u) is outside "
+                                 "[0, %u)",
+                                 err[5] < (uint32_t)n_nodes ? nodes[err[5]]->name : "?",
+                                 (int)err[1], err[2], err[3], err[4]);
     if (err[0])
         return loom_backend_fail(be, LOOM_ERR_INVALID_ARG,
                                  "an id or target (%d) at position (%u, %u) is out of range",

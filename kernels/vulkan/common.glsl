@@ -65,6 +65,24 @@ uint flat_id() {
 }
 uint flat_group() { return gl_WorkGroupID.y * gl_NumWorkGroups.x + gl_WorkGroupID.x; }
 
+// ---- error reports (aux words X[0..15], read by loom_vk_compute) ----
+// The first report wins: X[0] is the kind (1 an id or target out of range,
+// see get_rows.comp; 2 a set_rows row outside [0, R)), X[1..] its details.
+#define LOOM_ERR_BAD_ID 1u
+#define LOOM_ERR_BAD_ROW 2u
+
+// set_rows: `row` at source position (t, b) is outside [0, R); tag is the
+// node's index in the computed slice, so the host can name it.
+void report_bad_row(int bad_row, uint at_t, uint at_b, uint n_rows, uint node_tag) {
+    if (atomicCompSwap(X[0], 0u, LOOM_ERR_BAD_ROW) == 0u) {
+        X[1] = uint(bad_row);
+        X[2] = at_t;
+        X[3] = at_b;
+        X[4] = n_rows;
+        X[5] = node_tag;
+    }
+}
+
 // ---- nf4 / nf4_dq weights (loom/dtype.h) ----
 // Element e (a GLOBAL index into the whole-tensor layout): code nibble at
 // byte e/2 (high nibble for even e) of binding 1 (A) from s_off; absmax of

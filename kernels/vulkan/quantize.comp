@@ -1,61 +1,32 @@
-// kernels/vulkan/quantize.comp - cpy of a strided f32/f16/bf16/i32/q8_0/q4_0
-// tensor into contiguous q8_0 or q4_0 blocks, byte-identical to ir/dtype.c's
-// ggml-compatible quantizers (same float operations in the same order). The
-// reciprocal 1/d must be correctly rounded, which Vulkan's f32 division does
-// not promise: the candidate quotients around it are checked with exact
-// double residuals (the backend offers this only with shaderFloat64).
-// One block per invocation; its 34/18 bytes are merged into the output
-// words with atomics, since blocks are not word-aligned.
+// kernels/vulkan/quantize.comp - f32/f16/bf16/i32/q8_0/q4_0 values into q8_0
+// or q4_0 blocks, byte-identical to ir/dtype.c's ggml-compatible quantizers
+// (same float operations in the same order). Two uses:
+// - cpy (scatter == 0): a strided source [ne0, ne1, ne2, ne3] into a
+//   contiguous destination, block b at y_off + b * block bytes;
+// - set_rows (scatter == 1, kernels/ref/ref_misc.c): source [W, T, B] (ne0
+//   = W, ne1 = T, ne2 = B), row (t, b) into destination row rows[t, b] of
+//   batch b. A row outside [0, R) writes nothing and is reported through
+//   the aux error words (report_bad_row). The destination may be split into
+//   dispatches of rc rows from r0 (binding-size limit): rows outside the
+//   chunk are skipped, only the dispatch with report = 1 reports.
+// The reciprocal 1/d must be correctly rounded, which Vulkan's f32 division
+// does not promise (div_rn in quant.glsl; fp64 only). One block per
+// invocation; blocks are not word-aligned, so the words shared with a
+// neighbour are merged with atomics.
 #version 450
 layout(local_size_x = 64) in;
 #include "common.glsl"
+#include "convert.glsl"
+#include "quant.glsl"
 
 layout(push_constant) uniform PC {
     uint ne0, ne1, ne2, ne3;
     uint a_off, a_nb0, a_nb1, a_nb2, a_nb3;
     uint y_off, src_t, dst_t, n_blocks;
+    uint scatter, y_nb1, y_nb2;          // set_rows: destination strides
+    uint r_off, r_nb0, r_nb1, R;         // set_rows: i32 rows (binding 2), rows of dst
+    uint r0, rc, report, b_base, tag;    // set_rows: this dispatch's chunk, reporting
 } p;
-
-uint f32_to_f16_bits(float f) {
-    uint x = floatBitsToUint(f);
-    uint sign = (x >> 16) & 0x8000u;
-    uint a = x & 0x7fffffffu;
-    if (a > 0x7f800000u) return sign | 0x7e00u | ((a >> 13) & 0x3ffu);
-    if (a >= 0x477ff000u) return sign | 0x7c00u;
-    if (a >= 0x38800000u) {
-        uint h = (a - 0x38000000u) >> 13;
-        uint rem = a & 0x1fffu;
-        if (rem > 0x1000u || (rem == 0x1000u && (h & 1u) != 0u)) h++;
-        return sign | h;
-    }
-    if (a < 0x33000000u) return sign;
-    uint m = (a & 0x7fffffu) | 0x800000u;
-    uint shift = 126u - (a >> 23);
-    uint q = m >> shift;
-    uint rem = m & ((1u << shift) - 1u);
-    uint hf = 1u << (shift - 1u);
-    if (rem > hf || (rem == hf && (q & 1u) != 0u)) q++;
-    return sign | q;
-}
-
-// Correctly rounded a / b for finite, normal results: the nearest of the
-// approximate quotient and its two neighbours (ties to the even mantissa).
-float div_rn(float a, float b) {
-    float q = a / b;
-    if (isinf(q) || isnan(q) || q == 0.0) return q;
-    uint qb = floatBitsToUint(q);
-    float best = q;
-    double be = abs(double(a) - double(q) * double(b));
-    for (int s = -1; s <= 1; s += 2) {
-        float c = uintBitsToFloat(uint(int(qb) + s));
-        double e = abs(double(a) - double(c) * double(b));
-        if (e < be || (e == be && (floatBitsToUint(c) & 1u) == 0u)) {
-            best = c;
-            be = e;
-        }
-    }
-    return best;
-}
 
 // C roundf: half away from zero.
 float round_away(float v) {
@@ -72,20 +43,33 @@ float load(uint e) {
     return A_elem(p.src_t, p.a_off + i1 * p.a_nb1 + i2 * p.a_nb2 + i3 * p.a_nb3, i0, p.a_nb0);
 }
 
-void put_byte(uint addr, uint v) {
-    uint sh = (addr & 3u) * 8u;
-    atomicAnd(Y[addr >> 2], ~(0xffu << sh));
-    atomicOr(Y[addr >> 2], (v & 0xffu) << sh);
-}
+void put(inout uint w[9], uint i, uint v) { w[i >> 2] |= (v & 0xffu) << ((i & 3u) * 8u); }
 
 void main() {
     uint b = flat_id();
     if (b >= p.n_blocks) return;
+    uint bbytes = p.dst_t == T_Q8_0 ? 34u : 18u;
+    uint ob = p.y_off + b * bbytes;
+    if (p.scatter != 0u) {
+        uint bpr = p.ne0 / 32u;
+        uint k = b % bpr, r = b / bpr;
+        uint t = r % p.ne1, bb = r / p.ne1;
+        int row = int(B[(p.r_off + t * p.r_nb0 + bb * p.r_nb1) >> 2]);
+        if (row < 0 || uint(row) >= p.R) {
+            if (k == 0u && p.report != 0u) report_bad_row(row, t, p.b_base + bb, p.R, p.tag);
+            return;
+        }
+        uint rr = uint(row) - p.r0;
+        if (rr >= p.rc) return; // another dispatch's rows
+        ob = p.y_off + rr * p.y_nb1 + bb * p.y_nb2 + k * bbytes;
+    }
     float x[32];
     for (uint j = 0u; j < 32u; j++)
         x[j] = load(b * 32u + j);
+    uint w[9];
+    for (uint j = 0u; j < 9u; j++)
+        w[j] = 0u;
     if (p.dst_t == T_Q8_0) {
-        uint ob = p.y_off + b * 34u;
         float amax = 0.0;
         for (uint j = 0u; j < 32u; j++) {
             float v = abs(x[j]);
@@ -93,17 +77,14 @@ void main() {
         }
         float d = div_rn(amax, 127.0);
         float id = d != 0.0 ? div_rn(1.0, d) : 0.0;
-        uint h = f32_to_f16_bits(d);
-        put_byte(ob, h);
-        put_byte(ob + 1u, h >> 8);
+        w[0] = f32_to_f16_bits(d);
         for (uint j = 0u; j < 32u; j++) {
             precise float v = x[j] * id;
             float r = round_away(v);
             int q = (r >= -128.0 && r <= 127.0) ? int(r) : 0;
-            put_byte(ob + 2u + j, uint(q));
+            put(w, 2u + j, uint(q));
         }
     } else {
-        uint ob = p.y_off + b * 18u;
         float amax = 0.0, mx = 0.0;
         for (uint j = 0u; j < 32u; j++)
             if (amax < abs(x[j])) {
@@ -112,9 +93,7 @@ void main() {
             }
         float d = div_rn(mx, -8.0);
         float id = d != 0.0 ? div_rn(1.0, d) : 0.0;
-        uint h = f32_to_f16_bits(d);
-        put_byte(ob, h);
-        put_byte(ob + 1u, h >> 8);
+        w[0] = f32_to_f16_bits(d);
         for (uint j = 0u; j < 16u; j++) {
             precise float x0 = x[j] * id;
             precise float x1 = x[j + 16u] * id;
@@ -122,7 +101,8 @@ void main() {
             precise float t1 = x1 + 8.5;
             int q0 = (t0 > -1.0 && t0 < 128.0) ? int(t0) : 0;
             int q1 = (t1 > -1.0 && t1 < 128.0) ? int(t1) : 0;
-            put_byte(ob + 2u + j, uint(min(q0, 15)) | (uint(min(q1, 15)) << 4));
+            put(w, 2u + j, uint(min(q0, 15)) | (uint(min(q1, 15)) << 4));
         }
     }
+    store_bytes(ob, w, bbytes);
 }

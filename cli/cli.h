@@ -10,6 +10,7 @@ int loom_cli_demo(const char *backend, int argc, char **argv);
 
 /* cli/model_cmds.c: models (loom/model.h, loom/generate.h). */
 int loom_cli_init_model(int argc, char **argv);
+int loom_cli_export_gguf(int argc, char **argv);
 int loom_cli_info(const char *backend, int argc, char **argv);
 int loom_cli_run(const char *backend, int argc, char **argv);
 int loom_cli_chat(const char *backend, int argc, char **argv);

@@ -16,9 +16,13 @@ static void usage(FILE *f) {
             "  devices            list backends, their devices, and which one is selected\n"
             "  run [-m MODEL] [-p PROMPT] [-n N] [--temp T] [--seed S] ...\n"
             "                     generate text (no -m: the default tiny-moe model, random\n"
-            "                     weights, created under the build tree on first use)\n"
+            "                     weights, created under the build tree on first use); MODEL\n"
+            "                     is a GGUF file or a Hugging Face checkpoint directory;\n"
+            "                     --quant f16|q8_0|q4_0|nf4 quantizes the weights while loading\n"
             "  chat [-m MODEL]    interactive chat with the Llama-3 chat template\n"
-            "  info [MODEL]       config, parameters, weight and KV-cache bytes of a GGUF model\n"
+            "  info [MODEL]       config, parameters, weight and KV-cache bytes of a model\n"
+            "  export-gguf -m IN -o OUT.gguf --type f16|q8_0|q4_0|f32\n"
+            "                     write a GGUF file or HF checkpoint as a llama.cpp GGUF\n"
             "  init-model --preset NAME -o FILE.gguf [--type q8_0] [--seed N]\n"
             "                     write a model with seeded random weights and the Llama-3\n"
             "                     tokenizer (presets: tiny-moe, tiny-dense, llama3-8b, seed)\n"
@@ -157,6 +161,7 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(cmd, "bench")) return loom_cli_bench(backend, sub_argc, sub_argv);
     if (!strcmp(cmd, "init-model")) return loom_cli_init_model(sub_argc, sub_argv);
+    if (!strcmp(cmd, "export-gguf")) return loom_cli_export_gguf(sub_argc, sub_argv);
     if (!strcmp(cmd, "run") || !strcmp(cmd, "chat") || !strcmp(cmd, "info")) {
         sub_argc = take_backend(sub_argc, sub_argv, &backend);
         if (sub_argc < 0) {

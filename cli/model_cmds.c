@@ -1,10 +1,12 @@
-/* cli/model_cmds.c - `loom init-model`, `loom info`, `loom run`, `loom chat`. */
+/* cli/model_cmds.c - `loom init-model`, `loom export-gguf`, `loom info`,
+ * `loom run`, `loom chat`. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -12,6 +14,7 @@
 #include "loom/gguf.h"
 #include "loom/loom.h"
 #include "loom/model.h"
+#include "loom/safetensors.h"
 
 #ifndef LOOM_DEFAULT_SOURCE_DIR
 #define LOOM_DEFAULT_SOURCE_DIR "."
@@ -69,6 +72,16 @@ static bool parse_dtype(const char *s, loom_dtype *t) {
             return true;
         }
     return false;
+}
+
+/* Weight types of --quant / export --type: the GGUF ones plus nf4. */
+static bool parse_quant(const char *s, loom_dtype *t) {
+    if (!strcmp(s, "nf4") || !strcmp(s, "nf4_dq")) {
+        /* both load as nf4_dq, QLoRA's double-quantized nf4 (loom_model_store_type) */
+        *t = !strcmp(s, "nf4") ? LOOM_NF4 : LOOM_NF4_DQ;
+        return true;
+    }
+    return parse_dtype(s, t);
 }
 
 /* Write a random-weight model of preset with the shipped tokenizer. */
@@ -150,6 +163,92 @@ int loom_cli_init_model(int argc, char **argv) {
     return rc;
 }
 
+/* ---------------- export-gguf ---------------- */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* A bar on a terminal; a line per 10% otherwise (logs, CI). */
+static void export_progress(void *ud, double frac) {
+    int *last = ud;
+    int pct = (int)(frac * 100.0 + 0.5);
+    if (pct == *last) return;
+    if (isatty(2)) {
+        int w = 30, k = (int)(frac * w + 0.5);
+        fprintf(stderr, "\rconverting [");
+        for (int i = 0; i < w; i++)
+            fputc(i < k ? '#' : '.', stderr);
+        fprintf(stderr, "] %3d%%%s", pct, pct >= 100 ? "\n" : "");
+    } else if (pct / 10 != *last / 10 || pct == 100) {
+        fprintf(stderr, "converting: %d%%\n", pct);
+    }
+    *last = pct;
+    fflush(stderr);
+}
+
+int loom_cli_export_gguf(int argc, char **argv) {
+    const char *in = NULL, *out = NULL, *type = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && v) {
+            in = v;
+            i++;
+        } else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && v) {
+            out = v;
+            i++;
+        } else if (!strcmp(a, "--type") && v) {
+            type = v;
+            i++;
+        } else {
+            fprintf(stderr,
+                    "usage: loom export-gguf -m IN -o OUT.gguf --type f16|q8_0|q4_0|f32|bf16\n"
+                    "  IN: a GGUF file or a Hugging Face checkpoint directory (config.json +\n"
+                    "  model.safetensors or model.safetensors.index.json)\n");
+            return 2;
+        }
+    }
+    if (!in || !out || !type) {
+        fprintf(stderr,
+                "loom export-gguf: %s is required (loom export-gguf -m IN -o OUT.gguf "
+                "--type f16|q8_0|q4_0|f32)\n",
+                !in    ? "-m IN"
+                : !out ? "-o OUT.gguf"
+                       : "--type");
+        return 2;
+    }
+    loom_export_params p = {0};
+    if (!parse_quant(type, &p.type)) {
+        fprintf(stderr, "loom export-gguf: unknown type '%s' (f16, q8_0, q4_0, f32 or bf16)\n",
+                type);
+        return 2;
+    }
+    int last = -1;
+    p.progress = export_progress;
+    p.progress_ud = &last;
+    fprintf(stderr, "exporting %s (%s) to %s as %s\n", in,
+            loom_model_path_is_hf(in) ? "Hugging Face checkpoint" : "GGUF", out,
+            loom_dtype_name(p.type));
+    char err[1024];
+    loom_export_stats st;
+    double t0 = now_s();
+    loom_status s = loom_model_export_gguf(in, out, &p, &st, err, sizeof err);
+    if (s != LOOM_OK) {
+        if (last >= 0 && last < 100 && isatty(2)) fputc('\n', stderr);
+        fprintf(stderr, "loom export-gguf: %s\n", err);
+        return s == LOOM_ERR_UNSUPPORTED || s == LOOM_ERR_INVALID_ARG ? 2 : 1;
+    }
+    struct stat sb;
+    long long fsize = stat(out, &sb) == 0 ? (long long)sb.st_size : -1;
+    printf("wrote %s: GGUF v3, %s, %lld tensors (%lld converted), %.2f MiB, %.1f s\n", out,
+           loom_dtype_name(p.type), (long long)st.n_tensors, (long long)st.n_converted,
+           (double)fsize / (1 << 20), now_s() - t0);
+    return 0;
+}
+
 /* The default model under the build tree, created on first use. */
 static int default_model(char *path, size_t n) {
     char dir[1024];
@@ -180,7 +279,7 @@ int loom_cli_info(const char *backend, int argc, char **argv) {
         else if (argv[i][0] != '-' && !path)
             path = argv[i];
         else {
-            fprintf(stderr, "usage: loom info [MODEL.gguf] [--ctx N]\n");
+            fprintf(stderr, "usage: loom info [MODEL.gguf|HFDIR] [--ctx N]\n");
             return 2;
         }
     }
@@ -191,27 +290,44 @@ int loom_cli_info(const char *backend, int argc, char **argv) {
     }
     char err[1024];
     loom_gguf *g = NULL;
-    if (loom_gguf_open(path, &g, err, sizeof err) != LOOM_OK) {
-        fprintf(stderr, "loom info: %s\n", err);
-        return 1;
-    }
     loom_model_config c;
-    if (loom_model_config_from_gguf(g, &c, err, sizeof err) != LOOM_OK) {
-        fprintf(stderr, "loom info: %s\n", err);
-        loom_gguf_close(g);
-        return 1;
-    }
     size_t file_weights = 0;
-    for (int64_t i = 0; i < loom_gguf_n_tensors(g); i++) {
-        loom_gguf_tensor_info ti;
-        if (loom_gguf_tensor(g, i, &ti) == LOOM_OK) file_weights += ti.nbytes;
-    }
-    bool rw = false;
-    loom_gguf_get_bool(g, "loom.random_weights", &rw);
+    bool rw = false, has_tok = false, hf = loom_model_path_is_hf(path);
     const char *desc = NULL;
     uint64_t dlen = 0;
-    loom_gguf_get_str(g, "general.description", &desc, &dlen);
-    bool has_tok = loom_gguf_find_kv(g, "tokenizer.ggml.tokens") >= 0;
+    if (hf) { /* a Hugging Face checkpoint: config.json and the safetensors sizes */
+        loom_safetensors *st = NULL;
+        if (loom_hf_config_load(path, &c, err, sizeof err) != LOOM_OK ||
+            loom_safetensors_open(path, &st, err, sizeof err) != LOOM_OK) {
+            fprintf(stderr, "loom info: %s: %s\n", path, err);
+            return 1;
+        }
+        for (int64_t i = 0; i < loom_safetensors_n_tensors(st); i++) {
+            loom_st_tensor_info ti;
+            if (loom_safetensors_tensor(st, i, &ti) == LOOM_OK) file_weights += ti.nbytes;
+        }
+        loom_safetensors_close(st);
+        char tp[4096];
+        snprintf(tp, sizeof tp, "%.4000s/tokenizer.json", path);
+        has_tok = file_exists(tp);
+    } else {
+        if (loom_gguf_open(path, &g, err, sizeof err) != LOOM_OK) {
+            fprintf(stderr, "loom info: %s\n", err);
+            return 1;
+        }
+        if (loom_model_config_from_gguf(g, &c, err, sizeof err) != LOOM_OK) {
+            fprintf(stderr, "loom info: %s\n", err);
+            loom_gguf_close(g);
+            return 1;
+        }
+        for (int64_t i = 0; i < loom_gguf_n_tensors(g); i++) {
+            loom_gguf_tensor_info ti;
+            if (loom_gguf_tensor(g, i, &ti) == LOOM_OK) file_weights += ti.nbytes;
+        }
+        loom_gguf_get_bool(g, "loom.random_weights", &rw);
+        loom_gguf_get_str(g, "general.description", &desc, &dlen);
+        has_tok = loom_gguf_find_kv(g, "tokenizer.ggml.tokens") >= 0;
+    }
     size_t mem = 0;
     const char *dev = NULL;
     loom_backend *be = NULL;
@@ -235,7 +351,8 @@ int loom_cli_info(const char *backend, int argc, char **argv) {
     printf("kv cache (q8_0)   %lld bytes/token\n",
            (long long)(sz.kv_bytes_per_token_f16 / 2 * 34 / 32));
     printf("file weights      %.2f MiB as stored\n", (double)file_weights / (1 << 20));
-    printf("tokenizer         %s\n", has_tok ? "embedded (tokenizer.ggml.*)" : "none");
+    printf("tokenizer         %s\n",
+           has_tok ? (hf ? "tokenizer.json" : "embedded (tokenizer.ggml.*)") : "none");
     if (dev) printf("device            %s (%s)\n", be->iface->name, dev);
     loom_gguf_close(g);
     loom_registry_shutdown();
@@ -267,7 +384,7 @@ static bool print_token(void *ud, int32_t tok, const char *text, size_t len) {
 }
 
 typedef struct run_opts {
-    const char *model, *prompt, *system, *kv_type;
+    const char *model, *prompt, *system, *kv_type, *quant;
     int n_predict, n_parallel;
     int64_t ctx;
     loom_sampler_params sp;
@@ -278,11 +395,14 @@ typedef struct run_opts {
 
 static void run_usage(const char *cmd) {
     fprintf(stderr,
-            "usage: loom %s [-m MODEL.gguf] %s[-n N] [--temp T] [--top-k K] [--top-p P]\n"
+            "usage: loom %s [-m MODEL.gguf|HFDIR] [--quant f16|q8_0|q4_0|nf4|f32|bf16]\n"
+            "       %s[-n N] [--temp T] [--top-k K] [--top-p P]\n"
             "       [--min-p P] [--repeat-penalty R] [--presence-penalty P]\n"
             "       [--frequency-penalty F] [--seed S] [--ctx N] [--kv-type f16|q8_0|f32]\n"
             "       [--stop STR]... [--ignore-eos] %s[--backend NAME]\n"
-            "without -m: the default model (%s, random weights), created on first use\n",
+            "without -m: the default model (%s, random weights), created on first use;\n"
+            "HFDIR: a Hugging Face checkpoint directory, converted while loading;\n"
+            "--quant: weights quantized while loading (nf4: QLoRA's double-quantized nf4)\n",
             cmd, !strcmp(cmd, "run") ? "[-p PROMPT] " : "[--system TEXT] ",
             !strcmp(cmd, "run") ? "[--parallel N] " : "", DEFAULT_PRESET);
 }
@@ -326,6 +446,8 @@ static int parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
             o->ctx = strtoll(v, NULL, 10);
         else if (OPT("--kv-type"))
             o->kv_type = v;
+        else if (OPT("--quant"))
+            o->quant = v;
         else if (OPT("--parallel"))
             o->n_parallel = atoi(v);
         else if (OPT("--stop")) {
@@ -367,9 +489,21 @@ static int load(const char *cmd, const char *backend, const run_opts *o, int n_s
         fprintf(stderr, "loom %s: --kv-type must be f16, q8_0 or f32\n", cmd);
         return 2;
     }
+    if (o->quant) {
+        if (!parse_quant(o->quant, &mp.quant)) {
+            fprintf(stderr,
+                    "loom %s: --quant must be f16, q8_0, q4_0, nf4, f32 or bf16 (got '%s')\n", cmd,
+                    o->quant);
+            return 2;
+        }
+        mp.quantize = true;
+    }
     char err[1024];
-    if (!isatty(2)) fprintf(stderr, "loading %s ...\n", path);
-    st = loom_model_load_gguf(path, &mp, m, err, sizeof err);
+    bool hf = loom_model_path_is_hf(path);
+    if (!isatty(2) || hf)
+        fprintf(stderr, "%s %s%s%s ...\n", hf ? "converting Hugging Face checkpoint" : "loading",
+                path, o->quant ? ", weights as " : "", o->quant ? o->quant : "");
+    st = loom_model_load(path, &mp, m, err, sizeof err);
     if (st != LOOM_OK) {
         fprintf(stderr, "loom %s: %s\n", cmd, err);
         return st == LOOM_ERR_UNAVAILABLE ? 2 : 1;

@@ -70,9 +70,25 @@ loom_status loom_model_config_preset(const char *name, loom_model_config *out, c
             c.moe_offset = 1;
             c.expert_ffn_dim = 384;
         }
+    } else if (!strcmp(name, "small-110m") || !strcmp(name, "small-110m-moe")) {
+        /* ~116M parameters (82M of them the tied 128k-row embedding): the
+         * size the CPU comparison with llama.cpp uses (docs/PERF.md). The MoE
+         * variant puts 8 experts, top-2, in every layer, as Mixtral does:
+         * llama.cpp's llama architecture cannot alternate dense and MoE. */
+        set_heads(&c, 640, 10, 2);
+        c.n_layers = 8;
+        c.ffn_dim = 1728;
+        c.max_ctx = 4096;
+        c.tie_embeddings = true;
+        if (!strcmp(name, "small-110m-moe")) {
+            c.n_experts = 8;
+            c.n_experts_used = 2;
+            c.expert_ffn_dim = 864;
+        }
     } else {
         return fail(err, err_n,
-                    "unknown model preset '%s' (known: llama3-8b, seed, tiny-moe, tiny-dense)",
+                    "unknown model preset '%s' (known: llama3-8b, seed, tiny-moe, tiny-dense, "
+                    "small-110m, small-110m-moe)",
                     name);
     }
     *out = c;

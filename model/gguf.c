@@ -324,6 +324,8 @@ static loom_status parse_kvs(rd *r) {
         LOOM_TRY(rd_u32(r, "type", who, &kv->type));
         LOOM_TRY(check_type(r, at, kv->type, who));
         LOOM_TRY(parse_value(r, kv, who));
+        kv->raw_off = at; /* the encoded value, for loom_gguf_writer_copy_kv */
+        kv->raw_n = r->pos - at;
     }
     return LOOM_OK;
 }

@@ -41,6 +41,8 @@ typedef struct gguf_kv {
     size_t val;         /* file offset: scalar bytes, string chars, first array element */
     uint64_t count;     /* string length or array element count */
     uint64_t *elems;    /* string arrays, arrays of arrays: file offset of each element */
+    size_t raw_off;     /* file offset of the value's type field */
+    size_t raw_n;       /* bytes from raw_off to the end of the value (type + value) */
 } gguf_kv;
 
 typedef struct gguf_tensor {

@@ -255,6 +255,20 @@ loom_status loom_gguf_writer_set_arr_str(loom_gguf_writer *w, const char *key,
     return add_kv(w, key, &b);
 }
 
+loom_status loom_gguf_writer_copy_kv(loom_gguf_writer *w, const loom_gguf *g, int64_t i) {
+    if (!w) return LOOM_ERR_INVALID_ARG;
+    if (!g || i < 0 || i >= g->n_kv)
+        return werr(w, LOOM_ERR_INVALID_ARG, "gguf writer: copy_kv: no key/value pair #%lld",
+                    (long long)i);
+    const gguf_kv *kv = &g->kv[i];
+    if (kv->type == LOOM_GGUF_U32 && is_alignment_key(kv->key))
+        return loom_gguf_writer_set_u32(w, kv->key, le32(g->base + kv->raw_off + 4));
+    /* the reader validated the encoding, so the raw bytes are a valid value */
+    buf b = {0};
+    put(&b, g->base + kv->raw_off, kv->raw_n);
+    return add_kv(w, kv->key, &b);
+}
+
 /* ---- tensors ---- */
 
 loom_status loom_gguf_writer_add_tensor_ggml(loom_gguf_writer *w, const char *name,

@@ -8,14 +8,18 @@
 #include <string.h>
 
 #include "loom/gguf.h"
+#include "loom/model.h"
 #include "loom/safetensors.h"
+#include "loom/tokenizer.h"
 
 typedef struct conv {
     loom_safetensors *st;
     const loom_model_config *c;
     loom_gguf_writer *w;
     loom_dtype wtype;
-    void **bufs; /* converted tensors, alive until the file is written */
+    const loom_hf_gguf_opts *o;
+    int64_t n_done, n_total; /* elements converted, for progress */
+    void **bufs;             /* converted tensors, alive until the file is written */
     int n_bufs, cap_bufs;
     char *err;
     size_t err_n;
@@ -63,18 +67,20 @@ static loom_status read_f32(conv *v, const char *name, int64_t d0, int64_t d1, f
     return LOOM_OK;
 }
 
-/* Add f (f32, ne extents, ownership taken) as GGUF tensor name: f32 when
- * keep_f32 (norms, the MoE router), else wtype (f16 when the rows do not fit
- * wtype's blocks). */
-static loom_status add(conv *v, const char *name, float *f, int n_dims, const int64_t *ne,
-                       bool keep_f32) {
+/* Add f (f32, ne extents, ownership taken) as GGUF tensor name, at the type
+ * loom_model_store_type picks for wtype (norms and the MoE router f32, f16
+ * when the rows do not fit wtype's blocks). */
+static loom_status add(conv *v, const char *name, float *f, int n_dims, const int64_t *ne) {
     int64_t n = 1;
     for (int d = 0; d < n_dims; d++)
         n *= ne[d];
-    loom_dtype t = keep_f32 ? LOOM_F32 : v->wtype;
-    if (loom_dtype_is_quantized(t) && ne[0] % loom_dtype_block_size(t) != 0) t = LOOM_F16;
+    loom_dtype t = LOOM_F32;
+    loom_status s = loom_model_store_type(name, n_dims, ne, v->wtype, &t);
+    if (s != LOOM_OK) {
+        free(f);
+        return cfail(v, s, "hf -> gguf: no storage type for '%s'", name);
+    }
     void *data = f;
-    loom_status s = LOOM_OK;
     if (t != LOOM_F32) {
         data = malloc(loom_dtype_nbytes(t, n) + 1);
         s = data ? loom_convert(LOOM_F32, f, t, data, n) : LOOM_ERR_OOM;
@@ -99,6 +105,9 @@ static loom_status add(conv *v, const char *name, float *f, int n_dims, const in
     s = loom_gguf_writer_add_tensor(v->w, name, t, n_dims, ne, data);
     if (s != LOOM_OK)
         return cfail(v, s, "GGUF tensor '%s': %s", name, loom_gguf_writer_error(v->w));
+    v->n_done += n;
+    if (v->o->progress && v->n_total > 0)
+        v->o->progress(v->o->progress_ud, (double)v->n_done / (double)v->n_total);
     return LOOM_OK;
 }
 
@@ -125,14 +134,14 @@ static loom_status linear(conv *v, const char *hf, const char *gguf, int64_t out
         f = p;
     }
     const int64_t ne[2] = {in_f, out_f};
-    return add(v, gguf, f, 2, ne, false);
+    return add(v, gguf, f, 2, ne);
 }
 
 static loom_status norm(conv *v, const char *hf, const char *gguf) {
     float *f;
     LOOM_TRY(read_f32(v, hf, v->c->dim, 0, &f));
     const int64_t ne[1] = {v->c->dim};
-    return add(v, gguf, f, 1, ne, true);
+    return add(v, gguf, f, 1, ne);
 }
 
 /* Mixtral experts.E.<which> ([rows, cols] each) stacked into ne [cols, rows, E]. */
@@ -155,7 +164,7 @@ static loom_status experts(conv *v, int64_t l, const char *which, const char *gg
         free(f);
     }
     const int64_t ne[3] = {cols, rows, E};
-    return add(v, gguf, all, 3, ne, false);
+    return add(v, gguf, all, 3, ne);
 }
 
 static loom_status metadata(conv *v) {
@@ -194,9 +203,18 @@ static loom_status metadata(conv *v) {
             U32("loom.moe_offset", c->moe_offset);
         }
     }
-    if (c->bos_id >= 0) U32("tokenizer.ggml.bos_token_id", c->bos_id);
-    if (c->eos_id >= 0) U32("tokenizer.ggml.eos_token_id", c->eos_id);
-    if (c->eot_id >= 0) U32("tokenizer.ggml.eot_token_id", c->eot_id);
+    U32("general.file_type", loom_model_gguf_file_type(v->wtype));
+    U32("general.quantization_version", 2); /* ggml's GGML_QNT_VERSION */
+    if (v->o->tok) {
+        /* tokenizer.json's special ids win over config.json's (one key each) */
+        char terr[256];
+        if (loom_tokenizer_write_gguf(v->o->tok, w, terr, sizeof terr) != LOOM_OK)
+            return cfail(v, LOOM_ERR_FORMAT, "hf -> gguf: %s", terr);
+    } else {
+        if (c->bos_id >= 0) U32("tokenizer.ggml.bos_token_id", c->bos_id);
+        if (c->eos_id >= 0) U32("tokenizer.ggml.eos_token_id", c->eos_id);
+        if (c->eot_id >= 0) U32("tokenizer.ggml.eot_token_id", c->eot_id);
+    }
 #undef U32
 #undef F32
     return LOOM_OK;
@@ -225,7 +243,7 @@ static loom_status convert_all(conv *v) {
             float *r;
             LOOM_TRY(read_f32(v, HF("block_sparse_moe.gate.weight"), c->n_experts, H, &r));
             const int64_t rne[2] = {H, c->n_experts};
-            LOOM_TRY(add(v, GG("ffn_gate_inp.weight"), r, 2, rne, true));
+            LOOM_TRY(add(v, GG("ffn_gate_inp.weight"), r, 2, rne));
             LOOM_TRY(experts(v, l, "w1", GG("ffn_gate_exps.weight"), F, H));
             LOOM_TRY(experts(v, l, "w3", GG("ffn_up_exps.weight"), F, H));
             LOOM_TRY(experts(v, l, "w2", GG("ffn_down_exps.weight"), H, F));
@@ -244,11 +262,30 @@ static loom_status convert_all(conv *v) {
     return LOOM_OK;
 }
 
+/* Elements the converter will write (the progress denominator). */
+static int64_t total_elements(loom_safetensors *st) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < loom_safetensors_n_tensors(st); i++) {
+        loom_st_tensor_info ti;
+        if (loom_safetensors_tensor(st, i, &ti) == LOOM_OK) n += ti.n_elements;
+    }
+    return n;
+}
+
 loom_status loom_hf_write_gguf(loom_safetensors *st, const loom_model_config *c, loom_dtype wtype,
                                const char *path, char *err, size_t err_n) {
-    conv v = {.st = st, .c = c, .wtype = wtype, .err = err, .err_n = err_n};
+    loom_hf_gguf_opts o = {.wtype = wtype};
+    return loom_hf_write_gguf_ex(st, c, &o, path, err, err_n);
+}
+
+loom_status loom_hf_write_gguf_ex(loom_safetensors *st, const loom_model_config *c,
+                                  const loom_hf_gguf_opts *o, const char *path, char *err,
+                                  size_t err_n) {
+    conv v = {.st = st, .c = c, .o = o, .err = err, .err_n = err_n};
     if (err && err_n) err[0] = '\0';
-    if (!st || !c || !path) return cfail(&v, LOOM_ERR_INVALID_ARG, "hf -> gguf: NULL argument");
+    if (!st || !c || !o || !path)
+        return cfail(&v, LOOM_ERR_INVALID_ARG, "hf -> gguf: NULL argument");
+    const loom_dtype wtype = v.wtype = o->wtype;
     char verr[256];
     if (loom_model_config_validate(c, verr, sizeof verr) != LOOM_OK)
         return cfail(&v, LOOM_ERR_INVALID_ARG, "hf -> gguf: %s", verr);
@@ -261,6 +298,11 @@ loom_status loom_hf_write_gguf(loom_safetensors *st, const loom_model_config *c,
                      "hf -> gguf: weight type %s cannot be stored in GGUF (f32, f16, bf16, q8_0, "
                      "q4_0)",
                      loom_dtype_name(wtype));
+    if (o->tok && (int64_t)loom_tokenizer_vocab_size(o->tok) > c->vocab_size)
+        return cfail(&v, LOOM_ERR_INVALID_ARG,
+                     "hf -> gguf: the tokenizer has %zu tokens but vocab_size is %lld",
+                     loom_tokenizer_vocab_size(o->tok), (long long)c->vocab_size);
+    v.n_total = total_elements(st);
     loom_status s = loom_gguf_writer_new(&v.w);
     if (s != LOOM_OK) return cfail(&v, s, "hf -> gguf: out of memory");
     s = convert_all(&v);

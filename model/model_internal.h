@@ -54,6 +54,11 @@ struct loom_model {
     int n_builds, n_runs;
 };
 
+/* model_load.c: load from an open GGUF; takes ownership of g (closed before
+ * returning, on success and failure). path only labels messages. */
+loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_model_params *p,
+                                 loom_model **out, char *err, size_t err_n);
+
 /* llama.c */
 void llama_graph_release(llama_graph *lg);
 

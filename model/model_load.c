@@ -333,17 +333,52 @@ loom_status loom_model_load_gguf(const char *path, const loom_model_params *pp, 
                                  char *err, size_t err_n) {
     if (!path || !out) return fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: NULL argument");
     *out = NULL;
-    loom_model_params p = pp ? *pp : loom_model_default_params();
-    if (p.kv_dtype != LOOM_F16 && p.kv_dtype != LOOM_F32 && p.kv_dtype != LOOM_Q8_0)
-        return fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                    "model: KV cache dtype must be f16, q8_0 or f32");
     char gerr[512];
     loom_gguf *g = NULL;
     loom_status st = loom_gguf_open(path, &g, gerr, sizeof gerr);
     if (st != LOOM_OK) return fail(err, err_n, st, "model: %s", gerr);
+    return llama_load_from_gguf(g, path, pp, out, err, err_n);
+}
 
-    loom_model *m = calloc(1, sizeof *m);
+/* Tensor i of g as dtype dst (quantize-on-load): into a malloc'd *out. */
+static loom_status requantize(loom_gguf *g, int64_t i, loom_dtype src, loom_dtype dst, int64_t n,
+                              void **out) {
+    loom_gguf_tensor_info info;
+    LOOM_TRY(loom_gguf_tensor(g, i, &info));
+    *out = malloc(loom_dtype_nbytes(dst, n) + 1);
+    if (!*out) return LOOM_ERR_OOM;
+    loom_status s = loom_convert(src, info.data, dst, *out, n);
+    if (s != LOOM_OK) {
+        free(*out);
+        *out = NULL;
+    }
+    return s;
+}
+
+loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_model_params *pp,
+                                 loom_model **out, char *err, size_t err_n) {
+    *out = NULL;
+    loom_model_params p = pp ? *pp : loom_model_default_params();
+    loom_status st = LOOM_OK;
+    loom_model *m = NULL;
     wlist wl = {0};
+    loom_dtype *store = NULL; /* per weight: the dtype it is kept at */
+    if (p.kv_dtype != LOOM_F16 && p.kv_dtype != LOOM_F32 && p.kv_dtype != LOOM_Q8_0) {
+        st = fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                  "model: KV cache dtype must be f16, q8_0 or f32");
+        goto done;
+    }
+    if (p.quantize) {
+        loom_dtype probe;
+        const int64_t ne2[2] = {64, 64};
+        if (loom_model_store_type("x", 2, ne2, p.quant, &probe) != LOOM_OK) {
+            st = fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                      "model: cannot quantize weights to %s (f32, f16, bf16, q8_0, q4_0, nf4)",
+                      loom_dtype_name(p.quant));
+            goto done;
+        }
+    }
+    m = calloc(1, sizeof *m);
     if (!m) {
         st = fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
         goto done;
@@ -370,7 +405,8 @@ loom_status loom_model_load_gguf(const char *path, const loom_model_params *pp, 
 
     /* Tensors: every expected name, shape and dtype. */
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
-    if (!m->layers || !weights_list(m, &wl) || loom_graph_new(&m->wg) != LOOM_OK) {
+    if (!m->layers || !weights_list(m, &wl) || loom_graph_new(&m->wg) != LOOM_OK ||
+        !(store = calloc((size_t)wl.n + 1, sizeof *store))) {
         st = fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
         goto done;
     }
@@ -410,8 +446,14 @@ loom_status loom_model_load_gguf(const char *path, const loom_model_params *pp, 
                                 : "norm weights must be f32");
             goto done;
         }
-        if (w->matrix && strstr(w->name, "ffn_gate_inp") == NULL) seen[dt] = true;
-        total += align_up(info.nbytes);
+        store[i] = dt;
+        if (p.quantize && w->matrix) {
+            /* quantize-on-load: the shared export policy (norms are f32
+             * already; the router stays f32) */
+            loom_model_store_type(w->name, w->ne[2] > 1 ? 3 : 2, w->ne, p.quant, &store[i]);
+        }
+        if (w->matrix && strstr(w->name, "ffn_gate_inp") == NULL) seen[store[i]] = true;
+        total += align_up(loom_dtype_nbytes(store[i], w->ne[0] * w->ne[1] * w->ne[2]));
     }
     size_t k = 0;
     for (int t = 0; t < LOOM_DTYPE_COUNT; t++)
@@ -433,20 +475,34 @@ loom_status loom_model_load_gguf(const char *path, const loom_model_params *pp, 
         loom_dtype dt;
         loom_gguf_tensor(g, w->gi, &info);
         loom_gguf_tensor_dtype(g, w->gi, &dt);
-        loom_tensor *t = bound_leaf(m->wg, dt, w->ne, m->wbuf, off, w->name);
+        loom_tensor *t = bound_leaf(m->wg, store[i], w->ne, m->wbuf, off, w->name);
         if (!t) {
             st = fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
             goto done;
         }
-        st = m->be->iface->buffer_upload(m->wbuf, off, info.data, info.nbytes);
+        const void *src = info.data;
+        size_t nbytes = info.nbytes;
+        void *conv = NULL;
+        if (store[i] != dt) {
+            const int64_t n = w->ne[0] * w->ne[1] * w->ne[2];
+            if ((st = requantize(g, w->gi, dt, store[i], n, &conv)) != LOOM_OK) {
+                st = fail(err, err_n, st, "model: converting '%s' from %s to %s: %s", w->name,
+                          loom_dtype_name(dt), loom_dtype_name(store[i]), loom_status_str(st));
+                goto done;
+            }
+            src = conv;
+            nbytes = loom_dtype_nbytes(store[i], n);
+        }
+        st = m->be->iface->buffer_upload(m->wbuf, off, src, nbytes);
+        free(conv);
         if (st != LOOM_OK) {
             st = fail(err, err_n, st, "model: uploading '%s' to %s failed: %s", w->name,
                       m->be->iface->name, m->be->error);
             goto done;
         }
         *w->dst = t;
-        off += align_up(info.nbytes);
-        done_bytes += info.nbytes;
+        off += align_up(nbytes);
+        done_bytes += nbytes;
         if (p.progress) p.progress(p.progress_ud, total ? (double)done_bytes / (double)total : 1);
     }
     m->wbytes = done_bytes;
@@ -506,6 +562,7 @@ loom_status loom_model_load_gguf(const char *path, const loom_model_params *pp, 
     st = LOOM_OK;
 done:
     free(wl.v);
+    free(store);
     loom_gguf_close(g); /* weights were copied into the backend buffer */
     if (st != LOOM_OK) {
         loom_model_free(m);

@@ -6,22 +6,36 @@
         run `EXE --write-fixture DIR/fixture.gguf` (loom's writer, see
         tests/model/test_gguf_fixture.h) and compare every KV value, tensor
         shape, type id and data byte with expectations rebuilt here.
+  check_gguf.py --export LOOM DIR [--preset P]
+        `loom export-gguf` validated by gguf-py (ctest gguf_export_check):
+        LOOM init-model writes an f32 model (preset tiny-moe by default, the
+        default model, with the Llama-3 tokenizer), LOOM export-gguf
+        re-types it to f16, q8_0 and q4_0, and every output is checked
+        against the f32 source: see check_export() for the exact assertions
+        and the NMSE bounds.
   check_gguf.py --make-seeds DIR --writer EXE
         (developer tool) regenerate the seed corpus tests/fuzz/corpus/gguf.
 
-Exit status 0 when everything matches; 1 on any mismatch or when `gguf`
-cannot be imported (CI installs it through scripts/install-deps.sh, so a
-missing package is a failure, never a skip)."""
+Exit status 0 when everything matches; 1 on any mismatch. When `gguf` or
+numpy cannot be imported: 1 for --fixture (CI installs gguf through
+scripts/install-deps.sh, so a missing package is a failure there), 77 for
+--export (ctest's SKIP_RETURN_CODE: the test reports "skipped")."""
 import os
 import struct
 import subprocess
 import sys
+import time
 
 try:
     import numpy as np
     import gguf
+    import gguf.quants
     from gguf import GGUFReader, GGUFValueType
 except ImportError as e:  # pragma: no cover - the failure path CI must see
+    if "--export" in sys.argv[1:2]:
+        print(f"check_gguf: SKIP: cannot import gguf/numpy ({e}); pip install -r "
+              "scripts/requirements-test.txt", file=sys.stderr)
+        sys.exit(77)
     print(f"check_gguf: cannot import the gguf package ({e}); run scripts/install-deps.sh "
           "or pip install -r scripts/requirements-test.txt", file=sys.stderr)
     sys.exit(1)
@@ -182,6 +196,185 @@ def check_fixture(path):
     return not errors
 
 
+# ---- loom export-gguf, checked against its f32 source -----------------------
+# Overall NMSE (sum of squared errors over sum of squares, all quantized
+# tensors together) of gguf-py's dequantization against the f32 source.
+# For weights uniform in [-a, a] (loom init-model's) rounding to a step d
+# gives an error variance of d^2/12 against a signal variance of a^2/3:
+#   q8_0: d = amax/127  ->  NMSE ~ 1/(4*127^2) = 1.55e-5  (measured 1.42e-5)
+#   q4_0: d = amax/8    ->  NMSE ~ 1/256       = 3.9e-3   (measured 4.2e-3:
+#         q4_0 maps the signed extreme to -8, the opposite one clamps at +7)
+# The bounds leave ~2x / ~1.4x of margin; a wrong scale, block order or
+# nibble order gives NMSE near 1.
+EXPORT_NMSE = {"q8_0": 3e-5, "q4_0": 6e-3}
+# Per element, against the block's step d (from the f32 block's absmax):
+# round-to-nearest gives |err| <= d/2 (q8_0), the q4_0 clamp |err| <= d; the
+# fp16 scale adds at most 127 (resp. 8) * d * 2^-11.
+EXPORT_STEP = {"q8_0": (127.0, 0.5 + 127 * 2 ** -11), "q4_0": (8.0, 1.0 + 8 * 2 ** -11)}
+FILE_TYPE = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7}
+
+
+def open_reader_in_memory(path):
+    """GGUFReader over the file read into memory instead of np.memmap: the
+    same gguf-py parser, but without memmap's per-slice overhead, which makes
+    the 128k-token Llama-3 tokenizer arrays take ~30 s per file."""
+    import gguf.gguf_reader as gr
+    saved = gr.np.memmap
+    gr.np.memmap = lambda p, mode="r", **kw: np.fromfile(p, dtype=np.uint8)
+    try:
+        return GGUFReader(path)
+    finally:
+        gr.np.memmap = saved
+
+
+def kv_values(r):
+    return {k: field_value(f) for k, f in r.fields.items() if not k.startswith("GGUF.")}
+
+
+def expected_type(name, n_dims, ne0, want):
+    """loom_model_store_type (include/loom/model.h) for GGUF export types."""
+    if n_dims == 1 or "ffn_gate_inp" in name:
+        return Q.F32
+    if want in ("q8_0", "q4_0") and ne0 % 32 != 0:
+        return Q.F16
+    return {"f32": Q.F32, "f16": Q.F16, "q8_0": Q.Q8_0, "q4_0": Q.Q4_0}[want]
+
+
+def check_export_file(src, path, want, errors):
+    """Every assertion on one exported file; returns the quantization NMSE."""
+    def bad(msg):
+        errors.append(f"{os.path.basename(path)}: {msg}")
+
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head[:4] != b"GGUF" or struct.unpack("<I", head[4:8])[0] != 3:
+        bad(f"magic/version {head!r}, expected b'GGUF' v3")
+    r = open_reader_in_memory(path)
+    ver = r.fields["GGUF.version"].parts[-1].tolist()[0]
+    if ver != 3:
+        bad(f"gguf-py reads version {ver}")
+    sk, ok = kv_values(src), kv_values(r)
+    if ok.get("general.architecture", (None, None))[1] != "llama":
+        bad("general.architecture is not 'llama'")
+    for k in ("general.file_type", "general.quantization_version"):
+        if k not in ok:
+            bad(f"{k} missing")
+    if ok.get("general.file_type", (0, -1))[1] != FILE_TYPE[want]:
+        bad(f"general.file_type {ok.get('general.file_type')}, expected {FILE_TYPE[want]}")
+    if ok.get("general.quantization_version", (0, -1))[1] != 2:
+        bad("general.quantization_version is not 2")
+    # every source key is carried over with its type and value (tokenizer too)
+    for k, v in sk.items():
+        if k in ("general.file_type", "general.quantization_version"):
+            continue
+        if k not in ok:
+            bad(f"key {k} missing")
+        elif ok[k] != v:
+            bad(f"key {k} differs: {str(ok[k])[:60]} vs {str(v)[:60]}")
+    needed = ["llama.context_length", "llama.embedding_length", "llama.block_count",
+              "llama.feed_forward_length", "llama.attention.head_count",
+              "llama.attention.head_count_kv", "llama.rope.freq_base",
+              "llama.attention.layer_norm_rms_epsilon", "tokenizer.ggml.model",
+              "tokenizer.ggml.tokens", "tokenizer.ggml.token_type", "tokenizer.ggml.merges",
+              "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"]
+    for k in needed:
+        if k not in ok:
+            bad(f"architecture/tokenizer key {k} missing")
+    if "tokenizer.ggml.tokens" in ok and len(ok["tokenizer.ggml.tokens"][1]) != \
+            ok.get("llama.vocab_size", (0, -1))[1]:
+        bad("tokenizer.ggml.tokens does not have llama.vocab_size entries")
+
+    srct = {t.name: t for t in src.tensors}
+    if [t.name for t in r.tensors] != [t.name for t in src.tensors]:
+        bad("tensor names/order differ from the source")
+    num = den = 0.0
+    counts = {}
+    for t in r.tensors:
+        s = srct.get(t.name)
+        if s is None:
+            continue
+        dims = [int(x) for x in t.shape]
+        if dims != [int(x) for x in s.shape]:
+            bad(f"{t.name}: shape {dims} vs source {[int(x) for x in s.shape]}")
+            continue
+        et = expected_type(t.name, len(dims), dims[0], want)
+        counts[t.tensor_type.name] = counts.get(t.tensor_type.name, 0) + 1
+        if t.tensor_type != et:
+            bad(f"{t.name}: type {t.tensor_type.name}, expected {et.name}")
+            continue
+        if t.n_bytes != nbytes_of(t.tensor_type, dims) or t.data_offset % 32:
+            bad(f"{t.name}: {t.n_bytes} bytes at {t.data_offset}")
+        x = np.asarray(s.data, dtype=np.float32).reshape(-1)
+        if t.tensor_type == Q.F32:
+            if not np.array_equal(np.asarray(t.data).reshape(-1), x):
+                bad(f"{t.name}: f32 data differs from the source")
+        elif t.tensor_type == Q.F16:
+            if not np.array_equal(np.asarray(t.data).reshape(-1), x.astype(np.float16)):
+                bad(f"{t.name}: f16 data is not the source rounded to f16")
+        else:
+            # gguf-py's own numpy dequantizer, independent of loom
+            y = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32).reshape(-1)
+            xb, yb = x.reshape(-1, 32), y.reshape(-1, 32)
+            div, c = EXPORT_STEP[want]
+            step = np.abs(xb).max(axis=1, keepdims=True) / div
+            over = np.abs(yb - xb) > c * step + 1e-30
+            if over.any():
+                bad(f"{t.name}: {int(over.sum())} values off by more than {c:.3f} steps")
+            num += float(((y.astype(np.float64) - x) ** 2).sum())
+            den += float((x.astype(np.float64) ** 2).sum())
+            # and the bytes are ggml's reference quantizer's (gguf-py's port)
+            if not np.array_equal(gguf.quants.quantize(x.reshape(s.data.shape), t.tensor_type),
+                                  np.asarray(t.data)):
+                bad(f"{t.name}: bytes differ from gguf.quants.quantize of the source")
+    nmse = num / den if den else 0.0
+    if want in EXPORT_NMSE and not nmse <= EXPORT_NMSE[want]:
+        bad(f"NMSE {nmse:.3g} over the bound {EXPORT_NMSE[want]:g}")
+    return nmse, counts, len(r.tensors)
+
+
+def check_export(loom, work, preset="tiny-moe"):
+    os.makedirs(work, exist_ok=True)
+    src_path = os.path.join(work, f"export_src_{preset}_f32.gguf")
+    subprocess.run([loom, "init-model", "--preset", preset, "--type", "f32", "--seed", "7",
+                    "-o", src_path], check=True)
+    src = open_reader_in_memory(src_path)
+    errors = []
+    for want in ("f16", "q8_0", "q4_0"):
+        out = os.path.join(work, f"export_{preset}_{want}.gguf")
+        t0 = time.time()
+        p = subprocess.run([loom, "export-gguf", "-m", src_path, "-o", out, "--type", want],
+                           capture_output=True, text=True)
+        dt = time.time() - t0
+        sys.stdout.write(p.stdout)
+        sys.stderr.write(p.stderr)
+        if p.returncode != 0:
+            errors.append(f"export-gguf --type {want} exited {p.returncode}")
+            continue
+        if "converting" not in p.stderr or "wrote" not in p.stdout:
+            errors.append(f"export-gguf --type {want}: no progress / summary line")
+        nmse, counts, n = check_export_file(src, out, want, errors)
+        print(f"check_gguf: export {want}: {n} tensors {counts}, "
+              f"{os.path.getsize(out) / 2**20:.2f} MiB, export {dt:.1f} s, "
+              f"NMSE vs f32 {nmse:.3g} (bound {EXPORT_NMSE.get(want, 0)})")
+        os.remove(out)
+    # nf4 has no GGUF type: refused with a reason, nothing written
+    out = os.path.join(work, f"export_{preset}_nf4.gguf")
+    p = subprocess.run([loom, "export-gguf", "-m", src_path, "-o", out, "--type", "nf4"],
+                       capture_output=True, text=True)
+    if p.returncode == 0 or "not a GGUF tensor type" not in p.stderr or os.path.exists(out):
+        errors.append(f"--type nf4 not refused with a reason: rc {p.returncode}, {p.stderr!r}")
+    os.remove(src_path)
+    for e in errors:
+        print("check_gguf: MISMATCH:", e, file=sys.stderr)
+    try:
+        from importlib.metadata import version
+        gv = version("gguf")
+    except Exception:  # pragma: no cover
+        gv = "?"
+    print(f"check_gguf: export check: {len(errors)} mismatches (gguf-py {gv})")
+    return not errors
+
+
 # ---- seed corpus (developer tool) -----------------------------------------
 def make_seeds(out_dir, writer):
     os.makedirs(out_dir, exist_ok=True)
@@ -250,6 +443,9 @@ def main(argv):
         ok = check_fixture(path) and describe(path)
         os.remove(path)
         return 0 if ok else 1
+    if len(argv) in (3, 5) and argv[0] == "--export":
+        preset = argv[4] if len(argv) == 5 and argv[3] == "--preset" else "tiny-moe"
+        return 0 if check_export(argv[1], argv[2], preset) else 1
     if len(argv) == 4 and argv[0] == "--make-seeds" and argv[2] == "--writer":
         return 0 if make_seeds(argv[1], argv[3]) else 1
     if len(argv) == 1 and not argv[0].startswith("-"):

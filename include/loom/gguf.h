@@ -202,6 +202,13 @@ loom_status loom_gguf_writer_set_arr(loom_gguf_writer *w, const char *key, loom_
 loom_status loom_gguf_writer_set_arr_str(loom_gguf_writer *w, const char *key,
                                          const char *const *strs, uint64_t n);
 
+/* Copy key/value pair i of an open reader g (any type, arrays of strings and
+ * nested arrays included) byte for byte: used to carry a model's metadata
+ * (tokenizer.ggml.*, llama.*) into a re-typed file. The same duplicate and
+ * general.alignment rules as the setters apply; LOOM_ERR_INVALID_ARG when i
+ * is out of range. */
+loom_status loom_gguf_writer_copy_kv(loom_gguf_writer *w, const loom_gguf *g, int64_t i);
+
 /* Add a tensor of n_dims (1..4) extents ne (ne[0] innermost). data holds
  * loom_dtype_nbytes(t, prod(ne)) bytes and is REFERENCED, not copied: it must
  * stay valid until loom_gguf_writer_write* returns. nf4 types are rejected

@@ -84,6 +84,12 @@ typedef struct loom_model_params {
     int n_slots;         /* independent sequences (KV slots); 0 = 1 */
     loom_progress_fn progress;
     void *progress_ud;
+    /* Quantize-on-load (docs/adr/0012): when quantize is true every matrix is
+     * converted at load time to the type loom_model_store_type picks for
+     * quant (f32, f16, bf16, q8_0, q4_0, nf4 or nf4_dq; nf4 means nf4_dq,
+     * as QLoRA loads its base model). false: as stored in the file. */
+    bool quantize;
+    loom_dtype quant;
 } loom_model_params;
 
 loom_model_params loom_model_default_params(void);
@@ -132,6 +138,70 @@ loom_status loom_model_slot_truncate(loom_model *m, int slot, int64_t n);
 
 /* Statistics of the graph cache: graphs built, and forward passes run. */
 void loom_model_graph_stats(const loom_model *m, int *n_builds, int *n_runs);
+
+/* ---- model sources, quantize-on-load, export (docs/adr/0012) ---- */
+
+/* Does path name a Hugging Face checkpoint directory (a directory holding
+ * config.json)? Anything else is treated as a GGUF file. */
+bool loom_model_path_is_hf(const char *path);
+
+/* Load a GGUF file or a Hugging Face checkpoint directory (config.json +
+ * model.safetensors or model.safetensors.index.json; tokenizer.json, when
+ * present, becomes the model's tokenizer). A checkpoint is converted with
+ * loom_hf_write_gguf into a temporary GGUF under $TMPDIR (else /tmp) that
+ * is unlinked as soon as it is mapped, then loaded as a GGUF; with
+ * p->quantize the conversion writes p->quant directly for f32/f16/bf16/
+ * q8_0/q4_0 and a lossless float copy for nf4 (quantized while loading).
+ * Ownership and errors as loom_model_load_gguf. */
+loom_status loom_model_load(const char *path, const loom_model_params *p, loom_model **out,
+                            char *err, size_t err_n);
+
+/* The dtype a tensor of a llama GGUF (llama.cpp names) is stored at when
+ * the model is exported or loaded as `want`; the one policy shared by
+ * loom_model_export_gguf, loom_hf_write_gguf and quantize-on-load:
+ *   - 1-D tensors (norms, rope_freqs) and the MoE router ffn_gate_inp: f32
+ *     (llama.cpp keeps them f32: tiny, and router errors flip top-k picks);
+ *   - want f32/f16/bf16: want;
+ *   - want q8_0/q4_0: want when ne[0] is a multiple of 32, else f16
+ *     (token_embd and output included, as llama.cpp's legacy types do);
+ *   - want nf4/nf4_dq: nf4_dq (QLoRA's double quantization) when the
+ *     element count is a multiple of 64 and ne[0] even, else f16;
+ *     token_embd and output stay f16 (QLoRA leaves embeddings and the LM
+ *     head unquantized; get_rows has no nf4 kernel).
+ * LOOM_ERR_INVALID_ARG for a want outside those types. */
+loom_status loom_model_store_type(const char *name, int n_dims, const int64_t *ne, loom_dtype want,
+                                  loom_dtype *out);
+
+/* llama.cpp's general.file_type (LLAMA_FTYPE_*) for a weight type: f32 0,
+ * f16 1, q4_0 2, q8_0 7, bf16 32; -1 for types GGUF cannot hold (nf4). */
+int loom_model_gguf_file_type(loom_dtype t);
+
+typedef struct loom_export_params {
+    loom_dtype type;           /* f32, f16, bf16, q8_0 or q4_0 (nf4 is refused: no GGUF type) */
+    loom_progress_fn progress; /* over tensors converted, by elements */
+    void *progress_ud;
+} loom_export_params;
+
+typedef struct loom_export_stats {
+    int64_t n_tensors;
+    int64_t n_converted;        /* tensors whose type changed */
+    size_t bytes_in, bytes_out; /* tensor data */
+} loom_export_stats;
+
+/* Write the model at in (a GGUF file or a Hugging Face checkpoint directory)
+ * as a llama.cpp-style GGUF v3 at out with matrices in p->type (per
+ * loom_model_store_type). GGUF input: every key/value pair is copied
+ * (tokenizer.ggml.* included) except general.file_type and
+ * general.quantization_version, which are set for the new type; tensors
+ * keep their names and order and are dequantized from f32/f16/bf16/q8_0/
+ * q4_0 (requantizing compounds errors; other ggml types are an error naming
+ * the tensor). HF input: loom_hf_write_gguf with tokenizer.json embedded
+ * when the directory has one. The input must be a llama model loom can
+ * load (validated config). out is written through out.tmp and renamed, so a
+ * failure leaves no partial file; out must not be the input. stats
+ * (optional) is filled on success. Memory: the converted tensors. */
+loom_status loom_model_export_gguf(const char *in, const char *out, const loom_export_params *p,
+                                   loom_export_stats *stats, char *err, size_t err_n);
 
 /* ---- writing a model (loom init-model) ---- */
 

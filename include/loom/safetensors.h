@@ -219,6 +219,23 @@ loom_status loom_hf_config_load(const char *path, loom_model_config *out, char *
 loom_status loom_hf_write_gguf(loom_safetensors *st, const loom_model_config *c, loom_dtype wtype,
                                const char *path, char *err, size_t err_n);
 
+/* The same with options: the weight type, a tokenizer to embed as
+ * tokenizer.ggml.* (borrowed; its special ids then replace config.json's;
+ * it may not have more tokens than vocab_size) and progress over the
+ * elements converted. general.file_type and general.quantization_version
+ * are written as llama.cpp does. loom_hf_write_gguf is this with only
+ * wtype set. */
+struct loom_tokenizer;
+typedef struct loom_hf_gguf_opts {
+    loom_dtype wtype;
+    const struct loom_tokenizer *tok; /* NULL: no tokenizer embedded */
+    void (*progress)(void *ud, double frac);
+    void *progress_ud;
+} loom_hf_gguf_opts;
+loom_status loom_hf_write_gguf_ex(loom_safetensors *st, const loom_model_config *c,
+                                  const loom_hf_gguf_opts *o, const char *path, char *err,
+                                  size_t err_n);
+
 #ifdef __cplusplus
 }
 #endif

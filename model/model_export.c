@@ -1,0 +1,375 @@
+/* model/model_export.c - model sources (GGUF file or Hugging Face
+ * checkpoint directory), the storage-type policy shared by export and
+ * quantize-on-load, loom_model_load and loom_model_export_gguf
+ * (docs/adr/0012-quantize-on-load.md). */
+#define _POSIX_C_SOURCE 200809L
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "loom/gguf.h"
+#include "loom/model.h"
+#include "loom/safetensors.h"
+#include "loom/tokenizer.h"
+#include "model/model_internal.h"
+
+static loom_status fail(char *err, size_t n, loom_status st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+static loom_status fail(char *err, size_t n, loom_status st, const char *fmt, ...) {
+    if (err && n) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, n, fmt, ap);
+        va_end(ap);
+    }
+    return st;
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
+/* ---------------- policy ---------------- */
+
+loom_status loom_model_store_type(const char *name, int n_dims, const int64_t *ne, loom_dtype want,
+                                  loom_dtype *out) {
+    if (!name || !ne || !out || n_dims < 1) return LOOM_ERR_INVALID_ARG;
+    int64_t n = 1;
+    for (int d = 0; d < n_dims; d++)
+        n *= ne[d];
+    if (n_dims == 1 || strstr(name, "ffn_gate_inp")) {
+        *out = LOOM_F32;
+        return LOOM_OK;
+    }
+    switch (want) {
+    case LOOM_F32:
+    case LOOM_F16:
+    case LOOM_BF16:
+        *out = want;
+        return LOOM_OK;
+    case LOOM_Q8_0:
+    case LOOM_Q4_0:
+        *out = ne[0] % loom_dtype_block_size(want) == 0 ? want : LOOM_F16;
+        return LOOM_OK;
+    case LOOM_NF4:
+    case LOOM_NF4_DQ: {
+        /* QLoRA quantizes the decoder's linear layers only: the embedding
+         * and the LM head keep the compute dtype */
+        bool embed = !strcmp(name, "token_embd.weight") || !strcmp(name, "output.weight");
+        bool fits = n % LOOM_NF4_BLOCK == 0 && ne[0] % 2 == 0;
+        *out = !embed && fits ? LOOM_NF4_DQ : LOOM_F16;
+        return LOOM_OK;
+    }
+    default:
+        return LOOM_ERR_INVALID_ARG;
+    }
+}
+
+int loom_model_gguf_file_type(loom_dtype t) {
+    switch (t) {
+    case LOOM_F32:
+        return 0;
+    case LOOM_F16:
+        return 1;
+    case LOOM_Q4_0:
+        return 2;
+    case LOOM_Q8_0:
+        return 7;
+    case LOOM_BF16:
+        return 32;
+    default:
+        return -1;
+    }
+}
+
+bool loom_model_path_is_hf(const char *path) {
+    struct stat sb;
+    if (!path || stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) return false;
+    char p[4096];
+    snprintf(p, sizeof p, "%s/config.json", path);
+    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* ---------------- Hugging Face checkpoint -> GGUF ---------------- */
+
+/* The lossless float type of a checkpoint: bf16 or f16 when every tensor is
+ * stored so, else f32. Used for the temporary file of quantize-on-load to
+ * nf4, which is quantized while loading from these exact values. */
+static loom_dtype lossless_type(loom_safetensors *st) {
+    loom_dtype common = LOOM_DTYPE_COUNT;
+    for (int64_t i = 0; i < loom_safetensors_n_tensors(st); i++) {
+        loom_dtype t;
+        if (loom_safetensors_tensor_dtype(st, i, &t) != LOOM_OK) return LOOM_F32;
+        if (common == LOOM_DTYPE_COUNT) common = t;
+        if (t != common) return LOOM_F32;
+    }
+    return common == LOOM_F16 || common == LOOM_BF16 ? common : LOOM_F32;
+}
+
+/* Convert the checkpoint directory dir to a GGUF at path with weight type
+ * wtype (f32/f16/bf16/q8_0/q4_0), embedding dir/tokenizer.json if present.
+ * wtype LOOM_DTYPE_COUNT: the checkpoint's lossless float type. */
+static loom_status hf_to_gguf(const char *dir, loom_dtype wtype, const char *path,
+                              loom_progress_fn progress, void *ud, char *err, size_t err_n) {
+    loom_model_config c;
+    char e[768];
+    loom_status s = loom_hf_config_load(dir, &c, e, sizeof e);
+    if (s != LOOM_OK) return fail(err, err_n, s, "%s: %s", dir, e);
+    loom_safetensors *st = NULL;
+    s = loom_safetensors_open(dir, &st, e, sizeof e);
+    if (s != LOOM_OK) return fail(err, err_n, s, "%s: %s", dir, e);
+    loom_tokenizer *tok = NULL;
+    char tp[4096];
+    struct stat sb;
+    snprintf(tp, sizeof tp, "%s/tokenizer.json", dir);
+    if (stat(tp, &sb) == 0 && (s = loom_tokenizer_load_hf_json(tp, &tok, e, sizeof e)) != LOOM_OK) {
+        loom_safetensors_close(st);
+        return fail(err, err_n, s, "%s: %s", tp, e);
+    }
+    loom_hf_gguf_opts o = {.wtype = wtype == LOOM_DTYPE_COUNT ? lossless_type(st) : wtype,
+                           .tok = tok,
+                           .progress = progress,
+                           .progress_ud = ud};
+    s = loom_hf_write_gguf_ex(st, &c, &o, path, e, sizeof e);
+    if (s != LOOM_OK) fail(err, err_n, s, "%s: %s", dir, e);
+    loom_tokenizer_free(tok);
+    loom_safetensors_close(st);
+    return s;
+}
+
+/* ---------------- loading ---------------- */
+
+loom_status loom_model_load(const char *path, const loom_model_params *pp, loom_model **out,
+                            char *err, size_t err_n) {
+    if (!path || !out) return fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: NULL argument");
+    *out = NULL;
+    if (!loom_model_path_is_hf(path)) {
+        struct stat sb;
+        if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+            return fail(err, err_n, LOOM_ERR_IO,
+                        "model: %s is a directory without config.json (expected a GGUF file or "
+                        "a Hugging Face checkpoint directory)",
+                        path);
+        return loom_model_load_gguf(path, pp, out, err, err_n);
+    }
+    loom_model_params p = pp ? *pp : loom_model_default_params();
+    loom_dtype wtype = LOOM_DTYPE_COUNT; /* lossless */
+    if (p.quantize) {
+        loom_dtype probe;
+        const int64_t ne[2] = {64, 64};
+        if (loom_model_store_type("x", 2, ne, p.quant, &probe) != LOOM_OK)
+            return fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                        "model: cannot quantize to %s (f32, f16, bf16, q8_0, q4_0, nf4)",
+                        loom_dtype_name(p.quant));
+        if (!loom_dtype_is_nf4(p.quant)) {
+            wtype = p.quant; /* the converter writes the final type: nothing left to do */
+            p.quantize = false;
+        }
+    }
+    /* The temporary GGUF: converted, loaded (weights are copied into the
+     * backend buffer), removed. Why a file and not memory: the reader and
+     * the loader work on a mapped file, and the page cache, not the heap,
+     * then holds the converted bytes (ADR 0012). */
+    const char *td = getenv("TMPDIR");
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s/loom-hf-XXXXXX", td && *td ? td : "/tmp");
+    int fd = mkstemp(tmp);
+    if (fd < 0)
+        return fail(err, err_n, LOOM_ERR_IO,
+                    "model: cannot create a temporary file in %s for converting %s (set TMPDIR)",
+                    td && *td ? td : "/tmp", path);
+    close(fd);
+    loom_status s = hf_to_gguf(path, wtype, tmp, NULL, NULL, err, err_n);
+    loom_gguf *g = NULL;
+    char e[512];
+    if (s == LOOM_OK && (s = loom_gguf_open(tmp, &g, e, sizeof e)) != LOOM_OK)
+        fail(err, err_n, s, "model: converted %s: %s", path, e);
+    unlink(tmp); /* mapped (or failed): the name is no longer needed */
+    if (s != LOOM_OK) return s;
+    return llama_load_from_gguf(g, path, &p, out, err, err_n);
+}
+
+/* ---------------- export ---------------- */
+
+typedef struct xbufs {
+    void **v;
+    int n, cap;
+} xbufs;
+
+static bool keep(xbufs *b, void *p) {
+    if (b->n == b->cap) {
+        int cap = b->cap ? 2 * b->cap : 64;
+        void **nv = realloc(b->v, (size_t)cap * sizeof *nv);
+        if (!nv) return false;
+        b->v = nv;
+        b->cap = cap;
+    }
+    b->v[b->n++] = p;
+    return true;
+}
+
+/* GGUF -> GGUF at a new weight type. */
+static loom_status gguf_export(const char *in, const char *out, const loom_export_params *p,
+                               loom_export_stats *stats, char *err, size_t err_n) {
+    char e[768];
+    loom_gguf *g = NULL;
+    loom_status s = loom_gguf_open(in, &g, e, sizeof e);
+    if (s != LOOM_OK) return fail(err, err_n, s, "%s", e);
+    loom_model_config c;
+    if ((s = loom_model_config_from_gguf(g, &c, e, sizeof e)) != LOOM_OK) {
+        loom_gguf_close(g);
+        return fail(err, err_n, s, "%s: %s", in, e);
+    }
+    loom_gguf_writer *w = NULL;
+    xbufs bufs = {0};
+    if ((s = loom_gguf_writer_new(&w)) != LOOM_OK) {
+        loom_gguf_close(g);
+        return fail(err, err_n, s, "export: out of memory");
+    }
+    for (int64_t i = 0; i < loom_gguf_n_kv(g) && s == LOOM_OK; i++) {
+        const char *k = loom_gguf_kv_key(g, i);
+        if (!strcmp(k, "general.file_type") || !strcmp(k, "general.quantization_version")) continue;
+        s = loom_gguf_writer_copy_kv(w, g, i);
+    }
+    if (s == LOOM_OK)
+        s = loom_gguf_writer_set_u32(w, "general.file_type",
+                                     (uint32_t)loom_model_gguf_file_type(p->type));
+    if (s == LOOM_OK) s = loom_gguf_writer_set_u32(w, "general.quantization_version", 2);
+    if (s != LOOM_OK) {
+        fail(err, err_n, s, "export: metadata of %s: %s", in, loom_gguf_writer_error(w));
+        goto done;
+    }
+    int64_t n_el_total = 0, n_el_done = 0;
+    loom_export_stats st = {0};
+    for (int64_t i = 0; i < loom_gguf_n_tensors(g); i++) {
+        loom_gguf_tensor_info ti;
+        loom_gguf_tensor(g, i, &ti);
+        int64_t n = 1;
+        for (int d = 0; d < ti.n_dims; d++)
+            n *= ti.ne[d];
+        n_el_total += n;
+    }
+    for (int64_t i = 0; i < loom_gguf_n_tensors(g); i++) {
+        loom_gguf_tensor_info ti;
+        loom_gguf_tensor(g, i, &ti);
+        int64_t n = 1;
+        for (int d = 0; d < ti.n_dims; d++)
+            n *= ti.ne[d];
+        loom_dtype src, dst;
+        if (loom_gguf_tensor_dtype(g, i, &src) != LOOM_OK || src == LOOM_I32) {
+            s = fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                     "export: %s: tensor '%s' has ggml type %s, which loom cannot dequantize "
+                     "(f32, f16, bf16, q8_0, q4_0)",
+                     in, ti.name, ti.type_name ? ti.type_name : "?");
+            goto done;
+        }
+        loom_model_store_type(ti.name, ti.n_dims, ti.ne, p->type, &dst);
+        const void *data = ti.data;
+        if (dst != src) {
+            void *conv = malloc(loom_dtype_nbytes(dst, n) + 1);
+            s = conv ? loom_convert(src, ti.data, dst, conv, n) : LOOM_ERR_OOM;
+            if (s == LOOM_OK && !keep(&bufs, conv)) s = LOOM_ERR_OOM;
+            if (s != LOOM_OK) {
+                free(conv);
+                fail(err, err_n, s, "export: converting '%s' from %s to %s: %s", ti.name,
+                     loom_dtype_name(src), loom_dtype_name(dst), loom_status_str(s));
+                goto done;
+            }
+            data = conv;
+            st.n_converted++;
+        }
+        s = loom_gguf_writer_add_tensor(w, ti.name, dst, ti.n_dims, ti.ne, data);
+        if (s != LOOM_OK) {
+            fail(err, err_n, s, "export: %s", loom_gguf_writer_error(w));
+            goto done;
+        }
+        st.n_tensors++;
+        st.bytes_in += ti.nbytes;
+        st.bytes_out += loom_dtype_nbytes(dst, n);
+        n_el_done += n;
+        if (p->progress && n_el_total > 0)
+            p->progress(p->progress_ud, (double)n_el_done / (double)n_el_total);
+    }
+    if ((s = loom_gguf_writer_write(w, out)) != LOOM_OK) {
+        fail(err, err_n, s, "export: %s", loom_gguf_writer_error(w));
+        goto done;
+    }
+    if (stats) *stats = st;
+done:
+    for (int i = 0; i < bufs.n; i++)
+        free(bufs.v[i]);
+    free(bufs.v);
+    loom_gguf_writer_free(w);
+    loom_gguf_close(g);
+    return s;
+}
+
+/* Tensor statistics of a written file (HF export). */
+static void file_stats(const char *path, loom_export_stats *stats) {
+    loom_gguf *g = NULL;
+    memset(stats, 0, sizeof *stats);
+    if (loom_gguf_open(path, &g, NULL, 0) != LOOM_OK) return;
+    stats->n_tensors = loom_gguf_n_tensors(g);
+    stats->n_converted = stats->n_tensors;
+    for (int64_t i = 0; i < stats->n_tensors; i++) {
+        loom_gguf_tensor_info ti;
+        if (loom_gguf_tensor(g, i, &ti) == LOOM_OK) stats->bytes_out += ti.nbytes;
+    }
+    loom_gguf_close(g);
+}
+
+loom_status loom_model_export_gguf(const char *in, const char *out, const loom_export_params *p,
+                                   loom_export_stats *stats, char *err, size_t err_n) {
+    if (err && err_n) err[0] = '\0';
+    if (!in || !out || !p) return fail(err, err_n, LOOM_ERR_INVALID_ARG, "export: NULL argument");
+    if (loom_dtype_is_nf4(p->type))
+        return fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                    "export: %s is not a GGUF tensor type: llama.cpp has no NormalFloat-4 "
+                    "layout, and loom's nf4 (bitsandbytes' layout: codes and f32 absmax over "
+                    "the whole tensor, ADR 0003) cannot be split into GGUF's self-contained "
+                    "row blocks; export q4_0 for a 4-bit GGUF, or load with --quant nf4",
+                    loom_dtype_name(p->type));
+    if (loom_model_gguf_file_type(p->type) < 0)
+        return fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                    "export: type %s cannot be exported (f32, f16, bf16, q8_0, q4_0)",
+                    loom_dtype_name(p->type));
+    struct stat si, so;
+    if (stat(in, &si) != 0)
+        return fail(err, err_n, LOOM_ERR_IO, "export: cannot read %s: no such file or directory",
+                    in);
+    if (stat(out, &so) == 0 && si.st_dev == so.st_dev && si.st_ino == so.st_ino)
+        return fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                    "export: the output %s is the input; write to another file", out);
+    if (S_ISDIR(si.st_mode) && !loom_model_path_is_hf(in))
+        return fail(err, err_n, LOOM_ERR_IO,
+                    "export: %s is a directory without config.json (expected a GGUF file or a "
+                    "Hugging Face checkpoint directory)",
+                    in);
+    if (ends_with(out, "/") || (stat(out, &so) == 0 && S_ISDIR(so.st_mode)))
+        return fail(err, err_n, LOOM_ERR_INVALID_ARG, "export: the output %s is a directory", out);
+    /* fail before converting when the output cannot be created */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", out);
+    char *slash = strrchr(dir, '/');
+    if (slash == dir)
+        dir[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    if (stat(dir, &so) != 0 || !S_ISDIR(so.st_mode) || access(dir, W_OK) != 0)
+        return fail(err, err_n, LOOM_ERR_IO,
+                    "export: cannot write %s: directory %s does not exist or is not writable", out,
+                    dir);
+    if (!S_ISDIR(si.st_mode)) return gguf_export(in, out, p, stats, err, err_n);
+    loom_status s = hf_to_gguf(in, p->type, out, p->progress, p->progress_ud, err, err_n);
+    if (s == LOOM_OK && stats) file_stats(out, stats);
+    return s;
+}

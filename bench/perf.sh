@@ -5,7 +5,13 @@
 # paths on 1 and 2 threads (decode matmuls and attention on both thread
 # counts; prefill, GEMM and row ops on all threads), writing one JSON and one
 # table per run. Needs ~2 GB of RAM; run it on an otherwise idle machine.
+# The prefill/GEMM runs also time OpenBLAS and oneDNN on the same shapes
+# (`--peers`, loaded with dlopen when installed:
+#   apt-get install libopenblas0-pthread libdnnl-dev).
+# OpenBLAS 0.3.21 does not recognise Zen 5 and runs its AVX2 kernels at half
+# speed unless told the core type; a newer OpenBLAS ignores a correct hint.
 set -euo pipefail
+export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-SkylakeX}
 BUILD=${1:-build}
 OUT=${2:-bench/results}
 mkdir -p "$OUT"

@@ -1,6 +1,11 @@
 /* model/config.c - model configuration presets, validation and size accounting. */
 #include "loom/model_config.h"
 
+#ifndef M_PI
+#define M_PI 3.14159265358979323846
+#endif
+
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -169,6 +174,26 @@ loom_status loom_model_config_validate(const loom_model_config *c, char *err, si
 
 bool loom_model_config_layer_is_moe(const loom_model_config *c, int64_t layer) {
     return c->n_experts > 0 && c->moe_every > 0 && layer % c->moe_every == c->moe_offset;
+}
+
+loom_status loom_rope_freq_factors(const loom_rope_params *p, float *out, int64_t n) {
+    if (!p || !out || p->scaling != LOOM_ROPE_SCALING_LLAMA3 || n != p->n_dims / 2 || n <= 0)
+        return LOOM_ERR_INVALID_ARG;
+    /* The same piecewise rule as loom_rope_params documents (loom/ir.h). */
+    const double ctx = p->orig_ctx, lo = p->low_freq_factor, hi = p->high_freq_factor;
+    for (int64_t i = 0; i < n; i++) {
+        const double inv = pow((double)p->theta, -2.0 * (double)i / (double)p->n_dims);
+        const double wavelen = 2.0 * M_PI / inv;
+        double f = 1.0;
+        if (wavelen > ctx / lo) {
+            f = p->factor;
+        } else if (wavelen >= ctx / hi) {
+            const double smooth = (ctx / wavelen - lo) / (hi - lo);
+            f = 1.0 / ((1.0 - smooth) / p->factor + smooth);
+        }
+        out[i] = (float)f;
+    }
+    return LOOM_OK;
 }
 
 /* Bytes per weight element, as a fraction num/den, for stored matrices. */

@@ -107,7 +107,9 @@ static loom_status add(conv *v, const char *name, float *f, int n_dims, const in
         return cfail(v, s, "GGUF tensor '%s': %s", name, loom_gguf_writer_error(v->w));
     v->n_done += n;
     if (v->o->progress && v->n_total > 0)
-        v->o->progress(v->o->progress_ud, (double)v->n_done / (double)v->n_total);
+        v->o->progress(v->o->progress_ud, v->n_done >= v->n_total
+                                              ? 1.0 /* rope_freqs is not in the checkpoint */
+                                              : (double)v->n_done / (double)v->n_total);
     return LOOM_OK;
 }
 
@@ -225,6 +227,17 @@ static loom_status convert_all(conv *v) {
     const int64_t H = c->dim, D = c->head_dim, q = c->n_heads * D, kv = c->n_kv_heads * D;
     LOOM_TRY(metadata(v));
     LOOM_TRY(linear(v, "model.embed_tokens.weight", "token_embd.weight", c->vocab_size, H, 0));
+    if (c->rope.scaling == LOOM_ROPE_SCALING_LLAMA3) {
+        /* llama.cpp reads llama3 scaling only from this tensor. */
+        const int64_t n = c->rope.n_dims / 2;
+        float *f = malloc((size_t)(n > 0 ? n : 1) * sizeof *f);
+        if (!f) return cfail(v, LOOM_ERR_OOM, "hf -> gguf: out of memory");
+        if (loom_rope_freq_factors(&c->rope, f, n) != LOOM_OK) {
+            free(f);
+            return cfail(v, LOOM_ERR_INVALID_ARG, "hf -> gguf: bad llama3 rope scaling");
+        }
+        LOOM_TRY(add(v, "rope_freqs.weight", f, 1, &n));
+    }
     for (int64_t l = 0; l < c->n_layers; l++) {
         char hf[160], gg[96];
 #define HF(fmt) (snprintf(hf, sizeof hf, "model.layers.%lld." fmt, (long long)l), hf)

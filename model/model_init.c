@@ -85,6 +85,33 @@ static loom_status add_random(loom_gguf_writer *w, blobs *keep, const char *name
     return LOOM_OK;
 }
 
+/* rope_freqs.weight: llama.cpp reads llama3 rope scaling only from this
+ * tensor, so files meant to run there too must carry it. */
+static loom_status add_rope_freqs(loom_gguf_writer *w, blobs *keep, const loom_rope_params *p,
+                                  char *err, size_t err_n) {
+    const int64_t n = p->n_dims / 2;
+    float *f = malloc((size_t)(n > 0 ? n : 1) * sizeof *f);
+    if (keep->n == keep->cap) {
+        int cap = keep->cap ? 2 * keep->cap : 64;
+        void **v = realloc(keep->v, (size_t)cap * sizeof *v);
+        if (v) {
+            keep->v = v;
+            keep->cap = cap;
+        }
+    }
+    if (!f || keep->n == keep->cap) {
+        free(f);
+        return fail(err, err_n, LOOM_ERR_OOM, "init-model: out of memory");
+    }
+    keep->v[keep->n++] = f;
+    loom_status st = loom_rope_freq_factors(p, f, n);
+    if (st == LOOM_OK) st = loom_gguf_writer_add_tensor(w, "rope_freqs.weight", LOOM_F32, 1, &n, f);
+    if (st != LOOM_OK)
+        return fail(err, err_n, st, "init-model: adding 'rope_freqs.weight': %s",
+                    loom_gguf_writer_error(w));
+    return LOOM_OK;
+}
+
 loom_status loom_model_write_random_gguf(const loom_model_config *c, loom_dtype wt, uint64_t seed,
                                          const loom_tokenizer *tok, const char *path, char *err,
                                          size_t err_n) {
@@ -178,6 +205,8 @@ loom_status loom_model_write_random_gguf(const loom_model_config *c, loom_dtype 
             st = add_random(w, &keep, name, t, a, b, cc, center, amp, seed, err, err_n);           \
     } while (0)
     ADD("token_embd.weight", wt, d, c->vocab_size, 1, 0.0f, s3 / sqrtf((float)d));
+    if (st == LOOM_OK && c->rope.scaling == LOOM_ROPE_SCALING_LLAMA3)
+        st = add_rope_freqs(w, &keep, &c->rope, err, err_n);
     ADD("output_norm.weight", LOOM_F32, d, 1, 1, 1.0f, 0.1f);
     if (!c->tie_embeddings)
         ADD("output.weight", wt, d, c->vocab_size, 1, 0.0f, s3 / sqrtf((float)d));

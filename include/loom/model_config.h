@@ -58,6 +58,13 @@ loom_status loom_model_config_validate(const loom_model_config *c, char *err, si
 /* Is layer l a MoE layer? */
 bool loom_model_config_layer_is_moe(const loom_model_config *c, int64_t layer);
 
+/* llama.cpp's form of llama3 rope scaling: the GGUF tensor rope_freqs.weight,
+ * f32 [n_dims/2], factor_i = unscaled inv_freq_i / scaled inv_freq_i (llama.cpp
+ * divides the frequency by it; it ignores the rope.scaling.* keys). Writes
+ * n = p->n_dims / 2 values into out (caller-owned). LOOM_ERR_INVALID_ARG when
+ * p has no llama3 scaling or n is not n_dims / 2. */
+loom_status loom_rope_freq_factors(const loom_rope_params *p, float *out, int64_t n);
+
 typedef struct loom_model_size {
     int64_t params_total;  /* every weight */
     int64_t params_active; /* weights one token touches (top-k experts only) */

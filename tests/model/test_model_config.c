@@ -1,4 +1,5 @@
 /* tests/model/test_model_config.c - presets, validation messages, size accounting. */
+#include <math.h>
 #include <string.h>
 
 #include "loom/model_config.h"
@@ -72,5 +73,28 @@ int main(void) {
     b.rms_eps = 0.0f;
     expect_invalid(&b, "rms_eps");
     CHECK(loom_model_config_validate(NULL, err, sizeof err) == LOOM_ERR_INVALID_ARG);
+
+    /* llama.cpp's rope_freqs.weight for Llama 3.1 (head_dim 128, theta 5e5,
+     * 8/1/4/8192): high frequencies unscaled, wavelengths beyond 8192 divided
+     * by 8, the band between smoothly interpolated. Pair 32's wavelength
+     * 2*pi*500000^(64/128) = 4443 lies in the band: smooth = (8192/4443 - 1) /
+     * 3, factor = 1 / ((1 - smooth) / 8 + smooth) = 2.69, computed here
+     * independently of the implementation. */
+    {
+        loom_rope_params rp = loom_rope_params_llama3(128);
+        float f[64];
+        CHECK(loom_rope_freq_factors(&rp, f, 64) == LOOM_OK);
+        CHECK(f[0] == 1.0f && f[10] == 1.0f && f[63] == 8.0f && f[40] == 8.0f);
+        const double wl = 2.0 * 3.14159265358979323846 * pow(500000.0, 64.0 / 128.0);
+        const double sm = (8192.0 / wl - 1.0) / 3.0, want = 1.0 / ((1.0 - sm) / 8.0 + sm);
+        CHECK_MSG(fabs(f[32] - want) < 1e-6 * want && want > 2.6 && want < 2.8, "f[32] %g want %g",
+                  f[32], want);
+        for (int i = 1; i < 64; i++)
+            CHECK(f[i] >= f[i - 1]);
+        rp.scaling = LOOM_ROPE_SCALING_NONE;
+        CHECK(loom_rope_freq_factors(&rp, f, 64) == LOOM_ERR_INVALID_ARG);
+        rp = loom_rope_params_llama3(128);
+        CHECK(loom_rope_freq_factors(&rp, f, 32) == LOOM_ERR_INVALID_ARG);
+    }
     return test_summary("test_model_config");
 }

@@ -430,6 +430,9 @@ static loom_status rewrite(const char *src, const char *dst, const char *drop,
         loom_gguf_tensor_info ti;
         loom_gguf_tensor(g, i, &ti);
         if (drop && !strcmp(ti.name, drop)) continue;
+        /* The rope keys are not carried over, so neither is llama.cpp's form
+         * of the same scaling (it is checked against them). */
+        if (!strcmp(ti.name, "rope_freqs.weight")) continue;
         int64_t ne[4];
         memcpy(ne, ti.ne, sizeof ne);
         int nd = ti.n_dims;

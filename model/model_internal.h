@@ -40,7 +40,12 @@ struct loom_model {
     bool random_weights;
     loom_backend *be, *cpu, *kv_be;
     loom_graph *wg; /* persistent leaves: weights and KV cache (never computed) */
-    loom_buffer *wbuf, *kvbuf;
+    /* Weights (on be) and KV cache (on kv_be), each spread over as many
+     * buffers as the backend's maximum buffer size needs (usually one).
+     * The model owns the arrays and every buffer in them; loom_model_free
+     * frees them after the graphs that reference them. */
+    loom_buffer **wbufs, **kvbufs;
+    int n_wbufs, n_kvbufs;
     size_t wbytes;
     char wtypes[64];
     loom_tensor *tok_embd, *output_norm, *output;

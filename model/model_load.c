@@ -1,7 +1,8 @@
 /* model/model_load.c - loom_model from a GGUF file: the config from
  * metadata, every tensor checked by name, shape and dtype, weights uploaded
- * into one buffer of the run backend, the KV cache allocated, and the
- * embedded tokenizer. */
+ * into buffers of the run backend (one, or several when the backend caps a
+ * buffer's size), the KV cache allocated likewise, and the embedded
+ * tokenizer. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -165,21 +166,25 @@ loom_status loom_model_config_from_gguf(loom_gguf *g, loom_model_config *out, ch
     c.rope.n_dims = (int32_t)n_rot;
     const char *st;
     uint64_t slen;
-    if (loom_gguf_get_str(g, "llama.rope.scaling.type", &st, &slen) == LOOM_OK) {
+    /* loom writes llama3 scaling under loom.* (llama.cpp asserts on an unknown
+     * llama.rope.scaling.type and would read rope.scaling.factor as linear
+     * scaling) plus rope_freqs.weight; files from before used llama.*. */
+    const char *rs = loom_gguf_find_kv(g, "loom.rope.scaling.type") >= 0 ? "loom" : "llama";
+    char rk[64];
+#define RK(suffix) (snprintf(rk, sizeof rk, "%s.rope.scaling." suffix, rs), rk)
+    if (loom_gguf_get_str(g, RK("type"), &st, &slen) == LOOM_OK) {
         if (slen == 6 && !memcmp(st, "llama3", 6)) {
             c.rope.scaling = LOOM_ROPE_SCALING_LLAMA3;
             c.rope.factor = 8.0f;
             c.rope.low_freq_factor = 1.0f;
             c.rope.high_freq_factor = 4.0f;
             c.rope.orig_ctx = 8192;
-            LOOM_TRY(key_float(g, "llama.rope.scaling.factor", &c.rope.factor, err, err_n));
-            LOOM_TRY(key_float(g, "llama.rope.scaling.low_freq_factor", &c.rope.low_freq_factor,
-                               err, err_n));
-            LOOM_TRY(key_float(g, "llama.rope.scaling.high_freq_factor", &c.rope.high_freq_factor,
-                               err, err_n));
+            LOOM_TRY(key_float(g, RK("factor"), &c.rope.factor, err, err_n));
+            LOOM_TRY(key_float(g, RK("low_freq_factor"), &c.rope.low_freq_factor, err, err_n));
+            LOOM_TRY(key_float(g, RK("high_freq_factor"), &c.rope.high_freq_factor, err, err_n));
             int64_t oc = c.rope.orig_ctx;
-            LOOM_TRY(key_int(g, "llama", "rope.scaling.original_context_length", false, &oc, err,
-                             err_n));
+            LOOM_TRY(
+                key_int(g, rs, "rope.scaling.original_context_length", false, &oc, err, err_n));
             c.rope.orig_ctx = (int32_t)oc;
         } else if (!(slen == 4 && !memcmp(st, "none", 4))) {
             return fail(err, err_n, LOOM_ERR_UNSUPPORTED,
@@ -187,6 +192,7 @@ loom_status loom_model_config_from_gguf(loom_gguf *g, loom_model_config *out, ch
                         (int)(slen > 32 ? 32 : slen), st);
         }
     }
+#undef RK
     LOOM_TRY(rope_from_freqs(g, &c, err, err_n));
 
     LOOM_TRY(key_int(g, "llama", "expert_count", false, &c.n_experts, err, err_n));
@@ -300,6 +306,68 @@ static size_t align_up(size_t n) {
     return (n + W_ALIGN - 1) / W_ALIGN * W_ALIGN;
 }
 
+/* Greedy placement of n tensors of nbytes[i] bytes, in order, into buffers
+ * of at most max bytes (0 = no limit: one buffer), each tensor at a W_ALIGN
+ * offset. Fills buf[i] and off[i]; sizes (room for n entries, at least 1)
+ * gets each buffer's size and *n_bufs their number. A tensor larger than max
+ * cannot be placed: its index goes to *too_big (else -1) and nothing else is
+ * meaningful. Why greedy in order: it keeps a layer's tensors together and
+ * the split is deterministic; a tensor never straddles two buffers. */
+static void pack_tensors(const size_t *nbytes, int n, size_t max, int *buf, size_t *off,
+                         size_t *sizes, int *n_bufs, int *too_big) {
+    int nb = 0;
+    size_t end = 0; /* bytes used in buffer nb - 1 */
+    *too_big = -1;
+    for (int i = 0; i < n; i++) {
+        if (max && nbytes[i] > max) {
+            *too_big = i;
+            return;
+        }
+        size_t at = align_up(end);
+        if (nb == 0 || (max && (at > max || nbytes[i] > max - at))) {
+            sizes[nb++] = 0;
+            at = 0;
+        }
+        buf[i] = nb - 1;
+        off[i] = at;
+        end = at + nbytes[i];
+        sizes[nb - 1] = end;
+    }
+    if (nb == 0) sizes[nb++] = 0;
+    for (int b = 0; b < nb; b++)
+        if (sizes[b] == 0) sizes[b] = W_ALIGN; /* backends refuse empty buffers */
+    *n_bufs = nb;
+}
+
+/* Allocate n buffers of sizes[i] on be into a new array *out (owned by the
+ * model, freed by loom_model_free even when this fails half-way). */
+static loom_status alloc_buffers(loom_backend *be, const size_t *sizes, int n, loom_buffer ***out,
+                                 int *n_out, const char *what, char *err, size_t err_n) {
+    *out = calloc((size_t)n, sizeof **out);
+    *n_out = 0;
+    if (!*out) return fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
+    *n_out = n;
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += sizes[i];
+    for (int i = 0; i < n; i++) {
+        be->error[0] = '\0';
+        loom_status st = loom_buffer_alloc(be, sizes[i], &(*out)[i]);
+        if (st != LOOM_OK) {
+            if (n == 1)
+                return fail(err, err_n, st, "model: cannot allocate %s (%zu bytes) on %s: %s", what,
+                            sizes[i], be->iface->name,
+                            be->error[0] ? be->error : loom_status_str(st));
+            return fail(err, err_n, st,
+                        "model: cannot allocate %s (%zu bytes in %d buffers; buffer %d: %zu bytes) "
+                        "on %s: %s",
+                        what, total, n, i, sizes[i], be->iface->name,
+                        be->error[0] ? be->error : loom_status_str(st));
+        }
+    }
+    return LOOM_OK;
+}
+
 /* Leaf of wg bound to buffer b at offset off. */
 static loom_tensor *bound_leaf(loom_graph *wg, loom_dtype t, const int64_t ne[4], loom_buffer *b,
                                size_t off, const char *name) {
@@ -363,6 +431,11 @@ loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_mode
     loom_model *m = NULL;
     wlist wl = {0};
     loom_dtype *store = NULL; /* per weight: the dtype it is kept at */
+    /* Buffer placement, per weight / per KV tensor: size, buffer index,
+     * offset in it; and per buffer: its size. */
+    size_t *wsize = NULL, *woff = NULL, *bsize = NULL;
+    size_t *kvsize = NULL, *kvoff = NULL, *kvbsize = NULL;
+    int *wbuf = NULL, *kvbuf = NULL;
     if (p.kv_dtype != LOOM_F16 && p.kv_dtype != LOOM_F32 && p.kv_dtype != LOOM_Q8_0) {
         st = fail(err, err_n, LOOM_ERR_INVALID_ARG,
                   "model: KV cache dtype must be f16, q8_0 or f32");
@@ -412,6 +485,14 @@ loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_mode
     }
     size_t total = 0;
     bool seen[LOOM_DTYPE_COUNT] = {0};
+    wsize = calloc((size_t)wl.n + 1, sizeof *wsize);
+    woff = calloc((size_t)wl.n + 1, sizeof *woff);
+    bsize = calloc((size_t)wl.n + 1, sizeof *bsize);
+    wbuf = calloc((size_t)wl.n + 1, sizeof *wbuf);
+    if (!wsize || !woff || !bsize || !wbuf) {
+        st = fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
+        goto done;
+    }
     for (int i = 0; i < wl.n; i++) {
         wspec *w = &wl.v[i];
         w->gi = loom_gguf_find_tensor(g, w->name);
@@ -453,7 +534,8 @@ loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_mode
             loom_model_store_type(w->name, w->ne[2] > 1 ? 3 : 2, w->ne, p.quant, &store[i]);
         }
         if (w->matrix && strstr(w->name, "ffn_gate_inp") == NULL) seen[store[i]] = true;
-        total += align_up(loom_dtype_nbytes(store[i], w->ne[0] * w->ne[1] * w->ne[2]));
+        wsize[i] = loom_dtype_nbytes(store[i], w->ne[0] * w->ne[1] * w->ne[2]);
+        total += wsize[i];
     }
     size_t k = 0;
     for (int t = 0; t < LOOM_DTYPE_COUNT; t++)
@@ -461,21 +543,33 @@ loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_mode
             k += (size_t)snprintf(m->wtypes + k, sizeof m->wtypes - k, "%s%s", k ? "+" : "",
                                   dtype_short((loom_dtype)t));
 
-    /* Weights: one buffer on the run backend, filled tensor by tensor. */
-    m->be->error[0] = '\0';
-    if ((st = loom_buffer_alloc(m->be, total ? total : W_ALIGN, &m->wbuf)) != LOOM_OK) {
-        st = fail(err, err_n, st, "model: cannot allocate %zu bytes of weights on %s: %s", total,
-                  m->be->iface->name, m->be->error[0] ? m->be->error : loom_status_str(st));
+    /* Weights: buffers on the run backend, filled tensor by tensor. One
+     * buffer unless the backend caps a buffer's size (Vulkan's
+     * maxMemoryAllocationSize: an 8B model at f16 is ~16 GB, a driver may
+     * allow 4 GiB), then as many as needed, packed greedily in order. */
+    const size_t wmax = loom_backend_max_buffer(m->be);
+    int n_wb = 0, big = -1;
+    pack_tensors(wsize, wl.n, wmax, wbuf, woff, bsize, &n_wb, &big);
+    if (big >= 0) {
+        st =
+            fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                 "model: tensor '%s' (%zu bytes as %s) is larger than the %s backend's maximum "
+                 "buffer size (%zu bytes); a tensor cannot be split across buffers",
+                 wl.v[big].name, wsize[big], loom_dtype_name(store[big]), m->be->iface->name, wmax);
         goto done;
     }
-    size_t off = 0, done_bytes = 0;
+    if ((st = alloc_buffers(m->be, bsize, n_wb, &m->wbufs, &m->n_wbufs, "the weights", err,
+                            err_n)) != LOOM_OK)
+        goto done;
+    size_t done_bytes = 0;
     for (int i = 0; i < wl.n; i++) {
         wspec *w = &wl.v[i];
         loom_gguf_tensor_info info;
         loom_dtype dt;
         loom_gguf_tensor(g, w->gi, &info);
         loom_gguf_tensor_dtype(g, w->gi, &dt);
-        loom_tensor *t = bound_leaf(m->wg, store[i], w->ne, m->wbuf, off, w->name);
+        loom_buffer *wb = m->wbufs[wbuf[i]];
+        loom_tensor *t = bound_leaf(m->wg, store[i], w->ne, wb, woff[i], w->name);
         if (!t) {
             st = fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
             goto done;
@@ -493,7 +587,7 @@ loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_mode
             src = conv;
             nbytes = loom_dtype_nbytes(store[i], n);
         }
-        st = m->be->iface->buffer_upload(m->wbuf, off, src, nbytes);
+        st = m->be->iface->buffer_upload(wb, woff[i], src, nbytes);
         free(conv);
         if (st != LOOM_OK) {
             st = fail(err, err_n, st, "model: uploading '%s' to %s failed: %s", w->name,
@@ -501,7 +595,6 @@ loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_mode
             goto done;
         }
         *w->dst = t;
-        off += align_up(nbytes);
         done_bytes += nbytes;
         if (p.progress) p.progress(p.progress_ud, total ? (double)done_bytes / (double)total : 1);
     }
@@ -523,23 +616,44 @@ loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_mode
         goto done;
     }
     const int64_t kv_ne[4] = {kv_dim, m->n_ctx, m->n_slots, 1};
-    size_t kv_one = align_up(loom_dtype_nbytes(m->kv_dtype, kv_dim * m->n_ctx * m->n_slots));
-    m->kv_be->error[0] = '\0';
-    if ((st = loom_buffer_alloc(m->kv_be, kv_one * 2 * (size_t)c->n_layers, &m->kvbuf)) !=
-        LOOM_OK) {
-        st = fail(err, err_n, st, "model: cannot allocate the KV cache (%zu bytes) on %s: %s",
-                  kv_one * 2 * (size_t)c->n_layers, m->kv_be->iface->name,
-                  m->kv_be->error[0] ? m->kv_be->error : loom_status_str(st));
+    /* K and V of every layer: 2 * n_layers tensors of kv_one bytes, packed
+     * like the weights (several buffers only when the backend caps them). */
+    const size_t kv_one = loom_dtype_nbytes(m->kv_dtype, kv_dim * m->n_ctx * m->n_slots);
+    const int n_kv = (int)(2 * c->n_layers);
+    kvoff = calloc((size_t)n_kv + 1, sizeof *kvoff);
+    kvsize = calloc((size_t)n_kv + 1, sizeof *kvsize);
+    kvbsize = calloc((size_t)n_kv + 1, sizeof *kvbsize);
+    kvbuf = calloc((size_t)n_kv + 1, sizeof *kvbuf);
+    if (!kvoff || !kvsize || !kvbsize || !kvbuf) {
+        st = fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
         goto done;
     }
+    for (int i = 0; i < n_kv; i++)
+        kvsize[i] = kv_one;
+    const size_t kvmax = loom_backend_max_buffer(m->kv_be);
+    int n_kvb = 0;
+    pack_tensors(kvsize, n_kv, kvmax, kvbuf, kvoff, kvbsize, &n_kvb, &big);
+    if (big >= 0) {
+        st = fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                  "model: KV cache tensor 'cache_k.0' ([%lld, %lld, %d] %s, %zu bytes) is larger "
+                  "than the %s backend's maximum buffer size (%zu bytes); use a smaller context "
+                  "or fewer slots",
+                  (long long)kv_dim, (long long)m->n_ctx, m->n_slots, loom_dtype_name(m->kv_dtype),
+                  kv_one, m->kv_be->iface->name, kvmax);
+        goto done;
+    }
+    if ((st = alloc_buffers(m->kv_be, kvbsize, n_kvb, &m->kvbufs, &m->n_kvbufs, "the KV cache", err,
+                            err_n)) != LOOM_OK)
+        goto done;
     for (int64_t i = 0; i < c->n_layers; i++) {
         char nk[32], nv[32];
         snprintf(nk, sizeof nk, "cache_k.%lld", (long long)i);
         snprintf(nv, sizeof nv, "cache_v.%lld", (long long)i);
+        const int ik = (int)(2 * i), iv = (int)(2 * i + 1);
         m->layers[i].k_cache =
-            bound_leaf(m->wg, m->kv_dtype, kv_ne, m->kvbuf, (size_t)(2 * i) * kv_one, nk);
+            bound_leaf(m->wg, m->kv_dtype, kv_ne, m->kvbufs[kvbuf[ik]], kvoff[ik], nk);
         m->layers[i].v_cache =
-            bound_leaf(m->wg, m->kv_dtype, kv_ne, m->kvbuf, (size_t)(2 * i + 1) * kv_one, nv);
+            bound_leaf(m->wg, m->kv_dtype, kv_ne, m->kvbufs[kvbuf[iv]], kvoff[iv], nv);
         if (!m->layers[i].k_cache || !m->layers[i].v_cache) {
             st = fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
             goto done;
@@ -563,6 +677,14 @@ loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_mode
 done:
     free(wl.v);
     free(store);
+    free(wsize);
+    free(woff);
+    free(bsize);
+    free(wbuf);
+    free(kvsize);
+    free(kvoff);
+    free(kvbsize);
+    free(kvbuf);
     loom_gguf_close(g); /* weights were copied into the backend buffer */
     if (st != LOOM_OK) {
         loom_model_free(m);
@@ -578,8 +700,12 @@ void loom_model_free(loom_model *m) {
         llama_graph_release(&m->cache[i]);
     loom_tokenizer_free(m->tok);
     loom_graph_free(m->wg);
-    loom_buffer_free(m->wbuf);
-    loom_buffer_free(m->kvbuf);
+    for (int i = 0; i < m->n_wbufs; i++)
+        loom_buffer_free(m->wbufs[i]);
+    for (int i = 0; i < m->n_kvbufs; i++)
+        loom_buffer_free(m->kvbufs[i]);
+    free(m->wbufs);
+    free(m->kvbufs);
     free(m->layers);
     free(m->slot_pos);
     free(m);

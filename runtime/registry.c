@@ -375,6 +375,15 @@ loom_status loom_buffer_alloc(loom_backend *be, size_t size, loom_buffer **out) 
     return s;
 }
 
+size_t loom_backend_max_buffer(loom_backend *be) {
+    if (!be || !be->iface || !be->iface->device_info) return 0;
+    /* Zeroed first: a table that leaves the field alone reports no limit. */
+    loom_device_info info;
+    memset(&info, 0, sizeof info);
+    be->iface->device_info(be, &info);
+    return info.max_buffer_bytes;
+}
+
 void loom_buffer_free(loom_buffer *b) {
     if (b && b->backend && b->backend->iface && b->backend->iface->buffer_free)
         b->backend->iface->buffer_free(b);

@@ -21,7 +21,11 @@
  *     first such consumer; a view source gets a matching view of the copy.
  *  4. Activations (node outputs and copies) are planned per backend by
  *     liveness into one arena (runtime/planner.c); leaves that need storage
- *     go into a separate per-backend leaf buffer that is never reused.
+ *     go into separate per-backend leaf buffers that are never reused: one,
+ *     or several when the backend caps a buffer's size
+ *     (loom_backend_max_buffer; leaves packed greedily in tensor order, a
+ *     leaf never straddles two). The arena is not split: one above the cap
+ *     is still attempted and, when refused, the error says so.
  *     OUTPUT-flagged tensors and graph results (nodes nothing consumes, and
  *     the last node) stay live to the end.
  *  5. buffer/offset/data/backend_id are set on every tensor the graph uses
@@ -100,8 +104,12 @@ struct loom_sched {
     sched_swap *swaps;
     int n_swaps;
     loom_buffer *arena[SCHED_MAX_BACKENDS];
-    loom_buffer *leaves[SCHED_MAX_BACKENDS];
-    void *staging; /* for copies between two non-host-visible buffers */
+    /* Leaf buffers per backend and their sizes (n_leaves of each). */
+    loom_buffer **leaves[SCHED_MAX_BACKENDS];
+    size_t *leaf_sizes[SCHED_MAX_BACKENDS];
+    int n_leaves[SCHED_MAX_BACKENDS];
+    size_t max_buf[SCHED_MAX_BACKENDS]; /* loom_backend_max_buffer; 0 = no limit */
+    void *staging;                      /* for copies between two non-host-visible buffers */
     size_t staging_size;
     loom_sched_stats stats;
 
@@ -174,8 +182,14 @@ static void sched_reset(loom_sched *s) {
     free(s->staging);
     for (int b = 0; b < SCHED_MAX_BACKENDS; b++) {
         loom_buffer_free(s->arena[b]);
-        loom_buffer_free(s->leaves[b]);
-        s->arena[b] = s->leaves[b] = NULL;
+        for (int i = 0; s->leaves[b] && i < s->n_leaves[b]; i++)
+            loom_buffer_free(s->leaves[b][i]);
+        free(s->leaves[b]);
+        free(s->leaf_sizes[b]);
+        s->arena[b] = NULL;
+        s->leaves[b] = NULL;
+        s->leaf_sizes[b] = NULL;
+        s->n_leaves[b] = 0;
     }
     s->graph = NULL;
     s->nodes = NULL;
@@ -210,6 +224,7 @@ loom_status loom_sched_new(loom_backend *const *backends, int n_backends, loom_s
     for (int i = 0; i < n_backends; i++) {
         s->backends[i] = backends[i];
         if (s->cpu < 0 && strcmp(backends[i]->iface->name, "cpu") == 0) s->cpu = i;
+        s->max_buf[i] = loom_backend_max_buffer(backends[i]);
     }
     *out = s;
     return LOOM_OK;
@@ -533,8 +548,8 @@ static loom_status plan_graph(alloc_ctx *a) {
 
 /* Step 4: offsets per backend. Item i of backend b's arena is either a node
  * output (its tensor) or a copy. */
-static loom_status plan_memory(alloc_ctx *a, size_t *arena_off, size_t *copy_off,
-                               size_t *leaf_off) {
+static loom_status plan_memory(alloc_ctx *a, size_t *arena_off, size_t *copy_off, size_t *leaf_off,
+                               int *leaf_buf) {
     loom_sched *s = a->s;
     int n_items = s->n_nodes + s->n_copies;
     loom_plan_item *items = malloc((size_t)(n_items ? n_items : 1) * sizeof *items);
@@ -581,13 +596,27 @@ static loom_status plan_memory(alloc_ctx *a, size_t *arena_off, size_t *copy_off
     if (st != LOOM_OK)
         return sched_fail(s, st, "scheduler: memory planning failed: %s", loom_status_str(st));
 
-    /* Leaves: packed, never reused. */
+    /* Leaves: packed, never reused; a new buffer when the backend's cap
+     * would be passed (a leaf above the cap gets a buffer of its own). */
+    int cap[SCHED_MAX_BACKENDS] = {0};
     for (int i = 0; i < a->n_t; i++) {
         if (!a->leaf_new[i]) continue;
         int b = a->loc[i];
-        leaf_off[i] = s->stats.leaf_bytes[b];
         size_t n = align_up(loom_tensor_nbytes(loom_graph_tensor(a->g, i)));
-        s->stats.leaf_bytes[b] += n ? n : SCHED_ALIGN; /* even empty leaves get a buffer */
+        if (!n) n = SCHED_ALIGN; /* even empty leaves get a buffer */
+        int k = s->n_leaves[b];
+        size_t used = k ? s->leaf_sizes[b][k - 1] : 0;
+        const size_t max = s->max_buf[b];
+        if (!k || (max && used && (used >= max || n > max - used))) {
+            if (!PUSH(s->leaf_sizes[b], s->n_leaves[b], cap[b], (size_t)0))
+                return sched_fail(s, LOOM_ERR_OOM, "scheduler: out of memory");
+            k++;
+            used = 0;
+        }
+        leaf_buf[i] = k - 1;
+        leaf_off[i] = used;
+        s->leaf_sizes[b][k - 1] = used + n;
+        s->stats.leaf_bytes[b] += n;
     }
     return LOOM_OK;
 }
@@ -600,20 +629,44 @@ static loom_status alloc_buffer(loom_sched *s, int b, size_t size, const char *w
     loom_status st = loom_buffer_alloc(be, size, out);
     if (st != LOOM_OK || !*out) {
         *out = NULL;
+        const char *why = be->error[0] ? be->error : loom_status_str(st);
+        /* Above the backend's cap: say which buffer and that it cannot be
+         * split (the activations arena is planned as one range; a leaf is
+         * one tensor), rather than only the driver's refusal. */
+        if (s->max_buf[b] && size > s->max_buf[b])
+            return sched_fail(s, LOOM_ERR_OOM,
+                              "cannot allocate %zu bytes for %s on backend '%s': that is above "
+                              "the backend's maximum buffer size (%zu bytes) and %s: %s",
+                              size, what, be->iface->name, s->max_buf[b],
+                              strcmp(what, "activations") == 0
+                                  ? "the scheduler does not split its activations arena (a "
+                                    "smaller batch or context needs less)"
+                                  : "a single tensor cannot be split across buffers",
+                              why);
         return sched_fail(s, LOOM_ERR_OOM, "cannot allocate %zu bytes for %s on backend '%s': %s",
-                          size, what, be->iface->name,
-                          be->error[0] ? be->error : loom_status_str(st));
+                          size, what, be->iface->name, why);
     }
     return LOOM_OK;
 }
 
 /* Step 5: buffers and tensor pointers. */
 static loom_status bind_memory(alloc_ctx *a, const size_t *arena_off, const size_t *copy_off,
-                               const size_t *leaf_off) {
+                               const size_t *leaf_off, const int *leaf_buf) {
     loom_sched *s = a->s;
     for (int b = 0; b < s->n_backends; b++) {
         LOOM_TRY(alloc_buffer(s, b, s->stats.arena_bytes[b], "activations", &s->arena[b]));
-        LOOM_TRY(alloc_buffer(s, b, s->stats.leaf_bytes[b], "inputs and weights", &s->leaves[b]));
+        if (!s->n_leaves[b]) continue;
+        s->leaves[b] = calloc((size_t)s->n_leaves[b], sizeof *s->leaves[b]);
+        if (!s->leaves[b]) return sched_fail(s, LOOM_ERR_OOM, "scheduler: out of memory");
+        for (int k = 0; k < s->n_leaves[b]; k++) {
+            char what[64];
+            if (s->n_leaves[b] == 1)
+                snprintf(what, sizeof what, "inputs and weights");
+            else
+                snprintf(what, sizeof what, "inputs and weights (buffer %d of %d)", k + 1,
+                         s->n_leaves[b]);
+            LOOM_TRY(alloc_buffer(s, b, s->leaf_sizes[b][k], what, &s->leaves[b][k]));
+        }
     }
     for (int j = 0; j < s->n_nodes; j++)
         if (!is_inplace(s->nodes[j]))
@@ -624,7 +677,7 @@ static loom_status bind_memory(alloc_ctx *a, const size_t *arena_off, const size
     for (int i = 0; i < a->n_t; i++) {
         loom_tensor *t = loom_graph_tensor(a->g, i);
         if (a->leaf_new[i]) {
-            set_storage(t, s->leaves[a->loc[i]], leaf_off[i], a->loc[i]);
+            set_storage(t, s->leaves[a->loc[i]][leaf_buf[i]], leaf_off[i], a->loc[i]);
             t->flags |= SCHED_FLAG_OWNED;
         } else if (is_leaf(t) && a->loc[i] != LOC_NONE)
             t->backend_id = a->loc[i] >= 0 ? a->loc[i] : -1;
@@ -654,6 +707,7 @@ loom_status loom_sched_alloc(loom_sched *s, loom_graph *g) {
     a.keep = calloc(nt, 1);
     a.leaf_new = calloc(nt, 1);
     size_t *arena_off = NULL, *copy_off = NULL, *leaf_off = NULL;
+    int *leaf_buf = NULL;
     loom_status st = LOOM_OK;
     if (!a.loc || !a.last || !a.keep || !a.leaf_new) {
         st = sched_fail(s, LOOM_ERR_OOM, "scheduler: out of memory");
@@ -669,12 +723,13 @@ loom_status loom_sched_alloc(loom_sched *s, loom_graph *g) {
     arena_off = calloc((size_t)(s->n_nodes ? s->n_nodes : 1), sizeof *arena_off);
     copy_off = calloc((size_t)(s->n_copies ? s->n_copies : 1), sizeof *copy_off);
     leaf_off = calloc(nt, sizeof *leaf_off);
-    if (!arena_off || !copy_off || !leaf_off) {
+    leaf_buf = calloc(nt, sizeof *leaf_buf);
+    if (!arena_off || !copy_off || !leaf_off || !leaf_buf) {
         st = sched_fail(s, LOOM_ERR_OOM, "scheduler: out of memory");
         goto done;
     }
-    st = plan_memory(&a, arena_off, copy_off, leaf_off);
-    if (st == LOOM_OK) st = bind_memory(&a, arena_off, copy_off, leaf_off);
+    st = plan_memory(&a, arena_off, copy_off, leaf_off, leaf_buf);
+    if (st == LOOM_OK) st = bind_memory(&a, arena_off, copy_off, leaf_off, leaf_buf);
     if (st == LOOM_OK) {
         s->graph = g;
         s->stats.n_nodes = s->n_nodes;
@@ -695,6 +750,7 @@ done:
     free(arena_off);
     free(copy_off);
     free(leaf_off);
+    free(leaf_buf);
     return st;
 }
 

@@ -76,6 +76,17 @@ loom_status loom_vk_buffer_alloc(loom_backend *be, size_t size, loom_buffer **ou
     }
     /* Round up to 4 bytes: shaders address whole 32-bit words. */
     VkDeviceSize vsize = (size + 3) & ~(VkDeviceSize)3;
+    /* A limit forced by LOOM_VULKAN_MAX_ALLOC behaves like a strict driver,
+     * so the callers' splitting is what tests exercise. The device's own
+     * limit is still attempted (some drivers allow more), see below. */
+    if (c->alloc_forced && vsize > c->max_buf_bytes) {
+        free(b);
+        free(vb);
+        return loom_backend_fail(be, LOOM_ERR_OOM,
+                                 "vulkan: %zu-byte buffer exceeds the maximum buffer size "
+                                 "(%llu bytes, forced by LOOM_VULKAN_MAX_ALLOC)",
+                                 size, (unsigned long long)c->max_buf_bytes);
+    }
     const VkBufferUsageFlags usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT |
                                      VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
                                      VK_BUFFER_USAGE_TRANSFER_DST_BIT;
@@ -90,8 +101,9 @@ loom_status loom_vk_buffer_alloc(loom_backend *be, size_t size, loom_buffer **ou
     if (st != LOOM_OK) {
         free(b);
         free(vb);
-        /* One loom_buffer is one VkBuffer on one allocation: the scheduler
-         * places tensors anywhere inside it, so it cannot be split here. */
+        /* One loom_buffer is one VkBuffer on one allocation: callers place
+         * tensors anywhere inside it, so it cannot be split here; callers
+         * that can split read the limit from device_info (max_buffer_bytes). */
         if (c->max_alloc && vsize > c->max_alloc)
             return loom_backend_fail(
                 be, LOOM_ERR_OOM,

@@ -116,8 +116,8 @@ typedef VkCooperativeMatrixPropertiesKHR loom_vk_coop_props;
 typedef VkResult(VKAPI_PTR *loom_vk_coop_fn)(VkPhysicalDevice, uint32_t *, loom_vk_coop_props *);
 
 static const char *loom_vk_ctype(int32_t t) {
-    static const char *const names[] = {"f16", "f32", "f64", "s8", "s16", "s32", "s64",
-                                        "u8",  "u16", "u32", "u64"};
+    static const char *const names[] = {"f16", "f32", "f64", "s8",  "s16", "s32",
+                                        "s64", "u8",  "u16", "u32", "u64"};
     return t >= 0 && t < 11 ? names[t] : "?";
 }
 
@@ -145,8 +145,8 @@ static void loom_vk_coop_query(loom_vk_ctx *c, const char *kind) {
             if (p[i].AType == 0 && p[i].BType == 0 && p[i].ResultType == 1 && p[i].scope == 3)
                 pick = (int)i;
         if (pick < 0) pick = 0;
-        snprintf(c->coop_desc, sizeof c->coop_desc, "%s:%u,%ux%ux%u:%s>%s", kind, n,
-                 p[pick].MSize, p[pick].NSize, p[pick].KSize, loom_vk_ctype(p[pick].AType),
+        snprintf(c->coop_desc, sizeof c->coop_desc, "%s:%u,%ux%ux%u:%s>%s", kind, n, p[pick].MSize,
+                 p[pick].NSize, p[pick].KSize, loom_vk_ctype(p[pick].AType),
                  loom_vk_ctype(p[pick].ResultType));
     }
     free(p);
@@ -201,6 +201,23 @@ static void loom_vk_query(loom_vk_ctx *c, VkPhysicalDeviceFeatures2 *feat2,
     if (mr && *mr) {
         unsigned long long v = strtoull(mr, NULL, 0);
         if (v >= 4096 && v < c->max_range) c->max_range = (VkDeviceSize)v;
+    }
+
+    /* The largest buffer callers should ask for (device_info's
+     * max_buffer_bytes). LOOM_VULKAN_MAX_ALLOC=bytes lowers it, never raises
+     * it; values below 64 KiB are ignored. */
+    const VkDeviceSize unit = 64 << 10;
+    VkDeviceSize lim = c->max_alloc;
+    if (c->max_buffer && (!lim || c->max_buffer < lim)) lim = c->max_buffer;
+    if (lim >= unit) lim = lim / unit * unit;
+    c->max_buf_bytes = lim;
+    const char *ma = getenv("LOOM_VULKAN_MAX_ALLOC");
+    if (ma && *ma) {
+        unsigned long long v = strtoull(ma, NULL, 0) / unit * unit;
+        if (v >= unit && (!lim || v < lim)) {
+            c->max_buf_bytes = (VkDeviceSize)v;
+            c->alloc_forced = true;
+        }
     }
 
     size_t total = 0;
@@ -311,7 +328,7 @@ loom_status loom_vk_device_init(loom_backend *be, loom_vk_ctx *c, char *why, siz
     c->force_staging = loom_vk_env_on("LOOM_VULKAN_STAGING");
     c->force_coop = loom_vk_env_on("LOOM_VULKAN_MATMUL_COOP");
     const char *mk = getenv("LOOM_VULKAN_MATMUL");
-    c->mm_kernel = !mk ? 0
+    c->mm_kernel = !mk                     ? 0
                    : !strcmp(mk, "vec")    ? 1
                    : !strcmp(mk, "tiled")  ? 2
                    : !strcmp(mk, "simple") ? 3
@@ -321,8 +338,8 @@ loom_status loom_vk_device_init(loom_backend *be, loom_vk_ctx *c, char *why, siz
     /* Subgroup arithmetic in compute: the *_sg shader variants reduce with
      * subgroupAdd/subgroupMax; LOOM_VULKAN_SUBGROUP=0 forces the
      * shared-memory fallback (tests run both). */
-    const VkSubgroupFeatureFlags need = VK_SUBGROUP_FEATURE_BASIC_BIT |
-                                        VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
+    const VkSubgroupFeatureFlags need =
+        VK_SUBGROUP_FEATURE_BASIC_BIT | VK_SUBGROUP_FEATURE_ARITHMETIC_BIT;
     const char *sgenv = getenv("LOOM_VULKAN_SUBGROUP");
     c->use_subgroup = c->sg_compute && (c->sg_ops & need) == need && c->subgroup_size >= 4 &&
                       !(sgenv && strcmp(sgenv, "0") == 0);
@@ -349,6 +366,7 @@ void loom_vk_device_info(loom_backend *be, loom_device_info *out) {
     out->int8 = c->int8;
     out->bf16 = false; /* bf16 is converted bit-wise in the shaders */
     out->subgroup_size = (int)c->subgroup_size;
+    out->max_buffer_bytes = (size_t)c->max_buf_bytes;
     uint32_t v = c->props.apiVersion;
     /* Subgroup operations in compute: b(asic) v(ote) a(rithmetic) B(allot)
      * s(huffle) r(elative shuffle) c(lustered) q(uad). */
@@ -370,15 +388,21 @@ void loom_vk_device_info(loom_backend *be, loom_device_info *out) {
                  (unsigned long long)(c->dev_max_range >> 20));
     else
         snprintf(range, sizeof range, "%lluM", (unsigned long long)(c->max_range >> 20));
+    char alloc[64];
+    if (c->alloc_forced)
+        snprintf(alloc, sizeof alloc, "%lluK(forced;dev %lluM)",
+                 (unsigned long long)(c->max_buf_bytes >> 10),
+                 (unsigned long long)(c->max_alloc >> 20));
+    else
+        snprintf(alloc, sizeof alloc, "%lluM", (unsigned long long)(c->max_alloc >> 20));
     char feat[512];
     snprintf(feat, sizeof feat,
              "vulkan=%u.%u subgroup=%s sg_ops=%s%s sg_reduce=%s coopmat=%s bf16=%s fp64=%s "
-             "shared=%uK max_storage_range=%s max_alloc=%lluM",
+             "shared=%uK max_storage_range=%s max_alloc=%s",
              VK_API_VERSION_MAJOR(v), VK_API_VERSION_MINOR(v), sgsz, no ? ops : "none",
              c->sg_compute ? "" : "(not compute)", c->use_subgroup ? "subgroup" : "shared",
              c->coopmat ? (c->coop_desc[0] ? c->coop_desc : "yes") : "no",
              c->bf16ext ? "yes" : "no", c->fp64 ? "yes" : "no",
-             c->props.limits.maxComputeSharedMemorySize / 1024, range,
-             (unsigned long long)(c->max_alloc >> 20));
+             c->props.limits.maxComputeSharedMemorySize / 1024, range, alloc);
     snprintf(out->features, sizeof out->features, "%.*s", (int)sizeof out->features - 1, feat);
 }

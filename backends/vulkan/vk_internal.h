@@ -146,6 +146,13 @@ typedef struct loom_vk_ctx {
     VkDeviceSize dev_max_range; /* the device's limit before LOOM_VULKAN_MAX_RANGE */
     VkDeviceSize max_alloc;     /* maxMemoryAllocationSize */
     VkDeviceSize max_buffer;    /* maxBufferSize (Vulkan 1.3), else 0 */
+    /* What device_info reports as max_buffer_bytes: the smaller of the two
+     * above, rounded down to 64 KiB (so a driver's size alignment cannot push
+     * an allocation over), or LOOM_VULKAN_MAX_ALLOC when that is smaller;
+     * then alloc_forced is set and buffer_alloc refuses anything larger, as
+     * a strict driver would (tests run the model's buffer splitting with it). */
+    VkDeviceSize max_buf_bytes;
+    bool alloc_forced;
 
     VkDescriptorSetLayout dsl;
     VkPipelineLayout layout;

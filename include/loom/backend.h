@@ -18,18 +18,28 @@
 extern "C" {
 #endif
 
-#define LOOM_BACKEND_ABI_VERSION 1
-#define LOOM_ERROR_MAX 512
+/* 2: loom_device_info gained max_buffer_bytes (a plugin built against 1
+ * would write a shorter struct). */
+#define LOOM_BACKEND_ABI_VERSION 2
+#define LOOM_ERROR_MAX           512
 
 typedef struct loom_device_info {
-    char name[128];         /* "llvmpipe (LLVM 15.0.6, 256 bits)", "NVIDIA H100 80GB HBM3" */
-    char kind[16];          /* "cpu", "gpu", "cpu-emulated" */
-    size_t mem_total;       /* bytes the device can hold; 0 if unknown */
-    size_t mem_free;        /* bytes free now; 0 if unknown */
-    bool fp16, bf16, int8;  /* native arithmetic support */
-    int subgroup_size;      /* warp/wavefront/subgroup/SIMD width; 0 if n/a */
-    int n_threads;          /* CPU threads used; 0 if n/a */
-    char features[256];     /* free-form: "avx512f avx512bw", "coopmat=no" ... */
+    char name[128];        /* "llvmpipe (LLVM 15.0.6, 256 bits)", "NVIDIA H100 80GB HBM3" */
+    char kind[16];         /* "cpu", "gpu", "cpu-emulated" */
+    size_t mem_total;      /* bytes the device can hold; 0 if unknown */
+    size_t mem_free;       /* bytes free now; 0 if unknown */
+    bool fp16, bf16, int8; /* native arithmetic support */
+    int subgroup_size;     /* warp/wavefront/subgroup/SIMD width; 0 if n/a */
+    int n_threads;         /* CPU threads used; 0 if n/a */
+    char features[256];    /* free-form: "avx512f avx512bw", "coopmat=no" ... */
+    /* Largest single loom_buffer the backend can allocate, in bytes; 0 = no
+     * limit known. Callers that need more (the model's weights and KV cache,
+     * the scheduler's leaves) spread their tensors over several buffers, each
+     * at most this size; one tensor must still fit one buffer. Vulkan reports
+     * maxMemoryAllocationSize (lowered by LOOM_VULKAN_MAX_ALLOC=bytes for
+     * tests); cpu, cuda and hip report 0. Filled by device_info, which
+     * zeroes the struct first, like every field here. */
+    size_t max_buffer_bytes;
 } loom_device_info;
 
 typedef struct loom_backend loom_backend;
@@ -44,7 +54,7 @@ typedef struct loom_buffer {
 } loom_buffer;
 
 typedef struct loom_backend_iface {
-    int abi_version; /* LOOM_BACKEND_ABI_VERSION */
+    int abi_version;  /* LOOM_BACKEND_ABI_VERSION */
     const char *name; /* "cpu", "vulkan", "cuda", "hip" */
     int priority;     /* higher is preferred: cuda 400, hip 300, vulkan 200, cpu 100 */
 
@@ -71,9 +81,9 @@ typedef struct loom_backend_iface {
 
 struct loom_backend {
     const loom_backend_iface *iface;
-    void *ctx;      /* backend private state */
-    int index;      /* position in the registry */
-    int n_threads;  /* requested CPU threads (0 = all cores) */
+    void *ctx;                  /* backend private state */
+    int index;                  /* position in the registry */
+    int n_threads;              /* requested CPU threads (0 = all cores) */
     char error[LOOM_ERROR_MAX]; /* last error message */
 };
 

@@ -46,18 +46,22 @@ loom_status loom_registry_select(const char *name, loom_backend **out, char *err
 /* Convenience wrappers over the vtable. */
 loom_status loom_buffer_alloc(loom_backend *be, size_t size, loom_buffer **out);
 void loom_buffer_free(loom_buffer *b); /* NULL is fine */
+/* The largest buffer be can allocate (loom_device_info.max_buffer_bytes);
+ * 0 when there is no known limit or be is NULL. Larger allocations may still
+ * succeed on some drivers, but callers that can split should not rely on it. */
+size_t loom_backend_max_buffer(loom_backend *be);
 
 /* ---------------- scheduler ---------------- */
 
 typedef struct loom_sched loom_sched;
 
 typedef struct loom_sched_stats {
-    int n_nodes;        /* compute nodes (views excluded) */
-    int n_splits;       /* runs of consecutive nodes on one backend */
-    int n_copies;       /* cross-backend copies inserted */
-    size_t arena_bytes[8];   /* planned activation arena per scheduler backend */
-    size_t naive_bytes[8];   /* what one buffer per tensor would have needed */
-    size_t leaf_bytes[8];    /* leaves (inputs/weights) allocated by the scheduler */
+    int n_nodes;           /* compute nodes (views excluded) */
+    int n_splits;          /* runs of consecutive nodes on one backend */
+    int n_copies;          /* cross-backend copies inserted */
+    size_t arena_bytes[8]; /* planned activation arena per scheduler backend */
+    size_t naive_bytes[8]; /* what one buffer per tensor would have needed */
+    size_t leaf_bytes[8];  /* leaves (inputs/weights) allocated by the scheduler */
 } loom_sched_stats;
 
 /* backends: preference order; the last one must support every op (cpu).

@@ -5,6 +5,8 @@
  * its compute can check that every tensor it touches lives in a mock buffer)
  * and supports only matmul, add and scale; it is placed before cpu, so the
  * scheduler must split graphs between the two and copy data across. */
+#define _POSIX_C_SOURCE 200809L /* setenv */
+
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>

@@ -1,5 +1,6 @@
 /* model/config.c - model configuration presets, validation and size accounting. */
 #include "loom/model_config.h"
+#include "loom/gguf.h"
 
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
@@ -194,6 +195,18 @@ loom_status loom_rope_freq_factors(const loom_rope_params *p, float *out, int64_
         out[i] = (float)f;
     }
     return LOOM_OK;
+}
+
+loom_status loom_rope_write_gguf_kv(struct loom_gguf_writer *w, const loom_rope_params *r) {
+    if (!w || !r) return LOOM_ERR_INVALID_ARG;
+    if (r->scaling != LOOM_ROPE_SCALING_LLAMA3) return LOOM_OK;
+    LOOM_TRY(loom_gguf_writer_set_str(w, "loom.rope.scaling.type", "llama3"));
+    LOOM_TRY(loom_gguf_writer_set_f32(w, "loom.rope.scaling.factor", r->factor));
+    LOOM_TRY(loom_gguf_writer_set_f32(w, "loom.rope.scaling.low_freq_factor", r->low_freq_factor));
+    LOOM_TRY(
+        loom_gguf_writer_set_f32(w, "loom.rope.scaling.high_freq_factor", r->high_freq_factor));
+    return loom_gguf_writer_set_u32(w, "loom.rope.scaling.original_context_length",
+                                    (uint32_t)r->orig_ctx);
 }
 
 /* Bytes per weight element, as a fraction num/den, for stored matrices. */

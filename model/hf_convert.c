@@ -189,13 +189,7 @@ static loom_status metadata(conv *v) {
     U32("llama.vocab_size", c->vocab_size);
     F32("llama.attention.layer_norm_rms_epsilon", c->rms_eps);
     F32("llama.rope.freq_base", c->rope.theta);
-    if (c->rope.scaling == LOOM_ROPE_SCALING_LLAMA3) {
-        LOOM_TRY(loom_gguf_writer_set_str(w, "llama.rope.scaling.type", "llama3"));
-        F32("llama.rope.scaling.factor", c->rope.factor);
-        F32("llama.rope.scaling.low_freq_factor", c->rope.low_freq_factor);
-        F32("llama.rope.scaling.high_freq_factor", c->rope.high_freq_factor);
-        U32("llama.rope.scaling.original_context_length", c->rope.orig_ctx);
-    }
+    LOOM_TRY(loom_rope_write_gguf_kv(w, &c->rope));
     if (c->n_experts > 0) {
         U32("llama.expert_count", c->n_experts);
         U32("llama.expert_used_count", c->n_experts_used);

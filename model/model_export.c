@@ -236,8 +236,18 @@ static loom_status gguf_export(const char *in, const char *out, const loom_expor
     for (int64_t i = 0; i < loom_gguf_n_kv(g) && s == LOOM_OK; i++) {
         const char *k = loom_gguf_kv_key(g, i);
         if (!strcmp(k, "general.file_type") || !strcmp(k, "general.quantization_version")) continue;
+        /* rope scaling is rewritten below in the form llama.cpp accepts */
+        if (!strncmp(k, "llama.rope.scaling.", 19) || !strncmp(k, "loom.rope.scaling.", 18))
+            continue;
         s = loom_gguf_writer_copy_kv(w, g, i);
     }
+    if (s == LOOM_OK) s = loom_rope_write_gguf_kv(w, &c.rope);
+    float rope_freqs[512];
+    const int64_t n_freqs = c.rope.n_dims / 2;
+    if (s == LOOM_OK && c.rope.scaling == LOOM_ROPE_SCALING_LLAMA3 &&
+        loom_gguf_find_tensor(g, "rope_freqs.weight") < 0 && n_freqs <= 512 &&
+        (s = loom_rope_freq_factors(&c.rope, rope_freqs, n_freqs)) == LOOM_OK)
+        s = loom_gguf_writer_add_tensor(w, "rope_freqs.weight", LOOM_F32, 1, &n_freqs, rope_freqs);
     if (s == LOOM_OK)
         s = loom_gguf_writer_set_u32(w, "general.file_type",
                                      (uint32_t)loom_model_gguf_file_type(p->type));

@@ -165,16 +165,7 @@ loom_status loom_model_write_random_gguf(const loom_model_config *c, loom_dtype 
     KV(loom_gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", c->rms_eps));
     KV(loom_gguf_writer_set_f32(w, "llama.rope.freq_base", c->rope.theta));
     KV(loom_gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)c->rope.n_dims));
-    if (c->rope.scaling == LOOM_ROPE_SCALING_LLAMA3) {
-        KV(loom_gguf_writer_set_str(w, "llama.rope.scaling.type", "llama3"));
-        KV(loom_gguf_writer_set_f32(w, "llama.rope.scaling.factor", c->rope.factor));
-        KV(loom_gguf_writer_set_f32(w, "llama.rope.scaling.low_freq_factor",
-                                    c->rope.low_freq_factor));
-        KV(loom_gguf_writer_set_f32(w, "llama.rope.scaling.high_freq_factor",
-                                    c->rope.high_freq_factor));
-        KV(loom_gguf_writer_set_u32(w, "llama.rope.scaling.original_context_length",
-                                    (uint32_t)c->rope.orig_ctx));
-    }
+    KV(loom_rope_write_gguf_kv(w, &c->rope));
     if (c->n_experts > 0) {
         KV(loom_gguf_writer_set_u32(w, "llama.expert_count", (uint32_t)c->n_experts));
         KV(loom_gguf_writer_set_u32(w, "llama.expert_used_count", (uint32_t)c->n_experts_used));

@@ -65,6 +65,15 @@ bool loom_model_config_layer_is_moe(const loom_model_config *c, int64_t layer);
  * p has no llama3 scaling or n is not n_dims / 2. */
 loom_status loom_rope_freq_factors(const loom_rope_params *p, float *out, int64_t n);
 
+/* GGUF metadata for r's scaling as loom writes it: nothing for no scaling;
+ * for llama3 the loom.rope.scaling.{type, factor, low_freq_factor,
+ * high_freq_factor, original_context_length} keys. Not under llama.*: llama.cpp
+ * asserts on a rope.scaling.type it does not know and reads
+ * rope.scaling.factor as linear scaling; it takes llama3 scaling from the
+ * rope_freqs.weight tensor instead, which writers add too. */
+struct loom_gguf_writer;
+loom_status loom_rope_write_gguf_kv(struct loom_gguf_writer *w, const loom_rope_params *r);
+
 typedef struct loom_model_size {
     int64_t params_total;  /* every weight */
     int64_t params_active; /* weights one token touches (top-k experts only) */

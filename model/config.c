@@ -90,6 +90,7 @@ loom_status loom_model_config_preset(const char *name, loom_model_config *out, c
             c.n_experts = 8;
             c.n_experts_used = 2;
             c.expert_ffn_dim = 864;
+            c.ffn_dim = 864; /* unused (no dense layer); llama.cpp sizes experts by it */
         }
     } else {
         return fail(err, err_n,

@@ -61,9 +61,8 @@ def run_llamacpp(llm, llama_cpp, tokens, n_gen):
     """Prefill tokens (BOS first, as loom does), then n_gen greedy steps."""
     llm.reset()
     llama_cpp.llama_perf_context_reset(llm.ctx)
-    llm.eval(tokens)
     produced = 0
-    for tok in llm.generate(tokens, temp=0.0, reset=False):
+    for _ in llm.generate(tokens, temp=0.0, top_k=1, reset=True):
         produced += 1
         if produced >= n_gen:
             break

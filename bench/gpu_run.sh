@@ -57,6 +57,15 @@ done
 for v in "LOOM_CUDA_QGEMM_MIN_M=16" "LOOM_CUDA_QGEMM=tiled"; do
     echo "$v: $(env $v timeout 60 "$BIN/loom" test-ops --backend cuda --op matmul --golden none 2>&1 | tail -1)" | tee -a "$OUT/summary.txt"
 done
+# MoE: the grouped expert GEMM (prefill) and the per-token warp kernels, forced
+# for every case; then the moe bench rows (T=1 decode, T=16 prefill) per mode.
+for m in grouped warp; do
+    echo "LOOM_CUDA_MOE=$m: $(LOOM_CUDA_MOE=$m timeout 120 "$BIN/loom" test-ops --backend cuda --op moe --golden none 2>&1 | tail -1)" | tee -a "$OUT/summary.txt"
+done
+for m in auto grouped warp; do
+    echo "LOOM_CUDA_MOE=$m bench:" | tee -a "$OUT/summary.txt"
+    LOOM_CUDA_MOE=$m timeout 60 "$BIN/loom" bench ops --backend cuda --shapes llama3-8b --op moe 2>&1 | tail -4 | tee -a "$OUT/summary.txt"
+done
 log "loom run (default model) on cuda"
 (cd "$OUT" && timeout 60 "$BIN/loom" init-model --preset tiny-moe -o tiny.gguf >/dev/null 2>&1 && \
     timeout 60 "$BIN/loom" run -m tiny.gguf -p "Once upon a time" -n 64 --backend cuda 2>&1 | tail -3; rm -f tiny.gguf) | tee -a "$OUT/summary.txt"

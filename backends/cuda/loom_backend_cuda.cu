@@ -807,7 +807,8 @@ static loom_status run_node(loom_backend *be, loom_tensor *node) {
         LOOM_TRY(desc(be, node, node->src[3], &d3));
         LOOM_TRY(desc(be, node, node->src[4], &d4));
         void *scr = NULL;
-        LOOM_TRY(need_scratch(be, lc_moe_scratch_bytes(a.ne[1], node->p.i[0], d2.ne[1]), &scr));
+        const size_t moe_bytes = lc_moe_scratch_bytes(node->p.i[0], a, b, d2, d3, d4);
+        LOOM_TRY(need_scratch(be, moe_bytes, &scr));
         e = lc_moe(st, node->p.i[0], y, a, b, d2, d3, d4, scr);
         break;
     }

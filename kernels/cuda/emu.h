@@ -69,47 +69,54 @@ static inline void __syncthreads() {
 static inline void lc_emu_syncwarp() {
     lc_emu_cur->warp_bar[threadIdx.x / 32].wait();
 }
-/* Exchange through a per-warp buffer; all 32 lanes take part (loom's kernels
- * only shuffle with whole warps). */
+/* Exchange through per-warp buffers; all 32 lanes take part (loom's kernels
+ * only shuffle with whole warps). Two buffers used in turn need one barrier
+ * per shuffle: a lane rewrites a buffer only after the next shuffle's barrier,
+ * which every lane reaches after its read of that buffer. */
+extern thread_local unsigned lc_emu_shfl_n;
 static inline float lc_emu_shfl(float v, int src_lane, bool xor_mode) {
     const unsigned w = threadIdx.x / 32, l = threadIdx.x % 32;
-    float *buf = &lc_emu_cur->xbuf[w * 32];
-    lc_emu_syncwarp();
+    float *buf = &lc_emu_cur->xbuf[(2 * w + (lc_emu_shfl_n++ & 1)) * 32];
     buf[l] = v;
     lc_emu_syncwarp();
-    const float r = buf[xor_mode ? (l ^ (unsigned)src_lane) : (unsigned)src_lane % 32];
-    lc_emu_syncwarp();
-    return r;
+    return buf[xor_mode ? (l ^ (unsigned)src_lane) : (unsigned)src_lane % 32];
 }
 #define LOOM_SHFL_XOR(v, o, w) lc_emu_shfl((v), (o), true)
-#define LOOM_SHFL(v, l, w) lc_emu_shfl((v), (l), false)
-#define LOOM_SYNCWARP() lc_emu_syncwarp()
-#define LOOM_HAVE_BLAS 0
+#define LOOM_SHFL(v, l, w)     lc_emu_shfl((v), (l), false)
+#define LOOM_SYNCWARP()        lc_emu_syncwarp()
+#define LOOM_HAVE_BLAS         0
 
+/* One host thread per CUDA thread for the whole launch (creating them per
+ * block made the emulation mostly clone/munmap); blocks run one after another,
+ * separated by a barrier of their own so that a kernel barrier is never
+ * satisfied by threads that already left the block. */
 template <typename F> void lc_emu_launch(dim3 g, dim3 b, F &&fn) {
-    for (unsigned bz = 0; bz < g.z; bz++)
-        for (unsigned by = 0; by < g.y; by++)
-            for (unsigned bx = 0; bx < g.x; bx++) {
-                lc_emu_block blk;
-                const unsigned nt = b.x * b.y * b.z;
-                blk.bar.n = nt;
-                blk.warp_bar = std::vector<lc_emu_barrier>((nt + 31) / 32);
-                for (auto &wb : blk.warp_bar)
-                    wb.n = 32;
-                blk.xbuf.assign(((nt + 31) / 32) * 32, 0.0f);
-                std::vector<std::thread> th;
-                for (unsigned t = 0; t < nt; t++)
-                    th.emplace_back([&, t] {
-                        threadIdx = {t, 0, 0};
+    const unsigned nt = b.x * b.y * b.z;
+    lc_emu_block blk;
+    blk.bar.n = nt;
+    blk.warp_bar = std::vector<lc_emu_barrier>((nt + 31) / 32);
+    for (auto &wb : blk.warp_bar)
+        wb.n = 32;
+    blk.xbuf.assign(((nt + 31) / 32) * 64, 0.0f);
+    lc_emu_barrier done;
+    done.n = nt;
+    std::vector<std::thread> th;
+    for (unsigned t = 0; t < nt; t++)
+        th.emplace_back([&, t] {
+            threadIdx = {t, 0, 0};
+            blockDim = b;
+            gridDim = g;
+            lc_emu_cur = &blk;
+            for (unsigned bz = 0; bz < g.z; bz++)
+                for (unsigned by = 0; by < g.y; by++)
+                    for (unsigned bx = 0; bx < g.x; bx++) {
                         blockIdx = {bx, by, bz};
-                        blockDim = b;
-                        gridDim = g;
-                        lc_emu_cur = &blk;
                         fn();
-                    });
-                for (auto &x : th)
-                    x.join();
-            }
+                        done.wait();
+                    }
+        });
+    for (auto &x : th)
+        x.join();
 }
 #define LC_EMU_LAUNCH(kern, g, b, ...) lc_emu_launch(dim3(g), dim3(b), [=] { kern(__VA_ARGS__); })
 
@@ -167,6 +174,9 @@ static inline float __fadd_rn(float a, float b) {
 }
 static inline int atomicCAS(int *p, int cmp, int val) {
     return __sync_val_compare_and_swap(p, cmp, val);
+}
+static inline int atomicAdd(int *p, int val) {
+    return __sync_fetch_and_add(p, val);
 }
 
 /* runtime API */

@@ -84,8 +84,11 @@ size_t lc_flash_attn_scratch_bytes(lc_tensor q, lc_tensor k, lc_tensor v);
 int lc_flash_attn_ex(void *stream, float scale, int causal, int q_offset, lc_tensor out,
                      lc_tensor q, lc_tensor k, lc_tensor v, void *scratch, size_t scratch_bytes);
 
-/* moe.cu. scratch: idx int32[T*k] + gates f32[T*k] + h f32[T*k*F] (lc_moe_scratch_bytes). */
-size_t lc_moe_scratch_bytes(int64_t T, int64_t k, int64_t F);
+/* moe.cu. scratch of lc_moe_scratch_bytes bytes: ids, gates and h [T*k*F] for both paths; the
+ * grouped path (LOOM_CUDA_MOE = auto|grouped|warp, docs/adr/0010) adds y [T*k*Dm] and the
+ * per-expert grouping. Same arguments as lc_moe: the size depends on the path chosen. */
+size_t lc_moe_scratch_bytes(int top_k, lc_tensor x, lc_tensor logits, lc_tensor gate, lc_tensor up,
+                            lc_tensor down);
 int lc_moe(void *stream, int top_k, lc_tensor out, lc_tensor x, lc_tensor logits, lc_tensor gate,
            lc_tensor up, lc_tensor down, void *scratch);
 int lc_moe_gate(void *stream, int top_k, lc_tensor out, lc_tensor logits);

@@ -77,9 +77,9 @@ static void lc_row_index(const int64_t *ne, int64_t r, int64_t *i1, int64_t *i2,
  * once per MM_KC block and reused by every activation row) and broadcasts
  * one activation per row from a k-major packed group, so every load has a
  * constant offset and the tile is written back as whole vectors. */
-#define MM_KC 256       /* reduction block: a multiple of every block size (64) */
+#define MM_KC 512       /* reduction block: a multiple of every block size (64) */
 #define MM_NS (2 * VN)  /* weight rows per packed strip */
-#define MM_NC (16 * VN) /* weight rows packed at once (4 strips, L2-resident) */
+#define MM_NC (16 * VN) /* weight rows packed at once (8 strips, 512 KiB at MM_KC: L2) */
 #if VN == 16
 #define MM_MR 12 /* 24 accumulators + 2 weight vectors + 1 broadcast of 32 zmm */
 #else

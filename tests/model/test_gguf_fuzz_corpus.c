@@ -7,43 +7,14 @@
  *   test_gguf_fuzz_corpus [N_MUTATIONS_PER_FILE] [SEED]
  *   test_gguf_fuzz_corpus FILE...            replay inputs (e.g. a crash file) */
 #define _POSIX_C_SOURCE 200809L
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "fuzz/fuzz_gguf.c"
 #include "model/test_gguf_fixture.h"
+#include "model/fuzz_replay.h"
 #include "testing.h"
-
-static uint64_t rng_state;
-static uint64_t rng(void) { /* xorshift64*: fixed seed, same mutations every run */
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 2685821657736338717ull;
-}
-
-static uint8_t *read_file(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    uint8_t *buf = NULL;
-    size_t cap = 0;
-    *n = 0;
-    for (;;) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 4096;
-            uint8_t *nb = realloc(buf, cap);
-            if (!nb) break;
-            buf = nb;
-        }
-        size_t k = fread(buf + *n, 1, cap - *n, f);
-        *n += k;
-        if (k == 0) break;
-    }
-    fclose(f);
-    return buf;
-}
 
 /* Values that tend to hit boundaries of lengths, counts and type ids. */
 static const uint64_t interesting[] = {0,
@@ -111,49 +82,8 @@ static void mutate_once(uint8_t *buf, size_t *n, size_t cap) {
     }
 }
 
-static int run_one(const uint8_t *data, size_t n) {
-    /* exact-size heap copy so ASan catches any read past the end */
-    uint8_t *c = malloc(n ? n : 1);
-    if (n) memcpy(c, data, n);
-    int r = LLVMFuzzerTestOneInput(c, n);
-    free(c);
-    return r;
-}
-
-static long n_execs;
-
-static int cmp_str(const void *a, const void *b) {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void fuzz_seed(const char *name, const uint8_t *seed, size_t n, int n_mut) {
-    CHECK_MSG(run_one(seed, n) == 0, "%s", name);
-    n_execs++;
-    size_t cap = n + 64;
-    uint8_t *buf = malloc(cap);
-    for (int m = 0; m < n_mut; m++) {
-        size_t len = n;
-        memcpy(buf, seed, n);
-        int edits = 1 + (int)(rng() % 4);
-        for (int e = 0; e < edits; e++)
-            mutate_once(buf, &len, cap);
-        run_one(buf, len);
-        n_execs++;
-    }
-    free(buf);
-}
-
 int main(int argc, char **argv) {
-    if (argc > 1 && strchr(argv[1], '/') != NULL) { /* replay files */
-        for (int i = 1; i < argc; i++) {
-            size_t n;
-            uint8_t *b = read_file(argv[i], &n);
-            CHECK_MSG(b != NULL, "cannot read %s", argv[i]);
-            if (b) CHECK(run_one(b, n) == 0);
-            free(b);
-        }
-        return test_summary("test_gguf_fuzz_corpus");
-    }
+    if (fuzz_replay_args(argc, argv)) return test_summary("test_gguf_fuzz_corpus");
     int n_mut = argc > 1 ? atoi(argv[1]) : 1000;
     uint64_t seed = argc > 2 ? strtoull(argv[2], NULL, 0) : 0x6c6f6f6d67677566ull;
     rng_state = seed ? seed : 1;
@@ -172,39 +102,7 @@ int main(int argc, char **argv) {
     fixture_free(bufs);
     loom_gguf_writer_free(w);
 
-    const char *src = getenv("LOOM_SOURCE_DIR");
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s/tests/fuzz/corpus/gguf", src ? src : ".");
-    /* sorted, so the random mutation stream does not depend on readdir order */
-    char **names = NULL;
-    size_t n_names = 0;
-    DIR *d = opendir(dir);
-    CHECK_MSG(d != NULL, "cannot open corpus %s (is LOOM_SOURCE_DIR set?)", dir);
-    for (struct dirent *e; d && (e = readdir(d)) != NULL;) {
-        if (e->d_name[0] == '.') continue;
-        char **nn = realloc(names, (n_names + 1) * sizeof *names);
-        if (!nn) break;
-        names = nn;
-        names[n_names] = malloc(strlen(e->d_name) + 1);
-        if (names[n_names]) strcpy(names[n_names++], e->d_name);
-    }
-    if (d) closedir(d);
-    if (n_names > 1) qsort(names, n_names, sizeof *names, cmp_str);
-    int n_files = 0;
-    for (size_t i = 0; i < n_names; i++) {
-        char path[4096 + 256];
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
-        size_t n;
-        uint8_t *b = read_file(path, &n);
-        if (b) {
-            n_files++;
-            fuzz_seed(names[i], b, n, n_mut);
-        }
-        free(b);
-        free(names[i]);
-    }
-    free(names);
-    CHECK_MSG(n_files >= 5, "only %d corpus files in %s", n_files, dir);
+    const int n_files = fuzz_corpus("gguf", n_mut);
     printf("test_gguf_fuzz_corpus: %d corpus files, %ld inputs run\n", n_files, n_execs);
     return test_summary("test_gguf_fuzz_corpus");
 }

@@ -11,7 +11,8 @@
  *
  * Then the model itself: the checkpoint is converted to GGUF
  * (loom_hf_write_gguf: llama.cpp names, q/k rows permuted for adjacent-pair
- * RoPE), loaded with loom_model_load_gguf on the cpu backend and run on each
+ * RoPE), loaded with loom_model_load_gguf on every available backend (cpu;
+ * Vulkan on lavapipe in CI; CUDA/HIP on a GPU machine) and run on each
  * prompt:
  *   f32 weights, f32 KV cache: every position's logits within 1e-4 of the
  *     logit range of transformers' (max abs error / (max - min)), and greedy
@@ -142,8 +143,9 @@ static void check_layout(loom_safetensors *st, const hf_golden *g) {
 #define HF_Q8_NMSE     2e-3
 #define HF_Q8_NMSE_MOE 5e-2
 
-static loom_model *load_converted(const hf_golden *g, const loom_model_config *c, loom_dtype wtype,
-                                  loom_dtype kv, const char *path) {
+static loom_model *load_converted(const char *backend, const hf_golden *g,
+                                  const loom_model_config *c, loom_dtype wtype, loom_dtype kv,
+                                  const char *path) {
     char err[512] = "", ck[1400];
     snprintf(ck, sizeof ck, "%s/%s", g->dir, g->checkpoint);
     loom_safetensors *st = NULL;
@@ -155,7 +157,7 @@ static loom_model *load_converted(const hf_golden *g, const loom_model_config *c
     CHECK_MSG(s == LOOM_OK, "%s: hf -> gguf %s: %s", g->name, loom_dtype_name(wtype), err);
     if (s != LOOM_OK) return NULL;
     loom_model_params p = loom_model_default_params();
-    p.backend = "cpu";
+    p.backend = backend;
     p.kv_dtype = kv;
     p.n_ctx = 64;
     loom_model *m = NULL;
@@ -183,13 +185,13 @@ static int argmax(const float *x, int64_t n) {
     return best;
 }
 
-static void check_forward(const hf_golden *g, const loom_model_config *c) {
+static void check_forward(const char *be, const hf_golden *g, const loom_model_config *c) {
     char path[256], err[512];
     snprintf(path, sizeof path, "/tmp/loom_test_hf_%s_%d.gguf", g->name, (int)getpid());
     const int64_t V = g->vocab_size;
     for (int q8 = 0; q8 < 2; q8++) {
         loom_model *m =
-            load_converted(g, c, q8 ? LOOM_Q8_0 : LOOM_F32, q8 ? LOOM_F16 : LOOM_F32, path);
+            load_converted(be, g, c, q8 ? LOOM_Q8_0 : LOOM_F32, q8 ? LOOM_F16 : LOOM_F32, path);
         unlink(path);
         if (!m) continue;
         double num = 0, den = 0;
@@ -223,8 +225,8 @@ static void check_forward(const hf_golden *g, const loom_model_config *c) {
                 CHECK_MSG(max_err <= 1e-4 * range,
                           "%s prompt %d: max |loom - transformers| = %g, range %g (%g relative)",
                           g->name, p, max_err, range, max_err / range);
-                printf("%s prompt %d f32: max abs err %.3g (%.3g of the logit range)\n", g->name, p,
-                       max_err, max_err / range);
+                printf("%s %s prompt %d f32: max abs err %.3g (%.3g of the logit range)\n", be,
+                       g->name, p, max_err, max_err / range);
                 /* greedy through the KV cache, one token per step */
                 int32_t tok = argmax(got + (pr->n_tokens - 1) * V, V);
                 int ok = 1;
@@ -240,15 +242,16 @@ static void check_forward(const hf_golden *g, const loom_model_config *c) {
                     tok = argmax(got, V);
                 }
                 if (ok)
-                    printf("%s prompt %d: %d greedy tokens equal\n", g->name, p, pr->n_generated);
+                    printf("%s %s prompt %d: %d greedy tokens equal\n", be, g->name, p,
+                           pr->n_generated);
             }
             free(got);
         }
         if (q8) {
             double nmse = num / den, bound = g->n_experts ? HF_Q8_NMSE_MOE : HF_Q8_NMSE;
-            printf("%s q8_0 weights, f16 KV: logits NMSE %.3g (bound %g), %d of %d positions "
+            printf("%s %s q8_0 weights, f16 KV: logits NMSE %.3g (bound %g), %d of %d positions "
                    "over %g\n",
-                   g->name, nmse, bound, n_bad, n_pos, HF_Q8_NMSE);
+                   be, g->name, nmse, bound, n_bad, n_pos, HF_Q8_NMSE);
             CHECK_MSG(nmse < bound, "%s: q8_0 NMSE %g", g->name, nmse);
             CHECK_MSG(n_bad <= (g->n_experts ? n_pos / 4 : 0),
                       "%s: q8_0: %d of %d positions over NMSE %g", g->name, n_bad, n_pos,
@@ -293,7 +296,12 @@ static void check_model(const char *name) {
     s = loom_hf_config_load(g.dir, &c, err, sizeof err);
     CHECK_MSG(s == LOOM_OK, "%s: config.json: %s", name, err);
     if (s == LOOM_OK) check_config(&g, &c);
-    if (s == LOOM_OK) check_forward(&g, &c);
+    /* every available backend (cpu always; Vulkan on lavapipe in CI) */
+    for (int i = 0; s == LOOM_OK && i < loom_registry_count(); i++) {
+        const loom_backend *be = loom_registry_get(i);
+        if (!loom_registry_available(i) || !strcmp(be->iface->name, "null")) continue;
+        check_forward(be->iface->name, &g, &c);
+    }
     if (s == LOOM_OK) check_convert_errors(&g, &c);
 
     char path[1400];

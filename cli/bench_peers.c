@@ -36,12 +36,6 @@ const char *loom_bench_peer_name(int peer) {
     return peer >= 0 && peer < loom_bench_peer_count() ? peer_names[peer] : "?";
 }
 
-static uint16_t f32_to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
 static void fill_f32(float *p, size_t n, uint32_t seed) {
     for (size_t i = 0; i < n; i++) {
         seed = seed * 1664525u + 1013904223u;
@@ -126,6 +120,12 @@ static bool peer_openblas(bool bf16, int64_t M, int64_t N, int64_t K, int thread
 /* ---------------- oneDNN ---------------- */
 
 #if defined(LOOM_HAVE_DNNL_H)
+static uint16_t f32_to_bf16(float f) { /* round to nearest even (inputs are finite) */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
 #define DNNL_FNS(X)                                                                                \
     X(dnnl_engine_create)                                                                          \
     X(dnnl_engine_destroy)                                                                         \

@@ -964,6 +964,10 @@ static bool moe_route_all(const loom_tensor *node, const moe_dims *d, int32_t *i
     return ok;
 }
 
+/* Tokens routed to one expert from which its rows are dequantized once into
+ * an f32 row instead of in registers per token. */
+#define MOE_DEQUANT_MIN 3
+
 static loom_status k_moe_pass(const loom_tensor *out, int pass, void *scratch, int ith, int nth,
                               char *err, size_t err_n) {
     const moe_dims d = moe_dims_of(out);
@@ -1002,9 +1006,14 @@ static loom_status k_moe_pass(const loom_tensor *out, int pass, void *scratch, i
             lc_fail(err, err_n, st, "moe: bad nf4 weight");
             goto done;
         }
-        xp = lc_alloc((size_t)(d.T > 0 ? d.T : 1) * (size_t)d.Dmp * sizeof(float));
+        /* Rows, not tokens, are split: any token may meet this thread's rows.
+         * wf: the current gate and up rows dequantized once, when enough
+         * tokens share them (prefill) that re-dequantizing per token costs
+         * more than an f32 row in L1. */
+        xp = lc_alloc(((size_t)(d.T > 0 ? d.T : 1) + 2) * (size_t)d.Dmp * sizeof(float));
         if (!xp) goto oom;
-        /* Rows, not tokens, are split: any token may meet this thread's rows. */
+        float *wf = xp + (size_t)(d.T > 0 ? d.T : 1) * (size_t)d.Dmp;
+        const mm_w w32 = {.t = LOOM_F32};
         for (int64_t t = 0; t < d.T; t++)
             mm_pack_x(x, t, 0, 0, 0, d.Dm, d.Dmp, xp + t * d.Dmp);
         int64_t lo, hi;
@@ -1013,10 +1022,18 @@ static loom_status k_moe_pass(const loom_tensor *out, int pass, void *scratch, i
             const int64_t e = gr.used[q / d.F], f = q % d.F;
             int64_t ea, eb;
             const uint8_t *ra = mm_wrow(&wa, f, e, 0, &ea), *rb = mm_wrow(&wb, f, e, 0, &eb);
+            const mm_w *ma = &wa, *mb = &wb;
+            if (gr.first[e + 1] - gr.first[e] >= MOE_DEQUANT_MIN && wa.t != LOOM_F32) {
+                mm_dequant(&wa, ra, ea, 0, d.Dm, d.Dmp, wf);
+                mm_dequant(&wb, rb, eb, 0, d.Dm, d.Dmp, wf + d.Dmp);
+                ra = (const uint8_t *)wf, rb = (const uint8_t *)(wf + d.Dmp);
+                ea = eb = 0;
+                ma = mb = &w32;
+            }
             for (int32_t j = gr.first[e]; j < gr.first[e + 1]; j++) {
                 const int64_t p = gr.order[j], t = p / d.k;
-                const float a = mm_dot1(&wa, ra, ea, xp + t * d.Dmp, d.Dm);
-                const float b = mm_dot1(&wb, rb, eb, xp + t * d.Dmp, d.Dm);
+                const float a = mm_dot1(ma, ra, ea, xp + t * d.Dmp, d.Dm);
+                const float b = mm_dot1(mb, rb, eb, xp + t * d.Dmp, d.Dm);
                 float *hp = h + p * d.Fp;
                 hp[f] = a / (1.0f + expf(-a)) * b;
                 if (f == d.F - 1)
@@ -1031,6 +1048,9 @@ static loom_status k_moe_pass(const loom_tensor *out, int pass, void *scratch, i
         }
         int64_t lo, hi;
         lc_range(d.Dm, ith, nth, &lo, &hi);
+        float *wf = xp = lc_alloc((size_t)d.Fp * sizeof(float)); /* see pass 0 */
+        if (!xp) goto oom;
+        const mm_w w32 = {.t = LOOM_F32};
         for (int64_t t = 0; t < d.T; t++) {
             float *o = (float *)((uint8_t *)out->data + t * out->nb[1]);
             for (int64_t dd = lo; dd < hi; dd++)
@@ -1041,10 +1061,15 @@ static loom_status k_moe_pass(const loom_tensor *out, int pass, void *scratch, i
                 const int64_t e = gr.used[u];
                 int64_t eo;
                 const uint8_t *row = mm_wrow(&wa, dd, e, 0, &eo);
+                const mm_w *mw = &wa;
+                if (gr.first[e + 1] - gr.first[e] >= MOE_DEQUANT_MIN && wa.t != LOOM_F32) {
+                    mm_dequant(&wa, row, eo, 0, d.F, d.Fp, wf);
+                    row = (const uint8_t *)wf, eo = 0, mw = &w32;
+                }
                 for (int32_t j = gr.first[e]; j < gr.first[e + 1]; j++) {
                     const int64_t p = gr.order[j], t = p / d.k;
                     float *o = (float *)((uint8_t *)out->data + t * out->nb[1]);
-                    o[dd] += g[p] * mm_dot1(&wa, row, eo, h + p * d.Fp, d.F);
+                    o[dd] += g[p] * mm_dot1(mw, row, eo, h + p * d.Fp, d.F);
                 }
             }
     }

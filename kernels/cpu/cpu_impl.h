@@ -405,7 +405,9 @@ static loom_status k_matmul(const loom_tensor *out, int ith, int nth, char *err,
      * row of conversion scratch. */
     const size_t xn = small ? (size_t)M * Kp : (size_t)groups * MM_MR * kcp_max + kcp_max;
     float *xbuf = lc_alloc(xn * sizeof(float));
-    float *wbuf = small ? NULL : lc_alloc((size_t)kcp_max * MM_NC * sizeof(float));
+    /* wbuf: MM_NC packed weight rows, then VN dequantized rows (tbuf) */
+    float *wbuf = small ? NULL : lc_alloc((size_t)kcp_max * (MM_NC + VN) * sizeof(float));
+    float *tbuf = wbuf ? wbuf + (size_t)kcp_max * MM_NC : NULL;
     if (!xbuf || (!small && !wbuf)) {
         free(xbuf);
         free(wbuf);
@@ -443,19 +445,30 @@ static loom_status k_matmul(const loom_tensor *out, int ith, int nth, char *err,
             }
             for (int64_t nb = n0; nb < n1; nb += MM_NC) {
                 const int64_t nc = LC_MIN(MM_NC, n1 - nb);
-                /* Pack weights: strip s holds rows [nb + s*NS, +NS) k-major. */
-                for (int64_t q = 0; q < (nc + MM_NS - 1) / MM_NS * MM_NS; q++) {
-                    float *ws = wbuf + (size_t)(q / MM_NS) * MM_NS * kcp + q % MM_NS;
-                    if (q >= nc) {
-                        for (int64_t k = 0; k < kc; k++)
-                            ws[k * MM_NS] = 0.0f;
-                        continue;
+                /* Pack weights: strip s holds rows [nb + s*NS, +NS) k-major. VN
+                 * rows at a time are dequantized into tbuf and transposed in
+                 * registers, VN x VN at a time (rows past nc are zeros). */
+                const int64_t ncs = (nc + MM_NS - 1) / MM_NS * MM_NS;
+                for (int64_t q0 = 0; q0 < ncs; q0 += VN) {
+                    for (int64_t j = 0; j < VN; j++) {
+                        float *t = tbuf + j * kcp;
+                        if (q0 + j >= nc) {
+                            memset(t, 0, (size_t)kcp * sizeof(float));
+                            continue;
+                        }
+                        int64_t eoff;
+                        const uint8_t *row = mm_wrow(&mw, nb + q0 + j, wi2, wi3, &eoff);
+                        mm_dequant(&mw, row, eoff, k0, kc, kcp, t);
                     }
-                    int64_t eoff;
-                    const uint8_t *row = mm_wrow(&mw, nb + q, wi2, wi3, &eoff);
-                    mm_dequant(&mw, row, eoff, k0, kc, kcp, xrow);
-                    for (int64_t k = 0; k < kc; k++)
-                        ws[k * MM_NS] = xrow[k];
+                    float *ws = wbuf + (size_t)(q0 / MM_NS) * MM_NS * kcp + q0 % MM_NS;
+                    for (int64_t k = 0; k < kcp; k += VN) {
+                        vf v[VN];
+                        for (int j = 0; j < VN; j++)
+                            v[j] = V_LOAD(tbuf + j * kcp + k);
+                        v_transpose(v);
+                        for (int i = 0; i < VN; i++)
+                            V_STORE(ws + (k + i) * MM_NS, v[i]);
+                    }
                 }
                 for (int64_t g = 0; g < groups; g++) {
                     const int mr = (int)LC_MIN(MM_MR, M - g * MM_MR);

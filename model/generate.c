@@ -1,28 +1,13 @@
 /* model/generate.c - prefill, the decode loop, stop conditions and
  * streaming (see loom/generate.h). */
 #define _POSIX_C_SOURCE 200809L
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "loom/generate.h"
-
-static loom_status fail(char *err, size_t n, loom_status st, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
-static loom_status fail(char *err, size_t n, loom_status st, const char *fmt, ...) {
-    if (err && n) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, n, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
+#include "model/model_internal.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -131,16 +116,17 @@ loom_status loom_generate_tokens(loom_model *m, const int32_t *prompt, size_t n_
                                  size_t *n_out, char **text_out, loom_generate_stats *stats,
                                  char *err, size_t err_n) {
     if (!m || !prompt || n_prompt == 0)
-        return fail(err, err_n, LOOM_ERR_INVALID_ARG, "generate: empty prompt");
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "generate: empty prompt");
     loom_generate_params p = pp ? *pp : loom_generate_default_params();
     const loom_tokenizer *tk = loom_model_tokenizer(m);
     const int64_t V = loom_model_config_of(m)->vocab_size;
     if (p.slot < 0 || p.slot >= loom_model_n_slots(m))
-        return fail(err, err_n, LOOM_ERR_INVALID_ARG, "generate: slot %d does not exist", p.slot);
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "generate: slot %d does not exist",
+                               p.slot);
     if ((int64_t)n_prompt >= loom_model_n_ctx(m))
-        return fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                    "generate: the prompt (%zu tokens) does not fit the context (%lld)", n_prompt,
-                    (long long)loom_model_n_ctx(m));
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "generate: the prompt (%zu tokens) does not fit the context (%lld)",
+                               n_prompt, (long long)loom_model_n_ctx(m));
     loom_generate_stats st0;
     memset(&st0, 0, sizeof st0);
     st0.n_prompt = (int64_t)n_prompt;
@@ -151,7 +137,7 @@ loom_status loom_generate_tokens(loom_model *m, const int32_t *prompt, size_t n_
     loom_status st = LOOM_OK;
     if (!logits || !gen || loom_sampler_new(&p.sampling, V, &smp) != LOOM_OK ||
         !text_append(&t, "", 0)) {
-        st = fail(err, err_n, LOOM_ERR_OOM, "generate: out of memory");
+        st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "generate: out of memory");
         goto done;
     }
     for (size_t i = 0; i < n_prompt; i++)
@@ -168,7 +154,7 @@ loom_status loom_generate_tokens(loom_model *m, const int32_t *prompt, size_t n_
     while ((int32_t)n_gen < p.n_predict) {
         int32_t tok;
         if ((st = loom_sampler_sample(smp, logits, &tok)) != LOOM_OK) {
-            st = fail(err, err_n, st, "generate: sampling failed");
+            st = loom_model_fail(err, err_n, st, "generate: sampling failed");
             goto done;
         }
         loom_sampler_accept(smp, tok);
@@ -182,7 +168,7 @@ loom_status loom_generate_tokens(loom_model *m, const int32_t *prompt, size_t n_
             size_t len;
             if (loom_tokenizer_piece(tk, tok, &piece, &len) == LOOM_OK) {
                 if (!text_append(&t, piece, len)) {
-                    st = fail(err, err_n, LOOM_ERR_OOM, "generate: out of memory");
+                    st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "generate: out of memory");
                     goto done;
                 }
                 long at = find_stop(&t, &p, len);
@@ -236,25 +222,26 @@ static loom_status tokenize(const loom_model *m, const char *prompt, const loom_
                             int32_t **ids, size_t *n, char *err, size_t err_n) {
     const loom_tokenizer *tk = loom_model_tokenizer(m);
     if (!tk)
-        return fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                    "generate: the model file has no tokenizer (tokenizer.ggml.*)");
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "generate: the model file has no tokenizer (tokenizer.ggml.*)");
     unsigned flags =
         (p->add_bos ? LOOM_TOK_ADD_BOS : 0u) | (p->parse_special ? 0u : LOOM_TOK_NO_SPECIAL);
     char terr[256];
     loom_status st =
         loom_tokenizer_encode(tk, prompt, strlen(prompt), flags, ids, n, terr, sizeof terr);
-    if (st != LOOM_OK) return fail(err, err_n, st, "generate: %s", terr);
+    if (st != LOOM_OK) return loom_model_fail(err, err_n, st, "generate: %s", terr);
     if (*n == 0) {
         free(*ids);
         *ids = NULL;
-        return fail(err, err_n, LOOM_ERR_INVALID_ARG, "generate: the prompt is empty");
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "generate: the prompt is empty");
     }
     return LOOM_OK;
 }
 
 loom_status loom_generate(loom_model *m, const char *prompt, const loom_generate_params *pp,
                           char **text, loom_generate_stats *stats, char *err, size_t err_n) {
-    if (!m || !prompt) return fail(err, err_n, LOOM_ERR_INVALID_ARG, "generate: NULL argument");
+    if (!m || !prompt)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "generate: NULL argument");
     loom_generate_params p = pp ? *pp : loom_generate_default_params();
     int32_t *ids = NULL;
     size_t n = 0;
@@ -268,11 +255,11 @@ loom_status loom_generate_batch(loom_model *m, const char *const *prompts, size_
                                 const loom_generate_params *pp, char **texts,
                                 loom_generate_stats *stats, char *err, size_t err_n) {
     if (!m || !prompts || !texts || n == 0)
-        return fail(err, err_n, LOOM_ERR_INVALID_ARG, "generate: NULL argument");
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "generate: NULL argument");
     if (n > (size_t)loom_model_n_slots(m))
-        return fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                    "generate: %zu prompts need %zu KV slots, the model has %d", n, n,
-                    loom_model_n_slots(m));
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "generate: %zu prompts need %zu KV slots, the model has %d", n, n,
+                               loom_model_n_slots(m));
     loom_generate_params p = pp ? *pp : loom_generate_default_params();
     const int64_t V = loom_model_config_of(m)->vocab_size;
     const loom_tokenizer *tk = loom_model_tokenizer(m);
@@ -287,7 +274,7 @@ loom_status loom_generate_batch(loom_model *m, const char *const *prompts, size_
     for (size_t i = 0; i < n; i++)
         texts[i] = NULL;
     if (!smp || !t || !logits || !active || !slots || !next || !ngen) {
-        st = fail(err, err_n, LOOM_ERR_OOM, "generate: out of memory");
+        st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "generate: out of memory");
         goto done;
     }
     double t0 = now_s();
@@ -297,7 +284,7 @@ loom_status loom_generate_batch(loom_model *m, const char *const *prompts, size_
         int32_t *ids = NULL;
         size_t ni = 0;
         if (loom_sampler_new(&sp, V, &smp[i]) != LOOM_OK || !text_append(&t[i], "", 0)) {
-            st = fail(err, err_n, LOOM_ERR_OOM, "generate: out of memory");
+            st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "generate: out of memory");
             break;
         }
         if ((st = tokenize(m, prompts[i], &p, &ids, &ni, err, err_n)) != LOOM_OK) break;
@@ -305,7 +292,8 @@ loom_status loom_generate_batch(loom_model *m, const char *const *prompts, size_
             loom_sampler_accept(smp[i], ids[k]);
         loom_model_slot_clear(m, (int)i);
         if ((int64_t)ni >= loom_model_n_ctx(m))
-            st = fail(err, err_n, LOOM_ERR_INVALID_ARG, "generate: prompt %zu is too long", i);
+            st = loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                                 "generate: prompt %zu is too long", i);
         else
             st = prefill(m, (int)i, ids, ni, p.n_batch, logits + i * (size_t)V, err, err_n);
         st0.n_prompt += (int64_t)ni;
@@ -349,7 +337,7 @@ loom_status loom_generate_batch(loom_model *m, const char *const *prompts, size_
         if (n_act == 0) break;
         float *out = malloc((size_t)n_act * (size_t)V * sizeof *out);
         if (!out) {
-            st = fail(err, err_n, LOOM_ERR_OOM, "generate: out of memory");
+            st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "generate: out of memory");
             goto done;
         }
         loom_batch b = {n_act, 1, slots, next, false};

@@ -11,6 +11,7 @@
 #include "loom/model.h"
 #include "loom/safetensors.h"
 #include "loom/tokenizer.h"
+#include "model/model_internal.h"
 
 typedef struct conv {
     loom_safetensors *st;
@@ -19,8 +20,7 @@ typedef struct conv {
     loom_dtype wtype;
     const loom_hf_gguf_opts *o;
     int64_t n_done, n_total; /* elements converted, for progress */
-    void **bufs;             /* converted tensors, alive until the file is written */
-    int n_bufs, cap_bufs;
+    loom_blobs bufs;         /* converted tensors, alive until the file is written */
     char *err;
     size_t err_n;
 } conv;
@@ -86,22 +86,12 @@ static loom_status add(conv *v, const char *name, float *f, int n_dims, const in
         s = data ? loom_convert(LOOM_F32, f, t, data, n) : LOOM_ERR_OOM;
         free(f);
     }
-    if (s == LOOM_OK && v->n_bufs == v->cap_bufs) {
-        int cap = v->cap_bufs ? 2 * v->cap_bufs : 64;
-        void **nb = realloc(v->bufs, (size_t)cap * sizeof *nb);
-        if (nb) {
-            v->bufs = nb;
-            v->cap_bufs = cap;
-        } else {
-            s = LOOM_ERR_OOM;
-        }
-    }
+    if (s == LOOM_OK && !loom_blobs_keep(&v->bufs, data)) s = LOOM_ERR_OOM;
     if (s != LOOM_OK) {
         free(data);
         return cfail(v, s, "converting '%s' to %s: %s", name, loom_dtype_name(t),
                      loom_status_str(s));
     }
-    v->bufs[v->n_bufs++] = data;
     s = loom_gguf_writer_add_tensor(v->w, name, t, n_dims, ne, data);
     if (s != LOOM_OK)
         return cfail(v, s, "GGUF tensor '%s': %s", name, loom_gguf_writer_error(v->w));
@@ -321,8 +311,6 @@ loom_status loom_hf_write_gguf_ex(loom_safetensors *st, const loom_model_config 
             cfail(&v, s, "hf -> gguf: writing %s: %s", path, loom_gguf_writer_error(v.w));
     }
     loom_gguf_writer_free(v.w);
-    for (int i = 0; i < v.n_bufs; i++)
-        free(v.bufs[i]);
-    free(v.bufs);
+    loom_blobs_free(&v.bufs);
     return s;
 }

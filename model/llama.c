@@ -10,27 +10,11 @@
  * ([head_dim, Tk, n_kv_heads], Tk = position + T), so sequences at different
  * positions share the matmuls of one forward pass. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "model/model_internal.h"
-
-static loom_status fail(char *err, size_t n, loom_status st, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
-static loom_status fail(char *err, size_t n, loom_status st, const char *fmt, ...) {
-    if (err && n) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, n, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
 
 void llama_graph_release(llama_graph *lg) {
     loom_sched_free(lg->s);
@@ -94,7 +78,7 @@ static loom_status build(loom_model *m, llama_graph *lg, char *err, size_t err_n
     lg->vview = calloc(n_dyn, sizeof *lg->vview);
     lg->fa = calloc(n_dyn, sizeof *lg->fa);
     if (!lg->kview || !lg->vview || !lg->fa || loom_graph_new(&lg->g) != LOOM_OK)
-        return fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
+        return loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
     loom_graph *g = lg->g;
 
     lg->tokens = input_i32(g, N, "tokens");
@@ -163,14 +147,14 @@ static loom_status build(loom_model *m, llama_graph *lg, char *err, size_t err_n
     }
     loom_status st = lg->logits ? loom_graph_expand(g, lg->logits) : loom_graph_status(g);
     if (st != LOOM_OK)
-        return fail(err, err_n, st, "model: building the forward graph failed: %s",
-                    loom_graph_error(g));
+        return loom_model_fail(err, err_n, st, "model: building the forward graph failed: %s",
+                               loom_graph_error(g));
     loom_backend *list[2] = {m->be, m->cpu};
     st = loom_sched_new(list, m->be == m->cpu ? 1 : 2, &lg->s);
     if (st == LOOM_OK) st = loom_sched_alloc(lg->s, g);
     if (st != LOOM_OK)
-        return fail(err, err_n, st, "model: scheduling the forward graph failed: %s",
-                    lg->s ? loom_sched_error(lg->s) : loom_status_str(st));
+        return loom_model_fail(err, err_n, st, "model: scheduling the forward graph failed: %s",
+                               lg->s ? loom_sched_error(lg->s) : loom_status_str(st));
     m->n_builds++;
     return LOOM_OK;
 }
@@ -211,31 +195,33 @@ static loom_status get_graph(loom_model *m, const loom_batch *b, llama_graph **o
 loom_status loom_model_decode(loom_model *m, const loom_batch *b, float *logits, char *err,
                               size_t err_n) {
     if (!m || !b || !b->slots || !b->tokens || !logits)
-        return fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: NULL argument");
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: NULL argument");
     const int S = b->n_seq, T = b->n_tokens;
     if (S < 1 || S > m->n_slots || T < 1)
-        return fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                    "model: a batch needs 1..%d sequences and at least one token", m->n_slots);
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "model: a batch needs 1..%d sequences and at least one token",
+                               m->n_slots);
     for (int i = 0; i < S; i++) {
         int s = b->slots[i];
         if (s < 0 || s >= m->n_slots)
-            return fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: slot %d is not in 0..%d", s,
-                        m->n_slots - 1);
+            return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                                   "model: slot %d is not in 0..%d", s, m->n_slots - 1);
         for (int j = 0; j < i; j++)
             if (b->slots[j] == s)
-                return fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                            "model: slot %d appears twice in one batch", s);
+                return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                                       "model: slot %d appears twice in one batch", s);
         if (m->slot_pos[s] + T > m->n_ctx)
-            return fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                        "model: slot %d would hold %lld tokens, more than the context (%lld)", s,
-                        (long long)(m->slot_pos[s] + T), (long long)m->n_ctx);
+            return loom_model_fail(
+                err, err_n, LOOM_ERR_INVALID_ARG,
+                "model: slot %d would hold %lld tokens, more than the context (%lld)", s,
+                (long long)(m->slot_pos[s] + T), (long long)m->n_ctx);
     }
     const int64_t N = (int64_t)S * T, V = m->cfg.vocab_size;
     for (int64_t i = 0; i < N; i++)
         if (b->tokens[i] < 0 || b->tokens[i] >= V)
-            return fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                        "model: token id %d is outside the vocabulary [0, %lld)", b->tokens[i],
-                        (long long)V);
+            return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                                   "model: token id %d is outside the vocabulary [0, %lld)",
+                                   b->tokens[i], (long long)V);
     llama_graph *lg;
     LOOM_TRY(get_graph(m, b, &lg, err, err_n));
 
@@ -247,12 +233,12 @@ loom_status loom_model_decode(loom_model *m, const loom_batch *b, float *logits,
             if (loom_view_set_extent(lg->kview[di], 1, pos + T) != LOOM_OK ||
                 loom_view_set_extent(lg->vview[di], 1, pos + T) != LOOM_OK ||
                 loom_node_set_q_offset(lg->fa[di], (int32_t)pos) != LOOM_OK)
-                return fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                            "model: cannot re-target the KV views to %lld tokens",
-                            (long long)(pos + T));
+                return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                                       "model: cannot re-target the KV views to %lld tokens",
+                                       (long long)(pos + T));
         }
     int32_t *buf = malloc((size_t)(2 * N + S) * sizeof *buf);
-    if (!buf) return fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
+    if (!buf) return loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
     int32_t *pos = buf, *rows = buf + N, *out_ids = buf + 2 * N;
     for (int i = 0; i < S; i++) {
         for (int t = 0; t < T; t++) {
@@ -269,12 +255,13 @@ loom_status loom_model_decode(loom_model *m, const loom_batch *b, float *logits,
     if (st == LOOM_OK && lg->out_ids)
         st = loom_tensor_upload(lg->out_ids, out_ids, (size_t)S * sizeof(int32_t));
     free(buf);
-    if (st != LOOM_OK) return fail(err, err_n, st, "model: uploading the batch failed");
+    if (st != LOOM_OK) return loom_model_fail(err, err_n, st, "model: uploading the batch failed");
     st = loom_sched_compute(lg->s, lg->g);
     if (st != LOOM_OK)
-        return fail(err, err_n, st, "model: forward pass failed: %s", loom_sched_error(lg->s));
+        return loom_model_fail(err, err_n, st, "model: forward pass failed: %s",
+                               loom_sched_error(lg->s));
     st = loom_tensor_download(lg->logits, logits, loom_tensor_nbytes(lg->logits));
-    if (st != LOOM_OK) return fail(err, err_n, st, "model: reading the logits failed");
+    if (st != LOOM_OK) return loom_model_fail(err, err_n, st, "model: reading the logits failed");
     for (int i = 0; i < S; i++)
         m->slot_pos[b->slots[i]] += T;
     m->n_runs++;

@@ -3,7 +3,6 @@
  * quantize-on-load, loom_model_load and loom_model_export_gguf
  * (docs/adr/0012-quantize-on-load.md). */
 #define _POSIX_C_SOURCE 200809L
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,21 +14,6 @@
 #include "loom/safetensors.h"
 #include "loom/tokenizer.h"
 #include "model/model_internal.h"
-
-static loom_status fail(char *err, size_t n, loom_status st, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
-static loom_status fail(char *err, size_t n, loom_status st, const char *fmt, ...) {
-    if (err && n) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, n, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
 
 static bool ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
@@ -121,24 +105,24 @@ static loom_status hf_to_gguf(const char *dir, loom_dtype wtype, const char *pat
     loom_model_config c;
     char e[768];
     loom_status s = loom_hf_config_load(dir, &c, e, sizeof e);
-    if (s != LOOM_OK) return fail(err, err_n, s, "%s: %s", dir, e);
+    if (s != LOOM_OK) return loom_model_fail(err, err_n, s, "%s: %s", dir, e);
     loom_safetensors *st = NULL;
     s = loom_safetensors_open(dir, &st, e, sizeof e);
-    if (s != LOOM_OK) return fail(err, err_n, s, "%s: %s", dir, e);
+    if (s != LOOM_OK) return loom_model_fail(err, err_n, s, "%s: %s", dir, e);
     loom_tokenizer *tok = NULL;
     char tp[4096];
     struct stat sb;
     snprintf(tp, sizeof tp, "%s/tokenizer.json", dir);
     if (stat(tp, &sb) == 0 && (s = loom_tokenizer_load_hf_json(tp, &tok, e, sizeof e)) != LOOM_OK) {
         loom_safetensors_close(st);
-        return fail(err, err_n, s, "%s: %s", tp, e);
+        return loom_model_fail(err, err_n, s, "%s: %s", tp, e);
     }
     loom_hf_gguf_opts o = {.wtype = wtype == LOOM_DTYPE_COUNT ? lossless_type(st) : wtype,
                            .tok = tok,
                            .progress = progress,
                            .progress_ud = ud};
     s = loom_hf_write_gguf_ex(st, &c, &o, path, e, sizeof e);
-    if (s != LOOM_OK) fail(err, err_n, s, "%s: %s", dir, e);
+    if (s != LOOM_OK) loom_model_fail(err, err_n, s, "%s: %s", dir, e);
     loom_tokenizer_free(tok);
     loom_safetensors_close(st);
     return s;
@@ -148,15 +132,17 @@ static loom_status hf_to_gguf(const char *dir, loom_dtype wtype, const char *pat
 
 loom_status loom_model_load(const char *path, const loom_model_params *pp, loom_model **out,
                             char *err, size_t err_n) {
-    if (!path || !out) return fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: NULL argument");
+    if (!path || !out)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: NULL argument");
     *out = NULL;
     if (!loom_model_path_is_hf(path)) {
         struct stat sb;
         if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
-            return fail(err, err_n, LOOM_ERR_IO,
-                        "model: %s is a directory without config.json (expected a GGUF file or "
-                        "a Hugging Face checkpoint directory)",
-                        path);
+            return loom_model_fail(
+                err, err_n, LOOM_ERR_IO,
+                "model: %s is a directory without config.json (expected a GGUF file or "
+                "a Hugging Face checkpoint directory)",
+                path);
         return loom_model_load_gguf(path, pp, out, err, err_n);
     }
     loom_model_params p = pp ? *pp : loom_model_default_params();
@@ -165,9 +151,9 @@ loom_status loom_model_load(const char *path, const loom_model_params *pp, loom_
         loom_dtype probe;
         const int64_t ne[2] = {64, 64};
         if (loom_model_store_type("x", 2, ne, p.quant, &probe) != LOOM_OK)
-            return fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                        "model: cannot quantize to %s (f32, f16, bf16, q8_0, q4_0, nf4)",
-                        loom_dtype_name(p.quant));
+            return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                                   "model: cannot quantize to %s (f32, f16, bf16, q8_0, q4_0, nf4)",
+                                   loom_dtype_name(p.quant));
         if (!loom_dtype_is_nf4(p.quant)) {
             wtype = p.quant; /* the converter writes the final type: nothing left to do */
             p.quantize = false;
@@ -182,15 +168,16 @@ loom_status loom_model_load(const char *path, const loom_model_params *pp, loom_
     snprintf(tmp, sizeof tmp, "%s/loom-hf-XXXXXX", td && *td ? td : "/tmp");
     int fd = mkstemp(tmp);
     if (fd < 0)
-        return fail(err, err_n, LOOM_ERR_IO,
-                    "model: cannot create a temporary file in %s for converting %s (set TMPDIR)",
-                    td && *td ? td : "/tmp", path);
+        return loom_model_fail(
+            err, err_n, LOOM_ERR_IO,
+            "model: cannot create a temporary file in %s for converting %s (set TMPDIR)",
+            td && *td ? td : "/tmp", path);
     close(fd);
     loom_status s = hf_to_gguf(path, wtype, tmp, NULL, NULL, err, err_n);
     loom_gguf *g = NULL;
     char e[512];
     if (s == LOOM_OK && (s = loom_gguf_open(tmp, &g, e, sizeof e)) != LOOM_OK)
-        fail(err, err_n, s, "model: converted %s: %s", path, e);
+        loom_model_fail(err, err_n, s, "model: converted %s: %s", path, e);
     unlink(tmp); /* mapped (or failed): the name is no longer needed */
     if (s != LOOM_OK) return s;
     return llama_load_from_gguf(g, path, &p, out, err, err_n);
@@ -198,21 +185,11 @@ loom_status loom_model_load(const char *path, const loom_model_params *pp, loom_
 
 /* ---------------- export ---------------- */
 
-typedef struct xbufs {
-    void **v;
-    int n, cap;
-} xbufs;
-
-static bool keep(xbufs *b, void *p) {
-    if (b->n == b->cap) {
-        int cap = b->cap ? 2 * b->cap : 64;
-        void **nv = realloc(b->v, (size_t)cap * sizeof *nv);
-        if (!nv) return false;
-        b->v = nv;
-        b->cap = cap;
-    }
-    b->v[b->n++] = p;
-    return true;
+static int64_t info_elements(const loom_gguf_tensor_info *ti) {
+    int64_t n = 1;
+    for (int d = 0; d < ti->n_dims; d++)
+        n *= ti->ne[d];
+    return n;
 }
 
 /* GGUF -> GGUF at a new weight type. */
@@ -221,17 +198,17 @@ static loom_status gguf_export(const char *in, const char *out, const loom_expor
     char e[768];
     loom_gguf *g = NULL;
     loom_status s = loom_gguf_open(in, &g, e, sizeof e);
-    if (s != LOOM_OK) return fail(err, err_n, s, "%s", e);
+    if (s != LOOM_OK) return loom_model_fail(err, err_n, s, "%s", e);
     loom_model_config c;
     if ((s = loom_model_config_from_gguf(g, &c, e, sizeof e)) != LOOM_OK) {
         loom_gguf_close(g);
-        return fail(err, err_n, s, "%s: %s", in, e);
+        return loom_model_fail(err, err_n, s, "%s: %s", in, e);
     }
     loom_gguf_writer *w = NULL;
-    xbufs bufs = {0};
+    loom_blobs bufs = {0};
     if ((s = loom_gguf_writer_new(&w)) != LOOM_OK) {
         loom_gguf_close(g);
-        return fail(err, err_n, s, "export: out of memory");
+        return loom_model_fail(err, err_n, s, "export: out of memory");
     }
     for (int64_t i = 0; i < loom_gguf_n_kv(g) && s == LOOM_OK; i++) {
         const char *k = loom_gguf_kv_key(g, i);
@@ -253,7 +230,7 @@ static loom_status gguf_export(const char *in, const char *out, const loom_expor
                                      (uint32_t)loom_model_gguf_file_type(p->type));
     if (s == LOOM_OK) s = loom_gguf_writer_set_u32(w, "general.quantization_version", 2);
     if (s != LOOM_OK) {
-        fail(err, err_n, s, "export: metadata of %s: %s", in, loom_gguf_writer_error(w));
+        loom_model_fail(err, err_n, s, "export: metadata of %s: %s", in, loom_gguf_writer_error(w));
         goto done;
     }
     int64_t n_el_total = 0, n_el_done = 0;
@@ -261,23 +238,19 @@ static loom_status gguf_export(const char *in, const char *out, const loom_expor
     for (int64_t i = 0; i < loom_gguf_n_tensors(g); i++) {
         loom_gguf_tensor_info ti;
         loom_gguf_tensor(g, i, &ti);
-        int64_t n = 1;
-        for (int d = 0; d < ti.n_dims; d++)
-            n *= ti.ne[d];
-        n_el_total += n;
+        n_el_total += info_elements(&ti);
     }
     for (int64_t i = 0; i < loom_gguf_n_tensors(g); i++) {
         loom_gguf_tensor_info ti;
         loom_gguf_tensor(g, i, &ti);
-        int64_t n = 1;
-        for (int d = 0; d < ti.n_dims; d++)
-            n *= ti.ne[d];
+        const int64_t n = info_elements(&ti);
         loom_dtype src, dst;
         if (loom_gguf_tensor_dtype(g, i, &src) != LOOM_OK || src == LOOM_I32) {
-            s = fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                     "export: %s: tensor '%s' has ggml type %s, which loom cannot dequantize "
-                     "(f32, f16, bf16, q8_0, q4_0)",
-                     in, ti.name, ti.type_name ? ti.type_name : "?");
+            s = loom_model_fail(
+                err, err_n, LOOM_ERR_UNSUPPORTED,
+                "export: %s: tensor '%s' has ggml type %s, which loom cannot dequantize "
+                "(f32, f16, bf16, q8_0, q4_0)",
+                in, ti.name, ti.type_name ? ti.type_name : "?");
             goto done;
         }
         loom_model_store_type(ti.name, ti.n_dims, ti.ne, p->type, &dst);
@@ -285,11 +258,11 @@ static loom_status gguf_export(const char *in, const char *out, const loom_expor
         if (dst != src) {
             void *conv = malloc(loom_dtype_nbytes(dst, n) + 1);
             s = conv ? loom_convert(src, ti.data, dst, conv, n) : LOOM_ERR_OOM;
-            if (s == LOOM_OK && !keep(&bufs, conv)) s = LOOM_ERR_OOM;
+            if (s == LOOM_OK && !loom_blobs_keep(&bufs, conv)) s = LOOM_ERR_OOM;
             if (s != LOOM_OK) {
                 free(conv);
-                fail(err, err_n, s, "export: converting '%s' from %s to %s: %s", ti.name,
-                     loom_dtype_name(src), loom_dtype_name(dst), loom_status_str(s));
+                loom_model_fail(err, err_n, s, "export: converting '%s' from %s to %s: %s", ti.name,
+                                loom_dtype_name(src), loom_dtype_name(dst), loom_status_str(s));
                 goto done;
             }
             data = conv;
@@ -297,7 +270,7 @@ static loom_status gguf_export(const char *in, const char *out, const loom_expor
         }
         s = loom_gguf_writer_add_tensor(w, ti.name, dst, ti.n_dims, ti.ne, data);
         if (s != LOOM_OK) {
-            fail(err, err_n, s, "export: %s", loom_gguf_writer_error(w));
+            loom_model_fail(err, err_n, s, "export: %s", loom_gguf_writer_error(w));
             goto done;
         }
         st.n_tensors++;
@@ -308,14 +281,12 @@ static loom_status gguf_export(const char *in, const char *out, const loom_expor
             p->progress(p->progress_ud, (double)n_el_done / (double)n_el_total);
     }
     if ((s = loom_gguf_writer_write(w, out)) != LOOM_OK) {
-        fail(err, err_n, s, "export: %s", loom_gguf_writer_error(w));
+        loom_model_fail(err, err_n, s, "export: %s", loom_gguf_writer_error(w));
         goto done;
     }
     if (stats) *stats = st;
 done:
-    for (int i = 0; i < bufs.n; i++)
-        free(bufs.v[i]);
-    free(bufs.v);
+    loom_blobs_free(&bufs);
     loom_gguf_writer_free(w);
     loom_gguf_close(g);
     return s;
@@ -338,32 +309,36 @@ static void file_stats(const char *path, loom_export_stats *stats) {
 loom_status loom_model_export_gguf(const char *in, const char *out, const loom_export_params *p,
                                    loom_export_stats *stats, char *err, size_t err_n) {
     if (err && err_n) err[0] = '\0';
-    if (!in || !out || !p) return fail(err, err_n, LOOM_ERR_INVALID_ARG, "export: NULL argument");
+    if (!in || !out || !p)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "export: NULL argument");
     if (loom_dtype_is_nf4(p->type))
-        return fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                    "export: %s is not a GGUF tensor type: llama.cpp has no NormalFloat-4 "
-                    "layout, and loom's nf4 (bitsandbytes' layout: codes and f32 absmax over "
-                    "the whole tensor, ADR 0003) cannot be split into GGUF's self-contained "
-                    "row blocks; export q4_0 for a 4-bit GGUF, or load with --quant nf4",
-                    loom_dtype_name(p->type));
+        return loom_model_fail(
+            err, err_n, LOOM_ERR_UNSUPPORTED,
+            "export: %s is not a GGUF tensor type: llama.cpp has no NormalFloat-4 "
+            "layout, and loom's nf4 (bitsandbytes' layout: codes and f32 absmax over "
+            "the whole tensor, ADR 0003) cannot be split into GGUF's self-contained "
+            "row blocks; export q4_0 for a 4-bit GGUF, or load with --quant nf4",
+            loom_dtype_name(p->type));
     if (loom_model_gguf_file_type(p->type) < 0)
-        return fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                    "export: type %s cannot be exported (f32, f16, bf16, q8_0, q4_0)",
-                    loom_dtype_name(p->type));
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "export: type %s cannot be exported (f32, f16, bf16, q8_0, q4_0)",
+                               loom_dtype_name(p->type));
     struct stat si, so;
     if (stat(in, &si) != 0)
-        return fail(err, err_n, LOOM_ERR_IO, "export: cannot read %s: no such file or directory",
-                    in);
+        return loom_model_fail(err, err_n, LOOM_ERR_IO,
+                               "export: cannot read %s: no such file or directory", in);
     if (stat(out, &so) == 0 && si.st_dev == so.st_dev && si.st_ino == so.st_ino)
-        return fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                    "export: the output %s is the input; write to another file", out);
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "export: the output %s is the input; write to another file", out);
     if (S_ISDIR(si.st_mode) && !loom_model_path_is_hf(in))
-        return fail(err, err_n, LOOM_ERR_IO,
-                    "export: %s is a directory without config.json (expected a GGUF file or a "
-                    "Hugging Face checkpoint directory)",
-                    in);
+        return loom_model_fail(
+            err, err_n, LOOM_ERR_IO,
+            "export: %s is a directory without config.json (expected a GGUF file or a "
+            "Hugging Face checkpoint directory)",
+            in);
     if (ends_with(out, "/") || (stat(out, &so) == 0 && S_ISDIR(so.st_mode)))
-        return fail(err, err_n, LOOM_ERR_INVALID_ARG, "export: the output %s is a directory", out);
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "export: the output %s is a directory", out);
     /* fail before converting when the output cannot be created */
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", out);
@@ -375,9 +350,9 @@ loom_status loom_model_export_gguf(const char *in, const char *out, const loom_e
     else
         snprintf(dir, sizeof dir, ".");
     if (stat(dir, &so) != 0 || !S_ISDIR(so.st_mode) || access(dir, W_OK) != 0)
-        return fail(err, err_n, LOOM_ERR_IO,
-                    "export: cannot write %s: directory %s does not exist or is not writable", out,
-                    dir);
+        return loom_model_fail(
+            err, err_n, LOOM_ERR_IO,
+            "export: cannot write %s: directory %s does not exist or is not writable", out, dir);
     if (!S_ISDIR(si.st_mode)) return gguf_export(in, out, p, stats, err, err_n);
     loom_status s = hf_to_gguf(in, p->type, out, p->progress, p->progress_ud, err, err_n);
     if (s == LOOM_OK && stats) file_stats(out, stats);

@@ -3,28 +3,13 @@
  * model of `loom run`). Deterministic: the same config, seed and weight type
  * give the same file. */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "loom/gguf.h"
 #include "loom/model.h"
-
-static loom_status fail(char *err, size_t n, loom_status st, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
-static loom_status fail(char *err, size_t n, loom_status st, const char *fmt, ...) {
-    if (err && n) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, n, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
+#include "model/model_internal.h"
 
 static uint64_t splitmix(uint64_t *s) {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
@@ -40,31 +25,18 @@ static uint64_t hash_name(const char *s) {
     return h;
 }
 
-typedef struct blobs {
-    void **v;
-    int n, cap;
-} blobs;
-
 /* Generate tensor `name` (values center + uniform(-amp, amp), seeded by the
  * name so tensors do not depend on their order), convert to t and add it. */
-static loom_status add_random(loom_gguf_writer *w, blobs *keep, const char *name, loom_dtype t,
+static loom_status add_random(loom_gguf_writer *w, loom_blobs *keep, const char *name, loom_dtype t,
                               int64_t a, int64_t b, int64_t c, float center, float amp,
                               uint64_t seed, char *err, size_t err_n) {
     const int64_t ne[3] = {a, b, c}, n = a * b * c;
     float *v = malloc((size_t)n * sizeof *v);
     void *bytes = malloc(loom_dtype_nbytes(t, n));
-    if (keep->n == keep->cap) {
-        int cap = keep->cap ? 2 * keep->cap : 64;
-        void **p = realloc(keep->v, (size_t)cap * sizeof *p);
-        if (p) {
-            keep->v = p;
-            keep->cap = cap;
-        }
-    }
-    if (!v || !bytes || keep->n == keep->cap) {
+    if (!v || !bytes || !loom_blobs_keep(keep, bytes)) {
         free(v);
         free(bytes);
-        return fail(err, err_n, LOOM_ERR_OOM, "init-model: out of memory");
+        return loom_model_fail(err, err_n, LOOM_ERR_OOM, "init-model: out of memory");
     }
     uint64_t s = seed ^ hash_name(name);
     for (int64_t i = 0; i < n; i++) {
@@ -73,72 +45,63 @@ static loom_status add_random(loom_gguf_writer *w, blobs *keep, const char *name
     }
     loom_status st = loom_convert(LOOM_F32, v, t, bytes, n);
     free(v);
-    if (st != LOOM_OK) {
-        free(bytes);
-        return fail(err, err_n, st, "init-model: converting '%s' to %s failed", name,
-                    loom_dtype_name(t));
-    }
-    keep->v[keep->n++] = bytes;
+    if (st != LOOM_OK) /* bytes is kept, freed with the list */
+        return loom_model_fail(err, err_n, st, "init-model: converting '%s' to %s failed", name,
+                               loom_dtype_name(t));
     st = loom_gguf_writer_add_tensor(w, name, t, c > 1 ? 3 : (b > 1 ? 2 : 1), ne, bytes);
     if (st != LOOM_OK)
-        return fail(err, err_n, st, "init-model: adding '%s': %s", name, loom_gguf_writer_error(w));
+        return loom_model_fail(err, err_n, st, "init-model: adding '%s': %s", name,
+                               loom_gguf_writer_error(w));
     return LOOM_OK;
 }
 
 /* rope_freqs.weight: llama.cpp reads llama3 rope scaling only from this
  * tensor, so files meant to run there too must carry it. */
-static loom_status add_rope_freqs(loom_gguf_writer *w, blobs *keep, const loom_rope_params *p,
+static loom_status add_rope_freqs(loom_gguf_writer *w, loom_blobs *keep, const loom_rope_params *p,
                                   char *err, size_t err_n) {
     const int64_t n = p->n_dims / 2;
     float *f = malloc((size_t)(n > 0 ? n : 1) * sizeof *f);
-    if (keep->n == keep->cap) {
-        int cap = keep->cap ? 2 * keep->cap : 64;
-        void **v = realloc(keep->v, (size_t)cap * sizeof *v);
-        if (v) {
-            keep->v = v;
-            keep->cap = cap;
-        }
-    }
-    if (!f || keep->n == keep->cap) {
+    if (!f || !loom_blobs_keep(keep, f)) {
         free(f);
-        return fail(err, err_n, LOOM_ERR_OOM, "init-model: out of memory");
+        return loom_model_fail(err, err_n, LOOM_ERR_OOM, "init-model: out of memory");
     }
-    keep->v[keep->n++] = f;
     loom_status st = loom_rope_freq_factors(p, f, n);
     if (st == LOOM_OK) st = loom_gguf_writer_add_tensor(w, "rope_freqs.weight", LOOM_F32, 1, &n, f);
     if (st != LOOM_OK)
-        return fail(err, err_n, st, "init-model: adding 'rope_freqs.weight': %s",
-                    loom_gguf_writer_error(w));
+        return loom_model_fail(err, err_n, st, "init-model: adding 'rope_freqs.weight': %s",
+                               loom_gguf_writer_error(w));
     return LOOM_OK;
 }
 
 loom_status loom_model_write_random_gguf(const loom_model_config *c, loom_dtype wt, uint64_t seed,
                                          const loom_tokenizer *tok, const char *path, char *err,
                                          size_t err_n) {
-    if (!c || !path) return fail(err, err_n, LOOM_ERR_INVALID_ARG, "init-model: NULL argument");
+    if (!c || !path)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "init-model: NULL argument");
     char verr[256];
     if (loom_model_config_validate(c, verr, sizeof verr) != LOOM_OK)
-        return fail(err, err_n, LOOM_ERR_INVALID_ARG, "init-model: %s", verr);
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "init-model: %s", verr);
     if (wt != LOOM_F32 && wt != LOOM_F16 && wt != LOOM_BF16 && wt != LOOM_Q8_0 && wt != LOOM_Q4_0)
-        return fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                    "init-model: weight type must be f32, f16, bf16, q8_0 or q4_0");
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "init-model: weight type must be f32, f16, bf16, q8_0 or q4_0");
     if (c->rope.mode != LOOM_ROPE_NORMAL && c->rope.mode != LOOM_ROPE_NEOX)
-        return fail(err, err_n, LOOM_ERR_INVALID_ARG, "init-model: bad rope mode");
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "init-model: bad rope mode");
     const int64_t bs = loom_dtype_block_size(wt);
     const int64_t d = c->dim, q = c->n_heads * c->head_dim, kv = c->n_kv_heads * c->head_dim;
     if (d % bs || q % bs || c->ffn_dim % bs || (c->n_experts && c->expert_ffn_dim % bs))
-        return fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                    "init-model: %s needs dim, heads*head_dim and ffn sizes divisible by %lld",
-                    loom_dtype_name(wt), (long long)bs);
+        return loom_model_fail(
+            err, err_n, LOOM_ERR_INVALID_ARG,
+            "init-model: %s needs dim, heads*head_dim and ffn sizes divisible by %lld",
+            loom_dtype_name(wt), (long long)bs);
     if (tok && (int64_t)loom_tokenizer_vocab_size(tok) != c->vocab_size)
-        return fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                    "init-model: the tokenizer has %zu tokens but vocab_size is %lld",
-                    loom_tokenizer_vocab_size(tok), (long long)c->vocab_size);
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "init-model: the tokenizer has %zu tokens but vocab_size is %lld",
+                               loom_tokenizer_vocab_size(tok), (long long)c->vocab_size);
 
     loom_gguf_writer *w = NULL;
-    blobs keep = {0};
+    loom_blobs keep = {0};
     loom_status st = loom_gguf_writer_new(&w);
-    if (st != LOOM_OK) return fail(err, err_n, st, "init-model: out of memory");
+    if (st != LOOM_OK) return loom_model_fail(err, err_n, st, "init-model: out of memory");
     char desc[256];
     snprintf(desc, sizeof desc,
              "random weights (seed %llu): a Llama-3-architecture model made by loom init-model; "
@@ -175,7 +138,7 @@ loom_status loom_model_write_random_gguf(const loom_model_config *c, loom_dtype 
         KV(loom_gguf_writer_set_u32(w, "loom.moe_offset", (uint32_t)c->moe_offset));
     }
     if (st != LOOM_OK) {
-        st = fail(err, err_n, st, "init-model: %s", loom_gguf_writer_error(w));
+        st = loom_model_fail(err, err_n, st, "init-model: %s", loom_gguf_writer_error(w));
         goto done;
     }
     if (tok) {
@@ -227,12 +190,10 @@ loom_status loom_model_write_random_gguf(const loom_model_config *c, loom_dtype 
 #undef ADD
 #undef KV
     if (st == LOOM_OK && (st = loom_gguf_writer_write(w, path)) != LOOM_OK)
-        st = fail(err, err_n, st, "init-model: writing %s failed: %s", path,
-                  loom_gguf_writer_error(w));
+        st = loom_model_fail(err, err_n, st, "init-model: writing %s failed: %s", path,
+                             loom_gguf_writer_error(w));
 done:
-    for (int i = 0; i < keep.n; i++)
-        free(keep.v[i]);
-    free(keep.v);
+    loom_blobs_free(&keep);
     loom_gguf_writer_free(w);
     return st;
 }

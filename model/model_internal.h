@@ -8,6 +8,25 @@
 #include "loom/model.h"
 #include "loom/runtime.h"
 
+/* Format a message into err (when err_n > 0) and return st: the error
+ * convention of the model sources (model/model_common.c). */
+loom_status loom_model_fail(char *err, size_t err_n, loom_status st, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+/* Heap blocks a GGUF writer references (loom_gguf_writer_add_tensor does not
+ * copy) until it has written the file; loom_blobs_free frees them all. */
+typedef struct loom_blobs {
+    void **v;
+    int n, cap;
+} loom_blobs;
+/* Take ownership of p; false when out of memory (p is then still the
+ * caller's). */
+bool loom_blobs_keep(loom_blobs *b, void *p);
+void loom_blobs_free(loom_blobs *b);
+
 #define LLAMA_GRAPH_CACHE 4  /* forward graphs kept (decode + a few prefill shapes) */
 #define LLAMA_MAX_SEQ     64 /* sequences in one batch */
 

@@ -13,21 +13,6 @@
 
 #define W_ALIGN 64
 
-static loom_status fail(char *err, size_t n, loom_status st, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
-static loom_status fail(char *err, size_t n, loom_status st, const char *fmt, ...) {
-    if (err && n) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, n, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
-
 loom_model_params loom_model_default_params(void) {
     loom_model_params p;
     memset(&p, 0, sizeof p);
@@ -44,12 +29,12 @@ static loom_status key_int(loom_gguf *g, const char *arch, const char *name, boo
     snprintf(key, sizeof key, "%s.%s", arch, name);
     if (loom_gguf_find_kv(g, key) < 0) {
         if (required)
-            return fail(err, err_n, LOOM_ERR_FORMAT, "model: GGUF metadata key '%s' is missing",
-                        key);
+            return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                   "model: GGUF metadata key '%s' is missing", key);
         return LOOM_OK;
     }
     if (loom_gguf_get_int(g, key, out) != LOOM_OK)
-        return fail(err, err_n, LOOM_ERR_FORMAT, "model: %s", loom_gguf_error(g));
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "model: %s", loom_gguf_error(g));
     return LOOM_OK;
 }
 
@@ -65,7 +50,8 @@ static loom_status key_float(loom_gguf *g, const char *key, float *out, char *er
     } else {
         int64_t v;
         if (loom_gguf_get_int(g, key, &v) != LOOM_OK)
-            return fail(err, err_n, LOOM_ERR_FORMAT, "model: key '%s' is not a number", key);
+            return loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "model: key '%s' is not a number",
+                                   key);
         *out = (float)v;
     }
     return LOOM_OK;
@@ -81,8 +67,9 @@ static loom_status rope_from_freqs(loom_gguf *g, loom_model_config *c, char *err
     LOOM_TRY(loom_gguf_tensor(g, ti, &info));
     const int64_t n = c->rope.n_dims / 2;
     if (info.ggml_type != LOOM_GGML_TYPE_F32 || info.ne[0] != n)
-        return fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                    "model: tensor 'rope_freqs.weight' must be f32 [%lld]", (long long)n);
+        return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                               "model: tensor 'rope_freqs.weight' must be f32 [%lld]",
+                               (long long)n);
     static const float factors[] = {8.0f, 16.0f, 32.0f, 4.0f};
     for (size_t k = 0; k < sizeof factors / sizeof factors[0]; k++) {
         bool ok = true;
@@ -110,10 +97,11 @@ static loom_status rope_from_freqs(loom_gguf *g, loom_model_config *c, char *err
             return LOOM_OK;
         }
     }
-    return fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                "model: rope_freqs.weight does not match llama3 rope scaling (factor 4/8/16/32, "
-                "low 1, high 4, original context 8192); other frequency factors are not "
-                "supported");
+    return loom_model_fail(
+        err, err_n, LOOM_ERR_UNSUPPORTED,
+        "model: rope_freqs.weight does not match llama3 rope scaling (factor 4/8/16/32, "
+        "low 1, high 4, original context 8192); other frequency factors are not "
+        "supported");
 }
 
 static bool tensor_ne(loom_gguf *g, const char *name, int64_t ne[4]) {
@@ -126,18 +114,20 @@ static bool tensor_ne(loom_gguf *g, const char *name, int64_t ne[4]) {
 
 loom_status loom_model_config_from_gguf(loom_gguf *g, loom_model_config *out, char *err,
                                         size_t err_n) {
-    if (!g || !out) return fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: NULL argument");
+    if (!g || !out)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: NULL argument");
     loom_model_config c;
     memset(&c, 0, sizeof c);
     const char *arch;
     uint64_t alen;
     if (loom_gguf_get_str(g, "general.architecture", &arch, &alen) != LOOM_OK)
-        return fail(err, err_n, LOOM_ERR_FORMAT,
-                    "model: GGUF metadata key 'general.architecture' is missing");
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                               "model: GGUF metadata key 'general.architecture' is missing");
     if (!(alen == 5 && !memcmp(arch, "llama", 5)))
-        return fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                    "model: architecture '%.*s' is not supported (llama: Llama 2/3, Mixtral)",
-                    (int)(alen > 32 ? 32 : alen), arch);
+        return loom_model_fail(
+            err, err_n, LOOM_ERR_UNSUPPORTED,
+            "model: architecture '%.*s' is not supported (llama: Llama 2/3, Mixtral)",
+            (int)(alen > 32 ? 32 : alen), arch);
     snprintf(c.arch, sizeof c.arch, "llama");
     LOOM_TRY(key_int(g, "llama", "embedding_length", true, &c.dim, err, err_n));
     LOOM_TRY(key_int(g, "llama", "block_count", true, &c.n_layers, err, err_n));
@@ -187,9 +177,10 @@ loom_status loom_model_config_from_gguf(loom_gguf *g, loom_model_config *out, ch
                 key_int(g, rs, "rope.scaling.original_context_length", false, &oc, err, err_n));
             c.rope.orig_ctx = (int32_t)oc;
         } else if (!(slen == 4 && !memcmp(st, "none", 4))) {
-            return fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                        "model: llama.rope.scaling.type '%.*s' is not supported (none, llama3)",
-                        (int)(slen > 32 ? 32 : slen), st);
+            return loom_model_fail(
+                err, err_n, LOOM_ERR_UNSUPPORTED,
+                "model: llama.rope.scaling.type '%.*s' is not supported (none, llama3)",
+                (int)(slen > 32 ? 32 : slen), st);
         }
     }
 #undef RK
@@ -217,8 +208,8 @@ loom_status loom_model_config_from_gguf(loom_gguf *g, loom_model_config *out, ch
     if (loom_gguf_get_int(g, "tokenizer.ggml.eot_token_id", &v) == LOOM_OK) c.eot_id = (int32_t)v;
     char verr[256];
     if (loom_model_config_validate(&c, verr, sizeof verr) != LOOM_OK)
-        return fail(err, err_n, LOOM_ERR_FORMAT, "model: invalid config in GGUF metadata: %s",
-                    verr);
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                               "model: invalid config in GGUF metadata: %s", verr);
     *out = c;
     return LOOM_OK;
 }
@@ -345,7 +336,7 @@ static loom_status alloc_buffers(loom_backend *be, const size_t *sizes, int n, l
                                  int *n_out, const char *what, char *err, size_t err_n) {
     *out = calloc((size_t)n, sizeof **out);
     *n_out = 0;
-    if (!*out) return fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
+    if (!*out) return loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
     *n_out = n;
     size_t total = 0;
     for (int i = 0; i < n; i++)
@@ -355,14 +346,15 @@ static loom_status alloc_buffers(loom_backend *be, const size_t *sizes, int n, l
         loom_status st = loom_buffer_alloc(be, sizes[i], &(*out)[i]);
         if (st != LOOM_OK) {
             if (n == 1)
-                return fail(err, err_n, st, "model: cannot allocate %s (%zu bytes) on %s: %s", what,
-                            sizes[i], be->iface->name,
-                            be->error[0] ? be->error : loom_status_str(st));
-            return fail(err, err_n, st,
-                        "model: cannot allocate %s (%zu bytes in %d buffers; buffer %d: %zu bytes) "
-                        "on %s: %s",
-                        what, total, n, i, sizes[i], be->iface->name,
-                        be->error[0] ? be->error : loom_status_str(st));
+                return loom_model_fail(
+                    err, err_n, st, "model: cannot allocate %s (%zu bytes) on %s: %s", what,
+                    sizes[i], be->iface->name, be->error[0] ? be->error : loom_status_str(st));
+            return loom_model_fail(
+                err, err_n, st,
+                "model: cannot allocate %s (%zu bytes in %d buffers; buffer %d: %zu bytes) "
+                "on %s: %s",
+                what, total, n, i, sizes[i], be->iface->name,
+                be->error[0] ? be->error : loom_status_str(st));
         }
     }
     return LOOM_OK;
@@ -399,12 +391,13 @@ static const char *dtype_short(loom_dtype t) {
 
 loom_status loom_model_load_gguf(const char *path, const loom_model_params *pp, loom_model **out,
                                  char *err, size_t err_n) {
-    if (!path || !out) return fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: NULL argument");
+    if (!path || !out)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: NULL argument");
     *out = NULL;
     char gerr[512];
     loom_gguf *g = NULL;
     loom_status st = loom_gguf_open(path, &g, gerr, sizeof gerr);
-    if (st != LOOM_OK) return fail(err, err_n, st, "model: %s", gerr);
+    if (st != LOOM_OK) return loom_model_fail(err, err_n, st, "model: %s", gerr);
     return llama_load_from_gguf(g, path, pp, out, err, err_n);
 }
 
@@ -437,23 +430,24 @@ loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_mode
     size_t *kvsize = NULL, *kvoff = NULL, *kvbsize = NULL;
     int *wbuf = NULL, *kvbuf = NULL;
     if (p.kv_dtype != LOOM_F16 && p.kv_dtype != LOOM_F32 && p.kv_dtype != LOOM_Q8_0) {
-        st = fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                  "model: KV cache dtype must be f16, q8_0 or f32");
+        st = loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                             "model: KV cache dtype must be f16, q8_0 or f32");
         goto done;
     }
     if (p.quantize) {
         loom_dtype probe;
         const int64_t ne2[2] = {64, 64};
         if (loom_model_store_type("x", 2, ne2, p.quant, &probe) != LOOM_OK) {
-            st = fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                      "model: cannot quantize weights to %s (f32, f16, bf16, q8_0, q4_0, nf4)",
-                      loom_dtype_name(p.quant));
+            st = loom_model_fail(
+                err, err_n, LOOM_ERR_INVALID_ARG,
+                "model: cannot quantize weights to %s (f32, f16, bf16, q8_0, q4_0, nf4)",
+                loom_dtype_name(p.quant));
             goto done;
         }
     }
     m = calloc(1, sizeof *m);
     if (!m) {
-        st = fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
+        st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
         goto done;
     }
     if ((st = loom_model_config_from_gguf(g, &m->cfg, err, err_n)) != LOOM_OK) goto done;
@@ -465,12 +459,13 @@ loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_mode
     /* Backends. */
     m->cpu = loom_registry_find("cpu");
     if (!m->cpu || !loom_registry_available(m->cpu->index)) {
-        st = fail(err, err_n, LOOM_ERR_UNAVAILABLE, "model: the cpu backend is unavailable");
+        st = loom_model_fail(err, err_n, LOOM_ERR_UNAVAILABLE,
+                             "model: the cpu backend is unavailable");
         goto done;
     }
     char berr[LOOM_ERROR_MAX] = "";
     if ((st = loom_registry_select(p.backend, &m->be, berr, sizeof berr)) != LOOM_OK) {
-        st = fail(err, err_n, st, "model: %s", berr[0] ? berr : loom_status_str(st));
+        st = loom_model_fail(err, err_n, st, "model: %s", berr[0] ? berr : loom_status_str(st));
         goto done;
     }
     m->kv_dtype = p.kv_dtype;
@@ -480,7 +475,7 @@ loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_mode
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
     if (!m->layers || !weights_list(m, &wl) || loom_graph_new(&m->wg) != LOOM_OK ||
         !(store = calloc((size_t)wl.n + 1, sizeof *store))) {
-        st = fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
+        st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
         goto done;
     }
     size_t total = 0;
@@ -490,41 +485,43 @@ loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_mode
     bsize = calloc((size_t)wl.n + 1, sizeof *bsize);
     wbuf = calloc((size_t)wl.n + 1, sizeof *wbuf);
     if (!wsize || !woff || !bsize || !wbuf) {
-        st = fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
+        st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
         goto done;
     }
     for (int i = 0; i < wl.n; i++) {
         wspec *w = &wl.v[i];
         w->gi = loom_gguf_find_tensor(g, w->name);
         if (w->gi < 0) {
-            st = fail(err, err_n, LOOM_ERR_FORMAT, "model: %s: tensor '%s' is missing", path,
-                      w->name);
+            st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "model: %s: tensor '%s' is missing",
+                                 path, w->name);
             goto done;
         }
         loom_gguf_tensor_info info;
         loom_dtype dt;
         loom_gguf_tensor(g, w->gi, &info);
         if (loom_gguf_tensor_dtype(g, w->gi, &dt) != LOOM_OK) {
-            st = fail(err, err_n, LOOM_ERR_UNSUPPORTED, "model: %s", loom_gguf_error(g));
+            st = loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED, "model: %s", loom_gguf_error(g));
             goto done;
         }
         if (memcmp(info.ne, w->ne, sizeof w->ne) != 0) {
-            st = fail(err, err_n, LOOM_ERR_FORMAT,
-                      "model: %s: tensor '%s' has shape [%lld, %lld, %lld, %lld] but the config "
-                      "needs [%lld, %lld, %lld, %lld]",
-                      path, w->name, (long long)info.ne[0], (long long)info.ne[1],
-                      (long long)info.ne[2], (long long)info.ne[3], (long long)w->ne[0],
-                      (long long)w->ne[1], (long long)w->ne[2], (long long)w->ne[3]);
+            st = loom_model_fail(
+                err, err_n, LOOM_ERR_FORMAT,
+                "model: %s: tensor '%s' has shape [%lld, %lld, %lld, %lld] but the config "
+                "needs [%lld, %lld, %lld, %lld]",
+                path, w->name, (long long)info.ne[0], (long long)info.ne[1], (long long)info.ne[2],
+                (long long)info.ne[3], (long long)w->ne[0], (long long)w->ne[1],
+                (long long)w->ne[2], (long long)w->ne[3]);
             goto done;
         }
         bool ok = w->matrix ? (dt == LOOM_F32 || dt == LOOM_F16 || dt == LOOM_BF16 ||
                                dt == LOOM_Q8_0 || dt == LOOM_Q4_0)
                             : dt == LOOM_F32;
         if (!ok) {
-            st = fail(err, err_n, LOOM_ERR_UNSUPPORTED, "model: %s: tensor '%s' has type %s; %s",
-                      path, w->name, loom_dtype_name(dt),
-                      w->matrix ? "matrices must be f32, f16, bf16, q8_0 or q4_0"
-                                : "norm weights must be f32");
+            st = loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                                 "model: %s: tensor '%s' has type %s; %s", path, w->name,
+                                 loom_dtype_name(dt),
+                                 w->matrix ? "matrices must be f32, f16, bf16, q8_0 or q4_0"
+                                           : "norm weights must be f32");
             goto done;
         }
         store[i] = dt;
@@ -551,11 +548,11 @@ loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_mode
     int n_wb = 0, big = -1;
     pack_tensors(wsize, wl.n, wmax, wbuf, woff, bsize, &n_wb, &big);
     if (big >= 0) {
-        st =
-            fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                 "model: tensor '%s' (%zu bytes as %s) is larger than the %s backend's maximum "
-                 "buffer size (%zu bytes); a tensor cannot be split across buffers",
-                 wl.v[big].name, wsize[big], loom_dtype_name(store[big]), m->be->iface->name, wmax);
+        st = loom_model_fail(
+            err, err_n, LOOM_ERR_UNSUPPORTED,
+            "model: tensor '%s' (%zu bytes as %s) is larger than the %s backend's maximum "
+            "buffer size (%zu bytes); a tensor cannot be split across buffers",
+            wl.v[big].name, wsize[big], loom_dtype_name(store[big]), m->be->iface->name, wmax);
         goto done;
     }
     if ((st = alloc_buffers(m->be, bsize, n_wb, &m->wbufs, &m->n_wbufs, "the weights", err,
@@ -571,7 +568,7 @@ loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_mode
         loom_buffer *wb = m->wbufs[wbuf[i]];
         loom_tensor *t = bound_leaf(m->wg, store[i], w->ne, wb, woff[i], w->name);
         if (!t) {
-            st = fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
+            st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
             goto done;
         }
         const void *src = info.data;
@@ -580,8 +577,9 @@ loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_mode
         if (store[i] != dt) {
             const int64_t n = w->ne[0] * w->ne[1] * w->ne[2];
             if ((st = requantize(g, w->gi, dt, store[i], n, &conv)) != LOOM_OK) {
-                st = fail(err, err_n, st, "model: converting '%s' from %s to %s: %s", w->name,
-                          loom_dtype_name(dt), loom_dtype_name(store[i]), loom_status_str(st));
+                st = loom_model_fail(err, err_n, st, "model: converting '%s' from %s to %s: %s",
+                                     w->name, loom_dtype_name(dt), loom_dtype_name(store[i]),
+                                     loom_status_str(st));
                 goto done;
             }
             src = conv;
@@ -590,8 +588,8 @@ loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_mode
         st = m->be->iface->buffer_upload(wb, woff[i], src, nbytes);
         free(conv);
         if (st != LOOM_OK) {
-            st = fail(err, err_n, st, "model: uploading '%s' to %s failed: %s", w->name,
-                      m->be->iface->name, m->be->error);
+            st = loom_model_fail(err, err_n, st, "model: uploading '%s' to %s failed: %s", w->name,
+                                 m->be->iface->name, m->be->error);
             goto done;
         }
         *w->dst = t;
@@ -605,14 +603,16 @@ loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_mode
     m->n_ctx = p.n_ctx > 0 ? p.n_ctx : (c->max_ctx < 4096 ? c->max_ctx : 4096);
     m->n_slots = p.n_slots > 0 ? p.n_slots : 1;
     if (m->n_slots > LLAMA_MAX_SEQ) {
-        st = fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: at most %d slots", LLAMA_MAX_SEQ);
+        st = loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: at most %d slots",
+                             LLAMA_MAX_SEQ);
         goto done;
     }
     const int64_t kv_dim = c->n_kv_heads * c->head_dim;
     if (m->kv_dtype == LOOM_Q8_0 && kv_dim % 32 != 0) {
-        st = fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                  "model: a q8_0 KV cache needs n_kv_heads*head_dim (%lld) divisible by 32",
-                  (long long)kv_dim);
+        st = loom_model_fail(
+            err, err_n, LOOM_ERR_INVALID_ARG,
+            "model: a q8_0 KV cache needs n_kv_heads*head_dim (%lld) divisible by 32",
+            (long long)kv_dim);
         goto done;
     }
     const int64_t kv_ne[4] = {kv_dim, m->n_ctx, m->n_slots, 1};
@@ -625,7 +625,7 @@ loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_mode
     kvbsize = calloc((size_t)n_kv + 1, sizeof *kvbsize);
     kvbuf = calloc((size_t)n_kv + 1, sizeof *kvbuf);
     if (!kvoff || !kvsize || !kvbsize || !kvbuf) {
-        st = fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
+        st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
         goto done;
     }
     for (int i = 0; i < n_kv; i++)
@@ -634,12 +634,13 @@ loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_mode
     int n_kvb = 0;
     pack_tensors(kvsize, n_kv, kvmax, kvbuf, kvoff, kvbsize, &n_kvb, &big);
     if (big >= 0) {
-        st = fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                  "model: KV cache tensor 'cache_k.0' ([%lld, %lld, %d] %s, %zu bytes) is larger "
-                  "than the %s backend's maximum buffer size (%zu bytes); use a smaller context "
-                  "or fewer slots",
-                  (long long)kv_dim, (long long)m->n_ctx, m->n_slots, loom_dtype_name(m->kv_dtype),
-                  kv_one, m->kv_be->iface->name, kvmax);
+        st = loom_model_fail(
+            err, err_n, LOOM_ERR_UNSUPPORTED,
+            "model: KV cache tensor 'cache_k.0' ([%lld, %lld, %d] %s, %zu bytes) is larger "
+            "than the %s backend's maximum buffer size (%zu bytes); use a smaller context "
+            "or fewer slots",
+            (long long)kv_dim, (long long)m->n_ctx, m->n_slots, loom_dtype_name(m->kv_dtype),
+            kv_one, m->kv_be->iface->name, kvmax);
         goto done;
     }
     if ((st = alloc_buffers(m->kv_be, kvbsize, n_kvb, &m->kvbufs, &m->n_kvbufs, "the KV cache", err,
@@ -655,13 +656,13 @@ loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_mode
         m->layers[i].v_cache =
             bound_leaf(m->wg, m->kv_dtype, kv_ne, m->kvbufs[kvbuf[iv]], kvoff[iv], nv);
         if (!m->layers[i].k_cache || !m->layers[i].v_cache) {
-            st = fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
+            st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
             goto done;
         }
     }
     m->slot_pos = calloc((size_t)m->n_slots, sizeof *m->slot_pos);
     if (!m->slot_pos) {
-        st = fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
+        st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
         goto done;
     }
 
@@ -669,7 +670,7 @@ loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_mode
     if (loom_gguf_find_kv(g, "tokenizer.ggml.tokens") >= 0) {
         char terr[512];
         if ((st = loom_tokenizer_load_gguf(g, &m->tok, terr, sizeof terr)) != LOOM_OK) {
-            st = fail(err, err_n, st, "model: %s", terr);
+            st = loom_model_fail(err, err_n, st, "model: %s", terr);
             goto done;
         }
     }

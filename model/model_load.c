@@ -71,32 +71,30 @@ static loom_status rope_from_freqs(loom_gguf *g, loom_model_config *c, char *err
                                "model: tensor 'rope_freqs.weight' must be f32 [%lld]",
                                (long long)n);
     static const float factors[] = {8.0f, 16.0f, 32.0f, 4.0f};
+    float *want = malloc((size_t)(n > 0 ? n : 1) * sizeof *want);
+    if (!want) return loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
     for (size_t k = 0; k < sizeof factors / sizeof factors[0]; k++) {
-        bool ok = true;
+        /* The published Llama 3.x parameter sets, through the same formula
+         * loom writes rope_freqs.weight with. */
+        loom_rope_params r = c->rope;
+        r.scaling = LOOM_ROPE_SCALING_LLAMA3;
+        r.factor = factors[k];
+        r.low_freq_factor = 1.0f;
+        r.high_freq_factor = 4.0f;
+        r.orig_ctx = 8192;
+        bool ok = loom_rope_freq_factors(&r, want, n) == LOOM_OK;
         for (int64_t i = 0; i < n && ok; i++) {
-            double freq = pow((double)c->rope.theta, -2.0 * (double)i / (double)c->rope.n_dims);
-            double wavelen = 2.0 * 3.14159265358979323846 / freq, f = factors[k], want;
-            if (wavelen < 8192.0 / 4.0)
-                want = 1.0;
-            else if (wavelen > 8192.0 / 1.0)
-                want = f;
-            else {
-                double smooth = (8192.0 / wavelen - 1.0) / (4.0 - 1.0);
-                want = 1.0 / ((1.0 - smooth) / f + smooth);
-            }
             float got;
             memcpy(&got, (const char *)info.data + 4 * i, 4);
-            ok = fabs(got - want) <= 1e-3 * want;
+            ok = fabsf(got - want[i]) <= 1e-3f * want[i];
         }
         if (ok) {
-            c->rope.scaling = LOOM_ROPE_SCALING_LLAMA3;
-            c->rope.factor = factors[k];
-            c->rope.low_freq_factor = 1.0f;
-            c->rope.high_freq_factor = 4.0f;
-            c->rope.orig_ctx = 8192;
+            free(want);
+            c->rope = r;
             return LOOM_OK;
         }
     }
+    free(want);
     return loom_model_fail(
         err, err_n, LOOM_ERR_UNSUPPORTED,
         "model: rope_freqs.weight does not match llama3 rope scaling (factor 4/8/16/32, "

@@ -401,9 +401,12 @@ static void test_kv_decode(const char *path) {
 }
 
 /* Rewrite the GGUF at src into dst with the config keys, dropping tensor
- * `drop` and giving tensor `reshape` a wrong shape. */
-static loom_status rewrite(const char *src, const char *dst, const char *drop,
-                           const char *reshape) {
+ * `drop` and giving tensor `reshape` a wrong shape. rope_freqs: 0 drops the
+ * rope keys and rope_freqs.weight; 1 keeps llama.cpp's form of llama3
+ * scaling (freq_base + rope_freqs.weight, no scaling keys); 2 does the same
+ * with the last factor off by 1%. */
+static loom_status rewrite(const char *src, const char *dst, const char *drop, const char *reshape,
+                           int rope_freqs) {
     loom_gguf *g = NULL;
     char err[256];
     LOOM_TRY(loom_gguf_open(src, &g, err, sizeof err));
@@ -426,13 +429,22 @@ static loom_status rewrite(const char *src, const char *dst, const char *drop,
         st = loom_gguf_get_int(g, u32keys[i], &v);
         if (st == LOOM_OK) st = loom_gguf_writer_set_u32(w, u32keys[i], (uint32_t)v);
     }
+    float theta = 0.0f, freqs[64];
+    if (rope_freqs && st == LOOM_OK) {
+        st = loom_gguf_get_f32(g, "llama.rope.freq_base", &theta);
+        if (st == LOOM_OK) st = loom_gguf_writer_set_f32(w, "llama.rope.freq_base", theta);
+    }
     for (int64_t i = 0; i < loom_gguf_n_tensors(g) && st == LOOM_OK; i++) {
         loom_gguf_tensor_info ti;
         loom_gguf_tensor(g, i, &ti);
         if (drop && !strcmp(ti.name, drop)) continue;
-        /* The rope keys are not carried over, so neither is llama.cpp's form
-         * of the same scaling (it is checked against them). */
-        if (!strcmp(ti.name, "rope_freqs.weight")) continue;
+        const void *data = ti.data;
+        if (!strcmp(ti.name, "rope_freqs.weight")) {
+            if (!rope_freqs || ti.ne[0] > 64) continue;
+            memcpy(freqs, ti.data, (size_t)ti.ne[0] * sizeof *freqs);
+            if (rope_freqs == 2) freqs[ti.ne[0] - 1] *= 1.01f;
+            data = freqs;
+        }
         int64_t ne[4];
         memcpy(ne, ti.ne, sizeof ne);
         int nd = ti.n_dims;
@@ -441,7 +453,7 @@ static loom_status rewrite(const char *src, const char *dst, const char *drop,
             ne[0] = ne[1];
             ne[1] = t;
         }
-        st = loom_gguf_writer_add_tensor(w, ti.name, LOOM_F32, nd, ne, ti.data);
+        st = loom_gguf_writer_add_tensor(w, ti.name, LOOM_F32, nd, ne, data);
     }
     if (st == LOOM_OK) st = loom_gguf_writer_write(w, dst);
     loom_gguf_writer_free(w);
@@ -455,18 +467,36 @@ static void test_malformed(const char *path, const char *bad) {
     p.backend = "cpu";
     p.n_ctx = 16;
     loom_model *m = NULL;
-    CHECK(rewrite(path, bad, NULL, NULL) == LOOM_OK);
+    CHECK(rewrite(path, bad, NULL, NULL, 0) == LOOM_OK);
     CHECK_MSG(loom_model_load_gguf(bad, &p, &m, err, sizeof err) == LOOM_OK, "%s", err);
     loom_model_free(m);
     m = NULL;
 
-    CHECK(rewrite(path, bad, "blk.1.ffn_up_exps.weight", NULL) == LOOM_OK);
+    /* llama.cpp's form of llama3 scaling alone is recognised... */
+    CHECK(rewrite(path, bad, NULL, NULL, 1) == LOOM_OK);
+    CHECK_MSG(loom_model_load_gguf(bad, &p, &m, err, sizeof err) == LOOM_OK, "%s", err);
+    if (m) {
+        const loom_rope_params *r = &loom_model_config_of(m)->rope;
+        CHECK_MSG(r->scaling == LOOM_ROPE_SCALING_LLAMA3 && r->factor == 8.0f &&
+                      r->low_freq_factor == 1.0f && r->high_freq_factor == 4.0f &&
+                      r->orig_ctx == 8192,
+                  "rope from rope_freqs.weight: scaling %d factor %g", r->scaling, r->factor);
+    }
+    loom_model_free(m);
+    m = NULL;
+    /* ...and factors that match no published parameter set are refused. */
+    CHECK(rewrite(path, bad, NULL, NULL, 2) == LOOM_OK);
+    loom_status rs = loom_model_load_gguf(bad, &p, &m, err, sizeof err);
+    printf("bad rope_freqs: %s\n", err);
+    CHECK(rs == LOOM_ERR_UNSUPPORTED && m == NULL && strstr(err, "rope_freqs.weight"));
+
+    CHECK(rewrite(path, bad, "blk.1.ffn_up_exps.weight", NULL, 0) == LOOM_OK);
     loom_status st = loom_model_load_gguf(bad, &p, &m, err, sizeof err);
     printf("missing tensor: %s\n", err);
     CHECK(st == LOOM_ERR_FORMAT && m == NULL && strstr(err, "'blk.1.ffn_up_exps.weight'") &&
           strstr(err, "missing"));
 
-    CHECK(rewrite(path, bad, NULL, "blk.2.attn_k.weight") == LOOM_OK);
+    CHECK(rewrite(path, bad, NULL, "blk.2.attn_k.weight", 0) == LOOM_OK);
     st = loom_model_load_gguf(bad, &p, &m, err, sizeof err);
     printf("wrong shape: %s\n", err);
     CHECK(st == LOOM_ERR_FORMAT && m == NULL && strstr(err, "'blk.2.attn_k.weight'") &&

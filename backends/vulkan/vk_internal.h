@@ -124,7 +124,8 @@ typedef struct loom_vk_range {
 
 typedef struct loom_vk_ctx {
     loom_vk_fns f;
-    void *lib; /* dlopen handle of libvulkan.so.1 */
+    void *lib;         /* dlopen handle of libvulkan.so.1 */
+    int n_objs_before; /* loaded shared objects before the loader (vk_device.c) */
     VkInstance instance;
     VkPhysicalDevice phys;
     VkDevice dev;

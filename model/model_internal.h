@@ -1,5 +1,5 @@
 /* model/model_internal.h - the loom_model struct shared by the model sources
- * (model_load.c: GGUF config, weights and KV cache; llama.c: forward graph
+ * (arch/load.c: GGUF config, weights and KV cache; arch/llama.c: forward graph
  * and its cache). Internal. */
 #ifndef LOOM_MODEL_INTERNAL_H
 #define LOOM_MODEL_INTERNAL_H
@@ -78,12 +78,12 @@ struct loom_model {
     int n_builds, n_runs;
 };
 
-/* model_load.c: load from an open GGUF; takes ownership of g (closed before
+/* arch/load.c: load from an open GGUF; takes ownership of g (closed before
  * returning, on success and failure). path only labels messages. */
 loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_model_params *p,
                                  loom_model **out, char *err, size_t err_n);
 
-/* llama.c */
+/* arch/llama.c */
 void llama_graph_release(llama_graph *lg);
 
 #endif

@@ -1,4 +1,4 @@
-/* model/config.c - model configuration presets, validation and size accounting. */
+/* model/arch/config.c - model configuration presets, validation and size accounting. */
 #include "loom/model_config.h"
 #include "loom/gguf.h"
 

@@ -1,4 +1,4 @@
-/* model/llama.c - the forward graph of a Llama-3 / Mixtral decoder over the
+/* model/arch/llama.c - the forward graph of a Llama-3 / Mixtral decoder over the
  * KV cache, and its cache of built graphs (see loom/model.h).
  *
  * Token layout: a batch of S sequences x T tokens is N = S*T columns,

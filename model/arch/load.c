@@ -1,4 +1,4 @@
-/* model/model_load.c - loom_model from a GGUF file: the config from
+/* model/arch/load.c - loom_model from a GGUF file: the config from
  * metadata, every tensor checked by name, shape and dtype, weights uploaded
  * into buffers of the run backend (one, or several when the backend caps a
  * buffer's size), the KV cache allocated likewise, and the embedded

@@ -1,4 +1,4 @@
-/* model/model_export.c - model sources (GGUF file or Hugging Face
+/* model/formats/export.c - model sources (GGUF file or Hugging Face
  * checkpoint directory), the storage-type policy shared by export and
  * quantize-on-load, loom_model_load and loom_model_export_gguf
  * (docs/adr/0012-quantize-on-load.md). */

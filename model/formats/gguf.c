@@ -1,4 +1,4 @@
-/* model/gguf.c - GGUF reader: mmap, validate everything up front, then serve
+/* model/formats/gguf.c - GGUF reader: mmap, validate everything up front, then serve
  * KVs and tensors from the mapping without further bounds worries.
  *
  * Every length read from the file is checked against the bytes that remain
@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "model/gguf_internal.h"
+#include "model/formats/gguf_internal.h"
 
 /* ------------------------------------------------------------- type tables */
 

@@ -1,4 +1,4 @@
-/* model/gguf_writer.c - GGUF v3 writer.
+/* model/formats/gguf_writer.c - GGUF v3 writer.
  *
  * Each KV is serialized when it is set (so the caller's buffers can go away
  * at once); tensor data is only referenced and streamed out at write time,
@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "loom/gguf.h"
-#include "model/gguf_internal.h"
+#include "model/formats/gguf_internal.h"
 
 typedef struct wkv {
     char *key;

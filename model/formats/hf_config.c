@@ -1,4 +1,4 @@
-/* model/hf_config.c - Hugging Face config.json (Llama, Mistral, Mixtral) into
+/* model/formats/hf_config.c - Hugging Face config.json (Llama, Mistral, Mixtral) into
  * a loom_model_config, with transformers' defaults for absent fields and
  * loom_model_config_validate on the result. */
 #define _POSIX_C_SOURCE 200809L

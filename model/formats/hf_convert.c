@@ -1,4 +1,4 @@
-/* model/hf_convert.c - a Hugging Face Llama/Mistral/Mixtral checkpoint
+/* model/formats/hf_convert.c - a Hugging Face Llama/Mistral/Mixtral checkpoint
  * (safetensors + config) written as a llama-architecture GGUF that
  * loom_model_load_gguf reads: llama.cpp tensor names, q/k rows permuted per
  * head to adjacent rotary pairs, Mixtral experts stacked. */

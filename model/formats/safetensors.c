@@ -1,4 +1,4 @@
-/* model/safetensors.c - safetensors reader: mmap, validate the JSON header
+/* model/formats/safetensors.c - safetensors reader: mmap, validate the JSON header
  * and every offset up front, serve tensors from the mapping; sharded
  * checkpoints through model.safetensors.index.json; quantize-on-load.
  *

@@ -1,4 +1,4 @@
-/* model/tok_internal.h - internals shared by the tokenizer sources
+/* model/tokenizer/tok_internal.h - internals shared by the tokenizer sources
  * (tokenizer.c: core, encode/decode; tokenizer_json.c: tokenizer.json loader;
  * tokenizer_chat.c: chat template). Not a public header. */
 #ifndef LOOM_TOK_INTERNAL_H

@@ -1,4 +1,4 @@
-/* model/tokenizer.c - byte-level BPE tokenizer core: construction from
+/* model/tokenizer/tokenizer.c - byte-level BPE tokenizer core: construction from
  * token/merge arrays, encode (special-token split -> PCRE2 pre-tokenization ->
  * BPE by merge rank) and decode.
  *
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/tok_internal.h"
+#include "model/tokenizer/tok_internal.h"
 
 /* The regex of Llama 3's tokenizer.json (also tiktoken's cl100k-style split). */
 static const char LLAMA3_PATTERN[] =

@@ -1,11 +1,11 @@
-/* model/tokenizer_gguf.c - the tokenizer as GGUF tokenizer.ggml.* metadata
+/* model/tokenizer/tokenizer_gguf.c - the tokenizer as GGUF tokenizer.ggml.* metadata
  * (the keys llama.cpp writes for Llama 3: model "gpt2", pre "llama-bpe",
  * tokens / token_type / merges arrays and the special ids). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "loom/gguf.h"
-#include "model/tok_internal.h"
+#include "model/tokenizer/tok_internal.h"
 
 loom_status loom_tokenizer_write_gguf(const loom_tokenizer *tok, loom_gguf_writer *w, char *err,
                                       size_t err_n) {

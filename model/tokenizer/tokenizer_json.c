@@ -1,4 +1,4 @@
-/* model/tokenizer_json.c - load a Hugging Face tokenizer.json (byte-level BPE)
+/* model/tokenizer/tokenizer_json.c - load a Hugging Face tokenizer.json (byte-level BPE)
  * with cJSON and hand its vocabulary, merges, added tokens and pre-tokenizer
  * regex to tok_build(). Everything the loader does not implement is rejected
  * by name rather than silently ignored, so a tokenizer that would encode
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/tok_internal.h"
+#include "model/tokenizer/tok_internal.h"
 
 /* GPT-2's split, used by a ByteLevel pre-tokenizer with use_regex = true. */
 static const char GPT2_PATTERN[] =

@@ -83,6 +83,13 @@ struct loom_model {
 loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_model_params *p,
                                  loom_model **out, char *err, size_t err_n);
 
+/* formats/hf_convert.c: convert the checkpoint directory dir (config.json,
+ * safetensors, tokenizer.json if present) to a GGUF at path with weight type
+ * wtype (f32/f16/bf16/q8_0/q4_0; LOOM_DTYPE_COUNT: the checkpoint's lossless
+ * float type). Feeds the loader (a temporary GGUF) and export. */
+loom_status loom_hf_dir_to_gguf(const char *dir, loom_dtype wtype, const char *path,
+                                loom_progress_fn progress, void *ud, char *err, size_t err_n);
+
 /* arch/llama.c */
 void llama_graph_release(llama_graph *lg);
 

@@ -2,10 +2,12 @@
  * (safetensors + config) written as a llama-architecture GGUF that
  * loom_model_load_gguf reads: llama.cpp tensor names, q/k rows permuted per
  * head to adjacent rotary pairs, Mixtral experts stacked. */
+#define _POSIX_C_SOURCE 200809L /* stat */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "loom/gguf.h"
 #include "loom/model.h"
@@ -312,5 +314,49 @@ loom_status loom_hf_write_gguf_ex(loom_safetensors *st, const loom_model_config 
     }
     loom_gguf_writer_free(v.w);
     loom_blobs_free(&v.bufs);
+    return s;
+}
+
+/* ---------------- checkpoint directory -> GGUF file ---------------- */
+
+/* The lossless float type of a checkpoint: bf16 or f16 when every tensor is
+ * stored so, else f32. Used for the temporary file of quantize-on-load to
+ * nf4, which is quantized while loading from these exact values. */
+static loom_dtype lossless_type(loom_safetensors *st) {
+    loom_dtype common = LOOM_DTYPE_COUNT;
+    for (int64_t i = 0; i < loom_safetensors_n_tensors(st); i++) {
+        loom_dtype t;
+        if (loom_safetensors_tensor_dtype(st, i, &t) != LOOM_OK) return LOOM_F32;
+        if (common == LOOM_DTYPE_COUNT) common = t;
+        if (t != common) return LOOM_F32;
+    }
+    return common == LOOM_F16 || common == LOOM_BF16 ? common : LOOM_F32;
+}
+
+loom_status loom_hf_dir_to_gguf(const char *dir, loom_dtype wtype, const char *path,
+                                loom_progress_fn progress, void *ud, char *err, size_t err_n) {
+    loom_model_config c;
+    char e[768];
+    loom_status s = loom_hf_config_load(dir, &c, e, sizeof e);
+    if (s != LOOM_OK) return loom_model_fail(err, err_n, s, "%s: %s", dir, e);
+    loom_safetensors *st = NULL;
+    s = loom_safetensors_open(dir, &st, e, sizeof e);
+    if (s != LOOM_OK) return loom_model_fail(err, err_n, s, "%s: %s", dir, e);
+    loom_tokenizer *tok = NULL;
+    char tp[4096];
+    struct stat sb;
+    snprintf(tp, sizeof tp, "%s/tokenizer.json", dir);
+    if (stat(tp, &sb) == 0 && (s = loom_tokenizer_load_hf_json(tp, &tok, e, sizeof e)) != LOOM_OK) {
+        loom_safetensors_close(st);
+        return loom_model_fail(err, err_n, s, "%s: %s", tp, e);
+    }
+    loom_hf_gguf_opts o = {.wtype = wtype == LOOM_DTYPE_COUNT ? lossless_type(st) : wtype,
+                           .tok = tok,
+                           .progress = progress,
+                           .progress_ud = ud};
+    s = loom_hf_write_gguf_ex(st, &c, &o, path, e, sizeof e);
+    if (s != LOOM_OK) loom_model_fail(err, err_n, s, "%s: %s", dir, e);
+    loom_tokenizer_free(tok);
+    loom_safetensors_close(st);
     return s;
 }

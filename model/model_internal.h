@@ -27,6 +27,36 @@ typedef struct loom_blobs {
 bool loom_blobs_keep(loom_blobs *b, void *p);
 void loom_blobs_free(loom_blobs *b);
 
+/* Placement of tensors into backend buffers (the weights, the KV cache):
+ * greedy, in order, each tensor at a LOOM_W_ALIGN offset, a new buffer when
+ * the next tensor does not fit in max bytes (0 = no limit: one buffer). */
+#define LOOM_W_ALIGN 64
+typedef struct loom_place {
+    int buf;    /* buffer index */
+    size_t off; /* byte offset in it */
+} loom_place;
+typedef struct loom_pack {
+    size_t max;    /* set by the caller */
+    size_t *sizes; /* per buffer */
+    int n, cap;
+    size_t end; /* bytes used in the last buffer */
+} loom_pack;
+/* Place a tensor of nbytes: *at gets its buffer and offset.
+ * LOOM_ERR_UNSUPPORTED: larger than max (a tensor cannot be split). */
+loom_status loom_pack_add(loom_pack *pk, size_t nbytes, loom_place *at);
+/* After the last add: at least one buffer, none empty (backends refuse
+ * empty buffers). */
+loom_status loom_pack_finish(loom_pack *pk);
+void loom_pack_free(loom_pack *pk);
+/* Allocate n buffers of sizes[i] on be into a new array *out (owned by the
+ * model, freed by loom_model_free even when this fails half-way); what names
+ * them in messages. */
+loom_status loom_alloc_buffers(loom_backend *be, const size_t *sizes, int n, loom_buffer ***out,
+                               int *n_out, const char *what, char *err, size_t err_n);
+/* A leaf of wg bound to buffer b at offset off. */
+loom_tensor *loom_bound_leaf(loom_graph *wg, loom_dtype t, const int64_t ne[4], loom_buffer *b,
+                             size_t off, const char *name);
+
 #define LLAMA_GRAPH_CACHE 4  /* forward graphs kept (decode + a few prefill shapes) */
 #define LLAMA_MAX_SEQ     64 /* sequences in one batch */
 
@@ -82,6 +112,11 @@ struct loom_model {
  * returning, on success and failure). path only labels messages. */
 loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_model_params *p,
                                  loom_model **out, char *err, size_t err_n);
+
+/* generate/kv_cache.c: the KV cache backend, buffers, K/V leaves of every
+ * layer and slot positions, from p->kv_dtype, n_ctx and n_slots (the loader's
+ * step after the weights; m->be, m->cpu, m->wg and m->layers must be set). */
+loom_status loom_kv_cache_alloc(loom_model *m, const loom_model_params *p, char *err, size_t err_n);
 
 /* formats/hf_convert.c: convert the checkpoint directory dir (config.json,
  * safetensors, tokenizer.json if present) to a GGUF at path with weight type

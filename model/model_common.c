@@ -8,13 +8,16 @@
 
 #include "model/model_internal.h"
 
+loom_status loom_model_vfail(char *err, size_t err_n, loom_status st, const char *fmt, va_list ap) {
+    if (err && err_n) vsnprintf(err, err_n, fmt, ap);
+    return st;
+}
+
 loom_status loom_model_fail(char *err, size_t err_n, loom_status st, const char *fmt, ...) {
-    if (err && err_n) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, err_n, fmt, ap);
-        va_end(ap);
-    }
+    va_list ap;
+    va_start(ap, fmt);
+    loom_model_vfail(err, err_n, st, fmt, ap);
+    va_end(ap);
     return st;
 }
 

@@ -4,15 +4,25 @@
 #ifndef LOOM_MODEL_INTERNAL_H
 #define LOOM_MODEL_INTERNAL_H
 
+#include <stdarg.h>
+
 #include "loom/gguf.h"
 #include "loom/model.h"
 #include "loom/runtime.h"
 
-/* Format a message into err (when err_n > 0) and return st: the error
- * convention of the model sources (model/model_common.c). */
+/* Format a message into err (when err and err_n > 0) and return st: the one
+ * error helper of the model sources (model/model_common.c), so that
+ * `return loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "...")` reads the same
+ * everywhere. Objects that keep their last error (loom_gguf, the writer,
+ * loom_safetensors) format into it with loom_model_vfail. */
 loom_status loom_model_fail(char *err, size_t err_n, loom_status st, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+loom_status loom_model_vfail(char *err, size_t err_n, loom_status st, const char *fmt, va_list ap)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 0)))
 #endif
     ;
 

@@ -12,6 +12,7 @@
 
 #include "loom/gguf.h"
 #include "model/formats/gguf_internal.h"
+#include "model/model_internal.h"
 
 typedef struct wkv {
     char *key;
@@ -45,7 +46,7 @@ static loom_status werr(loom_gguf_writer *w, loom_status s, const char *fmt, ...
 static loom_status werr(loom_gguf_writer *w, loom_status s, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(w->err, sizeof w->err, fmt, ap);
+    loom_model_vfail(w->err, sizeof w->err, s, fmt, ap);
     va_end(ap);
     return s;
 }

@@ -10,14 +10,7 @@
 #include <stdint.h>
 
 #include "loom/tokenizer.h"
-
-/* printf-style message into (err, err_n); returns st so callers can
- * `return tok_fail(err, err_n, LOOM_ERR_FORMAT, "...")`. */
-loom_status tok_fail(char *err, size_t err_n, loom_status st, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
+#include "model/model_internal.h" /* loom_model_fail */
 
 /* One merge rule as two strings in the byte-level alphabet. */
 typedef struct tok_merge {

@@ -1,6 +1,9 @@
-/* model/model_internal.h - the loom_model struct shared by the model sources
- * (arch/load.c: GGUF config, weights and KV cache; arch/llama.c: forward graph
- * and its cache). Internal. */
+/* model/model_internal.h - what the model sources share and nothing outside
+ * model/ may use: the error helper, the writer-blob list, buffer placement,
+ * the loom_model struct (arch/load.c: config and weights; generate/kv_cache.c:
+ * KV cache; arch/llama.c: forward graph and its cache) and the cross-folder
+ * entry points. Internal names are loom_-prefixed (loom_llama_*, loom_tok_*)
+ * so that they cannot collide with llama.cpp's llama_* in one process. */
 #ifndef LOOM_MODEL_INTERNAL_H
 #define LOOM_MODEL_INTERNAL_H
 
@@ -67,22 +70,22 @@ loom_status loom_alloc_buffers(loom_backend *be, const size_t *sizes, int n, loo
 loom_tensor *loom_bound_leaf(loom_graph *wg, loom_dtype t, const int64_t ne[4], loom_buffer *b,
                              size_t off, const char *name);
 
-#define LLAMA_GRAPH_CACHE 4  /* forward graphs kept (decode + a few prefill shapes) */
-#define LLAMA_MAX_SEQ     64 /* sequences in one batch */
+#define LOOM_LLAMA_GRAPH_CACHE 4  /* forward graphs kept (decode + a few prefill shapes) */
+#define LOOM_LLAMA_MAX_SEQ     64 /* sequences in one batch */
 
-typedef struct llama_layer {
+typedef struct loom_llama_layer {
     loom_tensor *attn_norm, *wq, *wk, *wv, *wo, *ffn_norm;
     loom_tensor *gate, *up, *down;                         /* dense FFN */
     loom_tensor *router, *gate_exps, *up_exps, *down_exps; /* MoE FFN */
     bool moe;
     loom_tensor *k_cache, *v_cache; /* [kv_dim, n_ctx, n_slots] */
-} llama_layer;
+} loom_llama_layer;
 
 /* A built and allocated forward graph for one batch shape. */
-typedef struct llama_graph {
+typedef struct loom_llama_graph {
     bool used;
     int n_seq, n_tokens;
-    int slots[LLAMA_MAX_SEQ];
+    int slots[LOOM_LLAMA_MAX_SEQ];
     bool all_logits;
     loom_graph *g;
     loom_sched *s;
@@ -91,7 +94,7 @@ typedef struct llama_graph {
      * flash_attn node, re-targeted before every run. */
     loom_tensor **kview, **vview, **fa;
     uint64_t last_used;
-} llama_graph;
+} loom_llama_graph;
 
 struct loom_model {
     loom_model_config cfg;
@@ -108,20 +111,15 @@ struct loom_model {
     size_t wbytes;
     char wtypes[64];
     loom_tensor *tok_embd, *output_norm, *output;
-    llama_layer *layers;
+    loom_llama_layer *layers;
     int64_t n_ctx;
     int n_slots;
     loom_dtype kv_dtype;
     int64_t *slot_pos;
-    llama_graph cache[LLAMA_GRAPH_CACHE];
+    loom_llama_graph cache[LOOM_LLAMA_GRAPH_CACHE];
     uint64_t tick;
     int n_builds, n_runs;
 };
-
-/* arch/load.c: load from an open GGUF; takes ownership of g (closed before
- * returning, on success and failure). path only labels messages. */
-loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_model_params *p,
-                                 loom_model **out, char *err, size_t err_n);
 
 /* generate/kv_cache.c: the KV cache backend, buffers, K/V leaves of every
  * layer and slot positions, from p->kv_dtype, n_ctx and n_slots (the loader's
@@ -136,6 +134,6 @@ loom_status loom_hf_dir_to_gguf(const char *dir, loom_dtype wtype, const char *p
                                 loom_progress_fn progress, void *ud, char *err, size_t err_n);
 
 /* arch/llama.c */
-void llama_graph_release(llama_graph *lg);
+void loom_llama_graph_release(loom_llama_graph *lg);
 
 #endif

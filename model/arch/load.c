@@ -274,7 +274,7 @@ static bool weights_list(loom_model *m, wlist *l) {
     if (!c->tie_embeddings)
         ok = ok && wadd(l, &m->output, true, d, c->vocab_size, 1, "output.weight");
     for (int64_t i = 0; i < c->n_layers && ok; i++) {
-        llama_layer *L = &m->layers[i];
+        loom_llama_layer *L = &m->layers[i];
         long long n = (long long)i;
         ok = wadd(l, &L->attn_norm, false, d, 1, 1, "blk.%lld.attn_norm.weight", n) &&
              wadd(l, &L->wq, true, d, q, 1, "blk.%lld.attn_q.weight", n) &&
@@ -298,81 +298,6 @@ static bool weights_list(loom_model *m, wlist *l) {
         }
     }
     return ok;
-}
-
-loom_status loom_model_load_gguf(const char *path, const loom_model_params *pp, loom_model **out,
-                                 char *err, size_t err_n) {
-    if (!path || !out)
-        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: NULL argument");
-    *out = NULL;
-    char gerr[512];
-    loom_gguf *g = NULL;
-    loom_status st = loom_gguf_open(path, &g, gerr, sizeof gerr);
-    if (st != LOOM_OK) return loom_model_fail(err, err_n, st, "model: %s", gerr);
-    return llama_load_from_gguf(g, path, pp, out, err, err_n);
-}
-
-/* ---------------- model sources: GGUF file or HF directory ---------------- */
-
-bool loom_model_path_is_hf(const char *path) {
-    struct stat sb;
-    if (!path || stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) return false;
-    char p[4096];
-    snprintf(p, sizeof p, "%s/config.json", path);
-    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
-loom_status loom_model_load(const char *path, const loom_model_params *pp, loom_model **out,
-                            char *err, size_t err_n) {
-    if (!path || !out)
-        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: NULL argument");
-    *out = NULL;
-    if (!loom_model_path_is_hf(path)) {
-        struct stat sb;
-        if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
-            return loom_model_fail(
-                err, err_n, LOOM_ERR_IO,
-                "model: %s is a directory without config.json (expected a GGUF file or "
-                "a Hugging Face checkpoint directory)",
-                path);
-        return loom_model_load_gguf(path, pp, out, err, err_n);
-    }
-    loom_model_params p = pp ? *pp : loom_model_default_params();
-    loom_dtype wtype = LOOM_DTYPE_COUNT; /* lossless */
-    if (p.quantize) {
-        loom_dtype probe;
-        const int64_t ne[2] = {64, 64};
-        if (loom_model_store_type("x", 2, ne, p.quant, &probe) != LOOM_OK)
-            return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                                   "model: cannot quantize to %s (f32, f16, bf16, q8_0, q4_0, nf4)",
-                                   loom_dtype_name(p.quant));
-        if (!loom_dtype_is_nf4(p.quant)) {
-            wtype = p.quant; /* the converter writes the final type: nothing left to do */
-            p.quantize = false;
-        }
-    }
-    /* The temporary GGUF: converted, loaded (weights are copied into the
-     * backend buffer), removed. Why a file and not memory: the reader and
-     * the loader work on a mapped file, and the page cache, not the heap,
-     * then holds the converted bytes (ADR 0012). */
-    const char *td = getenv("TMPDIR");
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s/loom-hf-XXXXXX", td && *td ? td : "/tmp");
-    int fd = mkstemp(tmp);
-    if (fd < 0)
-        return loom_model_fail(
-            err, err_n, LOOM_ERR_IO,
-            "model: cannot create a temporary file in %s for converting %s (set TMPDIR)",
-            td && *td ? td : "/tmp", path);
-    close(fd);
-    loom_status s = loom_hf_dir_to_gguf(path, wtype, tmp, NULL, NULL, err, err_n);
-    loom_gguf *g = NULL;
-    char e[512];
-    if (s == LOOM_OK && (s = loom_gguf_open(tmp, &g, e, sizeof e)) != LOOM_OK)
-        loom_model_fail(err, err_n, s, "model: converted %s: %s", path, e);
-    unlink(tmp); /* mapped (or failed): the name is no longer needed */
-    if (s != LOOM_OK) return s;
-    return llama_load_from_gguf(g, path, &p, out, err, err_n);
 }
 
 /* Tensor i of g as dtype dst (quantize-on-load): into a malloc'd *out. */
@@ -558,8 +483,10 @@ static loom_status load_tokenizer(loom_model *m, loom_gguf *g, char *err, size_t
     return LOOM_OK;
 }
 
-loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_model_params *pp,
-                                 loom_model **out, char *err, size_t err_n) {
+/* Load from an open GGUF; takes ownership of g (closed before returning, on
+ * success and failure). path only labels messages. */
+static loom_status load_from_gguf(loom_gguf *g, const char *path, const loom_model_params *pp,
+                                  loom_model **out, char *err, size_t err_n) {
     *out = NULL;
     const loom_model_params p = pp ? *pp : loom_model_default_params();
     loom_model *m = NULL;
@@ -584,10 +511,85 @@ loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_mode
     return LOOM_OK;
 }
 
+loom_status loom_model_load_gguf(const char *path, const loom_model_params *pp, loom_model **out,
+                                 char *err, size_t err_n) {
+    if (!path || !out)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: NULL argument");
+    *out = NULL;
+    char gerr[512];
+    loom_gguf *g = NULL;
+    loom_status st = loom_gguf_open(path, &g, gerr, sizeof gerr);
+    if (st != LOOM_OK) return loom_model_fail(err, err_n, st, "model: %s", gerr);
+    return load_from_gguf(g, path, pp, out, err, err_n);
+}
+
+/* ---------------- model sources: GGUF file or HF directory ---------------- */
+
+bool loom_model_path_is_hf(const char *path) {
+    struct stat sb;
+    if (!path || stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) return false;
+    char p[4096];
+    snprintf(p, sizeof p, "%s/config.json", path);
+    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+loom_status loom_model_load(const char *path, const loom_model_params *pp, loom_model **out,
+                            char *err, size_t err_n) {
+    if (!path || !out)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: NULL argument");
+    *out = NULL;
+    if (!loom_model_path_is_hf(path)) {
+        struct stat sb;
+        if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+            return loom_model_fail(
+                err, err_n, LOOM_ERR_IO,
+                "model: %s is a directory without config.json (expected a GGUF file or "
+                "a Hugging Face checkpoint directory)",
+                path);
+        return loom_model_load_gguf(path, pp, out, err, err_n);
+    }
+    loom_model_params p = pp ? *pp : loom_model_default_params();
+    loom_dtype wtype = LOOM_DTYPE_COUNT; /* lossless */
+    if (p.quantize) {
+        loom_dtype probe;
+        const int64_t ne[2] = {64, 64};
+        if (loom_model_store_type("x", 2, ne, p.quant, &probe) != LOOM_OK)
+            return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                                   "model: cannot quantize to %s (f32, f16, bf16, q8_0, q4_0, nf4)",
+                                   loom_dtype_name(p.quant));
+        if (!loom_dtype_is_nf4(p.quant)) {
+            wtype = p.quant; /* the converter writes the final type: nothing left to do */
+            p.quantize = false;
+        }
+    }
+    /* The temporary GGUF: converted, loaded (weights are copied into the
+     * backend buffer), removed. Why a file and not memory: the reader and
+     * the loader work on a mapped file, and the page cache, not the heap,
+     * then holds the converted bytes (ADR 0012). */
+    const char *td = getenv("TMPDIR");
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s/loom-hf-XXXXXX", td && *td ? td : "/tmp");
+    int fd = mkstemp(tmp);
+    if (fd < 0)
+        return loom_model_fail(
+            err, err_n, LOOM_ERR_IO,
+            "model: cannot create a temporary file in %s for converting %s (set TMPDIR)",
+            td && *td ? td : "/tmp", path);
+    close(fd);
+    loom_status s = loom_hf_dir_to_gguf(path, wtype, tmp, NULL, NULL, err, err_n);
+    loom_gguf *g = NULL;
+    char e[512];
+    if (s == LOOM_OK && (s = loom_gguf_open(tmp, &g, e, sizeof e)) != LOOM_OK)
+        loom_model_fail(err, err_n, s, "model: converted %s: %s", path, e);
+    unlink(tmp); /* mapped (or failed): the name is no longer needed */
+    if (s != LOOM_OK) return s;
+    return load_from_gguf(g, path, &p, out, err, err_n);
+}
+
 void loom_model_free(loom_model *m) {
     if (!m) return;
-    for (int i = 0; i < LLAMA_GRAPH_CACHE; i++)
-        llama_graph_release(&m->cache[i]);
+    for (int i = 0; i < LOOM_LLAMA_GRAPH_CACHE; i++)
+        loom_llama_graph_release(&m->cache[i]);
     loom_tokenizer_free(m->tok);
     loom_graph_free(m->wg);
     for (int i = 0; i < m->n_wbufs; i++)

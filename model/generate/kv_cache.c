@@ -28,9 +28,9 @@ loom_status loom_kv_cache_alloc(loom_model *m, const loom_model_params *p, char 
     m->kv_be = be_has_set_rows(m->be, m->kv_dtype) ? m->be : m->cpu;
     m->n_ctx = p->n_ctx > 0 ? p->n_ctx : (c->max_ctx < 4096 ? c->max_ctx : 4096);
     m->n_slots = p->n_slots > 0 ? p->n_slots : 1;
-    if (m->n_slots > LLAMA_MAX_SEQ)
+    if (m->n_slots > LOOM_LLAMA_MAX_SEQ)
         return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: at most %d slots",
-                               LLAMA_MAX_SEQ);
+                               LOOM_LLAMA_MAX_SEQ);
     const int64_t kv_dim = c->n_kv_heads * c->head_dim;
     if (m->kv_dtype == LOOM_Q8_0 && kv_dim % 32 != 0)
         return loom_model_fail(

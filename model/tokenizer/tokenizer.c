@@ -284,9 +284,9 @@ static void printable_escape(const char *s, char *buf, size_t n) {
     buf[j] = 0;
 }
 
-loom_status tok_build(const char *const *tokens, size_t n_tokens, const int32_t *types,
-                      const tok_merge *merges, size_t n_merges, const char *pattern,
-                      bool ignore_merges, loom_tokenizer **out, char *err, size_t err_n) {
+loom_status loom_tok_build(const char *const *tokens, size_t n_tokens, const int32_t *types,
+                           const loom_tok_merge *merges, size_t n_merges, const char *pattern,
+                           bool ignore_merges, loom_tokenizer **out, char *err, size_t err_n) {
     if (!out || (!tokens && n_tokens))
         return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL argument");
     *out = NULL;
@@ -502,7 +502,7 @@ loom_status loom_tokenizer_from_vocab(const char *const *tokens, size_t n_tokens
     if (n_merges && !merges)
         return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL merges");
     /* "left right" -> two strings (split at the first space, as GGUF writes them). */
-    tok_merge *m = calloc(n_merges ? n_merges : 1, sizeof(tok_merge));
+    loom_tok_merge *m = calloc(n_merges ? n_merges : 1, sizeof(loom_tok_merge));
     size_t total = 0;
     for (size_t i = 0; i < n_merges; i++)
         total += merges[i] ? strlen(merges[i]) + 1 : 0;
@@ -533,8 +533,8 @@ loom_status loom_tokenizer_from_vocab(const char *const *tokens, size_t n_tokens
         p += n + 1;
     }
     if (st == LOOM_OK)
-        st = tok_build(tokens, n_tokens, token_types, m, n_merges, pattern, ignore_merges, out, err,
-                       err_n);
+        st = loom_tok_build(tokens, n_tokens, token_types, m, n_merges, pattern, ignore_merges, out,
+                            err, err_n);
     free(m);
     free(buf);
     return st;
@@ -920,7 +920,7 @@ static void byte_level_encode(const uint8_t *p, size_t n, char *dst) {
     dst[j] = 0;
 }
 
-void tok_export_free(tok_export_data *d) {
+void loom_tok_export_free(loom_tok_export_data *d) {
     if (!d) return;
     free(d->strings);
     free(d->tokens);
@@ -935,7 +935,8 @@ static int slot_rank_cmp(const void *a, const void *b) {
     return x->rank < y->rank ? -1 : x->rank > y->rank;
 }
 
-loom_status tok_export(const loom_tokenizer *t, tok_export_data *d, char *err, size_t err_n) {
+loom_status loom_tok_export(const loom_tokenizer *t, loom_tok_export_data *d, char *err,
+                            size_t err_n) {
     memset(d, 0, sizeof *d);
     size_t n_merges = 0;
     for (size_t i = 0; i <= t->pmap_mask && t->pmap; i++)
@@ -959,7 +960,7 @@ loom_status tok_export(const loom_tokenizer *t, tok_export_data *d, char *err, s
     d->merges = calloc(n_merges ? n_merges : 1, sizeof *d->merges);
     if (!order || !d->strings || !d->tokens || !d->types || !d->merges) {
         free(order);
-        tok_export_free(d);
+        loom_tok_export_free(d);
         return loom_model_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
     }
     char *p = d->strings;

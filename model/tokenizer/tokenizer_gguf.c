@@ -11,8 +11,8 @@ loom_status loom_tokenizer_write_gguf(const loom_tokenizer *tok, loom_gguf_write
                                       size_t err_n) {
     if (!tok || !w)
         return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL argument");
-    tok_export_data d;
-    LOOM_TRY(tok_export(tok, &d, err, err_n));
+    loom_tok_export_data d;
+    LOOM_TRY(loom_tok_export(tok, &d, err, err_n));
     loom_status st = loom_gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");
     if (st == LOOM_OK && d.llama3_pattern)
         st = loom_gguf_writer_set_str(w, "tokenizer.ggml.pre", "llama-bpe");
@@ -33,7 +33,7 @@ loom_status loom_tokenizer_write_gguf(const loom_tokenizer *tok, loom_gguf_write
                            "tokenizer.ggml.eot_token_id"};
     for (int i = 0; i < 3 && st == LOOM_OK; i++)
         if (ids[i] >= 0) st = loom_gguf_writer_set_u32(w, keys[i], (uint32_t)ids[i]);
-    tok_export_free(&d);
+    loom_tok_export_free(&d);
     if (st != LOOM_OK)
         return loom_model_fail(err, err_n, st, "tokenizer: writing GGUF metadata failed: %s",
                                loom_gguf_writer_error(w));

@@ -1,6 +1,6 @@
 /* model/tokenizer/tokenizer_json.c - load a Hugging Face tokenizer.json (byte-level BPE)
  * with cJSON and hand its vocabulary, merges, added tokens and pre-tokenizer
- * regex to tok_build(). Everything the loader does not implement is rejected
+ * regex to loom_tok_build(). Everything the loader does not implement is rejected
  * by name rather than silently ignored, so a tokenizer that would encode
  * differently from Hugging Face never loads. */
 #include <cJSON.h>
@@ -194,7 +194,7 @@ loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, 
     loom_status st = LOOM_OK;
     const char **tokens = NULL;
     int32_t *types = NULL;
-    tok_merge *merges = NULL;
+    loom_tok_merge *merges = NULL;
     const char *pattern = NULL;
 
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
@@ -333,7 +333,8 @@ loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, 
         r++;
     }
 
-    st = tok_build(tokens, n_tok, types, merges, n_merges, pattern, ignore_merges, out, err, err_n);
+    st = loom_tok_build(tokens, n_tok, types, merges, n_merges, pattern, ignore_merges, out, err,
+                        err_n);
 
 done:
     free(tokens);

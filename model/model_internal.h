@@ -1,18 +1,31 @@
-/* model/model_internal.h - the loom_model struct shared by the model sources
- * (model_load.c: GGUF config, weights and KV cache; llama.c: forward graph
- * and its cache). Internal. */
+/* model/model_internal.h - what the model sources share and nothing outside
+ * model/ may use: the error helper, the writer-blob list, buffer placement,
+ * the loom_model struct (arch/load.c: config and weights; generate/kv_cache.c:
+ * KV cache; arch/llama.c: forward graph and its cache) and the cross-folder
+ * entry points. Internal names are loom_-prefixed (loom_llama_*, loom_tok_*)
+ * so that they cannot collide with llama.cpp's llama_* in one process. */
 #ifndef LOOM_MODEL_INTERNAL_H
 #define LOOM_MODEL_INTERNAL_H
+
+#include <stdarg.h>
 
 #include "loom/gguf.h"
 #include "loom/model.h"
 #include "loom/runtime.h"
 
-/* Format a message into err (when err_n > 0) and return st: the error
- * convention of the model sources (model/model_common.c). */
+/* Format a message into err (when err and err_n > 0) and return st: the one
+ * error helper of the model sources (model/model_common.c), so that
+ * `return loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "...")` reads the same
+ * everywhere. Objects that keep their last error (loom_gguf, the writer,
+ * loom_safetensors) format into it with loom_model_vfail. */
 loom_status loom_model_fail(char *err, size_t err_n, loom_status st, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+loom_status loom_model_vfail(char *err, size_t err_n, loom_status st, const char *fmt, va_list ap)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 0)))
 #endif
     ;
 
@@ -27,22 +40,52 @@ typedef struct loom_blobs {
 bool loom_blobs_keep(loom_blobs *b, void *p);
 void loom_blobs_free(loom_blobs *b);
 
-#define LLAMA_GRAPH_CACHE 4  /* forward graphs kept (decode + a few prefill shapes) */
-#define LLAMA_MAX_SEQ     64 /* sequences in one batch */
+/* Placement of tensors into backend buffers (the weights, the KV cache):
+ * greedy, in order, each tensor at a LOOM_W_ALIGN offset, a new buffer when
+ * the next tensor does not fit in max bytes (0 = no limit: one buffer). */
+#define LOOM_W_ALIGN 64
+typedef struct loom_place {
+    int buf;    /* buffer index */
+    size_t off; /* byte offset in it */
+} loom_place;
+typedef struct loom_pack {
+    size_t max;    /* set by the caller */
+    size_t *sizes; /* per buffer */
+    int n, cap;
+    size_t end; /* bytes used in the last buffer */
+} loom_pack;
+/* Place a tensor of nbytes: *at gets its buffer and offset.
+ * LOOM_ERR_UNSUPPORTED: larger than max (a tensor cannot be split). */
+loom_status loom_pack_add(loom_pack *pk, size_t nbytes, loom_place *at);
+/* After the last add: at least one buffer, none empty (backends refuse
+ * empty buffers). */
+loom_status loom_pack_finish(loom_pack *pk);
+void loom_pack_free(loom_pack *pk);
+/* Allocate n buffers of sizes[i] on be into a new array *out (owned by the
+ * model, freed by loom_model_free even when this fails half-way); what names
+ * them in messages. */
+loom_status loom_alloc_buffers(loom_backend *be, const size_t *sizes, int n, loom_buffer ***out,
+                               int *n_out, const char *what, char *err, size_t err_n);
+/* A leaf of wg bound to buffer b at offset off. */
+loom_tensor *loom_bound_leaf(loom_graph *wg, loom_dtype t, const int64_t ne[4], loom_buffer *b,
+                             size_t off, const char *name);
 
-typedef struct llama_layer {
+#define LOOM_LLAMA_GRAPH_CACHE 4  /* forward graphs kept (decode + a few prefill shapes) */
+#define LOOM_LLAMA_MAX_SEQ     64 /* sequences in one batch */
+
+typedef struct loom_llama_layer {
     loom_tensor *attn_norm, *wq, *wk, *wv, *wo, *ffn_norm;
     loom_tensor *gate, *up, *down;                         /* dense FFN */
     loom_tensor *router, *gate_exps, *up_exps, *down_exps; /* MoE FFN */
     bool moe;
     loom_tensor *k_cache, *v_cache; /* [kv_dim, n_ctx, n_slots] */
-} llama_layer;
+} loom_llama_layer;
 
 /* A built and allocated forward graph for one batch shape. */
-typedef struct llama_graph {
+typedef struct loom_llama_graph {
     bool used;
     int n_seq, n_tokens;
-    int slots[LLAMA_MAX_SEQ];
+    int slots[LOOM_LLAMA_MAX_SEQ];
     bool all_logits;
     loom_graph *g;
     loom_sched *s;
@@ -51,7 +94,7 @@ typedef struct llama_graph {
      * flash_attn node, re-targeted before every run. */
     loom_tensor **kview, **vview, **fa;
     uint64_t last_used;
-} llama_graph;
+} loom_llama_graph;
 
 struct loom_model {
     loom_model_config cfg;
@@ -68,22 +111,29 @@ struct loom_model {
     size_t wbytes;
     char wtypes[64];
     loom_tensor *tok_embd, *output_norm, *output;
-    llama_layer *layers;
+    loom_llama_layer *layers;
     int64_t n_ctx;
     int n_slots;
     loom_dtype kv_dtype;
     int64_t *slot_pos;
-    llama_graph cache[LLAMA_GRAPH_CACHE];
+    loom_llama_graph cache[LOOM_LLAMA_GRAPH_CACHE];
     uint64_t tick;
     int n_builds, n_runs;
 };
 
-/* model_load.c: load from an open GGUF; takes ownership of g (closed before
- * returning, on success and failure). path only labels messages. */
-loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_model_params *p,
-                                 loom_model **out, char *err, size_t err_n);
+/* generate/kv_cache.c: the KV cache backend, buffers, K/V leaves of every
+ * layer and slot positions, from p->kv_dtype, n_ctx and n_slots (the loader's
+ * step after the weights; m->be, m->cpu, m->wg and m->layers must be set). */
+loom_status loom_kv_cache_alloc(loom_model *m, const loom_model_params *p, char *err, size_t err_n);
 
-/* llama.c */
-void llama_graph_release(llama_graph *lg);
+/* formats/hf_convert.c: convert the checkpoint directory dir (config.json,
+ * safetensors, tokenizer.json if present) to a GGUF at path with weight type
+ * wtype (f32/f16/bf16/q8_0/q4_0; LOOM_DTYPE_COUNT: the checkpoint's lossless
+ * float type). Feeds the loader (a temporary GGUF) and export. */
+loom_status loom_hf_dir_to_gguf(const char *dir, loom_dtype wtype, const char *path,
+                                loom_progress_fn progress, void *ud, char *err, size_t err_n);
+
+/* arch/llama.c */
+void loom_llama_graph_release(loom_llama_graph *lg);
 
 #endif

@@ -6,7 +6,7 @@
  * weights, loaded through loom_model_load_gguf and run on the cpu backend.
  * The reference below reads the same weights straight from the GGUF and
  * computes the decoder with plain loops in double precision; it shares no
- * code with model/llama.c (only the file format and the weight layout
+ * code with model/arch/llama.c (only the file format and the weight layout
  * documented in loom/model.h). Checks:
  *  - full-sequence logits vs the reference (f32 KV cache): max abs error
  *    <= 1e-4 of the logit range;

@@ -1,4 +1,4 @@
-/* model/hf_config.c - Hugging Face config.json (Llama, Mistral, Mixtral) into
+/* model/formats/hf_config.c - Hugging Face config.json (Llama, Mistral, Mixtral) into
  * a loom_model_config, with transformers' defaults for absent fields and
  * loom_model_config_validate on the result. */
 #define _POSIX_C_SOURCE 200809L
@@ -13,22 +13,7 @@
 #include <sys/stat.h>
 
 #include "loom/safetensors.h"
-
-static loom_status fail(char *err, size_t n, loom_status s, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
-static loom_status fail(char *err, size_t n, loom_status s, const char *fmt, ...) {
-    if (err && n) {
-        int w = snprintf(err, n, "config.json: ");
-        va_list ap;
-        va_start(ap, fmt);
-        if (w >= 0 && (size_t)w < n) vsnprintf(err + w, n - (size_t)w, fmt, ap);
-        va_end(ap);
-    }
-    return s;
-}
+#include "model/model_internal.h"
 
 static const char *json_type(const cJSON *j) {
     if (cJSON_IsNull(j)) return "null";
@@ -50,8 +35,9 @@ static loom_status int_of(const cJSON *j, const char *field, int64_t *out, char 
                           size_t err_n) {
     double v = cJSON_IsNumber(j) ? j->valuedouble : NAN;
     if (!(fabs(v) <= 9007199254740992.0) || v != floor(v))
-        return fail(err, err_n, LOOM_ERR_FORMAT, "%s must be an integer (got %s)", field,
-                    cJSON_IsNumber(j) ? "a fraction or huge number" : json_type(j));
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                               "config.json: %s must be an integer (got %s)", field,
+                               cJSON_IsNumber(j) ? "a fraction or huge number" : json_type(j));
     *out = (int64_t)v;
     return LOOM_OK;
 }
@@ -61,7 +47,8 @@ static loom_status get_int(const cJSON *obj, const char *key, bool required, int
                            int64_t *out, char *err, size_t err_n) {
     const cJSON *j = member(obj, key);
     if (!j) {
-        if (required) return fail(err, err_n, LOOM_ERR_FORMAT, "%s is missing", key);
+        if (required)
+            return loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "config.json: %s is missing", key);
         *out = def;
         return LOOM_OK;
     }
@@ -72,13 +59,16 @@ static loom_status get_num(const cJSON *obj, const char *field, const char *key,
                            double def, double *out, char *err, size_t err_n) {
     const cJSON *j = member(obj, key);
     if (!j) {
-        if (required) return fail(err, err_n, LOOM_ERR_FORMAT, "%s is missing", field);
+        if (required)
+            return loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "config.json: %s is missing",
+                                   field);
         *out = def;
         return LOOM_OK;
     }
     if (!cJSON_IsNumber(j) || !isfinite(j->valuedouble))
-        return fail(err, err_n, LOOM_ERR_FORMAT, "%s must be a finite number (got %s)", field,
-                    json_type(j));
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                               "config.json: %s must be a finite number (got %s)", field,
+                               json_type(j));
     *out = j->valuedouble;
     return LOOM_OK;
 }
@@ -91,8 +81,8 @@ static loom_status get_bool(const cJSON *obj, const char *key, bool def, bool *o
         return LOOM_OK;
     }
     if (!cJSON_IsBool(j))
-        return fail(err, err_n, LOOM_ERR_FORMAT, "%s must be true or false (got %s)", key,
-                    json_type(j));
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                               "config.json: %s must be true or false (got %s)", key, json_type(j));
     *out = cJSON_IsTrue(j);
     return LOOM_OK;
 }
@@ -114,7 +104,9 @@ static loom_status get_ids(const cJSON *obj, const char *key, int64_t def, int64
         *last = *first;
         return LOOM_OK;
     }
-    if (!j->child) return fail(err, err_n, LOOM_ERR_FORMAT, "%s is an empty list", key);
+    if (!j->child)
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "config.json: %s is an empty list",
+                               key);
     for (const cJSON *e = j->child; e; e = e->next) {
         int64_t v = -1;
         LOOM_TRY(int_of(e, key, &v, err, err_n));
@@ -126,8 +118,9 @@ static loom_status get_ids(const cJSON *obj, const char *key, int64_t def, int64
 
 static loom_status to_i32(int64_t v, const char *field, int32_t *out, char *err, size_t err_n) {
     if (v < INT32_MIN || v > INT32_MAX)
-        return fail(err, err_n, LOOM_ERR_INVALID_ARG, "%s (%lld) does not fit in 32 bits", field,
-                    (long long)v);
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "config.json: %s (%lld) does not fit in 32 bits", field,
+                               (long long)v);
     *out = (int32_t)v;
     return LOOM_OK;
 }
@@ -138,18 +131,21 @@ static loom_status parse_rope_scaling(const cJSON *root, loom_rope_params *r, ch
     r->scaling = LOOM_ROPE_SCALING_NONE;
     if (!rs) return LOOM_OK;
     if (!cJSON_IsObject(rs))
-        return fail(err, err_n, LOOM_ERR_FORMAT, "rope_scaling must be an object or null (got %s)",
-                    json_type(rs));
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                               "config.json: rope_scaling must be an object or null (got %s)",
+                               json_type(rs));
     const cJSON *type = member(rs, "rope_type");
     if (!type) type = member(rs, "type");
     if (!cJSON_IsString(type))
-        return fail(err, err_n, LOOM_ERR_FORMAT, "rope_scaling.rope_type must be a string (got %s)",
-                    type ? json_type(type) : "nothing");
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                               "config.json: rope_scaling.rope_type must be a string (got %s)",
+                               type ? json_type(type) : "nothing");
     if (!strcmp(type->valuestring, "default")) return LOOM_OK;
     if (strcmp(type->valuestring, "llama3") != 0)
-        return fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                    "rope_scaling.rope_type '%.40s' is not supported (llama3 or default)",
-                    type->valuestring);
+        return loom_model_fail(
+            err, err_n, LOOM_ERR_UNSUPPORTED,
+            "config.json: rope_scaling.rope_type '%.40s' is not supported (llama3 or default)",
+            type->valuestring);
     double factor = 0, lo = 0, hi = 0;
     int64_t orig = 0;
     LOOM_TRY(get_num(rs, "rope_scaling.factor", "factor", true, 0, &factor, err, err_n));
@@ -159,8 +155,9 @@ static loom_status parse_rope_scaling(const cJSON *root, loom_rope_params *r, ch
         get_num(rs, "rope_scaling.high_freq_factor", "high_freq_factor", true, 0, &hi, err, err_n));
     const cJSON *o = member(rs, "original_max_position_embeddings");
     if (!o)
-        return fail(err, err_n, LOOM_ERR_FORMAT,
-                    "rope_scaling.original_max_position_embeddings is missing");
+        return loom_model_fail(
+            err, err_n, LOOM_ERR_FORMAT,
+            "config.json: rope_scaling.original_max_position_embeddings is missing");
     LOOM_TRY(int_of(o, "rope_scaling.original_max_position_embeddings", &orig, err, err_n));
     LOOM_TRY(
         to_i32(orig, "rope_scaling.original_max_position_embeddings", &r->orig_ctx, err, err_n));
@@ -173,13 +170,14 @@ static loom_status parse_rope_scaling(const cJSON *root, loom_rope_params *r, ch
 
 static loom_status parse_root(const cJSON *root, loom_model_config *out, char *err, size_t err_n) {
     if (!cJSON_IsObject(root))
-        return fail(err, err_n, LOOM_ERR_FORMAT, "not a JSON object (got %s)", json_type(root));
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                               "config.json: not a JSON object (got %s)", json_type(root));
     /* architecture: model_type, else architectures[0] */
     const char *mt = NULL;
     const cJSON *j = member(root, "model_type");
     if (j && !cJSON_IsString(j))
-        return fail(err, err_n, LOOM_ERR_FORMAT, "model_type must be a string (got %s)",
-                    json_type(j));
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                               "config.json: model_type must be a string (got %s)", json_type(j));
     if (j) mt = j->valuestring;
     const char *arch = NULL;
     j = member(root, "architectures");
@@ -190,13 +188,16 @@ static loom_status parse_root(const cJSON *root, loom_model_config *out, char *e
         if (!strcmp(arch, "MixtralForCausalLM")) mt = "mixtral";
     }
     if (!mt)
-        return fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                    "no model_type and no known architectures entry (%.60s)", arch ? arch : "none");
+        return loom_model_fail(
+            err, err_n, LOOM_ERR_UNSUPPORTED,
+            "config.json: no model_type and no known architectures entry (%.60s)",
+            arch ? arch : "none");
     bool llama = !strcmp(mt, "llama"), mistral = !strcmp(mt, "mistral"),
          mixtral = !strcmp(mt, "mixtral");
     if (!llama && !mistral && !mixtral)
-        return fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                    "model_type '%.40s' is not supported (llama, mistral, mixtral)", mt);
+        return loom_model_fail(
+            err, err_n, LOOM_ERR_UNSUPPORTED,
+            "config.json: model_type '%.40s' is not supported (llama, mistral, mixtral)", mt);
 
     loom_model_config c = {0};
     snprintf(c.arch, sizeof c.arch, "llama");
@@ -208,12 +209,13 @@ static loom_status parse_root(const cJSON *root, loom_model_config *out, char *e
     LOOM_TRY(get_int(root, "num_attention_heads", true, 0, &c.n_heads, err, err_n));
     LOOM_TRY(get_int(root, "num_key_value_heads", false, c.n_heads, &c.n_kv_heads, err, err_n));
     if (c.n_heads <= 0)
-        return fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                    "num_attention_heads must be positive (got %lld)", (long long)c.n_heads);
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "config.json: num_attention_heads must be positive (got %lld)",
+                               (long long)c.n_heads);
     LOOM_TRY(get_int(root, "head_dim", false, c.dim / c.n_heads, &c.head_dim, err, err_n));
     if (c.head_dim > INT32_MAX)
-        return fail(err, err_n, LOOM_ERR_INVALID_ARG, "head_dim (%lld) is too large",
-                    (long long)c.head_dim);
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "config.json: head_dim (%lld) is too large", (long long)c.head_dim);
     double d = 0;
     LOOM_TRY(get_num(root, "rms_norm_eps", "rms_norm_eps", false, mixtral ? 1e-5 : 1e-6, &d, err,
                      err_n));
@@ -230,18 +232,24 @@ static loom_status parse_root(const cJSON *root, loom_model_config *out, char *e
     /* features loom does not have */
     const cJSON *act = member(root, "hidden_act");
     if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu") != 0))
-        return fail(err, err_n, LOOM_ERR_UNSUPPORTED, "hidden_act must be \"silu\" (got %.40s)",
-                    cJSON_IsString(act) ? act->valuestring : json_type(act));
+        return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                               "config.json: hidden_act must be \"silu\" (got %.40s)",
+                               cJSON_IsString(act) ? act->valuestring : json_type(act));
     bool b = false;
     LOOM_TRY(get_bool(root, "attention_bias", false, &b, err, err_n));
-    if (b) return fail(err, err_n, LOOM_ERR_UNSUPPORTED, "attention_bias=true is not supported");
+    if (b)
+        return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                               "config.json: attention_bias=true is not supported");
     LOOM_TRY(get_bool(root, "mlp_bias", false, &b, err, err_n));
-    if (b) return fail(err, err_n, LOOM_ERR_UNSUPPORTED, "mlp_bias=true is not supported");
+    if (b)
+        return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                               "config.json: mlp_bias=true is not supported");
     LOOM_TRY(get_int(root, "sliding_window", false, -1, &v, err, err_n));
     if (v >= 0 && v < c.max_ctx)
-        return fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                    "sliding_window (%lld) below max_position_embeddings (%lld) is not supported",
-                    (long long)v, (long long)c.max_ctx);
+        return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                               "config.json: sliding_window (%lld) below max_position_embeddings "
+                               "(%lld) is not supported",
+                               (long long)v, (long long)c.max_ctx);
 
     c.moe_every = 1;
     if (mixtral) {
@@ -250,8 +258,9 @@ static loom_status parse_root(const cJSON *root, loom_model_config *out, char *e
         c.expert_ffn_dim = c.ffn_dim;
         c.moe_offset = 0;
         if (c.n_experts == 0)
-            return fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                        "num_local_experts must be positive for mixtral (got 0)");
+            return loom_model_fail(
+                err, err_n, LOOM_ERR_INVALID_ARG,
+                "config.json: num_local_experts must be positive for mixtral (got 0)");
     }
 
     int64_t bos = -1, bos_last = -1, eos = -1, eot = -1;
@@ -263,7 +272,7 @@ static loom_status parse_root(const cJSON *root, loom_model_config *out, char *e
 
     char verr[256];
     loom_status s = loom_model_config_validate(&c, verr, sizeof verr);
-    if (s != LOOM_OK) return fail(err, err_n, s, "%s", verr);
+    if (s != LOOM_OK) return loom_model_fail(err, err_n, s, "config.json: %s", verr);
     *out = c;
     return LOOM_OK;
 }
@@ -271,21 +280,23 @@ static loom_status parse_root(const cJSON *root, loom_model_config *out, char *e
 loom_status loom_hf_config_parse(const char *json, size_t n, loom_model_config *out, char *err,
                                  size_t err_n) {
     if (err && err_n) err[0] = '\0';
-    if (!json || !out) return fail(err, err_n, LOOM_ERR_INVALID_ARG, "NULL argument");
+    if (!json || !out)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "config.json: NULL argument");
     /* a NUL-terminated copy: cJSON never reads past it, and a NUL inside the
      * text (which would end the JSON early) is caught */
     char *txt = malloc(n + 1);
-    if (!txt) return fail(err, err_n, LOOM_ERR_OOM, "out of memory");
+    if (!txt) return loom_model_fail(err, err_n, LOOM_ERR_OOM, "config.json: out of memory");
     memcpy(txt, json, n);
     txt[n] = '\0';
     size_t len = strlen(txt);
     if (len != n) {
         free(txt);
-        return fail(err, err_n, LOOM_ERR_FORMAT, "not valid JSON (NUL byte at %zu)", len);
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                               "config.json: not valid JSON (NUL byte at %zu)", len);
     }
     cJSON *root = cJSON_ParseWithOpts(txt, NULL, 1);
     free(txt);
-    if (!root) return fail(err, err_n, LOOM_ERR_FORMAT, "not valid JSON");
+    if (!root) return loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "config.json: not valid JSON");
     loom_status s = parse_root(root, out, err, err_n);
     cJSON_Delete(root);
     return s;
@@ -293,18 +304,20 @@ loom_status loom_hf_config_parse(const char *json, size_t n, loom_model_config *
 
 loom_status loom_hf_config_load(const char *path, loom_model_config *out, char *err, size_t err_n) {
     if (err && err_n) err[0] = '\0';
-    if (!path || !out) return fail(err, err_n, LOOM_ERR_INVALID_ARG, "NULL argument");
+    if (!path || !out)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "config.json: NULL argument");
     struct stat sb;
     size_t pn = strlen(path) + 16;
     char *p = malloc(pn);
-    if (!p) return fail(err, err_n, LOOM_ERR_OOM, "out of memory");
+    if (!p) return loom_model_fail(err, err_n, LOOM_ERR_OOM, "config.json: out of memory");
     if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
         snprintf(p, pn, "%s/config.json", path);
     else
         snprintf(p, pn, "%s", path);
     FILE *f = fopen(p, "rb");
     if (!f) {
-        loom_status s = fail(err, err_n, LOOM_ERR_IO, "cannot open %s: %s", p, strerror(errno));
+        loom_status s = loom_model_fail(err, err_n, LOOM_ERR_IO, "config.json: cannot open %s: %s",
+                                        p, strerror(errno));
         free(p);
         return s;
     }
@@ -315,13 +328,14 @@ loom_status loom_hf_config_load(const char *path, loom_model_config *out, char *
     for (;;) {
         if (len == cap) {
             if (cap >= (64u << 20)) {
-                s = fail(err, err_n, LOOM_ERR_FORMAT, "file is larger than 64 MiB");
+                s = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                    "config.json: file is larger than 64 MiB");
                 break;
             }
             cap = cap ? 2 * cap : 16384;
             char *nb = realloc(buf, cap);
             if (!nb) {
-                s = fail(err, err_n, LOOM_ERR_OOM, "out of memory");
+                s = loom_model_fail(err, err_n, LOOM_ERR_OOM, "config.json: out of memory");
                 break;
             }
             buf = nb;

@@ -1,17 +1,18 @@
-/* model/tokenizer_gguf.c - the tokenizer as GGUF tokenizer.ggml.* metadata
+/* model/tokenizer/tokenizer_gguf.c - the tokenizer as GGUF tokenizer.ggml.* metadata
  * (the keys llama.cpp writes for Llama 3: model "gpt2", pre "llama-bpe",
  * tokens / token_type / merges arrays and the special ids). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "loom/gguf.h"
-#include "model/tok_internal.h"
+#include "model/tokenizer/tok_internal.h"
 
 loom_status loom_tokenizer_write_gguf(const loom_tokenizer *tok, loom_gguf_writer *w, char *err,
                                       size_t err_n) {
-    if (!tok || !w) return tok_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL argument");
-    tok_export_data d;
-    LOOM_TRY(tok_export(tok, &d, err, err_n));
+    if (!tok || !w)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL argument");
+    loom_tok_export_data d;
+    LOOM_TRY(loom_tok_export(tok, &d, err, err_n));
     loom_status st = loom_gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");
     if (st == LOOM_OK && d.llama3_pattern)
         st = loom_gguf_writer_set_str(w, "tokenizer.ggml.pre", "llama-bpe");
@@ -32,10 +33,10 @@ loom_status loom_tokenizer_write_gguf(const loom_tokenizer *tok, loom_gguf_write
                            "tokenizer.ggml.eot_token_id"};
     for (int i = 0; i < 3 && st == LOOM_OK; i++)
         if (ids[i] >= 0) st = loom_gguf_writer_set_u32(w, keys[i], (uint32_t)ids[i]);
-    tok_export_free(&d);
+    loom_tok_export_free(&d);
     if (st != LOOM_OK)
-        return tok_fail(err, err_n, st, "tokenizer: writing GGUF metadata failed: %s",
-                        loom_gguf_writer_error(w));
+        return loom_model_fail(err, err_n, st, "tokenizer: writing GGUF metadata failed: %s",
+                               loom_gguf_writer_error(w));
     return LOOM_OK;
 }
 
@@ -53,36 +54,38 @@ static loom_status arr_str_copy(loom_gguf *g, const char *key, uint64_t i, char 
 }
 
 loom_status loom_tokenizer_load_gguf(loom_gguf *g, loom_tokenizer **out, char *err, size_t err_n) {
-    if (!g || !out) return tok_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL argument");
+    if (!g || !out)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL argument");
     *out = NULL;
     loom_gguf_type et;
     uint64_t n_tok = 0, n_merges = 0;
     if (loom_gguf_find_kv(g, "tokenizer.ggml.tokens") < 0)
-        return tok_fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                        "tokenizer: no tokenizer in this GGUF (tokenizer.ggml.tokens is absent)");
+        return loom_model_fail(
+            err, err_n, LOOM_ERR_INVALID_ARG,
+            "tokenizer: no tokenizer in this GGUF (tokenizer.ggml.tokens is absent)");
     const char *model;
     uint64_t mlen;
     if (loom_gguf_get_str(g, "tokenizer.ggml.model", &model, &mlen) == LOOM_OK &&
         !(mlen == 4 && !memcmp(model, "gpt2", 4)))
-        return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                        "tokenizer: tokenizer.ggml.model '%.*s' is not supported (only gpt2 "
-                        "byte-level BPE, as Llama 3 uses)",
-                        (int)(mlen > 64 ? 64 : mlen), model);
+        return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                               "tokenizer: tokenizer.ggml.model '%.*s' is not supported (only gpt2 "
+                               "byte-level BPE, as Llama 3 uses)",
+                               (int)(mlen > 64 ? 64 : mlen), model);
     if (loom_gguf_get_arr_info(g, "tokenizer.ggml.tokens", &et, &n_tok) != LOOM_OK ||
         et != LOOM_GGUF_STRING)
-        return tok_fail(err, err_n, LOOM_ERR_FORMAT,
-                        "tokenizer: tokenizer.ggml.tokens is not a string array");
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                               "tokenizer: tokenizer.ggml.tokens is not a string array");
     if (loom_gguf_find_kv(g, "tokenizer.ggml.merges") >= 0 &&
         (loom_gguf_get_arr_info(g, "tokenizer.ggml.merges", &et, &n_merges) != LOOM_OK ||
          et != LOOM_GGUF_STRING))
-        return tok_fail(err, err_n, LOOM_ERR_FORMAT,
-                        "tokenizer: tokenizer.ggml.merges is not a string array");
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                               "tokenizer: tokenizer.ggml.merges is not a string array");
     char *pattern = NULL;
     const char *ps;
     uint64_t plen;
     if (loom_gguf_get_str(g, "loom.tokenizer.pattern", &ps, &plen) == LOOM_OK) {
         pattern = malloc(plen + 1);
-        if (!pattern) return tok_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
+        if (!pattern) return loom_model_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
         memcpy(pattern, ps, plen);
         pattern[plen] = 0;
     }
@@ -116,8 +119,8 @@ loom_status loom_tokenizer_load_gguf(loom_gguf *g, loom_tokenizer **out, char *e
         types[i] = (int32_t)v;
     }
     if (st != LOOM_OK) {
-        st = tok_fail(err, err_n, st, "tokenizer: reading tokenizer.ggml.* failed: %s",
-                      st == LOOM_ERR_OOM ? "out of memory" : loom_gguf_error(g));
+        st = loom_model_fail(err, err_n, st, "tokenizer: reading tokenizer.ggml.* failed: %s",
+                             st == LOOM_ERR_OOM ? "out of memory" : loom_gguf_error(g));
     } else {
         bool ignore_merges = true; /* Llama 3 */
         loom_gguf_get_bool(g, "loom.tokenizer.ignore_merges", &ignore_merges);
@@ -138,7 +141,7 @@ loom_status loom_tokenizer_load_gguf(loom_gguf *g, loom_tokenizer **out, char *e
         if (loom_tokenizer_set_special_ids(*out, ids[0], ids[1], ids[2]) != LOOM_OK) {
             loom_tokenizer_free(*out);
             *out = NULL;
-            st = tok_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer: bad special token ids");
+            st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer: bad special token ids");
         }
     }
     free(blob);

@@ -1,4 +1,4 @@
-/* model/tokenizer_chat.c - the Llama-3 chat template, rendered in C.
+/* model/tokenizer/tokenizer_chat.c - the Llama-3 chat template, rendered in C.
  *
  * The template in Llama 3's tokenizer_config.json is
  *   {% for message in messages %}
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/tok_internal.h"
+#include "model/tokenizer/tok_internal.h"
 
 static bool is_py_space(uint32_t c) {
     return (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x20) || c == 0x85 || c == 0xa0 ||

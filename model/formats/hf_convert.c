@@ -1,11 +1,13 @@
-/* model/hf_convert.c - a Hugging Face Llama/Mistral/Mixtral checkpoint
+/* model/formats/hf_convert.c - a Hugging Face Llama/Mistral/Mixtral checkpoint
  * (safetensors + config) written as a llama-architecture GGUF that
  * loom_model_load_gguf reads: llama.cpp tensor names, q/k rows permuted per
  * head to adjacent rotary pairs, Mixtral experts stacked. */
+#define _POSIX_C_SOURCE 200809L /* stat */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "loom/gguf.h"
 #include "loom/model.h"
@@ -25,43 +27,34 @@ typedef struct conv {
     size_t err_n;
 } conv;
 
-static loom_status cfail(conv *v, loom_status s, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-static loom_status cfail(conv *v, loom_status s, const char *fmt, ...) {
-    if (v->err && v->err_n) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(v->err, v->err_n, fmt, ap);
-        va_end(ap);
-    }
-    return s;
-}
-
 /* Tensor `name` as f32, checked to have PyTorch shape [d0] or [d0, d1]
  * (d1 == 0). *out is malloc'd. */
 static loom_status read_f32(conv *v, const char *name, int64_t d0, int64_t d1, float **out) {
     *out = NULL;
     int64_t i = loom_safetensors_find(v->st, name);
-    if (i < 0) return cfail(v, LOOM_ERR_FORMAT, "HF checkpoint: tensor '%s' is missing", name);
+    if (i < 0)
+        return loom_model_fail(v->err, v->err_n, LOOM_ERR_FORMAT,
+                               "HF checkpoint: tensor '%s' is missing", name);
     loom_st_tensor_info ti;
     LOOM_TRY(loom_safetensors_tensor(v->st, i, &ti));
     int nd = d1 ? 2 : 1;
     if (ti.n_dims != nd || ti.shape[0] != d0 || (nd == 2 && ti.shape[1] != d1))
-        return cfail(v, LOOM_ERR_FORMAT,
-                     "HF checkpoint: tensor '%s' has shape [%lld%s%lld] (%d dims), the config "
-                     "wants [%lld%s%lld]",
-                     name, (long long)ti.shape[0], ti.n_dims > 1 ? ", " : "",
-                     ti.n_dims > 1 ? (long long)ti.shape[1] : 0LL, ti.n_dims, (long long)d0,
-                     nd > 1 ? ", " : "", nd > 1 ? (long long)d1 : 0LL);
+        return loom_model_fail(
+            v->err, v->err_n, LOOM_ERR_FORMAT,
+            "HF checkpoint: tensor '%s' has shape [%lld%s%lld] (%d dims), the config "
+            "wants [%lld%s%lld]",
+            name, (long long)ti.shape[0], ti.n_dims > 1 ? ", " : "",
+            ti.n_dims > 1 ? (long long)ti.shape[1] : 0LL, ti.n_dims, (long long)d0,
+            nd > 1 ? ", " : "", nd > 1 ? (long long)d1 : 0LL);
     float *f = malloc((size_t)ti.n_elements * sizeof *f + 1);
-    if (!f) return cfail(v, LOOM_ERR_OOM, "HF checkpoint: out of memory for '%s'", name);
+    if (!f)
+        return loom_model_fail(v->err, v->err_n, LOOM_ERR_OOM,
+                               "HF checkpoint: out of memory for '%s'", name);
     loom_status s = loom_safetensors_read(v->st, i, LOOM_F32, f, (size_t)ti.n_elements * 4);
     if (s != LOOM_OK) {
         free(f);
-        return cfail(v, s, "HF checkpoint: %s", loom_safetensors_error(v->st));
+        return loom_model_fail(v->err, v->err_n, s, "HF checkpoint: %s",
+                               loom_safetensors_error(v->st));
     }
     *out = f;
     return LOOM_OK;
@@ -78,7 +71,7 @@ static loom_status add(conv *v, const char *name, float *f, int n_dims, const in
     loom_status s = loom_model_store_type(name, n_dims, ne, v->wtype, &t);
     if (s != LOOM_OK) {
         free(f);
-        return cfail(v, s, "hf -> gguf: no storage type for '%s'", name);
+        return loom_model_fail(v->err, v->err_n, s, "hf -> gguf: no storage type for '%s'", name);
     }
     void *data = f;
     if (t != LOOM_F32) {
@@ -89,12 +82,13 @@ static loom_status add(conv *v, const char *name, float *f, int n_dims, const in
     if (s == LOOM_OK && !loom_blobs_keep(&v->bufs, data)) s = LOOM_ERR_OOM;
     if (s != LOOM_OK) {
         free(data);
-        return cfail(v, s, "converting '%s' to %s: %s", name, loom_dtype_name(t),
-                     loom_status_str(s));
+        return loom_model_fail(v->err, v->err_n, s, "converting '%s' to %s: %s", name,
+                               loom_dtype_name(t), loom_status_str(s));
     }
     s = loom_gguf_writer_add_tensor(v->w, name, t, n_dims, ne, data);
     if (s != LOOM_OK)
-        return cfail(v, s, "GGUF tensor '%s': %s", name, loom_gguf_writer_error(v->w));
+        return loom_model_fail(v->err, v->err_n, s, "GGUF tensor '%s': %s", name,
+                               loom_gguf_writer_error(v->w));
     v->n_done += n;
     if (v->o->progress && v->n_total > 0)
         v->o->progress(v->o->progress_ud, v->n_done >= v->n_total
@@ -122,7 +116,9 @@ static loom_status linear(conv *v, const char *hf, const char *gguf, int64_t out
     if (rope_heads) {
         float *p = permute_rope(f, rope_heads, v->c->head_dim, in_f);
         free(f);
-        if (!p) return cfail(v, LOOM_ERR_OOM, "out of memory permuting '%s'", hf);
+        if (!p)
+            return loom_model_fail(v->err, v->err_n, LOOM_ERR_OOM, "out of memory permuting '%s'",
+                                   hf);
         f = p;
     }
     const int64_t ne[2] = {in_f, out_f};
@@ -141,7 +137,8 @@ static loom_status experts(conv *v, int64_t l, const char *which, const char *gg
                            int64_t cols) {
     const int64_t E = v->c->n_experts, per = rows * cols;
     float *all = malloc((size_t)(E * per) * sizeof *all + 1);
-    if (!all) return cfail(v, LOOM_ERR_OOM, "out of memory stacking experts");
+    if (!all)
+        return loom_model_fail(v->err, v->err_n, LOOM_ERR_OOM, "out of memory stacking experts");
     for (int64_t e = 0; e < E; e++) {
         char name[128];
         snprintf(name, sizeof name, "model.layers.%lld.block_sparse_moe.experts.%lld.%s.weight",
@@ -195,7 +192,7 @@ static loom_status metadata(conv *v) {
         /* tokenizer.json's special ids win over config.json's (one key each) */
         char terr[256];
         if (loom_tokenizer_write_gguf(v->o->tok, w, terr, sizeof terr) != LOOM_OK)
-            return cfail(v, LOOM_ERR_FORMAT, "hf -> gguf: %s", terr);
+            return loom_model_fail(v->err, v->err_n, LOOM_ERR_FORMAT, "hf -> gguf: %s", terr);
     } else {
         if (c->bos_id >= 0) U32("tokenizer.ggml.bos_token_id", c->bos_id);
         if (c->eos_id >= 0) U32("tokenizer.ggml.eos_token_id", c->eos_id);
@@ -215,10 +212,11 @@ static loom_status convert_all(conv *v) {
         /* llama.cpp reads llama3 scaling only from this tensor. */
         const int64_t n = c->rope.n_dims / 2;
         float *f = malloc((size_t)(n > 0 ? n : 1) * sizeof *f);
-        if (!f) return cfail(v, LOOM_ERR_OOM, "hf -> gguf: out of memory");
+        if (!f) return loom_model_fail(v->err, v->err_n, LOOM_ERR_OOM, "hf -> gguf: out of memory");
         if (loom_rope_freq_factors(&c->rope, f, n) != LOOM_OK) {
             free(f);
-            return cfail(v, LOOM_ERR_INVALID_ARG, "hf -> gguf: bad llama3 rope scaling");
+            return loom_model_fail(v->err, v->err_n, LOOM_ERR_INVALID_ARG,
+                                   "hf -> gguf: bad llama3 rope scaling");
         }
         LOOM_TRY(add(v, "rope_freqs.weight", f, 1, &n));
     }
@@ -281,36 +279,83 @@ loom_status loom_hf_write_gguf_ex(loom_safetensors *st, const loom_model_config 
     conv v = {.st = st, .c = c, .o = o, .err = err, .err_n = err_n};
     if (err && err_n) err[0] = '\0';
     if (!st || !c || !o || !path)
-        return cfail(&v, LOOM_ERR_INVALID_ARG, "hf -> gguf: NULL argument");
+        return loom_model_fail(v.err, v.err_n, LOOM_ERR_INVALID_ARG, "hf -> gguf: NULL argument");
     const loom_dtype wtype = v.wtype = o->wtype;
     char verr[256];
     if (loom_model_config_validate(c, verr, sizeof verr) != LOOM_OK)
-        return cfail(&v, LOOM_ERR_INVALID_ARG, "hf -> gguf: %s", verr);
+        return loom_model_fail(v.err, v.err_n, LOOM_ERR_INVALID_ARG, "hf -> gguf: %s", verr);
     if (c->rope.mode != LOOM_ROPE_NEOX || c->rope.n_dims != c->head_dim)
-        return cfail(&v, LOOM_ERR_INVALID_ARG,
-                     "hf -> gguf: the config must describe HF weights (neox rope over head_dim)");
+        return loom_model_fail(
+            v.err, v.err_n, LOOM_ERR_INVALID_ARG,
+            "hf -> gguf: the config must describe HF weights (neox rope over head_dim)");
     if (!(wtype == LOOM_F32 || wtype == LOOM_F16 || wtype == LOOM_BF16 || wtype == LOOM_Q8_0 ||
           wtype == LOOM_Q4_0))
-        return cfail(&v, LOOM_ERR_INVALID_ARG,
-                     "hf -> gguf: weight type %s cannot be stored in GGUF (f32, f16, bf16, q8_0, "
-                     "q4_0)",
-                     loom_dtype_name(wtype));
+        return loom_model_fail(
+            v.err, v.err_n, LOOM_ERR_INVALID_ARG,
+            "hf -> gguf: weight type %s cannot be stored in GGUF (f32, f16, bf16, q8_0, "
+            "q4_0)",
+            loom_dtype_name(wtype));
     if (o->tok && (int64_t)loom_tokenizer_vocab_size(o->tok) > c->vocab_size)
-        return cfail(&v, LOOM_ERR_INVALID_ARG,
-                     "hf -> gguf: the tokenizer has %zu tokens but vocab_size is %lld",
-                     loom_tokenizer_vocab_size(o->tok), (long long)c->vocab_size);
+        return loom_model_fail(v.err, v.err_n, LOOM_ERR_INVALID_ARG,
+                               "hf -> gguf: the tokenizer has %zu tokens but vocab_size is %lld",
+                               loom_tokenizer_vocab_size(o->tok), (long long)c->vocab_size);
     v.n_total = total_elements(st);
     loom_status s = loom_gguf_writer_new(&v.w);
-    if (s != LOOM_OK) return cfail(&v, s, "hf -> gguf: out of memory");
+    if (s != LOOM_OK) return loom_model_fail(v.err, v.err_n, s, "hf -> gguf: out of memory");
     s = convert_all(&v);
     if (s != LOOM_OK && err && err_n && !err[0])
-        cfail(&v, s, "hf -> gguf: %s", loom_gguf_writer_error(v.w));
+        loom_model_fail(v.err, v.err_n, s, "hf -> gguf: %s", loom_gguf_writer_error(v.w));
     if (s == LOOM_OK) {
         s = loom_gguf_writer_write(v.w, path);
         if (s != LOOM_OK)
-            cfail(&v, s, "hf -> gguf: writing %s: %s", path, loom_gguf_writer_error(v.w));
+            loom_model_fail(v.err, v.err_n, s, "hf -> gguf: writing %s: %s", path,
+                            loom_gguf_writer_error(v.w));
     }
     loom_gguf_writer_free(v.w);
     loom_blobs_free(&v.bufs);
+    return s;
+}
+
+/* ---------------- checkpoint directory -> GGUF file ---------------- */
+
+/* The lossless float type of a checkpoint: bf16 or f16 when every tensor is
+ * stored so, else f32. Used for the temporary file of quantize-on-load to
+ * nf4, which is quantized while loading from these exact values. */
+static loom_dtype lossless_type(loom_safetensors *st) {
+    loom_dtype common = LOOM_DTYPE_COUNT;
+    for (int64_t i = 0; i < loom_safetensors_n_tensors(st); i++) {
+        loom_dtype t;
+        if (loom_safetensors_tensor_dtype(st, i, &t) != LOOM_OK) return LOOM_F32;
+        if (common == LOOM_DTYPE_COUNT) common = t;
+        if (t != common) return LOOM_F32;
+    }
+    return common == LOOM_F16 || common == LOOM_BF16 ? common : LOOM_F32;
+}
+
+loom_status loom_hf_dir_to_gguf(const char *dir, loom_dtype wtype, const char *path,
+                                loom_progress_fn progress, void *ud, char *err, size_t err_n) {
+    loom_model_config c;
+    char e[768];
+    loom_status s = loom_hf_config_load(dir, &c, e, sizeof e);
+    if (s != LOOM_OK) return loom_model_fail(err, err_n, s, "%s: %s", dir, e);
+    loom_safetensors *st = NULL;
+    s = loom_safetensors_open(dir, &st, e, sizeof e);
+    if (s != LOOM_OK) return loom_model_fail(err, err_n, s, "%s: %s", dir, e);
+    loom_tokenizer *tok = NULL;
+    char tp[4096];
+    struct stat sb;
+    snprintf(tp, sizeof tp, "%s/tokenizer.json", dir);
+    if (stat(tp, &sb) == 0 && (s = loom_tokenizer_load_hf_json(tp, &tok, e, sizeof e)) != LOOM_OK) {
+        loom_safetensors_close(st);
+        return loom_model_fail(err, err_n, s, "%s: %s", tp, e);
+    }
+    loom_hf_gguf_opts o = {.wtype = wtype == LOOM_DTYPE_COUNT ? lossless_type(st) : wtype,
+                           .tok = tok,
+                           .progress = progress,
+                           .progress_ud = ud};
+    s = loom_hf_write_gguf_ex(st, &c, &o, path, e, sizeof e);
+    if (s != LOOM_OK) loom_model_fail(err, err_n, s, "%s: %s", dir, e);
+    loom_tokenizer_free(tok);
+    loom_safetensors_close(st);
     return s;
 }

@@ -1,6 +1,6 @@
-/* model/tokenizer_json.c - load a Hugging Face tokenizer.json (byte-level BPE)
+/* model/tokenizer/tokenizer_json.c - load a Hugging Face tokenizer.json (byte-level BPE)
  * with cJSON and hand its vocabulary, merges, added tokens and pre-tokenizer
- * regex to tok_build(). Everything the loader does not implement is rejected
+ * regex to loom_tok_build(). Everything the loader does not implement is rejected
  * by name rather than silently ignored, so a tokenizer that would encode
  * differently from Hugging Face never loads. */
 #include <cJSON.h>
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/tok_internal.h"
+#include "model/tokenizer/tok_internal.h"
 
 /* GPT-2's split, used by a ByteLevel pre-tokenizer with use_regex = true. */
 static const char GPT2_PATTERN[] =
@@ -39,7 +39,7 @@ static bool as_id(const cJSON *j, int32_t *id) {
 
 static loom_status read_file(const char *path, char **data, size_t *n, char *err, size_t err_n) {
     FILE *f = fopen(path, "rb");
-    if (!f) return tok_fail(err, err_n, LOOM_ERR_IO, "tokenizer: cannot open %s", path);
+    if (!f) return loom_model_fail(err, err_n, LOOM_ERR_IO, "tokenizer: cannot open %s", path);
     char *buf = NULL;
     size_t len = 0, cap = 0;
     for (;;) {
@@ -49,8 +49,8 @@ static loom_status read_file(const char *path, char **data, size_t *n, char *err
             if (!nb) {
                 free(buf);
                 fclose(f);
-                return tok_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory reading %s",
-                                path);
+                return loom_model_fail(err, err_n, LOOM_ERR_OOM,
+                                       "tokenizer: out of memory reading %s", path);
             }
             buf = nb;
         }
@@ -62,7 +62,7 @@ static loom_status read_file(const char *path, char **data, size_t *n, char *err
     fclose(f);
     if (bad) {
         free(buf);
-        return tok_fail(err, err_n, LOOM_ERR_IO, "tokenizer: read error on %s", path);
+        return loom_model_fail(err, err_n, LOOM_ERR_IO, "tokenizer: read error on %s", path);
     }
     buf[len] = 0;
     *data = buf;
@@ -76,56 +76,60 @@ static loom_status read_file(const char *path, char **data, size_t *n, char *err
 static loom_status pick_pattern(const cJSON *pre, const char **pattern, char *err, size_t err_n) {
     const char *ty = str_field(pre, "type");
     if (!ty)
-        return tok_fail(err, err_n, LOOM_ERR_FORMAT,
-                        "tokenizer.json: pre_tokenizer is missing or has no \"type\"");
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                               "tokenizer.json: pre_tokenizer is missing or has no \"type\"");
     if (strcmp(ty, "ByteLevel") == 0) {
         if (is_true(cJSON_GetObjectItemCaseSensitive(pre, "add_prefix_space")))
-            return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                            "tokenizer.json: ByteLevel pre_tokenizer with add_prefix_space = true "
-                            "is not supported");
+            return loom_model_fail(
+                err, err_n, LOOM_ERR_UNSUPPORTED,
+                "tokenizer.json: ByteLevel pre_tokenizer with add_prefix_space = true "
+                "is not supported");
         if (!is_true(cJSON_GetObjectItemCaseSensitive(pre, "use_regex")))
-            return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                            "tokenizer.json: ByteLevel pre_tokenizer without a split regex "
-                            "(use_regex = false) is not supported");
+            return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                                   "tokenizer.json: ByteLevel pre_tokenizer without a split regex "
+                                   "(use_regex = false) is not supported");
         *pattern = GPT2_PATTERN;
         return LOOM_OK;
     }
     if (strcmp(ty, "Sequence") != 0)
-        return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                        "tokenizer.json: pre_tokenizer type \"%s\" is not supported (expected "
-                        "Sequence of Split + ByteLevel, or ByteLevel)",
-                        ty);
+        return loom_model_fail(
+            err, err_n, LOOM_ERR_UNSUPPORTED,
+            "tokenizer.json: pre_tokenizer type \"%s\" is not supported (expected "
+            "Sequence of Split + ByteLevel, or ByteLevel)",
+            ty);
     const cJSON *seq = cJSON_GetObjectItemCaseSensitive(pre, "pretokenizers");
     if (!cJSON_IsArray(seq) || cJSON_GetArraySize(seq) != 2)
-        return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                        "tokenizer.json: pre_tokenizer Sequence must hold exactly [Split, "
-                        "ByteLevel]");
+        return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                               "tokenizer.json: pre_tokenizer Sequence must hold exactly [Split, "
+                               "ByteLevel]");
     const cJSON *split = cJSON_GetArrayItem(seq, 0), *bl = cJSON_GetArrayItem(seq, 1);
     const char *t0 = str_field(split, "type"), *t1 = str_field(bl, "type");
     if (!t0 || strcmp(t0, "Split") != 0 || !t1 || strcmp(t1, "ByteLevel") != 0)
-        return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                        "tokenizer.json: pre_tokenizer Sequence is [%s, %s]; only [Split, "
-                        "ByteLevel] is supported",
-                        t0 ? t0 : "?", t1 ? t1 : "?");
+        return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                               "tokenizer.json: pre_tokenizer Sequence is [%s, %s]; only [Split, "
+                               "ByteLevel] is supported",
+                               t0 ? t0 : "?", t1 ? t1 : "?");
     const cJSON *pat = cJSON_GetObjectItemCaseSensitive(split, "pattern");
     const char *re = str_field(pat, "Regex");
     if (!re)
-        return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                        "tokenizer.json: Split pre_tokenizer needs a {\"Regex\": ...} pattern "
-                        "(a literal String pattern is not supported)");
+        return loom_model_fail(
+            err, err_n, LOOM_ERR_UNSUPPORTED,
+            "tokenizer.json: Split pre_tokenizer needs a {\"Regex\": ...} pattern "
+            "(a literal String pattern is not supported)");
     const char *beh = str_field(split, "behavior");
     if (!beh || strcmp(beh, "Isolated") != 0)
-        return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                        "tokenizer.json: Split behavior \"%s\" is not supported (only Isolated)",
-                        beh ? beh : "(missing)");
+        return loom_model_fail(
+            err, err_n, LOOM_ERR_UNSUPPORTED,
+            "tokenizer.json: Split behavior \"%s\" is not supported (only Isolated)",
+            beh ? beh : "(missing)");
     if (is_true(cJSON_GetObjectItemCaseSensitive(split, "invert")))
-        return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                        "tokenizer.json: Split with invert = true is not supported");
+        return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                               "tokenizer.json: Split with invert = true is not supported");
     if (is_true(cJSON_GetObjectItemCaseSensitive(bl, "add_prefix_space")) ||
         is_true(cJSON_GetObjectItemCaseSensitive(bl, "use_regex")))
-        return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                        "tokenizer.json: ByteLevel after Split must have add_prefix_space = "
-                        "false and use_regex = false");
+        return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                               "tokenizer.json: ByteLevel after Split must have add_prefix_space = "
+                               "false and use_regex = false");
     *pattern = re;
     return LOOM_OK;
 }
@@ -135,36 +139,36 @@ static loom_status check_model(const cJSON *root, const cJSON *model, char *err,
     const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
     if (!is_null_or_absent(norm)) {
         const char *ty = str_field(norm, "type");
-        return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                        "tokenizer.json: normalizer \"%s\" is not supported (only null)",
-                        ty ? ty : "?");
+        return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                               "tokenizer.json: normalizer \"%s\" is not supported (only null)",
+                               ty ? ty : "?");
     }
     const cJSON *dec = cJSON_GetObjectItemCaseSensitive(root, "decoder");
     if (!is_null_or_absent(dec)) {
         const char *ty = str_field(dec, "type");
         if (!ty || strcmp(ty, "ByteLevel") != 0)
-            return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                            "tokenizer.json: decoder \"%s\" is not supported (only ByteLevel)",
-                            ty ? ty : "?");
+            return loom_model_fail(
+                err, err_n, LOOM_ERR_UNSUPPORTED,
+                "tokenizer.json: decoder \"%s\" is not supported (only ByteLevel)", ty ? ty : "?");
     }
     const char *ty = str_field(model, "type");
     if (ty && strcmp(ty, "BPE") != 0)
-        return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                        "tokenizer.json: model type \"%s\" is not supported (only BPE)", ty);
+        return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                               "tokenizer.json: model type \"%s\" is not supported (only BPE)", ty);
     const cJSON *drop = cJSON_GetObjectItemCaseSensitive(model, "dropout");
     if (!is_null_or_absent(drop) && !(cJSON_IsNumber(drop) && drop->valuedouble == 0))
-        return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                        "tokenizer.json: BPE dropout is not supported");
+        return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                               "tokenizer.json: BPE dropout is not supported");
     if (is_true(cJSON_GetObjectItemCaseSensitive(model, "byte_fallback")))
-        return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                        "tokenizer.json: BPE byte_fallback (SentencePiece-style) is not "
-                        "supported");
+        return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                               "tokenizer.json: BPE byte_fallback (SentencePiece-style) is not "
+                               "supported");
     static const char *const affixes[] = {"continuing_subword_prefix", "end_of_word_suffix"};
     for (int i = 0; i < 2; i++) {
         const cJSON *a = cJSON_GetObjectItemCaseSensitive(model, affixes[i]);
         if (!is_null_or_absent(a) && !(cJSON_IsString(a) && a->valuestring[0] == 0))
-            return tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                            "tokenizer.json: BPE %s is not supported", affixes[i]);
+            return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                                   "tokenizer.json: BPE %s is not supported", affixes[i]);
     }
     return LOOM_OK;
 }
@@ -172,7 +176,7 @@ static loom_status check_model(const cJSON *root, const cJSON *model, char *err,
 loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, char *err,
                                         size_t err_n) {
     if (!path || !out)
-        return tok_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL argument");
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL argument");
     *out = NULL;
     char *data = NULL;
     size_t n = 0;
@@ -182,15 +186,15 @@ loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, 
         const char *at = cJSON_GetErrorPtr();
         size_t off = (at && at >= data && at <= data + n) ? (size_t)(at - data) : 0;
         free(data);
-        return tok_fail(err, err_n, LOOM_ERR_FORMAT,
-                        "tokenizer: %s is not valid JSON (near byte %zu)", path, off);
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                               "tokenizer: %s is not valid JSON (near byte %zu)", path, off);
     }
     free(data);
 
     loom_status st = LOOM_OK;
     const char **tokens = NULL;
     int32_t *types = NULL;
-    tok_merge *merges = NULL;
+    loom_tok_merge *merges = NULL;
     const char *pattern = NULL;
 
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
@@ -198,23 +202,24 @@ loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, 
     const cJSON *jm = cJSON_GetObjectItemCaseSensitive(model, "merges");
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     if (!cJSON_IsObject(root) || !cJSON_IsObject(model)) {
-        st = tok_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer.json: no \"model\" object");
+        st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer.json: no \"model\" object");
         goto done;
     }
     if (!cJSON_IsObject(vocab)) {
-        st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
-                      "tokenizer.json: model.vocab missing or not an "
-                      "object");
+        st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                             "tokenizer.json: model.vocab missing or not an "
+                             "object");
         goto done;
     }
     if (!cJSON_IsArray(jm)) {
-        st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
-                      "tokenizer.json: model.merges missing or not an "
-                      "array");
+        st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                             "tokenizer.json: model.merges missing or not an "
+                             "array");
         goto done;
     }
     if (!is_null_or_absent(added) && !cJSON_IsArray(added)) {
-        st = tok_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer.json: added_tokens is not an array");
+        st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                             "tokenizer.json: added_tokens is not an array");
         goto done;
     }
     if ((st = check_model(root, model, err, err_n)) != LOOM_OK) goto done;
@@ -223,9 +228,9 @@ loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, 
         goto done;
     const cJSON *im = cJSON_GetObjectItemCaseSensitive(model, "ignore_merges");
     if (!is_null_or_absent(im) && !cJSON_IsBool(im)) {
-        st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
-                      "tokenizer.json: model.ignore_merges is not a "
-                      "boolean");
+        st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                             "tokenizer.json: model.ignore_merges is not a "
+                             "boolean");
         goto done;
     }
     bool ignore_merges = is_true(im);
@@ -235,9 +240,10 @@ loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, 
     const cJSON *it;
     cJSON_ArrayForEach(it, vocab) {
         if (!as_id(it, &id)) {
-            st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
-                          "tokenizer.json: model.vocab[\"%s\"] is not a non-negative integer id",
-                          it->string ? it->string : "?");
+            st = loom_model_fail(
+                err, err_n, LOOM_ERR_FORMAT,
+                "tokenizer.json: model.vocab[\"%s\"] is not a non-negative integer id",
+                it->string ? it->string : "?");
             goto done;
         }
         if (id > max_id) max_id = id;
@@ -246,24 +252,25 @@ loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, 
         const cJSON *jid = cJSON_GetObjectItemCaseSensitive(it, "id");
         const char *content = str_field(it, "content");
         if (!as_id(jid, &id) || !content) {
-            st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
-                          "tokenizer.json: an added_tokens entry lacks an integer \"id\" or a "
-                          "string \"content\"");
+            st = loom_model_fail(
+                err, err_n, LOOM_ERR_FORMAT,
+                "tokenizer.json: an added_tokens entry lacks an integer \"id\" or a "
+                "string \"content\"");
             goto done;
         }
         static const char *const unsup[] = {"lstrip", "rstrip", "single_word"};
         for (int k = 0; k < 3; k++)
             if (is_true(cJSON_GetObjectItemCaseSensitive(it, unsup[k]))) {
-                st = tok_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                              "tokenizer.json: added token %d \"%s\" sets %s, which is not "
-                              "supported",
-                              (int)id, content, unsup[k]);
+                st = loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                                     "tokenizer.json: added token %d \"%s\" sets %s, which is not "
+                                     "supported",
+                                     (int)id, content, unsup[k]);
                 goto done;
             }
         if (id > max_id) max_id = id;
     }
     if (max_id < 0) {
-        st = tok_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer.json: empty vocabulary");
+        st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer.json: empty vocabulary");
         goto done;
     }
     size_t n_tok = (size_t)max_id + 1;
@@ -272,15 +279,15 @@ loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, 
     size_t n_merges = (size_t)cJSON_GetArraySize(jm);
     merges = calloc(n_merges ? n_merges : 1, sizeof(*merges));
     if (!tokens || !types || !merges) {
-        st = tok_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
+        st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
         goto done;
     }
     cJSON_ArrayForEach(it, vocab) {
         as_id(it, &id);
         if (tokens[id]) {
-            st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
-                          "tokenizer.json: id %d is used by both \"%s\" and \"%s\"", (int)id,
-                          tokens[id], it->string);
+            st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                 "tokenizer.json: id %d is used by both \"%s\" and \"%s\"", (int)id,
+                                 tokens[id], it->string);
             goto done;
         }
         tokens[id] = it->string;
@@ -303,8 +310,9 @@ loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, 
             char *s = it->valuestring; /* owned by the cJSON tree, freed with it */
             char *sp = strchr(s, ' ');
             if (!sp || sp == s || !sp[1] || strchr(sp + 1, ' ')) {
-                st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
-                              "tokenizer.json: merges[%zu] \"%s\" is not \"left right\"", r, s);
+                st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                     "tokenizer.json: merges[%zu] \"%s\" is not \"left right\"", r,
+                                     s);
                 goto done;
             }
             *sp = 0; /* the tree is ours and is freed below */
@@ -316,16 +324,17 @@ loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, 
             merges[r].left = cJSON_GetArrayItem(it, 0)->valuestring;
             merges[r].right = cJSON_GetArrayItem(it, 1)->valuestring;
         } else {
-            st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
-                          "tokenizer.json: merges[%zu] is neither \"left right\" nor [left, "
-                          "right]",
-                          r);
+            st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                 "tokenizer.json: merges[%zu] is neither \"left right\" nor [left, "
+                                 "right]",
+                                 r);
             goto done;
         }
         r++;
     }
 
-    st = tok_build(tokens, n_tok, types, merges, n_merges, pattern, ignore_merges, out, err, err_n);
+    st = loom_tok_build(tokens, n_tok, types, merges, n_merges, pattern, ignore_merges, out, err,
+                        err_n);
 
 done:
     free(tokens);

@@ -1,4 +1,4 @@
-/* model/gguf_writer.c - GGUF v3 writer.
+/* model/formats/gguf_writer.c - GGUF v3 writer.
  *
  * Each KV is serialized when it is set (so the caller's buffers can go away
  * at once); tensor data is only referenced and streamed out at write time,
@@ -11,7 +11,8 @@
 #include <string.h>
 
 #include "loom/gguf.h"
-#include "model/gguf_internal.h"
+#include "model/formats/gguf_internal.h"
+#include "model/model_internal.h"
 
 typedef struct wkv {
     char *key;
@@ -45,7 +46,7 @@ static loom_status werr(loom_gguf_writer *w, loom_status s, const char *fmt, ...
 static loom_status werr(loom_gguf_writer *w, loom_status s, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(w->err, sizeof w->err, fmt, ap);
+    loom_model_vfail(w->err, sizeof w->err, s, fmt, ap);
     va_end(ap);
     return s;
 }

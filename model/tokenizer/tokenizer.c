@@ -1,4 +1,4 @@
-/* model/tokenizer.c - byte-level BPE tokenizer core: construction from
+/* model/tokenizer/tokenizer.c - byte-level BPE tokenizer core: construction from
  * token/merge arrays, encode (special-token split -> PCRE2 pre-tokenization ->
  * BPE by merge rank) and decode.
  *
@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/tok_internal.h"
+#include "model/tokenizer/tok_internal.h"
 
 /* The regex of Llama 3's tokenizer.json (also tiktoken's cl100k-style split). */
 static const char LLAMA3_PATTERN[] =
@@ -53,16 +53,6 @@ struct loom_tokenizer {
     int32_t bos, eos, eot;
     char *pattern; /* the pre-tokenizer regex as given (for export) */
 };
-
-loom_status tok_fail(char *err, size_t err_n, loom_status st, const char *fmt, ...) {
-    if (err && err_n) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, err_n, fmt, ap);
-        va_end(ap);
-    }
-    return st;
-}
 
 const char *loom_tokenizer_llama3_pattern(void) {
     return LLAMA3_PATTERN;
@@ -294,22 +284,24 @@ static void printable_escape(const char *s, char *buf, size_t n) {
     buf[j] = 0;
 }
 
-loom_status tok_build(const char *const *tokens, size_t n_tokens, const int32_t *types,
-                      const tok_merge *merges, size_t n_merges, const char *pattern,
-                      bool ignore_merges, loom_tokenizer **out, char *err, size_t err_n) {
+loom_status loom_tok_build(const char *const *tokens, size_t n_tokens, const int32_t *types,
+                           const loom_tok_merge *merges, size_t n_merges, const char *pattern,
+                           bool ignore_merges, loom_tokenizer **out, char *err, size_t err_n) {
     if (!out || (!tokens && n_tokens))
-        return tok_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL argument");
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL argument");
     *out = NULL;
-    if (n_tokens == 0) return tok_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer: empty vocabulary");
+    if (n_tokens == 0)
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer: empty vocabulary");
     if (n_tokens > (size_t)INT32_MAX)
-        return tok_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer: %zu tokens is too many", n_tokens);
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer: %zu tokens is too many",
+                               n_tokens);
     if (n_merges && !merges)
-        return tok_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL merges");
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL merges");
 
     loom_status st = LOOM_OK;
     uint8_t *tmp = NULL;
     loom_tokenizer *t = calloc(1, sizeof(*t));
-    if (!t) return tok_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
+    if (!t) return loom_model_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
     t->n_vocab = n_tokens;
     t->ignore_merges = ignore_merges;
     t->bos = t->eos = t->eot = -1;
@@ -326,7 +318,7 @@ loom_status tok_build(const char *const *tokens, size_t n_tokens, const int32_t 
         }
     }
     if (blob_n >= UINT32_MAX) {
-        st = tok_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer: token strings too large");
+        st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer: token strings too large");
         goto fail;
     }
     t->off = malloc(n_tokens * sizeof(uint32_t));
@@ -340,8 +332,8 @@ loom_status tok_build(const char *const *tokens, size_t n_tokens, const int32_t 
     for (size_t i = 0; i < n_tokens; i++) {
         int32_t ty = types ? types[i] : LOOM_TOKEN_NORMAL;
         if (ty < LOOM_TOKEN_UNDEFINED || ty > LOOM_TOKEN_BYTE) {
-            st = tok_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer: token %zu has invalid type %d",
-                          i, (int)ty);
+            st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                 "tokenizer: token %zu has invalid type %d", i, (int)ty);
             goto fail;
         }
         t->type[i] =
@@ -357,10 +349,10 @@ loom_status tok_build(const char *const *tokens, size_t n_tokens, const int32_t 
             if (n <= 0) {
                 char buf[64];
                 printable_escape(tokens[i], buf, sizeof(buf));
-                st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
-                              "tokenizer: token %zu \"%s\" is not in the byte-level (GPT-2) "
-                              "alphabet; only byte-level BPE vocabularies are supported",
-                              i, buf);
+                st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                     "tokenizer: token %zu \"%s\" is not in the byte-level (GPT-2) "
+                                     "alphabet; only byte-level BPE vocabularies are supported",
+                                     i, buf);
                 goto fail;
             }
             t->len[i] = (uint32_t)n;
@@ -388,10 +380,11 @@ loom_status tok_build(const char *const *tokens, size_t n_tokens, const int32_t 
         uint8_t c = (uint8_t)b;
         t->byte_id[b] = vmap_find(t, &c, 1);
         if (t->byte_id[b] < 0) {
-            st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
-                          "tokenizer: vocabulary has no token for byte 0x%02x (a byte-level BPE "
-                          "vocabulary needs all 256)",
-                          b);
+            st = loom_model_fail(
+                err, err_n, LOOM_ERR_FORMAT,
+                "tokenizer: vocabulary has no token for byte 0x%02x (a byte-level BPE "
+                "vocabulary needs all 256)",
+                b);
             goto fail;
         }
     }
@@ -407,13 +400,14 @@ loom_status tok_build(const char *const *tokens, size_t n_tokens, const int32_t 
     for (size_t r = 0; r < n_merges; r++) {
         const char *ls = merges[r].left, *rs = merges[r].right;
         if (!ls || !rs) {
-            st = tok_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer: merge %zu is missing a side", r);
+            st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                 "tokenizer: merge %zu is missing a side", r);
             goto fail;
         }
         size_t ll = strlen(ls), rl = strlen(rs);
         if (ll > 1024 || rl > 1024 || ll + rl > 2 * max_len + 2) {
-            st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
-                          "tokenizer: merge %zu: side longer than any token", r);
+            st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                 "tokenizer: merge %zu: side longer than any token", r);
             goto fail;
         }
         long a = byte_level_decode(u2b, ls, tmp);
@@ -426,13 +420,14 @@ loom_status tok_build(const char *const *tokens, size_t n_tokens, const int32_t 
             printable_escape(ls, lb, sizeof(lb));
             printable_escape(rs, rb, sizeof(rb));
             const char *what = ia < 0 ? "left side" : ib < 0 ? "right side" : "merged token";
-            st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
-                          "tokenizer: merge %zu (\"%s\" \"%s\"): %s is not in the vocabulary", r,
-                          lb, rb, what);
+            st =
+                loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                "tokenizer: merge %zu (\"%s\" \"%s\"): %s is not in the vocabulary",
+                                r, lb, rb, what);
             goto fail;
         }
         if (r > UINT32_MAX - 1) {
-            st = tok_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer: too many merges");
+            st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer: too many merges");
             goto fail;
         }
         pmap_insert(t, pair_key(ia, ib), (uint32_t)r, im);
@@ -473,9 +468,9 @@ loom_status tok_build(const char *const *tokens, size_t n_tokens, const int32_t 
     if (!t->re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(ecode, msg, sizeof(msg));
-        st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
-                      "tokenizer: pre-tokenizer regex does not compile (PCRE2): %s",
-                      (const char *)msg);
+        st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                             "tokenizer: pre-tokenizer regex does not compile (PCRE2): %s",
+                             (const char *)msg);
         goto fail;
     }
     /* JIT is an optimisation only: without it pcre2_match interprets. */
@@ -490,7 +485,7 @@ loom_status tok_build(const char *const *tokens, size_t n_tokens, const int32_t 
     return LOOM_OK;
 
 oom:
-    st = tok_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
+    st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
 fail:
     free(tmp);
     loom_tokenizer_free(t);
@@ -502,12 +497,12 @@ loom_status loom_tokenizer_from_vocab(const char *const *tokens, size_t n_tokens
                                       const int32_t *token_types, const char *pattern,
                                       bool ignore_merges, loom_tokenizer **out, char *err,
                                       size_t err_n) {
-    if (!out) return tok_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL out");
+    if (!out) return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL out");
     *out = NULL;
     if (n_merges && !merges)
-        return tok_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL merges");
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL merges");
     /* "left right" -> two strings (split at the first space, as GGUF writes them). */
-    tok_merge *m = calloc(n_merges ? n_merges : 1, sizeof(tok_merge));
+    loom_tok_merge *m = calloc(n_merges ? n_merges : 1, sizeof(loom_tok_merge));
     size_t total = 0;
     for (size_t i = 0; i < n_merges; i++)
         total += merges[i] ? strlen(merges[i]) + 1 : 0;
@@ -515,7 +510,7 @@ loom_status loom_tokenizer_from_vocab(const char *const *tokens, size_t n_tokens
     if (!m || !buf) {
         free(m);
         free(buf);
-        return tok_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
+        return loom_model_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
     }
     char *p = buf;
     loom_status st = LOOM_OK;
@@ -523,10 +518,11 @@ loom_status loom_tokenizer_from_vocab(const char *const *tokens, size_t n_tokens
         const char *s = merges[i];
         const char *sp = s ? strchr(s, ' ') : NULL;
         if (!sp || sp == s || !sp[1] || strchr(sp + 1, ' ')) {
-            st = tok_fail(err, err_n, LOOM_ERR_FORMAT,
-                          "tokenizer: merge %zu is not \"left right\" (one space between two "
-                          "non-empty tokens)",
-                          i);
+            st =
+                loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                "tokenizer: merge %zu is not \"left right\" (one space between two "
+                                "non-empty tokens)",
+                                i);
             break;
         }
         size_t n = strlen(s);
@@ -537,8 +533,8 @@ loom_status loom_tokenizer_from_vocab(const char *const *tokens, size_t n_tokens
         p += n + 1;
     }
     if (st == LOOM_OK)
-        st = tok_build(tokens, n_tokens, token_types, m, n_merges, pattern, ignore_merges, out, err,
-                       err_n);
+        st = loom_tok_build(tokens, n_tokens, token_types, m, n_merges, pattern, ignore_merges, out,
+                            err, err_n);
     free(m);
     free(buf);
     return st;
@@ -706,8 +702,9 @@ static loom_status encode_plain(tok_enc *e, const uint8_t *text, size_t n, char 
         if (rc < 0) {
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(rc, msg, sizeof(msg));
-            return tok_fail(err, err_n, LOOM_ERR_INTERNAL,
-                            "tokenizer: regex match failed at byte %zu: %s", at, (const char *)msg);
+            return loom_model_fail(err, err_n, LOOM_ERR_INTERNAL,
+                                   "tokenizer: regex match failed at byte %zu: %s", at,
+                                   (const char *)msg);
         }
         const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->md);
         size_t s = ov[0], f = ov[1];
@@ -718,12 +715,13 @@ static loom_status encode_plain(tok_enc *e, const uint8_t *text, size_t n, char 
         loom_status st = bpe_piece(e, text + gap, s - gap);
         if (st == LOOM_OK) st = bpe_piece(e, text + s, f - s);
         if (st != LOOM_OK)
-            return tok_fail(err, err_n, st, "tokenizer: encode failed: %s", loom_status_str(st));
+            return loom_model_fail(err, err_n, st, "tokenizer: encode failed: %s",
+                                   loom_status_str(st));
         gap = at = f;
     }
     loom_status st = bpe_piece(e, text + gap, n - gap);
     if (st != LOOM_OK)
-        return tok_fail(err, err_n, st, "tokenizer: encode failed: %s", loom_status_str(st));
+        return loom_model_fail(err, err_n, st, "tokenizer: encode failed: %s", loom_status_str(st));
     return LOOM_OK;
 }
 
@@ -739,15 +737,15 @@ loom_status loom_tokenizer_encode(const loom_tokenizer *t, const char *text, siz
                                   unsigned flags, int32_t **ids, size_t *n_ids, char *err,
                                   size_t err_n) {
     if (!t || !ids || !n_ids || (!text && len))
-        return tok_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL argument");
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL argument");
     *ids = NULL;
     *n_ids = 0;
     if (flags & ~(unsigned)(LOOM_TOK_ADD_BOS | LOOM_TOK_NO_SPECIAL))
-        return tok_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: unknown encode flags 0x%x",
-                        flags);
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "tokenizer: unknown encode flags 0x%x", flags);
     if ((flags & LOOM_TOK_ADD_BOS) && t->bos < 0)
-        return tok_fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                        "tokenizer: LOOM_TOK_ADD_BOS but the tokenizer has no BOS token");
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "tokenizer: LOOM_TOK_ADD_BOS but the tokenizer has no BOS token");
     tok_enc e = {.t = t};
     loom_status st = LOOM_OK;
     e.md = pcre2_match_data_create_from_pattern(t->re, NULL);
@@ -788,7 +786,7 @@ loom_status loom_tokenizer_encode(const loom_tokenizer *t, const char *text, siz
     return LOOM_OK;
 
 oom:
-    st = tok_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
+    st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
 fail:
     free(e.ids);
     free(e.sym);
@@ -807,24 +805,24 @@ loom_status loom_tokenizer_decode(const loom_tokenizer *t, const int32_t *ids, s
                                   unsigned flags, char **out, size_t *out_len, char *err,
                                   size_t err_n) {
     if (!t || !out || !out_len || (!ids && n_ids))
-        return tok_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL argument");
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL argument");
     *out = NULL;
     *out_len = 0;
     if (flags & ~(unsigned)LOOM_TOK_SKIP_SPECIAL)
-        return tok_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: unknown decode flags 0x%x",
-                        flags);
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "tokenizer: unknown decode flags 0x%x", flags);
     size_t total = 0;
     for (size_t i = 0; i < n_ids; i++) {
         int32_t id = ids[i];
         if (id < 0 || (size_t)id >= t->n_vocab || t->len[id] == UINT32_MAX)
-            return tok_fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                            "tokenizer: decode: ids[%zu] = %d is not a token id (vocabulary "
-                            "size %zu)",
-                            i, (int)id, t->n_vocab);
+            return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                                   "tokenizer: decode: ids[%zu] = %d is not a token id (vocabulary "
+                                   "size %zu)",
+                                   i, (int)id, t->n_vocab);
         if (!((flags & LOOM_TOK_SKIP_SPECIAL) && is_skippable(t->type[id]))) total += t->len[id];
     }
     char *buf = malloc(total + 1);
-    if (!buf) return tok_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
+    if (!buf) return loom_model_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
     size_t k = 0;
     for (size_t i = 0; i < n_ids; i++) {
         int32_t id = ids[i];
@@ -922,7 +920,7 @@ static void byte_level_encode(const uint8_t *p, size_t n, char *dst) {
     dst[j] = 0;
 }
 
-void tok_export_free(tok_export_data *d) {
+void loom_tok_export_free(loom_tok_export_data *d) {
     if (!d) return;
     free(d->strings);
     free(d->tokens);
@@ -937,7 +935,8 @@ static int slot_rank_cmp(const void *a, const void *b) {
     return x->rank < y->rank ? -1 : x->rank > y->rank;
 }
 
-loom_status tok_export(const loom_tokenizer *t, tok_export_data *d, char *err, size_t err_n) {
+loom_status loom_tok_export(const loom_tokenizer *t, loom_tok_export_data *d, char *err,
+                            size_t err_n) {
     memset(d, 0, sizeof *d);
     size_t n_merges = 0;
     for (size_t i = 0; i <= t->pmap_mask && t->pmap; i++)
@@ -961,8 +960,8 @@ loom_status tok_export(const loom_tokenizer *t, tok_export_data *d, char *err, s
     d->merges = calloc(n_merges ? n_merges : 1, sizeof *d->merges);
     if (!order || !d->strings || !d->tokens || !d->types || !d->merges) {
         free(order);
-        tok_export_free(d);
-        return tok_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
+        loom_tok_export_free(d);
+        return loom_model_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
     }
     char *p = d->strings;
     for (size_t i = 0; i < t->n_vocab; i++) {

@@ -1,10 +1,10 @@
-/* model/gguf_access.c - typed getters over a validated GGUF context. Every
+/* model/formats/gguf_access.c - typed getters over a validated GGUF context. Every
  * offset they follow was bounds-checked by the parser in model/gguf.c. */
 #include <stdio.h>
 #include <string.h>
 
 #include "loom/gguf.h"
-#include "model/gguf_internal.h"
+#include "model/formats/gguf_internal.h"
 
 /* ------------------------------------------------------------- accessors */
 

@@ -1,4 +1,4 @@
-/* model/sampler.c - token sampling (see loom/generate.h for the pipeline). */
+/* model/generate/sampler.c - token sampling (see loom/generate.h for the pipeline). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

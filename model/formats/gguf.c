@@ -1,4 +1,4 @@
-/* model/gguf.c - GGUF reader: mmap, validate everything up front, then serve
+/* model/formats/gguf.c - GGUF reader: mmap, validate everything up front, then serve
  * KVs and tensors from the mapping without further bounds worries.
  *
  * Every length read from the file is checked against the bytes that remain
@@ -18,7 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "model/gguf_internal.h"
+#include "model/formats/gguf_internal.h"
+#include "model/model_internal.h"
 
 /* ------------------------------------------------------------- type tables */
 
@@ -89,7 +90,7 @@ loom_status loom_ggml_type_from_dtype(loom_dtype t, uint32_t *out) {
 loom_status loom_gguf_set_err(loom_gguf *g, loom_status s, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g->err, sizeof g->err, fmt, ap);
+    loom_model_vfail(g->err, sizeof g->err, s, fmt, ap);
     va_end(ap);
     return s;
 }
@@ -105,21 +106,21 @@ typedef struct rd {
     size_t err_n;
 } rd;
 
-static loom_status fail(rd *r, loom_status s, size_t at, const char *fmt, ...)
+/* loom_model_fail with the parser's context: the source and the byte the
+ * problem was found at. */
+static loom_status parse_error(rd *r, loom_status s, size_t at, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 4, 5)))
 #endif
     ;
-static loom_status fail(rd *r, loom_status s, size_t at, const char *fmt, ...) {
-    if (r->err && r->err_n > 0) {
-        char msg[384];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
-        snprintf(r->err, r->err_n, "gguf %s: %s (at byte %zu)", r->src, msg, at);
-    }
-    return s;
+static loom_status parse_error(rd *r, loom_status s, size_t at, const char *fmt, ...) {
+    if (!r->err || r->err_n == 0) return s;
+    char msg[384];
+    va_list ap;
+    va_start(ap, fmt);
+    loom_model_vfail(msg, sizeof msg, s, fmt, ap);
+    va_end(ap);
+    return loom_model_fail(r->err, r->err_n, s, "gguf %s: %s (at byte %zu)", r->src, msg, at);
 }
 
 static size_t left(const rd *r) {
@@ -128,8 +129,8 @@ static size_t left(const rd *r) {
 
 static loom_status need(rd *r, uint64_t k, const char *what, const char *who) {
     if (k > left(r))
-        return fail(r, LOOM_ERR_FORMAT, r->pos, "truncated: %s%s needs %llu bytes, %zu left", who,
-                    what, (unsigned long long)k, left(r));
+        return parse_error(r, LOOM_ERR_FORMAT, r->pos, "truncated: %s%s needs %llu bytes, %zu left",
+                           who, what, (unsigned long long)k, left(r));
     return LOOM_OK;
 }
 
@@ -152,9 +153,9 @@ static loom_status rd_str(rd *r, const char *what, const char *who, size_t *off,
     size_t at = r->pos;
     LOOM_TRY(rd_u64(r, what, who, len));
     if (*len > left(r))
-        return fail(r, LOOM_ERR_FORMAT, at,
-                    "%s%s: string length %llu runs past end of file (%zu left)", who, what,
-                    (unsigned long long)*len, left(r));
+        return parse_error(r, LOOM_ERR_FORMAT, at,
+                           "%s%s: string length %llu runs past end of file (%zu left)", who, what,
+                           (unsigned long long)*len, left(r));
     *off = r->pos;
     r->pos += (size_t)*len;
     return LOOM_OK;
@@ -163,16 +164,16 @@ static loom_status rd_str(rd *r, const char *what, const char *who, size_t *off,
 /* Copy a name (key or tensor name) into the arena, NUL-terminated. */
 static loom_status add_name(rd *r, size_t off, uint64_t len, const char *what, size_t *out) {
     loom_gguf *g = r->g;
-    if (len == 0) return fail(r, LOOM_ERR_FORMAT, off - 8, "empty %s", what);
+    if (len == 0) return parse_error(r, LOOM_ERR_FORMAT, off - 8, "empty %s", what);
     if (memchr(r->p + off, 0, (size_t)len))
-        return fail(r, LOOM_ERR_FORMAT, off, "%s '%.*s' contains a NUL byte", what,
-                    (int)(len > 64 ? 64 : len), (const char *)r->p + off);
+        return parse_error(r, LOOM_ERR_FORMAT, off, "%s '%.*s' contains a NUL byte", what,
+                           (int)(len > 64 ? 64 : len), (const char *)r->p + off);
     if (g->names_len + len + 1 > g->names_cap) {
         size_t cap = g->names_cap ? g->names_cap * 2 : 1024;
         while (cap < g->names_len + len + 1)
             cap *= 2;
         char *nn = realloc(g->names, cap);
-        if (!nn) return fail(r, LOOM_ERR_OOM, off, "out of memory for names");
+        if (!nn) return parse_error(r, LOOM_ERR_OOM, off, "out of memory for names");
         g->names = nn;
         g->names_cap = cap;
     }
@@ -192,7 +193,7 @@ static size_t min_elem_size(uint32_t t) {
 
 static loom_status check_type(rd *r, size_t at, uint32_t t, const char *who) {
     if (t >= LOOM_GGUF_TYPE_COUNT)
-        return fail(r, LOOM_ERR_FORMAT, at, "%sunknown value type %u", who, t);
+        return parse_error(r, LOOM_ERR_FORMAT, at, "%sunknown value type %u", who, t);
     return LOOM_OK;
 }
 
@@ -213,9 +214,9 @@ static loom_status skip_elems(rd *r, uint32_t t, uint64_t count, uint64_t *offs,
     if (t == LOOM_GGUF_BOOL)
         for (uint64_t i = 0; i < count; i++)
             if (r->p[r->pos + i] > 1)
-                return fail(r, LOOM_ERR_FORMAT, r->pos + (size_t)i,
-                            "%sbool element %llu is %u, not 0 or 1", who, (unsigned long long)i,
-                            r->p[r->pos + i]);
+                return parse_error(r, LOOM_ERR_FORMAT, r->pos + (size_t)i,
+                                   "%sbool element %llu is %u, not 0 or 1", who,
+                                   (unsigned long long)i, r->p[r->pos + i]);
     r->pos += (size_t)(count * es);
     return LOOM_OK;
 }
@@ -228,9 +229,9 @@ static loom_status rd_arr_head(rd *r, const char *who, uint32_t *et, uint64_t *c
     at = r->pos;
     LOOM_TRY(rd_u64(r, "array count", who, count));
     if (*count > left(r) / min_elem_size(*et))
-        return fail(r, LOOM_ERR_FORMAT, at,
-                    "%sarray of %llu %s elements cannot fit in the %zu bytes left", who,
-                    (unsigned long long)*count, loom_gguf_type_name((loom_gguf_type)*et), left(r));
+        return parse_error(
+            r, LOOM_ERR_FORMAT, at, "%sarray of %llu %s elements cannot fit in the %zu bytes left",
+            who, (unsigned long long)*count, loom_gguf_type_name((loom_gguf_type)*et), left(r));
     return LOOM_OK;
 }
 
@@ -253,8 +254,8 @@ static loom_status parse_value(rd *r, gguf_kv *kv, const char *who) {
     /* Bounded by the check in rd_arr_head: at most file size / 8 entries. */
     kv->elems = malloc((size_t)(kv->count ? kv->count : 1) * sizeof *kv->elems);
     if (!kv->elems)
-        return fail(r, LOOM_ERR_OOM, r->pos, "%sout of memory for %llu array elements", who,
-                    (unsigned long long)kv->count);
+        return parse_error(r, LOOM_ERR_OOM, r->pos, "%sout of memory for %llu array elements", who,
+                           (unsigned long long)kv->count);
     if (kv->elem_type == LOOM_GGUF_STRING)
         return skip_elems(r, LOOM_GGUF_STRING, kv->count, kv->elems, who);
     for (uint64_t i = 0; i < kv->count; i++) {
@@ -264,7 +265,8 @@ static loom_status parse_value(rd *r, gguf_kv *kv, const char *who) {
         size_t at = r->pos;
         LOOM_TRY(rd_arr_head(r, who, &et, &n));
         if (et == LOOM_GGUF_ARRAY)
-            return fail(r, LOOM_ERR_FORMAT, at, "%sarrays nested more than one level deep", who);
+            return parse_error(r, LOOM_ERR_FORMAT, at, "%sarrays nested more than one level deep",
+                               who);
         LOOM_TRY(skip_elems(r, et, n, NULL, who));
     }
     return LOOM_OK;
@@ -347,8 +349,8 @@ static loom_status parse_tensor_infos(rd *r) {
         size_t at = r->pos;
         LOOM_TRY(rd_u32(r, "n_dims", who, &nd));
         if (nd < 1 || nd > LOOM_GGUF_MAX_DIMS)
-            return fail(r, LOOM_ERR_FORMAT, at, "tensor '%.100s': n_dims %u outside 1..%d", name,
-                        nd, LOOM_GGUF_MAX_DIMS);
+            return parse_error(r, LOOM_ERR_FORMAT, at, "tensor '%.100s': n_dims %u outside 1..%d",
+                               name, nd, LOOM_GGUF_MAX_DIMS);
         t->n_dims = (int)nd;
         uint64_t nel = 1;
         for (int d = 0; d < LOOM_GGUF_MAX_DIMS; d++) {
@@ -356,11 +358,11 @@ static loom_status parse_tensor_infos(rd *r) {
             at = r->pos;
             if (d < t->n_dims) LOOM_TRY(rd_u64(r, "dim", who, &v));
             if (v == 0 || v > (uint64_t)INT64_MAX)
-                return fail(r, LOOM_ERR_FORMAT, at, "tensor '%.100s': dim %d is %llu", name, d,
-                            (unsigned long long)v);
+                return parse_error(r, LOOM_ERR_FORMAT, at, "tensor '%.100s': dim %d is %llu", name,
+                                   d, (unsigned long long)v);
             if (nel > (uint64_t)INT64_MAX / v)
-                return fail(r, LOOM_ERR_FORMAT, at, "tensor '%.100s': element count overflows",
-                            name);
+                return parse_error(r, LOOM_ERR_FORMAT, at,
+                                   "tensor '%.100s': element count overflows", name);
             nel *= v;
             t->ne[d] = (int64_t)v;
         }
@@ -368,15 +370,17 @@ static loom_status parse_tensor_infos(rd *r) {
         LOOM_TRY(rd_u32(r, "type", who, &t->type));
         const loom_ggml_type_traits *tr = loom_ggml_traits(t->type);
         if (!tr)
-            return fail(r, LOOM_ERR_UNSUPPORTED, at, "tensor '%.100s': unknown ggml type id %u",
-                        name, t->type);
+            return parse_error(r, LOOM_ERR_UNSUPPORTED, at,
+                               "tensor '%.100s': unknown ggml type id %u", name, t->type);
         if (t->ne[0] % tr->blck != 0)
-            return fail(r, LOOM_ERR_FORMAT, at,
-                        "tensor '%.100s': ne[0] = %lld is not a multiple of %s's block size %u",
-                        name, (long long)t->ne[0], tr->name, tr->blck);
+            return parse_error(
+                r, LOOM_ERR_FORMAT, at,
+                "tensor '%.100s': ne[0] = %lld is not a multiple of %s's block size %u", name,
+                (long long)t->ne[0], tr->name, tr->blck);
         uint64_t nblk = nel / tr->blck;
         if (nblk > SIZE_MAX / tr->size)
-            return fail(r, LOOM_ERR_FORMAT, at, "tensor '%.100s': byte size overflows", name);
+            return parse_error(r, LOOM_ERR_FORMAT, at, "tensor '%.100s': byte size overflows",
+                               name);
         t->nbytes = nblk * tr->size;
         LOOM_TRY(rd_u64(r, "offset", who, &t->offset));
     }
@@ -396,21 +400,21 @@ static loom_status index_names(rd *r) {
     g->kv_hash = new_table(g->kv_hash_cap);
     g->t_hash = new_table(g->t_hash_cap);
     if (!g->kv_hash || !g->t_hash)
-        return fail(r, LOOM_ERR_OOM, 0, "out of memory for lookup tables");
+        return parse_error(r, LOOM_ERR_OOM, 0, "out of memory for lookup tables");
     for (int64_t i = 0; i < g->n_kv; i++) {
         size_t s = hash_slot(g->kv_hash, g->kv_hash_cap, g->kv[i].key, kv_name_at, g);
         if (g->kv_hash[s] >= 0)
-            return fail(r, LOOM_ERR_FORMAT, g->kv[i].key_off,
-                        "duplicate key '%.100s' (kv #%lld and #%lld)", g->kv[i].key,
-                        (long long)g->kv_hash[s], (long long)i);
+            return parse_error(r, LOOM_ERR_FORMAT, g->kv[i].key_off,
+                               "duplicate key '%.100s' (kv #%lld and #%lld)", g->kv[i].key,
+                               (long long)g->kv_hash[s], (long long)i);
         g->kv_hash[s] = i;
     }
     for (int64_t i = 0; i < g->n_tensors; i++) {
         size_t s = hash_slot(g->t_hash, g->t_hash_cap, g->tensors[i].name, t_name_at, g);
         if (g->t_hash[s] >= 0)
-            return fail(r, LOOM_ERR_FORMAT, g->tensors[i].info_pos,
-                        "duplicate tensor name '%.100s' (tensors #%lld and #%lld)",
-                        g->tensors[i].name, (long long)g->t_hash[s], (long long)i);
+            return parse_error(r, LOOM_ERR_FORMAT, g->tensors[i].info_pos,
+                               "duplicate tensor name '%.100s' (tensors #%lld and #%lld)",
+                               g->tensors[i].name, (long long)g->t_hash[s], (long long)i);
         g->t_hash[s] = i;
     }
     return LOOM_OK;
@@ -423,13 +427,14 @@ static loom_status read_alignment(rd *r) {
     if (i < 0) return LOOM_OK;
     const gguf_kv *kv = &g->kv[i];
     if (kv->type != LOOM_GGUF_U32)
-        return fail(r, LOOM_ERR_FORMAT, kv->val, "kv 'general.alignment' has type %s, expected u32",
-                    loom_gguf_type_name((loom_gguf_type)kv->type));
+        return parse_error(r, LOOM_ERR_FORMAT, kv->val,
+                           "kv 'general.alignment' has type %s, expected u32",
+                           loom_gguf_type_name((loom_gguf_type)kv->type));
     uint32_t a = le32(r->p + kv->val);
     if (a == 0 || (a & (a - 1)) != 0 || a > LOOM_GGUF_MAX_ALIGNMENT)
-        return fail(r, LOOM_ERR_FORMAT, kv->val,
-                    "general.alignment %u is not a power of two up to %u", a,
-                    LOOM_GGUF_MAX_ALIGNMENT);
+        return parse_error(r, LOOM_ERR_FORMAT, kv->val,
+                           "general.alignment %u is not a power of two up to %u", a,
+                           LOOM_GGUF_MAX_ALIGNMENT);
     g->alignment = a;
     return LOOM_OK;
 }
@@ -441,22 +446,23 @@ static loom_status check_tensor_data(rd *r) {
     g->data_off = r->pos + pad;
     if (g->n_tensors == 0) return LOOM_OK; /* the data section may be absent */
     if (pad > left(r))
-        return fail(r, LOOM_ERR_FORMAT, r->pos,
-                    "truncated: data section would start at %zu, file has %zu bytes", g->data_off,
-                    r->n);
+        return parse_error(r, LOOM_ERR_FORMAT, r->pos,
+                           "truncated: data section would start at %zu, file has %zu bytes",
+                           g->data_off, r->n);
     size_t avail = r->n - g->data_off;
     for (int64_t i = 0; i < g->n_tensors; i++) {
         const gguf_tensor *t = &g->tensors[i];
         if (t->offset % a != 0)
-            return fail(r, LOOM_ERR_FORMAT, t->info_pos,
-                        "tensor '%.100s': offset %llu is not a multiple of the alignment %zu",
-                        t->name, (unsigned long long)t->offset, a);
+            return parse_error(
+                r, LOOM_ERR_FORMAT, t->info_pos,
+                "tensor '%.100s': offset %llu is not a multiple of the alignment %zu", t->name,
+                (unsigned long long)t->offset, a);
         if (t->offset > avail || t->nbytes > avail - t->offset)
-            return fail(r, LOOM_ERR_FORMAT, t->info_pos,
-                        "tensor '%.100s': data [%llu, +%llu) runs past the end of the data section "
-                        "(%zu bytes)",
-                        t->name, (unsigned long long)t->offset, (unsigned long long)t->nbytes,
-                        avail);
+            return parse_error(
+                r, LOOM_ERR_FORMAT, t->info_pos,
+                "tensor '%.100s': data [%llu, +%llu) runs past the end of the data section "
+                "(%zu bytes)",
+                t->name, (unsigned long long)t->offset, (unsigned long long)t->nbytes, avail);
     }
     return LOOM_OK;
 }
@@ -465,31 +471,32 @@ static loom_status parse(rd *r) {
     loom_gguf *g = r->g;
     LOOM_TRY(need(r, 4, "magic", ""));
     if (memcmp(r->p, LOOM_GGUF_MAGIC, 4) != 0)
-        return fail(r, LOOM_ERR_FORMAT, 0, "bad magic %02x %02x %02x %02x (expected \"GGUF\")",
-                    r->p[0], r->p[1], r->p[2], r->p[3]);
+        return parse_error(r, LOOM_ERR_FORMAT, 0,
+                           "bad magic %02x %02x %02x %02x (expected \"GGUF\")", r->p[0], r->p[1],
+                           r->p[2], r->p[3]);
     r->pos = 4;
     LOOM_TRY(rd_u32(r, "version", "", &g->version));
     uint32_t v = g->version;
     if (v == 0x02000000u || v == 0x03000000u)
-        return fail(r, LOOM_ERR_UNSUPPORTED, 4, "big-endian GGUF files are not supported");
-    if (v == 0) return fail(r, LOOM_ERR_FORMAT, 4, "version 0 is invalid");
+        return parse_error(r, LOOM_ERR_UNSUPPORTED, 4, "big-endian GGUF files are not supported");
+    if (v == 0) return parse_error(r, LOOM_ERR_FORMAT, 4, "version 0 is invalid");
     if (v != 2 && v != 3)
-        return fail(r, LOOM_ERR_UNSUPPORTED, 4, "GGUF version %u is not supported (only 2 and 3)",
-                    v);
+        return parse_error(r, LOOM_ERR_UNSUPPORTED, 4,
+                           "GGUF version %u is not supported (only 2 and 3)", v);
     uint64_t nt, nkv;
     LOOM_TRY(rd_u64(r, "tensor_count", "", &nt));
     LOOM_TRY(rd_u64(r, "kv_count", "", &nkv));
     /* Each KV takes at least 13 bytes (key length, type, 1 value byte) and each
      * tensor info at least 32, so larger counts cannot be honest. */
     if (nkv > left(r) / 13 || nt > left(r) / 32 || nkv * 13 + nt * 32 > left(r))
-        return fail(r, LOOM_ERR_FORMAT, 8,
-                    "tensor_count %llu and kv_count %llu cannot fit in %zu bytes",
-                    (unsigned long long)nt, (unsigned long long)nkv, r->n);
+        return parse_error(r, LOOM_ERR_FORMAT, 8,
+                           "tensor_count %llu and kv_count %llu cannot fit in %zu bytes",
+                           (unsigned long long)nt, (unsigned long long)nkv, r->n);
     g->n_tensors = (int64_t)nt;
     g->n_kv = (int64_t)nkv;
     g->kv = calloc(nkv ? nkv : 1, sizeof *g->kv);
     g->tensors = calloc(nt ? nt : 1, sizeof *g->tensors);
-    if (!g->kv || !g->tensors) return fail(r, LOOM_ERR_OOM, 8, "out of memory");
+    if (!g->kv || !g->tensors) return parse_error(r, LOOM_ERR_OOM, 8, "out of memory");
     LOOM_TRY(parse_kvs(r));
     LOOM_TRY(parse_tensor_infos(r));
     LOOM_TRY(index_names(r));

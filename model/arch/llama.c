@@ -1,4 +1,4 @@
-/* model/llama.c - the forward graph of a Llama-3 / Mixtral decoder over the
+/* model/arch/llama.c - the forward graph of a Llama-3 / Mixtral decoder over the
  * KV cache, and its cache of built graphs (see loom/model.h).
  *
  * Token layout: a batch of S sequences x T tokens is N = S*T columns,
@@ -16,7 +16,7 @@
 
 #include "model/model_internal.h"
 
-void llama_graph_release(llama_graph *lg) {
+void loom_llama_graph_release(loom_llama_graph *lg) {
     loom_sched_free(lg->s);
     loom_graph_free(lg->g);
     free(lg->kview);
@@ -67,7 +67,7 @@ static loom_tensor *kv_view(loom_model *m, loom_graph *g, loom_tensor *w, int sl
     return loom_view(g, w, 3, (int64_t[]){D, tk, H}, (size_t[]){esz, row, hd}, off);
 }
 
-static loom_status build(loom_model *m, llama_graph *lg, char *err, size_t err_n) {
+static loom_status build(loom_model *m, loom_llama_graph *lg, char *err, size_t err_n) {
     const loom_model_config *c = &m->cfg;
     const int S = lg->n_seq, T = lg->n_tokens;
     const int64_t N = (int64_t)S * T, D = c->head_dim, Hq = c->n_heads, Hkv = c->n_kv_heads;
@@ -86,7 +86,7 @@ static loom_status build(loom_model *m, llama_graph *lg, char *err, size_t err_n
     lg->rows = input_i32(g, N, "kv_rows");
     loom_tensor *x = loom_get_rows(g, mirror(g, m->tok_embd), lg->tokens); /* [dim, N] */
     for (int64_t l = 0; l < c->n_layers; l++) {
-        const llama_layer *L = &m->layers[l];
+        const loom_llama_layer *L = &m->layers[l];
         loom_tensor *h = loom_mul(g, loom_rms_norm(g, x, eps), mirror(g, L->attn_norm));
         loom_tensor *q = loom_reshape_3d(g, loom_matmul(g, mirror(g, L->wq), h), D, Hq, N);
         loom_tensor *k = loom_reshape_3d(g, loom_matmul(g, mirror(g, L->wk), h), D, Hkv, N);
@@ -161,12 +161,12 @@ static loom_status build(loom_model *m, llama_graph *lg, char *err, size_t err_n
 
 /* The cached graph for this batch shape, built when missing (evicting the
  * least recently used one). */
-static loom_status get_graph(loom_model *m, const loom_batch *b, llama_graph **out, char *err,
+static loom_status get_graph(loom_model *m, const loom_batch *b, loom_llama_graph **out, char *err,
                              size_t err_n) {
     const bool all = b->all_logits && b->n_tokens > 0;
-    llama_graph *lru = &m->cache[0];
-    for (int i = 0; i < LLAMA_GRAPH_CACHE; i++) {
-        llama_graph *lg = &m->cache[i];
+    loom_llama_graph *lru = &m->cache[0];
+    for (int i = 0; i < LOOM_LLAMA_GRAPH_CACHE; i++) {
+        loom_llama_graph *lg = &m->cache[i];
         if (lg->used && lg->n_seq == b->n_seq && lg->n_tokens == b->n_tokens &&
             lg->all_logits == all &&
             memcmp(lg->slots, b->slots, (size_t)b->n_seq * sizeof *b->slots) == 0) {
@@ -176,7 +176,7 @@ static loom_status get_graph(loom_model *m, const loom_batch *b, llama_graph **o
         }
         if (!lg->used || (lru->used && lg->last_used < lru->last_used)) lru = lg;
     }
-    llama_graph_release(lru);
+    loom_llama_graph_release(lru);
     lru->used = true;
     lru->n_seq = b->n_seq;
     lru->n_tokens = b->n_tokens;
@@ -184,7 +184,7 @@ static loom_status get_graph(loom_model *m, const loom_batch *b, llama_graph **o
     memcpy(lru->slots, b->slots, (size_t)b->n_seq * sizeof *b->slots);
     loom_status st = build(m, lru, err, err_n);
     if (st != LOOM_OK) {
-        llama_graph_release(lru);
+        loom_llama_graph_release(lru);
         return st;
     }
     lru->last_used = ++m->tick;
@@ -222,7 +222,7 @@ loom_status loom_model_decode(loom_model *m, const loom_batch *b, float *logits,
             return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
                                    "model: token id %d is outside the vocabulary [0, %lld)",
                                    b->tokens[i], (long long)V);
-    llama_graph *lg;
+    loom_llama_graph *lg;
     LOOM_TRY(get_graph(m, b, &lg, err, err_n));
 
     /* Re-target the graph: KV extents and query offsets of every sequence. */

@@ -1,4 +1,4 @@
-/* model/generate.c - prefill, the decode loop, stop conditions and
+/* model/generate/generate.c - prefill, the decode loop, stop conditions and
  * streaming (see loom/generate.h). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>

@@ -1,17 +1,19 @@
-/* model/model_load.c - loom_model from a GGUF file: the config from
- * metadata, every tensor checked by name, shape and dtype, weights uploaded
- * into buffers of the run backend (one, or several when the backend caps a
- * buffer's size), the KV cache allocated likewise, and the embedded
- * tokenizer. */
+/* model/arch/load.c - loom_model from a GGUF file (or a Hugging Face
+ * directory through a temporary GGUF), in steps: the config from metadata
+ * and the backends; a plan of every tensor, checked by name, shape and
+ * dtype; weight buffers on the run backend (one, or several when the
+ * backend caps a buffer's size); upload, converting for quantize-on-load;
+ * the KV cache (generate/kv_cache.c); the embedded tokenizer. */
+#define _POSIX_C_SOURCE 200809L /* mkstemp */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "model/model_internal.h"
-
-#define W_ALIGN 64
 
 loom_model_params loom_model_default_params(void) {
     loom_model_params p;
@@ -212,19 +214,26 @@ loom_status loom_model_config_from_gguf(loom_gguf *g, loom_model_config *out, ch
     return LOOM_OK;
 }
 
-/* ---------------- tensors ---------------- */
+/* ---------------- tensors: the plan ---------------- */
 
-typedef struct wspec {
+/* One weight the config calls for: where the model keeps it, what the GGUF
+ * holds, the dtype it is stored at and where it is placed. */
+typedef struct wplan {
     loom_tensor **dst;
     char name[64];
     int64_t ne[4];
-    bool matrix; /* any matmul dtype; else f32 (norms) */
-    int64_t gi;  /* index in the GGUF */
-} wspec;
+    bool matrix;      /* any matmul dtype; else f32 (norms) */
+    int64_t gi;       /* index in the GGUF */
+    loom_dtype src;   /* dtype in the file */
+    loom_dtype store; /* dtype kept at (quantize-on-load may convert) */
+    size_t nbytes;    /* bytes as store */
+    loom_place at;    /* buffer and offset */
+} wplan;
 
 typedef struct wlist {
-    wspec *v;
+    wplan *v;
     int n, cap;
+    size_t total; /* bytes of all weights as stored (the progress denominator) */
 } wlist;
 
 static bool wadd(wlist *l, loom_tensor **dst, bool matrix, int64_t a, int64_t b, int64_t c,
@@ -237,12 +246,12 @@ static bool wadd(wlist *l, loom_tensor **dst, bool matrix, int64_t a, int64_t b,
                  const char *fmt, ...) {
     if (l->n == l->cap) {
         int cap = l->cap ? 2 * l->cap : 64;
-        wspec *v = realloc(l->v, (size_t)cap * sizeof *v);
+        wplan *v = realloc(l->v, (size_t)cap * sizeof *v);
         if (!v) return false;
         l->v = v;
         l->cap = cap;
     }
-    wspec *w = &l->v[l->n++];
+    wplan *w = &l->v[l->n++];
     memset(w, 0, sizeof *w);
     w->dst = dst;
     w->matrix = matrix;
@@ -265,7 +274,7 @@ static bool weights_list(loom_model *m, wlist *l) {
     if (!c->tie_embeddings)
         ok = ok && wadd(l, &m->output, true, d, c->vocab_size, 1, "output.weight");
     for (int64_t i = 0; i < c->n_layers && ok; i++) {
-        llama_layer *L = &m->layers[i];
+        loom_llama_layer *L = &m->layers[i];
         long long n = (long long)i;
         ok = wadd(l, &L->attn_norm, false, d, 1, 1, "blk.%lld.attn_norm.weight", n) &&
              wadd(l, &L->wq, true, d, q, 1, "blk.%lld.attn_q.weight", n) &&
@@ -291,114 +300,6 @@ static bool weights_list(loom_model *m, wlist *l) {
     return ok;
 }
 
-static size_t align_up(size_t n) {
-    return (n + W_ALIGN - 1) / W_ALIGN * W_ALIGN;
-}
-
-/* Greedy placement of n tensors of nbytes[i] bytes, in order, into buffers
- * of at most max bytes (0 = no limit: one buffer), each tensor at a W_ALIGN
- * offset. Fills buf[i] and off[i]; sizes (room for n entries, at least 1)
- * gets each buffer's size and *n_bufs their number. A tensor larger than max
- * cannot be placed: its index goes to *too_big (else -1) and nothing else is
- * meaningful. Why greedy in order: it keeps a layer's tensors together and
- * the split is deterministic; a tensor never straddles two buffers. */
-static void pack_tensors(const size_t *nbytes, int n, size_t max, int *buf, size_t *off,
-                         size_t *sizes, int *n_bufs, int *too_big) {
-    int nb = 0;
-    size_t end = 0; /* bytes used in buffer nb - 1 */
-    *too_big = -1;
-    for (int i = 0; i < n; i++) {
-        if (max && nbytes[i] > max) {
-            *too_big = i;
-            return;
-        }
-        size_t at = align_up(end);
-        if (nb == 0 || (max && (at > max || nbytes[i] > max - at))) {
-            sizes[nb++] = 0;
-            at = 0;
-        }
-        buf[i] = nb - 1;
-        off[i] = at;
-        end = at + nbytes[i];
-        sizes[nb - 1] = end;
-    }
-    if (nb == 0) sizes[nb++] = 0;
-    for (int b = 0; b < nb; b++)
-        if (sizes[b] == 0) sizes[b] = W_ALIGN; /* backends refuse empty buffers */
-    *n_bufs = nb;
-}
-
-/* Allocate n buffers of sizes[i] on be into a new array *out (owned by the
- * model, freed by loom_model_free even when this fails half-way). */
-static loom_status alloc_buffers(loom_backend *be, const size_t *sizes, int n, loom_buffer ***out,
-                                 int *n_out, const char *what, char *err, size_t err_n) {
-    *out = calloc((size_t)n, sizeof **out);
-    *n_out = 0;
-    if (!*out) return loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
-    *n_out = n;
-    size_t total = 0;
-    for (int i = 0; i < n; i++)
-        total += sizes[i];
-    for (int i = 0; i < n; i++) {
-        be->error[0] = '\0';
-        loom_status st = loom_buffer_alloc(be, sizes[i], &(*out)[i]);
-        if (st != LOOM_OK) {
-            if (n == 1)
-                return loom_model_fail(
-                    err, err_n, st, "model: cannot allocate %s (%zu bytes) on %s: %s", what,
-                    sizes[i], be->iface->name, be->error[0] ? be->error : loom_status_str(st));
-            return loom_model_fail(
-                err, err_n, st,
-                "model: cannot allocate %s (%zu bytes in %d buffers; buffer %d: %zu bytes) "
-                "on %s: %s",
-                what, total, n, i, sizes[i], be->iface->name,
-                be->error[0] ? be->error : loom_status_str(st));
-        }
-    }
-    return LOOM_OK;
-}
-
-/* Leaf of wg bound to buffer b at offset off. */
-static loom_tensor *bound_leaf(loom_graph *wg, loom_dtype t, const int64_t ne[4], loom_buffer *b,
-                               size_t off, const char *name) {
-    loom_tensor *x = loom_tensor_new(wg, t, 4, ne);
-    if (!x) return NULL;
-    loom_tensor_set_name(x, "%s", name);
-    x->buffer = b;
-    x->offset = off;
-    x->data = b->host ? (char *)b->host + off : NULL;
-    return x;
-}
-
-/* Does backend be run set_rows into a destination of this dtype? */
-static bool be_has_set_rows(loom_backend *be, loom_dtype kv) {
-    loom_graph *g = NULL;
-    if (loom_graph_new(&g) != LOOM_OK) return false;
-    loom_tensor *dst = loom_tensor_2d(g, kv, 64, 4);
-    loom_tensor *src = loom_tensor_2d(g, LOOM_F32, 64, 1);
-    loom_tensor *rows = loom_tensor_1d(g, LOOM_I32, 1);
-    loom_tensor *r = loom_set_rows(g, dst, src, rows);
-    bool ok = r && be->iface->supports(be, r);
-    loom_graph_free(g);
-    return ok;
-}
-
-static const char *dtype_short(loom_dtype t) {
-    return loom_dtype_name(t);
-}
-
-loom_status loom_model_load_gguf(const char *path, const loom_model_params *pp, loom_model **out,
-                                 char *err, size_t err_n) {
-    if (!path || !out)
-        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: NULL argument");
-    *out = NULL;
-    char gerr[512];
-    loom_gguf *g = NULL;
-    loom_status st = loom_gguf_open(path, &g, gerr, sizeof gerr);
-    if (st != LOOM_OK) return loom_model_fail(err, err_n, st, "model: %s", gerr);
-    return llama_load_from_gguf(g, path, pp, out, err, err_n);
-}
-
 /* Tensor i of g as dtype dst (quantize-on-load): into a malloc'd *out. */
 static loom_status requantize(loom_gguf *g, int64_t i, loom_dtype src, loom_dtype dst, int64_t n,
                               void **out) {
@@ -414,277 +315,194 @@ static loom_status requantize(loom_gguf *g, int64_t i, loom_dtype src, loom_dtyp
     return s;
 }
 
-loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_model_params *pp,
-                                 loom_model **out, char *err, size_t err_n) {
-    *out = NULL;
-    loom_model_params p = pp ? *pp : loom_model_default_params();
-    loom_status st = LOOM_OK;
-    loom_model *m = NULL;
-    wlist wl = {0};
-    loom_dtype *store = NULL; /* per weight: the dtype it is kept at */
-    /* Buffer placement, per weight / per KV tensor: size, buffer index,
-     * offset in it; and per buffer: its size. */
-    size_t *wsize = NULL, *woff = NULL, *bsize = NULL;
-    size_t *kvsize = NULL, *kvoff = NULL, *kvbsize = NULL;
-    int *wbuf = NULL, *kvbuf = NULL;
-    if (p.kv_dtype != LOOM_F16 && p.kv_dtype != LOOM_F32 && p.kv_dtype != LOOM_Q8_0) {
-        st = loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                             "model: KV cache dtype must be f16, q8_0 or f32");
-        goto done;
-    }
-    if (p.quantize) {
+/* ---------------- loading, step by step ---------------- */
+
+/* Step 0: the parameters that need no file. */
+static loom_status check_params(const loom_model_params *p, char *err, size_t err_n) {
+    if (p->kv_dtype != LOOM_F16 && p->kv_dtype != LOOM_F32 && p->kv_dtype != LOOM_Q8_0)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "model: KV cache dtype must be f16, q8_0 or f32");
+    if (p->quantize) {
         loom_dtype probe;
         const int64_t ne2[2] = {64, 64};
-        if (loom_model_store_type("x", 2, ne2, p.quant, &probe) != LOOM_OK) {
-            st = loom_model_fail(
+        if (loom_model_store_type("x", 2, ne2, p->quant, &probe) != LOOM_OK)
+            return loom_model_fail(
                 err, err_n, LOOM_ERR_INVALID_ARG,
                 "model: cannot quantize weights to %s (f32, f16, bf16, q8_0, q4_0, nf4)",
-                loom_dtype_name(p.quant));
-            goto done;
-        }
+                loom_dtype_name(p->quant));
     }
-    m = calloc(1, sizeof *m);
-    if (!m) {
-        st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
-        goto done;
-    }
-    if ((st = loom_model_config_from_gguf(g, &m->cfg, err, err_n)) != LOOM_OK) goto done;
-    const loom_model_config *c = &m->cfg;
+    return LOOM_OK;
+}
+
+/* Step 1: the config from the header's metadata, and the backends. */
+static loom_status read_config(loom_model *m, loom_gguf *g, const loom_model_params *p, char *err,
+                               size_t err_n) {
+    LOOM_TRY(loom_model_config_from_gguf(g, &m->cfg, err, err_n));
     bool rw = false;
     loom_gguf_get_bool(g, "loom.random_weights", &rw);
     m->random_weights = rw;
-
-    /* Backends. */
     m->cpu = loom_registry_find("cpu");
-    if (!m->cpu || !loom_registry_available(m->cpu->index)) {
-        st = loom_model_fail(err, err_n, LOOM_ERR_UNAVAILABLE,
-                             "model: the cpu backend is unavailable");
-        goto done;
-    }
+    if (!m->cpu || !loom_registry_available(m->cpu->index))
+        return loom_model_fail(err, err_n, LOOM_ERR_UNAVAILABLE,
+                               "model: the cpu backend is unavailable");
     char berr[LOOM_ERROR_MAX] = "";
-    if ((st = loom_registry_select(p.backend, &m->be, berr, sizeof berr)) != LOOM_OK) {
-        st = loom_model_fail(err, err_n, st, "model: %s", berr[0] ? berr : loom_status_str(st));
-        goto done;
-    }
-    m->kv_dtype = p.kv_dtype;
-    m->kv_be = be_has_set_rows(m->be, m->kv_dtype) ? m->be : m->cpu;
+    loom_status st = loom_registry_select(p->backend, &m->be, berr, sizeof berr);
+    if (st != LOOM_OK)
+        return loom_model_fail(err, err_n, st, "model: %s", berr[0] ? berr : loom_status_str(st));
+    return LOOM_OK;
+}
 
-    /* Tensors: every expected name, shape and dtype. */
+/* Step 2: plan the tensors: every name the config calls for, checked in the
+ * GGUF by shape and dtype, with the dtype it will be stored at. */
+static loom_status plan_weights(loom_model *m, loom_gguf *g, const char *path,
+                                const loom_model_params *p, wlist *wl, char *err, size_t err_n) {
+    const loom_model_config *c = &m->cfg;
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
-    if (!m->layers || !weights_list(m, &wl) || loom_graph_new(&m->wg) != LOOM_OK ||
-        !(store = calloc((size_t)wl.n + 1, sizeof *store))) {
-        st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
-        goto done;
-    }
-    size_t total = 0;
+    if (!m->layers || !weights_list(m, wl) || loom_graph_new(&m->wg) != LOOM_OK)
+        return loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
     bool seen[LOOM_DTYPE_COUNT] = {0};
-    wsize = calloc((size_t)wl.n + 1, sizeof *wsize);
-    woff = calloc((size_t)wl.n + 1, sizeof *woff);
-    bsize = calloc((size_t)wl.n + 1, sizeof *bsize);
-    wbuf = calloc((size_t)wl.n + 1, sizeof *wbuf);
-    if (!wsize || !woff || !bsize || !wbuf) {
-        st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
-        goto done;
-    }
-    for (int i = 0; i < wl.n; i++) {
-        wspec *w = &wl.v[i];
+    for (int i = 0; i < wl->n; i++) {
+        wplan *w = &wl->v[i];
         w->gi = loom_gguf_find_tensor(g, w->name);
-        if (w->gi < 0) {
-            st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "model: %s: tensor '%s' is missing",
-                                 path, w->name);
-            goto done;
-        }
+        if (w->gi < 0)
+            return loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "model: %s: tensor '%s' is missing",
+                                   path, w->name);
         loom_gguf_tensor_info info;
         loom_dtype dt;
         loom_gguf_tensor(g, w->gi, &info);
-        if (loom_gguf_tensor_dtype(g, w->gi, &dt) != LOOM_OK) {
-            st = loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED, "model: %s", loom_gguf_error(g));
-            goto done;
-        }
-        if (memcmp(info.ne, w->ne, sizeof w->ne) != 0) {
-            st = loom_model_fail(
+        if (loom_gguf_tensor_dtype(g, w->gi, &dt) != LOOM_OK)
+            return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED, "model: %s",
+                                   loom_gguf_error(g));
+        if (memcmp(info.ne, w->ne, sizeof w->ne) != 0)
+            return loom_model_fail(
                 err, err_n, LOOM_ERR_FORMAT,
                 "model: %s: tensor '%s' has shape [%lld, %lld, %lld, %lld] but the config "
                 "needs [%lld, %lld, %lld, %lld]",
                 path, w->name, (long long)info.ne[0], (long long)info.ne[1], (long long)info.ne[2],
                 (long long)info.ne[3], (long long)w->ne[0], (long long)w->ne[1],
                 (long long)w->ne[2], (long long)w->ne[3]);
-            goto done;
-        }
         bool ok = w->matrix ? (dt == LOOM_F32 || dt == LOOM_F16 || dt == LOOM_BF16 ||
                                dt == LOOM_Q8_0 || dt == LOOM_Q4_0)
                             : dt == LOOM_F32;
-        if (!ok) {
-            st = loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                                 "model: %s: tensor '%s' has type %s; %s", path, w->name,
-                                 loom_dtype_name(dt),
-                                 w->matrix ? "matrices must be f32, f16, bf16, q8_0 or q4_0"
-                                           : "norm weights must be f32");
-            goto done;
-        }
-        store[i] = dt;
-        if (p.quantize && w->matrix) {
+        if (!ok)
+            return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                                   "model: %s: tensor '%s' has type %s; %s", path, w->name,
+                                   loom_dtype_name(dt),
+                                   w->matrix ? "matrices must be f32, f16, bf16, q8_0 or q4_0"
+                                             : "norm weights must be f32");
+        w->src = w->store = dt;
+        if (p->quantize && w->matrix) {
             /* quantize-on-load: the shared export policy (norms are f32
              * already; the router stays f32) */
-            loom_model_store_type(w->name, w->ne[2] > 1 ? 3 : 2, w->ne, p.quant, &store[i]);
+            loom_model_store_type(w->name, w->ne[2] > 1 ? 3 : 2, w->ne, p->quant, &w->store);
         }
-        if (w->matrix && strstr(w->name, "ffn_gate_inp") == NULL) seen[store[i]] = true;
-        wsize[i] = loom_dtype_nbytes(store[i], w->ne[0] * w->ne[1] * w->ne[2]);
-        total += wsize[i];
+        if (w->matrix && strstr(w->name, "ffn_gate_inp") == NULL) seen[w->store] = true;
+        w->nbytes = loom_dtype_nbytes(w->store, w->ne[0] * w->ne[1] * w->ne[2]);
+        wl->total += w->nbytes;
     }
     size_t k = 0;
     for (int t = 0; t < LOOM_DTYPE_COUNT; t++)
         if (seen[t] && k < sizeof m->wtypes - 12)
             k += (size_t)snprintf(m->wtypes + k, sizeof m->wtypes - k, "%s%s", k ? "+" : "",
-                                  dtype_short((loom_dtype)t));
+                                  loom_dtype_name((loom_dtype)t));
+    return LOOM_OK;
+}
 
-    /* Weights: buffers on the run backend, filled tensor by tensor. One
-     * buffer unless the backend caps a buffer's size (Vulkan's
-     * maxMemoryAllocationSize: an 8B model at f16 is ~16 GB, a driver may
-     * allow 4 GiB), then as many as needed, packed greedily in order. */
-    const size_t wmax = loom_backend_max_buffer(m->be);
-    int n_wb = 0, big = -1;
-    pack_tensors(wsize, wl.n, wmax, wbuf, woff, bsize, &n_wb, &big);
-    if (big >= 0) {
-        st = loom_model_fail(
-            err, err_n, LOOM_ERR_UNSUPPORTED,
-            "model: tensor '%s' (%zu bytes as %s) is larger than the %s backend's maximum "
-            "buffer size (%zu bytes); a tensor cannot be split across buffers",
-            wl.v[big].name, wsize[big], loom_dtype_name(store[big]), m->be->iface->name, wmax);
-        goto done;
+/* Step 3: allocate the weight buffers on the run backend. One buffer unless
+ * the backend caps a buffer's size (Vulkan's maxMemoryAllocationSize: an 8B
+ * model at f16 is ~16 GB, a driver may allow 4 GiB), then as many as
+ * needed, packed greedily in order (loom_pack_add). */
+static loom_status place_weights(loom_model *m, wlist *wl, char *err, size_t err_n) {
+    loom_pack pk = {.max = loom_backend_max_buffer(m->be)};
+    loom_status st = LOOM_OK;
+    for (int i = 0; i < wl->n && st == LOOM_OK; i++) {
+        wplan *w = &wl->v[i];
+        st = loom_pack_add(&pk, w->nbytes, &w->at);
+        if (st == LOOM_ERR_UNSUPPORTED)
+            loom_model_fail(
+                err, err_n, st,
+                "model: tensor '%s' (%zu bytes as %s) is larger than the %s backend's maximum "
+                "buffer size (%zu bytes); a tensor cannot be split across buffers",
+                w->name, w->nbytes, loom_dtype_name(w->store), m->be->iface->name, pk.max);
     }
-    if ((st = alloc_buffers(m->be, bsize, n_wb, &m->wbufs, &m->n_wbufs, "the weights", err,
-                            err_n)) != LOOM_OK)
-        goto done;
+    if (st == LOOM_OK) st = loom_pack_finish(&pk);
+    if (st == LOOM_ERR_OOM) loom_model_fail(err, err_n, st, "model: out of memory");
+    if (st == LOOM_OK)
+        st = loom_alloc_buffers(m->be, pk.sizes, pk.n, &m->wbufs, &m->n_wbufs, "the weights", err,
+                                err_n);
+    loom_pack_free(&pk);
+    return st;
+}
+
+/* Step 4: upload every weight, converting it first when quantize-on-load
+ * stores it at another dtype. */
+static loom_status upload_weights(loom_model *m, loom_gguf *g, const wlist *wl,
+                                  const loom_model_params *p, char *err, size_t err_n) {
     size_t done_bytes = 0;
-    for (int i = 0; i < wl.n; i++) {
-        wspec *w = &wl.v[i];
+    for (int i = 0; i < wl->n; i++) {
+        const wplan *w = &wl->v[i];
         loom_gguf_tensor_info info;
-        loom_dtype dt;
         loom_gguf_tensor(g, w->gi, &info);
-        loom_gguf_tensor_dtype(g, w->gi, &dt);
-        loom_buffer *wb = m->wbufs[wbuf[i]];
-        loom_tensor *t = bound_leaf(m->wg, store[i], w->ne, wb, woff[i], w->name);
-        if (!t) {
-            st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
-            goto done;
-        }
+        loom_buffer *wb = m->wbufs[w->at.buf];
+        loom_tensor *t = loom_bound_leaf(m->wg, w->store, w->ne, wb, w->at.off, w->name);
+        if (!t) return loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
         const void *src = info.data;
         size_t nbytes = info.nbytes;
         void *conv = NULL;
-        if (store[i] != dt) {
+        loom_status st;
+        if (w->store != w->src) {
             const int64_t n = w->ne[0] * w->ne[1] * w->ne[2];
-            if ((st = requantize(g, w->gi, dt, store[i], n, &conv)) != LOOM_OK) {
-                st = loom_model_fail(err, err_n, st, "model: converting '%s' from %s to %s: %s",
-                                     w->name, loom_dtype_name(dt), loom_dtype_name(store[i]),
-                                     loom_status_str(st));
-                goto done;
-            }
+            if ((st = requantize(g, w->gi, w->src, w->store, n, &conv)) != LOOM_OK)
+                return loom_model_fail(err, err_n, st, "model: converting '%s' from %s to %s: %s",
+                                       w->name, loom_dtype_name(w->src), loom_dtype_name(w->store),
+                                       loom_status_str(st));
             src = conv;
-            nbytes = loom_dtype_nbytes(store[i], n);
+            nbytes = loom_dtype_nbytes(w->store, n);
         }
-        st = m->be->iface->buffer_upload(wb, woff[i], src, nbytes);
+        st = m->be->iface->buffer_upload(wb, w->at.off, src, nbytes);
         free(conv);
-        if (st != LOOM_OK) {
-            st = loom_model_fail(err, err_n, st, "model: uploading '%s' to %s failed: %s", w->name,
-                                 m->be->iface->name, m->be->error);
-            goto done;
-        }
+        if (st != LOOM_OK)
+            return loom_model_fail(err, err_n, st, "model: uploading '%s' to %s failed: %s",
+                                   w->name, m->be->iface->name, m->be->error);
         *w->dst = t;
         done_bytes += nbytes;
-        if (p.progress) p.progress(p.progress_ud, total ? (double)done_bytes / (double)total : 1);
+        if (p->progress)
+            p->progress(p->progress_ud, wl->total ? (double)done_bytes / (double)wl->total : 1);
     }
     m->wbytes = done_bytes;
-    if (p.progress) p.progress(p.progress_ud, 1.0);
+    if (p->progress) p->progress(p->progress_ud, 1.0);
+    return LOOM_OK;
+}
 
-    /* KV cache. */
-    m->n_ctx = p.n_ctx > 0 ? p.n_ctx : (c->max_ctx < 4096 ? c->max_ctx : 4096);
-    m->n_slots = p.n_slots > 0 ? p.n_slots : 1;
-    if (m->n_slots > LLAMA_MAX_SEQ) {
-        st = loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: at most %d slots",
-                             LLAMA_MAX_SEQ);
-        goto done;
-    }
-    const int64_t kv_dim = c->n_kv_heads * c->head_dim;
-    if (m->kv_dtype == LOOM_Q8_0 && kv_dim % 32 != 0) {
-        st = loom_model_fail(
-            err, err_n, LOOM_ERR_INVALID_ARG,
-            "model: a q8_0 KV cache needs n_kv_heads*head_dim (%lld) divisible by 32",
-            (long long)kv_dim);
-        goto done;
-    }
-    const int64_t kv_ne[4] = {kv_dim, m->n_ctx, m->n_slots, 1};
-    /* K and V of every layer: 2 * n_layers tensors of kv_one bytes, packed
-     * like the weights (several buffers only when the backend caps them). */
-    const size_t kv_one = loom_dtype_nbytes(m->kv_dtype, kv_dim * m->n_ctx * m->n_slots);
-    const int n_kv = (int)(2 * c->n_layers);
-    kvoff = calloc((size_t)n_kv + 1, sizeof *kvoff);
-    kvsize = calloc((size_t)n_kv + 1, sizeof *kvsize);
-    kvbsize = calloc((size_t)n_kv + 1, sizeof *kvbsize);
-    kvbuf = calloc((size_t)n_kv + 1, sizeof *kvbuf);
-    if (!kvoff || !kvsize || !kvbsize || !kvbuf) {
-        st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
-        goto done;
-    }
-    for (int i = 0; i < n_kv; i++)
-        kvsize[i] = kv_one;
-    const size_t kvmax = loom_backend_max_buffer(m->kv_be);
-    int n_kvb = 0;
-    pack_tensors(kvsize, n_kv, kvmax, kvbuf, kvoff, kvbsize, &n_kvb, &big);
-    if (big >= 0) {
-        st = loom_model_fail(
-            err, err_n, LOOM_ERR_UNSUPPORTED,
-            "model: KV cache tensor 'cache_k.0' ([%lld, %lld, %d] %s, %zu bytes) is larger "
-            "than the %s backend's maximum buffer size (%zu bytes); use a smaller context "
-            "or fewer slots",
-            (long long)kv_dim, (long long)m->n_ctx, m->n_slots, loom_dtype_name(m->kv_dtype),
-            kv_one, m->kv_be->iface->name, kvmax);
-        goto done;
-    }
-    if ((st = alloc_buffers(m->kv_be, kvbsize, n_kvb, &m->kvbufs, &m->n_kvbufs, "the KV cache", err,
-                            err_n)) != LOOM_OK)
-        goto done;
-    for (int64_t i = 0; i < c->n_layers; i++) {
-        char nk[32], nv[32];
-        snprintf(nk, sizeof nk, "cache_k.%lld", (long long)i);
-        snprintf(nv, sizeof nv, "cache_v.%lld", (long long)i);
-        const int ik = (int)(2 * i), iv = (int)(2 * i + 1);
-        m->layers[i].k_cache =
-            bound_leaf(m->wg, m->kv_dtype, kv_ne, m->kvbufs[kvbuf[ik]], kvoff[ik], nk);
-        m->layers[i].v_cache =
-            bound_leaf(m->wg, m->kv_dtype, kv_ne, m->kvbufs[kvbuf[iv]], kvoff[iv], nv);
-        if (!m->layers[i].k_cache || !m->layers[i].v_cache) {
-            st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
-            goto done;
-        }
-    }
-    m->slot_pos = calloc((size_t)m->n_slots, sizeof *m->slot_pos);
-    if (!m->slot_pos) {
-        st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
-        goto done;
-    }
+/* Step 6: the embedded tokenizer (optional). */
+static loom_status load_tokenizer(loom_model *m, loom_gguf *g, char *err, size_t err_n) {
+    if (loom_gguf_find_kv(g, "tokenizer.ggml.tokens") < 0) return LOOM_OK;
+    char terr[512];
+    loom_status st = loom_tokenizer_load_gguf(g, &m->tok, terr, sizeof terr);
+    if (st != LOOM_OK) return loom_model_fail(err, err_n, st, "model: %s", terr);
+    return LOOM_OK;
+}
 
-    /* Tokenizer (optional). */
-    if (loom_gguf_find_kv(g, "tokenizer.ggml.tokens") >= 0) {
-        char terr[512];
-        if ((st = loom_tokenizer_load_gguf(g, &m->tok, terr, sizeof terr)) != LOOM_OK) {
-            st = loom_model_fail(err, err_n, st, "model: %s", terr);
-            goto done;
-        }
-    }
-    st = LOOM_OK;
-done:
+/* Load from an open GGUF; takes ownership of g (closed before returning, on
+ * success and failure). path only labels messages. */
+static loom_status load_from_gguf(loom_gguf *g, const char *path, const loom_model_params *pp,
+                                  loom_model **out, char *err, size_t err_n) {
+    *out = NULL;
+    const loom_model_params p = pp ? *pp : loom_model_default_params();
+    loom_model *m = NULL;
+    wlist wl = {0};
+    loom_status st = check_params(&p, err, err_n);
+    if (st == LOOM_OK && !(m = calloc(1, sizeof *m)))
+        st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
+    if (st == LOOM_OK) st = read_config(m, g, &p, err, err_n);
+    if (st == LOOM_OK) st = plan_weights(m, g, path, &p, &wl, err, err_n);
+    if (st == LOOM_OK) st = place_weights(m, &wl, err, err_n);
+    if (st == LOOM_OK) st = upload_weights(m, g, &wl, &p, err, err_n);
+    /* Step 5: generate/kv_cache.c */
+    if (st == LOOM_OK) st = loom_kv_cache_alloc(m, &p, err, err_n);
+    if (st == LOOM_OK) st = load_tokenizer(m, g, err, err_n);
     free(wl.v);
-    free(store);
-    free(wsize);
-    free(woff);
-    free(bsize);
-    free(wbuf);
-    free(kvsize);
-    free(kvoff);
-    free(kvbsize);
-    free(kvbuf);
-    loom_gguf_close(g); /* weights were copied into the backend buffer */
+    loom_gguf_close(g); /* weights were copied into the backend buffers */
     if (st != LOOM_OK) {
         loom_model_free(m);
         return st;
@@ -693,10 +511,85 @@ done:
     return LOOM_OK;
 }
 
+loom_status loom_model_load_gguf(const char *path, const loom_model_params *pp, loom_model **out,
+                                 char *err, size_t err_n) {
+    if (!path || !out)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: NULL argument");
+    *out = NULL;
+    char gerr[512];
+    loom_gguf *g = NULL;
+    loom_status st = loom_gguf_open(path, &g, gerr, sizeof gerr);
+    if (st != LOOM_OK) return loom_model_fail(err, err_n, st, "model: %s", gerr);
+    return load_from_gguf(g, path, pp, out, err, err_n);
+}
+
+/* ---------------- model sources: GGUF file or HF directory ---------------- */
+
+bool loom_model_path_is_hf(const char *path) {
+    struct stat sb;
+    if (!path || stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) return false;
+    char p[4096];
+    snprintf(p, sizeof p, "%s/config.json", path);
+    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+loom_status loom_model_load(const char *path, const loom_model_params *pp, loom_model **out,
+                            char *err, size_t err_n) {
+    if (!path || !out)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: NULL argument");
+    *out = NULL;
+    if (!loom_model_path_is_hf(path)) {
+        struct stat sb;
+        if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+            return loom_model_fail(
+                err, err_n, LOOM_ERR_IO,
+                "model: %s is a directory without config.json (expected a GGUF file or "
+                "a Hugging Face checkpoint directory)",
+                path);
+        return loom_model_load_gguf(path, pp, out, err, err_n);
+    }
+    loom_model_params p = pp ? *pp : loom_model_default_params();
+    loom_dtype wtype = LOOM_DTYPE_COUNT; /* lossless */
+    if (p.quantize) {
+        loom_dtype probe;
+        const int64_t ne[2] = {64, 64};
+        if (loom_model_store_type("x", 2, ne, p.quant, &probe) != LOOM_OK)
+            return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                                   "model: cannot quantize to %s (f32, f16, bf16, q8_0, q4_0, nf4)",
+                                   loom_dtype_name(p.quant));
+        if (!loom_dtype_is_nf4(p.quant)) {
+            wtype = p.quant; /* the converter writes the final type: nothing left to do */
+            p.quantize = false;
+        }
+    }
+    /* The temporary GGUF: converted, loaded (weights are copied into the
+     * backend buffer), removed. Why a file and not memory: the reader and
+     * the loader work on a mapped file, and the page cache, not the heap,
+     * then holds the converted bytes (ADR 0012). */
+    const char *td = getenv("TMPDIR");
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s/loom-hf-XXXXXX", td && *td ? td : "/tmp");
+    int fd = mkstemp(tmp);
+    if (fd < 0)
+        return loom_model_fail(
+            err, err_n, LOOM_ERR_IO,
+            "model: cannot create a temporary file in %s for converting %s (set TMPDIR)",
+            td && *td ? td : "/tmp", path);
+    close(fd);
+    loom_status s = loom_hf_dir_to_gguf(path, wtype, tmp, NULL, NULL, err, err_n);
+    loom_gguf *g = NULL;
+    char e[512];
+    if (s == LOOM_OK && (s = loom_gguf_open(tmp, &g, e, sizeof e)) != LOOM_OK)
+        loom_model_fail(err, err_n, s, "model: converted %s: %s", path, e);
+    unlink(tmp); /* mapped (or failed): the name is no longer needed */
+    if (s != LOOM_OK) return s;
+    return load_from_gguf(g, path, &p, out, err, err_n);
+}
+
 void loom_model_free(loom_model *m) {
     if (!m) return;
-    for (int i = 0; i < LLAMA_GRAPH_CACHE; i++)
-        llama_graph_release(&m->cache[i]);
+    for (int i = 0; i < LOOM_LLAMA_GRAPH_CACHE; i++)
+        loom_llama_graph_release(&m->cache[i]);
     loom_tokenizer_free(m->tok);
     loom_graph_free(m->wg);
     for (int i = 0; i < m->n_wbufs; i++)
@@ -722,32 +615,11 @@ bool loom_model_random_weights(const loom_model *m) {
 const char *loom_model_backend_name(const loom_model *m) {
     return m->be->iface->name;
 }
-const char *loom_model_kv_backend_name(const loom_model *m) {
-    return m->kv_be->iface->name;
-}
-int64_t loom_model_n_ctx(const loom_model *m) {
-    return m->n_ctx;
-}
-int loom_model_n_slots(const loom_model *m) {
-    return m->n_slots;
-}
 size_t loom_model_weight_bytes(const loom_model *m) {
     return m->wbytes;
 }
 const char *loom_model_weight_types(const loom_model *m) {
     return m->wtypes;
-}
-int64_t loom_model_slot_pos(const loom_model *m, int slot) {
-    return slot >= 0 && slot < m->n_slots ? m->slot_pos[slot] : -1;
-}
-void loom_model_slot_clear(loom_model *m, int slot) {
-    if (slot >= 0 && slot < m->n_slots) m->slot_pos[slot] = 0;
-}
-loom_status loom_model_slot_truncate(loom_model *m, int slot, int64_t n) {
-    if (slot < 0 || slot >= m->n_slots || n < 0 || n > m->slot_pos[slot])
-        return LOOM_ERR_INVALID_ARG;
-    m->slot_pos[slot] = n;
-    return LOOM_OK;
 }
 void loom_model_graph_stats(const loom_model *m, int *n_builds, int *n_runs) {
     if (n_builds) *n_builds = m->n_builds;

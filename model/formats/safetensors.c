@@ -1,4 +1,4 @@
-/* model/safetensors.c - safetensors reader: mmap, validate the JSON header
+/* model/formats/safetensors.c - safetensors reader: mmap, validate the JSON header
  * and every offset up front, serve tensors from the mapping; sharded
  * checkpoints through model.safetensors.index.json; quantize-on-load.
  *
@@ -8,6 +8,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "loom/safetensors.h"
+#include "model/model_internal.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -75,21 +76,6 @@ struct loom_safetensors {
     char err[512];
 };
 
-static loom_status set_err(char *err, size_t n, loom_status s, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
-static loom_status set_err(char *err, size_t n, loom_status s, const char *fmt, ...) {
-    if (err && n) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, n, fmt, ap);
-        va_end(ap);
-    }
-    return s;
-}
-
 static char *dup_str(const char *s) {
     size_t n = strlen(s) + 1;
     char *d = malloc(n);
@@ -137,20 +123,22 @@ void loom_safetensors_close(loom_safetensors *st) {
 static loom_status add_meta(loom_safetensors *st, const char *label, const cJSON *obj, char *err,
                             size_t err_n, bool keep) {
     if (!cJSON_IsObject(obj))
-        return set_err(err, err_n, LOOM_ERR_FORMAT, "%s: __metadata__ is not an object", label);
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "%s: __metadata__ is not an object",
+                               label);
     for (const cJSON *m = obj->child; m; m = m->next) {
         if (!cJSON_IsString(m) || !m->valuestring)
-            return set_err(err, err_n, LOOM_ERR_FORMAT,
-                           "%s: __metadata__ value of '%s' is not a string", label, m->string);
+            return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                   "%s: __metadata__ value of '%s' is not a string", label,
+                                   m->string);
         if (!keep) continue;
         char **nm = realloc(st->meta, (size_t)(st->n_meta + 1) * 2 * sizeof *nm);
-        if (!nm) return set_err(err, err_n, LOOM_ERR_OOM, "%s: out of memory", label);
+        if (!nm) return loom_model_fail(err, err_n, LOOM_ERR_OOM, "%s: out of memory", label);
         st->meta = nm;
         nm[2 * st->n_meta] = dup_str(m->string);
         nm[2 * st->n_meta + 1] = dup_str(m->valuestring);
         st->n_meta++;
         if (!nm[2 * st->n_meta - 2] || !nm[2 * st->n_meta - 1])
-            return set_err(err, err_n, LOOM_ERR_OOM, "%s: out of memory", label);
+            return loom_model_fail(err, err_n, LOOM_ERR_OOM, "%s: out of memory", label);
     }
     return LOOM_OK;
 }
@@ -159,65 +147,67 @@ static loom_status parse_tensor(loom_safetensors *st, int shard, const char *lab
                                 char *err, size_t err_n) {
     const char *name = j->string;
     if (!cJSON_IsObject(j))
-        return set_err(err, err_n, LOOM_ERR_FORMAT, "%s: tensor '%s' is not a JSON object", label,
-                       name);
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "%s: tensor '%s' is not a JSON object",
+                               label, name);
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(j, "dtype");
     const cJSON *sh = cJSON_GetObjectItemCaseSensitive(j, "shape");
     const cJSON *off = cJSON_GetObjectItemCaseSensitive(j, "data_offsets");
     if (!cJSON_IsString(dt) || !dt->valuestring)
-        return set_err(err, err_n, LOOM_ERR_FORMAT, "%s: tensor '%s' has no string \"dtype\"",
-                       label, name);
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                               "%s: tensor '%s' has no string \"dtype\"", label, name);
     int d = st_dtype_find(dt->valuestring);
     if (d < 0)
-        return set_err(err, err_n, LOOM_ERR_FORMAT, "%s: tensor '%s' has unknown dtype '%.32s'",
-                       label, name, dt->valuestring);
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                               "%s: tensor '%s' has unknown dtype '%.32s'", label, name,
+                               dt->valuestring);
     if (!cJSON_IsArray(sh))
-        return set_err(err, err_n, LOOM_ERR_FORMAT, "%s: tensor '%s' has no array \"shape\"", label,
-                       name);
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                               "%s: tensor '%s' has no array \"shape\"", label, name);
     if (!cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2)
-        return set_err(err, err_n, LOOM_ERR_FORMAT,
-                       "%s: tensor '%s': \"data_offsets\" must be an array [begin, end]", label,
-                       name);
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                               "%s: tensor '%s': \"data_offsets\" must be an array [begin, end]",
+                               label, name);
     st_tensor t = {.dtype = d, .shard = shard, .n_elements = 1};
     for (const cJSON *e = sh->child; e; e = e->next) {
         uint64_t v;
         if (t.n_dims == LOOM_ST_MAX_DIMS)
-            return set_err(err, err_n, LOOM_ERR_FORMAT,
-                           "%s: tensor '%s' has more than %d dims (loom's maximum)", label, name,
-                           LOOM_ST_MAX_DIMS);
+            return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                   "%s: tensor '%s' has more than %d dims (loom's maximum)", label,
+                                   name, LOOM_ST_MAX_DIMS);
         if (!json_uint(e, &v))
-            return set_err(err, err_n, LOOM_ERR_FORMAT,
-                           "%s: tensor '%s': shape[%d] is not a non-negative integer", label, name,
-                           t.n_dims);
+            return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                   "%s: tensor '%s': shape[%d] is not a non-negative integer",
+                                   label, name, t.n_dims);
         t.shape[t.n_dims++] = (int64_t)v;
         /* v < 2^53 and the running product is < 2^53, so the product fits */
         if (v != 0 && (uint64_t)t.n_elements > (UINT64_C(1) << 53) / v)
-            return set_err(err, err_n, LOOM_ERR_FORMAT, "%s: tensor '%s': shape is too large",
-                           label, name);
+            return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                   "%s: tensor '%s': shape is too large", label, name);
         t.n_elements *= (int64_t)v;
     }
     if (!json_uint(off->child, &t.begin) || !json_uint(off->child->next, &t.end))
-        return set_err(err, err_n, LOOM_ERR_FORMAT,
-                       "%s: tensor '%s': data_offsets are not non-negative integers", label, name);
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                               "%s: tensor '%s': data_offsets are not non-negative integers", label,
+                               name);
     if (t.end < t.begin)
-        return set_err(err, err_n, LOOM_ERR_FORMAT,
-                       "%s: tensor '%s': data_offsets end %llu is before begin %llu", label, name,
-                       (unsigned long long)t.end, (unsigned long long)t.begin);
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                               "%s: tensor '%s': data_offsets end %llu is before begin %llu", label,
+                               name, (unsigned long long)t.end, (unsigned long long)t.begin);
     uint64_t want = (uint64_t)t.n_elements * st_dtypes[d].size; /* < 2^56 */
     if (t.end - t.begin != want)
-        return set_err(err, err_n, LOOM_ERR_FORMAT,
-                       "%s: tensor '%s': %llu bytes at data_offsets but shape x %s needs %llu",
-                       label, name, (unsigned long long)(t.end - t.begin), st_dtypes[d].name,
-                       (unsigned long long)want);
+        return loom_model_fail(
+            err, err_n, LOOM_ERR_FORMAT,
+            "%s: tensor '%s': %llu bytes at data_offsets but shape x %s needs %llu", label, name,
+            (unsigned long long)(t.end - t.begin), st_dtypes[d].name, (unsigned long long)want);
     if (st->n_tensors == st->cap_tensors) {
         int64_t cap = st->cap_tensors ? 2 * st->cap_tensors : 64;
         st_tensor *nt = realloc(st->tensors, (size_t)cap * sizeof *nt);
-        if (!nt) return set_err(err, err_n, LOOM_ERR_OOM, "%s: out of memory", label);
+        if (!nt) return loom_model_fail(err, err_n, LOOM_ERR_OOM, "%s: out of memory", label);
         st->tensors = nt;
         st->cap_tensors = cap;
     }
     t.name = dup_str(name);
-    if (!t.name) return set_err(err, err_n, LOOM_ERR_OOM, "%s: out of memory", label);
+    if (!t.name) return loom_model_fail(err, err_n, LOOM_ERR_OOM, "%s: out of memory", label);
     st->tensors[st->n_tensors++] = t;
     return LOOM_OK;
 }
@@ -240,13 +230,13 @@ static loom_status check_tiling(loom_safetensors *st, int64_t first, const st_sh
     int64_t n = st->n_tensors - first;
     if (n == 0) {
         if (sh->data_size != 0)
-            return set_err(err, err_n, LOOM_ERR_FORMAT,
-                           "%s: no tensors but %zu bytes of data after the header", sh->label,
-                           sh->data_size);
+            return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                   "%s: no tensors but %zu bytes of data after the header",
+                                   sh->label, sh->data_size);
         return LOOM_OK;
     }
     const st_tensor **idx = malloc((size_t)n * sizeof *idx);
-    if (!idx) return set_err(err, err_n, LOOM_ERR_OOM, "%s: out of memory", sh->label);
+    if (!idx) return loom_model_fail(err, err_n, LOOM_ERR_OOM, "%s: out of memory", sh->label);
     for (int64_t i = 0; i < n; i++)
         idx[i] = &st->tensors[first + i];
     qsort(idx, (size_t)n, sizeof *idx, cmp_offset);
@@ -256,18 +246,19 @@ static loom_status check_tiling(loom_safetensors *st, int64_t first, const st_sh
     for (int64_t i = 0; i < n && s == LOOM_OK; i++) {
         const st_tensor *t = idx[i];
         if (t->end > sh->data_size)
-            s = set_err(err, err_n, LOOM_ERR_FORMAT,
-                        "%s: tensor '%s': data_offsets [%llu, %llu] run past the end of the data "
-                        "(%zu bytes; file truncated?)",
-                        sh->label, t->name, (unsigned long long)t->begin,
-                        (unsigned long long)t->end, sh->data_size);
+            s = loom_model_fail(
+                err, err_n, LOOM_ERR_FORMAT,
+                "%s: tensor '%s': data_offsets [%llu, %llu] run past the end of the data "
+                "(%zu bytes; file truncated?)",
+                sh->label, t->name, (unsigned long long)t->begin, (unsigned long long)t->end,
+                sh->data_size);
         else if (t->begin < at)
-            s = set_err(err, err_n, LOOM_ERR_FORMAT,
-                        "%s: tensor '%s' (data_offsets [%llu, %llu]) overlaps tensor '%s'",
-                        sh->label, t->name, (unsigned long long)t->begin,
-                        (unsigned long long)t->end, prev ? prev : "?");
+            s = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                "%s: tensor '%s' (data_offsets [%llu, %llu]) overlaps tensor '%s'",
+                                sh->label, t->name, (unsigned long long)t->begin,
+                                (unsigned long long)t->end, prev ? prev : "?");
         else if (t->begin > at)
-            s = set_err(
+            s = loom_model_fail(
                 err, err_n, LOOM_ERR_FORMAT,
                 "%s: tensor '%s' starts at %llu, leaving a hole after byte %llu of the data",
                 sh->label, t->name, (unsigned long long)t->begin, (unsigned long long)at);
@@ -276,10 +267,11 @@ static loom_status check_tiling(loom_safetensors *st, int64_t first, const st_sh
     }
     free(idx);
     if (s == LOOM_OK && at != sh->data_size)
-        s = set_err(err, err_n, LOOM_ERR_FORMAT,
-                    "%s: tensors cover %llu bytes of data but %zu follow the header (trailing "
-                    "bytes)",
-                    sh->label, (unsigned long long)at, sh->data_size);
+        s = loom_model_fail(
+            err, err_n, LOOM_ERR_FORMAT,
+            "%s: tensors cover %llu bytes of data but %zu follow the header (trailing "
+            "bytes)",
+            sh->label, (unsigned long long)at, sh->data_size);
     return s;
 }
 
@@ -287,28 +279,30 @@ static loom_status parse_shard(loom_safetensors *st, int shard, char *err, size_
     st_shard *sh = &st->shards[shard];
     const char *label = sh->label;
     if (sh->size < 8)
-        return set_err(err, err_n, LOOM_ERR_FORMAT,
-                       "%s: %zu bytes, too short for the 8-byte header length", label, sh->size);
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                               "%s: %zu bytes, too short for the 8-byte header length", label,
+                               sh->size);
     uint64_t hn = le64(sh->base);
     if (hn > LOOM_ST_MAX_HEADER)
-        return set_err(err, err_n, LOOM_ERR_FORMAT,
-                       "%s: header length %llu is absurd (more than %u bytes; not a safetensors "
-                       "file?)",
-                       label, (unsigned long long)hn, LOOM_ST_MAX_HEADER);
+        return loom_model_fail(
+            err, err_n, LOOM_ERR_FORMAT,
+            "%s: header length %llu is absurd (more than %u bytes; not a safetensors "
+            "file?)",
+            label, (unsigned long long)hn, LOOM_ST_MAX_HEADER);
     if (hn > sh->size - 8)
-        return set_err(err, err_n, LOOM_ERR_FORMAT,
-                       "%s: header length %llu runs past the end of the file (%zu bytes; "
-                       "truncated?)",
-                       label, (unsigned long long)hn, sh->size);
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                               "%s: header length %llu runs past the end of the file (%zu bytes; "
+                               "truncated?)",
+                               label, (unsigned long long)hn, sh->size);
     const char *h = (const char *)sh->base + 8;
     if (hn < 2 || h[0] != '{')
-        return set_err(err, err_n, LOOM_ERR_FORMAT,
-                       "%s: header does not start with '{' (not a JSON object)", label);
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                               "%s: header does not start with '{' (not a JSON object)", label);
     sh->data = sh->base + 8 + hn;
     sh->data_size = sh->size - 8 - (size_t)hn;
     /* NUL-terminated copy: cJSON must never read past the header */
     char *txt = malloc((size_t)hn + 1);
-    if (!txt) return set_err(err, err_n, LOOM_ERR_OOM, "%s: out of memory", label);
+    if (!txt) return loom_model_fail(err, err_n, LOOM_ERR_OOM, "%s: out of memory", label);
     memcpy(txt, h, (size_t)hn);
     txt[hn] = '\0';
     const char *end = NULL;
@@ -317,16 +311,16 @@ static loom_status parse_shard(loom_safetensors *st, int shard, char *err, size_
     if (!root) {
         const char *at = cJSON_GetErrorPtr();
         size_t pos = at && at >= txt && at <= txt + hn ? (size_t)(at - txt) : 0;
-        s = set_err(err, err_n, LOOM_ERR_FORMAT, "%s: header is not valid JSON (near byte %zu)",
-                    label, pos);
+        s = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                            "%s: header is not valid JSON (near byte %zu)", label, pos);
     } else if (!cJSON_IsObject(root)) {
-        s = set_err(err, err_n, LOOM_ERR_FORMAT, "%s: header JSON is not an object", label);
+        s = loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "%s: header JSON is not an object", label);
     } else {
         for (const char *p = end; p < txt + hn; p++)
             if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
-                s = set_err(err, err_n, LOOM_ERR_FORMAT,
-                            "%s: unexpected bytes after the header JSON (at byte %zu)", label,
-                            (size_t)(p - txt));
+                s = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                    "%s: unexpected bytes after the header JSON (at byte %zu)",
+                                    label, (size_t)(p - txt));
                 break;
             }
     }
@@ -335,10 +329,12 @@ static loom_status parse_shard(loom_safetensors *st, int shard, char *err, size_
     for (const cJSON *j = root && s == LOOM_OK ? root->child : NULL; j && s == LOOM_OK;
          j = j->next) {
         if (!j->string) {
-            s = set_err(err, err_n, LOOM_ERR_FORMAT, "%s: header member without a name", label);
+            s = loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "%s: header member without a name",
+                                label);
         } else if (!strcmp(j->string, "__metadata__")) {
             if (seen_meta)
-                s = set_err(err, err_n, LOOM_ERR_FORMAT, "%s: duplicate __metadata__", label);
+                s = loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "%s: duplicate __metadata__",
+                                    label);
             else
                 s = add_meta(st, label, j, err, err_n, shard == 0);
             seen_meta = true;
@@ -359,7 +355,7 @@ static loom_status index_names(loom_safetensors *st, char *err, size_t err_n) {
     st->by_name = malloc(n * sizeof *st->by_name);
     if (!p || !st->by_name) {
         free(p);
-        return set_err(err, err_n, LOOM_ERR_OOM, "safetensors: out of memory");
+        return loom_model_fail(err, err_n, LOOM_ERR_OOM, "safetensors: out of memory");
     }
     for (int64_t i = 0; i < st->n_tensors; i++)
         p[i] = &st->tensors[i];
@@ -370,10 +366,10 @@ static loom_status index_names(loom_safetensors *st, char *err, size_t err_n) {
     for (int64_t i = 1; i < st->n_tensors; i++) {
         const st_tensor *a = &st->tensors[st->by_name[i - 1]], *b = &st->tensors[st->by_name[i]];
         if (!strcmp(a->name, b->name))
-            return set_err(err, err_n, LOOM_ERR_FORMAT, "%s: duplicate tensor name '%s'%s%s",
-                           st->shards[b->shard].label, b->name,
-                           a->shard != b->shard ? " (also in " : "",
-                           a->shard != b->shard ? st->shards[a->shard].label : "");
+            return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                   "%s: duplicate tensor name '%s'%s%s", st->shards[b->shard].label,
+                                   b->name, a->shard != b->shard ? " (also in " : "",
+                                   a->shard != b->shard ? st->shards[a->shard].label : "");
     }
     return LOOM_OK;
 }
@@ -395,11 +391,11 @@ loom_status loom_safetensors_open_memory(const void *buf, size_t n, loom_safeten
     if (out) *out = NULL;
     if (err && err_n) err[0] = '\0';
     if (!out || (!buf && n))
-        return set_err(err, err_n, LOOM_ERR_INVALID_ARG, "safetensors: NULL argument");
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "safetensors: NULL argument");
     loom_safetensors *st = new_ctx(1);
     if (!st || !(st->shards[0].label = dup_str("<memory>"))) {
         loom_safetensors_close(st);
-        return set_err(err, err_n, LOOM_ERR_OOM, "safetensors: out of memory");
+        return loom_model_fail(err, err_n, LOOM_ERR_OOM, "safetensors: out of memory");
     }
     st->shards[0].base = buf;
     st->shards[0].size = n;
@@ -418,14 +414,15 @@ static loom_status map_shard(loom_safetensors *st, int i, const char *path, char
                              size_t err_n) {
     st_shard *sh = &st->shards[i];
     if (!(sh->label = dup_str(path)))
-        return set_err(err, err_n, LOOM_ERR_OOM, "safetensors: out of memory");
+        return loom_model_fail(err, err_n, LOOM_ERR_OOM, "safetensors: out of memory");
     int fd = open(path, O_RDONLY);
     if (fd < 0)
-        return set_err(err, err_n, LOOM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        return loom_model_fail(err, err_n, LOOM_ERR_IO, "%s: cannot open: %s", path,
+                               strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         close(fd);
-        return set_err(err, err_n, LOOM_ERR_IO, "%s: not a regular file", path);
+        return loom_model_fail(err, err_n, LOOM_ERR_IO, "%s: not a regular file", path);
     }
     sh->size = (size_t)sb.st_size;
     sh->mapped = true;
@@ -440,7 +437,8 @@ static loom_status map_shard(loom_safetensors *st, int i, const char *path, char
     close(fd);
     if (p == MAP_FAILED) {
         sh->mapped = false;
-        return set_err(err, err_n, LOOM_ERR_IO, "%s: mmap failed: %s", path, strerror(errno));
+        return loom_model_fail(err, err_n, LOOM_ERR_IO, "%s: mmap failed: %s", path,
+                               strerror(errno));
     }
     sh->base = p;
     return LOOM_OK;
@@ -449,7 +447,7 @@ static loom_status map_shard(loom_safetensors *st, int i, const char *path, char
 static char *read_text(const char *path, size_t *n, char *err, size_t err_n, loom_status *s) {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        *s = set_err(err, err_n, LOOM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        *s = loom_model_fail(err, err_n, LOOM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
     char *buf = NULL;
@@ -461,7 +459,7 @@ static char *read_text(const char *path, size_t *n, char *err, size_t err_n, loo
             if (!nb) {
                 free(buf);
                 fclose(f);
-                *s = set_err(err, err_n, LOOM_ERR_OOM, "%s: out of memory", path);
+                *s = loom_model_fail(err, err_n, LOOM_ERR_OOM, "%s: out of memory", path);
                 return NULL;
             }
             buf = nb;
@@ -474,7 +472,7 @@ static char *read_text(const char *path, size_t *n, char *err, size_t err_n, loo
     fclose(f);
     if (bad) {
         free(buf);
-        *s = set_err(err, err_n, LOOM_ERR_IO, "%s: read error", path);
+        *s = loom_model_fail(err, err_n, LOOM_ERR_IO, "%s: read error", path);
         return NULL;
     }
     buf[len] = '\0';
@@ -506,25 +504,25 @@ static loom_status open_index(const char *path, loom_safetensors **out, char *er
     const cJSON *wm = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
     if (!cJSON_IsObject(root) || !cJSON_IsObject(wm)) {
         cJSON_Delete(root);
-        return set_err(err, err_n, LOOM_ERR_FORMAT, "%s: %s", path,
-                       root ? "no \"weight_map\" object" : "not valid JSON");
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "%s: %s", path,
+                               root ? "no \"weight_map\" object" : "not valid JSON");
     }
     /* the distinct shard file names, sorted */
     int n_map = cJSON_GetArraySize(wm), n_files = 0;
     const char **files = calloc(n_map ? (size_t)n_map : 1, sizeof *files);
     loom_safetensors *st = NULL;
-    s = files ? LOOM_OK : set_err(err, err_n, LOOM_ERR_OOM, "%s: out of memory", path);
+    s = files ? LOOM_OK : loom_model_fail(err, err_n, LOOM_ERR_OOM, "%s: out of memory", path);
     for (const cJSON *e = wm->child; e && s == LOOM_OK; e = e->next) {
         const char *f = cJSON_IsString(e) ? e->valuestring : NULL;
         if (!f || !f[0] || strchr(f, '/') || strchr(f, '\\') || !strcmp(f, ".") || !strcmp(f, ".."))
-            s = set_err(err, err_n, LOOM_ERR_FORMAT,
-                        "%s: weight_map entry '%s' must name a file in the same directory", path,
-                        e->string ? e->string : "?");
+            s = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                "%s: weight_map entry '%s' must name a file in the same directory",
+                                path, e->string ? e->string : "?");
         else
             files[n_files++] = f;
     }
     if (s == LOOM_OK && n_files == 0)
-        s = set_err(err, err_n, LOOM_ERR_FORMAT, "%s: weight_map is empty", path);
+        s = loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "%s: weight_map is empty", path);
     if (s == LOOM_OK) {
         qsort(files, (size_t)n_files, sizeof *files, cmp_cstr);
         int u = 0;
@@ -532,7 +530,7 @@ static loom_status open_index(const char *path, loom_safetensors **out, char *er
             if (u == 0 || strcmp(files[u - 1], files[i])) files[u++] = files[i];
         n_files = u;
         st = new_ctx(n_files);
-        if (!st) s = set_err(err, err_n, LOOM_ERR_OOM, "%s: out of memory", path);
+        if (!st) s = loom_model_fail(err, err_n, LOOM_ERR_OOM, "%s: out of memory", path);
     }
     /* directory of the index */
     const char *slash = strrchr(path, '/');
@@ -541,7 +539,7 @@ static loom_status open_index(const char *path, loom_safetensors **out, char *er
         size_t fn = strlen(files[i]);
         char *p = malloc(dir_n + fn + 1);
         if (!p) {
-            s = set_err(err, err_n, LOOM_ERR_OOM, "%s: out of memory", path);
+            s = loom_model_fail(err, err_n, LOOM_ERR_OOM, "%s: out of memory", path);
             break;
         }
         memcpy(p, path, dir_n);
@@ -557,13 +555,13 @@ static loom_status open_index(const char *path, loom_safetensors **out, char *er
         const char **f = bsearch(&e->valuestring, files, (size_t)n_files, sizeof *files, cmp_cstr);
         int shard = f ? (int)(f - files) : -1;
         if (t < 0)
-            s = set_err(err, err_n, LOOM_ERR_FORMAT,
-                        "%s: weight_map lists tensor '%s' in %s but no shard holds it", path,
-                        e->string, e->valuestring);
+            s = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                "%s: weight_map lists tensor '%s' in %s but no shard holds it",
+                                path, e->string, e->valuestring);
         else if (st->tensors[t].shard != shard)
-            s = set_err(err, err_n, LOOM_ERR_FORMAT,
-                        "%s: weight_map puts tensor '%s' in %s but it is in %s", path, e->string,
-                        e->valuestring, st->shards[st->tensors[t].shard].label);
+            s = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                "%s: weight_map puts tensor '%s' in %s but it is in %s", path,
+                                e->string, e->valuestring, st->shards[st->tensors[t].shard].label);
     }
     free(files);
     cJSON_Delete(root);
@@ -585,24 +583,25 @@ loom_status loom_safetensors_open(const char *path, loom_safetensors **out, char
     if (out) *out = NULL;
     if (err && err_n) err[0] = '\0';
     if (!path || !out)
-        return set_err(err, err_n, LOOM_ERR_INVALID_ARG, "safetensors: NULL argument");
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "safetensors: NULL argument");
     if (is_dir(path)) {
         size_t n = strlen(path) + 64;
         char *p = malloc(n);
-        if (!p) return set_err(err, err_n, LOOM_ERR_OOM, "safetensors: out of memory");
+        if (!p) return loom_model_fail(err, err_n, LOOM_ERR_OOM, "safetensors: out of memory");
         snprintf(p, n, "%s/model.safetensors", path);
         if (!exists(p)) snprintf(p, n, "%s/model.safetensors.index.json", path);
-        loom_status s = exists(p) ? loom_safetensors_open(p, out, err, err_n)
-                                  : set_err(err, err_n, LOOM_ERR_IO,
-                                            "%s: no model.safetensors or "
-                                            "model.safetensors.index.json in this directory",
-                                            path);
+        loom_status s = exists(p)
+                            ? loom_safetensors_open(p, out, err, err_n)
+                            : loom_model_fail(err, err_n, LOOM_ERR_IO,
+                                              "%s: no model.safetensors or "
+                                              "model.safetensors.index.json in this directory",
+                                              path);
         free(p);
         return s;
     }
     if (ends_with(path, ".json")) return open_index(path, out, err, err_n);
     loom_safetensors *st = new_ctx(1);
-    if (!st) return set_err(err, err_n, LOOM_ERR_OOM, "safetensors: out of memory");
+    if (!st) return loom_model_fail(err, err_n, LOOM_ERR_OOM, "safetensors: out of memory");
     loom_status s = map_shard(st, 0, path, err, err_n);
     if (s == LOOM_OK) s = parse_shard(st, 0, err, err_n);
     if (s == LOOM_OK) s = index_names(st, err, err_n);
@@ -624,7 +623,7 @@ static loom_status acc_err(loom_safetensors *st, loom_status s, const char *fmt,
 static loom_status acc_err(loom_safetensors *st, loom_status s, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(st->err, sizeof st->err, fmt, ap);
+    loom_model_vfail(st->err, sizeof st->err, s, fmt, ap);
     va_end(ap);
     return s;
 }

@@ -1,6 +1,7 @@
-/* model/config.c - model configuration presets, validation and size accounting. */
+/* model/arch/config.c - model configuration presets, validation and size accounting. */
 #include "loom/model_config.h"
 #include "loom/gguf.h"
+#include "model/model_internal.h"
 
 #ifndef M_PI
 #define M_PI 3.14159265358979323846
@@ -10,21 +11,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-static loom_status fail(char *err, size_t n, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-static loom_status fail(char *err, size_t n, const char *fmt, ...) {
-    if (err && n) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, n, fmt, ap);
-        va_end(ap);
-    }
-    return LOOM_ERR_INVALID_ARG;
-}
 
 /* Llama 3.1 architecture defaults shared by every preset. */
 static loom_model_config llama3_base(void) {
@@ -49,7 +35,8 @@ static void set_heads(loom_model_config *c, int64_t dim, int64_t n_heads, int64_
 
 loom_status loom_model_config_preset(const char *name, loom_model_config *out, char *err,
                                      size_t err_n) {
-    if (!name || !out) return fail(err, err_n, "model preset: NULL argument");
+    if (!name || !out)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "model preset: NULL argument");
     loom_model_config c = llama3_base();
     if (!strcmp(name, "llama3-8b") || !strcmp(name, "seed")) {
         set_heads(&c, 4096, 32, 8);
@@ -93,10 +80,11 @@ loom_status loom_model_config_preset(const char *name, loom_model_config *out, c
             c.ffn_dim = 864; /* unused (no dense layer); llama.cpp sizes experts by it */
         }
     } else {
-        return fail(err, err_n,
-                    "unknown model preset '%s' (known: llama3-8b, seed, tiny-moe, tiny-dense, "
-                    "small-110m, small-110m-moe)",
-                    name);
+        return loom_model_fail(
+            err, err_n, LOOM_ERR_INVALID_ARG,
+            "unknown model preset '%s' (known: llama3-8b, seed, tiny-moe, tiny-dense, "
+            "small-110m, small-110m-moe)",
+            name);
     }
     *out = c;
     return LOOM_OK;
@@ -105,11 +93,12 @@ loom_status loom_model_config_preset(const char *name, loom_model_config *out, c
 #define POSITIVE(field)                                                                            \
     do {                                                                                           \
         if (c->field <= 0)                                                                         \
-            return fail(err, err_n, #field " must be positive (got %lld)", (long long)c->field);   \
+            return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,                               \
+                                   #field " must be positive (got %lld)", (long long)c->field);    \
     } while (0)
 
 loom_status loom_model_config_validate(const loom_model_config *c, char *err, size_t err_n) {
-    if (!c) return fail(err, err_n, "model config is NULL");
+    if (!c) return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "model config is NULL");
     POSITIVE(vocab_size);
     POSITIVE(dim);
     POSITIVE(n_layers);
@@ -119,58 +108,74 @@ loom_status loom_model_config_validate(const loom_model_config *c, char *err, si
     POSITIVE(ffn_dim);
     POSITIVE(max_ctx);
     if (c->vocab_size > INT32_MAX)
-        return fail(err, err_n, "vocab_size (%lld) must fit token ids in i32",
-                    (long long)c->vocab_size);
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "vocab_size (%lld) must fit token ids in i32",
+                               (long long)c->vocab_size);
     if (c->n_heads % c->n_kv_heads != 0)
-        return fail(err, err_n, "n_heads (%lld) must be a multiple of n_kv_heads (%lld)",
-                    (long long)c->n_heads, (long long)c->n_kv_heads);
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "n_heads (%lld) must be a multiple of n_kv_heads (%lld)",
+                               (long long)c->n_heads, (long long)c->n_kv_heads);
     if (c->head_dim % 2 != 0)
-        return fail(err, err_n, "head_dim (%lld) must be even for rotary embeddings",
-                    (long long)c->head_dim);
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "head_dim (%lld) must be even for rotary embeddings",
+                               (long long)c->head_dim);
     if (!(c->rms_eps > 0.0f))
-        return fail(err, err_n, "rms_eps must be positive (got %g)", c->rms_eps);
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "rms_eps must be positive (got %g)", c->rms_eps);
     const loom_rope_params *r = &c->rope;
     if (!(r->theta > 0.0f))
-        return fail(err, err_n, "rope theta must be positive (got %g)", r->theta);
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "rope theta must be positive (got %g)", r->theta);
     if (r->n_dims <= 0 || r->n_dims > c->head_dim || r->n_dims % 2 != 0)
-        return fail(err, err_n, "rope n_dims (%d) must be even and in (0, head_dim %lld]",
-                    r->n_dims, (long long)c->head_dim);
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "rope n_dims (%d) must be even and in (0, head_dim %lld]", r->n_dims,
+                               (long long)c->head_dim);
     if (r->mode != LOOM_ROPE_NORMAL && r->mode != LOOM_ROPE_NEOX)
-        return fail(err, err_n, "rope mode %d is neither normal (0) nor neox (2)", r->mode);
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "rope mode %d is neither normal (0) nor neox (2)", r->mode);
     if (r->scaling == LOOM_ROPE_SCALING_LLAMA3) {
         if (!(r->factor > 0.0f))
-            return fail(err, err_n, "rope_scaling.factor must be positive (got %g)", r->factor);
+            return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                                   "rope_scaling.factor must be positive (got %g)", r->factor);
         if (!(r->low_freq_factor > 0.0f) || !(r->high_freq_factor > r->low_freq_factor))
-            return fail(err, err_n,
-                        "rope_scaling needs 0 < low_freq_factor < high_freq_factor (got %g, %g)",
-                        r->low_freq_factor, r->high_freq_factor);
+            return loom_model_fail(
+                err, err_n, LOOM_ERR_INVALID_ARG,
+                "rope_scaling needs 0 < low_freq_factor < high_freq_factor (got %g, %g)",
+                r->low_freq_factor, r->high_freq_factor);
         if (r->orig_ctx <= 0)
-            return fail(err, err_n,
-                        "rope_scaling.original_max_position_embeddings must be positive (got %d)",
-                        r->orig_ctx);
+            return loom_model_fail(
+                err, err_n, LOOM_ERR_INVALID_ARG,
+                "rope_scaling.original_max_position_embeddings must be positive (got %d)",
+                r->orig_ctx);
     } else if (r->scaling != LOOM_ROPE_SCALING_NONE) {
-        return fail(err, err_n, "rope scaling type %d is not supported (none or llama3)",
-                    r->scaling);
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "rope scaling type %d is not supported (none or llama3)",
+                               r->scaling);
     }
     if (c->n_experts < 0)
-        return fail(err, err_n, "n_experts must be >= 0 (got %lld)", (long long)c->n_experts);
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "n_experts must be >= 0 (got %lld)", (long long)c->n_experts);
     if (c->n_experts > 0) {
         if (c->n_experts_used < 1 || c->n_experts_used > c->n_experts)
-            return fail(err, err_n, "n_experts_used (%lld) must be in 1..n_experts (%lld)",
-                        (long long)c->n_experts_used, (long long)c->n_experts);
+            return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                                   "n_experts_used (%lld) must be in 1..n_experts (%lld)",
+                                   (long long)c->n_experts_used, (long long)c->n_experts);
         if (c->moe_every < 1)
-            return fail(err, err_n, "moe_every must be >= 1 (got %lld)", (long long)c->moe_every);
+            return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                                   "moe_every must be >= 1 (got %lld)", (long long)c->moe_every);
         if (c->moe_offset < 0 || c->moe_offset >= c->moe_every)
-            return fail(err, err_n, "moe_offset (%lld) must be in 0..moe_every-1 (%lld)",
-                        (long long)c->moe_offset, (long long)(c->moe_every - 1));
+            return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                                   "moe_offset (%lld) must be in 0..moe_every-1 (%lld)",
+                                   (long long)c->moe_offset, (long long)(c->moe_every - 1));
         POSITIVE(expert_ffn_dim);
     }
     int32_t ids[3] = {c->bos_id, c->eos_id, c->eot_id};
     const char *names[3] = {"bos_id", "eos_id", "eot_id"};
     for (int i = 0; i < 3; i++)
         if (ids[i] < -1 || ids[i] >= c->vocab_size)
-            return fail(err, err_n, "%s (%d) must be -1 or a token id below vocab_size (%lld)",
-                        names[i], ids[i], (long long)c->vocab_size);
+            return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                                   "%s (%d) must be -1 or a token id below vocab_size (%lld)",
+                                   names[i], ids[i], (long long)c->vocab_size);
     return LOOM_OK;
 }
 

@@ -1,4 +1,4 @@
-/* model/model_init.c - loom_model_write_random_gguf: a self-contained GGUF
+/* model/arch/init_model.c - loom_model_write_random_gguf: a self-contained GGUF
  * with seeded random weights (what `loom init-model` writes and the default
  * model of `loom run`). Deterministic: the same config, seed and weight type
  * give the same file. */

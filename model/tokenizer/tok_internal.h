@@ -1,4 +1,4 @@
-/* model/tok_internal.h - internals shared by the tokenizer sources
+/* model/tokenizer/tok_internal.h - internals shared by the tokenizer sources
  * (tokenizer.c: core, encode/decode; tokenizer_json.c: tokenizer.json loader;
  * tokenizer_chat.c: chat template). Not a public header. */
 #ifndef LOOM_TOK_INTERNAL_H
@@ -10,32 +10,25 @@
 #include <stdint.h>
 
 #include "loom/tokenizer.h"
-
-/* printf-style message into (err, err_n); returns st so callers can
- * `return tok_fail(err, err_n, LOOM_ERR_FORMAT, "...")`. */
-loom_status tok_fail(char *err, size_t err_n, loom_status st, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 4, 5)))
-#endif
-    ;
+#include "model/model_internal.h" /* loom_model_fail */
 
 /* One merge rule as two strings in the byte-level alphabet. */
-typedef struct tok_merge {
+typedef struct loom_tok_merge {
     const char *left;
     const char *right;
-} tok_merge;
+} loom_tok_merge;
 
 /* The common constructor behind loom_tokenizer_from_vocab and the JSON loader.
  * tokens[id] may be NULL for an unassigned id. Strings are copied. */
-loom_status tok_build(const char *const *tokens, size_t n_tokens, const int32_t *types,
-                      const tok_merge *merges, size_t n_merges, const char *pattern,
-                      bool ignore_merges, loom_tokenizer **out, char *err, size_t err_n);
+loom_status loom_tok_build(const char *const *tokens, size_t n_tokens, const int32_t *types,
+                           const loom_tok_merge *merges, size_t n_merges, const char *pattern,
+                           bool ignore_merges, loom_tokenizer **out, char *err, size_t err_n);
 
 /* The arrays a GGUF file stores (tokenizer.ggml.*), rebuilt from a
  * tokenizer: tokens in the byte-level alphabet (special tokens raw), types,
  * merges "left right" by rank. Everything points into d->strings, except
- * pattern, which is borrowed from the tokenizer. Free with tok_export_free. */
-typedef struct tok_export_data {
+ * pattern, which is borrowed from the tokenizer. Free with loom_tok_export_free. */
+typedef struct loom_tok_export_data {
     size_t n_tokens, n_merges;
     const char **tokens;
     int32_t *types;
@@ -43,8 +36,9 @@ typedef struct tok_export_data {
     const char *pattern;
     bool llama3_pattern, ignore_merges;
     char *strings;
-} tok_export_data;
-loom_status tok_export(const loom_tokenizer *t, tok_export_data *d, char *err, size_t err_n);
-void tok_export_free(tok_export_data *d);
+} loom_tok_export_data;
+loom_status loom_tok_export(const loom_tokenizer *t, loom_tok_export_data *d, char *err,
+                            size_t err_n);
+void loom_tok_export_free(loom_tok_export_data *d);
 
 #endif

@@ -1,7 +1,8 @@
-/* model/model_export.c - model sources (GGUF file or Hugging Face
- * checkpoint directory), the storage-type policy shared by export and
- * quantize-on-load, loom_model_load and loom_model_export_gguf
- * (docs/adr/0012-quantize-on-load.md). */
+/* model/formats/export.c - loom_model_export_gguf: a GGUF file or a Hugging
+ * Face checkpoint directory written as a GGUF at another weight type
+ * (docs/adr/0012-quantize-on-load.md). Depends on the loader (arch/load.c:
+ * config from GGUF metadata, model paths), the converter (hf_convert.c) and
+ * the storage-type policy (store_type.c); none of them calls back here. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,176 +12,11 @@
 
 #include "loom/gguf.h"
 #include "loom/model.h"
-#include "loom/safetensors.h"
-#include "loom/tokenizer.h"
 #include "model/model_internal.h"
 
 static bool ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && !strcmp(s + a - b, suffix);
-}
-
-/* ---------------- policy ---------------- */
-
-loom_status loom_model_store_type(const char *name, int n_dims, const int64_t *ne, loom_dtype want,
-                                  loom_dtype *out) {
-    if (!name || !ne || !out || n_dims < 1) return LOOM_ERR_INVALID_ARG;
-    int64_t n = 1;
-    for (int d = 0; d < n_dims; d++)
-        n *= ne[d];
-    if (n_dims == 1 || strstr(name, "ffn_gate_inp")) {
-        *out = LOOM_F32;
-        return LOOM_OK;
-    }
-    switch (want) {
-    case LOOM_F32:
-    case LOOM_F16:
-    case LOOM_BF16:
-        *out = want;
-        return LOOM_OK;
-    case LOOM_Q8_0:
-    case LOOM_Q4_0:
-        *out = ne[0] % loom_dtype_block_size(want) == 0 ? want : LOOM_F16;
-        return LOOM_OK;
-    case LOOM_NF4:
-    case LOOM_NF4_DQ: {
-        /* QLoRA quantizes the decoder's linear layers only: the embedding
-         * and the LM head keep the compute dtype */
-        bool embed = !strcmp(name, "token_embd.weight") || !strcmp(name, "output.weight");
-        bool fits = n % LOOM_NF4_BLOCK == 0 && ne[0] % 2 == 0;
-        *out = !embed && fits ? LOOM_NF4_DQ : LOOM_F16;
-        return LOOM_OK;
-    }
-    default:
-        return LOOM_ERR_INVALID_ARG;
-    }
-}
-
-int loom_model_gguf_file_type(loom_dtype t) {
-    switch (t) {
-    case LOOM_F32:
-        return 0;
-    case LOOM_F16:
-        return 1;
-    case LOOM_Q4_0:
-        return 2;
-    case LOOM_Q8_0:
-        return 7;
-    case LOOM_BF16:
-        return 32;
-    default:
-        return -1;
-    }
-}
-
-bool loom_model_path_is_hf(const char *path) {
-    struct stat sb;
-    if (!path || stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) return false;
-    char p[4096];
-    snprintf(p, sizeof p, "%s/config.json", path);
-    return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
-/* ---------------- Hugging Face checkpoint -> GGUF ---------------- */
-
-/* The lossless float type of a checkpoint: bf16 or f16 when every tensor is
- * stored so, else f32. Used for the temporary file of quantize-on-load to
- * nf4, which is quantized while loading from these exact values. */
-static loom_dtype lossless_type(loom_safetensors *st) {
-    loom_dtype common = LOOM_DTYPE_COUNT;
-    for (int64_t i = 0; i < loom_safetensors_n_tensors(st); i++) {
-        loom_dtype t;
-        if (loom_safetensors_tensor_dtype(st, i, &t) != LOOM_OK) return LOOM_F32;
-        if (common == LOOM_DTYPE_COUNT) common = t;
-        if (t != common) return LOOM_F32;
-    }
-    return common == LOOM_F16 || common == LOOM_BF16 ? common : LOOM_F32;
-}
-
-/* Convert the checkpoint directory dir to a GGUF at path with weight type
- * wtype (f32/f16/bf16/q8_0/q4_0), embedding dir/tokenizer.json if present.
- * wtype LOOM_DTYPE_COUNT: the checkpoint's lossless float type. */
-static loom_status hf_to_gguf(const char *dir, loom_dtype wtype, const char *path,
-                              loom_progress_fn progress, void *ud, char *err, size_t err_n) {
-    loom_model_config c;
-    char e[768];
-    loom_status s = loom_hf_config_load(dir, &c, e, sizeof e);
-    if (s != LOOM_OK) return loom_model_fail(err, err_n, s, "%s: %s", dir, e);
-    loom_safetensors *st = NULL;
-    s = loom_safetensors_open(dir, &st, e, sizeof e);
-    if (s != LOOM_OK) return loom_model_fail(err, err_n, s, "%s: %s", dir, e);
-    loom_tokenizer *tok = NULL;
-    char tp[4096];
-    struct stat sb;
-    snprintf(tp, sizeof tp, "%s/tokenizer.json", dir);
-    if (stat(tp, &sb) == 0 && (s = loom_tokenizer_load_hf_json(tp, &tok, e, sizeof e)) != LOOM_OK) {
-        loom_safetensors_close(st);
-        return loom_model_fail(err, err_n, s, "%s: %s", tp, e);
-    }
-    loom_hf_gguf_opts o = {.wtype = wtype == LOOM_DTYPE_COUNT ? lossless_type(st) : wtype,
-                           .tok = tok,
-                           .progress = progress,
-                           .progress_ud = ud};
-    s = loom_hf_write_gguf_ex(st, &c, &o, path, e, sizeof e);
-    if (s != LOOM_OK) loom_model_fail(err, err_n, s, "%s: %s", dir, e);
-    loom_tokenizer_free(tok);
-    loom_safetensors_close(st);
-    return s;
-}
-
-/* ---------------- loading ---------------- */
-
-loom_status loom_model_load(const char *path, const loom_model_params *pp, loom_model **out,
-                            char *err, size_t err_n) {
-    if (!path || !out)
-        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: NULL argument");
-    *out = NULL;
-    if (!loom_model_path_is_hf(path)) {
-        struct stat sb;
-        if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
-            return loom_model_fail(
-                err, err_n, LOOM_ERR_IO,
-                "model: %s is a directory without config.json (expected a GGUF file or "
-                "a Hugging Face checkpoint directory)",
-                path);
-        return loom_model_load_gguf(path, pp, out, err, err_n);
-    }
-    loom_model_params p = pp ? *pp : loom_model_default_params();
-    loom_dtype wtype = LOOM_DTYPE_COUNT; /* lossless */
-    if (p.quantize) {
-        loom_dtype probe;
-        const int64_t ne[2] = {64, 64};
-        if (loom_model_store_type("x", 2, ne, p.quant, &probe) != LOOM_OK)
-            return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                                   "model: cannot quantize to %s (f32, f16, bf16, q8_0, q4_0, nf4)",
-                                   loom_dtype_name(p.quant));
-        if (!loom_dtype_is_nf4(p.quant)) {
-            wtype = p.quant; /* the converter writes the final type: nothing left to do */
-            p.quantize = false;
-        }
-    }
-    /* The temporary GGUF: converted, loaded (weights are copied into the
-     * backend buffer), removed. Why a file and not memory: the reader and
-     * the loader work on a mapped file, and the page cache, not the heap,
-     * then holds the converted bytes (ADR 0012). */
-    const char *td = getenv("TMPDIR");
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s/loom-hf-XXXXXX", td && *td ? td : "/tmp");
-    int fd = mkstemp(tmp);
-    if (fd < 0)
-        return loom_model_fail(
-            err, err_n, LOOM_ERR_IO,
-            "model: cannot create a temporary file in %s for converting %s (set TMPDIR)",
-            td && *td ? td : "/tmp", path);
-    close(fd);
-    loom_status s = hf_to_gguf(path, wtype, tmp, NULL, NULL, err, err_n);
-    loom_gguf *g = NULL;
-    char e[512];
-    if (s == LOOM_OK && (s = loom_gguf_open(tmp, &g, e, sizeof e)) != LOOM_OK)
-        loom_model_fail(err, err_n, s, "model: converted %s: %s", path, e);
-    unlink(tmp); /* mapped (or failed): the name is no longer needed */
-    if (s != LOOM_OK) return s;
-    return llama_load_from_gguf(g, path, &p, out, err, err_n);
 }
 
 /* ---------------- export ---------------- */
@@ -354,7 +190,7 @@ loom_status loom_model_export_gguf(const char *in, const char *out, const loom_e
             err, err_n, LOOM_ERR_IO,
             "export: cannot write %s: directory %s does not exist or is not writable", out, dir);
     if (!S_ISDIR(si.st_mode)) return gguf_export(in, out, p, stats, err, err_n);
-    loom_status s = hf_to_gguf(in, p->type, out, p->progress, p->progress_ud, err, err_n);
+    loom_status s = loom_hf_dir_to_gguf(in, p->type, out, p->progress, p->progress_ud, err, err_n);
     if (s == LOOM_OK && stats) file_stats(out, stats);
     return s;
 }

@@ -1,4 +1,4 @@
-/* model/gguf_internal.h - tables shared by the GGUF reader and writer. */
+/* model/formats/gguf_internal.h - tables shared by the GGUF reader and writer. */
 #ifndef LOOM_MODEL_GGUF_INTERNAL_H
 #define LOOM_MODEL_GGUF_INTERNAL_H
 
@@ -32,7 +32,7 @@ static inline uint64_t le64(const uint8_t *p) {
     return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
 }
 
-/* Parsed context (model/gguf.c builds it, model/gguf_access.c reads it). */
+/* Parsed context (model/formats/gguf.c builds it, model/formats/gguf_access.c reads it). */
 typedef struct gguf_kv {
     size_t key_off; /* into the names arena until parsing ends */
     const char *key;

@@ -324,13 +324,32 @@ int loom_cli_info(const char *backend, int argc, char **argv) {
             return LOOM_CLI_USAGE;
         }
     }
+    /* The device the numbers are compared with; a backend asked for by name
+     * must exist (checked before the default model is created). */
+    size_t mem = 0;
+    const char *dev = NULL;
+    loom_backend *be = NULL;
+    char berr[LOOM_ERROR_MAX] = "";
+    loom_device_info info;
+    if (loom_registry_init() == LOOM_OK &&
+        loom_registry_select(backend, &be, berr, sizeof berr) == LOOM_OK) {
+        memset(&info, 0, sizeof info);
+        be->iface->device_info(be, &info);
+        mem = info.mem_total;
+        dev = info.name;
+    } else if (backend && backend[0]) {
+        fprintf(stderr, "loom %s: %s\n", cmd, berr[0] ? berr : "backend registry failed");
+        loom_registry_shutdown();
+        return LOOM_CLI_USAGE;
+    }
+    int rc = 1;
+    loom_gguf *g = NULL;
     char defpath[1200];
     if (!path) {
-        if (default_model(defpath, sizeof defpath) != 0) return 1;
+        if (default_model(defpath, sizeof defpath) != 0) goto done;
         path = defpath;
     }
     char err[1024];
-    loom_gguf *g = NULL;
     loom_model_config c;
     size_t file_weights = 0;
     bool rw = false, has_tok = false, hf = loom_model_path_is_hf(path);
@@ -341,7 +360,7 @@ int loom_cli_info(const char *backend, int argc, char **argv) {
         if (loom_hf_config_load(path, &c, err, sizeof err) != LOOM_OK ||
             loom_safetensors_open(path, &st, err, sizeof err) != LOOM_OK) {
             fprintf(stderr, "loom info: %s: %s\n", path, err);
-            return 1;
+            goto done;
         }
         for (int64_t i = 0; i < loom_safetensors_n_tensors(st); i++) {
             loom_st_tensor_info ti;
@@ -352,14 +371,10 @@ int loom_cli_info(const char *backend, int argc, char **argv) {
         snprintf(tp, sizeof tp, "%.4000s/tokenizer.json", path);
         has_tok = file_exists(tp);
     } else {
-        if (loom_gguf_open(path, &g, err, sizeof err) != LOOM_OK) {
+        if (loom_gguf_open(path, &g, err, sizeof err) != LOOM_OK ||
+            loom_model_config_from_gguf(g, &c, err, sizeof err) != LOOM_OK) {
             fprintf(stderr, "loom info: %s\n", err);
-            return 1;
-        }
-        if (loom_model_config_from_gguf(g, &c, err, sizeof err) != LOOM_OK) {
-            fprintf(stderr, "loom info: %s\n", err);
-            loom_gguf_close(g);
-            return 1;
+            goto done;
         }
         for (int64_t i = 0; i < loom_gguf_n_tensors(g); i++) {
             loom_gguf_tensor_info ti;
@@ -368,18 +383,6 @@ int loom_cli_info(const char *backend, int argc, char **argv) {
         loom_gguf_get_bool(g, "loom.random_weights", &rw);
         loom_gguf_get_str(g, "general.description", &desc, &dlen);
         has_tok = loom_gguf_find_kv(g, "tokenizer.ggml.tokens") >= 0;
-    }
-    size_t mem = 0;
-    const char *dev = NULL;
-    loom_backend *be = NULL;
-    char berr[LOOM_ERROR_MAX];
-    loom_device_info info;
-    if (loom_registry_init() == LOOM_OK &&
-        loom_registry_select(backend, &be, berr, sizeof berr) == LOOM_OK) {
-        memset(&info, 0, sizeof info);
-        be->iface->device_info(be, &info);
-        mem = info.mem_total;
-        dev = info.name;
     }
     if (ctx <= 0) ctx = c.max_ctx;
     printf("model             %s%s\n", path, rw ? "  (RANDOM WEIGHTS)" : "");
@@ -395,9 +398,11 @@ int loom_cli_info(const char *backend, int argc, char **argv) {
     printf("tokenizer         %s\n",
            has_tok ? (hf ? "tokenizer.json" : "embedded (tokenizer.ggml.*)") : "none");
     if (dev) printf("device            %s (%s)\n", be->iface->name, dev);
+    rc = 0;
+done:
     loom_gguf_close(g);
     loom_registry_shutdown();
-    return 0;
+    return rc;
 }
 
 /* ---------------- run / chat ---------------- */
@@ -575,14 +580,22 @@ static int load(const char *cmd, const char *backend, const run_opts *o, int n_s
                 loom_model **m) {
     char defpath[1200];
     const char *path = o->model;
-    if (!path) {
-        if (default_model(defpath, sizeof defpath) != 0) return 1;
-        path = defpath;
-    }
     loom_status st = loom_registry_init();
     if (st != LOOM_OK) {
         fprintf(stderr, "loom %s: backend registry failed: %s\n", cmd, loom_status_str(st));
         return 1;
+    }
+    /* A backend that cannot be selected (unknown, unavailable) fails before
+     * the default model is created or any file is read. */
+    loom_backend *be = NULL;
+    char berr[LOOM_ERROR_MAX] = "";
+    if ((st = loom_registry_select(backend, &be, berr, sizeof berr)) != LOOM_OK) {
+        fprintf(stderr, "loom %s: %s\n", cmd, berr[0] ? berr : loom_status_str(st));
+        return LOOM_CLI_USAGE;
+    }
+    if (!path) {
+        if (default_model(defpath, sizeof defpath) != 0) return 1;
+        path = defpath;
     }
     loom_model_params mp = loom_model_default_params();
     mp.backend = backend;

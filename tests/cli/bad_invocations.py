@@ -248,6 +248,15 @@ def main():
                 for v in good_values(kind):
                     r.expect_help(words + [flag, v, "--help"], words)
 
+    # A backend that does not exist: exit 2 before a model is created or read.
+    for words in (["run"], ["chat"], ["info"], ["demo"], ["test-ops", "--golden", "none"]):
+        r.expect_usage_error(words + ["--backend", "bogus"],
+                             r"loom %s: unknown backend 'bogus'( \(known: .*cpu.*\))?" % words[0])
+    r.expect_usage_error(["--backend", "bogus", "run"],
+                         r"loom run: unknown backend 'bogus' \(known: .*cpu.*\)")
+    r.expect_usage_error(["bench", "ops", "--backend", "bogus"],
+                         r"loom bench: no available backend named bogus")
+
     # Repeated-flag limit and required flags.
     r.expect_usage_error(["run"] + ["--stop", "x"] * 9, r"loom run: --stop: at most 8 stop strings")
     r.expect_usage_error(["init-model"], r"loom init-model: -o FILE\.gguf is required")

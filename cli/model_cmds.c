@@ -234,6 +234,13 @@ int loom_cli_export_gguf(int argc, char **argv) {
         }
         if (!(v = loom_cli_value(cmd, argc, argv, &i))) return LOOM_CLI_USAGE;
         if (!strcmp(a, "--type")) {
+            if (!strcmp(v, "nf4") || !strcmp(v, "nf4_dq")) {
+                fprintf(stderr,
+                        "loom %s: --type: '%s' is not a GGUF tensor type (GGUF has no "
+                        "NormalFloat-4; use q4_0, or load with loom run --quant nf4)\n",
+                        cmd, v);
+                return LOOM_CLI_USAGE;
+            }
             if (!parse_type(cmd, a, v, GGUF_TYPES, GGUF_DTYPES, &p.type)) return LOOM_CLI_USAGE;
             have_type = true;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {

@@ -257,6 +257,10 @@ def main():
     r.expect_usage_error(["bench", "ops", "--backend", "bogus"],
                          r"loom bench: no available backend named bogus")
 
+    # nf4 has no GGUF type: refused with the reason.
+    r.expect_usage_error(["export-gguf", "-m", "in.gguf", "-o", out_gguf, "--type", "nf4"],
+                         r"loom export-gguf: --type: 'nf4' is not a GGUF tensor type .*", out_gguf)
+
     # Repeated-flag limit and required flags.
     r.expect_usage_error(["run"] + ["--stop", "x"] * 9, r"loom run: --stop: at most 8 stop strings")
     r.expect_usage_error(["init-model"], r"loom init-model: -o FILE\.gguf is required")

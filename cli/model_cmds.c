@@ -472,7 +472,9 @@ static void run_usage_cmd(FILE *f, const char *cmd) {
             "  --frequency-penalty F -2..2; 0: off (default 0)\n"
             "  --seed S              sampling seed, 0..2^64-1, decimal or 0x hex (default 42)\n"
             "  --ctx N               context per sequence, 0..%d; 0: min(model max, 4096)\n"
+            "  --kv-type TYPE        KV-cache type: f16 (default), q8_0 or f32\n"
             "  --stop STR            stop string, at most %d\n"
+            "  --ignore-eos          keep generating past EOS\n"
             "%s",
             cmd, run ? "[-p PROMPT] " : "[--system TEXT] ", run ? "[--parallel N] " : "",
             DEFAULT_PRESET,

@@ -537,23 +537,28 @@ loom_status loom_gguf_writer_write(loom_gguf_writer *w, const char *path) {
                     path, strerror(e));
     }
     serialize(w, &s);
+    /* e: errno of the first failure; nothing is renamed after one. */
+    int e = s.failed ? (s.err ? s.err : EIO) : 0;
     const char *step = "writing";
-    bool ok = !s.failed;
-    if (ok && fflush(s.f) != 0) ok = false, s.err = errno;
-    if (ok && fsync(fileno(s.f)) != 0) ok = false, s.err = errno, step = "syncing";
-    if (fclose(s.f) != 0 && ok) ok = false, s.err = errno;
-    if (ok && rename(tmp, path) != 0)
-        ok = false, s.err = errno, step = "renaming the temporary file to";
-    if (!ok) {
+    if (!e && fflush(s.f) != 0) e = errno;
+    if (!e && fsync(fileno(s.f)) != 0) {
+        e = errno;
+        step = "syncing";
+    }
+    if (fclose(s.f) != 0 && !e) e = errno;
+    if (!e && rename(tmp, path) != 0) {
+        e = errno;
+        step = "renaming the temporary file to";
+    }
+    if (e) {
         remove(tmp);
         free(tmp);
         return werr(w, LOOM_ERR_IO,
                     "gguf writer: %s '%s' failed: %s (any previous file is unchanged)", step, path,
-                    s.err ? strerror(s.err) : "I/O error");
+                    strerror(e));
     }
     free(tmp);
-    int e = sync_dir(path);
-    if (e)
+    if ((e = sync_dir(path)) != 0)
         return werr(w, LOOM_ERR_IO, "gguf writer: wrote '%s' but syncing its directory failed: %s",
                     path, strerror(e));
     return LOOM_OK;

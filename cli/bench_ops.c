@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "bench/bench.h"
+#include "cli/args.h"
 #include "loom/loom.h"
 
 typedef enum { B_MATMUL, B_ATTN, B_RMS, B_ROPE, B_SOFTMAX, B_SWIGLU, B_MOE } bench_kind;
@@ -394,6 +395,8 @@ static void bench_usage(FILE *f) {
             "                      [--threads N] [--format table|json|csv] [--compare FILE]\n"
             "                      [--op SUBSTRING] [--min-time SECONDS] [--clock wall|cpu]\n"
             "                      [--peers on|off]\n"
+            "  --threads N      1..4096 (default: the cpu backend's, LOOM_THREADS)\n"
+            "  --min-time S     seconds per case, 0..3600 (default 0.25)\n"
             "Times each op on each available backend; %% is of the triad bandwidth (GB/s)\n"
             "for bandwidth-bound cases and of the FMA peak (GFLOP/s) for compute-bound ones,\n"
             "both measured by this tool with the same thread count. LOOM_CPU_ISA selects the\n"
@@ -406,56 +409,60 @@ static void bench_usage(FILE *f) {
 
 int loom_cli_bench(const char *backend, int argc, char **argv) {
     bench_opts o = {"small", "table", NULL, NULL, 0, 0.25, false, true};
-    if (argc < 2 || strcmp(argv[1], "ops") != 0) {
-        bench_usage(argc >= 2 && !strcmp(argv[1], "--help") ? stdout : stderr);
-        return argc >= 2 && !strcmp(argv[1], "--help") ? 0 : 2;
+    const char *cmd = "bench";
+    if (argc >= 2 && loom_cli_is_help(argv[1])) {
+        bench_usage(stdout);
+        return 0;
     }
+    if (argc < 2 || strcmp(argv[1], "ops") != 0) {
+        if (argc >= 2) fprintf(stderr, "loom bench: unknown benchmark '%s' (ops)\n", argv[1]);
+        bench_usage(stderr);
+        return LOOM_CLI_USAGE;
+    }
+    static const char *const shapes[] = {"small", "llama3-8b", NULL};
+    static const char *const formats[] = {"table", "json", "csv", NULL};
+    static const char *const clocks[] = {"wall", "cpu", NULL};
+    static const char *const on_off[] = {"off", "on", NULL};
     for (int i = 2; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        const char *a = argv[i], *v = NULL;
+        if (loom_cli_is_help(a)) {
             bench_usage(stdout);
             return 0;
         }
-        if (!v) {
-            fprintf(stderr, "loom bench: %s needs a value\n", a);
-            return 2;
-        }
-        if (!strcmp(a, "--shapes"))
-            o.shapes = v;
-        else if (!strcmp(a, "--format"))
-            o.format = v;
-        else if (!strcmp(a, "--compare"))
-            o.compare = v;
-        else if (!strcmp(a, "--op"))
-            o.op = v;
-        else if (!strcmp(a, "--threads"))
-            o.threads = atoi(v);
-        else if (!strcmp(a, "--clock")) {
-            if (strcmp(v, "wall") && strcmp(v, "cpu")) {
-                fprintf(stderr, "loom bench: --clock must be wall or cpu\n");
-                return 2;
-            }
-            o.cpu_clock = !strcmp(v, "cpu");
-        } else if (!strcmp(a, "--peers")) {
-            if (strcmp(v, "on") && strcmp(v, "off")) {
-                fprintf(stderr, "loom bench: --peers must be on or off\n");
-                return 2;
-            }
-            o.peers = !strcmp(v, "on");
-        } else if (!strcmp(a, "--min-time"))
-            o.min_time = atof(v);
-        else if (!strcmp(a, "--backend"))
-            backend = v;
-        else {
-            fprintf(stderr, "loom bench: unknown option '%s'\n", a);
+        static const char *const valued[] = {"--shapes",  "--format", "--compare", "--op",
+                                             "--threads", "--clock",  "--peers",   "--min-time",
+                                             "--backend", NULL};
+        bool known = false;
+        for (int k = 0; valued[k] && !known; k++)
+            known = !strcmp(a, valued[k]);
+        if (!known) {
+            loom_cli_unknown(cmd, a);
             bench_usage(stderr);
-            return 2;
+            return LOOM_CLI_USAGE;
         }
-        i++;
-    }
-    if (strcmp(o.format, "table") && strcmp(o.format, "json") && strcmp(o.format, "csv")) {
-        fprintf(stderr, "loom bench: --format must be table, json or csv\n");
-        return 2;
+        if (!(v = loom_cli_value(cmd, argc, argv, &i))) return LOOM_CLI_USAGE;
+        int k = 0;
+        bool ok = true;
+        if (!strcmp(a, "--shapes")) {
+            if ((ok = loom_cli_parse_choice(cmd, a, v, shapes, &k))) o.shapes = shapes[k];
+        } else if (!strcmp(a, "--format")) {
+            if ((ok = loom_cli_parse_choice(cmd, a, v, formats, &k))) o.format = formats[k];
+        } else if (!strcmp(a, "--clock")) {
+            if ((ok = loom_cli_parse_choice(cmd, a, v, clocks, &k))) o.cpu_clock = k == 1;
+        } else if (!strcmp(a, "--peers")) {
+            if ((ok = loom_cli_parse_choice(cmd, a, v, on_off, &k))) o.peers = k == 1;
+        } else if (!strcmp(a, "--threads")) {
+            ok = loom_cli_parse_int(cmd, a, v, 1, 4096, &o.threads);
+        } else if (!strcmp(a, "--min-time")) {
+            ok = loom_cli_parse_f64(cmd, a, v, 0.0, 3600.0, &o.min_time);
+        } else if (!strcmp(a, "--compare")) {
+            o.compare = v;
+        } else if (!strcmp(a, "--op")) {
+            o.op = v;
+        } else {
+            backend = v;
+        }
+        if (!ok) return LOOM_CLI_USAGE;
     }
     case_list *cl = calloc(1, sizeof *cl);
     if (!cl) return 1;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli/args.h"
 #include "cli/cli.h"
 #include "loom/loom.h"
 
@@ -110,6 +111,12 @@ static loom_status fill_leaves(loom_graph *g, const demo_cfg *c) {
     return LOOM_OK;
 }
 
+static void demo_usage(FILE *f) {
+    fprintf(f, "usage: loom demo [--backend NAME] [--tokens N]\n"
+               "  runs one transformer block on random weights and prints a checksum\n"
+               "  --tokens N  tokens in the batch, 1..4096 (default 64)\n");
+}
+
 int loom_cli_demo(const char *backend, int argc, char **argv) {
     demo_cfg c = {.vocab = 2048,
                   .dim = 512,
@@ -119,16 +126,19 @@ int loom_cli_demo(const char *backend, int argc, char **argv) {
                   .ffn = 1408,
                   .tokens = 64};
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--tokens") && i + 1 < argc) {
-            c.tokens = strtoll(argv[++i], NULL, 10);
-            if (c.tokens < 1 || c.tokens > 4096) {
-                fprintf(stderr, "loom demo: --tokens must be in [1, 4096]\n");
-                return 2;
-            }
-        } else {
-            fprintf(stderr, "usage: loom demo [--backend NAME] [--tokens N]\n");
-            return 2;
+        const char *a = argv[i], *v = NULL;
+        if (loom_cli_is_help(a)) {
+            demo_usage(stdout);
+            return 0;
         }
+        if (strcmp(a, "--tokens") != 0) {
+            loom_cli_unknown("demo", a);
+            demo_usage(stderr);
+            return LOOM_CLI_USAGE;
+        }
+        if (!(v = loom_cli_value("demo", argc, argv, &i)) ||
+            !loom_cli_parse_i64("demo", a, v, 1, 4096, &c.tokens))
+            return LOOM_CLI_USAGE;
     }
     loom_status st = loom_registry_init();
     if (st != LOOM_OK) {

@@ -4,9 +4,9 @@
 #include <string.h>
 
 #include "bench/bench.h"
+#include "cli/args.h"
 #include "cli/cli.h"
 #include "loom/loom.h"
-#include "tests/parity/parity.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -38,6 +38,11 @@ static void usage(FILE *f) {
             "\n"
             "environment: LOOM_BACKEND, LOOM_THREADS (cpu threads), LOOM_CPU_ISA (cpu kernels:\n"
             "avx512|avx2|scalar), LOOM_PLUGIN_DIR (where GPU backend plugins are looked up)\n");
+}
+
+static void devices_usage(FILE *f) {
+    fprintf(f, "usage: loom devices [--backend NAME]\n"
+               "  lists every registered backend, its devices, and which one is selected\n");
 }
 
 static void fmt_bytes(size_t b, char *buf, size_t n) {
@@ -126,14 +131,18 @@ int main(int argc, char **argv) {
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             usage(stdout);
             return 0;
-        } else if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
+        } else if (!strcmp(argv[i], "--backend")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "loom: --backend needs a value\n");
+                return LOOM_CLI_USAGE;
+            }
             backend = argv[++i];
         } else if (!strncmp(argv[i], "--backend=", 10)) {
             backend = argv[i] + 10;
         } else {
             fprintf(stderr, "loom: unknown option '%s'\n", argv[i]);
             usage(stderr);
-            return 2;
+            return LOOM_CLI_USAGE;
         }
     }
     if (i >= argc) {
@@ -144,21 +153,7 @@ int main(int argc, char **argv) {
     int sub_argc = argc - i; /* argv[i] is the subcommand's argv[0] */
     char **sub_argv = argv + i;
 
-    if (!strcmp(cmd, "test-ops")) {
-        if (!backend) return loom_parity_main(sub_argc, sub_argv);
-        /* Forward a global --backend to the suite. */
-        char **av = malloc((size_t)(sub_argc + 3) * sizeof *av);
-        if (!av) return 1;
-        av[0] = sub_argv[0];
-        av[1] = "--backend";
-        av[2] = (char *)backend;
-        for (int k = 1; k < sub_argc; k++)
-            av[k + 2] = sub_argv[k];
-        av[sub_argc + 2] = NULL;
-        int rc = loom_parity_main(sub_argc + 2, av);
-        free(av);
-        return rc;
-    }
+    if (!strcmp(cmd, "test-ops")) return loom_cli_test_ops(backend, sub_argc, sub_argv);
     if (!strcmp(cmd, "bench")) return loom_cli_bench(backend, sub_argc, sub_argv);
     if (!strcmp(cmd, "init-model")) return loom_cli_init_model(sub_argc, sub_argv);
     if (!strcmp(cmd, "export-gguf")) return loom_cli_export_gguf(sub_argc, sub_argv);
@@ -166,7 +161,7 @@ int main(int argc, char **argv) {
         sub_argc = take_backend(sub_argc, sub_argv, &backend);
         if (sub_argc < 0) {
             fprintf(stderr, "loom %s: --backend needs a value\n", cmd);
-            return 2;
+            return LOOM_CLI_USAGE;
         }
         if (!strcmp(cmd, "run")) return loom_cli_run(backend, sub_argc, sub_argv);
         if (!strcmp(cmd, "chat")) return loom_cli_chat(backend, sub_argc, sub_argv);
@@ -176,12 +171,17 @@ int main(int argc, char **argv) {
         sub_argc = take_backend(sub_argc, sub_argv, &backend);
         if (sub_argc < 0) {
             fprintf(stderr, "loom %s: --backend needs a value\n", cmd);
-            return 2;
+            return LOOM_CLI_USAGE;
         }
         if (!strcmp(cmd, "demo")) return loom_cli_demo(backend, sub_argc, sub_argv);
+        if (sub_argc > 1 && loom_cli_is_help(sub_argv[1])) {
+            devices_usage(stdout);
+            return 0;
+        }
         if (sub_argc > 1) {
-            fprintf(stderr, "loom devices: unexpected argument '%s'\n", sub_argv[1]);
-            return 2;
+            loom_cli_unknown("devices", sub_argv[1]);
+            devices_usage(stderr);
+            return LOOM_CLI_USAGE;
         }
         return loom_cli_devices(backend);
     }
@@ -189,7 +189,11 @@ int main(int argc, char **argv) {
         printf("loom %s\n", LOOM_VERSION_STRING);
         return 0;
     }
-    if (strcmp(cmd, "help") != 0) fprintf(stderr, "loom: unknown command '%s'\n\n", cmd);
+    if (!strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "loom: unknown command '%s'\n\n", cmd);
     usage(stderr);
-    return 2;
+    return LOOM_CLI_USAGE;
 }

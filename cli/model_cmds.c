@@ -2,6 +2,7 @@
  * `loom run`, `loom chat`. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/args.h"
 #include "cli/cli.h"
 #include "loom/generate.h"
 #include "loom/gguf.h"
@@ -57,31 +59,28 @@ static bool find_tokenizer_json(char *out, size_t n) {
     return file_exists(out);
 }
 
-static bool parse_dtype(const char *s, loom_dtype *t) {
-    static const struct {
-        const char *n;
-        loom_dtype t;
-    } k[] = {{"f32", LOOM_F32},
-             {"f16", LOOM_F16},
-             {"bf16", LOOM_BF16},
-             {"q8_0", LOOM_Q8_0},
-             {"q4_0", LOOM_Q4_0}};
-    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
-        if (!strcmp(s, k[i].n)) {
-            *t = k[i].t;
-            return true;
-        }
-    return false;
-}
+/* Weight and cache types by name: the values of --type, --quant and
+ * --kv-type (each flag allows the subset its consumer can store). */
+static const char *const GGUF_TYPES[] = {"f32", "f16", "bf16", "q8_0", "q4_0", NULL};
+static const loom_dtype GGUF_DTYPES[] = {LOOM_F32, LOOM_F16, LOOM_BF16, LOOM_Q8_0, LOOM_Q4_0};
+/* nf4 and nf4_dq both load as QLoRA's double-quantized nf4 (loom_model_store_type). */
+static const char *const QUANT_TYPES[] = {"f32",  "f16", "bf16",   "q8_0",
+                                          "q4_0", "nf4", "nf4_dq", NULL};
+static const loom_dtype QUANT_DTYPES[] = {LOOM_F32,  LOOM_F16, LOOM_BF16,  LOOM_Q8_0,
+                                          LOOM_Q4_0, LOOM_NF4, LOOM_NF4_DQ};
+static const char *const KV_TYPES[] = {"f16", "q8_0", "f32", NULL};
+static const loom_dtype KV_DTYPES[] = {LOOM_F16, LOOM_Q8_0, LOOM_F32};
 
-/* Weight types of --quant / export --type: the GGUF ones plus nf4. */
-static bool parse_quant(const char *s, loom_dtype *t) {
-    if (!strcmp(s, "nf4") || !strcmp(s, "nf4_dq")) {
-        /* both load as nf4_dq, QLoRA's double-quantized nf4 (loom_model_store_type) */
-        *t = !strcmp(s, "nf4") ? LOOM_NF4 : LOOM_NF4_DQ;
-        return true;
-    }
-    return parse_dtype(s, t);
+/* Values of the numeric flags: the ranges the usage texts and README state. */
+#define MAX_CTX       16777216 /* --ctx: 2^24 positions, far above any preset's max_ctx */
+#define MAX_N_PREDICT 1000000
+
+static bool parse_type(const char *cmd, const char *flag, const char *v, const char *const *names,
+                       const loom_dtype *types, loom_dtype *out) {
+    int k;
+    if (!loom_cli_parse_choice(cmd, flag, v, names, &k)) return false;
+    *out = types[k];
+    return true;
 }
 
 /* Write a random-weight model of preset with the shipped tokenizer. */
@@ -121,35 +120,54 @@ static int make_model(const char *preset, loom_dtype wt, uint64_t seed, const ch
     return 0;
 }
 
+static void init_usage(FILE *f) {
+    fprintf(f,
+            "usage: loom init-model [--preset NAME] -o FILE.gguf [--type TYPE] [--seed N]\n"
+            "                       [--tokenizer tokenizer.json]\n"
+            "  --preset NAME  tiny-moe (default), tiny-dense, llama3-8b, seed, small-110m,\n"
+            "                 small-110m-moe\n"
+            "  --type TYPE    weight type: f32, f16, bf16, q8_0 (default) or q4_0\n"
+            "  --seed N       weight seed, 0..2^64-1 (decimal or 0x hex; default %u)\n"
+            "The file is written atomically: a failed or interrupted write leaves any\n"
+            "existing FILE.gguf as it was.\n",
+            DEFAULT_SEED);
+}
+
 int loom_cli_init_model(int argc, char **argv) {
     const char *preset = DEFAULT_PRESET, *out = NULL, *tok = NULL;
     loom_dtype wt = LOOM_Q8_0;
     uint64_t seed = DEFAULT_SEED;
+    const char *cmd = "init-model";
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--preset") && v) {
-            preset = v;
-            i++;
-        } else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && v) {
-            out = v;
-            i++;
-        } else if (!strcmp(a, "--type") && v) {
-            if (!parse_dtype(v, &wt)) {
-                fprintf(stderr, "loom init-model: --type must be f32, f16, bf16, q8_0 or q4_0\n");
-                return 2;
+        const char *a = argv[i], *v = NULL;
+        if (loom_cli_is_help(a)) {
+            init_usage(stdout);
+            return 0;
+        }
+        bool known = !strcmp(a, "--preset") || !strcmp(a, "-o") || !strcmp(a, "--output") ||
+                     !strcmp(a, "--type") || !strcmp(a, "--seed") || !strcmp(a, "--tokenizer");
+        if (!known) {
+            loom_cli_unknown(cmd, a);
+            init_usage(stderr);
+            return LOOM_CLI_USAGE;
+        }
+        if (!(v = loom_cli_value(cmd, argc, argv, &i))) return LOOM_CLI_USAGE;
+        if (!strcmp(a, "--preset")) {
+            loom_model_config c;
+            char err[512];
+            if (loom_model_config_preset(v, &c, err, sizeof err) != LOOM_OK) {
+                fprintf(stderr, "loom %s: --preset: %s\n", cmd, err);
+                return LOOM_CLI_USAGE;
             }
-            i++;
-        } else if (!strcmp(a, "--seed") && v) {
-            seed = strtoull(v, NULL, 10);
-            i++;
-        } else if (!strcmp(a, "--tokenizer") && v) {
+            preset = v;
+        } else if (!strcmp(a, "--type")) {
+            if (!parse_type(cmd, a, v, GGUF_TYPES, GGUF_DTYPES, &wt)) return LOOM_CLI_USAGE;
+        } else if (!strcmp(a, "--seed")) {
+            if (!loom_cli_parse_u64(cmd, a, v, 0, UINT64_MAX, &seed)) return LOOM_CLI_USAGE;
+        } else if (!strcmp(a, "--tokenizer")) {
             tok = v;
-            i++;
         } else {
-            fprintf(stderr, "usage: loom init-model [--preset tiny-moe|tiny-dense|llama3-8b|seed] "
-                            "-o FILE.gguf [--type q8_0] [--seed N] [--tokenizer tokenizer.json]\n");
-            return 2;
+            out = v;
         }
     }
     if (!out) {
@@ -189,42 +207,55 @@ static void export_progress(void *ud, double frac) {
     fflush(stderr);
 }
 
+static void export_usage(FILE *f) {
+    fprintf(f, "usage: loom export-gguf -m IN -o OUT.gguf --type f16|q8_0|q4_0|f32|bf16\n"
+               "  IN: a GGUF file or a Hugging Face checkpoint directory (config.json +\n"
+               "  model.safetensors or model.safetensors.index.json)\n"
+               "OUT.gguf is written atomically: a failed or interrupted export leaves any\n"
+               "existing OUT.gguf as it was.\n");
+}
+
 int loom_cli_export_gguf(int argc, char **argv) {
-    const char *in = NULL, *out = NULL, *type = NULL;
+    const char *in = NULL, *out = NULL, *cmd = "export-gguf";
+    loom_export_params p = {0};
+    bool have_type = false;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && v) {
+        const char *a = argv[i], *v = NULL;
+        if (loom_cli_is_help(a)) {
+            export_usage(stdout);
+            return 0;
+        }
+        bool known = !strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "-o") ||
+                     !strcmp(a, "--output") || !strcmp(a, "--type");
+        if (!known) {
+            loom_cli_unknown(cmd, a);
+            export_usage(stderr);
+            return LOOM_CLI_USAGE;
+        }
+        if (!(v = loom_cli_value(cmd, argc, argv, &i))) return LOOM_CLI_USAGE;
+        if (!strcmp(a, "--type")) {
+            if (!strcmp(v, "nf4") || !strcmp(v, "nf4_dq")) {
+                fprintf(stderr,
+                        "loom %s: --type: '%s' is not a GGUF tensor type (GGUF has no "
+                        "NormalFloat-4; use q4_0, or load with loom run --quant nf4)\n",
+                        cmd, v);
+                return LOOM_CLI_USAGE;
+            }
+            if (!parse_type(cmd, a, v, GGUF_TYPES, GGUF_DTYPES, &p.type)) return LOOM_CLI_USAGE;
+            have_type = true;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             in = v;
-            i++;
-        } else if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && v) {
-            out = v;
-            i++;
-        } else if (!strcmp(a, "--type") && v) {
-            type = v;
-            i++;
         } else {
-            fprintf(stderr,
-                    "usage: loom export-gguf -m IN -o OUT.gguf --type f16|q8_0|q4_0|f32|bf16\n"
-                    "  IN: a GGUF file or a Hugging Face checkpoint directory (config.json +\n"
-                    "  model.safetensors or model.safetensors.index.json)\n");
-            return 2;
+            out = v;
         }
     }
-    if (!in || !out || !type) {
-        fprintf(stderr,
-                "loom export-gguf: %s is required (loom export-gguf -m IN -o OUT.gguf "
-                "--type f16|q8_0|q4_0|f32)\n",
+    if (!in || !out || !have_type) {
+        fprintf(stderr, "loom export-gguf: %s is required\n",
                 !in    ? "-m IN"
                 : !out ? "-o OUT.gguf"
                        : "--type");
-        return 2;
-    }
-    loom_export_params p = {0};
-    if (!parse_quant(type, &p.type)) {
-        fprintf(stderr, "loom export-gguf: unknown type '%s' (f16, q8_0, q4_0, f32 or bf16)\n",
-                type);
-        return 2;
+        export_usage(stderr);
+        return LOOM_CLI_USAGE;
     }
     int last = -1;
     p.progress = export_progress;
@@ -268,28 +299,64 @@ static int default_model(char *path, size_t n) {
 
 /* ---------------- info ---------------- */
 
+static void info_usage(FILE *f) {
+    fprintf(f,
+            "usage: loom info [MODEL.gguf|HFDIR | -m MODEL] [--ctx N] [--backend NAME]\n"
+            "  --ctx N  context for the KV-cache numbers, 0..%d (0: the model's max)\n"
+            "without MODEL: the default model (%s, random weights), created on first use\n",
+            MAX_CTX, DEFAULT_PRESET);
+}
+
 int loom_cli_info(const char *backend, int argc, char **argv) {
-    const char *path = NULL;
+    const char *path = NULL, *cmd = "info";
     int64_t ctx = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--ctx") && i + 1 < argc)
-            ctx = strtoll(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "-m") && i + 1 < argc)
-            path = argv[++i];
-        else if (argv[i][0] != '-' && !path)
-            path = argv[i];
-        else {
-            fprintf(stderr, "usage: loom info [MODEL.gguf|HFDIR] [--ctx N]\n");
-            return 2;
+        const char *a = argv[i], *v = NULL;
+        if (loom_cli_is_help(a)) {
+            info_usage(stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--ctx") || !strcmp(a, "-m")) {
+            if (!(v = loom_cli_value(cmd, argc, argv, &i))) return LOOM_CLI_USAGE;
+            if (!strcmp(a, "-m") && path) return loom_cli_unknown(cmd, v);
+            if (!strcmp(a, "-m"))
+                path = v;
+            else if (!loom_cli_parse_i64(cmd, a, v, 0, MAX_CTX, &ctx))
+                return LOOM_CLI_USAGE;
+        } else if (a[0] != '-' && !path) {
+            path = a;
+        } else {
+            loom_cli_unknown(cmd, a);
+            info_usage(stderr);
+            return LOOM_CLI_USAGE;
         }
     }
+    /* The device the numbers are compared with; a backend asked for by name
+     * must exist (checked before the default model is created). */
+    size_t mem = 0;
+    const char *dev = NULL;
+    loom_backend *be = NULL;
+    char berr[LOOM_ERROR_MAX] = "";
+    loom_device_info info;
+    if (loom_registry_init() == LOOM_OK &&
+        loom_registry_select(backend, &be, berr, sizeof berr) == LOOM_OK) {
+        memset(&info, 0, sizeof info);
+        be->iface->device_info(be, &info);
+        mem = info.mem_total;
+        dev = info.name;
+    } else if (backend && backend[0]) {
+        fprintf(stderr, "loom %s: %s\n", cmd, berr[0] ? berr : "backend registry failed");
+        loom_registry_shutdown();
+        return LOOM_CLI_USAGE;
+    }
+    int rc = 1;
+    loom_gguf *g = NULL;
     char defpath[1200];
     if (!path) {
-        if (default_model(defpath, sizeof defpath) != 0) return 1;
+        if (default_model(defpath, sizeof defpath) != 0) goto done;
         path = defpath;
     }
     char err[1024];
-    loom_gguf *g = NULL;
     loom_model_config c;
     size_t file_weights = 0;
     bool rw = false, has_tok = false, hf = loom_model_path_is_hf(path);
@@ -300,7 +367,7 @@ int loom_cli_info(const char *backend, int argc, char **argv) {
         if (loom_hf_config_load(path, &c, err, sizeof err) != LOOM_OK ||
             loom_safetensors_open(path, &st, err, sizeof err) != LOOM_OK) {
             fprintf(stderr, "loom info: %s: %s\n", path, err);
-            return 1;
+            goto done;
         }
         for (int64_t i = 0; i < loom_safetensors_n_tensors(st); i++) {
             loom_st_tensor_info ti;
@@ -311,14 +378,10 @@ int loom_cli_info(const char *backend, int argc, char **argv) {
         snprintf(tp, sizeof tp, "%.4000s/tokenizer.json", path);
         has_tok = file_exists(tp);
     } else {
-        if (loom_gguf_open(path, &g, err, sizeof err) != LOOM_OK) {
+        if (loom_gguf_open(path, &g, err, sizeof err) != LOOM_OK ||
+            loom_model_config_from_gguf(g, &c, err, sizeof err) != LOOM_OK) {
             fprintf(stderr, "loom info: %s\n", err);
-            return 1;
-        }
-        if (loom_model_config_from_gguf(g, &c, err, sizeof err) != LOOM_OK) {
-            fprintf(stderr, "loom info: %s\n", err);
-            loom_gguf_close(g);
-            return 1;
+            goto done;
         }
         for (int64_t i = 0; i < loom_gguf_n_tensors(g); i++) {
             loom_gguf_tensor_info ti;
@@ -327,18 +390,6 @@ int loom_cli_info(const char *backend, int argc, char **argv) {
         loom_gguf_get_bool(g, "loom.random_weights", &rw);
         loom_gguf_get_str(g, "general.description", &desc, &dlen);
         has_tok = loom_gguf_find_kv(g, "tokenizer.ggml.tokens") >= 0;
-    }
-    size_t mem = 0;
-    const char *dev = NULL;
-    loom_backend *be = NULL;
-    char berr[LOOM_ERROR_MAX];
-    loom_device_info info;
-    if (loom_registry_init() == LOOM_OK &&
-        loom_registry_select(backend, &be, berr, sizeof berr) == LOOM_OK) {
-        memset(&info, 0, sizeof info);
-        be->iface->device_info(be, &info);
-        mem = info.mem_total;
-        dev = info.name;
     }
     if (ctx <= 0) ctx = c.max_ctx;
     printf("model             %s%s\n", path, rw ? "  (RANDOM WEIGHTS)" : "");
@@ -354,9 +405,11 @@ int loom_cli_info(const char *backend, int argc, char **argv) {
     printf("tokenizer         %s\n",
            has_tok ? (hf ? "tokenizer.json" : "embedded (tokenizer.ggml.*)") : "none");
     if (dev) printf("device            %s (%s)\n", be->iface->name, dev);
+    rc = 0;
+done:
     loom_gguf_close(g);
     loom_registry_shutdown();
-    return 0;
+    return rc;
 }
 
 /* ---------------- run / chat ---------------- */
@@ -383,86 +436,151 @@ static bool print_token(void *ud, int32_t tok, const char *text, size_t len) {
     return true;
 }
 
+#define MAX_STOP 8
+
 typedef struct run_opts {
     const char *model, *prompt, *system, *kv_type, *quant;
     int n_predict, n_parallel;
     int64_t ctx;
     loom_sampler_params sp;
-    const char *stop[8];
+    loom_dtype kv_dtype, quant_dtype;
+    const char *stop[MAX_STOP];
     size_t n_stop;
     bool ignore_eos;
 } run_opts;
 
-static void run_usage(const char *cmd) {
-    fprintf(stderr,
-            "usage: loom %s [-m MODEL.gguf|HFDIR] [--quant f16|q8_0|q4_0|nf4|f32|bf16]\n"
-            "       %s[-n N] [--temp T] [--top-k K] [--top-p P]\n"
-            "       [--min-p P] [--repeat-penalty R] [--presence-penalty P]\n"
-            "       [--frequency-penalty F] [--seed S] [--ctx N] [--kv-type f16|q8_0|f32]\n"
-            "       [--stop STR]... [--ignore-eos] %s[--backend NAME]\n"
+static void run_usage_cmd(FILE *f, const char *cmd) {
+    bool run = !strcmp(cmd, "run");
+    fprintf(f,
+            "usage: loom %s [-m MODEL.gguf|HFDIR] [--quant TYPE] %s[-n N]\n"
+            "       [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
+            "       [--presence-penalty P] [--frequency-penalty F] [--seed S] [--ctx N]\n"
+            "       [--kv-type f16|q8_0|f32] [--stop STR]... [--ignore-eos] %s[--backend NAME]\n"
             "without -m: the default model (%s, random weights), created on first use;\n"
-            "HFDIR: a Hugging Face checkpoint directory, converted while loading;\n"
-            "--quant: weights quantized while loading (nf4: QLoRA's double-quantized nf4)\n",
-            cmd, !strcmp(cmd, "run") ? "[-p PROMPT] " : "[--system TEXT] ",
-            !strcmp(cmd, "run") ? "[--parallel N] " : "", DEFAULT_PRESET);
+            "HFDIR: a Hugging Face checkpoint directory, converted while loading\n"
+            "  --quant TYPE          weights quantized while loading: f32, f16, bf16, q8_0,\n"
+            "                        q4_0, nf4 or nf4_dq (both: QLoRA's double-quantized nf4)\n"
+            "%s"
+            "  -n, --n-predict N     tokens to generate, -1..%d; -1: until EOS or the\n"
+            "                        context is full (default %d)\n"
+            "  --temp T              temperature, 0..100; 0: greedy (default 0.8)\n"
+            "  --top-k K             0..%d; 0: off (default 40)\n"
+            "  --top-p P             0..1; 1: off (default 0.95)\n"
+            "  --min-p P             0..1; 0: off (default 0.05)\n"
+            "  --repeat-penalty R    0.01..100; 1: off (default 1)\n"
+            "  --presence-penalty P  -2..2; 0: off (default 0)\n"
+            "  --frequency-penalty F -2..2; 0: off (default 0)\n"
+            "  --seed S              sampling seed, 0..2^64-1, decimal or 0x hex (default 42)\n"
+            "  --ctx N               context per sequence, 0..%d; 0: min(model max, 4096)\n"
+            "  --kv-type TYPE        KV-cache type: f16 (default), q8_0 or f32\n"
+            "  --stop STR            stop string, at most %d\n"
+            "  --ignore-eos          keep generating past EOS\n"
+            "%s",
+            cmd, run ? "[-p PROMPT] " : "[--system TEXT] ", run ? "[--parallel N] " : "",
+            DEFAULT_PRESET,
+            run ? "  -p, --prompt PROMPT   the prompt (default \"Once upon a time\")\n"
+                : "  --system TEXT         the system message\n",
+            MAX_N_PREDICT, run ? 64 : 256, MAX_N_PREDICT, MAX_CTX, MAX_STOP,
+            run ? "  --parallel N          sequences generated together, 1..64 (default 1)\n" : "");
+}
+static void run_usage(FILE *f) {
+    run_usage_cmd(f, "run");
+}
+static void chat_usage(FILE *f) {
+    run_usage_cmd(f, "chat");
 }
 
 static int parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
+    const bool run = !strcmp(cmd, "run");
+    void (*usage)(FILE *) = run ? run_usage : chat_usage;
     memset(o, 0, sizeof *o);
     o->prompt = "Once upon a time";
-    o->n_predict = -1;
+    o->n_predict = run ? 64 : 256;
     o->n_parallel = 1;
     o->sp = loom_sampler_default_params();
     o->kv_type = "f16";
+    o->kv_dtype = LOOM_F16;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define OPT(name) (!strcmp(a, name) && v && (i++, true))
-        if (OPT("-m") || OPT("--model"))
-            o->model = v;
-        else if (OPT("-p") || OPT("--prompt"))
-            o->prompt = v;
-        else if (OPT("--system"))
-            o->system = v;
-        else if (OPT("-n") || OPT("--n-predict"))
-            o->n_predict = atoi(v);
-        else if (OPT("--temp"))
-            o->sp.temperature = strtof(v, NULL);
-        else if (OPT("--top-k"))
-            o->sp.top_k = atoi(v);
-        else if (OPT("--top-p"))
-            o->sp.top_p = strtof(v, NULL);
-        else if (OPT("--min-p"))
-            o->sp.min_p = strtof(v, NULL);
-        else if (OPT("--repeat-penalty"))
-            o->sp.repeat_penalty = strtof(v, NULL);
-        else if (OPT("--presence-penalty"))
-            o->sp.presence_penalty = strtof(v, NULL);
-        else if (OPT("--frequency-penalty"))
-            o->sp.frequency_penalty = strtof(v, NULL);
-        else if (OPT("--seed"))
-            o->sp.seed = strtoull(v, NULL, 10);
-        else if (OPT("--ctx"))
-            o->ctx = strtoll(v, NULL, 10);
-        else if (OPT("--kv-type"))
-            o->kv_type = v;
-        else if (OPT("--quant"))
-            o->quant = v;
-        else if (OPT("--parallel"))
-            o->n_parallel = atoi(v);
-        else if (OPT("--stop")) {
-            if (o->n_stop < 8) o->stop[o->n_stop++] = v;
-        } else if (!strcmp(a, "--ignore-eos"))
-            o->ignore_eos = true;
-        else {
-            run_usage(cmd);
-            return 2;
+        const char *a = argv[i], *v = NULL;
+        loom_sampler_params *sp = &o->sp;
+        if (loom_cli_is_help(a)) {
+            usage(stdout);
+            return -1;
         }
-#undef OPT
-    }
-    if (o->n_parallel < 1 || o->n_parallel > 64) {
-        fprintf(stderr, "loom %s: --parallel must be in 1..64\n", cmd);
-        return 2;
+        if (!strcmp(a, "--ignore-eos")) {
+            o->ignore_eos = true;
+            continue;
+        }
+        static const char *const valued[] = {"-m",
+                                             "--model",
+                                             "-n",
+                                             "--n-predict",
+                                             "--temp",
+                                             "--top-k",
+                                             "--top-p",
+                                             "--min-p",
+                                             "--repeat-penalty",
+                                             "--presence-penalty",
+                                             "--seed",
+                                             "--frequency-penalty",
+                                             "--ctx",
+                                             "--kv-type",
+                                             "--quant",
+                                             "--stop",
+                                             NULL};
+        bool known =
+            (run && (!strcmp(a, "-p") || !strcmp(a, "--prompt") || !strcmp(a, "--parallel"))) ||
+            (!run && !strcmp(a, "--system"));
+        for (int k = 0; valued[k] && !known; k++)
+            known = !strcmp(a, valued[k]);
+        if (!known) {
+            loom_cli_unknown(cmd, a);
+            usage(stderr);
+            return LOOM_CLI_USAGE;
+        }
+        if (!(v = loom_cli_value(cmd, argc, argv, &i))) return LOOM_CLI_USAGE;
+        bool ok = true;
+        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+            o->model = v;
+        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt"))
+            o->prompt = v;
+        else if (!strcmp(a, "--system"))
+            o->system = v;
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict"))
+            ok = loom_cli_parse_int(cmd, a, v, -1, MAX_N_PREDICT, &o->n_predict);
+        else if (!strcmp(a, "--temp"))
+            ok = loom_cli_parse_f32(cmd, a, v, 0.0f, 100.0f, &sp->temperature);
+        else if (!strcmp(a, "--top-k"))
+            ok = loom_cli_parse_int(cmd, a, v, 0, 1000000, &sp->top_k);
+        else if (!strcmp(a, "--top-p"))
+            ok = loom_cli_parse_f32(cmd, a, v, 0.0f, 1.0f, &sp->top_p);
+        else if (!strcmp(a, "--min-p"))
+            ok = loom_cli_parse_f32(cmd, a, v, 0.0f, 1.0f, &sp->min_p);
+        else if (!strcmp(a, "--repeat-penalty"))
+            ok = loom_cli_parse_f32(cmd, a, v, 0.01f, 100.0f, &sp->repeat_penalty);
+        else if (!strcmp(a, "--presence-penalty"))
+            ok = loom_cli_parse_f32(cmd, a, v, -2.0f, 2.0f, &sp->presence_penalty);
+        else if (!strcmp(a, "--frequency-penalty"))
+            ok = loom_cli_parse_f32(cmd, a, v, -2.0f, 2.0f, &sp->frequency_penalty);
+        else if (!strcmp(a, "--seed"))
+            ok = loom_cli_parse_u64(cmd, a, v, 0, UINT64_MAX, &sp->seed);
+        else if (!strcmp(a, "--ctx"))
+            ok = loom_cli_parse_i64(cmd, a, v, 0, MAX_CTX, &o->ctx);
+        else if (!strcmp(a, "--parallel"))
+            ok = loom_cli_parse_int(cmd, a, v, 1, 64, &o->n_parallel);
+        else if (!strcmp(a, "--kv-type")) {
+            ok = parse_type(cmd, a, v, KV_TYPES, KV_DTYPES, &o->kv_dtype);
+            o->kv_type = v;
+        } else if (!strcmp(a, "--quant")) {
+            ok = parse_type(cmd, a, v, QUANT_TYPES, QUANT_DTYPES, &o->quant_dtype);
+            o->quant = v;
+        } else if (o->n_stop < MAX_STOP) {
+            o->stop[o->n_stop++] = v;
+        } else {
+            fprintf(stderr, "loom %s: --stop: at most %d stop strings\n", cmd, MAX_STOP);
+            ok = false;
+        }
+        if (!ok) return LOOM_CLI_USAGE;
     }
     return 0;
 }
@@ -471,31 +589,31 @@ static int load(const char *cmd, const char *backend, const run_opts *o, int n_s
                 loom_model **m) {
     char defpath[1200];
     const char *path = o->model;
-    if (!path) {
-        if (default_model(defpath, sizeof defpath) != 0) return 1;
-        path = defpath;
-    }
     loom_status st = loom_registry_init();
     if (st != LOOM_OK) {
         fprintf(stderr, "loom %s: backend registry failed: %s\n", cmd, loom_status_str(st));
         return 1;
+    }
+    /* A backend that cannot be selected (unknown, unavailable) fails before
+     * the default model is created or any file is read. */
+    loom_backend *be = NULL;
+    char berr[LOOM_ERROR_MAX] = "";
+    if ((st = loom_registry_select(backend, &be, berr, sizeof berr)) != LOOM_OK) {
+        fprintf(stderr, "loom %s: %s\n", cmd, berr[0] ? berr : loom_status_str(st));
+        return LOOM_CLI_USAGE;
+    }
+    if (!path) {
+        if (default_model(defpath, sizeof defpath) != 0) return 1;
+        path = defpath;
     }
     loom_model_params mp = loom_model_default_params();
     mp.backend = backend;
     mp.n_ctx = o->ctx;
     mp.n_slots = n_slots;
     mp.progress = isatty(2) ? progress : NULL;
-    if (!parse_dtype(o->kv_type, &mp.kv_dtype)) {
-        fprintf(stderr, "loom %s: --kv-type must be f16, q8_0 or f32\n", cmd);
-        return 2;
-    }
+    mp.kv_dtype = o->kv_dtype;
     if (o->quant) {
-        if (!parse_quant(o->quant, &mp.quant)) {
-            fprintf(stderr,
-                    "loom %s: --quant must be f16, q8_0, q4_0, nf4, f32 or bf16 (got '%s')\n", cmd,
-                    o->quant);
-            return 2;
-        }
+        mp.quant = o->quant_dtype;
         mp.quantize = true;
     }
     char err[1024];
@@ -532,10 +650,17 @@ static void final_line(const loom_model *m, const loom_generate_stats *s) {
             s->t_gen_s > 0 ? (double)s->n_gen / s->t_gen_s : 0.0);
 }
 
+/* -n -1: until EOS or the context is full; generation stops at the end of the
+ * context anyway, so the context length is the bound. */
+static int32_t n_predict(const loom_model *m, int n) {
+    int64_t ctx = loom_model_n_ctx(m);
+    return n >= 0 ? n : (int32_t)(ctx < INT32_MAX ? ctx : INT32_MAX);
+}
+
 int loom_cli_run(const char *backend, int argc, char **argv) {
     run_opts o;
     int rc = parse_run("run", argc, argv, &o);
-    if (rc) return rc;
+    if (rc) return rc < 0 ? 0 : rc; /* < 0: --help */
     loom_model *m = NULL;
     if ((rc = load("run", backend, &o, o.n_parallel, &m)) != 0) {
         loom_registry_shutdown();
@@ -543,7 +668,7 @@ int loom_cli_run(const char *backend, int argc, char **argv) {
     }
     loom_generate_params gp = loom_generate_default_params();
     gp.sampling = o.sp;
-    gp.n_predict = o.n_predict >= 0 ? o.n_predict : 64;
+    gp.n_predict = n_predict(m, o.n_predict);
     gp.stop = o.stop;
     gp.n_stop = o.n_stop;
     gp.ignore_eos = o.ignore_eos;
@@ -590,7 +715,7 @@ int loom_cli_run(const char *backend, int argc, char **argv) {
 int loom_cli_chat(const char *backend, int argc, char **argv) {
     run_opts o;
     int rc = parse_run("chat", argc, argv, &o);
-    if (rc) return rc;
+    if (rc) return rc < 0 ? 0 : rc; /* < 0: --help */
     loom_model *m = NULL;
     if ((rc = load("chat", backend, &o, 1, &m)) != 0) {
         loom_registry_shutdown();
@@ -602,7 +727,8 @@ int loom_cli_chat(const char *backend, int argc, char **argv) {
     if (o.system) msgs[n++] = (loom_chat_message){"system", o.system};
     loom_generate_params gp = loom_generate_default_params();
     gp.sampling = o.sp;
-    gp.n_predict = o.n_predict >= 0 ? o.n_predict : 256;
+    gp.n_predict = n_predict(m, o.n_predict);
+    gp.ignore_eos = o.ignore_eos;
     gp.stop = o.stop;
     gp.n_stop = o.n_stop;
     gp.add_bos = false; /* the template starts with <|begin_of_text|> */

@@ -221,8 +221,13 @@ loom_status loom_gguf_writer_add_tensor_ggml(loom_gguf_writer *w, const char *na
                                              uint32_t ggml_type, int n_dims, const int64_t *ne,
                                              const void *data);
 
-/* Write the file (through path.tmp renamed onto path, so a failed write never
- * leaves a half-written file at path). The writer stays usable. */
+/* Write the file atomically: into a new "path.tmp.XXXXXX" in the same
+ * directory, fsync'ed, renamed onto path, then the directory fsync'ed. Readers
+ * and crashes see the old file or the complete new one, never a prefix; on
+ * failure the temporary file is removed and an existing path is unchanged
+ * (LOOM_ERR_IO, with the reason). An existing path's permission bits are kept.
+ * path itself is replaced (a symlink at path is replaced, not followed). The
+ * writer stays usable. */
 loom_status loom_gguf_writer_write(loom_gguf_writer *w, const char *path);
 /* Serialize into a malloc'd buffer; the caller frees *buf with free(). */
 loom_status loom_gguf_writer_write_memory(loom_gguf_writer *w, void **buf, size_t *n);

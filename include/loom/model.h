@@ -197,8 +197,8 @@ typedef struct loom_export_stats {
  * q4_0 (requantizing compounds errors; other ggml types are an error naming
  * the tensor). HF input: loom_hf_write_gguf with tokenizer.json embedded
  * when the directory has one. The input must be a llama model loom can
- * load (validated config). out is written through out.tmp and renamed, so a
- * failure leaves no partial file; out must not be the input. stats
+ * load (validated config). out is written atomically (loom_gguf_writer_write),
+ * so a failure leaves no partial file; out must not be the input. stats
  * (optional) is filled on success. Memory: the converted tensors. */
 loom_status loom_model_export_gguf(const char *in, const char *out, const loom_export_params *p,
                                    loom_export_stats *stats, char *err, size_t err_n);

@@ -5,10 +5,16 @@
  * since a model's weights are far too big to copy. */
 #define _POSIX_C_SOURCE 200809L
 
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "loom/gguf.h"
 #include "model/formats/gguf_internal.h"
@@ -340,12 +346,50 @@ typedef struct sink {
     buf mem;
     size_t pos;
     bool failed;
+    int err;         /* errno of the failure, 0 if unknown */
+    size_t fault_at; /* test hook (see fault_hook): file offset, SIZE_MAX: none */
+    bool fault_stop; /* at fault_at: stop the process (true) or fail like ENOSPC */
 } sink;
+
+/* Test hook, LOOM_TEST_GGUF_WRITE_FAULT: "fail:N" makes the file write fail
+ * as on a full device once N bytes are written; "stop:N" flushes N bytes to
+ * the temporary file and stops the process (SIGSTOP), so a test can kill it
+ * mid-write at a known point. Unset in normal use. */
+static void fault_hook(sink *s) {
+    s->fault_at = SIZE_MAX;
+    const char *e = getenv("LOOM_TEST_GGUF_WRITE_FAULT");
+    if (!e || !*e) return;
+    bool stop = !strncmp(e, "stop:", 5);
+    if (!stop && strncmp(e, "fail:", 5) != 0) return;
+    char *end = NULL;
+    unsigned long long n = strtoull(e + 5, &end, 10);
+    if (end == e + 5 || *end) return;
+    s->fault_at = (size_t)n;
+    s->fault_stop = stop;
+}
 
 static void emit(sink *s, const void *p, size_t n) {
     if (s->failed || n == 0) return;
     if (s->f) {
-        if (fwrite(p, 1, n, s->f) != n) s->failed = true;
+        if (s->pos + n > s->fault_at) {
+            size_t k = s->fault_at - s->pos;
+            if (k && fwrite(p, 1, k, s->f) != k) s->failed = true;
+            s->pos += k;
+            p = (const uint8_t *)p + k;
+            n -= k;
+            s->fault_at = SIZE_MAX;
+            if (!s->fault_stop) {
+                s->failed = true;
+                s->err = ENOSPC;
+                return;
+            }
+            fflush(s->f);
+            raise(SIGSTOP);
+        }
+        if (fwrite(p, 1, n, s->f) != n) {
+            s->failed = true;
+            s->err = errno;
+        }
     } else {
         put(&s->mem, p, n);
         s->failed = s->mem.oom;
@@ -414,24 +458,109 @@ loom_status loom_gguf_writer_write_memory(loom_gguf_writer *w, void **out, size_
     return *out ? LOOM_OK : LOOM_ERR_OOM;
 }
 
+/* Creates "path.tmp.XXXXXX" (exclusively, so two writers of the same path
+ * never share a temporary file) with the mode an existing target has, else
+ * 0666 less the umask, as fopen would. Returns the fd or -1 (errno set). */
+static int open_temp(const char *path, char *tmp, size_t tmp_n) {
+    static const char al[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t r = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ ((uint64_t)getpid() << 40) ^
+                 (uint64_t)(uintptr_t)tmp;
+    struct stat sb;
+    bool keep_mode = stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+    for (int attempt = 0; attempt < 100; attempt++) {
+        char suf[7];
+        for (int i = 0; i < 6; i++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            suf[i] = al[(r >> 33) % (sizeof al - 1)];
+        }
+        suf[6] = 0;
+        snprintf(tmp, tmp_n, "%s.tmp.%s", path, suf);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0) {
+            if (keep_mode) (void)fchmod(fd, sb.st_mode & 07777);
+            return fd;
+        }
+        if (errno != EEXIST) return -1;
+    }
+    return -1;
+}
+
+/* fsync the directory holding path, so the rename itself is durable.
+ * Filesystems that cannot sync a directory (EINVAL) are not an error. */
+static int sync_dir(const char *path) {
+    const char *slash = strrchr(path, '/');
+    size_t n = slash ? (size_t)(slash - path) : 0;
+    char *dir = malloc(n + 2);
+    if (!dir) return ENOMEM;
+    if (!slash)
+        memcpy(dir, ".", 2);
+    else if (n == 0)
+        memcpy(dir, "/", 2);
+    else {
+        memcpy(dir, path, n);
+        dir[n] = 0;
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int e = 0;
+    if (fd < 0)
+        e = errno;
+    else if (fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP)
+        e = errno;
+    if (fd >= 0) close(fd);
+    free(dir);
+    return e;
+}
+
+/* Atomic replacement (ADR 0013): write a temporary file in the target's
+ * directory, fsync it, rename it over the target, fsync the directory. A
+ * reader (or a crash, or SIGKILL) sees the old file or the complete new one,
+ * never a prefix; on any error the temporary file is removed and an existing
+ * target is left as it was. Only a process killed mid-write leaves its
+ * "path.tmp.XXXXXX" behind (nothing can remove it then). */
 loom_status loom_gguf_writer_write(loom_gguf_writer *w, const char *path) {
-    if (!w || !path) return LOOM_ERR_INVALID_ARG;
-    size_t n = strlen(path);
-    char *tmp = malloc(n + 5);
+    if (!w || !path || !*path) return LOOM_ERR_INVALID_ARG;
+    size_t tmp_n = strlen(path) + 16;
+    char *tmp = malloc(tmp_n);
     if (!tmp) return werr(w, LOOM_ERR_OOM, "gguf writer: out of memory");
-    memcpy(tmp, path, n);
-    memcpy(tmp + n, ".tmp", 5);
     sink s = {0};
-    s.f = fopen(tmp, "wb");
-    if (!s.f) {
+    fault_hook(&s);
+    int fd = open_temp(path, tmp, tmp_n);
+    if (fd < 0 || !(s.f = fdopen(fd, "wb"))) {
+        int e = errno;
+        if (fd >= 0) {
+            close(fd);
+            remove(tmp);
+        }
         free(tmp);
-        return werr(w, LOOM_ERR_IO, "gguf writer: cannot create '%s.tmp'", path);
+        return werr(w, LOOM_ERR_IO, "gguf writer: cannot create a temporary file next to '%s': %s",
+                    path, strerror(e));
     }
     serialize(w, &s);
-    bool ok = !s.failed && fflush(s.f) == 0;
-    ok = (fclose(s.f) == 0) && ok;
-    if (ok && rename(tmp, path) != 0) ok = false;
-    if (!ok) remove(tmp);
+    /* e: errno of the first failure; nothing is renamed after one. */
+    int e = s.failed ? (s.err ? s.err : EIO) : 0;
+    const char *step = "writing";
+    if (!e && fflush(s.f) != 0) e = errno;
+    if (!e && fsync(fileno(s.f)) != 0) {
+        e = errno;
+        step = "syncing";
+    }
+    if (fclose(s.f) != 0 && !e) e = errno;
+    if (!e && rename(tmp, path) != 0) {
+        e = errno;
+        step = "renaming the temporary file to";
+    }
+    if (e) {
+        remove(tmp);
+        free(tmp);
+        return werr(w, LOOM_ERR_IO,
+                    "gguf writer: %s '%s' failed: %s (any previous file is unchanged)", step, path,
+                    strerror(e));
+    }
     free(tmp);
-    return ok ? LOOM_OK : werr(w, LOOM_ERR_IO, "gguf writer: writing '%s' failed", path);
+    if ((e = sync_dir(path)) != 0)
+        return werr(w, LOOM_ERR_IO, "gguf writer: wrote '%s' but syncing its directory failed: %s",
+                    path, strerror(e));
+    return LOOM_OK;
 }

@@ -130,11 +130,7 @@ loom_tensor *parity_equiv(parity_ctx *c, loom_graph *g, loom_tensor *equiv) {
 
 /* ---------------- options and statistics ---------------- */
 
-typedef struct opts {
-    const char *backend, *op, *match, *golden;
-    bool list, verbose;
-    uint64_t seed;
-} opts;
+typedef loom_parity_opts opts;
 
 typedef struct be_stats {
     const char *name;
@@ -612,19 +608,8 @@ done:
 
 /* ---------------- main ---------------- */
 
-static void usage(FILE *f, const char *argv0) {
-    fprintf(f,
-            "usage: %s [--backend NAME] [--op NAME] [--case SUBSTR] [--seed N] [--list] [-v]\n"
-            "  Compares every op on every available backend with the scalar reference.\n"
-            "  --backend NAME  test only this backend (cpu, vulkan, cuda, hip)\n"
-            "  --op NAME       only cases of this op (e.g. matmul, flash_attn, moe)\n"
-            "  --case SUBSTR   only cases whose name contains SUBSTR\n"
-            "  --seed N        base seed (default 0x%016" PRIx64 ")\n"
-            "  --list          list the selected cases and exit\n"
-            "  --golden DIR    numpy golden cases (default: $LOOM_SOURCE_DIR/tests/golden,\n"
-            "                  else the source tree loom was built from); 'none' skips them\n"
-            "  -v              one line per case and backend\n",
-            argv0, (uint64_t)DEFAULT_SEED);
+loom_parity_opts loom_parity_default_opts(void) {
+    return (loom_parity_opts){.seed = DEFAULT_SEED};
 }
 
 static bool selected(const parity_case *pc, const opts *o) {
@@ -632,46 +617,9 @@ static bool selected(const parity_case *pc, const opts *o) {
     return !o->match || strstr(pc->name, o->match);
 }
 
-int loom_parity_main(int argc, char **argv) {
-    const char *argv0 = argc > 0 ? argv[0] : "test-ops";
-    opts o = {.seed = DEFAULT_SEED};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--backend") || !strcmp(a, "--op") || !strcmp(a, "--case") ||
-            !strcmp(a, "--seed") || !strcmp(a, "--golden")) {
-            if (!val) {
-                fprintf(stderr, "%s: %s needs a value\n", argv0, a);
-                return 2;
-            }
-            i++;
-            if (!strcmp(a, "--backend"))
-                o.backend = val;
-            else if (!strcmp(a, "--op"))
-                o.op = val;
-            else if (!strcmp(a, "--case"))
-                o.match = val;
-            else if (!strcmp(a, "--golden"))
-                o.golden = val;
-            else
-                o.seed = strtoull(val, NULL, 0);
-        } else if (!strncmp(a, "--backend=", 10)) {
-            o.backend = a + 10;
-        } else if (!strncmp(a, "--op=", 5)) {
-            o.op = a + 5;
-        } else if (!strcmp(a, "--list")) {
-            o.list = true;
-        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
-            o.verbose = true;
-        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout, argv0);
-            return 0;
-        } else {
-            fprintf(stderr, "%s: unknown argument '%s'\n", argv0, a);
-            usage(stderr, argv0);
-            return 2;
-        }
-    }
+int loom_parity_run(const loom_parity_opts *opt) {
+    const char *argv0 = "loom test-ops";
+    opts o = *opt;
     if (o.op) {
         bool known = false;
         for (int op = 0; op < LOOM_OP_COUNT; op++)

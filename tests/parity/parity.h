@@ -15,10 +15,23 @@
 
 #include "loom/loom.h"
 
-/* Run the suite; argv as for `loom test-ops` (argv[0] is the command name).
- * Returns the process exit code: 0 all passed, 1 a failure, 2 usage error or
- * a requested backend that is unavailable. */
-int loom_parity_main(int argc, char **argv);
+/* Options of a run (`loom test-ops` parses them in cli/test_ops.c). */
+typedef struct loom_parity_opts {
+    const char *backend; /* test only this backend; NULL: every available one */
+    const char *op;      /* only cases of this op (a loom_op_name); NULL: all */
+    const char *match;   /* only cases whose name contains this; NULL: all */
+    const char *golden;  /* numpy golden dir; NULL: the default; "none": skip */
+    bool list;           /* list the selected cases and return */
+    bool verbose;        /* one line per case and backend */
+    uint64_t seed;       /* base seed */
+} loom_parity_opts;
+
+/* Every case, every available backend, the default seed and golden dir. */
+loom_parity_opts loom_parity_default_opts(void);
+
+/* Run the suite. Returns the process exit code: 0 all passed, 1 a failure,
+ * 2 an unknown op or backend, or a requested backend that is unavailable. */
+int loom_parity_run(const loom_parity_opts *o);
 
 /* Run every numpy golden case (*.bin in dir, written by scripts/gen_golden.py)
  * on backend be (cpu takes the nodes be does not support), adding one to

@@ -1,0 +1,294 @@
+#!/usr/bin/env python3
+"""Every flag of every `loom` subcommand, fed bad input (ctest bad_invocations).
+
+  bad_invocations.py LOOM WORKDIR
+
+The table below (SPEC) names each subcommand's flags and what values they
+take. From it the test makes one invocation per bad value of each flag
+(not a number, trailing junk, empty, blanks, overflow, below and above the
+range, unknown enum value, missing value) and checks:
+  * the exit code is 2, stdout is empty, and stderr's first line names the
+    command, the flag and the value (e.g. "loom run: --temp: 'abc' is not a
+    number");
+  * it failed before any model was created or loaded, and init-model /
+    export-gguf did not create their output file;
+  * the edge values of each range (and every enum value) are accepted: they
+    are passed together with --help, which then exits 0.
+It also checks that -h and --help print the subcommand's usage on stdout and
+exit 0, that unknown flags exit 2 with the usage on stderr, and that every
+flag a usage text mentions is in SPEC (a new flag without a row fails here).
+
+Exit status 0 when everything holds, 1 otherwise (each failure is printed).
+"""
+import os
+import re
+import subprocess
+import sys
+
+U64_MAX = 2**64 - 1
+TIMEOUT_S = 20  # per invocation: parse errors return at once
+
+# kind: ("int", lo, hi) | ("u64",) | ("float", lo, hi) | ("choice", [values])
+#       | ("str",) | ("flag",) | ("preset",) | ("op",)
+# Flags of main's global options (--backend) are listed where the subcommand
+# takes them after its name.
+RUN_COMMON = {
+    "-m": ("str",), "--model": ("str",),
+    "-n": ("int", -1, 1000000), "--n-predict": ("int", -1, 1000000),
+    "--temp": ("float", 0, 100),
+    "--top-k": ("int", 0, 1000000),
+    "--top-p": ("float", 0, 1),
+    "--min-p": ("float", 0, 1),
+    "--repeat-penalty": ("float", 0.01, 100),
+    "--presence-penalty": ("float", -2, 2),
+    "--frequency-penalty": ("float", -2, 2),
+    "--seed": ("u64",),
+    "--ctx": ("int", 0, 16777216),
+    "--kv-type": ("choice", ["f16", "q8_0", "f32"]),
+    "--quant": ("choice", ["f32", "f16", "bf16", "q8_0", "q4_0", "nf4", "nf4_dq"]),
+    "--stop": ("str",),
+    "--ignore-eos": ("flag",),
+    "--backend": ("str",),
+}
+GGUF_TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0"]
+SPEC = {
+    ("run",): dict(RUN_COMMON, **{"-p": ("str",), "--prompt": ("str",),
+                                  "--parallel": ("int", 1, 64)}),
+    ("chat",): dict(RUN_COMMON, **{"--system": ("str",)}),
+    ("info",): {"-m": ("str",), "--ctx": ("int", 0, 16777216), "--backend": ("str",)},
+    ("export-gguf",): {"-m": ("str",), "--model": ("str",), "-o": ("str",),
+                       "--output": ("str",), "--type": ("choice", GGUF_TYPES)},
+    ("init-model",): {"--preset": ("preset",), "-o": ("str",), "--output": ("str",),
+                      "--type": ("choice", GGUF_TYPES), "--seed": ("u64",),
+                      "--tokenizer": ("str",)},
+    ("demo",): {"--tokens": ("int", 1, 4096), "--backend": ("str",)},
+    ("devices",): {"--backend": ("str",)},
+    ("test-ops",): {"--backend": ("str",), "--op": ("op",), "--case": ("str",),
+                    "--seed": ("u64",), "--golden": ("str",), "--list": ("flag",),
+                    "-v": ("flag",), "--verbose": ("flag",)},
+    ("bench", "ops"): {"--shapes": ("choice", ["small", "llama3-8b"]),
+                       "--backend": ("str",),
+                       "--threads": ("int", 1, 4096),
+                       "--format": ("choice", ["table", "json", "csv"]),
+                       "--compare": ("str",), "--op": ("str",),
+                       "--min-time": ("float", 0, 3600),
+                       "--clock": ("choice", ["wall", "cpu"]),
+                       "--peers": ("choice", ["off", "on"])},
+}
+# The name in error messages ("loom bench: ..." for `loom bench ops`).
+ERR_NAME = {("bench", "ops"): "bench"}
+
+NAN = r"'{v}' is not a number"
+RANGE = r"{v} is out of range \({lo}\.\.{hi}\)"
+
+
+def fmt(x):
+    """How the C side prints a range bound (%g for floats)."""
+    if isinstance(x, float):
+        return "%g" % x
+    return str(x)
+
+
+def bad_values(kind):
+    """[(value, stderr pattern with {v})] for one flag kind."""
+    k = kind[0]
+    if k == "int":
+        lo, hi = kind[1], kind[2]
+        rng = RANGE.replace("{lo}", str(lo)).replace("{hi}", str(hi))
+        return [("abc", NAN), ("5x", NAN), ("", NAN), (" 5", NAN), ("1.5", NAN), ("0x10", NAN),
+                ("1e3", NAN), (str(lo - 1), rng), (str(hi + 1), rng),
+                ("99999999999999999999", rng), ("-99999999999999999999", rng)]
+    if k == "u64":
+        rng = RANGE.replace("{lo}", "0").replace("{hi}", str(U64_MAX))
+        return [("abc", NAN), ("", NAN), ("12junk", NAN), ("0x", NAN), ("0xZZ", NAN),
+                ("+5", NAN), ("1e3", NAN), (" 7", NAN), ("-1", rng), (str(U64_MAX + 1), rng),
+                ("0x10000000000000000", rng)]
+    if k == "float":
+        lo, hi = kind[1], kind[2]
+        rng = RANGE.replace("{lo}", fmt(float(lo))).replace("{hi}", fmt(float(hi)))
+        return [("abc", NAN), ("", NAN), ("0.5x", NAN), ("nan", NAN), ("inf", NAN),
+                ("-inf", NAN), ("0x1p3", NAN), (" 1", NAN), ("1e999", rng),
+                (repr(lo - 0.5), rng), (repr(hi + 0.5), rng)]
+    if k == "choice":
+        allowed = re.escape(", ".join(kind[1]))
+        return [("bogus", r"'{v}' is not one of " + allowed), ("", r"'{v}' is not one of " + allowed),
+                ("F16", r"'{v}' is not one of " + allowed)]
+    if k == "preset":
+        return [("bogus", r"unknown model preset '{v}' \(known: .*tiny-moe.*\)")]
+    if k == "op":
+        return [("bogus", r"'{v}' is not one of .*matmul.*")]
+    return []
+
+
+def good_values(kind):
+    k = kind[0]
+    if k == "int":
+        return [str(kind[1]), str(kind[2])]
+    if k == "u64":
+        return ["0", str(U64_MAX), "0xffffffffffffffff", "0x0"]
+    if k == "float":
+        return [repr(float(kind[1])), repr(float(kind[2])), "%g" % ((kind[1] + kind[2]) / 2)]
+    if k == "choice":
+        return list(kind[1])
+    if k == "preset":
+        return ["tiny-moe", "tiny-dense"]
+    if k == "op":
+        return ["matmul"]
+    return ["x"]
+
+
+class Runner:
+    def __init__(self, loom, workdir):
+        self.loom, self.workdir = loom, workdir
+        self.failures, self.count = [], 0
+
+    def run(self, argv):
+        p = subprocess.run([self.loom] + argv, capture_output=True, text=True, errors="replace",
+                           timeout=TIMEOUT_S, cwd=self.workdir)
+        self.count += 1
+        return p
+
+    def fail(self, argv, why, p=None):
+        msg = "FAIL loom %s: %s" % (" ".join(repr(a) if (not a or " " in a) else a for a in argv),
+                                    why)
+        if p is not None:
+            msg += "\n    rc=%d\n    stdout: %r\n    stderr: %r" % (p.returncode, p.stdout[:300],
+                                                                 p.stderr[:300])
+        self.failures.append(msg)
+
+    def expect_usage_error(self, argv, pattern, out_file=None):
+        """Exit 2, nothing on stdout, stderr's first line matches pattern,
+        no model touched and no output file written."""
+        if out_file and os.path.exists(out_file):
+            os.remove(out_file)
+        p = self.run(argv)
+        first = p.stderr.splitlines()[0] if p.stderr else ""
+        if p.returncode != 2:
+            self.fail(argv, "exit code %d, want 2" % p.returncode, p)
+        elif p.stdout:
+            self.fail(argv, "wrote to stdout", p)
+        elif not re.fullmatch(pattern, first):
+            self.fail(argv, "stderr's first line does not match %r" % pattern, p)
+        elif re.search(r"creating the default model|^(loading|converting|exporting) ", p.stderr,
+                       re.M):
+            self.fail(argv, "touched a model before rejecting the arguments", p)
+        elif out_file and os.path.exists(out_file):
+            self.fail(argv, "created %s" % out_file, p)
+
+    def expect_help(self, argv, cmd_words):
+        p = self.run(argv)
+        want = r"usage: loom %s" % (re.escape(" ".join(cmd_words)) + r"\b" if cmd_words else r"\[")
+        if p.returncode != 0:
+            self.fail(argv, "exit code %d, want 0" % p.returncode, p)
+        elif p.stderr:
+            self.fail(argv, "wrote to stderr", p)
+        elif not re.match(want, p.stdout):
+            self.fail(argv, "stdout does not start with %r" % want, p)
+        return p.stdout
+
+
+def main():
+    if len(sys.argv) != 3:
+        print(__doc__)
+        return 2
+    loom, workdir = os.path.abspath(sys.argv[1]), sys.argv[2]
+    os.makedirs(workdir, exist_ok=True)
+    r = Runner(loom, workdir)
+    out_gguf = os.path.join(workdir, "must-not-exist.gguf")
+    # The default model `loom run` creates on first use, next to the binary.
+    default_model = os.path.join(os.path.dirname(loom), "models", "tiny-moe.gguf")
+    had_default = os.path.exists(default_model)
+
+    for words, flags in SPEC.items():
+        name = ERR_NAME.get(words, words[0])
+        words = list(words)
+        # Subcommands that write a file get -o first: a bad value after it
+        # must still not create the file.
+        pre = []
+        if words[0] == "init-model":
+            pre = ["-o", out_gguf]
+        elif words[0] == "export-gguf":
+            pre = ["-m", "in.gguf", "-o", out_gguf]
+        out_file = out_gguf if pre else None
+
+        # --help / -h: usage on stdout, exit 0; the flags it names are in SPEC.
+        usage = r.expect_help(words + ["--help"], words)
+        r.expect_help(words + ["-h"], words)
+        for f in set(re.findall(r"(?<![\w-])(--?[a-z][a-z0-9-]*)", usage)) - {"-h", "--help"}:
+            if f not in flags:
+                r.fail(words + ["--help"], "usage mentions %s, which the table does not cover" % f)
+
+        # Unknown flags and stray arguments: exit 2, usage on stderr.
+        for bad in (["--bogus"], ["-Z"], ["--temp=0.5"] if name in ("run", "chat") else ["stray"]):
+            if name == "info" and bad == ["stray"]:
+                bad = ["a.gguf", "b.gguf"]  # info takes one positional MODEL
+            argv = words + pre + bad
+            r.expect_usage_error(argv, r"loom %s: (unknown option|unexpected argument) '%s'" %
+                                 (re.escape(name), re.escape(bad[-1])), out_file)
+            p = r.run(argv)
+            if "usage: loom" not in p.stderr:
+                r.fail(argv, "no usage on stderr", p)
+
+        for flag, kind in sorted(flags.items()):
+            if kind[0] == "flag":
+                continue
+            # Missing value.
+            if flag == "--backend" and words[0] in ("run", "chat", "info", "demo", "devices"):
+                miss = r"loom %s: --backend needs a value" % re.escape(name)
+            else:
+                miss = r"loom %s: %s needs a value" % (re.escape(name), re.escape(flag))
+            r.expect_usage_error(words + pre + [flag], miss, out_file)
+            # Bad values.
+            for v, pat in bad_values(kind):
+                msg = r"loom %s: %s: %s" % (re.escape(name), re.escape(flag),
+                                            pat.replace("{v}", re.escape(v)))
+                r.expect_usage_error(words + pre + [flag, v], msg, out_file)
+            # Good values parse: with --help after them the command exits 0.
+            if kind[0] != "str":
+                for v in good_values(kind):
+                    r.expect_help(words + [flag, v, "--help"], words)
+
+    # A backend that does not exist: exit 2 before a model is created or read.
+    for words in (["run"], ["chat"], ["info"], ["demo"], ["test-ops", "--golden", "none"]):
+        r.expect_usage_error(words + ["--backend", "bogus"],
+                             r"loom %s: unknown backend 'bogus'( \(known: .*cpu.*\))?" % words[0])
+    r.expect_usage_error(["--backend", "bogus", "run"],
+                         r"loom run: unknown backend 'bogus' \(known: .*cpu.*\)")
+    r.expect_usage_error(["bench", "ops", "--backend", "bogus"],
+                         r"loom bench: no available backend named bogus")
+
+    # nf4 has no GGUF type: refused with the reason.
+    r.expect_usage_error(["export-gguf", "-m", "in.gguf", "-o", out_gguf, "--type", "nf4"],
+                         r"loom export-gguf: --type: 'nf4' is not a GGUF tensor type .*", out_gguf)
+
+    # Repeated-flag limit and required flags.
+    r.expect_usage_error(["run"] + ["--stop", "x"] * 9, r"loom run: --stop: at most 8 stop strings")
+    r.expect_usage_error(["init-model"], r"loom init-model: -o FILE\.gguf is required")
+    r.expect_usage_error(["export-gguf", "-o", out_gguf, "--type", "f16"],
+                         r"loom export-gguf: -m IN is required", out_gguf)
+    r.expect_usage_error(["export-gguf", "-m", "in.gguf", "--type", "f16"],
+                         r"loom export-gguf: -o OUT\.gguf is required")
+    r.expect_usage_error(["export-gguf", "-m", "in.gguf", "-o", out_gguf],
+                         r"loom export-gguf: --type is required", out_gguf)
+    # The top level.
+    r.expect_usage_error([], r"usage: loom .*")
+    r.expect_usage_error(["--bogus"], r"loom: unknown option '--bogus'")
+    r.expect_usage_error(["bogus"], r"loom: unknown command 'bogus'")
+    r.expect_usage_error(["--backend"], r"loom: --backend needs a value")
+    r.expect_usage_error(["bench"], r"usage: loom bench .*")
+    r.expect_usage_error(["bench", "bogus"], r"loom bench: unknown benchmark 'bogus' \(ops\)")
+    for argv in (["--help"], ["-h"], ["help"]):
+        r.expect_help(argv, [])
+    r.expect_help(["bench", "--help"], ["bench"])
+    r.expect_help(["bench", "-h"], ["bench"])
+
+    if not had_default and os.path.exists(default_model):
+        r.fail([], "the default model %s was created by a bad invocation" % default_model)
+    for f in r.failures:
+        print(f)
+    print("bad_invocations: %d invocations, %d failures" % (r.count, len(r.failures)))
+    return 1 if r.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

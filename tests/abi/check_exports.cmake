@@ -4,6 +4,9 @@
 #
 #   cmake -DNM=<nm> -DLIB=<libloom.so> -DALLOWED=<exported_symbols.txt> -P check_exports.cmake
 #   ... -DUPDATE=ON rewrites ALLOWED from the library (after adding API on purpose).
+#   ... "-DPLUGINS=a.so|b.so" also checks that every loom_* symbol those
+#       plugins import is exported: plugins are linked with undefined symbols
+#       allowed, so a hidden one would only show up as a dlopen failure.
 #
 # Reads the dynamic symbol table with `nm -D --defined-only`. Names starting
 # with '_' are the toolchain's (_init, sanitizer runtime glue such as
@@ -62,5 +65,26 @@ if(extra OR missing)
                     "change rerun with -DUPDATE=ON and review the diff.")
   message(FATAL_ERROR "${msg}")
 endif()
+string(REPLACE "|" ";" PLUGINS "${PLUGINS}")
+foreach(plugin IN LISTS PLUGINS)
+  execute_process(COMMAND ${NM} -D --undefined-only ${plugin}
+                  OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "check_exports: ${NM} -D --undefined-only ${plugin} failed (${rc}): ${err}")
+  endif()
+  string(REGEX MATCHALL "loom_[A-Za-z0-9_]+" imported "${out}")
+  list(REMOVE_DUPLICATES imported)
+  set(hidden ${imported})
+  if(hidden)
+    list(REMOVE_ITEM hidden ${exported})
+  endif()
+  if(hidden)
+    string(REPLACE ";" " " hidden "${hidden}")
+    message(FATAL_ERROR "check_exports: ${plugin} needs symbols libloom does not export: ${hidden}")
+  endif()
+  list(LENGTH imported n_imported)
+  message(STATUS "check_exports: ${plugin}: its ${n_imported} loom_* imports are all exported")
+endforeach()
+
 list(LENGTH allowed n_allowed)
 message(STATUS "check_exports: ${n_exported} exported symbols, all allowed (${n_allowed} listed)")

@@ -7,19 +7,20 @@
 #      prefix, builds, runs and checks its result;
 #   3. the same example compiles with `cc $(pkg-config --cflags --libs loom)`
 #      and runs.
-# Usage: install_check.sh BUILD_DIR SOURCE_DIR WORK_DIR CC [CFLAGS]
+# Usage: [CMAKE=cmake] install_check.sh BUILD_DIR SOURCE_DIR WORK_DIR CC [CFLAGS]
 # CFLAGS carries the sanitizer flags in a LOOM_SANITIZE build: an
 # instrumented libloom needs an instrumented program.
 set -eu
 build=$1 src=$2 work=$3 cc=$4 cflags=${5:-}
 prefix=$work/prefix
+cmake=${CMAKE:-cmake} # the cmake that built the tree (ctest passes it)
 
 # The installed layout must work on its own: no build-tree plugin overrides.
 unset LOOM_PLUGIN_DIR LOOM_EXTRA_PLUGINS LOOM_BACKEND
 
 rm -rf "$work"
 mkdir -p "$work"
-cmake --install "$build" --prefix "$prefix" >"$work/install.log"
+"$cmake" --install "$build" --prefix "$prefix" >"$work/install.log"
 libdir=$(dirname "$(find "$prefix" -name 'libloom.so' | head -n 1)")
 test -f "$libdir/pkgconfig/loom.pc" || { echo "FAIL: no loom.pc under $libdir/pkgconfig"; exit 1; }
 test -f "$libdir/cmake/loom/loomConfig.cmake" || { echo "FAIL: no loomConfig.cmake"; exit 1; }
@@ -39,10 +40,10 @@ for p in "$libdir"/libloom-backend-*.so; do
 done
 
 echo "== find_package(loom): examples/hello_graph"
-cmake -S "$src/examples/hello_graph" -B "$work/cmake-build" -DCMAKE_BUILD_TYPE=Release \
+"$cmake" -S "$src/examples/hello_graph" -B "$work/cmake-build" -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_C_COMPILER="$cc" -DCMAKE_C_FLAGS="$cflags" \
     >"$work/configure.log" 2>&1 || { cat "$work/configure.log"; echo "FAIL: configure"; exit 1; }
-cmake --build "$work/cmake-build" >"$work/build.log" 2>&1 || { cat "$work/build.log"; echo "FAIL: build"; exit 1; }
+"$cmake" --build "$work/cmake-build" >"$work/build.log" 2>&1 || { cat "$work/build.log"; echo "FAIL: build"; exit 1; }
 "$work/cmake-build/hello_graph"
 "$work/cmake-build/hello_graph" cpu
 

@@ -98,8 +98,10 @@ LOOM_API loom_status loom_quantize_row(loom_dtype t, const float *src, void *dst
  * Double quantization follows bitsandbytes: offset = mean(absmax); each group
  * of 256 (absmax - offset) values is scaled by its max |.| into [-1, 1] and
  * mapped to the nearest entry of the signed 8-bit dynamic map. */
-LOOM_API extern const float loom_nf4_code[16];    /* bitsandbytes NF4 codebook */
-LOOM_API extern const float loom_nf4_dq_code[256]; /* bitsandbytes create_dynamic_map(signed=True), sorted */
+/* bitsandbytes NF4 codebook */
+LOOM_API extern const float loom_nf4_code[16];
+/* bitsandbytes create_dynamic_map(signed=True), sorted */
+LOOM_API extern const float loom_nf4_dq_code[256];
 
 typedef struct loom_nf4_layout {
     const uint8_t *codes;
@@ -111,17 +113,20 @@ typedef struct loom_nf4_layout {
 } loom_nf4_layout;
 
 /* Locate the sections of an nf4/nf4_dq tensor of n elements at base. */
-LOOM_API loom_status loom_nf4_layout_of(loom_dtype t, const void *base, int64_t n, loom_nf4_layout *out);
+LOOM_API loom_status loom_nf4_layout_of(loom_dtype t, const void *base, int64_t n,
+                                        loom_nf4_layout *out);
 /* Absmax of block b, double-quantized or not. */
 LOOM_API float loom_nf4_absmax(const loom_nf4_layout *l, int64_t b);
 /* Dequantize count elements starting at element first (first % 64 == 0 not required). */
-LOOM_API void loom_nf4_dequantize(const loom_nf4_layout *l, int64_t first, int64_t count, float *dst);
+LOOM_API void loom_nf4_dequantize(const loom_nf4_layout *l, int64_t first, int64_t count,
+                                  float *dst);
 /* Quantize n floats into dst (loom_dtype_nbytes(t, n) bytes). */
 LOOM_API loom_status loom_nf4_quantize(loom_dtype t, const float *src, int64_t n, void *dst);
 
 /* Convert n elements of a whole contiguous tensor between any two dtypes
  * (nf4 included, as source or destination). */
-LOOM_API loom_status loom_convert(loom_dtype src_t, const void *src, loom_dtype dst_t, void *dst, int64_t n);
+LOOM_API loom_status loom_convert(loom_dtype src_t, const void *src, loom_dtype dst_t, void *dst,
+                                  int64_t n);
 
 #ifdef __cplusplus
 }

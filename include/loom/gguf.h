@@ -88,7 +88,7 @@ LOOM_API loom_status loom_gguf_open(const char *path, loom_gguf **out, char *err
 /* Same, over caller memory: buf is borrowed (not copied) and must outlive the
  * context. Used by the fuzzer and by in-memory tests. */
 LOOM_API loom_status loom_gguf_open_memory(const void *buf, size_t n, loom_gguf **out, char *err,
-                                  size_t err_n);
+                                           size_t err_n);
 LOOM_API void loom_gguf_close(loom_gguf *g); /* unmaps and frees; NULL is fine */
 
 /* Message of the last failed getter ("" if none); owned by g. */
@@ -102,8 +102,10 @@ LOOM_API size_t loom_gguf_file_size(const loom_gguf *g);
 LOOM_API int64_t loom_gguf_n_kv(const loom_gguf *g);
 /* -1 when absent. Keys are unique (duplicates are rejected at open). */
 LOOM_API int64_t loom_gguf_find_kv(const loom_gguf *g, const char *key);
-LOOM_API const char *loom_gguf_kv_key(const loom_gguf *g, int64_t i);     /* NUL-terminated, owned by g */
-LOOM_API loom_gguf_type loom_gguf_kv_type(const loom_gguf *g, int64_t i); /* TYPE_COUNT if i is bad */
+/* NUL-terminated, owned by g */
+LOOM_API const char *loom_gguf_kv_key(const loom_gguf *g, int64_t i);
+/* TYPE_COUNT if i is bad */
+LOOM_API loom_gguf_type loom_gguf_kv_type(const loom_gguf *g, int64_t i);
 
 /* Typed getters by key. Each fails with LOOM_ERR_INVALID_ARG when the key is
  * absent and with LOOM_ERR_FORMAT when it holds another type (message names
@@ -124,19 +126,20 @@ LOOM_API loom_status loom_gguf_get_bool(loom_gguf *g, const char *key, bool *out
 LOOM_API loom_status loom_gguf_get_int(loom_gguf *g, const char *key, int64_t *out);
 /* String value: *s points into the file (NOT NUL-terminated, may contain NUL
  * bytes), *len is its length; valid until loom_gguf_close. */
-LOOM_API loom_status loom_gguf_get_str(loom_gguf *g, const char *key, const char **s, uint64_t *len);
+LOOM_API loom_status loom_gguf_get_str(loom_gguf *g, const char *key, const char **s,
+                                       uint64_t *len);
 
 /* Arrays. Element type and count: */
-LOOM_API loom_status loom_gguf_get_arr_info(loom_gguf *g, const char *key, loom_gguf_type *elem_type,
-                                   uint64_t *count);
+LOOM_API loom_status loom_gguf_get_arr_info(loom_gguf *g, const char *key,
+                                            loom_gguf_type *elem_type, uint64_t *count);
 /* Raw little-endian elements of a numeric/bool array whose element type is
  * elem_type: count * size bytes at *data, inside the file and possibly
  * unaligned (read with memcpy). Fails for string arrays and arrays of arrays. */
 LOOM_API loom_status loom_gguf_get_arr_data(loom_gguf *g, const char *key, loom_gguf_type elem_type,
-                                   const void **data, uint64_t *count);
+                                            const void **data, uint64_t *count);
 /* Element i of a string array (same pointer rules as loom_gguf_get_str). */
-LOOM_API loom_status loom_gguf_get_arr_str(loom_gguf *g, const char *key, uint64_t i, const char **s,
-                                  uint64_t *len);
+LOOM_API loom_status loom_gguf_get_arr_str(loom_gguf *g, const char *key, uint64_t i,
+                                           const char **s, uint64_t *len);
 /* Element i of an integer (any width) or float (f32/f64) array, converted. */
 LOOM_API loom_status loom_gguf_get_arr_int(loom_gguf *g, const char *key, uint64_t i, int64_t *out);
 LOOM_API loom_status loom_gguf_get_arr_f64(loom_gguf *g, const char *key, uint64_t i, double *out);
@@ -145,7 +148,8 @@ LOOM_API loom_status loom_gguf_get_arr_f64(loom_gguf *g, const char *key, uint64
  * bytes; for string inner arrays it is the serialized form (u64 length +
  * bytes, repeated), already bounds-checked. */
 LOOM_API loom_status loom_gguf_get_arr_sub(loom_gguf *g, const char *key, uint64_t i,
-                                  loom_gguf_type *elem_type, const void **data, uint64_t *count);
+                                           loom_gguf_type *elem_type, const void **data,
+                                           uint64_t *count);
 
 /* ---- tensors, in file order ---- */
 typedef struct loom_gguf_tensor_info {
@@ -177,8 +181,9 @@ typedef struct loom_gguf_writer loom_gguf_writer;
 
 /* *out is owned by the caller; free it with loom_gguf_writer_free. */
 LOOM_API loom_status loom_gguf_writer_new(loom_gguf_writer **out);
-LOOM_API void loom_gguf_writer_free(loom_gguf_writer *w);               /* NULL is fine */
-LOOM_API const char *loom_gguf_writer_error(const loom_gguf_writer *w); /* last failure, owned by w */
+LOOM_API void loom_gguf_writer_free(loom_gguf_writer *w); /* NULL is fine */
+LOOM_API const char *
+loom_gguf_writer_error(const loom_gguf_writer *w); /* last failure, owned by w */
 
 /* Setters copy the key and the value. Setting a key twice is an error
  * (LOOM_ERR_INVALID_ARG), as GGUF forbids duplicates. */
@@ -195,14 +200,15 @@ LOOM_API loom_status loom_gguf_writer_set_f64(loom_gguf_writer *w, const char *k
 LOOM_API loom_status loom_gguf_writer_set_bool(loom_gguf_writer *w, const char *key, bool v);
 LOOM_API loom_status loom_gguf_writer_set_str(loom_gguf_writer *w, const char *key, const char *s);
 LOOM_API loom_status loom_gguf_writer_set_strn(loom_gguf_writer *w, const char *key, const char *s,
-                                      size_t len);
+                                               size_t len);
 /* Numeric/bool array: n elements of elem_type in host (little-endian) layout,
  * e.g. int32_t[] for LOOM_GGUF_I32, uint8_t 0/1 for LOOM_GGUF_BOOL. Copied. */
-LOOM_API loom_status loom_gguf_writer_set_arr(loom_gguf_writer *w, const char *key, loom_gguf_type elem_type,
-                                     const void *data, uint64_t n);
+LOOM_API loom_status loom_gguf_writer_set_arr(loom_gguf_writer *w, const char *key,
+                                              loom_gguf_type elem_type, const void *data,
+                                              uint64_t n);
 /* String array of n NUL-terminated strings. Copied. */
 LOOM_API loom_status loom_gguf_writer_set_arr_str(loom_gguf_writer *w, const char *key,
-                                         const char *const *strs, uint64_t n);
+                                                  const char *const *strs, uint64_t n);
 
 /* Copy key/value pair i of an open reader g (any type, arrays of strings and
  * nested arrays included) byte for byte: used to carry a model's metadata
@@ -215,13 +221,14 @@ LOOM_API loom_status loom_gguf_writer_copy_kv(loom_gguf_writer *w, const loom_gg
  * loom_dtype_nbytes(t, prod(ne)) bytes and is REFERENCED, not copied: it must
  * stay valid until loom_gguf_writer_write* returns. nf4 types are rejected
  * (GGUF has no such type); ne[0] must be a multiple of the block size. */
-LOOM_API loom_status loom_gguf_writer_add_tensor(loom_gguf_writer *w, const char *name, loom_dtype t,
-                                        int n_dims, const int64_t *ne, const void *data);
+LOOM_API loom_status loom_gguf_writer_add_tensor(loom_gguf_writer *w, const char *name,
+                                                 loom_dtype t, int n_dims, const int64_t *ne,
+                                                 const void *data);
 /* Same with a raw ggml type id (any type loom_ggml_type_name knows), for
  * passing through tensors loom cannot compute with. */
 LOOM_API loom_status loom_gguf_writer_add_tensor_ggml(loom_gguf_writer *w, const char *name,
-                                             uint32_t ggml_type, int n_dims, const int64_t *ne,
-                                             const void *data);
+                                                      uint32_t ggml_type, int n_dims,
+                                                      const int64_t *ne, const void *data);
 
 /* Write the file (through path.tmp renamed onto path, so a failed write never
  * leaves a half-written file at path). The writer stays usable. */

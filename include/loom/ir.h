@@ -140,9 +140,10 @@ LOOM_API loom_status loom_graph_fail(loom_graph *g, loom_status s, const char *f
 LOOM_API loom_tensor *loom_tensor_new(loom_graph *g, loom_dtype t, int n_dims, const int64_t *ne);
 LOOM_API loom_tensor *loom_tensor_1d(loom_graph *g, loom_dtype t, int64_t ne0);
 LOOM_API loom_tensor *loom_tensor_2d(loom_graph *g, loom_dtype t, int64_t ne0, int64_t ne1);
-LOOM_API loom_tensor *loom_tensor_3d(loom_graph *g, loom_dtype t, int64_t ne0, int64_t ne1, int64_t ne2);
-LOOM_API loom_tensor *loom_tensor_4d(loom_graph *g, loom_dtype t, int64_t ne0, int64_t ne1, int64_t ne2,
-                            int64_t ne3);
+LOOM_API loom_tensor *loom_tensor_3d(loom_graph *g, loom_dtype t, int64_t ne0, int64_t ne1,
+                                     int64_t ne2);
+LOOM_API loom_tensor *loom_tensor_4d(loom_graph *g, loom_dtype t, int64_t ne0, int64_t ne1,
+                                     int64_t ne2, int64_t ne3);
 LOOM_API loom_tensor *loom_tensor_set_name(loom_tensor *t, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
@@ -171,18 +172,21 @@ LOOM_API loom_status loom_tensor_set_host_data(loom_tensor *t, void *data);
 /* Same elements, new contiguous extents; a must be contiguous. */
 LOOM_API loom_tensor *loom_reshape(loom_graph *g, loom_tensor *a, int n_dims, const int64_t *ne);
 LOOM_API loom_tensor *loom_reshape_2d(loom_graph *g, loom_tensor *a, int64_t ne0, int64_t ne1);
-LOOM_API loom_tensor *loom_reshape_3d(loom_graph *g, loom_tensor *a, int64_t ne0, int64_t ne1, int64_t ne2);
-LOOM_API loom_tensor *loom_reshape_4d(loom_graph *g, loom_tensor *a, int64_t ne0, int64_t ne1, int64_t ne2,
-                             int64_t ne3);
+LOOM_API loom_tensor *loom_reshape_3d(loom_graph *g, loom_tensor *a, int64_t ne0, int64_t ne1,
+                                      int64_t ne2);
+LOOM_API loom_tensor *loom_reshape_4d(loom_graph *g, loom_tensor *a, int64_t ne0, int64_t ne1,
+                                      int64_t ne2, int64_t ne3);
 /* Result dim axes[i] is a's dim i moved: out.ne[axes[i]] = a.ne[i] (ggml's permute). */
-LOOM_API loom_tensor *loom_permute(loom_graph *g, loom_tensor *a, int ax0, int ax1, int ax2, int ax3);
+LOOM_API loom_tensor *loom_permute(loom_graph *g, loom_tensor *a, int ax0, int ax1, int ax2,
+                                   int ax3);
 /* Swap dims 0 and 1. */
 LOOM_API loom_tensor *loom_transpose(loom_graph *g, loom_tensor *a);
 /* Sub-range [start, start+len) of dimension dim (block-aligned for dim 0 of quantized). */
-LOOM_API loom_tensor *loom_slice(loom_graph *g, loom_tensor *a, int dim, int64_t start, int64_t len);
+LOOM_API loom_tensor *loom_slice(loom_graph *g, loom_tensor *a, int dim, int64_t start,
+                                 int64_t len);
 /* General strided view: extents ne, strides nb (bytes), byte offset into a. */
 LOOM_API loom_tensor *loom_view(loom_graph *g, loom_tensor *a, int n_dims, const int64_t *ne,
-                       const size_t *nb, size_t offset);
+                                const size_t *nb, size_t offset);
 
 /* ---------------- forward ops ---------------- */
 
@@ -235,14 +239,16 @@ typedef struct loom_rope_params {
 } loom_rope_params;
 /* Llama-3.1 defaults: neox mode, theta 500000, llama3 scaling 8/1/4/8192. */
 LOOM_API loom_rope_params loom_rope_params_llama3(int32_t head_dim);
-LOOM_API loom_tensor *loom_rope(loom_graph *g, loom_tensor *x, loom_tensor *pos, const loom_rope_params *p);
+LOOM_API loom_tensor *loom_rope(loom_graph *g, loom_tensor *x, loom_tensor *pos,
+                                const loom_rope_params *p);
 /* The p.i/p.f layout of a ROPE node, for kernels: */
 LOOM_API void loom_rope_params_get(const loom_tensor *node, loom_rope_params *out);
 
 /* softmax over ne[0] of scale*x, with an optional causal mask: element
  * (n = key index, m = row index ne[1]) is masked (-inf) when n > m + q_offset.
  * Fully masked rows produce zeros. p.f[0]=scale, p.i[1]=causal, p.i[2]=q_offset. */
-LOOM_API loom_tensor *loom_softmax(loom_graph *g, loom_tensor *x, float scale, bool causal, int32_t q_offset);
+LOOM_API loom_tensor *loom_softmax(loom_graph *g, loom_tensor *x, float scale, bool causal,
+                                   int32_t q_offset);
 LOOM_API loom_tensor *loom_silu(loom_graph *g, loom_tensor *x);
 LOOM_API loom_tensor *loom_swiglu(loom_graph *g, loom_tensor *gate, loom_tensor *up);
 
@@ -253,7 +259,7 @@ LOOM_API loom_tensor *loom_swiglu(loom_graph *g, loom_tensor *gate, loom_tensor 
  * causal. out f32 [D, Hq, Tq, B] (contiguous, ready to reshape to [D*Hq, Tq]).
  * p.f[0] = scale (usually 1/sqrt(D)), p.i[1] = causal, p.i[2] = q_offset. */
 LOOM_API loom_tensor *loom_flash_attn(loom_graph *g, loom_tensor *q, loom_tensor *k, loom_tensor *v,
-                             float scale, bool causal, int32_t q_offset);
+                                      float scale, bool causal, int32_t q_offset);
 
 /* Fused Mixtral-style MoE feed-forward.
  * x: f32 [Dm, T]; logits: f32 [E, T] (router output, e.g. matmul(router_w, x));
@@ -263,8 +269,9 @@ LOOM_API loom_tensor *loom_flash_attn(loom_graph *g, loom_tensor *q, loom_tensor
  *   out = sum_e g_e * down_e( silu(gate_e x) * up_e x ).
  * Equal to softmax over all E then renormalising the top k (Mixtral).
  * out f32 [Dm, T]. p.i[0] = top_k. */
-LOOM_API loom_tensor *loom_moe(loom_graph *g, loom_tensor *x, loom_tensor *logits, loom_tensor *gate,
-                      loom_tensor *up, loom_tensor *down, int32_t top_k);
+LOOM_API loom_tensor *loom_moe(loom_graph *g, loom_tensor *x, loom_tensor *logits,
+                               loom_tensor *gate, loom_tensor *up, loom_tensor *down,
+                               int32_t top_k);
 /* Dense gate weights of loom_moe's routing as its own op (autodiff, tests). */
 LOOM_API loom_tensor *loom_moe_gate(loom_graph *g, loom_tensor *logits, int32_t top_k);
 
@@ -280,7 +287,8 @@ LOOM_API loom_tensor *loom_moe_gate(loom_graph *g, loom_tensor *logits, int32_t 
  * on the write is the graph edge through the result). Rows outside [0, R)
  * make the kernel fail. Not differentiable. The scheduler runs it on the
  * backend that holds dst's storage, never on a copy. */
-LOOM_API loom_tensor *loom_set_rows(loom_graph *g, loom_tensor *dst, loom_tensor *src, loom_tensor *rows);
+LOOM_API loom_tensor *loom_set_rows(loom_graph *g, loom_tensor *dst, loom_tensor *src,
+                                    loom_tensor *rows);
 
 /* Ops whose result aliases src0's storage instead of getting its own. */
 LOOM_API bool loom_op_is_inplace(loom_op op);
@@ -310,13 +318,16 @@ LOOM_API loom_tensor *loom_concat(loom_graph *g, loom_tensor *a, loom_tensor *b,
 LOOM_API loom_tensor *loom_cross_entropy(loom_graph *g, loom_tensor *logits, loom_tensor *targets);
 
 /* ---------------- backward helper ops (see enum) ---------------- */
-LOOM_API loom_tensor *loom_sum_to(loom_graph *g, loom_tensor *a, const int64_t *ne); /* ne[i] == a.ne[i] or 1 */
+/* ne[i] == a.ne[i] or 1 */
+LOOM_API loom_tensor *loom_sum_to(loom_graph *g, loom_tensor *a, const int64_t *ne);
 LOOM_API loom_tensor *loom_silu_back(loom_graph *g, loom_tensor *x, loom_tensor *dy);
 LOOM_API loom_tensor *loom_rms_norm_back(loom_graph *g, loom_tensor *x, loom_tensor *dy, float eps);
-LOOM_API loom_tensor *loom_softmax_back(loom_graph *g, loom_tensor *y, loom_tensor *dy, float scale);
-LOOM_API loom_tensor *loom_get_rows_back(loom_graph *g, loom_tensor *dy, loom_tensor *ids, int64_t n_rows);
-LOOM_API loom_tensor *loom_cross_entropy_back(loom_graph *g, loom_tensor *logits, loom_tensor *targets,
-                                     loom_tensor *dloss);
+LOOM_API loom_tensor *loom_softmax_back(loom_graph *g, loom_tensor *y, loom_tensor *dy,
+                                        float scale);
+LOOM_API loom_tensor *loom_get_rows_back(loom_graph *g, loom_tensor *dy, loom_tensor *ids,
+                                         int64_t n_rows);
+LOOM_API loom_tensor *loom_cross_entropy_back(loom_graph *g, loom_tensor *logits,
+                                              loom_tensor *targets, loom_tensor *dloss);
 LOOM_API loom_tensor *loom_moe_gate_back(loom_graph *g, loom_tensor *gates, loom_tensor *dgates);
 
 /* ---------------- graphs ---------------- */

@@ -99,8 +99,8 @@ LOOM_API loom_model_params loom_model_default_params(void);
 /* Load a GGUF model. On success *out is owned by the caller (loom_model_free).
  * Errors name the file, key or tensor in err. The backend registry must be
  * initialised (loom_registry_init). */
-LOOM_API loom_status loom_model_load_gguf(const char *path, const loom_model_params *p, loom_model **out,
-                                 char *err, size_t err_n);
+LOOM_API loom_status loom_model_load_gguf(const char *path, const loom_model_params *p,
+                                          loom_model **out, char *err, size_t err_n);
 LOOM_API void loom_model_free(loom_model *m); /* NULL is fine */
 
 LOOM_API const loom_model_config *loom_model_config_of(const loom_model *m);
@@ -130,7 +130,7 @@ typedef struct loom_batch {
     bool all_logits;
 } loom_batch;
 LOOM_API loom_status loom_model_decode(loom_model *m, const loom_batch *b, float *logits, char *err,
-                              size_t err_n);
+                                       size_t err_n);
 
 LOOM_API int64_t loom_model_slot_pos(const loom_model *m, int slot); /* tokens cached in slot */
 /* Forget a slot's tokens (its KV rows are overwritten by later writes). */
@@ -156,7 +156,7 @@ LOOM_API bool loom_model_path_is_hf(const char *path);
  * q8_0/q4_0 and a lossless float copy for nf4 (quantized while loading).
  * Ownership and errors as loom_model_load_gguf. */
 LOOM_API loom_status loom_model_load(const char *path, const loom_model_params *p, loom_model **out,
-                            char *err, size_t err_n);
+                                     char *err, size_t err_n);
 
 /* The dtype a tensor of a llama GGUF (llama.cpp names) is stored at when
  * the model is exported or loaded as `want`; the one policy shared by
@@ -171,8 +171,8 @@ LOOM_API loom_status loom_model_load(const char *path, const loom_model_params *
  *     token_embd and output stay f16 (QLoRA leaves embeddings and the LM
  *     head unquantized; get_rows has no nf4 kernel).
  * LOOM_ERR_INVALID_ARG for a want outside those types. */
-LOOM_API loom_status loom_model_store_type(const char *name, int n_dims, const int64_t *ne, loom_dtype want,
-                                  loom_dtype *out);
+LOOM_API loom_status loom_model_store_type(const char *name, int n_dims, const int64_t *ne,
+                                           loom_dtype want, loom_dtype *out);
 
 /* llama.cpp's general.file_type (LLAMA_FTYPE_*) for a weight type: f32 0,
  * f16 1, q4_0 2, q8_0 7, bf16 32; -1 for types GGUF cannot hold (nf4). */
@@ -202,8 +202,9 @@ typedef struct loom_export_stats {
  * load (validated config). out is written through out.tmp and renamed, so a
  * failure leaves no partial file; out must not be the input. stats
  * (optional) is filled on success. Memory: the converted tensors. */
-LOOM_API loom_status loom_model_export_gguf(const char *in, const char *out, const loom_export_params *p,
-                                   loom_export_stats *stats, char *err, size_t err_n);
+LOOM_API loom_status loom_model_export_gguf(const char *in, const char *out,
+                                            const loom_export_params *p, loom_export_stats *stats,
+                                            char *err, size_t err_n);
 
 /* ---- writing a model (loom init-model) ---- */
 
@@ -215,14 +216,14 @@ LOOM_API loom_status loom_model_export_gguf(const char *in, const char *out, con
  * "random weights ..." label the file. Same config, seed and wtype give the
  * same bytes. */
 LOOM_API loom_status loom_model_write_random_gguf(const loom_model_config *c, loom_dtype wtype,
-                                         uint64_t seed, const loom_tokenizer *tok, const char *path,
-                                         char *err, size_t err_n);
+                                                  uint64_t seed, const loom_tokenizer *tok,
+                                                  const char *path, char *err, size_t err_n);
 
 /* Read the config from an open GGUF's metadata and tensor shapes (as the
  * loader does), validated. */
 struct loom_gguf;
-LOOM_API loom_status loom_model_config_from_gguf(struct loom_gguf *g, loom_model_config *out, char *err,
-                                        size_t err_n);
+LOOM_API loom_status loom_model_config_from_gguf(struct loom_gguf *g, loom_model_config *out,
+                                                 char *err, size_t err_n);
 
 #ifdef __cplusplus
 }

@@ -51,11 +51,12 @@ typedef struct loom_model_config {
  * Llama-3 vocabulary; loom's default random-weight model) and "tiny-dense".
  * Unknown name -> LOOM_ERR_INVALID_ARG, message lists the known ones. */
 LOOM_API loom_status loom_model_config_preset(const char *name, loom_model_config *out, char *err,
-                                     size_t err_n);
+                                              size_t err_n);
 
 /* Check every field; the first violation is described in err, e.g.
  * "n_heads (32) must be a multiple of n_kv_heads (6)". */
-LOOM_API loom_status loom_model_config_validate(const loom_model_config *c, char *err, size_t err_n);
+LOOM_API loom_status loom_model_config_validate(const loom_model_config *c, char *err,
+                                                size_t err_n);
 
 /* Is layer l a MoE layer? */
 LOOM_API bool loom_model_config_layer_is_moe(const loom_model_config *c, int64_t layer);
@@ -93,8 +94,8 @@ LOOM_API void loom_model_config_size(const loom_model_config *c, loom_model_size
  * fields, sizes, KV cache at ctx tokens, and whether it fits mem_bytes of
  * device memory (skipped when mem_bytes is 0). Returns bytes written like
  * snprintf. */
-LOOM_API int loom_model_config_describe(const loom_model_config *c, int64_t ctx, size_t mem_bytes, char *buf,
-                               size_t n);
+LOOM_API int loom_model_config_describe(const loom_model_config *c, int64_t ctx, size_t mem_bytes,
+                                        char *buf, size_t n);
 
 #ifdef __cplusplus
 }

@@ -43,7 +43,8 @@ LOOM_API loom_backend *loom_registry_find(const char *name);
 /* Pick the backend to run on: name if non-NULL and non-empty, else $LOOM_BACKEND
  * if set, else the highest-priority available backend. A requested backend that
  * is unknown or unavailable is an error with a message in err. */
-LOOM_API loom_status loom_registry_select(const char *name, loom_backend **out, char *err, size_t err_n);
+LOOM_API loom_status loom_registry_select(const char *name, loom_backend **out, char *err,
+                                          size_t err_n);
 
 /* Convenience wrappers over the vtable. */
 LOOM_API loom_status loom_buffer_alloc(loom_backend *be, size_t size, loom_buffer **out);
@@ -68,7 +69,8 @@ typedef struct loom_sched_stats {
 
 /* backends: preference order; the last one must support every op (cpu).
  * The scheduler does not own the backends. Caller frees *out with loom_sched_free. */
-LOOM_API loom_status loom_sched_new(loom_backend *const *backends, int n_backends, loom_sched **out);
+LOOM_API loom_status loom_sched_new(loom_backend *const *backends, int n_backends,
+                                    loom_sched **out);
 LOOM_API void loom_sched_free(loom_sched *s); /* frees every buffer the scheduler allocated */
 
 /* Assign each node to the first backend that supports it (a leaf already in a

@@ -112,11 +112,11 @@ typedef struct loom_safetensors loom_safetensors; /* opaque; loom_safetensors_cl
  * (if not NULL) receives a message (file name, and tensor name when one is
  * involved) of at most err_n bytes. */
 LOOM_API loom_status loom_safetensors_open(const char *path, loom_safetensors **out, char *err,
-                                  size_t err_n);
+                                           size_t err_n);
 /* One file's bytes in caller memory (borrowed: buf must outlive the context).
  * Used by the fuzzer and by in-memory tests. */
 LOOM_API loom_status loom_safetensors_open_memory(const void *buf, size_t n, loom_safetensors **out,
-                                         char *err, size_t err_n);
+                                                  char *err, size_t err_n);
 LOOM_API void loom_safetensors_close(loom_safetensors *st); /* unmaps and frees; NULL is fine */
 
 /* Message of the last failed accessor ("" if none); owned by st. Not safe to
@@ -139,13 +139,16 @@ typedef struct loom_st_tensor_info {
 
 /* Tensors in file order (shard by shard). */
 LOOM_API int64_t loom_safetensors_n_tensors(const loom_safetensors *st);
-LOOM_API int64_t loom_safetensors_find(const loom_safetensors *st, const char *name); /* -1 if absent */
+/* -1 if absent */
+LOOM_API int64_t loom_safetensors_find(const loom_safetensors *st, const char *name);
 /* LOOM_ERR_INVALID_ARG when i is out of range. */
-LOOM_API loom_status loom_safetensors_tensor(loom_safetensors *st, int64_t i, loom_st_tensor_info *out);
+LOOM_API loom_status loom_safetensors_tensor(loom_safetensors *st, int64_t i,
+                                             loom_st_tensor_info *out);
 /* F32 -> LOOM_F32, F16 -> LOOM_F16, BF16 -> LOOM_BF16; any other dtype is
  * LOOM_ERR_UNSUPPORTED with "tensor 'NAME' has dtype I64; loom supports F32,
  * F16 and BF16" (read it with loom_safetensors_error). */
-LOOM_API loom_status loom_safetensors_tensor_dtype(loom_safetensors *st, int64_t i, loom_dtype *out);
+LOOM_API loom_status loom_safetensors_tensor_dtype(loom_safetensors *st, int64_t i,
+                                                   loom_dtype *out);
 
 /* String value of key in the "__metadata__" object of shard 0 (e.g.
  * "format" -> "pt"); NULL when absent. Owned by st. */
@@ -162,17 +165,17 @@ LOOM_API const char *loom_safetensors_metadata(const loom_safetensors *st, const
  * LOOM_ERR_INVALID_ARG (message names the tensor and the block rule) when
  * the shape does not fit dst_t. */
 LOOM_API loom_status loom_safetensors_nbytes_as(loom_safetensors *st, int64_t i, loom_dtype dst_t,
-                                       size_t *out);
+                                                size_t *out);
 /* dst (caller-owned) holds dst_n bytes, at least loom_safetensors_nbytes_as. */
-LOOM_API loom_status loom_safetensors_read(loom_safetensors *st, int64_t i, loom_dtype dst_t, void *dst,
-                                  size_t dst_n);
+LOOM_API loom_status loom_safetensors_read(loom_safetensors *st, int64_t i, loom_dtype dst_t,
+                                           void *dst, size_t dst_n);
 /* The dtype a loader should store tensor i at when the user asked for
  * `want` (--quant f32|f16|bf16|q8_0|q4_0|nf4|nf4_dq): 0-D and 1-D tensors
  * (norm weights) are f32; a 2-D+ weight whose shape does not fit a quantized
  * want's blocks falls back to f16; every other weight takes want. Fails only
  * for a tensor loom cannot compute with (see tensor_dtype) or a bad want. */
 LOOM_API loom_status loom_safetensors_load_dtype(loom_safetensors *st, int64_t i, loom_dtype want,
-                                        loom_dtype *out);
+                                                 loom_dtype *out);
 
 /* ---- Hugging Face config.json ----
  * Fill a loom_model_config from a config.json text of a LlamaForCausalLM,
@@ -195,10 +198,11 @@ LOOM_API loom_status loom_safetensors_load_dtype(loom_safetensors *st, int64_t i
  * a field of the wrong type: the message names the field), LOOM_ERR_UNSUPPORTED
  * (an architecture or feature loom lacks), LOOM_ERR_INVALID_ARG (validation,
  * message names field and rule). */
-LOOM_API loom_status loom_hf_config_parse(const char *json, size_t n, loom_model_config *out, char *err,
-                                 size_t err_n);
+LOOM_API loom_status loom_hf_config_parse(const char *json, size_t n, loom_model_config *out,
+                                          char *err, size_t err_n);
 /* Read path (a config.json, or a directory holding one) and parse it. */
-LOOM_API loom_status loom_hf_config_load(const char *path, loom_model_config *out, char *err, size_t err_n);
+LOOM_API loom_status loom_hf_config_load(const char *path, loom_model_config *out, char *err,
+                                         size_t err_n);
 
 /* ---- Hugging Face checkpoint -> GGUF ----
  * Write the checkpoint st, described by c (from loom_hf_config_load: HF
@@ -218,8 +222,9 @@ LOOM_API loom_status loom_hf_config_load(const char *path, loom_model_config *ou
  * the MoE router stay f32 (as llama.cpp keeps ffn_gate_inp).
  * Every tensor is checked against c (present, shape); errors name it.
  * Memory: the converted weights plus one tensor in f32. */
-LOOM_API loom_status loom_hf_write_gguf(loom_safetensors *st, const loom_model_config *c, loom_dtype wtype,
-                               const char *path, char *err, size_t err_n);
+LOOM_API loom_status loom_hf_write_gguf(loom_safetensors *st, const loom_model_config *c,
+                                        loom_dtype wtype, const char *path, char *err,
+                                        size_t err_n);
 
 /* The same with options: the weight type, a tokenizer to embed as
  * tokenizer.ggml.* (borrowed; its special ids then replace config.json's;
@@ -235,8 +240,8 @@ typedef struct loom_hf_gguf_opts {
     void *progress_ud;
 } loom_hf_gguf_opts;
 LOOM_API loom_status loom_hf_write_gguf_ex(loom_safetensors *st, const loom_model_config *c,
-                                  const loom_hf_gguf_opts *o, const char *path, char *err,
-                                  size_t err_n);
+                                           const loom_hf_gguf_opts *o, const char *path, char *err,
+                                           size_t err_n);
 
 #ifdef __cplusplus
 }

@@ -62,7 +62,7 @@ enum {
  * features are rejected with LOOM_ERR_UNSUPPORTED and a message naming them.
  * On success *out owns everything; free it with loom_tokenizer_free(). */
 LOOM_API loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, char *err,
-                                        size_t err_n);
+                                                 size_t err_n);
 
 /* Build from arrays (what a GGUF file holds). The arrays are copied; the
  * caller keeps ownership of its inputs.
@@ -78,10 +78,10 @@ LOOM_API loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenize
  * <|end_of_text|>, <|eot_id|>) and can be overridden with
  * loom_tokenizer_set_special_ids(). */
 LOOM_API loom_status loom_tokenizer_from_vocab(const char *const *tokens, size_t n_tokens,
-                                      const char *const *merges, size_t n_merges,
-                                      const int32_t *token_types, const char *pattern,
-                                      bool ignore_merges, loom_tokenizer **out, char *err,
-                                      size_t err_n);
+                                               const char *const *merges, size_t n_merges,
+                                               const int32_t *token_types, const char *pattern,
+                                               bool ignore_merges, loom_tokenizer **out, char *err,
+                                               size_t err_n);
 
 /* GGUF (model/tokenizer_gguf.c). Load from an open GGUF's tokenizer.ggml.*
  * keys (model "gpt2"; pre "llama-bpe" or absent = the Llama-3 regex, or
@@ -91,11 +91,11 @@ LOOM_API loom_status loom_tokenizer_from_vocab(const char *const *tokens, size_t
 struct loom_gguf;
 struct loom_gguf_writer;
 LOOM_API loom_status loom_tokenizer_load_gguf(struct loom_gguf *g, loom_tokenizer **out, char *err,
-                                     size_t err_n);
+                                              size_t err_n);
 /* Add the tokenizer.ggml.* keys of tok to a GGUF writer (the file is then
  * self-contained: llama.cpp and loom_tokenizer_load_gguf read them). */
-LOOM_API loom_status loom_tokenizer_write_gguf(const loom_tokenizer *tok, struct loom_gguf_writer *w,
-                                      char *err, size_t err_n);
+LOOM_API loom_status loom_tokenizer_write_gguf(const loom_tokenizer *tok,
+                                               struct loom_gguf_writer *w, char *err, size_t err_n);
 
 /* The Llama-3 pre-tokenizer regex (a static string), as found in Llama 3's
  * tokenizer.json and implied by GGUF tokenizer.ggml.pre = "llama-bpe". */
@@ -109,27 +109,27 @@ LOOM_API void loom_tokenizer_free(loom_tokenizer *tok);
  * maximal run of bytes the regex skips becomes its own pre-token and is
  * BPE-encoded from its bytes; decoding gives the same bytes back. */
 LOOM_API loom_status loom_tokenizer_encode(const loom_tokenizer *tok, const char *text, size_t len,
-                                  unsigned flags, int32_t **ids, size_t *n_ids, char *err,
-                                  size_t err_n);
+                                           unsigned flags, int32_t **ids, size_t *n_ids, char *err,
+                                           size_t err_n);
 
 /* Decode ids to raw bytes (special tokens as their text unless
  * LOOM_TOK_SKIP_SPECIAL). *out is malloc'd and NUL-terminated (the terminator
  * is not counted in *out_len; the bytes may contain NULs or invalid UTF-8);
  * caller frees with free(). An id outside [0, vocab size) or without a token
  * is LOOM_ERR_INVALID_ARG. */
-LOOM_API loom_status loom_tokenizer_decode(const loom_tokenizer *tok, const int32_t *ids, size_t n_ids,
-                                  unsigned flags, char **out, size_t *out_len, char *err,
-                                  size_t err_n);
+LOOM_API loom_status loom_tokenizer_decode(const loom_tokenizer *tok, const int32_t *ids,
+                                           size_t n_ids, unsigned flags, char **out,
+                                           size_t *out_len, char *err, size_t err_n);
 
 /* The raw bytes of one token (borrowed; valid while tok lives; not
  * NUL-terminated). Special tokens give their text. */
 LOOM_API loom_status loom_tokenizer_piece(const loom_tokenizer *tok, int32_t id, const char **bytes,
-                                 size_t *len);
+                                          size_t *len);
 
 /* The id whose raw bytes are exactly (bytes, len): ordinary tokens first, then
  * special/added tokens. LOOM_ERR_INVALID_ARG when there is none. */
 LOOM_API loom_status loom_tokenizer_find(const loom_tokenizer *tok, const char *bytes, size_t len,
-                                int32_t *id);
+                                         int32_t *id);
 
 /* Token type of an id (LOOM_TOKEN_UNDEFINED for an id out of range or unassigned). */
 LOOM_API loom_token_type loom_tokenizer_token_type(const loom_tokenizer *tok, int32_t id);
@@ -143,7 +143,7 @@ LOOM_API int32_t loom_tokenizer_eos(const loom_tokenizer *tok);
 LOOM_API int32_t loom_tokenizer_eot(const loom_tokenizer *tok);
 /* Override them (-1 = none); ids must be in range. */
 LOOM_API loom_status loom_tokenizer_set_special_ids(loom_tokenizer *tok, int32_t bos, int32_t eos,
-                                           int32_t eot);
+                                                    int32_t eot);
 
 /* ---- chat template ---- */
 
@@ -164,7 +164,7 @@ typedef struct loom_chat_message {
  * meant to be encoded with special-token parsing on. *out is malloc'd,
  * NUL-terminated; caller frees with free(). */
 LOOM_API loom_status loom_chat_format_llama3(const loom_chat_message *messages, size_t n,
-                                    bool add_generation_prompt, char **out);
+                                             bool add_generation_prompt, char **out);
 
 #ifdef __cplusplus
 }

@@ -8,6 +8,8 @@
 #ifndef LOOM_BACKEND_H
 #define LOOM_BACKEND_H
 
+#include "loom/export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -92,7 +94,7 @@ typedef const loom_backend_iface *(*loom_backend_plugin_entry_fn)(void);
 #define LOOM_BACKEND_PLUGIN_ENTRY "loom_backend_plugin_entry"
 
 /* Record a printf-style message in be->error; returns s. */
-loom_status loom_backend_fail(loom_backend *be, loom_status s, const char *fmt, ...)
+LOOM_API loom_status loom_backend_fail(loom_backend *be, loom_status s, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif

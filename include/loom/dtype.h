@@ -15,6 +15,8 @@
 #ifndef LOOM_DTYPE_H
 #define LOOM_DTYPE_H
 
+#include "loom/export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -55,35 +57,35 @@ typedef struct loom_block_q4_0 {
 } loom_block_q4_0;
 
 /* Static name, e.g. "q4_0"; "?" for an out-of-range value. */
-const char *loom_dtype_name(loom_dtype t);
+LOOM_API const char *loom_dtype_name(loom_dtype t);
 /* Parse a name from loom_dtype_name(); LOOM_ERR_INVALID_ARG if unknown. */
-loom_status loom_dtype_from_name(const char *name, loom_dtype *out);
+LOOM_API loom_status loom_dtype_from_name(const char *name, loom_dtype *out);
 
 /* Values per block: 1 for plain types, 32 for q8_0/q4_0, 64 for nf4/nf4_dq. */
-int64_t loom_dtype_block_size(loom_dtype t);
+LOOM_API int64_t loom_dtype_block_size(loom_dtype t);
 /* Bytes per block for row-blocked types (f32 4, f16 2, q8_0 34, q4_0 18).
  * 0 for nf4/nf4_dq, whose size is only defined for a whole tensor. */
-size_t loom_dtype_block_bytes(loom_dtype t);
-bool loom_dtype_is_quantized(loom_dtype t); /* q8_0, q4_0, nf4, nf4_dq */
-bool loom_dtype_is_nf4(loom_dtype t);       /* nf4, nf4_dq */
-bool loom_dtype_is_float(loom_dtype t);     /* f32, f16, bf16 */
+LOOM_API size_t loom_dtype_block_bytes(loom_dtype t);
+LOOM_API bool loom_dtype_is_quantized(loom_dtype t); /* q8_0, q4_0, nf4, nf4_dq */
+LOOM_API bool loom_dtype_is_nf4(loom_dtype t);       /* nf4, nf4_dq */
+LOOM_API bool loom_dtype_is_float(loom_dtype t);     /* f32, f16, bf16 */
 
 /* Bytes needed to store n contiguous elements (n must be a multiple of the
  * block size). For nf4 this includes the absmax section(s). */
-size_t loom_dtype_nbytes(loom_dtype t, int64_t n);
+LOOM_API size_t loom_dtype_nbytes(loom_dtype t, int64_t n);
 
 /* ---- scalar conversions (round-to-nearest-even, NaN preserved) ---- */
-uint16_t loom_f32_to_f16(float f);
-float loom_f16_to_f32(uint16_t h);
-uint16_t loom_f32_to_bf16(float f);
-float loom_bf16_to_f32(uint16_t h);
+LOOM_API uint16_t loom_f32_to_f16(float f);
+LOOM_API float loom_f16_to_f32(uint16_t h);
+LOOM_API uint16_t loom_f32_to_bf16(float f);
+LOOM_API float loom_bf16_to_f32(uint16_t h);
 
 /* ---- row conversions for row-blocked dtypes (everything except nf4) ----
  * n must be a multiple of the block size. I32 converts by value (int <-> float). */
-loom_status loom_dequantize_row(loom_dtype t, const void *src, float *dst, int64_t n);
+LOOM_API loom_status loom_dequantize_row(loom_dtype t, const void *src, float *dst, int64_t n);
 /* q8_0 and q4_0 round exactly as ggml's reference quantizers do, so files
  * written by loom and by llama.cpp hold the same bytes for the same input. */
-loom_status loom_quantize_row(loom_dtype t, const float *src, void *dst, int64_t n);
+LOOM_API loom_status loom_quantize_row(loom_dtype t, const float *src, void *dst, int64_t n);
 
 /* ---- NF4 ----
  * For an nf4/nf4_dq tensor of n elements (n % 64 == 0) the bytes are:
@@ -96,8 +98,10 @@ loom_status loom_quantize_row(loom_dtype t, const float *src, void *dst, int64_t
  * Double quantization follows bitsandbytes: offset = mean(absmax); each group
  * of 256 (absmax - offset) values is scaled by its max |.| into [-1, 1] and
  * mapped to the nearest entry of the signed 8-bit dynamic map. */
-extern const float loom_nf4_code[16];    /* bitsandbytes NF4 codebook */
-extern const float loom_nf4_dq_code[256]; /* bitsandbytes create_dynamic_map(signed=True), sorted */
+/* bitsandbytes NF4 codebook */
+LOOM_API extern const float loom_nf4_code[16];
+/* bitsandbytes create_dynamic_map(signed=True), sorted */
+LOOM_API extern const float loom_nf4_dq_code[256];
 
 typedef struct loom_nf4_layout {
     const uint8_t *codes;
@@ -109,17 +113,20 @@ typedef struct loom_nf4_layout {
 } loom_nf4_layout;
 
 /* Locate the sections of an nf4/nf4_dq tensor of n elements at base. */
-loom_status loom_nf4_layout_of(loom_dtype t, const void *base, int64_t n, loom_nf4_layout *out);
+LOOM_API loom_status loom_nf4_layout_of(loom_dtype t, const void *base, int64_t n,
+                                        loom_nf4_layout *out);
 /* Absmax of block b, double-quantized or not. */
-float loom_nf4_absmax(const loom_nf4_layout *l, int64_t b);
+LOOM_API float loom_nf4_absmax(const loom_nf4_layout *l, int64_t b);
 /* Dequantize count elements starting at element first (first % 64 == 0 not required). */
-void loom_nf4_dequantize(const loom_nf4_layout *l, int64_t first, int64_t count, float *dst);
+LOOM_API void loom_nf4_dequantize(const loom_nf4_layout *l, int64_t first, int64_t count,
+                                  float *dst);
 /* Quantize n floats into dst (loom_dtype_nbytes(t, n) bytes). */
-loom_status loom_nf4_quantize(loom_dtype t, const float *src, int64_t n, void *dst);
+LOOM_API loom_status loom_nf4_quantize(loom_dtype t, const float *src, int64_t n, void *dst);
 
 /* Convert n elements of a whole contiguous tensor between any two dtypes
  * (nf4 included, as source or destination). */
-loom_status loom_convert(loom_dtype src_t, const void *src, loom_dtype dst_t, void *dst, int64_t n);
+LOOM_API loom_status loom_convert(loom_dtype src_t, const void *src, loom_dtype dst_t, void *dst,
+                                  int64_t n);
 
 #ifdef __cplusplus
 }

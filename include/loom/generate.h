@@ -19,6 +19,8 @@
 #ifndef LOOM_GENERATE_H
 #define LOOM_GENERATE_H
 
+#include "loom/export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -42,27 +44,28 @@ typedef struct loom_sampler_params {
     uint64_t seed;           /* default 42 */
 } loom_sampler_params;
 
-loom_sampler_params loom_sampler_default_params(void);
+LOOM_API loom_sampler_params loom_sampler_default_params(void);
 
 typedef struct loom_sampler loom_sampler;
 
-loom_status loom_sampler_new(const loom_sampler_params *p, int64_t n_vocab, loom_sampler **out);
-void loom_sampler_free(loom_sampler *s); /* NULL is fine */
+LOOM_API loom_status loom_sampler_new(const loom_sampler_params *p, int64_t n_vocab,
+                                      loom_sampler **out);
+LOOM_API void loom_sampler_free(loom_sampler *s); /* NULL is fine */
 /* Record a token as part of the context (prompt or generated): penalties see it. */
-void loom_sampler_accept(loom_sampler *s, int32_t token);
+LOOM_API void loom_sampler_accept(loom_sampler *s, int32_t token);
 /* Forget accepted tokens and reseed the RNG with params.seed. */
-void loom_sampler_reset(loom_sampler *s);
+LOOM_API void loom_sampler_reset(loom_sampler *s);
 
 /* Sample one token from logits (n_vocab floats; modified in place). */
-loom_status loom_sampler_sample(loom_sampler *s, float *logits, int32_t *out);
+LOOM_API loom_status loom_sampler_sample(loom_sampler *s, float *logits, int32_t *out);
 
 /* The candidate set steps 1-4 leave (for tests and tools): ids[i] with
  * probability probs[i] (renormalised, sorted by descending probability,
  * ties by id), *n entries. ids and probs hold n_vocab entries. Greedy
  * (temperature <= 0) gives the argmax alone with probability 1. logits is
  * modified in place. */
-loom_status loom_sampler_candidates(loom_sampler *s, float *logits, int32_t *ids, float *probs,
-                                    int64_t *n);
+LOOM_API loom_status loom_sampler_candidates(loom_sampler *s, float *logits, int32_t *ids,
+                                             float *probs, int64_t *n);
 
 /* ---- generation ---- */
 
@@ -93,7 +96,7 @@ typedef struct loom_generate_params {
     void *ud;
 } loom_generate_params;
 
-loom_generate_params loom_generate_default_params(void);
+LOOM_API loom_generate_params loom_generate_default_params(void);
 
 typedef struct loom_generate_stats {
     int64_t n_prompt, n_gen;
@@ -105,23 +108,25 @@ typedef struct loom_generate_stats {
  * stop condition. *text (optional, malloc'd, NUL-terminated; caller frees)
  * receives the generated text without the prompt and without a matched stop
  * string; stats (optional) the counts and times. */
-loom_status loom_generate(loom_model *m, const char *prompt, const loom_generate_params *p,
-                          char **text, loom_generate_stats *stats, char *err, size_t err_n);
+LOOM_API loom_status loom_generate(loom_model *m, const char *prompt, const loom_generate_params *p,
+                                   char **text, loom_generate_stats *stats, char *err,
+                                   size_t err_n);
 
 /* The same from token ids (no tokenizer needed unless stop strings or the
  * callback's text are wanted: without one, text is empty). The prompt must
  * not be empty. */
-loom_status loom_generate_tokens(loom_model *m, const int32_t *prompt, size_t n_prompt,
-                                 const loom_generate_params *p, int32_t **out_tokens, size_t *n_out,
-                                 char **text, loom_generate_stats *stats, char *err, size_t err_n);
+LOOM_API loom_status loom_generate_tokens(loom_model *m, const int32_t *prompt, size_t n_prompt,
+                                          const loom_generate_params *p, int32_t **out_tokens,
+                                          size_t *n_out, char **text, loom_generate_stats *stats,
+                                          char *err, size_t err_n);
 
 /* Several prompts decoded together: one batched forward pass per step, each
  * sequence in its own KV slot (slots 0..n-1), leaving the batch when it
  * stops. Each texts[i] (malloc'd) gets sequence i's text. Sampling params
  * are shared; sequence i uses seed + i. on_token is not called. */
-loom_status loom_generate_batch(loom_model *m, const char *const *prompts, size_t n,
-                                const loom_generate_params *p, char **texts,
-                                loom_generate_stats *stats, char *err, size_t err_n);
+LOOM_API loom_status loom_generate_batch(loom_model *m, const char *const *prompts, size_t n,
+                                         const loom_generate_params *p, char **texts,
+                                         loom_generate_stats *stats, char *err, size_t err_n);
 
 #ifdef __cplusplus
 }

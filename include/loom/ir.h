@@ -18,6 +18,8 @@
 #ifndef LOOM_IR_H
 #define LOOM_IR_H
 
+#include "loom/export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -118,15 +120,15 @@ typedef struct loom_graph loom_graph;
 /* ---------------- graph lifetime and errors ---------------- */
 
 /* Creates an empty graph. The caller owns *out and frees it with loom_graph_free. */
-loom_status loom_graph_new(loom_graph **out);
-void loom_graph_free(loom_graph *g); /* frees all tensors created in g; NULL is fine */
+LOOM_API loom_status loom_graph_new(loom_graph **out);
+LOOM_API void loom_graph_free(loom_graph *g); /* frees all tensors created in g; NULL is fine */
 
 /* First error recorded by a constructor, LOOM_OK if none. */
-loom_status loom_graph_status(const loom_graph *g);
+LOOM_API loom_status loom_graph_status(const loom_graph *g);
 /* Message for that error ("" if none); owned by g. */
-const char *loom_graph_error(const loom_graph *g);
+LOOM_API const char *loom_graph_error(const loom_graph *g);
 /* Record an error (printf-style) unless one is already recorded; returns s. */
-loom_status loom_graph_fail(loom_graph *g, loom_status s, const char *fmt, ...)
+LOOM_API loom_status loom_graph_fail(loom_graph *g, loom_status s, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
@@ -135,70 +137,74 @@ loom_status loom_graph_fail(loom_graph *g, loom_status s, const char *fmt, ...)
 /* ---------------- tensors ---------------- */
 
 /* New contiguous leaf tensor with n_dims extents (the rest are 1). */
-loom_tensor *loom_tensor_new(loom_graph *g, loom_dtype t, int n_dims, const int64_t *ne);
-loom_tensor *loom_tensor_1d(loom_graph *g, loom_dtype t, int64_t ne0);
-loom_tensor *loom_tensor_2d(loom_graph *g, loom_dtype t, int64_t ne0, int64_t ne1);
-loom_tensor *loom_tensor_3d(loom_graph *g, loom_dtype t, int64_t ne0, int64_t ne1, int64_t ne2);
-loom_tensor *loom_tensor_4d(loom_graph *g, loom_dtype t, int64_t ne0, int64_t ne1, int64_t ne2,
-                            int64_t ne3);
-loom_tensor *loom_tensor_set_name(loom_tensor *t, const char *fmt, ...)
+LOOM_API loom_tensor *loom_tensor_new(loom_graph *g, loom_dtype t, int n_dims, const int64_t *ne);
+LOOM_API loom_tensor *loom_tensor_1d(loom_graph *g, loom_dtype t, int64_t ne0);
+LOOM_API loom_tensor *loom_tensor_2d(loom_graph *g, loom_dtype t, int64_t ne0, int64_t ne1);
+LOOM_API loom_tensor *loom_tensor_3d(loom_graph *g, loom_dtype t, int64_t ne0, int64_t ne1,
+                                     int64_t ne2);
+LOOM_API loom_tensor *loom_tensor_4d(loom_graph *g, loom_dtype t, int64_t ne0, int64_t ne1,
+                                     int64_t ne2, int64_t ne3);
+LOOM_API loom_tensor *loom_tensor_set_name(loom_tensor *t, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
 /* Mark flags (LOOM_FLAG_*); returns t. */
-loom_tensor *loom_tensor_set_flags(loom_tensor *t, uint32_t flags);
+LOOM_API loom_tensor *loom_tensor_set_flags(loom_tensor *t, uint32_t flags);
 
-int64_t loom_tensor_nelements(const loom_tensor *t);
+LOOM_API int64_t loom_tensor_nelements(const loom_tensor *t);
 /* Bytes spanned by t's elements (for a contiguous tensor: its size). */
-size_t loom_tensor_nbytes(const loom_tensor *t);
-bool loom_tensor_is_contiguous(const loom_tensor *t);
+LOOM_API size_t loom_tensor_nbytes(const loom_tensor *t);
+LOOM_API bool loom_tensor_is_contiguous(const loom_tensor *t);
 /* Number of dims up to the last extent > 1 (at least 1). */
-int loom_tensor_ndims(const loom_tensor *t);
+LOOM_API int loom_tensor_ndims(const loom_tensor *t);
 /* The tensor whose storage t uses (t itself unless t is a view). */
-loom_tensor *loom_tensor_storage(loom_tensor *t);
+LOOM_API loom_tensor *loom_tensor_storage(loom_tensor *t);
 /* "f32[4096,32,1,1]": writes at most n bytes into buf, returns buf. */
-char *loom_tensor_describe(const loom_tensor *t, char *buf, size_t n);
+LOOM_API char *loom_tensor_describe(const loom_tensor *t, char *buf, size_t n);
 
 /* Point a leaf at caller-owned host memory (e.g. an mmap'd weight file); the
  * caller keeps ownership and must keep it alive while the graph runs. */
-loom_status loom_tensor_set_host_data(loom_tensor *t, void *data);
+LOOM_API loom_status loom_tensor_set_host_data(loom_tensor *t, void *data);
 
 /* ---------------- views (alias storage, no compute) ---------------- */
 
 /* Same elements, new contiguous extents; a must be contiguous. */
-loom_tensor *loom_reshape(loom_graph *g, loom_tensor *a, int n_dims, const int64_t *ne);
-loom_tensor *loom_reshape_2d(loom_graph *g, loom_tensor *a, int64_t ne0, int64_t ne1);
-loom_tensor *loom_reshape_3d(loom_graph *g, loom_tensor *a, int64_t ne0, int64_t ne1, int64_t ne2);
-loom_tensor *loom_reshape_4d(loom_graph *g, loom_tensor *a, int64_t ne0, int64_t ne1, int64_t ne2,
-                             int64_t ne3);
+LOOM_API loom_tensor *loom_reshape(loom_graph *g, loom_tensor *a, int n_dims, const int64_t *ne);
+LOOM_API loom_tensor *loom_reshape_2d(loom_graph *g, loom_tensor *a, int64_t ne0, int64_t ne1);
+LOOM_API loom_tensor *loom_reshape_3d(loom_graph *g, loom_tensor *a, int64_t ne0, int64_t ne1,
+                                      int64_t ne2);
+LOOM_API loom_tensor *loom_reshape_4d(loom_graph *g, loom_tensor *a, int64_t ne0, int64_t ne1,
+                                      int64_t ne2, int64_t ne3);
 /* Result dim axes[i] is a's dim i moved: out.ne[axes[i]] = a.ne[i] (ggml's permute). */
-loom_tensor *loom_permute(loom_graph *g, loom_tensor *a, int ax0, int ax1, int ax2, int ax3);
+LOOM_API loom_tensor *loom_permute(loom_graph *g, loom_tensor *a, int ax0, int ax1, int ax2,
+                                   int ax3);
 /* Swap dims 0 and 1. */
-loom_tensor *loom_transpose(loom_graph *g, loom_tensor *a);
+LOOM_API loom_tensor *loom_transpose(loom_graph *g, loom_tensor *a);
 /* Sub-range [start, start+len) of dimension dim (block-aligned for dim 0 of quantized). */
-loom_tensor *loom_slice(loom_graph *g, loom_tensor *a, int dim, int64_t start, int64_t len);
+LOOM_API loom_tensor *loom_slice(loom_graph *g, loom_tensor *a, int dim, int64_t start,
+                                 int64_t len);
 /* General strided view: extents ne, strides nb (bytes), byte offset into a. */
-loom_tensor *loom_view(loom_graph *g, loom_tensor *a, int n_dims, const int64_t *ne,
-                       const size_t *nb, size_t offset);
+LOOM_API loom_tensor *loom_view(loom_graph *g, loom_tensor *a, int n_dims, const int64_t *ne,
+                                const size_t *nb, size_t offset);
 
 /* ---------------- forward ops ---------------- */
 
 /* rows of table (ne[0] = D, ne[1] = V) picked by ids (i32, up to 2 dims [T,B]).
  * Out f32 [D, T, B]. An id outside [0, V) makes the kernel fail with an error. */
-loom_tensor *loom_get_rows(loom_graph *g, loom_tensor *table, loom_tensor *ids);
-loom_tensor *loom_add(loom_graph *g, loom_tensor *a, loom_tensor *b);
-loom_tensor *loom_mul(loom_graph *g, loom_tensor *a, loom_tensor *b);
-loom_tensor *loom_scale(loom_graph *g, loom_tensor *a, float s); /* p.f[0] = s */
+LOOM_API loom_tensor *loom_get_rows(loom_graph *g, loom_tensor *table, loom_tensor *ids);
+LOOM_API loom_tensor *loom_add(loom_graph *g, loom_tensor *a, loom_tensor *b);
+LOOM_API loom_tensor *loom_mul(loom_graph *g, loom_tensor *a, loom_tensor *b);
+LOOM_API loom_tensor *loom_scale(loom_graph *g, loom_tensor *a, float s); /* p.f[0] = s */
 
 /* w: weights [K, N, W2, W3] in f32/f16/bf16/q8_0/q4_0/nf4/nf4_dq (nf4 contiguous);
  * x: activations [K, M, X2, X3] in f32/f16/bf16 with X2 % W2 == 0, X3 % W3 == 0.
  * out f32 [N, M, X2, X3]: out[n,m,i2,i3] = sum_k w[k,n,i2/(X2/W2),i3/(X3/W3)] * x[k,m,i2,i3]
  * i.e. y = x @ W^T for a PyTorch Linear weight W of shape (N, K).
  * The broadcast maps query head h to KV head h / (Hq/Hkv), as GQA's repeat_kv does. */
-loom_tensor *loom_matmul(loom_graph *g, loom_tensor *w, loom_tensor *x);
+LOOM_API loom_tensor *loom_matmul(loom_graph *g, loom_tensor *w, loom_tensor *x);
 
-loom_tensor *loom_rms_norm(loom_graph *g, loom_tensor *x, float eps); /* p.f[0] = eps */
+LOOM_API loom_tensor *loom_rms_norm(loom_graph *g, loom_tensor *x, float eps); /* p.f[0] = eps */
 
 typedef enum loom_rope_mode {
     LOOM_ROPE_NORMAL = 0, /* rotate adjacent pairs (2i, 2i+1): GGUF llama layout */
@@ -232,17 +238,19 @@ typedef struct loom_rope_params {
     int32_t inverse;
 } loom_rope_params;
 /* Llama-3.1 defaults: neox mode, theta 500000, llama3 scaling 8/1/4/8192. */
-loom_rope_params loom_rope_params_llama3(int32_t head_dim);
-loom_tensor *loom_rope(loom_graph *g, loom_tensor *x, loom_tensor *pos, const loom_rope_params *p);
+LOOM_API loom_rope_params loom_rope_params_llama3(int32_t head_dim);
+LOOM_API loom_tensor *loom_rope(loom_graph *g, loom_tensor *x, loom_tensor *pos,
+                                const loom_rope_params *p);
 /* The p.i/p.f layout of a ROPE node, for kernels: */
-void loom_rope_params_get(const loom_tensor *node, loom_rope_params *out);
+LOOM_API void loom_rope_params_get(const loom_tensor *node, loom_rope_params *out);
 
 /* softmax over ne[0] of scale*x, with an optional causal mask: element
  * (n = key index, m = row index ne[1]) is masked (-inf) when n > m + q_offset.
  * Fully masked rows produce zeros. p.f[0]=scale, p.i[1]=causal, p.i[2]=q_offset. */
-loom_tensor *loom_softmax(loom_graph *g, loom_tensor *x, float scale, bool causal, int32_t q_offset);
-loom_tensor *loom_silu(loom_graph *g, loom_tensor *x);
-loom_tensor *loom_swiglu(loom_graph *g, loom_tensor *gate, loom_tensor *up);
+LOOM_API loom_tensor *loom_softmax(loom_graph *g, loom_tensor *x, float scale, bool causal,
+                                   int32_t q_offset);
+LOOM_API loom_tensor *loom_silu(loom_graph *g, loom_tensor *x);
+LOOM_API loom_tensor *loom_swiglu(loom_graph *g, loom_tensor *gate, loom_tensor *up);
 
 /* Fused attention, no T x T matrix materialised by optimised kernels.
  * q: f32 [D, Tq, Hq, B]; k, v: f32/f16 [D, Tk, Hkv, B]; Hq % Hkv == 0; any strides
@@ -250,8 +258,8 @@ loom_tensor *loom_swiglu(loom_graph *g, loom_tensor *gate, loom_tensor *up);
  * h / (Hq/Hkv). Query t (position t + q_offset) sees keys j <= t + q_offset when
  * causal. out f32 [D, Hq, Tq, B] (contiguous, ready to reshape to [D*Hq, Tq]).
  * p.f[0] = scale (usually 1/sqrt(D)), p.i[1] = causal, p.i[2] = q_offset. */
-loom_tensor *loom_flash_attn(loom_graph *g, loom_tensor *q, loom_tensor *k, loom_tensor *v,
-                             float scale, bool causal, int32_t q_offset);
+LOOM_API loom_tensor *loom_flash_attn(loom_graph *g, loom_tensor *q, loom_tensor *k, loom_tensor *v,
+                                      float scale, bool causal, int32_t q_offset);
 
 /* Fused Mixtral-style MoE feed-forward.
  * x: f32 [Dm, T]; logits: f32 [E, T] (router output, e.g. matmul(router_w, x));
@@ -261,10 +269,11 @@ loom_tensor *loom_flash_attn(loom_graph *g, loom_tensor *q, loom_tensor *k, loom
  *   out = sum_e g_e * down_e( silu(gate_e x) * up_e x ).
  * Equal to softmax over all E then renormalising the top k (Mixtral).
  * out f32 [Dm, T]. p.i[0] = top_k. */
-loom_tensor *loom_moe(loom_graph *g, loom_tensor *x, loom_tensor *logits, loom_tensor *gate,
-                      loom_tensor *up, loom_tensor *down, int32_t top_k);
+LOOM_API loom_tensor *loom_moe(loom_graph *g, loom_tensor *x, loom_tensor *logits,
+                               loom_tensor *gate, loom_tensor *up, loom_tensor *down,
+                               int32_t top_k);
 /* Dense gate weights of loom_moe's routing as its own op (autodiff, tests). */
-loom_tensor *loom_moe_gate(loom_graph *g, loom_tensor *logits, int32_t top_k);
+LOOM_API loom_tensor *loom_moe_gate(loom_graph *g, loom_tensor *logits, int32_t top_k);
 
 /* In-place row write (docs/adr/0011-kv-cache-in-place-writes.md), like
  * llama.cpp's ggml_set_rows. dst: a leaf (or a view of one) with persistent
@@ -278,10 +287,11 @@ loom_tensor *loom_moe_gate(loom_graph *g, loom_tensor *logits, int32_t top_k);
  * on the write is the graph edge through the result). Rows outside [0, R)
  * make the kernel fail. Not differentiable. The scheduler runs it on the
  * backend that holds dst's storage, never on a copy. */
-loom_tensor *loom_set_rows(loom_graph *g, loom_tensor *dst, loom_tensor *src, loom_tensor *rows);
+LOOM_API loom_tensor *loom_set_rows(loom_graph *g, loom_tensor *dst, loom_tensor *src,
+                                    loom_tensor *rows);
 
 /* Ops whose result aliases src0's storage instead of getting its own. */
-bool loom_op_is_inplace(loom_op op);
+LOOM_API bool loom_op_is_inplace(loom_op op);
 
 /* ---- changing an allocated graph without rebuilding it ----
  * A decode loop re-runs one graph with a growing KV length. These setters
@@ -291,41 +301,44 @@ bool loom_op_is_inplace(loom_op op);
  * not depend on a view's extents along the KV axis or on q_offset (ADR 0011). */
 /* Set extent dim of a VIEW to ne (> 0). The view must stay inside its
  * storage: LOOM_ERR_INVALID_ARG otherwise (nothing changed). */
-loom_status loom_view_set_extent(loom_tensor *view, int dim, int64_t ne);
+LOOM_API loom_status loom_view_set_extent(loom_tensor *view, int dim, int64_t ne);
 /* Set q_offset of a FLASH_ATTN or SOFTMAX node (p.i[2]); must be >= 0. */
-loom_status loom_node_set_q_offset(loom_tensor *node, int32_t q_offset);
+LOOM_API loom_status loom_node_set_q_offset(loom_tensor *node, int32_t q_offset);
 
 /* Copy a into a new contiguous tensor of dtype t (quantizes/dequantizes as needed).
  * To nf4/nf4_dq or q*_0 the element count must be a multiple of the block size. */
-loom_tensor *loom_cpy(loom_graph *g, loom_tensor *a, loom_dtype t);
+LOOM_API loom_tensor *loom_cpy(loom_graph *g, loom_tensor *a, loom_dtype t);
 /* Contiguous copy with a's dtype (materialises a view). */
-loom_tensor *loom_cont(loom_graph *g, loom_tensor *a);
+LOOM_API loom_tensor *loom_cont(loom_graph *g, loom_tensor *a);
 /* Concatenate along dim; other extents must match; f32 or same dtype. */
-loom_tensor *loom_concat(loom_graph *g, loom_tensor *a, loom_tensor *b, int dim);
+LOOM_API loom_tensor *loom_concat(loom_graph *g, loom_tensor *a, loom_tensor *b, int dim);
 /* logits f32 [V, T], targets i32 [T]; rows with target < 0 are ignored (like
  * PyTorch ignore_index=-100). out f32 [1] = mean over counted rows of
  * logsumexp(logits) - logits[target]; 0 when no row counts. */
-loom_tensor *loom_cross_entropy(loom_graph *g, loom_tensor *logits, loom_tensor *targets);
+LOOM_API loom_tensor *loom_cross_entropy(loom_graph *g, loom_tensor *logits, loom_tensor *targets);
 
 /* ---------------- backward helper ops (see enum) ---------------- */
-loom_tensor *loom_sum_to(loom_graph *g, loom_tensor *a, const int64_t *ne); /* ne[i] == a.ne[i] or 1 */
-loom_tensor *loom_silu_back(loom_graph *g, loom_tensor *x, loom_tensor *dy);
-loom_tensor *loom_rms_norm_back(loom_graph *g, loom_tensor *x, loom_tensor *dy, float eps);
-loom_tensor *loom_softmax_back(loom_graph *g, loom_tensor *y, loom_tensor *dy, float scale);
-loom_tensor *loom_get_rows_back(loom_graph *g, loom_tensor *dy, loom_tensor *ids, int64_t n_rows);
-loom_tensor *loom_cross_entropy_back(loom_graph *g, loom_tensor *logits, loom_tensor *targets,
-                                     loom_tensor *dloss);
-loom_tensor *loom_moe_gate_back(loom_graph *g, loom_tensor *gates, loom_tensor *dgates);
+/* ne[i] == a.ne[i] or 1 */
+LOOM_API loom_tensor *loom_sum_to(loom_graph *g, loom_tensor *a, const int64_t *ne);
+LOOM_API loom_tensor *loom_silu_back(loom_graph *g, loom_tensor *x, loom_tensor *dy);
+LOOM_API loom_tensor *loom_rms_norm_back(loom_graph *g, loom_tensor *x, loom_tensor *dy, float eps);
+LOOM_API loom_tensor *loom_softmax_back(loom_graph *g, loom_tensor *y, loom_tensor *dy,
+                                        float scale);
+LOOM_API loom_tensor *loom_get_rows_back(loom_graph *g, loom_tensor *dy, loom_tensor *ids,
+                                         int64_t n_rows);
+LOOM_API loom_tensor *loom_cross_entropy_back(loom_graph *g, loom_tensor *logits,
+                                              loom_tensor *targets, loom_tensor *dloss);
+LOOM_API loom_tensor *loom_moe_gate_back(loom_graph *g, loom_tensor *gates, loom_tensor *dgates);
 
 /* ---------------- graphs ---------------- */
 
 /* Add t and everything it depends on to g's execution order (idempotent).
  * Nodes are kept in a valid topological order. */
-loom_status loom_graph_expand(loom_graph *g, loom_tensor *t);
-int loom_graph_n_nodes(const loom_graph *g);
-loom_tensor *loom_graph_node(const loom_graph *g, int i); /* i-th node in order */
-int loom_graph_n_tensors(const loom_graph *g);
-loom_tensor *loom_graph_tensor(const loom_graph *g, int i); /* every tensor, by id */
+LOOM_API loom_status loom_graph_expand(loom_graph *g, loom_tensor *t);
+LOOM_API int loom_graph_n_nodes(const loom_graph *g);
+LOOM_API loom_tensor *loom_graph_node(const loom_graph *g, int i); /* i-th node in order */
+LOOM_API int loom_graph_n_tensors(const loom_graph *g);
+LOOM_API loom_tensor *loom_graph_tensor(const loom_graph *g, int i); /* every tensor, by id */
 
 /* Reverse-mode autodiff: appends to g the nodes computing d(loss)/d(t) for every
  * tensor flagged LOOM_FLAG_PARAM (and INPUT when include_inputs) that loss
@@ -333,14 +346,14 @@ loom_tensor *loom_graph_tensor(const loom_graph *g, int i); /* every tensor, by 
  * Gradients flow to float tensors only (quantized weights get none).
  * Fused ops (swiglu, flash_attn, moe) backpropagate through their unfused
  * decomposition, built inside the backward graph. */
-loom_status loom_graph_backward(loom_graph *g, loom_tensor *loss, bool include_inputs);
+LOOM_API loom_status loom_graph_backward(loom_graph *g, loom_tensor *loss, bool include_inputs);
 
 /* Build the unfused equivalent of a fused node (swiglu, flash_attn, moe) from the
  * same sources, in g; used by autodiff and the parity suite. */
-loom_tensor *loom_decompose(loom_graph *g, loom_tensor *fused);
+LOOM_API loom_tensor *loom_decompose(loom_graph *g, loom_tensor *fused);
 
-const char *loom_op_name(loom_op op); /* "matmul", ... */
-bool loom_op_is_view(loom_op op);
+LOOM_API const char *loom_op_name(loom_op op); /* "matmul", ... */
+LOOM_API bool loom_op_is_view(loom_op op);
 
 #ifdef __cplusplus
 }

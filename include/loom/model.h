@@ -59,6 +59,8 @@
 #ifndef LOOM_MODEL_H
 #define LOOM_MODEL_H
 
+#include "loom/export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -92,27 +94,27 @@ typedef struct loom_model_params {
     loom_dtype quant;
 } loom_model_params;
 
-loom_model_params loom_model_default_params(void);
+LOOM_API loom_model_params loom_model_default_params(void);
 
 /* Load a GGUF model. On success *out is owned by the caller (loom_model_free).
  * Errors name the file, key or tensor in err. The backend registry must be
  * initialised (loom_registry_init). */
-loom_status loom_model_load_gguf(const char *path, const loom_model_params *p, loom_model **out,
-                                 char *err, size_t err_n);
-void loom_model_free(loom_model *m); /* NULL is fine */
+LOOM_API loom_status loom_model_load_gguf(const char *path, const loom_model_params *p,
+                                          loom_model **out, char *err, size_t err_n);
+LOOM_API void loom_model_free(loom_model *m); /* NULL is fine */
 
-const loom_model_config *loom_model_config_of(const loom_model *m);
+LOOM_API const loom_model_config *loom_model_config_of(const loom_model *m);
 /* The tokenizer embedded in the file; NULL when it has none. Owned by m. */
-const loom_tokenizer *loom_model_tokenizer(const loom_model *m);
-bool loom_model_random_weights(const loom_model *m); /* loom.random_weights */
-const char *loom_model_backend_name(const loom_model *m);
+LOOM_API const loom_tokenizer *loom_model_tokenizer(const loom_model *m);
+LOOM_API bool loom_model_random_weights(const loom_model *m); /* loom.random_weights */
+LOOM_API const char *loom_model_backend_name(const loom_model *m);
 /* Where the KV cache lives ("cpu" when the run backend lacks set_rows). */
-const char *loom_model_kv_backend_name(const loom_model *m);
-int64_t loom_model_n_ctx(const loom_model *m);
-int loom_model_n_slots(const loom_model *m);
-size_t loom_model_weight_bytes(const loom_model *m);
+LOOM_API const char *loom_model_kv_backend_name(const loom_model *m);
+LOOM_API int64_t loom_model_n_ctx(const loom_model *m);
+LOOM_API int loom_model_n_slots(const loom_model *m);
+LOOM_API size_t loom_model_weight_bytes(const loom_model *m);
 /* Human-readable dtype summary of the matrices, e.g. "q8_0" or "f16+q4_0". */
-const char *loom_model_weight_types(const loom_model *m);
+LOOM_API const char *loom_model_weight_types(const loom_model *m);
 
 /* One forward pass: n_seq sequences, each appending n_tokens tokens at the
  * current position of its slot (slots must be distinct). tokens holds
@@ -127,23 +129,23 @@ typedef struct loom_batch {
     const int32_t *tokens;
     bool all_logits;
 } loom_batch;
-loom_status loom_model_decode(loom_model *m, const loom_batch *b, float *logits, char *err,
-                              size_t err_n);
+LOOM_API loom_status loom_model_decode(loom_model *m, const loom_batch *b, float *logits, char *err,
+                                       size_t err_n);
 
-int64_t loom_model_slot_pos(const loom_model *m, int slot); /* tokens cached in slot */
+LOOM_API int64_t loom_model_slot_pos(const loom_model *m, int slot); /* tokens cached in slot */
 /* Forget a slot's tokens (its KV rows are overwritten by later writes). */
-void loom_model_slot_clear(loom_model *m, int slot);
+LOOM_API void loom_model_slot_clear(loom_model *m, int slot);
 /* Keep only the first n tokens of a slot (n <= its position). */
-loom_status loom_model_slot_truncate(loom_model *m, int slot, int64_t n);
+LOOM_API loom_status loom_model_slot_truncate(loom_model *m, int slot, int64_t n);
 
 /* Statistics of the graph cache: graphs built, and forward passes run. */
-void loom_model_graph_stats(const loom_model *m, int *n_builds, int *n_runs);
+LOOM_API void loom_model_graph_stats(const loom_model *m, int *n_builds, int *n_runs);
 
 /* ---- model sources, quantize-on-load, export (docs/adr/0012) ---- */
 
 /* Does path name a Hugging Face checkpoint directory (a directory holding
  * config.json)? Anything else is treated as a GGUF file. */
-bool loom_model_path_is_hf(const char *path);
+LOOM_API bool loom_model_path_is_hf(const char *path);
 
 /* Load a GGUF file or a Hugging Face checkpoint directory (config.json +
  * model.safetensors or model.safetensors.index.json; tokenizer.json, when
@@ -153,8 +155,8 @@ bool loom_model_path_is_hf(const char *path);
  * p->quantize the conversion writes p->quant directly for f32/f16/bf16/
  * q8_0/q4_0 and a lossless float copy for nf4 (quantized while loading).
  * Ownership and errors as loom_model_load_gguf. */
-loom_status loom_model_load(const char *path, const loom_model_params *p, loom_model **out,
-                            char *err, size_t err_n);
+LOOM_API loom_status loom_model_load(const char *path, const loom_model_params *p, loom_model **out,
+                                     char *err, size_t err_n);
 
 /* The dtype a tensor of a llama GGUF (llama.cpp names) is stored at when
  * the model is exported or loaded as `want`; the one policy shared by
@@ -169,12 +171,12 @@ loom_status loom_model_load(const char *path, const loom_model_params *p, loom_m
  *     token_embd and output stay f16 (QLoRA leaves embeddings and the LM
  *     head unquantized; get_rows has no nf4 kernel).
  * LOOM_ERR_INVALID_ARG for a want outside those types. */
-loom_status loom_model_store_type(const char *name, int n_dims, const int64_t *ne, loom_dtype want,
-                                  loom_dtype *out);
+LOOM_API loom_status loom_model_store_type(const char *name, int n_dims, const int64_t *ne,
+                                           loom_dtype want, loom_dtype *out);
 
 /* llama.cpp's general.file_type (LLAMA_FTYPE_*) for a weight type: f32 0,
  * f16 1, q4_0 2, q8_0 7, bf16 32; -1 for types GGUF cannot hold (nf4). */
-int loom_model_gguf_file_type(loom_dtype t);
+LOOM_API int loom_model_gguf_file_type(loom_dtype t);
 
 typedef struct loom_export_params {
     loom_dtype type;           /* f32, f16, bf16, q8_0 or q4_0 (nf4 is refused: no GGUF type) */
@@ -200,8 +202,9 @@ typedef struct loom_export_stats {
  * load (validated config). out is written atomically (loom_gguf_writer_write),
  * so a failure leaves no partial file; out must not be the input. stats
  * (optional) is filled on success. Memory: the converted tensors. */
-loom_status loom_model_export_gguf(const char *in, const char *out, const loom_export_params *p,
-                                   loom_export_stats *stats, char *err, size_t err_n);
+LOOM_API loom_status loom_model_export_gguf(const char *in, const char *out,
+                                            const loom_export_params *p, loom_export_stats *stats,
+                                            char *err, size_t err_n);
 
 /* ---- writing a model (loom init-model) ---- */
 
@@ -212,15 +215,15 @@ loom_status loom_model_export_gguf(const char *in, const char *out, const loom_e
  * tokenizer.ggml.*; loom.random_weights = true and general.description
  * "random weights ..." label the file. Same config, seed and wtype give the
  * same bytes. */
-loom_status loom_model_write_random_gguf(const loom_model_config *c, loom_dtype wtype,
-                                         uint64_t seed, const loom_tokenizer *tok, const char *path,
-                                         char *err, size_t err_n);
+LOOM_API loom_status loom_model_write_random_gguf(const loom_model_config *c, loom_dtype wtype,
+                                                  uint64_t seed, const loom_tokenizer *tok,
+                                                  const char *path, char *err, size_t err_n);
 
 /* Read the config from an open GGUF's metadata and tensor shapes (as the
  * loader does), validated. */
 struct loom_gguf;
-loom_status loom_model_config_from_gguf(struct loom_gguf *g, loom_model_config *out, char *err,
-                                        size_t err_n);
+LOOM_API loom_status loom_model_config_from_gguf(struct loom_gguf *g, loom_model_config *out,
+                                                 char *err, size_t err_n);
 
 #ifdef __cplusplus
 }

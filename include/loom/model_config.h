@@ -9,6 +9,8 @@
 #ifndef LOOM_MODEL_CONFIG_H
 #define LOOM_MODEL_CONFIG_H
 
+#include "loom/export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -48,22 +50,23 @@ typedef struct loom_model_config {
  * "tiny-moe" (a few MB: GQA, llama3 RoPE, alternating MoE, the real
  * Llama-3 vocabulary; loom's default random-weight model) and "tiny-dense".
  * Unknown name -> LOOM_ERR_INVALID_ARG, message lists the known ones. */
-loom_status loom_model_config_preset(const char *name, loom_model_config *out, char *err,
-                                     size_t err_n);
+LOOM_API loom_status loom_model_config_preset(const char *name, loom_model_config *out, char *err,
+                                              size_t err_n);
 
 /* Check every field; the first violation is described in err, e.g.
  * "n_heads (32) must be a multiple of n_kv_heads (6)". */
-loom_status loom_model_config_validate(const loom_model_config *c, char *err, size_t err_n);
+LOOM_API loom_status loom_model_config_validate(const loom_model_config *c, char *err,
+                                                size_t err_n);
 
 /* Is layer l a MoE layer? */
-bool loom_model_config_layer_is_moe(const loom_model_config *c, int64_t layer);
+LOOM_API bool loom_model_config_layer_is_moe(const loom_model_config *c, int64_t layer);
 
 /* llama.cpp's form of llama3 rope scaling: the GGUF tensor rope_freqs.weight,
  * f32 [n_dims/2], factor_i = unscaled inv_freq_i / scaled inv_freq_i (llama.cpp
  * divides the frequency by it; it ignores the rope.scaling.* keys). Writes
  * n = p->n_dims / 2 values into out (caller-owned). LOOM_ERR_INVALID_ARG when
  * p has no llama3 scaling or n is not n_dims / 2. */
-loom_status loom_rope_freq_factors(const loom_rope_params *p, float *out, int64_t n);
+LOOM_API loom_status loom_rope_freq_factors(const loom_rope_params *p, float *out, int64_t n);
 
 /* GGUF metadata for r's scaling as loom writes it: nothing for no scaling;
  * for llama3 the loom.rope.scaling.{type, factor, low_freq_factor,
@@ -72,7 +75,7 @@ loom_status loom_rope_freq_factors(const loom_rope_params *p, float *out, int64_
  * rope.scaling.factor as linear scaling; it takes llama3 scaling from the
  * rope_freqs.weight tensor instead, which writers add too. */
 struct loom_gguf_writer;
-loom_status loom_rope_write_gguf_kv(struct loom_gguf_writer *w, const loom_rope_params *r);
+LOOM_API loom_status loom_rope_write_gguf_kv(struct loom_gguf_writer *w, const loom_rope_params *r);
 
 typedef struct loom_model_size {
     int64_t params_total;  /* every weight */
@@ -85,14 +88,14 @@ typedef struct loom_model_size {
 } loom_model_size;
 
 /* Parameter and memory accounting. c must be valid. */
-void loom_model_config_size(const loom_model_config *c, loom_model_size *out);
+LOOM_API void loom_model_config_size(const loom_model_config *c, loom_model_size *out);
 
 /* Write a multi-line human-readable description (what `loom info` prints):
  * fields, sizes, KV cache at ctx tokens, and whether it fits mem_bytes of
  * device memory (skipped when mem_bytes is 0). Returns bytes written like
  * snprintf. */
-int loom_model_config_describe(const loom_model_config *c, int64_t ctx, size_t mem_bytes, char *buf,
-                               size_t n);
+LOOM_API int loom_model_config_describe(const loom_model_config *c, int64_t ctx, size_t mem_bytes,
+                                        char *buf, size_t n);
 
 #ifdef __cplusplus
 }

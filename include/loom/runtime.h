@@ -5,6 +5,8 @@
 #ifndef LOOM_RUNTIME_H
 #define LOOM_RUNTIME_H
 
+#include "loom/export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -22,34 +24,35 @@ extern "C" {
  * (libloom-backend-{cuda,hip,vulkan}.so) from $LOOM_PLUGIN_DIR, then the
  * directory of libloom itself. Idempotent. Each backend is initialised; one
  * that fails stays listed as unavailable with its reason. */
-loom_status loom_registry_init(void);
+LOOM_API loom_status loom_registry_init(void);
 /* Register a backend table by hand (tests, embedders). Must come before or
  * after loom_registry_init; the backend is initialised immediately. */
-loom_status loom_registry_add(const loom_backend_iface *iface);
+LOOM_API loom_status loom_registry_add(const loom_backend_iface *iface);
 /* Shut every backend down and forget them (end of process, tests). */
-void loom_registry_shutdown(void);
+LOOM_API void loom_registry_shutdown(void);
 
-int loom_registry_count(void);
+LOOM_API int loom_registry_count(void);
 /* i-th registered backend in priority order (highest first); NULL if out of range. */
-loom_backend *loom_registry_get(int i);
-bool loom_registry_available(int i);
+LOOM_API loom_backend *loom_registry_get(int i);
+LOOM_API bool loom_registry_available(int i);
 /* Why backend i is unavailable ("" when available). */
-const char *loom_registry_why(int i);
+LOOM_API const char *loom_registry_why(int i);
 /* Backend named name (available or not); NULL if none. */
-loom_backend *loom_registry_find(const char *name);
+LOOM_API loom_backend *loom_registry_find(const char *name);
 
 /* Pick the backend to run on: name if non-NULL and non-empty, else $LOOM_BACKEND
  * if set, else the highest-priority available backend. A requested backend that
  * is unknown or unavailable is an error with a message in err. */
-loom_status loom_registry_select(const char *name, loom_backend **out, char *err, size_t err_n);
+LOOM_API loom_status loom_registry_select(const char *name, loom_backend **out, char *err,
+                                          size_t err_n);
 
 /* Convenience wrappers over the vtable. */
-loom_status loom_buffer_alloc(loom_backend *be, size_t size, loom_buffer **out);
-void loom_buffer_free(loom_buffer *b); /* NULL is fine */
+LOOM_API loom_status loom_buffer_alloc(loom_backend *be, size_t size, loom_buffer **out);
+LOOM_API void loom_buffer_free(loom_buffer *b); /* NULL is fine */
 /* The largest buffer be can allocate (loom_device_info.max_buffer_bytes);
  * 0 when there is no known limit or be is NULL. Larger allocations may still
  * succeed on some drivers, but callers that can split should not rely on it. */
-size_t loom_backend_max_buffer(loom_backend *be);
+LOOM_API size_t loom_backend_max_buffer(loom_backend *be);
 
 /* ---------------- scheduler ---------------- */
 
@@ -66,8 +69,9 @@ typedef struct loom_sched_stats {
 
 /* backends: preference order; the last one must support every op (cpu).
  * The scheduler does not own the backends. Caller frees *out with loom_sched_free. */
-loom_status loom_sched_new(loom_backend *const *backends, int n_backends, loom_sched **out);
-void loom_sched_free(loom_sched *s); /* frees every buffer the scheduler allocated */
+LOOM_API loom_status loom_sched_new(loom_backend *const *backends, int n_backends,
+                                    loom_sched **out);
+LOOM_API void loom_sched_free(loom_sched *s); /* frees every buffer the scheduler allocated */
 
 /* Assign each node to the first backend that supports it (a leaf already in a
  * buffer stays there), insert copies between backends, plan activation
@@ -75,27 +79,27 @@ void loom_sched_free(loom_sched *s); /* frees every buffer the scheduler allocat
  * storage yet (on the backend of their first consumer). After this, INPUT
  * leaves can be filled with loom_tensor_upload. g must not change afterwards;
  * a new graph needs a new loom_sched_alloc. */
-loom_status loom_sched_alloc(loom_sched *s, loom_graph *g);
+LOOM_API loom_status loom_sched_alloc(loom_sched *s, loom_graph *g);
 /* Run g (allocated by loom_sched_alloc on this scheduler) and wait for it. */
-loom_status loom_sched_compute(loom_sched *s, loom_graph *g);
-const char *loom_sched_error(const loom_sched *s); /* message of the last failure */
-void loom_sched_get_stats(const loom_sched *s, loom_sched_stats *out);
+LOOM_API loom_status loom_sched_compute(loom_sched *s, loom_graph *g);
+LOOM_API const char *loom_sched_error(const loom_sched *s); /* message of the last failure */
+LOOM_API void loom_sched_get_stats(const loom_sched *s, loom_sched_stats *out);
 
 /* Copy host data into / out of an allocated tensor. n must equal
  * loom_tensor_nbytes(t) and t must be contiguous. */
-loom_status loom_tensor_upload(loom_tensor *t, const void *data, size_t n);
-loom_status loom_tensor_download(const loom_tensor *t, void *data, size_t n);
+LOOM_API loom_status loom_tensor_upload(loom_tensor *t, const void *data, size_t n);
+LOOM_API loom_status loom_tensor_download(const loom_tensor *t, void *data, size_t n);
 
 /* ---------------- threads ---------------- */
 
 typedef struct loom_threadpool loom_threadpool;
 typedef void (*loom_task_fn)(void *ctx, int ith, int nth);
 /* n_threads <= 0 means one per online core. Caller frees with loom_threadpool_free. */
-loom_status loom_threadpool_new(int n_threads, loom_threadpool **out);
-void loom_threadpool_free(loom_threadpool *p);
-int loom_threadpool_size(const loom_threadpool *p);
+LOOM_API loom_status loom_threadpool_new(int n_threads, loom_threadpool **out);
+LOOM_API void loom_threadpool_free(loom_threadpool *p);
+LOOM_API int loom_threadpool_size(const loom_threadpool *p);
 /* Run fn(ctx, ith, nth) on every thread (the caller is thread 0); returns when all are done. */
-void loom_threadpool_run(loom_threadpool *p, loom_task_fn fn, void *ctx);
+LOOM_API void loom_threadpool_run(loom_threadpool *p, loom_task_fn fn, void *ctx);
 
 #ifdef __cplusplus
 }

@@ -81,6 +81,8 @@
 #ifndef LOOM_SAFETENSORS_H
 #define LOOM_SAFETENSORS_H
 
+#include "loom/export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -109,18 +111,18 @@ typedef struct loom_safetensors loom_safetensors; /* opaque; loom_safetensors_cl
  * (cannot open/map), LOOM_ERR_FORMAT (malformed) or LOOM_ERR_OOM, and err
  * (if not NULL) receives a message (file name, and tensor name when one is
  * involved) of at most err_n bytes. */
-loom_status loom_safetensors_open(const char *path, loom_safetensors **out, char *err,
-                                  size_t err_n);
+LOOM_API loom_status loom_safetensors_open(const char *path, loom_safetensors **out, char *err,
+                                           size_t err_n);
 /* One file's bytes in caller memory (borrowed: buf must outlive the context).
  * Used by the fuzzer and by in-memory tests. */
-loom_status loom_safetensors_open_memory(const void *buf, size_t n, loom_safetensors **out,
-                                         char *err, size_t err_n);
-void loom_safetensors_close(loom_safetensors *st); /* unmaps and frees; NULL is fine */
+LOOM_API loom_status loom_safetensors_open_memory(const void *buf, size_t n, loom_safetensors **out,
+                                                  char *err, size_t err_n);
+LOOM_API void loom_safetensors_close(loom_safetensors *st); /* unmaps and frees; NULL is fine */
 
 /* Message of the last failed accessor ("" if none); owned by st. Not safe to
  * use one context from several threads while accessors fail. */
-const char *loom_safetensors_error(const loom_safetensors *st);
-int loom_safetensors_n_shards(const loom_safetensors *st); /* 1 for a single file */
+LOOM_API const char *loom_safetensors_error(const loom_safetensors *st);
+LOOM_API int loom_safetensors_n_shards(const loom_safetensors *st); /* 1 for a single file */
 
 typedef struct loom_st_tensor_info {
     const char *name;                /* NUL-terminated, owned by the context */
@@ -136,18 +138,21 @@ typedef struct loom_st_tensor_info {
 } loom_st_tensor_info;
 
 /* Tensors in file order (shard by shard). */
-int64_t loom_safetensors_n_tensors(const loom_safetensors *st);
-int64_t loom_safetensors_find(const loom_safetensors *st, const char *name); /* -1 if absent */
+LOOM_API int64_t loom_safetensors_n_tensors(const loom_safetensors *st);
+/* -1 if absent */
+LOOM_API int64_t loom_safetensors_find(const loom_safetensors *st, const char *name);
 /* LOOM_ERR_INVALID_ARG when i is out of range. */
-loom_status loom_safetensors_tensor(loom_safetensors *st, int64_t i, loom_st_tensor_info *out);
+LOOM_API loom_status loom_safetensors_tensor(loom_safetensors *st, int64_t i,
+                                             loom_st_tensor_info *out);
 /* F32 -> LOOM_F32, F16 -> LOOM_F16, BF16 -> LOOM_BF16; any other dtype is
  * LOOM_ERR_UNSUPPORTED with "tensor 'NAME' has dtype I64; loom supports F32,
  * F16 and BF16" (read it with loom_safetensors_error). */
-loom_status loom_safetensors_tensor_dtype(loom_safetensors *st, int64_t i, loom_dtype *out);
+LOOM_API loom_status loom_safetensors_tensor_dtype(loom_safetensors *st, int64_t i,
+                                                   loom_dtype *out);
 
 /* String value of key in the "__metadata__" object of shard 0 (e.g.
  * "format" -> "pt"); NULL when absent. Owned by st. */
-const char *loom_safetensors_metadata(const loom_safetensors *st, const char *key);
+LOOM_API const char *loom_safetensors_metadata(const loom_safetensors *st, const char *key);
 
 /* ---- quantize-on-load ----
  * Convert tensor i (F32/F16/BF16) to dst_t: f32, f16, bf16, q8_0, q4_0, nf4
@@ -159,18 +164,18 @@ const char *loom_safetensors_metadata(const loom_safetensors *st, const char *ke
  * loom_safetensors_nbytes_as: bytes dst must hold (loom_dtype_nbytes), or
  * LOOM_ERR_INVALID_ARG (message names the tensor and the block rule) when
  * the shape does not fit dst_t. */
-loom_status loom_safetensors_nbytes_as(loom_safetensors *st, int64_t i, loom_dtype dst_t,
-                                       size_t *out);
+LOOM_API loom_status loom_safetensors_nbytes_as(loom_safetensors *st, int64_t i, loom_dtype dst_t,
+                                                size_t *out);
 /* dst (caller-owned) holds dst_n bytes, at least loom_safetensors_nbytes_as. */
-loom_status loom_safetensors_read(loom_safetensors *st, int64_t i, loom_dtype dst_t, void *dst,
-                                  size_t dst_n);
+LOOM_API loom_status loom_safetensors_read(loom_safetensors *st, int64_t i, loom_dtype dst_t,
+                                           void *dst, size_t dst_n);
 /* The dtype a loader should store tensor i at when the user asked for
  * `want` (--quant f32|f16|bf16|q8_0|q4_0|nf4|nf4_dq): 0-D and 1-D tensors
  * (norm weights) are f32; a 2-D+ weight whose shape does not fit a quantized
  * want's blocks falls back to f16; every other weight takes want. Fails only
  * for a tensor loom cannot compute with (see tensor_dtype) or a bad want. */
-loom_status loom_safetensors_load_dtype(loom_safetensors *st, int64_t i, loom_dtype want,
-                                        loom_dtype *out);
+LOOM_API loom_status loom_safetensors_load_dtype(loom_safetensors *st, int64_t i, loom_dtype want,
+                                                 loom_dtype *out);
 
 /* ---- Hugging Face config.json ----
  * Fill a loom_model_config from a config.json text of a LlamaForCausalLM,
@@ -193,10 +198,11 @@ loom_status loom_safetensors_load_dtype(loom_safetensors *st, int64_t i, loom_dt
  * a field of the wrong type: the message names the field), LOOM_ERR_UNSUPPORTED
  * (an architecture or feature loom lacks), LOOM_ERR_INVALID_ARG (validation,
  * message names field and rule). */
-loom_status loom_hf_config_parse(const char *json, size_t n, loom_model_config *out, char *err,
-                                 size_t err_n);
+LOOM_API loom_status loom_hf_config_parse(const char *json, size_t n, loom_model_config *out,
+                                          char *err, size_t err_n);
 /* Read path (a config.json, or a directory holding one) and parse it. */
-loom_status loom_hf_config_load(const char *path, loom_model_config *out, char *err, size_t err_n);
+LOOM_API loom_status loom_hf_config_load(const char *path, loom_model_config *out, char *err,
+                                         size_t err_n);
 
 /* ---- Hugging Face checkpoint -> GGUF ----
  * Write the checkpoint st, described by c (from loom_hf_config_load: HF
@@ -216,8 +222,9 @@ loom_status loom_hf_config_load(const char *path, loom_model_config *out, char *
  * the MoE router stay f32 (as llama.cpp keeps ffn_gate_inp).
  * Every tensor is checked against c (present, shape); errors name it.
  * Memory: the converted weights plus one tensor in f32. */
-loom_status loom_hf_write_gguf(loom_safetensors *st, const loom_model_config *c, loom_dtype wtype,
-                               const char *path, char *err, size_t err_n);
+LOOM_API loom_status loom_hf_write_gguf(loom_safetensors *st, const loom_model_config *c,
+                                        loom_dtype wtype, const char *path, char *err,
+                                        size_t err_n);
 
 /* The same with options: the weight type, a tokenizer to embed as
  * tokenizer.ggml.* (borrowed; its special ids then replace config.json's;
@@ -232,9 +239,9 @@ typedef struct loom_hf_gguf_opts {
     void (*progress)(void *ud, double frac);
     void *progress_ud;
 } loom_hf_gguf_opts;
-loom_status loom_hf_write_gguf_ex(loom_safetensors *st, const loom_model_config *c,
-                                  const loom_hf_gguf_opts *o, const char *path, char *err,
-                                  size_t err_n);
+LOOM_API loom_status loom_hf_write_gguf_ex(loom_safetensors *st, const loom_model_config *c,
+                                           const loom_hf_gguf_opts *o, const char *path, char *err,
+                                           size_t err_n);
 
 #ifdef __cplusplus
 }

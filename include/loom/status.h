@@ -6,6 +6,8 @@
 #ifndef LOOM_STATUS_H
 #define LOOM_STATUS_H
 
+#include "loom/export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -23,7 +25,7 @@ typedef enum loom_status {
 } loom_status;
 
 /* Static string naming a status, e.g. "invalid argument". Never NULL. */
-const char *loom_status_str(loom_status s);
+LOOM_API const char *loom_status_str(loom_status s);
 
 /* Propagate a non-OK status from the enclosing function. */
 #define LOOM_TRY(expr)                      \

@@ -15,6 +15,8 @@
 #ifndef LOOM_TOKENIZER_H
 #define LOOM_TOKENIZER_H
 
+#include "loom/export.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -59,8 +61,8 @@ enum {
  * arrays), model.ignore_merges and added_tokens. Unsupported tokenizer
  * features are rejected with LOOM_ERR_UNSUPPORTED and a message naming them.
  * On success *out owns everything; free it with loom_tokenizer_free(). */
-loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, char *err,
-                                        size_t err_n);
+LOOM_API loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, char *err,
+                                                 size_t err_n);
 
 /* Build from arrays (what a GGUF file holds). The arrays are copied; the
  * caller keeps ownership of its inputs.
@@ -75,11 +77,11 @@ loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, 
  * BOS/EOS/EOT ids are guessed from the token strings (<|begin_of_text|>,
  * <|end_of_text|>, <|eot_id|>) and can be overridden with
  * loom_tokenizer_set_special_ids(). */
-loom_status loom_tokenizer_from_vocab(const char *const *tokens, size_t n_tokens,
-                                      const char *const *merges, size_t n_merges,
-                                      const int32_t *token_types, const char *pattern,
-                                      bool ignore_merges, loom_tokenizer **out, char *err,
-                                      size_t err_n);
+LOOM_API loom_status loom_tokenizer_from_vocab(const char *const *tokens, size_t n_tokens,
+                                               const char *const *merges, size_t n_merges,
+                                               const int32_t *token_types, const char *pattern,
+                                               bool ignore_merges, loom_tokenizer **out, char *err,
+                                               size_t err_n);
 
 /* GGUF (model/tokenizer_gguf.c). Load from an open GGUF's tokenizer.ggml.*
  * keys (model "gpt2"; pre "llama-bpe" or absent = the Llama-3 regex, or
@@ -88,60 +90,60 @@ loom_status loom_tokenizer_from_vocab(const char *const *tokens, size_t n_tokens
  * "no tokenizer" in err. *out as for the other loaders. */
 struct loom_gguf;
 struct loom_gguf_writer;
-loom_status loom_tokenizer_load_gguf(struct loom_gguf *g, loom_tokenizer **out, char *err,
-                                     size_t err_n);
+LOOM_API loom_status loom_tokenizer_load_gguf(struct loom_gguf *g, loom_tokenizer **out, char *err,
+                                              size_t err_n);
 /* Add the tokenizer.ggml.* keys of tok to a GGUF writer (the file is then
  * self-contained: llama.cpp and loom_tokenizer_load_gguf read them). */
-loom_status loom_tokenizer_write_gguf(const loom_tokenizer *tok, struct loom_gguf_writer *w,
-                                      char *err, size_t err_n);
+LOOM_API loom_status loom_tokenizer_write_gguf(const loom_tokenizer *tok,
+                                               struct loom_gguf_writer *w, char *err, size_t err_n);
 
 /* The Llama-3 pre-tokenizer regex (a static string), as found in Llama 3's
  * tokenizer.json and implied by GGUF tokenizer.ggml.pre = "llama-bpe". */
-const char *loom_tokenizer_llama3_pattern(void);
+LOOM_API const char *loom_tokenizer_llama3_pattern(void);
 
-void loom_tokenizer_free(loom_tokenizer *tok);
+LOOM_API void loom_tokenizer_free(loom_tokenizer *tok);
 
 /* Encode len bytes of text (need not be NUL-terminated or valid UTF-8).
  * *ids is malloc'd (caller frees with free(); non-NULL even when *n_ids is 0).
  * Invalid UTF-8: the regex never matches across an invalid byte, so each
  * maximal run of bytes the regex skips becomes its own pre-token and is
  * BPE-encoded from its bytes; decoding gives the same bytes back. */
-loom_status loom_tokenizer_encode(const loom_tokenizer *tok, const char *text, size_t len,
-                                  unsigned flags, int32_t **ids, size_t *n_ids, char *err,
-                                  size_t err_n);
+LOOM_API loom_status loom_tokenizer_encode(const loom_tokenizer *tok, const char *text, size_t len,
+                                           unsigned flags, int32_t **ids, size_t *n_ids, char *err,
+                                           size_t err_n);
 
 /* Decode ids to raw bytes (special tokens as their text unless
  * LOOM_TOK_SKIP_SPECIAL). *out is malloc'd and NUL-terminated (the terminator
  * is not counted in *out_len; the bytes may contain NULs or invalid UTF-8);
  * caller frees with free(). An id outside [0, vocab size) or without a token
  * is LOOM_ERR_INVALID_ARG. */
-loom_status loom_tokenizer_decode(const loom_tokenizer *tok, const int32_t *ids, size_t n_ids,
-                                  unsigned flags, char **out, size_t *out_len, char *err,
-                                  size_t err_n);
+LOOM_API loom_status loom_tokenizer_decode(const loom_tokenizer *tok, const int32_t *ids,
+                                           size_t n_ids, unsigned flags, char **out,
+                                           size_t *out_len, char *err, size_t err_n);
 
 /* The raw bytes of one token (borrowed; valid while tok lives; not
  * NUL-terminated). Special tokens give their text. */
-loom_status loom_tokenizer_piece(const loom_tokenizer *tok, int32_t id, const char **bytes,
-                                 size_t *len);
+LOOM_API loom_status loom_tokenizer_piece(const loom_tokenizer *tok, int32_t id, const char **bytes,
+                                          size_t *len);
 
 /* The id whose raw bytes are exactly (bytes, len): ordinary tokens first, then
  * special/added tokens. LOOM_ERR_INVALID_ARG when there is none. */
-loom_status loom_tokenizer_find(const loom_tokenizer *tok, const char *bytes, size_t len,
-                                int32_t *id);
+LOOM_API loom_status loom_tokenizer_find(const loom_tokenizer *tok, const char *bytes, size_t len,
+                                         int32_t *id);
 
 /* Token type of an id (LOOM_TOKEN_UNDEFINED for an id out of range or unassigned). */
-loom_token_type loom_tokenizer_token_type(const loom_tokenizer *tok, int32_t id);
+LOOM_API loom_token_type loom_tokenizer_token_type(const loom_tokenizer *tok, int32_t id);
 
 /* Number of ids (largest id + 1; Llama 3: 128256). */
-size_t loom_tokenizer_vocab_size(const loom_tokenizer *tok);
+LOOM_API size_t loom_tokenizer_vocab_size(const loom_tokenizer *tok);
 
 /* Special ids; -1 when the tokenizer has none. */
-int32_t loom_tokenizer_bos(const loom_tokenizer *tok);
-int32_t loom_tokenizer_eos(const loom_tokenizer *tok);
-int32_t loom_tokenizer_eot(const loom_tokenizer *tok);
+LOOM_API int32_t loom_tokenizer_bos(const loom_tokenizer *tok);
+LOOM_API int32_t loom_tokenizer_eos(const loom_tokenizer *tok);
+LOOM_API int32_t loom_tokenizer_eot(const loom_tokenizer *tok);
 /* Override them (-1 = none); ids must be in range. */
-loom_status loom_tokenizer_set_special_ids(loom_tokenizer *tok, int32_t bos, int32_t eos,
-                                           int32_t eot);
+LOOM_API loom_status loom_tokenizer_set_special_ids(loom_tokenizer *tok, int32_t bos, int32_t eos,
+                                                    int32_t eot);
 
 /* ---- chat template ---- */
 
@@ -161,8 +163,8 @@ typedef struct loom_chat_message {
  * false gives the Meta-Llama-3-Instruct variant without it. The result is
  * meant to be encoded with special-token parsing on. *out is malloc'd,
  * NUL-terminated; caller frees with free(). */
-loom_status loom_chat_format_llama3(const loom_chat_message *messages, size_t n,
-                                    bool add_generation_prompt, char **out);
+LOOM_API loom_status loom_chat_format_llama3(const loom_chat_message *messages, size_t n,
+                                             bool add_generation_prompt, char **out);
 
 #ifdef __cplusplus
 }

@@ -1,24 +1,18 @@
 /* kernels/ref/ref.h - scalar reference kernels: the oracle every backend is
  * compared against. Written for clarity: f32 data, f64 accumulation for
- * reductions, no SIMD. Internal to libloom (not a public header). */
+ * reductions, no SIMD. Internal to libloom (not a public header) except
+ * for the two entry points in loom/backend_sdk.h. */
 #ifndef LOOM_KERNELS_REF_H
 #define LOOM_KERNELS_REF_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "loom/backend_sdk.h"
 #include "loom/ir.h"
 
-/* Does the reference implement this node (op and dtype combination)? */
-bool loom_ref_supports(const loom_tensor *node);
-
-/* Compute node from its sources. Every tensor involved must have host data
- * (t->data, or view_src->data + view_offs for views). The work is split over
- * nth threads: the caller runs this once for each ith in [0, nth) (possibly
- * concurrently) and the union of the calls computes the node; nth = 1 is the
- * plain single-threaded oracle. Data errors (e.g. an id out of range) return
- * LOOM_ERR_INVALID_ARG with a message in err (err may be NULL). */
-loom_status loom_ref_compute(const loom_tensor *node, int ith, int nth, char *err, size_t err_n);
+/* loom_ref_supports and loom_ref_compute, the whole-node entry points, are
+ * public (loom/backend_sdk.h): plugins and the parity suite call them. */
 
 /* Host pointer to element (i0, i1, i2, i3) of a row-blocked tensor (for
  * quantized types i0 must be a block start). */

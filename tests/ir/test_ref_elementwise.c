@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/ref/ref.h"
+#include "loom/backend_sdk.h"
 #include "testing.h"
 
 #ifndef M_PI

@@ -17,7 +17,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "kernels/ref/ref.h"
+#include "loom/backend_sdk.h"
 #include "tests/parity/parity_internal.h"
 
 #define GUARD_BYTES  64

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/ref/ref.h"
+#include "loom/backend_sdk.h"
 #include "loom/runtime.h"
 #include "testing.h"
 

@@ -29,4 +29,18 @@ size_t parity_storage_bytes(const loom_tensor *t);
 void parity_compare(const loom_tensor *t, const void *got, const void *want, double tol,
                     cmp_result *r);
 
+/* ---------------- the case table, in several files ---------------- */
+
+typedef struct parity_table parity_table; /* parity_cases.c */
+void parity_table_add(parity_table *tb, loom_op op, parity_build_fn fn, parity_args a,
+                      const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 5, 6)))
+#endif
+    ;
+/* Router logits: mode 0 normal, 1 skewed expert loads, 2 ties. */
+void parity_fill_logits(parity_ctx *c, const loom_tensor *logits, int mode);
+void parity_cases_moe(parity_table *tb);          /* parity_cases_moe.c */
+void parity_cases_large_logits(parity_table *tb); /* parity_cases_logits.c */
+
 #endif

@@ -42,7 +42,7 @@
 
 #include "loom/ir.h"
 #include "loom/runtime.h"
-#include "tests/parity/parity.h"
+#include "tests/parity/parity_internal.h"
 #include "tests/testing.h" /* CHECK counters, local to this file */
 
 #define GOLDEN_MAX_FILE    (64u << 20)
@@ -454,8 +454,8 @@ static int cmp_names(const void *a, const void *b) {
 }
 
 /* Returns true when the case passed. */
-static bool run_file(loom_backend *be, loom_backend *cpu, const char *dir, const char *file,
-                     bool verbose) {
+static bool run_file(loom_backend *be, loom_backend *cpu, const char *label, const char *dir,
+                     const char *file, bool verbose) {
     int failed_before = test_failed_;
     char path[4096], err[128] = "";
     int len = snprintf(path, sizeof path, "%s/%s", dir, file);
@@ -470,7 +470,7 @@ static bool run_file(loom_backend *be, loom_backend *cpu, const char *dir, const
     if (c) {
         reader r = {.p = buf, .n = n, .off = 0, .err = ""};
         bool ok = parse_case(&r, c);
-        c->backend = be->iface->name;
+        c->backend = label; /* "cpu(avx2)": names the kernel set that ran */
         c->verbose = verbose;
         CHECK_MSG(ok, "%s: malformed golden file: %s", file, r.err);
         if (!ok)
@@ -507,8 +507,10 @@ int parity_golden_run(loom_backend *be, loom_backend *cpu, const char *dir, bool
     }
     closedir(d);
     if (n_names) qsort(names, n_names, sizeof *names, cmp_names);
+    char label[48];
+    parity_backend_label(be, label, sizeof label);
     for (size_t i = 0; i < n_names; i++) {
-        if (run_file(be, cpu, dir, names[i], verbose))
+        if (run_file(be, cpu, label, dir, names[i], verbose))
             (*passed)++;
         else
             (*failed)++;

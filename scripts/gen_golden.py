@@ -54,6 +54,9 @@ Parameters per op (the C reader maps them onto the op constructor):
     moe           inputs x, logits, gate, up, down; ints [top_k]
     cross_entropy inputs logits, targets
     cpy           input src; the target dtype is the expected tensor's dtype
+    set_rows      inputs dst, src, rows; the expected tensor is the whole dst
+                  after the write (dst's dtype: f32 compared with tolerance,
+                  f16 / bf16 / q8_0 byte for byte)
 
 Tolerances (cmp 0): tol = 1e-5 * sqrt(L) * S where L is the op's reduction
 length (1 for elementwise ops, K for matmul, ne[0] for rms_norm / softmax /
@@ -631,6 +634,44 @@ def gen_cross_entropy(w):
            ref_cross_entropy(logits, targets), 20)
 
 
+def gen_set_rows(w):
+    """dst[:, rows[t, b], b] = convert(src[:, t, b]) (ir.h loom_set_rows); the
+    rest of dst keeps its bytes. Row indices out of order, including the first
+    and the last row, so a write to the wrong row or a skipped row shows."""
+    # name, dst dtype, W, R, B, rows (T,) shared by every b or (B, T)
+    cases = [
+        ("set_rows_f32", F32, 16, 10, 1, [7, 2, 9, 0]),
+        ("set_rows_f32_per_seq", F32, 8, 6, 2, [[5, 1, 3], [0, 4, 2]]),
+        ("set_rows_f16", F16, 32, 9, 1, [8, 0, 4]),
+        ("set_rows_bf16", BF16, 32, 5, 2, [3, 0]),
+        ("set_rows_q8_0", Q8_0, 64, 7, 1, [6, 1, 3]),
+    ]
+    for name, dt, W, R, B, rows in cases:
+        r = Rng(name)
+        rows = np.asarray(rows, dtype=np.int32)
+        T = rows.shape[-1]
+        dst = r.normal((B, R, W), 2.0)
+        src = r.normal((B, T, W), 2.0)
+        dst_t, _ = t_weight("dst", dst, dt)
+        per_b = rows if rows.ndim == 2 else np.broadcast_to(rows, (B, T))
+        if dt == F32:
+            exp = dst.astype(np.float64)
+            for b in range(B):
+                for t in range(T):
+                    exp[b, per_b[b, t]] = src[b, t]
+        else:
+            # bytes per dst row, then each written row replaced by its encoding
+            row_bytes = len(dst_t.data) // (B * R)
+            out = bytearray(dst_t.data)
+            for b in range(B):
+                for t in range(T):
+                    enc, _ = t_weight("row", src[b, t], dt)
+                    at = (b * R + per_b[b, t]) * row_bytes
+                    out[at: at + row_bytes] = enc.data
+            exp = Tensor("expected", dt, dst.shape, bytes(out))
+        w.case("set_rows", name, [dst_t, t_f32("src", src), t_i32("rows", rows)], exp)
+
+
 def gen_cpy(w):
     # f16: random values over many binades plus rounding / range edge cases.
     r = Rng("cpy_f32_f16")
@@ -685,7 +726,7 @@ def main():
             os.remove(os.path.join(args.out, f))
     w = Writer(args.out)
     for gen in (gen_get_rows, gen_binary, gen_rms_norm, gen_rope, gen_softmax, gen_silu_swiglu,
-                gen_matmul, gen_flash_attn, gen_moe, gen_cross_entropy, gen_cpy):
+                gen_matmul, gen_flash_attn, gen_moe, gen_cross_entropy, gen_cpy, gen_set_rows):
         gen(w)
     print("wrote %d cases, %d bytes, to %s (numpy %s)"
           % (w.count, w.total, os.path.normpath(args.out), np.__version__))

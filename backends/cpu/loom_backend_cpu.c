@@ -203,7 +203,7 @@ typedef struct cpu_task {
     const loom_tensor *node;
     loom_cpu_kernel_fn fn; /* optimised kernel, NULL = reference */
     cpu_ctx *c;
-    loom_status *status; /* one per thread */
+    loom_status *status;      /* one per thread */
     loom_cpu_pass_fn pass_fn; /* multi-pass kernel (fn unused), NULL = none */
     int pass;
     void *scratch;
@@ -261,8 +261,9 @@ static loom_status cpu_compute(loom_backend *be, loom_tensor *const *nodes, int 
             task.pass_fn = mp.fn;
             task.scratch = aligned_alloc(64, (mp.scratch_bytes + 63) / 64 * 64 + 64);
             if (!task.scratch) {
-                s = loom_backend_fail(be, LOOM_ERR_OOM, "op %s node '%s': out of memory (%zu bytes)",
-                                      op, node->name, mp.scratch_bytes);
+                s = loom_backend_fail(be, LOOM_ERR_OOM,
+                                      "op %s node '%s': out of memory (%zu bytes)", op, node->name,
+                                      mp.scratch_bytes);
                 break;
             }
             for (task.pass = 0; task.pass < mp.n_passes && bad < 0; task.pass++)
@@ -285,6 +286,53 @@ static loom_status cpu_synchronize(loom_backend *be) {
     return LOOM_OK; /* compute is synchronous */
 }
 
+/* ---- kernel coverage (loom_backend_iface.kernel_info / kernel_claims) ---- */
+
+static bool cpu_kernel_info(loom_backend *be, const loom_tensor *node, char *name, size_t name_n) {
+    const cpu_ctx *c = be->ctx;
+    const loom_cpu_isa isa = c ? c->isa : LOOM_CPU_ISA_SCALAR;
+    const char *isa_name = loom_cpu_isa_name(isa);
+    if (!node) {
+        if (name && name_n) snprintf(name, name_n, "%s", isa_name);
+        return isa != LOOM_CPU_ISA_SCALAR;
+    }
+    /* The same choice, in the same order, as cpu_compute. */
+    loom_cpu_multipass mp;
+    const bool opt = loom_cpu_multipass_for(node, isa, &mp) || loom_cpu_kernel_for(node, isa);
+    if (name && name_n) {
+        if (opt)
+            snprintf(name, name_n, "%s %s", isa_name, loom_op_name(node->op));
+        else
+            snprintf(name, name_n, "ref");
+    }
+    return opt;
+}
+
+/* What kernels/cpu's dispatch (LC_ENTRY / LC_MP_ENTRY in cpu_impl.h) has an
+ * optimised kernel for, the same on AVX2 and AVX-512; the scalar ISA has
+ * none. Kept here rather than in kernels/cpu so the backend owns its claim;
+ * the parity suite holds it to the dispatch both ways (a claim that never
+ * ran optimised fails, and so does an optimised kernel that is not claimed). */
+static const loom_kernel_claim k_cpu_claims[] = {
+    {LOOM_OP_MATMUL, LOOM_F32},     {LOOM_OP_MATMUL, LOOM_F16},   {LOOM_OP_MATMUL, LOOM_BF16},
+    {LOOM_OP_MATMUL, LOOM_Q8_0},    {LOOM_OP_MATMUL, LOOM_Q4_0},  {LOOM_OP_MATMUL, LOOM_NF4},
+    {LOOM_OP_MATMUL, LOOM_NF4_DQ},  {LOOM_OP_MOE, LOOM_F32},      {LOOM_OP_MOE, LOOM_F16},
+    {LOOM_OP_MOE, LOOM_BF16},       {LOOM_OP_MOE, LOOM_Q8_0},     {LOOM_OP_MOE, LOOM_Q4_0},
+    {LOOM_OP_MOE, LOOM_NF4},        {LOOM_OP_MOE, LOOM_NF4_DQ},   {LOOM_OP_FLASH_ATTN, LOOM_F32},
+    {LOOM_OP_FLASH_ATTN, LOOM_F16}, {LOOM_OP_RMS_NORM, LOOM_F32}, {LOOM_OP_SOFTMAX, LOOM_F32},
+    {LOOM_OP_SILU, LOOM_F32},       {LOOM_OP_SWIGLU, LOOM_F32},   {LOOM_OP_ADD, LOOM_F32},
+    {LOOM_OP_MUL, LOOM_F32},        {LOOM_OP_ROPE, LOOM_F32},
+};
+
+static int cpu_kernel_claims(loom_backend *be, loom_kernel_claim *out, int max) {
+    const cpu_ctx *c = be->ctx;
+    if (!c || c->isa == LOOM_CPU_ISA_SCALAR) return 0;
+    const int n = (int)(sizeof k_cpu_claims / sizeof k_cpu_claims[0]);
+    for (int i = 0; i < n && i < max; i++)
+        out[i] = k_cpu_claims[i];
+    return n;
+}
+
 static const loom_backend_iface k_cpu_iface = {
     .abi_version = LOOM_BACKEND_ABI_VERSION,
     .name = "cpu",
@@ -299,6 +347,8 @@ static const loom_backend_iface k_cpu_iface = {
     .supports = cpu_supports,
     .compute = cpu_compute,
     .synchronize = cpu_synchronize,
+    .kernel_info = cpu_kernel_info,
+    .kernel_claims = cpu_kernel_claims,
 };
 
 const loom_backend_iface *loom_backend_cpu_iface(void) {

@@ -21,8 +21,10 @@ extern "C" {
 #endif
 
 /* 2: loom_device_info gained max_buffer_bytes (a plugin built against 1
- * would write a shorter struct). */
-#define LOOM_BACKEND_ABI_VERSION 2
+ * would write a shorter struct).
+ * 3: loom_backend_iface gained the optional kernel_info and kernel_claims
+ * slots at its end (a plugin built against 2 has a shorter vtable). */
+#define LOOM_BACKEND_ABI_VERSION 3
 #define LOOM_ERROR_MAX           512
 
 typedef struct loom_device_info {
@@ -55,6 +57,24 @@ typedef struct loom_buffer {
     void *handle; /* backend private */
 } loom_buffer;
 
+/* An (op, key dtype) pair a backend has an optimised kernel for; see
+ * loom_kernel_dtype and loom_backend_iface.kernel_claims. */
+typedef struct loom_kernel_claim {
+    loom_op op;
+    loom_dtype dtype;
+} loom_kernel_claim;
+
+/* The dtype that names a node's kernel in kernel claims and coverage
+ * reports: the weight of matmul (src0) and moe (src2), K of flash_attn
+ * (src1), else src0's (the node's own when it has no source). One
+ * definition, so a backend's claims and the parity suite's counts agree. */
+static inline loom_dtype loom_kernel_dtype(const loom_tensor *node) {
+    const loom_tensor *s = node->src[0];
+    if (node->op == LOOM_OP_MOE) s = node->src[2];
+    if (node->op == LOOM_OP_FLASH_ATTN) s = node->src[1];
+    return s ? s->dtype : node->dtype;
+}
+
 typedef struct loom_backend_iface {
     int abi_version;  /* LOOM_BACKEND_ABI_VERSION */
     const char *name; /* "cpu", "vulkan", "cuda", "hip" */
@@ -79,6 +99,25 @@ typedef struct loom_backend_iface {
      * done; synchronize waits. Errors go to be->error. */
     loom_status (*compute)(loom_backend *be, loom_tensor *const *nodes, int n_nodes);
     loom_status (*synchronize)(loom_backend *be);
+
+    /* ---- OPTIONAL (NULL when not implemented; every caller checks) ----
+     * Kernel coverage, for the parity suite (docs/adr/0007): it counts which
+     * kernel each node ran and fails when a claimed kernel never ran. */
+
+    /* Which kernel compute runs for node (a node this backend supports, with
+     * the shapes, dtypes and strides it will be computed with): true when it
+     * is one of the backend's optimised kernels, false when it is a generic
+     * fallback (cpu: the reference kernel). name gets a short label ("avx2
+     * matmul", "ref"). node NULL: name gets the kernel set in use (cpu: its
+     * ISA, "avx512" / "avx2" / "scalar"); returns whether it has any
+     * optimised kernels. */
+    bool (*kernel_info)(loom_backend *be, const loom_tensor *node, char *name, size_t name_n);
+    /* The (op, loom_kernel_dtype) pairs kernel_info answers true for on some
+     * node, with the kernel set in use: stores up to max of them in out and
+     * returns how many there are (may exceed max). Must agree with
+     * kernel_info: the parity suite fails a claim no case ran optimised, and
+     * an optimised kernel that is not claimed. */
+    int (*kernel_claims)(loom_backend *be, loom_kernel_claim *out, int max);
 } loom_backend_iface;
 
 struct loom_backend {

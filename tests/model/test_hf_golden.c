@@ -143,7 +143,8 @@ static void check_layout(loom_safetensors *st, const hf_golden *g) {
 #define HF_Q8_NMSE     2e-3
 #define HF_Q8_NMSE_MOE 5e-2
 
-static loom_model *load_converted(const char *backend, const hf_golden *g,
+/* label names the backend (and its kernel set: "cpu(avx2)") in failures. */
+static loom_model *load_converted(const char *backend, const char *label, const hf_golden *g,
                                   const loom_model_config *c, loom_dtype wtype, loom_dtype kv,
                                   const char *path) {
     char err[512] = "", ck[1400];
@@ -162,7 +163,8 @@ static loom_model *load_converted(const char *backend, const hf_golden *g,
     p.n_ctx = 64;
     loom_model *m = NULL;
     s = loom_model_load_gguf(path, &p, &m, err, sizeof err);
-    CHECK_MSG(s == LOOM_OK, "%s: load converted %s: %s", g->name, loom_dtype_name(wtype), err);
+    CHECK_MSG(s == LOOM_OK, "%s %s: load converted %s: %s", label, g->name, loom_dtype_name(wtype),
+              err);
     if (m) {
         /* the GGUF config is the HF one, in adjacent-pair rope order */
         const loom_model_config *mc = loom_model_config_of(m);
@@ -173,7 +175,7 @@ static loom_model *load_converted(const char *backend, const hf_golden *g,
                 mc->rope.scaling == c->rope.scaling &&
                 (c->rope.scaling == LOOM_ROPE_SCALING_NONE ||
                  (mc->rope.orig_ctx == c->rope.orig_ctx && mc->rope.factor == c->rope.factor)),
-            "%s: converted config", g->name);
+            "%s %s: converted config", label, g->name);
     }
     return m;
 }
@@ -185,13 +187,14 @@ static int argmax(const float *x, int64_t n) {
     return best;
 }
 
-static void check_forward(const char *be, const hf_golden *g, const loom_model_config *c) {
+static void check_forward(const char *be, const char *label, const hf_golden *g,
+                          const loom_model_config *c) {
     char path[256], err[512];
     snprintf(path, sizeof path, "/tmp/loom_test_hf_%s_%d.gguf", g->name, (int)getpid());
     const int64_t V = g->vocab_size;
     for (int q8 = 0; q8 < 2; q8++) {
-        loom_model *m =
-            load_converted(be, g, c, q8 ? LOOM_Q8_0 : LOOM_F32, q8 ? LOOM_F16 : LOOM_F32, path);
+        loom_model *m = load_converted(be, label, g, c, q8 ? LOOM_Q8_0 : LOOM_F32,
+                                       q8 ? LOOM_F16 : LOOM_F32, path);
         unlink(path);
         if (!m) continue;
         double num = 0, den = 0;
@@ -204,7 +207,7 @@ static void check_forward(const char *be, const hf_golden *g, const loom_model_c
             loom_model_slot_clear(m, slot);
             loom_batch b = {1, pr->n_tokens, &slot, pr->tokens, true};
             loom_status s = loom_model_decode(m, &b, got, err, sizeof err);
-            CHECK_MSG(s == LOOM_OK, "%s: decode: %s", g->name, err);
+            CHECK_MSG(s == LOOM_OK, "%s %s: decode: %s", label, g->name, err);
             double max_err = 0, range = (double)pr->logit_max - pr->logit_min;
             for (int64_t i = 0; s == LOOM_OK && i < pr->n_tokens * V; i++) {
                 double d = fabs((double)got[i] - want[i]);
@@ -223,9 +226,10 @@ static void check_forward(const char *be, const hf_golden *g, const loom_model_c
             }
             if (!q8) {
                 CHECK_MSG(max_err <= 1e-4 * range,
-                          "%s prompt %d: max |loom - transformers| = %g, range %g (%g relative)",
-                          g->name, p, max_err, range, max_err / range);
-                printf("%s %s prompt %d f32: max abs err %.3g (%.3g of the logit range)\n", be,
+                          "%s %s prompt %d: max |loom - transformers| = %g, range %g (%g "
+                          "relative)",
+                          label, g->name, p, max_err, range, max_err / range);
+                printf("%s %s prompt %d f32: max abs err %.3g (%.3g of the logit range)\n", label,
                        g->name, p, max_err, max_err / range);
                 /* greedy through the KV cache, one token per step */
                 int32_t tok = argmax(got + (pr->n_tokens - 1) * V, V);
@@ -233,16 +237,16 @@ static void check_forward(const char *be, const hf_golden *g, const loom_model_c
                 for (int k = 0; k < pr->n_generated && s == LOOM_OK; k++) {
                     ok &= tok == pr->generated[k];
                     CHECK_MSG(tok == pr->generated[k],
-                              "%s prompt %d: greedy token %d is %d, transformers %d", g->name, p, k,
-                              tok, pr->generated[k]);
+                              "%s %s prompt %d: greedy token %d is %d, transformers %d", label,
+                              g->name, p, k, tok, pr->generated[k]);
                     if (k + 1 == pr->n_generated) break;
                     loom_batch step = {1, 1, &slot, &tok, false};
                     s = loom_model_decode(m, &step, got, err, sizeof err);
-                    CHECK_MSG(s == LOOM_OK, "%s: decode step: %s", g->name, err);
+                    CHECK_MSG(s == LOOM_OK, "%s %s: decode step: %s", label, g->name, err);
                     tok = argmax(got, V);
                 }
                 if (ok)
-                    printf("%s %s prompt %d: %d greedy tokens equal\n", be, g->name, p,
+                    printf("%s %s prompt %d: %d greedy tokens equal\n", label, g->name, p,
                            pr->n_generated);
             }
             free(got);
@@ -251,10 +255,10 @@ static void check_forward(const char *be, const hf_golden *g, const loom_model_c
             double nmse = num / den, bound = g->n_experts ? HF_Q8_NMSE_MOE : HF_Q8_NMSE;
             printf("%s %s q8_0 weights, f16 KV: logits NMSE %.3g (bound %g), %d of %d positions "
                    "over %g\n",
-                   be, g->name, nmse, bound, n_bad, n_pos, HF_Q8_NMSE);
-            CHECK_MSG(nmse < bound, "%s: q8_0 NMSE %g", g->name, nmse);
+                   label, g->name, nmse, bound, n_bad, n_pos, HF_Q8_NMSE);
+            CHECK_MSG(nmse < bound, "%s %s: q8_0 NMSE %g", label, g->name, nmse);
             CHECK_MSG(n_bad <= (g->n_experts ? n_pos / 4 : 0),
-                      "%s: q8_0: %d of %d positions over NMSE %g", g->name, n_bad, n_pos,
+                      "%s %s: q8_0: %d of %d positions over NMSE %g", label, g->name, n_bad, n_pos,
                       HF_Q8_NMSE);
         }
         loom_model_free(m);
@@ -298,9 +302,13 @@ static void check_model(const char *name) {
     if (s == LOOM_OK) check_config(&g, &c);
     /* every available backend (cpu always; Vulkan on lavapipe in CI) */
     for (int i = 0; s == LOOM_OK && i < loom_registry_count(); i++) {
-        const loom_backend *be = loom_registry_get(i);
+        loom_backend *be = loom_registry_get(i);
         if (!loom_registry_available(i) || !strcmp(be->iface->name, "null")) continue;
-        check_forward(be->iface->name, &g, &c);
+        /* Failures name the backend, and the cpu's ISA kernel set with it. */
+        char set[32] = "", label[64];
+        if (be->iface->kernel_info) be->iface->kernel_info(be, NULL, set, sizeof set);
+        snprintf(label, sizeof label, set[0] ? "%s(%s)" : "%s%s", be->iface->name, set);
+        check_forward(be->iface->name, label, &g, &c);
     }
     if (s == LOOM_OK) check_convert_errors(&g, &c);
 

@@ -137,6 +137,7 @@ typedef struct be_stats {
     int passed, failed;
     int fallback_nodes, fallback_cases;
     int fallback_ops[LOOM_OP_COUNT];
+    parity_coverage cov; /* label "cpu(avx2)" and kernel counts */
 } be_stats;
 
 /* ---------------- tensor helpers ---------------- */
@@ -239,6 +240,7 @@ typedef struct case_run {
     uint64_t seed;
     double tol;
     const opts *o;
+    const char *kernel; /* kernel the backend ran for the output, while known */
 } case_run;
 
 static void report_fail(const case_run *cr, const char *backend, const char *what,
@@ -252,6 +254,7 @@ static void report_fail(const case_run *cr, const char *backend, const char *wha
                         const loom_tensor *out, const cmp_result *r, const char *fmt, ...) {
     printf("FAIL %-6s %s [op %s, seed 0x%016" PRIx64 "]\n", backend, cr->pc->name,
            loom_op_name(cr->pc->op), cr->seed);
+    if (cr->kernel && cr->kernel[0]) printf("       kernel: %s\n", cr->kernel);
     if (out) {
         char desc[512];
         describe_node(out, desc, sizeof desc);
@@ -485,8 +488,8 @@ static bool same_leaves(const loom_graph *a, const loom_graph *b) {
 
 static bool backend_run(case_run *cr, const ref_run *ref, loom_backend *be, loom_backend *cpu,
                         be_stats *bs) {
-    const char *bname = be->iface->name;
-    char err[LOOM_ERROR_MAX] = "";
+    const char *bname = bs->cov.label;
+    char err[LOOM_ERROR_MAX] = "", kernel[64] = "";
     parity_ctx c = {0};
     loom_graph *g = NULL;
     loom_sched *s = NULL;
@@ -514,6 +517,10 @@ static bool backend_run(case_run *cr, const ref_run *ref, loom_backend *be, loom
         bs->fallback_nodes += fallback;
         bs->fallback_cases += fallback > 0;
     }
+    /* Which kernels run: counted for the coverage summary, and the output's
+     * named in this case's failure lines. */
+    parity_coverage_count(&bs->cov, be, cpu, g, c.outs[0], kernel, sizeof kernel);
+    cr->kernel = kernel;
     loom_backend *list[2] = {be, cpu};
     loom_status st = loom_sched_new(list, be == cpu ? 1 : 2, &s);
     if (st == LOOM_OK) st = loom_sched_alloc(s, g);
@@ -591,9 +598,10 @@ static bool backend_run(case_run *cr, const ref_run *ref, loom_backend *be, loom
         }
     }
     if (ok && cr->o->verbose)
-        printf("ok   %-6s %s (NMSE %.1e, tol %.0e%s)\n", bname, cr->pc->name, worst, cr->tol,
-               fallback ? ", some nodes on cpu" : "");
+        printf("ok   %-6s %s (NMSE %.1e, tol %.0e, kernel %s%s)\n", bname, cr->pc->name, worst,
+               cr->tol, kernel, fallback ? ", some nodes on cpu" : "");
 done:
+    cr->kernel = NULL;
     for (int k = 0; k < MAX_OUTS; k++)
         free(got[k]);
     loom_sched_free(s);
@@ -694,12 +702,14 @@ int loom_parity_run(const loom_parity_opts *opt) {
                        loom_registry_why(i));
         }
     }
-    for (int b = 0; b < n_bes; b++)
-        stats[b + 1].name = bes[b]->iface->name;
+    for (int b = 0; b < n_bes; b++) {
+        parity_coverage_init(&stats[b + 1].cov, bes[b]);
+        stats[b + 1].name = stats[b + 1].cov.label;
+    }
 
     printf("parity: %d cases x backends:", n_sel);
     for (int b = 0; b < n_bes; b++)
-        printf(" %s", bes[b]->iface->name);
+        printf(" %s", stats[b + 1].name);
     printf(" (seed 0x%016" PRIx64 ")\n", o.seed);
     fflush(stdout);
 
@@ -707,7 +717,7 @@ int loom_parity_run(const loom_parity_opts *opt) {
     for (int i = 0; i < n_cases; i++) {
         const parity_case *pc = &cases[i];
         if (!selected(pc, &o)) continue;
-        case_run cr = {pc, parity_rand_u64(&(uint64_t){o.seed ^ hash_str(pc->name)}), 0, &o};
+        case_run cr = {pc, parity_rand_u64(&(uint64_t){o.seed ^ hash_str(pc->name)}), 0, &o, NULL};
         ref_run ref;
         memset(&ref, 0, sizeof ref);
         bool ref_ok = false;
@@ -742,11 +752,14 @@ int loom_parity_run(const loom_parity_opts *opt) {
             printf("golden: cannot open %s: skipped (use --golden DIR)\n", gdir);
             break;
         }
-        printf("golden: %s: %d numpy cases, %d passed, %d failed\n", bes[b]->iface->name, n, gp,
-               gf);
+        printf("golden: %s: %d numpy cases, %d passed, %d failed\n", stats[b + 1].name, n, gp, gf);
         stats[b + 1].passed += gp;
         stats[b + 1].failed += gf;
     }
+    /* Kernel coverage; a claim no case ran is only a failure when every
+     * case ran (a filtered run skips the cases that exercise it). */
+    for (int b = 0; b < n_bes && n_sel > 0; b++)
+        stats[b + 1].failed += parity_coverage_report(&stats[b + 1].cov, bes[b], !o.op && !o.match);
     double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
 
     int passed = 0, failed = 0;

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tests/parity/parity.h"
+#include "tests/parity/parity_internal.h"
 
 /* ---------------- builder helpers ---------------- */
 
@@ -204,65 +204,6 @@ static loom_tensor *b_set_rows(parity_ctx *c, loom_graph *g, const parity_args *
     return loom_set_rows(g, dst, src, rows);
 }
 
-/* Router logits where expert 3 takes most tokens and expert 6 none. */
-static void fill_logits_skewed(float *dst, int64_t n, const loom_tensor *t, uint64_t *rng) {
-    int64_t E = t->ne[0];
-    for (int64_t i = 0; i < n; i++)
-        dst[i] = parity_rand_normal(rng);
-    for (int64_t row = 0; row * E < n; row++) {
-        if (E > 3 && parity_rand_uniform(rng) < 0.8f) dst[row * E + 3] += 4.0f;
-        if (E > 6) dst[row * E + 6] -= 8.0f;
-    }
-}
-
-/* Small integers: many exact ties (lower expert index must win). */
-static void fill_logits_ties(float *dst, int64_t n, const loom_tensor *t, uint64_t *rng) {
-    (void)t;
-    for (int64_t i = 0; i < n; i++)
-        dst[i] = (float)(parity_rand_u64(rng) % 3);
-}
-
-static void fill_logits(parity_ctx *c, const loom_tensor *logits, int mode) {
-    if (mode == 1)
-        parity_fill_custom(c, logits, fill_logits_skewed);
-    else if (mode == 2)
-        parity_fill_custom(c, logits, fill_logits_ties);
-    else
-        parity_fill_normal(c, logits, 1.0f);
-}
-
-/* n0 Dm, n1 F, n2 E, n3 T; i0 top_k; t0 expert weight dtype; i1 logits
- * (0 normal, 1 skewed loads, 2 ties); i2 logits = matmul(router, x). */
-static loom_tensor *b_moe(parity_ctx *c, loom_graph *g, const parity_args *a) {
-    int64_t Dm = a->n[0], F = a->n[1], E = a->n[2], T = a->n[3];
-    loom_tensor *x = leaf4(c, g, LOOM_F32, Dm, T, 1, 1);
-    loom_tensor *logits;
-    if (a->i[2]) {
-        loom_tensor *router = leaf4(c, g, LOOM_F32, Dm, E, 1, 1);
-        logits = loom_matmul(g, router, x);
-    } else {
-        logits = leaf4(c, g, LOOM_F32, E, T, 1, 1);
-        fill_logits(c, logits, a->i[1]);
-    }
-    loom_tensor *gate = leaf4(c, g, a->t[0], Dm, F, E, 1);
-    loom_tensor *up = leaf4(c, g, a->t[0], Dm, F, E, 1);
-    loom_tensor *down = leaf4(c, g, a->t[0], F, Dm, E, 1);
-    parity_fill_uniform(c, gate, -0.5f, 0.5f);
-    parity_fill_uniform(c, up, -0.5f, 0.5f);
-    parity_fill_uniform(c, down, -0.5f, 0.5f);
-    parity_reduce(c, max64(Dm, F));
-    loom_tensor *out = loom_moe(g, x, logits, gate, up, down, a->i[0]);
-    parity_equiv(c, g, loom_decompose(g, out));
-    return out;
-}
-
-/* n0 E, n1 T; i0 top_k; i1 logits mode. */
-static loom_tensor *b_moe_gate(parity_ctx *c, loom_graph *g, const parity_args *a) {
-    loom_tensor *logits = leaf4(c, g, LOOM_F32, a->n[0], a->n[1], 1, 1);
-    fill_logits(c, logits, a->i[1]);
-    return loom_moe_gate(g, logits, a->i[0]);
-}
-
 /* t0 src dtype, t1 dst dtype; n0..3 shape; i1 src layout; i2 values
  * (0 uniform [-1,1), 1 wide normal*300 (f16 range), 2 integers). */
 static loom_tensor *b_cpy(parity_ctx *c, loom_graph *g, const parity_args *a) {
@@ -397,7 +338,7 @@ static loom_tensor *b_cross_entropy_back(parity_ctx *c, loom_graph *g, const par
 /* n0 E, n1 T; i0 top_k; i1 logits mode. */
 static loom_tensor *b_moe_gate_back(parity_ctx *c, loom_graph *g, const parity_args *a) {
     loom_tensor *logits = leaf4(c, g, LOOM_F32, a->n[0], a->n[1], 1, 1);
-    fill_logits(c, logits, a->i[1]);
+    parity_fill_logits(c, logits, a->i[1]);
     loom_tensor *gates = loom_moe_gate(g, logits, a->i[0]);
     return loom_moe_gate_back(g, gates, leaf4(c, g, LOOM_F32, a->n[0], a->n[1], 1, 1));
 }
@@ -425,19 +366,15 @@ static loom_tensor *b_autodiff_mlp(parity_ctx *c, loom_graph *g, const parity_ar
 
 /* ---------------- the table ---------------- */
 
-typedef struct table {
+struct parity_table {
     parity_case *v;
     int n, cap;
     bool oom;
-} table;
+};
+typedef parity_table table;
 
-static void add(table *tb, loom_op op, parity_build_fn fn, parity_args a, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 5, 6)))
-#endif
-    ;
-
-static void add(table *tb, loom_op op, parity_build_fn fn, parity_args a, const char *fmt, ...) {
+static void vadd(table *tb, loom_op op, parity_build_fn fn, parity_args a, const char *fmt,
+                 va_list ap) {
     if (tb->oom) return;
     if (tb->n == tb->cap) {
         int cap = tb->cap ? 2 * tb->cap : 256;
@@ -452,13 +389,31 @@ static void add(table *tb, loom_op op, parity_build_fn fn, parity_args a, const 
     parity_case *pc = &tb->v[tb->n++];
     memset(pc, 0, sizeof *pc);
     int w = snprintf(pc->name, sizeof pc->name, "%s ", loom_op_name(op));
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(pc->name + w, sizeof pc->name - (size_t)w, fmt, ap);
-    va_end(ap);
     pc->op = op;
     pc->build = fn;
     pc->a = a;
+}
+
+static void add(table *tb, loom_op op, parity_build_fn fn, parity_args a, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 5, 6)))
+#endif
+    ;
+
+static void add(table *tb, loom_op op, parity_build_fn fn, parity_args a, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vadd(tb, op, fn, a, fmt, ap);
+    va_end(ap);
+}
+
+void parity_table_add(parity_table *tb, loom_op op, parity_build_fn fn, parity_args a,
+                      const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vadd(tb, op, fn, a, fmt, ap);
+    va_end(ap);
 }
 
 static const char *dn(loom_dtype t) {
@@ -739,42 +694,6 @@ static void cases_set_rows(table *tb) {
                 cfg[k][4] ? " rows per sequence" : "", cfg[k][5] ? " (sliced destination)" : "");
 }
 
-static void cases_moe(table *tb) {
-    static const loom_dtype wt[] = {LOOM_F32,  LOOM_F16, LOOM_BF16,  LOOM_Q8_0,
-                                    LOOM_Q4_0, LOOM_NF4, LOOM_NF4_DQ};
-    static const int64_t Ts[] = {1, 9, 33};
-    static const char *lm[] = {"normal", "skewed", "ties"};
-    for (int w = 0; w < 7; w++)
-        for (int t = 0; t < 3; t++)
-            for (int k = 1; k <= 2; k++) {
-                /* Uneven loads for most cases; the decode case uses plain logits. */
-                int mode = t == 0 ? 0 : 1;
-                add(tb, LOOM_OP_MOE, b_moe,
-                    (parity_args){.n = {64, 96, 8, Ts[t]}, .t = {wt[w]}, .i = {k, mode}},
-                    "w=%s Dm=64 F=96 E=8 top%d T=%lld logits=%s vs decomposition", dn(wt[w]), k,
-                    (long long)Ts[t], lm[mode]);
-            }
-    for (int k = 1; k <= 2; k++) {
-        add(tb, LOOM_OP_MOE, b_moe,
-            (parity_args){.n = {64, 96, 8, 7}, .t = {LOOM_F32}, .i = {k, 2}},
-            "w=f32 Dm=64 F=96 E=8 top%d T=7 logits=ties vs decomposition", k);
-        add(tb, LOOM_OP_MOE, b_moe,
-            (parity_args){.n = {64, 64, 8, 12}, .t = {LOOM_Q4_0}, .i = {k, 0, 1}},
-            "w=q4_0 Dm=64 F=64 E=8 top%d T=12 logits=matmul(router,x) vs decomposition", k);
-    }
-    /* Prefill: > 64 (token, slot) pairs on expert 3, several tiles of the CUDA grouped GEMM. */
-    static const loom_dtype wp[] = {LOOM_F16, LOOM_Q8_0, LOOM_NF4};
-    for (int w = 0; w < 3; w++)
-        add(tb, LOOM_OP_MOE, b_moe, (parity_args){.n = {64, 96, 8, 100}, .t = {wp[w]}, .i = {2, 1}},
-            "w=%s Dm=64 F=96 E=8 top2 T=100 logits=skewed vs decomposition", dn(wp[w]));
-    for (int k = 1; k <= 3; k++)
-        for (int mode = 0; mode < 3; mode++)
-            if (k != 3 || mode != 1)
-                add(tb, LOOM_OP_MOE_GATE, b_moe_gate,
-                    (parity_args){.n = {8, mode ? 13 : 1}, .i = {k, mode}},
-                    "E=8 top%d T=%d logits=%s", k, mode ? 13 : 1, lm[mode]);
-}
-
 static void cases_cpy_concat(table *tb) {
     static const loom_dtype all[] = {LOOM_F32,  LOOM_F16, LOOM_BF16,  LOOM_Q8_0,
                                      LOOM_Q4_0, LOOM_NF4, LOOM_NF4_DQ};
@@ -907,11 +826,12 @@ int parity_cases_make(parity_case **out) {
     cases_norm_rope_softmax(&tb);
     cases_activations(&tb);
     cases_flash_attn(&tb);
-    cases_moe(&tb);
+    parity_cases_moe(&tb);
     cases_set_rows(&tb);
     cases_cpy_concat(&tb);
     cases_loss_views(&tb);
     cases_backward(&tb);
+    parity_cases_large_logits(&tb);
     if (tb.oom) {
         free(tb.v);
         *out = NULL;

@@ -27,7 +27,8 @@
  * Params per op: rms_norm floats[eps]; rope ints[n_dims, mode, scaling,
  * orig_ctx, inverse] floats[theta, factor, low_freq_factor, high_freq_factor];
  * softmax and flash_attn ints[causal, q_offset] floats[scale]; moe ints[top_k];
- * cpy takes its target dtype from the expected tensor.
+ * cpy takes its target dtype from the expected tensor; set_rows (inputs dst,
+ * src, rows) expects the whole destination after the write.
  *
  * Malformed files fail a CHECK with a message; everything read is bounds-checked. */
 #define _POSIX_C_SOURCE 200809L
@@ -42,7 +43,7 @@
 
 #include "loom/ir.h"
 #include "loom/runtime.h"
-#include "tests/parity/parity.h"
+#include "tests/parity/parity_internal.h"
 #include "tests/testing.h" /* CHECK counters, local to this file */
 
 #define GOLDEN_MAX_FILE    (64u << 20)
@@ -204,7 +205,7 @@ static const op_spec op_specs[] = {
     {"get_rows", 2, 0, 0}, {"add", 2, 0, 0},        {"mul", 2, 0, 0},  {"rms_norm", 1, 0, 1},
     {"rope", 2, 5, 4},     {"softmax", 1, 2, 1},    {"silu", 1, 0, 0}, {"swiglu", 2, 0, 0},
     {"matmul", 2, 0, 0},   {"flash_attn", 3, 2, 1}, {"moe", 5, 1, 0},  {"cross_entropy", 2, 0, 0},
-    {"cpy", 1, 0, 0},
+    {"cpy", 1, 0, 0},      {"set_rows", 3, 0, 0},
 };
 
 /* The op node for c built on inputs in[]; NULL with msg set when the case does
@@ -251,6 +252,8 @@ static loom_tensor *build_op(loom_graph *g, const golden_case *c, loom_tensor **
     if (!strcmp(op, "moe")) return loom_moe(g, in[0], in[1], in[2], in[3], in[4], pi[0]);
     if (!strcmp(op, "cross_entropy")) return loom_cross_entropy(g, in[0], in[1]);
     if (!strcmp(op, "cpy")) return loom_cpy(g, in[0], c->t[c->n_tensor - 1].dtype);
+    /* In place: the result is dst itself, downloaded whole after the write. */
+    if (!strcmp(op, "set_rows")) return loom_set_rows(g, in[0], in[1], in[2]);
     snprintf(msg, msg_n, "op '%s' has no builder", op);
     return NULL;
 }
@@ -454,8 +457,8 @@ static int cmp_names(const void *a, const void *b) {
 }
 
 /* Returns true when the case passed. */
-static bool run_file(loom_backend *be, loom_backend *cpu, const char *dir, const char *file,
-                     bool verbose) {
+static bool run_file(loom_backend *be, loom_backend *cpu, const char *label, const char *dir,
+                     const char *file, bool verbose) {
     int failed_before = test_failed_;
     char path[4096], err[128] = "";
     int len = snprintf(path, sizeof path, "%s/%s", dir, file);
@@ -470,7 +473,7 @@ static bool run_file(loom_backend *be, loom_backend *cpu, const char *dir, const
     if (c) {
         reader r = {.p = buf, .n = n, .off = 0, .err = ""};
         bool ok = parse_case(&r, c);
-        c->backend = be->iface->name;
+        c->backend = label; /* "cpu(avx2)": names the kernel set that ran */
         c->verbose = verbose;
         CHECK_MSG(ok, "%s: malformed golden file: %s", file, r.err);
         if (!ok)
@@ -507,8 +510,10 @@ int parity_golden_run(loom_backend *be, loom_backend *cpu, const char *dir, bool
     }
     closedir(d);
     if (n_names) qsort(names, n_names, sizeof *names, cmp_names);
+    char label[48];
+    parity_backend_label(be, label, sizeof label);
     for (size_t i = 0; i < n_names; i++) {
-        if (run_file(be, cpu, dir, names[i], verbose))
+        if (run_file(be, cpu, label, dir, names[i], verbose))
             (*passed)++;
         else
             (*failed)++;

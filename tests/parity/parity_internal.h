@@ -29,4 +29,43 @@ size_t parity_storage_bytes(const loom_tensor *t);
 void parity_compare(const loom_tensor *t, const void *got, const void *want, double tol,
                     cmp_result *r);
 
+/* ---------------- the case table, in several files ---------------- */
+
+typedef struct parity_table parity_table; /* parity_cases.c */
+void parity_table_add(parity_table *tb, loom_op op, parity_build_fn fn, parity_args a,
+                      const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 5, 6)))
+#endif
+    ;
+/* Router logits: mode 0 normal, 1 skewed expert loads, 2 ties. */
+void parity_fill_logits(parity_ctx *c, const loom_tensor *logits, int mode);
+void parity_cases_moe(parity_table *tb);          /* parity_cases_moe.c */
+void parity_cases_large_logits(parity_table *tb); /* parity_cases_logits.c */
+
+/* ---------------- kernel coverage (parity_coverage.c) ---------------- */
+
+/* "cpu(avx2)" for a backend whose kernel_info names its kernel set, else
+ * the backend's name: what FAIL lines and summaries call it. */
+void parity_backend_label(loom_backend *be, char *out, size_t n);
+
+/* Nodes per (op, loom_kernel_dtype): all of them, and those that ran an
+ * optimised kernel (or, on a backend without kernel_info, ran on it). */
+typedef struct parity_coverage {
+    char label[48];
+    int all[LOOM_OP_COUNT][LOOM_DTYPE_COUNT];
+    int opt[LOOM_OP_COUNT][LOOM_DTYPE_COUNT];
+} parity_coverage;
+
+void parity_coverage_init(parity_coverage *cv, loom_backend *be);
+/* Count every compute node of g (scheduled on [be, cpu]); returns whether
+ * focus ran an optimised kernel and names the kernel in kernel. */
+bool parity_coverage_count(parity_coverage *cv, loom_backend *be, loom_backend *cpu,
+                           const loom_graph *g, const loom_tensor *focus, char *kernel,
+                           size_t kernel_n);
+/* Print the coverage summary and check be's kernel_claims: returns the
+ * number of failures (a claim never run optimised, when check_claims; an
+ * optimised kernel not claimed, always). */
+int parity_coverage_report(const parity_coverage *cv, loom_backend *be, bool check_claims);
+
 #endif

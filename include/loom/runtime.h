@@ -11,6 +11,7 @@
 #include "loom/backend.h"
 #include "loom/ir.h"
 #include "loom/status.h"
+#include "loom/threadpool.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -86,16 +87,7 @@ void loom_sched_get_stats(const loom_sched *s, loom_sched_stats *out);
 loom_status loom_tensor_upload(loom_tensor *t, const void *data, size_t n);
 loom_status loom_tensor_download(const loom_tensor *t, void *data, size_t n);
 
-/* ---------------- threads ---------------- */
-
-typedef struct loom_threadpool loom_threadpool;
-typedef void (*loom_task_fn)(void *ctx, int ith, int nth);
-/* n_threads <= 0 means one per online core. Caller frees with loom_threadpool_free. */
-loom_status loom_threadpool_new(int n_threads, loom_threadpool **out);
-void loom_threadpool_free(loom_threadpool *p);
-int loom_threadpool_size(const loom_threadpool *p);
-/* Run fn(ctx, ith, nth) on every thread (the caller is thread 0); returns when all are done. */
-void loom_threadpool_run(loom_threadpool *p, loom_task_fn fn, void *ctx);
+/* ---------------- threads: loom/threadpool.h (included above) ---------------- */
 
 #ifdef __cplusplus
 }

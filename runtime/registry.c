@@ -20,8 +20,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backends/builtin.h"
 #include "loom/runtime.h"
-#include "runtime/backends_builtin.h"
 
 #define LOOM_WHY_MAX 256
 
@@ -48,15 +48,6 @@ static const struct {
     const char *name;
     int priority;
 } k_plugins[] = {{"cuda", 400}, {"hip", 300}, {"vulkan", 200}};
-
-loom_status loom_backend_fail(loom_backend *be, loom_status s, const char *fmt, ...) {
-    if (!be) return s;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(be->error, sizeof be->error, fmt, ap);
-    va_end(ap);
-    return s;
-}
 
 /* ---------------- entries (callers hold g_mu) ---------------- */
 
@@ -207,7 +198,8 @@ static bool own_dir(char *out, size_t n) {
 static void init_locked(void) {
     if (g_inited) return;
     g_inited = true;
-    add_locked(loom_backend_cpu_iface(), NULL);
+    for (const loom_backend_plugin_entry_fn *f = loom_builtin_backends(); *f; f++)
+        add_locked((*f)(), NULL);
 
     char dir[4096];
     const char *env = getenv("LOOM_PLUGIN_DIR");

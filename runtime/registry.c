@@ -91,7 +91,15 @@ static loom_status add_locked(const loom_backend_iface *iface, void *dl) {
     if (!e) return LOOM_ERR_OOM;
     e->be.iface = iface;
     e->dl = dl;
-    loom_status s = iface->init ? iface->init(&e->be, e->why, sizeof e->why) : LOOM_ERR_UNAVAILABLE;
+    /* Callers call required slots unchecked: a table missing one is listed,
+     * never initialised or handed out. */
+    const char *missing = loom_backend_missing_slot(iface);
+    loom_status s = LOOM_ERR_UNAVAILABLE;
+    if (missing)
+        snprintf(e->why, sizeof e->why,
+                 "backend table has no %s (a required slot, see loom/backend.h)", missing);
+    else
+        s = iface->init(&e->be, e->why, sizeof e->why);
     e->available = s == LOOM_OK;
     if (e->available)
         e->why[0] = '\0';

@@ -37,21 +37,64 @@ static loom_status fake_compute(loom_backend *be, loom_tensor *const *n, int k) 
     return loom_backend_fail(be, LOOM_ERR_UNSUPPORTED, "fake computes nothing");
 }
 
+static void fake_device_info(loom_backend *be, loom_device_info *out) {
+    (void)be;
+    *out = (loom_device_info){0};
+    snprintf(out->name, sizeof out->name, "fake");
+    snprintf(out->kind, sizeof out->kind, "none");
+}
+static loom_status fake_buffer_alloc(loom_backend *be, size_t size, loom_buffer **out) {
+    *out = NULL;
+    return loom_backend_fail(be, LOOM_ERR_UNSUPPORTED, "fake: no memory (%zu bytes)", size);
+}
+static void fake_buffer_free(loom_buffer *b) {
+    (void)b;
+}
+static loom_status fake_copy_in(loom_buffer *b, size_t off, const void *p, size_t n) {
+    (void)off;
+    (void)p;
+    (void)n;
+    return loom_backend_fail(b->backend, LOOM_ERR_UNSUPPORTED, "fake: no memory");
+}
+static loom_status fake_copy_out(loom_buffer *b, size_t off, void *p, size_t n) {
+    (void)off;
+    (void)p;
+    (void)n;
+    return loom_backend_fail(b->backend, LOOM_ERR_UNSUPPORTED, "fake: no memory");
+}
+
+/* The required slots; shutdown and synchronize (optional) stay NULL. */
+#define FAKE_SLOTS                                                                                 \
+    .device_info = fake_device_info, .buffer_alloc = fake_buffer_alloc,                            \
+    .buffer_free = fake_buffer_free, .buffer_upload = fake_copy_in,                                \
+    .buffer_download = fake_copy_out, .supports = fake_supports, .compute = fake_compute
+
 static const loom_backend_iface k_fake_hi = {
     .abi_version = LOOM_BACKEND_ABI_VERSION,
     .name = "fakehi",
     .priority = 1000,
     .init = fake_init_fail,
-    .supports = fake_supports,
-    .compute = fake_compute,
+    FAKE_SLOTS,
 };
 static const loom_backend_iface k_fake_mid = {
     .abi_version = LOOM_BACKEND_ABI_VERSION,
     .name = "fakemid",
     .priority = 150,
     .init = fake_init_ok,
+    FAKE_SLOTS,
+};
+/* A required slot left NULL: listed, never initialised, never selected. */
+static const loom_backend_iface k_fake_nocompute = {
+    .abi_version = LOOM_BACKEND_ABI_VERSION,
+    .name = "nocompute",
+    .priority = 2000,
+    .init = fake_init_ok,
+    .device_info = fake_device_info,
+    .buffer_alloc = fake_buffer_alloc,
+    .buffer_free = fake_buffer_free,
+    .buffer_upload = fake_copy_in,
+    .buffer_download = fake_copy_out,
     .supports = fake_supports,
-    .compute = fake_compute,
 };
 static const loom_backend_iface k_fake_badabi = {
     .abi_version = LOOM_BACKEND_ABI_VERSION + 1,
@@ -162,11 +205,26 @@ static void test_add(void) {
     CHECK(loom_registry_select(NULL, &be, err, sizeof err) == LOOM_ERR_UNAVAILABLE);
     unsetenv("LOOM_BACKEND");
 
-    /* Buffer wrappers on a backend without buffer functions fail cleanly. */
+    /* Buffer wrappers pass the backend's failure on; optional slots left
+     * NULL (synchronize, shutdown) are skipped by the runtime. */
     loom_buffer *b = (loom_buffer *)1;
-    CHECK(loom_buffer_alloc(loom_registry_get(mid), 64, &b) != LOOM_OK);
+    CHECK(loom_buffer_alloc(loom_registry_get(mid), 64, &b) == LOOM_ERR_UNSUPPORTED);
     CHECK(b == NULL);
+    CHECK(strstr(loom_registry_get(mid)->error, "fake: no memory (64 bytes)") != NULL);
     loom_buffer_free(NULL);
+    CHECK(loom_backend_synchronize(loom_registry_get(mid)) == LOOM_OK);
+
+    /* A table missing a required slot is listed with the slot's name, never
+     * initialised or selected, even at the highest priority. */
+    CHECK(loom_backend_missing_slot(&k_fake_nocompute) != NULL);
+    CHECK(loom_backend_missing_slot(&k_fake_mid) == NULL);
+    CHECK(loom_registry_add(&k_fake_nocompute) == LOOM_OK);
+    int nc = index_of("nocompute");
+    CHECK(nc == 0 && !loom_registry_available(nc));
+    CHECK_MSG(strstr(loom_registry_why(nc), "no compute (a required slot"), "got '%s'",
+              loom_registry_why(nc));
+    CHECK(loom_registry_select(NULL, &be, err, sizeof err) == LOOM_OK);
+    CHECK(be && strcmp(be->iface->name, "fakemid") == 0);
 
     loom_registry_shutdown();
     CHECK(index_of("fakehi") < 0); /* count re-initialises: only built-ins and plugins */
@@ -192,6 +250,7 @@ static void test_null_plugin(void) {
     CHECK(!loom_registry_available(i));
     CHECK_MSG(strcmp(loom_registry_why(i), "null backend: template, no device") == 0, "got '%s'",
               loom_registry_why(i));
+    CHECK(loom_registry_get(i)->iface->priority == 0); /* from its vtable */
     char err[512];
     loom_backend *be = NULL;
     CHECK(loom_registry_select("null", &be, err, sizeof err) == LOOM_ERR_UNAVAILABLE);
@@ -229,6 +288,7 @@ static void test_null_plugin(void) {
 
 static void conformance(loom_backend *be) {
     const char *name = be->iface->name;
+    CHECK_MSG(loom_backend_missing_slot(be->iface) == NULL, "%s: a required slot is NULL", name);
     loom_device_info info;
     memset(&info, 0xab, sizeof info);
     be->iface->device_info(be, &info);
@@ -282,7 +342,7 @@ static void conformance(loom_backend *be) {
         if (z) CHECK_MSG(be->iface->supports(be, z), "%s: does not support f32 add", name);
         loom_graph_free(g);
     }
-    CHECK(be->iface->synchronize(be) == LOOM_OK);
+    CHECK(loom_backend_synchronize(be) == LOOM_OK); /* optional slot */
 }
 
 static void test_conformance(void) {

@@ -1,9 +1,12 @@
 /* loom/backend.h - the backend vtable: what a device must implement.
  *
- * Adding a backend means filling loom_backend_iface and nothing else
- * (backends/null/ is the template). GPU backends live in shared libraries
- * that export loom_backend_plugin_entry and are loaded with dlopen by the
- * registry (loom/runtime.h), so libloom itself never links a GPU runtime.
+ * Adding a backend means filling loom_backend_iface and nothing else:
+ * copy backends/null/ to backends/<name>/ (its CMakeLists.txt takes the name
+ * from the folder) and the build and the registry pick it up with no edit
+ * elsewhere (ADR 0001). GPU backends live in shared libraries
+ * libloom-backend-<name>.so that export loom_backend_plugin_entry and are
+ * found by file name and loaded with dlopen by the registry (loom/runtime.h),
+ * so libloom itself never links a GPU runtime.
  * Backends never print: they fill `why`/error strings and return statuses.
  *
  * Slots: every slot of loom_backend_iface is REQUIRED unless its comment
@@ -63,8 +66,10 @@ typedef struct loom_buffer {
 
 typedef struct loom_backend_iface {
     int abi_version; /* required: LOOM_BACKEND_ABI_VERSION */
-    const char *name; /* required: "cpu", "vulkan", "cuda", "hip" */
-    int priority;     /* higher is preferred: cuda 400, hip 300, vulkan 200, cpu 100 */
+    /* required: "cpu", "vulkan", "cuda", "hip"; a plugin's name must match
+     * its file name (libloom-backend-<name>.so). */
+    const char *name;
+    int priority; /* higher is preferred: cuda 400, hip 300, vulkan 200, cpu 100, null 0 */
 
     /* Required. Probe the device and set up be->ctx. On any failure return
      * LOOM_ERR_UNAVAILABLE and put a one-line reason in why. */

@@ -19,10 +19,11 @@ extern "C" {
 
 /* ---------------- registry ---------------- */
 
-/* Register the built-in backends (cpu) and try to load plugins
- * (libloom-backend-{cuda,hip,vulkan}.so) from $LOOM_PLUGIN_DIR, then the
- * directory of libloom itself. Idempotent. Each backend is initialised; one
- * that fails stays listed as unavailable with its reason. */
+/* Register the built-in backends (cpu), then load every plugin file
+ * libloom-backend-<name>.so in $LOOM_PLUGIN_DIR (default: the directory of
+ * libloom itself), then the files listed in $LOOM_EXTRA_PLUGINS (colon-
+ * separated paths). Idempotent. Each backend is initialised; one that fails
+ * to load or to init stays listed as unavailable with its reason. */
 loom_status loom_registry_init(void);
 /* Register a backend table by hand (tests, embedders). Must come before or
  * after loom_registry_init; the backend is initialised immediately. */

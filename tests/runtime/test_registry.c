@@ -1,8 +1,9 @@
 /* tests/runtime/test_registry.c - backend registry, selection, plugins, and
  * the interface-conformance checks run against every available backend.
  *
- * The null plugin is found through $LOOM_EXTRA_PLUGINS, or else as
- * $LOOM_PLUGIN_DIR/libloom-backend-null.so; without it that part is skipped. */
+ * The null plugin is found by the registry's scan of $LOOM_PLUGIN_DIR, and
+ * again through $LOOM_EXTRA_PLUGINS (a duplicate, dropped); without it that
+ * part is skipped. */
 #define _POSIX_C_SOURCE 200809L
 
 #include <stdio.h>
@@ -355,11 +356,57 @@ static void test_conformance(void) {
     CHECK(n_av >= 1);
 }
 
+/* The naming rule: in a plugin directory, every libloom-backend-<name>.so is
+ * loaded and must name its backend <name>; other files are ignored; plugins
+ * this build knows of (backends/<name>/ folders) but the directory lacks are
+ * listed as not found. */
+static void test_scan(void) {
+    const char *dir = getenv("LOOM_PLUGIN_DIR");
+    char null_so[4096];
+    snprintf(null_so, sizeof null_so, "%s/libloom-backend-null.so", dir ? dir : ".");
+    if (!dir || access(null_so, F_OK) != 0) {
+        printf("note: %s not found, scan check skipped\n", null_so);
+        return;
+    }
+    char tmp[] = "/tmp/loom-plugins-XXXXXX";
+    CHECK(mkdtemp(tmp) != NULL);
+    char renamed[4200], ignored[4200], saved_dir[4096];
+    snprintf(renamed, sizeof renamed, "%s/libloom-backend-renamed.so", tmp);
+    snprintf(ignored, sizeof ignored, "%s/libloom-backend-other.so.1", tmp);
+    CHECK(symlink(null_so, renamed) == 0);
+    CHECK(symlink(null_so, ignored) == 0);
+    snprintf(saved_dir, sizeof saved_dir, "%s", dir);
+    setenv("LOOM_PLUGIN_DIR", tmp, 1);
+    unsetenv("LOOM_EXTRA_PLUGINS");
+    loom_registry_shutdown();
+    int r = index_of("renamed");
+    CHECK(r >= 0);
+    if (r >= 0) {
+        CHECK(!loom_registry_available(r));
+        CHECK_MSG(strstr(loom_registry_why(r), "names its backend 'null'; its file name says "
+                                               "'renamed'"),
+                  "got '%s'", loom_registry_why(r));
+    }
+    CHECK(index_of("other") < 0);
+    /* null is one of this tree's backend folders, absent from tmp. */
+    int n = index_of("null");
+    CHECK(n >= 0);
+    if (n >= 0)
+        CHECK_MSG(strstr(loom_registry_why(n), "not found"), "got '%s'", loom_registry_why(n));
+    CHECK(index_of("cpu") >= 0 && loom_registry_available(index_of("cpu")));
+    unlink(renamed);
+    unlink(ignored);
+    rmdir(tmp);
+    setenv("LOOM_PLUGIN_DIR", saved_dir, 1);
+    loom_registry_shutdown();
+}
+
 int main(void) {
     test_cpu_listed();
     test_select();
     test_add();
     test_null_plugin();
+    test_scan();
     test_conformance();
     loom_registry_shutdown();
     return test_summary("test_registry");

@@ -5,13 +5,23 @@
  * stays valid until loom_registry_shutdown) and, for plugins, the dlopen
  * handle, which stays open until shutdown because the backend's vtable and
  * name strings live inside the plugin. A plugin that could not produce a
- * vtable (dlopen failed, no entry symbol, wrong ABI) gets a stub vtable with
- * only a name and a priority, so it can still be listed with its reason.
+ * vtable (dlopen failed, no entry symbol, wrong ABI, wrong name) gets a stub
+ * vtable with only a name (priority 0: it has no vtable to say otherwise), so
+ * it can still be listed with its reason.
+ *
+ * Discovery (ADR 0001): the built-ins come from backends/builtin.h; plugins
+ * are found by name alone, every libloom-backend-<name>.so in the plugin
+ * directory ($LOOM_PLUGIN_DIR, else the directory of libloom), loaded in file
+ * name order, then each file of $LOOM_EXTRA_PLUGINS. No backend is named
+ * here. LOOM_PLUGIN_NAMES (set by CMake from the backends/<name>/ folders
+ * that have a CMakeLists.txt) only lets a plugin this build knows of but did
+ * not build be listed as "not found", so `loom devices` explains it.
  *
  * All state is guarded by one mutex; backend init runs under it, which is
  * fine because registration happens once per process. */
 #define _GNU_SOURCE /* dladdr */
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -20,8 +30,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backends/builtin.h"
 #include "loom/runtime.h"
-#include "runtime/backends_builtin.h"
 
 #define LOOM_WHY_MAX 256
 
@@ -42,21 +52,12 @@ static reg_entry **g_entries;
 static int g_n, g_cap;
 static bool g_inited;
 
-/* The GPU plugins libloom looks for, with the priority used when a plugin is
- * listed without a vtable (it failed to load). */
-static const struct {
-    const char *name;
-    int priority;
-} k_plugins[] = {{"cuda", 400}, {"hip", 300}, {"vulkan", 200}};
+#ifndef LOOM_PLUGIN_NAMES
+#define LOOM_PLUGIN_NAMES "" /* colon-separated; see the comment at the top */
+#endif
 
-loom_status loom_backend_fail(loom_backend *be, loom_status s, const char *fmt, ...) {
-    if (!be) return s;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(be->error, sizeof be->error, fmt, ap);
-    va_end(ap);
-    return s;
-}
+#define PLUGIN_PREFIX "libloom-backend-"
+#define PLUGIN_SUFFIX ".so"
 
 /* ---------------- entries (callers hold g_mu) ---------------- */
 
@@ -100,7 +101,15 @@ static loom_status add_locked(const loom_backend_iface *iface, void *dl) {
     if (!e) return LOOM_ERR_OOM;
     e->be.iface = iface;
     e->dl = dl;
-    loom_status s = iface->init ? iface->init(&e->be, e->why, sizeof e->why) : LOOM_ERR_UNAVAILABLE;
+    /* Callers call required slots unchecked: a table missing one is listed,
+     * never initialised or handed out. */
+    const char *missing = loom_backend_missing_slot(iface);
+    loom_status s = LOOM_ERR_UNAVAILABLE;
+    if (missing)
+        snprintf(e->why, sizeof e->why,
+                 "backend table has no %s (a required slot, see loom/backend.h)", missing);
+    else
+        s = iface->init(&e->be, e->why, sizeof e->why);
     e->available = s == LOOM_OK;
     if (e->available)
         e->why[0] = '\0';
@@ -136,8 +145,6 @@ static void add_stub_locked(const char *path, const char *fmt, ...) {
     }
     e->stub.abi_version = LOOM_BACKEND_ABI_VERSION;
     e->stub.name = e->stub_name;
-    for (size_t i = 0; i < sizeof k_plugins / sizeof k_plugins[0]; i++)
-        if (strcmp(k_plugins[i].name, e->stub_name) == 0) e->stub.priority = k_plugins[i].priority;
     e->be.iface = &e->stub;
     va_list ap;
     va_start(ap, fmt);
@@ -147,17 +154,10 @@ static void add_stub_locked(const char *path, const char *fmt, ...) {
     if (insert_locked(e) != LOOM_OK) free(e);
 }
 
-/* known: one of the GPU plugins libloom ships; a missing one is still listed
- * (unavailable, with the reason) so `loom devices` explains every backend. */
-static void load_plugin_locked(const char *path, bool known) {
-    if (access(path, F_OK) != 0) {
-        if (known)
-            add_stub_locked(path,
-                            "plugin %s not found (not built here: configure with its "
-                            "toolkit installed, or set LOOM_PLUGIN_DIR)",
-                            path);
-        return;
-    }
+/* expect: the backend name the file name promises (scanned plugins), or
+ * NULL ($LOOM_EXTRA_PLUGINS, any file name). A missing file is skipped. */
+static void load_plugin_locked(const char *path, const char *expect) {
+    if (access(path, F_OK) != 0) return;
     dlerror();
     void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!dl) {
@@ -188,6 +188,17 @@ static void load_plugin_locked(const char *path, bool known) {
                         LOOM_BACKEND_ABI_VERSION);
         return;
     }
+    /* The naming rule is the only contract between the file system and the
+     * registry; a copied backend that kept its template's name would shadow
+     * the template (or be shadowed), so say so instead. */
+    if (expect && strcmp(iface->name, expect) != 0) {
+        char got[32];
+        snprintf(got, sizeof got, "%s", iface->name);
+        dlclose(dl);
+        add_stub_locked(path, "%s names its backend '%s'; its file name says '%s'", path, got,
+                        expect);
+        return;
+    }
     if (add_locked(iface, dl) != LOOM_OK)
         dlclose(dl); /* duplicate name (same plugin found twice) or OOM */
 }
@@ -204,10 +215,68 @@ static bool own_dir(char *out, size_t n) {
     return true;
 }
 
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Load every PLUGIN_PREFIX<name>PLUGIN_SUFFIX in dir, in name order. */
+static void scan_dir_locked(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    const size_t pre = strlen(PLUGIN_PREFIX), suf = strlen(PLUGIN_SUFFIX);
+    for (struct dirent *de; (de = readdir(d));) {
+        size_t len = strlen(de->d_name);
+        if (len <= pre + suf || strncmp(de->d_name, PLUGIN_PREFIX, pre) != 0 ||
+            strcmp(de->d_name + len - suf, PLUGIN_SUFFIX) != 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 8;
+            char **p = realloc(names, cap * sizeof *p);
+            if (!p) break;
+            names = p;
+        }
+        if (!(names[n] = strdup(de->d_name))) break;
+        n++;
+    }
+    closedir(d);
+    if (n) qsort(names, n, sizeof *names, cmp_str);
+    for (size_t i = 0; i < n; i++) {
+        char path[4352], name[32];
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        snprintf(name, sizeof name, "%.*s", (int)(strlen(names[i]) - pre - suf), names[i] + pre);
+        load_plugin_locked(path, name);
+        free(names[i]);
+    }
+    free(names);
+}
+
+/* A plugin this build knows of (LOOM_PLUGIN_NAMES) that nothing provided. */
+static void list_missing_locked(const char *dir) {
+    const char *p = LOOM_PLUGIN_NAMES;
+    while (*p) {
+        size_t len = strcspn(p, ":");
+        if (len > 0 && len < 32) {
+            char name[32], path[4352];
+            snprintf(name, sizeof name, "%.*s", (int)len, p);
+            snprintf(path, sizeof path, "%s/" PLUGIN_PREFIX "%s" PLUGIN_SUFFIX, dir, name);
+            if (!find_locked(name))
+                add_stub_locked(path,
+                                "plugin %s not found (not built here: configure with its "
+                                "toolkit installed, or set LOOM_PLUGIN_DIR)",
+                                path);
+        }
+        p += len;
+        if (*p == ':') p++;
+    }
+}
+
 static void init_locked(void) {
     if (g_inited) return;
     g_inited = true;
-    add_locked(loom_backend_cpu_iface(), NULL);
+    for (const loom_backend_plugin_entry_fn *f = loom_builtin_backends(); *f; f++)
+        add_locked((*f)(), NULL);
 
     char dir[4096];
     const char *env = getenv("LOOM_PLUGIN_DIR");
@@ -216,13 +285,7 @@ static void init_locked(void) {
         snprintf(dir, sizeof dir, "%s", env);
     else
         have_dir = own_dir(dir, sizeof dir);
-    if (have_dir) {
-        for (size_t i = 0; i < sizeof k_plugins / sizeof k_plugins[0]; i++) {
-            char path[4352];
-            snprintf(path, sizeof path, "%s/libloom-backend-%s.so", dir, k_plugins[i].name);
-            load_plugin_locked(path, true);
-        }
-    }
+    if (have_dir) scan_dir_locked(dir);
 
     const char *extra = getenv("LOOM_EXTRA_PLUGINS");
     while (extra && *extra) {
@@ -231,11 +294,14 @@ static void init_locked(void) {
             char path[4096];
             memcpy(path, extra, len);
             path[len] = '\0';
-            load_plugin_locked(path, false);
+            load_plugin_locked(path, NULL);
         }
         extra += len;
         if (*extra == ':') extra++;
     }
+    /* Last, so a plugin given through $LOOM_EXTRA_PLUGINS is not reported
+     * missing first. */
+    if (have_dir) list_missing_locked(dir);
 }
 
 /* ---------------- public API ---------------- */

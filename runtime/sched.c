@@ -833,7 +833,7 @@ loom_status loom_sched_compute(loom_sched *s, loom_graph *g) {
         be->error[0] = '\0';
         loom_status st = be->iface->compute(be, s->nodes + sp->first, sp->n);
         /* Always drain before restoring src pointers or returning. */
-        loom_status st_sync = be->iface->synchronize ? be->iface->synchronize(be) : LOOM_OK;
+        loom_status st_sync = loom_backend_synchronize(be); /* optional slot */
 
         for (int w = sp->swap_first + sp->n_swaps - 1; w >= sp->swap_first; w--)
             s->swaps[w].node->src[s->swaps[w].slot] = s->swaps[w].orig;

@@ -23,10 +23,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "backends/builtin.h"
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/ref/ref.h"
-#include "loom/runtime.h"
-#include "runtime/backends_builtin.h"
+#include "loom/backend.h"
+#include "loom/threadpool.h"
 
 #define CPU_ALIGN   64
 #define CPU_ERR_MAX 256

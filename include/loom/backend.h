@@ -1,10 +1,21 @@
 /* loom/backend.h - the backend vtable: what a device must implement.
  *
- * Adding a backend means filling loom_backend_iface and nothing else
- * (backends/null/ is the template). GPU backends live in shared libraries
- * that export loom_backend_plugin_entry and are loaded with dlopen by the
- * registry (loom/runtime.h), so libloom itself never links a GPU runtime.
- * Backends never print: they fill `why`/error strings and return statuses. */
+ * Adding a backend means filling loom_backend_iface and nothing else:
+ * copy backends/null/ to backends/<name>/ (its CMakeLists.txt takes the name
+ * from the folder) and the build and the registry pick it up with no edit
+ * elsewhere (ADR 0001). GPU backends live in shared libraries
+ * libloom-backend-<name>.so that export loom_backend_plugin_entry and are
+ * found by file name and loaded with dlopen by the registry (loom/runtime.h),
+ * so libloom itself never links a GPU runtime.
+ * Backends never print: they fill `why`/error strings and return statuses.
+ *
+ * Slots: every slot of loom_backend_iface is REQUIRED unless its comment
+ * says OPTIONAL. The registry lists a table with a NULL required slot as
+ * unavailable (naming the slot) and never calls it, so callers may call
+ * required slots without checking; each OPTIONAL slot may be NULL and every
+ * caller in libloom checks it (the comment says what NULL means). A slot
+ * added to the end of the table later must be OPTIONAL, so that older
+ * plugins (zero-filled there) keep working. */
 #ifndef LOOM_BACKEND_H
 #define LOOM_BACKEND_H
 
@@ -76,28 +87,35 @@ static inline loom_dtype loom_kernel_dtype(const loom_tensor *node) {
 }
 
 typedef struct loom_backend_iface {
-    int abi_version;  /* LOOM_BACKEND_ABI_VERSION */
-    const char *name; /* "cpu", "vulkan", "cuda", "hip" */
-    int priority;     /* higher is preferred: cuda 400, hip 300, vulkan 200, cpu 100 */
+    int abi_version; /* required: LOOM_BACKEND_ABI_VERSION */
+    /* required: "cpu", "vulkan", "cuda", "hip"; a plugin's name must match
+     * its file name (libloom-backend-<name>.so). */
+    const char *name;
+    int priority; /* higher is preferred: cuda 400, hip 300, vulkan 200, cpu 100, null 0 */
 
-    /* Probe the device and set up be->ctx. On any failure return
+    /* Required. Probe the device and set up be->ctx. On any failure return
      * LOOM_ERR_UNAVAILABLE and put a one-line reason in why. */
     loom_status (*init)(loom_backend *be, char *why, size_t why_n);
-    void (*shutdown)(loom_backend *be); /* frees be->ctx; buffers must be freed first */
+    /* OPTIONAL (NULL: nothing to free). Frees be->ctx; buffers must be
+     * freed first. Called only after a successful init. */
+    void (*shutdown)(loom_backend *be);
+    /* Required: `loom devices` and the scheduler read it. */
     void (*device_info)(loom_backend *be, loom_device_info *out);
 
+    /* Required, all four. */
     loom_status (*buffer_alloc)(loom_backend *be, size_t size, loom_buffer **out);
     void (*buffer_free)(loom_buffer *b);
     loom_status (*buffer_upload)(loom_buffer *b, size_t off, const void *src, size_t n);
     loom_status (*buffer_download)(loom_buffer *b, size_t off, void *dst, size_t n);
 
-    /* Can this backend run this node (op, dtypes, shapes, strides)? Must be
-     * honest: the scheduler trusts it, and the coverage test checks it. */
+    /* Required. Can this backend run this node (op, dtypes, shapes, strides)?
+     * Must be honest: the scheduler trusts it, and the coverage test checks it. */
     bool (*supports)(loom_backend *be, const loom_tensor *node);
-    /* Run nodes in order. All sources and outputs live in this backend's
-     * buffers (views resolve to their storage). May return before the work is
-     * done; synchronize waits. Errors go to be->error. */
+    /* Required. Run nodes in order. All sources and outputs live in this
+     * backend's buffers (views resolve to their storage). May return before
+     * the work is done; synchronize waits. Errors go to be->error. */
     loom_status (*compute)(loom_backend *be, loom_tensor *const *nodes, int n_nodes);
+    /* OPTIONAL (NULL: compute is synchronous, there is nothing to wait for). */
     loom_status (*synchronize)(loom_backend *be);
 
     /* ---- OPTIONAL (NULL when not implemented; every caller checks) ----
@@ -132,12 +150,21 @@ struct loom_backend {
 typedef const loom_backend_iface *(*loom_backend_plugin_entry_fn)(void);
 #define LOOM_BACKEND_PLUGIN_ENTRY "loom_backend_plugin_entry"
 
+/* Helpers for backends (backends/backend.c, below runtime/: a backend uses
+ * these, never the registry). */
+
 /* Record a printf-style message in be->error; returns s. */
 LOOM_API loom_status loom_backend_fail(loom_backend *be, loom_status s, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+
+/* The first required slot iface leaves NULL ("init", "compute", ...), or
+ * NULL when the table is complete. */
+LOOM_API const char *loom_backend_missing_slot(const loom_backend_iface *iface);
+/* be->iface->synchronize, or LOOM_OK when the backend has none. */
+LOOM_API loom_status loom_backend_synchronize(loom_backend *be);
 
 #ifdef __cplusplus
 }

@@ -13,6 +13,7 @@
 #include "loom/backend.h"
 #include "loom/ir.h"
 #include "loom/status.h"
+#include "loom/threadpool.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -20,10 +21,11 @@ extern "C" {
 
 /* ---------------- registry ---------------- */
 
-/* Register the built-in backends (cpu) and try to load plugins
- * (libloom-backend-{cuda,hip,vulkan}.so) from $LOOM_PLUGIN_DIR, then the
- * directory of libloom itself. Idempotent. Each backend is initialised; one
- * that fails stays listed as unavailable with its reason. */
+/* Register the built-in backends (cpu), then load every plugin file
+ * libloom-backend-<name>.so in $LOOM_PLUGIN_DIR (default: the directory of
+ * libloom itself), then the files listed in $LOOM_EXTRA_PLUGINS (colon-
+ * separated paths). Idempotent. Each backend is initialised; one that fails
+ * to load or to init stays listed as unavailable with its reason. */
 LOOM_API loom_status loom_registry_init(void);
 /* Register a backend table by hand (tests, embedders). Must come before or
  * after loom_registry_init; the backend is initialised immediately. */
@@ -90,16 +92,7 @@ LOOM_API void loom_sched_get_stats(const loom_sched *s, loom_sched_stats *out);
 LOOM_API loom_status loom_tensor_upload(loom_tensor *t, const void *data, size_t n);
 LOOM_API loom_status loom_tensor_download(const loom_tensor *t, void *data, size_t n);
 
-/* ---------------- threads ---------------- */
-
-typedef struct loom_threadpool loom_threadpool;
-typedef void (*loom_task_fn)(void *ctx, int ith, int nth);
-/* n_threads <= 0 means one per online core. Caller frees with loom_threadpool_free. */
-LOOM_API loom_status loom_threadpool_new(int n_threads, loom_threadpool **out);
-LOOM_API void loom_threadpool_free(loom_threadpool *p);
-LOOM_API int loom_threadpool_size(const loom_threadpool *p);
-/* Run fn(ctx, ith, nth) on every thread (the caller is thread 0); returns when all are done. */
-LOOM_API void loom_threadpool_run(loom_threadpool *p, loom_task_fn fn, void *ctx);
+/* ---------------- threads: loom/threadpool.h (included above) ---------------- */
 
 #ifdef __cplusplus
 }

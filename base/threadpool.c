@@ -1,4 +1,4 @@
-/* runtime/threadpool.c - a small persistent pthread pool.
+/* base/threadpool.c - a small persistent pthread pool.
  *
  * Workers live as long as the pool. A run publishes (fn, ctx) and bumps a
  * generation counter; workers spin briefly on the counter (kernels are often
@@ -14,10 +14,11 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "loom/runtime.h"
+#include "loom/threadpool.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #define LOOM_CPU_RELAX() __builtin_ia32_pause()

@@ -1,4 +1,4 @@
-/* runtime/status.c - names of status codes. */
+/* base/status.c - names of status codes (the bottom layer: every other layer may use it). */
 #include "loom/status.h"
 
 const char *loom_status_str(loom_status s) {

@@ -8,7 +8,7 @@ int loom_cli_devices(const char *backend);
 /* `loom demo`: one transformer block on random weights, on the selected backend. */
 int loom_cli_demo(const char *backend, int argc, char **argv);
 
-/* cli/test_ops.c: the parity suite (tests/parity) with its options. */
+/* cli/test_ops.c: the parity suite (parity/) with its options. */
 int loom_cli_test_ops(const char *backend, int argc, char **argv);
 
 /* cli/model_cmds.c: models (loom/model.h, loom/generate.h). */

@@ -1,5 +1,5 @@
 /* cli/test_ops.c - `loom test-ops`: the options of the parity suite
- * (tests/parity), parsed with the same strict rules as every subcommand. */
+ * (parity/), parsed with the same strict rules as every subcommand. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -7,7 +7,7 @@
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "loom/loom.h"
-#include "tests/parity/parity.h"
+#include "parity/parity.h"
 
 static void test_ops_usage(FILE *f) {
     fprintf(f,

@@ -10,7 +10,8 @@
 #   3 backends/  loom/backend.h
 #   4 runtime/   loom/runtime.h
 #   5 model/     loom/model.h model_config.h gguf.h safetensors.h tokenizer.h generate.h
-#   6 cli/ bench/ serve/ train/ rag/ tests/   loom/loom.h (the umbrella)
+#   6 cli/ bench/ parity/ serve/ train/ rag/   loom/loom.h (the umbrella)
+#   7 tests/     (nothing in the product includes a test file)
 # A file may include headers of its own layer or lower ones. include/loom/*.h
 # count as the layer listed above. Includes without a folder ("vk_internal.h")
 # are the file's own folder's and are not checked; tests/ may include
@@ -18,7 +19,7 @@
 set -eu
 cd "${1:-$(dirname "$0")/..}"
 
-find base ir kernels backends runtime model cli bench serve train rag include/loom \
+find base ir kernels backends runtime model cli bench parity serve train rag include/loom \
     -type f \( -name '*.c' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' -o -name '*.comp' \
     -o -name '*.glsl' \) 2>/dev/null | sort | xargs grep -Hn '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' |
 awk '
@@ -29,7 +30,8 @@ function rank(p) {
     if (p ~ /^backends\// || p == "loom/backend.h") return 3
     if (p ~ /^runtime\// || p == "loom/runtime.h") return 4
     if (p ~ /^model\// || p ~ /^loom\/(model|model_config|gguf|safetensors|tokenizer|generate)\.h$/) return 5
-    if (p ~ /^(cli|bench|serve|train|rag|tests)\// || p == "loom/loom.h") return 6
+    if (p ~ /^(cli|bench|parity|serve|train|rag)\// || p == "loom/loom.h") return 6
+    if (p ~ /^tests\//) return 7
     return -1
 }
 {

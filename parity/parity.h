@@ -1,4 +1,4 @@
-/* tests/parity/parity.h - the cross-backend parity suite (`loom test-ops`).
+/* parity/parity.h - the cross-backend parity suite (`loom test-ops`).
  *
  * Every case builds a small graph with the public IR API. The harness
  * (parity.c) fills its leaves with seeded random data, computes every node
@@ -7,8 +7,8 @@
  * through the scheduler on each available backend and compares the outputs
  * by NMSE (byte-exact for quantized outputs). The case table lives in
  * parity_cases.c. */
-#ifndef LOOM_TESTS_PARITY_H
-#define LOOM_TESTS_PARITY_H
+#ifndef LOOM_PARITY_PARITY_H
+#define LOOM_PARITY_PARITY_H
 
 #include <stdbool.h>
 #include <stdint.h>

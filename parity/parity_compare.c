@@ -1,4 +1,4 @@
-/* tests/parity/parity_compare.c - output comparison for the parity suite:
+/* parity/parity_compare.c - output comparison for the parity suite:
  * NMSE with NaN/Inf positions for float outputs, identical bytes for
  * quantized ones (quantizers are deterministic). */
 #include <math.h>
@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tests/parity/parity_internal.h"
+#include "parity/parity_internal.h"
 
 size_t parity_storage_bytes(const loom_tensor *t) {
     size_t n = loom_tensor_nbytes(t);

@@ -1,4 +1,4 @@
-/* tests/parity/parity_golden.c - numpy-made golden cases, part of `loom test-ops`.
+/* parity/parity_golden.c - numpy-made golden cases, part of `loom test-ops`.
  *
  * The parity suite compares backends with the reference kernels; these cases
  * check the reference itself (and every backend) against numpy, so a bug in
@@ -43,8 +43,23 @@
 
 #include "loom/ir.h"
 #include "loom/runtime.h"
-#include "tests/parity/parity_internal.h"
-#include "tests/testing.h" /* CHECK counters, local to this file */
+#include "parity/parity_internal.h"
+
+/* Failed checks of the golden run (parity_golden_run resets nothing: it
+ * compares the count before and after each file). The suite is a product
+ * library, so it has its own counter rather than the unit tests' macros. */
+static int golden_failed_;
+
+#define CHECK_MSG(cond, ...)                                                                       \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            golden_failed_++;                                                                      \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond);               \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
+    } while (0)
+#define CHECK(cond) CHECK_MSG(cond, "%s", "")
 
 #define GOLDEN_MAX_FILE    (64u << 20)
 #define GOLDEN_MAX_STR     128
@@ -459,7 +474,7 @@ static int cmp_names(const void *a, const void *b) {
 /* Returns true when the case passed. */
 static bool run_file(loom_backend *be, loom_backend *cpu, const char *label, const char *dir,
                      const char *file, bool verbose) {
-    int failed_before = test_failed_;
+    int failed_before = golden_failed_;
     char path[4096], err[128] = "";
     int len = snprintf(path, sizeof path, "%s/%s", dir, file);
     CHECK_MSG(len > 0 && (size_t)len < sizeof path, "path too long: %s/%s", dir, file);
@@ -484,7 +499,7 @@ static bool run_file(loom_backend *be, loom_backend *cpu, const char *label, con
     }
     free(c);
     free(buf);
-    return test_failed_ == failed_before;
+    return golden_failed_ == failed_before;
 }
 
 int parity_golden_run(loom_backend *be, loom_backend *cpu, const char *dir, bool verbose,

@@ -1,4 +1,4 @@
-/* tests/parity/parity_cases_logits.c - softmax and flash attention on large
+/* parity/parity_cases_logits.c - softmax and flash attention on large
  * logits.
  *
  * The rest of the table keeps softmax inputs below |8| and attention scores
@@ -21,7 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "tests/parity/parity_internal.h"
+#include "parity/parity_internal.h"
 
 static loom_tensor *leaf_rows(parity_ctx *c, loom_graph *g, const int64_t ne[4], bool transposed) {
     if (transposed)

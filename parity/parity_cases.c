@@ -1,4 +1,4 @@
-/* tests/parity/parity_cases.c - the case table of the parity suite.
+/* parity/parity_cases.c - the case table of the parity suite.
  *
  * One builder per op family; parity_cases_make() enumerates the parameter
  * grid (dtypes x shapes x layouts). Shapes are small but include odd sizes,
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tests/parity/parity_internal.h"
+#include "parity/parity_internal.h"
 
 /* ---------------- builder helpers ---------------- */
 

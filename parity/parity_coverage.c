@@ -1,4 +1,4 @@
-/* tests/parity/parity_coverage.c - which kernel ran, per case and backend.
+/* parity/parity_coverage.c - which kernel ran, per case and backend.
  *
  * A passing case proves nothing about a kernel that did not run: the cpu
  * backend silently takes the reference kernel when its optimised dispatch
@@ -17,7 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "tests/parity/parity_internal.h"
+#include "parity/parity_internal.h"
 
 #define MAX_CLAIMS 256
 

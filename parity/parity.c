@@ -1,4 +1,4 @@
-/* tests/parity/parity.c - the parity harness: reference on the host, then
+/* parity/parity.c - the parity harness: reference on the host, then
  * every backend through the scheduler, compared by NMSE.
  *
  * Flow per case:
@@ -18,7 +18,7 @@
 #include <time.h>
 
 #include "loom/backend_sdk.h"
-#include "tests/parity/parity_internal.h"
+#include "parity/parity_internal.h"
 
 #define GUARD_BYTES  64
 #define GUARD_FILL   0xA5

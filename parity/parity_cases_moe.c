@@ -1,4 +1,4 @@
-/* tests/parity/parity_cases_moe.c - the MoE family of the parity case table
+/* parity/parity_cases_moe.c - the MoE family of the parity case table
  * (fused moe and its routing op moe_gate): every expert weight dtype, decode
  * and prefill token counts, top-1/2/3, uneven expert loads and routing ties.
  *
@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "tests/parity/parity_internal.h"
+#include "parity/parity_internal.h"
 
 static int64_t max64(int64_t a, int64_t b) {
     return a > b ? a : b;

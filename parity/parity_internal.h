@@ -1,13 +1,13 @@
-/* tests/parity/parity_internal.h - shared between the parity harness files.
+/* parity/parity_internal.h - shared between the parity harness files.
  * Internal to the suite. */
-#ifndef LOOM_TESTS_PARITY_INTERNAL_H
-#define LOOM_TESTS_PARITY_INTERNAL_H
+#ifndef LOOM_PARITY_PARITY_INTERNAL_H
+#define LOOM_PARITY_PARITY_INTERNAL_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "tests/parity/parity.h"
+#include "parity/parity.h"
 
 /* Outcome of comparing a backend's output with the reference. */
 typedef struct cmp_result {

@@ -1,0 +1,632 @@
+/* serve/http.c - routes, auth and streaming on libmicrohttpd (see server.h). */
+#define _POSIX_C_SOURCE 200809L
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "loom/generate.h"
+#include "loom/tokenizer.h"
+#include "serve/metrics.h"
+#include "serve/openai_json.h"
+#include "serve/server.h"
+
+enum { ST_LOADING = 0, ST_READY, ST_DRAINING };
+
+/* Bodies above this are not even read (the connection is closed after the
+ * 413); between max_body and this they are read and thrown away so that the
+ * client, still sending, gets the 413 instead of a reset. */
+#define HARD_BODY_LIMIT ((size_t)64 << 20)
+
+struct loom_server {
+    struct MHD_Daemon *d;
+    int port;
+    char *api_key;
+    size_t max_body;
+    atomic_int state;
+    atomic_int in_flight; /* generation requests submitted and not yet closed */
+    atomic_ullong counter;
+    loom_metrics *metrics;
+    loom_model *model;
+    const loom_tokenizer *tok;
+    char *model_name;
+    int64_t n_ctx;
+    int64_t started;
+    loom_engine *engine;
+};
+
+/* Per-request state, from the first access-handler call until MHD's
+ * completion notice and the response's free callback have both run. */
+typedef struct conn_ctx {
+    loom_server *srv;
+    struct MHD_Connection *conn;
+    atomic_int refs;
+    const char *route;
+    char *body;
+    size_t len, cap;
+    bool too_big;
+    /* generation */
+    loom_engine_req *req;
+    bool counted;   /* in srv->in_flight */
+    bool suspended; /* under the request's lock (engine.h: take/notify) */
+    loom_serve_meta meta;
+    char id[48];
+    bool stream, include_usage, finished;
+    char *acc; /* non-streaming: the whole text */
+    size_t acc_len;
+    char *out; /* bytes MHD has not taken yet */
+    size_t out_len, out_off;
+} conn_ctx;
+
+static uint64_t splitmix(uint64_t *x) {
+    uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* A fresh 64-bit value: ids and default seeds (not secrets). */
+static uint64_t fresh(loom_server *s) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = ((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec) ^
+                 (atomic_fetch_add(&s->counter, 1) << 32);
+    return splitmix(&x);
+}
+
+bool loom_server_key_equal(const char *secret, const char *given) {
+    size_t ls = strlen(secret), lg = strlen(given);
+    volatile unsigned char diff = (unsigned char)(ls != lg);
+    for (size_t i = 0; i < ls; i++)
+        diff |= (unsigned char)secret[i] ^ (unsigned char)(i < lg ? given[i] : 0);
+    return diff == 0;
+}
+
+static void ctx_unref(conn_ctx *c) {
+    if (atomic_fetch_sub(&c->refs, 1) != 1) return;
+    if (c->req) {
+        loom_engine_cancel(c->req);
+        loom_engine_req_release(c->req);
+    }
+    if (c->counted) atomic_fetch_sub(&c->srv->in_flight, 1);
+    free(c->body);
+    free(c->acc);
+    free(c->out);
+    free(c);
+}
+
+/* ---- plain responses ---- */
+
+static enum MHD_Result reply(conn_ctx *c, int status, const char *ctype, char *body) {
+    const char *b = body ? body : "";
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(b), (void *)b, MHD_RESPMEM_MUST_COPY);
+    free(body);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    if (status == 401) MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    enum MHD_Result ok = MHD_queue_response(c->conn, (unsigned)status, r);
+    MHD_destroy_response(r);
+    loom_metrics_count(c->srv->metrics, c->route, status);
+    return ok;
+}
+
+static enum MHD_Result reply_error(conn_ctx *c, const loom_serve_error *e) {
+    return reply(c, e->status, "application/json", loom_serve_error_json(e));
+}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 6, 7)))
+#endif
+static enum MHD_Result
+fail(conn_ctx *c, int status, const char *type, const char *param, const char *code,
+     const char *fmt, ...) {
+    loom_serve_error e;
+    e.status = status;
+    e.type = type;
+    e.param = param;
+    e.code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e.message, sizeof e.message, fmt, ap);
+    va_end(ap);
+    return reply_error(c, &e);
+}
+
+static enum MHD_Result unavailable(conn_ctx *c) {
+    bool loading = atomic_load(&c->srv->state) == ST_LOADING;
+    return fail(c, 503, "server_error", NULL, loading ? "model_loading" : "server_draining",
+                loading ? "the model is still loading" : "the server is shutting down");
+}
+
+/* ---- streaming (engine -> connection) ---- */
+
+/* Engine thread, request lock held: more output; wake the connection. */
+static void on_notify(void *ud) {
+    conn_ctx *c = ud;
+    if (c->suspended) {
+        c->suspended = false;
+        MHD_resume_connection(c->conn);
+    }
+}
+
+/* MHD thread, request lock held: nothing to send yet; sleep until notified. */
+static void on_empty(void *ud) {
+    conn_ctx *c = ud;
+    c->suspended = true;
+    MHD_suspend_connection(c->conn);
+}
+
+static void set_out(conn_ctx *c, char *s) {
+    free(c->out);
+    c->out = s;
+    c->out_len = s ? strlen(s) : 0;
+    c->out_off = 0;
+}
+
+/* Append to c->out (which MHD has fully taken when this is called). */
+static void add_out(conn_ctx *c, char *s) {
+    if (!s) return;
+    if (!c->out) {
+        set_out(c, s);
+        return;
+    }
+    size_t n = strlen(s);
+    char *b = realloc(c->out, c->out_len + n + 1);
+    if (b) {
+        memcpy(b + c->out_len, s, n + 1);
+        c->out = b;
+        c->out_len += n;
+    }
+    free(s);
+}
+
+static char *dup_s(const char *s) {
+    size_t n = strlen(s);
+    char *d = malloc(n + 1);
+    if (d) memcpy(d, s, n + 1);
+    return d;
+}
+
+/* Turn what the engine produced into bytes for the client. */
+static void format_output(conn_ctx *c, loom_engine_out *o) {
+    const char *finish = loom_engine_finish_str(o->finish);
+    bool done = o->finish != LOOM_FINISH_NONE;
+    if (c->stream) {
+        bool chat = c->meta.kind == LOOM_SERVE_CHAT;
+        if (o->len || (o->first && chat))
+            add_out(c, loom_serve_sse_chunk(&c->meta, o->text ? o->text : "", o->len,
+                                            o->first && chat, NULL, c->include_usage));
+        if (done) {
+            if (finish) {
+                add_out(c, loom_serve_sse_chunk(&c->meta, "", 0, false, finish, c->include_usage));
+                if (c->include_usage)
+                    add_out(c, loom_serve_sse_usage(&c->meta, o->n_prompt, o->n_gen));
+            } else {
+                loom_serve_error e;
+                loom_serve_error_set(&e, 500, "server_error", NULL, NULL, "generation failed: %s",
+                                     o->error[0] ? o->error : "aborted");
+                char *j = loom_serve_error_json(&e);
+                size_t n = j ? strlen(j) : 0;
+                char *s = j ? malloc(n + 9) : NULL;
+                if (s) snprintf(s, n + 9, "data: %s\n\n", j);
+                free(j);
+                add_out(c, s);
+            }
+            add_out(c, dup_s(loom_serve_sse_done()));
+            c->finished = true;
+        }
+    } else {
+        if (o->len) {
+            char *b = realloc(c->acc, c->acc_len + o->len + 1);
+            if (b) {
+                memcpy(b + c->acc_len, o->text, o->len);
+                c->acc = b;
+                c->acc_len += o->len;
+                c->acc[c->acc_len] = 0;
+            }
+        }
+        if (done) {
+            if (finish) {
+                set_out(c, loom_serve_response_json(&c->meta, c->acc ? c->acc : "", c->acc_len,
+                                                    finish, o->n_prompt, o->n_gen));
+            } else {
+                loom_serve_error e;
+                loom_serve_error_set(&e, 500, "server_error", NULL, NULL, "generation failed: %s",
+                                     o->error[0] ? o->error : "aborted");
+                set_out(c, loom_serve_error_json(&e));
+            }
+            c->finished = true;
+        }
+    }
+}
+
+static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    conn_ctx *c = cls;
+    for (;;) {
+        if (c->out_off < c->out_len) {
+            size_t n = c->out_len - c->out_off;
+            if (n > max) n = max;
+            memcpy(buf, c->out + c->out_off, n);
+            c->out_off += n;
+            return (ssize_t)n;
+        }
+        set_out(c, NULL);
+        if (c->finished) return MHD_CONTENT_READER_END_OF_STREAM;
+        loom_engine_out o;
+        if (!loom_engine_take(c->req, &o, on_empty, c)) return 0; /* suspended */
+        format_output(c, &o);
+        free(o.text);
+    }
+}
+
+static void reader_free(void *cls) {
+    ctx_unref(cls);
+}
+
+/* ---- generation endpoints ---- */
+
+static enum MHD_Result generate(conn_ctx *c, loom_serve_kind kind) {
+    loom_server *s = c->srv;
+    if (atomic_load(&s->state) != ST_READY) return unavailable(c);
+    loom_serve_params p;
+    loom_serve_error e;
+    loom_status st = loom_serve_parse_request(c->body ? c->body : "", c->len, kind, &p, &e);
+    if (st != LOOM_OK) return reply_error(c, &e);
+    if (p.model && strcmp(p.model, s->model_name) != 0) {
+        enum MHD_Result r = fail(c, 404, "invalid_request_error", "model", "model_not_found",
+                                 "the model '%.100s' does not exist (this server has '%.100s')",
+                                 p.model, s->model_name);
+        loom_serve_params_free(&p);
+        return r;
+    }
+    /* Tokenize here, on the HTTP thread: the engine thread only runs the model. */
+    char *text = NULL;
+    unsigned flags = 0;
+    if (kind == LOOM_SERVE_CHAT) {
+        if (loom_chat_format_llama3(p.messages, p.n_messages, true, &text) != LOOM_OK) text = NULL;
+    } else {
+        text = dup_s(p.prompt);
+        flags = LOOM_TOK_ADD_BOS;
+    }
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    char err[256] = "";
+    if (!text || loom_tokenizer_encode(s->tok, text, strlen(text), flags, &ids, &n_ids, err,
+                                       sizeof err) != LOOM_OK) {
+        free(text);
+        free(ids);
+        loom_serve_params_free(&p);
+        return fail(c, 400, "invalid_request_error",
+                    kind == LOOM_SERVE_CHAT ? "messages" : "prompt", NULL,
+                    "cannot tokenize the input: %s", err[0] ? err : "out of memory");
+    }
+    free(text);
+    const char *pname = kind == LOOM_SERVE_CHAT ? "messages" : "prompt";
+    if (n_ids == 0 || (int64_t)n_ids >= s->n_ctx) {
+        free(ids);
+        loom_serve_params_free(&p);
+        return fail(c, 400, "invalid_request_error", pname, "context_length_exceeded",
+                    "the input is %zu tokens; this server's context is %lld tokens per sequence",
+                    n_ids, (long long)s->n_ctx);
+    }
+    loom_engine_input in = {0};
+    in.prompt = ids;
+    in.n_prompt = n_ids;
+    in.max_tokens = p.max_tokens;
+    loom_sampler_params sp = loom_sampler_default_params();
+    /* OpenAI's sampler: temperature and nucleus only, penalties over the
+     * generated tokens. */
+    sp.temperature = (float)p.temperature;
+    sp.top_p = (float)p.top_p;
+    sp.top_k = 0;
+    sp.min_p = 0;
+    sp.repeat_penalty = 1;
+    sp.presence_penalty = (float)p.presence_penalty;
+    sp.frequency_penalty = (float)p.frequency_penalty;
+    sp.penalty_last_n = -1;
+    sp.seed = p.has_seed ? p.seed : fresh(s);
+    in.sampling = sp;
+    in.stop = p.stop;
+    in.n_stop = p.n_stop;
+    c->stream = p.stream;
+    c->include_usage = p.include_usage;
+    c->meta.kind = kind;
+    snprintf(c->id, sizeof c->id, "%s-%016llx", kind == LOOM_SERVE_CHAT ? "chatcmpl" : "cmpl",
+             (unsigned long long)fresh(s));
+    c->meta.id = c->id;
+    c->meta.created = (int64_t)time(NULL);
+    c->meta.model = s->model_name;
+    /* Counted before submit so that a drain cannot miss it. */
+    atomic_fetch_add(&s->in_flight, 1);
+    c->counted = true;
+    st = loom_engine_submit(s->engine, &in, on_notify, c, &c->req);
+    free(ids);
+    loom_serve_params_free(&p);
+    if (st != LOOM_OK) return unavailable(c);
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, reader, c, reader_free);
+    if (!r) return MHD_NO;
+    atomic_fetch_add(&c->refs, 1); /* the response's */
+    if (c->stream) {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    } else {
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    }
+    enum MHD_Result ok = MHD_queue_response(c->conn, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    loom_metrics_count(s->metrics, c->route, 200);
+    return ok;
+}
+
+/* ---- other routes ---- */
+
+static char *models_json(loom_server *s, bool one) {
+    char *name = s->model_name;
+    size_t n = strlen(name) + 256;
+    char *b = malloc(n);
+    if (!b) return NULL;
+    /* The name is ours (a file name): escape only what JSON requires. */
+    char esc[512];
+    size_t k = 0;
+    for (const char *p = name; *p && k + 7 < sizeof esc; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (ch == '"' || ch == '\\') {
+            esc[k++] = '\\';
+            esc[k++] = (char)ch;
+        } else if (ch < 0x20) {
+            k += (size_t)snprintf(esc + k, sizeof esc - k, "\\u%04x", ch);
+        } else {
+            esc[k++] = (char)ch;
+        }
+    }
+    esc[k] = 0;
+    char item[768];
+    snprintf(item, sizeof item,
+             "{\"id\":\"%s\",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"loom\"}", esc,
+             (long long)s->started);
+    free(b);
+    size_t m = strlen(item) + 64;
+    b = malloc(m);
+    if (!b) return NULL;
+    if (one)
+        snprintf(b, m, "%s", item);
+    else
+        snprintf(b, m, "{\"object\":\"list\",\"data\":[%s]}", item);
+    return b;
+}
+
+static bool authorized(conn_ctx *c) {
+    loom_server *s = c->srv;
+    if (!s->api_key) return true;
+    const char *h = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Authorization");
+    if (!h || strncmp(h, "Bearer ", 7) != 0) return false;
+    return loom_server_key_equal(s->api_key, h + 7);
+}
+
+static enum MHD_Result route(conn_ctx *c, const char *url, const char *method) {
+    loom_server *s = c->srv;
+    bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+    bool post = !strcmp(method, "POST");
+    if (!strcmp(url, "/health")) {
+        if (!get) return fail(c, 405, "invalid_request_error", NULL, NULL, "use GET");
+        int st = atomic_load(&s->state);
+        const char *body = st == ST_READY     ? "{\"status\":\"ok\"}"
+                           : st == ST_LOADING ? "{\"status\":\"loading\"}"
+                                              : "{\"status\":\"draining\"}";
+        return reply(c, st == ST_READY ? 200 : 503, "application/json", dup_s(body));
+    }
+    if (c->too_big)
+        return fail(c, 413, "invalid_request_error", NULL, "request_too_large",
+                    "the request body is larger than %zu bytes", s->max_body);
+    if (!authorized(c))
+        return fail(c, 401, "invalid_request_error", NULL, "invalid_api_key",
+                    "missing or incorrect API key (send 'Authorization: Bearer KEY')");
+    if (!strcmp(url, "/metrics")) {
+        if (!get) return fail(c, 405, "invalid_request_error", NULL, NULL, "use GET");
+        loom_engine_stats es;
+        if (s->engine) loom_engine_get_stats(s->engine, &es);
+        return reply(c, 200, "text/plain; version=0.0.4",
+                     loom_metrics_render(s->metrics, s->engine ? &es : NULL));
+    }
+    if (!strcmp(url, "/v1/models") || !strncmp(url, "/v1/models/", 11)) {
+        if (!get) return fail(c, 405, "invalid_request_error", NULL, NULL, "use GET");
+        if (atomic_load(&s->state) == ST_LOADING) return unavailable(c);
+        if (url[10] == '/' && strcmp(url + 11, s->model_name) != 0)
+            return fail(c, 404, "invalid_request_error", "model", "model_not_found",
+                        "the model '%.100s' does not exist", url + 11);
+        return reply(c, 200, "application/json", models_json(s, url[10] == '/'));
+    }
+    if (!strcmp(url, "/v1/chat/completions") || !strcmp(url, "/v1/completions")) {
+        if (!post) return fail(c, 405, "invalid_request_error", NULL, NULL, "use POST");
+        return generate(c,
+                        url[4] == 'c' && url[5] == 'h' ? LOOM_SERVE_CHAT : LOOM_SERVE_COMPLETION);
+    }
+    return fail(c, 404, "invalid_request_error", NULL, "not_found", "unknown route %s %.100s",
+                method, url);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **req_cls) {
+    (void)version;
+    loom_server *s = cls;
+    conn_ctx *c = *req_cls;
+    if (!c) {
+        c = calloc(1, sizeof *c);
+        if (!c) return MHD_NO;
+        c->srv = s;
+        c->conn = conn;
+        atomic_init(&c->refs, 1);
+        c->route = loom_metrics_route(url);
+        *req_cls = c;
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        if (cl && strtoull(cl, NULL, 10) > HARD_BODY_LIMIT) {
+            c->too_big = true;
+            return fail(c, 413, "invalid_request_error", NULL, "request_too_large",
+                        "the request body is larger than %zu bytes", s->max_body);
+        }
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (c->too_big || c->len + n > s->max_body) {
+            /* Keep reading and dropping: the client gets its 413 at the end. */
+            c->too_big = true;
+            free(c->body);
+            c->body = NULL;
+            c->len = c->cap = 0;
+            return MHD_YES;
+        }
+        if (c->len + n + 1 > c->cap) {
+            size_t cap = c->cap ? c->cap : 4096;
+            while (cap < c->len + n + 1)
+                cap *= 2;
+            char *b = realloc(c->body, cap);
+            if (!b) return MHD_NO;
+            c->body = b;
+            c->cap = cap;
+        }
+        memcpy(c->body + c->len, upload, n);
+        c->len += n;
+        c->body[c->len] = 0;
+        return MHD_YES;
+    }
+    return route(c, url, method);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode toe) {
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    conn_ctx *c = *req_cls;
+    *req_cls = NULL;
+    /* A client that went away mid-stream: cancel now so that its KV slot
+     * is free at the engine's next step (ctx_unref does it on the last ref;
+     * the response may still hold one). */
+    if (c && c->req) loom_engine_cancel(c->req);
+    if (c) ctx_unref(c);
+}
+
+/* MHD reports internal errors here; the library must not print. */
+static void quiet_log(void *cls, const char *fmt, va_list ap) {
+    (void)cls;
+    (void)fmt;
+    (void)ap;
+}
+
+loom_status loom_server_start(const loom_server_config *cfg, loom_server **out, char *err,
+                              size_t err_n) {
+    *out = NULL;
+    loom_server *s = calloc(1, sizeof *s);
+    if (!s) return LOOM_ERR_OOM;
+    s->max_body = cfg->max_body ? cfg->max_body : (size_t)1 << 20;
+    if (s->max_body > HARD_BODY_LIMIT) s->max_body = HARD_BODY_LIMIT;
+    atomic_init(&s->state, ST_LOADING);
+    atomic_init(&s->in_flight, 0);
+    atomic_init(&s->counter, 0);
+    s->started = (int64_t)time(NULL);
+    s->metrics = loom_metrics_new();
+    if (cfg->api_key && cfg->api_key[0]) s->api_key = dup_s(cfg->api_key);
+    if (!s->metrics || (cfg->api_key && cfg->api_key[0] && !s->api_key)) {
+        loom_server_free(s);
+        return LOOM_ERR_OOM;
+    }
+    const char *host = cfg->host && cfg->host[0] ? cfg->host : "127.0.0.1";
+    struct sockaddr_in a4;
+    struct sockaddr_in6 a6;
+    struct sockaddr *addr;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_ALLOW_SUSPEND_RESUME |
+                     MHD_USE_ERROR_LOG;
+    memset(&a4, 0, sizeof a4);
+    memset(&a6, 0, sizeof a6);
+    if (inet_pton(AF_INET, host, &a4.sin_addr) == 1) {
+        a4.sin_family = AF_INET;
+        a4.sin_port = htons((uint16_t)cfg->port);
+        addr = (struct sockaddr *)&a4;
+    } else if (inet_pton(AF_INET6, host, &a6.sin6_addr) == 1) {
+        a6.sin6_family = AF_INET6;
+        a6.sin6_port = htons((uint16_t)cfg->port);
+        addr = (struct sockaddr *)&a6;
+        flags |= MHD_USE_IPv6;
+    } else {
+        snprintf(err, err_n, "--host must be a numeric IPv4 or IPv6 address (got '%s')", host);
+        loom_server_free(s);
+        return LOOM_ERR_INVALID_ARG;
+    }
+    unsigned threads = cfg->n_threads > 0 ? (unsigned)cfg->n_threads : 4;
+    s->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
+                            MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_THREAD_POOL_SIZE, threads,
+                            MHD_OPTION_CONNECTION_LIMIT, 512u, MHD_OPTION_CONNECTION_TIMEOUT, 60u,
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                            MHD_OPTION_EXTERNAL_LOGGER, quiet_log, s, MHD_OPTION_END);
+    if (!s->d) {
+        snprintf(err, err_n, "cannot listen on %s:%d (address in use or not permitted?)", host,
+                 cfg->port);
+        loom_server_free(s);
+        return LOOM_ERR_IO;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = di ? di->port : cfg->port;
+    *out = s;
+    return LOOM_OK;
+}
+
+int loom_server_port(const loom_server *s) {
+    return s->port;
+}
+
+loom_status loom_server_set_model(loom_server *s, loom_model *m, const char *model_name,
+                                  const loom_engine_params *ep, char *err, size_t err_n) {
+    if (s->engine) {
+        snprintf(err, err_n, "the server already has a model");
+        return LOOM_ERR_INVALID_ARG;
+    }
+    s->model_name = dup_s(model_name);
+    if (!s->model_name) return LOOM_ERR_OOM;
+    s->model = m;
+    s->tok = loom_model_tokenizer(m);
+    s->n_ctx = loom_model_n_ctx(m);
+    LOOM_TRY(loom_engine_new(m, ep, &s->engine, err, err_n));
+    atomic_store(&s->state, ST_READY);
+    return LOOM_OK;
+}
+
+bool loom_server_drain(loom_server *s, double timeout_s) {
+    atomic_store(&s->state, ST_DRAINING);
+    struct timespec t0, now, nap = {0, 20 * 1000 * 1000};
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        if (atomic_load(&s->in_flight) == 0) return true;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if ((double)(now.tv_sec - t0.tv_sec) + 1e-9 * (double)(now.tv_nsec - t0.tv_nsec) >=
+            timeout_s)
+            return false;
+        nanosleep(&nap, NULL);
+    }
+}
+
+void loom_server_free(loom_server *s) {
+    if (!s) return;
+    atomic_store(&s->state, ST_DRAINING);
+    /* The engine first: it ends every request and resumes every suspended
+     * connection, which MHD_stop_daemon requires. */
+    loom_engine_free(s->engine);
+    s->engine = NULL;
+    if (s->d) MHD_stop_daemon(s->d);
+    loom_metrics_free(s->metrics);
+    free(s->api_key);
+    free(s->model_name);
+    free(s);
+}

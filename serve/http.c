@@ -1,6 +1,7 @@
 /* serve/http.c - routes, auth and streaming on libmicrohttpd (see server.h). */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -248,6 +249,19 @@ static void format_output(conn_ctx *c, loom_engine_out *o) {
     }
 }
 
+/* Has the client closed its end? A suspended connection is not watched by
+ * MHD, and a non-streaming response writes nothing until the end, so the
+ * reader looks itself each time the engine wakes it (once per token): an
+ * orderly close reads as 0 bytes, a reset as an error. */
+static bool peer_gone(conn_ctx *c) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return false;
+    char b;
+    ssize_t n = recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
+
 static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max) {
     (void)pos;
     conn_ctx *c = cls;
@@ -261,6 +275,7 @@ static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max) {
         }
         set_out(c, NULL);
         if (c->finished) return MHD_CONTENT_READER_END_OF_STREAM;
+        if (peer_gone(c)) return MHD_CONTENT_READER_END_WITH_ERROR; /* frees the slot */
         loom_engine_out o;
         if (!loom_engine_take(c->req, &o, on_empty, c)) return 0; /* suspended */
         format_output(c, &o);

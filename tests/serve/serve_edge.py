@@ -14,9 +14,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_util import Server, main_guard  # noqa: E402
+from serve_util import LIGHT, Server, main_guard  # noqa: E402
 
-N_ROUNDS = int(os.environ.get("LOOM_SERVE_EDGE_ROUNDS", "300"))
+N_ROUNDS = 100 if LIGHT else 300
 
 
 def expect_error(s, method, path, body, status, param=None, headers=None):
@@ -30,7 +30,7 @@ def expect_error(s, method, path, body, status, param=None, headers=None):
     return err
 
 
-def wait_idle(s, timeout=20):
+def wait_idle(s, timeout=30):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if s.metric("loom_active_slots") == 0 and s.metric("loom_queue_depth") == 0:
@@ -79,7 +79,7 @@ def run(loom, model):
         expect_error(s, "GET", chat, None, 405)
 
         # mid-stream disconnect: the slot is freed at once
-        for _ in range(3):
+        for _ in range(1 if LIGHT else 3):
             sock = socket.create_connection(("127.0.0.1", s.port), timeout=30)
             body = json.dumps({"prompt": "Tell me a story", "max_tokens": 900, "temperature": 0,
                                "stream": True}).encode()

@@ -12,7 +12,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_util import Server, main_guard, sse_events  # noqa: E402
+from serve_util import LIGHT, Server, main_guard  # noqa: E402
 
 try:
     import openai
@@ -77,11 +77,11 @@ def run(loom, model):
         assert all(p.usage is None for p in parts)
 
         # stop: cut before the first occurrence of an ASCII piece of the greedy text
-        long = c.completions.create(model=name, prompt="The", max_tokens=40, temperature=0).choices[0].text
+        long = c.completions.create(model=name, prompt="The", max_tokens=12 if LIGHT else 40, temperature=0).choices[0].text
         stop = next((long[i:i + 2] for i in range(1, len(long) - 1)
                      if long[i:i + 2].isascii() and long[i:i + 2].strip()), None)
         if stop:
-            r3 = c.completions.create(model=name, prompt="The", max_tokens=40, temperature=0, stop=[stop, "\x01"])
+            r3 = c.completions.create(model=name, prompt="The", max_tokens=12 if LIGHT else 40, temperature=0, stop=[stop, "\x01"])
             assert r3.choices[0].finish_reason == "stop", r3
             assert r3.choices[0].text == long[: long.find(stop)], (r3.choices[0].text, long, stop)
 
@@ -122,7 +122,7 @@ def run(loom, model):
         # SIGTERM drains: a stream in flight finishes, new requests get 503
         conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=60)
         conn.request("POST", "/v1/completions",
-                     body=json.dumps({"model": name, "prompt": "Go", "max_tokens": 200,
+                     body=json.dumps({"model": name, "prompt": "Go", "max_tokens": 30 if LIGHT else 200,
                                       "temperature": 0, "stream": True}),
                      headers={"Authorization": "Bearer " + KEY, "Content-Type": "application/json"})
         resp = conn.getresponse()

@@ -14,6 +14,9 @@ import sys
 import tempfile
 import time
 
+# Sanitizer builds (serve/CMakeLists.txt sets it): fewer tokens and rounds.
+LIGHT = os.environ.get("LOOM_SERVE_LIGHT") == "1"
+
 
 class Server:
     def __init__(self, loom, model, *args, env=None, wait_ready=True, timeout=60):
@@ -133,7 +136,7 @@ def main_guard(fn):
     if len(sys.argv) != 3:
         sys.exit("usage: %s LOOM MODEL.gguf" % sys.argv[0])
     signal.signal(signal.SIGALRM, lambda *a: (_ for _ in ()).throw(TimeoutError("test timed out")))
-    signal.alarm(110)
+    signal.alarm(int(os.environ.get("LOOM_SERVE_TEST_TIMEOUT", "110")))
     t0 = time.time()
     fn(sys.argv[1], sys.argv[2])
     signal.alarm(0)

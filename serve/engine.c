@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "loom/tokenizer.h"
 #include "serve/openai_json.h"
@@ -36,6 +37,7 @@ struct loom_engine_req {
     char error[128];
     loom_engine_notify_fn notify;
     void *ud;
+    double t_submit, t_last; /* monotonic seconds: latency histograms */
 };
 
 typedef struct seq {
@@ -68,8 +70,28 @@ struct loom_engine {
     int *slots;
     int32_t *toks;
     int *idx;
-    atomic_llong prompt_tokens, gen_tokens, steps;
+    atomic_llong prompt_tokens, gen_tokens, steps, graph_builds, graph_runs;
+    pthread_mutex_t hist_mu; /* the histograms: engine writes, stats reads */
+    loom_engine_hist ttft, itl;
 };
+
+const double loom_engine_bucket_le[LOOM_ENGINE_N_BUCKETS - 1] = {
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void observe(loom_engine_hist *h, double v) {
+    int b = 0;
+    while (b < LOOM_ENGINE_N_BUCKETS - 1 && v > loom_engine_bucket_le[b])
+        b++;
+    h->count[b]++;
+    h->n++;
+    h->sum += v;
+}
 
 const char *loom_engine_finish_str(loom_engine_finish f) {
     switch (f) {
@@ -148,24 +170,30 @@ static bool is_eos(const loom_engine *e, int32_t t) {
 }
 
 /* A sampled token: text, stop strings, limits. Engine thread. */
-static void on_token(loom_engine *e, int i, int32_t t) {
+static void on_token(loom_engine *e, int i, int32_t tok) {
     seq *q = &e->seqs[i];
     loom_engine_req *r = q->r;
     atomic_fetch_add(&e->gen_tokens, 1);
     pthread_mutex_lock(&r->mu);
     r->n_gen++;
+    bool first = r->n_gen == 1;
     pthread_mutex_unlock(&r->mu);
-    loom_sampler_accept(q->s, t);
-    q->last = t;
-    if (is_eos(e, t)) {
+    double t = now_s();
+    pthread_mutex_lock(&e->hist_mu);
+    observe(first ? &e->ttft : &e->itl, t - (first ? r->t_submit : r->t_last));
+    pthread_mutex_unlock(&e->hist_mu);
+    r->t_last = t;
+    loom_sampler_accept(q->s, tok);
+    q->last = tok;
+    if (is_eos(e, tok)) {
         finish_seq(e, i, LOOM_FINISH_STOP, NULL);
         return;
     }
     const char *piece = NULL;
     size_t len = 0;
-    loom_token_type ty = loom_tokenizer_token_type(e->tok, t);
+    loom_token_type ty = loom_tokenizer_token_type(e->tok, tok);
     bool special = ty == LOOM_TOKEN_CONTROL || ty == LOOM_TOKEN_UNKNOWN || ty == LOOM_TOKEN_UNUSED;
-    if (!special && loom_tokenizer_piece(e->tok, t, &piece, &len) == LOOM_OK && len) {
+    if (!special && loom_tokenizer_piece(e->tok, tok, &piece, &len) == LOOM_OK && len) {
         if (!grow(&r->gen, &r->gen_cap, r->gen_len + len)) {
             finish_seq(e, i, LOOM_FINISH_ABORT, "out of memory");
             return;
@@ -295,6 +323,10 @@ static void step(loom_engine *e) {
         }
     }
     atomic_fetch_add(&e->steps, 1);
+    int nb = 0, nr = 0;
+    loom_model_graph_stats(e->m, &nb, &nr);
+    atomic_store(&e->graph_builds, nb);
+    atomic_store(&e->graph_runs, nr);
 }
 
 static void *engine_main(void *arg) {
@@ -361,11 +393,13 @@ loom_status loom_engine_new(loom_model *m, const loom_engine_params *p, loom_eng
         return LOOM_ERR_OOM;
     }
     pthread_mutex_init(&e->mu, NULL);
+    pthread_mutex_init(&e->hist_mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     atomic_init(&e->n_running, 0);
     if (pthread_create(&e->th, NULL, engine_main, e) != 0) {
         snprintf(err, err_n, "cannot start the engine thread");
         pthread_mutex_destroy(&e->mu);
+        pthread_mutex_destroy(&e->hist_mu);
         pthread_cond_destroy(&e->cv);
         free(e->seqs);
         free(e->logits);
@@ -389,6 +423,7 @@ void loom_engine_free(loom_engine *e) {
         pthread_mutex_unlock(&e->mu);
         pthread_join(e->th, NULL);
         pthread_mutex_destroy(&e->mu);
+        pthread_mutex_destroy(&e->hist_mu);
         pthread_cond_destroy(&e->cv);
     }
     free(e->seqs);
@@ -430,6 +465,7 @@ loom_status loom_engine_submit(loom_engine *e, const loom_engine_input *in,
     }
     r->notify = notify;
     r->ud = ud;
+    r->t_submit = now_s();
     pthread_mutex_lock(&e->mu);
     if (e->stopping) {
         pthread_mutex_unlock(&e->mu);
@@ -492,4 +528,10 @@ void loom_engine_get_stats(loom_engine *e, loom_engine_stats *s) {
     s->prompt_tokens = atomic_load(&e->prompt_tokens);
     s->gen_tokens = atomic_load(&e->gen_tokens);
     s->steps = atomic_load(&e->steps);
+    s->graph_builds = atomic_load(&e->graph_builds);
+    s->graph_runs = atomic_load(&e->graph_runs);
+    pthread_mutex_lock(&e->hist_mu);
+    s->ttft = e->ttft;
+    s->itl = e->itl;
+    pthread_mutex_unlock(&e->hist_mu);
 }

@@ -99,10 +99,23 @@ bool loom_engine_take(loom_engine_req *r, loom_engine_out *out, void (*on_empty)
 void loom_engine_cancel(loom_engine_req *r);
 void loom_engine_req_release(loom_engine_req *r); /* NULL is fine */
 
+/* Latency histograms (Prometheus-style buckets, upper bounds in seconds;
+ * the last bucket is +Inf). */
+#define LOOM_ENGINE_N_BUCKETS 12
+extern const double loom_engine_bucket_le[LOOM_ENGINE_N_BUCKETS - 1];
+typedef struct loom_engine_hist {
+    int64_t count[LOOM_ENGINE_N_BUCKETS]; /* per bucket, not cumulative */
+    int64_t n;
+    double sum; /* seconds */
+} loom_engine_hist;
+
 typedef struct loom_engine_stats {
     int n_waiting, n_running, n_slots;
     int64_t prompt_tokens, gen_tokens; /* totals since start */
     int64_t steps;
+    int64_t graph_builds, graph_runs; /* loom_model_graph_stats */
+    loom_engine_hist ttft;            /* submit -> first token */
+    loom_engine_hist itl;             /* between consecutive tokens of a request */
 } loom_engine_stats;
 void loom_engine_get_stats(loom_engine *e, loom_engine_stats *s);
 

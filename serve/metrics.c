@@ -92,6 +92,19 @@ put(sbuf *b, const char *fmt, ...) {
     }
 }
 
+static void hist(sbuf *b, const char *name, const char *help, const loom_engine_hist *h) {
+    put(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    int64_t cum = 0;
+    for (int i = 0; i < LOOM_ENGINE_N_BUCKETS; i++) {
+        cum += h->count[i];
+        if (i < LOOM_ENGINE_N_BUCKETS - 1)
+            put(b, "%s_bucket{le=\"%g\"} %lld\n", name, loom_engine_bucket_le[i], (long long)cum);
+        else
+            put(b, "%s_bucket{le=\"+Inf\"} %lld\n", name, (long long)cum);
+    }
+    put(b, "%s_sum %.6f\n%s_count %lld\n", name, h->sum, name, (long long)h->n);
+}
+
 char *loom_metrics_render(loom_metrics *m, const loom_engine_stats *e) {
     sbuf b = {malloc(4096), 0, 4096, false};
     if (!b.buf) return NULL;
@@ -127,6 +140,18 @@ char *loom_metrics_render(loom_metrics *m, const loom_engine_stats *e) {
         "loom_slots %d\n",
         (long long)e->prompt_tokens, (long long)e->gen_tokens, (long long)e->steps, e->n_waiting,
         e->n_running, e->n_slots);
+    put(&b,
+        "# HELP loom_graph_builds_total Forward graphs built (a new batch shape).\n"
+        "# TYPE loom_graph_builds_total counter\n"
+        "loom_graph_builds_total %lld\n"
+        "# HELP loom_graph_runs_total Forward passes run.\n"
+        "# TYPE loom_graph_runs_total counter\n"
+        "loom_graph_runs_total %lld\n",
+        (long long)e->graph_builds, (long long)e->graph_runs);
+    hist(&b, "loom_time_to_first_token_seconds",
+         "Time from a request's arrival to its first generated token.", &e->ttft);
+    hist(&b, "loom_inter_token_latency_seconds",
+         "Time between consecutive generated tokens of a request.", &e->itl);
     if (b.oom) {
         free(b.buf);
         return NULL;

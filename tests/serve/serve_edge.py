@@ -143,6 +143,10 @@ def run(loom, model):
         text = body.decode()
         assert 'loom_requests_total{route="/v1/chat/completions",status="400"}' in text, text
         assert 'loom_requests_total{route="other",status="404"}' in text, text
+        assert 'loom_time_to_first_token_seconds_bucket{le="+Inf"}' in text, text
+        assert s.metric("loom_time_to_first_token_seconds_count") >= N_ROUNDS * 2 // 5
+        assert s.metric("loom_inter_token_latency_seconds_count") >= 1
+        assert s.metric("loom_generation_tokens_total") >= s.metric("loom_inter_token_latency_seconds_count")
         rc = s.stop()
         assert rc == 0, (rc, s.read_log())
 

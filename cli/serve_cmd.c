@@ -16,7 +16,8 @@
 static void serve_usage(FILE *f) {
     fprintf(f, "usage: loom serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N]\n"
                "                  [--ctx N] [--api-key KEY | --api-key-file FILE] [--threads N]\n"
-               "                  [--prefill-chunk N] [--max-body BYTES] [--backend NAME]\n"
+               "                  [--prefill-chunk N] [--max-body BYTES] [--timeout S]\n"
+               "                  [--backend NAME]\n"
                "OpenAI-compatible HTTP API: POST /v1/chat/completions, POST /v1/completions,\n"
                "GET /v1/models, GET /health, GET /metrics. Without -m: the default model of\n"
                "`loom run`. --parallel: KV slots (sequences decoded together, default 4);\n"
@@ -63,7 +64,8 @@ static bool parse_int(const char *s, long lo, long hi, long *out) {
 
 int loom_cli_serve(const char *backend, int argc, char **argv) {
     const char *model = NULL, *host = "127.0.0.1", *key = NULL, *key_file = NULL;
-    long port = 8080, parallel = 4, ctx = 0, threads = 4, chunk = 128, max_body = 1 << 20;
+    long port = 8080, parallel = 4, ctx = 0, threads = 4, chunk = 128, max_body = 1 << 20,
+         timeout = 60;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -98,6 +100,8 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
             ok = parse_int(v, 1, 256, &threads);
         else if (!strcmp(a, "--prefill-chunk"))
             ok = parse_int(v, 1, 1 << 16, &chunk);
+        else if (!strcmp(a, "--timeout"))
+            ok = parse_int(v, 1, 3600, &timeout);
         else if (!strcmp(a, "--max-body"))
             ok = parse_int(v, 1024, 64L << 20, &max_body);
         else {
@@ -146,7 +150,8 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
                              .port = (int)port,
                              .n_threads = (int)threads,
                              .api_key = key,
-                             .max_body = (size_t)max_body};
+                             .max_body = (size_t)max_body,
+                             .timeout_s = (int)timeout};
     loom_server *srv = NULL;
     char err[1024] = "";
     loom_status st = loom_server_start(&sc, &srv, err, sizeof err);

@@ -61,7 +61,7 @@ struct loom_engine {
     pthread_cond_t cv;
     bool stopping;
     loom_engine_req *wait_head, *wait_tail;
-    bool started;
+    bool started, joined; /* the thread: created, and joined (by the owner) */
     int n_waiting;
     atomic_int n_running; /* written by the engine thread, read by stats */
     int64_t n_admitted;
@@ -414,14 +414,20 @@ loom_status loom_engine_new(loom_model *m, const loom_engine_params *p, loom_eng
     return LOOM_OK;
 }
 
+void loom_engine_stop(loom_engine *e) {
+    if (!e || !e->started || e->joined) return;
+    pthread_mutex_lock(&e->mu);
+    e->stopping = true;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    pthread_join(e->th, NULL);
+    e->joined = true;
+}
+
 void loom_engine_free(loom_engine *e) {
     if (!e) return;
     if (e->started) {
-        pthread_mutex_lock(&e->mu);
-        e->stopping = true;
-        pthread_cond_signal(&e->cv);
-        pthread_mutex_unlock(&e->mu);
-        pthread_join(e->th, NULL);
+        loom_engine_stop(e);
         pthread_mutex_destroy(&e->mu);
         pthread_mutex_destroy(&e->hist_mu);
         pthread_cond_destroy(&e->cv);

@@ -51,7 +51,11 @@ typedef struct loom_engine_params {
  * *out is freed with loom_engine_free. */
 loom_status loom_engine_new(loom_model *m, const loom_engine_params *p, loom_engine **out,
                             char *err, size_t err_n);
-/* Stop the thread; requests still queued or running finish with "abort".
+/* Stop the thread; requests still queued or running finish with "abort" and
+ * later submits fail with LOOM_ERR_UNAVAILABLE. Stats stay readable, so other
+ * threads may still hold e until loom_engine_free. Idempotent. */
+void loom_engine_stop(loom_engine *e);
+/* loom_engine_stop, then release e. No other thread may use e any more.
  * NULL is fine. */
 void loom_engine_free(loom_engine *e);
 

@@ -448,14 +448,16 @@ static enum MHD_Result route(conn_ctx *c, const char *url, const char *method) {
                     "missing or incorrect API key (send 'Authorization: Bearer KEY')");
     if (!strcmp(url, "/metrics")) {
         if (!get) return fail(c, 405, "invalid_request_error", NULL, NULL, "use GET");
+        /* s->engine is set before the state leaves "loading" (seq_cst). */
+        loom_engine *eng = atomic_load(&s->state) == ST_LOADING ? NULL : s->engine;
         loom_engine_stats es;
-        if (s->engine) loom_engine_get_stats(s->engine, &es);
+        if (eng) loom_engine_get_stats(eng, &es);
         return reply(c, 200, "text/plain; version=0.0.4",
-                     loom_metrics_render(s->metrics, s->engine ? &es : NULL));
+                     loom_metrics_render(s->metrics, eng ? &es : NULL));
     }
     if (!strcmp(url, "/v1/models") || !strncmp(url, "/v1/models/", 11)) {
         if (!get) return fail(c, 405, "invalid_request_error", NULL, NULL, "use GET");
-        if (atomic_load(&s->state) == ST_LOADING) return unavailable(c);
+        if (atomic_load(&s->state) == ST_LOADING || !s->model_name) return unavailable(c);
         if (url[10] == '/' && strcmp(url + 11, s->model_name) != 0)
             return fail(c, 404, "invalid_request_error", "model", "model_not_found",
                         "the model '%.100s' does not exist", url + 11);
@@ -581,10 +583,14 @@ loom_status loom_server_start(const loom_server_config *cfg, loom_server **out, 
         return LOOM_ERR_INVALID_ARG;
     }
     unsigned threads = cfg->n_threads > 0 ? (unsigned)cfg->n_threads : 4;
+    /* A connection waiting for the engine is suspended, and suspended
+     * connections do not time out: the limit applies to clients that are
+     * slow to send their request or to read the answer. */
+    unsigned timeout = cfg->timeout_s > 0 ? (unsigned)cfg->timeout_s : 60;
     s->d = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
                             MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_THREAD_POOL_SIZE, threads,
-                            MHD_OPTION_CONNECTION_LIMIT, 512u, MHD_OPTION_CONNECTION_TIMEOUT, 60u,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+                            MHD_OPTION_CONNECTION_LIMIT, 512u, MHD_OPTION_CONNECTION_TIMEOUT,
+                            timeout, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
                             MHD_OPTION_EXTERNAL_LOGGER, quiet_log, s, MHD_OPTION_END);
     if (!s->d) {
         snprintf(err, err_n, "cannot listen on %s:%d (address in use or not permitted?)", host,
@@ -635,11 +641,13 @@ bool loom_server_drain(loom_server *s, double timeout_s) {
 void loom_server_free(loom_server *s) {
     if (!s) return;
     atomic_store(&s->state, ST_DRAINING);
-    /* The engine first: it ends every request and resumes every suspended
-     * connection, which MHD_stop_daemon requires. */
+    /* Stop the engine first: it ends every request and resumes every
+     * suspended connection, which MHD_stop_daemon requires. Its memory goes
+     * only after the HTTP threads are gone (they read its stats). */
+    loom_engine_stop(s->engine);
+    if (s->d) MHD_stop_daemon(s->d);
     loom_engine_free(s->engine);
     s->engine = NULL;
-    if (s->d) MHD_stop_daemon(s->d);
     loom_metrics_free(s->metrics);
     free(s->api_key);
     free(s->model_name);

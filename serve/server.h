@@ -34,6 +34,7 @@ typedef struct loom_server_config {
     int n_threads;       /* HTTP threads; 0 = 4 */
     const char *api_key; /* NULL or "" = no authentication; copied */
     size_t max_body;     /* request body limit in bytes (413 above); 0 = 1 MiB */
+    int timeout_s;       /* close a connection idle this long (slow clients); 0 = 60 */
 } loom_server_config;
 
 /* Listen on host:port. *out is freed with loom_server_free. */

@@ -40,7 +40,25 @@ def wait_idle(s, timeout=30):
 
 
 def run(loom, model):
-    with Server(loom, model, "--parallel", "2", "--ctx", "1024", "--max-body", "65536") as s:
+    with Server(loom, model, "--parallel", "2", "--ctx", "1024", "--max-body", "65536", "--timeout", "2") as s:
+        # slow-loris: clients that never finish their headers are dropped after
+        # --timeout, and do not hold up anyone else meanwhile
+        slow = []
+        for _ in range(20):
+            k = socket.create_connection(("127.0.0.1", s.port), timeout=30)
+            k.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Le")
+            slow.append(k)
+        st, _, _ = s.request("GET", "/health", timeout=5)
+        assert st == 200
+        t0 = time.time()
+        for k in slow:
+            try:
+                assert k.recv(100) == b""  # closed by the server
+            except ConnectionResetError:
+                pass
+            k.close()
+        assert time.time() - t0 < 15, time.time() - t0
+
         chat = "/v1/chat/completions"
         expect_error(s, "POST", chat, "{not json", 400)
         expect_error(s, "POST", chat, "", 400)
@@ -110,7 +128,7 @@ def run(loom, model):
         for i in range(N_ROUNDS):
             kind = i % 5
             if kind == 0:
-                c.request("POST", "/v1/completions", body=json.dumps({"prompt": "n%d" % i, "max_tokens": 2}),
+                c.request("POST", "/v1/completions", body=json.dumps({"prompt": "n%d" % i, "max_tokens": 1}),
                           headers={"Content-Type": "application/json"})
                 want = 200
             elif kind == 1:

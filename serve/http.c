@@ -15,6 +15,7 @@
 
 #include "loom/generate.h"
 #include "loom/tokenizer.h"
+#include "serve/chat.h"
 #include "serve/metrics.h"
 #include "serve/openai_json.h"
 #include "serve/server.h"
@@ -303,28 +304,25 @@ static enum MHD_Result generate(conn_ctx *c, loom_serve_kind kind) {
         loom_serve_params_free(&p);
         return r;
     }
-    /* Tokenize here, on the HTTP thread: the engine thread only runs the model. */
-    char *text = NULL;
-    unsigned flags = 0;
-    if (kind == LOOM_SERVE_CHAT) {
-        if (loom_chat_format_llama3(p.messages, p.n_messages, true, &text) != LOOM_OK) text = NULL;
-    } else {
-        text = dup_s(p.prompt);
-        flags = LOOM_TOK_ADD_BOS;
-    }
+    /* Tokenize here, on the HTTP thread: the engine thread only runs the model.
+     * Chat contents are plain text (serve/chat.h); a completions prompt is
+     * raw model input, where special-token text is meant as such (as in
+     * llama-server and loom run). */
     int32_t *ids = NULL;
     size_t n_ids = 0;
     char err[256] = "";
-    if (!text || loom_tokenizer_encode(s->tok, text, strlen(text), flags, &ids, &n_ids, err,
-                                       sizeof err) != LOOM_OK) {
-        free(text);
+    st = kind == LOOM_SERVE_CHAT
+             ? loom_serve_chat_encode(s->tok, p.messages, p.n_messages, &ids, &n_ids, err,
+                                      sizeof err)
+             : loom_tokenizer_encode(s->tok, p.prompt, strlen(p.prompt), LOOM_TOK_ADD_BOS, &ids,
+                                     &n_ids, err, sizeof err);
+    if (st != LOOM_OK) {
         free(ids);
         loom_serve_params_free(&p);
         return fail(c, 400, "invalid_request_error",
                     kind == LOOM_SERVE_CHAT ? "messages" : "prompt", NULL,
                     "cannot tokenize the input: %s", err[0] ? err : "out of memory");
     }
-    free(text);
     const char *pname = kind == LOOM_SERVE_CHAT ? "messages" : "prompt";
     if (n_ids == 0 || (int64_t)n_ids >= s->n_ctx) {
         free(ids);

@@ -69,6 +69,7 @@ struct loom_engine {
     float *logits;
     int *slots;
     int32_t *toks;
+    int32_t *ptoks; /* prefill batch: n_slots * chunk ids */
     int *idx;
     atomic_llong prompt_tokens, gen_tokens, steps, graph_builds, graph_runs;
     pthread_mutex_t hist_mu; /* the histograms: engine writes, stats reads */
@@ -269,8 +270,14 @@ static void fail_all(loom_engine *e, const int *which, int n, const char *err) {
         if (e->seqs[which[k]].r) finish_seq(e, which[k], LOOM_FINISH_ABORT, err);
 }
 
+/* Prompt tokens of q's next prefill chunk. */
+static int chunk_of(const loom_engine *e, const seq *q) {
+    size_t left = q->r->n_prompt - q->n_done;
+    return left < (size_t)e->chunk ? (int)left : e->chunk;
+}
+
 /* One step: a decode forward for every sequence past its prompt, then one
- * prefill chunk for the oldest sequence still in its prompt. */
+ * prefill forward (see below). */
 static void step(loom_engine *e) {
     char err[256];
     int n = 0;
@@ -297,28 +304,44 @@ static void step(loom_engine *e) {
             }
         }
     }
+    /* Prefill: the oldest sequence still in its prompt, plus any others whose
+     * next chunk has the same length while the step stays within one chunk
+     * of prompt tokens (loom_batch needs one length for all): clients that
+     * arrive together share a forward instead of queueing behind each other. */
     int p = -1;
     for (int i = 0; i < e->n_slots; i++)
         if (e->seqs[i].r && !e->seqs[i].decoding && (p < 0 || e->seqs[i].order < e->seqs[p].order))
             p = i;
     if (p >= 0) {
-        seq *q = &e->seqs[p];
-        size_t left = q->r->n_prompt - q->n_done;
-        int chunk = left < (size_t)e->chunk ? (int)left : e->chunk;
-        loom_batch b = {
-            .n_seq = 1, .n_tokens = chunk, .slots = &p, .tokens = q->r->prompt + q->n_done};
+        int len = chunk_of(e, &e->seqs[p]), k = 0;
+        e->idx[k++] = p;
+        for (int i = 0; i < e->n_slots; i++)
+            if (i != p && e->seqs[i].r && !e->seqs[i].decoding && chunk_of(e, &e->seqs[i]) == len &&
+                (k + 1) * len <= e->chunk)
+                e->idx[k++] = i;
+        for (int j = 0; j < k; j++) {
+            seq *q = &e->seqs[e->idx[j]];
+            e->slots[j] = e->idx[j];
+            memcpy(e->ptoks + (size_t)j * (size_t)len, q->r->prompt + q->n_done,
+                   (size_t)len * sizeof *e->ptoks);
+        }
+        loom_batch b = {.n_seq = k, .n_tokens = len, .slots = e->slots, .tokens = e->ptoks};
         if (loom_model_decode(e->m, &b, e->logits, err, sizeof err) != LOOM_OK) {
-            finish_seq(e, p, LOOM_FINISH_ABORT, err);
+            fail_all(e, e->idx, k, err);
         } else {
-            q->n_done += (size_t)chunk;
-            atomic_fetch_add(&e->prompt_tokens, chunk);
-            if (q->n_done == q->r->n_prompt) {
+            atomic_fetch_add(&e->prompt_tokens, (long long)k * len);
+            for (int j = 0; j < k; j++) {
+                int i = e->idx[j];
+                seq *q = &e->seqs[i];
+                q->n_done += (size_t)len;
+                if (q->n_done < q->r->n_prompt) continue;
                 int32_t t;
                 q->decoding = true;
-                if (loom_sampler_sample(q->s, e->logits, &t) != LOOM_OK)
-                    finish_seq(e, p, LOOM_FINISH_ABORT, "sampling failed");
+                if (loom_sampler_sample(q->s, e->logits + (size_t)j * (size_t)e->n_vocab, &t) !=
+                    LOOM_OK)
+                    finish_seq(e, i, LOOM_FINISH_ABORT, "sampling failed");
                 else
-                    on_token(e, p, t);
+                    on_token(e, i, t);
             }
         }
     }
@@ -388,7 +411,8 @@ loom_status loom_engine_new(loom_model *m, const loom_engine_params *p, loom_eng
     e->slots = calloc(ns, sizeof *e->slots);
     e->toks = calloc(ns, sizeof *e->toks);
     e->idx = calloc(ns, sizeof *e->idx);
-    if (!e->seqs || !e->logits || !e->slots || !e->toks || !e->idx) {
+    e->ptoks = malloc(ns * (size_t)e->chunk * sizeof *e->ptoks);
+    if (!e->seqs || !e->logits || !e->slots || !e->toks || !e->idx || !e->ptoks) {
         loom_engine_free(e);
         return LOOM_ERR_OOM;
     }
@@ -406,6 +430,7 @@ loom_status loom_engine_new(loom_model *m, const loom_engine_params *p, loom_eng
         free(e->slots);
         free(e->toks);
         free(e->idx);
+        free(e->ptoks);
         free(e);
         return LOOM_ERR_INTERNAL;
     }
@@ -437,6 +462,7 @@ void loom_engine_free(loom_engine *e) {
     free(e->slots);
     free(e->toks);
     free(e->idx);
+    free(e->ptoks);
     free(e);
 }
 

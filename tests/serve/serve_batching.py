@@ -24,6 +24,7 @@ PROMPTS = [
     "Call me Ishmael.",
     "It was the best of times, " * (10 if LIGHT else 40),  # several prefill chunks
     "A",
+    "Once upon a time",  # the same prompt twice, and prompts of equal length: one prefill forward
 ]
 
 

@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -140,16 +141,26 @@ def run(loom, model):
         s.proc.wait(timeout=30)
         assert s.proc.returncode == 0, (s.proc.returncode, s.read_log())
 
-    # 503 while the model loads
-    with Server(loom, model, env={"LOOM_SERVE_LOAD_DELAY_MS": "3000"}, wait_ready=False) as s:
-        st, _, body = s.request("GET", "/health")
-        assert st == 503 and json.loads(body)["status"] == "loading", (st, body)
-        c = openai.OpenAI(base_url=s.base + "/v1", api_key="none", max_retries=0)
-        e = expect_status(openai.InternalServerError, 503,
-                          lambda: c.chat.completions.create(model=name, messages=MSGS))
-        assert e.code == "model_loading", e.body
-        s.wait_health(200, timeout=60)
-        assert s.stop() == 0
+    # 503 while the model loads (and the key from --api-key-file)
+    with tempfile.NamedTemporaryFile("w", suffix=".key") as kf:
+        kf.write("  %s\n" % KEY)
+        kf.flush()
+        with Server(loom, model, "--api-key-file", kf.name, env={"LOOM_SERVE_LOAD_DELAY_MS": "3000"},
+                    wait_ready=False) as s:
+            loading(s, name)
+
+
+def loading(s, name):
+    st, _, body = s.request("GET", "/health")
+    assert st == 503 and json.loads(body)["status"] == "loading", (st, body)
+    bad = openai.OpenAI(base_url=s.base + "/v1", api_key="sk-wrong", max_retries=0)
+    expect_status(openai.AuthenticationError, 401, lambda: bad.models.list())
+    c = openai.OpenAI(base_url=s.base + "/v1", api_key=KEY, max_retries=0)
+    e = expect_status(openai.InternalServerError, 503,
+                      lambda: c.chat.completions.create(model=name, messages=MSGS))
+    assert e.code == "model_loading", e.body
+    s.wait_health(200, timeout=60)
+    assert s.stop() == 0
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ struct loom_server {
     struct MHD_Daemon *d;
     int port;
     char *api_key;
+    char *cors; /* ",origin1,origin2," or NULL; "*" for any */
     size_t max_body;
     atomic_int state;
     atomic_int in_flight; /* generation requests submitted and not yet closed */
@@ -106,6 +107,26 @@ static void ctx_unref(conn_ctx *c) {
 
 /* ---- plain responses ---- */
 
+/* The request's Origin when CORS allows it (borrowed from MHD), else NULL. */
+static const char *cors_origin(conn_ctx *c) {
+    const char *allowed = c->srv->cors;
+    if (!allowed) return NULL;
+    const char *o = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Origin");
+    if (!o || !o[0] || strchr(o, ',')) return NULL;
+    if (!strcmp(allowed, "*")) return o;
+    size_t n = strlen(o);
+    for (const char *p = strstr(allowed, o); p; p = strstr(p + 1, o))
+        if (p[-1] == ',' && p[n] == ',') return o;
+    return NULL;
+}
+
+static void add_cors(conn_ctx *c, struct MHD_Response *r) {
+    const char *o = cors_origin(c);
+    if (!o) return;
+    MHD_add_response_header(r, "Access-Control-Allow-Origin", o);
+    MHD_add_response_header(r, "Vary", "Origin");
+}
+
 static enum MHD_Result reply(conn_ctx *c, int status, const char *ctype, char *body) {
     const char *b = body ? body : "";
     struct MHD_Response *r =
@@ -113,6 +134,7 @@ static enum MHD_Result reply(conn_ctx *c, int status, const char *ctype, char *b
     free(body);
     if (!r) return MHD_NO;
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+    add_cors(c, r);
     if (status == 401) MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     enum MHD_Result ok = MHD_queue_response(c->conn, (unsigned)status, r);
     MHD_destroy_response(r);
@@ -369,6 +391,7 @@ static enum MHD_Result generate(conn_ctx *c, loom_serve_kind kind) {
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, reader, c, reader_free);
     if (!r) return MHD_NO;
     atomic_fetch_add(&c->refs, 1); /* the response's */
+    add_cors(c, r);
     if (c->stream) {
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
         MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
@@ -430,6 +453,25 @@ static enum MHD_Result route(conn_ctx *c, const char *url, const char *method) {
     loom_server *s = c->srv;
     bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
     bool post = !strcmp(method, "POST");
+    if (!strcmp(method, "OPTIONS")) {
+        /* CORS preflight: browsers send it without credentials, so it is
+         * answered before the key check, and only for allowed origins. */
+        if (!cors_origin(c))
+            return fail(c, 403, "invalid_request_error", NULL, "cors_origin_not_allowed",
+                        "cross-origin requests from this origin are not allowed");
+        struct MHD_Response *r =
+            MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        if (!r) return MHD_NO;
+        add_cors(c, r);
+        MHD_add_response_header(r, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+        MHD_add_response_header(r, "Access-Control-Allow-Headers",
+                                "Authorization, Content-Type, OpenAI-Organization, OpenAI-Project");
+        MHD_add_response_header(r, "Access-Control-Max-Age", "600");
+        enum MHD_Result ok = MHD_queue_response(c->conn, 204, r);
+        MHD_destroy_response(r);
+        loom_metrics_count(s->metrics, c->route, 204);
+        return ok;
+    }
     if (!strcmp(url, "/health")) {
         if (!get) return fail(c, 405, "invalid_request_error", NULL, NULL, "use GET");
         int st = atomic_load(&s->state);
@@ -554,7 +596,22 @@ loom_status loom_server_start(const loom_server_config *cfg, loom_server **out, 
     s->started = (int64_t)time(NULL);
     s->metrics = loom_metrics_new();
     if (cfg->api_key && cfg->api_key[0]) s->api_key = dup_s(cfg->api_key);
-    if (!s->metrics || (cfg->api_key && cfg->api_key[0] && !s->api_key)) {
+    if (cfg->cors && cfg->cors[0]) {
+        /* ",a,b," so that an origin matches only between commas; spaces
+         * after commas are dropped. */
+        size_t n = strlen(cfg->cors);
+        s->cors = malloc(n + 3);
+        if (s->cors) {
+            size_t k = 0;
+            if (strcmp(cfg->cors, "*") != 0) s->cors[k++] = ',';
+            for (const char *p = cfg->cors; *p; p++)
+                if (*p != ' ') s->cors[k++] = *p;
+            if (strcmp(cfg->cors, "*") != 0) s->cors[k++] = ',';
+            s->cors[k] = 0;
+        }
+    }
+    if (!s->metrics || (cfg->api_key && cfg->api_key[0] && !s->api_key) ||
+        (cfg->cors && cfg->cors[0] && !s->cors)) {
         loom_server_free(s);
         return LOOM_ERR_OOM;
     }
@@ -648,6 +705,7 @@ void loom_server_free(loom_server *s) {
     s->engine = NULL;
     loom_metrics_free(s->metrics);
     free(s->api_key);
+    free(s->cors);
     free(s->model_name);
     free(s);
 }

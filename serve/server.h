@@ -35,6 +35,10 @@ typedef struct loom_server_config {
     const char *api_key; /* NULL or "" = no authentication; copied */
     size_t max_body;     /* request body limit in bytes (413 above); 0 = 1 MiB */
     int timeout_s;       /* close a connection idle this long (slow clients); 0 = 60 */
+    /* Browser origins allowed to call the API (CORS), comma-separated, e.g.
+     * "https://app.example,http://localhost:3000", or "*"; NULL/"" = none:
+     * no CORS headers and no OPTIONS preflight. Copied. */
+    const char *cors;
 } loom_server_config;
 
 /* Listen on host:port. *out is freed with loom_server_free. */

@@ -40,7 +40,26 @@ def wait_idle(s, timeout=30):
 
 
 def run(loom, model):
-    with Server(loom, model, "--parallel", "2", "--ctx", "1024", "--max-body", "65536", "--timeout", "2") as s:
+    with Server(loom, model, "--parallel", "2", "--ctx", "1024", "--max-body", "65536", "--timeout", "2",
+                "--cors", "http://ok.example, http://localhost:3000") as s:
+        # CORS: headers and preflight only for the configured origins
+        ok = {"Origin": "http://ok.example"}
+        st, h, _ = s.request("OPTIONS", "/v1/chat/completions",
+                             headers=dict(ok, **{"Access-Control-Request-Method": "POST"}))
+        assert st == 204 and h.get("Access-Control-Allow-Origin") == "http://ok.example", (st, h)
+        assert "POST" in h.get("Access-Control-Allow-Methods", "") and "Authorization" in h.get(
+            "Access-Control-Allow-Headers", ""), h
+        for evil in ("http://evil.example", "http://ok.exampl", "ok.example", "http://ok.example.evil"):
+            st, h, _ = s.request("OPTIONS", "/v1/chat/completions", headers={"Origin": evil})
+            assert st == 403 and "Access-Control-Allow-Origin" not in h, (evil, st, h)
+            st, h, _ = s.request("GET", "/health", headers={"Origin": evil})
+            assert st == 200 and "Access-Control-Allow-Origin" not in h, (evil, h)
+        st, h, _ = s.request("GET", "/health", headers={"Origin": "http://localhost:3000"})
+        assert h.get("Access-Control-Allow-Origin") == "http://localhost:3000", h
+        st, h, body = s.request("POST", "/v1/completions", body={"prompt": "x", "max_tokens": 2, "stream": True},
+                                headers=ok)
+        assert st == 200 and h.get("Access-Control-Allow-Origin") == "http://ok.example", h
+        assert body.endswith(b"data: [DONE]\n\n")
         # slow-loris: clients that never finish their headers are dropped after
         # --timeout, and do not hold up anyone else meanwhile
         slow = []

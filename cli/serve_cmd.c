@@ -17,7 +17,7 @@ static void serve_usage(FILE *f) {
     fprintf(f, "usage: loom serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N]\n"
                "                  [--ctx N] [--api-key KEY | --api-key-file FILE] [--threads N]\n"
                "                  [--prefill-chunk N] [--max-body BYTES] [--timeout S]\n"
-               "                  [--cors ORIGIN,...] [--backend NAME]\n"
+               "                  [--cors ORIGIN,...] [--rate-limit R] [--backend NAME]\n"
                "OpenAI-compatible HTTP API: POST /v1/chat/completions, POST /v1/completions,\n"
                "GET /v1/models, GET /health, GET /metrics. Without -m: the default model of\n"
                "`loom run`. --parallel: KV slots (sequences decoded together, default 4);\n"
@@ -64,6 +64,7 @@ static bool parse_int(const char *s, long lo, long hi, long *out) {
 
 int loom_cli_serve(const char *backend, int argc, char **argv) {
     const char *model = NULL, *host = "127.0.0.1", *key = NULL, *key_file = NULL, *cors = NULL;
+    double rate = 0;
     long port = 8080, parallel = 4, ctx = 0, threads = 4, chunk = 128, max_body = 1 << 20,
          timeout = 60;
     for (int i = 1; i < argc; i++) {
@@ -90,7 +91,11 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
             key_file = v;
         else if (!strcmp(a, "--cors"))
             cors = v;
-        else if (!strcmp(a, "--backend"))
+        else if (!strcmp(a, "--rate-limit")) {
+            char *end;
+            rate = strtod(v, &end);
+            ok = *v && !*end && rate > 0 && rate <= 1e6;
+        } else if (!strcmp(a, "--backend"))
             backend = v;
         else if (!strcmp(a, "--port"))
             ok = parse_int(v, 0, 65535, &port);
@@ -154,7 +159,8 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
                              .api_key = key,
                              .max_body = (size_t)max_body,
                              .timeout_s = (int)timeout,
-                             .cors = cors};
+                             .cors = cors,
+                             .rate_limit = rate};
     loom_server *srv = NULL;
     char err[1024] = "";
     loom_status st = loom_server_start(&sc, &srv, err, sizeof err);

@@ -155,12 +155,14 @@ static void push(loom_engine_req *r, size_t upto, loom_engine_finish finish, con
 static void finish_seq(loom_engine *e, int i, loom_engine_finish f, const char *error) {
     seq *q = &e->seqs[i];
     loom_engine_req *r = q->r;
-    /* A stop string was cut already; otherwise the held-back tail is final. */
-    push(r, f == LOOM_FINISH_STOP ? r->gen_emitted : r->gen_len, f, error);
+    /* Free the slot before the reader can see the end: a client that has
+     * its last byte finds the slot free in /metrics and for its next request. */
     loom_sampler_free(q->s);
     loom_model_slot_clear(e->m, i);
     memset(q, 0, sizeof *q);
-    e->n_running--;
+    atomic_fetch_sub(&e->n_running, 1);
+    /* A stop string was cut already; otherwise the held-back tail is final. */
+    push(r, f == LOOM_FINISH_STOP ? r->gen_emitted : r->gen_len, f, error);
     loom_engine_req_release(r);
 }
 

@@ -18,6 +18,7 @@
 #include "serve/chat.h"
 #include "serve/metrics.h"
 #include "serve/openai_json.h"
+#include "serve/ratelimit.h"
 #include "serve/server.h"
 
 enum { ST_LOADING = 0, ST_READY, ST_DRAINING };
@@ -31,7 +32,8 @@ struct loom_server {
     struct MHD_Daemon *d;
     int port;
     char *api_key;
-    char *cors; /* ",origin1,origin2," or NULL; "*" for any */
+    char *cors;            /* ",origin1,origin2," or NULL; "*" for any */
+    loom_ratelimit *limit; /* NULL: no rate limit */
     size_t max_body;
     atomic_int state;
     atomic_int in_flight; /* generation requests submitted and not yet closed */
@@ -52,6 +54,7 @@ typedef struct conn_ctx {
     struct MHD_Connection *conn;
     atomic_int refs;
     const char *route;
+    int retry_after; /* seconds, for a 429 */
     char *body;
     size_t len, cap;
     bool too_big;
@@ -136,6 +139,11 @@ static enum MHD_Result reply(conn_ctx *c, int status, const char *ctype, char *b
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
     add_cors(c, r);
     if (status == 401) MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    if (status == 429) {
+        char ra[32];
+        snprintf(ra, sizeof ra, "%d", c->retry_after);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+    }
     enum MHD_Result ok = MHD_queue_response(c->conn, (unsigned)status, r);
     MHD_destroy_response(r);
     loom_metrics_count(c->srv->metrics, c->route, status);
@@ -486,6 +494,31 @@ static enum MHD_Result route(conn_ctx *c, const char *url, const char *method) {
     if (!authorized(c))
         return fail(c, 401, "invalid_request_error", NULL, "invalid_api_key",
                     "missing or incorrect API key (send 'Authorization: Bearer KEY')");
+    if (s->limit && !strncmp(url, "/v1/", 4)) {
+        char who[INET6_ADDRSTRLEN + 8] = "?";
+        if (s->api_key) {
+            snprintf(who, sizeof who, "key"); /* one key for now: its bucket */
+        } else {
+            const union MHD_ConnectionInfo *ci =
+                MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+            const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+            if (sa && sa->sa_family == AF_INET)
+                inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, who,
+                          sizeof who);
+            else if (sa && sa->sa_family == AF_INET6)
+                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+                          who, sizeof who);
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        double wait =
+            loom_ratelimit_take(s->limit, who, (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec);
+        if (wait > 0) {
+            c->retry_after = (int)wait + 1;
+            return fail(c, 429, "requests", NULL, "rate_limit_exceeded",
+                        "rate limit reached; retry after %d s", c->retry_after);
+        }
+    }
     if (!strcmp(url, "/metrics")) {
         if (!get) return fail(c, 405, "invalid_request_error", NULL, NULL, "use GET");
         /* s->engine is set before the state leaves "loading" (seq_cst). */
@@ -610,6 +643,14 @@ loom_status loom_server_start(const loom_server_config *cfg, loom_server **out, 
             s->cors[k] = 0;
         }
     }
+    if (cfg->rate_limit > 0) {
+        double burst = cfg->rate_limit > 1 ? cfg->rate_limit : 1;
+        s->limit = loom_ratelimit_new(cfg->rate_limit, burst);
+        if (!s->limit) {
+            loom_server_free(s);
+            return LOOM_ERR_OOM;
+        }
+    }
     if (!s->metrics || (cfg->api_key && cfg->api_key[0] && !s->api_key) ||
         (cfg->cors && cfg->cors[0] && !s->cors)) {
         loom_server_free(s);
@@ -706,6 +747,7 @@ void loom_server_free(loom_server *s) {
     loom_metrics_free(s->metrics);
     free(s->api_key);
     free(s->cors);
+    loom_ratelimit_free(s->limit);
     free(s->model_name);
     free(s);
 }

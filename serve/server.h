@@ -39,6 +39,10 @@ typedef struct loom_server_config {
      * "https://app.example,http://localhost:3000", or "*"; NULL/"" = none:
      * no CORS headers and no OPTIONS preflight. Copied. */
     const char *cors;
+    /* Requests per second per client on /v1/ routes (a token bucket holding
+     * max(1, rate) requests; the client is the API key, or the address when
+     * there is no key); over it: 429 with Retry-After. 0 = no limit. */
+    double rate_limit;
 } loom_server_config;
 
 /* Listen on host:port. *out is freed with loom_server_free. */

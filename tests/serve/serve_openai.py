@@ -145,8 +145,8 @@ def run(loom, model):
     with tempfile.NamedTemporaryFile("w", suffix=".key") as kf:
         kf.write("  %s\n" % KEY)
         kf.flush()
-        with Server(loom, model, "--api-key-file", kf.name, env={"LOOM_SERVE_LOAD_DELAY_MS": "3000"},
-                    wait_ready=False) as s:
+        with Server(loom, model, "--api-key-file", kf.name, "--rate-limit", "0.2",
+                    env={"LOOM_SERVE_LOAD_DELAY_MS": "3000"}, wait_ready=False) as s:
             loading(s, name)
 
 
@@ -160,6 +160,20 @@ def loading(s, name):
                       lambda: c.chat.completions.create(model=name, messages=MSGS))
     assert e.code == "model_loading", e.body
     s.wait_health(200, timeout=60)
+    # --rate-limit 0.2: one request per 5 s per key, so of two in a row at
+    # least the second is refused with 429 and a Retry-After
+    got = []
+    for _ in range(2):
+        try:
+            c.models.list()
+            got.append(200)
+        except openai.RateLimitError as e:
+            assert e.code == "rate_limit_exceeded", e.body
+            assert int(e.response.headers["retry-after"]) >= 1, e.response.headers
+            got.append(429)
+    assert got[-1] == 429, got
+    st, _, _ = s.request("GET", "/health")  # not limited
+    assert st == 200
     assert s.stop() == 0
 
 

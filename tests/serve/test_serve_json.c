@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "serve/openai_json.h"
+#include "serve/ratelimit.h"
 #include "serve/server.h"
 #include "serve/text.h"
 
@@ -194,7 +195,34 @@ static void test_text(void) {
     CHECK(!loom_server_key_equal("secret", ""));
 }
 
+static void test_ratelimit(void) {
+    loom_ratelimit *rl = loom_ratelimit_new(2, 3); /* 2/s, burst 3 */
+    CHECK(rl != NULL);
+    if (!rl) return;
+    CHECK(loom_ratelimit_take(rl, "a", 100.0) == 0);
+    CHECK(loom_ratelimit_take(rl, "a", 100.0) == 0);
+    CHECK(loom_ratelimit_take(rl, "a", 100.0) == 0);
+    double w = loom_ratelimit_take(rl, "a", 100.0);
+    CHECK(w > 0.49 && w < 0.51);                     /* half a second to the next token */
+    CHECK(loom_ratelimit_take(rl, "b", 100.0) == 0); /* another client has its own */
+    CHECK(loom_ratelimit_take(rl, "a", 100.5) == 0); /* refilled */
+    CHECK(loom_ratelimit_take(rl, "a", 100.5) > 0);
+    CHECK(loom_ratelimit_take(rl, "a", 1000.0) == 0); /* full again, capped at burst */
+    CHECK(loom_ratelimit_take(rl, "a", 1000.0) == 0);
+    CHECK(loom_ratelimit_take(rl, "a", 1000.0) == 0);
+    CHECK(loom_ratelimit_take(rl, "a", 1000.0) > 0);
+    /* many clients: the table stays bounded and keeps working */
+    char id[32];
+    for (int i = 0; i < 20000; i++) {
+        snprintf(id, sizeof id, "client-%d", i);
+        CHECK(loom_ratelimit_take(rl, id, 2000.0 + i * 1e-3) == 0);
+    }
+    loom_ratelimit_free(rl);
+    CHECK(loom_ratelimit_new(0, 1) == NULL);
+}
+
 int main(void) {
+    test_ratelimit();
     test_chat_ok();
     test_completion_ok();
     test_errors();

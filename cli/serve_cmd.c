@@ -3,6 +3,7 @@
 #define _DEFAULT_SOURCE /* usleep */
 #define _POSIX_C_SOURCE 200809L
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,12 +18,27 @@ static void serve_usage(FILE *f) {
     fprintf(f, "usage: loom serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N]\n"
                "                  [--ctx N] [--api-key KEY | --api-key-file FILE] [--threads N]\n"
                "                  [--prefill-chunk N] [--max-body BYTES] [--timeout S]\n"
-               "                  [--cors ORIGIN,...] [--rate-limit R] [--backend NAME]\n"
+               "                  [--cors ORIGIN,...] [--rate-limit R] [--log-prompts]\n"
+               "                  [--no-access-log] [--backend NAME]\n"
                "OpenAI-compatible HTTP API: POST /v1/chat/completions, POST /v1/completions,\n"
                "GET /v1/models, GET /health, GET /metrics. Without -m: the default model of\n"
                "`loom run`. --parallel: KV slots (sequences decoded together, default 4);\n"
-               "--ctx: tokens per slot; --port 0 picks a free port. SIGTERM/SIGINT drain the\n"
-               "requests in flight, then exit.\n");
+               "--ctx: tokens per slot; --port 0 picks a free port; --timeout: seconds before\n"
+               "an idle or slow client is dropped (default 60); --cors: browser origins\n"
+               "allowed to call the API (or *); --rate-limit: requests per second per API key\n"
+               "(or client address) on /v1/ routes, 429 above. Each request is logged to\n"
+               "stderr as a JSON line, without prompt text unless --log-prompts.\n"
+               "SIGTERM/SIGINT drain the requests in flight, then exit.\n");
+}
+
+/* Access-log lines go to stderr, one JSON object per line; the lock keeps
+ * lines from the HTTP threads whole. */
+static void log_line(void *ud, const char *line) {
+    (void)ud;
+    flockfile(stderr);
+    fputs(line, stderr);
+    fputc('\n', stderr);
+    funlockfile(stderr);
 }
 
 /* First line of a file, surrounding whitespace removed; malloc'd. */
@@ -67,12 +83,21 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
     double rate = 0;
     long port = 8080, parallel = 4, ctx = 0, threads = 4, chunk = 128, max_body = 1 << 20,
          timeout = 60;
+    bool access_log = true, log_prompts = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             serve_usage(stdout);
             return 0;
+        }
+        if (!strcmp(a, "--log-prompts")) {
+            log_prompts = true;
+            continue;
+        }
+        if (!strcmp(a, "--no-access-log")) {
+            access_log = false;
+            continue;
         }
         if (!v) {
             fprintf(stderr, "loom serve: unknown option or missing value: '%s'\n", a);
@@ -160,7 +185,9 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
                              .max_body = (size_t)max_body,
                              .timeout_s = (int)timeout,
                              .cors = cors,
-                             .rate_limit = rate};
+                             .rate_limit = rate,
+                             .access_log = access_log ? log_line : NULL,
+                             .log_prompts = log_prompts};
     loom_server *srv = NULL;
     char err[1024] = "";
     loom_status st = loom_server_start(&sc, &srv, err, sizeof err);

@@ -19,6 +19,7 @@
 #include "serve/metrics.h"
 #include "serve/openai_json.h"
 #include "serve/ratelimit.h"
+#include "serve/text.h"
 #include "serve/server.h"
 
 enum { ST_LOADING = 0, ST_READY, ST_DRAINING };
@@ -34,6 +35,9 @@ struct loom_server {
     char *api_key;
     char *cors;            /* ",origin1,origin2," or NULL; "*" for any */
     loom_ratelimit *limit; /* NULL: no rate limit */
+    void (*access_log)(void *ud, const char *line);
+    void *access_log_ud;
+    bool log_prompts;
     size_t max_body;
     atomic_int state;
     atomic_int in_flight; /* generation requests submitted and not yet closed */
@@ -55,6 +59,14 @@ typedef struct conn_ctx {
     atomic_int refs;
     const char *route;
     int retry_after; /* seconds, for a 429 */
+    /* access log */
+    char method[16];
+    char *path; /* valid UTF-8 copy */
+    double t0;
+    int status;
+    int64_t n_prompt, n_gen;
+    const char *finish;
+    char *prompt_log; /* with log_prompts only */
     char *body;
     size_t len, cap;
     bool too_big;
@@ -65,11 +77,18 @@ typedef struct conn_ctx {
     loom_serve_meta meta;
     char id[48];
     bool stream, include_usage, finished;
+    bool gone; /* the reader saw the client close */
     char *acc; /* non-streaming: the whole text */
     size_t acc_len;
     char *out; /* bytes MHD has not taken yet */
     size_t out_len, out_off;
 } conn_ctx;
+
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static uint64_t splitmix(uint64_t *x) {
     uint64_t z = (*x += 0x9E3779B97F4A7C15ull);
@@ -102,6 +121,8 @@ static void ctx_unref(conn_ctx *c) {
         loom_engine_req_release(c->req);
     }
     if (c->counted) atomic_fetch_sub(&c->srv->in_flight, 1);
+    free(c->path);
+    free(c->prompt_log);
     free(c->body);
     free(c->acc);
     free(c->out);
@@ -147,6 +168,7 @@ static enum MHD_Result reply(conn_ctx *c, int status, const char *ctype, char *b
     enum MHD_Result ok = MHD_queue_response(c->conn, (unsigned)status, r);
     MHD_destroy_response(r);
     loom_metrics_count(c->srv->metrics, c->route, status);
+    c->status = status;
     return ok;
 }
 
@@ -231,6 +253,9 @@ static char *dup_s(const char *s) {
 static void format_output(conn_ctx *c, loom_engine_out *o) {
     const char *finish = loom_engine_finish_str(o->finish);
     bool done = o->finish != LOOM_FINISH_NONE;
+    c->n_prompt = o->n_prompt;
+    c->n_gen = o->n_gen;
+    if (done) c->finish = finish ? finish : "abort";
     if (c->stream) {
         bool chat = c->meta.kind == LOOM_SERVE_CHAT;
         if (o->len || (o->first && chat))
@@ -306,7 +331,10 @@ static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max) {
         }
         set_out(c, NULL);
         if (c->finished) return MHD_CONTENT_READER_END_OF_STREAM;
-        if (peer_gone(c)) return MHD_CONTENT_READER_END_WITH_ERROR; /* frees the slot */
+        if (peer_gone(c)) {
+            c->gone = true;
+            return MHD_CONTENT_READER_END_WITH_ERROR; /* frees the slot */
+        }
         loom_engine_out o;
         if (!loom_engine_take(c->req, &o, on_empty, c)) return 0; /* suspended */
         format_output(c, &o);
@@ -319,6 +347,25 @@ static void reader_free(void *cls) {
 }
 
 /* ---- generation endpoints ---- */
+
+/* The request's text for --log-prompts ("role: content" lines for chat),
+ * repaired to valid UTF-8 so that the log line is valid JSON. */
+static char *prompt_text(const loom_serve_params *p) {
+    size_t n = p->prompt ? strlen(p->prompt) : 0;
+    for (size_t i = 0; i < p->n_messages; i++)
+        n += strlen(p->messages[i].role) + strlen(p->messages[i].content) + 3;
+    char *t = malloc(n + 1);
+    if (!t) return NULL;
+    size_t k = 0;
+    if (p->prompt) k += (size_t)snprintf(t, n + 1, "%s", p->prompt);
+    for (size_t i = 0; i < p->n_messages; i++)
+        k += (size_t)snprintf(t + k, n + 1 - k, "%s: %s\n", p->messages[i].role,
+                              p->messages[i].content);
+    size_t m;
+    char *r = loom_utf8_repair(t, k, &m);
+    free(t);
+    return r;
+}
 
 static enum MHD_Result generate(conn_ctx *c, loom_serve_kind kind) {
     loom_server *s = c->srv;
@@ -382,6 +429,9 @@ static enum MHD_Result generate(conn_ctx *c, loom_serve_kind kind) {
     in.n_stop = p.n_stop;
     c->stream = p.stream;
     c->include_usage = p.include_usage;
+    c->n_prompt = (int64_t)n_ids;
+    c->n_gen = 0;
+    if (s->log_prompts) c->prompt_log = prompt_text(&p);
     c->meta.kind = kind;
     snprintf(c->id, sizeof c->id, "%s-%016llx", kind == LOOM_SERVE_CHAT ? "chatcmpl" : "cmpl",
              (unsigned long long)fresh(s));
@@ -409,6 +459,7 @@ static enum MHD_Result generate(conn_ctx *c, loom_serve_kind kind) {
     enum MHD_Result ok = MHD_queue_response(c->conn, MHD_HTTP_OK, r);
     MHD_destroy_response(r);
     loom_metrics_count(s->metrics, c->route, 200);
+    c->status = 200;
     return ok;
 }
 
@@ -449,6 +500,20 @@ static char *models_json(loom_server *s, bool one) {
     return b;
 }
 
+/* The client's IP address as text ("?" when unknown). */
+static void client_addr(struct MHD_Connection *conn, char *out, size_t n) {
+    snprintf(out, n, "?");
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
+                  (socklen_t)n);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
+                  (socklen_t)n);
+}
+
 static bool authorized(conn_ctx *c) {
     loom_server *s = c->srv;
     if (!s->api_key) return true;
@@ -478,6 +543,7 @@ static enum MHD_Result route(conn_ctx *c, const char *url, const char *method) {
         enum MHD_Result ok = MHD_queue_response(c->conn, 204, r);
         MHD_destroy_response(r);
         loom_metrics_count(s->metrics, c->route, 204);
+        c->status = 204;
         return ok;
     }
     if (!strcmp(url, "/health")) {
@@ -495,24 +561,9 @@ static enum MHD_Result route(conn_ctx *c, const char *url, const char *method) {
         return fail(c, 401, "invalid_request_error", NULL, "invalid_api_key",
                     "missing or incorrect API key (send 'Authorization: Bearer KEY')");
     if (s->limit && !strncmp(url, "/v1/", 4)) {
-        char who[INET6_ADDRSTRLEN + 8] = "?";
-        if (s->api_key) {
-            snprintf(who, sizeof who, "key"); /* one key for now: its bucket */
-        } else {
-            const union MHD_ConnectionInfo *ci =
-                MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-            const struct sockaddr *sa = ci ? ci->client_addr : NULL;
-            if (sa && sa->sa_family == AF_INET)
-                inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, who,
-                          sizeof who);
-            else if (sa && sa->sa_family == AF_INET6)
-                inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
-                          who, sizeof who);
-        }
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        double wait =
-            loom_ratelimit_take(s->limit, who, (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec);
+        char who[INET6_ADDRSTRLEN + 8] = "key"; /* one key for now: its bucket */
+        if (!s->api_key) client_addr(c->conn, who, sizeof who);
+        double wait = loom_ratelimit_take(s->limit, who, mono_s());
         if (wait > 0) {
             c->retry_after = (int)wait + 1;
             return fail(c, 429, "requests", NULL, "rate_limit_exceeded",
@@ -558,6 +609,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         c->conn = conn;
         atomic_init(&c->refs, 1);
         c->route = loom_metrics_route(url);
+        c->t0 = mono_s();
+        c->n_prompt = c->n_gen = -1;
+        snprintf(c->method, sizeof c->method, "%s", method);
+        if (s->access_log) {
+            size_t pl = strlen(url), m;
+            c->path = loom_utf8_repair(url, pl > 512 ? 512 : pl, &m);
+        }
         *req_cls = c;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > HARD_BODY_LIMIT) {
@@ -595,13 +653,45 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return route(c, url, method);
 }
 
+static void access_log(conn_ctx *c, struct MHD_Connection *conn,
+                       enum MHD_RequestTerminationCode toe) {
+    char addr[INET6_ADDRSTRLEN + 8];
+    client_addr(conn, addr, sizeof addr);
+    const char *outcome = "error";
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        outcome = "ok";
+    else if (toe == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED)
+        outcome = "timeout";
+    else if (c->gone || toe == MHD_REQUEST_TERMINATED_CLIENT_ABORT ||
+             toe == MHD_REQUEST_TERMINATED_READ_ERROR)
+        outcome = "client_gone";
+    else if (toe == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN)
+        outcome = "shutdown";
+    loom_access_entry e = {
+        .method = c->method,
+        .path = c->path,
+        .client = addr,
+        .status = c->status,
+        .duration_s = mono_s() - c->t0,
+        .outcome = outcome,
+        .id = c->req ? c->id : NULL,
+        .finish = c->finish,
+        .n_prompt = c->req ? c->n_prompt : -1,
+        .n_gen = c->req ? c->n_gen : -1,
+        .stream = c->req ? c->stream : -1,
+        .prompt = c->prompt_log,
+    };
+    char *line = loom_access_log_json(&e);
+    if (line) c->srv->access_log(c->srv->access_log_ud, line);
+    free(line);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                          enum MHD_RequestTerminationCode toe) {
     (void)cls;
-    (void)conn;
-    (void)toe;
     conn_ctx *c = *req_cls;
     *req_cls = NULL;
+    if (c && c->srv->access_log) access_log(c, conn, toe);
     /* A client that went away mid-stream: cancel now so that its KV slot
      * is free at the engine's next step (ctx_unref does it on the last ref;
      * the response may still hold one). */
@@ -643,6 +733,9 @@ loom_status loom_server_start(const loom_server_config *cfg, loom_server **out, 
             s->cors[k] = 0;
         }
     }
+    s->access_log = cfg->access_log;
+    s->access_log_ud = cfg->access_log_ud;
+    s->log_prompts = cfg->log_prompts;
     if (cfg->rate_limit > 0) {
         double burst = cfg->rate_limit > 1 ? cfg->rate_limit : 1;
         s->limit = loom_ratelimit_new(cfg->rate_limit, burst);

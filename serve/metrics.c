@@ -2,6 +2,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "serve/metrics.h"
 
+#include <cjson/cJSON.h>
+
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -157,4 +159,24 @@ char *loom_metrics_render(loom_metrics *m, const loom_engine_stats *e) {
         return NULL;
     }
     return b.buf;
+}
+
+char *loom_access_log_json(const loom_access_entry *e) {
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return NULL;
+    if (e->method) cJSON_AddStringToObject(o, "method", e->method);
+    if (e->path) cJSON_AddStringToObject(o, "path", e->path);
+    cJSON_AddNumberToObject(o, "status", e->status);
+    cJSON_AddNumberToObject(o, "ms", (double)(int64_t)(e->duration_s * 1e4) / 10.0);
+    if (e->client) cJSON_AddStringToObject(o, "client", e->client);
+    if (e->outcome) cJSON_AddStringToObject(o, "outcome", e->outcome);
+    if (e->id) cJSON_AddStringToObject(o, "id", e->id);
+    if (e->stream >= 0) cJSON_AddBoolToObject(o, "stream", e->stream);
+    if (e->n_prompt >= 0) cJSON_AddNumberToObject(o, "prompt_tokens", (double)e->n_prompt);
+    if (e->n_gen >= 0) cJSON_AddNumberToObject(o, "completion_tokens", (double)e->n_gen);
+    if (e->finish) cJSON_AddStringToObject(o, "finish_reason", e->finish);
+    if (e->prompt) cJSON_AddStringToObject(o, "prompt", e->prompt);
+    char *line = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return line;
 }

@@ -43,6 +43,12 @@ typedef struct loom_server_config {
      * max(1, rate) requests; the client is the API key, or the address when
      * there is no key); over it: 429 with Retry-After. 0 = no limit. */
     double rate_limit;
+    /* Access log: one JSON line per finished request (no newline), called
+     * on an HTTP thread (so it must be thread-safe); NULL = none. Prompt
+     * text is included only with log_prompts. */
+    void (*access_log)(void *ud, const char *line);
+    void *access_log_ud;
+    bool log_prompts;
 } loom_server_config;
 
 /* Listen on host:port. *out is freed with loom_server_free. */

@@ -186,6 +186,16 @@ def run(loom, model):
         assert s.metric("loom_generation_tokens_total") >= s.metric("loom_inter_token_latency_seconds_count")
         rc = s.stop()
         assert rc == 0, (rc, s.read_log())
+        # the access log: one JSON object per request, no prompt text
+        lines = [json.loads(ln) for ln in s.read_log().splitlines() if ln.startswith("{")]
+        assert len(lines) >= N_ROUNDS + 50, len(lines)
+        assert all({"method", "path", "status", "ms", "client", "outcome"} <= set(ln) for ln in lines)
+        assert not any("prompt" in ln for ln in lines)
+        gen = [ln for ln in lines if ln["path"] == "/v1/completions" and ln["status"] == 200]
+        bad = [ln for ln in gen if "prompt_tokens" not in ln or "completion_tokens" not in ln]
+        assert gen and not bad, bad[:3]
+        assert any(ln["outcome"] == "client_gone" for ln in gen), gen[:5]
+        assert any(ln["status"] == 413 for ln in lines) and any(ln["status"] == 404 for ln in lines)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ def expect_status(exc_type, status, fn, param=None):
 
 def run(loom, model):
     name = os.path.basename(model)[: -len(".gguf")]
-    with Server(loom, model, "--parallel", "2", "--ctx", "256", "--api-key", KEY) as s:
+    with Server(loom, model, "--parallel", "2", "--ctx", "256", "--api-key", KEY, "--log-prompts") as s:
         c = openai.OpenAI(base_url=s.base + "/v1", api_key=KEY, max_retries=0, timeout=60)
 
         ids = [m.id for m in c.models.list().data]
@@ -140,12 +140,17 @@ def run(loom, model):
         conn.close()
         s.proc.wait(timeout=30)
         assert s.proc.returncode == 0, (s.proc.returncode, s.read_log())
+        # --log-prompts: the request text is in the access log
+        lines = [json.loads(ln) for ln in s.read_log().splitlines() if ln.startswith("{")]
+        chat = [ln for ln in lines if ln["path"] == "/v1/chat/completions" and ln["status"] == 200]
+        assert chat and "user: Hello there!" in chat[0]["prompt"], chat[:1]
+        assert KEY not in s.read_log()
 
     # 503 while the model loads (and the key from --api-key-file)
     with tempfile.NamedTemporaryFile("w", suffix=".key") as kf:
         kf.write("  %s\n" % KEY)
         kf.flush()
-        with Server(loom, model, "--api-key-file", kf.name, "--rate-limit", "0.2",
+        with Server(loom, model, "--api-key-file", kf.name, "--rate-limit", "0.2", "--log-prompts",
                     env={"LOOM_SERVE_LOAD_DELAY_MS": "3000"}, wait_ready=False) as s:
             loading(s, name)
 
@@ -175,6 +180,10 @@ def loading(s, name):
     st, _, _ = s.request("GET", "/health")  # not limited
     assert st == 200
     assert s.stop() == 0
+    lines = [json.loads(ln) for ln in s.read_log().splitlines() if ln.startswith("{")]
+    chat = [ln for ln in lines if ln["path"] == "/v1/chat/completions"]
+    assert chat and chat[0]["status"] == 503, chat  # loading: refused before any prompt
+    assert any(ln["status"] == 429 for ln in lines), lines
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-/* serve/http.c - routes, auth and streaming on libmicrohttpd (see server.h). */
+/* serve/http.c - routes, auth, limits and the daemon on libmicrohttpd (see
+ * server.h); the streaming response is serve/http_stream.c. */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,67 +23,14 @@
 #include "serve/text.h"
 #include "serve/server.h"
 
-enum { ST_LOADING = 0, ST_READY, ST_DRAINING };
+#include "serve/http_internal.h"
 
-/* Bodies above this are not even read (the connection is closed after the
- * 413); between max_body and this they are read and thrown away so that the
- * client, still sending, gets the 413 instead of a reset. */
-#define HARD_BODY_LIMIT ((size_t)64 << 20)
-
-struct loom_server {
-    struct MHD_Daemon *d;
-    int port;
-    char *api_key;
-    char *cors;            /* ",origin1,origin2," or NULL; "*" for any */
-    loom_ratelimit *limit; /* NULL: no rate limit */
-    void (*access_log)(void *ud, const char *line);
-    void *access_log_ud;
-    bool log_prompts;
-    size_t max_body;
-    atomic_int state;
-    atomic_int in_flight; /* generation requests submitted and not yet closed */
-    atomic_ullong counter;
-    loom_metrics *metrics;
-    loom_model *model;
-    const loom_tokenizer *tok;
-    char *model_name;
-    int64_t n_ctx;
-    int64_t started;
-    loom_engine *engine;
-};
-
-/* Per-request state, from the first access-handler call until MHD's
- * completion notice and the response's free callback have both run. */
-typedef struct conn_ctx {
-    loom_server *srv;
-    struct MHD_Connection *conn;
-    atomic_int refs;
-    const char *route;
-    int retry_after; /* seconds, for a 429 */
-    /* access log */
-    char method[16];
-    char *path; /* valid UTF-8 copy */
-    double t0;
-    int status;
-    int64_t n_prompt, n_gen;
-    const char *finish;
-    char *prompt_log; /* with log_prompts only */
-    char *body;
-    size_t len, cap;
-    bool too_big;
-    /* generation */
-    loom_engine_req *req;
-    bool counted;   /* in srv->in_flight */
-    bool suspended; /* under the request's lock (engine.h: take/notify) */
-    loom_serve_meta meta;
-    char id[48];
-    bool stream, include_usage, finished;
-    bool gone; /* the reader saw the client close */
-    char *acc; /* non-streaming: the whole text */
-    size_t acc_len;
-    char *out; /* bytes MHD has not taken yet */
-    size_t out_len, out_off;
-} conn_ctx;
+static char *dup_s(const char *s) {
+    size_t n = strlen(s);
+    char *d = malloc(n + 1);
+    if (d) memcpy(d, s, n + 1);
+    return d;
+}
 
 static double mono_s(void) {
     struct timespec ts;
@@ -114,7 +62,7 @@ bool loom_server_key_equal(const char *secret, const char *given) {
     return diff == 0;
 }
 
-static void ctx_unref(conn_ctx *c) {
+void loom_http_ctx_unref(conn_ctx *c) {
     if (atomic_fetch_sub(&c->refs, 1) != 1) return;
     if (c->req) {
         loom_engine_cancel(c->req);
@@ -198,152 +146,6 @@ static enum MHD_Result unavailable(conn_ctx *c) {
     bool loading = atomic_load(&c->srv->state) == ST_LOADING;
     return fail(c, 503, "server_error", NULL, loading ? "model_loading" : "server_draining",
                 loading ? "the model is still loading" : "the server is shutting down");
-}
-
-/* ---- streaming (engine -> connection) ---- */
-
-/* Engine thread, request lock held: more output; wake the connection. */
-static void on_notify(void *ud) {
-    conn_ctx *c = ud;
-    if (c->suspended) {
-        c->suspended = false;
-        MHD_resume_connection(c->conn);
-    }
-}
-
-/* MHD thread, request lock held: nothing to send yet; sleep until notified. */
-static void on_empty(void *ud) {
-    conn_ctx *c = ud;
-    c->suspended = true;
-    MHD_suspend_connection(c->conn);
-}
-
-static void set_out(conn_ctx *c, char *s) {
-    free(c->out);
-    c->out = s;
-    c->out_len = s ? strlen(s) : 0;
-    c->out_off = 0;
-}
-
-/* Append to c->out (which MHD has fully taken when this is called). */
-static void add_out(conn_ctx *c, char *s) {
-    if (!s) return;
-    if (!c->out) {
-        set_out(c, s);
-        return;
-    }
-    size_t n = strlen(s);
-    char *b = realloc(c->out, c->out_len + n + 1);
-    if (b) {
-        memcpy(b + c->out_len, s, n + 1);
-        c->out = b;
-        c->out_len += n;
-    }
-    free(s);
-}
-
-static char *dup_s(const char *s) {
-    size_t n = strlen(s);
-    char *d = malloc(n + 1);
-    if (d) memcpy(d, s, n + 1);
-    return d;
-}
-
-/* Turn what the engine produced into bytes for the client. */
-static void format_output(conn_ctx *c, loom_engine_out *o) {
-    const char *finish = loom_engine_finish_str(o->finish);
-    bool done = o->finish != LOOM_FINISH_NONE;
-    c->n_prompt = o->n_prompt;
-    c->n_gen = o->n_gen;
-    if (done) c->finish = finish ? finish : "abort";
-    if (c->stream) {
-        bool chat = c->meta.kind == LOOM_SERVE_CHAT;
-        if (o->len || (o->first && chat))
-            add_out(c, loom_serve_sse_chunk(&c->meta, o->text ? o->text : "", o->len,
-                                            o->first && chat, NULL, c->include_usage));
-        if (done) {
-            if (finish) {
-                add_out(c, loom_serve_sse_chunk(&c->meta, "", 0, false, finish, c->include_usage));
-                if (c->include_usage)
-                    add_out(c, loom_serve_sse_usage(&c->meta, o->n_prompt, o->n_gen));
-            } else {
-                loom_serve_error e;
-                loom_serve_error_set(&e, 500, "server_error", NULL, NULL, "generation failed: %s",
-                                     o->error[0] ? o->error : "aborted");
-                char *j = loom_serve_error_json(&e);
-                size_t n = j ? strlen(j) : 0;
-                char *s = j ? malloc(n + 9) : NULL;
-                if (s) snprintf(s, n + 9, "data: %s\n\n", j);
-                free(j);
-                add_out(c, s);
-            }
-            add_out(c, dup_s(loom_serve_sse_done()));
-            c->finished = true;
-        }
-    } else {
-        if (o->len) {
-            char *b = realloc(c->acc, c->acc_len + o->len + 1);
-            if (b) {
-                memcpy(b + c->acc_len, o->text, o->len);
-                c->acc = b;
-                c->acc_len += o->len;
-                c->acc[c->acc_len] = 0;
-            }
-        }
-        if (done) {
-            if (finish) {
-                set_out(c, loom_serve_response_json(&c->meta, c->acc ? c->acc : "", c->acc_len,
-                                                    finish, o->n_prompt, o->n_gen));
-            } else {
-                loom_serve_error e;
-                loom_serve_error_set(&e, 500, "server_error", NULL, NULL, "generation failed: %s",
-                                     o->error[0] ? o->error : "aborted");
-                set_out(c, loom_serve_error_json(&e));
-            }
-            c->finished = true;
-        }
-    }
-}
-
-/* Has the client closed its end? A suspended connection is not watched by
- * MHD, and a non-streaming response writes nothing until the end, so the
- * reader looks itself each time the engine wakes it (once per token): an
- * orderly close reads as 0 bytes, a reset as an error. */
-static bool peer_gone(conn_ctx *c) {
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (!ci) return false;
-    char b;
-    ssize_t n = recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
-}
-
-static ssize_t reader(void *cls, uint64_t pos, char *buf, size_t max) {
-    (void)pos;
-    conn_ctx *c = cls;
-    for (;;) {
-        if (c->out_off < c->out_len) {
-            size_t n = c->out_len - c->out_off;
-            if (n > max) n = max;
-            memcpy(buf, c->out + c->out_off, n);
-            c->out_off += n;
-            return (ssize_t)n;
-        }
-        set_out(c, NULL);
-        if (c->finished) return MHD_CONTENT_READER_END_OF_STREAM;
-        if (peer_gone(c)) {
-            c->gone = true;
-            return MHD_CONTENT_READER_END_WITH_ERROR; /* frees the slot */
-        }
-        loom_engine_out o;
-        if (!loom_engine_take(c->req, &o, on_empty, c)) return 0; /* suspended */
-        format_output(c, &o);
-        free(o.text);
-    }
-}
-
-static void reader_free(void *cls) {
-    ctx_unref(cls);
 }
 
 /* ---- generation endpoints ---- */
@@ -441,12 +243,12 @@ static enum MHD_Result generate(conn_ctx *c, loom_serve_kind kind) {
     /* Counted before submit so that a drain cannot miss it. */
     atomic_fetch_add(&s->in_flight, 1);
     c->counted = true;
-    st = loom_engine_submit(s->engine, &in, on_notify, c, &c->req);
+    st = loom_engine_submit(s->engine, &in, loom_http_on_notify, c, &c->req);
     free(ids);
     loom_serve_params_free(&p);
     if (st != LOOM_OK) return unavailable(c);
-    struct MHD_Response *r =
-        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, reader, c, reader_free);
+    struct MHD_Response *r = MHD_create_response_from_callback(
+        MHD_SIZE_UNKNOWN, 4096, loom_http_reader, c, loom_http_reader_free);
     if (!r) return MHD_NO;
     atomic_fetch_add(&c->refs, 1); /* the response's */
     add_cors(c, r);
@@ -696,7 +498,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
      * is free at the engine's next step (ctx_unref does it on the last ref;
      * the response may still hold one). */
     if (c && c->req) loom_engine_cancel(c->req);
-    if (c) ctx_unref(c);
+    if (c) loom_http_ctx_unref(c);
 }
 
 /* MHD reports internal errors here; the library must not print. */

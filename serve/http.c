@@ -2,6 +2,7 @@
  * server.h); the streaming response is serve/http_stream.c. */
 #define _POSIX_C_SOURCE 200809L
 #include <arpa/inet.h>
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -268,38 +269,20 @@ static enum MHD_Result generate(conn_ctx *c, loom_serve_kind kind) {
 /* ---- other routes ---- */
 
 static char *models_json(loom_server *s, bool one) {
-    char *name = s->model_name;
-    size_t n = strlen(name) + 256;
-    char *b = malloc(n);
-    if (!b) return NULL;
-    /* The name is ours (a file name): escape only what JSON requires. */
-    char esc[512];
-    size_t k = 0;
-    for (const char *p = name; *p && k + 7 < sizeof esc; p++) {
-        unsigned char ch = (unsigned char)*p;
-        if (ch == '"' || ch == '\\') {
-            esc[k++] = '\\';
-            esc[k++] = (char)ch;
-        } else if (ch < 0x20) {
-            k += (size_t)snprintf(esc + k, sizeof esc - k, "\\u%04x", ch);
-        } else {
-            esc[k++] = (char)ch;
-        }
+    cJSON *item = cJSON_CreateObject();
+    cJSON_AddStringToObject(item, "id", s->model_name);
+    cJSON_AddStringToObject(item, "object", "model");
+    cJSON_AddNumberToObject(item, "created", (double)s->started);
+    cJSON_AddStringToObject(item, "owned_by", "loom");
+    cJSON *root = item;
+    if (!one) {
+        root = cJSON_CreateObject();
+        cJSON_AddStringToObject(root, "object", "list");
+        cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "data"), item);
     }
-    esc[k] = 0;
-    char item[768];
-    snprintf(item, sizeof item,
-             "{\"id\":\"%s\",\"object\":\"model\",\"created\":%lld,\"owned_by\":\"loom\"}", esc,
-             (long long)s->started);
-    free(b);
-    size_t m = strlen(item) + 64;
-    b = malloc(m);
-    if (!b) return NULL;
-    if (one)
-        snprintf(b, m, "%s", item);
-    else
-        snprintf(b, m, "{\"object\":\"list\",\"data\":[%s]}", item);
-    return b;
+    char *out = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return out;
 }
 
 /* The client's IP address as text ("?" when unknown). */

@@ -3,6 +3,8 @@
 #ifndef LOOM_CLI_H
 #define LOOM_CLI_H
 
+#include <stddef.h>
+
 /* `loom devices`: every registered backend and which one would be selected. */
 int loom_cli_devices(const char *backend);
 /* `loom demo`: one transformer block on random weights, on the selected backend. */
@@ -17,5 +19,11 @@ int loom_cli_export_gguf(int argc, char **argv);
 int loom_cli_info(const char *backend, int argc, char **argv);
 int loom_cli_run(const char *backend, int argc, char **argv);
 int loom_cli_chat(const char *backend, int argc, char **argv);
+/* The path of the default model `loom run` uses without -m (under the build
+ * tree), created on first use; 0 on success, else an exit code. */
+int loom_cli_default_model(char *path, size_t n);
+
+/* cli/serve_cmd.c: `loom serve` (serve/server.h). */
+int loom_cli_serve(const char *backend, int argc, char **argv);
 
 #endif

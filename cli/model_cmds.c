@@ -297,6 +297,8 @@ static int default_model(char *path, size_t n) {
     return make_model(DEFAULT_PRESET, LOOM_Q8_0, DEFAULT_SEED, NULL, path);
 }
 
+int loom_cli_default_model(char *path, size_t n) { return default_model(path, n); }
+
 /* ---------------- info ---------------- */
 
 static void info_usage(FILE *f) {

@@ -12,8 +12,9 @@ set -euo pipefail
 # Build and test toolchain.
 BUILD_PKGS=(build-essential cmake ninja-build pkg-config python3 python3-pip)
 # Libraries libloom links: PCRE2 (the Llama-3 tokenizer's pre-tokenization regex)
-# and cJSON (reading Hugging Face tokenizer.json).
-LIB_PKGS=(libpcre2-dev libcjson-dev)
+# and cJSON (reading Hugging Face tokenizer.json; also `loom serve`'s JSON), and
+# libmicrohttpd, the HTTP server of `loom serve` (docs/adr/0019-serving.md).
+LIB_PKGS=(libpcre2-dev libcjson-dev libmicrohttpd-dev)
 # Vulkan backend: headers/loader, lavapipe (a CPU Vulkan device, so the
 # backend is exercised even without a GPU), vulkaninfo, shader compiler and
 # SPIR-V validator. See ../shared/notes/toolchains.md in the project notes.

@@ -74,6 +74,15 @@ SPEC = {
                        "--min-time": ("float", 0, 3600),
                        "--clock": ("choice", ["wall", "cpu"]),
                        "--peers": ("choice", ["off", "on"])},
+    ("serve",): {"-m": ("str",), "--model": ("str",), "--host": ("str",),
+                 "--port": ("int", 0, 65535), "--parallel": ("int", 1, 256),
+                 "--ctx": ("int", 0, 16777216), "--api-key": ("str",),
+                 "--api-key-file": ("str",), "--threads": ("int", 1, 256),
+                 "--prefill-chunk": ("int", 1, 65536),
+                 "--max-body": ("int", 1024, 67108864), "--timeout": ("int", 1, 3600),
+                 "--cors": ("str",), "--rate-limit": ("float", 0.001, 1000000),
+                 "--log-prompts": ("flag",), "--no-access-log": ("flag",),
+                 "--backend": ("str",)},
 }
 # The name in error messages ("loom bench: ..." for `loom bench ops`).
 ERR_NAME = {("bench", "ops"): "bench"}
@@ -94,7 +103,7 @@ def bad_values(kind):
     k = kind[0]
     if k == "int":
         lo, hi = kind[1], kind[2]
-        rng = RANGE.replace("{lo}", str(lo)).replace("{hi}", str(hi))
+        rng = RANGE.replace("{lo}", re.escape(str(lo))).replace("{hi}", re.escape(str(hi)))
         return [("abc", NAN), ("5x", NAN), ("", NAN), (" 5", NAN), ("1.5", NAN), ("0x10", NAN),
                 ("1e3", NAN), (str(lo - 1), rng), (str(hi + 1), rng),
                 ("99999999999999999999", rng), ("-99999999999999999999", rng)]
@@ -105,7 +114,7 @@ def bad_values(kind):
                 ("0x10000000000000000", rng)]
     if k == "float":
         lo, hi = kind[1], kind[2]
-        rng = RANGE.replace("{lo}", fmt(float(lo))).replace("{hi}", fmt(float(hi)))
+        rng = RANGE.replace("{lo}", re.escape(fmt(float(lo)))).replace("{hi}", re.escape(fmt(float(hi))))
         return [("abc", NAN), ("", NAN), ("0.5x", NAN), ("nan", NAN), ("inf", NAN),
                 ("-inf", NAN), ("0x1p3", NAN), (" 1", NAN), ("1e999", rng),
                 (repr(lo - 0.5), rng), (repr(hi + 0.5), rng)]
@@ -279,6 +288,13 @@ def main():
     r.expect_usage_error(["bench", "bogus"], r"loom bench: unknown benchmark 'bogus' \(ops\)")
     for argv in (["--help"], ["-h"], ["help"]):
         r.expect_help(argv, [])
+    # Every subcommand the top-level usage lists has a row in SPEC (a new
+    # subcommand without one fails here).
+    top = r.run(["--help"]).stdout
+    listed = set(re.findall(r"^  ([a-z][a-z-]+) ", top, re.M)) - {"help"}
+    covered = {w[0] for w in SPEC} | {"bench"}
+    for cmd in sorted(listed - covered):
+        r.fail([cmd], "subcommand %s is in `loom --help` but not in SPEC" % cmd)
     r.expect_help(["bench", "--help"], ["bench"])
     r.expect_help(["bench", "-h"], ["bench"])
 

@@ -1,0 +1,31 @@
+/* serve/chat.h - chat messages to prompt tokens for `loom serve`.
+ *
+ * The rendering is loom_chat_format_llama3's (the one template); what this
+ * adds is how the result is encoded: the template's own text (headers,
+ * <|eot_id|>) with special-token parsing, each message's content as plain
+ * text (LOOM_TOK_NO_SPECIAL), so a client cannot forge turns or an EOS by
+ * writing "<|eot_id|>" in a message. For contents without special-token text
+ * the ids equal encoding the whole rendered prompt. */
+#ifndef LOOM_SERVE_CHAT_H
+#define LOOM_SERVE_CHAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loom/status.h"
+#include "loom/tokenizer.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Render messages with the generation prompt and encode them. *ids is
+ * malloc'd (caller frees). Errors (out of memory, a tokenizer failure, or a
+ * template that does not have the expected shape) are described in err. */
+loom_status loom_serve_chat_encode(const loom_tokenizer *tok, const loom_chat_message *msgs,
+                                   size_t n, int32_t **ids, size_t *n_ids, char *err, size_t err_n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,91 @@
+/* serve/http_internal.h - what serve/http.c (routes) and serve/http_stream.c
+ * (the streaming response) share: the server and per-request state. Not a
+ * public interface. */
+#ifndef LOOM_SERVE_HTTP_INTERNAL_H
+#define LOOM_SERVE_HTTP_INTERNAL_H
+
+#include <microhttpd.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "serve/engine.h"
+#include "serve/metrics.h"
+#include "serve/openai_json.h"
+#include "serve/ratelimit.h"
+#include "serve/server.h"
+
+enum { ST_LOADING = 0, ST_READY, ST_DRAINING };
+
+/* Bodies above this are not even read (the connection is closed after the
+ * 413); between max_body and this they are read and thrown away so that the
+ * client, still sending, gets the 413 instead of a reset. */
+#define HARD_BODY_LIMIT ((size_t)64 << 20)
+
+struct loom_server {
+    struct MHD_Daemon *d;
+    int port;
+    char *api_key;
+    char *cors;            /* ",origin1,origin2," or NULL; "*" for any */
+    loom_ratelimit *limit; /* NULL: no rate limit */
+    void (*access_log)(void *ud, const char *line);
+    void *access_log_ud;
+    bool log_prompts;
+    size_t max_body;
+    atomic_int state;
+    atomic_int in_flight; /* generation requests submitted and not yet closed */
+    atomic_ullong counter;
+    loom_metrics *metrics;
+    loom_model *model;
+    const loom_tokenizer *tok;
+    char *model_name;
+    int64_t n_ctx;
+    int64_t started;
+    loom_engine *engine;
+};
+
+/* Per-request state, from the first access-handler call until MHD's
+ * completion notice and the response's free callback have both run. */
+typedef struct conn_ctx {
+    loom_server *srv;
+    struct MHD_Connection *conn;
+    atomic_int refs;
+    const char *route;
+    int retry_after; /* seconds, for a 429 */
+    /* access log */
+    char method[16];
+    char *path; /* valid UTF-8 copy */
+    double t0;
+    int status;
+    int64_t n_prompt, n_gen;
+    const char *finish;
+    char *prompt_log; /* with log_prompts only */
+    char *body;
+    size_t len, cap;
+    bool too_big;
+    /* generation */
+    loom_engine_req *req;
+    bool counted;   /* in srv->in_flight */
+    bool suspended; /* under the request's lock (engine.h: take/notify) */
+    loom_serve_meta meta;
+    char id[48];
+    bool stream, include_usage, finished;
+    bool gone; /* the reader saw the client close */
+    char *acc; /* non-streaming: the whole text */
+    size_t acc_len;
+    char *out; /* bytes MHD has not taken yet */
+    size_t out_len, out_off;
+} conn_ctx;
+
+/* Drop a reference to c; the last one cancels and releases its request. */
+void loom_http_ctx_unref(conn_ctx *c);
+
+/* The engine's notify callback (engine thread, request lock held). */
+void loom_http_on_notify(void *ud);
+/* MHD content reader of a generation response and its free callback (cls is
+ * the conn_ctx, which holds a reference for the response). */
+ssize_t loom_http_reader(void *cls, uint64_t pos, char *buf, size_t max);
+void loom_http_reader_free(void *cls);
+
+#endif

@@ -3,8 +3,12 @@
  * what a user sees when a model file or a config does not fit. */
 #include "ir/graph_internal.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
+
+/* M_PI is POSIX, not C11. */
+#define LOOM_PI 3.14159265358979323846
 
 static const char *const op_names[LOOM_OP_COUNT] = {
     [LOOM_OP_NONE] = "none",
@@ -310,6 +314,29 @@ void loom_rope_params_get(const loom_tensor *node, loom_rope_params *out) {
     out->high_freq_factor = node->p.f[6];
     out->orig_ctx = node->p.i[7];
     out->inverse = node->p.i[8];
+}
+
+void loom_rope_freq_table(const loom_rope_params *p, double *out, double *unscaled) {
+    const int64_t half = p->n_dims / 2;
+    for (int64_t i = 0; i < half; i++) {
+        const double base = pow((double)p->theta, -2.0 * (double)i / (double)p->n_dims);
+        double inv = base;
+        if (p->scaling == LOOM_ROPE_SCALING_LLAMA3) {
+            const double factor = p->factor, low = p->low_freq_factor, high = p->high_freq_factor;
+            const double ctx = p->orig_ctx;
+            const double wavelen = 2.0 * LOOM_PI / inv;
+            if (wavelen > ctx / low) {
+                inv = inv / factor;
+            } else if (wavelen < ctx / high) {
+                /* high frequency: unchanged */
+            } else {
+                const double smooth = (ctx / wavelen - low) / (high - low);
+                inv = (1.0 - smooth) * inv / factor + smooth * inv;
+            }
+        }
+        out[i] = inv;
+        if (unscaled) unscaled[i] = base;
+    }
 }
 
 loom_rope_params loom_rope_params_llama3(int32_t head_dim) {

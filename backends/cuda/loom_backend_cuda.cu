@@ -71,6 +71,12 @@ typedef struct gpu_ctx {
     char err_node[LOOM_NAME_MAX];
     void *scratch; /* per-node temporary (x conversions, moe lists) */
     size_t scratch_size;
+    /* rope frequencies (loom_rope_freq_table) last uploaded: rope_host[0, n)
+     * mirrors the device copy rope_dev, rope_host[cap, cap + n) is where the
+     * next table is computed; all layers share one table, so it is uploaded
+     * once, not per node. */
+    double *rope_dev, *rope_host;
+    int rope_n, rope_cap;
 } gpu_ctx;
 
 static loom_status gpu_fail(loom_backend *be, cudaError_t e, const char *what) {
@@ -107,6 +113,8 @@ static void gpu_teardown(gpu_ctx *c) {
         b->in_use = 0; /* shutdown frees everything, leaked buffers too */
     gpu_pool_trim(c);
     if (c->scratch) (void)cudaFree(c->scratch);
+    if (c->rope_dev) (void)cudaFree(c->rope_dev);
+    free(c->rope_host);
     for (int i = 0; i < 2; i++) {
         if (c->staging[i]) (void)cudaFreeHost(c->staging[i]);
         if (c->ev[i]) (void)cudaEventDestroy(c->ev[i]);
@@ -527,6 +535,44 @@ static loom_status need_scratch(loom_backend *be, size_t n, void **out) {
     return LOOM_OK;
 }
 
+/* Device table of p's rope frequencies. Uploaded (stream-ordered, after the
+ * kernels that read the previous table) only when it differs from the last
+ * one; the synchronize makes the pageable source safe to reuse. */
+static loom_status rope_freq(loom_backend *be, const loom_rope_params *p, const double **out) {
+    gpu_ctx *c = (gpu_ctx *)be->ctx;
+    const int n = p->n_dims / 2;
+    if (n > c->rope_cap) {
+        if (c->rope_dev) (void)cudaFree(c->rope_dev);
+        free(c->rope_host);
+        c->rope_dev = NULL;
+        c->rope_n = c->rope_cap = 0;
+        c->rope_host = (double *)malloc(2 * (size_t)n * sizeof(double));
+        cudaError_t e = c->rope_host ? cudaMalloc((void **)&c->rope_dev, (size_t)n * sizeof(double))
+                                     : cudaErrorMemoryAllocation;
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            free(c->rope_host);
+            c->rope_host = NULL;
+            c->rope_dev = NULL;
+            return loom_backend_fail(be, LOOM_ERR_OOM, "rope: no memory for %d frequencies", n);
+        }
+        c->rope_cap = n;
+    }
+    double *next = c->rope_host + c->rope_cap;
+    loom_rope_freq_table(p, next, NULL);
+    if (n != c->rope_n || memcmp(next, c->rope_host, (size_t)n * sizeof(double))) {
+        memcpy(c->rope_host, next, (size_t)n * sizeof(double));
+        c->rope_n = -1; /* not valid until the copy is done */
+        cudaError_t e = cudaMemcpyAsync(c->rope_dev, c->rope_host, (size_t)n * sizeof(double),
+                                        cudaMemcpyHostToDevice, c->stream);
+        if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
+        if (e != cudaSuccess) return gpu_fail(be, e, "rope frequency upload");
+        c->rope_n = n;
+    }
+    *out = c->rope_dev;
+    return LOOM_OK;
+}
+
 static size_t dtype_es(int dt) {
     return dt == LOOM_F32 ? 4 : 2;
 }
@@ -778,8 +824,9 @@ static loom_status run_node(loom_backend *be, loom_tensor *node) {
             return loom_backend_fail(be, LOOM_ERR_INVALID_ARG,
                                      "op rope node '%s': bad n_dims %d / mode %d / positions",
                                      node->name, (int)p.n_dims, (int)p.mode);
-        e = lc_rope(st, p.n_dims, p.mode, p.theta, p.scaling, p.factor, p.low_freq_factor,
-                    p.high_freq_factor, p.orig_ctx, p.inverse, y, a, b);
+        const double *inv_freq;
+        LOOM_TRY(rope_freq(be, &p, &inv_freq));
+        e = lc_rope(st, p.n_dims, p.mode, p.inverse, inv_freq, y, a, b);
         break;
     }
     case LOOM_OP_MATMUL: {

@@ -12,10 +12,6 @@
 
 #include "vk_internal.h"
 
-#ifndef M_PI
-#define M_PI 3.14159265358979323846
-#endif
-
 /* ---------------- supports ---------------- */
 
 static bool loom_vk_is(const loom_tensor *t, loom_dtype d) {
@@ -458,25 +454,6 @@ static loom_status loom_vk_rows(loom_backend *be, const loom_tensor *y, uint32_t
     return loom_vk_run(be, "rows", bs, has_b ? 3 : 2, pc, rows, 1);
 }
 
-/* inv_freq of pair i, in double, exactly as kernels/ref/ref_norm.c. */
-static double loom_vk_rope_inv_freq(const loom_rope_params *p, int64_t i) {
-    double inv = pow((double)p->theta, -2.0 * (double)i / (double)p->n_dims);
-    if (p->scaling == LOOM_ROPE_SCALING_LLAMA3) {
-        const double factor = p->factor, low = p->low_freq_factor, high = p->high_freq_factor;
-        const double ctx = p->orig_ctx;
-        const double wavelen = 2.0 * M_PI / inv;
-        if (wavelen > ctx / low) {
-            inv = inv / factor;
-        } else if (wavelen < ctx / high) {
-            /* unchanged */
-        } else {
-            const double smooth = (ctx / wavelen - low) / (high - low);
-            inv = (1.0 - smooth) * inv / factor + smooth * inv;
-        }
-    }
-    return inv;
-}
-
 static loom_status loom_vk_rope(loom_backend *be, const loom_tensor *y) {
     loom_vk_ctx *c = be->ctx;
     const loom_tensor *x = y->src[0], *pos = y->src[1];
@@ -491,9 +468,7 @@ static loom_status loom_vk_rope(loom_backend *be, const loom_tensor *y) {
         if (tab == (size_t)-1)
             return loom_backend_fail(be, LOOM_ERR_UNSUPPORTED, "vulkan: rope table too large");
     }
-    double *inv = (double *)((char *)c->aux->host + tab);
-    for (int64_t i = 0; i < half; i++)
-        inv[i] = loom_vk_rope_inv_freq(&rp, i);
+    loom_rope_freq_table(&rp, (double *)((char *)c->aux->host + tab), NULL);
     uint32_t pc[LOOM_VK_PC_WORDS] = {0};
     int k = 0;
     for (int d = 0; d < 4; d++)

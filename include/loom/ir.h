@@ -236,6 +236,13 @@ loom_rope_params loom_rope_params_llama3(int32_t head_dim);
 loom_tensor *loom_rope(loom_graph *g, loom_tensor *x, loom_tensor *pos, const loom_rope_params *p);
 /* The p.i/p.f layout of a ROPE node, for kernels: */
 void loom_rope_params_get(const loom_tensor *node, loom_rope_params *out);
+/* The one implementation of the frequency rule above: out[i] = inv_freq_i
+ * (scaling applied, in double) for the n_dims/2 rotated pairs. Every rope
+ * kernel (ref, cpu, Vulkan, CUDA/HIP) takes its frequencies from this table,
+ * and loom_rope_freq_factors (llama.cpp's rope_freqs.weight) is derived from
+ * it, so a new scaling type is added here only. unscaled (may be NULL)
+ * receives theta^(-2i/n_dims) for the same pairs. */
+void loom_rope_freq_table(const loom_rope_params *p, double *out, double *unscaled);
 
 /* softmax over ne[0] of scale*x, with an optional causal mask: element
  * (n = key index, m = row index ne[1]) is masked (-inf) when n > m + q_offset.

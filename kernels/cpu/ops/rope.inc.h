@@ -3,27 +3,6 @@
  * per ISA (cpu_avx512.c, cpu_avx2.c) over that ISA's vector vocabulary;
  * no include guard and everything static on purpose. */
 
-#ifndef M_PI
-#define M_PI 3.14159265358979323846
-#endif
-
-/* Same inv_freq as the reference (double), so cos/sin match bit for bit. */
-static double lc_rope_inv_freq(const loom_rope_params *p, int64_t i) {
-    double inv = pow((double)p->theta, -2.0 * (double)i / (double)p->n_dims);
-    if (p->scaling == LOOM_ROPE_SCALING_LLAMA3) {
-        const double factor = p->factor, low = p->low_freq_factor, high = p->high_freq_factor;
-        const double ctx = p->orig_ctx, wavelen = 2.0 * M_PI / inv;
-        if (wavelen > ctx / low) {
-            inv = inv / factor;
-        } else if (wavelen < ctx / high) {
-        } else {
-            const double smooth = (ctx / wavelen - low) / (high - low);
-            inv = (1.0 - smooth) * inv / factor + smooth * inv;
-        }
-    }
-    return inv;
-}
-
 /* cos/sin are computed once per position (rows of the same token share
  * them: heads are the fastest row index), not once per row. */
 static loom_status k_rope(const loom_tensor *y, int ith, int nth, char *err, size_t err_n) {
@@ -40,8 +19,7 @@ static loom_status k_rope(const loom_tensor *y, int ith, int nth, char *err, siz
         free(sn);
         return lc_fail(err, err_n, LOOM_ERR_OOM, "rope: out of memory");
     }
-    for (int64_t i = 0; i < half; i++)
-        inv[i] = lc_rope_inv_freq(&p, i);
+    loom_rope_freq_table(&p, inv, NULL); /* the reference's numbers: cos/sin match bit for bit */
     const double sign = p.inverse ? -1.0 : 1.0;
     int64_t lo, hi, cached = -1;
     lc_range(y->ne[1] * y->ne[2] * y->ne[3], ith, nth, &lo, &hi);

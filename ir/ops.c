@@ -101,9 +101,27 @@ static bool same_shape(const loom_tensor *a, const loom_tensor *b) {
     return memcmp(a->ne, b->ne, sizeof a->ne) == 0;
 }
 
-static bool is_matmul_weight(loom_dtype t) {
-    return t != LOOM_I32;
+/* The weight dtypes of the ops that take weights (matmul: src0; moe: the
+ * expert weights src2..4). This table is the one rule: graph building, the
+ * reference and every backend's supports(), and model loading ask
+ * loom_op_weight_dtype_ok; a backend may still decline a dtype it has no
+ * kernel for. A new quant type is enabled for matmul/moe here only. */
+static const bool weight_dtypes[LOOM_DTYPE_COUNT] = {
+    [LOOM_F32] = true,  [LOOM_F16] = true, [LOOM_BF16] = true,   [LOOM_Q8_0] = true,
+    [LOOM_Q4_0] = true, [LOOM_NF4] = true, [LOOM_NF4_DQ] = true,
+};
+
+bool loom_op_weight_dtype_ok(loom_op op, loom_dtype w) {
+    if ((unsigned)w >= (unsigned)LOOM_DTYPE_COUNT) return false;
+    switch (op) {
+    case LOOM_OP_MATMUL:
+    case LOOM_OP_MOE:
+        return weight_dtypes[w];
+    default:
+        return false;
+    }
 }
+
 static bool is_activation(loom_dtype t) {
     return loom_dtype_is_float(t);
 }
@@ -276,7 +294,8 @@ loom_tensor *loom_scale(loom_graph *g, loom_tensor *a, float s) {
 
 loom_tensor *loom_matmul(loom_graph *g, loom_tensor *w, loom_tensor *x) {
     INPUTS("matmul", w, x);
-    REQUIRE(is_matmul_weight(w->dtype), "matmul: weight %s has no matmul kernel", D(w));
+    REQUIRE(loom_op_weight_dtype_ok(LOOM_OP_MATMUL, w->dtype),
+            "matmul: weight %s has no matmul kernel", D(w));
     REQUIRE(is_activation(x->dtype), "matmul: activations %s must be f32, f16 or bf16", D(x));
     REQUIRE(w->ne[0] == x->ne[0], "matmul: inner dims differ: weight %s vs activations %s", D(w),
             D(x));
@@ -522,8 +541,8 @@ loom_tensor *loom_moe(loom_graph *g, loom_tensor *x, loom_tensor *logits, loom_t
             (long long)F, (long long)Dm, (long long)E);
     loom_tensor *ws[3] = {gate, up, down};
     for (int i = 0; i < 3; i++) {
-        REQUIRE(is_matmul_weight(ws[i]->dtype), "moe: expert weights %s have no matmul kernel",
-                D(ws[i]));
+        REQUIRE(loom_op_weight_dtype_ok(LOOM_OP_MOE, ws[i]->dtype),
+                "moe: expert weights %s have no matmul kernel", D(ws[i]));
         REQUIRE(loom_tensor_is_contiguous(ws[i]) ||
                     (!loom_dtype_is_nf4(ws[i]->dtype) &&
                      ws[i]->nb[0] == loom_dtype_block_bytes(ws[i]->dtype)),

@@ -511,15 +511,12 @@ loom_status llama_load_from_gguf(loom_gguf *g, const char *path, const loom_mode
                 (long long)w->ne[2], (long long)w->ne[3]);
             goto done;
         }
-        bool ok = w->matrix ? (dt == LOOM_F32 || dt == LOOM_F16 || dt == LOOM_BF16 ||
-                               dt == LOOM_Q8_0 || dt == LOOM_Q4_0)
-                            : dt == LOOM_F32;
+        bool ok = w->matrix ? loom_op_weight_dtype_ok(LOOM_OP_MATMUL, dt) : dt == LOOM_F32;
         if (!ok) {
-            st = loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                                 "model: %s: tensor '%s' has type %s; %s", path, w->name,
-                                 loom_dtype_name(dt),
-                                 w->matrix ? "matrices must be f32, f16, bf16, q8_0 or q4_0"
-                                           : "norm weights must be f32");
+            st = loom_model_fail(
+                err, err_n, LOOM_ERR_UNSUPPORTED, "model: %s: tensor '%s' has type %s; %s", path,
+                w->name, loom_dtype_name(dt),
+                w->matrix ? "matrices must have a matmul weight type" : "norm weights must be f32");
             goto done;
         }
         store[i] = dt;

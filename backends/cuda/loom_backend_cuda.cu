@@ -398,24 +398,18 @@ static bool is_float(const loom_tensor *t) {
 
 /* Same rule as kernels/ref: nf4 rows are addressed by element offset into one
  * contiguous storage tensor. */
-static bool weight_ok(const loom_tensor *w) {
-    if (!w) return false;
-    switch (w->dtype) {
-    case LOOM_F32:
-    case LOOM_F16:
-    case LOOM_BF16:
-    case LOOM_Q8_0:
-    case LOOM_Q4_0:
-        return true;
-    case LOOM_NF4:
-    case LOOM_NF4_DQ: {
-        const loom_tensor *s = w->view_src ? w->view_src : w;
-        if (s->dtype != w->dtype || !loom_tensor_is_contiguous(s)) return false;
-        return w->ne[1] <= 1 || w->nb[1] == (size_t)w->ne[0] / 2;
-    }
-    default:
-        return false;
-    }
+static bool nf4_view_ok(const loom_tensor *w) {
+    const loom_tensor *s = w->view_src ? w->view_src : w;
+    if (s->dtype != w->dtype || !loom_tensor_is_contiguous(s)) return false;
+    return w->ne[1] <= 1 || w->nb[1] == (size_t)w->ne[0] / 2;
+}
+
+/* Weights of op (matmul/moe): a dtype the op takes (loom_op_weight_dtype_ok,
+ * the one rule) that kernels/cuda/dequant.cuh decodes, in a layout it reads. */
+static bool weight_ok(loom_op op, const loom_tensor *w) {
+    if (!w || !loom_op_weight_dtype_ok(op, w->dtype)) return false;
+    if (loom_dtype_is_nf4(w->dtype)) return nf4_view_ok(w);
+    return is_float(w) || w->dtype == LOOM_Q8_0 || w->dtype == LOOM_Q4_0;
 }
 
 static bool gpu_supports(loom_backend *be, const loom_tensor *node) {
@@ -452,9 +446,9 @@ static bool gpu_supports(loom_backend *be, const loom_tensor *node) {
         if (!is_float(node)) return false; /* quantizing stays on the CPU (exact ggml rounding) */
         if (is_float(s[0])) return true;
         if (s[0]->dtype == LOOM_Q8_0 || s[0]->dtype == LOOM_Q4_0) return s[0]->ne[0] % 32 == 0;
-        return loom_dtype_is_nf4(s[0]->dtype) && weight_ok(s[0]);
+        return loom_dtype_is_nf4(s[0]->dtype) && nf4_view_ok(s[0]);
     case LOOM_OP_MATMUL:
-        return is_f32(node) && weight_ok(s[0]) && is_float(s[1]) &&
+        return is_f32(node) && weight_ok(node->op, s[0]) && is_float(s[1]) &&
                s[1]->ne[2] * s[1]->ne[3] <= 65535 && s[1]->ne[1] <= 8 * 65535;
     case LOOM_OP_FLASH_ATTN:
         return is_f32(node) && is_f32(s[0]) && s[1] && s[2] &&
@@ -462,7 +456,8 @@ static bool gpu_supports(loom_backend *be, const loom_tensor *node) {
                (s[2]->dtype == LOOM_F32 || s[2]->dtype == LOOM_F16) && s[0]->ne[0] <= 256;
     case LOOM_OP_MOE: {
         if (!is_f32(node) || !is_f32(s[0]) || !is_f32(s[1])) return false;
-        if (!weight_ok(s[2]) || !weight_ok(s[3]) || !weight_ok(s[4])) return false;
+        if (!weight_ok(node->op, s[2]) || !weight_ok(node->op, s[3]) || !weight_ok(node->op, s[4]))
+            return false;
         const int64_t T = s[0]->ne[1], k = node->p.i[0];
         return s[1]->ne[0] <= 256 && T <= 65535 && T * k <= 65535;
     }

@@ -76,9 +76,10 @@ static bool loom_vk_same_shape(const loom_tensor *a, const loom_tensor *b) {
     return memcmp(a->ne, b->ne, sizeof a->ne) == 0;
 }
 
-/* Matmul/moe weights: plain floats with any strides, q8_0/q4_0 rows of whole
- * blocks, or nf4/nf4_dq views of one contiguous storage with whole code-byte
- * rows (the reference's rule), the storage fitting one binding. */
+/* Weights the shaders read: plain floats with any strides, q8_0/q4_0 rows of
+ * whole blocks, or nf4/nf4_dq views of one contiguous storage with whole
+ * code-byte rows (the reference's rule), the storage fitting one binding.
+ * Which dtypes matmul/moe take at all is loom_op_weight_dtype_ok's. */
 static bool loom_vk_weight_ok(const loom_vk_ctx *c, const loom_tensor *w) {
     if (loom_vk_plain_f(w->dtype)) return true;
     if (loom_vk_rowq(w->dtype)) return w->ne[0] % 32 == 0;
@@ -262,7 +263,8 @@ bool loom_vk_supports(loom_backend *be, const loom_tensor *node) {
     case LOOM_OP_MATMUL: {
         if (node->dtype != LOOM_F32 || !s[0] || !s[1] || !loom_vk_plain_f(s[1]->dtype))
             return false;
-        if (!loom_vk_weight_ok(c, s[0])) return false;
+        if (!loom_op_weight_dtype_ok(node->op, s[0]->dtype) || !loom_vk_weight_ok(c, s[0]))
+            return false;
         const loom_tensor *w = s[0], *x = s[1];
         /* lavapipe ends shader loops after ~65536 iterations in total per
          * invocation; the split-K kernel runs about K/8 of them. */
@@ -307,7 +309,8 @@ bool loom_vk_supports(loom_backend *be, const loom_tensor *node) {
             const loom_tensor *w = s[i];
             const int64_t k = i == 4 ? F : Dm;
             if (!w || w->ne[2] != E || w->ne[3] != 1 || w->ne[0] != k) return false;
-            if (!loom_vk_weight_ok(c, w)) return false;
+            if (!loom_op_weight_dtype_ok(node->op, w->dtype) || !loom_vk_weight_ok(c, w))
+                return false;
         }
         return true;
     }

@@ -347,6 +347,9 @@ loom_status loom_graph_backward(loom_graph *g, loom_tensor *loss, bool include_i
 loom_tensor *loom_decompose(loom_graph *g, loom_tensor *fused);
 
 const char *loom_op_name(loom_op op); /* "matmul", ... */
+/* Whether op takes weights of dtype w (matmul's src0, moe's expert weights):
+ * the one place that rule is written. false for ops without weights. */
+bool loom_op_weight_dtype_ok(loom_op op, loom_dtype w);
 bool loom_op_is_view(loom_op op);
 
 #ifdef __cplusplus

@@ -106,8 +106,8 @@ typedef struct lc_rope_p {
     int n_dims, mode, inverse;
 } lc_rope_p;
 
-/* One thread per (pair or pass-through dim, row). */
-/* inv_freq: the host's loom_rope_freq_table (the one place the rule lives). */
+/* One thread per (pair or pass-through dim, row). inv_freq: the host's
+ * loom_rope_freq_table on the device (the one place the rule lives). */
 static __global__ void lc_rope_k(lc_tensor y, lc_tensor x, lc_tensor pos, lc_rope_p p,
                                  const double *inv_freq, int64_t n) {
     const int64_t hd = y.ne[0], half = p.n_dims / 2, per_row = half + (hd - p.n_dims);

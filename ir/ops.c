@@ -3,8 +3,12 @@
  * what a user sees when a model file or a config does not fit. */
 #include "ir/graph_internal.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
+
+/* M_PI is POSIX, not C11. */
+#define LOOM_PI 3.14159265358979323846
 
 static const char *const op_names[LOOM_OP_COUNT] = {
     [LOOM_OP_NONE] = "none",
@@ -97,9 +101,40 @@ static bool same_shape(const loom_tensor *a, const loom_tensor *b) {
     return memcmp(a->ne, b->ne, sizeof a->ne) == 0;
 }
 
-static bool is_matmul_weight(loom_dtype t) {
-    return t != LOOM_I32;
+/* The weight dtypes of the ops that take weights (matmul: src0; moe: the
+ * expert weights src2..4). This table is the one rule: graph building, the
+ * reference and every backend's supports(), and model loading ask
+ * loom_op_weight_dtype_ok; a backend may still decline a dtype it has no
+ * kernel for. A new quant type is enabled for matmul/moe here only. */
+static const bool weight_dtypes[LOOM_DTYPE_COUNT] = {
+    [LOOM_F32] = true,  [LOOM_F16] = true, [LOOM_BF16] = true,   [LOOM_Q8_0] = true,
+    [LOOM_Q4_0] = true, [LOOM_NF4] = true, [LOOM_NF4_DQ] = true,
+};
+
+bool loom_op_weight_dtype_ok(loom_op op, loom_dtype w) {
+    if ((unsigned)w >= (unsigned)LOOM_DTYPE_COUNT) return false;
+    switch (op) {
+    case LOOM_OP_MATMUL:
+    case LOOM_OP_MOE:
+        return weight_dtypes[w];
+    default:
+        return false;
+    }
 }
+
+void loom_op_weight_dtypes(loom_op op, char *buf, size_t n) {
+    if (!buf || !n) return;
+    buf[0] = '\0';
+    size_t used = 0;
+    for (int t = 0; t < LOOM_DTYPE_COUNT; t++) {
+        if (!loom_op_weight_dtype_ok(op, (loom_dtype)t)) continue;
+        int k = snprintf(buf + used, n - used, "%s%s", used ? ", " : "",
+                         loom_dtype_name((loom_dtype)t));
+        if (k < 0 || (size_t)k >= n - used) break; /* truncated: the list is a message */
+        used += (size_t)k;
+    }
+}
+
 static bool is_activation(loom_dtype t) {
     return loom_dtype_is_float(t);
 }
@@ -272,7 +307,8 @@ loom_tensor *loom_scale(loom_graph *g, loom_tensor *a, float s) {
 
 loom_tensor *loom_matmul(loom_graph *g, loom_tensor *w, loom_tensor *x) {
     INPUTS("matmul", w, x);
-    REQUIRE(is_matmul_weight(w->dtype), "matmul: weight %s has no matmul kernel", D(w));
+    REQUIRE(loom_op_weight_dtype_ok(LOOM_OP_MATMUL, w->dtype),
+            "matmul: weight %s has no matmul kernel", D(w));
     REQUIRE(is_activation(x->dtype), "matmul: activations %s must be f32, f16 or bf16", D(x));
     REQUIRE(w->ne[0] == x->ne[0], "matmul: inner dims differ: weight %s vs activations %s", D(w),
             D(x));
@@ -310,6 +346,29 @@ void loom_rope_params_get(const loom_tensor *node, loom_rope_params *out) {
     out->high_freq_factor = node->p.f[6];
     out->orig_ctx = node->p.i[7];
     out->inverse = node->p.i[8];
+}
+
+void loom_rope_freq_table(const loom_rope_params *p, double *out, double *unscaled) {
+    const int64_t half = p->n_dims / 2;
+    for (int64_t i = 0; i < half; i++) {
+        const double base = pow((double)p->theta, -2.0 * (double)i / (double)p->n_dims);
+        double inv = base;
+        if (p->scaling == LOOM_ROPE_SCALING_LLAMA3) {
+            const double factor = p->factor, low = p->low_freq_factor, high = p->high_freq_factor;
+            const double ctx = p->orig_ctx;
+            const double wavelen = 2.0 * LOOM_PI / inv;
+            if (wavelen > ctx / low) {
+                inv = inv / factor;
+            } else if (wavelen < ctx / high) {
+                /* high frequency: unchanged */
+            } else {
+                const double smooth = (ctx / wavelen - low) / (high - low);
+                inv = (1.0 - smooth) * inv / factor + smooth * inv;
+            }
+        }
+        out[i] = inv;
+        if (unscaled) unscaled[i] = base;
+    }
 }
 
 loom_rope_params loom_rope_params_llama3(int32_t head_dim) {
@@ -495,8 +554,8 @@ loom_tensor *loom_moe(loom_graph *g, loom_tensor *x, loom_tensor *logits, loom_t
             (long long)F, (long long)Dm, (long long)E);
     loom_tensor *ws[3] = {gate, up, down};
     for (int i = 0; i < 3; i++) {
-        REQUIRE(is_matmul_weight(ws[i]->dtype), "moe: expert weights %s have no matmul kernel",
-                D(ws[i]));
+        REQUIRE(loom_op_weight_dtype_ok(LOOM_OP_MOE, ws[i]->dtype),
+                "moe: expert weights %s have no matmul kernel", D(ws[i]));
         REQUIRE(loom_tensor_is_contiguous(ws[i]) ||
                     (!loom_dtype_is_nf4(ws[i]->dtype) &&
                      ws[i]->nb[0] == loom_dtype_block_bytes(ws[i]->dtype)),

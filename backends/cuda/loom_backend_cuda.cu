@@ -71,6 +71,12 @@ typedef struct gpu_ctx {
     char err_node[LOOM_NAME_MAX];
     void *scratch; /* per-node temporary (x conversions, moe lists) */
     size_t scratch_size;
+    /* rope frequencies (loom_rope_freq_table) last uploaded: rope_host[0, n)
+     * mirrors the device copy rope_dev, rope_host[cap, cap + n) is where the
+     * next table is computed; all layers share one table, so it is uploaded
+     * once, not per node. */
+    double *rope_dev, *rope_host;
+    int rope_n, rope_cap;
 } gpu_ctx;
 
 static loom_status gpu_fail(loom_backend *be, cudaError_t e, const char *what) {
@@ -107,6 +113,8 @@ static void gpu_teardown(gpu_ctx *c) {
         b->in_use = 0; /* shutdown frees everything, leaked buffers too */
     gpu_pool_trim(c);
     if (c->scratch) (void)cudaFree(c->scratch);
+    if (c->rope_dev) (void)cudaFree(c->rope_dev);
+    free(c->rope_host);
     for (int i = 0; i < 2; i++) {
         if (c->staging[i]) (void)cudaFreeHost(c->staging[i]);
         if (c->ev[i]) (void)cudaEventDestroy(c->ev[i]);
@@ -390,24 +398,18 @@ static bool is_float(const loom_tensor *t) {
 
 /* Same rule as kernels/ref: nf4 rows are addressed by element offset into one
  * contiguous storage tensor. */
-static bool weight_ok(const loom_tensor *w) {
-    if (!w) return false;
-    switch (w->dtype) {
-    case LOOM_F32:
-    case LOOM_F16:
-    case LOOM_BF16:
-    case LOOM_Q8_0:
-    case LOOM_Q4_0:
-        return true;
-    case LOOM_NF4:
-    case LOOM_NF4_DQ: {
-        const loom_tensor *s = w->view_src ? w->view_src : w;
-        if (s->dtype != w->dtype || !loom_tensor_is_contiguous(s)) return false;
-        return w->ne[1] <= 1 || w->nb[1] == (size_t)w->ne[0] / 2;
-    }
-    default:
-        return false;
-    }
+static bool nf4_view_ok(const loom_tensor *w) {
+    const loom_tensor *s = w->view_src ? w->view_src : w;
+    if (s->dtype != w->dtype || !loom_tensor_is_contiguous(s)) return false;
+    return w->ne[1] <= 1 || w->nb[1] == (size_t)w->ne[0] / 2;
+}
+
+/* Weights of op (matmul/moe): a dtype the op takes (loom_op_weight_dtype_ok,
+ * the one rule) that kernels/cuda/dequant.cuh decodes, in a layout it reads. */
+static bool weight_ok(loom_op op, const loom_tensor *w) {
+    if (!w || !loom_op_weight_dtype_ok(op, w->dtype)) return false;
+    if (loom_dtype_is_nf4(w->dtype)) return nf4_view_ok(w);
+    return is_float(w) || w->dtype == LOOM_Q8_0 || w->dtype == LOOM_Q4_0;
 }
 
 static bool gpu_supports(loom_backend *be, const loom_tensor *node) {
@@ -444,9 +446,9 @@ static bool gpu_supports(loom_backend *be, const loom_tensor *node) {
         if (!is_float(node)) return false; /* quantizing stays on the CPU (exact ggml rounding) */
         if (is_float(s[0])) return true;
         if (s[0]->dtype == LOOM_Q8_0 || s[0]->dtype == LOOM_Q4_0) return s[0]->ne[0] % 32 == 0;
-        return loom_dtype_is_nf4(s[0]->dtype) && weight_ok(s[0]);
+        return loom_dtype_is_nf4(s[0]->dtype) && nf4_view_ok(s[0]);
     case LOOM_OP_MATMUL:
-        return is_f32(node) && weight_ok(s[0]) && is_float(s[1]) &&
+        return is_f32(node) && weight_ok(node->op, s[0]) && is_float(s[1]) &&
                s[1]->ne[2] * s[1]->ne[3] <= 65535 && s[1]->ne[1] <= 8 * 65535;
     case LOOM_OP_FLASH_ATTN:
         return is_f32(node) && is_f32(s[0]) && s[1] && s[2] &&
@@ -454,7 +456,8 @@ static bool gpu_supports(loom_backend *be, const loom_tensor *node) {
                (s[2]->dtype == LOOM_F32 || s[2]->dtype == LOOM_F16) && s[0]->ne[0] <= 256;
     case LOOM_OP_MOE: {
         if (!is_f32(node) || !is_f32(s[0]) || !is_f32(s[1])) return false;
-        if (!weight_ok(s[2]) || !weight_ok(s[3]) || !weight_ok(s[4])) return false;
+        if (!weight_ok(node->op, s[2]) || !weight_ok(node->op, s[3]) || !weight_ok(node->op, s[4]))
+            return false;
         const int64_t T = s[0]->ne[1], k = node->p.i[0];
         return s[1]->ne[0] <= 256 && T <= 65535 && T * k <= 65535;
     }
@@ -524,6 +527,44 @@ static loom_status need_scratch(loom_backend *be, size_t n, void **out) {
         c->scratch_size = n;
     }
     *out = c->scratch;
+    return LOOM_OK;
+}
+
+/* Device table of p's rope frequencies. Uploaded (stream-ordered, after the
+ * kernels that read the previous table) only when it differs from the last
+ * one; the synchronize makes the pageable source safe to reuse. */
+static loom_status rope_freq(loom_backend *be, const loom_rope_params *p, const double **out) {
+    gpu_ctx *c = (gpu_ctx *)be->ctx;
+    const int n = p->n_dims / 2;
+    if (n > c->rope_cap) {
+        if (c->rope_dev) (void)cudaFree(c->rope_dev);
+        free(c->rope_host);
+        c->rope_dev = NULL;
+        c->rope_n = c->rope_cap = 0;
+        c->rope_host = (double *)malloc(2 * (size_t)n * sizeof(double));
+        cudaError_t e = c->rope_host ? cudaMalloc((void **)&c->rope_dev, (size_t)n * sizeof(double))
+                                     : cudaErrorMemoryAllocation;
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            free(c->rope_host);
+            c->rope_host = NULL;
+            c->rope_dev = NULL;
+            return loom_backend_fail(be, LOOM_ERR_OOM, "rope: no memory for %d frequencies", n);
+        }
+        c->rope_cap = n;
+    }
+    double *next = c->rope_host + c->rope_cap;
+    loom_rope_freq_table(p, next, NULL);
+    if (n != c->rope_n || memcmp(next, c->rope_host, (size_t)n * sizeof(double))) {
+        memcpy(c->rope_host, next, (size_t)n * sizeof(double));
+        c->rope_n = -1; /* not valid until the copy is done */
+        cudaError_t e = cudaMemcpyAsync(c->rope_dev, c->rope_host, (size_t)n * sizeof(double),
+                                        cudaMemcpyHostToDevice, c->stream);
+        if (e == cudaSuccess) e = cudaStreamSynchronize(c->stream);
+        if (e != cudaSuccess) return gpu_fail(be, e, "rope frequency upload");
+        c->rope_n = n;
+    }
+    *out = c->rope_dev;
     return LOOM_OK;
 }
 
@@ -778,8 +819,9 @@ static loom_status run_node(loom_backend *be, loom_tensor *node) {
             return loom_backend_fail(be, LOOM_ERR_INVALID_ARG,
                                      "op rope node '%s': bad n_dims %d / mode %d / positions",
                                      node->name, (int)p.n_dims, (int)p.mode);
-        e = lc_rope(st, p.n_dims, p.mode, p.theta, p.scaling, p.factor, p.low_freq_factor,
-                    p.high_freq_factor, p.orig_ctx, p.inverse, y, a, b);
+        const double *inv_freq;
+        LOOM_TRY(rope_freq(be, &p, &inv_freq));
+        e = lc_rope(st, p.n_dims, p.mode, p.inverse, inv_freq, y, a, b);
         break;
     }
     case LOOM_OP_MATMUL: {

@@ -12,10 +12,6 @@
 
 #include "vk_internal.h"
 
-#ifndef M_PI
-#define M_PI 3.14159265358979323846
-#endif
-
 /* ---------------- supports ---------------- */
 
 static bool loom_vk_is(const loom_tensor *t, loom_dtype d) {
@@ -80,9 +76,10 @@ static bool loom_vk_same_shape(const loom_tensor *a, const loom_tensor *b) {
     return memcmp(a->ne, b->ne, sizeof a->ne) == 0;
 }
 
-/* Matmul/moe weights: plain floats with any strides, q8_0/q4_0 rows of whole
- * blocks, or nf4/nf4_dq views of one contiguous storage with whole code-byte
- * rows (the reference's rule), the storage fitting one binding. */
+/* Weights the shaders read: plain floats with any strides, q8_0/q4_0 rows of
+ * whole blocks, or nf4/nf4_dq views of one contiguous storage with whole
+ * code-byte rows (the reference's rule), the storage fitting one binding.
+ * Which dtypes matmul/moe take at all is loom_op_weight_dtype_ok's. */
 static bool loom_vk_weight_ok(const loom_vk_ctx *c, const loom_tensor *w) {
     if (loom_vk_plain_f(w->dtype)) return true;
     if (loom_vk_rowq(w->dtype)) return w->ne[0] % 32 == 0;
@@ -266,7 +263,8 @@ bool loom_vk_supports(loom_backend *be, const loom_tensor *node) {
     case LOOM_OP_MATMUL: {
         if (node->dtype != LOOM_F32 || !s[0] || !s[1] || !loom_vk_plain_f(s[1]->dtype))
             return false;
-        if (!loom_vk_weight_ok(c, s[0])) return false;
+        if (!loom_op_weight_dtype_ok(node->op, s[0]->dtype) || !loom_vk_weight_ok(c, s[0]))
+            return false;
         const loom_tensor *w = s[0], *x = s[1];
         /* lavapipe ends shader loops after ~65536 iterations in total per
          * invocation; the split-K kernel runs about K/8 of them. */
@@ -311,7 +309,8 @@ bool loom_vk_supports(loom_backend *be, const loom_tensor *node) {
             const loom_tensor *w = s[i];
             const int64_t k = i == 4 ? F : Dm;
             if (!w || w->ne[2] != E || w->ne[3] != 1 || w->ne[0] != k) return false;
-            if (!loom_vk_weight_ok(c, w)) return false;
+            if (!loom_op_weight_dtype_ok(node->op, w->dtype) || !loom_vk_weight_ok(c, w))
+                return false;
         }
         return true;
     }
@@ -458,25 +457,6 @@ static loom_status loom_vk_rows(loom_backend *be, const loom_tensor *y, uint32_t
     return loom_vk_run(be, "rows", bs, has_b ? 3 : 2, pc, rows, 1);
 }
 
-/* inv_freq of pair i, in double, exactly as kernels/ref/ref_norm.c. */
-static double loom_vk_rope_inv_freq(const loom_rope_params *p, int64_t i) {
-    double inv = pow((double)p->theta, -2.0 * (double)i / (double)p->n_dims);
-    if (p->scaling == LOOM_ROPE_SCALING_LLAMA3) {
-        const double factor = p->factor, low = p->low_freq_factor, high = p->high_freq_factor;
-        const double ctx = p->orig_ctx;
-        const double wavelen = 2.0 * M_PI / inv;
-        if (wavelen > ctx / low) {
-            inv = inv / factor;
-        } else if (wavelen < ctx / high) {
-            /* unchanged */
-        } else {
-            const double smooth = (ctx / wavelen - low) / (high - low);
-            inv = (1.0 - smooth) * inv / factor + smooth * inv;
-        }
-    }
-    return inv;
-}
-
 static loom_status loom_vk_rope(loom_backend *be, const loom_tensor *y) {
     loom_vk_ctx *c = be->ctx;
     const loom_tensor *x = y->src[0], *pos = y->src[1];
@@ -491,9 +471,7 @@ static loom_status loom_vk_rope(loom_backend *be, const loom_tensor *y) {
         if (tab == (size_t)-1)
             return loom_backend_fail(be, LOOM_ERR_UNSUPPORTED, "vulkan: rope table too large");
     }
-    double *inv = (double *)((char *)c->aux->host + tab);
-    for (int64_t i = 0; i < half; i++)
-        inv[i] = loom_vk_rope_inv_freq(&rp, i);
+    loom_rope_freq_table(&rp, (double *)((char *)c->aux->host + tab), NULL);
     uint32_t pc[LOOM_VK_PC_WORDS] = {0};
     int k = 0;
     for (int d = 0; d < 4; d++)

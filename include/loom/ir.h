@@ -31,48 +31,49 @@
 extern "C" {
 #endif
 
-#define LOOM_MAX_DIMS 4
-#define LOOM_MAX_SRC 6
+#define LOOM_MAX_DIMS   4
+#define LOOM_MAX_SRC    6
 #define LOOM_MAX_PARAMS 12
-#define LOOM_NAME_MAX 48
+#define LOOM_NAME_MAX   48
 
 typedef enum loom_op {
     LOOM_OP_NONE = 0, /* leaf: input, weight or constant */
 
     /* views: alias src[0]'s storage, never computed */
-    LOOM_OP_VIEW,      /* reshape / slice / permute / transpose all become VIEW */
+    LOOM_OP_VIEW, /* reshape / slice / permute / transpose all become VIEW */
 
     /* forward ops */
-    LOOM_OP_GET_ROWS,  /* src0 table [D,V,...] any row dtype but nf4, src1 ids i32 [T,B] -> f32 [D,T,B] */
-    LOOM_OP_ADD,       /* a + b, b broadcast (numpy rules per dim: equal or 1) */
-    LOOM_OP_MUL,       /* a * b, b broadcast */
-    LOOM_OP_SCALE,     /* a * p.f[0] */
-    LOOM_OP_MATMUL,    /* out[n,m,i2,i3] = sum_k w[k,n,i2/r2,i3/r3] * x[k,m,i2,i3] */
-    LOOM_OP_RMS_NORM,  /* y = x / sqrt(mean_k(x^2) + eps), over ne[0]; p.f[0] = eps */
-    LOOM_OP_ROPE,      /* see loom_rope_params */
-    LOOM_OP_SOFTMAX,   /* y = softmax(scale*x + causal mask) over ne[0]; see loom_softmax */
-    LOOM_OP_SILU,      /* x * sigmoid(x) */
-    LOOM_OP_SWIGLU,    /* silu(gate) * up (fused) */
-    LOOM_OP_FLASH_ATTN,/* fused attention; see loom_flash_attn */
-    LOOM_OP_MOE,       /* fused mixture of experts; see loom_moe */
-    LOOM_OP_CPY,       /* convert/copy src0 to this tensor's dtype, contiguous */
-    LOOM_OP_CONCAT,    /* concat src0, src1 along p.i[0] */
+    LOOM_OP_GET_ROWS,      /* src0 table [D,V,...] any row dtype but nf4, src1 ids i32 [T,B] -> f32
+                              [D,T,B] */
+    LOOM_OP_ADD,           /* a + b, b broadcast (numpy rules per dim: equal or 1) */
+    LOOM_OP_MUL,           /* a * b, b broadcast */
+    LOOM_OP_SCALE,         /* a * p.f[0] */
+    LOOM_OP_MATMUL,        /* out[n,m,i2,i3] = sum_k w[k,n,i2/r2,i3/r3] * x[k,m,i2,i3] */
+    LOOM_OP_RMS_NORM,      /* y = x / sqrt(mean_k(x^2) + eps), over ne[0]; p.f[0] = eps */
+    LOOM_OP_ROPE,          /* see loom_rope_params */
+    LOOM_OP_SOFTMAX,       /* y = softmax(scale*x + causal mask) over ne[0]; see loom_softmax */
+    LOOM_OP_SILU,          /* x * sigmoid(x) */
+    LOOM_OP_SWIGLU,        /* silu(gate) * up (fused) */
+    LOOM_OP_FLASH_ATTN,    /* fused attention; see loom_flash_attn */
+    LOOM_OP_MOE,           /* fused mixture of experts; see loom_moe */
+    LOOM_OP_CPY,           /* convert/copy src0 to this tensor's dtype, contiguous */
+    LOOM_OP_CONCAT,        /* concat src0, src1 along p.i[0] */
     LOOM_OP_CROSS_ENTROPY, /* mean over rows of -log softmax(logits)[target]; f32 [1] */
 
     /* ops that autodiff emits (also usable directly) */
-    LOOM_OP_SUM_TO,    /* sum src0 over dims where this tensor has extent 1 (broadcast undo) */
-    LOOM_OP_SILU_BACK, /* src0 = x, src1 = dy: dy * silu'(x) */
+    LOOM_OP_SUM_TO,        /* sum src0 over dims where this tensor has extent 1 (broadcast undo) */
+    LOOM_OP_SILU_BACK,     /* src0 = x, src1 = dy: dy * silu'(x) */
     LOOM_OP_RMS_NORM_BACK, /* src0 = x, src1 = dy, p.f[0] = eps: dx */
     LOOM_OP_SOFTMAX_BACK,  /* src0 = y (softmax output), src1 = dy, p.f[0] = scale: dx of the
                               pre-scale input: scale * y * (dy - sum(dy*y)) */
     LOOM_OP_GET_ROWS_BACK, /* src0 = dy [D,T,B], src1 = ids: scatter-add into [D,V] (f32) */
     LOOM_OP_CROSS_ENTROPY_BACK, /* src0 = logits, src1 = targets, src2 = dloss [1]: dlogits */
-    LOOM_OP_MOE_GATE,  /* src0 = router logits [E,T] -> dense gate weights f32 [E,T]:
-                          softmax over each token's top-k logits, 0 elsewhere; p.i[0] = k */
-    LOOM_OP_MOE_GATE_BACK, /* src0 = gates (MOE_GATE output), src1 = dgates: dlogits */
+    LOOM_OP_MOE_GATE,           /* src0 = router logits [E,T] -> dense gate weights f32 [E,T]:
+                                   softmax over each token's top-k logits, 0 elsewhere; p.i[0] = k */
+    LOOM_OP_MOE_GATE_BACK,      /* src0 = gates (MOE_GATE output), src1 = dgates: dlogits */
 
     /* in-place ops: the result aliases src0's storage (view_src/view_offs), see loom_set_rows */
-    LOOM_OP_SET_ROWS,  /* write rows of src1 into src0 at i32 positions src2; result = src0 */
+    LOOM_OP_SET_ROWS, /* write rows of src1 into src0 at i32 positions src2; result = src0 */
 
     LOOM_OP_COUNT
 } loom_op;
@@ -229,10 +230,10 @@ typedef enum loom_rope_scaling {
  * (a, b) -> (a cos - b sin, a sin + b cos). Dims >= n_dims pass through.
  * inverse = 1 rotates by -angle (the backward of rope). */
 typedef struct loom_rope_params {
-    int32_t n_dims; /* rotated dims, even, <= head_dim */
-    int32_t mode;   /* loom_rope_mode */
-    float theta;    /* base, e.g. 500000 */
-    int32_t scaling; /* loom_rope_scaling */
+    int32_t n_dims;                                  /* rotated dims, even, <= head_dim */
+    int32_t mode;                                    /* loom_rope_mode */
+    float theta;                                     /* base, e.g. 500000 */
+    int32_t scaling;                                 /* loom_rope_scaling */
     float factor, low_freq_factor, high_freq_factor; /* llama3: 8, 1, 4 */
     int32_t orig_ctx;                                /* llama3: 8192 */
     int32_t inverse;
@@ -243,6 +244,13 @@ LOOM_API loom_tensor *loom_rope(loom_graph *g, loom_tensor *x, loom_tensor *pos,
                                 const loom_rope_params *p);
 /* The p.i/p.f layout of a ROPE node, for kernels: */
 LOOM_API void loom_rope_params_get(const loom_tensor *node, loom_rope_params *out);
+/* The one implementation of the frequency rule above: out[i] = inv_freq_i
+ * (scaling applied, in double) for the n_dims/2 rotated pairs. Every rope
+ * kernel (ref, cpu, Vulkan, CUDA/HIP) takes its frequencies from this table,
+ * and loom_rope_freq_factors (llama.cpp's rope_freqs.weight) is derived from
+ * it, so a new scaling type is added here only. unscaled (may be NULL)
+ * receives theta^(-2i/n_dims) for the same pairs. */
+LOOM_API void loom_rope_freq_table(const loom_rope_params *p, double *out, double *unscaled);
 
 /* softmax over ne[0] of scale*x, with an optional causal mask: element
  * (n = key index, m = row index ne[1]) is masked (-inf) when n > m + q_offset.
@@ -353,6 +361,12 @@ LOOM_API loom_status loom_graph_backward(loom_graph *g, loom_tensor *loss, bool 
 LOOM_API loom_tensor *loom_decompose(loom_graph *g, loom_tensor *fused);
 
 LOOM_API const char *loom_op_name(loom_op op); /* "matmul", ... */
+/* Whether op takes weights of dtype w (matmul's src0, moe's expert weights):
+ * the one place that rule is written. false for ops without weights. */
+LOOM_API bool loom_op_weight_dtype_ok(loom_op op, loom_dtype w);
+/* The same rule as text for messages: "f32, f16, ..." (empty for ops without
+ * weights), truncated to fit n bytes. */
+LOOM_API void loom_op_weight_dtypes(loom_op op, char *buf, size_t n);
 LOOM_API bool loom_op_is_view(loom_op op);
 
 #ifdef __cplusplus

@@ -64,8 +64,9 @@ LOOM_API bool loom_model_config_layer_is_moe(const loom_model_config *c, int64_t
 /* llama.cpp's form of llama3 rope scaling: the GGUF tensor rope_freqs.weight,
  * f32 [n_dims/2], factor_i = unscaled inv_freq_i / scaled inv_freq_i (llama.cpp
  * divides the frequency by it; it ignores the rope.scaling.* keys). Writes
- * n = p->n_dims / 2 values into out (caller-owned). LOOM_ERR_INVALID_ARG when
- * p has no llama3 scaling or n is not n_dims / 2. */
+ * n = p->n_dims / 2 values into out (caller-owned), derived from
+ * loom_rope_freq_table (loom/ir.h). LOOM_ERR_INVALID_ARG when p has no llama3
+ * scaling or n is not n_dims / 2; LOOM_ERR_OOM. */
 LOOM_API loom_status loom_rope_freq_factors(const loom_rope_params *p, float *out, int64_t n);
 
 /* GGUF metadata for r's scaling as loom writes it: nothing for no scaling;

@@ -52,8 +52,9 @@ int lc_set_rows(void *stream, lc_tensor y, lc_tensor src, lc_tensor rows, int *e
 /* norm_rope.cu */
 int lc_rms_norm(void *stream, float eps, lc_tensor y, lc_tensor x);
 int lc_softmax(void *stream, float scale, int causal, int q_offset, lc_tensor y, lc_tensor x);
-int lc_rope(void *stream, int n_dims, int mode, float theta, int scaling, float factor, float low,
-            float high, int orig_ctx, int inverse, lc_tensor y, lc_tensor x, lc_tensor pos);
+/* inv_freq: device table of the n_dims/2 frequencies (loom_rope_freq_table). */
+int lc_rope(void *stream, int n_dims, int mode, int inverse, const double *inv_freq, lc_tensor y,
+            lc_tensor x, lc_tensor pos);
 
 /* matmul.cu: warp-per-row kernel, any weight dtype, any x dtype/strides; takes
  * the fast decode kernel by itself when lc_matmul_fast_ok(w, x). */

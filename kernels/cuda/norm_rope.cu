@@ -103,30 +103,13 @@ extern "C" int lc_softmax(void *stream, float scale, int causal, int q_offset, l
 }
 
 typedef struct lc_rope_p {
-    int n_dims, mode, scaling, orig_ctx, inverse;
-    float theta, factor, low, high;
+    int n_dims, mode, inverse;
 } lc_rope_p;
 
-/* inv_freq of pair i with optional llama3 scaling (loom/ir.h), in double. */
-static __device__ double lc_rope_inv_freq(const lc_rope_p &p, int64_t i) {
-    double inv = pow((double)p.theta, -2.0 * (double)i / (double)p.n_dims);
-    if (p.scaling == 1) {
-        const double factor = p.factor, low = p.low, high = p.high, ctx = p.orig_ctx;
-        const double wavelen = 2.0 * 3.14159265358979323846 / inv;
-        if (wavelen > ctx / low) {
-            inv = inv / factor;
-        } else if (wavelen < ctx / high) {
-            /* high frequency: unchanged */
-        } else {
-            const double smooth = (ctx / wavelen - low) / (high - low);
-            inv = (1.0 - smooth) * inv / factor + smooth * inv;
-        }
-    }
-    return inv;
-}
-
-/* One thread per (pair or pass-through dim, row). */
-static __global__ void lc_rope_k(lc_tensor y, lc_tensor x, lc_tensor pos, lc_rope_p p, int64_t n) {
+/* One thread per (pair or pass-through dim, row). inv_freq: the host's
+ * loom_rope_freq_table on the device (the one place the rule lives). */
+static __global__ void lc_rope_k(lc_tensor y, lc_tensor x, lc_tensor pos, lc_rope_p p,
+                                 const double *inv_freq, int64_t n) {
     const int64_t hd = y.ne[0], half = p.n_dims / 2, per_row = half + (hd - p.n_dims);
     for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < n;
          e += (int64_t)gridDim.x * blockDim.x) {
@@ -139,7 +122,7 @@ static __global__ void lc_rope_k(lc_tensor y, lc_tensor x, lc_tensor pos, lc_rop
             continue;
         }
         const int32_t t_pos = *(const int32_t *)(pos.data + i2 * pos.nb[0]);
-        const double angle = (double)t_pos * lc_rope_inv_freq(p, j);
+        const double angle = (double)t_pos * inv_freq[j];
         const float cs = (float)cos(angle), sn = (float)((p.inverse ? -1.0 : 1.0) * sin(angle));
         const int64_t ja = p.mode == 2 ? j : 2 * j, jb = p.mode == 2 ? j + half : 2 * j + 1;
         const double a = lc_get(x, ja, i1, i2, i3), b = lc_get(x, jb, i1, i2, i3);
@@ -149,15 +132,14 @@ static __global__ void lc_rope_k(lc_tensor y, lc_tensor x, lc_tensor pos, lc_rop
     }
 }
 
-extern "C" int lc_rope(void *stream, int n_dims, int mode, float theta, int scaling, float factor,
-                       float low, float high, int orig_ctx, int inverse, lc_tensor y, lc_tensor x,
-                       lc_tensor pos) {
-    lc_rope_p p = {n_dims, mode, scaling, orig_ctx, inverse, theta, factor, low, high};
+extern "C" int lc_rope(void *stream, int n_dims, int mode, int inverse, const double *inv_freq,
+                       lc_tensor y, lc_tensor x, lc_tensor pos) {
+    lc_rope_p p = {n_dims, mode, inverse};
     const int64_t per_row = n_dims / 2 + (y.ne[0] - n_dims);
     const int64_t n = per_row * lc_rows(y);
     if (n == 0) return 0;
     int g = lc_blocks(n, 256);
     if (g > 65535) g = 65535;
-    lc_rope_k<<<g, 256, 0, (cudaStream_t)stream>>>(y, x, pos, p, n);
+    lc_rope_k<<<g, 256, 0, (cudaStream_t)stream>>>(y, x, pos, p, inv_freq, n);
     return lc_status();
 }

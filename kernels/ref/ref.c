@@ -111,27 +111,19 @@ static bool loom_ref_all_f32(const loom_tensor *node, int n_src) {
     return true;
 }
 
-/* Weight dtypes matmul and moe accept. nf4 is only addressable by element
- * offset into one contiguous tensor, so its storage must be contiguous and
- * the view's rows whole code-byte rows. */
-static bool loom_ref_weight_ok(const loom_tensor *w) {
-    if (!w) return false;
-    switch (w->dtype) {
-    case LOOM_F32:
-    case LOOM_F16:
-    case LOOM_BF16:
-    case LOOM_Q8_0:
-    case LOOM_Q4_0:
-        return true;
-    case LOOM_NF4:
-    case LOOM_NF4_DQ: {
-        const loom_tensor *s = w->view_src ? w->view_src : w;
-        if (s->dtype != w->dtype || !loom_tensor_is_contiguous(s)) return false;
-        return w->ne[1] <= 1 || w->nb[1] == (size_t)w->ne[0] / 2;
-    }
-    default:
-        return false;
-    }
+/* nf4 is only addressable by element offset into one contiguous tensor, so
+ * its storage must be contiguous and the view's rows whole code-byte rows. */
+static bool loom_ref_nf4_view_ok(const loom_tensor *w) {
+    const loom_tensor *s = w->view_src ? w->view_src : w;
+    if (s->dtype != w->dtype || !loom_tensor_is_contiguous(s)) return false;
+    return w->ne[1] <= 1 || w->nb[1] == (size_t)w->ne[0] / 2;
+}
+
+/* Weights of matmul/moe: a dtype the op takes (the ir's rule; the reference
+ * reads every dtype) in a layout the reference can address. */
+static bool loom_ref_weight_ok(loom_op op, const loom_tensor *w) {
+    return w && loom_op_weight_dtype_ok(op, w->dtype) &&
+           (!loom_dtype_is_nf4(w->dtype) || loom_ref_nf4_view_ok(w));
 }
 
 static bool loom_ref_act_ok(const loom_tensor *x) {
@@ -179,7 +171,7 @@ bool loom_ref_supports(const loom_tensor *node) {
     case LOOM_OP_CPY:
         /* Any dtype to any dtype; a quantized source must be contiguous. */
         if (!loom_ref_valid_dtype(node) || !loom_ref_valid_dtype(s[0])) return false;
-        if (loom_dtype_is_nf4(s[0]->dtype)) return loom_ref_weight_ok(s[0]);
+        if (loom_dtype_is_nf4(s[0]->dtype)) return loom_ref_nf4_view_ok(s[0]);
         return true;
     case LOOM_OP_CONCAT:
         /* Same dtype throughout (bytes are copied; nf4 excluded), or f32 out
@@ -201,7 +193,8 @@ bool loom_ref_supports(const loom_tensor *node) {
                loom_ref_is(s[2], LOOM_F32);
 
     case LOOM_OP_MATMUL:
-        return node->dtype == LOOM_F32 && loom_ref_weight_ok(s[0]) && loom_ref_act_ok(s[1]);
+        return node->dtype == LOOM_F32 && loom_ref_weight_ok(node->op, s[0]) &&
+               loom_ref_act_ok(s[1]);
     case LOOM_OP_FLASH_ATTN:
         return node->dtype == LOOM_F32 && loom_ref_is(s[0], LOOM_F32) && s[1] && s[2] &&
                (s[1]->dtype == LOOM_F32 || s[1]->dtype == LOOM_F16) &&
@@ -214,8 +207,8 @@ bool loom_ref_supports(const loom_tensor *node) {
                s[1]->dtype == LOOM_F32 && loom_ref_is(s[2], LOOM_I32) && node->view_src &&
                (node->dtype != LOOM_Q8_0 || node->nb[0] == loom_dtype_block_bytes(LOOM_Q8_0));
     case LOOM_OP_MOE:
-        return loom_ref_all_f32(node, 2) && loom_ref_weight_ok(s[2]) && loom_ref_weight_ok(s[3]) &&
-               loom_ref_weight_ok(s[4]);
+        return loom_ref_all_f32(node, 2) && loom_ref_weight_ok(node->op, s[2]) &&
+               loom_ref_weight_ok(node->op, s[3]) && loom_ref_weight_ok(node->op, s[4]);
 
     default:
         return false;

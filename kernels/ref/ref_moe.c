@@ -134,9 +134,8 @@ loom_status loom_ref_moe_gate_back(const loom_ref_ctx *c) {
 
 static bool loom_ref_moe_weight_ok(const loom_tensor *w, int64_t ne0, int64_t ne1, int64_t E) {
     const loom_dtype t = w->dtype;
-    const bool dt = t == LOOM_F32 || t == LOOM_F16 || t == LOOM_BF16 || t == LOOM_Q8_0 ||
-                    t == LOOM_Q4_0 || t == LOOM_NF4 || t == LOOM_NF4_DQ;
-    return dt && w->ne[0] == ne0 && w->ne[1] == ne1 && w->ne[2] == E && w->ne[3] == 1 &&
+    return loom_op_weight_dtype_ok(LOOM_OP_MOE, t) && w->ne[0] == ne0 && w->ne[1] == ne1 &&
+           w->ne[2] == E && w->ne[3] == 1 &&
            (loom_dtype_is_nf4(t) || ne0 % loom_dtype_block_size(t) == 0);
 }
 

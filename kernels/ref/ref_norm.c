@@ -9,10 +9,6 @@
 
 #include "kernels/ref/ref_ops.h"
 
-#ifndef M_PI
-#define M_PI 3.14159265358979323846
-#endif
-
 /* Checks shared by the row-wise ops: sources present, same shape as output. */
 static loom_status loom_ref_check_rows(const loom_ref_ctx *c, int n_src, const char *name) {
     const loom_tensor *y = c->node;
@@ -148,26 +144,6 @@ loom_status loom_ref_softmax_back(const loom_ref_ctx *c) {
 
 /* ---------------- rope ---------------- */
 
-/* inv_freq of pair i, with llama3 frequency scaling if requested (see
- * loom_rope_params in loom/ir.h). */
-static double loom_ref_rope_inv_freq(const loom_rope_params *p, int64_t i) {
-    double inv = pow((double)p->theta, -2.0 * (double)i / (double)p->n_dims);
-    if (p->scaling == LOOM_ROPE_SCALING_LLAMA3) {
-        const double factor = p->factor, low = p->low_freq_factor, high = p->high_freq_factor;
-        const double ctx = p->orig_ctx;
-        const double wavelen = 2.0 * M_PI / inv;
-        if (wavelen > ctx / low) {
-            inv = inv / factor;
-        } else if (wavelen < ctx / high) {
-            /* high frequency: unchanged */
-        } else {
-            const double smooth = (ctx / wavelen - low) / (high - low);
-            inv = (1.0 - smooth) * inv / factor + smooth * inv;
-        }
-    }
-    return inv;
-}
-
 loom_status loom_ref_rope(const loom_ref_ctx *c) {
     const loom_tensor *y = c->node, *x = y->src[0], *pos = y->src[1];
     if (!x || !pos) return loom_ref_fail(c, LOOM_ERR_INVALID_ARG, "rope: missing source");
@@ -188,8 +164,7 @@ loom_status loom_ref_rope(const loom_ref_ctx *c) {
 
     double *inv = malloc((size_t)(half > 0 ? half : 1) * sizeof(double));
     if (!inv) return loom_ref_fail(c, LOOM_ERR_OOM, "rope: out of memory");
-    for (int64_t i = 0; i < half; i++)
-        inv[i] = loom_ref_rope_inv_freq(&p, i);
+    loom_rope_freq_table(&p, inv, NULL);
     const double sign = p.inverse ? -1.0 : 1.0;
 
     int64_t lo, hi;

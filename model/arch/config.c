@@ -3,13 +3,10 @@
 #include "loom/gguf.h"
 #include "model/model_internal.h"
 
-#ifndef M_PI
-#define M_PI 3.14159265358979323846
-#endif
-
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Llama 3.1 architecture defaults shared by every preset. */
@@ -186,20 +183,13 @@ bool loom_model_config_layer_is_moe(const loom_model_config *c, int64_t layer) {
 loom_status loom_rope_freq_factors(const loom_rope_params *p, float *out, int64_t n) {
     if (!p || !out || p->scaling != LOOM_ROPE_SCALING_LLAMA3 || n != p->n_dims / 2 || n <= 0)
         return LOOM_ERR_INVALID_ARG;
-    /* The same piecewise rule as loom_rope_params documents (loom/ir.h). */
-    const double ctx = p->orig_ctx, lo = p->low_freq_factor, hi = p->high_freq_factor;
-    for (int64_t i = 0; i < n; i++) {
-        const double inv = pow((double)p->theta, -2.0 * (double)i / (double)p->n_dims);
-        const double wavelen = 2.0 * M_PI / inv;
-        double f = 1.0;
-        if (wavelen > ctx / lo) {
-            f = p->factor;
-        } else if (wavelen >= ctx / hi) {
-            const double smooth = (ctx / wavelen - lo) / (hi - lo);
-            f = 1.0 / ((1.0 - smooth) / p->factor + smooth);
-        }
-        out[i] = (float)f;
-    }
+    /* factor_i = unscaled / scaled inv_freq, both from the one rope rule. */
+    double *t = malloc(2 * (size_t)n * sizeof *t);
+    if (!t) return LOOM_ERR_OOM;
+    loom_rope_freq_table(p, t, t + n);
+    for (int64_t i = 0; i < n; i++)
+        out[i] = (float)(t[n + i] / t[i]);
+    free(t);
     return LOOM_OK;
 }
 

@@ -381,15 +381,15 @@ static loom_status plan_weights(loom_model *m, loom_gguf *g, const char *path,
                 path, w->name, (long long)info.ne[0], (long long)info.ne[1], (long long)info.ne[2],
                 (long long)info.ne[3], (long long)w->ne[0], (long long)w->ne[1],
                 (long long)w->ne[2], (long long)w->ne[3]);
-        bool ok = w->matrix ? (dt == LOOM_F32 || dt == LOOM_F16 || dt == LOOM_BF16 ||
-                               dt == LOOM_Q8_0 || dt == LOOM_Q4_0)
-                            : dt == LOOM_F32;
-        if (!ok)
-            return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                                   "model: %s: tensor '%s' has type %s; %s", path, w->name,
-                                   loom_dtype_name(dt),
-                                   w->matrix ? "matrices must be f32, f16, bf16, q8_0 or q4_0"
-                                             : "norm weights must be f32");
+        if (w->matrix ? !loom_op_weight_dtype_ok(LOOM_OP_MATMUL, dt) : dt != LOOM_F32) {
+            char types[128] = "";
+            loom_op_weight_dtypes(LOOM_OP_MATMUL, types, sizeof types);
+            return loom_model_fail(
+                err, err_n, LOOM_ERR_UNSUPPORTED, "model: %s: tensor '%s' has type %s; %s%s", path,
+                w->name, loom_dtype_name(dt),
+                w->matrix ? "matrices must be one of " : "norm weights must be f32",
+                w->matrix ? types : "");
+        }
         w->src = w->store = dt;
         if (p->quantize && w->matrix) {
             /* quantize-on-load: the shared export policy (norms are f32

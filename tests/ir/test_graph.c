@@ -172,7 +172,21 @@ static void test_decompose(void) {
     loom_graph_free(g);
 }
 
+/* The weight-dtype rule every layer asks: matmul and moe take every float and
+ * quantized dtype, never i32; ops without weights take none. */
+static void test_weight_dtypes(void) {
+    for (int t = 0; t < LOOM_DTYPE_COUNT; t++) {
+        const bool want = t != LOOM_I32;
+        CHECK_MSG(loom_op_weight_dtype_ok(LOOM_OP_MATMUL, (loom_dtype)t) == want, "matmul %s",
+                  loom_dtype_name((loom_dtype)t));
+        CHECK(loom_op_weight_dtype_ok(LOOM_OP_MOE, (loom_dtype)t) == want);
+        CHECK(!loom_op_weight_dtype_ok(LOOM_OP_ADD, (loom_dtype)t));
+    }
+    CHECK(!loom_op_weight_dtype_ok(LOOM_OP_MATMUL, LOOM_DTYPE_COUNT));
+}
+
 int main(void) {
+    test_weight_dtypes();
     test_validation();
     test_views();
     test_order_and_shapes();

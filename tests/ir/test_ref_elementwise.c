@@ -656,6 +656,14 @@ static void test_rope(void) {
         const double wl1 = 2 * M_PI / 0.1, smooth = (100.0 / wl1 - 1.0) / 3.0;
         CHECK(smooth > 0.15 && smooth < 0.25);
         const double inv[3] = {1.0, 0.1 * smooth + (1 - smooth) * 0.1 / 8.0, 0.01 / 8.0};
+        /* The shared table (loom_rope_freq_table) every kernel reads. */
+        loom_rope_params rp;
+        loom_rope_params_get(&yy, &rp);
+        double tab[3], base[3];
+        loom_rope_freq_table(&rp, tab, base);
+        for (int i = 0; i < 3; i++)
+            CHECK_MSG(near(tab[i], inv[i], 1e-12) && near(base[i], pow(10.0, -i), 1e-12),
+                      "rope table %d: %g (want %g), unscaled %g", i, tab[i], inv[i], base[i]);
         double want[6];
         rope_expect(xd, 6, 6, LOOM_ROPE_NEOX, inv, 50.0, 1.0, want);
         int bad = 0;

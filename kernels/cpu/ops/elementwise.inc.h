@@ -1,0 +1,65 @@
+/* kernels/cpu/ops/elementwise.inc.h - silu, swiglu and the broadcasting binary ops
+ * (add, mul).
+ * Included by kernels/cpu/cpu_impl.h, so compiled once
+ * per ISA (cpu_avx512.c, cpu_avx2.c) over that ISA's vector vocabulary;
+ * no include guard and everything static on purpose. */
+
+/* silu(x) = x / (1 + exp(-x)); swiglu = silu(gate) * up. */
+static loom_status k_silu_like(const loom_tensor *y, int ith, int nth, char *err, size_t err_n) {
+    (void)err;
+    (void)err_n;
+    const loom_tensor *a = y->src[0], *b = y->op == LOOM_OP_SWIGLU ? y->src[1] : NULL;
+    const int64_t n = y->ne[0];
+    const vf one = V_SET1(1.0f);
+    int64_t lo, hi;
+    lc_range(y->ne[1] * y->ne[2] * y->ne[3], ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        int64_t i1, i2, i3;
+        lc_row_index(y->ne, r, &i1, &i2, &i3);
+        const float *ar = loom_ref_ptr(a, 0, i1, i2, i3);
+        const float *br = b ? (const float *)loom_ref_ptr(b, 0, i1, i2, i3) : NULL;
+        float *yr = loom_ref_ptr(y, 0, i1, i2, i3);
+        for (int64_t k = 0; k < n; k += VN) {
+            const int t = (int)LC_MIN((int64_t)VN, n - k);
+            const vf xv = t == VN ? V_LOAD(ar + k) : v_load_tail(ar + k, t);
+            vf v = V_DIV(xv, V_ADD(one, v_exp(V_SUB(V_ZERO(), xv))));
+            if (br) v = V_MUL(v, t == VN ? V_LOAD(br + k) : v_load_tail(br + k, t));
+            if (t == VN)
+                V_STORE(yr + k, v);
+            else
+                v_store_tail(yr + k, v, t);
+        }
+    }
+    return LOOM_OK;
+}
+
+static loom_status k_binary(const loom_tensor *y, int ith, int nth, char *err, size_t err_n) {
+    (void)err;
+    (void)err_n;
+    const loom_tensor *a = y->src[0], *b = y->src[1];
+    const bool add = y->op == LOOM_OP_ADD, bscalar = b->ne[0] == 1;
+    const int64_t n = y->ne[0];
+    int64_t lo, hi;
+    lc_range(y->ne[1] * y->ne[2] * y->ne[3], ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        int64_t i1, i2, i3;
+        lc_row_index(y->ne, r, &i1, &i2, &i3);
+        const int64_t j1 = b->ne[1] == 1 ? 0 : i1, j2 = b->ne[2] == 1 ? 0 : i2,
+                      j3 = b->ne[3] == 1 ? 0 : i3;
+        const float *ar = loom_ref_ptr(a, 0, i1, i2, i3);
+        const float *br = loom_ref_ptr(b, 0, j1, j2, j3);
+        float *yr = loom_ref_ptr(y, 0, i1, i2, i3);
+        const vf bs = V_SET1(bscalar ? br[0] : 0.0f);
+        for (int64_t k = 0; k < n; k += VN) {
+            const int t = (int)LC_MIN((int64_t)VN, n - k);
+            const vf av = t == VN ? V_LOAD(ar + k) : v_load_tail(ar + k, t);
+            const vf bv = bscalar ? bs : t == VN ? V_LOAD(br + k) : v_load_tail(br + k, t);
+            const vf v = add ? V_ADD(av, bv) : V_MUL(av, bv);
+            if (t == VN)
+                V_STORE(yr + k, v);
+            else
+                v_store_tail(yr + k, v, t);
+        }
+    }
+    return LOOM_OK;
+}

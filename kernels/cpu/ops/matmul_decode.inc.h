@@ -1,0 +1,113 @@
+/* kernels/cpu/ops/matmul_decode.inc.h - matmul decode: one weight row dotted with an
+ * activation row, weights dequantized in registers.
+ * Included by kernels/cpu/cpu_impl.h, so compiled once
+ * per ISA (cpu_avx512.c, cpu_avx2.c) over that ISA's vector vocabulary;
+ * no include guard and everything static on purpose. */
+
+/* Decode: one weight row . one f32 activation row (K values, x padded with
+ * zeros to a multiple of VN). Weights are dequantized in registers and never
+ * stored: this loop is bound by streaming the weights. */
+static float mm_dot1(const mm_w *mw, const uint8_t *row, int64_t eoff, const float *x, int64_t K) {
+    vf a0 = V_ZERO(), a1 = V_ZERO(), a2 = V_ZERO(), a3 = V_ZERO();
+    int64_t k = 0;
+    float tail = 0.0f;
+    switch (mw->t) {
+    case LOOM_F32: {
+        const float *w = (const float *)row;
+        for (; k + 4 * VN <= K; k += 4 * VN) {
+            a0 = V_FMA(V_LOAD(w + k), V_LOAD(x + k), a0);
+            a1 = V_FMA(V_LOAD(w + k + VN), V_LOAD(x + k + VN), a1);
+            a2 = V_FMA(V_LOAD(w + k + 2 * VN), V_LOAD(x + k + 2 * VN), a2);
+            a3 = V_FMA(V_LOAD(w + k + 3 * VN), V_LOAD(x + k + 3 * VN), a3);
+        }
+        for (; k + VN <= K; k += VN)
+            a0 = V_FMA(V_LOAD(w + k), V_LOAD(x + k), a0);
+        if (k < K) a1 = V_FMA(v_load_tail(w + k, (int)(K - k)), V_LOAD(x + k), a1);
+        break;
+    }
+    case LOOM_F16:
+    case LOOM_BF16: {
+        const uint16_t *w = (const uint16_t *)row;
+        const bool h = mw->t == LOOM_F16;
+        for (; k + 2 * VN <= K; k += 2 * VN) {
+            const vf w0 = h ? v_load_f16(w + k) : v_load_bf16(w + k);
+            const vf w1 = h ? v_load_f16(w + k + VN) : v_load_bf16(w + k + VN);
+            a0 = V_FMA(w0, V_LOAD(x + k), a0);
+            a1 = V_FMA(w1, V_LOAD(x + k + VN), a1);
+        }
+        for (; k + VN <= K; k += VN)
+            a2 = V_FMA(h ? v_load_f16(w + k) : v_load_bf16(w + k), V_LOAD(x + k), a2);
+        for (; k < K; k++)
+            tail += (h ? loom_f16_to_f32(w[k]) : loom_bf16_to_f32(w[k])) * x[k];
+        break;
+    }
+    case LOOM_Q8_0: {
+        const uint8_t *b = row;
+        const int64_t nb = K / 32;
+        int64_t i = 0;
+        for (; i + 2 <= nb; i += 2, b += 68) {
+            __builtin_prefetch(b + MM_PREFETCH);
+            vf t0 = V_ZERO(), t1 = V_ZERO();
+            for (int j = 0; j < 32 / VN; j++) {
+                t0 = V_FMA(v_q8((const int8_t *)b + 2 + j * VN), V_LOAD(x + i * 32 + j * VN), t0);
+                t1 = V_FMA(v_q8((const int8_t *)b + 36 + j * VN), V_LOAD(x + i * 32 + 32 + j * VN),
+                           t1);
+            }
+            a0 = V_FMA(t0, V_SET1(v_f16s(b)), a0);
+            a1 = V_FMA(t1, V_SET1(v_f16s(b + 34)), a1);
+        }
+        for (; i < nb; i++, b += 34) {
+            vf t0 = V_ZERO();
+            for (int j = 0; j < 32 / VN; j++)
+                t0 = V_FMA(v_q8((const int8_t *)b + 2 + j * VN), V_LOAD(x + i * 32 + j * VN), t0);
+            a2 = V_FMA(t0, V_SET1(v_f16s(b)), a2);
+        }
+        break;
+    }
+    case LOOM_Q4_0: {
+        const uint8_t *b = row;
+        const int64_t nb = K / 32;
+        int64_t i = 0;
+        for (; i + 2 <= nb; i += 2, b += 36) {
+            __builtin_prefetch(b + MM_PREFETCH);
+            vf t0 = V_ZERO(), t1 = V_ZERO();
+            for (int j = 0; j < 32 / VN; j++) {
+                t0 = V_FMA(v_q4(b + 2, j), V_LOAD(x + i * 32 + j * VN), t0);
+                t1 = V_FMA(v_q4(b + 20, j), V_LOAD(x + i * 32 + 32 + j * VN), t1);
+            }
+            a0 = V_FMA(t0, V_SET1(v_f16s(b)), a0);
+            a1 = V_FMA(t1, V_SET1(v_f16s(b + 18)), a1);
+        }
+        for (; i < nb; i++, b += 18) {
+            vf t0 = V_ZERO();
+            for (int j = 0; j < 32 / VN; j++)
+                t0 = V_FMA(v_q4(b + 2, j), V_LOAD(x + i * 32 + j * VN), t0);
+            a2 = V_FMA(t0, V_SET1(v_f16s(b)), a2);
+        }
+        break;
+    }
+    case LOOM_NF4:
+    case LOOM_NF4_DQ: {
+        const uint8_t *c = mw->nf.codes + eoff / 2;
+        const int64_t nb = K / 64, b0 = eoff / 64;
+        for (int64_t i = 0; i < nb; i++, c += 32) {
+            __builtin_prefetch(c + MM_PREFETCH);
+            vf t0 = V_ZERO(), t1 = V_ZERO();
+            for (int j = 0; j < 64 / VN; j += 2) {
+                t0 = V_FMA(v_nf4(c + j * (VN / 2), mw->tab), V_LOAD(x + i * 64 + j * VN), t0);
+                t1 = V_FMA(v_nf4(c + (j + 1) * (VN / 2), mw->tab),
+                           V_LOAD(x + i * 64 + (j + 1) * VN), t1);
+            }
+            const vf a = V_SET1(mm_nf4_absmax(mw, b0 + i));
+            if (i & 1)
+                a1 = V_FMA(V_ADD(t0, t1), a, a1);
+            else
+                a0 = V_FMA(V_ADD(t0, t1), a, a0);
+        }
+        break;
+    }
+    default:
+        break;
+    }
+    return V_HSUM(V_ADD(V_ADD(a0, a1), V_ADD(a2, a3))) + tail;
+}

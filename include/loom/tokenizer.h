@@ -83,7 +83,7 @@ LOOM_API loom_status loom_tokenizer_from_vocab(const char *const *tokens, size_t
                                                bool ignore_merges, loom_tokenizer **out, char *err,
                                                size_t err_n);
 
-/* GGUF (model/tokenizer_gguf.c). Load from an open GGUF's tokenizer.ggml.*
+/* GGUF (model/tokenizer/tokenizer_gguf.c). Load from an open GGUF's tokenizer.ggml.*
  * keys (model "gpt2"; pre "llama-bpe" or absent = the Llama-3 regex, or
  * loom.tokenizer.pattern; tokens, token_type, merges, bos/eos/eot ids).
  * A file without tokenizer.ggml.tokens gives LOOM_ERR_INVALID_ARG with

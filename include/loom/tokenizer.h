@@ -8,7 +8,10 @@
  * released with loom_tokenizer_free().
  *
  * Text is bytes: encode accepts any byte string (valid UTF-8 or not) and
- * decode returns raw bytes, so decode(encode(x)) == x for every x.
+ * decode returns raw bytes, so decode(encode(x)) == x for every x whose
+ * bytes all have a token. A vocabulary may lack some of the 256 byte tokens
+ * (SmolLM2's lacks 21): encode then drops those bytes, as Hugging Face's
+ * tokenizers does.
  *
  * Errors: functions return a loom_status; those taking (err, err_n) write a
  * NUL-terminated message there on failure (err may be NULL when err_n is 0). */
@@ -57,8 +60,8 @@ enum {
 
 /* Load a Hugging Face tokenizer.json (model.type "BPE" with the ByteLevel
  * alphabet; pre_tokenizer a Split regex + ByteLevel, or ByteLevel alone with
- * use_regex). Reads model.vocab, model.merges ("a b" strings or [a, b]
- * arrays), model.ignore_merges and added_tokens. Unsupported tokenizer
+ * use_regex, or Digits(individual_digits) + ByteLevel as SmolLM2). Reads model.vocab, model.merges
+ * ("a b" strings or [a, b] arrays), model.ignore_merges and added_tokens. Unsupported tokenizer
  * features are rejected with LOOM_ERR_UNSUPPORTED and a message naming them.
  * On success *out owns everything; free it with loom_tokenizer_free(). */
 LOOM_API loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, char *err,
@@ -84,8 +87,10 @@ LOOM_API loom_status loom_tokenizer_from_vocab(const char *const *tokens, size_t
                                                size_t err_n);
 
 /* GGUF (model/tokenizer_gguf.c). Load from an open GGUF's tokenizer.ggml.*
- * keys (model "gpt2"; pre "llama-bpe" or absent = the Llama-3 regex, or
- * loom.tokenizer.pattern; tokens, token_type, merges, bos/eos/eot ids).
+ * keys (model "gpt2"; pre "llama-bpe" (also "llama3", "llama-v3") or absent
+ * = the Llama-3 regex, "gpt2"/"default" = GPT-2's, "smollm" = digits one by
+ * one then GPT-2's; any other pre value is LOOM_ERR_UNSUPPORTED naming it;
+ * or loom.tokenizer.pattern; tokens, token_type, merges, bos/eos/eot ids).
  * A file without tokenizer.ggml.tokens gives LOOM_ERR_INVALID_ARG with
  * "no tokenizer" in err. *out as for the other loaders. */
 struct loom_gguf;

@@ -11,10 +11,6 @@
 
 #include "model/tokenizer/tok_internal.h"
 
-/* GPT-2's split, used by a ByteLevel pre-tokenizer with use_regex = true. */
-static const char GPT2_PATTERN[] =
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-
 static bool is_null_or_absent(const cJSON *j) {
     return !j || cJSON_IsNull(j);
 }
@@ -70,10 +66,13 @@ static loom_status read_file(const char *path, char **data, size_t *n, char *err
     return LOOM_OK;
 }
 
-/* pre_tokenizer -> regex. Supported: Sequence[Split(Regex, Isolated),
- * ByteLevel(use_regex=false)] (Llama 3) and a lone ByteLevel(use_regex=true)
- * (GPT-2). Both without add_prefix_space. */
-static loom_status pick_pattern(const cJSON *pre, const char **pattern, char *err, size_t err_n) {
+/* pre_tokenizer -> regex stages. Supported: Sequence[Split(Regex, Isolated),
+ * ByteLevel(use_regex=false)] (Llama 3), a lone ByteLevel(use_regex=true)
+ * (GPT-2) and Sequence[Digits(individual_digits=true),
+ * ByteLevel(use_regex=true)] (SmolLM, SmolLM2). All without add_prefix_space. */
+static loom_status pick_pattern(const cJSON *pre, const char **stages, size_t *n_stages, char *err,
+                                size_t err_n) {
+    *n_stages = 1;
     const char *ty = str_field(pre, "type");
     if (!ty)
         return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
@@ -88,7 +87,7 @@ static loom_status pick_pattern(const cJSON *pre, const char **pattern, char *er
             return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
                                    "tokenizer.json: ByteLevel pre_tokenizer without a split regex "
                                    "(use_regex = false) is not supported");
-        *pattern = GPT2_PATTERN;
+        stages[0] = loom_pretok_gpt2_pattern();
         return LOOM_OK;
     }
     if (strcmp(ty, "Sequence") != 0)
@@ -104,10 +103,25 @@ static loom_status pick_pattern(const cJSON *pre, const char **pattern, char *er
                                "ByteLevel]");
     const cJSON *split = cJSON_GetArrayItem(seq, 0), *bl = cJSON_GetArrayItem(seq, 1);
     const char *t0 = str_field(split, "type"), *t1 = str_field(bl, "type");
+    if (t0 && !strcmp(t0, "Digits") && t1 && !strcmp(t1, "ByteLevel")) {
+        if (!is_true(cJSON_GetObjectItemCaseSensitive(split, "individual_digits")))
+            return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                                   "tokenizer.json: Digits pre_tokenizer with individual_digits = "
+                                   "false is not supported");
+        if (is_true(cJSON_GetObjectItemCaseSensitive(bl, "add_prefix_space")) ||
+            !is_true(cJSON_GetObjectItemCaseSensitive(bl, "use_regex")))
+            return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                                   "tokenizer.json: ByteLevel after Digits must have "
+                                   "add_prefix_space = false and use_regex = true");
+        stages[0] = loom_pretok_digits_pattern();
+        stages[1] = loom_pretok_gpt2_pattern();
+        *n_stages = 2;
+        return LOOM_OK;
+    }
     if (!t0 || strcmp(t0, "Split") != 0 || !t1 || strcmp(t1, "ByteLevel") != 0)
         return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
                                "tokenizer.json: pre_tokenizer Sequence is [%s, %s]; only [Split, "
-                               "ByteLevel] is supported",
+                               "ByteLevel] and [Digits, ByteLevel] are supported",
                                t0 ? t0 : "?", t1 ? t1 : "?");
     const cJSON *pat = cJSON_GetObjectItemCaseSensitive(split, "pattern");
     const char *re = str_field(pat, "Regex");
@@ -130,7 +144,7 @@ static loom_status pick_pattern(const cJSON *pre, const char **pattern, char *er
         return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
                                "tokenizer.json: ByteLevel after Split must have add_prefix_space = "
                                "false and use_regex = false");
-    *pattern = re;
+    stages[0] = re;
     return LOOM_OK;
 }
 
@@ -195,7 +209,8 @@ loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, 
     const char **tokens = NULL;
     int32_t *types = NULL;
     loom_tok_merge *merges = NULL;
-    const char *pattern = NULL;
+    const char *stages[LOOM_PRETOK_MAX_STAGES] = {NULL};
+    size_t n_stages = 0;
 
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
@@ -223,8 +238,8 @@ loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, 
         goto done;
     }
     if ((st = check_model(root, model, err, err_n)) != LOOM_OK) goto done;
-    if ((st = pick_pattern(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), &pattern, err,
-                           err_n)) != LOOM_OK)
+    if ((st = pick_pattern(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), stages,
+                           &n_stages, err, err_n)) != LOOM_OK)
         goto done;
     const cJSON *im = cJSON_GetObjectItemCaseSensitive(model, "ignore_merges");
     if (!is_null_or_absent(im) && !cJSON_IsBool(im)) {
@@ -333,8 +348,8 @@ loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, 
         r++;
     }
 
-    st = loom_tok_build(tokens, n_tok, types, merges, n_merges, pattern, ignore_merges, out, err,
-                        err_n);
+    st = loom_tok_build(tokens, n_tok, types, merges, n_merges, stages, n_stages, ignore_merges,
+                        out, err, err_n);
 
 done:
     free(tokens);

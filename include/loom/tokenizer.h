@@ -48,7 +48,7 @@ typedef enum loom_token_type {
  * tokenizer.encode(text, add_special_tokens=False): special-token text such as
  * "<|eot_id|>" in the input becomes the special id, no BOS is added. */
 enum {
-    LOOM_TOK_ADD_BOS = 1u << 0,    /* prepend the BOS id (<|begin_of_text|>) */
+    LOOM_TOK_ADD_BOS = 1u << 0,    /* prepend the BOS id (loom_tokenizer_bos) */
     LOOM_TOK_NO_SPECIAL = 1u << 1, /* special-token text is encoded as plain text
                                     * (use for untrusted user input) */
 };
@@ -149,6 +149,17 @@ LOOM_API int32_t loom_tokenizer_eot(const loom_tokenizer *tok);
 /* Override them (-1 = none); ids must be in range. */
 LOOM_API loom_status loom_tokenizer_set_special_ids(loom_tokenizer *tok, int32_t bos, int32_t eos,
                                                     int32_t eot);
+/* Whether the model's own metadata asks for BOS in front of a prompt, as
+ * Hugging Face's add_special_tokens and llama.cpp's add_bos do: GGUF
+ * tokenizer.ggml.add_bos_token; absent, llama.cpp's default for the
+ * tokenizer.ggml.pre value (llama-bpe: yes; gpt2, smollm: no). tokenizer.json:
+ * its TemplateProcessing post-processor, else tokenizer_config.json's
+ * add_bos_token beside it, else yes when there is a BOS token. A tokenizer
+ * from loom_tokenizer_from_vocab: yes when it has a BOS token. Generation
+ * (loom_generate, loom serve) adds BOS only when this is true. */
+LOOM_API bool loom_tokenizer_add_bos(const loom_tokenizer *tok);
+/* Set it; true needs a BOS id (LOOM_ERR_INVALID_ARG otherwise). */
+LOOM_API loom_status loom_tokenizer_set_add_bos(loom_tokenizer *tok, bool add_bos);
 
 /* ---- chat template ---- */
 

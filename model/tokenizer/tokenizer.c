@@ -43,6 +43,7 @@ struct loom_tokenizer {
     uint32_t spec_lo[256], spec_hi[256]; /* range in spec per first byte */
     loom_pretok *pre;
     bool ignore_merges;
+    bool add_bos; /* the file's metadata asks for BOS (loom_tokenizer_add_bos) */
     int32_t bos, eos, eot;
 };
 
@@ -379,6 +380,7 @@ loom_status loom_tok_build(const char *const *tokens, size_t n_tokens, const int
     if (loom_tokenizer_find(t, "<|begin_of_text|>", 17, &id) == LOOM_OK) t->bos = id;
     if (loom_tokenizer_find(t, "<|end_of_text|>", 15, &id) == LOOM_OK) t->eos = id;
     if (loom_tokenizer_find(t, "<|eot_id|>", 10, &id) == LOOM_OK) t->eot = id;
+    t->add_bos = t->bos >= 0; /* the loaders replace it with the file's metadata */
     free(tmp);
     *out = t;
     return LOOM_OK;
@@ -766,6 +768,17 @@ loom_status loom_tokenizer_set_special_ids(loom_tokenizer *t, int32_t bos, int32
     t->bos = bos;
     t->eos = eos;
     t->eot = eot;
+    if (bos < 0) t->add_bos = false;
+    return LOOM_OK;
+}
+
+bool loom_tokenizer_add_bos(const loom_tokenizer *t) {
+    return t && t->add_bos && t->bos >= 0;
+}
+
+loom_status loom_tokenizer_set_add_bos(loom_tokenizer *t, bool add_bos) {
+    if (!t || (add_bos && t->bos < 0)) return LOOM_ERR_INVALID_ARG;
+    t->add_bos = add_bos;
     return LOOM_OK;
 }
 
@@ -875,5 +888,6 @@ loom_status loom_tok_export(const loom_tokenizer *t, loom_tok_export_data *d, ch
     d->pre_name = loom_pretok_name(t->pre);
     d->pattern = loom_pretok_pattern(t->pre);
     d->ignore_merges = t->ignore_merges;
+    d->add_bos = loom_tokenizer_add_bos(t);
     return LOOM_OK;
 }

@@ -9,13 +9,20 @@
  * Each is loaded from tokenizer.json and from a GGUF written here with only
  * the keys llama.cpp's converter writes (tokenizer.ggml.pre = the name, no
  * loom.* keys); both must give HF's ids and decoded text. Unknown
- * tokenizer.ggml.pre values are refused by name. */
+ * tokenizer.ggml.pre values are refused by name. BOS follows the file's
+ * metadata (tokenizer.ggml.add_bos_token / bos_token_id, llama.cpp's
+ * defaults without them), and a model whose tokenizer has no Llama-3 BOS
+ * generates. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
+#include "loom/generate.h"
 #include "loom/gguf.h"
+#include "loom/model.h"
 #include "loom/tokenizer.h"
 #include "testing.h"
 
@@ -145,7 +152,8 @@ static void free_golden(golden *g) {
 /* The tokenizer.ggml.* keys llama.cpp's convert_hf_to_gguf.py writes for a
  * byte-level BPE, with the given pre value (NULL: key absent). The last three
  * tokens are the specials. */
-static loom_status gguf_of(const golden *g, const char *pre, void **buf, size_t *n) {
+static loom_status gguf_bos(const golden *g, const char *pre, int bos, int add_bos, void **buf,
+                            size_t *n) {
     loom_gguf_writer *w = NULL;
     LOOM_TRY(loom_gguf_writer_new(&w));
     int32_t *types = malloc(g->n_tokens * sizeof *types);
@@ -162,10 +170,18 @@ static loom_status gguf_of(const golden *g, const char *pre, void **buf, size_t 
     if (st == LOOM_OK)
         st = loom_gguf_writer_set_arr_str(w, "tokenizer.ggml.merges",
                                           (const char *const *)g->merges, g->n_merges);
+    if (st == LOOM_OK && bos >= 0)
+        st = loom_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)bos);
+    if (st == LOOM_OK && add_bos >= 0)
+        st = loom_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", add_bos != 0);
     if (st == LOOM_OK) st = loom_gguf_writer_write_memory(w, buf, n);
     loom_gguf_writer_free(w);
     free(types);
     return st;
+}
+
+static loom_status gguf_of(const golden *g, const char *pre, void **buf, size_t *n) {
+    return gguf_bos(g, pre, -1, -1, buf, n);
 }
 
 static void check_cases(const loom_tokenizer *t, const golden *g, const char *how) {
@@ -253,10 +269,125 @@ static void test_unknown_pre(void) {
     free_golden(&g);
 }
 
+/* GGUF bos/add_bos keys -> the tokenizer's BOS id and add_bos (want_st:
+ * the load status). Returns the tokenizer when loaded. */
+static loom_tokenizer *load_bos(const golden *g, const char *pre, int bos, int add_bos,
+                                loom_status want_st, int32_t want_bos, bool want_add) {
+    void *buf = NULL;
+    size_t n = 0;
+    char err[512] = "";
+    CHECK(gguf_bos(g, pre, bos, add_bos, &buf, &n) == LOOM_OK);
+    loom_gguf *f = NULL;
+    CHECK(loom_gguf_open_memory(buf, n, &f, err, sizeof err) == LOOM_OK);
+    loom_tokenizer *t = NULL;
+    loom_status st = f ? loom_tokenizer_load_gguf(f, &t, err, sizeof err) : LOOM_ERR_IO;
+    CHECK_MSG(st == want_st, "%s bos %d add %d: status %d (%s)", pre, bos, add_bos, st, err);
+    if (st != LOOM_OK) CHECK_MSG(strstr(err, "add_bos_token") != NULL, "%s", err);
+    if (t) {
+        CHECK_MSG(loom_tokenizer_bos(t) == want_bos && loom_tokenizer_add_bos(t) == want_add,
+                  "%s bos %d add %d: got bos %d add %d", pre, bos, add_bos, loom_tokenizer_bos(t),
+                  loom_tokenizer_add_bos(t));
+    }
+    loom_gguf_close(f);
+    free(buf);
+    return t;
+}
+
+/* issue 16: "loom run" failed for any tokenizer without <|begin_of_text|>
+ * (LOOM_TOK_ADD_BOS but the tokenizer has no BOS token). */
+static void test_bos(void) {
+    golden g;
+    if (!read_golden("smollm", &g)) return;
+    const int32_t im_start = (int32_t)g.n_tokens - 2;
+    /* no BOS keys; smollm: llama.cpp adds no BOS */
+    loom_tokenizer *t = load_bos(&g, "smollm", -1, -1, LOOM_OK, -1, false);
+    loom_tokenizer_free(t);
+    /* SmolLM2's GGUF: a BOS id, add_bos_token false */
+    t = load_bos(&g, "smollm", im_start, 0, LOOM_OK, im_start, false);
+    loom_tokenizer_free(t);
+    t = load_bos(&g, "smollm", im_start, -1, LOOM_OK, im_start, false);
+    loom_tokenizer_free(t);
+    /* add_bos_token true: encode with LOOM_TOK_ADD_BOS starts with that id */
+    t = load_bos(&g, "smollm", im_start, 1, LOOM_OK, im_start, true);
+    if (t) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        CHECK(loom_tokenizer_encode(t, "Hi", 2, LOOM_TOK_ADD_BOS, &ids, &n, NULL, 0) == LOOM_OK &&
+              n >= 2 && ids[0] == im_start);
+        free(ids);
+    }
+    loom_tokenizer_free(t);
+    /* llama-bpe: llama.cpp's default is BOS */
+    t = load_bos(&g, "llama-bpe", im_start, -1, LOOM_OK, im_start, true);
+    loom_tokenizer_free(t);
+    t = load_bos(&g, "llama-bpe", im_start, 0, LOOM_OK, im_start, false);
+    loom_tokenizer_free(t);
+    /* asking for a BOS the file does not have */
+    t = load_bos(&g, "gpt2", -1, 1, LOOM_ERR_FORMAT, -1, false);
+    loom_tokenizer_free(t);
+
+    /* generation with a tokenizer that has no BOS at all, and with one whose
+     * metadata adds BOS: the prompt then starts with it */
+    for (int with_bos = 0; with_bos < 2; with_bos++) {
+        t = load_bos(&g, "smollm", with_bos ? im_start : -1, with_bos, LOOM_OK,
+                     with_bos ? im_start : -1, with_bos != 0);
+        if (!t) continue;
+        char err[512] = "", path[256];
+        const char *tmp = getenv("TMPDIR");
+        snprintf(path, sizeof path, "%s/loom_tok_real_%d_%d.gguf", tmp && tmp[0] ? tmp : "/tmp",
+                 (int)getpid(), with_bos);
+        loom_model_config c;
+        loom_model_config_preset("tiny-dense", &c, err, sizeof err);
+        c.dim = 32;
+        c.n_layers = 1;
+        c.n_heads = 2;
+        c.n_kv_heads = 1;
+        c.head_dim = 16;
+        c.ffn_dim = 64;
+        c.rope = loom_rope_params_llama3(16);
+        c.vocab_size = (int64_t)loom_tokenizer_vocab_size(t);
+        c.bos_id = loom_tokenizer_bos(t);
+        c.eos_id = (int32_t)g.n_tokens - 1;
+        c.eot_id = -1;
+        CHECK_MSG(loom_model_write_random_gguf(&c, LOOM_F32, 3, t, path, err, sizeof err) ==
+                      LOOM_OK,
+                  "%s", err);
+        loom_tokenizer_free(t);
+        loom_model_params p = loom_model_default_params();
+        p.backend = "cpu";
+        p.n_ctx = 64;
+        loom_model *m = NULL;
+        CHECK_MSG(loom_model_load_gguf(path, &p, &m, err, sizeof err) == LOOM_OK, "%s", err);
+        if (m) {
+            const loom_tokenizer *mt = loom_model_tokenizer(m);
+            CHECK(mt && loom_tokenizer_add_bos(mt) == (with_bos != 0));
+            loom_generate_params gp = loom_generate_default_params();
+            gp.sampling.temperature = 0.0f;
+            gp.n_predict = 4;
+            gp.ignore_eos = true;
+            char *text = NULL;
+            loom_generate_stats s;
+            loom_status st = loom_generate(m, "Hello 12 world", &gp, &text, &s, err, sizeof err);
+            CHECK_MSG(st == LOOM_OK, "generate (BOS %d): %s", with_bos, err);
+            int32_t *ids = NULL;
+            size_t n = 0;
+            CHECK(loom_tokenizer_encode(mt, "Hello 12 world", 14, 0, &ids, &n, NULL, 0) == LOOM_OK);
+            CHECK_MSG(st != LOOM_OK || s.n_prompt == (int64_t)n + with_bos,
+                      "prompt %lld tokens, text %zu + BOS %d", (long long)s.n_prompt, n, with_bos);
+            free(ids);
+            free(text);
+        }
+        loom_model_free(m);
+        unlink(path);
+    }
+    free_golden(&g);
+}
+
 int main(void) {
     test_variant("llama-bpe");
     test_variant("gpt2");
     test_variant("smollm");
     test_unknown_pre();
+    test_bos();
     return test_summary("test_tokenizer_real");
 }

@@ -153,9 +153,10 @@ LOOM_API loom_status loom_tokenizer_set_special_ids(loom_tokenizer *tok, int32_t
  * Hugging Face's add_special_tokens and llama.cpp's add_bos do: GGUF
  * tokenizer.ggml.add_bos_token; absent, llama.cpp's default for the
  * tokenizer.ggml.pre value (llama-bpe: yes; gpt2, smollm: no). tokenizer.json:
- * its TemplateProcessing post-processor, else tokenizer_config.json's
- * add_bos_token beside it, else yes when there is a BOS token. A tokenizer
- * from loom_tokenizer_from_vocab: yes when it has a BOS token. Generation
+ * tokenizer_config.json's add_bos_token beside it, else its TemplateProcessing
+ * post-processor, else yes when the vocabulary has <|begin_of_text|> (Llama
+ * 3); the BOS id is tokenizer_config.json's bos_token when given. A tokenizer
+ * from loom_tokenizer_from_vocab: yes when it has <|begin_of_text|>. Generation
  * (loom_generate, loom serve) adds BOS only when this is true. */
 LOOM_API bool loom_tokenizer_add_bos(const loom_tokenizer *tok);
 /* Set it; true needs a BOS id (LOOM_ERR_INVALID_ARG otherwise). */

@@ -187,6 +187,97 @@ static loom_status check_model(const cJSON *root, const cJSON *model, char *err,
     return LOOM_OK;
 }
 
+/* The token a TemplateProcessing post-processor puts before the text
+ * ("single": [{SpecialToken X}, {Sequence A}, ...]): what HF's
+ * encode(add_special_tokens=True) prepends. found: the post-processor says
+ * either way; *bos: the token's text or NULL when it adds nothing in front. */
+static void template_bos(const cJSON *pp, bool *found, const char **bos) {
+    const char *ty = str_field(pp, "type");
+    if (ty && !strcmp(ty, "Sequence")) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(pp, "processors")) {
+            template_bos(it, found, bos);
+        }
+        return;
+    }
+    if (!ty || strcmp(ty, "TemplateProcessing") != 0) return;
+    const cJSON *single = cJSON_GetObjectItemCaseSensitive(pp, "single");
+    const cJSON *first = cJSON_IsArray(single) ? single->child : NULL;
+    const cJSON *sp = cJSON_GetObjectItemCaseSensitive(first, "SpecialToken");
+    *found = true;
+    *bos = sp ? str_field(sp, "id") : NULL;
+    if (*bos) { /* the special token's own ids, when the table gives one */
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(pp, "special_tokens"), *bos);
+        const cJSON *ids = cJSON_GetObjectItemCaseSensitive(e, "tokens");
+        if (cJSON_IsArray(ids) && cJSON_IsString(ids->child)) *bos = ids->child->valuestring;
+    }
+}
+
+/* BOS as Hugging Face adds it: tokenizer_config.json's add_bos_token and
+ * bos_token beside tokenizer.json (LlamaTokenizerFast rebuilds its
+ * post-processor from them), else the TemplateProcessing post-processor.
+ * Without either, the Llama-3 guess from loom_tok_build stands (BOS when
+ * <|begin_of_text|> exists): the Llama-3 tokenizer.json loom ships has a
+ * ByteLevel post-processor, and Llama 3 is trained with BOS. */
+static loom_status apply_bos(const cJSON *root, const char *path, loom_tokenizer *t, char *err,
+                             size_t err_n) {
+    bool found = false, add = false;
+    const char *bos_text = NULL;
+    template_bos(cJSON_GetObjectItemCaseSensitive(root, "post_processor"), &found, &bos_text);
+    add = found && bos_text;
+
+    size_t dn = strlen(path);
+    while (dn && path[dn - 1] != '/')
+        dn--;
+    char *cpath = malloc(dn + 32);
+    if (!cpath) return loom_model_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
+    snprintf(cpath, dn + 32, "%.*stokenizer_config.json", (int)dn, path);
+    char *data = NULL;
+    size_t n = 0;
+    cJSON *cfg = NULL;
+    FILE *f = fopen(cpath, "rb");
+    if (f) {
+        fclose(f);
+        loom_status st = read_file(cpath, &data, &n, err, err_n);
+        if (st == LOOM_OK) cfg = cJSON_ParseWithLength(data, n);
+        free(data);
+        if (st == LOOM_OK && !cfg)
+            st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer: %s is not valid JSON",
+                                 cpath);
+        if (st != LOOM_OK) {
+            free(cpath);
+            return st;
+        }
+    }
+    free(cpath);
+    const cJSON *ab = cJSON_GetObjectItemCaseSensitive(cfg, "add_bos_token");
+    const cJSON *bt = cJSON_GetObjectItemCaseSensitive(cfg, "bos_token");
+    if (cJSON_IsObject(bt)) bt = cJSON_GetObjectItemCaseSensitive(bt, "content");
+    if (cJSON_IsBool(ab)) {
+        found = true;
+        add = cJSON_IsTrue(ab);
+    }
+    if (cJSON_IsString(bt)) bos_text = bt->valuestring;
+    loom_status st = LOOM_OK;
+    int32_t id = -1;
+    if (bos_text && loom_tokenizer_find(t, bos_text, strlen(bos_text), &id) != LOOM_OK)
+        st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                             "tokenizer: the BOS token \"%.60s\" is not in the vocabulary",
+                             bos_text);
+    if (st == LOOM_OK && id >= 0)
+        loom_tokenizer_set_special_ids(t, id, loom_tokenizer_eos(t), loom_tokenizer_eot(t));
+    if (st == LOOM_OK && found) {
+        if (add && loom_tokenizer_bos(t) < 0)
+            st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                 "tokenizer: add_bos_token is true but there is no bos_token");
+        else
+            loom_tokenizer_set_add_bos(t, add);
+    }
+    cJSON_Delete(cfg);
+    return st;
+}
+
 loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, char *err,
                                         size_t err_n) {
     if (!path || !out)
@@ -350,6 +441,10 @@ loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, 
 
     st = loom_tok_build(tokens, n_tok, types, merges, n_merges, stages, n_stages, ignore_merges,
                         out, err, err_n);
+    if (st == LOOM_OK && (st = apply_bos(root, path, *out, err, err_n)) != LOOM_OK) {
+        loom_tokenizer_free(*out);
+        *out = NULL;
+    }
 
 done:
     free(tokens);

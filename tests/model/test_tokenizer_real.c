@@ -383,11 +383,97 @@ static void test_bos(void) {
     free_golden(&g);
 }
 
+static char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long l = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)l + 1);
+    *n = fread(b, 1, (size_t)l, f);
+    b[*n] = 0;
+    fclose(f);
+    return b;
+}
+
+static void spit(const char *path, const char *s) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return;
+    fputs(s, f);
+    fclose(f);
+}
+
+/* tokenizer.json + tokenizer_config.json in dir -> BOS id and add_bos. */
+static void check_json_bos(const char *dir, const char *tj, const char *cfg, loom_status want_st,
+                           int32_t want_bos, bool want_add) {
+    char p1[600], p2[600], err[512] = "";
+    snprintf(p1, sizeof p1, "%s/tokenizer.json", dir);
+    snprintf(p2, sizeof p2, "%s/tokenizer_config.json", dir);
+    spit(p1, tj);
+    if (cfg)
+        spit(p2, cfg);
+    else
+        unlink(p2);
+    loom_tokenizer *t = NULL;
+    loom_status st = loom_tokenizer_load_hf_json(p1, &t, err, sizeof err);
+    CHECK_MSG(st == want_st, "cfg %s: status %d (%s)", cfg ? cfg : "none", st, err);
+    if (t)
+        CHECK_MSG(loom_tokenizer_bos(t) == want_bos && loom_tokenizer_add_bos(t) == want_add,
+                  "cfg %s: bos %d add %d", cfg ? cfg : "none", loom_tokenizer_bos(t),
+                  loom_tokenizer_add_bos(t));
+    loom_tokenizer_free(t);
+    unlink(p1);
+    unlink(p2);
+}
+
+/* BOS from Hugging Face metadata: the TemplateProcessing post-processor and
+ * tokenizer_config.json (add_bos_token, bos_token). */
+static void test_bos_json(void) {
+    golden g;
+    if (!read_golden("gpt2", &g)) return;
+    const int32_t im_start = (int32_t)g.n_tokens - 2;
+    free_golden(&g);
+    char rel[] = "tests/model/data/tokenizer_real/gpt2.tokenizer.json", path[1024];
+    size_t n = 0;
+    char *base = slurp(src_path(rel, path, sizeof path), &n);
+    CHECK(base && strstr(base, "\"post_processor\": null"));
+    if (!base) return;
+    const char *tmp = getenv("TMPDIR");
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/loom_tok_bos_XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    if (!mkdtemp(dir)) {
+        free(base);
+        return;
+    }
+    check_json_bos(dir, base, NULL, LOOM_OK, -1, false);
+    const char *tp = "\"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": "
+                     "[{\"SpecialToken\": {\"id\": \"<|im_start|>\", \"type_id\": 0}}, "
+                     "{\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}], \"pair\": [], "
+                     "\"special_tokens\": {\"<|im_start|>\": {\"id\": \"<|im_start|>\", "
+                     "\"ids\": [0], \"tokens\": [\"<|im_start|>\"]}}}";
+    const char *at = strstr(base, "\"post_processor\": null");
+    size_t k = (size_t)(at - base), m = strlen("\"post_processor\": null");
+    char *with = malloc(n + strlen(tp) + 1);
+    snprintf(with, n + strlen(tp) + 1, "%.*s%s%s", (int)k, base, tp, base + k + m);
+    check_json_bos(dir, with, NULL, LOOM_OK, im_start, true);
+    check_json_bos(dir, with, "{\"add_bos_token\": false}", LOOM_OK, im_start, false);
+    check_json_bos(dir, base, "{\"bos_token\": \"<|im_start|>\", \"add_bos_token\": true}", LOOM_OK,
+                   im_start, true);
+    check_json_bos(dir, base, "{\"bos_token\": {\"content\": \"<|im_start|>\"}}", LOOM_OK, im_start,
+                   false);
+    check_json_bos(dir, base, "{\"add_bos_token\": true}", LOOM_ERR_FORMAT, -1, false);
+    check_json_bos(dir, base, "{\"bos_token\": \"<s>\"}", LOOM_ERR_FORMAT, -1, false);
+    free(with);
+    free(base);
+    rmdir(dir);
+}
+
 int main(void) {
     test_variant("llama-bpe");
     test_variant("gpt2");
     test_variant("smollm");
     test_unknown_pre();
     test_bos();
+    test_bos_json();
     return test_summary("test_tokenizer_real");
 }

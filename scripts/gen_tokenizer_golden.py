@@ -10,6 +10,14 @@ Also the Llama-3 chat template rendered with jinja2 from tokenizer_config.json
 
 Run by a developer after changing the corpus (needs `pip install tokenizers jinja2`):
     python3 scripts/gen_tokenizer_golden.py
+
+It also writes the synthetic byte-level tokenizers of issue 16 (see
+synthetic_goldens below: a small trained vocabulary that lacks some of the 256
+byte tokens, as SmolLM2's does, under the llama-bpe, gpt2 and smollm
+pre-tokenizers) and HF's ids for a corpus of code with CRLF, digit runs and
+dropped bytes, into tests/model/data/tokenizer_real/ (the C test
+tests/model/test_tokenizer_real.c reads them without Python). --only
+synthetic writes just those.
 With --loom-lib build/libloom.so it also times loom's encoder (through ctypes)
 on the same texts in the same run, best of 3 for both, and checks its ids.
 """
@@ -215,7 +223,12 @@ def best_of(n, fn):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--loom-lib", help="path to libloom.so: also time loom's encoder")
+    ap.add_argument("--only", choices=["llama3", "synthetic"], help="write only one golden set")
     args = ap.parse_args()
+    if args.only != "llama3":
+        synthetic_goldens()
+    if args.only == "synthetic":
+        return 0
     tok = Tokenizer.from_file(os.path.join(TOK_DIR, "tokenizer.json"))
     loom = LoomEncoder(args.loom_lib, os.path.join(TOK_DIR, "tokenizer.json")) if args.loom_lib \
         else None
@@ -281,6 +294,152 @@ def main():
         f.write("\n")
     print("wrote %s: %d cases, %d chat cases, %d bytes"
           % (os.path.relpath(OUT, ROOT), len(cases), len(golden["chat"]), os.path.getsize(OUT)))
+
+
+# ---- synthetic tokenizers of real-file shapes (issue 16) ----
+
+REAL_DIR = os.path.join(ROOT, "tests", "model", "data", "tokenizer_real")
+
+# Bytes without a token in the synthetic vocabulary. SmolLM2 lacks 21 of the
+# 256; these are chosen so that dropping them leaves valid UTF-8 (HF's decode
+# is lossy, loom's returns bytes): ASCII controls, a letter, and bytes that
+# never occur in UTF-8.
+MISSING_BYTES = [0x04, 0x07, 0x0B, 0x1B, 0x7F, ord("Q"), 0xC0, 0xC1] + list(range(0xF5, 0x100))
+
+LLAMA3_REGEX = ("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+                "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+")
+
+# GGUF tokenizer.ggml.pre name -> the tokenizer.json pre_tokenizer HF uses for
+# such files (llama-bpe: Llama 3; gpt2: GPT-2's ByteLevel regex; smollm:
+# SmolLM/SmolLM2, digits isolated one by one, then GPT-2's regex).
+PRE_TOKENIZERS = {
+    "llama-bpe": ({"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": None}, "behavior": "Isolated", "invert": False},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+         "use_regex": False}]}, True),
+    "gpt2": ({"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+              "use_regex": True}, False),
+    "smollm": ({"type": "Sequence", "pretokenizers": [
+        {"type": "Digits", "individual_digits": True},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+         "use_regex": True}]}, False),
+}
+
+TRAIN_TEXT = [
+    "The quick brown fox jumps over the lazy dog. Quite quiet queens quickly quit.",
+    "def main():\r\n    return 12345 + 678\r\n\r\nfor i in range(100):\r\n\tprint(i)\r\n",
+    "int x = 2024; // the year\n  if (x > 99) { y = x * 3.14159; }\n",
+    "I'm you're he's we've they'll I'd can't won't don't",
+    "Tokenizers split text into pieces; each piece is merged rank by rank.",
+    "caf\u00e9 na\u00efve \u00fcber \u4eca\u5929 \u043f\u0440\u0438\u0432\u0435\u0442 123 4567 89",
+    "    indented code\n\t\ttabs\n  spaces  and   more   spaces\n\n\n",
+]
+
+REAL_CORPUS = [
+    ("empty", ""),
+    ("prose", "The quick brown fox jumps over the lazy dog. It wasn't me!"),
+    ("missing_letter", "Quite Quiet QQQ aQb Queens quickly quit"),
+    ("missing_controls", "a\x04b\x07c\x1bd\x7fe\x0bf \x04\x04 \x1b[0m"),
+    ("only_missing", "QQQ"),
+    ("crlf_code", "def main():\r\n    return 12345 + 678\r\n\r\nfor i in range(100):\r\n"
+                  "\tprint(i)\r\n"),
+    ("crlf_c", "int main(void) {\r\n  int x = 2024;\r\n  return x * 31415926;\r\n}\r\n"),
+    ("digit_runs", "1 12 123 1234 12345 123456 1234567 3.14159 1,000,000 -42 v1.2.3 0x1F 99a"),
+    ("digits_spaces", "a  1 b   22  c 333\t4\n5 \u0661\u0662\u0663 \uff11\uff12 \u00b2"),
+    ("whitespace", "end with spaces     \n\n  \t x  \r\n\r\n   y"),
+    ("contractions", "I'm you're he's we've they'll I'd can't WON'T It'S"),
+    ("unicode", "caf\u00e9 na\u00efve \u00fcber \u4eca\u5929 \u043f\u0440\u0438\u0432\u0435\u0442 "
+                "\U0001f600 \u00a0x"),
+    ("punct", "!!!??? ... --- (hello)[world]{again} \"quoted\" #include <stdio.h>"),
+    ("special", "<|im_start|>user\nHi Q<|im_end|>\n<|im_start|>assistant\n"),
+]
+
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+
+
+def byte_alphabet():
+    """GPT-2 bytes_to_unicode: byte -> character."""
+    keep = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    out, n = {}, 0
+    for b in range(256):
+        if b in keep:
+            out[b] = chr(b)
+        else:
+            out[b] = chr(256 + n)
+            n += 1
+    return out
+
+
+def synthetic_vocab():
+    """A trained byte-level BPE with MISSING_BYTES (and everything built from
+    them) removed, ids renumbered densely, the specials appended."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=600, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(TRAIN_TEXT * 4, trainer)
+    model = json.loads(tok.to_str())["model"]
+    b2u = byte_alphabet()
+    gone = {b2u[b] for b in MISSING_BYTES}
+    vocab = sorted(model["vocab"].items(), key=lambda kv: kv[1])
+    kept = [s for s, _ in vocab if not (set(s) & gone)]
+    assert len(kept) <= len(vocab) - len(MISSING_BYTES)
+    merges = []
+    for m in model["merges"]:
+        l, r = m if isinstance(m, list) else m.split(" ")
+        if not (set(l + r) & gone):
+            merges.append([l, r])
+    return kept, merges
+
+
+def synthetic_goldens():
+    from tokenizers import Tokenizer
+    import tokenizers
+    tokens, merges = synthetic_vocab()
+    os.makedirs(REAL_DIR, exist_ok=True)
+    n = len(tokens)
+    added = [{"id": n + i, "content": s, "single_word": False, "lstrip": False, "rstrip": False,
+              "normalized": False, "special": True} for i, s in enumerate(SPECIALS)]
+    for pre, (pre_json, ignore_merges) in PRE_TOKENIZERS.items():
+        pre_json = json.loads(json.dumps(pre_json))
+        if pre == "llama-bpe":
+            pre_json["pretokenizers"][0]["pattern"]["Regex"] = LLAMA3_REGEX
+        tj = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
+              "normalizer": None, "pre_tokenizer": pre_json, "post_processor": None,
+              "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True,
+                          "use_regex": True},
+              "model": {"type": "BPE", "dropout": None, "unk_token": None,
+                        "continuing_subword_prefix": None, "end_of_word_suffix": None,
+                        "fuse_unk": False, "byte_fallback": False, "ignore_merges": ignore_merges,
+                        "vocab": {s: i for i, s in enumerate(tokens)}, "merges": merges}}
+        text = json.dumps(tj, ensure_ascii=False, indent=1)
+        tok = Tokenizer.from_str(text)
+        base = os.path.join(REAL_DIR, pre)
+        with open(base + ".tokenizer.json", "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        # Line format for the C test (hex strings: no escaping questions):
+        #   pre NAME / ignore_merges 0|1 / missing N hex.. / tokens N + N lines /
+        #   merges N + N lines "hexL hexR" / case NAME hexTEXT ids.. / decoded hexTEXT
+        lines = ["# %s: tokenizers %s, scripts/gen_tokenizer_golden.py" % (pre, tokenizers.__version__),
+                 "pre %s" % pre, "ignore_merges %d" % ignore_merges,
+                 "missing %d %s" % (len(MISSING_BYTES), " ".join("%02x" % b for b in MISSING_BYTES)),
+                 "tokens %d" % (n + len(SPECIALS))]
+        lines += [t.encode().hex() for t in tokens + SPECIALS]
+        lines.append("merges %d" % len(merges))
+        lines += ["%s %s" % (l.encode().hex(), r.encode().hex()) for l, r in merges]
+        for name, text_ in REAL_CORPUS:
+            assert "\0" not in text_
+            ids = tok.encode(text_, add_special_tokens=False).ids
+            lines.append("case %s %s %s" % (name, text_.encode().hex() or "-",
+                                            " ".join(map(str, ids))))
+            dec = tok.decode(ids, skip_special_tokens=False)
+            assert "\ufffd" not in dec
+            lines.append("decoded %s" % (dec.encode().hex() or "-"))
+        with open(base + ".golden.txt", "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        print("wrote %s.{tokenizer.json,golden.txt}: %d tokens, %d merges, %d cases"
+              % (os.path.relpath(base, ROOT), n + len(SPECIALS), len(merges), len(REAL_CORPUS)))
 
 
 if __name__ == "__main__":

@@ -194,7 +194,8 @@ static enum MHD_Result generate(conn_ctx *c, loom_serve_kind kind) {
     st = kind == LOOM_SERVE_CHAT
              ? loom_serve_chat_encode(s->tok, p.messages, p.n_messages, &ids, &n_ids, err,
                                       sizeof err)
-             : loom_tokenizer_encode(s->tok, p.prompt, strlen(p.prompt), LOOM_TOK_ADD_BOS, &ids,
+             : loom_tokenizer_encode(s->tok, p.prompt, strlen(p.prompt),
+                                     loom_tokenizer_add_bos(s->tok) ? LOOM_TOK_ADD_BOS : 0u, &ids,
                                      &n_ids, err, sizeof err);
     if (st != LOOM_OK) {
         free(ids);

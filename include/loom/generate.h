@@ -87,7 +87,8 @@ typedef struct loom_generate_params {
     loom_sampler_params sampling;
     const char *const *stop; /* stop strings (NUL-terminated), n_stop of them */
     size_t n_stop;
-    bool add_bos;       /* prepend <|begin_of_text|>; default true */
+    bool add_bos;       /* prepend BOS where the tokenizer asks for it
+                         * (loom_tokenizer_add_bos); false: never; default true */
     bool parse_special; /* special-token text in the prompt becomes the token; default true */
     bool ignore_eos;    /* keep going past EOS; default false */
     int slot;           /* KV slot; cleared first; default 0 */

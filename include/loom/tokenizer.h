@@ -8,7 +8,10 @@
  * released with loom_tokenizer_free().
  *
  * Text is bytes: encode accepts any byte string (valid UTF-8 or not) and
- * decode returns raw bytes, so decode(encode(x)) == x for every x.
+ * decode returns raw bytes, so decode(encode(x)) == x for every x whose
+ * bytes all have a token. A vocabulary may lack some of the 256 byte tokens
+ * (SmolLM2's lacks 21): encode then drops those bytes, as Hugging Face's
+ * tokenizers does.
  *
  * Errors: functions return a loom_status; those taking (err, err_n) write a
  * NUL-terminated message there on failure (err may be NULL when err_n is 0). */
@@ -45,7 +48,7 @@ typedef enum loom_token_type {
  * tokenizer.encode(text, add_special_tokens=False): special-token text such as
  * "<|eot_id|>" in the input becomes the special id, no BOS is added. */
 enum {
-    LOOM_TOK_ADD_BOS = 1u << 0,    /* prepend the BOS id (<|begin_of_text|>) */
+    LOOM_TOK_ADD_BOS = 1u << 0,    /* prepend the BOS id (loom_tokenizer_bos) */
     LOOM_TOK_NO_SPECIAL = 1u << 1, /* special-token text is encoded as plain text
                                     * (use for untrusted user input) */
 };
@@ -57,8 +60,8 @@ enum {
 
 /* Load a Hugging Face tokenizer.json (model.type "BPE" with the ByteLevel
  * alphabet; pre_tokenizer a Split regex + ByteLevel, or ByteLevel alone with
- * use_regex). Reads model.vocab, model.merges ("a b" strings or [a, b]
- * arrays), model.ignore_merges and added_tokens. Unsupported tokenizer
+ * use_regex, or Digits(individual_digits) + ByteLevel as SmolLM2). Reads model.vocab, model.merges
+ * ("a b" strings or [a, b] arrays), model.ignore_merges and added_tokens. Unsupported tokenizer
  * features are rejected with LOOM_ERR_UNSUPPORTED and a message naming them.
  * On success *out owns everything; free it with loom_tokenizer_free(). */
 LOOM_API loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, char *err,
@@ -84,8 +87,10 @@ LOOM_API loom_status loom_tokenizer_from_vocab(const char *const *tokens, size_t
                                                size_t err_n);
 
 /* GGUF (model/tokenizer/tokenizer_gguf.c). Load from an open GGUF's tokenizer.ggml.*
- * keys (model "gpt2"; pre "llama-bpe" or absent = the Llama-3 regex, or
- * loom.tokenizer.pattern; tokens, token_type, merges, bos/eos/eot ids).
+ * keys (model "gpt2"; pre "llama-bpe" (also "llama3", "llama-v3") or absent
+ * = the Llama-3 regex, "gpt2"/"default" = GPT-2's, "smollm" = digits one by
+ * one then GPT-2's; any other pre value is LOOM_ERR_UNSUPPORTED naming it;
+ * or loom.tokenizer.pattern; tokens, token_type, merges, bos/eos/eot ids).
  * A file without tokenizer.ggml.tokens gives LOOM_ERR_INVALID_ARG with
  * "no tokenizer" in err. *out as for the other loaders. */
 struct loom_gguf;
@@ -144,6 +149,18 @@ LOOM_API int32_t loom_tokenizer_eot(const loom_tokenizer *tok);
 /* Override them (-1 = none); ids must be in range. */
 LOOM_API loom_status loom_tokenizer_set_special_ids(loom_tokenizer *tok, int32_t bos, int32_t eos,
                                                     int32_t eot);
+/* Whether the model's own metadata asks for BOS in front of a prompt, as
+ * Hugging Face's add_special_tokens and llama.cpp's add_bos do: GGUF
+ * tokenizer.ggml.add_bos_token; absent, llama.cpp's default for the
+ * tokenizer.ggml.pre value (llama-bpe: yes; gpt2, smollm: no). tokenizer.json:
+ * tokenizer_config.json's add_bos_token beside it, else its TemplateProcessing
+ * post-processor, else yes when the vocabulary has <|begin_of_text|> (Llama
+ * 3); the BOS id is tokenizer_config.json's bos_token when given. A tokenizer
+ * from loom_tokenizer_from_vocab: yes when it has <|begin_of_text|>. Generation
+ * (loom_generate, loom serve) adds BOS only when this is true. */
+LOOM_API bool loom_tokenizer_add_bos(const loom_tokenizer *tok);
+/* Set it; true needs a BOS id (LOOM_ERR_INVALID_ARG otherwise). */
+LOOM_API loom_status loom_tokenizer_set_add_bos(loom_tokenizer *tok, bool add_bos);
 
 /* ---- chat template ---- */
 

@@ -125,46 +125,199 @@ static loom_status to_i32(int64_t v, const char *field, int32_t *out, char *err,
     return LOOM_OK;
 }
 
-static loom_status parse_rope_scaling(const cJSON *root, loom_rope_params *r, char *err,
-                                      size_t err_n) {
-    const cJSON *rs = member(root, "rope_scaling");
+/* Keys of a RoPE settings object (transformers 4 "rope_scaling", transformers
+ * 5 "rope_parameters") that loom implements. Every other key there changes
+ * the rotation (yarn's beta_fast, longrope's factor lists, ...), so it is
+ * refused rather than ignored. */
+static const char *const ROPE_KEYS[] = {"rope_type",
+                                        "type",
+                                        "rope_theta",
+                                        "factor",
+                                        "low_freq_factor",
+                                        "high_freq_factor",
+                                        "original_max_position_embeddings"};
+
+/* One RoPE settings object (name: "rope_scaling" or "rope_parameters") into
+ * r->scaling and its factors. theta is left alone. */
+static loom_status parse_rope_object(const cJSON *rs, const char *name, loom_rope_params *r,
+                                     char *err, size_t err_n) {
     r->scaling = LOOM_ROPE_SCALING_NONE;
-    if (!rs) return LOOM_OK;
     if (!cJSON_IsObject(rs))
         return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
-                               "config.json: rope_scaling must be an object or null (got %s)",
+                               "config.json: %s must be an object or null (got %s)", name,
                                json_type(rs));
+    for (const cJSON *e = rs->child; e; e = e->next) {
+        bool known = false;
+        for (size_t k = 0; k < sizeof ROPE_KEYS / sizeof ROPE_KEYS[0]; k++)
+            known = known || !strcmp(e->string, ROPE_KEYS[k]);
+        /* partial_rotary_factor 1 is full rotation, what loom does */
+        if (!known && !strcmp(e->string, "partial_rotary_factor") && cJSON_IsNumber(e) &&
+            e->valuedouble == 1.0)
+            known = true;
+        if (!known && !cJSON_IsNull(e))
+            return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                                   "config.json: %s.%.40s is not supported (loom implements "
+                                   "rope_type default and llama3 only)",
+                                   name, e->string);
+    }
     const cJSON *type = member(rs, "rope_type");
     if (!type) type = member(rs, "type");
+    char field[64];
+    snprintf(field, sizeof field, "%s.rope_type", name);
+    if (!type && !strcmp(name, "rope_parameters")) return LOOM_OK; /* transformers 5: default */
     if (!cJSON_IsString(type))
         return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
-                               "config.json: rope_scaling.rope_type must be a string (got %s)",
+                               "config.json: %s must be a string (got %s)", field,
                                type ? json_type(type) : "nothing");
     if (!strcmp(type->valuestring, "default")) return LOOM_OK;
     if (strcmp(type->valuestring, "llama3") != 0)
-        return loom_model_fail(
-            err, err_n, LOOM_ERR_UNSUPPORTED,
-            "config.json: rope_scaling.rope_type '%.40s' is not supported (llama3 or default)",
-            type->valuestring);
+        return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                               "config.json: %s '%.40s' is not supported (llama3 or default)",
+                               field, type->valuestring);
     double factor = 0, lo = 0, hi = 0;
     int64_t orig = 0;
-    LOOM_TRY(get_num(rs, "rope_scaling.factor", "factor", true, 0, &factor, err, err_n));
-    LOOM_TRY(
-        get_num(rs, "rope_scaling.low_freq_factor", "low_freq_factor", true, 0, &lo, err, err_n));
-    LOOM_TRY(
-        get_num(rs, "rope_scaling.high_freq_factor", "high_freq_factor", true, 0, &hi, err, err_n));
+    char f1[64], f2[64], f3[64], f4[80];
+    snprintf(f1, sizeof f1, "%s.factor", name);
+    snprintf(f2, sizeof f2, "%s.low_freq_factor", name);
+    snprintf(f3, sizeof f3, "%s.high_freq_factor", name);
+    snprintf(f4, sizeof f4, "%s.original_max_position_embeddings", name);
+    LOOM_TRY(get_num(rs, f1, "factor", true, 0, &factor, err, err_n));
+    LOOM_TRY(get_num(rs, f2, "low_freq_factor", true, 0, &lo, err, err_n));
+    LOOM_TRY(get_num(rs, f3, "high_freq_factor", true, 0, &hi, err, err_n));
     const cJSON *o = member(rs, "original_max_position_embeddings");
-    if (!o)
-        return loom_model_fail(
-            err, err_n, LOOM_ERR_FORMAT,
-            "config.json: rope_scaling.original_max_position_embeddings is missing");
-    LOOM_TRY(int_of(o, "rope_scaling.original_max_position_embeddings", &orig, err, err_n));
-    LOOM_TRY(
-        to_i32(orig, "rope_scaling.original_max_position_embeddings", &r->orig_ctx, err, err_n));
+    if (!o) return loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "config.json: %s is missing", f4);
+    LOOM_TRY(int_of(o, f4, &orig, err, err_n));
+    LOOM_TRY(to_i32(orig, f4, &r->orig_ctx, err, err_n));
     r->scaling = LOOM_ROPE_SCALING_LLAMA3;
     r->factor = (float)factor;
     r->low_freq_factor = (float)lo;
     r->high_freq_factor = (float)hi;
+    return LOOM_OK;
+}
+
+/* RoPE theta and scaling from either layout: transformers 4 writes top-level
+ * rope_theta + rope_scaling, transformers 5 one rope_parameters object (with
+ * rope_theta inside). Reading only the old layout silently gave theta 10000
+ * and no scaling on transformers-5 files (issue 16). A file with both must
+ * say the same thing in both, or it is refused: loom cannot know which one
+ * the writer meant. A layout that is absent says nothing and is no conflict. */
+static loom_status parse_rope(const cJSON *root, double def_theta, loom_rope_params *r, char *err,
+                              size_t err_n) {
+    const cJSON *rp = member(root, "rope_parameters"), *rs = member(root, "rope_scaling");
+    const cJSON *rt = member(root, "rope_theta");
+    loom_rope_params old = *r, neu = *r;
+    double t_old = def_theta, t_new = def_theta;
+    LOOM_TRY(get_num(root, "rope_theta", "rope_theta", false, def_theta, &t_old, err, err_n));
+    if (rs) LOOM_TRY(parse_rope_object(rs, "rope_scaling", &old, err, err_n));
+    if (!rp) {
+        *r = old;
+        r->theta = (float)t_old;
+        return LOOM_OK;
+    }
+    LOOM_TRY(parse_rope_object(rp, "rope_parameters", &neu, err, err_n));
+    if (!member(rp, "rope_theta") && !rt)
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                               "config.json: rope_parameters.rope_theta is missing");
+    LOOM_TRY(
+        get_num(rp, "rope_parameters.rope_theta", "rope_theta", false, t_old, &t_new, err, err_n));
+    if (rt && (float)t_new != (float)t_old)
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                               "config.json: rope_theta (%g) and rope_parameters.rope_theta (%g) "
+                               "disagree",
+                               t_old, t_new);
+    if (rs && (old.scaling != neu.scaling ||
+               (neu.scaling == LOOM_ROPE_SCALING_LLAMA3 &&
+                (old.factor != neu.factor || old.low_freq_factor != neu.low_freq_factor ||
+                 old.high_freq_factor != neu.high_freq_factor || old.orig_ctx != neu.orig_ctx))))
+        return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                               "config.json: rope_scaling and rope_parameters disagree (rope type "
+                               "or factors)");
+    *r = neu;
+    r->theta = (float)t_new;
+    return LOOM_OK;
+}
+
+/* Top-level keys that change the model's math in some transformers
+ * architecture and that loom does not implement, each with the value(s)
+ * that leave loom's math unchanged. Unknown keys outside this list are
+ * bookkeeping (torch_dtype, transformers_version, _name_or_path,
+ * initializer_range, ...) and are accepted. docs/adr/0021 records the list. */
+typedef enum {
+    NEUTRAL_NULL,
+    NEUTRAL_FALSE,
+    NEUTRAL_ONE,
+    NEUTRAL_ALL_ONE,
+    NEUTRAL_FULL_ATTN
+} neutral;
+static const struct {
+    const char *key;
+    neutral ok;
+} MATH_KEYS[] = {
+    {"quantization_config", NEUTRAL_NULL},
+    {"partial_rotary_factor", NEUTRAL_ONE},
+    {"rotary_pct", NEUTRAL_ONE},
+    {"rope_interleaved", NEUTRAL_FALSE},
+    {"logit_scale", NEUTRAL_ONE},
+    {"logits_scaling", NEUTRAL_ONE},
+    {"embedding_multiplier", NEUTRAL_ONE},
+    {"residual_multiplier", NEUTRAL_ONE},
+    {"attention_multiplier", NEUTRAL_NULL},
+    {"attn_logit_softcapping", NEUTRAL_NULL},
+    {"final_logit_softcapping", NEUTRAL_NULL},
+    {"query_pre_attn_scalar", NEUTRAL_NULL},
+    {"qk_layernorm", NEUTRAL_FALSE},
+    {"use_qk_norm", NEUTRAL_FALSE},
+    {"no_rope_layers", NEUTRAL_ALL_ONE},
+    {"layer_types", NEUTRAL_FULL_ATTN},
+    {"use_sliding_window", NEUTRAL_FALSE},
+    {"bias", NEUTRAL_FALSE},
+    {"use_bias", NEUTRAL_FALSE},
+    {"shared_expert_intermediate_size", NEUTRAL_NULL},
+    {"n_shared_experts", NEUTRAL_NULL},
+    {"moe_intermediate_size", NEUTRAL_NULL},
+};
+
+static bool is_neutral(const cJSON *j, neutral ok) {
+    switch (ok) {
+    case NEUTRAL_NULL:
+        return false; /* member() already dropped JSON null */
+    case NEUTRAL_FALSE:
+        return cJSON_IsFalse(j);
+    case NEUTRAL_ONE:
+        return cJSON_IsNumber(j) && j->valuedouble == 1.0;
+    case NEUTRAL_ALL_ONE:
+    case NEUTRAL_FULL_ATTN:
+        if (!cJSON_IsArray(j)) return false;
+        for (const cJSON *e = j->child; e; e = e->next) {
+            if (ok == NEUTRAL_ALL_ONE && !(cJSON_IsNumber(e) && e->valuedouble == 1.0))
+                return false;
+            if (ok == NEUTRAL_FULL_ATTN &&
+                !(cJSON_IsString(e) && !strcmp(e->valuestring, "full_attention")))
+                return false;
+        }
+        return true;
+    }
+    return false;
+}
+
+static loom_status check_math_keys(const cJSON *root, char *err, size_t err_n) {
+    for (size_t k = 0; k < sizeof MATH_KEYS / sizeof MATH_KEYS[0]; k++) {
+        const cJSON *j = member(root, MATH_KEYS[k].key);
+        if (!j || is_neutral(j, MATH_KEYS[k].ok)) continue;
+        char v[48] = "";
+        if (cJSON_IsNumber(j))
+            snprintf(v, sizeof v, "%g", j->valuedouble);
+        else if (cJSON_IsString(j))
+            snprintf(v, sizeof v, "\"%.40s\"", j->valuestring);
+        else if (cJSON_IsBool(j))
+            snprintf(v, sizeof v, "%s", cJSON_IsTrue(j) ? "true" : "false");
+        else
+            snprintf(v, sizeof v, "%s", json_type(j));
+        return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                               "config.json: %s = %s changes the model's math and is not "
+                               "supported by loom",
+                               MATH_KEYS[k].key, v);
+    }
     return LOOM_OK;
 }
 
@@ -220,11 +373,10 @@ static loom_status parse_root(const cJSON *root, loom_model_config *out, char *e
     LOOM_TRY(get_num(root, "rms_norm_eps", "rms_norm_eps", false, mixtral ? 1e-5 : 1e-6, &d, err,
                      err_n));
     c.rms_eps = (float)d;
-    LOOM_TRY(get_num(root, "rope_theta", "rope_theta", false, mixtral ? 1e6 : 1e4, &d, err, err_n));
-    c.rope.theta = (float)d;
     c.rope.mode = LOOM_ROPE_NEOX; /* HF rotate_half on unpermuted q/k weights */
     c.rope.n_dims = (int32_t)c.head_dim;
-    LOOM_TRY(parse_rope_scaling(root, &c.rope, err, err_n));
+    LOOM_TRY(parse_rope(root, mixtral ? 1e6 : 1e4, &c.rope, err, err_n));
+    LOOM_TRY(check_math_keys(root, err, err_n));
     LOOM_TRY(get_int(root, "max_position_embeddings", false, llama ? 2048 : 4096 * 32, &c.max_ctx,
                      err, err_n));
     LOOM_TRY(get_bool(root, "tie_word_embeddings", false, &c.tie_embeddings, err, err_n));

@@ -224,8 +224,10 @@ static loom_status tokenize(const loom_model *m, const char *prompt, const loom_
     if (!tk)
         return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
                                "generate: the model file has no tokenizer (tokenizer.ggml.*)");
-    unsigned flags =
-        (p->add_bos ? LOOM_TOK_ADD_BOS : 0u) | (p->parse_special ? 0u : LOOM_TOK_NO_SPECIAL);
+    /* BOS only where the model's tokenizer metadata asks for it: a
+     * tokenizer without one (SmolLM2's GGUF) must still run (issue 16). */
+    unsigned flags = (p->add_bos && loom_tokenizer_add_bos(tk) ? LOOM_TOK_ADD_BOS : 0u) |
+                     (p->parse_special ? 0u : LOOM_TOK_NO_SPECIAL);
     char terr[256];
     loom_status st =
         loom_tokenizer_encode(tk, prompt, strlen(prompt), flags, ids, n, terr, sizeof terr);

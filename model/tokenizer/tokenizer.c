@@ -6,18 +6,11 @@
  * load time), so encode works on the input bytes directly and decode is a
  * concatenation. Two open-addressing hash maps serve the hot path: raw bytes
  * -> id for ordinary tokens, and (left id, right id) -> (rank, merged id). */
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "model/tokenizer/tok_internal.h"
-
-/* The regex of Llama 3's tokenizer.json (also tiktoken's cl100k-style split). */
-static const char LLAMA3_PATTERN[] =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
-    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 typedef struct tok_pair_slot {
     uint64_t key; /* (left << 32) | right; TOK_EMPTY_KEY when free */
@@ -48,15 +41,11 @@ struct loom_tokenizer {
     tok_special *spec;    /* non-ordinary tokens sorted by (first byte, length desc) */
     size_t n_spec;
     uint32_t spec_lo[256], spec_hi[256]; /* range in spec per first byte */
-    pcre2_code *re;
+    loom_pretok *pre;
     bool ignore_merges;
+    bool add_bos; /* the file's metadata asks for BOS (loom_tokenizer_add_bos) */
     int32_t bos, eos, eot;
-    char *pattern; /* the pre-tokenizer regex as given (for export) */
 };
-
-const char *loom_tokenizer_llama3_pattern(void) {
-    return LLAMA3_PATTERN;
-}
 
 /* ---- hashing ---- */
 
@@ -195,73 +184,6 @@ static bool type_is_ordinary(int32_t ty) {
     return ty == LOOM_TOKEN_NORMAL || ty == LOOM_TOKEN_BYTE || ty == LOOM_TOKEN_UNDEFINED;
 }
 
-/* The Unicode White_Space set, which Hugging Face's regex engine (Oniguruma)
- * uses for \s. PCRE2's \s under UCP also matches U+180E (whitespace before
- * Unicode 6.3, now a format character), so \s and \S are spelled out. */
-#define TOK_WS_ITEMS "\\t\\n\\x0b\\f\\r\\x{85}\\p{Z}"
-
-static void sb_put(char *dst, size_t *k, const char *s, size_t n) {
-    memcpy(dst + *k, s, n);
-    *k += n;
-}
-
-/* Copy pattern with \s -> White_Space (a class, or its items inside a class)
- * and \S -> its complement outside classes. Other syntax is copied verbatim;
- * the scanner only tracks escapes, \Q...\E and [...] classes. Returns a
- * malloc'd string or NULL on OOM. */
-static char *rewrite_space_classes(const char *in) {
-    size_t n = strlen(in), items = strlen(TOK_WS_ITEMS);
-    char *out = malloc(n * (items + 4) / 2 + 8); /* each 2-byte escape grows to items + 3 */
-    if (!out) return NULL;
-    size_t k = 0, i = 0;
-    bool in_class = false;
-    while (i < n) {
-        char c = in[i];
-        if (c == '\\' && i + 1 < n) {
-            char d = in[i + 1];
-            if (d == 's' && in_class) {
-                sb_put(out, &k, TOK_WS_ITEMS, items);
-            } else if (d == 's' || d == 'S') {
-                sb_put(out, &k, d == 's' ? "[" : "[^", d == 's' ? 1 : 2);
-                sb_put(out, &k, TOK_WS_ITEMS, items);
-                sb_put(out, &k, "]", 1);
-            } else if (d == 'Q') { /* literal text up to \E */
-                const char *e = strstr(in + i + 2, "\\E");
-                size_t stop = e ? (size_t)(e - in) + 2 : n;
-                sb_put(out, &k, in + i, stop - i);
-                i = stop;
-                continue;
-            } else {
-                sb_put(out, &k, in + i, 2);
-            }
-            i += 2;
-            continue;
-        }
-        if (!in_class && c == '[') {
-            in_class = true;
-            size_t j = i + 1;
-            if (j < n && in[j] == '^') j++;
-            if (j < n && in[j] == ']') /* a leading ] is literal */
-                j++;
-            sb_put(out, &k, in + i, j - i);
-            i = j;
-            continue;
-        }
-        if (in_class && c == '[' && i + 1 < n && in[i + 1] == ':') { /* [:alpha:] */
-            const char *e = strstr(in + i + 2, ":]");
-            size_t stop = e ? (size_t)(e - in) + 2 : i + 1;
-            sb_put(out, &k, in + i, stop - i);
-            i = stop;
-            continue;
-        }
-        if (in_class && c == ']') in_class = false;
-        out[k++] = c;
-        i++;
-    }
-    out[k] = 0;
-    return out;
-}
-
 static int spec_cmp(const void *a, const void *b) {
     const tok_special *x = a, *y = b;
     uint8_t fx = x->len ? (uint8_t)x->bytes[0] : 0, fy = y->len ? (uint8_t)y->bytes[0] : 0;
@@ -285,8 +207,9 @@ static void printable_escape(const char *s, char *buf, size_t n) {
 }
 
 loom_status loom_tok_build(const char *const *tokens, size_t n_tokens, const int32_t *types,
-                           const loom_tok_merge *merges, size_t n_merges, const char *pattern,
-                           bool ignore_merges, loom_tokenizer **out, char *err, size_t err_n) {
+                           const loom_tok_merge *merges, size_t n_merges, const char *const *stages,
+                           size_t n_stages, bool ignore_merges, loom_tokenizer **out, char *err,
+                           size_t err_n) {
     if (!out || (!tokens && n_tokens))
         return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL argument");
     *out = NULL;
@@ -375,18 +298,12 @@ loom_status loom_tok_build(const char *const *tokens, size_t n_tokens, const int
     for (size_t i = 0; i < n_tokens; i++)
         if (t->type[i] == LOOM_TOKEN_NORMAL) vmap_insert(t, (int32_t)i);
 
-    /* Every byte needs a token: BPE starts from single bytes. */
+    /* BPE starts from single bytes. A byte without a token (SmolLM2 lacks 21
+     * of the 256) is dropped by encode, as Hugging Face's BPE drops a
+     * character it has no id for when there is no unk token. */
     for (int b = 0; b < 256; b++) {
         uint8_t c = (uint8_t)b;
         t->byte_id[b] = vmap_find(t, &c, 1);
-        if (t->byte_id[b] < 0) {
-            st = loom_model_fail(
-                err, err_n, LOOM_ERR_FORMAT,
-                "tokenizer: vocabulary has no token for byte 0x%02x (a byte-level BPE "
-                "vocabulary needs all 256)",
-                b);
-            goto fail;
-        }
     }
 
     /* Merges -> (left, right) -> (rank, merged id). */
@@ -452,34 +369,18 @@ loom_status loom_tok_build(const char *const *tokens, size_t n_tokens, const int
         t->spec_hi[f] = (uint32_t)k + 1;
     }
 
-    /* Pre-tokenizer regex: UTF + Unicode properties; MATCH_INVALID_UTF so
-     * invalid bytes are skipped instead of failing the whole match. */
-    if (!pattern) pattern = LLAMA3_PATTERN;
-    t->pattern = malloc(strlen(pattern) + 1);
-    if (!t->pattern) goto oom;
-    memcpy(t->pattern, pattern, strlen(pattern) + 1);
-    char *rewritten = rewrite_space_classes(pattern);
-    if (!rewritten) goto oom;
-    int ecode;
-    PCRE2_SIZE eoff;
-    t->re = pcre2_compile((PCRE2_SPTR)rewritten, PCRE2_ZERO_TERMINATED,
-                          PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &ecode, &eoff, NULL);
-    free(rewritten);
-    if (!t->re) {
-        PCRE2_UCHAR msg[256];
-        pcre2_get_error_message(ecode, msg, sizeof(msg));
-        st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
-                             "tokenizer: pre-tokenizer regex does not compile (PCRE2): %s",
-                             (const char *)msg);
-        goto fail;
+    const char *llama3 = loom_tokenizer_llama3_pattern();
+    if (!stages || !n_stages) {
+        stages = &llama3;
+        n_stages = 1;
     }
-    /* JIT is an optimisation only: without it pcre2_match interprets. */
-    (void)pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE);
+    if ((st = loom_pretok_new(stages, n_stages, &t->pre, err, err_n)) != LOOM_OK) goto fail;
 
     int32_t id;
     if (loom_tokenizer_find(t, "<|begin_of_text|>", 17, &id) == LOOM_OK) t->bos = id;
     if (loom_tokenizer_find(t, "<|end_of_text|>", 15, &id) == LOOM_OK) t->eos = id;
     if (loom_tokenizer_find(t, "<|eot_id|>", 10, &id) == LOOM_OK) t->eot = id;
+    t->add_bos = t->bos >= 0; /* the loaders replace it with the file's metadata */
     free(tmp);
     *out = t;
     return LOOM_OK;
@@ -497,6 +398,16 @@ loom_status loom_tokenizer_from_vocab(const char *const *tokens, size_t n_tokens
                                       const int32_t *token_types, const char *pattern,
                                       bool ignore_merges, loom_tokenizer **out, char *err,
                                       size_t err_n) {
+    return loom_tok_from_vocab(tokens, n_tokens, merges, n_merges, token_types,
+                               pattern ? &pattern : NULL, pattern ? 1 : 0, ignore_merges, out, err,
+                               err_n);
+}
+
+loom_status loom_tok_from_vocab(const char *const *tokens, size_t n_tokens,
+                                const char *const *merges, size_t n_merges,
+                                const int32_t *token_types, const char *const *stages,
+                                size_t n_stages, bool ignore_merges, loom_tokenizer **out,
+                                char *err, size_t err_n) {
     if (!out) return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL out");
     *out = NULL;
     if (n_merges && !merges)
@@ -533,8 +444,8 @@ loom_status loom_tokenizer_from_vocab(const char *const *tokens, size_t n_tokens
         p += n + 1;
     }
     if (st == LOOM_OK)
-        st = loom_tok_build(tokens, n_tokens, token_types, m, n_merges, pattern, ignore_merges, out,
-                            err, err_n);
+        st = loom_tok_build(tokens, n_tokens, token_types, m, n_merges, stages, n_stages,
+                            ignore_merges, out, err, err_n);
     free(m);
     free(buf);
     return st;
@@ -549,8 +460,7 @@ void loom_tokenizer_free(loom_tokenizer *t) {
     free(t->vmap);
     free(t->pmap);
     free(t->spec);
-    free(t->pattern);
-    if (t->re) pcre2_code_free(t->re);
+    loom_pretok_free(t->pre);
     free(t);
 }
 
@@ -574,7 +484,7 @@ typedef struct tok_enc {
     tok_sym *sym;
     tok_heap_ent *heap;
     size_t cap_sym;
-    pcre2_match_data *md;
+    void *md; /* pre-tokenizer match state */
 } tok_enc;
 
 static bool push_id(tok_enc *e, int32_t id) {
@@ -648,10 +558,19 @@ static loom_status bpe_piece(tok_enc *e, const uint8_t *p, size_t n) {
     }
     tok_sym *s = e->sym;
     tok_heap_ent *h = e->heap;
-    size_t hn = 0;
-    for (size_t i = 0; i < n; i++)
-        s[i] = (tok_sym){t->byte_id[p[i]], (int32_t)i - 1, i + 1 < n ? (int32_t)i + 1 : -1, 1};
-    for (size_t i = 0; i + 1 < n; i++)
+    size_t hn = 0, n_sym = 0;
+    /* Bytes without a token are left out, so their neighbours become
+     * adjacent and may merge, as in Hugging Face's merge_word. */
+    for (size_t i = 0; i < n; i++) {
+        int32_t id = t->byte_id[p[i]];
+        if (id < 0) continue;
+        s[n_sym] = (tok_sym){id, (int32_t)n_sym - 1, -1, 1};
+        n_sym++;
+    }
+    if (n_sym == 0) return LOOM_OK;
+    for (size_t i = 0; i + 1 < n_sym; i++)
+        s[i].next = (int32_t)i + 1;
+    for (size_t i = 0; i + 1 < n_sym; i++)
         push_pair(t, h, &hn, s, (int32_t)i);
     /* Each merge pushes at most two entries and removes one symbol, so the
      * heap never exceeds 2n entries. */
@@ -675,54 +594,14 @@ static loom_status bpe_piece(tok_enc *e, const uint8_t *p, size_t n) {
     return LOOM_OK;
 }
 
-static size_t utf8_len_at(const uint8_t *p, size_t n) {
-    /* Length of the (possibly invalid) character at p: used only to step past
-     * an empty regex match. */
-    size_t l = p[0] < 0x80 ? 1 : (p[0] & 0xe0) == 0xc0 ? 2 : (p[0] & 0xf0) == 0xe0 ? 3 : 4;
-    if (l > n) l = n;
-    for (size_t k = 1; k < l; k++)
-        if ((p[k] & 0xc0) != 0x80) return k;
-    return l;
+static loom_status emit_piece(void *ud, const uint8_t *p, size_t n) {
+    return bpe_piece(ud, p, n);
 }
 
-/* Pre-tokenize text without special tokens and BPE each piece. Text the regex
- * does not cover (gaps: runs of invalid UTF-8) becomes its own piece, like the
- * unmatched parts of Hugging Face's Split(behavior = Isolated). */
+/* Pre-tokenize text without special tokens and BPE each piece. */
 static loom_status encode_plain(tok_enc *e, const uint8_t *text, size_t n, char *err,
                                 size_t err_n) {
-    size_t gap = 0, at = 0;
-    uint32_t opts = 0;
-    while (at < n) {
-        int rc = pcre2_match(e->t->re, text, n, at, opts, e->md, NULL);
-        if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !(opts & PCRE2_NO_JIT)) {
-            opts |= PCRE2_NO_JIT; /* the interpreter keeps its backtracking on the heap */
-            continue;
-        }
-        if (rc == PCRE2_ERROR_NOMATCH) break;
-        if (rc < 0) {
-            PCRE2_UCHAR msg[256];
-            pcre2_get_error_message(rc, msg, sizeof(msg));
-            return loom_model_fail(err, err_n, LOOM_ERR_INTERNAL,
-                                   "tokenizer: regex match failed at byte %zu: %s", at,
-                                   (const char *)msg);
-        }
-        const PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->md);
-        size_t s = ov[0], f = ov[1];
-        if (f == s) { /* empty match: step over one character, it joins the gap */
-            at = s + utf8_len_at(text + s, n - s);
-            continue;
-        }
-        loom_status st = bpe_piece(e, text + gap, s - gap);
-        if (st == LOOM_OK) st = bpe_piece(e, text + s, f - s);
-        if (st != LOOM_OK)
-            return loom_model_fail(err, err_n, st, "tokenizer: encode failed: %s",
-                                   loom_status_str(st));
-        gap = at = f;
-    }
-    loom_status st = bpe_piece(e, text + gap, n - gap);
-    if (st != LOOM_OK)
-        return loom_model_fail(err, err_n, st, "tokenizer: encode failed: %s", loom_status_str(st));
-    return LOOM_OK;
+    return loom_pretok_split(e->t->pre, e->md, text, n, emit_piece, e, err, err_n);
 }
 
 static bool spec_matchable(uint8_t type, unsigned flags) {
@@ -748,7 +627,7 @@ loom_status loom_tokenizer_encode(const loom_tokenizer *t, const char *text, siz
                                "tokenizer: LOOM_TOK_ADD_BOS but the tokenizer has no BOS token");
     tok_enc e = {.t = t};
     loom_status st = LOOM_OK;
-    e.md = pcre2_match_data_create_from_pattern(t->re, NULL);
+    e.md = loom_pretok_scratch_new(t->pre);
     if (!e.md || !push_id(&e, 0)) /* allocates ids even for empty output */
         goto oom;
     e.n_ids = 0;
@@ -780,7 +659,7 @@ loom_status loom_tokenizer_encode(const loom_tokenizer *t, const char *text, siz
     if ((st = encode_plain(&e, u + seg, len - seg, err, err_n)) != LOOM_OK) goto fail;
     free(e.sym);
     free(e.heap);
-    pcre2_match_data_free(e.md);
+    loom_pretok_scratch_free(e.md);
     *ids = e.ids;
     *n_ids = e.n_ids;
     return LOOM_OK;
@@ -791,7 +670,7 @@ fail:
     free(e.ids);
     free(e.sym);
     free(e.heap);
-    if (e.md) pcre2_match_data_free(e.md);
+    loom_pretok_scratch_free(e.md);
     return st;
 }
 
@@ -889,6 +768,17 @@ loom_status loom_tokenizer_set_special_ids(loom_tokenizer *t, int32_t bos, int32
     t->bos = bos;
     t->eos = eos;
     t->eot = eot;
+    if (bos < 0) t->add_bos = false;
+    return LOOM_OK;
+}
+
+bool loom_tokenizer_add_bos(const loom_tokenizer *t) {
+    return t && t->add_bos && t->bos >= 0;
+}
+
+loom_status loom_tokenizer_set_add_bos(loom_tokenizer *t, bool add_bos) {
+    if (!t || (add_bos && t->bos < 0)) return LOOM_ERR_INVALID_ARG;
+    t->add_bos = add_bos;
     return LOOM_OK;
 }
 
@@ -995,8 +885,9 @@ loom_status loom_tok_export(const loom_tokenizer *t, loom_tok_export_data *d, ch
     free(order);
     d->n_tokens = t->n_vocab;
     d->n_merges = n_merges;
-    d->pattern = t->pattern;
-    d->llama3_pattern = strcmp(t->pattern, LLAMA3_PATTERN) == 0;
+    d->pre_name = loom_pretok_name(t->pre);
+    d->pattern = loom_pretok_pattern(t->pre);
     d->ignore_merges = t->ignore_merges;
+    d->add_bos = loom_tokenizer_add_bos(t);
     return LOOM_OK;
 }

@@ -13,9 +13,15 @@ loom_status loom_tokenizer_write_gguf(const loom_tokenizer *tok, loom_gguf_write
         return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "tokenizer: NULL argument");
     loom_tok_export_data d;
     LOOM_TRY(loom_tok_export(tok, &d, err, err_n));
+    if (!d.pre_name && !d.pattern) {
+        loom_tok_export_free(&d);
+        return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                               "tokenizer: its pre-tokenizer has several stages and no "
+                               "tokenizer.ggml.pre name; GGUF cannot store it");
+    }
     loom_status st = loom_gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");
-    if (st == LOOM_OK && d.llama3_pattern)
-        st = loom_gguf_writer_set_str(w, "tokenizer.ggml.pre", "llama-bpe");
+    if (st == LOOM_OK && d.pre_name)
+        st = loom_gguf_writer_set_str(w, "tokenizer.ggml.pre", d.pre_name);
     else if (st == LOOM_OK)
         st = loom_gguf_writer_set_str(w, "loom.tokenizer.pattern", d.pattern);
     if (st == LOOM_OK)
@@ -25,8 +31,10 @@ loom_status loom_tokenizer_write_gguf(const loom_tokenizer *tok, loom_gguf_write
                                       d.n_tokens);
     if (st == LOOM_OK)
         st = loom_gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", d.merges, d.n_merges);
-    if (st == LOOM_OK && !d.ignore_merges)
-        st = loom_gguf_writer_set_bool(w, "loom.tokenizer.ignore_merges", false);
+    if (st == LOOM_OK && d.ignore_merges != loom_pretok_default_ignore_merges(d.pre_name))
+        st = loom_gguf_writer_set_bool(w, "loom.tokenizer.ignore_merges", d.ignore_merges);
+    /* as llama.cpp's converter writes it: readers need not guess */
+    if (st == LOOM_OK) st = loom_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", d.add_bos);
     const int32_t ids[3] = {loom_tokenizer_bos(tok), loom_tokenizer_eos(tok),
                             loom_tokenizer_eot(tok)};
     const char *keys[3] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
@@ -80,7 +88,15 @@ loom_status loom_tokenizer_load_gguf(loom_gguf *g, loom_tokenizer **out, char *e
          et != LOOM_GGUF_STRING))
         return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
                                "tokenizer: tokenizer.ggml.merges is not a string array");
+    /* The pre-tokenizer: loom's own regex (loom.tokenizer.pattern) or the
+     * name llama.cpp's converter writes. An absent tokenizer.ggml.pre means
+     * Llama 3's split (what loom wrote before it wrote the name); a name loom
+     * does not know is refused, since guessing tokenizes differently from
+     * the model's training. */
     char *pattern = NULL;
+    const char *const *stages = NULL;
+    size_t n_stages = 0;
+    bool ignore_merges = true, add_bos = true, named = false;
     const char *ps;
     uint64_t plen;
     if (loom_gguf_get_str(g, "loom.tokenizer.pattern", &ps, &plen) == LOOM_OK) {
@@ -88,6 +104,15 @@ loom_status loom_tokenizer_load_gguf(loom_gguf *g, loom_tokenizer **out, char *e
         if (!pattern) return loom_model_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
         memcpy(pattern, ps, plen);
         pattern[plen] = 0;
+    } else if (loom_gguf_find_kv(g, "tokenizer.ggml.pre") >= 0) {
+        if (loom_gguf_get_str(g, "tokenizer.ggml.pre", &ps, &plen) != LOOM_OK)
+            return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                   "tokenizer: tokenizer.ggml.pre is not a string");
+        LOOM_TRY(
+            loom_pretok_named(ps, (size_t)plen, &stages, &n_stages, &ignore_merges, err, err_n));
+        /* llama.cpp adds BOS by default only for Llama 3's pre-tokenizer */
+        add_bos = ignore_merges;
+        named = true;
     }
     /* All strings in one block: sizes first. */
     size_t total = 0;
@@ -122,10 +147,10 @@ loom_status loom_tokenizer_load_gguf(loom_gguf *g, loom_tokenizer **out, char *e
         st = loom_model_fail(err, err_n, st, "tokenizer: reading tokenizer.ggml.* failed: %s",
                              st == LOOM_ERR_OOM ? "out of memory" : loom_gguf_error(g));
     } else {
-        bool ignore_merges = true; /* Llama 3 */
         loom_gguf_get_bool(g, "loom.tokenizer.ignore_merges", &ignore_merges);
-        st = loom_tokenizer_from_vocab(tokens, n_tok, merges, n_merges, have_types ? types : NULL,
-                                       pattern, ignore_merges, out, err, err_n);
+        const char *const *stg = pattern ? (const char *const *)&pattern : stages;
+        st = loom_tok_from_vocab(tokens, n_tok, merges, n_merges, have_types ? types : NULL, stg,
+                                 pattern ? 1 : n_stages, ignore_merges, out, err, err_n);
     }
     if (st == LOOM_OK) {
         /* Special ids from the file override the guesses from token strings. */
@@ -142,6 +167,29 @@ loom_status loom_tokenizer_load_gguf(loom_gguf *g, loom_tokenizer **out, char *e
             loom_tokenizer_free(*out);
             *out = NULL;
             st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer: bad special token ids");
+        }
+    }
+    if (st == LOOM_OK) {
+        /* BOS as the file says (tokenizer.ggml.add_bos_token), else as
+         * llama.cpp defaults for its pre-tokenizer; a file of loom's own
+         * from before the key: BOS when it has one. */
+        bool have_key = loom_gguf_find_kv(g, "tokenizer.ggml.add_bos_token") >= 0;
+        if (have_key && loom_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &add_bos) != LOOM_OK)
+            st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                 "tokenizer: tokenizer.ggml.add_bos_token is not a boolean");
+        else if (!have_key && !named)
+            add_bos = loom_tokenizer_bos(*out) >= 0;
+        if (st == LOOM_OK && add_bos && loom_tokenizer_bos(*out) < 0) {
+            if (have_key)
+                st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                     "tokenizer: tokenizer.ggml.add_bos_token is true but the file "
+                                     "has no BOS token (tokenizer.ggml.bos_token_id)");
+            add_bos = false; /* a name's default without a BOS id: nothing to add */
+        }
+        if (st == LOOM_OK) loom_tokenizer_set_add_bos(*out, add_bos);
+        if (st != LOOM_OK) {
+            loom_tokenizer_free(*out);
+            *out = NULL;
         }
     }
     free(blob);

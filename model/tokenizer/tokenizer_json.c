@@ -11,10 +11,6 @@
 
 #include "model/tokenizer/tok_internal.h"
 
-/* GPT-2's split, used by a ByteLevel pre-tokenizer with use_regex = true. */
-static const char GPT2_PATTERN[] =
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-
 static bool is_null_or_absent(const cJSON *j) {
     return !j || cJSON_IsNull(j);
 }
@@ -70,10 +66,13 @@ static loom_status read_file(const char *path, char **data, size_t *n, char *err
     return LOOM_OK;
 }
 
-/* pre_tokenizer -> regex. Supported: Sequence[Split(Regex, Isolated),
- * ByteLevel(use_regex=false)] (Llama 3) and a lone ByteLevel(use_regex=true)
- * (GPT-2). Both without add_prefix_space. */
-static loom_status pick_pattern(const cJSON *pre, const char **pattern, char *err, size_t err_n) {
+/* pre_tokenizer -> regex stages. Supported: Sequence[Split(Regex, Isolated),
+ * ByteLevel(use_regex=false)] (Llama 3), a lone ByteLevel(use_regex=true)
+ * (GPT-2) and Sequence[Digits(individual_digits=true),
+ * ByteLevel(use_regex=true)] (SmolLM, SmolLM2). All without add_prefix_space. */
+static loom_status pick_pattern(const cJSON *pre, const char **stages, size_t *n_stages, char *err,
+                                size_t err_n) {
+    *n_stages = 1;
     const char *ty = str_field(pre, "type");
     if (!ty)
         return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
@@ -88,7 +87,7 @@ static loom_status pick_pattern(const cJSON *pre, const char **pattern, char *er
             return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
                                    "tokenizer.json: ByteLevel pre_tokenizer without a split regex "
                                    "(use_regex = false) is not supported");
-        *pattern = GPT2_PATTERN;
+        stages[0] = loom_pretok_gpt2_pattern();
         return LOOM_OK;
     }
     if (strcmp(ty, "Sequence") != 0)
@@ -104,10 +103,25 @@ static loom_status pick_pattern(const cJSON *pre, const char **pattern, char *er
                                "ByteLevel]");
     const cJSON *split = cJSON_GetArrayItem(seq, 0), *bl = cJSON_GetArrayItem(seq, 1);
     const char *t0 = str_field(split, "type"), *t1 = str_field(bl, "type");
+    if (t0 && !strcmp(t0, "Digits") && t1 && !strcmp(t1, "ByteLevel")) {
+        if (!is_true(cJSON_GetObjectItemCaseSensitive(split, "individual_digits")))
+            return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                                   "tokenizer.json: Digits pre_tokenizer with individual_digits = "
+                                   "false is not supported");
+        if (is_true(cJSON_GetObjectItemCaseSensitive(bl, "add_prefix_space")) ||
+            !is_true(cJSON_GetObjectItemCaseSensitive(bl, "use_regex")))
+            return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                                   "tokenizer.json: ByteLevel after Digits must have "
+                                   "add_prefix_space = false and use_regex = true");
+        stages[0] = loom_pretok_digits_pattern();
+        stages[1] = loom_pretok_gpt2_pattern();
+        *n_stages = 2;
+        return LOOM_OK;
+    }
     if (!t0 || strcmp(t0, "Split") != 0 || !t1 || strcmp(t1, "ByteLevel") != 0)
         return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
                                "tokenizer.json: pre_tokenizer Sequence is [%s, %s]; only [Split, "
-                               "ByteLevel] is supported",
+                               "ByteLevel] and [Digits, ByteLevel] are supported",
                                t0 ? t0 : "?", t1 ? t1 : "?");
     const cJSON *pat = cJSON_GetObjectItemCaseSensitive(split, "pattern");
     const char *re = str_field(pat, "Regex");
@@ -130,7 +144,7 @@ static loom_status pick_pattern(const cJSON *pre, const char **pattern, char *er
         return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
                                "tokenizer.json: ByteLevel after Split must have add_prefix_space = "
                                "false and use_regex = false");
-    *pattern = re;
+    stages[0] = re;
     return LOOM_OK;
 }
 
@@ -173,6 +187,97 @@ static loom_status check_model(const cJSON *root, const cJSON *model, char *err,
     return LOOM_OK;
 }
 
+/* The token a TemplateProcessing post-processor puts before the text
+ * ("single": [{SpecialToken X}, {Sequence A}, ...]): what HF's
+ * encode(add_special_tokens=True) prepends. found: the post-processor says
+ * either way; *bos: the token's text or NULL when it adds nothing in front. */
+static void template_bos(const cJSON *pp, bool *found, const char **bos) {
+    const char *ty = str_field(pp, "type");
+    if (ty && !strcmp(ty, "Sequence")) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, cJSON_GetObjectItemCaseSensitive(pp, "processors")) {
+            template_bos(it, found, bos);
+        }
+        return;
+    }
+    if (!ty || strcmp(ty, "TemplateProcessing") != 0) return;
+    const cJSON *single = cJSON_GetObjectItemCaseSensitive(pp, "single");
+    const cJSON *first = cJSON_IsArray(single) ? single->child : NULL;
+    const cJSON *sp = cJSON_GetObjectItemCaseSensitive(first, "SpecialToken");
+    *found = true;
+    *bos = sp ? str_field(sp, "id") : NULL;
+    if (*bos) { /* the special token's own ids, when the table gives one */
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(
+            cJSON_GetObjectItemCaseSensitive(pp, "special_tokens"), *bos);
+        const cJSON *ids = cJSON_GetObjectItemCaseSensitive(e, "tokens");
+        if (cJSON_IsArray(ids) && cJSON_IsString(ids->child)) *bos = ids->child->valuestring;
+    }
+}
+
+/* BOS as Hugging Face adds it: tokenizer_config.json's add_bos_token and
+ * bos_token beside tokenizer.json (LlamaTokenizerFast rebuilds its
+ * post-processor from them), else the TemplateProcessing post-processor.
+ * Without either, the Llama-3 guess from loom_tok_build stands (BOS when
+ * <|begin_of_text|> exists): the Llama-3 tokenizer.json loom ships has a
+ * ByteLevel post-processor, and Llama 3 is trained with BOS. */
+static loom_status apply_bos(const cJSON *root, const char *path, loom_tokenizer *t, char *err,
+                             size_t err_n) {
+    bool found = false, add = false;
+    const char *bos_text = NULL;
+    template_bos(cJSON_GetObjectItemCaseSensitive(root, "post_processor"), &found, &bos_text);
+    add = found && bos_text;
+
+    size_t dn = strlen(path);
+    while (dn && path[dn - 1] != '/')
+        dn--;
+    char *cpath = malloc(dn + 32);
+    if (!cpath) return loom_model_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
+    snprintf(cpath, dn + 32, "%.*stokenizer_config.json", (int)dn, path);
+    char *data = NULL;
+    size_t n = 0;
+    cJSON *cfg = NULL;
+    FILE *f = fopen(cpath, "rb");
+    if (f) {
+        fclose(f);
+        loom_status st = read_file(cpath, &data, &n, err, err_n);
+        if (st == LOOM_OK) cfg = cJSON_ParseWithLength(data, n);
+        free(data);
+        if (st == LOOM_OK && !cfg)
+            st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer: %s is not valid JSON",
+                                 cpath);
+        if (st != LOOM_OK) {
+            free(cpath);
+            return st;
+        }
+    }
+    free(cpath);
+    const cJSON *ab = cJSON_GetObjectItemCaseSensitive(cfg, "add_bos_token");
+    const cJSON *bt = cJSON_GetObjectItemCaseSensitive(cfg, "bos_token");
+    if (cJSON_IsObject(bt)) bt = cJSON_GetObjectItemCaseSensitive(bt, "content");
+    if (cJSON_IsBool(ab)) {
+        found = true;
+        add = cJSON_IsTrue(ab);
+    }
+    if (cJSON_IsString(bt)) bos_text = bt->valuestring;
+    loom_status st = LOOM_OK;
+    int32_t id = -1;
+    if (bos_text && loom_tokenizer_find(t, bos_text, strlen(bos_text), &id) != LOOM_OK)
+        st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                             "tokenizer: the BOS token \"%.60s\" is not in the vocabulary",
+                             bos_text);
+    if (st == LOOM_OK && id >= 0)
+        loom_tokenizer_set_special_ids(t, id, loom_tokenizer_eos(t), loom_tokenizer_eot(t));
+    if (st == LOOM_OK && found) {
+        if (add && loom_tokenizer_bos(t) < 0)
+            st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                 "tokenizer: add_bos_token is true but there is no bos_token");
+        else
+            loom_tokenizer_set_add_bos(t, add);
+    }
+    cJSON_Delete(cfg);
+    return st;
+}
+
 loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, char *err,
                                         size_t err_n) {
     if (!path || !out)
@@ -195,7 +300,8 @@ loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, 
     const char **tokens = NULL;
     int32_t *types = NULL;
     loom_tok_merge *merges = NULL;
-    const char *pattern = NULL;
+    const char *stages[LOOM_PRETOK_MAX_STAGES] = {NULL};
+    size_t n_stages = 0;
 
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
@@ -223,8 +329,8 @@ loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, 
         goto done;
     }
     if ((st = check_model(root, model, err, err_n)) != LOOM_OK) goto done;
-    if ((st = pick_pattern(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), &pattern, err,
-                           err_n)) != LOOM_OK)
+    if ((st = pick_pattern(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), stages,
+                           &n_stages, err, err_n)) != LOOM_OK)
         goto done;
     const cJSON *im = cJSON_GetObjectItemCaseSensitive(model, "ignore_merges");
     if (!is_null_or_absent(im) && !cJSON_IsBool(im)) {
@@ -333,8 +439,12 @@ loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, 
         r++;
     }
 
-    st = loom_tok_build(tokens, n_tok, types, merges, n_merges, pattern, ignore_merges, out, err,
-                        err_n);
+    st = loom_tok_build(tokens, n_tok, types, merges, n_merges, stages, n_stages, ignore_merges,
+                        out, err, err_n);
+    if (st == LOOM_OK && (st = apply_bos(root, path, *out, err, err_n)) != LOOM_OK) {
+        loom_tokenizer_free(*out);
+        *out = NULL;
+    }
 
 done:
     free(tokens);

@@ -606,10 +606,9 @@ int loom_cli_bench_model(const char *backend, int argc, char **argv) {
     if (backend) snprintf(o.backends, sizeof o.backends, "%s", backend);
     int prc = parse(argc, argv, &o);
     if (prc >= 0) return prc;
-    if (!o.np && !o.nn && !o.npg) { /* llama-bench's defaults */
-        o.p[o.np++] = 512;
-        o.n[o.nn++] = 128;
-    }
+    /* llama-bench's defaults: -pg adds to them; -p 0 / -n 0 turn them off. */
+    if (!o.np) o.p[o.np++] = 512;
+    if (!o.nn) o.n[o.nn++] = 128;
     if (!o.nkv) o.kv[o.nkv++] = 0;
     if (loom_registry_init() != LOOM_OK) {
         fprintf(stderr, "loom %s: backend registry failed\n", CMD);

@@ -126,6 +126,17 @@ def main():
     run(loom, ["bench", "compare", arr, recs[0], "--fail-below", "0"], rc=0)
     run(loom, ["bench", "compare", arr, os.path.join(work, "missing.json")], rc=1)
 
+    # A preset without a file, -pg only (-p 0 -n 0): the temporary GGUF is gone after.
+    tmp = os.path.join(work, "tmp")
+    os.makedirs(tmp)
+    p = run(loom, ["bench", "model", "--backend", "cpu", "--preset", "tiny-dense", "--type", "q4_0",
+                   "-p", "0", "-n", "0", "-pg", "8,4", "-r", "1", "-t", "1", "-o", "json"],
+            env=dict(os.environ, TMPDIR=tmp))
+    res = json.loads(p.stdout)
+    check([(r["test"], r["model_filename"], r["model_type"], r["n_prompt"], r["n_gen"])
+           for r in res] == [("pp8+tg4", "preset:tiny-dense", "q4_0", 8, 4)], "preset: %r" % res)
+    check(os.listdir(tmp) == [], "preset left %r in TMPDIR" % os.listdir(tmp))
+
     # Vulkan (lavapipe admitted) beside cpu, where available.
     env = dict(os.environ, LOOM_VULKAN_ALLOW_CPU="1")
     dev = subprocess.run([loom, "devices"], capture_output=True, text=True, env=env).stdout

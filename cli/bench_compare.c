@@ -60,9 +60,11 @@ cJSON *loom_bench_model_result_json(const bm_result *r) {
     if (r->roof_ts > 0) {
         cJSON_AddNumberToObject(o, "roofline_ts", r->roof_ts);
         cJSON_AddNumberToObject(o, "roofline_pct", 100.0 * r->avg_ts / r->roof_ts);
+        cJSON_AddStringToObject(o, "roofline_kind", r->roof_kind);
     } else {
         cJSON_AddNullToObject(o, "roofline_ts");
         cJSON_AddNullToObject(o, "roofline_pct");
+        cJSON_AddNullToObject(o, "roofline_kind");
     }
     if (r->ratio > 0)
         cJSON_AddNumberToObject(o, "ratio", r->ratio);

@@ -31,9 +31,10 @@ typedef struct bm_result {
     int reps;
     double samples_ns[BM_MAX_REPS];
     double avg_ns, stddev_ns, avg_ts, stddev_ts;
-    double roof_ts; /* tg bandwidth roofline (tokens/s); 0 = not applicable */
-    double ratio;   /* avg_ts / the first backend's; 0 = not applicable */
-    char date[32];  /* ISO 8601 UTC, when the cell ran */
+    double roof_ts;     /* roofline (tokens/s); 0 = not applicable */
+    char roof_kind[12]; /* "bandwidth" (tg: triad) or "fma" (pp: fp32 FMA peak) */
+    double ratio;       /* avg_ts / the first backend's; 0 = not applicable */
+    char date[32];      /* ISO 8601 UTC, when the cell ran */
 } bm_result;
 
 /* The machine a run happened on (for --save records). */

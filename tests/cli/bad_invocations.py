@@ -301,6 +301,8 @@ def main():
         r.expect_usage_error(["bench", "model", "-pg", v], r"loom bench model: -pg: .*")
     r.expect_usage_error(["bench", "model", "-p", "1,x"],
                          r"loom bench model: -p: 'x' is not a number")
+    r.expect_usage_error(["bench", "model", "--backend", "bogus"],
+                         r"loom bench model: unknown backend 'bogus' \(known: .*cpu.*\)")
     r.expect_usage_error(["bench", "compare", "a.json"],
                          r"loom bench compare: OLD\.json and NEW\.json are required")
     for argv in (["--help"], ["-h"], ["help"]):

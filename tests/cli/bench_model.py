@@ -57,10 +57,10 @@ def check_results(res, backends, where):
         check(r["backend"] in backends, where + ": backend " + r["backend"])
         check(r["test"] == ("pp16" if r["n_gen"] == 0 else "tg8"), where + ": test " + r["test"])
         check(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", r["test_time"]), where + ": date")
-        if r["test"].startswith("tg") and r["device_kind"] in ("cpu", "cpu-emulated"):
-            check(r["roofline_ts"] > 0 and r["roofline_pct"] > 0, where + ": no roofline for tg")
-        if r["test"].startswith("pp"):
-            check(r["roofline_ts"] is None, where + ": roofline on pp")
+        if r["device_kind"] in ("cpu", "cpu-emulated"):
+            check(r["roofline_ts"] > 0 and r["roofline_pct"] > 0, where + ": no roofline")
+            check(r["roofline_kind"] == ("fma" if r["test"].startswith("pp") else "bandwidth"),
+                  where + ": roofline_kind " + str(r["roofline_kind"]))
         tests.add((r["backend"], r["test"]))
     check(tests == {(b, t) for b in backends for t in ("pp16", "tg8")}, where + ": cells %r" % tests)
 

@@ -316,15 +316,18 @@ static double peak_for(bm_run *run, int threads) {
     return gf;
 }
 
-/* FLOPs of one prompt token at mean position pos: 2 per active weight (the
- * embedding lookup is not a matmul) plus QK^T and PV over pos positions. */
-static double token_flops(const loom_model *m, double pos) {
+/* FLOPs per prompt token of a P-token forward at mean position pos: 2 per
+ * weight of the layers, QK^T and PV over pos positions, and the LM head once
+ * per forward (logits only for the last position; the embedding lookup is
+ * not a matmul). */
+static double token_flops(const loom_model *m, int P, double pos) {
     const loom_model_config *c = loom_model_config_of(m);
     loom_model_size sz;
     loom_model_config_size(c, &sz);
-    double active = (double)sz.params_active;
-    if (!c->tie_embeddings) active -= (double)(c->vocab_size * c->dim);
-    return 2.0 * active + 4.0 * (double)(c->n_layers * c->n_heads * c->head_dim) * pos;
+    const double head = (double)(c->vocab_size * c->dim);
+    const double body = (double)sz.params_active - (c->tie_embeddings ? 1.0 : 2.0) * head;
+    return 2.0 * body + 4.0 * (double)(c->n_layers * c->n_heads * c->head_dim) * pos +
+           2.0 * head / P;
 }
 
 static double triad_for(bm_run *run, int threads) {
@@ -490,10 +493,8 @@ static int bench_one(const bm_opts *o, bm_run *run, const char *path, const char
                 r->roof_ts = b > 0 ? bw / b : 0;
                 snprintf(r->roof_kind, sizeof r->roof_kind, "bandwidth");
             } else if (ng == 0 && host_mem) {
-                /* Causal prompt: token i attends to i positions, (P-1)/2 on average.
-                 * Quantized matmuls may use int8 dot products, faster than fp32 FMA:
-                 * above 100% is possible and means exactly that. */
-                double fl = token_flops(m, (np - 1) / 2.0);
+                /* Causal prompt: token i attends to i positions, (P-1)/2 on average. */
+                double fl = token_flops(m, np, (np - 1) / 2.0);
                 r->roof_ts = fl > 0 ? peak_for(run, threads[ti]) * 1e9 / fl : 0;
                 snprintf(r->roof_kind, sizeof r->roof_kind, "fma");
             }

@@ -38,6 +38,7 @@ cJSON *loom_bench_model_result_json(const bm_result *r) {
     cJSON_AddStringToObject(o, "device", r->device);
     cJSON_AddStringToObject(o, "device_kind", r->device_kind);
     cJSON_AddNumberToObject(o, "n_threads", r->threads);
+    cJSON_AddNumberToObject(o, "n_batch", r->n_batch);
     cJSON_AddStringToObject(o, "type_k", r->type_k);
     cJSON_AddStringToObject(o, "type_v", r->type_k);
     cJSON_AddNumberToObject(o, "n_prompt", r->n_prompt);
@@ -145,11 +146,12 @@ int loom_bench_model_save(const char *dir, const bm_machine *mach, const char *d
 static const char *CMD = "bench compare";
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: loom bench compare OLD.json NEW.json [--fail-below RATIO]\n"
-               "  OLD, NEW       records `loom bench model` saved, or its JSON output\n"
-               "  --fail-below R exit 1 when a cell's new/old tokens/s is below R, 0..100\n"
-               "                 (default 0.95)\n"
-               "Prints new/old per cell (matched by model, backend, threads, KV type, test).\n");
+    fprintf(
+        f, "usage: loom bench compare OLD.json NEW.json [--fail-below RATIO]\n"
+           "  OLD, NEW       records `loom bench model` saved, or its JSON output\n"
+           "  --fail-below R exit 1 when a cell's new/old tokens/s is below R, 0..100\n"
+           "                 (default 0.95)\n"
+           "Prints new/old per cell (matched by model, backend, threads, batch, KV type, test).\n");
 }
 
 /* The results array of a record or of a plain -o json array; the document
@@ -201,7 +203,8 @@ static bool same_cell(const cJSON *a, const cJSON *b) {
     static const char *const keys[] = {"model", "backend", "type_k", "test", NULL};
     for (int i = 0; keys[i]; i++)
         if (strcmp(str_of(a, keys[i]), str_of(b, keys[i]))) return false;
-    return num_of(a, "n_threads") == num_of(b, "n_threads");
+    return num_of(a, "n_threads") == num_of(b, "n_threads") &&
+           num_of(a, "n_batch") == num_of(b, "n_batch");
 }
 
 int loom_cli_bench_compare(int argc, char **argv) {

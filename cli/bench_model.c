@@ -29,15 +29,17 @@
 #include "loom/loom.h"
 #include "loom/model.h"
 
-#define MAX_LIST 16
-#define MAX_TOK  65536
+#define MAX_LIST      16
+#define MAX_TOK       65536
+#define DEFAULT_BATCH 2048 /* llama-bench's -b default */
 
 typedef struct bm_opts {
     const char *models[MAX_LIST];
     int n_models;
     char backends[256]; /* comma list, "all", or "" = the selected backend */
     int p[MAX_LIST], np, n[MAX_LIST], nn, pg[MAX_LIST][2], npg, t[MAX_LIST], nt;
-    int kv[3], nkv; /* indices into KV_NAMES */
+    int b[MAX_LIST], nb; /* prompt tokens per forward (llama-bench's n_batch) */
+    int kv[3], nkv;      /* indices into KV_NAMES */
     int reps, fmt;
     const char *preset;
     int ptype; /* index into W_NAMES */
@@ -55,8 +57,8 @@ static void usage(FILE *f) {
     fprintf(
         f, "usage: loom bench model [-m MODEL[,MODEL...]] [--preset NAME [--type TYPE]]\n"
            "                        [--backend NAME[,NAME...]|all] [-p N[,N...]] [-n N[,N...]]\n"
-           "                        [-pg P,N] [-t N[,N...]] [--kv-type T[,T...]] [-r N]\n"
-           "                        [-o md|json|csv|jsonl] [--save DIR]\n"
+           "                        [-pg P,N] [-t N[,N...]] [-b N[,N...]] [--kv-type T[,T...]]\n"
+           "                        [-r N] [-o md|json|csv|jsonl] [--save DIR]\n"
            "  -m MODEL       GGUF files or HF checkpoint directories (default: the default\n"
            "                 model `loom run` uses, created on first use)\n"
            "  --preset NAME  also bench a model shape without a file (e.g. llama3-8b): random\n"
@@ -68,6 +70,8 @@ static void usage(FILE *f) {
            "  -n N           generation tests, decode steps, 0..65536 (default 128)\n"
            "  -pg P,N        a combined test: P prompt tokens then N decode steps (repeatable)\n"
            "  -t N           cpu threads, 1..4096 (default: the cpu backend's, LOOM_THREADS)\n"
+           "  -b N           prompt tokens per forward, 1..65536 (default 2048); longer prompts\n"
+           "                 are processed in chunks of N\n"
            "  --kv-type T    KV cache types: f16 (default), q8_0, f32\n"
            "  -r N           repetitions per cell after one warm-up, 1..100 (default 5)\n"
            "  -o FMT         md (llama-bench's markdown table, default), json, csv, jsonl\n"
@@ -124,7 +128,7 @@ static bool choice_list(const char *flag, const char *v, const char *const *name
 static int parse(int argc, char **argv, bm_opts *o) {
     static const char *const valued[] = {"-m", "--preset", "--type", "--backend", "-p",
                                          "-n", "-pg",      "-t",     "--kv-type", "-r",
-                                         "-o", "--save",   NULL};
+                                         "-b", "-o",       "--save", NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (loom_cli_is_help(a)) {
@@ -180,6 +184,8 @@ static int parse(int argc, char **argv, bm_opts *o) {
             ok = int_list(a, v, 0, MAX_TOK, o->p, &o->np, MAX_LIST);
         } else if (!strcmp(a, "-n")) {
             ok = int_list(a, v, 0, MAX_TOK, o->n, &o->nn, MAX_LIST);
+        } else if (!strcmp(a, "-b")) {
+            ok = int_list(a, v, 1, MAX_TOK, o->b, &o->nb, MAX_LIST);
         } else if (!strcmp(a, "-t")) {
             ok = int_list(a, v, 1, 4096, o->t, &o->nt, MAX_LIST);
         } else if (!strcmp(a, "-pg")) {
@@ -268,14 +274,16 @@ static int preset_file(const char *preset, loom_dtype wt, char *path, size_t n) 
 
 /* Prefill n tokens (0: none) then decode g tokens one at a time, from an
  * empty slot 0. Returns seconds, or -1 with err set. */
-static double run_test(loom_model *m, const int32_t *tok, int n, int g, float *logits, char *err,
-                       size_t err_n) {
+static double run_test(loom_model *m, const int32_t *tok, int n, int g, int batch, float *logits,
+                       char *err, size_t err_n) {
     int slot = 0;
     loom_model_slot_clear(m, 0);
     double t0 = now_s();
-    if (n > 0) {
-        loom_batch b = {1, n, &slot, tok, false};
+    for (int done = 0; done < n;) {
+        int k = n - done < batch ? n - done : batch;
+        loom_batch b = {1, k, &slot, tok + done, false};
         if (loom_model_decode(m, &b, logits, err, err_n) != LOOM_OK) return -1;
+        done += k;
     }
     for (int i = 0; i < g; i++) {
         loom_batch b = {1, 1, &slot, tok + n + i, false};
@@ -405,7 +413,8 @@ static int bench_one(const bm_opts *o, bm_run *run, const char *path, const char
     }
     loom_backend *cpu = loom_registry_find("cpu");
     int rc = 0;
-    for (int ti = 0; ti < nthreads && rc == 0; ti++) {
+    for (int ti = 0, bi = 0; ti < nthreads && rc == 0; bi = (bi + 1) % o->nb, ti += bi == 0) {
+        const int batch = o->b[bi];
         be->n_threads = threads[ti];
         if (cpu) cpu->n_threads = threads[ti]; /* ops a GPU backend leaves to the cpu */
         int ntests = o->np + o->nn + o->npg;
@@ -439,14 +448,14 @@ static int bench_one(const bm_opts *o, bm_run *run, const char *path, const char
                     r->test);
             /* Warm-up: builds the graphs of both shapes (llama-bench: the
              * whole prompt and one generated token). */
-            if (run_test(m, tok, np, ng > 0 ? 1 : 0, logits, err, sizeof err) < 0) {
+            if (run_test(m, tok, np, ng > 0 ? 1 : 0, batch, logits, err, sizeof err) < 0) {
                 fprintf(stderr, "loom %s: %s on %s: %s\n", CMD, label_file, be->iface->name, err);
                 rc = 1;
                 break;
             }
             double ts[BM_MAX_REPS];
             for (int rep = 0; rep < o->reps; rep++) {
-                double sec = run_test(m, tok, np, ng, logits, err, sizeof err);
+                double sec = run_test(m, tok, np, ng, batch, logits, err, sizeof err);
                 if (sec < 0) {
                     fprintf(stderr, "loom %s: %s on %s: %s\n", CMD, label_file, be->iface->name,
                             err);
@@ -481,6 +490,7 @@ static int bench_one(const bm_opts *o, bm_run *run, const char *path, const char
             snprintf(r->device, sizeof r->device, "%s", info.name);
             snprintf(r->device_kind, sizeof r->device_kind, "%s", info.kind);
             r->threads = threads[ti];
+            r->n_batch = batch;
             snprintf(r->type_k, sizeof r->type_k, "%s", KV_NAMES[kvi]);
             r->n_prompt = np, r->n_gen = ng;
             r->load_s = load_s;
@@ -516,12 +526,14 @@ static void size_label(double b, char *buf, size_t n) {
         snprintf(buf, n, "%.2f MiB", b / (1024.0 * 1024));
 }
 
-static void print_md(const bm_result *r, int n, bool ratio, bool kv_col, const char *first) {
-    printf("| model | size | params | backend | threads |%s test | t/s |",
-           kv_col ? " type_k |" : "");
+static void print_md(const bm_result *r, int n, bool ratio, bool kv_col, bool b_col,
+                     const char *first) {
+    printf("| model | size | params | backend | threads |%s%s test | t/s |",
+           b_col ? " n_batch |" : "", kv_col ? " type_k |" : "");
     if (ratio) printf(" vs %s |", first);
     printf(" roofline t/s | %% roof |\n");
-    printf("| --- | ---: | ---: | --- | ---: |%s ---: | ---: |", kv_col ? " --- |" : "");
+    printf("| --- | ---: | ---: | --- | ---: |%s%s ---: | ---: |", b_col ? " ---: |" : "",
+           kv_col ? " --- |" : "");
     if (ratio) printf(" ---: |");
     printf(" ---: | ---: |\n");
     for (int i = 0; i < n; i++) {
@@ -529,6 +541,7 @@ static void print_md(const bm_result *r, int n, bool ratio, bool kv_col, const c
         size_label(r[i].size, sz, sizeof sz);
         count_label(r[i].params, pl, sizeof pl);
         printf("| %s | %s | %s | %s | %d |", r[i].model, sz, pl, r[i].backend_label, r[i].threads);
+        if (b_col) printf(" %d |", r[i].n_batch);
         if (kv_col) printf(" %s |", r[i].type_k);
         printf(" %s | %.2f ± %.2f |", r[i].test, r[i].avg_ts, r[i].stddev_ts);
         if (ratio) {
@@ -554,9 +567,10 @@ static void csv_str(const char *s) {
 }
 
 static void print_csv(const bm_result *r, int n) {
-    printf("model,model_filename,model_type,model_size,model_n_params,backend,device,device_kind,"
-           "n_threads,type_k,n_prompt,n_gen,test,test_time,load_s,peak_rss_bytes,reps,avg_ns,"
-           "stddev_ns,avg_ts,stddev_ts,roofline_ts,ratio\n");
+    printf(
+        "model,model_filename,model_type,model_size,model_n_params,backend,device,device_kind,"
+        "n_threads,n_batch,type_k,n_prompt,n_gen,test,test_time,load_s,peak_rss_bytes,reps,avg_ns,"
+        "stddev_ns,avg_ts,stddev_ts,roofline_ts,ratio\n");
     for (int i = 0; i < n; i++) {
         csv_str(r[i].model), putchar(',');
         csv_str(r[i].model_file), putchar(',');
@@ -565,10 +579,10 @@ static void print_csv(const bm_result *r, int n) {
         csv_str(r[i].backend_label), putchar(',');
         csv_str(r[i].device), putchar(',');
         csv_str(r[i].device_kind);
-        printf(",%d,%s,%d,%d,%s,%s,%.4f,%.0f,%d,%.0f,%.0f,%.4f,%.4f,%.4f,%.4f\n", r[i].threads,
-               r[i].type_k, r[i].n_prompt, r[i].n_gen, r[i].test, r[i].date, r[i].load_s,
-               r[i].peak_rss, r[i].reps, r[i].avg_ns, r[i].stddev_ns, r[i].avg_ts, r[i].stddev_ts,
-               r[i].roof_ts, r[i].ratio);
+        printf(",%d,%d,%s,%d,%d,%s,%s,%.4f,%.0f,%d,%.0f,%.0f,%.4f,%.4f,%.4f,%.4f\n", r[i].threads,
+               r[i].n_batch, r[i].type_k, r[i].n_prompt, r[i].n_gen, r[i].test, r[i].date,
+               r[i].load_s, r[i].peak_rss, r[i].reps, r[i].avg_ns, r[i].stddev_ns, r[i].avg_ts,
+               r[i].stddev_ts, r[i].roof_ts, r[i].ratio);
     }
 }
 
@@ -645,6 +659,7 @@ int loom_cli_bench_model(const char *backend, int argc, char **argv) {
     if (!o.np) o.p[o.np++] = 512;
     if (!o.nn) o.n[o.nn++] = 128;
     if (!o.nkv) o.kv[o.nkv++] = 0;
+    if (!o.nb) o.b[o.nb++] = DEFAULT_BATCH;
     if (loom_registry_init() != LOOM_OK) {
         fprintf(stderr, "loom %s: backend registry failed\n", CMD);
         return 1;
@@ -704,7 +719,7 @@ int loom_cli_bench_model(const char *backend, int argc, char **argv) {
         for (int j = 0; j < run.n; j++) {
             const bm_result *a = &run.res[j], *r = &run.res[i];
             if (!strcmp(a->backend, bes[0]->iface->name) && !strcmp(a->model_file, r->model_file) &&
-                a->threads == r->threads && !strcmp(a->test, r->test) &&
+                a->threads == r->threads && a->n_batch == r->n_batch && !strcmp(a->test, r->test) &&
                 !strcmp(a->type_k, r->type_k) && a->avg_ts > 0) {
                 run.res[i].ratio = r->avg_ts / a->avg_ts;
                 break;
@@ -713,7 +728,8 @@ int loom_cli_bench_model(const char *backend, int argc, char **argv) {
     if (rc == 0) {
         if (o.fmt == 0) {
             bool kv_col = o.nkv > 1 || o.kv[0] != 0;
-            print_md(run.res, run.n, nbe > 1, kv_col, bes[0]->iface->name);
+            print_md(run.res, run.n, nbe > 1, kv_col, o.nb > 1 || o.b[0] != DEFAULT_BATCH,
+                     bes[0]->iface->name);
             for (int i = 0; i < run.n; i++)
                 if (i == 0 || strcmp(run.res[i].model_file, run.res[i - 1].model_file) ||
                     strcmp(run.res[i].backend, run.res[i - 1].backend) ||

@@ -23,6 +23,7 @@ typedef struct bm_result {
     char device[128];
     char device_kind[16];
     int threads;
+    int n_batch;    /* prompt tokens per forward */
     char type_k[8]; /* KV cache type */
     int n_prompt, n_gen;
     char test[32]; /* pp512, tg128, pp512+tg128 */

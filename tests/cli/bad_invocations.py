@@ -77,7 +77,7 @@ SPEC = {
     ("bench", "model"): {"-m": ("str",), "--preset": ("preset",),
                          "--type": ("choice", GGUF_TYPES), "--backend": ("str",),
                          "-p": ("int", 0, 65536), "-n": ("int", 0, 65536), "-pg": ("str",),
-                         "-t": ("int", 1, 4096), "--kv-type": ("choice", ["f16", "q8_0", "f32"]),
+                         "-t": ("int", 1, 4096), "-b": ("int", 1, 65536), "--kv-type": ("choice", ["f16", "q8_0", "f32"]),
                          "-r": ("int", 1, 100),
                          "-o": ("choice", ["md", "json", "csv", "jsonl"]), "--save": ("str",)},
     ("bench", "compare"): {"--fail-below": ("float", 0, 100)},

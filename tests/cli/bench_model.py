@@ -23,7 +23,7 @@ import sys
 GRID = ["-p", "16", "-n", "8", "-r", "2"]
 FIELDS = {"model": str, "model_filename": str, "model_type": str, "model_size": (int, float),
           "model_n_params": (int, float), "backend": str, "backend_label": str, "device": str,
-          "device_kind": str, "n_threads": int, "type_k": str, "n_prompt": int, "n_gen": int,
+          "device_kind": str, "n_threads": int, "n_batch": int, "type_k": str, "n_prompt": int, "n_gen": int,
           "test": str, "test_time": str, "avg_ns": (int, float), "stddev_ns": (int, float),
           "avg_ts": (int, float), "stddev_ts": (int, float), "samples_ns": list,
           "samples_ts": list, "load_s": (int, float), "peak_rss_bytes": (int, float)}
@@ -130,11 +130,12 @@ def main():
     tmp = os.path.join(work, "tmp")
     os.makedirs(tmp)
     p = run(loom, ["bench", "model", "--backend", "cpu", "--preset", "tiny-dense", "--type", "q4_0",
-                   "-p", "0", "-n", "0", "-pg", "8,4", "-r", "1", "-t", "1", "-o", "json"],
+                   "-p", "0", "-n", "0", "-pg", "8,4", "-b", "3", "-r", "1", "-t", "1", "-o", "json"],
             env=dict(os.environ, TMPDIR=tmp))
     res = json.loads(p.stdout)
-    check([(r["test"], r["model_filename"], r["model_type"], r["n_prompt"], r["n_gen"])
-           for r in res] == [("pp8+tg4", "preset:tiny-dense", "q4_0", 8, 4)], "preset: %r" % res)
+    check([(r["test"], r["model_filename"], r["model_type"], r["n_prompt"], r["n_gen"],
+            r["n_batch"]) for r in res] == [("pp8+tg4", "preset:tiny-dense", "q4_0", 8, 4, 3)],
+          "preset: %r" % res)
     check(os.listdir(tmp) == [], "preset left %r in TMPDIR" % os.listdir(tmp))
 
     # Vulkan (lavapipe admitted) beside cpu, where available.

@@ -43,7 +43,7 @@ typedef struct bm_opts {
     int reps, fmt;
     const char *preset;
     int ptype; /* index into W_NAMES */
-    const char *save;
+    const char *save, *plot;
 } bm_opts;
 
 static const char *const FORMATS[] = {"md", "json", "csv", "jsonl", NULL};
@@ -58,7 +58,7 @@ static void usage(FILE *f) {
         f, "usage: loom bench model [-m MODEL[,MODEL...]] [--preset NAME [--type TYPE]]\n"
            "                        [--backend NAME[,NAME...]|all] [-p N[,N...]] [-n N[,N...]]\n"
            "                        [-pg P,N] [-t N[,N...]] [-b N[,N...]] [--kv-type T[,T...]]\n"
-           "                        [-r N] [-o md|json|csv|jsonl] [--save DIR]\n"
+           "                        [-r N] [-o md|json|csv|jsonl] [--save DIR] [--plot FILE.svg]\n"
            "  -m MODEL       GGUF files or HF checkpoint directories (default: the default\n"
            "                 model `loom run` uses, created on first use)\n"
            "  --preset NAME  also bench a model shape without a file (e.g. llama3-8b): random\n"
@@ -77,6 +77,8 @@ static void usage(FILE *f) {
            "  -o FMT         md (llama-bench's markdown table, default), json, csv, jsonl\n"
            "  --save DIR     also append a JSON record (git revision, machine, date, results)\n"
            "                 to DIR; compare two with `loom bench compare OLD NEW`\n"
+           "  --plot FILE    also draw t/s per test and backend as grouped bars (SVG, log\n"
+           "                 scale, rooflines marked)\n"
            "Each cell is mean +- stddev tokens/s. For tg on host memory (cpu, lavapipe) the\n"
            "roofline is the bytes a token reads (active weights + KV) over the triad bandwidth\n"
            "measured now with the same threads; %% roof is how much of it was reached.\n");
@@ -128,7 +130,7 @@ static bool choice_list(const char *flag, const char *v, const char *const *name
 static int parse(int argc, char **argv, bm_opts *o) {
     static const char *const valued[] = {"-m", "--preset", "--type", "--backend", "-p",
                                          "-n", "-pg",      "-t",     "--kv-type", "-r",
-                                         "-b", "-o",       "--save", NULL};
+                                         "-b", "-o",       "--save", "--plot",    NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (loom_cli_is_help(a)) {
@@ -211,6 +213,8 @@ static int parse(int argc, char **argv, bm_opts *o) {
         } else if (!strcmp(a, "-o")) {
             ok = loom_cli_parse_choice(CMD, a, v, FORMATS, &k);
             o->fmt = k;
+        } else if (!strcmp(a, "--plot")) {
+            o->plot = v;
         } else {
             o->save = v;
         }
@@ -751,6 +755,7 @@ int loom_cli_bench_model(const char *backend, int argc, char **argv) {
             rc = 1;
         }
     }
+    if (rc == 0 && o.plot) rc = loom_bench_model_plot(o.plot, run.res, run.n);
     if (rc == 0 && o.save) {
         bm_machine mach;
         memset(&mach, 0, sizeof mach);

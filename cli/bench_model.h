@@ -57,6 +57,10 @@ struct cJSON *loom_bench_model_result_json(const bm_result *r);
 /* The git revision of the source tree loom was built from ("unknown" if none). */
 void loom_bench_git_rev(char *out, size_t n);
 
+/* cli/bench_plot.c: grouped bars of t/s per test and backend, rooflines marked,
+ * as SVG at path. 0 ok, else 1 (message printed). */
+int loom_bench_model_plot(const char *path, const bm_result *r, int n);
+
 int loom_cli_bench_model(const char *backend, int argc, char **argv);
 int loom_cli_bench_compare(int argc, char **argv);
 

@@ -79,6 +79,27 @@ def check_md(text, nrows, extra, where):
     return lines
 
 
+def check_svg(path, bars, roofs):
+    """A well-formed SVG with the expected bars and roofline marks; rendered
+    to PNG with rsvg-convert (librsvg2-bin) where it is installed."""
+    import xml.etree.ElementTree as ET
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError) as e:
+        check(False, "plot %s: %s" % (path, e))
+        return
+    check(root.tag == "{http://www.w3.org/2000/svg}svg", "plot: root " + root.tag)
+    got = [e.get("class") for e in root.iter() if e.get("class")]
+    check(got.count("bar") == bars, "plot: %d bars, want %d" % (got.count("bar"), bars))
+    check(got.count("roofline") == roofs, "plot: %d rooflines" % got.count("roofline"))
+    conv = shutil.which("rsvg-convert")
+    if conv:
+        png = path + ".png"
+        p = subprocess.run([conv, path, "-o", png], capture_output=True, text=True, timeout=60)
+        ok = p.returncode == 0 and open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+        check(ok, "plot: rsvg-convert could not render %s: %s" % (path, p.stderr[-500:]))
+
+
 def main():
     loom, work = os.path.abspath(sys.argv[1]), sys.argv[2]
     shutil.rmtree(work, ignore_errors=True)
@@ -86,9 +107,12 @@ def main():
     save = os.path.join(work, "hist")
 
     # cpu: JSON with --save, then markdown, CSV and JSONL.
-    p = run(loom, ["--backend", "cpu", "bench", "model"] + GRID + ["-o", "json", "--save", save])
+    svg = os.path.join(work, "cpu.svg")
+    p = run(loom, ["--backend", "cpu", "bench", "model"] + GRID +
+            ["-o", "json", "--save", save, "--plot", svg])
     res = json.loads(p.stdout)
     check_results(res, {"cpu"}, "json")
+    check_svg(svg, 2, 2)
     md = run(loom, ["bench", "model", "--backend", "cpu", "-t", "1"] + GRID).stdout
     check_md(md, 2, ["roofline t/s", "% roof"], "md")
     check(re.search(r"^\| llama \S+ Q8_0 \| [\d.]+ MiB \| \d+M \| cpu \| 1 \| tg8 \|", md, re.M),
@@ -143,7 +167,10 @@ def main():
     dev = subprocess.run([loom, "devices"], capture_output=True, text=True, env=env).stdout
     if re.search(r"^\s+vulkan\s+available", dev, re.M):
         # One run (lavapipe is slow): the markdown carries the ratio and the label.
-        md = run(loom, ["bench", "model", "--backend", "all", "-t", "2"] + GRID, env=env).stdout
+        svg = os.path.join(work, "all.svg")
+        md = run(loom, ["bench", "model", "--backend", "all", "-t", "2", "--plot", svg] + GRID,
+                 env=env).stdout
+        check_svg(svg, 4, 4)
         lines = check_md(md, 4, ["vs cpu"], "md all")
         cols = [c.strip() for c in lines[0].strip("|").split("|")]
         rows = [[c.strip() for c in l.strip("|").split("|")] for l in lines[2:]]

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "bench/bench.h"
+#include "cli/bench_model.h"
 #include "cli/args.h"
 #include "loom/loom.h"
 
@@ -404,7 +405,9 @@ static void bench_usage(FILE *f) {
             "(an estimate of an idle machine when others share it; only meaningful for the cpu\n"
             "backend, and the pool's idle threads count as busy). --peers (default on) also\n"
             "times the f32/bf16 GEMM and prefill cases through OpenBLAS and oneDNN when they\n"
-            "are installed (loaded with dlopen), with the cpu backend's thread count.\n");
+            "are installed (loaded with dlopen), with the cpu backend's thread count.\n"
+            "Whole models: loom bench model (tokens/s, llama-bench's grid; see its help);\n"
+            "two saved runs: loom bench compare OLD.json NEW.json.\n");
 }
 
 int loom_cli_bench(const char *backend, int argc, char **argv) {
@@ -414,8 +417,12 @@ int loom_cli_bench(const char *backend, int argc, char **argv) {
         bench_usage(stdout);
         return 0;
     }
+    if (argc >= 2 && !strcmp(argv[1], "model"))
+        return loom_cli_bench_model(backend, argc - 1, argv + 1);
+    if (argc >= 2 && !strcmp(argv[1], "compare")) return loom_cli_bench_compare(argc - 1, argv + 1);
     if (argc < 2 || strcmp(argv[1], "ops") != 0) {
-        if (argc >= 2) fprintf(stderr, "loom bench: unknown benchmark '%s' (ops)\n", argv[1]);
+        if (argc >= 2)
+            fprintf(stderr, "loom bench: unknown benchmark '%s' (ops, model, compare)\n", argv[1]);
         bench_usage(stderr);
         return LOOM_CLI_USAGE;
     }

@@ -30,6 +30,7 @@ static void usage(FILE *f) {
             "  demo [--backend X] run one transformer block on random weights, print a checksum\n"
             "  test-ops [opts]    cross-backend parity suite (loom test-ops --help)\n"
             "  bench ops [opts]   time ops on each backend vs measured limits (loom bench --help)\n"
+            "  bench model [opts] tokens/s of whole models, llama-bench style (loom bench model -h)\n"
             "  help               this message\n"
             "\n"
             "options:\n"

@@ -74,6 +74,14 @@ SPEC = {
                        "--min-time": ("float", 0, 3600),
                        "--clock": ("choice", ["wall", "cpu"]),
                        "--peers": ("choice", ["off", "on"])},
+    ("bench", "model"): {"-m": ("str",), "--preset": ("preset",),
+                         "--type": ("choice", GGUF_TYPES), "--backend": ("str",),
+                         "-p": ("int", 0, 65536), "-n": ("int", 0, 65536), "-pg": ("str",),
+                         "-t": ("int", 1, 4096), "-b": ("int", 1, 65536), "--kv-type": ("choice", ["f16", "q8_0", "f32"]),
+                         "-r": ("int", 1, 100),
+                         "-o": ("choice", ["md", "json", "csv", "jsonl"]), "--save": ("str",),
+                         "--plot": ("str",)},
+    ("bench", "compare"): {"--fail-below": ("float", 0, 100)},
     ("serve",): {"-m": ("str",), "--model": ("str",), "--host": ("str",),
                  "--port": ("int", 0, 65535), "--parallel": ("int", 1, 256),
                  "--ctx": ("int", 0, 16777216), "--api-key": ("str",),
@@ -85,7 +93,8 @@ SPEC = {
                  "--backend": ("str",)},
 }
 # The name in error messages ("loom bench: ..." for `loom bench ops`).
-ERR_NAME = {("bench", "ops"): "bench"}
+ERR_NAME = {("bench", "ops"): "bench", ("bench", "model"): "bench model",
+            ("bench", "compare"): "bench compare"}
 
 NAN = r"'{v}' is not a number"
 RANGE = r"{v} is out of range \({lo}\.\.{hi}\)"
@@ -231,6 +240,8 @@ def main():
         for bad in (["--bogus"], ["-Z"], ["--temp=0.5"] if name in ("run", "chat") else ["stray"]):
             if name == "info" and bad == ["stray"]:
                 bad = ["a.gguf", "b.gguf"]  # info takes one positional MODEL
+            if name == "bench compare" and bad == ["stray"]:
+                bad = ["a.json", "b.json", "c.json"]  # compare takes OLD and NEW
             argv = words + pre + bad
             r.expect_usage_error(argv, r"loom %s: (unknown option|unexpected argument) '%s'" %
                                  (re.escape(name), re.escape(bad[-1])), out_file)
@@ -285,7 +296,16 @@ def main():
     r.expect_usage_error(["bogus"], r"loom: unknown command 'bogus'")
     r.expect_usage_error(["--backend"], r"loom: --backend needs a value")
     r.expect_usage_error(["bench"], r"usage: loom bench .*")
-    r.expect_usage_error(["bench", "bogus"], r"loom bench: unknown benchmark 'bogus' \(ops\)")
+    r.expect_usage_error(["bench", "bogus"], r"loom bench: unknown benchmark 'bogus' \(ops, model, compare\)")
+    # -pg takes one P,N pair; a missing compare file is a usage error.
+    for v in ("512", "1,2,3", "a,1", "1,", ",1"):
+        r.expect_usage_error(["bench", "model", "-pg", v], r"loom bench model: -pg: .*")
+    r.expect_usage_error(["bench", "model", "-p", "1,x"],
+                         r"loom bench model: -p: 'x' is not a number")
+    r.expect_usage_error(["bench", "model", "--backend", "bogus"],
+                         r"loom bench model: unknown backend 'bogus' \(known: .*cpu.*\)")
+    r.expect_usage_error(["bench", "compare", "a.json"],
+                         r"loom bench compare: OLD\.json and NEW\.json are required")
     for argv in (["--help"], ["-h"], ["help"]):
         r.expect_help(argv, [])
     # Every subcommand the top-level usage lists has a row in SPEC (a new

@@ -48,15 +48,6 @@ static const char *V5_DEFAULT =
     "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"rope_parameters\":{\"rope_theta\":"
     "100000.0,\"rope_type\":\"default\"},\"transformers_version\":\"5.25.0\"}";
 
-static char *edit(const char *src, const char *from, const char *to) {
-    const char *at = strstr(src, from);
-    if (!at) return NULL;
-    size_t n = strlen(src) - strlen(from) + strlen(to) + 1;
-    char *o = malloc(n);
-    snprintf(o, n, "%.*s%s%s", (int)(at - src), src, to, at + strlen(from));
-    return o;
-}
-
 static loom_status parse(const char *j, loom_model_config *c, char *err, size_t n) {
     return loom_hf_config_parse(j, strlen(j), c, err, n);
 }
@@ -64,7 +55,7 @@ static loom_status parse(const char *j, loom_model_config *c, char *err, size_t 
 /* base with from -> to must be refused with status want and an error containing needle. */
 static void bad(const char *base, const char *from, const char *to, loom_status want,
                 const char *needle) {
-    char *j = edit(base, from, to);
+    char *j = test_replace(base, from, to);
     CHECK_MSG(j != NULL, "edit '%s' not found", from);
     if (!j) return;
     loom_model_config c;
@@ -77,7 +68,7 @@ static void bad(const char *base, const char *from, const char *to, loom_status 
 }
 
 static void good(const char *base, const char *from, const char *to) {
-    char *j = edit(base, from, to);
+    char *j = test_replace(base, from, to);
     CHECK_MSG(j != NULL, "edit '%s' not found", from);
     if (!j) return;
     loom_model_config c;

@@ -481,19 +481,9 @@ static const char *mixtral_8x7b =
     "\"sliding_window\":null,\"tie_word_embeddings\":false,\"torch_dtype\":\"bfloat16\","
     "\"transformers_version\":\"4.36.0.dev0\",\"use_cache\":true,\"vocab_size\":32000}";
 
-/* config text with one substring replaced */
-static char *edit(const char *src, const char *from, const char *to) {
-    const char *at = strstr(src, from);
-    if (!at) return NULL;
-    size_t n = strlen(src) - strlen(from) + strlen(to) + 1;
-    char *o = malloc(n);
-    snprintf(o, n, "%.*s%s%s", (int)(at - src), src, to, at + strlen(from));
-    return o;
-}
-
 static void expect_cfg_bad(const char *base, const char *from, const char *to, loom_status want,
                            const char *needle) {
-    char *j = edit(base, from, to);
+    char *j = test_replace(base, from, to);
     CHECK_MSG(j != NULL, "edit '%s' not found", from);
     if (!j) return;
     loom_model_config c;

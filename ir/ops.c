@@ -102,13 +102,18 @@ static bool same_shape(const loom_tensor *a, const loom_tensor *b) {
 }
 
 /* The weight dtypes of the ops that take weights (matmul: src0; moe: the
- * expert weights src2..4). This table is the one rule: graph building, the
- * reference and every backend's supports(), and model loading ask
- * loom_op_weight_dtype_ok; a backend may still decline a dtype it has no
- * kernel for. A new quant type is enabled for matmul/moe here only. */
+ * expert weights src2..4; get_rows: the table, e.g. token embeddings). These
+ * tables are the one rule: graph building, the reference and every backend's
+ * supports(), and model loading ask loom_op_weight_dtype_ok; a backend may
+ * still decline a dtype it has no kernel for. A new quant type is enabled
+ * for an op here only. get_rows has no nf4 (QLoRA keeps embeddings f16). */
 static const bool weight_dtypes[LOOM_DTYPE_COUNT] = {
     [LOOM_F32] = true,  [LOOM_F16] = true, [LOOM_BF16] = true,   [LOOM_Q8_0] = true,
     [LOOM_Q4_0] = true, [LOOM_NF4] = true, [LOOM_NF4_DQ] = true,
+};
+static const bool table_dtypes[LOOM_DTYPE_COUNT] = {
+    [LOOM_F32] = true,  [LOOM_F16] = true,  [LOOM_BF16] = true,
+    [LOOM_Q8_0] = true, [LOOM_Q4_0] = true,
 };
 
 bool loom_op_weight_dtype_ok(loom_op op, loom_dtype w) {
@@ -117,6 +122,8 @@ bool loom_op_weight_dtype_ok(loom_op op, loom_dtype w) {
     case LOOM_OP_MATMUL:
     case LOOM_OP_MOE:
         return weight_dtypes[w];
+    case LOOM_OP_GET_ROWS:
+        return table_dtypes[w];
     default:
         return false;
     }
@@ -266,8 +273,8 @@ loom_tensor *loom_view(loom_graph *g, loom_tensor *a, int n_dims, const int64_t 
 
 loom_tensor *loom_get_rows(loom_graph *g, loom_tensor *table, loom_tensor *ids) {
     INPUTS("get_rows", table, ids);
-    REQUIRE(!loom_dtype_is_nf4(table->dtype) && table->dtype != LOOM_I32,
-            "get_rows: table %s must be f32/f16/bf16/q8_0/q4_0", D(table));
+    REQUIRE(loom_op_weight_dtype_ok(LOOM_OP_GET_ROWS, table->dtype),
+            "get_rows: table %s has no get_rows kernel", D(table));
     REQUIRE(table->ne[2] == 1 && table->ne[3] == 1, "get_rows: table %s must be 2-d", D(table));
     REQUIRE(ids->dtype == LOOM_I32 && ids->ne[2] == 1 && ids->ne[3] == 1,
             "get_rows: ids %s must be i32 with at most 2 dims", D(ids));

@@ -434,7 +434,8 @@ static bool gpu_supports(loom_backend *be, const loom_tensor *node) {
     case LOOM_OP_ROPE:
         return is_f32(node) && is_f32(s[0]) && s[1] && s[1]->dtype == LOOM_I32;
     case LOOM_OP_GET_ROWS:
-        return is_f32(node) && s[0] &&
+        /* the rule (ir), then what kernels/cuda/dequant.cuh decodes */
+        return is_f32(node) && s[0] && loom_op_weight_dtype_ok(LOOM_OP_GET_ROWS, s[0]->dtype) &&
                (is_float(s[0]) || s[0]->dtype == LOOM_Q8_0 || s[0]->dtype == LOOM_Q4_0) && s[1] &&
                s[1]->dtype == LOOM_I32;
     case LOOM_OP_SET_ROWS: /* f32/f16/bf16 caches; quantizing stays on the cpu */

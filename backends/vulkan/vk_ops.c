@@ -240,7 +240,9 @@ bool loom_vk_supports(loom_backend *be, const loom_tensor *node) {
                rp.n_dims <= 4096;
     }
     case LOOM_OP_GET_ROWS:
+        /* the rule (ir), then what get_rows.comp decodes */
         return node->dtype == LOOM_F32 && s[0] && loom_vk_gr_rows(c, s[0]) > 0 &&
+               loom_op_weight_dtype_ok(LOOM_OP_GET_ROWS, s[0]->dtype) &&
                (loom_vk_plain_f(s[0]->dtype) || loom_vk_rowq(s[0]->dtype)) &&
                loom_vk_is(s[1], LOOM_I32) && s[1]->ne[2] == 1 && s[1]->ne[3] == 1 &&
                s[0]->ne[3] == 1 && (s[0]->ne[2] == 1 || s[0]->ne[2] == s[1]->ne[1]) &&

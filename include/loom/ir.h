@@ -361,8 +361,9 @@ LOOM_API loom_status loom_graph_backward(loom_graph *g, loom_tensor *loss, bool 
 LOOM_API loom_tensor *loom_decompose(loom_graph *g, loom_tensor *fused);
 
 LOOM_API const char *loom_op_name(loom_op op); /* "matmul", ... */
-/* Whether op takes weights of dtype w (matmul's src0, moe's expert weights):
- * the one place that rule is written. false for ops without weights. */
+/* Whether op takes weights of dtype w (matmul's src0, moe's expert weights,
+ * get_rows' table): the one place that rule is written. false for ops
+ * without weights. */
 LOOM_API bool loom_op_weight_dtype_ok(loom_op op, loom_dtype w);
 /* The same rule as text for messages: "f32, f16, ..." (empty for ops without
  * weights), truncated to fit n bytes. */

@@ -144,8 +144,7 @@ bool loom_ref_supports(const loom_tensor *node) {
 
     case LOOM_OP_GET_ROWS:
         return node->dtype == LOOM_F32 && s[0] &&
-               (s[0]->dtype == LOOM_F32 || s[0]->dtype == LOOM_F16 || s[0]->dtype == LOOM_BF16 ||
-                s[0]->dtype == LOOM_Q8_0 || s[0]->dtype == LOOM_Q4_0) &&
+               loom_op_weight_dtype_ok(LOOM_OP_GET_ROWS, s[0]->dtype) &&
                loom_ref_is(s[1], LOOM_I32);
     case LOOM_OP_GET_ROWS_BACK:
         return loom_ref_all_f32(node, 1) && loom_ref_is(s[1], LOOM_I32);

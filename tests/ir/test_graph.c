@@ -173,7 +173,8 @@ static void test_decompose(void) {
 }
 
 /* The weight-dtype rule every layer asks: matmul and moe take every float and
- * quantized dtype, never i32; ops without weights take none. */
+ * quantized dtype, never i32; get_rows' table every one but nf4 and i32; ops
+ * without weights take none. Graph building follows the rule. */
 static void test_weight_dtypes(void) {
     for (int t = 0; t < LOOM_DTYPE_COUNT; t++) {
         const bool want = t != LOOM_I32;
@@ -181,8 +182,23 @@ static void test_weight_dtypes(void) {
                   loom_dtype_name((loom_dtype)t));
         CHECK(loom_op_weight_dtype_ok(LOOM_OP_MOE, (loom_dtype)t) == want);
         CHECK(!loom_op_weight_dtype_ok(LOOM_OP_ADD, (loom_dtype)t));
+        const bool table = want && !loom_dtype_is_nf4((loom_dtype)t);
+        CHECK_MSG(loom_op_weight_dtype_ok(LOOM_OP_GET_ROWS, (loom_dtype)t) == table, "get_rows %s",
+                  loom_dtype_name((loom_dtype)t));
     }
     CHECK(!loom_op_weight_dtype_ok(LOOM_OP_MATMUL, LOOM_DTYPE_COUNT));
+    char list[128];
+    loom_op_weight_dtypes(LOOM_OP_GET_ROWS, list, sizeof list);
+    CHECK_MSG(!strcmp(list, "f32, f16, bf16, q8_0, q4_0"), "get_rows list '%s'", list);
+
+    /* loom_get_rows refuses an nf4 table with the rule's message. */
+    loom_graph *g = fresh();
+    if (!g) return;
+    loom_tensor *tab = loom_tensor_2d(g, LOOM_NF4, 64, 8);
+    loom_tensor *ids = loom_tensor_1d(g, LOOM_I32, 3);
+    CHECK(loom_get_rows(g, tab, ids) == NULL);
+    expect_error(g, "get_rows", "has no get_rows kernel");
+    loom_graph_free(g);
 }
 
 int main(void) {

@@ -232,6 +232,17 @@ static int cpu_run_task(cpu_ctx *c, cpu_task *task, int nth) {
     return -1;
 }
 
+/* The kernel cpu_compute runs for node on isa: a multi-pass kernel (true, *mp
+ * filled), else a one-pass kernel in *fn (NULL: the reference kernel).
+ * cpu_kernel_info reports from the same choice. */
+static bool cpu_pick(const loom_tensor *node, loom_cpu_isa isa, loom_cpu_multipass *mp,
+                     loom_cpu_kernel_fn *fn) {
+    *fn = NULL;
+    if (loom_cpu_multipass_for(node, isa, mp)) return true;
+    *fn = loom_cpu_kernel_for(node, isa);
+    return false;
+}
+
 static loom_status cpu_compute(loom_backend *be, loom_tensor *const *nodes, int n_nodes) {
     LOOM_TRY(cpu_ensure_pool(be));
     cpu_ctx *c = be->ctx;
@@ -256,8 +267,9 @@ static loom_status cpu_compute(loom_backend *be, loom_tensor *const *nodes, int 
         }
         cpu_task task = {node, NULL, c, status, NULL, 0, NULL};
         loom_cpu_multipass mp;
+        loom_cpu_kernel_fn fn;
         int bad = -1;
-        if (loom_cpu_multipass_for(node, c->isa, &mp)) {
+        if (cpu_pick(node, c->isa, &mp, &fn)) {
             /* Passes are separated by the pool's join: pass p+1 sees all of p. */
             task.pass_fn = mp.fn;
             task.scratch = aligned_alloc(64, (mp.scratch_bytes + 63) / 64 * 64 + 64);
@@ -271,7 +283,7 @@ static loom_status cpu_compute(loom_backend *be, loom_tensor *const *nodes, int 
                 bad = cpu_run_task(c, &task, nth);
             free(task.scratch);
         } else {
-            task.fn = loom_cpu_kernel_for(node, c->isa);
+            task.fn = fn;
             bad = cpu_run_task(c, &task, nth);
         }
         if (bad >= 0)
@@ -297,9 +309,9 @@ static bool cpu_kernel_info(loom_backend *be, const loom_tensor *node, char *nam
         if (name && name_n) snprintf(name, name_n, "%s", isa_name);
         return isa != LOOM_CPU_ISA_SCALAR;
     }
-    /* The same choice, in the same order, as cpu_compute. */
     loom_cpu_multipass mp;
-    const bool opt = loom_cpu_multipass_for(node, isa, &mp) || loom_cpu_kernel_for(node, isa);
+    loom_cpu_kernel_fn fn;
+    const bool opt = cpu_pick(node, isa, &mp, &fn) || fn != NULL;
     if (name && name_n) {
         if (opt)
             snprintf(name, name_n, "%s %s", isa_name, loom_op_name(node->op));

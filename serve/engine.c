@@ -424,16 +424,11 @@ loom_status loom_engine_new(loom_model *m, const loom_engine_params *p, loom_eng
     atomic_init(&e->n_running, 0);
     if (pthread_create(&e->th, NULL, engine_main, e) != 0) {
         snprintf(err, err_n, "cannot start the engine thread");
+        /* not started: loom_engine_free frees the arrays only */
         pthread_mutex_destroy(&e->mu);
         pthread_mutex_destroy(&e->hist_mu);
         pthread_cond_destroy(&e->cv);
-        free(e->seqs);
-        free(e->logits);
-        free(e->slots);
-        free(e->toks);
-        free(e->idx);
-        free(e->ptoks);
-        free(e);
+        loom_engine_free(e);
         return LOOM_ERR_INTERNAL;
     }
     e->started = true;

@@ -306,26 +306,39 @@ static void stats(const double *x, int n, double *mean, double *sd) {
     *sd = n > 1 ? sqrt(q / (n - 1)) : 0.0; /* sample stddev, as llama-bench */
 }
 
+/* A machine limit measured once per thread count (measuring takes seconds). */
+typedef struct bm_limits {
+    double v[MAX_LIST];
+    int threads[MAX_LIST], n;
+} bm_limits;
+
 typedef struct bm_run {
     bm_result *res;
     int n, cap;
-    double triad[MAX_LIST]; /* per entry of o->t; 0 = not measured yet */
-    int triad_t[MAX_LIST], ntriad;
-    double peak[MAX_LIST]; /* fp32 FMA GFLOP/s per thread count in peak_t */
-    int peak_t[MAX_LIST], npeak;
+    bm_limits triad; /* GB/s per thread count */
+    bm_limits peak;  /* fp32 FMA GFLOP/s per thread count */
     const char *peak_isa;
 } bm_run;
 
-static double peak_for(bm_run *run, int threads) {
-    for (int i = 0; i < run->npeak; i++)
-        if (run->peak_t[i] == threads) return run->peak[i];
-    fprintf(stderr, "bench: measuring the FMA peak with %d thread(s)...\n", threads);
-    double gf = loom_bench_fma_peak_gflops(threads, false, &run->peak_isa);
-    if (run->npeak < MAX_LIST) {
-        run->peak_t[run->npeak] = threads;
-        run->peak[run->npeak++] = gf;
+/* The cached value for threads, or measure(threads) stored for next time. */
+static double limit_for(bm_limits *l, int threads, double (*measure)(bm_run *, int), bm_run *run) {
+    for (int i = 0; i < l->n; i++)
+        if (l->threads[i] == threads) return l->v[i];
+    const double v = measure(run, threads);
+    if (l->n < MAX_LIST) {
+        l->threads[l->n] = threads;
+        l->v[l->n++] = v;
     }
-    return gf;
+    return v;
+}
+
+static double measure_peak(bm_run *run, int threads) {
+    fprintf(stderr, "bench: measuring the FMA peak with %d thread(s)...\n", threads);
+    return loom_bench_fma_peak_gflops(threads, false, &run->peak_isa);
+}
+
+static double peak_for(bm_run *run, int threads) {
+    return limit_for(&run->peak, threads, measure_peak, run);
 }
 
 /* FLOPs per prompt token of a P-token forward at mean position pos: 2 per
@@ -342,16 +355,15 @@ static double token_flops(const loom_model *m, int P, double pos) {
            2.0 * head / P;
 }
 
-static double triad_for(bm_run *run, int threads) {
-    for (int i = 0; i < run->ntriad; i++)
-        if (run->triad_t[i] == threads) return run->triad[i];
+static double measure_triad(bm_run *run, int threads) {
+    (void)run;
     fprintf(stderr, "bench: measuring triad bandwidth with %d thread(s)...\n", threads);
-    double secs = 0, bw = loom_bench_triad_gbs(threads, false, &secs);
-    if (run->ntriad < MAX_LIST) {
-        run->triad_t[run->ntriad] = threads;
-        run->triad[run->ntriad++] = bw;
-    }
-    return bw;
+    double secs = 0;
+    return loom_bench_triad_gbs(threads, false, &secs);
+}
+
+static double triad_for(bm_run *run, int threads) {
+    return limit_for(&run->triad, threads, measure_triad, run);
 }
 
 /* Bytes one generated token reads at context position pos: the weights it
@@ -741,14 +753,14 @@ int loom_cli_bench_model(const char *backend, int argc, char **argv) {
                     printf("%s%s on %s (%s): load %.2f s, peak RSS %.0f MiB\n", i == 0 ? "\n" : "",
                            run.res[i].model_file, run.res[i].backend_label, run.res[i].device,
                            run.res[i].load_s, run.res[i].peak_rss / (1024.0 * 1024));
-            for (int i = 0; i < run.ntriad; i++)
+            for (int i = 0; i < run.triad.n; i++)
                 printf("triad bandwidth %.1f GB/s with %d thread(s) (roofline of tg on host "
                        "memory)\n",
-                       run.triad[i], run.triad_t[i]);
-            for (int i = 0; i < run.npeak; i++)
+                       run.triad.v[i], run.triad.threads[i]);
+            for (int i = 0; i < run.peak.n; i++)
                 printf("fp32 FMA peak %.0f GFLOP/s (%s) with %d thread(s) (roofline of pp on the "
                        "host)\n",
-                       run.peak[i], run.peak_isa ? run.peak_isa : "?", run.peak_t[i]);
+                       run.peak.v[i], run.peak_isa ? run.peak_isa : "?", run.peak.threads[i]);
         } else if (o.fmt == 2) {
             print_csv(run.res, run.n);
         } else if (!print_json(run.res, run.n, o.fmt == 3)) {
@@ -774,7 +786,7 @@ int loom_cli_bench_model(const char *backend, int argc, char **argv) {
         const char *kern = strstr(ci.features, "kernels=");
         snprintf(mach.isa, sizeof mach.isa, "%s", kern ? kern + 8 : "unknown");
         mach.isa[strcspn(mach.isa, " ,;")] = 0;
-        if (run.ntriad) mach.triad_gbs = run.triad[0], mach.triad_threads = run.triad_t[0];
+        if (run.triad.n) mach.triad_gbs = run.triad.v[0], mach.triad_threads = run.triad.threads[0];
         cJSON *devs = cJSON_CreateArray();
         for (int b = 0; b < nbe; b++) {
             loom_device_info di;

@@ -10,22 +10,10 @@
 #include <string.h>
 
 #include "loom/safetensors.h"
+#include "hf_configs.h"
 #include "testing.h"
 
-/* Llama 3.1 8B as transformers 4 writes it. */
-static const char *V4 =
-    "{\"architectures\":[\"LlamaForCausalLM\"],\"attention_bias\":false,"
-    "\"attention_dropout\":0.0,\"bos_token_id\":128000,\"eos_token_id\":[128001,128008,128009],"
-    "\"hidden_act\":\"silu\",\"hidden_size\":4096,\"initializer_range\":0.02,"
-    "\"intermediate_size\":14336,\"max_position_embeddings\":131072,\"mlp_bias\":false,"
-    "\"model_type\":\"llama\",\"num_attention_heads\":32,\"num_hidden_layers\":32,"
-    "\"num_key_value_heads\":8,\"pretraining_tp\":1,\"rms_norm_eps\":1e-05,"
-    "\"rope_scaling\":{\"factor\":8.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,"
-    "\"original_max_position_embeddings\":8192,\"rope_type\":\"llama3\"},"
-    "\"rope_theta\":500000.0,\"tie_word_embeddings\":false,\"torch_dtype\":\"bfloat16\","
-    "\"transformers_version\":\"4.43.0.dev0\",\"use_cache\":true,\"vocab_size\":128256}";
-
-/* The same model as transformers 5 writes it. */
+/* Llama 3.1 8B (hf_configs.h) as transformers 5 writes it. */
 static const char *V5 =
     "{\"_name_or_path\":\"\",\"architectures\":[\"LlamaForCausalLM\"],\"attention_bias\":false,"
     "\"attention_dropout\":0.0,\"bos_token_id\":128000,\"chunk_size_feed_forward\":0,"
@@ -80,7 +68,7 @@ static void good(const char *base, const char *from, const char *to) {
 int main(void) {
     loom_model_config a, b;
     char err[512] = "";
-    CHECK_MSG(parse(V4, &a, err, sizeof err) == LOOM_OK, "v4: %s", err);
+    CHECK_MSG(parse(hf_config_llama31_8b, &a, err, sizeof err) == LOOM_OK, "v4: %s", err);
     CHECK_MSG(parse(V5, &b, err, sizeof err) == LOOM_OK, "v5: %s", err);
     /* the transformers-5 layout: same theta and llama3 scaling as transformers 4 */
     CHECK_MSG(b.rope.theta == 500000.0f, "v5 theta %g", (double)b.rope.theta);
@@ -97,18 +85,18 @@ int main(void) {
 
     /* both layouts: agreeing is fine, disagreeing is an error */
     good(V5, "\"tie_word_embeddings\"", "\"rope_theta\":500000.0,\"tie_word_embeddings\"");
-    good(V4, "\"tie_word_embeddings\"",
+    good(hf_config_llama31_8b, "\"tie_word_embeddings\"",
          "\"rope_parameters\":{\"rope_type\":\"llama3\",\"rope_theta\":500000,\"factor\":8,"
          "\"low_freq_factor\":1,\"high_freq_factor\":4,\"original_max_position_embeddings\":8192},"
          "\"tie_word_embeddings\"");
     bad(V5, "\"tie_word_embeddings\"", "\"rope_theta\":10000.0,\"tie_word_embeddings\"",
         LOOM_ERR_FORMAT, "rope_theta");
-    bad(V4, "\"tie_word_embeddings\"",
+    bad(hf_config_llama31_8b, "\"tie_word_embeddings\"",
         "\"rope_parameters\":{\"rope_type\":\"llama3\",\"rope_theta\":500000,\"factor\":16,"
         "\"low_freq_factor\":1,\"high_freq_factor\":4,\"original_max_position_embeddings\":8192},"
         "\"tie_word_embeddings\"",
         LOOM_ERR_FORMAT, "disagree");
-    bad(V4, "\"tie_word_embeddings\"",
+    bad(hf_config_llama31_8b, "\"tie_word_embeddings\"",
         "\"rope_parameters\":{\"rope_type\":\"default\",\"rope_theta\":500000},"
         "\"tie_word_embeddings\"",
         LOOM_ERR_FORMAT, "disagree");

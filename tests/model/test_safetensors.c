@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "loom/safetensors.h"
+#include "hf_configs.h"
 #include "testing.h"
 
 /* ------------------------------------------------------------ file helpers */
@@ -459,18 +460,6 @@ static void test_sharded(void) {
 
 /* ------------------------------------------------------------ config.json */
 
-static const char *llama31_8b_instruct =
-    "{\"architectures\":[\"LlamaForCausalLM\"],\"attention_bias\":false,"
-    "\"attention_dropout\":0.0,\"bos_token_id\":128000,\"eos_token_id\":[128001,128008,128009],"
-    "\"hidden_act\":\"silu\",\"hidden_size\":4096,\"initializer_range\":0.02,"
-    "\"intermediate_size\":14336,\"max_position_embeddings\":131072,\"mlp_bias\":false,"
-    "\"model_type\":\"llama\",\"num_attention_heads\":32,\"num_hidden_layers\":32,"
-    "\"num_key_value_heads\":8,\"pretraining_tp\":1,\"rms_norm_eps\":1e-05,"
-    "\"rope_scaling\":{\"factor\":8.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,"
-    "\"original_max_position_embeddings\":8192,\"rope_type\":\"llama3\"},"
-    "\"rope_theta\":500000.0,\"tie_word_embeddings\":false,\"torch_dtype\":\"bfloat16\","
-    "\"transformers_version\":\"4.43.0.dev0\",\"use_cache\":true,\"vocab_size\":128256}";
-
 static const char *mixtral_8x7b =
     "{\"architectures\":[\"MixtralForCausalLM\"],\"attention_dropout\":0.0,\"bos_token_id\":1,"
     "\"eos_token_id\":2,\"hidden_act\":\"silu\",\"hidden_size\":4096,\"initializer_range\":0.02,"
@@ -497,8 +486,8 @@ static void expect_cfg_bad(const char *base, const char *from, const char *to, l
 static void test_hf_config(void) {
     loom_model_config c;
     char err[512] = "";
-    loom_status s =
-        loom_hf_config_parse(llama31_8b_instruct, strlen(llama31_8b_instruct), &c, err, sizeof err);
+    loom_status s = loom_hf_config_parse(hf_config_llama31_8b, strlen(hf_config_llama31_8b), &c,
+                                         err, sizeof err);
     CHECK_MSG(s == LOOM_OK, "llama: %s", err);
     loom_model_config p;
     CHECK(loom_model_config_preset("llama3-8b", &p, NULL, 0) == LOOM_OK);
@@ -528,7 +517,7 @@ static void test_hf_config(void) {
     CHECK(c.n_kv_heads == 4 && c.head_dim == 32 && c.rope.n_dims == 32 && c.rms_eps == 1e-6f &&
           c.rope.theta == 10000.0f && c.max_ctx == 2048 && c.bos_id == -1 && c.eos_id == 2);
 
-    const char *L = llama31_8b_instruct;
+    const char *L = hf_config_llama31_8b;
     expect_cfg_bad(L, "\"hidden_size\":4096,", "", LOOM_ERR_FORMAT, "hidden_size is missing");
     expect_cfg_bad(L, "\"hidden_size\":4096", "\"hidden_size\":\"4096\"", LOOM_ERR_FORMAT,
                    "hidden_size must be an integer");

@@ -14,6 +14,15 @@
 _Static_assert(sizeof(float) == 4, "loom assumes IEEE-754 binary32 floats");
 _Static_assert(sizeof(loom_block_q8_0) == 34, "block_q8_0 must match GGUF");
 _Static_assert(sizeof(loom_block_q4_0) == 18, "block_q4_0 must match GGUF");
+_Static_assert(sizeof(loom_block_q4_1) == 20, "block_q4_1 must match GGUF");
+_Static_assert(sizeof(loom_block_q5_0) == 22, "block_q5_0 must match GGUF");
+_Static_assert(sizeof(loom_block_q5_1) == 24, "block_q5_1 must match GGUF");
+_Static_assert(sizeof(loom_block_q2_K) == 84, "block_q2_K must match GGUF");
+_Static_assert(sizeof(loom_block_q3_K) == 110, "block_q3_K must match GGUF");
+_Static_assert(sizeof(loom_block_q4_K) == 144, "block_q4_K must match GGUF");
+_Static_assert(sizeof(loom_block_q5_K) == 176, "block_q5_K must match GGUF");
+_Static_assert(sizeof(loom_block_q6_K) == 210, "block_q6_K must match GGUF");
+_Static_assert(sizeof(loom_block_q8_K) == 292, "block_q8_K must match ggml");
 
 /* ---- unaligned-safe loads/stores ---- */
 
@@ -57,6 +66,9 @@ static inline void store_i32(uint8_t *p, int32_t v) {
 static const char *const dtype_names[LOOM_DTYPE_COUNT] = {
     [LOOM_F32] = "f32",   [LOOM_F16] = "f16",   [LOOM_BF16] = "bf16", [LOOM_I32] = "i32",
     [LOOM_Q8_0] = "q8_0", [LOOM_Q4_0] = "q4_0", [LOOM_NF4] = "nf4",   [LOOM_NF4_DQ] = "nf4_dq",
+    [LOOM_Q4_1] = "q4_1", [LOOM_Q5_0] = "q5_0", [LOOM_Q5_1] = "q5_1", [LOOM_Q2_K] = "q2_K",
+    [LOOM_Q3_K] = "q3_K", [LOOM_Q4_K] = "q4_K", [LOOM_Q5_K] = "q5_K", [LOOM_Q6_K] = "q6_K",
+    [LOOM_Q8_K] = "q8_K",
 };
 
 static bool dtype_valid(loom_dtype t) {
@@ -90,6 +102,17 @@ int64_t loom_dtype_block_size(loom_dtype t) {
         return LOOM_QK8_0;
     case LOOM_Q4_0:
         return LOOM_QK4_0;
+    case LOOM_Q4_1:
+    case LOOM_Q5_0:
+    case LOOM_Q5_1:
+        return 32;
+    case LOOM_Q2_K:
+    case LOOM_Q3_K:
+    case LOOM_Q4_K:
+    case LOOM_Q5_K:
+    case LOOM_Q6_K:
+    case LOOM_Q8_K:
+        return LOOM_QK_K;
     case LOOM_NF4:
     case LOOM_NF4_DQ:
         return LOOM_NF4_BLOCK;
@@ -111,13 +134,31 @@ size_t loom_dtype_block_bytes(loom_dtype t) {
         return sizeof(loom_block_q8_0);
     case LOOM_Q4_0:
         return sizeof(loom_block_q4_0);
+    case LOOM_Q4_1:
+        return sizeof(loom_block_q4_1);
+    case LOOM_Q5_0:
+        return sizeof(loom_block_q5_0);
+    case LOOM_Q5_1:
+        return sizeof(loom_block_q5_1);
+    case LOOM_Q2_K:
+        return sizeof(loom_block_q2_K);
+    case LOOM_Q3_K:
+        return sizeof(loom_block_q3_K);
+    case LOOM_Q4_K:
+        return sizeof(loom_block_q4_K);
+    case LOOM_Q5_K:
+        return sizeof(loom_block_q5_K);
+    case LOOM_Q6_K:
+        return sizeof(loom_block_q6_K);
+    case LOOM_Q8_K:
+        return sizeof(loom_block_q8_K);
     default:
         return 0; /* nf4/nf4_dq: only a whole tensor has a size */
     }
 }
 
 bool loom_dtype_is_quantized(loom_dtype t) {
-    return t == LOOM_Q8_0 || t == LOOM_Q4_0 || t == LOOM_NF4 || t == LOOM_NF4_DQ;
+    return t != LOOM_F32 && t != LOOM_F16 && t != LOOM_BF16 && t != LOOM_I32 && dtype_valid(t);
 }
 bool loom_dtype_is_nf4(loom_dtype t) {
     return t == LOOM_NF4 || t == LOOM_NF4_DQ;

@@ -36,12 +36,24 @@ typedef enum loom_dtype {
     LOOM_Q4_0,
     LOOM_NF4,
     LOOM_NF4_DQ,
+    /* ggml legacy types (issue 16) and k-quants (issue 17); byte layouts below.
+     * Kernels arrive with their issues: ir/ops.c's weight-dtype tables say
+     * which ops accept each one today. */
+    LOOM_Q4_1,
+    LOOM_Q5_0,
+    LOOM_Q5_1,
+    LOOM_Q2_K,
+    LOOM_Q3_K,
+    LOOM_Q4_K,
+    LOOM_Q5_K,
+    LOOM_Q6_K,
+    LOOM_Q8_K, /* activations only, as in ggml */
     LOOM_DTYPE_COUNT
 } loom_dtype;
 
-#define LOOM_QK8_0 32
-#define LOOM_QK4_0 32
-#define LOOM_NF4_BLOCK 64     /* values per absmax */
+#define LOOM_QK8_0        32
+#define LOOM_QK4_0        32
+#define LOOM_NF4_BLOCK    64  /* values per absmax */
 #define LOOM_NF4_DQ_BLOCK 256 /* absmax values per second-level scale */
 
 /* GGUF block_q8_0: x[i] = d * qs[i]. */
@@ -55,6 +67,71 @@ typedef struct loom_block_q4_0 {
     uint16_t d; /* fp16 scale */
     uint8_t qs[LOOM_QK4_0 / 2];
 } loom_block_q4_0;
+
+#define LOOM_QK4_1        32
+#define LOOM_QK5_0        32
+#define LOOM_QK5_1        32
+#define LOOM_QK_K         256 /* values per k-quant super-block */
+#define LOOM_K_SCALE_SIZE 12  /* packed 6-bit scales/mins of q4_K/q5_K (and q3_K's 12 bytes) */
+
+/* GGUF block_q4_1: x[j] = d * (qs[j] & 15) + m, x[j+16] = d * (qs[j] >> 4) + m. */
+typedef struct loom_block_q4_1 {
+    uint16_t d, m; /* fp16 scale and minimum */
+    uint8_t qs[LOOM_QK4_1 / 2];
+} loom_block_q4_1;
+
+/* GGUF block_q5_0: the 5th bit of value j is bit j of qh (little-endian u32). */
+typedef struct loom_block_q5_0 {
+    uint16_t d;
+    uint8_t qh[4];
+    uint8_t qs[LOOM_QK5_0 / 2];
+} loom_block_q5_0;
+
+typedef struct loom_block_q5_1 {
+    uint16_t d, m;
+    uint8_t qh[4];
+    uint8_t qs[LOOM_QK5_1 / 2];
+} loom_block_q5_1;
+
+/* k-quant super-blocks of 256 values, field order exactly as ggml-common.h. */
+typedef struct loom_block_q2_K {
+    uint8_t scales[LOOM_QK_K / 16]; /* 4-bit scale | 4-bit min per 16 values */
+    uint8_t qs[LOOM_QK_K / 4];
+    uint16_t d, dmin;
+} loom_block_q2_K;
+
+typedef struct loom_block_q3_K {
+    uint8_t hmask[LOOM_QK_K / 8];
+    uint8_t qs[LOOM_QK_K / 4];
+    uint8_t scales[12]; /* 6-bit scales */
+    uint16_t d;
+} loom_block_q3_K;
+
+typedef struct loom_block_q4_K {
+    uint16_t d, dmin;
+    uint8_t scales[LOOM_K_SCALE_SIZE];
+    uint8_t qs[LOOM_QK_K / 2];
+} loom_block_q4_K;
+
+typedef struct loom_block_q5_K {
+    uint16_t d, dmin;
+    uint8_t scales[LOOM_K_SCALE_SIZE];
+    uint8_t qh[LOOM_QK_K / 8];
+    uint8_t qs[LOOM_QK_K / 2];
+} loom_block_q5_K;
+
+typedef struct loom_block_q6_K {
+    uint8_t ql[LOOM_QK_K / 2];
+    uint8_t qh[LOOM_QK_K / 4];
+    int8_t scales[LOOM_QK_K / 16];
+    uint16_t d;
+} loom_block_q6_K;
+
+typedef struct loom_block_q8_K {
+    float d;
+    int8_t qs[LOOM_QK_K];
+    int16_t bsums[LOOM_QK_K / 16];
+} loom_block_q8_K;
 
 /* Static name, e.g. "q4_0"; "?" for an out-of-range value. */
 LOOM_API const char *loom_dtype_name(loom_dtype t);

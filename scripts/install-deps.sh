@@ -25,7 +25,11 @@ VULKAN_PKGS=(libvulkan-dev mesa-vulkan-drivers vulkan-tools glslc spirv-tools)
 # machine, clang-15 included). See docs/adr/0010-cuda-hip-backend.md.
 HIP_PKGS=(hipcc libamdhip64-dev)
 
-PKGS=("${BUILD_PKGS[@]}" "${LIB_PKGS[@]}" "${VULKAN_PKGS[@]}" "${HIP_PKGS[@]}")
+# A real browser for the chat page's test (tests/serve/serve_web.py drives
+# headless Chromium over the DevTools protocol).
+TEST_PKGS=(chromium)
+
+PKGS=("${BUILD_PKGS[@]}" "${LIB_PKGS[@]}" "${VULKAN_PKGS[@]}" "${HIP_PKGS[@]}" "${TEST_PKGS[@]}")
 
 log() { printf 'install-deps: %s\n' "$*"; }
 

@@ -308,6 +308,30 @@ static bool authorized(conn_ctx *c) {
     return loom_server_key_equal(s->api_key, h + 7);
 }
 
+/* serve/web/chat.html, embedded at build time (serve/CMakeLists.txt). */
+extern const char loom_chat_page_html[];
+extern const unsigned long loom_chat_page_html_len;
+
+/* GET /: the chat page. It is public like /health (it holds no data; the
+ * API calls it makes carry the key the user types in). The CSP keeps the
+ * page to its own inline code and this server's API. */
+static enum MHD_Result chat_page(conn_ctx *c) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        (size_t)loom_chat_page_html_len, (void *)loom_chat_page_html, MHD_RESPMEM_PERSISTENT);
+    if (!r) return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/html; charset=utf-8");
+    MHD_add_response_header(r, "Content-Security-Policy",
+                            "default-src 'none'; script-src 'unsafe-inline'; style-src "
+                            "'unsafe-inline'; connect-src 'self'; img-src 'self' data:");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    enum MHD_Result ok = MHD_queue_response(c->conn, 200, r);
+    MHD_destroy_response(r);
+    loom_metrics_count(c->srv->metrics, c->route, 200);
+    c->status = 200;
+    return ok;
+}
+
 static enum MHD_Result route(conn_ctx *c, const char *url, const char *method) {
     loom_server *s = c->srv;
     bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
@@ -339,6 +363,10 @@ static enum MHD_Result route(conn_ctx *c, const char *url, const char *method) {
                            : st == ST_LOADING ? "{\"status\":\"loading\"}"
                                               : "{\"status\":\"draining\"}";
         return reply(c, st == ST_READY ? 200 : 503, "application/json", dup_s(body));
+    }
+    if (!strcmp(url, "/") || !strcmp(url, "/index.html")) {
+        if (!get) return fail(c, 405, "invalid_request_error", NULL, NULL, "use GET");
+        return chat_page(c);
     }
     if (c->too_big)
         return fail(c, 413, "invalid_request_error", NULL, "request_too_large",

@@ -37,6 +37,7 @@
 #include "loom/generate.h"
 #include "loom/model.h"
 #include "loom/status.h"
+#include "serve/openai_json.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -70,6 +71,7 @@ typedef struct loom_engine_input {
     loom_sampler_params sampling;
     char *const *stop; /* copied */
     size_t n_stop;
+    int n_logprobs; /* -1: none; else logprobs with this many alternatives (<= 20) */
 } loom_engine_input;
 
 loom_status loom_engine_submit(loom_engine *e, const loom_engine_input *in,
@@ -91,6 +93,12 @@ typedef struct loom_engine_out {
     loom_engine_finish finish; /* != NONE: the request is done, text is the last */
     int64_t n_prompt, n_gen;
     char error[128]; /* a model error, when finish is ABORT for that reason */
+    /* With n_logprobs >= 0: the tokens whose text this take released (a
+     * token's entry comes with the take that releases its last byte, or at
+     * the finish if its text is cut by a stop string). malloc'd; caller
+     * frees. Pieces point into the model's tokenizer. */
+    loom_serve_logprob *lp;
+    size_t n_lp;
 } loom_engine_out;
 
 /* Take what the request produced since the last take. When there is nothing

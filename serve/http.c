@@ -74,6 +74,7 @@ void loom_http_ctx_unref(conn_ctx *c) {
     free(c->prompt_log);
     free(c->body);
     free(c->acc);
+    free(c->lp_acc);
     free(c->out);
     free(c);
 }
@@ -231,6 +232,8 @@ static enum MHD_Result generate(conn_ctx *c, loom_serve_kind kind) {
     in.sampling = sp;
     in.stop = p.stop;
     in.n_stop = p.n_stop;
+    in.n_logprobs = p.n_logprobs;
+    c->lp_on = p.n_logprobs >= 0;
     c->stream = p.stream;
     c->include_usage = p.include_usage;
     c->n_prompt = (int64_t)n_ids;

@@ -74,6 +74,9 @@ typedef struct conn_ctx {
     bool gone; /* the reader saw the client close */
     char *acc; /* non-streaming: the whole text */
     size_t acc_len;
+    bool lp_on;                  /* the request asked for logprobs */
+    loom_serve_logprob *lp_acc; /* non-streaming: every token's logprobs */
+    size_t n_lp_acc;
     char *out; /* bytes MHD has not taken yet */
     size_t out_len, out_off;
 } conn_ctx;

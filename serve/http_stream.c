@@ -65,14 +65,17 @@ static void format_output(conn_ctx *c, loom_engine_out *o) {
     c->n_prompt = o->n_prompt;
     c->n_gen = o->n_gen;
     if (done) c->finish = finish ? finish : "abort";
+    loom_serve_lps lps = {o->lp, o->n_lp, c->lp_on};
+    const loom_serve_lps none = {NULL, 0, false}; /* the finish chunk: "logprobs": null */
     if (c->stream) {
         bool chat = c->meta.kind == LOOM_SERVE_CHAT;
-        if (o->len || (o->first && chat))
+        if (o->len || o->n_lp || (o->first && chat))
             add_out(c, loom_serve_sse_chunk(&c->meta, o->text ? o->text : "", o->len,
-                                            o->first && chat, NULL, c->include_usage));
+                                            o->first && chat, NULL, c->include_usage, lps));
         if (done) {
             if (finish) {
-                add_out(c, loom_serve_sse_chunk(&c->meta, "", 0, false, finish, c->include_usage));
+                add_out(c, loom_serve_sse_chunk(&c->meta, "", 0, false, finish, c->include_usage,
+                                                none));
                 if (c->include_usage)
                     add_out(c, loom_serve_sse_usage(&c->meta, o->n_prompt, o->n_gen));
             } else {
@@ -90,6 +93,14 @@ static void format_output(conn_ctx *c, loom_engine_out *o) {
             c->finished = true;
         }
     } else {
+        if (o->n_lp) {
+            loom_serve_logprob *b = realloc(c->lp_acc, (c->n_lp_acc + o->n_lp) * sizeof *b);
+            if (b) {
+                memcpy(b + c->n_lp_acc, o->lp, o->n_lp * sizeof *b);
+                c->lp_acc = b;
+                c->n_lp_acc += o->n_lp;
+            }
+        }
         if (o->len) {
             char *b = realloc(c->acc, c->acc_len + o->len + 1);
             if (b) {
@@ -101,8 +112,9 @@ static void format_output(conn_ctx *c, loom_engine_out *o) {
         }
         if (done) {
             if (finish) {
+                loom_serve_lps all = {c->lp_acc, c->n_lp_acc, c->lp_on};
                 set_out(c, loom_serve_response_json(&c->meta, c->acc ? c->acc : "", c->acc_len,
-                                                    finish, o->n_prompt, o->n_gen));
+                                                    finish, o->n_prompt, o->n_gen, all));
             } else {
                 loom_serve_error e;
                 loom_serve_error_set(&e, 500, "server_error", NULL, NULL, "generation failed: %s",
@@ -148,6 +160,7 @@ ssize_t loom_http_reader(void *cls, uint64_t pos, char *buf, size_t max) {
         if (!loom_engine_take(c->req, &o, on_empty, c)) return 0; /* suspended */
         format_output(c, &o);
         free(o.text);
+        free(o.lp);
     }
 }
 

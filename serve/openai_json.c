@@ -1,6 +1,7 @@
 /* serve/openai_json.c - OpenAI request parsing/validation and response,
  * SSE and error formatting (see openai_json.h). */
 #include "serve/openai_json.h"
+#include "serve/text.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -241,9 +242,21 @@ static loom_status parse_body(const cJSON *root, loom_serve_params *p, loom_serv
             return bad(e, "stream_options", "'stream_options.include_usage' must be a boolean");
         p->include_usage = iu && cJSON_IsTrue(iu);
     }
-    bool lp = false;
-    LOOM_TRY(get_bool(root, "logprobs", &lp, e));
-    if (lp) return bad(e, "logprobs", "'logprobs' is not supported yet");
+    p->n_logprobs = -1;
+    if (p->kind == LOOM_SERVE_CHAT) {
+        bool lp = false, has_top = false;
+        double top = 0;
+        LOOM_TRY(get_bool(root, "logprobs", &lp, e));
+        LOOM_TRY(get_int(root, "top_logprobs", 0, LOOM_SERVE_MAX_TOP_LOGPROBS, &has_top, &top, e));
+        if (has_top && !lp)
+            return bad(e, "top_logprobs", "'top_logprobs' needs 'logprobs' set to true");
+        if (lp) p->n_logprobs = (int)top;
+    } else {
+        bool has_lp = false;
+        double n_lp = 0;
+        LOOM_TRY(get_int(root, "logprobs", 0, 5, &has_lp, &n_lp, e));
+        if (has_lp) p->n_logprobs = (int)n_lp;
+    }
     if (p->kind == LOOM_SERVE_COMPLETION) {
         /* In the legacy completions API logprobs is an integer; echo and
          * best_of change the response shape. */
@@ -329,6 +342,77 @@ static cJSON *base(const loom_serve_meta *m, const char *object) {
     return root;
 }
 
+/* A token's text for JSON: its bytes, with a piece of a multi-byte
+ * character shown as U+FFFD (the exact bytes go in "bytes"). */
+static void add_piece(cJSON *o, const char *name, const loom_serve_token_lp *t) {
+    size_t n = 0;
+    char *fixed = loom_utf8_repair(t->piece ? t->piece : "", t->piece_len, &n);
+    add_text(o, name, fixed ? fixed : "", fixed ? n : 0);
+    free(fixed);
+}
+
+static void add_bytes(cJSON *o, const loom_serve_token_lp *t) {
+    cJSON *b = cJSON_AddArrayToObject(o, "bytes");
+    for (size_t i = 0; i < t->piece_len; i++)
+        cJSON_AddItemToArray(b, cJSON_CreateNumber((unsigned char)t->piece[i]));
+}
+
+/* Chat: {"content":[{token, logprob, bytes, top_logprobs:[…]}], "refusal":null}.
+ * Completions (legacy): {tokens, token_logprobs, top_logprobs:[{tok: lp}], text_offset}. */
+static void add_logprobs(cJSON *c, bool chat, loom_serve_lps lps) {
+    if (!lps.on) {
+        cJSON_AddNullToObject(c, "logprobs");
+        return;
+    }
+    cJSON *lp = cJSON_AddObjectToObject(c, "logprobs");
+    if (chat) {
+        cJSON *content = cJSON_AddArrayToObject(lp, "content");
+        for (size_t i = 0; i < lps.n; i++) {
+            const loom_serve_logprob *x = &lps.v[i];
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddItemToArray(content, o);
+            add_piece(o, "token", &x->tok);
+            cJSON_AddNumberToObject(o, "logprob", x->tok.logprob);
+            add_bytes(o, &x->tok);
+            cJSON *tops = cJSON_AddArrayToObject(o, "top_logprobs");
+            for (int k = 0; k < x->n_top; k++) {
+                cJSON *t = cJSON_CreateObject();
+                cJSON_AddItemToArray(tops, t);
+                add_piece(t, "token", &x->top[k]);
+                cJSON_AddNumberToObject(t, "logprob", x->top[k].logprob);
+                add_bytes(t, &x->top[k]);
+            }
+        }
+        cJSON_AddNullToObject(lp, "refusal");
+        return;
+    }
+    cJSON *toks = cJSON_AddArrayToObject(lp, "tokens");
+    cJSON *tlp = cJSON_AddArrayToObject(lp, "token_logprobs");
+    cJSON *tops = cJSON_AddArrayToObject(lp, "top_logprobs");
+    cJSON *off = cJSON_AddArrayToObject(lp, "text_offset");
+    for (size_t i = 0; i < lps.n; i++) {
+        const loom_serve_logprob *x = &lps.v[i];
+        cJSON *t = cJSON_CreateObject();
+        add_piece(t, "t", &x->tok);
+        cJSON_AddItemToArray(toks, cJSON_DetachItemFromObject(t, "t"));
+        cJSON_Delete(t);
+        cJSON_AddItemToArray(tlp, cJSON_CreateNumber(x->tok.logprob));
+        cJSON *m = cJSON_CreateObject();
+        for (int k = 0; k < x->n_top; k++) {
+            size_t n = 0;
+            char *key = loom_utf8_repair(x->top[k].piece ? x->top[k].piece : "",
+                                         x->top[k].piece_len, &n);
+            /* Two pieces can read the same once repaired; keep the first
+             * (the more likely), as a JSON object cannot hold both. */
+            if (key && !cJSON_GetObjectItemCaseSensitive(m, key))
+                cJSON_AddNumberToObject(m, key, x->top[k].logprob);
+            free(key);
+        }
+        cJSON_AddItemToArray(tops, m);
+        cJSON_AddItemToArray(off, cJSON_CreateNumber((double)x->text_offset));
+    }
+}
+
 static void add_usage(cJSON *root, int64_t n_prompt, int64_t n_gen) {
     cJSON *u = cJSON_AddObjectToObject(root, "usage");
     cJSON_AddNumberToObject(u, "prompt_tokens", (double)n_prompt);
@@ -344,7 +428,8 @@ static void add_finish(cJSON *c, const char *finish) {
 }
 
 char *loom_serve_response_json(const loom_serve_meta *m, const char *text, size_t len,
-                               const char *finish, int64_t n_prompt, int64_t n_gen) {
+                               const char *finish, int64_t n_prompt, int64_t n_gen,
+                               loom_serve_lps lps) {
     bool chat = m->kind == LOOM_SERVE_CHAT;
     cJSON *root = base(m, chat ? "chat.completion" : "text_completion");
     cJSON *choices = cJSON_AddArrayToObject(root, "choices");
@@ -358,7 +443,7 @@ char *loom_serve_response_json(const loom_serve_meta *m, const char *text, size_
     } else {
         add_text(c, "text", text, len);
     }
-    cJSON_AddNullToObject(c, "logprobs");
+    add_logprobs(c, chat, lps);
     add_finish(c, finish);
     add_usage(root, n_prompt, n_gen);
     return print_and_free(root);
@@ -379,7 +464,7 @@ static char *sse_wrap(char *json) {
 }
 
 char *loom_serve_sse_chunk(const loom_serve_meta *m, const char *text, size_t len, bool role,
-                           const char *finish, bool usage_null) {
+                           const char *finish, bool usage_null, loom_serve_lps lps) {
     bool chat = m->kind == LOOM_SERVE_CHAT;
     cJSON *root = base(m, chat ? "chat.completion.chunk" : "text_completion");
     cJSON *choices = cJSON_AddArrayToObject(root, "choices");
@@ -393,7 +478,7 @@ char *loom_serve_sse_chunk(const loom_serve_meta *m, const char *text, size_t le
     } else {
         add_text(c, "text", text, len);
     }
-    cJSON_AddNullToObject(c, "logprobs");
+    add_logprobs(c, chat, lps);
     add_finish(c, finish);
     if (usage_null) cJSON_AddNullToObject(root, "usage");
     return sse_wrap(print_and_free(root));

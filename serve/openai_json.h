@@ -44,7 +44,39 @@ typedef struct loom_serve_params {
     uint64_t seed;
     bool stream;
     bool include_usage; /* stream_options.include_usage */
+    /* chat: "logprobs": true and "top_logprobs": 0..20; completions: the
+     * legacy integer "logprobs": 0..5 (alternatives per token). -1 = off. */
+    int n_logprobs;
 } loom_serve_params;
+
+#define LOOM_SERVE_MAX_TOP_LOGPROBS 20
+
+/* One token piece: its raw bytes (borrowed from the tokenizer, so they may
+ * be part of a multi-byte character) and its log-probability. */
+typedef struct loom_serve_token_lp {
+    int32_t token;
+    float logprob;
+    const char *piece;
+    size_t piece_len;
+} loom_serve_token_lp;
+
+/* A generated token with its log-probability under the model's own
+ * distribution (raw logits, before temperature, nucleus or penalties, as
+ * vLLM reports by default), and the n_top most likely alternatives. */
+typedef struct loom_serve_logprob {
+    loom_serve_token_lp tok;
+    int64_t text_offset; /* where its text starts in the generated text, in characters */
+    int n_top;
+    loom_serve_token_lp top[LOOM_SERVE_MAX_TOP_LOGPROBS];
+} loom_serve_logprob;
+
+/* The logprobs of one response or chunk: NULL/0 when the request asked for
+ * none (then "logprobs": null is written). */
+typedef struct loom_serve_lps {
+    const loom_serve_logprob *v;
+    size_t n;
+    bool on;
+} loom_serve_lps;
 
 /* An OpenAI-style error: HTTP status, message, type, and the offending
  * parameter (NULL when none) and code (NULL when none). */
@@ -88,13 +120,14 @@ typedef struct loom_serve_meta {
 
 /* A whole non-streaming response (chat.completion / text_completion). */
 char *loom_serve_response_json(const loom_serve_meta *m, const char *text, size_t len,
-                               const char *finish, int64_t n_prompt, int64_t n_gen);
+                               const char *finish, int64_t n_prompt, int64_t n_gen,
+                               loom_serve_lps lps);
 
 /* One SSE event "data: {chunk}\n\n". role: put "role":"assistant" in the
  * delta (the first chat chunk). usage_null: add "usage":null (when the
  * client asked for include_usage, every chunk but the last carries it). */
 char *loom_serve_sse_chunk(const loom_serve_meta *m, const char *text, size_t len, bool role,
-                           const char *finish, bool usage_null);
+                           const char *finish, bool usage_null, loom_serve_lps lps);
 /* The include_usage chunk: empty choices and the usage object. */
 char *loom_serve_sse_usage(const loom_serve_meta *m, int64_t n_prompt, int64_t n_gen);
 /* "data: [DONE]\n\n" (static; do not free). */

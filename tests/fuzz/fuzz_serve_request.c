@@ -78,11 +78,20 @@ static void sfuzz_text(const char *t, size_t n, char *const *stop, size_t n_stop
     long at = loom_stop_find(t, n, 0, stop, n_stop);
     SFUZZ_REQUIRE(at >= -1 && (at < 0 || (size_t)at < n));
     SFUZZ_REQUIRE(loom_stop_hold(t, n, stop, n_stop) < n + 1);
+    /* logprobs whose pieces are the raw input: any bytes must give valid JSON */
+    loom_serve_logprob lp[2];
+    memset(lp, 0, sizeof lp);
+    lp[0].tok = (loom_serve_token_lp){1, -1.0f, t, n / 2};
+    lp[0].n_top = 2;
+    lp[0].top[0] = lp[0].tok;
+    lp[0].top[1] = (loom_serve_token_lp){2, -2.0f, t + n / 2, n - n / 2};
+    lp[1].tok = lp[0].top[1];
+    loom_serve_lps lps = {lp, 2, true};
     loom_serve_meta meta = {LOOM_SERVE_CHAT, "chatcmpl-x", 1, "m\"odel"};
-    sfuzz_json_roundtrip(loom_serve_response_json(&meta, r, m, "stop", 1, 2), 0);
-    sfuzz_json_roundtrip(loom_serve_sse_chunk(&meta, r, m, true, NULL, true), 1);
+    sfuzz_json_roundtrip(loom_serve_response_json(&meta, r, m, "stop", 1, 2, lps), 0);
+    sfuzz_json_roundtrip(loom_serve_sse_chunk(&meta, r, m, true, NULL, true, lps), 1);
     meta.kind = LOOM_SERVE_COMPLETION;
-    sfuzz_json_roundtrip(loom_serve_sse_chunk(&meta, r, m, false, "length", false), 1);
+    sfuzz_json_roundtrip(loom_serve_sse_chunk(&meta, r, m, false, "length", false, lps), 1);
     free(r);
 }
 

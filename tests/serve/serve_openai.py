@@ -93,6 +93,40 @@ def run(loom, model):
         c.completions.create(model=name, prompt="Hi", max_tokens=3, top_p=0.5, presence_penalty=1,
                              frequency_penalty=0.5)
 
+        # logprobs: the greedy token is the most likely one, alternatives sorted,
+        # the pieces spell the text, streaming gives the same numbers, and
+        # sampling at another temperature does not change them (raw logits).
+        lr = c.chat.completions.create(model=name, messages=MSGS, max_tokens=8, temperature=0,
+                                       logprobs=True, top_logprobs=3)
+        content = lr.choices[0].logprobs.content
+        assert lr.choices[0].message.content == full
+        assert len(content) == lr.usage.completion_tokens - (lr.choices[0].finish_reason == "stop")
+        assert b"".join(bytes(t.bytes) for t in content).decode("utf-8", "replace") == full
+        for t in content:
+            assert t.logprob <= 0 and len(t.top_logprobs) == 3
+            tops = [x.logprob for x in t.top_logprobs]
+            assert tops == sorted(tops, reverse=True), tops
+            assert t.top_logprobs[0].bytes == t.bytes and abs(tops[0] - t.logprob) < 1e-6, t
+        ls = list(c.chat.completions.create(model=name, messages=MSGS, max_tokens=8, temperature=0,
+                                            logprobs=True, top_logprobs=3, stream=True))
+        streamed = [t for k in ls if k.choices and k.choices[0].logprobs
+                    for t in k.choices[0].logprobs.content]
+        assert [(t.bytes, t.logprob) for t in streamed] == [(t.bytes, t.logprob) for t in content]
+        hot = c.chat.completions.create(model=name, messages=MSGS, max_tokens=1, temperature=1.5,
+                                        seed=3, logprobs=True, top_logprobs=2)
+        h = hot.choices[0].logprobs.content[0]
+        assert [x.logprob for x in h.top_logprobs] == [x.logprob for x in content[0].top_logprobs[:2]]
+        lc = c.completions.create(model=name, prompt="Once upon a time", max_tokens=6, temperature=0,
+                                  logprobs=2)
+        L = lc.choices[0].logprobs
+        assert "".join(L.tokens) == lc.choices[0].text == r2.choices[0].text
+        assert len(L.token_logprobs) == len(L.tokens) == len(L.top_logprobs) == len(L.text_offset)
+        assert L.text_offset == [sum(len(t) for t in L.tokens[:i]) for i in range(len(L.tokens))]
+        assert all(max(d.values()) == lp for d, lp in zip(L.top_logprobs, L.token_logprobs))
+        expect_status(openai.BadRequestError, 400,
+                      lambda: c.chat.completions.create(model=name, messages=MSGS, top_logprobs=2),
+                      param="top_logprobs")
+
         # errors through the client
         expect_status(openai.BadRequestError, 400,
                       lambda: c.chat.completions.create(model=name, messages=MSGS, temperature=5),

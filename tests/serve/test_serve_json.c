@@ -19,6 +19,16 @@ static int failures = 0;
         }                                                                                          \
     } while (0)
 
+#define CHECK_MSG(c, ...)                                                                          \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #c);                  \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+            failures++;                                                                            \
+        }                                                                                          \
+    } while (0)
+
 static loom_status parse(const char *body, loom_serve_kind k, loom_serve_params *p,
                          loom_serve_error *e) {
     return loom_serve_parse_request(body, strlen(body), k, p, e);
@@ -118,8 +128,13 @@ static void test_errors(void) {
     expect_400("{" M ",\"stream_options\":{\"include_usage\":true}}", C, "stream_options");
     expect_400("{" M ",\"stream\":true,\"stream_options\":{\"include_usage\":1}}", C,
                "stream_options");
-    expect_400("{" M ",\"logprobs\":true}", C, "logprobs");
+    expect_400("{" M ",\"logprobs\":1}", C, "logprobs");
+    expect_400("{" M ",\"top_logprobs\":3}", C, "top_logprobs");
+    expect_400("{" M ",\"logprobs\":true,\"top_logprobs\":21}", C, "top_logprobs");
+    expect_400("{" M ",\"logprobs\":true,\"top_logprobs\":1.5}", C, "top_logprobs");
 #undef M
+    expect_400("{\"prompt\":\"a\",\"logprobs\":true}", P, "logprobs");
+    expect_400("{\"prompt\":\"a\",\"logprobs\":6}", P, "logprobs");
     expect_400("{}", P, "prompt");
     expect_400("{\"prompt\":7}", P, "prompt");
     expect_400("{\"prompt\":[\"a\",\"b\"]}", P, "prompt");
@@ -127,15 +142,83 @@ static void test_errors(void) {
     expect_400("{\"prompt\":\"a\",\"best_of\":3}", P, "best_of");
 }
 
+/* logprobs options: off by default; chat's bool + top_logprobs; the legacy
+ * completions integer. */
+static void test_logprob_params(void) {
+    static const struct {
+        const char *body;
+        loom_serve_kind kind;
+        int want;
+    } cases[] = {
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", LOOM_SERVE_CHAT, -1},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logprobs\":false}",
+         LOOM_SERVE_CHAT, -1},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logprobs\":true}",
+         LOOM_SERVE_CHAT, 0},
+        {"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logprobs\":true,"
+         "\"top_logprobs\":20}",
+         LOOM_SERVE_CHAT, 20},
+        {"{\"prompt\":\"a\"}", LOOM_SERVE_COMPLETION, -1},
+        {"{\"prompt\":\"a\",\"logprobs\":null}", LOOM_SERVE_COMPLETION, -1},
+        {"{\"prompt\":\"a\",\"logprobs\":0}", LOOM_SERVE_COMPLETION, 0},
+        {"{\"prompt\":\"a\",\"logprobs\":5}", LOOM_SERVE_COMPLETION, 5},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        loom_serve_params p;
+        loom_serve_error e;
+        CHECK(loom_serve_parse_request(cases[i].body, strlen(cases[i].body), cases[i].kind, &p,
+                                       &e) == LOOM_OK);
+        CHECK_MSG(p.n_logprobs == cases[i].want, "%s: n_logprobs %d", cases[i].body,
+                  p.n_logprobs);
+        loom_serve_params_free(&p);
+    }
+}
+
+/* The two logprobs shapes, with a token that is half of "é" (C3 A9). */
+static void test_logprob_format(void) {
+    loom_serve_logprob lp[2];
+    memset(lp, 0, sizeof lp);
+    lp[0].tok = (loom_serve_token_lp){7, -0.5f, "Hi", 2};
+    lp[0].n_top = 2;
+    lp[0].top[0] = (loom_serve_token_lp){7, -0.5f, "Hi", 2};
+    lp[0].top[1] = (loom_serve_token_lp){9, -1.25f, "Ho", 2};
+    lp[1].tok = (loom_serve_token_lp){3, -2.0f, "\xC3", 1};
+    lp[1].text_offset = 2;
+    loom_serve_lps lps = {lp, 2, true};
+    loom_serve_meta m = {LOOM_SERVE_CHAT, "chatcmpl-1", 1, "tiny"};
+    char *s = loom_serve_response_json(&m, "Hi", 2, "stop", 1, 2, lps);
+    CHECK_MSG(s && strstr(s, "\"logprobs\":{\"content\":[{\"token\":\"Hi\",\"logprob\":-0.5,"
+                             "\"bytes\":[72,105],\"top_logprobs\":[{\"token\":\"Hi\",\"logprob\":"
+                             "-0.5,\"bytes\":[72,105]},{\"token\":\"Ho\",\"logprob\":-1.25,"
+                             "\"bytes\":[72,111]}]},{\"token\":\"\xEF\xBF\xBD\",\"logprob\":-2,"
+                             "\"bytes\":[195],\"top_logprobs\":[]}],\"refusal\":null}"),
+              "chat logprobs: %s", s ? s : "(null)");
+    free(s);
+    m.kind = LOOM_SERVE_COMPLETION;
+    s = loom_serve_sse_chunk(&m, "Hi", 2, false, NULL, false, lps);
+    CHECK_MSG(s && strstr(s, "\"logprobs\":{\"tokens\":[\"Hi\",\"\xEF\xBF\xBD\"],"
+                             "\"token_logprobs\":[-0.5,-2],\"top_logprobs\":[{\"Hi\":-0.5,"
+                             "\"Ho\":-1.25},{}],\"text_offset\":[0,2]}"),
+              "completion logprobs: %s", s ? s : "(null)");
+    free(s);
+    /* off: null, as before */
+    loom_serve_lps off = {NULL, 0, false};
+    s = loom_serve_sse_chunk(&m, "x", 1, false, NULL, false, off);
+    CHECK(s && strstr(s, "\"logprobs\":null"));
+    free(s);
+}
+
+static const loom_serve_lps NOLP = {NULL, 0, false};
+
 static void test_format(void) {
     loom_serve_meta m = {LOOM_SERVE_CHAT, "chatcmpl-1", 1700000000, "tiny"};
-    char *s = loom_serve_sse_chunk(&m, "h\"i", 3, true, NULL, true);
+    char *s = loom_serve_sse_chunk(&m, "h\"i", 3, true, NULL, true, NOLP);
     CHECK(s && !strcmp(s, "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\","
                           "\"created\":1700000000,\"model\":\"tiny\",\"choices\":[{\"index\":0,"
                           "\"delta\":{\"role\":\"assistant\",\"content\":\"h\\\"i\"},"
                           "\"logprobs\":null,\"finish_reason\":null}],\"usage\":null}\n\n"));
     free(s);
-    s = loom_serve_sse_chunk(&m, "", 0, false, "stop", false);
+    s = loom_serve_sse_chunk(&m, "", 0, false, "stop", false, NOLP);
     CHECK(s && strstr(s, "\"delta\":{}") && strstr(s, "\"finish_reason\":\"stop\"") &&
           !strstr(s, "usage"));
     free(s);
@@ -144,13 +227,13 @@ static void test_format(void) {
           strstr(s, "\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4,\"total_tokens\":7}"));
     free(s);
     CHECK(!strcmp(loom_serve_sse_done(), "data: [DONE]\n\n"));
-    s = loom_serve_response_json(&m, "ok", 2, "length", 5, 2);
+    s = loom_serve_response_json(&m, "ok", 2, "length", 5, 2, NOLP);
     CHECK(s && strstr(s, "\"object\":\"chat.completion\"") &&
           strstr(s, "\"message\":{\"role\":\"assistant\",\"content\":\"ok\"}") &&
           strstr(s, "\"finish_reason\":\"length\""));
     free(s);
     loom_serve_meta mc = {LOOM_SERVE_COMPLETION, "cmpl-1", 1, "tiny"};
-    s = loom_serve_response_json(&mc, "ab", 1, "stop", 1, 1);
+    s = loom_serve_response_json(&mc, "ab", 1, "stop", 1, 1, NOLP);
     CHECK(s && strstr(s, "\"object\":\"text_completion\"") && strstr(s, "\"text\":\"a\""));
     free(s);
     loom_serve_error e;
@@ -227,6 +310,8 @@ int main(void) {
     test_completion_ok();
     test_errors();
     test_format();
+    test_logprob_params();
+    test_logprob_format();
     test_text();
     if (failures) {
         fprintf(stderr, "test_serve_json: %d failure(s)\n", failures);

@@ -297,7 +297,9 @@ static int default_model(char *path, size_t n) {
     return make_model(DEFAULT_PRESET, LOOM_Q8_0, DEFAULT_SEED, NULL, path);
 }
 
-int loom_cli_default_model(char *path, size_t n) { return default_model(path, n); }
+int loom_cli_default_model(char *path, size_t n) {
+    return default_model(path, n);
+}
 
 /* ---------------- info ---------------- */
 
@@ -441,7 +443,8 @@ static bool print_token(void *ud, int32_t tok, const char *text, size_t len) {
 #define MAX_STOP 8
 
 typedef struct run_opts {
-    const char *model, *prompt, *system, *kv_type, *quant;
+    const char *model, *prompt, *system, *kv_type, *quant, *chat_template;
+    bool prompt_set;
     int n_predict, n_parallel;
     int64_t ctx;
     loom_sampler_params sp;
@@ -458,6 +461,7 @@ static void run_usage_cmd(FILE *f, const char *cmd) {
             "       [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
             "       [--presence-penalty P] [--frequency-penalty F] [--seed S] [--ctx N]\n"
             "       [--kv-type f16|q8_0|f32] [--stop STR]... [--ignore-eos] %s[--backend NAME]\n"
+            "%s"
             "without -m: the default model (%s, random weights), created on first use;\n"
             "HFDIR: a Hugging Face checkpoint directory, converted while loading\n"
             "  --quant TYPE          weights quantized while loading: f32, f16, bf16, q8_0,\n"
@@ -478,10 +482,14 @@ static void run_usage_cmd(FILE *f, const char *cmd) {
             "  --stop STR            stop string, at most %d\n"
             "  --ignore-eos          keep generating past EOS\n"
             "%s",
-            cmd, run ? "[-p PROMPT] " : "[--system TEXT] ", run ? "[--parallel N] " : "",
+            cmd, run ? "[-p PROMPT] " : "[--system TEXT] [-p MESSAGE] ",
+            run ? "[--parallel N] " : "", run ? "" : "       [--chat-template NAME]\n",
             DEFAULT_PRESET,
             run ? "  -p, --prompt PROMPT   the prompt (default \"Once upon a time\")\n"
-                : "  --system TEXT         the system message\n",
+                : "  --system TEXT         the system message\n"
+                  "  -p, --prompt MESSAGE  answer this one user message and exit\n"
+                  "  --chat-template NAME  llama3, chatml, smollm2, mistral, llama2 or zephyr\n"
+                  "                        (default: the model's own, by fingerprint)\n",
             MAX_N_PREDICT, run ? 64 : 256, MAX_N_PREDICT, MAX_CTX, MAX_STOP,
             run ? "  --parallel N          sequences generated together, 1..64 (default 1)\n" : "");
 }
@@ -530,9 +538,9 @@ static int parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
                                              "--quant",
                                              "--stop",
                                              NULL};
-        bool known =
-            (run && (!strcmp(a, "-p") || !strcmp(a, "--prompt") || !strcmp(a, "--parallel"))) ||
-            (!run && !strcmp(a, "--system"));
+        bool known = !strcmp(a, "-p") || !strcmp(a, "--prompt") ||
+                     (run && !strcmp(a, "--parallel")) ||
+                     (!run && (!strcmp(a, "--system") || !strcmp(a, "--chat-template")));
         for (int k = 0; valued[k] && !known; k++)
             known = !strcmp(a, valued[k]);
         if (!known) {
@@ -544,9 +552,18 @@ static int parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
         bool ok = true;
         if (!strcmp(a, "-m") || !strcmp(a, "--model"))
             o->model = v;
-        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt"))
+        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             o->prompt = v;
-        else if (!strcmp(a, "--system"))
+            o->prompt_set = true;
+        } else if (!strcmp(a, "--chat-template")) {
+            const char *names[16];
+            int k = 0;
+            while (k < 15 && (names[k] = loom_chat_template_names((size_t)k)))
+                k++;
+            names[k] = NULL;
+            ok = loom_cli_parse_choice(cmd, a, v, names, &k);
+            o->chat_template = v;
+        } else if (!strcmp(a, "--system"))
             o->system = v;
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict"))
             ok = loom_cli_parse_int(cmd, a, v, -1, MAX_N_PREDICT, &o->n_predict);
@@ -711,9 +728,10 @@ int loom_cli_run(const char *backend, int argc, char **argv) {
     return rc;
 }
 
-/* Interactive, multi-turn, with the Llama-3 chat template. Each turn
- * re-renders the whole conversation and prefills it (simple and correct;
- * reusing the cached prefix is future work). */
+/* Interactive, multi-turn, with the model's chat template (chosen by
+ * fingerprint, or --chat-template). Each turn re-renders the whole
+ * conversation and prefills it (simple and correct; reusing the cached prefix
+ * is future work). With -p: that one message, then exit. */
 int loom_cli_chat(const char *backend, int argc, char **argv) {
     run_opts o;
     int rc = parse_run("chat", argc, argv, &o);
@@ -733,24 +751,48 @@ int loom_cli_chat(const char *backend, int argc, char **argv) {
     gp.ignore_eos = o.ignore_eos;
     gp.stop = o.stop;
     gp.n_stop = o.n_stop;
-    gp.add_bos = false; /* the template starts with <|begin_of_text|> */
+    gp.add_bos = false; /* templates that want BOS write it themselves */
     gp.on_token = print_token;
-    fprintf(stderr, "chat: type a message, an empty line or EOF ends\n");
+    /* The template is checked before the first message is read. */
+    char err[1024], *probe = NULL;
+    const loom_tokenizer *tok = loom_model_tokenizer(m);
+    loom_status tst = tok ? loom_tokenizer_chat_render(tok, o.chat_template, msgs, n, true, &probe,
+                                                       err, sizeof err)
+                          : LOOM_ERR_UNSUPPORTED;
+    free(probe);
+    if (tst != LOOM_OK) {
+        fprintf(stderr, "loom chat: %s\n", tok ? err : "the model has no tokenizer");
+        loom_model_free(m);
+        loom_registry_shutdown();
+        return 1;
+    }
+    if (!o.prompt_set) fprintf(stderr, "chat: type a message, an empty line or EOF ends\n");
     char line[4096];
+    bool once = o.prompt_set;
     while (n + 2 < sizeof msgs / sizeof msgs[0] && n_owned + 2 < 256) {
-        printf("> ");
-        fflush(stdout);
-        if (!fgets(line, sizeof line, stdin)) break;
-        line[strcspn(line, "\n")] = 0;
-        if (!line[0]) break;
+        if (once) {
+            if (n_owned) break; /* -p: one turn */
+            snprintf(line, sizeof line, "%s", o.prompt);
+            printf("> %s\n", line);
+        } else {
+            printf("> ");
+            fflush(stdout);
+            if (!fgets(line, sizeof line, stdin)) break;
+            line[strcspn(line, "\n")] = 0;
+            if (!line[0]) break;
+        }
         char *u = malloc(strlen(line) + 1);
         if (!u) break;
         memcpy(u, line, strlen(line) + 1);
         owned[n_owned++] = u;
         msgs[n++] = (loom_chat_message){"user", u};
-        char *prompt = NULL;
-        if (loom_chat_format_llama3(msgs, n, true, &prompt) != LOOM_OK) break;
-        char err[1024], *reply = NULL;
+        char *prompt = NULL, *reply = NULL;
+        if (loom_tokenizer_chat_render(tok, o.chat_template, msgs, n, true, &prompt, err,
+                                       sizeof err) != LOOM_OK) {
+            fprintf(stderr, "loom chat: %s\n", err);
+            rc = 1;
+            break;
+        }
         loom_generate_stats s;
         loom_status st = loom_generate(m, prompt, &gp, &reply, &s, err, sizeof err);
         free(prompt);

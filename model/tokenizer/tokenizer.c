@@ -45,6 +45,7 @@ struct loom_tokenizer {
     bool ignore_merges;
     bool add_bos; /* the file's metadata asks for BOS (loom_tokenizer_add_bos) */
     int32_t bos, eos, eot;
+    char *chat_template; /* the model's template text (loom_tokenizer_chat_template), or NULL */
 };
 
 /* ---- hashing ---- */
@@ -461,6 +462,7 @@ void loom_tokenizer_free(loom_tokenizer *t) {
     free(t->pmap);
     free(t->spec);
     loom_pretok_free(t->pre);
+    free(t->chat_template);
     free(t);
 }
 
@@ -779,6 +781,23 @@ bool loom_tokenizer_add_bos(const loom_tokenizer *t) {
 loom_status loom_tokenizer_set_add_bos(loom_tokenizer *t, bool add_bos) {
     if (!t || (add_bos && t->bos < 0)) return LOOM_ERR_INVALID_ARG;
     t->add_bos = add_bos;
+    return LOOM_OK;
+}
+
+const char *loom_tokenizer_chat_template(const loom_tokenizer *t) {
+    return t ? t->chat_template : NULL;
+}
+
+loom_status loom_tokenizer_set_chat_template(loom_tokenizer *t, const char *text) {
+    if (!t) return LOOM_ERR_INVALID_ARG;
+    char *c = NULL;
+    if (text) {
+        size_t n = strlen(text);
+        if (!(c = malloc(n + 1))) return LOOM_ERR_OOM;
+        memcpy(c, text, n + 1);
+    }
+    free(t->chat_template);
+    t->chat_template = c;
     return LOOM_OK;
 }
 

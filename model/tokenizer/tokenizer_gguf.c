@@ -41,6 +41,9 @@ loom_status loom_tokenizer_write_gguf(const loom_tokenizer *tok, loom_gguf_write
                            "tokenizer.ggml.eot_token_id"};
     for (int i = 0; i < 3 && st == LOOM_OK; i++)
         if (ids[i] >= 0) st = loom_gguf_writer_set_u32(w, keys[i], (uint32_t)ids[i]);
+    if (st == LOOM_OK && loom_tokenizer_chat_template(tok))
+        st = loom_gguf_writer_set_str(w, "tokenizer.chat_template",
+                                      loom_tokenizer_chat_template(tok));
     loom_tok_export_free(&d);
     if (st != LOOM_OK)
         return loom_model_fail(err, err_n, st, "tokenizer: writing GGUF metadata failed: %s",
@@ -187,6 +190,23 @@ loom_status loom_tokenizer_load_gguf(loom_gguf *g, loom_tokenizer **out, char *e
             add_bos = false; /* a name's default without a BOS id: nothing to add */
         }
         if (st == LOOM_OK) loom_tokenizer_set_add_bos(*out, add_bos);
+        /* the chat template text, chosen by fingerprint when chatting */
+        const char *ct;
+        uint64_t ctlen;
+        if (st == LOOM_OK && loom_gguf_find_kv(g, "tokenizer.chat_template") >= 0) {
+            char *c = NULL;
+            if (loom_gguf_get_str(g, "tokenizer.chat_template", &ct, &ctlen) != LOOM_OK)
+                st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                     "tokenizer: tokenizer.chat_template is not a string");
+            else if (!(c = malloc(ctlen + 1)))
+                st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
+            else {
+                memcpy(c, ct, ctlen);
+                c[ctlen] = 0;
+                st = loom_tokenizer_set_chat_template(*out, c);
+                free(c);
+            }
+        }
         if (st != LOOM_OK) {
             loom_tokenizer_free(*out);
             *out = NULL;

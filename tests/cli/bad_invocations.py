@@ -54,7 +54,9 @@ GGUF_TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0"]
 SPEC = {
     ("run",): dict(RUN_COMMON, **{"-p": ("str",), "--prompt": ("str",),
                                   "--parallel": ("int", 1, 64)}),
-    ("chat",): dict(RUN_COMMON, **{"--system": ("str",)}),
+    ("chat",): dict(RUN_COMMON, **{"--system": ("str",), "-p": ("str",), "--prompt": ("str",),
+                                   "--chat-template": ("choice", ["llama3", "chatml", "smollm2",
+                                                                  "mistral", "llama2", "zephyr"])}),
     ("info",): {"-m": ("str",), "--ctx": ("int", 0, 16777216), "--backend": ("str",)},
     ("export-gguf",): {"-m": ("str",), "--model": ("str",), "-o": ("str",),
                        "--output": ("str",), "--type": ("choice", GGUF_TYPES)},

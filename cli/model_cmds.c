@@ -280,8 +280,33 @@ int loom_cli_export_gguf(int argc, char **argv) {
     return 0;
 }
 
-/* The default model under the build tree, created on first use. */
+/* The one rule for the model used without -m (run, chat, info, serve, bench
+ * model): SmolLM2-135M-Instruct from the model cache, where
+ * scripts/fetch-default-model.sh (run by install-deps.sh, so by `make run`)
+ * puts it: $LOOM_MODEL_CACHE, else ${XDG_CACHE_HOME:-$HOME/.cache}/loom/models.
+ * Without it, the random-weight tiny-moe model under the build tree, created
+ * on first use, with a line saying why (docs/adr/0025). */
+#define DEFAULT_REAL_MODEL "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+static void model_cache_dir(char *buf, size_t n) {
+    const char *c = getenv("LOOM_MODEL_CACHE"), *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
+    if (c && c[0])
+        snprintf(buf, n, "%s", c);
+    else if (x && x[0])
+        snprintf(buf, n, "%s/loom/models", x);
+    else
+        snprintf(buf, n, "%s/.cache/loom/models", h && h[0] ? h : ".");
+}
+
 static int default_model(char *path, size_t n) {
+    char cache[1024];
+    model_cache_dir(cache, sizeof cache);
+    snprintf(path, n, "%s/%s", cache, DEFAULT_REAL_MODEL);
+    if (file_exists(path)) return 0;
+    fprintf(stderr,
+            "loom: the default model %s is not in %s (scripts/fetch-default-model.sh fetches "
+            "it); using the RANDOM-WEIGHT model instead\n",
+            DEFAULT_REAL_MODEL, cache);
     char dir[1024];
     exe_dir(dir, sizeof dir);
     snprintf(path, n, "%s/models/%s.gguf", dir, DEFAULT_PRESET);
@@ -307,7 +332,8 @@ static void info_usage(FILE *f) {
     fprintf(f,
             "usage: loom info [MODEL.gguf|HFDIR | -m MODEL] [--ctx N] [--backend NAME]\n"
             "  --ctx N  context for the KV-cache numbers, 0..%d (0: the model's max)\n"
-            "without MODEL: the default model (%s, random weights), created on first use\n",
+            "without MODEL: the default model (SmolLM2-135M-Instruct from the model cache, else\n"
+            "%s with random weights, created on first use)\n",
             MAX_CTX, DEFAULT_PRESET);
 }
 
@@ -462,7 +488,8 @@ static void run_usage_cmd(FILE *f, const char *cmd) {
             "       [--presence-penalty P] [--frequency-penalty F] [--seed S] [--ctx N]\n"
             "       [--kv-type f16|q8_0|f32] [--stop STR]... [--ignore-eos] %s[--backend NAME]\n"
             "%s"
-            "without -m: the default model (%s, random weights), created on first use;\n"
+            "without -m: the default model (SmolLM2-135M-Instruct from the model cache, else\n"
+            "%s with random weights, created on first use);\n"
             "HFDIR: a Hugging Face checkpoint directory, converted while loading\n"
             "  --quant TYPE          weights quantized while loading: f32, f16, bf16, q8_0,\n"
             "                        q4_0, nf4 or nf4_dq (both: QLoRA's double-quantized nf4)\n"
@@ -657,7 +684,8 @@ static int load(const char *cmd, const char *backend, const run_opts *o, int n_s
             loom_model_kv_backend_name(*m), (long long)loom_model_n_ctx(*m));
     if (loom_model_random_weights(*m))
         fprintf(stderr, "NOTE: this model has RANDOM WEIGHTS (loom init-model): the text below is "
-                        "meaningless; pass -m MODEL.gguf for a real model\n");
+                        "meaningless; pass -m MODEL.gguf for a real model, or run\n"
+                        "scripts/fetch-default-model.sh for the default one\n");
     return 0;
 }
 

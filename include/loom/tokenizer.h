@@ -90,7 +90,14 @@ LOOM_API loom_status loom_tokenizer_from_vocab(const char *const *tokens, size_t
  * keys (model "gpt2"; pre "llama-bpe" (also "llama3", "llama-v3") or absent
  * = the Llama-3 regex, "gpt2"/"default" = GPT-2's, "smollm" = digits one by
  * one then GPT-2's; any other pre value is LOOM_ERR_UNSUPPORTED naming it;
- * or loom.tokenizer.pattern; tokens, token_type, merges, bos/eos/eot ids).
+ * or loom.tokenizer.pattern; tokens, token_type, merges, bos/eos/eot ids), or model
+ * "llama": SentencePiece BPE (Llama 2, TinyLlama, Mistral) as Hugging Face loads it:
+ * merges derived from tokenizer.ggml.scores, byte fallback to the <0xXX> tokens,
+ * a "▁" prefix before text at offset 0 (tokenizer.ggml.add_space_prefix, default
+ * on), BOS by default; its <0xXX> tokens are LOOM_TOKEN_BYTE and decode to their
+ * byte, "▁" decodes to a space (so decode gives the prefix as a leading space).
+ * Such a tokenizer cannot be written back (loom_tokenizer_write_gguf:
+ * LOOM_ERR_UNSUPPORTED).
  * A file without tokenizer.ggml.tokens gives LOOM_ERR_INVALID_ARG with
  * "no tokenizer" in err. *out as for the other loaders. */
 struct loom_gguf;

@@ -298,15 +298,8 @@ static void model_cache_dir(char *buf, size_t n) {
         snprintf(buf, n, "%s/.cache/loom/models", h && h[0] ? h : ".");
 }
 
-static int default_model(char *path, size_t n) {
-    char cache[1024];
-    model_cache_dir(cache, sizeof cache);
-    snprintf(path, n, "%s/%s", cache, DEFAULT_REAL_MODEL);
-    if (file_exists(path)) return 0;
-    fprintf(stderr,
-            "loom: the default model %s is not in %s (scripts/fetch-default-model.sh fetches "
-            "it); using the RANDOM-WEIGHT model instead\n",
-            DEFAULT_REAL_MODEL, cache);
+/* The random-weight fallback under the build tree, created on first use. */
+static int random_default_model(char *path, size_t n) {
     char dir[1024];
     exe_dir(dir, sizeof dir);
     snprintf(path, n, "%s/models/%s.gguf", dir, DEFAULT_PRESET);
@@ -320,6 +313,18 @@ static int default_model(char *path, size_t n) {
     fprintf(stderr, "loom: creating the default model %s (preset %s, q8_0, random weights)...\n",
             path, DEFAULT_PRESET);
     return make_model(DEFAULT_PRESET, LOOM_Q8_0, DEFAULT_SEED, NULL, path);
+}
+
+static int default_model(char *path, size_t n) {
+    char cache[1024];
+    model_cache_dir(cache, sizeof cache);
+    snprintf(path, n, "%s/%s", cache, DEFAULT_REAL_MODEL);
+    if (file_exists(path)) return 0;
+    fprintf(stderr,
+            "loom: the default model %s is not in %s (scripts/fetch-default-model.sh fetches "
+            "it); using the RANDOM-WEIGHT model instead\n",
+            DEFAULT_REAL_MODEL, cache);
+    return random_default_model(path, n);
 }
 
 int loom_cli_default_model(char *path, size_t n) {
@@ -668,6 +673,17 @@ static int load(const char *cmd, const char *backend, const run_opts *o, int n_s
         fprintf(stderr, "%s %s%s%s ...\n", hf ? "converting Hugging Face checkpoint" : "loading",
                 path, o->quant ? ", weights as " : "", o->quant ? o->quant : "");
     st = loom_model_load(path, &mp, m, err, sizeof err);
+    if (st != LOOM_OK && !o->model && strstr(path, DEFAULT_REAL_MODEL)) {
+        /* the default model is there but this build cannot load it (a type
+         * it lacks, a damaged file): say so, then the labelled fallback */
+        fprintf(stderr,
+                "loom %s: the default model failed to load: %s\nloom %s: using the "
+                "RANDOM-WEIGHT model instead\n",
+                cmd, err, cmd);
+        if (random_default_model(defpath, sizeof defpath) != 0) return 1;
+        path = defpath;
+        st = loom_model_load(path, &mp, m, err, sizeof err);
+    }
     if (st != LOOM_OK) {
         fprintf(stderr, "loom %s: %s\n", cmd, err);
         return st == LOOM_ERR_UNAVAILABLE ? 2 : 1;

@@ -243,6 +243,29 @@ static void tokenizer_template(void) {
     loom_tokenizer_free(t);
 }
 
+/* tokenizer_config.json's chat_template beside a tokenizer.json: the Llama 3
+ * files loom ships carry Meta's first template. */
+static void hf_json_template(const char *src) {
+    char path[1024], err[512] = "";
+    snprintf(path, sizeof path, "%s/model/data/llama3-tokenizer/tokenizer.json", src);
+    loom_tokenizer *t = NULL;
+    loom_status st = loom_tokenizer_load_hf_json(path, &t, err, sizeof err);
+    CHECK_MSG(st == LOOM_OK, "%s", err);
+    if (!t) return;
+    const char *text = loom_tokenizer_chat_template(t);
+    CHECK(text && strstr(text, "<|start_header_id|>"));
+    loom_chat_template ct;
+    CHECK(loom_chat_template_select(NULL, text, &ct, err, sizeof err) == LOOM_OK &&
+          !strcmp(ct.name, "llama3") && ct.gen_prompt_always);
+    loom_chat_message m[1] = {{"user", " Hi "}};
+    char *out = NULL;
+    CHECK(loom_tokenizer_chat_render(t, NULL, m, 1, false, &out, err, sizeof err) == LOOM_OK);
+    CHECK(out && !strcmp(out, "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi"
+                              "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"));
+    free(out);
+    loom_tokenizer_free(t);
+}
+
 int main(void) {
     const char *src = getenv("LOOM_SOURCE_DIR");
     char path[1024];
@@ -250,5 +273,6 @@ int main(void) {
     run_golden(path);
     names_and_override();
     tokenizer_template();
+    hf_json_template(src ? src : ".");
     return test_summary("test_chat_template");
 }

@@ -1,7 +1,8 @@
 # Thin wrapper over CMake (the real build). Targets:
 #   make / make build  configure build/ (Release) and build it
-#   make run           install deps, build, show devices, generate text with
-#                      the default model (random weights, made on first use)
+#   make run           install deps (and the default model, SmolLM2-135M-Instruct),
+#                      build, show devices, answer a question with the default
+#                      model (random weights, labelled, when it could not be fetched)
 #   make test          install deps, Release build + ctest, then an
 #                      ASan/UBSan Debug build in build-asan/ + ctest
 #   make clean         remove both build trees
@@ -31,7 +32,7 @@ build:
 run: deps
 	$(MAKE) --no-print-directory build
 	./$(BUILD_DIR)/loom devices
-	./$(BUILD_DIR)/loom run -p "Once upon a time" -n 48
+	./$(BUILD_DIR)/loom chat -p "What is the capital of France?" -n 48 --temp 0
 
 test: deps
 	$(MAKE) --no-print-directory build

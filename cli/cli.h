@@ -19,9 +19,13 @@ int loom_cli_export_gguf(int argc, char **argv);
 int loom_cli_info(const char *backend, int argc, char **argv);
 int loom_cli_run(const char *backend, int argc, char **argv);
 int loom_cli_chat(const char *backend, int argc, char **argv);
-/* The path of the default model `loom run` uses without -m (under the build
- * tree), created on first use; 0 on success, else an exit code. */
+/* The path of the default model `loom run` uses without -m: SmolLM2 from the
+ * model cache, else the random-weight model under the build tree, created on
+ * first use (cli/model_cmds.c says the rule); 0 on success, else an exit code. */
 int loom_cli_default_model(char *path, size_t n);
+
+/* cli/perplexity_cmd.c: `loom perplexity` (loom/perplexity.h). */
+int loom_cli_perplexity(const char *backend, int argc, char **argv);
 
 /* cli/serve_cmd.c: `loom serve` (serve/server.h). */
 int loom_cli_serve(const char *backend, int argc, char **argv);

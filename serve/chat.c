@@ -44,15 +44,15 @@ static loom_status append(const loom_tokenizer *tok, idvec *v, const char *s, si
 /* The content of message m as the template puts it (trimmed): render m
  * alone with its content and with the marker; the marker render is
  * X + MARK + Y, so the content render is X + content + Y. */
-static loom_status rendered_content(const loom_chat_message *m, char **out, size_t *off,
-                                    size_t *len) {
+static loom_status rendered_content(const loom_tokenizer *tok, const loom_chat_message *m,
+                                    char **out, size_t *off, size_t *len) {
     loom_chat_message mk = {m->role, MARK};
     char *a = NULL, *b = NULL;
-    if (loom_chat_format_llama3(m, 1, false, &a) != LOOM_OK ||
-        loom_chat_format_llama3(&mk, 1, false, &b) != LOOM_OK) {
+    if (loom_tokenizer_chat_render(tok, NULL, m, 1, false, &a, NULL, 0) != LOOM_OK ||
+        loom_tokenizer_chat_render(tok, NULL, &mk, 1, false, &b, NULL, 0) != LOOM_OK) {
         free(a);
         free(b);
-        return LOOM_ERR_OOM;
+        return LOOM_ERR_INTERNAL; /* a template that refuses a lone message ([INST] ones) */
     }
     const char *at = strstr(b, MARK);
     size_t x = at ? (size_t)(at - b) : 0, y = at ? strlen(at + MARK_N) : 0;
@@ -81,7 +81,7 @@ loom_status loom_serve_chat_encode(const loom_tokenizer *tok, const loom_chat_me
         mk[i].content = MARK;
     }
     char *scaffold = NULL;
-    loom_status st = loom_chat_format_llama3(mk, n, true, &scaffold);
+    loom_status st = loom_tokenizer_chat_render(tok, NULL, mk, n, true, &scaffold, err, err_n);
     free(mk);
     if (st != LOOM_OK) return st;
     idvec v = {0};
@@ -90,7 +90,7 @@ loom_status loom_serve_chat_encode(const loom_tokenizer *tok, const loom_chat_me
         const char *at = strstr(p, MARK);
         char *r = NULL;
         size_t off = 0, len = 0;
-        if (!at || (st = rendered_content(&msgs[i], &r, &off, &len)) != LOOM_OK) {
+        if (!at || (st = rendered_content(tok, &msgs[i], &r, &off, &len)) != LOOM_OK) {
             snprintf(err, err_n, "the chat template did not render message %zu as expected", i);
             if (st == LOOM_OK) st = LOOM_ERR_INTERNAL;
             break;

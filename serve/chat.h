@@ -1,7 +1,8 @@
 /* serve/chat.h - chat messages to prompt tokens for `loom serve`.
  *
- * The rendering is loom_chat_format_llama3's (the one template); what this
- * adds is how the result is encoded: the template's own text (headers,
+ * The rendering is the model's chat template (loom_tokenizer_chat_render:
+ * chosen by fingerprint; Llama 3 for loom's own models); what this adds is
+ * how the result is encoded: the template's own text (headers,
  * <|eot_id|>) with special-token parsing, each message's content as plain
  * text (LOOM_TOK_NO_SPECIAL), so a client cannot forge turns or an EOS by
  * writing "<|eot_id|>" in a message. For contents without special-token text

@@ -90,7 +90,14 @@ LOOM_API loom_status loom_tokenizer_from_vocab(const char *const *tokens, size_t
  * keys (model "gpt2"; pre "llama-bpe" (also "llama3", "llama-v3") or absent
  * = the Llama-3 regex, "gpt2"/"default" = GPT-2's, "smollm" = digits one by
  * one then GPT-2's; any other pre value is LOOM_ERR_UNSUPPORTED naming it;
- * or loom.tokenizer.pattern; tokens, token_type, merges, bos/eos/eot ids).
+ * or loom.tokenizer.pattern; tokens, token_type, merges, bos/eos/eot ids), or model
+ * "llama": SentencePiece BPE (Llama 2, TinyLlama, Mistral) as Hugging Face loads it:
+ * merges derived from tokenizer.ggml.scores, byte fallback to the <0xXX> tokens,
+ * a "▁" prefix before text at offset 0 (tokenizer.ggml.add_space_prefix, default
+ * on), BOS by default; its <0xXX> tokens are LOOM_TOKEN_BYTE and decode to their
+ * byte, "▁" decodes to a space (so decode gives the prefix as a leading space).
+ * Such a tokenizer cannot be written back (loom_tokenizer_write_gguf:
+ * LOOM_ERR_UNSUPPORTED).
  * A file without tokenizer.ggml.tokens gives LOOM_ERR_INVALID_ARG with
  * "no tokenizer" in err. *out as for the other loaders. */
 struct loom_gguf;
@@ -182,6 +189,58 @@ typedef struct loom_chat_message {
  * NUL-terminated; caller frees with free(). */
 LOOM_API loom_status loom_chat_format_llama3(const loom_chat_message *messages, size_t n,
                                              bool add_generation_prompt, char **out);
+
+/* ---- chat templates by fingerprint (docs/adr/0025) ----
+ *
+ * loom renders a table of real chat templates in C, chosen by the FNV-1a 64
+ * hash of the template text stored with the model (GGUF
+ * tokenizer.chat_template, tokenizer_config.json chat_template), byte-for-byte
+ * as transformers' apply_chat_template renders them. Names: "llama3",
+ * "chatml", "smollm2" (ChatML with SmolLM2's default system turn), "mistral"
+ * ([INST], Mistral-7B-Instruct v0.1/v0.2: no system role), "llama2"
+ * ([INST] with <<SYS>>), "zephyr". */
+typedef struct loom_chat_template {
+    const char *name;       /* one of the names above (static string) */
+    bool gen_prompt_always; /* the text appends the generation prompt even when not asked */
+} loom_chat_template;
+
+/* The i-th template name (static), NULL past the end. */
+LOOM_API const char *loom_chat_template_names(size_t i);
+
+/* Choose a template: by name when name != NULL (unknown name:
+ * LOOM_ERR_INVALID_ARG listing the names), else by the fingerprint of text
+ * (NULL text or an unknown one: LOOM_ERR_UNSUPPORTED, with the fingerprint
+ * and the family the text resembles in err). */
+LOOM_API loom_status loom_chat_template_select(const char *name, const char *text,
+                                               loom_chat_template *out, char *err, size_t err_n);
+
+/* Render messages; bos/eos are the texts of the model's bos_token/eos_token
+ * (NULL = ""). A conversation the template itself refuses (roles that do not
+ * alternate in mistral/llama2, a system message in mistral) is
+ * LOOM_ERR_INVALID_ARG with the reason in err. *out is malloc'd,
+ * NUL-terminated; caller frees with free(). Encode the result with
+ * special-token parsing on and without adding BOS (templates that want BOS
+ * write it). */
+LOOM_API loom_status loom_chat_render(const loom_chat_template *tmpl, const char *bos,
+                                      const char *eos, const loom_chat_message *messages, size_t n,
+                                      bool add_generation_prompt, char **out, char *err,
+                                      size_t err_n);
+
+/* The chat template text stored with the tokenizer's model (borrowed, valid
+ * while tok lives), NULL when there is none. */
+LOOM_API const char *loom_tokenizer_chat_template(const loom_tokenizer *tok);
+/* Store a copy of text (NULL clears it). */
+LOOM_API loom_status loom_tokenizer_set_chat_template(loom_tokenizer *tok, const char *text);
+
+/* Render with the tokenizer's template: name != NULL overrides the stored
+ * text (--chat-template); bos/eos are the tokenizer's. A tokenizer without a
+ * stored text whose vocabulary has <|start_header_id|> (loom init-model's
+ * models) renders as "llama3". Errors as loom_chat_template_select and
+ * loom_chat_render. */
+LOOM_API loom_status loom_tokenizer_chat_render(const loom_tokenizer *tok, const char *name,
+                                                const loom_chat_message *messages, size_t n,
+                                                bool add_generation_prompt, char **out, char *err,
+                                                size_t err_n);
 
 #ifdef __cplusplus
 }

@@ -82,4 +82,19 @@ loom_status loom_tok_export(const loom_tokenizer *t, loom_tok_export_data *d, ch
                             size_t err_n);
 void loom_tok_export_free(loom_tok_export_data *d);
 
+/* ---- SentencePiece BPE (tokenizer_spm.c) ---- */
+
+/* Byte-level (GPT-2 alphabet) spelling of n raw bytes into dst (room for 2n + 1). */
+void loom_tok_byte_level_encode(const uint8_t *p, size_t n, char *dst);
+/* Turn a tokenizer built by loom_tok_build into a SentencePiece one:
+ * byte_ids[b] is the <0xXX> token of byte b (-1: none); those tokens were
+ * built as UNUSED and become 1-byte BYTE tokens. */
+loom_status loom_tok_spm_finish(loom_tokenizer *t, const int32_t *byte_ids, bool add_prefix);
+bool loom_tok_is_spm(const loom_tokenizer *t);
+/* GGUF tokenizer.ggml.model "llama": tokens, scores, token_type; merges
+ * derived from the scores as transformers' generate_merges does. */
+struct loom_gguf;
+loom_status loom_tok_load_gguf_spm(struct loom_gguf *g, loom_tokenizer **out, char *err,
+                                   size_t err_n);
+
 #endif

@@ -45,6 +45,12 @@ struct loom_tokenizer {
     bool ignore_merges;
     bool add_bos; /* the file's metadata asks for BOS (loom_tokenizer_add_bos) */
     int32_t bos, eos, eot;
+    char *chat_template; /* the model's template text (loom_tokenizer_chat_template), or NULL */
+    /* SentencePiece BPE (GGUF tokenizer.ggml.model "llama"; tokenizer_spm.c):
+     * symbols start as characters, not bytes; a character without a token
+     * falls back to its bytes' <0xXX> tokens (byte_tok); no regex split. */
+    bool spm, spm_prefix; /* spm_prefix: "▁" before text at offset 0 (Metaspace "first") */
+    int32_t byte_tok[256];
 };
 
 /* ---- hashing ---- */
@@ -461,6 +467,7 @@ void loom_tokenizer_free(loom_tokenizer *t) {
     free(t->pmap);
     free(t->spec);
     loom_pretok_free(t->pre);
+    free(t->chat_template);
     free(t);
 }
 
@@ -538,13 +545,7 @@ static inline void push_pair(const loom_tokenizer *t, tok_heap_ent *h, size_t *h
 /* BPE one pre-token: start from single bytes and repeatedly apply the
  * lowest-ranked merge present (leftmost on ties), as Hugging Face does. A heap
  * of candidate pairs with lazy invalidation keeps long pieces O(n log n). */
-static loom_status bpe_piece(tok_enc *e, const uint8_t *p, size_t n) {
-    const loom_tokenizer *t = e->t;
-    if (n == 0) return LOOM_OK;
-    if (t->ignore_merges || n == 1) {
-        int32_t id = vmap_find(t, p, n);
-        if (id >= 0) return push_id(e, id) ? LOOM_OK : LOOM_ERR_OOM;
-    }
+static loom_status sym_reserve(tok_enc *e, size_t n) {
     if (n > (size_t)INT32_MAX) return LOOM_ERR_INVALID_ARG;
     if (n > e->cap_sym) {
         size_t nc = n < 256 ? 256 : n;
@@ -556,20 +557,21 @@ static loom_status bpe_piece(tok_enc *e, const uint8_t *p, size_t n) {
         e->heap = h;
         e->cap_sym = nc;
     }
+    return LOOM_OK;
+}
+
+/* Merge the n_sym symbols in e->sym (ids set) by rank and emit the result:
+ * repeatedly apply the lowest-ranked merge present (leftmost on ties), as
+ * Hugging Face does. A heap of candidate pairs with lazy invalidation keeps
+ * long pieces O(n log n). */
+static loom_status merge_and_emit(tok_enc *e, size_t n_sym) {
+    const loom_tokenizer *t = e->t;
     tok_sym *s = e->sym;
     tok_heap_ent *h = e->heap;
-    size_t hn = 0, n_sym = 0;
-    /* Bytes without a token are left out, so their neighbours become
-     * adjacent and may merge, as in Hugging Face's merge_word. */
-    for (size_t i = 0; i < n; i++) {
-        int32_t id = t->byte_id[p[i]];
-        if (id < 0) continue;
-        s[n_sym] = (tok_sym){id, (int32_t)n_sym - 1, -1, 1};
-        n_sym++;
-    }
+    size_t hn = 0;
     if (n_sym == 0) return LOOM_OK;
-    for (size_t i = 0; i + 1 < n_sym; i++)
-        s[i].next = (int32_t)i + 1;
+    for (size_t i = 0; i < n_sym; i++)
+        s[i] = (tok_sym){s[i].id, (int32_t)i - 1, i + 1 < n_sym ? (int32_t)i + 1 : -1, 1};
     for (size_t i = 0; i + 1 < n_sym; i++)
         push_pair(t, h, &hn, s, (int32_t)i);
     /* Each merge pushes at most two entries and removes one symbol, so the
@@ -594,13 +596,85 @@ static loom_status bpe_piece(tok_enc *e, const uint8_t *p, size_t n) {
     return LOOM_OK;
 }
 
+/* BPE one pre-token, starting from single bytes. */
+static loom_status bpe_piece(tok_enc *e, const uint8_t *p, size_t n) {
+    const loom_tokenizer *t = e->t;
+    if (n == 0) return LOOM_OK;
+    if (t->ignore_merges || n == 1) {
+        int32_t id = vmap_find(t, p, n);
+        if (id >= 0) return push_id(e, id) ? LOOM_OK : LOOM_ERR_OOM;
+    }
+    LOOM_TRY(sym_reserve(e, n));
+    size_t n_sym = 0;
+    /* Bytes without a token are left out, so their neighbours become
+     * adjacent and may merge, as in Hugging Face's merge_word. */
+    for (size_t i = 0; i < n; i++) {
+        int32_t id = t->byte_id[p[i]];
+        if (id >= 0) e->sym[n_sym++].id = id;
+    }
+    return merge_and_emit(e, n_sym);
+}
+
+/* Length of the UTF-8 character at p (1 for an invalid byte). */
+static size_t utf8_len(const uint8_t *p, size_t n) {
+    size_t need = p[0] < 0x80             ? 1
+                  : (p[0] & 0xe0) == 0xc0 ? 2
+                  : (p[0] & 0xf0) == 0xe0 ? 3
+                  : (p[0] & 0xf8) == 0xf0 ? 4
+                                          : 1;
+    if (need > n) return 1;
+    for (size_t k = 1; k < need; k++)
+        if ((p[k] & 0xc0) != 0x80) return 1;
+    return need;
+}
+
+static bool is_metaspace(const uint8_t *p, size_t n) { /* U+2581, which Metaspace makes of ' ' */
+    return n >= 3 && p[0] == 0xe2 && p[1] == 0x96 && p[2] == 0x81;
+}
+
+/* SentencePiece BPE of one segment (Hugging Face: Metaspace with split off,
+ * then BPE with byte_fallback): symbols are characters (' ' and U+2581 both
+ * the "▁" token), a character without a token becomes its bytes' <0xXX>
+ * tokens, and with prefix a "▁" is put in front unless the text starts with
+ * one. */
+static loom_status spm_piece(tok_enc *e, const uint8_t *p, size_t n, bool prefix) {
+    const loom_tokenizer *t = e->t;
+    if (n == 0) return LOOM_OK;
+    if (prefix && (p[0] == ' ' || is_metaspace(p, n))) prefix = false;
+    LOOM_TRY(sym_reserve(e, 4 * n + 1));
+    size_t n_sym = 0;
+    const uint8_t space = ' ';
+    if (prefix) {
+        int32_t id = vmap_find(t, &space, 1);
+        if (id >= 0) e->sym[n_sym++].id = id;
+    }
+    for (size_t i = 0; i < n;) {
+        size_t l = is_metaspace(p + i, n - i) ? 3 : utf8_len(p + i, n - i);
+        const uint8_t *c = p[i] == 0xe2 && l == 3 && is_metaspace(p + i, 3) ? &space : p + i;
+        int32_t id = vmap_find(t, c, c == &space ? 1 : l);
+        if (id >= 0) {
+            e->sym[n_sym++].id = id;
+        } else {
+            for (size_t k = 0; k < l; k++)
+                if (t->byte_tok[p[i + k]] >= 0) e->sym[n_sym++].id = t->byte_tok[p[i + k]];
+        }
+        i += l;
+    }
+    return merge_and_emit(e, n_sym);
+}
+
 static loom_status emit_piece(void *ud, const uint8_t *p, size_t n) {
     return bpe_piece(ud, p, n);
 }
 
-/* Pre-tokenize text without special tokens and BPE each piece. */
-static loom_status encode_plain(tok_enc *e, const uint8_t *text, size_t n, char *err,
+/* Pre-tokenize text without special tokens and BPE each piece; at_start:
+ * the text begins at offset 0 of the input (SentencePiece's prefix). */
+static loom_status encode_plain(tok_enc *e, const uint8_t *text, size_t n, bool at_start, char *err,
                                 size_t err_n) {
+    if (e->t->spm) {
+        loom_status st = spm_piece(e, text, n, at_start && e->t->spm_prefix);
+        return st == LOOM_OK ? st : loom_model_fail(err, err_n, st, "tokenizer: out of memory");
+    }
     return loom_pretok_split(e->t->pre, e->md, text, n, emit_piece, e, err, err_n);
 }
 
@@ -651,12 +725,12 @@ loom_status loom_tokenizer_encode(const loom_tokenizer *t, const char *text, siz
             i++;
             continue;
         }
-        if ((st = encode_plain(&e, u + seg, i - seg, err, err_n)) != LOOM_OK) goto fail;
+        if ((st = encode_plain(&e, u + seg, i - seg, seg == 0, err, err_n)) != LOOM_OK) goto fail;
         if (!push_id(&e, hit->id)) goto oom;
         i += hit->len;
         seg = i;
     }
-    if ((st = encode_plain(&e, u + seg, len - seg, err, err_n)) != LOOM_OK) goto fail;
+    if ((st = encode_plain(&e, u + seg, len - seg, seg == 0, err, err_n)) != LOOM_OK) goto fail;
     free(e.sym);
     free(e.heap);
     loom_pretok_scratch_free(e.md);
@@ -782,6 +856,23 @@ loom_status loom_tokenizer_set_add_bos(loom_tokenizer *t, bool add_bos) {
     return LOOM_OK;
 }
 
+const char *loom_tokenizer_chat_template(const loom_tokenizer *t) {
+    return t ? t->chat_template : NULL;
+}
+
+loom_status loom_tokenizer_set_chat_template(loom_tokenizer *t, const char *text) {
+    if (!t) return LOOM_ERR_INVALID_ARG;
+    char *c = NULL;
+    if (text) {
+        size_t n = strlen(text);
+        if (!(c = malloc(n + 1))) return LOOM_ERR_OOM;
+        memcpy(c, text, n + 1);
+    }
+    free(t->chat_template);
+    t->chat_template = c;
+    return LOOM_OK;
+}
+
 /* ---- export (GGUF tokenizer.ggml.*) ---- */
 
 /* Byte-level encode n raw bytes into dst (room for 2n + 1): the inverse of
@@ -828,6 +919,10 @@ static int slot_rank_cmp(const void *a, const void *b) {
 loom_status loom_tok_export(const loom_tokenizer *t, loom_tok_export_data *d, char *err,
                             size_t err_n) {
     memset(d, 0, sizeof *d);
+    if (t->spm)
+        return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                               "tokenizer: writing a SentencePiece (llama) vocabulary is not "
+                               "supported");
     size_t n_merges = 0;
     for (size_t i = 0; i <= t->pmap_mask && t->pmap; i++)
         n_merges += t->pmap[i].key != TOK_EMPTY_KEY;
@@ -890,4 +985,40 @@ loom_status loom_tok_export(const loom_tokenizer *t, loom_tok_export_data *d, ch
     d->ignore_merges = t->ignore_merges;
     d->add_bos = loom_tokenizer_add_bos(t);
     return LOOM_OK;
+}
+
+void loom_tok_byte_level_encode(const uint8_t *p, size_t n, char *dst) {
+    byte_level_encode(p, n, dst);
+}
+
+loom_status loom_tok_spm_finish(loom_tokenizer *t, const int32_t *byte_ids, bool add_prefix) {
+    t->spm = true;
+    t->spm_prefix = add_prefix;
+    for (int b = 0; b < 256; b++) {
+        int32_t id = byte_ids[b];
+        t->byte_tok[b] = id;
+        if (id < 0) continue;
+        /* <0xXX> decodes to its byte and is never matched as text */
+        if (t->len[id] == UINT32_MAX || t->len[id] < 1) return LOOM_ERR_INVALID_ARG;
+        t->blob[t->off[id]] = (char)b;
+        t->len[id] = 1;
+        t->type[id] = LOOM_TOKEN_BYTE;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < t->n_spec; i++)
+        if (t->type[t->spec[i].id] != LOOM_TOKEN_BYTE) t->spec[k++] = t->spec[i];
+    t->n_spec = k;
+    memset(t->spec_lo, 0, sizeof t->spec_lo);
+    memset(t->spec_hi, 0, sizeof t->spec_hi);
+    for (size_t i = 0; i < t->n_spec; i++) {
+        if (!t->spec[i].len) continue;
+        uint8_t f = (uint8_t)t->spec[i].bytes[0];
+        if (t->spec_hi[f] == 0) t->spec_lo[f] = (uint32_t)i;
+        t->spec_hi[f] = (uint32_t)i + 1;
+    }
+    return LOOM_OK;
+}
+
+bool loom_tok_is_spm(const loom_tokenizer *t) {
+    return t && t->spm;
 }

@@ -41,6 +41,9 @@ loom_status loom_tokenizer_write_gguf(const loom_tokenizer *tok, loom_gguf_write
                            "tokenizer.ggml.eot_token_id"};
     for (int i = 0; i < 3 && st == LOOM_OK; i++)
         if (ids[i] >= 0) st = loom_gguf_writer_set_u32(w, keys[i], (uint32_t)ids[i]);
+    if (st == LOOM_OK && loom_tokenizer_chat_template(tok))
+        st = loom_gguf_writer_set_str(w, "tokenizer.chat_template",
+                                      loom_tokenizer_chat_template(tok));
     loom_tok_export_free(&d);
     if (st != LOOM_OK)
         return loom_model_fail(err, err_n, st, "tokenizer: writing GGUF metadata failed: %s",
@@ -73,12 +76,15 @@ loom_status loom_tokenizer_load_gguf(loom_gguf *g, loom_tokenizer **out, char *e
             "tokenizer: no tokenizer in this GGUF (tokenizer.ggml.tokens is absent)");
     const char *model;
     uint64_t mlen;
-    if (loom_gguf_get_str(g, "tokenizer.ggml.model", &model, &mlen) == LOOM_OK &&
-        !(mlen == 4 && !memcmp(model, "gpt2", 4)))
-        return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                               "tokenizer: tokenizer.ggml.model '%.*s' is not supported (only gpt2 "
-                               "byte-level BPE, as Llama 3 uses)",
-                               (int)(mlen > 64 ? 64 : mlen), model);
+    bool spm = false;
+    if (loom_gguf_get_str(g, "tokenizer.ggml.model", &model, &mlen) == LOOM_OK) {
+        spm = mlen == 5 && !memcmp(model, "llama", 5);
+        if (!spm && !(mlen == 4 && !memcmp(model, "gpt2", 4)))
+            return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                                   "tokenizer: tokenizer.ggml.model '%.*s' is not supported (gpt2: "
+                                   "byte-level BPE; llama: SentencePiece BPE)",
+                                   (int)(mlen > 64 ? 64 : mlen), model);
+    }
     if (loom_gguf_get_arr_info(g, "tokenizer.ggml.tokens", &et, &n_tok) != LOOM_OK ||
         et != LOOM_GGUF_STRING)
         return loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
@@ -99,7 +105,14 @@ loom_status loom_tokenizer_load_gguf(loom_gguf *g, loom_tokenizer **out, char *e
     bool ignore_merges = true, add_bos = true, named = false;
     const char *ps;
     uint64_t plen;
-    if (loom_gguf_get_str(g, "loom.tokenizer.pattern", &ps, &plen) == LOOM_OK) {
+    if (spm) {
+        /* SentencePiece: BOS unless the file says otherwise, as llama.cpp
+         * and transformers; tokenizer.ggml.pre is not used. */
+        LOOM_TRY(loom_tok_load_gguf_spm(g, out, err, err_n));
+        n_tok = loom_tokenizer_vocab_size(*out);
+        named = true;
+        n_merges = 0;
+    } else if (loom_gguf_get_str(g, "loom.tokenizer.pattern", &ps, &plen) == LOOM_OK) {
         pattern = malloc(plen + 1);
         if (!pattern) return loom_model_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
         memcpy(pattern, ps, plen);
@@ -117,7 +130,7 @@ loom_status loom_tokenizer_load_gguf(loom_gguf *g, loom_tokenizer **out, char *e
     /* All strings in one block: sizes first. */
     size_t total = 0;
     loom_status st = LOOM_OK;
-    for (uint64_t i = 0; i < n_tok + n_merges && st == LOOM_OK; i++) {
+    for (uint64_t i = 0; !spm && i < n_tok + n_merges && st == LOOM_OK; i++) {
         const char *s;
         uint64_t len = 0;
         st = loom_gguf_get_arr_str(g, i < n_tok ? "tokenizer.ggml.tokens" : "tokenizer.ggml.merges",
@@ -129,13 +142,13 @@ loom_status loom_tokenizer_load_gguf(loom_gguf *g, loom_tokenizer **out, char *e
     const char **merges = calloc(n_merges ? n_merges : 1, sizeof *merges);
     int32_t *types = calloc(n_tok ? n_tok : 1, sizeof *types);
     if (st == LOOM_OK && (!blob || !tokens || !merges || !types)) st = LOOM_ERR_OOM;
-    for (uint64_t i = 0; i < n_tok && st == LOOM_OK; i++)
+    for (uint64_t i = 0; !spm && i < n_tok && st == LOOM_OK; i++)
         st = arr_str_copy(g, "tokenizer.ggml.tokens", i, &p, &tokens[i]);
-    for (uint64_t i = 0; i < n_merges && st == LOOM_OK; i++)
+    for (uint64_t i = 0; !spm && i < n_merges && st == LOOM_OK; i++)
         st = arr_str_copy(g, "tokenizer.ggml.merges", i, &p, &merges[i]);
     uint64_t n_types = 0;
     bool have_types =
-        st == LOOM_OK &&
+        st == LOOM_OK && !spm &&
         loom_gguf_get_arr_info(g, "tokenizer.ggml.token_type", &et, &n_types) == LOOM_OK &&
         n_types == n_tok;
     for (uint64_t i = 0; have_types && i < n_tok && st == LOOM_OK; i++) {
@@ -143,7 +156,9 @@ loom_status loom_tokenizer_load_gguf(loom_gguf *g, loom_tokenizer **out, char *e
         st = loom_gguf_get_arr_int(g, "tokenizer.ggml.token_type", i, &v);
         types[i] = (int32_t)v;
     }
-    if (st != LOOM_OK) {
+    if (spm) {
+        /* built above */
+    } else if (st != LOOM_OK) {
         st = loom_model_fail(err, err_n, st, "tokenizer: reading tokenizer.ggml.* failed: %s",
                              st == LOOM_ERR_OOM ? "out of memory" : loom_gguf_error(g));
     } else {
@@ -187,6 +202,23 @@ loom_status loom_tokenizer_load_gguf(loom_gguf *g, loom_tokenizer **out, char *e
             add_bos = false; /* a name's default without a BOS id: nothing to add */
         }
         if (st == LOOM_OK) loom_tokenizer_set_add_bos(*out, add_bos);
+        /* the chat template text, chosen by fingerprint when chatting */
+        const char *ct;
+        uint64_t ctlen;
+        if (st == LOOM_OK && loom_gguf_find_kv(g, "tokenizer.chat_template") >= 0) {
+            char *c = NULL;
+            if (loom_gguf_get_str(g, "tokenizer.chat_template", &ct, &ctlen) != LOOM_OK)
+                st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                     "tokenizer: tokenizer.chat_template is not a string");
+            else if (!(c = malloc(ctlen + 1)))
+                st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
+            else {
+                memcpy(c, ct, ctlen);
+                c[ctlen] = 0;
+                st = loom_tokenizer_set_chat_template(*out, c);
+                free(c);
+            }
+        }
         if (st != LOOM_OK) {
             loom_tokenizer_free(*out);
             *out = NULL;

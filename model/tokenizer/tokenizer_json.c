@@ -267,6 +267,27 @@ static loom_status apply_bos(const cJSON *root, const char *path, loom_tokenizer
                              bos_text);
     if (st == LOOM_OK && id >= 0)
         loom_tokenizer_set_special_ids(t, id, loom_tokenizer_eos(t), loom_tokenizer_eot(t));
+    /* The chat template (a string, or a list of {name, template}: the
+     * "default" one), and eos_token when the vocabulary gave no guess. */
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(cfg, "chat_template");
+    if (cJSON_IsArray(ct)) {
+        const cJSON *it, *pick = NULL;
+        cJSON_ArrayForEach(it, ct) {
+            const cJSON *nm = cJSON_GetObjectItemCaseSensitive(it, "name");
+            if (cJSON_IsString(nm) && !strcmp(nm->valuestring, "default"))
+                pick = cJSON_GetObjectItemCaseSensitive(it, "template");
+        }
+        ct = pick;
+    }
+    if (st == LOOM_OK && cJSON_IsString(ct) &&
+        loom_tokenizer_set_chat_template(t, ct->valuestring) != LOOM_OK)
+        st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "tokenizer: out of memory");
+    const cJSON *et = cJSON_GetObjectItemCaseSensitive(cfg, "eos_token");
+    if (cJSON_IsObject(et)) et = cJSON_GetObjectItemCaseSensitive(et, "content");
+    int32_t eid = -1;
+    if (st == LOOM_OK && loom_tokenizer_eos(t) < 0 && cJSON_IsString(et) &&
+        loom_tokenizer_find(t, et->valuestring, strlen(et->valuestring), &eid) == LOOM_OK)
+        loom_tokenizer_set_special_ids(t, loom_tokenizer_bos(t), eid, loom_tokenizer_eot(t));
     if (st == LOOM_OK && found) {
         if (add && loom_tokenizer_bos(t) < 0)
             st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,

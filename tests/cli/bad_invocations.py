@@ -54,7 +54,13 @@ GGUF_TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0"]
 SPEC = {
     ("run",): dict(RUN_COMMON, **{"-p": ("str",), "--prompt": ("str",),
                                   "--parallel": ("int", 1, 64)}),
-    ("chat",): dict(RUN_COMMON, **{"--system": ("str",)}),
+    ("chat",): dict(RUN_COMMON, **{"--system": ("str",), "-p": ("str",), "--prompt": ("str",),
+                                   "--chat-template": ("choice", ["llama3", "chatml", "smollm2",
+                                                                  "mistral", "llama2", "zephyr"])}),
+    ("perplexity",): {"-m": ("str",), "--model": ("str",), "-f": ("str",), "--file": ("str",),
+                       "--ctx": ("int", 4, 1048576), "--chunks": ("int", 0, 1000000),
+                       "-t": ("int", 1, 4096), "--kv-type": ("choice", ["f16", "q8_0", "f32"]),
+                       "--backend": ("str",)},
     ("info",): {"-m": ("str",), "--ctx": ("int", 0, 16777216), "--backend": ("str",)},
     ("export-gguf",): {"-m": ("str",), "--model": ("str",), "-o": ("str",),
                        "--output": ("str",), "--type": ("choice", GGUF_TYPES)},
@@ -284,6 +290,8 @@ def main():
     # Repeated-flag limit and required flags.
     r.expect_usage_error(["run"] + ["--stop", "x"] * 9, r"loom run: --stop: at most 8 stop strings")
     r.expect_usage_error(["init-model"], r"loom init-model: -o FILE\.gguf is required")
+    r.expect_usage_error(["perplexity", "-f", "x.txt"], r"loom perplexity: -m MODEL is required")
+    r.expect_usage_error(["perplexity", "-m", "x.gguf"], r"loom perplexity: -f TEXT is required")
     r.expect_usage_error(["export-gguf", "-o", out_gguf, "--type", "f16"],
                          r"loom export-gguf: -m IN is required", out_gguf)
     r.expect_usage_error(["export-gguf", "-m", "in.gguf", "--type", "f16"],

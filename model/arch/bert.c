@@ -447,6 +447,40 @@ static loom_status get_graph(loom_encoder *e, int T, int B, enc_graph **out, cha
 
 /* ---------------- public API ---------------- */
 
+loom_status loom_encoder_resolve(const char *arg, char *dir, size_t n, char *err, size_t err_n) {
+    if (!arg || !*arg || !dir || n == 0)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "encoder: no model given");
+    const bool bundled = strcmp(arg, "minilm") == 0;
+    int k;
+    if (bundled) {
+        const char *cache = getenv("LOOM_MODEL_CACHE"), *home = getenv("HOME");
+        if (cache && *cache)
+            k = snprintf(dir, n, "%s/all-MiniLM-L6-v2", cache);
+        else
+            k = snprintf(dir, n, "%s/.cache/loom/models/all-MiniLM-L6-v2", home ? home : ".");
+    } else {
+        k = snprintf(dir, n, "%s", arg);
+    }
+    if (k < 0 || (size_t)k >= n)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "encoder: path too long");
+    char cfg[4200];
+    snprintf(cfg, sizeof cfg, "%s/config.json", dir);
+    FILE *f = fopen(cfg, "rb");
+    if (f) {
+        fclose(f);
+        return LOOM_OK;
+    }
+    if (bundled)
+        return loom_model_fail(err, err_n, LOOM_ERR_IO,
+                               "encoder: the bundled encoder 'minilm' is not installed in %s "
+                               "(scripts/fetch-models.sh fetches it)",
+                               dir);
+    return loom_model_fail(err, err_n, LOOM_ERR_IO,
+                           "encoder: '%s' is neither 'minilm' nor a directory with config.json, "
+                           "model.safetensors and tokenizer.json",
+                           arg);
+}
+
 void loom_encoder_free(loom_encoder *e) {
     if (!e) return;
     for (int i = 0; i < ENC_GRAPH_CACHE; i++)

@@ -24,8 +24,9 @@
 #include "loom/safetensors.h"
 #include "model/model_internal.h"
 
-#define ENC_GRAPH_CACHE 4
-#define ENC_MASK_NEG    (-1e30f)
+#define ENC_GRAPH_CACHE     4
+#define LOOM_CONST_NEG_MEAN "loom.layer_norm_neg_mean"
+#define ENC_MASK_NEG        (-1e30f)
 
 typedef struct bert_layer {
     loom_tensor *wq, *bq, *wk, *bk, *wv, *bv, *wo, *bo, *ln1_w, *ln1_b;
@@ -51,6 +52,7 @@ struct loom_encoder {
     loom_buffer **wbufs;
     int n_wbufs;
     loom_tensor *word, *posemb, *type, *eln_w, *eln_b;
+    loom_tensor *neg_mean_w; /* [H, 1], every entry -1/H: LayerNorm's mean as a matmul */
     bert_layer *L;
     enc_graph cache[ENC_GRAPH_CACHE];
     uint64_t tick;
@@ -209,6 +211,8 @@ static int weight_list(loom_encoder *e, wspec *w) {
     n = add_w(w, n, &e->type, H, e->n_types, "embeddings.token_type_embeddings.weight");
     n = add_w(w, n, &e->eln_w, H, 1, "embeddings.LayerNorm.weight");
     n = add_w(w, n, &e->eln_b, H, 1, "embeddings.LayerNorm.bias");
+    /* not in the file: a constant (see layer_norm) */
+    n = add_w(w, n, &e->neg_mean_w, H, 1, "%s", LOOM_CONST_NEG_MEAN);
     for (int64_t l = 0; l < e->n_layers; l++) {
         bert_layer *L = &e->L[l];
         const char *p = "encoder.layer";
@@ -248,7 +252,7 @@ static loom_status load_weights(loom_encoder *e, const char *dir, char *err, siz
     char serr[LOOM_ERROR_MAX] = "";
     loom_status s = loom_safetensors_open(dir, &st, serr, sizeof serr);
     if (s != LOOM_OK) return loom_model_fail(err, err_n, s, "encoder: %s", serr);
-    const int n_max = 5 + 16 * (int)e->n_layers;
+    const int n_max = 6 + 16 * (int)e->n_layers;
     wspec *w = calloc((size_t)n_max, sizeof *w);
     e->L = calloc((size_t)e->n_layers, sizeof *e->L);
     loom_pack pk = {.max = loom_backend_max_buffer(e->be)};
@@ -260,6 +264,11 @@ static loom_status load_weights(loom_encoder *e, const char *dir, char *err, siz
     for (int i = 0; i < n && s == LOOM_OK; i++) {
         loom_st_tensor_info info;
         loom_dtype dt;
+        if (!strcmp(w[i].name, LOOM_CONST_NEG_MEAN)) {
+            w[i].si = -1;
+            s = loom_pack_add(&pk, loom_dtype_nbytes(LOOM_F32, w[i].ne[0]), &w[i].at);
+            continue;
+        }
         w[i].si = find(st, w[i].name);
         if (w[i].si < 0) {
             s = loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "encoder: %s: tensor '%s' is missing",
@@ -300,7 +309,11 @@ static loom_status load_weights(loom_encoder *e, const char *dir, char *err, siz
             s = loom_model_fail(err, err_n, LOOM_ERR_OOM, "encoder: out of memory");
             break;
         }
-        s = loom_safetensors_read(st, w[i].si, LOOM_F32, buf, nb);
+        if (w[i].si < 0) /* the constant column -1/H */
+            for (int64_t k = 0; k < w[i].ne[0]; k++)
+                buf[k] = -1.0f / (float)e->H;
+        else
+            s = loom_safetensors_read(st, w[i].si, LOOM_F32, buf, nb);
         if (s != LOOM_OK) {
             loom_model_fail(err, err_n, s, "encoder: reading '%s': %s", w[i].name,
                             loom_safetensors_error(st));
@@ -347,13 +360,13 @@ static loom_tensor *input(loom_graph *g, loom_dtype t, int64_t n0, int64_t n1, i
     return loom_tensor_set_flags(x, LOOM_FLAG_INPUT);
 }
 
-/* LayerNorm over ne[0] of x [H, N]: rms_norm of the centred x, then w, b. */
-static loom_tensor *layer_norm(loom_graph *g, loom_tensor *x, loom_tensor *w, loom_tensor *b,
-                               float eps) {
-    const int64_t H = x ? x->ne[0] : 1;
-    const int64_t one[4] = {1, x ? x->ne[1] : 1, x ? x->ne[2] : 1, x ? x->ne[3] : 1};
-    loom_tensor *neg_mean = loom_scale(g, loom_sum_to(g, x, one), -1.0f / (float)H);
-    loom_tensor *y = loom_rms_norm(g, loom_add(g, x, neg_mean), eps);
+/* LayerNorm over ne[0] of x [H, N]: rms_norm of the centred x, then w, b.
+ * The mean is a matmul with the constant column -1/H (e->neg_mean_w), so it
+ * runs on each backend's matmul kernel. */
+static loom_tensor *layer_norm(const loom_encoder *e, loom_graph *g, loom_tensor *x, loom_tensor *w,
+                               loom_tensor *b) {
+    loom_tensor *neg_mean = loom_matmul(g, mirror(g, e->neg_mean_w), x); /* [1, N] */
+    loom_tensor *y = loom_rms_norm(g, loom_add(g, x, neg_mean), e->eps);
     return loom_add(g, loom_mul(g, y, w), b);
 }
 
@@ -373,30 +386,35 @@ static loom_status build(loom_encoder *e, enc_graph *eg, char *err, size_t err_n
     loom_tensor *x = loom_get_rows(g, mirror(g, e->word), eg->ids);      /* [H, T, B] */
     x = loom_add(g, x, loom_get_rows(g, mirror(g, e->posemb), eg->pos)); /* + [H, T] */
     x = loom_add(g, x, loom_slice(g, mirror(g, e->type), 1, 0, 1));      /* + type 0 */
-    x = layer_norm(g, loom_reshape_2d(g, x, H, N), mirror(g, e->eln_w), mirror(g, e->eln_b),
-                   e->eps); /* [H, N] */
+    x = layer_norm(e, g, loom_reshape_2d(g, x, H, N), mirror(g, e->eln_w), mirror(g, e->eln_b));
     const float scale = 1.0f / sqrtf((float)D);
+    const size_t f4 = sizeof(float);
     for (int64_t l = 0; l < e->n_layers; l++) {
         const bert_layer *L = &e->L[l];
+        /* q, k: [D, T, nh, B] views of the projections [D, nh, T, B] (no copy) */
         loom_tensor *q =
             loom_reshape_4d(g, linear(g, mirror(g, L->wq), mirror(g, L->bq), x), D, nh, T, B);
         loom_tensor *k =
             loom_reshape_4d(g, linear(g, mirror(g, L->wk), mirror(g, L->bk), x), D, nh, T, B);
+        q = loom_permute(g, q, 0, 2, 1, 3);
+        k = loom_permute(g, k, 0, 2, 1, 3);
+        /* v^T [N, H] = x^T Wv^T + bv, x being the matmul's weight operand: its
+         * [T, D, nh, B] view has unit stride along T, as matmul wants (no copy) */
+        loom_tensor *vt = loom_add(g, loom_matmul(g, x, mirror(g, L->wv)),
+                                   loom_reshape_2d(g, mirror(g, L->bv), 1, H));
         loom_tensor *v =
-            loom_reshape_4d(g, linear(g, mirror(g, L->wv), mirror(g, L->bv), x), D, nh, T, B);
-        q = loom_cont(g, loom_permute(g, q, 0, 2, 1, 3)); /* [D, T, nh, B] */
-        k = loom_cont(g, loom_permute(g, k, 0, 2, 1, 3)); /* [D, T, nh, B] */
-        v = loom_cont(g, loom_permute(g, v, 1, 2, 0, 3)); /* [T, D, nh, B] */
-        loom_tensor *s = loom_matmul(g, k, q);            /* [Tk, Tq, nh, B] */
-        s = loom_add(g, loom_scale(g, s, scale), eg->mask);
-        loom_tensor *p = loom_softmax(g, s, 1.0f, false, 0);
+            loom_view(g, vt, 4, (int64_t[]){T, D, nh, B},
+                      (size_t[]){f4, f4 * (size_t)N, f4 * (size_t)(N * D), f4 * (size_t)T}, 0);
+        loom_tensor *s = loom_matmul(g, k, q); /* [Tk, Tq, nh, B] */
+        /* softmax(scale * (s + mask)): a -1e30 key stays -inf-like after scaling */
+        loom_tensor *p = loom_softmax(g, loom_add(g, s, eg->mask), scale, false, 0);
         loom_tensor *o = loom_matmul(g, v, p); /* [D, Tq, nh, B] */
         o = loom_reshape_2d(g, loom_cont(g, loom_permute(g, o, 0, 2, 1, 3)), H, N);
         loom_tensor *a = linear(g, mirror(g, L->wo), mirror(g, L->bo), o);
-        x = layer_norm(g, loom_add(g, x, a), mirror(g, L->ln1_w), mirror(g, L->ln1_b), e->eps);
+        x = layer_norm(e, g, loom_add(g, x, a), mirror(g, L->ln1_w), mirror(g, L->ln1_b));
         loom_tensor *h = loom_gelu(g, linear(g, mirror(g, L->wi), mirror(g, L->bi), x));
         loom_tensor *f = linear(g, mirror(g, L->wout), mirror(g, L->bout), h);
-        x = layer_norm(g, loom_add(g, x, f), mirror(g, L->ln2_w), mirror(g, L->ln2_b), e->eps);
+        x = layer_norm(e, g, loom_add(g, x, f), mirror(g, L->ln2_w), mirror(g, L->ln2_b));
     }
     /* mean pooling over the real tokens, then x / |x| */
     loom_tensor *m = loom_mul(g, loom_reshape_3d(g, x, H, T, B), eg->tmask);

@@ -20,13 +20,13 @@ typedef struct enc_case {
     int32_t *ids;
 } enc_case;
 
-static char *enc_path(char *buf, size_t n, const char *rel) {
+static inline char *enc_path(char *buf, size_t n, const char *rel) {
     const char *s = getenv("LOOM_SOURCE_DIR");
     snprintf(buf, n, "%s/tests/golden/encoder/%s", s ? s : ".", rel);
     return buf;
 }
 
-static uint8_t *enc_slurp(const char *path, size_t *n) {
+static inline uint8_t *enc_slurp(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     fseek(f, 0, SEEK_END);
@@ -42,12 +42,12 @@ static uint8_t *enc_slurp(const char *path, size_t *n) {
     return b;
 }
 
-static uint32_t enc_u32(const uint8_t *p) {
+static inline uint32_t enc_u32(const uint8_t *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 /* tok_*.bin -> cases (the caller frees with enc_cases_free); count in *n. */
-static enc_case *enc_read_tok(const char *rel, int *n) {
+static inline enc_case *enc_read_tok(const char *rel, int *n) {
     char path[4096];
     size_t sz = 0, at = 4;
     uint8_t *b = enc_slurp(enc_path(path, sizeof path, rel), &sz);
@@ -76,7 +76,7 @@ static enc_case *enc_read_tok(const char *rel, int *n) {
     return c;
 }
 
-static void enc_cases_free(enc_case *c, int n) {
+static inline void enc_cases_free(enc_case *c, int n) {
     for (int i = 0; c && i < n; i++) {
         free(c[i].text);
         free(c[i].ids);
@@ -85,7 +85,7 @@ static void enc_cases_free(enc_case *c, int n) {
 }
 
 /* emb_*.bin -> count x dim floats */
-static float *enc_read_emb(const char *rel, int *count, int *dim) {
+static inline float *enc_read_emb(const char *rel, int *count, int *dim) {
     char path[4096];
     size_t sz = 0;
     uint8_t *b = enc_slurp(enc_path(path, sizeof path, rel), &sz);
@@ -103,7 +103,7 @@ static float *enc_read_emb(const char *rel, int *count, int *dim) {
 }
 
 /* Same ids as HF tokenizers for every case; prints the first mismatches. */
-static int enc_check_tokens(const loom_wordpiece *wp, const enc_case *c, int n, int max_tokens) {
+static inline int enc_check_tokens(const loom_wordpiece *wp, const enc_case *c, int n, int max_tokens) {
     int bad = 0;
     int32_t *ids = malloc(4096 * sizeof *ids);
     for (int i = 0; i < n; i++) {
@@ -126,7 +126,7 @@ static int enc_check_tokens(const loom_wordpiece *wp, const enc_case *c, int n, 
     return bad;
 }
 
-static double enc_cos(const float *a, const float *b, int n) {
+static inline double enc_cos(const float *a, const float *b, int n) {
     double ab = 0, aa = 0, bb = 0;
     for (int i = 0; i < n; i++) {
         ab += (double)a[i] * b[i];

@@ -90,14 +90,20 @@ static loom_status special(loom_wordpiece *wp, const char *name, int32_t *out, b
     return LOOM_OK;
 }
 
-static loom_status finish(loom_wordpiece *wp, const char *unk, char *err, size_t err_n) {
+/* The special tokens' names: unk from the model, cls/sep from the post
+ * processor (BERT: [CLS]/[SEP]; MPNet, RoBERTa: <s>/</s>), pad when known. */
+typedef struct wp_names {
+    const char *unk, *cls, *sep, *pad;
+} wp_names;
+
+static loom_status finish(loom_wordpiece *wp, const wp_names *nm, char *err, size_t err_n) {
     LOOM_TRY(build_index(wp, err, err_n));
-    LOOM_TRY(special(wp, unk, &wp->unk, true, err, err_n));
-    LOOM_TRY(special(wp, "[CLS]", &wp->cls, true, err, err_n));
-    LOOM_TRY(special(wp, "[SEP]", &wp->sep, true, err, err_n));
-    LOOM_TRY(special(wp, "[PAD]", &wp->pad, false, err, err_n));
-    if (wp->pad < 0) wp->pad = 0;
-    if (wp->n_added == 0) { /* vocab.txt: the BERT specials */
+    LOOM_TRY(special(wp, nm->unk, &wp->unk, true, err, err_n));
+    LOOM_TRY(special(wp, nm->cls, &wp->cls, true, err, err_n));
+    LOOM_TRY(special(wp, nm->sep, &wp->sep, true, err, err_n));
+    LOOM_TRY(special(wp, nm->pad, &wp->pad, false, err, err_n));
+    if (wp->pad < 0) wp->pad = 0; /* padded positions are masked: any id will do */
+    if (wp->n_added == 0) {       /* vocab.txt: the BERT specials */
         const char *names[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
         for (int i = 0; i < 5; i++) {
             int32_t id = lookup(wp, names[i], strlen(names[i]));
@@ -105,6 +111,30 @@ static loom_status finish(loom_wordpiece *wp, const char *unk, char *err, size_t
         }
     }
     return LOOM_OK;
+}
+
+/* cls/sep names of tokenizer.json's post_processor (TemplateProcessing's
+ * single template, or Bert/RobertaProcessing's "cls"/"sep" pairs). */
+static void post_names(const cJSON *pp, wp_names *nm) {
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(pp, "type");
+    if (!cJSON_IsString(type)) return;
+    if (!strcmp(type->valuestring, "TemplateProcessing")) {
+        const cJSON *single = cJSON_GetObjectItemCaseSensitive(pp, "single");
+        const cJSON *first = cJSON_IsArray(single) ? single->child : NULL, *last = first;
+        while (last && last->next)
+            last = last->next;
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(first, "SpecialToken");
+        const cJSON *l = cJSON_GetObjectItemCaseSensitive(last, "SpecialToken");
+        const cJSON *fid = cJSON_GetObjectItemCaseSensitive(f, "id");
+        const cJSON *lid = cJSON_GetObjectItemCaseSensitive(l, "id");
+        if (cJSON_IsString(fid)) nm->cls = fid->valuestring;
+        if (cJSON_IsString(lid)) nm->sep = lid->valuestring;
+    } else {
+        const cJSON *c = cJSON_GetObjectItemCaseSensitive(pp, "cls");
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(pp, "sep");
+        if (cJSON_IsArray(c) && cJSON_IsString(c->child)) nm->cls = c->child->valuestring;
+        if (cJSON_IsArray(s) && cJSON_IsString(s->child)) nm->sep = s->child->valuestring;
+    }
 }
 
 static loom_wordpiece *wp_new(void) {
@@ -192,7 +222,12 @@ static loom_status from_json(loom_wordpiece *wp, const cJSON *root, char *err, s
         wp->added[wp->n_added++] = (int32_t)id->valuedouble;
     }
     const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
-    return finish(wp, cJSON_IsString(unk) ? unk->valuestring : "[UNK]", err, err_n);
+    wp_names nm = {cJSON_IsString(unk) ? unk->valuestring : "[UNK]", "[CLS]", "[SEP]", "[PAD]"};
+    post_names(cJSON_GetObjectItemCaseSensitive(root, "post_processor"), &nm);
+    const cJSON *pad = cJSON_GetObjectItemCaseSensitive(root, "padding");
+    const cJSON *pt = cJSON_GetObjectItemCaseSensitive(pad, "pad_token");
+    if (cJSON_IsString(pt)) nm.pad = pt->valuestring;
+    return finish(wp, &nm, err, err_n);
 }
 
 loom_status loom_wordpiece_load_json(const char *json, size_t n, loom_wordpiece **out, char *err,
@@ -280,7 +315,8 @@ static loom_status from_vocab_txt(loom_wordpiece *wp, char *text, size_t n, cons
         cJSON_Delete(root);
         free(cfg);
     }
-    return finish(wp, "[UNK]", err, err_n);
+    const wp_names nm = {"[UNK]", "[CLS]", "[SEP]", "[PAD]"};
+    return finish(wp, &nm, err, err_n);
 }
 
 loom_status loom_wordpiece_load(const char *dir, loom_wordpiece **out, char *err, size_t err_n) {

@@ -24,6 +24,8 @@ static void usage(FILE *f) {
         "  perplexity -m MODEL -f TEXT [--ctx N] [--chunks N]\n"
         "                     perplexity on a text file, as llama-perplexity\n"
         "  serve [-m MODEL]   OpenAI-compatible HTTP server (loom serve --help)\n"
+        "  embed [-m ENCODER] [--json] [TEXT...]\n"
+        "                     sentence embeddings (BERT encoders; loom embed --help)\n"
         "  info [MODEL]       config, parameters, weight and KV-cache bytes of a model\n"
         "  export-gguf -m IN -o OUT.gguf --type f16|q8_0|q4_0|f32\n"
         "                     write a GGUF file or HF checkpoint as a llama.cpp GGUF\n"
@@ -161,6 +163,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "test-ops")) return loom_cli_test_ops(backend, sub_argc, sub_argv);
     if (!strcmp(cmd, "bench")) return loom_cli_bench(backend, sub_argc, sub_argv);
     if (!strcmp(cmd, "serve")) return loom_cli_serve(backend, sub_argc, sub_argv);
+    if (!strcmp(cmd, "embed")) return loom_cli_embed(backend, sub_argc, sub_argv);
     if (!strcmp(cmd, "init-model")) return loom_cli_init_model(sub_argc, sub_argv);
     if (!strcmp(cmd, "export-gguf")) return loom_cli_export_gguf(sub_argc, sub_argv);
     if (!strcmp(cmd, "perplexity")) {

@@ -45,6 +45,7 @@ static unsigned diff_srcs(loom_op op) {
     case LOOM_OP_ROPE:
     case LOOM_OP_SOFTMAX:
     case LOOM_OP_SILU:
+    case LOOM_OP_GELU:
     case LOOM_OP_CPY:
     case LOOM_OP_SUM_TO:
     case LOOM_OP_CROSS_ENTROPY:
@@ -190,6 +191,8 @@ static loom_status node_backward(ad_ctx *c, loom_tensor *t, loom_tensor *dy) {
         return accum(c, a, loom_softmax_back(g, t, dy, t->p.f[0]));
     case LOOM_OP_SILU:
         return accum(c, a, loom_silu_back(g, a, dy));
+    case LOOM_OP_GELU:
+        return accum(c, a, loom_gelu_back(g, a, dy));
     case LOOM_OP_CPY:
         return loom_dtype_is_float(a->dtype) ? accum(c, a, dy) : LOOM_OK;
     case LOOM_OP_CONCAT: {

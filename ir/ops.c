@@ -37,6 +37,8 @@ static const char *const op_names[LOOM_OP_COUNT] = {
     [LOOM_OP_MOE_GATE] = "moe_gate",
     [LOOM_OP_MOE_GATE_BACK] = "moe_gate_back",
     [LOOM_OP_SET_ROWS] = "set_rows",
+    [LOOM_OP_GELU] = "gelu",
+    [LOOM_OP_GELU_BACK] = "gelu_back",
 };
 
 const char *loom_op_name(loom_op op) {
@@ -443,6 +445,10 @@ loom_tensor *loom_silu(loom_graph *g, loom_tensor *x) {
     return unary_f32(g, LOOM_OP_SILU, x);
 }
 
+loom_tensor *loom_gelu(loom_graph *g, loom_tensor *x) {
+    return unary_f32(g, LOOM_OP_GELU, x);
+}
+
 static loom_tensor *same_shape_pair(loom_graph *g, loom_op op, loom_tensor *a, loom_tensor *b) {
     const char *name = loom_op_name(op);
     INPUTS(name, a, b);
@@ -639,6 +645,10 @@ loom_tensor *loom_sum_to(loom_graph *g, loom_tensor *a, const int64_t *ne) {
 
 loom_tensor *loom_silu_back(loom_graph *g, loom_tensor *x, loom_tensor *dy) {
     return same_shape_pair(g, LOOM_OP_SILU_BACK, x, dy);
+}
+
+loom_tensor *loom_gelu_back(loom_graph *g, loom_tensor *x, loom_tensor *dy) {
+    return same_shape_pair(g, LOOM_OP_GELU_BACK, x, dy);
 }
 
 loom_tensor *loom_rms_norm_back(loom_graph *g, loom_tensor *x, loom_tensor *dy, float eps) {

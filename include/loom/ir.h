@@ -75,6 +75,10 @@ typedef enum loom_op {
     /* in-place ops: the result aliases src0's storage (view_src/view_offs), see loom_set_rows */
     LOOM_OP_SET_ROWS, /* write rows of src1 into src0 at i32 positions src2; result = src0 */
 
+    /* encoders (BERT family; docs/adr/0027-sentence-encoders.md) */
+    LOOM_OP_GELU,      /* x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), the exact (erf) form */
+    LOOM_OP_GELU_BACK, /* src0 = x, src1 = dy: dy * (Phi(x) + x phi(x)) */
+
     LOOM_OP_COUNT
 } loom_op;
 
@@ -259,6 +263,9 @@ LOOM_API loom_tensor *loom_softmax(loom_graph *g, loom_tensor *x, float scale, b
                                    int32_t q_offset);
 LOOM_API loom_tensor *loom_silu(loom_graph *g, loom_tensor *x);
 LOOM_API loom_tensor *loom_swiglu(loom_graph *g, loom_tensor *gate, loom_tensor *up);
+/* Exact GELU (PyTorch nn.GELU(), approximate='none'; BERT's "gelu"):
+ * 0.5 x (1 + erf(x / sqrt(2))). f32 in, f32 out, same shape. */
+LOOM_API loom_tensor *loom_gelu(loom_graph *g, loom_tensor *x);
 
 /* Fused attention, no T x T matrix materialised by optimised kernels.
  * q: f32 [D, Tq, Hq, B]; k, v: f32/f16 [D, Tk, Hkv, B]; Hq % Hkv == 0; any strides
@@ -329,6 +336,7 @@ LOOM_API loom_tensor *loom_cross_entropy(loom_graph *g, loom_tensor *logits, loo
 /* ne[i] == a.ne[i] or 1 */
 LOOM_API loom_tensor *loom_sum_to(loom_graph *g, loom_tensor *a, const int64_t *ne);
 LOOM_API loom_tensor *loom_silu_back(loom_graph *g, loom_tensor *x, loom_tensor *dy);
+LOOM_API loom_tensor *loom_gelu_back(loom_graph *g, loom_tensor *x, loom_tensor *dy);
 LOOM_API loom_tensor *loom_rms_norm_back(loom_graph *g, loom_tensor *x, loom_tensor *dy, float eps);
 LOOM_API loom_tensor *loom_softmax_back(loom_graph *g, loom_tensor *y, loom_tensor *dy,
                                         float scale);

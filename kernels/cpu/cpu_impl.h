@@ -110,6 +110,8 @@ loom_cpu_kernel_fn LC_ENTRY(const loom_tensor *node) {
         return rows_f32_same(node, 1) ? k_silu_like : NULL;
     case LOOM_OP_SWIGLU:
         return rows_f32_same(node, 2) ? k_silu_like : NULL;
+    case LOOM_OP_GELU:
+        return rows_f32_same(node, 1) ? k_gelu : NULL;
     case LOOM_OP_ADD:
     case LOOM_OP_MUL: {
         const loom_tensor *a = node->src[0], *b = node->src[1];

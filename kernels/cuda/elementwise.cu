@@ -1,5 +1,5 @@
 /* kernels/cuda/elementwise.cu - add/mul with broadcast, scale, silu, swiglu,
- * silu_back, cpy (f32/f16/bf16/i32 out, plain or q8_0/q4_0 in) and get_rows.
+ * silu_back, gelu, gelu_back, cpy (f32/f16/bf16/i32 out, plain or q8_0/q4_0 in) and get_rows.
  *
  * One thread per output element, grid-stride; inputs are read through their
  * byte strides so views need no copy (as in kernels/ref). Pointwise math is
@@ -40,6 +40,11 @@ static __global__ void lc_unary_k(lc_tensor y, lc_tensor a, lc_tensor b, int kin
         float v;
         if (kind == 0) {
             v = x * s;
+        } else if (kind == 4) { /* exact gelu: x Phi(x), Phi = erfc(-x/sqrt 2)/2 */
+            v = x * 0.5f * erfcf(-x * 0.70710678f);
+        } else if (kind == 5) { /* gelu_back: dy (Phi(x) + x phi(x)) */
+            v = lc_get(b, i0, i1, i2, i3) *
+                (0.5f * erfcf(-x * 0.70710678f) + x * 0.39894228f * expf(-0.5f * x * x));
         } else {
             const float sg = 1.0f / (1.0f + expf(-x));
             if (kind == 1)

@@ -39,7 +39,8 @@ enum { LC_ERR_NONE = 0, LC_ERR_BAD_ID = 1, LC_ERR_BAD_ROW = 2 };
 
 /* elementwise.cu */
 int lc_binary(void *stream, int op_mul, lc_tensor y, lc_tensor a, lc_tensor b);
-/* kind: 0 scale (s), 1 silu, 2 swiglu (a=gate, b=up), 3 silu_back (a=x, b=dy) */
+/* kind: 0 scale (s), 1 silu, 2 swiglu (a=gate, b=up), 3 silu_back (a=x, b=dy),
+ * 4 gelu (erf form), 5 gelu_back (a=x, b=dy) */
 int lc_unary(void *stream, int kind, float s, lc_tensor y, lc_tensor a, lc_tensor b);
 /* y contiguous of y.dtype in {f32,f16,bf16,i32}; a in {f32,f16,bf16,q8_0,q4_0} (i32 only to i32).
  */

@@ -151,6 +151,7 @@ bool loom_ref_supports(const loom_tensor *node) {
 
     case LOOM_OP_SCALE:
     case LOOM_OP_SILU:
+    case LOOM_OP_GELU:
     case LOOM_OP_RMS_NORM:
     case LOOM_OP_SOFTMAX:
     case LOOM_OP_SUM_TO:
@@ -160,6 +161,7 @@ bool loom_ref_supports(const loom_tensor *node) {
     case LOOM_OP_MUL:
     case LOOM_OP_SWIGLU:
     case LOOM_OP_SILU_BACK:
+    case LOOM_OP_GELU_BACK:
     case LOOM_OP_RMS_NORM_BACK:
     case LOOM_OP_SOFTMAX_BACK:
     case LOOM_OP_MOE_GATE_BACK:
@@ -269,6 +271,10 @@ loom_status loom_ref_compute(const loom_tensor *node, int ith, int nth, char *er
         return loom_ref_sum_to(&c);
     case LOOM_OP_SILU_BACK:
         return loom_ref_silu_back(&c);
+    case LOOM_OP_GELU:
+        return loom_ref_gelu(&c);
+    case LOOM_OP_GELU_BACK:
+        return loom_ref_gelu_back(&c);
     case LOOM_OP_RMS_NORM_BACK:
         return loom_ref_rms_norm_back(&c);
     case LOOM_OP_SOFTMAX_BACK:

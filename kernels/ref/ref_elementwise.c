@@ -1,5 +1,5 @@
 /* kernels/ref/ref_elementwise.c - reference add, mul, scale, silu, swiglu,
- * silu_back, cpy, concat and sum_to.
+ * silu_back, gelu, gelu_back, cpy, concat and sum_to.
  *
  * Inputs are read element by element through their byte strides, so any
  * view (transposed, permuted, sliced) works without a copy. Outputs are the
@@ -59,6 +59,8 @@ typedef enum {
     LOOM_REF_SILU,
     LOOM_REF_SWIGLU,    /* silu(src0) * src1 */
     LOOM_REF_SILU_BACK, /* src0 = x, src1 = dy */
+    LOOM_REF_GELU,      /* x Phi(x), erf form */
+    LOOM_REF_GELU_BACK, /* src0 = x, src1 = dy */
 } loom_ref_pointop;
 
 static loom_status loom_ref_pointwise(const loom_ref_ctx *c, loom_ref_pointop op, const char *name,
@@ -94,6 +96,13 @@ static loom_status loom_ref_pointwise(const loom_ref_ctx *c, loom_ref_pointop op
                 v = u * sg * (1.0 + x * (1.0 - sg));
                 break;
             }
+            case LOOM_REF_GELU: /* Phi(x) = (1 + erf(x / sqrt 2)) / 2 */
+                v = 0.5 * x * (1.0 + erf(x * 0.70710678118654752440));
+                break;
+            case LOOM_REF_GELU_BACK: /* d/dx x Phi(x) = Phi(x) + x phi(x) */
+                v = u * (0.5 * (1.0 + erf(x * 0.70710678118654752440)) +
+                         x * 0.39894228040143267794 * exp(-0.5 * x * x));
+                break;
             }
             *loom_ref_out(y, i0, i1, i2, i3) = (float)v;
         }
@@ -112,6 +121,12 @@ loom_status loom_ref_swiglu(const loom_ref_ctx *c) {
 }
 loom_status loom_ref_silu_back(const loom_ref_ctx *c) {
     return loom_ref_pointwise(c, LOOM_REF_SILU_BACK, "silu_back", 2);
+}
+loom_status loom_ref_gelu(const loom_ref_ctx *c) {
+    return loom_ref_pointwise(c, LOOM_REF_GELU, "gelu", 1);
+}
+loom_status loom_ref_gelu_back(const loom_ref_ctx *c) {
+    return loom_ref_pointwise(c, LOOM_REF_GELU_BACK, "gelu_back", 2);
 }
 
 /* ---------------- cpy ---------------- */

@@ -66,6 +66,8 @@ loom_status loom_ref_concat(const loom_ref_ctx *c);
 loom_status loom_ref_cross_entropy(const loom_ref_ctx *c);
 loom_status loom_ref_sum_to(const loom_ref_ctx *c);
 loom_status loom_ref_silu_back(const loom_ref_ctx *c);
+loom_status loom_ref_gelu(const loom_ref_ctx *c);
+loom_status loom_ref_gelu_back(const loom_ref_ctx *c);
 loom_status loom_ref_rms_norm_back(const loom_ref_ctx *c);
 loom_status loom_ref_softmax_back(const loom_ref_ctx *c);
 loom_status loom_ref_get_rows_back(const loom_ref_ctx *c);

@@ -1,5 +1,6 @@
 // kernels/vulkan/eltwise.comp - add, mul (b broadcast through zero strides),
-// scale, silu, swiglu, silu_back; one output element per invocation.
+// scale, silu, swiglu, silu_back, gelu, gelu_back; one output element per
+// invocation.
 // Matches kernels/ref/ref_elementwise.c: add/mul of two floats rounded once
 // is exact in f32 too; the transcendental ops carry a few ulp.
 #version 450
@@ -16,6 +17,17 @@ layout(push_constant) uniform PC {
 
 float sigmoid(float x) { return 1.0 / (1.0 + exp(-x)); }
 
+// Phi(x), the normal CDF, for the exact GELU (GLSL has no erf): the erfc form
+// of Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7), as kernels/cpu's v_gelu,
+// taking q/2 directly for x < 0 so small tail values keep their accuracy.
+float phi_cdf(float x) {
+    float z = abs(x) * 0.70710678;
+    float t = 1.0 / (1.0 + 0.3275911 * z);
+    float q = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 +
+              t * (-1.453152027 + t * 1.061405429)))) * exp(-z * z);
+    return x >= 0.0 ? 1.0 - 0.5 * q : 0.5 * q;
+}
+
 void main() {
     uint i = flat_id();
     if (i >= p.n) return;
@@ -25,7 +37,7 @@ void main() {
     uint i2 = r % p.ne2, i3 = r / p.ne2;
     float x = A_f32(p.a_off + i0 * p.a_nb0 + i1 * p.a_nb1 + i2 * p.a_nb2 + i3 * p.a_nb3);
     float u = 0.0;
-    if (p.op != 2u && p.op != 3u)
+    if (p.op != 2u && p.op != 3u && p.op != 6u)
         u = B_f32(p.b_off + i0 * p.b_nb0 + i1 * p.b_nb1 + i2 * p.b_nb2 + i3 * p.b_nb3);
     float v;
     if (p.op == 0u) v = x + u;
@@ -33,9 +45,10 @@ void main() {
     else if (p.op == 2u) v = x * p.s;
     else if (p.op == 3u) v = x * sigmoid(x);
     else if (p.op == 4u) v = x * sigmoid(x) * u;
-    else {
+    else if (p.op == 5u) {
         float sg = sigmoid(x);
         v = u * sg * (1.0 + x * (1.0 - sg));
-    }
+    } else if (p.op == 6u) v = x * phi_cdf(x);
+    else v = u * (phi_cdf(x) + x * 0.39894228 * exp(-0.5 * x * x)); // gelu_back
     Y[(p.y_off >> 2) + i] = floatBitsToUint(v);
 }

@@ -97,6 +97,10 @@ SPEC = {
                  "--cors": ("str",), "--rate-limit": ("float", 0.001, 1000000),
                  "--log-prompts": ("flag",), "--no-access-log": ("flag",),
                  "--backend": ("str",)},
+    ("embed",): {"-m": ("str",), "--model": ("str",), "--json": ("flag",),
+                 "-b": ("int", 1, 4096), "--batch": ("int", 1, 4096),
+                 "--max-tokens": ("int", 2, 1048576), "--timing": ("flag",),
+                 "--backend": ("str",)},
 }
 # The name in error messages ("loom bench: ..." for `loom bench ops`).
 ERR_NAME = {("bench", "ops"): "bench", ("bench", "model"): "bench model",
@@ -248,6 +252,8 @@ def main():
                 bad = ["a.gguf", "b.gguf"]  # info takes one positional MODEL
             if name == "bench compare" and bad == ["stray"]:
                 bad = ["a.json", "b.json", "c.json"]  # compare takes OLD and NEW
+            if name == "embed" and bad == ["stray"]:
+                bad = ["--batch=4"]  # embed takes any number of TEXT arguments
             argv = words + pre + bad
             r.expect_usage_error(argv, r"loom %s: (unknown option|unexpected argument) '%s'" %
                                  (re.escape(name), re.escape(bad[-1])), out_file)

@@ -202,6 +202,30 @@ static void test_pointwise(void) {
         bad += !near(out[i], ud[i] * d, 1e-6);
     }
     CHECK_MSG(bad == 0, "silu_back: %d mismatches vs finite difference", bad);
+
+    /* gelu (erf form) at points whose values are tabulated: x Phi(x) with
+     * Phi(1) = 0.8413447460685429, Phi(-1) = 0.15865525393145707,
+     * Phi(3) = 0.9986501019683699; xd = -10..10 so xd[11] = 1, xd[9] = -1. */
+    set_node(&y, LOOM_OP_GELU, &x, NULL, NULL);
+    CHECK(run(&y, sizeof out) == LOOM_OK);
+    CHECK(out[10] == 0.0f);
+    CHECK(near(out[11], 0.8413447460685429, 1e-7));
+    CHECK(near(out[9], -0.15865525393145707, 1e-7));
+    CHECK(near(out[13], 3 * 0.9986501019683699, 1e-6));
+    CHECK(near(out[20], 10.0, 1e-6) && fabs(out[0]) < 1e-20); /* both tails */
+
+    /* gelu_back against a central finite difference of x Phi(x) (in double). */
+    set_node(&y, LOOM_OP_GELU_BACK, &x, &u, NULL);
+    CHECK(run(&y, sizeof out) == LOOM_OK);
+    bad = 0;
+    for (int i = 0; i < N; i++) {
+        const double h = 1e-5, a = xd[i];
+        const double d = ((a + h) * 0.5 * erfc(-(a + h) / sqrt(2.0)) -
+                          (a - h) * 0.5 * erfc(-(a - h) / sqrt(2.0))) /
+                         (2 * h);
+        bad += !near(out[i], ud[i] * d, 1e-6);
+    }
+    CHECK_MSG(bad == 0, "gelu_back: %d mismatches vs finite difference", bad);
 }
 
 /* ---------------- cpy ---------------- */

@@ -33,6 +33,53 @@ static loom_status k_silu_like(const loom_tensor *y, int ith, int nth, char *err
     return LOOM_OK;
 }
 
+/* Exact GELU, x Phi(x). Phi from the erfc form of Abramowitz & Stegun 7.1.26
+ * (|error| <= 1.5e-7 in erf; the same polynomial PyTorch's vectorised erf
+ * uses): with z = |x|/sqrt 2, t = 1/(1 + p z), q = t P(t) exp(-z^2) ~ erfc(z),
+ * Phi(x) = 1 - q/2 for x >= 0 and q/2 for x < 0. Taking q/2 directly for
+ * negative x keeps the relative accuracy of the small tail values that
+ * 1 + erf(x) would lose to cancellation. */
+static inline vf v_gelu(vf x) {
+    const vf ax = V_MAX(x, V_SUB(V_ZERO(), x));
+    const vf z = V_MUL(ax, V_SET1(0.70710678118654752f));
+    const vf t = V_DIV(V_SET1(1.0f), V_FMA(z, V_SET1(0.3275911f), V_SET1(1.0f)));
+    vf p = V_SET1(1.061405429f);
+    p = V_FMA(p, t, V_SET1(-1.453152027f));
+    p = V_FMA(p, t, V_SET1(1.421413741f));
+    p = V_FMA(p, t, V_SET1(-0.284496736f));
+    p = V_FMA(p, t, V_SET1(0.254829592f));
+    const vf h = V_MUL(V_MUL(V_MUL(p, t), v_exp(V_SUB(V_ZERO(), V_MUL(z, z)))), V_SET1(0.5f));
+    /* step = 1 for x > 0, 0 for x < 0, 1/2 at 0 (x/|x| is exactly +-1) */
+    const vf sgn = V_DIV(x, V_MAX(ax, V_SET1(1.17549435e-38f)));
+    const vf step = V_FMA(sgn, V_SET1(0.5f), V_SET1(0.5f));
+    const vf phi = V_FMA(step, V_SUB(V_SET1(1.0f), V_ADD(h, h)), h);
+    return V_MUL(x, phi);
+}
+
+static loom_status k_gelu(const loom_tensor *y, int ith, int nth, char *err, size_t err_n) {
+    (void)err;
+    (void)err_n;
+    const loom_tensor *a = y->src[0];
+    const int64_t n = y->ne[0];
+    int64_t lo, hi;
+    lc_range(y->ne[1] * y->ne[2] * y->ne[3], ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        int64_t i1, i2, i3;
+        lc_row_index(y->ne, r, &i1, &i2, &i3);
+        const float *ar = loom_ref_ptr(a, 0, i1, i2, i3);
+        float *yr = loom_ref_ptr(y, 0, i1, i2, i3);
+        for (int64_t k = 0; k < n; k += VN) {
+            const int t = (int)LC_MIN((int64_t)VN, n - k);
+            const vf v = v_gelu(t == VN ? V_LOAD(ar + k) : v_load_tail(ar + k, t));
+            if (t == VN)
+                V_STORE(yr + k, v);
+            else
+                v_store_tail(yr + k, v, t);
+        }
+    }
+    return LOOM_OK;
+}
+
 static loom_status k_binary(const loom_tensor *y, int ith, int nth, char *err, size_t err_n) {
     (void)err;
     (void)err_n;

@@ -1,0 +1,128 @@
+/* tests/model/test_encoder.c - the WordPiece tokenizer and the BERT encoder
+ * against the goldens of scripts/gen_encoder_golden.py: a tiny random BERT
+ * (tests/golden/encoder/tiny-bert) whose token ids must equal HF tokenizers'
+ * and whose embeddings must reach cosine >= 0.9999 against PyTorch mean
+ * pooling + L2 normalisation, in one padded batch and one by one; plus
+ * the error paths (bad directory, bad ids, bad config). */
+#include "encoder_golden.h"
+#include "loom/runtime.h"
+
+static void test_tokens(const loom_wordpiece *wp) {
+    int n = 0;
+    enc_case *c = enc_read_tok("tok_tiny.bin", &n);
+    CHECK(c != NULL && n > 20);
+    if (!c) return;
+    int bad = enc_check_tokens(wp, c, n, 24);
+    CHECK_MSG(bad == 0, "%d of %d texts tokenized differently from HF tokenizers", bad, n);
+    /* The truncation really was exercised, and so was [UNK]. */
+    int truncated = 0;
+    for (int i = 0; i < n; i++)
+        truncated += c[i].n == 24;
+    CHECK(truncated >= 3);
+    /* cap smaller than the count: the count is still reported */
+    int32_t two[2];
+    int got = 0;
+    CHECK(loom_wordpiece_encode(wp, "hello world", 11, 24, two, 2, &got) == LOOM_OK && got == 4);
+    CHECK(loom_wordpiece_encode(wp, "x", 1, 1, two, 2, &got) == LOOM_ERR_INVALID_ARG);
+    enc_cases_free(c, n);
+}
+
+static void test_embeddings(loom_encoder *e) {
+    int n = 0, count = 0, dim = 0;
+    enc_case *c = enc_read_tok("tok_tiny.bin", &n);
+    float *want = enc_read_emb("emb_tiny.bin", &count, &dim);
+    CHECK(c && want && count == n && dim == loom_encoder_dim(e));
+    if (!c || !want || count != n) {
+        enc_cases_free(c, n);
+        free(want);
+        return;
+    }
+    const char **texts = malloc((size_t)n * sizeof *texts);
+    for (int i = 0; i < n; i++)
+        texts[i] = c[i].text;
+    float *got = calloc((size_t)n * (size_t)dim, sizeof *got);
+    char err[512] = "";
+    /* texts with a NUL inside are fed through their ids (embed takes C strings) */
+    const int32_t **ids = malloc((size_t)n * sizeof *ids);
+    int *lens = malloc((size_t)n * sizeof *lens);
+    for (int i = 0; i < n; i++) {
+        ids[i] = c[i].ids;
+        lens[i] = c[i].n;
+    }
+    loom_status st = loom_encoder_embed_ids(e, ids, lens, n, got, err, sizeof err);
+    CHECK_MSG(st == LOOM_OK, "%s", err);
+    double worst = 1.0;
+    for (int i = 0; i < n; i++) {
+        double cs = enc_cos(got + (size_t)i * dim, want + (size_t)i * dim, dim);
+        if (cs < worst) worst = cs;
+    }
+    CHECK_MSG(worst >= 0.9999, "batched: worst cosine %.6f < 0.9999", worst);
+    /* unit norm */
+    double nn = 0;
+    for (int k = 0; k < dim; k++)
+        nn += (double)got[k] * got[k];
+    CHECK(fabs(nn - 1.0) < 1e-5);
+    /* one by one, from text (padding must not change a sequence's embedding) */
+    worst = 1.0;
+    for (int i = 0; i < n; i++) {
+        if (strlen(c[i].text) != c[i].len) continue;
+        float one[1024];
+        st = loom_encoder_embed(e, &texts[i], 1, one, err, sizeof err);
+        CHECK_MSG(st == LOOM_OK, "%s", err);
+        double cs = enc_cos(one, want + (size_t)i * dim, dim);
+        if (cs < worst) worst = cs;
+    }
+    CHECK_MSG(worst >= 0.9999, "single: worst cosine %.6f < 0.9999", worst);
+    printf("tiny-bert on %s: %d texts, dim %d\n", loom_encoder_backend(e), n, dim);
+
+    /* bad ids and lengths are refused with a message, no crash */
+    int32_t bad_ids[3] = {101, 999999, 102};
+    const int32_t *bp = bad_ids;
+    int bl = 3;
+    CHECK(loom_encoder_embed_ids(e, &bp, &bl, 1, got, err, sizeof err) == LOOM_ERR_INVALID_ARG);
+    CHECK(strstr(err, "outside the vocabulary") != NULL);
+    bl = 25;
+    CHECK(loom_encoder_embed_ids(e, &bp, &bl, 1, got, err, sizeof err) == LOOM_ERR_INVALID_ARG);
+    free(ids);
+    free(lens);
+    free(texts);
+    free(got);
+    free(want);
+    enc_cases_free(c, n);
+}
+
+static void test_errors(void) {
+    loom_encoder *e = NULL;
+    char err[512] = "";
+    CHECK(loom_encoder_load("/nonexistent-dir", NULL, &e, err, sizeof err) != LOOM_OK);
+    CHECK(e == NULL && strstr(err, "config.json") != NULL);
+    loom_wordpiece *wp = NULL;
+    CHECK(loom_wordpiece_load_json("{", 1, &wp, err, sizeof err) == LOOM_ERR_FORMAT && !wp);
+    const char *bpe = "{\"model\":{\"type\":\"BPE\",\"vocab\":{}}}";
+    CHECK(loom_wordpiece_load_json(bpe, strlen(bpe), &wp, err, sizeof err) == LOOM_ERR_UNSUPPORTED);
+    const char *dup = "{\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"a\":0,\"b\":0}}}";
+    CHECK(loom_wordpiece_load_json(dup, strlen(dup), &wp, err, sizeof err) == LOOM_ERR_FORMAT);
+    const char *nospecial = "{\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"a\":0}}}";
+    CHECK(loom_wordpiece_load_json(nospecial, strlen(nospecial), &wp, err, sizeof err) ==
+          LOOM_ERR_FORMAT);
+    CHECK(strstr(err, "[UNK]") != NULL);
+}
+
+int main(void) {
+    char dir[4096];
+    CHECK(loom_registry_init() == LOOM_OK);
+    enc_path(dir, sizeof dir, "tiny-bert");
+    loom_encoder *e = NULL;
+    char err[512] = "";
+    loom_status st = loom_encoder_load(dir, NULL, &e, err, sizeof err);
+    CHECK_MSG(st == LOOM_OK, "%s", err);
+    if (e) {
+        CHECK(loom_encoder_max_tokens(e) == 24 && loom_encoder_dim(e) == 32);
+        test_tokens(loom_encoder_tokenizer(e));
+        test_embeddings(e);
+        loom_encoder_free(e);
+    }
+    test_errors();
+    loom_registry_shutdown();
+    return test_summary("test_encoder");
+}

@@ -1,0 +1,26 @@
+# train/aux.cmake - the training side modules that are not the training loop
+# (docs/adr/0029-training-data-and-metrics.md): 8-bit AdamW states, the data
+# pipeline behind `loom data prep`, TensorBoard event files, the progress
+# line and the metrics plot. One static library, loom_train_aux, on top of
+# libloom; included by the top-level CMakeLists.txt after tests/ (it links the
+# tests/train/ unit tests that need it).
+#
+# libxml2 (HTML parser) and utf8proc (NFKC) are Debian packages
+# (libxml2-dev, libutf8proc-dev; scripts/install-deps.sh).
+pkg_check_modules(LIBXML2 REQUIRED IMPORTED_TARGET libxml-2.0)
+pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
+
+set(LOOM_TRAIN_AUX_SOURCES ${PROJECT_SOURCE_DIR}/train/adam8bit.c)
+add_library(loom_train_aux STATIC ${LOOM_TRAIN_AUX_SOURCES})
+target_include_directories(loom_train_aux PUBLIC ${PROJECT_SOURCE_DIR})
+target_compile_options(loom_train_aux PRIVATE ${LOOM_WARNINGS})
+target_link_libraries(loom_train_aux PUBLIC loom
+                      PRIVATE PkgConfig::LIBXML2 PkgConfig::UTF8PROC PkgConfig::CJSON m)
+
+# Unit tests of these modules (tests/train/test_*.c, created by the glob in
+# tests/CMakeLists.txt) link this library too.
+foreach(t test_adam8bit)
+  if(TARGET ${t})
+    target_link_libraries(${t} PRIVATE loom_train_aux)
+  endif()
+endforeach()

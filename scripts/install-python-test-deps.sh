@@ -7,7 +7,7 @@ set -euo pipefail
 log() { printf 'install-deps (python): %s\n' "$*"; }
 REQ="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/requirements-test.txt"
 # import name of each requirement (pip name -> module name, where they differ)
-MODULES=(gguf numpy openai)
+MODULES=(gguf numpy openai tensorboard)
 
 missing=()
 for m in "${MODULES[@]}"; do

@@ -10,7 +10,7 @@
 pkg_check_modules(LIBXML2 REQUIRED IMPORTED_TARGET libxml-2.0)
 pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
 
-set(LOOM_TRAIN_AUX_SOURCES ${PROJECT_SOURCE_DIR}/train/adam8bit.c)
+set(LOOM_TRAIN_AUX_SOURCES ${PROJECT_SOURCE_DIR}/train/adam8bit.c ${PROJECT_SOURCE_DIR}/train/tb_writer.c)
 add_library(loom_train_aux STATIC ${LOOM_TRAIN_AUX_SOURCES})
 target_include_directories(loom_train_aux PUBLIC ${PROJECT_SOURCE_DIR})
 target_compile_options(loom_train_aux PRIVATE ${LOOM_WARNINGS})
@@ -19,8 +19,16 @@ target_link_libraries(loom_train_aux PUBLIC loom
 
 # Unit tests of these modules (tests/train/test_*.c, created by the glob in
 # tests/CMakeLists.txt) link this library too.
-foreach(t test_adam8bit)
+foreach(t test_adam8bit test_tb_writer)
   if(TARGET ${t})
     target_link_libraries(${t} PRIVATE loom_train_aux)
   endif()
 endforeach()
+
+# TensorBoard's own reader (PyPI tensorboard, scripts/requirements-test.txt)
+# loads a file written by tb_writer.c; missing tensorboard fails the test, as
+# a missing gguf fails gguf_python_check.
+add_test(NAME tb_readback
+         COMMAND python3 ${PROJECT_SOURCE_DIR}/tests/train/tb_readback.py
+                 $<TARGET_FILE:test_tb_writer> ${PROJECT_BINARY_DIR}/tb_readback)
+set_tests_properties(tb_readback PROPERTIES TIMEOUT 120 ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1")

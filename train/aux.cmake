@@ -10,7 +10,8 @@
 pkg_check_modules(LIBXML2 REQUIRED IMPORTED_TARGET libxml-2.0)
 pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
 
-set(LOOM_TRAIN_AUX_SOURCES ${PROJECT_SOURCE_DIR}/train/adam8bit.c ${PROJECT_SOURCE_DIR}/train/tb_writer.c)
+set(LOOM_TRAIN_AUX_SOURCES ${PROJECT_SOURCE_DIR}/train/adam8bit.c ${PROJECT_SOURCE_DIR}/train/tb_writer.c
+    ${PROJECT_SOURCE_DIR}/train/progress.c ${PROJECT_SOURCE_DIR}/train/metrics_plot.c)
 add_library(loom_train_aux STATIC ${LOOM_TRAIN_AUX_SOURCES})
 target_include_directories(loom_train_aux PUBLIC ${PROJECT_SOURCE_DIR})
 target_compile_options(loom_train_aux PRIVATE ${LOOM_WARNINGS})
@@ -19,11 +20,15 @@ target_link_libraries(loom_train_aux PUBLIC loom
 
 # Unit tests of these modules (tests/train/test_*.c, created by the glob in
 # tests/CMakeLists.txt) link this library too.
-foreach(t test_adam8bit test_tb_writer)
+foreach(t test_adam8bit test_tb_writer test_progress)
   if(TARGET ${t})
     target_link_libraries(${t} PRIVATE loom_train_aux)
   endif()
 endforeach()
+# test_progress reads the SVG back with libxml2's XML parser.
+if(TARGET test_progress)
+  target_link_libraries(test_progress PRIVATE PkgConfig::LIBXML2)
+endif()
 
 # TensorBoard's own reader (PyPI tensorboard, scripts/requirements-test.txt)
 # loads a file written by tb_writer.c; missing tensorboard fails the test, as

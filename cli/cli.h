@@ -23,6 +23,9 @@ int loom_cli_chat(const char *backend, int argc, char **argv);
  * tree), created on first use; 0 on success, else an exit code. */
 int loom_cli_default_model(char *path, size_t n);
 
+/* cli/data_cmd.c: `loom data prep` (train/data_prep.h). */
+int loom_cli_data(int argc, char **argv);
+
 /* cli/serve_cmd.c: `loom serve` (serve/server.h). */
 int loom_cli_serve(const char *backend, int argc, char **argv);
 

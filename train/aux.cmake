@@ -11,12 +11,17 @@ pkg_check_modules(LIBXML2 REQUIRED IMPORTED_TARGET libxml-2.0)
 pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
 
 set(LOOM_TRAIN_AUX_SOURCES ${PROJECT_SOURCE_DIR}/train/adam8bit.c ${PROJECT_SOURCE_DIR}/train/tb_writer.c
-    ${PROJECT_SOURCE_DIR}/train/progress.c ${PROJECT_SOURCE_DIR}/train/metrics_plot.c)
+    ${PROJECT_SOURCE_DIR}/train/progress.c ${PROJECT_SOURCE_DIR}/train/metrics_plot.c
+    ${PROJECT_SOURCE_DIR}/train/minhash.c ${PROJECT_SOURCE_DIR}/train/data_prep_text.c
+    ${PROJECT_SOURCE_DIR}/train/data_prep_html.c ${PROJECT_SOURCE_DIR}/train/data_prep.c)
 add_library(loom_train_aux STATIC ${LOOM_TRAIN_AUX_SOURCES})
 target_include_directories(loom_train_aux PUBLIC ${PROJECT_SOURCE_DIR})
 target_compile_options(loom_train_aux PRIVATE ${LOOM_WARNINGS})
 target_link_libraries(loom_train_aux PUBLIC loom
                       PRIVATE PkgConfig::LIBXML2 PkgConfig::UTF8PROC PkgConfig::CJSON m)
+
+# `loom data prep` (cli/data_cmd.c).
+target_link_libraries(loom_cli PRIVATE loom_train_aux)
 
 # Unit tests of these modules (tests/train/test_*.c, created by the glob in
 # tests/CMakeLists.txt) link this library too.

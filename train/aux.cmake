@@ -25,7 +25,7 @@ target_link_libraries(loom_cli PRIVATE loom_train_aux)
 
 # Unit tests of these modules (tests/train/test_*.c, created by the glob in
 # tests/CMakeLists.txt) link this library too.
-foreach(t test_adam8bit test_tb_writer test_progress)
+foreach(t test_adam8bit test_tb_writer test_progress test_data_prep)
   if(TARGET ${t})
     target_link_libraries(${t} PRIVATE loom_train_aux)
   endif()

@@ -42,3 +42,11 @@ add_test(NAME tb_readback
          COMMAND python3 ${PROJECT_SOURCE_DIR}/tests/train/tb_readback.py
                  $<TARGET_FILE:test_tb_writer> ${PROJECT_BINARY_DIR}/tb_readback)
 set_tests_properties(tb_readback PROPERTIES TIMEOUT 120 ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1")
+
+# `loom data prep` end to end on tests/train/data/prep (made by
+# scripts/gen_data_prep_fixtures.py) against an independent Python
+# computation (stdlib + numpy).
+add_test(NAME data_prep_check
+         COMMAND python3 ${PROJECT_SOURCE_DIR}/tests/train/check_data_prep.py
+                 $<TARGET_FILE:loom_cli> ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR}/data_prep_check)
+set_tests_properties(data_prep_check PROPERTIES TIMEOUT 120 ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1")

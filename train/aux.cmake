@@ -25,7 +25,8 @@ target_link_libraries(loom_cli PRIVATE loom_train_aux)
 
 # Unit tests of these modules (tests/train/test_*.c, created by the glob in
 # tests/CMakeLists.txt) link this library too.
-foreach(t test_adam8bit test_tb_writer test_progress test_data_prep)
+foreach(t test_adam8bit test_tb_writer test_progress test_data_prep
+          test_data_prep_fuzz_corpus)
   if(TARGET ${t})
     target_link_libraries(${t} PRIVATE loom_train_aux)
   endif()
@@ -50,3 +51,24 @@ add_test(NAME data_prep_check
          COMMAND python3 ${PROJECT_SOURCE_DIR}/tests/train/check_data_prep.py
                  $<TARGET_FILE:loom_cli> ${PROJECT_SOURCE_DIR} ${PROJECT_BINARY_DIR}/data_prep_check)
 set_tests_properties(data_prep_check PROPERTIES TIMEOUT 120 ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1")
+# The fuzz driver includes tests/fuzz/fuzz_data_prep.c, which checks output
+# lines with cJSON.
+if(TARGET test_data_prep_fuzz_corpus)
+  target_link_libraries(test_data_prep_fuzz_corpus PRIVATE PkgConfig::CJSON)
+endif()
+
+# libFuzzer target (opt-in, clang; tests/fuzz):
+#   cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DLOOM_FUZZ=ON
+#   cmake --build build-fuzz --target fuzz_data_prep
+#   ./build-fuzz/fuzz_data_prep -max_total_time=300 NEW_DIR tests/fuzz/corpus/data_prep
+if(LOOM_FUZZ)
+  add_executable(fuzz_data_prep ${PROJECT_SOURCE_DIR}/tests/fuzz/fuzz_data_prep.c
+                                ${LOOM_TRAIN_AUX_SOURCES})
+  target_include_directories(fuzz_data_prep PRIVATE ${PROJECT_SOURCE_DIR}/include ${PROJECT_SOURCE_DIR})
+  target_compile_options(fuzz_data_prep PRIVATE -g -O1 -fsanitize=fuzzer,address,undefined)
+  target_link_options(fuzz_data_prep PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_libraries(fuzz_data_prep PRIVATE loom PkgConfig::LIBXML2 PkgConfig::UTF8PROC
+                                               PkgConfig::CJSON m)
+  set_target_properties(fuzz_data_prep PROPERTIES BUILD_RPATH "${PROJECT_BINARY_DIR}"
+                                                  RUNTIME_OUTPUT_DIRECTORY ${PROJECT_BINARY_DIR})
+endif()

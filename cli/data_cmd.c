@@ -16,6 +16,8 @@ static void data_usage(FILE *f) {
             "                      [--seed 1] [--qa-heading N] [--min-chars 1]\n"
             "                      [--max-url-fraction 0.5] [--max-link-density 0.5]\n"
             "                      [--keep-emails] [--redact-urls] [--quiet]\n"
+            "                      [--tokenizer tokenizer.json|MODEL.gguf --tokens OUT.bin\n"
+            "                       [--pack-len 2048]]\n"
             "Cleans a data set for fine-tuning: JSONL records with a plain-text field or a\n"
             "chat messages field ([{role, content}]), or every .html/.htm file under DIR\n"
             "(libxml2's HTML parser; navigation, headers, footers, scripts, permalinks and\n"
@@ -30,9 +32,12 @@ static void data_usage(FILE *f) {
             "Python FAQ pages; N = 1: <h1> only.\n"
             "It prints what each stage removed and why (--quiet: nothing), and with\n"
             "--report writes the same as JSON with every removed record.\n"
+            "--tokenizer/--tokens: also tokenise the kept plain-text records (BOS if the\n"
+            "tokenizer wants it, EOS after each) and pack them into sequences of --pack-len\n"
+            "tokens with per-token document segments (LOOMPAK1 file, ADR 0029).\n"
             "ranges: --minhash-threshold 0..1, --ngram 1..64, --num-perm 1..1024,\n"
             "--qa-heading 0..6 (0: whole pages), --min-chars 0..100000000,\n"
-            "--max-url-fraction 0..1, --max-link-density 0..1\n");
+            "--max-url-fraction 0..1, --max-link-density 0..1, --pack-len 16..65535\n");
 }
 
 static int data_prep(int argc, char **argv) {
@@ -67,6 +72,12 @@ static int data_prep(int argc, char **argv) {
             str = &o.html_dir;
         else if (!strcmp(a, "-o") || !strcmp(a, "--output"))
             str = &o.out_path;
+        else if (!strcmp(a, "--tokenizer"))
+            str = &o.tokenizer_path;
+        else if (!strcmp(a, "--tokens"))
+            str = &o.tokens_path;
+        else if (!strcmp(a, "--pack-len"))
+            num = &o.pack_len, lo = 16, hi = 65535;
         else if (!strcmp(a, "--report"))
             str = &o.report_path;
         else if (!strcmp(a, "--text-field"))
@@ -114,6 +125,10 @@ static int data_prep(int argc, char **argv) {
     }
     if (o.split_level && !o.html_dir) {
         fprintf(stderr, "loom %s: --qa-heading applies to --html input only\n", cmd);
+        return LOOM_CLI_USAGE;
+    }
+    if (!o.tokenizer_path != !o.tokens_path) {
+        fprintf(stderr, "loom %s: --tokenizer and --tokens go together\n", cmd);
         return LOOM_CLI_USAGE;
     }
     if (!o.text_field[0] || !o.messages_field[0]) {

@@ -13,7 +13,8 @@ pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
 set(LOOM_TRAIN_AUX_SOURCES ${PROJECT_SOURCE_DIR}/train/adam8bit.c ${PROJECT_SOURCE_DIR}/train/tb_writer.c
     ${PROJECT_SOURCE_DIR}/train/progress.c ${PROJECT_SOURCE_DIR}/train/metrics_plot.c
     ${PROJECT_SOURCE_DIR}/train/minhash.c ${PROJECT_SOURCE_DIR}/train/data_prep_text.c
-    ${PROJECT_SOURCE_DIR}/train/data_prep_html.c ${PROJECT_SOURCE_DIR}/train/data_prep.c)
+    ${PROJECT_SOURCE_DIR}/train/data_prep_html.c ${PROJECT_SOURCE_DIR}/train/data_prep.c
+    ${PROJECT_SOURCE_DIR}/train/data_prep_pack.c)
 add_library(loom_train_aux STATIC ${LOOM_TRAIN_AUX_SOURCES})
 target_include_directories(loom_train_aux PUBLIC ${PROJECT_SOURCE_DIR})
 target_compile_options(loom_train_aux PRIVATE ${LOOM_WARNINGS})

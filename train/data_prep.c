@@ -14,7 +14,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "loom/gguf.h"
+#include "loom/tokenizer.h"
 #include "train/data_prep_html.h"
+#include "train/data_prep_pack.h"
 #include "train/data_prep_text.h"
 #include "train/minhash.h"
 
@@ -29,6 +32,7 @@ void loom_data_prep_defaults(loom_data_prep_opts *o) {
     o->max_link_density = 0.5;
     o->max_url_fraction = 0.5;
     o->min_chars = 1;
+    o->pack_len = 2048;
 }
 
 enum { ST_PARSE, ST_HTML, ST_NORMALIZE, ST_FILTER, ST_EXACT, ST_NEAR, ST_COUNT };
@@ -71,7 +75,11 @@ typedef struct {
     uint32_t *sig;
     loom_html_stats html;
     int64_t nfkc_changed, emails, urls, url_records;
+    loom_tokenizer *tok;
+    loom_packer *pack;
+    loom_pack_stats pack_st;
     loom_status fatal;
+    char fatal_msg[512]; /* why, when fatal is set with a reason to give */
 } prep;
 
 static void count_reason(prep *p, int stage, const char *reason) {
@@ -317,6 +325,18 @@ static void process(prep *p, cJSON *obj, const char *text_key, const char *msgs_
     if (!line || fputs(line, p->out) < 0 || fputc('\n', p->out) < 0)
         p->fatal = line ? LOOM_ERR_IO : LOOM_ERR_OOM;
     free(line);
+    if (p->pack && !p->fatal) {
+        if (msgs) {
+            snprintf(p->fatal_msg, sizeof p->fatal_msg,
+                     "%s: a chat record; --tokens packs plain-text records only (chat records "
+                     "are rendered with the model's chat template by the trainer)",
+                     source);
+            p->fatal = LOOM_ERR_INVALID_ARG;
+        } else {
+            const char *t = cJSON_GetObjectItemCaseSensitive(obj, text_key)->valuestring;
+            p->fatal = loom_packer_add(p->pack, t, strlen(t), p->fatal_msg, sizeof p->fatal_msg);
+        }
+    }
 out:
     free(key);
     free(near);
@@ -544,7 +564,8 @@ static loom_status run_html(prep *p, char *err, size_t errn) {
                 process(p, o, p->o->text_field, NULL, rel);
             }
         } else {
-            if (doc.n_sec == 0) drop(p, -1, rel, ST_HTML, "no sections at --qa-heading level", -1, -1);
+            if (doc.n_sec == 0)
+                drop(p, -1, rel, ST_HTML, "no sections at --qa-heading level", -1, -1);
             /* One file in, n_sec records out: the stage's out counts records. */
             for (int k = 0; k < doc.n_sec && !p->fatal; k++) {
                 char src[4200];
@@ -619,6 +640,16 @@ static cJSON *report_json(const prep *p) {
         }
         cJSON_AddItemToArray(stages, e);
     }
+    if (p->pack_st.seqs) {
+        cJSON *k = cJSON_AddObjectToObject(r, "pack");
+        cJSON_AddStringToObject(k, "tokens_file", o->tokens_path);
+        cJSON_AddNumberToObject(k, "seq_len", o->pack_len);
+        cJSON_AddNumberToObject(k, "documents", (double)p->pack_st.docs);
+        cJSON_AddNumberToObject(k, "tokens", (double)p->pack_st.tokens);
+        cJSON_AddNumberToObject(k, "sequences", (double)p->pack_st.seqs);
+        cJSON_AddNumberToObject(k, "padding", (double)p->pack_st.padding);
+        cJSON_AddNumberToObject(k, "documents_split", (double)p->pack_st.split_docs);
+    }
     cJSON_AddItemReferenceToObject(r, "removed", p->removed);
     cJSON_AddNumberToObject(r, "removed_not_listed", (double)p->n_unlisted);
     return r;
@@ -659,6 +690,13 @@ static void report_text(const prep *p, FILE *f) {
                     p->o->threshold);
         fputc('\n', f);
     }
+    if (p->pack_st.seqs)
+        fprintf(f,
+                "  pack: %lld documents, %lld tokens in %lld sequences of %d (%lld padding, "
+                "%lld documents split across sequences) -> %s\n",
+                (long long)p->pack_st.docs, (long long)p->pack_st.tokens,
+                (long long)p->pack_st.seqs, p->o->pack_len, (long long)p->pack_st.padding,
+                (long long)p->pack_st.split_docs, p->o->tokens_path);
 }
 
 /* Writes text to path through a temporary file and rename. */
@@ -690,7 +728,32 @@ static const char *check_opts(const loom_data_prep_opts *o) {
     if (o->ngram < 1 || o->num_perm < 1 || o->num_perm > 1024) return "bad --ngram or --num-perm";
     if (o->split_level < 0 || o->split_level > 6) return "the split level must be 0..6";
     if (o->min_chars < 0) return "--min-chars must be >= 0";
+    if (!o->tokenizer_path != !o->tokens_path) return "--tokenizer and --tokens go together";
+    if (o->tokens_path && (o->pack_len < 16 || o->pack_len > 65535))
+        return "--pack-len must be 16..65535";
     return NULL;
+}
+
+/* The tokenizer (tokenizer.json, or the one inside a .gguf model) and the
+ * packer writing o->tokens_path. */
+static loom_status open_packer(prep *p, char *err, size_t errn) {
+    const char *path = p->o->tokenizer_path;
+    size_t n = strlen(path);
+    char e2[512] = "";
+    loom_status st;
+    if (n > 5 && !strcmp(path + n - 5, ".gguf")) {
+        loom_gguf *g = NULL;
+        st = loom_gguf_open(path, &g, e2, sizeof e2);
+        if (st == LOOM_OK) st = loom_tokenizer_load_gguf(g, &p->tok, e2, sizeof e2);
+        loom_gguf_close(g);
+    } else {
+        st = loom_tokenizer_load_hf_json(path, &p->tok, e2, sizeof e2);
+    }
+    if (st != LOOM_OK) {
+        snprintf(err, errn, "%s: %s", path, e2[0] ? e2 : loom_status_str(st));
+        return st;
+    }
+    return loom_packer_open(p->o->tokens_path, p->tok, p->o->pack_len, &p->pack, err, errn);
 }
 
 loom_status loom_data_prep(const loom_data_prep_opts *o, loom_data_prep_result *res, char *err,
@@ -710,6 +773,7 @@ loom_status loom_data_prep(const loom_data_prep_opts *o, loom_data_prep_result *
         p.sig = malloc(sizeof(uint32_t) * (size_t)o->num_perm);
         if (st == LOOM_OK && !p.sig) st = LOOM_ERR_OOM;
     }
+    if (st == LOOM_OK && o->tokenizer_path) st = open_packer(&p, err, errn);
     char tmp[4200];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", o->out_path, (long)getpid());
     if (st == LOOM_OK) {
@@ -718,11 +782,19 @@ loom_status loom_data_prep(const loom_data_prep_opts *o, loom_data_prep_result *
             snprintf(err, errn, "%s: %s", tmp, strerror(errno));
             st = LOOM_ERR_IO;
         }
-    } else {
+    } else if (!err[0]) {
         snprintf(err, errn, "out of memory");
     }
     if (st == LOOM_OK) st = o->in_jsonl ? run_jsonl(&p, err, errn) : run_html(&p, err, errn);
     if (st == LOOM_OK && p.fatal) st = p.fatal;
+    if (st != LOOM_OK && p.fatal_msg[0] && !err[0]) snprintf(err, errn, "%s", p.fatal_msg);
+    if (p.pack) {
+        loom_status ps =
+            st == LOOM_OK ? loom_packer_finish(p.pack, &p.pack_st, err, errn) : LOOM_OK;
+        if (st != LOOM_OK) loom_packer_abort(p.pack);
+        p.pack = NULL;
+        if (st == LOOM_OK) st = ps;
+    }
     if (p.out) {
         bool ok = fclose(p.out) == 0;
         if (st == LOOM_OK && (!ok || rename(tmp, o->out_path) != 0)) {
@@ -752,6 +824,7 @@ loom_status loom_data_prep(const loom_data_prep_opts *o, loom_data_prep_result *
     free(p.sig);
     loom_lsh_free(p.lsh);
     loom_minhash_free(&p.mh);
+    loom_tokenizer_free(p.tok);
     cJSON_Delete(p.removed);
     return st;
 }

@@ -27,7 +27,11 @@
  * written to a temporary file and renamed. The report (stdout table and an
  * optional JSON file) lists per stage the records in/out and the counts per
  * reason, and each removed record (up to 10000) with its source, stage,
- * reason and, for duplicates, the record it duplicates and the similarity. */
+ * reason and, for duplicates, the record it duplicates and the similarity.
+ *   7. pack      (with a tokenizer) the kept plain-text records tokenised and
+ *                packed into sequences of pack_len tokens with document
+ *                segments (data_prep_pack.h); a chat record stops the run
+ *                (chat templates and loss masks are the trainer's). */
 #ifndef LOOM_TRAIN_DATA_PREP_H
 #define LOOM_TRAIN_DATA_PREP_H
 
@@ -53,7 +57,10 @@ typedef struct loom_data_prep_opts {
     double max_url_fraction;    /* 0.5 */
     int min_chars;              /* 1 */
     bool keep_emails, redact_urls;
-    FILE *log; /* the stdout report; NULL = none */
+    const char *tokenizer_path; /* tokenizer.json or a .gguf; NULL: no packing */
+    const char *tokens_path;    /* the LOOMPAK1 file (data_prep_pack.h) */
+    int pack_len;               /* 2048 */
+    FILE *log;                  /* the stdout report; NULL = none */
 } loom_data_prep_opts;
 
 /* The defaults listed above. */

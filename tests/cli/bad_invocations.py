@@ -99,7 +99,9 @@ SPEC = {
                        "--min-chars": ("int", 0, 100000000),
                        "--max-url-fraction": ("float", 0, 1),
                        "--max-link-density": ("float", 0, 1), "--keep-emails": ("flag",),
-                       "--redact-urls": ("flag",), "--quiet": ("flag",)},
+                       "--redact-urls": ("flag",), "--quiet": ("flag",),
+                       "--tokenizer": ("str",), "--tokens": ("str",),
+                       "--pack-len": ("int", 16, 65535)},
 }
 # The name in error messages ("loom bench: ..." for `loom bench ops`).
 ERR_NAME = {("data", "prep"): "data prep", ("bench", "ops"): "bench", ("bench", "model"): "bench model",
@@ -315,6 +317,8 @@ def main():
                          r"loom data prep: -o OUT\.jsonl is required")
     r.expect_usage_error(["data", "prep", "--in", "a.jsonl", "-o", "x.jsonl", "--qa-heading", "3"],
                          r"loom data prep: --qa-heading applies to --html input only")
+    r.expect_usage_error(["data", "prep", "--in", "a.jsonl", "-o", "x.jsonl", "--tokens", "t.bin"],
+                         r"loom data prep: --tokenizer and --tokens go together")
     r.expect_usage_error(["bench", "bogus"], r"loom bench: unknown benchmark 'bogus' \(ops, model, compare\)")
     # -pg takes one P,N pair; a missing compare file is a usage error.
     for v in ("512", "1,2,3", "a,1", "1,", ",1"):

@@ -26,6 +26,7 @@ the records.
 import json
 import os
 import re
+import struct
 import subprocess
 import sys
 import unicodedata
@@ -164,6 +165,65 @@ def expected_jsonl(path, threshold=0.8):
     return kept, removed
 
 
+def byte_decoder():
+    """GPT-2's bytes_to_unicode, inverted."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    cs, n = bs[:], 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {chr(c): b for b, c in zip(bs, cs)}
+
+
+def check_pack(path, tokjson, texts, seq_len):
+    """The LOOMPAK1 layout of train/data_prep_pack.h: every document, decoded
+    with the tokenizer's own vocabulary, is the kept text; segments are
+    1, 2, ... per sequence, a split document continues as segment 1; padding
+    (segment 0) only at the very end."""
+    tj = json.load(open(tokjson, encoding="utf-8"))
+    id2s = {v: k for k, v in tj["model"]["vocab"].items()}
+    special = {t["id"]: t["content"] for t in tj["added_tokens"]}
+    dec = byte_decoder()
+    data = open(path, "rb").read()
+    magic, ver, sl, nseq, ndoc, ntok, vocab, pad, bos_added, _ = struct.unpack_from(
+        "<8sIIQQQIiII", data)
+    check(magic == b"LOOMPAK1" and ver == 1 and sl == seq_len and ndoc == len(texts),
+          "pack header %r" % ((magic, ver, sl, nseq, ndoc),))
+    check(len(data) == 56 + nseq * sl * 6, "pack file size")
+    toks = np.frombuffer(data, "<i4", nseq * sl, 56).reshape(nseq, sl)
+    segs = np.frombuffer(data, "<u2", nseq * sl, 56 + nseq * sl * 4).reshape(nseq, sl)
+    docs, cur, bad = [], [], 0
+    for q in range(nseq):
+        last_seg, padding = 0, False
+        for i in range(sl):
+            t, sg = int(toks[q, i]), int(segs[q, i])
+            if sg == 0:  # padding: EOS ids, only at the end of the last sequence
+                bad += not (q == nseq - 1 and t == pad)
+                padding = True
+                continue
+            bad += padding  # text after padding
+            # Segments start at 1 in every sequence and step by one, and only
+            # right after an EOS (a document boundary).
+            if sg != last_seg:
+                bad += sg != last_seg + 1 or (last_seg > 0 and int(toks[q, i - 1]) != pad)
+            last_seg = sg
+            cur.append(t)
+            if t == pad:
+                docs.append(cur)
+                cur = []
+    check(bad == 0, "%d segment/padding rule violations in the pack" % bad)
+    check(not cur and len(docs) == len(texts), "%d documents in the pack, %d texts" %
+          (len(docs), len(texts)))
+    check(sum(len(d) for d in docs) == ntok, "token count in the header")
+    for d, text in zip(docs, texts):
+        body = d[1:-1] if bos_added else d[:-1]
+        check(not bos_added or special.get(d[0]) == "<|begin_of_text|>", "BOS first")
+        raw = b"".join(bytes(dec[c] for c in id2s[t]) for t in body)
+        check(raw.decode("utf-8") == text, "packed document decodes to its text")
+
+
 def run(loom, *args):
     p = subprocess.run([loom, "data", "prep", *args], capture_output=True, text=True)
     if p.returncode != 0:
@@ -268,6 +328,20 @@ def main():
     st = {s["stage"]: s for s in json.load(open(rep4))["stages"]}
     check(st["html"]["in"] == 5 and st["html"]["out"] == 6 and st["exact"]["out"] == 3,
           "QA stage counts %s" % {k: (v["in"], v["out"]) for k, v in st.items()})
+
+    # ---- tokenisation + packing (LOOMPAK1), Llama-3 tokenizer.json ----
+    tokjson = os.path.join(src_dir, "model", "data", "llama3-tokenizer", "tokenizer.json")
+    out5, bin5 = os.path.join(work, "pack.jsonl"), os.path.join(work, "pack.bin")
+    run(loom, "--html", html, "-o", out5, "--tokenizer", tokjson, "--tokens", bin5,
+        "--pack-len", "64", "--quiet")
+    texts = [json.loads(l)["text"] for l in open(out5, encoding="utf-8")]
+    check_pack(bin5, tokjson, texts, 64)
+    # Chat records cannot be packed: exit 1, one line, no files left behind.
+    bad_bin = os.path.join(work, "chat.bin")
+    p = subprocess.run([loom, "data", "prep", "--in", docs, "-o", os.path.join(work, "chat.jsonl"),
+                        "--tokenizer", tokjson, "--tokens", bad_bin], capture_output=True, text=True)
+    check(p.returncode == 1 and "a chat record" in p.stderr and not os.path.exists(bad_bin) and
+          not any(f.startswith("chat.") for f in os.listdir(work)), "chat + --tokens: %r" % p.stderr)
 
     # ---- errors: one line, exit 1, no output file ----
     bad_out = os.path.join(work, "never.jsonl")

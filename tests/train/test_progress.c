@@ -66,7 +66,8 @@ static void test_tty(void) {
         loom_progress_update(&p, s, s == 11 ? 10.0 : 1.0, 1e-4, 500, (s - 10) * 0.0625);
     loom_progress_finish(&p);
     char *o = contents(f);
-    /* Redrawn at most every 0.1 s (steps 0.0625 s apart): steps 11, 13, 15, 17, 19 and 20; one newline at the end. */
+    /* Redrawn at most every 0.1 s (steps 0.0625 s apart): steps 11, 13, 15, 17, 19 and 20; one
+     * newline at the end. */
     CHECK_MSG(count(o, '\r') == 6 && count(o, '\n') == 1 && o[strlen(o) - 1] == '\n', "%s", o);
     /* The second line is shorter than the first ("10.0000" vs "1.0000"), so
      * it is padded with a blank over the leftover character. */

@@ -106,14 +106,23 @@ loom_status loom_tb_open(const char *dir, loom_tb_writer **out, char *err, size_
     if (gethostname(host, sizeof host - 1) != 0) snprintf(host, sizeof host, "localhost");
     for (char *h = host; *h; h++) /* keep the name one path component */
         if (*h == '/') *h = '_';
-    int n = snprintf(w->path, sizeof w->path, "%s/events.out.tfevents.%lld.%s.%ld.loom", dir,
-                     (long long)time(NULL), host, (long)getpid());
-    if (n < 0 || (size_t)n >= sizeof w->path) {
-        free(w);
-        snprintf(err, errn, "tensorboard: log directory path too long: %s", dir);
-        return LOOM_ERR_INVALID_ARG;
+    /* Created exclusively ("x"): two writers opened on one directory in the
+     * same second by one process get .loom, .1.loom, ... instead of one
+     * truncating the other. */
+    long long now = (long long)time(NULL);
+    for (int k = 0; k < 100; k++) {
+        char sfx[16] = "";
+        if (k) snprintf(sfx, sizeof sfx, ".%d", k);
+        int n = snprintf(w->path, sizeof w->path, "%s/events.out.tfevents.%lld.%s.%ld%s.loom", dir,
+                         now, host, (long)getpid(), sfx);
+        if (n < 0 || (size_t)n >= sizeof w->path) {
+            free(w);
+            snprintf(err, errn, "tensorboard: log directory path too long: %s", dir);
+            return LOOM_ERR_INVALID_ARG;
+        }
+        w->f = fopen(w->path, "wbx");
+        if (w->f || errno != EEXIST) break;
     }
-    w->f = fopen(w->path, "wb");
     if (!w->f) {
         snprintf(err, errn, "tensorboard: cannot create %s: %s", w->path, strerror(errno));
         free(w);

@@ -30,7 +30,8 @@ uint32_t loom_crc32c_mask(uint32_t crc);
 typedef struct loom_tb_writer loom_tb_writer;
 
 /* Creates DIR (one level, if missing) and the event file
- * DIR/events.out.tfevents.<unix seconds>.<host>.<pid>.loom, writes the
+ * DIR/events.out.tfevents.<unix seconds>.<host>.<pid>.loom (never an
+ * existing file: .1.loom, .2.loom, ... when taken), writes the
  * file_version record. *out is owned by the caller (loom_tb_close). On
  * failure err gets one line naming the path and the reason. */
 loom_status loom_tb_open(const char *dir, loom_tb_writer **out, char *err, size_t errn);

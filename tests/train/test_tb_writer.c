@@ -132,6 +132,12 @@ int main(int argc, char **argv) {
     CHECK(loom_tb_open("/proc/no/such/dir", &w, err, sizeof err) == LOOM_ERR_IO && !w);
     CHECK(strstr(err, "/proc/no/such/dir") != NULL);
     CHECK(loom_tb_open(dir, &w, err, sizeof err) == LOOM_OK);
+    /* A second writer on the same directory in the same second: its own file. */
+    loom_tb_writer *w2 = NULL;
+    CHECK(loom_tb_open(dir, &w2, err, sizeof err) == LOOM_OK);
+    CHECK(w2 && strcmp(loom_tb_path(w), loom_tb_path(w2)) != 0);
+    if (w2) remove(loom_tb_path(w2));
+    loom_tb_close(w2);
     CHECK(loom_tb_scalar(w, "", 1.0f, 0, -1) == LOOM_ERR_INVALID_ARG);
     CHECK(loom_tb_scalar(w, "x", 1.0f, -1, -1) == LOOM_ERR_INVALID_ARG);
     remove(loom_tb_path(w));

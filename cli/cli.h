@@ -28,6 +28,8 @@ int loom_cli_default_model(char *path, size_t n);
 int loom_cli_perplexity(const char *backend, int argc, char **argv);
 /* cli/embed_cmd.c: `loom embed` (loom/encoder.h). */
 int loom_cli_embed(const char *backend, int argc, char **argv);
+/* cli/data_cmd.c: `loom data prep` (train/data_prep.h). */
+int loom_cli_data(int argc, char **argv);
 
 /* cli/serve_cmd.c: `loom serve` (serve/server.h). */
 int loom_cli_serve(const char *backend, int argc, char **argv);

@@ -32,6 +32,9 @@ static void usage(FILE *f) {
         "  init-model --preset NAME -o FILE.gguf [--type q8_0] [--seed N]\n"
         "                     write a model with seeded random weights and the Llama-3\n"
         "                     tokenizer (presets: tiny-moe, tiny-dense, llama3-8b, seed)\n"
+        "  data prep (--in F.jsonl | --html DIR) -o OUT.jsonl [opts]\n"
+        "                     clean a fine-tuning data set: HTML to text, NFKC, dedup,\n"
+        "                     near-dup removal, with a report (loom data prep --help)\n"
         "  demo [--backend X] run one transformer block on random weights, print a checksum\n"
         "  test-ops [opts]    cross-backend parity suite (loom test-ops --help)\n"
         "  bench ops [opts]   time ops on each backend vs measured limits (loom bench --help)\n"
@@ -164,6 +167,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "bench")) return loom_cli_bench(backend, sub_argc, sub_argv);
     if (!strcmp(cmd, "serve")) return loom_cli_serve(backend, sub_argc, sub_argv);
     if (!strcmp(cmd, "embed")) return loom_cli_embed(backend, sub_argc, sub_argv);
+    if (!strcmp(cmd, "data")) return loom_cli_data(sub_argc, sub_argv);
     if (!strcmp(cmd, "init-model")) return loom_cli_init_model(sub_argc, sub_argv);
     if (!strcmp(cmd, "export-gguf")) return loom_cli_export_gguf(sub_argc, sub_argv);
     if (!strcmp(cmd, "perplexity")) {

@@ -17,6 +17,9 @@ BUILD_PKGS=(build-essential cmake ninja-build pkg-config python3 python3-pip)
 LIB_PKGS=(libpcre2-dev libcjson-dev libmicrohttpd-dev)
 # utf8proc: Unicode data for the WordPiece tokenizer of sentence encoders.
 LIB_PKGS+=(libutf8proc-dev)
+# `loom data prep` (train/, docs/adr/0029-training-data-and-metrics.md): libxml2's
+# HTML parser for text out of HTML pages, utf8proc for Unicode NFKC.
+LIB_PKGS+=(libxml2-dev libutf8proc-dev)
 # Vulkan backend: headers/loader, lavapipe (a CPU Vulkan device, so the
 # backend is exercised even without a GPU), vulkaninfo, shader compiler and
 # SPIR-V validator. See ../shared/notes/toolchains.md in the project notes.

@@ -7,7 +7,7 @@ set -euo pipefail
 log() { printf 'install-deps (python): %s\n' "$*"; }
 REQ="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/requirements-test.txt"
 # import name of each requirement (pip name -> module name, where they differ)
-MODULES=(gguf numpy openai websocket)
+MODULES=(gguf numpy openai websocket tensorboard)
 
 missing=()
 for m in "${MODULES[@]}"; do
@@ -38,4 +38,4 @@ for m in "${missing[@]}"; do
         exit 1
     fi
 done
-log "installed: $(python3 -m pip list --disable-pip-version-check 2>/dev/null | grep -Ei '^(gguf|numpy|openai|websocket-client) ' | tr -s ' ' | paste -sd, -)"
+log "installed: $(python3 -m pip list --disable-pip-version-check 2>/dev/null | grep -Ei '^(gguf|numpy|openai|websocket-client|tensorboard) ' | tr -s ' ' | paste -sd, -)"

@@ -101,9 +101,20 @@ SPEC = {
                  "-b": ("int", 1, 4096), "--batch": ("int", 1, 4096),
                  "--max-tokens": ("int", 2, 1048576), "--timing": ("flag",),
                  "--backend": ("str",)},
+    ("data", "prep"): {"--in": ("str",), "--html": ("str",), "-o": ("str",),
+                       "--output": ("str",), "--report": ("str",), "--text-field": ("str",),
+                       "--messages-field": ("str",), "--minhash-threshold": ("float", 0, 1),
+                       "--ngram": ("int", 1, 64), "--num-perm": ("int", 1, 1024),
+                       "--seed": ("u64",), "--qa-heading": ("int", 0, 6),
+                       "--min-chars": ("int", 0, 100000000),
+                       "--max-url-fraction": ("float", 0, 1),
+                       "--max-link-density": ("float", 0, 1), "--keep-emails": ("flag",),
+                       "--redact-urls": ("flag",), "--quiet": ("flag",),
+                       "--tokenizer": ("str",), "--tokens": ("str",),
+                       "--pack-len": ("int", 16, 65535)},
 }
 # The name in error messages ("loom bench: ..." for `loom bench ops`).
-ERR_NAME = {("bench", "ops"): "bench", ("bench", "model"): "bench model",
+ERR_NAME = {("data", "prep"): "data prep", ("bench", "ops"): "bench", ("bench", "model"): "bench model",
             ("bench", "compare"): "bench compare"}
 
 NAN = r"'{v}' is not a number"
@@ -310,6 +321,18 @@ def main():
     r.expect_usage_error(["bogus"], r"loom: unknown command 'bogus'")
     r.expect_usage_error(["--backend"], r"loom: --backend needs a value")
     r.expect_usage_error(["bench"], r"usage: loom bench .*")
+    r.expect_usage_error(["data"], r"usage: loom data .*")
+    r.expect_usage_error(["data", "bogus"], r"loom data: unknown command 'bogus' \(prep\)")
+    r.expect_usage_error(["data", "prep", "-o", "x.jsonl"],
+                         r"loom data prep: give one input, --in FILE\.jsonl or --html DIR")
+    r.expect_usage_error(["data", "prep", "--in", "a.jsonl", "--html", "d", "-o", "x.jsonl"],
+                         r"loom data prep: give one input, --in FILE\.jsonl or --html DIR")
+    r.expect_usage_error(["data", "prep", "--in", "a.jsonl"],
+                         r"loom data prep: -o OUT\.jsonl is required")
+    r.expect_usage_error(["data", "prep", "--in", "a.jsonl", "-o", "x.jsonl", "--qa-heading", "3"],
+                         r"loom data prep: --qa-heading applies to --html input only")
+    r.expect_usage_error(["data", "prep", "--in", "a.jsonl", "-o", "x.jsonl", "--tokens", "t.bin"],
+                         r"loom data prep: --tokenizer and --tokens go together")
     r.expect_usage_error(["bench", "bogus"], r"loom bench: unknown benchmark 'bogus' \(ops, model, compare\)")
     # -pg takes one P,N pair; a missing compare file is a usage error.
     for v in ("512", "1,2,3", "a,1", "1,", ",1"):

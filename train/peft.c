@@ -196,6 +196,12 @@ loom_status loom_peft_load(const char *dir, const loom_model_config *mc, loom_lo
     if (!bad && bias && !(cJSON_IsString(bias) && !strcmp(bias->valuestring, "none")))
         bad = "bias other than \"none\" is not supported";
     if (!bad && ms && !cJSON_IsNull(ms)) bad = "modules_to_save is not supported";
+    const cJSON *lt = cJSON_GetObjectItemCaseSensitive(j, "layers_to_transform");
+    const cJSON *tp = cJSON_GetObjectItemCaseSensitive(j, "target_parameters");
+    if (!bad && lt && !cJSON_IsNull(lt)) bad = "layers_to_transform is not supported";
+    if (!bad && tp && !cJSON_IsNull(tp)) bad = "target_parameters is not supported";
+    if (!bad && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "lora_bias")))
+        bad = "lora_bias is not supported";
     if (!bad) {
         c.r = (int)r->valuedouble;
         c.alpha = (float)a->valuedouble;

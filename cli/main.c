@@ -21,6 +21,8 @@ static void usage(FILE *f) {
             "                     --quant f16|q8_0|q4_0|nf4 quantizes the weights while loading\n"
             "  chat [-m MODEL]    interactive chat with the Llama-3 chat template\n"
             "  serve [-m MODEL]   OpenAI-compatible HTTP server (loom serve --help)\n"
+            "  finetune -m MODEL --data TRAIN.jsonl -o OUTDIR\n"
+            "                     LoRA fine-tuning, PEFT adapter out (loom finetune --help)\n"
             "  info [MODEL]       config, parameters, weight and KV-cache bytes of a model\n"
             "  export-gguf -m IN -o OUT.gguf --type f16|q8_0|q4_0|f32\n"
             "                     write a GGUF file or HF checkpoint as a llama.cpp GGUF\n"
@@ -158,6 +160,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "test-ops")) return loom_cli_test_ops(backend, sub_argc, sub_argv);
     if (!strcmp(cmd, "bench")) return loom_cli_bench(backend, sub_argc, sub_argv);
     if (!strcmp(cmd, "serve")) return loom_cli_serve(backend, sub_argc, sub_argv);
+    if (!strcmp(cmd, "finetune")) return loom_cli_finetune(backend, sub_argc, sub_argv);
     if (!strcmp(cmd, "init-model")) return loom_cli_init_model(sub_argc, sub_argv);
     if (!strcmp(cmd, "export-gguf")) return loom_cli_export_gguf(sub_argc, sub_argv);
     if (!strcmp(cmd, "run") || !strcmp(cmd, "chat") || !strcmp(cmd, "info")) {

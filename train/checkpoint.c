@@ -4,6 +4,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,8 +47,29 @@ loom_status loom_train_write_atomic(const char *path, const void *data, size_t n
     const char *p = data;
     size_t left = n;
     int e = 0;
+    /* Test hook, LOOM_TEST_CKPT_WRITE_FAULT (as the GGUF writer's, ADR 0013):
+     * "stop:N" stops the process (SIGSTOP) once N bytes are in the temporary
+     * file, so a test can kill -9 it mid-save; "fail:N" fails there as a full
+     * disk would. Unset in normal use. */
+    size_t fault_at = SIZE_MAX;
+    bool fault_stop = false;
+    const char *fe = getenv("LOOM_TEST_CKPT_WRITE_FAULT");
+    if (fe && (!strncmp(fe, "stop:", 5) || !strncmp(fe, "fail:", 5))) {
+        fault_stop = fe[0] == 's';
+        fault_at = (size_t)strtoull(fe + 5, NULL, 10);
+    }
     while (left && !e) {
-        ssize_t w = write(fd, p, left);
+        size_t done = n - left;
+        if (done >= fault_at) {
+            if (!fault_stop) {
+                e = ENOSPC;
+                break;
+            }
+            raise(SIGSTOP);
+            fault_at = SIZE_MAX;
+        }
+        size_t chunk = fault_at > done && fault_at - done < left ? fault_at - done : left;
+        ssize_t w = write(fd, p, chunk);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) e = w < 0 ? errno : EIO;
         else {

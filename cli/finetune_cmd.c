@@ -36,11 +36,12 @@ static void finetune_usage(FILE *f) {
             "--weight-decay 0..10, --save-every/--eval-every 0..10^9\n");
 }
 
+/* "q,k,v" or "q_proj,k_proj,v_proj": a comma-separated subset. */
 static bool parse_targets(const char *v, uint32_t *out) {
     static const char *const names[] = {"q", "k", "v", "o", "gate", "up", "down"};
     *out = 0;
     const char *s = v;
-    while (*s) {
+    for (;;) {
         const char *e = strchr(s, ',');
         size_t n = e ? (size_t)(e - s) : strlen(s);
         int found = -1;
@@ -52,16 +53,15 @@ static bool parse_targets(const char *v, uint32_t *out) {
                 found = j;
         }
         if (found < 0) {
-            fprintf(stderr, "loom finetune: --targets: '%.*s' is not one of q, k, v, o, gate, up, down\n",
+            fprintf(stderr,
+                    "loom finetune: --targets: '%.*s' is not one of q, k, v, o, gate, up, down\n",
                     (int)n, s);
             return false;
         }
         *out |= 1u << found;
-        if (!e) break;
+        if (!e) return true;
         s = e + 1;
     }
-    if (!*out) fprintf(stderr, "loom finetune: --targets: no module named\n");
-    return *out != 0;
 }
 
 int loom_cli_finetune(const char *backend, int argc, char **argv) {
@@ -114,8 +114,10 @@ int loom_cli_finetune(const char *backend, int argc, char **argv) {
         else if (!strcmp(a, "--warmup-ratio"))
             ok = loom_cli_parse_f32(cmd, a, v, 0.0f, 1.0f, &p.warmup_ratio);
         else if (!strcmp(a, "--lora-r")) ok = loom_cli_parse_int(cmd, a, v, 1, 4096, &p.lora.r);
-        else if (!strcmp(a, "--lora-alpha"))
-            ok = loom_cli_parse_f32(cmd, a, v, 0.001f, 1e6f, &p.lora.alpha);
+        else if (!strcmp(a, "--lora-alpha")) {
+            ok = loom_cli_parse_f64(cmd, a, v, 0.001, 1e6, &dv); /* 0.001f > 0.001 */
+            p.lora.alpha = (float)dv;
+        }
         else if (!strcmp(a, "--lora-dropout"))
             ok = loom_cli_parse_f32(cmd, a, v, 0.0f, 0.99f, &p.lora.dropout);
         else if (!strcmp(a, "--targets")) ok = parse_targets(v, &p.lora.targets);

@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 #include "loom/loom.h"
 #include "train/finetune.h"
+#include "train/peft.h"
 
 static void finetune_usage(FILE *f) {
     fprintf(f,
@@ -167,4 +168,41 @@ int loom_cli_finetune(const char *backend, int argc, char **argv) {
     if (p.eval) printf(", eval loss %.4f -> %.4f", r.eval_before, r.eval_after);
     printf("\nadapter: %s/adapter_model.safetensors\n", p.out_dir);
     return 0;
+}
+
+struct loom_cli_lora {
+    loom_lora *lo;
+    loom_lora_binding b;
+};
+
+int loom_cli_lora_attach(const char *cmd, loom_model *m, const char *dir, loom_cli_lora **out) {
+    *out = NULL;
+    loom_cli_lora *l = calloc(1, sizeof *l);
+    char err[1024];
+    if (!l) {
+        fprintf(stderr, "loom %s: out of memory\n", cmd);
+        return 1;
+    }
+    if (loom_peft_load(dir, loom_model_config_of(m), &l->lo, err, sizeof err) != LOOM_OK) {
+        fprintf(stderr, "loom %s: --lora: %s\n", cmd, err);
+        free(l);
+        return 1;
+    }
+    if (loom_lora_binding_init(&l->b, l->lo, false) != LOOM_OK ||
+        loom_model_set_proj_hook(m, loom_lora_hook, &l->b) != LOOM_OK) {
+        fprintf(stderr, "loom %s: --lora: out of memory\n", cmd);
+        loom_cli_lora_free(l);
+        return 1;
+    }
+    fprintf(stderr, "lora: %s (r %d, alpha %g, %d tensors), applied unmerged\n", dir, l->lo->cfg.r,
+            (double)l->lo->cfg.alpha, l->lo->n_params);
+    *out = l;
+    return 0;
+}
+
+void loom_cli_lora_free(loom_cli_lora *l) {
+    if (!l) return;
+    loom_lora_binding_free(&l->b);
+    loom_lora_free(l->lo);
+    free(l);
 }

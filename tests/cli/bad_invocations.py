@@ -48,6 +48,7 @@ RUN_COMMON = {
     "--quant": ("choice", ["f32", "f16", "bf16", "q8_0", "q4_0", "nf4", "nf4_dq"]),
     "--stop": ("str",),
     "--ignore-eos": ("flag",),
+    "--lora": ("str",),
     "--backend": ("str",),
 }
 GGUF_TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0"]

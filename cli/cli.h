@@ -34,4 +34,15 @@ int loom_cli_data(int argc, char **argv);
 /* cli/serve_cmd.c: `loom serve` (serve/server.h). */
 int loom_cli_serve(const char *backend, int argc, char **argv);
 
+/* cli/finetune_cmd.c: `loom finetune` (train/finetune.h). */
+int loom_cli_finetune(const char *backend, int argc, char **argv);
+/* `loom run|chat --lora DIR`: load the PEFT adapter in DIR for m and install
+ * it as m's projection hook (applied unmerged). *out is freed with
+ * loom_cli_lora_free after m; 0 or an exit code (message printed). */
+typedef struct loom_cli_lora loom_cli_lora;
+struct loom_model;
+int loom_cli_lora_attach(const char *cmd, struct loom_model *m, const char *dir,
+                         loom_cli_lora **out);
+void loom_cli_lora_free(loom_cli_lora *l); /* NULL is fine */
+
 #endif

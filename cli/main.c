@@ -24,6 +24,8 @@ static void usage(FILE *f) {
         "  perplexity -m MODEL -f TEXT [--ctx N] [--chunks N]\n"
         "                     perplexity on a text file, as llama-perplexity\n"
         "  serve [-m MODEL]   OpenAI-compatible HTTP server (loom serve --help)\n"
+        "  finetune -m MODEL --data TRAIN.jsonl -o OUTDIR\n"
+        "                     LoRA fine-tuning, PEFT adapter out (loom finetune --help)\n"
         "  embed [-m ENCODER] [--json] [TEXT...]\n"
         "                     sentence embeddings (BERT encoders; loom embed --help)\n"
         "  info [MODEL]       config, parameters, weight and KV-cache bytes of a model\n"
@@ -168,6 +170,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "serve")) return loom_cli_serve(backend, sub_argc, sub_argv);
     if (!strcmp(cmd, "embed")) return loom_cli_embed(backend, sub_argc, sub_argv);
     if (!strcmp(cmd, "data")) return loom_cli_data(sub_argc, sub_argv);
+    if (!strcmp(cmd, "finetune")) return loom_cli_finetune(backend, sub_argc, sub_argv);
     if (!strcmp(cmd, "init-model")) return loom_cli_init_model(sub_argc, sub_argv);
     if (!strcmp(cmd, "export-gguf")) return loom_cli_export_gguf(sub_argc, sub_argv);
     if (!strcmp(cmd, "perplexity")) {

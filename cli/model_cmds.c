@@ -474,7 +474,7 @@ static bool print_token(void *ud, int32_t tok, const char *text, size_t len) {
 #define MAX_STOP 8
 
 typedef struct run_opts {
-    const char *model, *prompt, *system, *kv_type, *quant, *chat_template;
+    const char *model, *prompt, *system, *kv_type, *quant, *chat_template, *lora;
     bool prompt_set;
     int n_predict, n_parallel;
     int64_t ctx;
@@ -513,6 +513,8 @@ static void run_usage_cmd(FILE *f, const char *cmd) {
             "  --kv-type TYPE        KV-cache type: f16 (default), q8_0 or f32\n"
             "  --stop STR            stop string, at most %d\n"
             "  --ignore-eos          keep generating past EOS\n"
+            "  --lora DIR            apply a PEFT LoRA adapter (adapter_config.json +\n"
+            "                        adapter_model.safetensors) without merging it\n"
             "%s",
             cmd, run ? "[-p PROMPT] " : "[--system TEXT] [-p MESSAGE] ",
             run ? "[--parallel N] " : "", run ? "" : "       [--chat-template NAME]\n",
@@ -569,6 +571,7 @@ static int parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
                                              "--kv-type",
                                              "--quant",
                                              "--stop",
+                                             "--lora",
                                              NULL};
         bool known = !strcmp(a, "-p") || !strcmp(a, "--prompt") ||
                      (run && !strcmp(a, "--parallel")) ||
@@ -625,6 +628,8 @@ static int parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
         } else if (!strcmp(a, "--quant")) {
             ok = parse_type(cmd, a, v, QUANT_TYPES, QUANT_DTYPES, &o->quant_dtype);
             o->quant = v;
+        } else if (!strcmp(a, "--lora")) {
+            o->lora = v;
         } else if (o->n_stop < MAX_STOP) {
             o->stop[o->n_stop++] = v;
         } else {
@@ -729,6 +734,12 @@ int loom_cli_run(const char *backend, int argc, char **argv) {
         loom_registry_shutdown();
         return rc;
     }
+    loom_cli_lora *lora = NULL;
+    if (o.lora && (rc = loom_cli_lora_attach("run", m, o.lora, &lora)) != 0) {
+        loom_model_free(m);
+        loom_registry_shutdown();
+        return rc;
+    }
     loom_generate_params gp = loom_generate_default_params();
     gp.sampling = o.sp;
     gp.n_predict = n_predict(m, o.n_predict);
@@ -768,6 +779,7 @@ int loom_cli_run(const char *backend, int argc, char **argv) {
         final_line(m, &s);
     }
     loom_model_free(m);
+    loom_cli_lora_free(lora);
     loom_registry_shutdown();
     return rc;
 }
@@ -782,6 +794,12 @@ int loom_cli_chat(const char *backend, int argc, char **argv) {
     if (rc) return rc < 0 ? 0 : rc; /* < 0: --help */
     loom_model *m = NULL;
     if ((rc = load("chat", backend, &o, 1, &m)) != 0) {
+        loom_registry_shutdown();
+        return rc;
+    }
+    loom_cli_lora *lora = NULL;
+    if (o.lora && (rc = loom_cli_lora_attach("chat", m, o.lora, &lora)) != 0) {
+        loom_model_free(m);
         loom_registry_shutdown();
         return rc;
     }
@@ -852,6 +870,7 @@ int loom_cli_chat(const char *backend, int argc, char **argv) {
     for (size_t i = 0; i < n_owned; i++)
         free(owned[i]);
     loom_model_free(m);
+    loom_cli_lora_free(lora);
     loom_registry_shutdown();
     return rc;
 }

@@ -119,6 +119,8 @@ struct loom_model {
     loom_llama_graph cache[LOOM_LLAMA_GRAPH_CACHE];
     uint64_t tick;
     int n_builds, n_runs;
+    loom_proj_hook hook; /* loom_model_set_proj_hook; NULL: plain projections */
+    void *hook_ud;
 };
 
 /* generate/kv_cache.c: the KV cache backend, buffers, K/V leaves of every

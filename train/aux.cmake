@@ -1,37 +1,12 @@
 # train/aux.cmake - the training side modules that are not the training loop
 # (docs/adr/0029-training-data-and-metrics.md): 8-bit AdamW states, the data
 # pipeline behind `loom data prep`, TensorBoard event files, the progress
-# line and the metrics plot. One static library, loom_train_aux, on top of
-# libloom; included by the top-level CMakeLists.txt after tests/ (it links the
-# tests/train/ unit tests that need it).
+# line and the metrics plot: their tests and the fuzz target.
 #
 # libxml2 (HTML parser) and utf8proc (NFKC) are Debian packages
 # (libxml2-dev, libutf8proc-dev; scripts/install-deps.sh).
-pkg_check_modules(LIBXML2 REQUIRED IMPORTED_TARGET libxml-2.0)
-pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
-
-set(LOOM_TRAIN_AUX_SOURCES ${PROJECT_SOURCE_DIR}/train/adam8bit.c ${PROJECT_SOURCE_DIR}/train/tb_writer.c
-    ${PROJECT_SOURCE_DIR}/train/progress.c ${PROJECT_SOURCE_DIR}/train/metrics_plot.c
-    ${PROJECT_SOURCE_DIR}/train/minhash.c ${PROJECT_SOURCE_DIR}/train/data_prep_text.c
-    ${PROJECT_SOURCE_DIR}/train/data_prep_html.c ${PROJECT_SOURCE_DIR}/train/data_prep.c
-    ${PROJECT_SOURCE_DIR}/train/data_prep_pack.c)
-add_library(loom_train_aux STATIC ${LOOM_TRAIN_AUX_SOURCES})
-target_include_directories(loom_train_aux PUBLIC ${PROJECT_SOURCE_DIR})
-target_compile_options(loom_train_aux PRIVATE ${LOOM_WARNINGS})
-target_link_libraries(loom_train_aux PUBLIC loom
-                      PRIVATE PkgConfig::LIBXML2 PkgConfig::UTF8PROC PkgConfig::CJSON m)
-
-# `loom data prep` (cli/data_cmd.c).
-target_link_libraries(loom_cli PRIVATE loom_train_aux)
-
-# Unit tests of these modules (tests/train/test_*.c, created by the glob in
-# tests/CMakeLists.txt) link this library too.
-foreach(t test_adam8bit test_tb_writer test_progress test_data_prep
-          test_data_prep_fuzz_corpus)
-  if(TARGET ${t})
-    target_link_libraries(${t} PRIVATE loom_train_aux)
-  endif()
-endforeach()
+# The modules are part of loom_train (train/CMakeLists.txt, which finds
+# libxml2 and utf8proc and includes this file after defining the library).
 # test_progress reads the SVG back with libxml2's XML parser.
 if(TARGET test_progress)
   target_link_libraries(test_progress PRIVATE PkgConfig::LIBXML2)
@@ -62,6 +37,11 @@ endif()
 #   cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DLOOM_FUZZ=ON
 #   cmake --build build-fuzz --target fuzz_data_prep
 #   ./build-fuzz/fuzz_data_prep -max_total_time=300 NEW_DIR tests/fuzz/corpus/data_prep
+set(LOOM_TRAIN_AUX_SOURCES ${PROJECT_SOURCE_DIR}/train/adam8bit.c ${PROJECT_SOURCE_DIR}/train/tb_writer.c
+    ${PROJECT_SOURCE_DIR}/train/progress.c ${PROJECT_SOURCE_DIR}/train/metrics_plot.c
+    ${PROJECT_SOURCE_DIR}/train/minhash.c ${PROJECT_SOURCE_DIR}/train/data_prep_text.c
+    ${PROJECT_SOURCE_DIR}/train/data_prep_html.c ${PROJECT_SOURCE_DIR}/train/data_prep.c
+    ${PROJECT_SOURCE_DIR}/train/data_prep_pack.c)
 if(LOOM_FUZZ)
   add_executable(fuzz_data_prep ${PROJECT_SOURCE_DIR}/tests/fuzz/fuzz_data_prep.c
                                 ${LOOM_TRAIN_AUX_SOURCES})

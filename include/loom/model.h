@@ -225,6 +225,52 @@ struct loom_gguf;
 LOOM_API loom_status loom_model_config_from_gguf(struct loom_gguf *g, loom_model_config *out,
                                                  char *err, size_t err_n);
 
+/* ---- projections and the training forward (train/, docs/adr/0028) ---- */
+
+/* The seven linear projections of a dense block, PEFT's target_modules. */
+typedef enum loom_proj {
+    LOOM_PROJ_Q = 0, /* q_proj / attn_q */
+    LOOM_PROJ_K,     /* k_proj / attn_k */
+    LOOM_PROJ_V,     /* v_proj / attn_v */
+    LOOM_PROJ_O,     /* o_proj / attn_output */
+    LOOM_PROJ_GATE,  /* gate_proj / ffn_gate */
+    LOOM_PROJ_UP,    /* up_proj / ffn_up */
+    LOOM_PROJ_DOWN,  /* down_proj / ffn_down */
+    LOOM_PROJ_COUNT
+} loom_proj;
+
+/* Called while a graph is built, right after each projection y = W x of
+ * layer `layer` (x [in, N], y f32 [out, N], both in g); returns the tensor
+ * the block uses instead of y, e.g. y + scale * B(A(dropout(x))) for a LoRA
+ * adapter, or y itself. Errors go to g (sticky). Rows of q/k outputs are in
+ * the model's layout (GGUF: llama.cpp's per-head permutation of HF rows). */
+typedef loom_tensor *(*loom_proj_hook)(void *ud, loom_graph *g, int64_t layer, loom_proj which,
+                                       loom_tensor *x, loom_tensor *y);
+
+/* Install (or with NULL remove) a hook for every later inference graph
+ * (loom_model_decode); cached graphs are dropped. ud is the caller's and
+ * must outlive the model or the next call. */
+LOOM_API loom_status loom_model_set_proj_hook(loom_model *m, loom_proj_hook hook, void *ud);
+
+typedef struct loom_model_train_io {
+    loom_tensor *tokens; /* i32 [n_seq * n_tokens] INPUT, sequence-major */
+    loom_tensor *pos;    /* i32 [same] INPUT: the position of each token (0.. per sequence) */
+    loom_tensor *logits; /* f32 [vocab, n_seq * n_tokens] */
+} loom_model_train_io;
+
+/* Append to g (the caller's, not scheduled yet) the forward pass of n_seq
+ * independent sequences of n_tokens tokens, without the KV cache, every
+ * position's logits, through m's installed projection hook. Weights enter g
+ * as leaves bound to m's buffers (not PARAM: frozen; quantized ones pass
+ * gradient to activations only). m must outlive g's use. The caller
+ * schedules g on the backends from loom_model_backends. */
+LOOM_API loom_status loom_model_build_train(loom_model *m, loom_graph *g, int n_seq, int n_tokens,
+                                            loom_model_train_io *io, char *err, size_t err_n);
+/* The backend the weights live on and the cpu backend (borrowed). */
+struct loom_backend;
+LOOM_API void loom_model_backends(const loom_model *m, struct loom_backend **run,
+                                  struct loom_backend **cpu);
+
 #ifdef __cplusplus
 }
 #endif

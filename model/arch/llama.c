@@ -67,12 +67,91 @@ static loom_tensor *kv_view(loom_model *m, loom_graph *g, loom_tensor *w, int sl
     return loom_view(g, w, 3, (int64_t[]){D, tk, H}, (size_t[]){esz, row, hd}, off);
 }
 
-static loom_status build(loom_model *m, loom_llama_graph *lg, char *err, size_t err_n) {
+/* y = W x for projection which of layer l, plus the hook's term (a LoRA
+ * adapter) when one is set; without a hook this is the plain matmul. */
+static loom_tensor *proj(loom_model *m, loom_graph *g, int64_t l, loom_proj which,
+                         const loom_tensor *w, loom_tensor *x) {
+    loom_tensor *y = loom_matmul(g, mirror(g, w), x);
+    if (!m->hook || !y) return y;
+    return m->hook(m->hook_ud, g, l, which, x, y);
+}
+
+/* One decoder block on x [dim, N]. lg != NULL: attention through the KV
+ * cache of lg's slots (inference); lg == NULL: S independent sequences of T
+ * tokens at positions 0..T-1, keys and values straight from this pass
+ * (training: no cache, every op differentiable). */
+static loom_tensor *block(loom_model *m, loom_graph *g, loom_llama_graph *lg, int64_t l,
+                          loom_tensor *x, loom_tensor *pos, int S, int T) {
     const loom_model_config *c = &m->cfg;
-    const int S = lg->n_seq, T = lg->n_tokens;
+    const loom_llama_layer *L = &m->layers[l];
     const int64_t N = (int64_t)S * T, D = c->head_dim, Hq = c->n_heads, Hkv = c->n_kv_heads;
     const int64_t kv_dim = Hkv * D;
     const float eps = c->rms_eps, scale = 1.0f / sqrtf((float)D);
+    loom_tensor *h = loom_mul(g, loom_rms_norm(g, x, eps), mirror(g, L->attn_norm));
+    loom_tensor *q = loom_reshape_3d(g, proj(m, g, l, LOOM_PROJ_Q, L->wq, h), D, Hq, N);
+    loom_tensor *k = loom_reshape_3d(g, proj(m, g, l, LOOM_PROJ_K, L->wk, h), D, Hkv, N);
+    loom_tensor *v = proj(m, g, l, LOOM_PROJ_V, L->wv, h); /* [kv_dim, N] */
+    q = loom_rope(g, q, pos, &c->rope);
+    k = loom_rope(g, k, pos, &c->rope);
+    loom_tensor *qp = loom_permute(g, q, 0, 2, 1, 3); /* [D, N, Hq] */
+    loom_tensor *kw = NULL, *vw = NULL, *kp = NULL, *vp = NULL;
+    if (lg) { /* Write this step's K/V into the cache, in place. */
+        const int64_t n_rows = m->n_ctx * m->n_slots;
+        loom_tensor *kc = loom_reshape_2d(g, mirror(g, L->k_cache), kv_dim, n_rows);
+        loom_tensor *vc = loom_reshape_2d(g, mirror(g, L->v_cache), kv_dim, n_rows);
+        kw = loom_set_rows(g, kc, loom_reshape_2d(g, k, kv_dim, N), lg->rows);
+        vw = loom_set_rows(g, vc, v, lg->rows);
+    } else {
+        kp = loom_permute(g, k, 0, 2, 1, 3); /* [D, N, Hkv] */
+        vp = loom_permute(g, loom_reshape_3d(g, v, D, Hkv, N), 0, 2, 1, 3);
+    }
+    loom_tensor *att = NULL;
+    for (int b = 0; b < S; b++) {
+        loom_tensor *qb = S == 1 ? qp : loom_slice(g, qp, 1, (int64_t)b * T, T);
+        loom_tensor *o;
+        if (lg) {
+            const int64_t p0 = m->slot_pos[lg->slots[b]];
+            loom_tensor *kb = kv_view(m, g, kw, lg->slots[b], p0 + T);
+            loom_tensor *vb = kv_view(m, g, vw, lg->slots[b], p0 + T);
+            o = loom_flash_attn(g, qb, kb, vb, scale, true, (int32_t)p0);
+            size_t di = (size_t)l * (size_t)S + (size_t)b;
+            lg->kview[di] = kb;
+            lg->vview[di] = vb;
+            lg->fa[di] = o;
+        } else {
+            loom_tensor *kb = S == 1 ? kp : loom_slice(g, kp, 1, (int64_t)b * T, T);
+            loom_tensor *vb = S == 1 ? vp : loom_slice(g, vp, 1, (int64_t)b * T, T);
+            o = loom_flash_attn(g, qb, kb, vb, scale, true, 0);
+        }
+        att = att ? loom_concat(g, att, o, 2) : o; /* [D, Hq, T*(b+1)] */
+    }
+    att = loom_reshape_2d(g, att, D * Hq, N);
+    x = loom_add(g, x, proj(m, g, l, LOOM_PROJ_O, L->wo, att));
+    h = loom_mul(g, loom_rms_norm(g, x, eps), mirror(g, L->ffn_norm));
+    loom_tensor *f;
+    if (L->moe) {
+        loom_tensor *router = loom_matmul(g, mirror(g, L->router), h); /* [E, N] */
+        f = loom_moe(g, h, router, mirror(g, L->gate_exps), mirror(g, L->up_exps),
+                     mirror(g, L->down_exps), (int32_t)c->n_experts_used);
+    } else {
+        loom_tensor *gt = proj(m, g, l, LOOM_PROJ_GATE, L->gate, h);
+        loom_tensor *up = proj(m, g, l, LOOM_PROJ_UP, L->up, h);
+        f = proj(m, g, l, LOOM_PROJ_DOWN, L->down, loom_swiglu(g, gt, up));
+    }
+    return loom_add(g, x, f);
+}
+
+/* Final norm and LM head on x [dim, n]. */
+static loom_tensor *head(loom_model *m, loom_graph *g, loom_tensor *x) {
+    const loom_model_config *c = &m->cfg;
+    x = loom_mul(g, loom_rms_norm(g, x, c->rms_eps), mirror(g, m->output_norm));
+    return loom_matmul(g, mirror(g, c->tie_embeddings ? m->tok_embd : m->output), x);
+}
+
+static loom_status build(loom_model *m, loom_llama_graph *lg, char *err, size_t err_n) {
+    const loom_model_config *c = &m->cfg;
+    const int S = lg->n_seq, T = lg->n_tokens;
+    const int64_t N = (int64_t)S * T;
     size_t n_dyn = (size_t)c->n_layers * (size_t)S;
     lg->kview = calloc(n_dyn, sizeof *lg->kview);
     lg->vview = calloc(n_dyn, sizeof *lg->vview);
@@ -85,49 +164,8 @@ static loom_status build(loom_model *m, loom_llama_graph *lg, char *err, size_t 
     lg->pos = input_i32(g, N, "positions");
     lg->rows = input_i32(g, N, "kv_rows");
     loom_tensor *x = loom_get_rows(g, mirror(g, m->tok_embd), lg->tokens); /* [dim, N] */
-    for (int64_t l = 0; l < c->n_layers; l++) {
-        const loom_llama_layer *L = &m->layers[l];
-        loom_tensor *h = loom_mul(g, loom_rms_norm(g, x, eps), mirror(g, L->attn_norm));
-        loom_tensor *q = loom_reshape_3d(g, loom_matmul(g, mirror(g, L->wq), h), D, Hq, N);
-        loom_tensor *k = loom_reshape_3d(g, loom_matmul(g, mirror(g, L->wk), h), D, Hkv, N);
-        loom_tensor *v = loom_matmul(g, mirror(g, L->wv), h); /* [kv_dim, N] */
-        q = loom_rope(g, q, lg->pos, &c->rope);
-        k = loom_rope(g, k, lg->pos, &c->rope);
-        /* Write this step's K/V into the cache, in place. */
-        const int64_t n_rows = m->n_ctx * m->n_slots;
-        loom_tensor *kc = loom_reshape_2d(g, mirror(g, L->k_cache), kv_dim, n_rows);
-        loom_tensor *vc = loom_reshape_2d(g, mirror(g, L->v_cache), kv_dim, n_rows);
-        loom_tensor *kw = loom_set_rows(g, kc, loom_reshape_2d(g, k, kv_dim, N), lg->rows);
-        loom_tensor *vw = loom_set_rows(g, vc, v, lg->rows);
-        loom_tensor *qp = loom_permute(g, q, 0, 2, 1, 3); /* [D, N, Hq] */
-        loom_tensor *att = NULL;
-        for (int b = 0; b < S; b++) {
-            const int64_t pos = m->slot_pos[lg->slots[b]];
-            loom_tensor *qb = S == 1 ? qp : loom_slice(g, qp, 1, (int64_t)b * T, T);
-            loom_tensor *kb = kv_view(m, g, kw, lg->slots[b], pos + T);
-            loom_tensor *vb = kv_view(m, g, vw, lg->slots[b], pos + T);
-            loom_tensor *o = loom_flash_attn(g, qb, kb, vb, scale, true, (int32_t)pos);
-            size_t di = (size_t)l * (size_t)S + (size_t)b;
-            lg->kview[di] = kb;
-            lg->vview[di] = vb;
-            lg->fa[di] = o;
-            att = att ? loom_concat(g, att, o, 2) : o; /* [D, Hq, T*(b+1)] */
-        }
-        att = loom_reshape_2d(g, att, D * Hq, N);
-        x = loom_add(g, x, loom_matmul(g, mirror(g, L->wo), att));
-        h = loom_mul(g, loom_rms_norm(g, x, eps), mirror(g, L->ffn_norm));
-        loom_tensor *f;
-        if (L->moe) {
-            loom_tensor *router = loom_matmul(g, mirror(g, L->router), h); /* [E, N] */
-            f = loom_moe(g, h, router, mirror(g, L->gate_exps), mirror(g, L->up_exps),
-                         mirror(g, L->down_exps), (int32_t)c->n_experts_used);
-        } else {
-            loom_tensor *gt = loom_matmul(g, mirror(g, L->gate), h);
-            loom_tensor *up = loom_matmul(g, mirror(g, L->up), h);
-            f = loom_matmul(g, mirror(g, L->down), loom_swiglu(g, gt, up));
-        }
-        x = loom_add(g, x, f);
-    }
+    for (int64_t l = 0; l < c->n_layers; l++)
+        x = block(m, g, lg, l, x, lg->pos, S, T);
     /* Only the columns whose logits are wanted go through the LM head. */
     if (!lg->all_logits && T > 1) {
         if (S == 1) {
@@ -138,9 +176,7 @@ static loom_status build(loom_model *m, loom_llama_graph *lg, char *err, size_t 
             x = loom_reshape_2d(g, x, c->dim, S);
         }
     }
-    x = loom_mul(g, loom_rms_norm(g, x, eps), mirror(g, m->output_norm));
-    loom_tensor *head = mirror(g, c->tie_embeddings ? m->tok_embd : m->output);
-    lg->logits = loom_matmul(g, head, x);
+    lg->logits = head(m, g, x);
     if (lg->logits) {
         loom_tensor_set_name(lg->logits, "logits");
         loom_tensor_set_flags(lg->logits, LOOM_FLAG_OUTPUT);
@@ -266,4 +302,45 @@ loom_status loom_model_decode(loom_model *m, const loom_batch *b, float *logits,
         m->slot_pos[b->slots[i]] += T;
     m->n_runs++;
     return LOOM_OK;
+}
+
+/* ---------------- training forward and the projection hook ---------------- */
+
+loom_status loom_model_set_proj_hook(loom_model *m, loom_proj_hook hook, void *ud) {
+    if (!m) return LOOM_ERR_INVALID_ARG;
+    for (int i = 0; i < LOOM_LLAMA_GRAPH_CACHE; i++) /* built without (or with another) hook */
+        loom_llama_graph_release(&m->cache[i]);
+    m->hook = hook;
+    m->hook_ud = ud;
+    return LOOM_OK;
+}
+
+loom_status loom_model_build_train(loom_model *m, loom_graph *g, int n_seq, int n_tokens,
+                                   loom_model_train_io *io, char *err, size_t err_n) {
+    if (!m || !g || !io || n_seq < 1 || n_tokens < 1)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "model: training graph needs a model, a graph and a shape >= 1x1");
+    if (n_tokens > m->cfg.max_ctx)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "model: %d tokens per sequence exceed the context (%lld)", n_tokens,
+                               (long long)m->cfg.max_ctx);
+    const int64_t N = (int64_t)n_seq * n_tokens;
+    memset(io, 0, sizeof *io);
+    io->tokens = input_i32(g, N, "tokens");
+    io->pos = input_i32(g, N, "positions");
+    loom_tensor *x = loom_get_rows(g, mirror(g, m->tok_embd), io->tokens); /* [dim, N] */
+    for (int64_t l = 0; l < m->cfg.n_layers; l++)
+        x = block(m, g, NULL, l, x, io->pos, n_seq, n_tokens);
+    io->logits = head(m, g, x); /* [vocab, N] */
+    if (io->logits) loom_tensor_set_name(io->logits, "logits");
+    if (loom_graph_status(g) != LOOM_OK)
+        return loom_model_fail(err, err_n, loom_graph_status(g),
+                               "model: building the training graph failed: %s",
+                               loom_graph_error(g));
+    return LOOM_OK;
+}
+
+void loom_model_backends(const loom_model *m, loom_backend **run, loom_backend **cpu) {
+    if (run) *run = m ? m->be : NULL;
+    if (cpu) *cpu = m ? m->cpu : NULL;
 }

@@ -48,6 +48,7 @@ RUN_COMMON = {
     "--quant": ("choice", ["f32", "f16", "bf16", "q8_0", "q4_0", "nf4", "nf4_dq"]),
     "--stop": ("str",),
     "--ignore-eos": ("flag",),
+    "--lora": ("str",),
     "--backend": ("str",),
 }
 GGUF_TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0"]
@@ -112,6 +113,18 @@ SPEC = {
                        "--redact-urls": ("flag",), "--quiet": ("flag",),
                        "--tokenizer": ("str",), "--tokens": ("str",),
                        "--pack-len": ("int", 16, 65535)},
+    ("finetune",): {"-m": ("str",), "--model": ("str",), "--data": ("str",), "--eval": ("str",),
+                    "-o": ("str",), "--output": ("str",), "--epochs": ("int", 1, 1000),
+                    "--max-steps": ("int", 0, 1000000000), "--lr": ("float", 0, 1),
+                    "--warmup-ratio": ("float", 0, 1), "--lora-r": ("int", 1, 4096),
+                    "--lora-alpha": ("float", 0.001, 1000000), "--lora-dropout": ("float", 0, 0.99),
+                    "--targets": ("choice", ["q", "k", "v", "o", "gate", "up", "down"]),
+                    "--grad-accum": ("int", 1, 65536), "--seq": ("int", 2, 1048576),
+                    "--seed": ("u64",), "--max-grad-norm": ("float", 0, 1000000),
+                    "--weight-decay": ("float", 0, 10),
+                    "--quant": ("choice", ["f32", "f16", "bf16", "q8_0", "q4_0", "nf4", "nf4_dq"]),
+                    "--save-every": ("int", 0, 1000000000), "--eval-every": ("int", 0, 1000000000),
+                    "--resume": ("flag",), "--quiet": ("flag",), "--backend": ("str",)},
 }
 # The name in error messages ("loom bench: ..." for `loom bench ops`).
 ERR_NAME = {("data", "prep"): "data prep", ("bench", "ops"): "bench", ("bench", "model"): "bench model",

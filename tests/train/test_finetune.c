@@ -1,0 +1,363 @@
+/* tests/train/test_finetune.c - the fine-tuning loop end to end on a small
+ * generated model (random weights, 2 layers, dim 64, a byte-level tokenizer
+ * with Llama-3's special tokens, so chats render with the real template):
+ *   - a short run (text and chat data, dropout on) lowers the training and
+ *     the held-out loss, and writes the adapter, the log and a checkpoint;
+ *   - exact resume: a run stopped after 3 of 6 steps (checkpoint at step 3)
+ *     and resumed gives the same per-step losses and grad norms, and a
+ *     byte-identical adapter, as the uninterrupted run (epochs wrap, dropout
+ *     masks and AdamW state cross the checkpoint);
+ *   - kill -9: a child saving a checkpoint every step is killed at random
+ *     moments (the parent kills as soon as it sees a temporary checkpoint
+ *     file, i.e. mid-save, when it can); each time checkpoint.bin still
+ *     loads (checksum verified) and is at most the step in progress behind
+ *     the log, and a resumed run finishes;
+ *   - a damaged checkpoint is refused with a message, bad data lines name
+ *     the file and line. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "loom/loom.h"
+#include "loom/model.h"
+#include "testing.h"
+#include "train/checkpoint.h"
+#include "train/finetune.h"
+
+static char root[256], model_path[300], data_path[300], eval_path[300];
+
+/* GPT-2's bytes_to_unicode: printable bytes map to themselves, the rest to
+ * 256 + n, written as UTF-8. */
+static void byte_token(int b, char *out) {
+    static int map[256];
+    static bool init;
+    if (!init) {
+        int n = 0;
+        for (int i = 0; i < 256; i++) {
+            bool keep = (i >= 33 && i <= 126) || (i >= 161 && i <= 172) || (i >= 174);
+            map[i] = keep ? i : 256 + n++;
+        }
+        init = true;
+    }
+    int c = map[b];
+    if (c < 0x80) {
+        out[0] = (char)c;
+        out[1] = 0;
+    } else {
+        out[0] = (char)(0xC0 | (c >> 6));
+        out[1] = (char)(0x80 | (c & 0x3F));
+        out[2] = 0;
+    }
+}
+
+static bool make_model(void) {
+    static char strs[256][4];
+    const char *toks[261];
+    int32_t types[261];
+    for (int i = 0; i < 256; i++) {
+        byte_token(i, strs[i]);
+        toks[i] = strs[i];
+        types[i] = LOOM_TOKEN_NORMAL;
+    }
+    const char *sp[5] = {"<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>",
+                         "<|start_header_id|>", "<|end_header_id|>"};
+    for (int i = 0; i < 5; i++) {
+        toks[256 + i] = sp[i];
+        types[256 + i] = LOOM_TOKEN_CONTROL;
+    }
+    loom_tokenizer *tok = NULL;
+    char err[512];
+    if (loom_tokenizer_from_vocab(toks, 261, NULL, 0, types, NULL, false, &tok, err, sizeof err) !=
+        LOOM_OK) {
+        fprintf(stderr, "tokenizer: %s\n", err);
+        return false;
+    }
+    loom_model_config c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.arch, sizeof c.arch, "llama");
+    c.vocab_size = 261;
+    c.dim = 64;
+    c.n_layers = 2;
+    c.n_heads = 4;
+    c.n_kv_heads = 2;
+    c.head_dim = 16;
+    c.ffn_dim = 128;
+    c.rms_eps = 1e-5f;
+    c.rope = loom_rope_params_llama3(16);
+    c.rope.mode = LOOM_ROPE_NORMAL;
+    c.rope.scaling = LOOM_ROPE_SCALING_NONE;
+    c.rope.theta = 10000.0f;
+    c.max_ctx = 256;
+    c.tie_embeddings = true;
+    c.bos_id = 256;
+    c.eos_id = 257;
+    c.eot_id = 258;
+    loom_status st = loom_model_write_random_gguf(&c, LOOM_F32, 7, tok, model_path, err, sizeof err);
+    loom_tokenizer_free(tok);
+    CHECK_MSG(st == LOOM_OK, "write model: %s", err);
+    return st == LOOM_OK;
+}
+
+static void write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+}
+
+static char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *d = malloc((size_t)len + 1);
+    *n = fread(d, 1, (size_t)len, f);
+    d[*n] = 0;
+    fclose(f);
+    return d;
+}
+
+static loom_finetune_params params(const char *out) {
+    loom_finetune_params p = loom_finetune_default_params();
+    p.model = model_path;
+    p.data = data_path;
+    p.out_dir = out;
+    p.backend = "cpu";
+    p.lora.r = 8;
+    p.grad_accum = 2;
+    p.lr = 1e-2f;
+    p.max_steps = 6;
+    p.seq = 64;
+    p.quiet = true;
+    return p;
+}
+
+/* "loss" and "grad_norm" fields of every step line, concatenated */
+static char *curve(const char *dir) {
+    char p[400];
+    size_t n;
+    snprintf(p, sizeof p, "%s/train_log.jsonl", dir);
+    char *log = slurp(p, &n);
+    if (!log) return strdup("");
+    char *out = calloc(n + 1, 1);
+    for (char *l = strtok(log, "\n"); l; l = strtok(NULL, "\n")) {
+        char *a = strstr(l, "\"loss\""), *b = strstr(l, ",\"lr\"");
+        char *c = strstr(l, "\"grad_norm\""), *d = strstr(l, ",\"tokens\"");
+        if (!a || !b || !c || !d) continue;
+        strncat(out, a, (size_t)(b - a));
+        strncat(out, c, (size_t)(d - c));
+        strcat(out, "\n");
+    }
+    free(log);
+    return out;
+}
+
+static int count_steps(const char *dir) {
+    char *c = curve(dir);
+    int n = 0;
+    for (char *s = c; *s; s++)
+        n += *s == '\n';
+    free(c);
+    return n;
+}
+
+static void test_loss_goes_down(void) {
+    char out[300], err[1024];
+    snprintf(out, sizeof out, "%s/run", root);
+    loom_finetune_params p = params(out);
+    p.eval = eval_path;
+    p.max_steps = 12;
+    loom_finetune_result r;
+    loom_status st = loom_finetune_run(&p, &r, err, sizeof err);
+    CHECK_MSG(st == LOOM_OK, "finetune: %s", err);
+    CHECK_MSG(r.steps == 12, "%lld steps", (long long)r.steps);
+    CHECK_MSG(r.last_loss < 0.8 * r.first_loss, "training loss %.4f -> %.4f", r.first_loss,
+              r.last_loss);
+    CHECK_MSG(r.eval_after < r.eval_before, "held-out loss %.4f -> %.4f", r.eval_before,
+              r.eval_after);
+    printf("short run: loss %.4f -> %.4f, held-out %.4f -> %.4f, %.0f tokens/s\n", r.first_loss,
+           r.last_loss, r.eval_before, r.eval_after, r.tokens_per_s);
+    const char *files[] = {"adapter_config.json", "adapter_model.safetensors", "train_log.jsonl",
+                           "checkpoint.bin"};
+    for (int i = 0; i < 4; i++) {
+        char f[400];
+        struct stat sb;
+        snprintf(f, sizeof f, "%s/%s", out, files[i]);
+        CHECK_MSG(stat(f, &sb) == 0 && sb.st_size > 0, "%s missing", f);
+    }
+    CHECK(count_steps(out) == 12);
+}
+
+static void test_resume(void) {
+    char a[300], b[300], err[1024];
+    snprintf(a, sizeof a, "%s/full", root);
+    snprintf(b, sizeof b, "%s/split", root);
+    loom_finetune_params p = params(a);
+    CHECK_MSG(loom_finetune_run(&p, NULL, err, sizeof err) == LOOM_OK, "full: %s", err);
+    p = params(b);
+    p.save_every = 3;
+    p.stop_after = 3;
+    CHECK_MSG(loom_finetune_run(&p, NULL, err, sizeof err) == LOOM_OK, "first half: %s", err);
+    CHECK(count_steps(b) == 3);
+    p.stop_after = 0;
+    p.resume = true;
+    CHECK_MSG(loom_finetune_run(&p, NULL, err, sizeof err) == LOOM_OK, "resumed: %s", err);
+    char *ca = curve(a), *cb = curve(b);
+    CHECK_MSG(strcmp(ca, cb) == 0 && count_steps(a) == 6,
+              "loss curves differ:\n--- uninterrupted\n%s--- resumed\n%s", ca, cb);
+    free(ca);
+    free(cb);
+    char fa[400], fb[400];
+    size_t na, nb;
+    snprintf(fa, sizeof fa, "%s/adapter_model.safetensors", a);
+    snprintf(fb, sizeof fb, "%s/adapter_model.safetensors", b);
+    char *da = slurp(fa, &na), *db = slurp(fb, &nb);
+    CHECK_MSG(da && db && na == nb && memcmp(da, db, na) == 0, "adapters differ after resume");
+    free(da);
+    free(db);
+    /* a damaged checkpoint is refused, naming the problem */
+    snprintf(fb, sizeof fb, "%s/checkpoint.bin", b);
+    db = slurp(fb, &nb);
+    db[nb / 2] ^= 0x40;
+    FILE *f = fopen(fb, "wb");
+    fwrite(db, 1, nb, f);
+    fclose(f);
+    free(db);
+    p.max_steps = 8;
+    err[0] = 0;
+    CHECK(loom_finetune_run(&p, NULL, err, sizeof err) == LOOM_ERR_FORMAT);
+    CHECK_MSG(strstr(err, "checksum") != NULL, "message: %s", err);
+}
+
+/* The child trains 3 steps (checkpoint each), then resumes with the write
+ * hook set: the save of step 4 stops 64 KiB into its temporary file and the
+ * parent kills it there. Runs before this process starts any thread (the
+ * cpu backend's pool), so that the forked child can start its own. */
+static void test_kill9(void) {
+    char out[300], err[1024];
+    snprintf(out, sizeof out, "%s/killed", root);
+    const size_t half = 65536; /* the checkpoint is ~330 KB */
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (loom_registry_init() != LOOM_OK) _exit(2);
+        loom_finetune_params p = params(out);
+        p.save_every = 1;
+        p.max_steps = 10;
+        p.stop_after = 3;
+        if (loom_finetune_run(&p, NULL, err, sizeof err) != LOOM_OK) _exit(3);
+        char v[64];
+        snprintf(v, sizeof v, "stop:%zu", half);
+        setenv("LOOM_TEST_CKPT_WRITE_FAULT", v, 1);
+        p.stop_after = 0;
+        p.resume = true;
+        loom_finetune_run(&p, NULL, err, sizeof err);
+        _exit(4); /* not reached: stopped, then killed */
+    }
+    int status;
+    waitpid(pid, &status, WUNTRACED);
+    CHECK(loom_registry_init() == LOOM_OK);
+    CHECK_MSG(WIFSTOPPED(status), "the child did not stop mid-save (status %d)", status);
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    CHECK_MSG(count_steps(out) == 4, "log has %d steps, want 4", count_steps(out));
+    /* the checkpoint is step 3's: loads (checksum), and a resumed run
+     * repeats step 4 and finishes like an uninterrupted one */
+    loom_finetune_params p = params(out);
+    p.resume = true;
+    p.max_steps = 10;
+    loom_finetune_result r;
+    loom_status st = loom_finetune_run(&p, &r, err, sizeof err);
+    CHECK_MSG(st == LOOM_OK, "resume after kill -9: %s", err);
+    CHECK(r.steps == 10);
+    char ref[300];
+    snprintf(ref, sizeof ref, "%s/ref10", root);
+    p = params(ref);
+    p.max_steps = 10;
+    CHECK(loom_finetune_run(&p, NULL, err, sizeof err) == LOOM_OK);
+    char *cr = curve(ref), *ck = curve(out);
+    /* the killed run's log holds step 4 twice (before the kill and again) */
+    char *second4 = NULL;
+    {
+        char *first = strchr(ck, '\n'); /* skip to line 4's second occurrence */
+        int line = 1;
+        for (char *q = ck; *q && line < 5; q++)
+            if (*q == '\n' && ++line == 5) second4 = q + 1;
+        (void)first;
+    }
+    char *cr4 = cr;
+    for (int line = 1; line < 4 && cr4; line++)
+        cr4 = strchr(cr4, '\n') ? strchr(cr4, '\n') + 1 : NULL;
+    CHECK_MSG(second4 && cr4 && strcmp(second4, cr4) == 0,
+              "after kill -9 + resume, steps 4..10 differ from an uninterrupted run");
+    free(cr);
+    free(ck);
+    /* a full disk while saving: an error, and the previous checkpoint stays */
+    setenv("LOOM_TEST_CKPT_WRITE_FAULT", "fail:100", 1);
+    p = params(out);
+    p.resume = true;
+    p.max_steps = 11;
+    st = loom_finetune_run(&p, &r, err, sizeof err);
+    unsetenv("LOOM_TEST_CKPT_WRITE_FAULT");
+    CHECK_MSG(st == LOOM_ERR_IO && strstr(err, "No space"), "full disk: %d %s", st, err);
+    p.max_steps = 10;
+    p.stop_after = 1;
+    CHECK(loom_finetune_run(&p, &r, err, sizeof err) == LOOM_OK && r.steps == 10);
+}
+
+static void test_bad_data(void) {
+    char bad[300], out[300], err[1024];
+    snprintf(bad, sizeof bad, "%s/bad.jsonl", root);
+    snprintf(out, sizeof out, "%s/bad_run", root);
+    write_file(bad, "{\"text\": \"fine line\"}\n{\"messages\": [{\"role\": \"user\"}]}\n");
+    loom_finetune_params p = params(out);
+    p.data = bad;
+    CHECK(loom_finetune_run(&p, NULL, err, sizeof err) == LOOM_ERR_FORMAT);
+    CHECK_MSG(strstr(err, "bad.jsonl:2:") && strstr(err, "content"), "message: %s", err);
+    write_file(bad, "{\"text\": \"fine\"}\nnot json\n");
+    CHECK(loom_finetune_run(&p, NULL, err, sizeof err) == LOOM_ERR_FORMAT);
+    CHECK_MSG(strstr(err, "bad.jsonl:2: not a JSON object") != NULL, "message: %s", err);
+    write_file(bad, "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]}\n");
+    CHECK(loom_finetune_run(&p, NULL, err, sizeof err) == LOOM_ERR_FORMAT);
+    CHECK_MSG(strstr(err, "assistant") != NULL, "message: %s", err);
+}
+
+int main(void) {
+    char tmpl[] = "/tmp/loom_finetune_XXXXXX";
+    if (!mkdtemp(tmpl)) return 1;
+    snprintf(root, sizeof root, "%s", tmpl);
+    snprintf(model_path, sizeof model_path, "%s/tiny.gguf", root);
+    snprintf(data_path, sizeof data_path, "%s/train.jsonl", root);
+    snprintf(eval_path, sizeof eval_path, "%s/eval.jsonl", root);
+    write_file(data_path,
+               "{\"text\": \"the cat sat on the mat\"}\n"
+               "{\"text\": \"the dog sat on the log\"}\n"
+               "\n"
+               "{\"messages\": [{\"role\": \"system\", \"content\": \"be brief\"}, {\"role\": "
+               "\"user\", \"content\": \"capital of France?\"}, {\"role\": \"assistant\", "
+               "\"content\": \"Paris\"}]}\n"
+               "{\"text\": \"the cat ate the rat\"}\n"
+               "{\"messages\": [{\"role\": \"user\", \"content\": \"2+2?\"}, {\"role\": "
+               "\"assistant\", \"content\": \"4\"}, {\"role\": \"user\", \"content\": \"3+3?\"}, "
+               "{\"role\": \"assistant\", \"content\": \"6\"}]}\n");
+    write_file(eval_path, "{\"text\": \"the cat sat on the log\"}\n");
+    if (make_model()) {
+        test_kill9(); /* forks: first */
+        CHECK(loom_registry_init() == LOOM_OK);
+        test_loss_goes_down();
+        test_resume();
+        test_bad_data();
+    }
+    loom_registry_shutdown();
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", root);
+    return test_summary("test_finetune");
+}

@@ -1,0 +1,107 @@
+/* train/finetune.h - the training step as one graph, and the fine-tuning
+ * loop behind `loom finetune` (docs/adr/0028-training.md).
+ *
+ * The step graph (built once per sequence length): the model's forward
+ * without KV cache through the LoRA hook, next-token cross-entropy over the
+ * counted targets (prompt and padding positions carry target -1), and
+ * loom_graph_backward for every LoRA parameter. Scheduled on the model's
+ * backend (cpu fallback); LoRA parameters are host leaves, gradients are
+ * read back after each run.
+ *
+ * One optimizer step = grad_accum micro-steps of one sequence each (batch 1,
+ * as the QLoRA recipe): gradients averaged over the micro-steps, clipped to
+ * a global norm, AdamW with the cosine/warmup learning rate. Deterministic
+ * on cpu for a fixed thread count: data order (a seeded shuffle per epoch),
+ * dropout masks (one xoshiro256** stream whose state is checkpointed) and
+ * the reductions are the same on every run, so a resumed run repeats the
+ * uninterrupted one bit for bit. */
+#ifndef LOOM_TRAIN_FINETUNE_H
+#define LOOM_TRAIN_FINETUNE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "finetune_data.h"
+#include "lora.h"
+#include "optim.h"
+
+#include "loom/model.h"
+#include "loom/runtime.h"
+
+/* ---------------- the step graph ---------------- */
+
+typedef struct loom_train_graph {
+    loom_graph *g;
+    loom_sched *s;
+    loom_lora_binding bind;
+    loom_model_train_io io;
+    loom_tensor *targets; /* i32 [T] INPUT */
+    loom_tensor *loss;    /* f32 [1] */
+    int32_t T;
+    bool backward;
+} loom_train_graph;
+
+/* Build and schedule for sequences of T tokens. backward: gradients of every
+ * LoRA parameter and dropout (a training graph); else loss only (eval).
+ * keep_logits: the logits stay readable after a run (tests). The model's
+ * projection hook is set to this graph's binding while building and
+ * removed after. */
+loom_status loom_train_graph_build(loom_train_graph *tg, loom_model *m, loom_lora *lo, int32_t T,
+                                   bool backward, bool keep_logits, char *err, size_t err_n);
+/* Run on one sequence: tokens and targets [T] (target -1 = not counted).
+ * *loss = mean cross-entropy over the counted targets (0 when none). */
+loom_status loom_train_graph_run(loom_train_graph *tg, const int32_t *tokens,
+                                 const int32_t *targets, float *loss, char *err, size_t err_n);
+/* Gradient of LoRA parameter i after a backward run: rows*cols floats in
+ * PyTorch layout, into out (not accumulated). */
+loom_status loom_train_graph_grad(loom_train_graph *tg, int i, float *out);
+void loom_train_graph_free(loom_train_graph *tg);
+
+/* ---------------- the fine-tuning loop ---------------- */
+
+typedef struct loom_finetune_params {
+    const char *model;   /* GGUF file or HF directory */
+    const char *data;    /* training JSONL */
+    const char *eval;    /* held-out JSONL, or NULL */
+    const char *out_dir; /* adapter, log, checkpoint (created) */
+    const char *backend; /* NULL = default */
+    bool quantize;       /* base weights converted at load (--quant) */
+    loom_dtype quant;
+    loom_lora_config lora;
+    loom_adamw_params adamw;
+    float lr;           /* peak, 2e-4 */
+    float warmup_ratio; /* of the total optimizer steps, 0.03 */
+    int grad_accum;     /* 16 */
+    int32_t seq;        /* maximum tokens per sequence, 512 */
+    int epochs;         /* 1 */
+    int64_t max_steps;  /* > 0: total optimizer steps (overrides epochs) */
+    uint64_t seed;      /* 42 */
+    double max_grad_norm; /* 1.0; 0 = no clipping */
+    int64_t save_every;   /* checkpoint every N optimizer steps (0 = only at the end) */
+    int64_t eval_every;   /* eval loss every N steps (0 = at the start and end only) */
+    bool resume;          /* continue from OUTDIR/checkpoint.bin when present */
+    bool quiet;           /* no per-step lines on stderr */
+    /* Tests: after this many optimizer steps (total, counting resumed
+     * ones), stop as if killed, without the final save (0 = never). */
+    int64_t stop_after;
+} loom_finetune_params;
+
+/* The QLoRA recipe: lora r64/a16/p0.05 on all projections, lr 2e-4 cosine
+ * with 3% warmup, accumulation 16, clip 1.0, seq 512, 1 epoch, seed 42. */
+loom_finetune_params loom_finetune_default_params(void);
+
+typedef struct loom_finetune_result {
+    int64_t steps;           /* optimizer steps done (in total) */
+    double first_loss, last_loss;
+    double eval_before, eval_after; /* NAN when no eval set */
+    double tokens_per_s;
+    double step_s; /* mean seconds per optimizer step */
+} loom_finetune_result;
+
+/* Run the loop: writes OUTDIR/adapter_config.json, adapter_model.safetensors
+ * (PEFT), train_log.jsonl (one line per step: step, loss, lr, grad_norm,
+ * tokens, tokens_per_s, elapsed_s; eval lines), checkpoint.bin. */
+loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_result *res, char *err,
+                              size_t err_n);
+
+#endif

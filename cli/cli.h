@@ -23,6 +23,14 @@ int loom_cli_chat(const char *backend, int argc, char **argv);
  * tree), created on first use; 0 on success, else an exit code. */
 int loom_cli_default_model(char *path, size_t n);
 
+/* cli/model_cmds.c: the layer-split flags (cli/args.h) into model params,
+ * and the one-line plan a load prints on stderr (docs/adr/0030). */
+struct loom_cli_split;
+struct loom_model_params;
+struct loom_model;
+void loom_cli_split_apply(const struct loom_cli_split *o, struct loom_model_params *p);
+void loom_cli_print_plan(const struct loom_model *m);
+
 /* cli/serve_cmd.c: `loom serve` (serve/server.h). */
 int loom_cli_serve(const char *backend, int argc, char **argv);
 

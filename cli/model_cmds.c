@@ -16,6 +16,7 @@
 #include "loom/gguf.h"
 #include "loom/loom.h"
 #include "loom/model.h"
+#include "loom/runtime.h"
 #include "loom/safetensors.h"
 
 #ifndef LOOM_DEFAULT_SOURCE_DIR
@@ -731,6 +732,18 @@ static void final_line(const loom_model *m, const loom_generate_stats *s) {
             loom_model_backend_name(m), (long long)s->n_prompt,
             s->t_prompt_s > 0 ? (double)s->n_prompt / s->t_prompt_s : 0.0, (long long)s->n_gen,
             s->t_gen_s > 0 ? (double)s->n_gen / s->t_gen_s : 0.0);
+    /* A layer split's cost: the copies at its boundaries (docs/PERF.md). */
+    const loom_split_plan *pl = loom_model_split_plan(m);
+    loom_sched_stats st;
+    loom_model_sched_stats(m, &st);
+    const double total = s->t_prompt_s + s->t_gen_s;
+    if (pl && pl->n_devices > 1 && st.n_computes > 0)
+        fprintf(stderr,
+                "split copies: %d activation copies (%d in all, %zu bytes) per forward | %.4f "
+                "ms per forward copying, %lld forwards, %.2f%% of the time\n",
+                st.n_act_copies, st.n_copies, st.copy_bytes,
+                1e3 * st.copy_seconds / (double)st.n_computes, st.n_computes,
+                total > 0 ? 100.0 * st.copy_seconds / total : 0.0);
 }
 
 /* -n -1: until EOS or the context is full; generation stops at the end of the

@@ -144,6 +144,13 @@ LOOM_API const loom_split_plan *loom_model_split_plan(const loom_model *m);
 LOOM_API loom_status loom_model_plan_split(const char *path, const loom_model_params *p,
                                            loom_split_plan *out, char *err, size_t err_n);
 
+/* Scheduler statistics (loom/runtime.h) of the forward graph run last,
+ * with n_computes and copy_seconds summed over every cached graph: how many
+ * activation copies a layer split costs per forward, and the time spent in
+ * them (docs/PERF.md). Zeroes before the first forward. */
+struct loom_sched_stats;
+LOOM_API void loom_model_sched_stats(const loom_model *m, struct loom_sched_stats *out);
+
 /* One forward pass: n_seq sequences, each appending n_tokens tokens at the
  * current position of its slot (slots must be distinct). tokens holds
  * n_seq * n_tokens ids, sequence-major. logits receives vocab floats per

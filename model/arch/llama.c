@@ -203,6 +203,27 @@ static loom_status build(loom_model *m, loom_llama_graph *lg, char *err, size_t 
     return LOOM_OK;
 }
 
+void loom_model_sched_stats(const loom_model *m, loom_sched_stats *out) {
+    if (!out) return;
+    memset(out, 0, sizeof *out);
+    if (!m) return;
+    const loom_llama_graph *last = NULL;
+    long long n = 0;
+    double secs = 0;
+    for (int i = 0; i < LOOM_LLAMA_GRAPH_CACHE; i++) {
+        const loom_llama_graph *lg = &m->cache[i];
+        if (!lg->used || !lg->s) continue;
+        loom_sched_stats st;
+        loom_sched_get_stats(lg->s, &st);
+        n += st.n_computes;
+        secs += st.copy_seconds;
+        if (!last || lg->last_used > last->last_used) last = lg;
+    }
+    if (last) loom_sched_get_stats(last->s, out);
+    out->n_computes = n;
+    out->copy_seconds = secs;
+}
+
 /* The cached graph for this batch shape, built when missing (evicting the
  * least recently used one). */
 static loom_status get_graph(loom_model *m, const loom_batch *b, loom_llama_graph **out, char *err,

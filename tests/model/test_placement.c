@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "fuzz/fuzz_split_devices.c" /* LLVMFuzzerTestOneInput: aborts on a broken invariant */
 #include "loom/placement.h"
 #include "testing.h"
 
@@ -204,11 +205,39 @@ static void test_parse_devices(void) {
     }
 }
 
+/* The fuzz target's invariants over 20000 generated lists (fixed seed):
+ * names, indices, separators and junk from a small alphabet, so that most
+ * inputs are near-valid. */
+static void test_parse_devices_generated(void) {
+    static const char alpha[] = "abcz_09:,,:Z -";
+    uint64_t x = 0x5eed5eedULL;
+    int n_ok = 0;
+    for (int it = 0; it < 20000; it++) {
+        uint8_t buf[48];
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        size_t len = (size_t)(x % 40);
+        for (size_t i = 0; i < len; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            buf[i] = (uint8_t)alpha[x % (sizeof alpha - 1)];
+        }
+        LLVMFuzzerTestOneInput(buf, len);
+        char str[48];
+        memcpy(str, buf, len);
+        str[len] = '\0';
+        loom_device_ref r[LOOM_MAX_DEVICES];
+        int n = 0;
+        n_ok += loom_split_parse_devices(str, r, &n, NULL, 0) == LOOM_OK;
+    }
+    /* both paths exercised */
+    CHECK_MSG(n_ok > 100 && n_ok < 19000, "%d of 20000 accepted", n_ok);
+}
+
 int main(void) {
     test_gpu_layers();
     test_auto();
     test_does_not_fit();
     test_shares();
     test_parse_devices();
+    test_parse_devices_generated();
     return test_summary("test_placement");
 }

@@ -46,8 +46,9 @@
  * asked for (the last token of each sequence unless all_logits).
  *
  * KV cache and graph reuse: per layer K and V tensors [kv_dim, n_ctx, n_slots]
- * (f16 by default, q8_0 or f32 optional) live in a buffer of the run backend
- * when it supports set_rows, else on the cpu backend. A sequence owns one
+ * (f16 by default, q8_0 or f32 optional) live in a buffer of the layer's
+ * device (the run backend unless the layers are split, docs/adr/0030) when
+ * it supports set_rows, else on the cpu backend. A sequence owns one
  * slot. A forward graph is built per distinct batch shape (number of
  * sequences, tokens per sequence, the slots, all_logits) and cached (a few
  * entries, least recently used evicted): a decode loop builds its graph once

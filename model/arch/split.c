@@ -50,6 +50,7 @@ static loom_status add_device(loom_model *m, loom_backend *be, char *err, size_t
 
 loom_status loom_split_devices(loom_model *m, const loom_model_params *p, char *err, size_t err_n) {
     m->n_devs = 0;
+    int n_listed = 0; /* devices named by --devices (0: none given) */
     if (p->split == LOOM_SPLIT_LAYER && p->devices && p->devices[0]) {
         loom_device_ref refs[LOOM_MAX_DEVICES];
         int n = 0;
@@ -75,6 +76,7 @@ loom_status loom_split_devices(loom_model *m, const loom_model_params *p, char *
                     refs[i].name, refs[i].index, refs[i].name);
             LOOM_TRY(add_device(m, be, err, err_n));
         }
+        n_listed = m->n_devs;
     } else {
         char berr[LOOM_ERROR_MAX] = "";
         loom_backend *be = NULL;
@@ -84,8 +86,10 @@ loom_status loom_split_devices(loom_model *m, const loom_model_params *p, char *
                                    berr[0] ? berr : loom_status_str(st));
         LOOM_TRY(add_device(m, be, err, err_n));
     }
-    const int named = m->n_devs;
     LOOM_TRY(add_device(m, m->cpu, err, err_n));
+    /* Shares: one per device of --devices (an unlisted cpu gets 0), or per
+     * device of the default pair (backend, cpu). */
+    const int named = n_listed ? n_listed : m->n_devs;
     if (p->split == LOOM_SPLIT_LAYER && p->n_tensor_split > 0 && p->n_tensor_split != named)
         return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
                                "model: --tensor-split has %d shares but %d device%s %s listed "

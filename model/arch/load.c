@@ -500,7 +500,8 @@ static loom_status place_weights(loom_model *m, wlist *wl, const loom_model_para
             if (w->dev != d) continue;
             if (first_w < 0) first_w = i;
             used += w->nbytes;
-            if (cap && used > cap)
+            if (cap && used > cap) {
+                loom_pack_free(&pk);
                 return loom_model_fail(
                     err, err_n, LOOM_ERR_OOM,
                     "model: out of memory on %s at tensor '%s' (%zu bytes): the weights placed "
@@ -509,6 +510,7 @@ static loom_status place_weights(loom_model *m, wlist *wl, const loom_model_para
                     be->iface->name, w->name, w->nbytes, (double)used / (1 << 20),
                     (double)cap / (1 << 20), m->plan.max_fitting, m->plan.n_layers,
                     m->plan.max_fitting);
+            }
             st = loom_pack_add(&pk, w->nbytes, &w->at);
             if (st == LOOM_ERR_UNSUPPORTED)
                 loom_model_fail(

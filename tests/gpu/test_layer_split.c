@@ -255,6 +255,24 @@ static void test_memory_limit(void) {
                   strstr(err, "try --gpu-layers 2"),
               "message: %s", err);
     loom_model_free(m);
+    /* Room for two layers' weights but not their KV cache and activations:
+     * the error names the first KV tensor there. */
+    {
+        loom_split_plan t;
+        unsetenv("LOOM_DEVICE_MEMORY_LIMIT");
+        p.gpu_layers = 2;
+        CHECK(loom_model_plan_split(g_path[1], &p, &t, err, sizeof err) == LOOM_OK);
+        CHECK(t.act_bytes[0] > 1024 * 1024);
+        snprintf(v, sizeof v, "%zu", t.weight_bytes[0] + t.act_bytes[0] / 2);
+        setenv("LOOM_DEVICE_MEMORY_LIMIT", v, 1);
+        st = load(1, &p, &m, err, sizeof err);
+        CHECK_MSG(st == LOOM_ERR_OOM && !m &&
+                      strstr(err, "out of memory on vulkan at the KV cache 'cache_k.2'") &&
+                      strstr(err, "try --gpu-layers"),
+                  "weights fit, KV does not: %s", err);
+        loom_model_free(m);
+        m = NULL;
+    }
     setenv("LOOM_DEVICE_MEMORY_LIMIT", "12Q", 1);
     CHECK(load(1, &p, &m, err, sizeof err) == LOOM_ERR_INVALID_ARG &&
           strstr(err, "LOOM_DEVICE_MEMORY_LIMIT='12Q'"));

@@ -464,6 +464,7 @@ int loom_cli_info(const char *backend, int argc, char **argv) {
         mp.n_slots = n_par;
         mp.n_ctx = ctx_arg;
         loom_cli_split_apply(&so, &mp);
+        if (so.split == LOOM_SPLIT_NONE) mp.gpu_layers = LOOM_CLI_MAX_GPU_LAYERS; /* all */
         loom_split_plan plan;
         if (loom_model_plan_split(path, &mp, &plan, err, sizeof err) != LOOM_OK) {
             fprintf(stderr, "loom info: %s\n", err);
@@ -473,7 +474,7 @@ int loom_cli_info(const char *backend, int argc, char **argv) {
         char table[4096];
         loom_split_plan_describe(&plan, false, table, sizeof table);
         printf("split plan        %s, ctx %lld, kv %s, %d slot%s\n",
-               so.split == LOOM_SPLIT_NONE ? "--split none (shown as a layer plan)"
+               so.split == LOOM_SPLIT_NONE ? "--split none (as every layer off the cpu)"
                : so.n_shares               ? "--tensor-split"
                : so.gpu_layers >= 0        ? "--gpu-layers N"
                                            : "--gpu-layers auto",

@@ -97,8 +97,11 @@ loom_status loom_split_devices(loom_model *m, const loom_model_params *p, char *
                                "cpu)",
                                p->n_tensor_split, named, named == 1 ? "" : "s",
                                named == 1 ? "is" : "are");
-    /* The run backend: the first device that is not the cpu. */
-    m->be = m->devs[0];
+    /* The run backend: the first device that is not the cpu (the cpu when
+     * there is none). */
+    m->be = m->cpu;
+    for (int d = m->n_devs - 1; d >= 0; d--)
+        if (m->devs[d] != m->cpu) m->be = m->devs[d];
     return LOOM_OK;
 }
 

@@ -16,7 +16,6 @@
 #include "loom/gguf.h"
 #include "loom/loom.h"
 #include "loom/model.h"
-#include "loom/runtime.h"
 #include "loom/safetensors.h"
 
 #ifndef LOOM_DEFAULT_SOURCE_DIR
@@ -300,27 +299,6 @@ static int default_model(char *path, size_t n) {
 
 int loom_cli_default_model(char *path, size_t n) { return default_model(path, n); }
 
-/* ---------------- layer split (docs/adr/0030) ---------------- */
-
-void loom_cli_split_apply(const loom_cli_split *o, loom_model_params *p) {
-    p->split = o->split;
-    p->gpu_layers = o->gpu_layers;
-    p->devices = o->devices;
-    p->n_tensor_split = o->n_shares;
-    for (int i = 0; i < o->n_shares && i < LOOM_MAX_DEVICES; i++)
-        p->tensor_split[i] = o->shares[i];
-}
-
-/* Only when a device besides the cpu took part: a cpu-only load has nothing
- * to split and keeps its output as before. */
-void loom_cli_print_plan(const loom_model *m) {
-    const loom_split_plan *pl = loom_model_split_plan(m);
-    if (!pl || pl->n_devices < 2) return;
-    char line[1024];
-    loom_split_plan_describe(pl, true, line, sizeof line);
-    fprintf(stderr, "%s\n", line);
-}
-
 /* ---------------- info ---------------- */
 
 static void info_usage(FILE *f) {
@@ -452,36 +430,9 @@ int loom_cli_info(const char *backend, int argc, char **argv) {
            has_tok ? (hf ? "tokenizer.json" : "embedded (tokenizer.ggml.*)") : "none");
     if (dev) printf("device            %s (%s)\n", be->iface->name, dev);
     rc = 0;
-    if (want_plan || (be && strcmp(be->iface->name, "cpu") != 0) || so.devices) {
-        if (hf) {
-            printf("split plan        needs a GGUF file (convert with loom export-gguf; loom run "
-                   "prints the plan it loads with)\n");
-            goto done;
-        }
-        loom_model_params mp = loom_model_default_params();
-        mp.backend = backend;
-        mp.kv_dtype = kv;
-        mp.n_slots = n_par;
-        mp.n_ctx = ctx_arg;
-        loom_cli_split_apply(&so, &mp);
-        if (so.split == LOOM_SPLIT_NONE) mp.gpu_layers = LOOM_CLI_MAX_GPU_LAYERS; /* all */
-        loom_split_plan plan;
-        if (loom_model_plan_split(path, &mp, &plan, err, sizeof err) != LOOM_OK) {
-            fprintf(stderr, "loom info: %s\n", err);
-            rc = 1;
-            goto done;
-        }
-        char table[4096];
-        loom_split_plan_describe(&plan, false, table, sizeof table);
-        printf("split plan        %s, ctx %lld, kv %s, %d slot%s\n",
-               so.split == LOOM_SPLIT_NONE ? "--split none (as every layer off the cpu)"
-               : so.n_shares               ? "--tensor-split"
-               : so.gpu_layers >= 0        ? "--gpu-layers N"
-                                           : "--gpu-layers auto",
-               (long long)(ctx_arg > 0 ? ctx_arg : (c.max_ctx < 4096 ? c.max_ctx : 4096)),
-               loom_dtype_name(kv), n_par, n_par == 1 ? "" : "s");
-        fputs(table, stdout);
-    }
+    if (want_plan || (be && strcmp(be->iface->name, "cpu") != 0) || so.devices)
+        rc = loom_cli_info_plan(path, hf, backend, &so, kv, n_par, ctx_arg,
+                                c.max_ctx < 4096 ? c.max_ctx : 4096);
 done:
     loom_gguf_close(g);
     loom_registry_shutdown();
@@ -733,18 +684,7 @@ static void final_line(const loom_model *m, const loom_generate_stats *s) {
             loom_model_backend_name(m), (long long)s->n_prompt,
             s->t_prompt_s > 0 ? (double)s->n_prompt / s->t_prompt_s : 0.0, (long long)s->n_gen,
             s->t_gen_s > 0 ? (double)s->n_gen / s->t_gen_s : 0.0);
-    /* A layer split's cost: the copies at its boundaries (docs/PERF.md). */
-    const loom_split_plan *pl = loom_model_split_plan(m);
-    loom_sched_stats st;
-    loom_model_sched_stats(m, &st);
-    const double total = s->t_prompt_s + s->t_gen_s;
-    if (pl && pl->n_devices > 1 && st.n_computes > 0)
-        fprintf(stderr,
-                "split copies: %d activation copies (%d in all, %zu bytes) per forward | %.4f "
-                "ms per forward copying, %lld forwards, %.2f%% of the time\n",
-                st.n_act_copies, st.n_copies, st.copy_bytes,
-                1e3 * st.copy_seconds / (double)st.n_computes, st.n_computes,
-                total > 0 ? 100.0 * st.copy_seconds / total : 0.0);
+    loom_cli_print_split_cost(m, s->t_prompt_s + s->t_gen_s);
 }
 
 /* -n -1: until EOS or the context is full; generation stops at the end of the

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loom/placement.h"
+
 static bool not_number(const char *cmd, const char *flag, const char *s) {
     fprintf(stderr, "loom %s: %s: '%s' is not a number\n", cmd, flag, s);
     return false;
@@ -132,4 +134,100 @@ int loom_cli_unknown(const char *cmd, const char *a) {
     else
         fprintf(stderr, "loom %s: unexpected argument '%s'\n", cmd, a);
     return LOOM_CLI_USAGE;
+}
+
+/* ---------------- layer-split flags ---------------- */
+
+void loom_cli_split_init(loom_cli_split *o) {
+    memset(o, 0, sizeof *o);
+    o->split = 0; /* LOOM_SPLIT_LAYER */
+    o->gpu_layers = LOOM_GPU_LAYERS_AUTO;
+}
+
+bool loom_cli_split_flag(const char *a) {
+    return !strcmp(a, "--gpu-layers") || !strcmp(a, "--devices") || !strcmp(a, "--tensor-split") ||
+           !strcmp(a, "--split");
+}
+
+/* "3,1": each share a finite decimal in [0, 1e6], at most 8, not all 0. */
+static bool parse_shares(const char *cmd, const char *flag, const char *v, loom_cli_split *o) {
+    char item[64];
+    o->n_shares = 0;
+    for (const char *s = v;;) {
+        const char *c = strchr(s, ',');
+        size_t len = c ? (size_t)(c - s) : strlen(s);
+        if (len == 0 || len >= sizeof item || o->n_shares == LOOM_MAX_DEVICES) {
+            fprintf(stderr, "loom %s: %s: '%s' is not a list of at most %d shares (e.g. 3,1)\n",
+                    cmd, flag, v, LOOM_MAX_DEVICES);
+            return false;
+        }
+        memcpy(item, s, len);
+        item[len] = 0;
+        if (!loom_cli_parse_f32(cmd, flag, item, 0.0f, 1e6f, &o->shares[o->n_shares])) return false;
+        o->n_shares++;
+        if (!c) break;
+        s = c + 1;
+    }
+    float sum = 0;
+    for (int i = 0; i < o->n_shares; i++)
+        sum += o->shares[i];
+    if (!(sum > 0)) {
+        fprintf(stderr, "loom %s: %s: '%s' gives every device a share of 0\n", cmd, flag, v);
+        return false;
+    }
+    return true;
+}
+
+bool loom_cli_split_parse(const char *cmd, const char *flag, const char *v, loom_cli_split *o) {
+    if (!strcmp(flag, "--gpu-layers")) {
+        o->gpu_layers_set = true;
+        if (!strcmp(v, "auto")) {
+            o->gpu_layers = LOOM_GPU_LAYERS_AUTO;
+            return true;
+        }
+        /* a number or auto: say so when it is neither */
+        for (const char *p = v; *p; p++)
+            if (!isdigit((unsigned char)*p) && !(p == v && (*p == '-' || *p == '+'))) {
+                fprintf(stderr, "loom %s: %s: '%s' is not a number or auto\n", cmd, flag, v);
+                return false;
+            }
+        if (!v[0]) {
+            fprintf(stderr, "loom %s: %s: '' is not a number or auto\n", cmd, flag);
+            return false;
+        }
+        return loom_cli_parse_int(cmd, flag, v, 0, LOOM_CLI_MAX_GPU_LAYERS, &o->gpu_layers);
+    }
+    if (!strcmp(flag, "--devices")) {
+        loom_device_ref refs[LOOM_MAX_DEVICES];
+        int n = 0;
+        char err[256];
+        if (loom_split_parse_devices(v, refs, &n, err, sizeof err) != LOOM_OK) {
+            fprintf(stderr, "loom %s: %s: %s\n", cmd, flag, err);
+            return false;
+        }
+        o->devices = v;
+        return true;
+    }
+    if (!strcmp(flag, "--tensor-split")) return parse_shares(cmd, flag, v, o);
+    static const char *const modes[] = {"layer", "none", NULL}; /* = loom_split_mode */
+    o->split_set = true;
+    return loom_cli_parse_choice(cmd, flag, v, modes, &o->split);
+}
+
+bool loom_cli_split_check(const char *cmd, const loom_cli_split *o) {
+    if (o->split == 1 && (o->devices || o->n_shares || (o->gpu_layers_set && o->gpu_layers >= 0))) {
+        fprintf(stderr,
+                "loom %s: --split none keeps every weight on the backend; it takes no "
+                "--devices, --tensor-split or --gpu-layers N\n",
+                cmd);
+        return false;
+    }
+    if (o->n_shares && o->gpu_layers_set && o->gpu_layers >= 0) {
+        fprintf(stderr,
+                "loom %s: --tensor-split and --gpu-layers %d contradict: the shares decide how "
+                "many layers each device holds\n",
+                cmd, o->gpu_layers);
+        return false;
+    }
+    return true;
 }

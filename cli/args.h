@@ -46,4 +46,36 @@ bool loom_cli_is_help(const char *a);
  * on stderr; returns LOOM_CLI_USAGE. The caller prints its usage after it. */
 int loom_cli_unknown(const char *cmd, const char *a);
 
+/* The layer-split flags shared by run, chat, serve, bench model and info
+ * (docs/adr/0030-layer-split.md):
+ *   --gpu-layers N|auto   layers off the cpu (the last N), or as many as fit
+ *   --devices LIST        NAME[:INDEX],... in order, e.g. vulkan:0,cpu
+ *   --tensor-split LIST   one share per device of --devices, e.g. 3,1
+ *   --split layer|none    layer (default) or none: all on the run backend
+ * loom_cli_split_flag says whether a is one of them (each takes a value);
+ * loom_cli_split_parse parses one (one-line errors as above); after the
+ * loop, loom_cli_split_check rejects combinations that contradict each
+ * other. LOOM_CLI_SPLIT_USAGE is the lines for a usage text. */
+typedef struct loom_cli_split {
+    int split;      /* loom_split_mode */
+    int gpu_layers; /* LOOM_GPU_LAYERS_AUTO (-1) or N */
+    bool gpu_layers_set, split_set;
+    const char *devices; /* NULL: not given */
+    int n_shares;
+    float shares[8];
+} loom_cli_split;
+#define LOOM_CLI_MAX_GPU_LAYERS 65536
+#define LOOM_CLI_SPLIT_USAGE                                                                       \
+    "  --gpu-layers N|auto   layers off the cpu: the last N (0..65536), plus the output\n"         \
+    "                        head when it fits; auto (default): as many as fit\n"                  \
+    "  --devices LIST        devices in order, NAME[:INDEX],... (e.g. vulkan:0,cpu);\n"            \
+    "                        default: the backend, then cpu\n"                                     \
+    "  --tensor-split LIST   one share per device of --devices (e.g. 3,1)\n"                       \
+    "  --split MODE          layer (default): layers split over the devices; none:\n"              \
+    "                        every weight on the backend\n"
+void loom_cli_split_init(loom_cli_split *o);
+bool loom_cli_split_flag(const char *a);
+bool loom_cli_split_parse(const char *cmd, const char *flag, const char *v, loom_cli_split *o);
+bool loom_cli_split_check(const char *cmd, const loom_cli_split *o);
+
 #endif

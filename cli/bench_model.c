@@ -44,6 +44,7 @@ typedef struct bm_opts {
     const char *preset;
     int ptype; /* index into W_NAMES */
     const char *save, *plot;
+    loom_cli_split split; /* layer split of every load (docs/adr/0030) */
 } bm_opts;
 
 static const char *const FORMATS[] = {"md", "json", "csv", "jsonl", NULL};
@@ -55,33 +56,39 @@ static const char *CMD = "bench model";
 
 static void usage(FILE *f) {
     fprintf(
-        f, "usage: loom bench model [-m MODEL[,MODEL...]] [--preset NAME [--type TYPE]]\n"
-           "                        [--backend NAME[,NAME...]|all] [-p N[,N...]] [-n N[,N...]]\n"
-           "                        [-pg P,N] [-t N[,N...]] [-b N[,N...]] [--kv-type T[,T...]]\n"
-           "                        [-r N] [-o md|json|csv|jsonl] [--save DIR] [--plot FILE.svg]\n"
-           "  -m MODEL       GGUF files or HF checkpoint directories (default: the default\n"
-           "                 model `loom run` uses, created on first use)\n"
-           "  --preset NAME  also bench a model shape without a file (e.g. llama3-8b): random\n"
-           "                 weights written to a temporary GGUF in $TMPDIR, unlinked once loaded\n"
-           "  --type TYPE    weights of --preset: f32, f16, bf16, q8_0 (default), q4_0\n"
-           "  --backend B    backends to compare (default: the selected one); all = every\n"
-           "                 available backend, with a ratio column against the first\n"
-           "  -p N           prompt-processing tests, tokens per forward, 0..65536 (default 512)\n"
-           "  -n N           generation tests, decode steps, 0..65536 (default 128)\n"
-           "  -pg P,N        a combined test: P prompt tokens then N decode steps (repeatable)\n"
-           "  -t N           cpu threads, 1..4096 (default: the cpu backend's, LOOM_THREADS)\n"
-           "  -b N           prompt tokens per forward, 1..65536 (default 2048); longer prompts\n"
-           "                 are processed in chunks of N\n"
-           "  --kv-type T    KV cache types: f16 (default), q8_0, f32\n"
-           "  -r N           repetitions per cell after one warm-up, 1..100 (default 5)\n"
-           "  -o FMT         md (llama-bench's markdown table, default), json, csv, jsonl\n"
-           "  --save DIR     also append a JSON record (git revision, machine, date, results)\n"
-           "                 to DIR; compare two with `loom bench compare OLD NEW`\n"
-           "  --plot FILE    also draw t/s per test and backend as grouped bars (SVG, log\n"
-           "                 scale, rooflines marked)\n"
-           "Each cell is mean +- stddev tokens/s. For tg on host memory (cpu, lavapipe) the\n"
-           "roofline is the bytes a token reads (active weights + KV) over the triad bandwidth\n"
-           "measured now with the same threads; %% roof is how much of it was reached.\n");
+        f,
+        "usage: loom bench model [-m MODEL[,MODEL...]] [--preset NAME [--type TYPE]]\n"
+        "                        [--backend NAME[,NAME...]|all] [-p N[,N...]] [-n N[,N...]]\n"
+        "                        [-pg P,N] [-t N[,N...]] [-b N[,N...]] [--kv-type T[,T...]]\n"
+        "                        [-r N] [-o md|json|csv|jsonl] [--save DIR] [--plot FILE.svg]\n"
+        "                        [--gpu-layers N|auto] [--devices LIST] [--tensor-split LIST]\n"
+        "                        [--split MODE]\n"
+        "  -m MODEL       GGUF files or HF checkpoint directories (default: the default\n"
+        "                 model `loom run` uses, created on first use)\n"
+        "  --preset NAME  also bench a model shape without a file (e.g. llama3-8b): random\n"
+        "                 weights written to a temporary GGUF in $TMPDIR, unlinked once loaded\n"
+        "  --type TYPE    weights of --preset: f32, f16, bf16, q8_0 (default), q4_0\n"
+        "  --backend B    backends to compare (default: the selected one); all = every\n"
+        "                 available backend, with a ratio column against the first\n"
+        "  -p N           prompt-processing tests, tokens per forward, 0..65536 (default 512)\n"
+        "  -n N           generation tests, decode steps, 0..65536 (default 128)\n"
+        "  -pg P,N        a combined test: P prompt tokens then N decode steps (repeatable)\n"
+        "  -t N           cpu threads, 1..4096 (default: the cpu backend's, LOOM_THREADS)\n"
+        "  -b N           prompt tokens per forward, 1..65536 (default 2048); longer prompts\n"
+        "                 are processed in chunks of N\n"
+        "  --kv-type T    KV cache types: f16 (default), q8_0, f32\n"
+        "  -r N           repetitions per cell after one warm-up, 1..100 (default 5)\n"
+        "  -o FMT         md (llama-bench's markdown table, default), json, csv, jsonl\n"
+        "  --save DIR     also append a JSON record (git revision, machine, date, results)\n"
+        "                 to DIR; compare two with `loom bench compare OLD NEW`\n"
+        "  --plot FILE    also draw t/s per test and backend as grouped bars (SVG, log\n"
+        "                 scale, rooflines marked)\n"
+        "Each cell is mean +- stddev tokens/s. For tg on host memory (cpu, lavapipe) the\n"
+        "roofline is the bytes a token reads (active weights + KV) over the triad bandwidth\n"
+        "measured now with the same threads; %% roof is how much of it was reached.\n"
+        "Layer split of every load (the plan is printed on stderr):\n"
+        "%s",
+        LOOM_CLI_SPLIT_USAGE);
 }
 
 /* A comma list of ints, each parsed strictly (an empty item is an error). */
@@ -137,7 +144,7 @@ static int parse(int argc, char **argv, bm_opts *o) {
             usage(stdout);
             return 0;
         }
-        bool known = false;
+        bool known = loom_cli_split_flag(a);
         for (int k = 0; valued[k] && !known; k++)
             known = !strcmp(a, valued[k]);
         if (!known) {
@@ -148,7 +155,9 @@ static int parse(int argc, char **argv, bm_opts *o) {
         if (!(v = loom_cli_value(CMD, argc, argv, &i))) return LOOM_CLI_USAGE;
         bool ok = true;
         int k = 0;
-        if (!strcmp(a, "-m")) {
+        if (loom_cli_split_flag(a)) {
+            ok = loom_cli_split_parse(CMD, a, v, &o->split);
+        } else if (!strcmp(a, "-m")) {
             /* Paths are split at commas, as llama-bench does. */
             static char mbuf[MAX_LIST][1024];
             const char *s = v;
@@ -220,7 +229,7 @@ static int parse(int argc, char **argv, bm_opts *o) {
         }
         if (!ok) return LOOM_CLI_USAGE;
     }
-    return -1;
+    return loom_cli_split_check(CMD, &o->split) ? -1 : LOOM_CLI_USAGE;
 }
 
 static double now_s(void) {
@@ -396,6 +405,7 @@ static int bench_one(const bm_opts *o, bm_run *run, const char *path, const char
         if (o->pg[i][0] + o->pg[i][1] > ctx) ctx = o->pg[i][0] + o->pg[i][1];
     mp.n_ctx = ctx;
     mp.n_slots = 1;
+    loom_cli_split_apply(&o->split, &mp);
     char err[1024] = "";
     loom_model *m = NULL;
     fprintf(stderr, "bench: loading %s on %s (kv %s)...\n", label_file, be->iface->name,
@@ -406,6 +416,7 @@ static int bench_one(const bm_opts *o, bm_run *run, const char *path, const char
         return 1;
     }
     const double load_s = now_s() - t0;
+    loom_cli_print_plan(m);
     const loom_model_config *c = loom_model_config_of(m);
     loom_model_size sz;
     loom_model_config_size(c, &sz);
@@ -666,6 +677,7 @@ static int pick_backends(const char *spec, loom_backend **bes, int max) {
 int loom_cli_bench_model(const char *backend, int argc, char **argv) {
     bm_opts o;
     memset(&o, 0, sizeof o);
+    loom_cli_split_init(&o.split);
     o.reps = 5;
     o.ptype = 3; /* q8_0 */
     if (backend) snprintf(o.backends, sizeof o.backends, "%s", backend);

@@ -3,7 +3,11 @@
 #ifndef LOOM_CLI_H
 #define LOOM_CLI_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+#include "loom/dtype.h"
 
 /* `loom devices`: every registered backend and which one would be selected. */
 int loom_cli_devices(const char *backend);
@@ -30,6 +34,20 @@ int loom_cli_perplexity(const char *backend, int argc, char **argv);
 int loom_cli_embed(const char *backend, int argc, char **argv);
 /* cli/data_cmd.c: `loom data prep` (train/data_prep.h). */
 int loom_cli_data(int argc, char **argv);
+/* cli/split_cmds.c (docs/adr/0030): the layer-split flags (cli/args.h) into
+ * model params; the one-line plan a load prints on stderr (when a non-cpu
+ * device took part); the boundary copies' cost after a run (total_s: the
+ * run's seconds); `loom info`'s plan table of path (0, or 1 after printing
+ * the error; ctx 0: default_ctx, what a load uses). */
+struct loom_cli_split;
+struct loom_model_params;
+struct loom_model;
+void loom_cli_split_apply(const struct loom_cli_split *o, struct loom_model_params *p);
+void loom_cli_print_plan(const struct loom_model *m);
+void loom_cli_print_split_cost(const struct loom_model *m, double total_s);
+int loom_cli_info_plan(const char *path, bool hf, const char *backend,
+                       const struct loom_cli_split *so, loom_dtype kv, int n_slots, int64_t ctx,
+                       int64_t default_ctx);
 
 /* cli/serve_cmd.c: `loom serve` (serve/server.h). */
 int loom_cli_serve(const char *backend, int argc, char **argv);

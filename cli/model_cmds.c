@@ -336,22 +336,42 @@ int loom_cli_default_model(char *path, size_t n) {
 static void info_usage(FILE *f) {
     fprintf(f,
             "usage: loom info [MODEL.gguf|HFDIR | -m MODEL] [--ctx N] [--backend NAME]\n"
-            "  --ctx N  context for the KV-cache numbers, 0..%d (0: the model's max)\n"
+            "       [--gpu-layers N|auto] [--devices LIST] [--tensor-split LIST] [--split MODE]\n"
+            "       [--kv-type f16|q8_0|f32] [--parallel N]\n"
+            "  --ctx N               context for the KV-cache numbers, 0..%d (0: the model's\n"
+            "                        max; for the split plan: what loom run would use)\n"
+            "%s"
+            "  --kv-type TYPE        KV-cache type of the split plan (default f16)\n"
+            "  --parallel N          sequences (KV slots) of the split plan, 1..256 (default 1)\n"
+            "With a split flag, or a backend other than cpu, info prints the layer-split plan\n"
+            "of a GGUF: bytes and layers per device, and what does not fit and why.\n"
             "without MODEL: the default model (SmolLM2-135M-Instruct from the model cache, else\n"
             "%s with random weights, created on first use)\n",
-            MAX_CTX, DEFAULT_PRESET);
+            MAX_CTX, LOOM_CLI_SPLIT_USAGE, DEFAULT_PRESET);
 }
 
 int loom_cli_info(const char *backend, int argc, char **argv) {
     const char *path = NULL, *cmd = "info";
     int64_t ctx = 0;
+    loom_cli_split so;
+    loom_cli_split_init(&so);
+    bool want_plan = false;
+    loom_dtype kv = LOOM_F16;
+    int n_par = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (loom_cli_is_help(a)) {
             info_usage(stdout);
             return 0;
         }
-        if (!strcmp(a, "--ctx") || !strcmp(a, "-m")) {
+        if (loom_cli_split_flag(a) || !strcmp(a, "--kv-type") || !strcmp(a, "--parallel")) {
+            if (!(v = loom_cli_value(cmd, argc, argv, &i))) return LOOM_CLI_USAGE;
+            bool ok = !strcmp(a, "--kv-type")    ? parse_type(cmd, a, v, KV_TYPES, KV_DTYPES, &kv)
+                      : !strcmp(a, "--parallel") ? loom_cli_parse_int(cmd, a, v, 1, 256, &n_par)
+                                                 : loom_cli_split_parse(cmd, a, v, &so);
+            if (!ok) return LOOM_CLI_USAGE;
+            want_plan = want_plan || loom_cli_split_flag(a);
+        } else if (!strcmp(a, "--ctx") || !strcmp(a, "-m")) {
             if (!(v = loom_cli_value(cmd, argc, argv, &i))) return LOOM_CLI_USAGE;
             if (!strcmp(a, "-m") && path) return loom_cli_unknown(cmd, v);
             if (!strcmp(a, "-m"))
@@ -366,6 +386,7 @@ int loom_cli_info(const char *backend, int argc, char **argv) {
             return LOOM_CLI_USAGE;
         }
     }
+    if (!loom_cli_split_check(cmd, &so)) return LOOM_CLI_USAGE;
     /* The device the numbers are compared with; a backend asked for by name
      * must exist (checked before the default model is created). */
     size_t mem = 0;
@@ -426,6 +447,7 @@ int loom_cli_info(const char *backend, int argc, char **argv) {
         loom_gguf_get_str(g, "general.description", &desc, &dlen);
         has_tok = loom_gguf_find_kv(g, "tokenizer.ggml.tokens") >= 0;
     }
+    const int64_t ctx_arg = ctx; /* 0: the loader's default, for the plan */
     if (ctx <= 0) ctx = c.max_ctx;
     printf("model             %s%s\n", path, rw ? "  (RANDOM WEIGHTS)" : "");
     if (desc) printf("description       %.*s\n", (int)(dlen > 300 ? 300 : dlen), desc);
@@ -441,6 +463,9 @@ int loom_cli_info(const char *backend, int argc, char **argv) {
            has_tok ? (hf ? "tokenizer.json" : "embedded (tokenizer.ggml.*)") : "none");
     if (dev) printf("device            %s (%s)\n", be->iface->name, dev);
     rc = 0;
+    if (want_plan || (be && strcmp(be->iface->name, "cpu") != 0) || so.devices)
+        rc = loom_cli_info_plan(path, hf, backend, &so, kv, n_par, ctx_arg,
+                                c.max_ctx < 4096 ? c.max_ctx : 4096);
 done:
     loom_gguf_close(g);
     loom_registry_shutdown();
@@ -483,6 +508,7 @@ typedef struct run_opts {
     const char *stop[MAX_STOP];
     size_t n_stop;
     bool ignore_eos;
+    loom_cli_split split;
 } run_opts;
 
 static void run_usage_cmd(FILE *f, const char *cmd) {
@@ -493,6 +519,7 @@ static void run_usage_cmd(FILE *f, const char *cmd) {
             "       [--presence-penalty P] [--frequency-penalty F] [--seed S] [--ctx N]\n"
             "       [--kv-type f16|q8_0|f32] [--stop STR]... [--ignore-eos] %s[--backend NAME]\n"
             "%s"
+            "       [--gpu-layers N|auto] [--devices LIST] [--tensor-split LIST] [--split MODE]\n"
             "without -m: the default model (SmolLM2-135M-Instruct from the model cache, else\n"
             "%s with random weights, created on first use);\n"
             "HFDIR: a Hugging Face checkpoint directory, converted while loading\n"
@@ -515,6 +542,7 @@ static void run_usage_cmd(FILE *f, const char *cmd) {
             "  --ignore-eos          keep generating past EOS\n"
             "  --lora DIR            apply a PEFT LoRA adapter (adapter_config.json +\n"
             "                        adapter_model.safetensors) without merging it\n"
+            "%s"
             "%s",
             cmd, run ? "[-p PROMPT] " : "[--system TEXT] [-p MESSAGE] ",
             run ? "[--parallel N] " : "", run ? "" : "       [--chat-template NAME]\n",
@@ -525,7 +553,8 @@ static void run_usage_cmd(FILE *f, const char *cmd) {
                   "  --chat-template NAME  llama3, chatml, smollm2, mistral, llama2 or zephyr\n"
                   "                        (default: the model's own, by fingerprint)\n",
             MAX_N_PREDICT, run ? 64 : 256, MAX_N_PREDICT, MAX_CTX, MAX_STOP,
-            run ? "  --parallel N          sequences generated together, 1..64 (default 1)\n" : "");
+            run ? "  --parallel N          sequences generated together, 1..64 (default 1)\n" : "",
+            LOOM_CLI_SPLIT_USAGE);
 }
 static void run_usage(FILE *f) {
     run_usage_cmd(f, "run");
@@ -544,6 +573,7 @@ static int parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
     o->sp = loom_sampler_default_params();
     o->kv_type = "f16";
     o->kv_dtype = LOOM_F16;
+    loom_cli_split_init(&o->split);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         loom_sampler_params *sp = &o->sp;
@@ -575,7 +605,8 @@ static int parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
                                              NULL};
         bool known = !strcmp(a, "-p") || !strcmp(a, "--prompt") ||
                      (run && !strcmp(a, "--parallel")) ||
-                     (!run && (!strcmp(a, "--system") || !strcmp(a, "--chat-template")));
+                     (!run && (!strcmp(a, "--system") || !strcmp(a, "--chat-template"))) ||
+                     loom_cli_split_flag(a);
         for (int k = 0; valued[k] && !known; k++)
             known = !strcmp(a, valued[k]);
         if (!known) {
@@ -585,7 +616,9 @@ static int parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
         }
         if (!(v = loom_cli_value(cmd, argc, argv, &i))) return LOOM_CLI_USAGE;
         bool ok = true;
-        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+        if (loom_cli_split_flag(a))
+            ok = loom_cli_split_parse(cmd, a, v, &o->split);
+        else if (!strcmp(a, "-m") || !strcmp(a, "--model"))
             o->model = v;
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) {
             o->prompt = v;
@@ -638,7 +671,7 @@ static int parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
         }
         if (!ok) return LOOM_CLI_USAGE;
     }
-    return 0;
+    return loom_cli_split_check(cmd, &o->split) ? 0 : LOOM_CLI_USAGE;
 }
 
 static int load(const char *cmd, const char *backend, const run_opts *o, int n_slots,
@@ -668,6 +701,7 @@ static int load(const char *cmd, const char *backend, const run_opts *o, int n_s
     mp.n_slots = n_slots;
     mp.progress = isatty(2) ? progress : NULL;
     mp.kv_dtype = o->kv_dtype;
+    loom_cli_split_apply(&o->split, &mp);
     if (o->quant) {
         mp.quant = o->quant_dtype;
         mp.quantize = true;
@@ -703,6 +737,7 @@ static int load(const char *cmd, const char *backend, const run_opts *o, int n_s
             (long long)c->n_experts, loom_model_weight_types(*m),
             (double)loom_model_weight_bytes(*m) / (1 << 20), o->kv_type,
             loom_model_kv_backend_name(*m), (long long)loom_model_n_ctx(*m));
+    loom_cli_print_plan(*m);
     if (loom_model_random_weights(*m))
         fprintf(stderr, "NOTE: this model has RANDOM WEIGHTS (loom init-model): the text below is "
                         "meaningless; pass -m MODEL.gguf for a real model, or run\n"
@@ -716,6 +751,7 @@ static void final_line(const loom_model *m, const loom_generate_stats *s) {
             loom_model_backend_name(m), (long long)s->n_prompt,
             s->t_prompt_s > 0 ? (double)s->n_prompt / s->t_prompt_s : 0.0, (long long)s->n_gen,
             s->t_gen_s > 0 ? (double)s->n_gen / s->t_gen_s : 0.0);
+    loom_cli_print_split_cost(m, s->t_prompt_s + s->t_gen_s);
 }
 
 /* -n -1: until EOS or the context is full; generation stops at the end of the

@@ -16,23 +16,27 @@
 #include "serve/server.h"
 
 static void serve_usage(FILE *f) {
-    fprintf(f, "usage: loom serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N]\n"
-               "                  [--ctx N] [--api-key KEY | --api-key-file FILE] [--threads N]\n"
-               "                  [--prefill-chunk N] [--max-body BYTES] [--timeout S]\n"
-               "                  [--cors ORIGIN,...] [--rate-limit R] [--log-prompts]\n"
-               "                  [--no-access-log] [--backend NAME]\n"
-               "OpenAI-compatible HTTP API: POST /v1/chat/completions, POST /v1/completions,\n"
-               "GET /v1/models, GET /health, GET /metrics. Without -m: the default model of\n"
-               "`loom run`. --parallel: KV slots (sequences decoded together, default 4);\n"
-               "--ctx: tokens per slot; --port 0 picks a free port; --timeout: seconds before\n"
-               "an idle or slow client is dropped (default 60); --cors: browser origins\n"
-               "allowed to call the API (or *); --rate-limit: requests per second per API key\n"
-               "(or client address) on /v1/ routes, 429 above. Each request is logged to\n"
-               "stderr as a JSON line, without prompt text unless --log-prompts.\n"
-               "SIGTERM/SIGINT drain the requests in flight, then exit.\n"
-               "ranges: --port 0..65535, --parallel 1..256, --ctx 0..16777216 (0: the\n"
-               "model's), --threads 1..256, --prefill-chunk 1..65536, --max-body\n"
-               "1024..67108864, --timeout 1..3600, --rate-limit 0.001..1000000\n");
+    fprintf(f,
+            "usage: loom serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N]\n"
+            "                  [--ctx N] [--api-key KEY | --api-key-file FILE] [--threads N]\n"
+            "                  [--prefill-chunk N] [--max-body BYTES] [--timeout S]\n"
+            "                  [--cors ORIGIN,...] [--rate-limit R] [--log-prompts]\n"
+            "                  [--no-access-log] [--backend NAME] [--gpu-layers N|auto]\n"
+            "                  [--devices LIST] [--tensor-split LIST] [--split MODE]\n"
+            "OpenAI-compatible HTTP API: POST /v1/chat/completions, POST /v1/completions,\n"
+            "GET /v1/models, GET /health, GET /metrics. Without -m: the default model of\n"
+            "`loom run`. --parallel: KV slots (sequences decoded together, default 4);\n"
+            "--ctx: tokens per slot; --port 0 picks a free port; --timeout: seconds before\n"
+            "an idle or slow client is dropped (default 60); --cors: browser origins\n"
+            "allowed to call the API (or *); --rate-limit: requests per second per API key\n"
+            "(or client address) on /v1/ routes, 429 above. Each request is logged to\n"
+            "stderr as a JSON line, without prompt text unless --log-prompts.\n"
+            "SIGTERM/SIGINT drain the requests in flight, then exit.\n"
+            "ranges: --port 0..65535, --parallel 1..256, --ctx 0..16777216 (0: the\n"
+            "model's), --threads 1..256, --prefill-chunk 1..65536, --max-body\n"
+            "1024..67108864, --timeout 1..3600, --rate-limit 0.001..1000000\n"
+            "%s",
+            LOOM_CLI_SPLIT_USAGE);
 }
 
 /* Access-log lines go to stderr, one JSON object per line; the lock keeps
@@ -80,6 +84,8 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
     int port = 8080, parallel = 4, ctx = 0, threads = 4, chunk = 128, max_body = 1 << 20,
         timeout = 60;
     bool access_log = true, log_prompts = false;
+    loom_cli_split split;
+    loom_cli_split_init(&split);
     /* Every value is parsed strictly (cli/args.h), before anything starts. */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -97,6 +103,11 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
         }
         const char **str = NULL;
         int *num = NULL, lo = 0, hi = 0;
+        if (loom_cli_split_flag(a)) {
+            const char *v = loom_cli_value("serve", argc, argv, &i);
+            if (!v || !loom_cli_split_parse("serve", a, v, &split)) return LOOM_CLI_USAGE;
+            continue;
+        }
         if (!strcmp(a, "-m") || !strcmp(a, "--model"))
             str = &model;
         else if (!strcmp(a, "--host"))
@@ -142,6 +153,7 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
         fprintf(stderr, "loom serve: give --api-key or --api-key-file, not both\n");
         return 2;
     }
+    if (!loom_cli_split_check("serve", &split)) return LOOM_CLI_USAGE;
     char *file_key = NULL;
     if (key_file) {
         file_key = read_key_file(key_file);
@@ -207,12 +219,14 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
     mp.backend = backend;
     mp.n_ctx = ctx;
     mp.n_slots = (int)parallel;
+    loom_cli_split_apply(&split, &mp);
     st = loom_model_load(model, &mp, &m, err, sizeof err);
     if (st != LOOM_OK) {
         fprintf(stderr, "loom serve: %s\n", err);
         rc = st == LOOM_ERR_UNAVAILABLE ? 2 : 1;
         goto out;
     }
+    loom_cli_print_plan(m);
     char name[256];
     model_name(model, name, sizeof name);
     loom_engine_params ep = {.prefill_chunk = (int32_t)chunk};

@@ -121,7 +121,34 @@ struct loom_model {
     int n_builds, n_runs;
     loom_proj_hook hook; /* loom_model_set_proj_hook; NULL: plain projections */
     void *hook_ud;
+    /* Layer split (docs/adr/0030; arch/load.c fills it). devs: the devices
+     * of the plan (plan.dev order, cpu included); layer_dev[l], embd_dev,
+     * head_dev: indices into devs; kv_dev[l]: the device of layer l's KV
+     * cache (its layer's, or the cpu when that lacks set_rows). split: more
+     * than one device computes, so llama.c pins every node to its layer's
+     * device; false: everything on be as before (no pins). */
+    bool has_plan, split;
+    loom_split_plan plan;
+    loom_backend *devs[LOOM_MAX_DEVICES];
+    int n_devs;
+    int *layer_dev, *kv_dev;
+    int embd_dev, head_dev;
+    char kv_names[64]; /* loom_model_kv_backend_name: "vulkan" or "vulkan+cpu" */
 };
+
+/* arch/split.c: the devices of a load (m->devs, m->be; --devices, else
+ * the run backend; the cpu always last unless listed), checked against the
+ * registry and p->n_tensor_split. m->cpu must be set. */
+loom_status loom_split_devices(loom_model *m, const loom_model_params *p, char *err, size_t err_n);
+/* arch/split.c: the plan from the weight sizes (m->plan, m->layer_dev,
+ * embd_dev, head_dev, split; m->be becomes the only device when the plan
+ * puts everything on one). m->layer_dev must be allocated. */
+loom_status loom_split_make(loom_model *m, const loom_model_params *p, const size_t *layer_bytes,
+                            size_t embd_bytes, size_t head_bytes, char *err, size_t err_n);
+
+/* generate/kv_cache.c: the context length a load with p gives (p->n_ctx, or
+ * min(max_ctx, 4096)). */
+int64_t loom_kv_cache_n_ctx(const loom_model_config *c, const loom_model_params *p);
 
 /* generate/kv_cache.c: the KV cache backend, buffers, K/V leaves of every
  * layer and slot positions, from p->kv_dtype, n_ctx and n_slots (the loader's

@@ -3,7 +3,9 @@
  *
  * loom_sched_alloc(s, g):
  *  1. Compute nodes are g's nodes that are neither views nor leaves, in order.
- *     Each goes to the first scheduler backend whose supports() accepts it.
+ *     Each goes to its pinned backend (loom_sched_set_node_backend) when it
+ *     has one that supports it, else to the first scheduler backend whose
+ *     supports() accepts it.
  *     An in-place node (set_rows) runs on the backend holding its destination
  *     storage, or fails with a message when that backend cannot run it: the
  *     write never goes to a copy (docs/adr/0011-kv-cache-in-place-writes.md).
@@ -42,11 +44,13 @@
  * Ownership: the scheduler owns every buffer it allocates, the copy tensors
  * and its bookkeeping; loom_sched_free releases them (it never touches the
  * graph, which may already be freed). The backends are borrowed. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "loom/runtime.h"
 #include "runtime/planner.h"
@@ -112,6 +116,9 @@ struct loom_sched {
     void *staging;                      /* for copies between two non-host-visible buffers */
     size_t staging_size;
     loom_sched_stats stats;
+    /* Pinned backend per tensor id (-1: none); kept across allocs. */
+    int *pin;
+    int n_pin;
 
     char error[SCHED_ERR_MAX];
 };
@@ -233,7 +240,25 @@ loom_status loom_sched_new(loom_backend *const *backends, int n_backends, loom_s
 void loom_sched_free(loom_sched *s) {
     if (!s) return;
     sched_reset(s);
+    free(s->pin);
     free(s);
+}
+
+loom_status loom_sched_set_node_backend(loom_sched *s, const loom_tensor *node, int b) {
+    if (!s || !node || node->id < 0 || b < -1 || b >= s->n_backends) return LOOM_ERR_INVALID_ARG;
+    if (node->id >= s->n_pin) {
+        int n = s->n_pin ? s->n_pin : 256;
+        while (n <= node->id)
+            n *= 2;
+        int *p = realloc(s->pin, (size_t)n * sizeof *p);
+        if (!p) return LOOM_ERR_OOM;
+        for (int i = s->n_pin; i < n; i++)
+            p[i] = -1;
+        s->pin = p;
+        s->n_pin = n;
+    }
+    s->pin[node->id] = b;
+    return LOOM_OK;
 }
 
 const char *loom_sched_error(const loom_sched *s) {
@@ -465,9 +490,14 @@ static loom_status plan_graph(alloc_ctx *a) {
         if (is_inplace(t)) {
             LOOM_TRY(place_inplace(a, j, &b));
         } else {
-            while (b < s->n_backends && !s->backends[b]->iface->supports(s->backends[b], t))
-                b++;
-            if (b == s->n_backends) return describe_unsupported(s, s->node_gidx[j], t);
+            int want = t->id < s->n_pin ? s->pin[t->id] : -1;
+            if (want >= 0 && s->backends[want]->iface->supports(s->backends[want], t)) {
+                b = want;
+            } else {
+                while (b < s->n_backends && !s->backends[b]->iface->supports(s->backends[b], t))
+                    b++;
+                if (b == s->n_backends) return describe_unsupported(s, s->node_gidx[j], t);
+            }
         }
         s->node_be[j] = b;
         a->loc[t->id] = b;
@@ -735,6 +765,10 @@ loom_status loom_sched_alloc(loom_sched *s, loom_graph *g) {
         s->stats.n_nodes = s->n_nodes;
         s->stats.n_splits = s->n_splits;
         s->stats.n_copies = s->n_copies;
+        for (int c = 0; c < s->n_copies; c++) {
+            s->stats.n_act_copies += !is_leaf(s->copies[c].src);
+            s->stats.copy_bytes += loom_tensor_nbytes(s->copies[c].dst);
+        }
     }
 done:
     if (st != LOOM_OK) {
@@ -755,6 +789,12 @@ done:
 }
 
 /* ---------------- execution ---------------- */
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static loom_status do_copy(loom_sched *s, const sched_copy *cp) {
     const loom_tensor *src = cp->src;
@@ -822,11 +862,18 @@ loom_status loom_sched_compute(loom_sched *s, loom_graph *g) {
         memcpy(s->vcopies[i].dst->ne, s->vcopies[i].orig->ne, sizeof s->vcopies[i].dst->ne);
         memcpy(s->vcopies[i].dst->nb, s->vcopies[i].orig->nb, sizeof s->vcopies[i].dst->nb);
     }
+    s->stats.n_computes++;
     for (int i = 0; i < s->n_splits; i++) {
         const sched_split *sp = &s->splits[i];
         loom_backend *be = s->backends[sp->backend];
-        for (int c = sp->copy_first; c < sp->copy_first + sp->n_copies; c++)
-            LOOM_TRY(do_copy(s, &s->copies[c]));
+        if (sp->n_copies) {
+            /* Timed for the split's cost (docs/PERF.md): a copy waits for
+             * its source's backend, which was synchronised after its split. */
+            const double t0 = now_seconds();
+            for (int c = sp->copy_first; c < sp->copy_first + sp->n_copies; c++)
+                LOOM_TRY(do_copy(s, &s->copies[c]));
+            s->stats.copy_seconds += now_seconds() - t0;
+        }
         for (int w = sp->swap_first; w < sp->swap_first + sp->n_swaps; w++)
             s->swaps[w].node->src[s->swaps[w].slot] = s->swaps[w].repl;
 

@@ -10,7 +10,7 @@
 #   3 backends/  loom/backend.h
 #   4 runtime/   loom/runtime.h
 #   5 model/     loom/model.h model_config.h gguf.h safetensors.h tokenizer.h generate.h
-#              perplexity.h encoder.h
+#              perplexity.h encoder.h placement.h
 #   6 cli/ bench/ parity/ serve/ train/ rag/   loom/loom.h (the umbrella)
 #   7 tests/     (nothing in the product includes a test file)
 # A file may include headers of its own layer or lower ones. include/loom/*.h
@@ -30,7 +30,7 @@ function rank(p) {
     if (p ~ /^kernels\// || p == "loom/backend_sdk.h") return 2
     if (p ~ /^backends\// || p == "loom/backend.h") return 3
     if (p ~ /^runtime\// || p == "loom/runtime.h") return 4
-    if (p ~ /^model\// || p ~ /^loom\/(model|model_config|gguf|safetensors|tokenizer|generate|perplexity|encoder)\.h$/) return 5
+    if (p ~ /^model\// || p ~ /^loom\/(model|model_config|gguf|safetensors|tokenizer|generate|perplexity|encoder|placement)\.h$/) return 5
     if (p ~ /^(cli|bench|parity|serve|train|rag)\// || p == "loom/loom.h") return 6
     if (p ~ /^tests\//) return 7
     return -1

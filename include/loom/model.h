@@ -46,8 +46,9 @@
  * asked for (the last token of each sequence unless all_logits).
  *
  * KV cache and graph reuse: per layer K and V tensors [kv_dim, n_ctx, n_slots]
- * (f16 by default, q8_0 or f32 optional) live in a buffer of the run backend
- * when it supports set_rows, else on the cpu backend. A sequence owns one
+ * (f16 by default, q8_0 or f32 optional) live in a buffer of the layer's
+ * device (the run backend unless the layers are split, docs/adr/0030) when
+ * it supports set_rows, else on the cpu backend. A sequence owns one
  * slot. A forward graph is built per distinct batch shape (number of
  * sequences, tokens per sequence, the slots, all_logits) and cached (a few
  * entries, least recently used evicted): a decode loop builds its graph once
@@ -67,6 +68,7 @@
 
 #include "loom/dtype.h"
 #include "loom/model_config.h"
+#include "loom/placement.h"
 #include "loom/status.h"
 #include "loom/tokenizer.h"
 
@@ -92,7 +94,25 @@ typedef struct loom_model_params {
      * as QLoRA loads its base model). false: as stored in the file. */
     bool quantize;
     loom_dtype quant;
+    /* Layer split over devices (docs/adr/0030, loom/placement.h).
+     * split LOOM_SPLIT_LAYER (the default): each layer's weights and KV
+     * cache live on one device; devices lists them ("vulkan:0,cpu";
+     * NULL/"": backend, then cpu), gpu_layers is how many (the last ones)
+     * go off the cpu (LOOM_GPU_LAYERS_AUTO, the default: as many as fit),
+     * and n_tensor_split > 0 gives every listed device its share instead
+     * (one per device of devices, or of the default pair). A plan with
+     * everything on one device loads exactly as LOOM_SPLIT_NONE does:
+     * every weight on the run backend (before this option existed). The
+     * free memory of a non-cpu device is capped by $LOOM_DEVICE_MEMORY_LIMIT
+     * (bytes, K/M/G suffixes) when set: for tests of what does not fit. */
+    int split; /* loom_split_mode */
+    int gpu_layers;
+    const char *devices;
+    int n_tensor_split;
+    float tensor_split[LOOM_MAX_DEVICES];
 } loom_model_params;
+
+typedef enum loom_split_mode { LOOM_SPLIT_LAYER = 0, LOOM_SPLIT_NONE = 1 } loom_split_mode;
 
 LOOM_API loom_model_params loom_model_default_params(void);
 
@@ -115,6 +135,22 @@ LOOM_API int loom_model_n_slots(const loom_model *m);
 LOOM_API size_t loom_model_weight_bytes(const loom_model *m);
 /* Human-readable dtype summary of the matrices, e.g. "q8_0" or "f16+q4_0". */
 LOOM_API const char *loom_model_weight_types(const loom_model *m);
+
+/* The layer-split plan the model was loaded with; NULL for LOOM_SPLIT_NONE.
+ * Owned by m. */
+LOOM_API const loom_split_plan *loom_model_split_plan(const loom_model *m);
+/* The plan a load of path (a GGUF file) with p would make, without loading
+ * any weight: what `loom info --gpu-layers` prints. Errors as the loader's
+ * (unknown device, a bad --tensor-split count, an unreadable file). */
+LOOM_API loom_status loom_model_plan_split(const char *path, const loom_model_params *p,
+                                           loom_split_plan *out, char *err, size_t err_n);
+
+/* Scheduler statistics (loom/runtime.h) of the forward graph run last,
+ * with n_computes and copy_seconds summed over every cached graph: how many
+ * activation copies a layer split costs per forward, and the time spent in
+ * them (docs/PERF.md). Zeroes before the first forward. */
+struct loom_sched_stats;
+LOOM_API void loom_model_sched_stats(const loom_model *m, struct loom_sched_stats *out);
 
 /* One forward pass: n_seq sequences, each appending n_tokens tokens at the
  * current position of its slot (slots must be distinct). tokens holds

@@ -67,6 +67,14 @@ typedef struct loom_sched_stats {
     size_t arena_bytes[8]; /* planned activation arena per scheduler backend */
     size_t naive_bytes[8]; /* what one buffer per tensor would have needed */
     size_t leaf_bytes[8];  /* leaves (inputs/weights) allocated by the scheduler */
+    /* Copies in detail (layer split, docs/adr/0030): of n_copies, those of
+     * activations (a compute node's output; the rest copy leaves: inputs,
+     * weights); bytes all copies move per compute; and, since the last
+     * loom_sched_alloc, the computes run and the wall time spent copying. */
+    int n_act_copies;
+    size_t copy_bytes;
+    long long n_computes;
+    double copy_seconds;
 } loom_sched_stats;
 
 /* backends: preference order; the last one must support every op (cpu).
@@ -74,6 +82,16 @@ typedef struct loom_sched_stats {
 LOOM_API loom_status loom_sched_new(loom_backend *const *backends, int n_backends,
                                     loom_sched **out);
 LOOM_API void loom_sched_free(loom_sched *s); /* frees every buffer the scheduler allocated */
+
+/* Pin node (a compute node of the graph the next loom_sched_alloc gets) to
+ * backend index b of this scheduler's list: it runs there when that backend
+ * supports it, else on the first that does (as unpinned nodes). b = -1
+ * removes the pin. Pins are kept by tensor id until changed or the
+ * scheduler is freed, so they belong to one graph. A layer split pins every
+ * node of a layer to the layer's device so that nothing inside a layer
+ * bounces to another backend (docs/adr/0030). In-place nodes ignore pins:
+ * they run where their destination lives. */
+LOOM_API loom_status loom_sched_set_node_backend(loom_sched *s, const loom_tensor *node, int b);
 
 /* Assign each node to the first backend that supports it (a leaf already in a
  * buffer stays there), insert copies between backends, plan activation

@@ -67,6 +67,42 @@ static loom_tensor *kv_view(loom_model *m, loom_graph *g, loom_tensor *w, int sl
     return loom_view(g, w, 3, (int64_t[]){D, tk, H}, (size_t[]){esz, row, hd}, off);
 }
 
+/* Layer split (docs/adr/0030): the scheduler over the model's devices (the
+ * non-cpu ones in plan order, then the cpu, so unpinned nodes keep the old
+ * "first that supports it" rule) with every compute node pinned to the
+ * device of the segment it was built in: seg[0] is the first tensor id of
+ * layer 0, seg[l] of layer l, seg[L] of the head; ids below seg[0] are the
+ * embedding's. Tensor ids grow in creation order, so a node belongs to the
+ * segment whose range holds its id. Nothing inside a layer moves to another
+ * device; only the residual stream (and the small i32 inputs, once per
+ * device) is copied at a boundary. */
+static loom_status split_sched(loom_model *m, loom_llama_graph *lg, const int *seg) {
+    loom_backend *list[LOOM_MAX_DEVICES];
+    int idx[LOOM_MAX_DEVICES], n = 0, cpu = -1;
+    for (int d = 0; d < m->n_devs; d++)
+        if (m->devs[d] != m->cpu) {
+            idx[d] = n;
+            list[n++] = m->devs[d];
+        } else {
+            cpu = d;
+        }
+    idx[cpu] = n;
+    list[n++] = m->cpu;
+    LOOM_TRY(loom_sched_new(list, n, &lg->s));
+    const int L = (int)m->cfg.n_layers;
+    for (int i = 0; i < loom_graph_n_nodes(lg->g); i++) {
+        const loom_tensor *t = loom_graph_node(lg->g, i);
+        if (t->op == LOOM_OP_NONE || loom_op_is_view(t->op)) continue;
+        int l = 0;
+        while (l <= L && t->id >= seg[l])
+            l++;
+        /* l == 0: embedding; 1..L: layer l-1; L+1: the head */
+        int d = l == 0 ? m->embd_dev : l <= L ? m->layer_dev[l - 1] : m->head_dev;
+        LOOM_TRY(loom_sched_set_node_backend(lg->s, t, idx[d]));
+    }
+    return LOOM_OK;
+}
+
 /* y = W x for projection which of layer l, plus the hook's term (a LoRA
  * adapter) when one is set; without a hook this is the plain matmul. */
 static loom_tensor *proj(loom_model *m, loom_graph *g, int64_t l, loom_proj which,
@@ -156,16 +192,22 @@ static loom_status build(loom_model *m, loom_llama_graph *lg, char *err, size_t 
     lg->kview = calloc(n_dyn, sizeof *lg->kview);
     lg->vview = calloc(n_dyn, sizeof *lg->vview);
     lg->fa = calloc(n_dyn, sizeof *lg->fa);
-    if (!lg->kview || !lg->vview || !lg->fa || loom_graph_new(&lg->g) != LOOM_OK)
+    int *seg = calloc((size_t)c->n_layers + 1, sizeof *seg); /* split_sched */
+    if (!lg->kview || !lg->vview || !lg->fa || !seg || loom_graph_new(&lg->g) != LOOM_OK) {
+        free(seg);
         return loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
+    }
     loom_graph *g = lg->g;
 
     lg->tokens = input_i32(g, N, "tokens");
     lg->pos = input_i32(g, N, "positions");
     lg->rows = input_i32(g, N, "kv_rows");
     loom_tensor *x = loom_get_rows(g, mirror(g, m->tok_embd), lg->tokens); /* [dim, N] */
-    for (int64_t l = 0; l < c->n_layers; l++)
+    for (int64_t l = 0; l < c->n_layers; l++) {
+        seg[l] = loom_graph_n_tensors(g); /* layer l's tensors start here */
         x = block(m, g, lg, l, x, lg->pos, S, T);
+    }
+    seg[c->n_layers] = loom_graph_n_tensors(g); /* the head's */
     /* Only the columns whose logits are wanted go through the LM head. */
     if (!lg->all_logits && T > 1) {
         if (S == 1) {
@@ -182,17 +224,41 @@ static loom_status build(loom_model *m, loom_llama_graph *lg, char *err, size_t 
         loom_tensor_set_flags(lg->logits, LOOM_FLAG_OUTPUT);
     }
     loom_status st = lg->logits ? loom_graph_expand(g, lg->logits) : loom_graph_status(g);
-    if (st != LOOM_OK)
+    if (st != LOOM_OK) {
+        free(seg);
         return loom_model_fail(err, err_n, st, "model: building the forward graph failed: %s",
                                loom_graph_error(g));
+    }
     loom_backend *list[2] = {m->be, m->cpu};
-    st = loom_sched_new(list, m->be == m->cpu ? 1 : 2, &lg->s);
+    st = m->split ? split_sched(m, lg, seg) : loom_sched_new(list, m->be == m->cpu ? 1 : 2, &lg->s);
+    free(seg);
     if (st == LOOM_OK) st = loom_sched_alloc(lg->s, g);
     if (st != LOOM_OK)
         return loom_model_fail(err, err_n, st, "model: scheduling the forward graph failed: %s",
                                lg->s ? loom_sched_error(lg->s) : loom_status_str(st));
     m->n_builds++;
     return LOOM_OK;
+}
+
+void loom_model_sched_stats(const loom_model *m, loom_sched_stats *out) {
+    if (!out) return;
+    memset(out, 0, sizeof *out);
+    if (!m) return;
+    const loom_llama_graph *last = NULL;
+    long long n = 0;
+    double secs = 0;
+    for (int i = 0; i < LOOM_LLAMA_GRAPH_CACHE; i++) {
+        const loom_llama_graph *lg = &m->cache[i];
+        if (!lg->used || !lg->s) continue;
+        loom_sched_stats st;
+        loom_sched_get_stats(lg->s, &st);
+        n += st.n_computes;
+        secs += st.copy_seconds;
+        if (!last || lg->last_used > last->last_used) last = lg;
+    }
+    if (last) loom_sched_get_stats(last->s, out);
+    out->n_computes = n;
+    out->copy_seconds = secs;
 }
 
 /* The cached graph for this batch shape, built when missing (evicting the

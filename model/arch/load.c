@@ -19,6 +19,8 @@ loom_model_params loom_model_default_params(void) {
     loom_model_params p;
     memset(&p, 0, sizeof p);
     p.kv_dtype = LOOM_F16;
+    p.split = LOOM_SPLIT_LAYER;
+    p.gpu_layers = LOOM_GPU_LAYERS_AUTO;
     return p;
 }
 
@@ -227,7 +229,9 @@ typedef struct wplan {
     loom_dtype src;   /* dtype in the file */
     loom_dtype store; /* dtype kept at (quantize-on-load may convert) */
     size_t nbytes;    /* bytes as store */
-    loom_place at;    /* buffer and offset */
+    int layer;        /* blk.N: N; token_embd: -1; output_norm, output: -2 */
+    int dev;          /* index in m->devs (docs/adr/0030) */
+    loom_place at;    /* buffer (index in m->wbufs) and offset */
 } wplan;
 
 typedef struct wlist {
@@ -263,6 +267,9 @@ static bool wadd(wlist *l, loom_tensor **dst, bool matrix, int64_t a, int64_t b,
     va_start(ap, fmt);
     vsnprintf(w->name, sizeof w->name, fmt, ap);
     va_end(ap);
+    w->layer = !strncmp(w->name, "blk.", 4)            ? atoi(w->name + 4)
+               : !strcmp(w->name, "token_embd.weight") ? -1
+                                                       : -2;
     return true;
 }
 
@@ -322,6 +329,25 @@ static loom_status check_params(const loom_model_params *p, char *err, size_t er
     if (p->kv_dtype != LOOM_F16 && p->kv_dtype != LOOM_F32 && p->kv_dtype != LOOM_Q8_0)
         return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
                                "model: KV cache dtype must be f16, q8_0 or f32");
+    if (p->split != LOOM_SPLIT_LAYER && p->split != LOOM_SPLIT_NONE)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "model: split must be LOOM_SPLIT_LAYER or LOOM_SPLIT_NONE");
+    if (p->gpu_layers < LOOM_GPU_LAYERS_AUTO)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "model: gpu_layers must be LOOM_GPU_LAYERS_AUTO or >= 0");
+    if (p->n_tensor_split < 0 || p->n_tensor_split > LOOM_MAX_DEVICES)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "model: n_tensor_split must be 0..%d", LOOM_MAX_DEVICES);
+    float share_sum = 0;
+    for (int i = 0; i < p->n_tensor_split; i++) {
+        if (!(p->tensor_split[i] >= 0 && p->tensor_split[i] <= 1e6f))
+            return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                                   "model: tensor split share %d must be 0..1e6", i);
+        share_sum += p->tensor_split[i];
+    }
+    if (p->n_tensor_split > 0 && !(share_sum > 0))
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "model: the tensor split shares add up to 0");
     if (p->quantize) {
         loom_dtype probe;
         const int64_t ne2[2] = {64, 64};
@@ -345,11 +371,8 @@ static loom_status read_config(loom_model *m, loom_gguf *g, const loom_model_par
     if (!m->cpu || !loom_registry_available(m->cpu->index))
         return loom_model_fail(err, err_n, LOOM_ERR_UNAVAILABLE,
                                "model: the cpu backend is unavailable");
-    char berr[LOOM_ERROR_MAX] = "";
-    loom_status st = loom_registry_select(p->backend, &m->be, berr, sizeof berr);
-    if (st != LOOM_OK)
-        return loom_model_fail(err, err_n, st, "model: %s", berr[0] ? berr : loom_status_str(st));
-    return LOOM_OK;
+    /* The run backend, or the devices of a layer split (arch/split.c). */
+    return loom_split_devices(m, p, err, err_n);
 }
 
 /* Step 2: plan the tensors: every name the config calls for, checked in the
@@ -408,29 +431,147 @@ static loom_status plan_weights(loom_model *m, loom_gguf *g, const char *path,
     return LOOM_OK;
 }
 
-/* Step 3: allocate the weight buffers on the run backend. One buffer unless
- * the backend caps a buffer's size (Vulkan's maxMemoryAllocationSize: an 8B
- * model at f16 is ~16 GB, a driver may allow 4 GiB), then as many as
- * needed, packed greedily in order (loom_pack_add). */
-static loom_status place_weights(loom_model *m, wlist *wl, char *err, size_t err_n) {
-    loom_pack pk = {.max = loom_backend_max_buffer(m->be)};
-    loom_status st = LOOM_OK;
-    for (int i = 0; i < wl->n && st == LOOM_OK; i++) {
-        wplan *w = &wl->v[i];
-        st = loom_pack_add(&pk, w->nbytes, &w->at);
-        if (st == LOOM_ERR_UNSUPPORTED)
-            loom_model_fail(
-                err, err_n, st,
-                "model: tensor '%s' (%zu bytes as %s) is larger than the %s backend's maximum "
-                "buffer size (%zu bytes); a tensor cannot be split across buffers",
-                w->name, w->nbytes, loom_dtype_name(w->store), m->be->iface->name, pk.max);
+/* Step 2b: the device of every weight (docs/adr/0030). LOOM_SPLIT_NONE:
+ * all on the run backend; a layer split: the plan's (arch/split.c) from the
+ * bytes each layer, the embedding and the head take as stored. */
+static loom_status assign_devices(loom_model *m, wlist *wl, const loom_model_params *p, char *err,
+                                  size_t err_n) {
+    const int L = (int)m->cfg.n_layers;
+    m->layer_dev = calloc((size_t)(L > 0 ? L : 1), sizeof *m->layer_dev);
+    m->kv_dev = calloc((size_t)(L > 0 ? L : 1), sizeof *m->kv_dev);
+    size_t *lb = calloc((size_t)(L > 0 ? L : 1), sizeof *lb);
+    if (!m->layer_dev || !m->kv_dev || !lb) {
+        free(lb);
+        return loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
     }
-    if (st == LOOM_OK) st = loom_pack_finish(&pk);
-    if (st == LOOM_ERR_OOM) loom_model_fail(err, err_n, st, "model: out of memory");
-    if (st == LOOM_OK)
-        st = loom_alloc_buffers(m->be, pk.sizes, pk.n, &m->wbufs, &m->n_wbufs, "the weights", err,
-                                err_n);
-    loom_pack_free(&pk);
+    loom_status st = LOOM_OK;
+    if (p->split == LOOM_SPLIT_LAYER) {
+        size_t embd = 0, head = 0;
+        for (int i = 0; i < wl->n; i++) {
+            const wplan *w = &wl->v[i];
+            if (w->layer >= 0 && w->layer < L)
+                lb[w->layer] += w->nbytes;
+            else if (w->layer == -1)
+                embd += w->nbytes;
+            else
+                head += w->nbytes;
+        }
+        st = loom_split_make(m, p, lb, embd, head, err, err_n);
+    }
+    free(lb);
+    if (st != LOOM_OK) return st;
+    int be = 0; /* m->be's index when nothing is split */
+    while (m->devs[be] != m->be)
+        be++;
+    for (int i = 0; i < wl->n; i++) {
+        wplan *w = &wl->v[i];
+        w->dev = !m->split        ? be
+                 : w->layer >= 0  ? m->layer_dev[w->layer]
+                 : w->layer == -1 ? m->embd_dev
+                                  : m->head_dev;
+    }
+    if (!m->split) {
+        for (int l = 0; l < L; l++)
+            m->layer_dev[l] = be;
+        m->embd_dev = m->head_dev = be;
+    }
+    return LOOM_OK;
+}
+
+/* Step 3: allocate the weight buffers, per device (one device unless the
+ * layers are split). One buffer per device unless the backend caps a
+ * buffer's size (Vulkan's maxMemoryAllocationSize: an 8B model at f16 is
+ * ~16 GB, a driver may allow 4 GiB), then as many as needed, packed greedily
+ * in order (loom_pack_add). On a non-cpu device of a layer split, the
+ * weights, then the KV cache and activations, are checked against its free
+ * memory first, so that what does not fit is named with a --gpu-layers that
+ * would (the plan's), rather than left to the driver. */
+static loom_status place_weights(loom_model *m, wlist *wl, const loom_model_params *p, char *err,
+                                 size_t err_n) {
+    loom_status st = LOOM_OK;
+    for (int d = 0; d < m->n_devs && st == LOOM_OK; d++) {
+        loom_backend *be = m->devs[d];
+        loom_pack pk = {.max = loom_backend_max_buffer(be)};
+        const size_t cap = m->has_plan && !m->plan.dev[d].cpu ? m->plan.dev[d].mem_free : 0;
+        size_t used = 0;
+        int first_w = -1;
+        for (int i = 0; i < wl->n && st == LOOM_OK; i++) {
+            wplan *w = &wl->v[i];
+            if (w->dev != d) continue;
+            if (first_w < 0) first_w = i;
+            used += w->nbytes;
+            if (cap && used > cap) {
+                loom_pack_free(&pk);
+                return loom_model_fail(
+                    err, err_n, LOOM_ERR_OOM,
+                    "model: out of memory on %s at tensor '%s' (%zu bytes): the weights placed "
+                    "there reach %.1f MiB of %.1f MiB free; %d of %d layers fit off the cpu: "
+                    "try --gpu-layers %d (or auto)",
+                    be->iface->name, w->name, w->nbytes, (double)used / (1 << 20),
+                    (double)cap / (1 << 20), m->plan.max_fitting, m->plan.n_layers,
+                    m->plan.max_fitting);
+            }
+            st = loom_pack_add(&pk, w->nbytes, &w->at);
+            if (st == LOOM_ERR_UNSUPPORTED)
+                loom_model_fail(
+                    err, err_n, st,
+                    "model: tensor '%s' (%zu bytes as %s) is larger than the %s backend's maximum "
+                    "buffer size (%zu bytes); a tensor cannot be split across buffers",
+                    w->name, w->nbytes, loom_dtype_name(w->store), be->iface->name, pk.max);
+        }
+        if (cap && st == LOOM_OK && m->plan.need_bytes[d] > cap) {
+            int l = m->plan.first[d];
+            loom_pack_free(&pk);
+            return loom_model_fail(
+                err, err_n, LOOM_ERR_OOM,
+                "model: out of memory on %s at the KV cache 'cache_k.%d': weights %.1f MiB + KV "
+                "cache %.1f MiB (ctx %lld, %s) + activations %.1f MiB > %.1f MiB free; %d of %d "
+                "layers fit off the cpu: try --gpu-layers %d, a smaller --ctx or --kv-type q8_0",
+                be->iface->name, l, (double)m->plan.weight_bytes[d] / (1 << 20),
+                (double)m->plan.kv_bytes[d] / (1 << 20), (long long)loom_kv_cache_n_ctx(&m->cfg, p),
+                loom_dtype_name(p->kv_dtype), (double)m->plan.act_bytes[d] / (1 << 20),
+                (double)cap / (1 << 20), m->plan.max_fitting, m->plan.n_layers,
+                m->plan.max_fitting);
+        }
+        if (first_w < 0 || st != LOOM_OK) {
+            loom_pack_free(&pk);
+            continue;
+        }
+        st = loom_pack_finish(&pk);
+        if (st == LOOM_ERR_OOM) loom_model_fail(err, err_n, st, "model: out of memory");
+        /* This device's buffers follow the earlier devices' in m->wbufs. */
+        const int base = m->n_wbufs;
+        loom_buffer **bufs = NULL;
+        int n_bufs = 0;
+        if (st == LOOM_OK) {
+            char what[160];
+            if (m->split)
+                snprintf(what, sizeof what,
+                         "the weights from '%s' on (a layer split: %d of %d "
+                         "layers fit off the cpu, try --gpu-layers %d)",
+                         wl->v[first_w].name, m->plan.max_fitting, m->plan.n_layers,
+                         m->plan.max_fitting);
+            else
+                snprintf(what, sizeof what, "the weights");
+            st = loom_alloc_buffers(be, pk.sizes, pk.n, &bufs, &n_bufs, what, err, err_n);
+        }
+        if (n_bufs) { /* append, so loom_model_free frees them even after a failure */
+            loom_buffer **all = realloc(m->wbufs, (size_t)(base + n_bufs) * sizeof *all);
+            if (!all) {
+                for (int k = 0; k < n_bufs; k++)
+                    loom_buffer_free(bufs[k]);
+                st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
+            } else {
+                memcpy(all + base, bufs, (size_t)n_bufs * sizeof *bufs);
+                m->wbufs = all;
+                m->n_wbufs = base + n_bufs;
+            }
+        }
+        free(bufs);
+        for (int i = 0; i < wl->n && st == LOOM_OK; i++)
+            if (wl->v[i].dev == d) wl->v[i].at.buf += base;
+        loom_pack_free(&pk);
+    }
     return st;
 }
 
@@ -459,11 +600,11 @@ static loom_status upload_weights(loom_model *m, loom_gguf *g, const wlist *wl,
             src = conv;
             nbytes = loom_dtype_nbytes(w->store, n);
         }
-        st = m->be->iface->buffer_upload(wb, w->at.off, src, nbytes);
+        st = wb->backend->iface->buffer_upload(wb, w->at.off, src, nbytes);
         free(conv);
         if (st != LOOM_OK)
             return loom_model_fail(err, err_n, st, "model: uploading '%s' to %s failed: %s",
-                                   w->name, m->be->iface->name, m->be->error);
+                                   w->name, wb->backend->iface->name, wb->backend->error);
         *w->dst = t;
         done_bytes += nbytes;
         if (p->progress)
@@ -496,7 +637,8 @@ static loom_status load_from_gguf(loom_gguf *g, const char *path, const loom_mod
         st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
     if (st == LOOM_OK) st = read_config(m, g, &p, err, err_n);
     if (st == LOOM_OK) st = plan_weights(m, g, path, &p, &wl, err, err_n);
-    if (st == LOOM_OK) st = place_weights(m, &wl, err, err_n);
+    if (st == LOOM_OK) st = assign_devices(m, &wl, &p, err, err_n);
+    if (st == LOOM_OK) st = place_weights(m, &wl, &p, err, err_n);
     if (st == LOOM_OK) st = upload_weights(m, g, &wl, &p, err, err_n);
     /* Step 5: generate/kv_cache.c */
     if (st == LOOM_OK) st = loom_kv_cache_alloc(m, &p, err, err_n);
@@ -599,8 +741,39 @@ void loom_model_free(loom_model *m) {
     free(m->wbufs);
     free(m->kvbufs);
     free(m->layers);
+    free(m->layer_dev);
+    free(m->kv_dev);
     free(m->slot_pos);
     free(m);
+}
+
+const loom_split_plan *loom_model_split_plan(const loom_model *m) {
+    return m && m->has_plan ? &m->plan : NULL;
+}
+
+loom_status loom_model_plan_split(const char *path, const loom_model_params *pp,
+                                  loom_split_plan *out, char *err, size_t err_n) {
+    if (!path || !out)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: NULL argument");
+    loom_model_params p = pp ? *pp : loom_model_default_params();
+    p.split = LOOM_SPLIT_LAYER; /* a plan is what is asked for */
+    char gerr[512];
+    loom_gguf *g = NULL;
+    loom_status st = loom_gguf_open(path, &g, gerr, sizeof gerr);
+    if (st != LOOM_OK) return loom_model_fail(err, err_n, st, "model: %s", gerr);
+    /* The loader's steps up to the plan; no buffer is allocated. */
+    loom_model *m = calloc(1, sizeof *m);
+    wlist wl = {0};
+    st = m ? check_params(&p, err, err_n)
+           : loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
+    if (st == LOOM_OK) st = read_config(m, g, &p, err, err_n);
+    if (st == LOOM_OK) st = plan_weights(m, g, path, &p, &wl, err, err_n);
+    if (st == LOOM_OK) st = assign_devices(m, &wl, &p, err, err_n);
+    if (st == LOOM_OK) *out = m->plan;
+    free(wl.v);
+    loom_gguf_close(g);
+    loom_model_free(m);
+    return st;
 }
 
 const loom_model_config *loom_model_config_of(const loom_model *m) {

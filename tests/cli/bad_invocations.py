@@ -51,6 +51,15 @@ RUN_COMMON = {
     "--lora": ("str",),
     "--backend": ("str",),
 }
+# The layer-split flags (cli/args.h, docs/adr/0030) of run, chat, serve,
+# bench model and info.
+SPLIT = {
+    "--gpu-layers": ("layers",),
+    "--devices": ("devices",),
+    "--tensor-split": ("shares",),
+    "--split": ("choice", ["layer", "none"]),
+}
+RUN_COMMON.update(SPLIT)
 GGUF_TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0"]
 SPEC = {
     ("run",): dict(RUN_COMMON, **{"-p": ("str",), "--prompt": ("str",),
@@ -62,7 +71,9 @@ SPEC = {
                        "--ctx": ("int", 4, 1048576), "--chunks": ("int", 0, 1000000),
                        "-t": ("int", 1, 4096), "--kv-type": ("choice", ["f16", "q8_0", "f32"]),
                        "--backend": ("str",)},
-    ("info",): {"-m": ("str",), "--ctx": ("int", 0, 16777216), "--backend": ("str",)},
+    ("info",): dict(SPLIT, **{"-m": ("str",), "--ctx": ("int", 0, 16777216), "--backend": ("str",),
+                              "--kv-type": ("choice", ["f16", "q8_0", "f32"]),
+                              "--parallel": ("int", 1, 256)}),
     ("export-gguf",): {"-m": ("str",), "--model": ("str",), "-o": ("str",),
                        "--output": ("str",), "--type": ("choice", GGUF_TYPES)},
     ("init-model",): {"--preset": ("preset",), "-o": ("str",), "--output": ("str",),
@@ -87,7 +98,7 @@ SPEC = {
                          "-t": ("int", 1, 4096), "-b": ("int", 1, 65536), "--kv-type": ("choice", ["f16", "q8_0", "f32"]),
                          "-r": ("int", 1, 100),
                          "-o": ("choice", ["md", "json", "csv", "jsonl"]), "--save": ("str",),
-                         "--plot": ("str",)},
+                         "--plot": ("str",), **SPLIT},
     ("bench", "compare"): {"--fail-below": ("float", 0, 100)},
     ("serve",): {"-m": ("str",), "--model": ("str",), "--host": ("str",),
                  "--port": ("int", 0, 65535), "--parallel": ("int", 1, 256),
@@ -97,7 +108,7 @@ SPEC = {
                  "--max-body": ("int", 1024, 67108864), "--timeout": ("int", 1, 3600),
                  "--cors": ("str",), "--rate-limit": ("float", 0.001, 1000000),
                  "--log-prompts": ("flag",), "--no-access-log": ("flag",),
-                 "--backend": ("str",)},
+                 "--backend": ("str",), **SPLIT},
     ("embed",): {"-m": ("str",), "--model": ("str",), "--json": ("flag",),
                  "-b": ("int", 1, 4096), "--batch": ("int", 1, 4096),
                  "--max-tokens": ("int", 2, 1048576), "--timing": ("flag",),
@@ -165,6 +176,25 @@ def bad_values(kind):
         allowed = re.escape(", ".join(kind[1]))
         return [("bogus", r"'{v}' is not one of " + allowed), ("", r"'{v}' is not one of " + allowed),
                 ("F16", r"'{v}' is not one of " + allowed)]
+    if k == "layers":
+        rng = RANGE.replace("{lo}", "0").replace("{hi}", "65536")
+        nan = r"'{v}' is not a number or auto"
+        return [("abc", nan), ("5x", nan), ("", nan), (" 5", nan), ("1.5", nan), ("0x10", nan),
+                ("AUTO", nan), ("-1", rng), ("65537", rng), ("99999999999999999999", rng)]
+    if k == "devices":
+        return [("", r"'' has an empty entry \(NAME\[:INDEX\],\.\.\.\)"),
+                ("cpu,,vulkan", r"'{v}' has an empty entry .*"),
+                ("vulkan:", r"'{v}' is not a device \(NAME\[:INDEX\], e\.g\. vulkan:0 or cpu\)"),
+                ("Vulkan", r"'{v}' is not a device .*"), ("vulkan:x", r"'{v}' is not a device .*"),
+                ("cpu:-1", r"'{v}' is not a device .*"), ("cpu:64", r"'{v}' is not a device .*"),
+                ("cpu,cpu", r"'cpu' is listed twice"),
+                ("a,b,c,d,e,f,g,h,i", r"more than 8 devices")]
+    if k == "shares":
+        lst = r"'{v}' is not a list of at most 8 shares \(e\.g\. 3,1\)"
+        return [("", lst), ("3,,1", lst), ("3,", lst), ("1,1,1,1,1,1,1,1,1", lst),
+                ("abc", r"'abc' is not a number"), ("3,x", r"'x' is not a number"),
+                ("nan", r"'nan' is not a number"), ("-1", r"-1 is out of range \(0\.\.1e\+06\)"),
+                ("0,0", r"'{v}' gives every device a share of 0")]
     if k == "preset":
         return [("bogus", r"unknown model preset '{v}' \(known: .*tiny-moe.*\)")]
     if k == "op":
@@ -186,6 +216,12 @@ def good_values(kind):
         return ["tiny-moe", "tiny-dense"]
     if k == "op":
         return ["matmul"]
+    if k == "layers":
+        return ["0", "65536", "auto"]
+    if k == "devices":
+        return ["cpu", "vulkan:0,cpu", "cuda:1,cuda:0,cpu"]
+    if k == "shares":
+        return ["3,1", "1", "0,1", "1000000"]
     return ["x"]
 
 
@@ -316,6 +352,16 @@ def main():
     # nf4 has no GGUF type: refused with the reason.
     r.expect_usage_error(["export-gguf", "-m", "in.gguf", "-o", out_gguf, "--type", "nf4"],
                          r"loom export-gguf: --type: 'nf4' is not a GGUF tensor type .*", out_gguf)
+
+    # Layer-split flags that contradict each other (cli/args.h).
+    for words in (["run"], ["chat"], ["info"], ["serve"], ["bench", "model"]):
+        name = ERR_NAME.get(tuple(words), words[0])
+        r.expect_usage_error(words + ["--split", "none", "--gpu-layers", "3"],
+                             r"loom %s: --split none keeps every weight on the backend; it takes "
+                             r"no --devices, --tensor-split or --gpu-layers N" % re.escape(name))
+        r.expect_usage_error(words + ["--tensor-split", "3,1", "--gpu-layers", "2"],
+                             r"loom %s: --tensor-split and --gpu-layers 2 contradict: .*"
+                             % re.escape(name))
 
     # Repeated-flag limit and required flags.
     r.expect_usage_error(["run"] + ["--stop", "x"] * 9, r"loom run: --stop: at most 8 stop strings")

@@ -328,6 +328,81 @@ static void test_mixed(void) {
     CHECK(st_mix.leaf_bytes[1] == 0); /* w2 is caller memory */
 }
 
+/* ---------------- pins (layer split, docs/adr/0030) ---------------- */
+
+/* Four "layers" t = scale(t, c_l) + x, each built in its own tensor-id
+ * range, pinned the way llama.c pins a layer split: layers 0-1 on cpu,
+ * 2-3 on the mock (which comes first and would take them all). Exactly one
+ * activation copy (the boundary), one leaf copy (x, read on both sides), two
+ * splits; a pin to a backend without the op falls back; results exact. */
+static void test_pins(void) {
+    enum { D = 256, NL = 4 };
+    loom_graph *g = NULL;
+    CHECK(loom_graph_new(&g) == LOOM_OK);
+    loom_tensor *x = loom_tensor_set_flags(loom_tensor_1d(g, LOOM_F32, D), LOOM_FLAG_INPUT);
+    loom_tensor *t = x;
+    int seg[NL + 1];
+    for (int l = 0; l < NL; l++) {
+        seg[l] = loom_graph_n_tensors(g);
+        t = loom_add(g, loom_scale(g, t, 0.5f + (float)l), x);
+    }
+    seg[NL] = loom_graph_n_tensors(g);
+    loom_tensor *tail = loom_silu(g, t); /* only cpu has silu */
+    CHECK(loom_graph_expand(g, tail) == LOOM_OK);
+    loom_sched *s = new_sched(true); /* mock = 0, cpu = 1 */
+    loom_sched_stats st;
+    /* Unpinned: the four layers on the mock, silu on cpu. */
+    CHECK_MSG(loom_sched_alloc(s, g) == LOOM_OK, "%s", loom_sched_error(s));
+    loom_sched_get_stats(s, &st);
+    CHECK_MSG(st.n_splits == 2 && st.n_act_copies == 1, "unpinned: %d splits, %d act copies",
+              st.n_splits, st.n_act_copies);
+    for (int i = 0; i < loom_graph_n_nodes(g); i++) {
+        loom_tensor *n = loom_graph_node(g, i);
+        if (n->op == LOOM_OP_NONE) continue;
+        int l = 0;
+        while (l < NL && n->id >= seg[l + 1])
+            l++;
+        CHECK(loom_sched_set_node_backend(s, n, l < 2 ? 1 : 0) == LOOM_OK);
+    }
+    CHECK(loom_sched_set_node_backend(s, tail, 0) == LOOM_OK); /* mock lacks silu: falls back */
+    CHECK(loom_sched_set_node_backend(s, tail, 2) == LOOM_ERR_INVALID_ARG);
+    CHECK(loom_sched_set_node_backend(NULL, tail, 0) == LOOM_ERR_INVALID_ARG);
+    CHECK(loom_sched_set_node_backend(s, NULL, 0) == LOOM_ERR_INVALID_ARG);
+    CHECK_MSG(loom_sched_alloc(s, g) == LOOM_OK, "%s", loom_sched_error(s));
+    loom_sched_get_stats(s, &st);
+    /* cpu: layers 0-1 | mock: layers 2-3 | cpu: silu */
+    CHECK_MSG(st.n_splits == 3, "pinned: %d splits", st.n_splits);
+    CHECK_MSG(st.n_act_copies == 2 && st.n_copies == 3, "pinned: %d act copies, %d in all",
+              st.n_act_copies, st.n_copies);
+    CHECK(st.copy_bytes == 3 * D * sizeof(float) && st.n_computes == 0);
+    float *xd = rand_vec(D), *y = malloc(D * sizeof *y);
+    CHECK(loom_tensor_upload(x, xd, D * 4) == LOOM_OK);
+    for (int r = 0; r < 2; r++)
+        CHECK_MSG(loom_sched_compute(s, g) == LOOM_OK, "%s", loom_sched_error(s));
+    loom_sched_get_stats(s, &st);
+    CHECK(st.n_computes == 2 && st.copy_seconds >= 0);
+    CHECK(loom_tensor_download(tail, y, D * 4) == LOOM_OK);
+    int bad = 0;
+    for (int k = 0; k < D; k++) {
+        float v = xd[k];
+        for (int l = 0; l < NL; l++)
+            v = v * (0.5f + (float)l) + xd[k];
+        v = v / (1.0f + expf(-v));
+        bad += fabsf(v - y[k]) > 1e-5f * fabsf(v) + 1e-6f;
+    }
+    CHECK(bad == 0);
+    /* A pin removed: back to the mock. */
+    for (int i = 0; i < loom_graph_n_nodes(g); i++)
+        CHECK(loom_sched_set_node_backend(s, loom_graph_node(g, i), -1) == LOOM_OK);
+    CHECK(loom_sched_alloc(s, g) == LOOM_OK);
+    loom_sched_get_stats(s, &st);
+    CHECK(st.n_splits == 2 && st.n_act_copies == 1);
+    free(xd);
+    free(y);
+    loom_sched_free(s);
+    loom_graph_free(g);
+}
+
 /* ---------------- planner ---------------- */
 
 static void test_chain(void) {
@@ -605,6 +680,7 @@ int main(void) {
     if (!g_cpu) return test_summary("test_sched");
     test_args();
     test_mixed();
+    test_pins();
     test_chain();
     for (uint32_t seed = 1; seed <= 4; seed++) {
         test_dag(false, seed);

@@ -65,6 +65,9 @@ LOOM_API const char *loom_gguf_type_name(loom_gguf_type t);
 #define LOOM_GGML_TYPE_F32  0
 #define LOOM_GGML_TYPE_F16  1
 #define LOOM_GGML_TYPE_Q4_0 2
+#define LOOM_GGML_TYPE_Q4_1 3
+#define LOOM_GGML_TYPE_Q5_0 6
+#define LOOM_GGML_TYPE_Q5_1 7
 #define LOOM_GGML_TYPE_Q8_0 8
 #define LOOM_GGML_TYPE_I32  26
 #define LOOM_GGML_TYPE_BF16 30

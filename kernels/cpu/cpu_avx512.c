@@ -95,6 +95,21 @@ static inline vf v_q4(const uint8_t *qs, int j) {
     const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)qs));
     return _mm512_permutexvar_ps(j ? _mm512_srli_epi32(v, 4) : v, _mm512_loadu_ps(k_q4_vals));
 }
+/* Vector j of a q4_1 block: the unsigned nibbles (0..15), ordered as v_q4. */
+static inline vf v_q4u(const uint8_t *qs, int j) {
+    const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)qs));
+    return _mm512_cvtepi32_ps(j ? _mm512_srli_epi32(v, 4)
+                                : _mm512_and_si512(v, _mm512_set1_epi32(15)));
+}
+/* Vector j of a q5_0/q5_1 block minus off (16 for q5_0, 0 for q5_1): the
+ * nibbles as v_q4u, bit 4 of element e from bit e of qh. */
+static inline vf v_q5(const uint8_t *qs, uint32_t qh, int j, int off) {
+    const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)qs));
+    const __m512i v = j ? _mm512_srli_epi32(b, 4) : _mm512_and_si512(b, _mm512_set1_epi32(15));
+    const __mmask16 hb = (__mmask16)(qh >> (16 * j));
+    const __m512i q = _mm512_mask_or_epi32(v, hb, v, _mm512_set1_epi32(16));
+    return _mm512_cvtepi32_ps(_mm512_sub_epi32(q, _mm512_set1_epi32(off)));
+}
 typedef struct nf4_tab {
     vf t;
 } nf4_tab;

@@ -69,6 +69,13 @@ void parity_cases_legacy(parity_table *tb, parity_build_fn get_rows, parity_buil
         parity_table_add(tb, LOOM_OP_CPY, cpy,
                          (parity_args){.t = {LOOM_F32, t}, .n = {64, 6, 4, 1}, .i = {0, 2}},
                          "f32[64,6,4,1]P -> %s", tn);
+        /* wide values, and integers (ties at the code boundaries, equal rows) */
+        parity_table_add(tb, LOOM_OP_CPY, cpy,
+                         (parity_args){.t = {LOOM_F32, t}, .n = {96, 5}, .i = {0, 0, 1}},
+                         "f32[96,5] -> %s (wide values)", tn);
+        parity_table_add(tb, LOOM_OP_CPY, cpy,
+                         (parity_args){.t = {LOOM_F32, t}, .n = {32, 9}, .i = {0, 0, 2}},
+                         "f32[32,9] -> %s (integers)", tn);
     }
 }
 

@@ -62,14 +62,14 @@ static bool loom_vk_plain_f(loom_dtype t) {
     return t == LOOM_F32 || t == LOOM_F16 || t == LOOM_BF16;
 }
 
-/* Row-blocked quantized types the shaders read (common.glsl's loaders);
- * quantize.comp writes only q8_0/q4_0 (loom_vk_quantizes). */
+/* Row-blocked quantized types the shaders read (common.glsl's loaders) and
+ * quantize.comp writes (loom_vk_quantizes; set_rows: q8_0 only). */
 static bool loom_vk_rowq(loom_dtype t) {
     return t == LOOM_Q8_0 || t == LOOM_Q4_0 || t == LOOM_Q4_1 || t == LOOM_Q5_0 || t == LOOM_Q5_1;
 }
 
 static bool loom_vk_quantizes(loom_dtype t) {
-    return t == LOOM_Q8_0 || t == LOOM_Q4_0;
+    return loom_vk_rowq(t);
 }
 
 static bool loom_vk_all_f32(const loom_tensor *node, int n_src) {

@@ -50,8 +50,10 @@ typedef struct bm_opts {
 static const char *const FORMATS[] = {"md", "json", "csv", "jsonl", NULL};
 static const char *const KV_NAMES[] = {"f16", "q8_0", "f32", NULL};
 static const loom_dtype KV_TYPES[] = {LOOM_F16, LOOM_Q8_0, LOOM_F32};
-static const char *const W_NAMES[] = {"f32", "f16", "bf16", "q8_0", "q4_0", NULL};
-static const loom_dtype W_TYPES[] = {LOOM_F32, LOOM_F16, LOOM_BF16, LOOM_Q8_0, LOOM_Q4_0};
+static const char *const W_NAMES[] = {"f32",  "f16",  "bf16", "q8_0", "q4_0",
+                                      "q4_1", "q5_0", "q5_1", NULL};
+static const loom_dtype W_TYPES[] = {LOOM_F32,  LOOM_F16,  LOOM_BF16, LOOM_Q8_0,
+                                     LOOM_Q4_0, LOOM_Q4_1, LOOM_Q5_0, LOOM_Q5_1};
 static const char *CMD = "bench model";
 
 static void usage(FILE *f) {
@@ -67,7 +69,8 @@ static void usage(FILE *f) {
         "                 model `loom run` uses, created on first use)\n"
         "  --preset NAME  also bench a model shape without a file (e.g. llama3-8b): random\n"
         "                 weights written to a temporary GGUF in $TMPDIR, unlinked once loaded\n"
-        "  --type TYPE    weights of --preset: f32, f16, bf16, q8_0 (default), q4_0\n"
+        "  --type TYPE    weights of --preset: f32, f16, bf16, q8_0 (default), q4_0,\n"
+        "                 q4_1, q5_0, q5_1\n"
         "  --backend B    backends to compare (default: the selected one); all = every\n"
         "                 available backend, with a ratio column against the first\n"
         "  -p N           prompt-processing tests, tokens per forward, 0..65536 (default 512)\n"

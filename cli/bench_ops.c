@@ -91,6 +91,13 @@ static bool make_cases(const char *set, case_list *l) {
         add_case(l, B_MATMUL, wt[w], 1, b, 3, "matmul %s decode %lldx%lld M=1", dn, (long long)ffn,
                  (long long)hid);
     }
+    /* ggml's legacy types (issue 16), decode beside q4_0's */
+    static const loom_dtype lq[] = {LOOM_Q4_1, LOOM_Q5_0, LOOM_Q5_1};
+    for (int w = 0; w < 3; w++) {
+        int64_t b[3] = {hid, ffn, 1};
+        add_case(l, B_MATMUL, lq[w], 1, b, 3, "matmul %s decode %lldx%lld M=1",
+                 loom_dtype_name(lq[w]), (long long)ffn, (long long)hid);
+    }
     if (vocab) {
         int64_t a[3] = {hid, vocab, 1};
         add_case(l, B_MATMUL, LOOM_Q4_0, 1, a, 3, "matmul q4_0 decode %lldx%lld M=1 (lm_head)",
@@ -177,11 +184,16 @@ static loom_status fill_leaf(loom_tensor *t, uint64_t seed) {
             const uint64_t r = rng_next(&s);
             memcpy(buf + i, &r, 8);
         }
-        if (t->dtype == LOOM_Q8_0 || t->dtype == LOOM_Q4_0) {
+        if (t->dtype == LOOM_Q8_0 || t->dtype == LOOM_Q4_0 || t->dtype == LOOM_Q4_1 ||
+            t->dtype == LOOM_Q5_0 || t->dtype == LOOM_Q5_1) {
+            /* finite scales (q4_1/q5_1: and minimums) over random codes */
             const size_t bb = loom_dtype_block_bytes(t->dtype);
-            const uint16_t d = loom_f32_to_f16(0.01f);
-            for (size_t i = 0; i + bb <= bytes; i += bb)
+            const uint16_t d = loom_f32_to_f16(0.01f), m = loom_f32_to_f16(-0.08f);
+            const bool has_m = t->dtype == LOOM_Q4_1 || t->dtype == LOOM_Q5_1;
+            for (size_t i = 0; i + bb <= bytes; i += bb) {
                 memcpy(buf + i, &d, 2);
+                if (has_m) memcpy(buf + i + 2, &m, 2);
+            }
         } else if (t->dtype == LOOM_NF4) {
             float *am = (float *)(buf + n / 2);
             for (int64_t i = 0; i < n / 64; i++)

@@ -29,7 +29,7 @@ static void usage(FILE *f) {
         "  embed [-m ENCODER] [--json] [TEXT...]\n"
         "                     sentence embeddings (BERT encoders; loom embed --help)\n"
         "  info [MODEL]       config, parameters, weight and KV-cache bytes of a model\n"
-        "  export-gguf -m IN -o OUT.gguf --type f16|q8_0|q4_0|f32\n"
+        "  export-gguf -m IN -o OUT.gguf --type f16|q8_0|q4_0|q5_0|...\n"
         "                     write a GGUF file or HF checkpoint as a llama.cpp GGUF\n"
         "  init-model --preset NAME -o FILE.gguf [--type q8_0] [--seed N]\n"
         "                     write a model with seeded random weights and the Llama-3\n"

@@ -61,13 +61,15 @@ static bool find_tokenizer_json(char *out, size_t n) {
 
 /* Weight and cache types by name: the values of --type, --quant and
  * --kv-type (each flag allows the subset its consumer can store). */
-static const char *const GGUF_TYPES[] = {"f32", "f16", "bf16", "q8_0", "q4_0", NULL};
-static const loom_dtype GGUF_DTYPES[] = {LOOM_F32, LOOM_F16, LOOM_BF16, LOOM_Q8_0, LOOM_Q4_0};
+static const char *const GGUF_TYPES[] = {"f32",  "f16",  "bf16", "q8_0", "q4_0",
+                                         "q4_1", "q5_0", "q5_1", NULL};
+static const loom_dtype GGUF_DTYPES[] = {LOOM_F32,  LOOM_F16,  LOOM_BF16, LOOM_Q8_0,
+                                         LOOM_Q4_0, LOOM_Q4_1, LOOM_Q5_0, LOOM_Q5_1};
 /* nf4 and nf4_dq both load as QLoRA's double-quantized nf4 (loom_model_store_type). */
-static const char *const QUANT_TYPES[] = {"f32",  "f16", "bf16",   "q8_0",
-                                          "q4_0", "nf4", "nf4_dq", NULL};
-static const loom_dtype QUANT_DTYPES[] = {LOOM_F32,  LOOM_F16, LOOM_BF16,  LOOM_Q8_0,
-                                          LOOM_Q4_0, LOOM_NF4, LOOM_NF4_DQ};
+static const char *const QUANT_TYPES[] = {"f32",  "f16",  "bf16", "q8_0",   "q4_0", "q4_1",
+                                          "q5_0", "q5_1", "nf4",  "nf4_dq", NULL};
+static const loom_dtype QUANT_DTYPES[] = {LOOM_F32,  LOOM_F16,  LOOM_BF16, LOOM_Q8_0, LOOM_Q4_0,
+                                          LOOM_Q4_1, LOOM_Q5_0, LOOM_Q5_1, LOOM_NF4,  LOOM_NF4_DQ};
 static const char *const KV_TYPES[] = {"f16", "q8_0", "f32", NULL};
 static const loom_dtype KV_DTYPES[] = {LOOM_F16, LOOM_Q8_0, LOOM_F32};
 
@@ -126,7 +128,8 @@ static void init_usage(FILE *f) {
             "                       [--tokenizer tokenizer.json]\n"
             "  --preset NAME  tiny-moe (default), tiny-dense, llama3-8b, seed, small-110m,\n"
             "                 small-110m-moe\n"
-            "  --type TYPE    weight type: f32, f16, bf16, q8_0 (default) or q4_0\n"
+            "  --type TYPE    weight type: f32, f16, bf16, q8_0 (default), q4_0, q4_1, q5_0\n"
+            "                 or q5_1\n"
             "  --seed N       weight seed, 0..2^64-1 (decimal or 0x hex; default %u)\n"
             "The file is written atomically: a failed or interrupted write leaves any\n"
             "existing FILE.gguf as it was.\n",
@@ -208,7 +211,8 @@ static void export_progress(void *ud, double frac) {
 }
 
 static void export_usage(FILE *f) {
-    fprintf(f, "usage: loom export-gguf -m IN -o OUT.gguf --type f16|q8_0|q4_0|f32|bf16\n"
+    fprintf(f, "usage: loom export-gguf -m IN -o OUT.gguf\n"
+               "         --type f16|q8_0|q4_0|q4_1|q5_0|q5_1|f32|bf16\n"
                "  IN: a GGUF file or a Hugging Face checkpoint directory (config.json +\n"
                "  model.safetensors or model.safetensors.index.json)\n"
                "OUT.gguf is written atomically: a failed or interrupted export leaves any\n"
@@ -524,7 +528,8 @@ static void run_usage_cmd(FILE *f, const char *cmd) {
             "%s with random weights, created on first use);\n"
             "HFDIR: a Hugging Face checkpoint directory, converted while loading\n"
             "  --quant TYPE          weights quantized while loading: f32, f16, bf16, q8_0,\n"
-            "                        q4_0, nf4 or nf4_dq (both: QLoRA's double-quantized nf4)\n"
+            "                        q4_0, q4_1, q5_0, q5_1, nf4 or nf4_dq (both: QLoRA's\n"
+            "                        double-quantized nf4)\n"
             "%s"
             "  -n, --n-predict N     tokens to generate, -1..%d; -1: until EOS or the\n"
             "                        context is full (default %d)\n"

@@ -7,6 +7,7 @@
  * at any byte offset (e.g. inside a mapped file) is accessed without UB. */
 #include "loom/dtype.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -348,6 +349,116 @@ static void dequantize_q4_0(const uint8_t *x, float *y, int64_t nb) {
     }
 }
 
+/* ---- GGUF q4_1 / q5_0 / q5_1 ----
+ * ggml's quantize_row_q4_1_ref / q5_0_ref / q5_1_ref, float op for float op
+ * (gguf-py's gguf/quants.py computes the same): q5_0 is q4_0 with 5 bits
+ * (d = max / -16, code = min(31, trunc(x/d + 16.5))); q4_1 and q5_1 store the
+ * block minimum m and d = (max - min) / (2^bits - 1), code =
+ * min(2^bits - 1, trunc((x - min)/d + 0.5)). The 5th bit of value j is bit j
+ * of the little-endian u32 qh. Dequantization is d * code (+ m), two rounded
+ * float ops (C11 builds do not contract them into an FMA), as gguf-py does. */
+
+/* trunc(v) clamped to [0, top]; only non-finite inputs (a non-finite id)
+ * reach the guard, and give 0 as for q4_0. */
+static uint8_t q_code(float v, int top) {
+    int q = (v > -1.0f && v < 128.0f) ? (int)v : 0;
+    return (uint8_t)(q < top ? q : top);
+}
+
+/* Block minimum and maximum as ggml's loops find them (strict < and >). */
+static void block_min_max(const float *x, int n, float *mn, float *mx) {
+    float lo = FLT_MAX, hi = -FLT_MAX;
+    for (int j = 0; j < n; j++) {
+        if (x[j] < lo) lo = x[j];
+        if (x[j] > hi) hi = x[j];
+    }
+    *mn = lo;
+    *mx = hi;
+}
+
+/* Pack 32 codes of `bits` (4 or 5) bits: low nibbles as q4_0 (j and j+16
+ * share byte j), the 5th bits into qh (when non-NULL). */
+static void pack_codes(const uint8_t *q, uint8_t *qh, uint8_t *qs) {
+    uint32_t h = 0;
+    for (int j = 0; j < 16; j++) {
+        qs[j] = (uint8_t)((q[j] & 15u) | ((q[j + 16] & 15u) << 4));
+        h |= (uint32_t)(q[j] >> 4) << j;
+        h |= (uint32_t)(q[j + 16] >> 4) << (j + 16);
+    }
+    if (qh) memcpy(qh, &h, 4);
+}
+
+/* Codes of one block (bits 4 or 5) unpacked; qh NULL for 4-bit blocks. */
+static void unpack_codes(const uint8_t *qh, const uint8_t *qs, int *q) {
+    uint32_t h = 0;
+    if (qh) memcpy(&h, qh, 4);
+    for (int j = 0; j < 16; j++) {
+        q[j] = (qs[j] & 15) | (int)(((h >> j) & 1u) << 4);
+        q[j + 16] = (qs[j] >> 4) | (int)(((h >> (j + 16)) & 1u) << 4);
+    }
+}
+
+/* q4_1 (bits 4, qh NULL) and q5_1 (bits 5): d, m, [qh,] qs. */
+static void quantize_qx_1(const float *x, uint8_t *y, int64_t nb, int bits) {
+    const size_t bsz = bits == 4 ? sizeof(loom_block_q4_1) : sizeof(loom_block_q5_1);
+    const int top = (1 << bits) - 1;
+    for (int64_t i = 0; i < nb; i++, x += 32, y += bsz) {
+        float mn, mx;
+        block_min_max(x, 32, &mn, &mx);
+        const float d = (mx - mn) / top;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        store_u16(y, loom_f32_to_f16(d));
+        store_u16(y + 2, loom_f32_to_f16(mn));
+        uint8_t q[32];
+        for (int j = 0; j < 32; j++)
+            q[j] = q_code((x[j] - mn) * id + 0.5f, top);
+        pack_codes(q, bits == 5 ? y + 4 : NULL, y + (bits == 5 ? 8 : 4));
+    }
+}
+
+static void quantize_q5_0(const float *x, uint8_t *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += LOOM_QK5_0, y += sizeof(loom_block_q5_0)) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < LOOM_QK5_0; j++) { /* first element of largest |x| wins */
+            if (amax < fabsf(x[j])) {
+                amax = fabsf(x[j]);
+                max = x[j];
+            }
+        }
+        const float d = max / -16;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        store_u16(y, loom_f32_to_f16(d));
+        uint8_t q[32];
+        for (int j = 0; j < 32; j++)
+            q[j] = q_code(x[j] * id + 16.5f, 31);
+        pack_codes(q, y + 2, y + 6);
+    }
+}
+
+static void dequantize_qx_1(const uint8_t *x, float *y, int64_t nb, int bits) {
+    const size_t bsz = bits == 4 ? sizeof(loom_block_q4_1) : sizeof(loom_block_q5_1);
+    for (int64_t i = 0; i < nb; i++, x += bsz, y += 32) {
+        const float d = loom_f16_to_f32(load_u16(x));
+        const float m = loom_f16_to_f32(load_u16(x + 2));
+        int q[32];
+        unpack_codes(bits == 5 ? x + 4 : NULL, x + (bits == 5 ? 8 : 4), q);
+        for (int j = 0; j < 32; j++) {
+            const float p = q[j] * d;
+            y[j] = p + m;
+        }
+    }
+}
+
+static void dequantize_q5_0(const uint8_t *x, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += sizeof(loom_block_q5_0), y += LOOM_QK5_0) {
+        const float d = loom_f16_to_f32(load_u16(x));
+        int q[32];
+        unpack_codes(x + 2, x + 6, q);
+        for (int j = 0; j < 32; j++)
+            y[j] = (q[j] - 16) * d;
+    }
+}
+
 /* float -> i32 "by value": truncate toward zero like a C cast, saturating
  * out-of-range values and mapping NaN to 0 instead of invoking UB. */
 static int32_t i32_from_float(float v) {
@@ -391,6 +502,15 @@ loom_status loom_dequantize_row(loom_dtype t, const void *src, float *dst, int64
     case LOOM_Q4_0:
         dequantize_q4_0(s, dst, n / LOOM_QK4_0);
         break;
+    case LOOM_Q4_1:
+        dequantize_qx_1(s, dst, n / LOOM_QK4_1, 4);
+        break;
+    case LOOM_Q5_0:
+        dequantize_q5_0(s, dst, n / LOOM_QK5_0);
+        break;
+    case LOOM_Q5_1:
+        dequantize_qx_1(s, dst, n / LOOM_QK5_1, 5);
+        break;
     default:
         return LOOM_ERR_INVALID_ARG;
     }
@@ -422,6 +542,15 @@ loom_status loom_quantize_row(loom_dtype t, const float *src, void *dst, int64_t
         break;
     case LOOM_Q4_0:
         quantize_q4_0(src, d, n / LOOM_QK4_0);
+        break;
+    case LOOM_Q4_1:
+        quantize_qx_1(src, d, n / LOOM_QK4_1, 4);
+        break;
+    case LOOM_Q5_0:
+        quantize_q5_0(src, d, n / LOOM_QK5_0);
+        break;
+    case LOOM_Q5_1:
+        quantize_qx_1(src, d, n / LOOM_QK5_1, 5);
         break;
     default:
         return LOOM_ERR_INVALID_ARG;

@@ -853,6 +853,7 @@ int parity_cases_make(parity_case **out) {
     cases_loss_views(&tb);
     cases_backward(&tb);
     parity_cases_large_logits(&tb);
+    parity_cases_legacy(&tb, b_get_rows, b_matmul, b_cpy);
     if (tb.oom) {
         free(tb.v);
         *out = NULL;

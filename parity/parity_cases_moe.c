@@ -126,6 +126,7 @@ void parity_cases_moe(parity_table *tb) {
                              (parity_args){.n = {64, 128, 8, t ? 9 : 1}, .t = {wt[w]}, .i = {2, t}},
                              "w=%s Dm=64 F=128 E=8 top2 T=%d logits=%s vs decomposition", dn(wt[w]),
                              t ? 9 : 1, lm[t]);
+    parity_cases_legacy_moe(tb, b_moe);
     for (int k = 1; k <= 3; k++)
         for (int mode = 0; mode < 3; mode++)
             if (k != 3 || mode != 1)

@@ -89,12 +89,14 @@ void parity_compare(const loom_tensor *t, const void *got, const void *want, dou
                              i);
             } else {
                 /* q8_0/q4_0 blocks: a 2-byte fp16 scale, then the values
-                 * (q4_0: byte j holds elements j and j + 16). */
+                 * (q4_0: byte j holds elements j and j + 16); q4_1/q5_0/q5_1
+                 * end in the same 16 nibble bytes after a longer header. */
                 size_t bb = loom_dtype_block_bytes(t->dtype), off = i % bb;
+                size_t hdr = t->dtype == LOOM_Q8_0 ? 2 : bb - 16;
                 r->bad_idx = (int64_t)(i / bb) * loom_dtype_block_size(t->dtype) +
-                             (off >= 2 ? (int64_t)off - 2 : 0);
-                if (off < 2)
-                    snprintf(r->note, sizeof r->note, "the block scale differs (byte %zu)", i);
+                             (off >= hdr ? (int64_t)(off - hdr) : 0);
+                if (off < hdr)
+                    snprintf(r->note, sizeof r->note, "the block header differs (byte %zu)", i);
             }
         }
         /* NMSE of the dequantized values, for the report only. */

@@ -10,7 +10,7 @@
         `loom export-gguf` validated by gguf-py (ctest gguf_export_check):
         LOOM init-model writes an f32 model (preset tiny-moe by default, the
         default model, with the Llama-3 tokenizer), LOOM export-gguf
-        re-types it to f16, q8_0 and q4_0, and every output is checked
+        re-types it to f16, q8_0, q4_0, q4_1, q5_0 and q5_1, and every output is checked
         against the f32 source: see check_export() for the exact assertions
         and the NMSE bounds.
   check_gguf.py --make-seeds DIR --writer EXE
@@ -81,6 +81,9 @@ FIXTURE_TENSORS = [
     ("t.q8_0", Q.Q8_0, [64, 3]),
     ("t.q4_0", Q.Q4_0, [32, 5]),
     ("t.q4_K", Q.Q4_K, [256, 2]),
+    ("t.q4_1", Q.Q4_1, [32, 3]),
+    ("t.q5_0", Q.Q5_0, [64, 2]),
+    ("t.q5_1", Q.Q5_1, [32, 2]),
 ]
 
 
@@ -206,12 +209,19 @@ def check_fixture(path):
 #         q4_0 maps the signed extreme to -8, the opposite one clamps at +7)
 # The bounds leave ~2x / ~1.4x of margin; a wrong scale, block order or
 # nibble order gives NMSE near 1.
-EXPORT_NMSE = {"q8_0": 3e-5, "q4_0": 6e-3}
+#   q4_1: d = (max-min)/15 <= 2 amax/15 -> NMSE <= 1/225 = 4.4e-3
+#   q5_0: d = amax/16   ->  NMSE ~ 1/1024 = 9.8e-4; q5_1: d <= 2 amax/31 -> 1/961
+EXPORT_NMSE = {"q8_0": 3e-5, "q4_0": 6e-3, "q4_1": 6e-3, "q5_0": 1.5e-3, "q5_1": 1.5e-3}
 # Per element, against the block's step d (from the f32 block's absmax):
 # round-to-nearest gives |err| <= d/2 (q8_0), the q4_0 clamp |err| <= d; the
 # fp16 scale adds at most 127 (resp. 8) * d * 2^-11.
-EXPORT_STEP = {"q8_0": (127.0, 0.5 + 127 * 2 ** -11), "q4_0": (8.0, 1.0 + 8 * 2 ** -11)}
-FILE_TYPE = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7}
+# q5_0 clamps like q4_0 (|err| <= d, d = amax/16); q4_1/q5_1 round to nearest
+# (|err| <= d/2, d <= amax/7.5 resp. amax/15.5) and add the fp16 rounding of
+# d (15 resp. 31 steps) and of the minimum (amax * 2^-11).
+EXPORT_STEP = {"q8_0": (127.0, 0.5 + 127 * 2 ** -11), "q4_0": (8.0, 1.0 + 8 * 2 ** -11),
+               "q4_1": (7.5, 0.5 + 23 * 2 ** -11), "q5_0": (16.0, 1.0 + 16 * 2 ** -11),
+               "q5_1": (15.5, 0.5 + 47 * 2 ** -11)}
+FILE_TYPE = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7, "q4_1": 3, "q5_0": 8, "q5_1": 9}
 
 
 def open_reader_in_memory(path):
@@ -235,9 +245,10 @@ def expected_type(name, n_dims, ne0, want):
     """loom_model_store_type (include/loom/model.h) for GGUF export types."""
     if n_dims == 1 or "ffn_gate_inp" in name:
         return Q.F32
-    if want in ("q8_0", "q4_0") and ne0 % 32 != 0:
+    if want in ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1") and ne0 % 32 != 0:
         return Q.F16
-    return {"f32": Q.F32, "f16": Q.F16, "q8_0": Q.Q8_0, "q4_0": Q.Q4_0}[want]
+    return {"f32": Q.F32, "f16": Q.F16, "q8_0": Q.Q8_0, "q4_0": Q.Q4_0, "q4_1": Q.Q4_1,
+            "q5_0": Q.Q5_0, "q5_1": Q.Q5_1}[want]
 
 
 def check_export_file(src, path, want, errors):
@@ -339,7 +350,7 @@ def check_export(loom, work, preset="tiny-moe"):
                     "-o", src_path], check=True)
     src = open_reader_in_memory(src_path)
     errors = []
-    for want in ("f16", "q8_0", "q4_0"):
+    for want in ("f16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"):
         out = os.path.join(work, f"export_{preset}_{want}.gguf")
         t0 = time.time()
         p = subprocess.run([loom, "export-gguf", "-m", src_path, "-o", out, "--type", want],

@@ -404,11 +404,18 @@ static bool nf4_view_ok(const loom_tensor *w) {
     return w->ne[1] <= 1 || w->nb[1] == (size_t)w->ne[0] / 2;
 }
 
+static bool is_legacy_q(loom_dtype t) {
+    return t == LOOM_Q4_1 || t == LOOM_Q5_0 || t == LOOM_Q5_1;
+}
+
 /* Weights of op (matmul/moe): a dtype the op takes (loom_op_weight_dtype_ok,
  * the one rule) that kernels/cuda/dequant.cuh decodes, in a layout it reads. */
 static bool weight_ok(loom_op op, const loom_tensor *w) {
     if (!w || !loom_op_weight_dtype_ok(op, w->dtype)) return false;
     if (loom_dtype_is_nf4(w->dtype)) return nf4_view_ok(w);
+    /* q4_1/q5_0/q5_1: matmul's generic kernels (lc_get); the grouped MoE GEMM
+     * decodes only dequant.cuh's units, so their MoE stays on the cpu */
+    if (is_legacy_q(w->dtype)) return op == LOOM_OP_MATMUL && w->ne[0] % 32 == 0;
     return is_float(w) || w->dtype == LOOM_Q8_0 || w->dtype == LOOM_Q4_0;
 }
 
@@ -438,8 +445,9 @@ static bool gpu_supports(loom_backend *be, const loom_tensor *node) {
     case LOOM_OP_GET_ROWS:
         /* the rule (ir), then what kernels/cuda/dequant.cuh decodes */
         return is_f32(node) && s[0] && loom_op_weight_dtype_ok(LOOM_OP_GET_ROWS, s[0]->dtype) &&
-               (is_float(s[0]) || s[0]->dtype == LOOM_Q8_0 || s[0]->dtype == LOOM_Q4_0) && s[1] &&
-               s[1]->dtype == LOOM_I32;
+               (is_float(s[0]) || s[0]->dtype == LOOM_Q8_0 || s[0]->dtype == LOOM_Q4_0 ||
+                is_legacy_q(s[0]->dtype)) &&
+               s[1] && s[1]->dtype == LOOM_I32;
     case LOOM_OP_SET_ROWS: /* f32/f16/bf16 caches; quantizing stays on the cpu */
         return is_float(node) && s[1] && s[1]->dtype == LOOM_F32 && s[2] &&
                s[2]->dtype == LOOM_I32 && s[1]->ne[1] * s[1]->ne[2] <= 0x7fffffff;
@@ -448,7 +456,8 @@ static bool gpu_supports(loom_backend *be, const loom_tensor *node) {
         if (node->dtype == LOOM_I32) return s[0]->dtype == LOOM_I32;
         if (!is_float(node)) return false; /* quantizing stays on the CPU (exact ggml rounding) */
         if (is_float(s[0])) return true;
-        if (s[0]->dtype == LOOM_Q8_0 || s[0]->dtype == LOOM_Q4_0) return s[0]->ne[0] % 32 == 0;
+        if (s[0]->dtype == LOOM_Q8_0 || s[0]->dtype == LOOM_Q4_0 || is_legacy_q(s[0]->dtype))
+            return s[0]->ne[0] % 32 == 0;
         return loom_dtype_is_nf4(s[0]->dtype) && nf4_view_ok(s[0]);
     case LOOM_OP_MATMUL:
         return is_f32(node) && weight_ok(node->op, s[0]) && is_float(s[1]) &&

@@ -35,10 +35,11 @@ static bool loom_vk_fits(const loom_vk_ctx *c, const loom_tensor *t) {
     return (uint64_t)loom_tensor_nbytes(t) <= loom_vk_lim(c);
 }
 
-/* Bytes of one row (dim 0) of a plain or q8_0/q4_0 tensor. */
+static bool loom_vk_rowq(loom_dtype t);
+
+/* Bytes of one row (dim 0) of a plain or row-blocked quantized tensor. */
 static uint64_t loom_vk_row_bytes(const loom_tensor *t) {
-    if (t->dtype == LOOM_Q8_0 || t->dtype == LOOM_Q4_0)
-        return (uint64_t)(t->ne[0] / 32) * (t->dtype == LOOM_Q8_0 ? 34u : 18u);
+    if (loom_vk_rowq(t->dtype)) return (uint64_t)(t->ne[0] / 32) * loom_dtype_block_bytes(t->dtype);
     return (uint64_t)(t->ne[0] - 1) * t->nb[0] + loom_dtype_block_bytes(t->dtype);
 }
 
@@ -61,8 +62,14 @@ static bool loom_vk_plain_f(loom_dtype t) {
     return t == LOOM_F32 || t == LOOM_F16 || t == LOOM_BF16;
 }
 
+/* Row-blocked quantized types the shaders read (common.glsl's loaders) and
+ * quantize.comp writes (loom_vk_quantizes; set_rows: q8_0 only). */
 static bool loom_vk_rowq(loom_dtype t) {
-    return t == LOOM_Q8_0 || t == LOOM_Q4_0;
+    return t == LOOM_Q8_0 || t == LOOM_Q4_0 || t == LOOM_Q4_1 || t == LOOM_Q5_0 || t == LOOM_Q5_1;
+}
+
+static bool loom_vk_quantizes(loom_dtype t) {
+    return loom_vk_rowq(t);
 }
 
 static bool loom_vk_all_f32(const loom_tensor *node, int n_src) {
@@ -258,7 +265,7 @@ bool loom_vk_supports(loom_backend *be, const loom_tensor *node) {
                    loom_vk_fits(c, s[0]->view_src ? s[0]->view_src : s[0]);
         const bool src_ok =
             loom_vk_plain_f(st) || st == LOOM_I32 || (loom_vk_rowq(st) && s[0]->ne[0] % 32 == 0);
-        if (src_ok && loom_vk_rowq(dt)) /* quantize.comp: exact reciprocals need fp64 */
+        if (src_ok && loom_vk_quantizes(dt)) /* quantize.comp: exact reciprocals need fp64 */
             return c->fp64 && st != dt && s[0]->ne[0] % 32 == 0;
         if (src_ok && loom_dtype_is_nf4(dt)) /* quantize_nf4.comp: exact division needs fp64 */
             return c->fp64 && loom_tensor_nelements(node) % 64 == 0;
@@ -735,7 +742,7 @@ static loom_status loom_vk_cpy(loom_backend *be, const loom_tensor *y) {
     pc[k++] = loom_vk_rel(c, y->offset);
     pc[k++] = (uint32_t)a->dtype;
     pc[k++] = (uint32_t)y->dtype;
-    if (loom_vk_rowq(y->dtype)) { /* one 32-value block per invocation */
+    if (loom_vk_quantizes(y->dtype)) { /* one 32-value block per invocation */
         const uint64_t blocks = (uint64_t)loom_tensor_nelements(y) / 32;
         pc[k++] = (uint32_t)blocks;
         loom_vk_bind bs[2] = {loom_vk_b(y, true), loom_vk_b(a, false)};
@@ -773,6 +780,9 @@ static bool loom_vk_vec_ok(const loom_tensor *w) {
         break;
     case LOOM_Q8_0:
     case LOOM_Q4_0:
+    case LOOM_Q4_1:
+    case LOOM_Q5_0:
+    case LOOM_Q5_1:
         al = 2;
         break;
     case LOOM_NF4:

@@ -2,6 +2,7 @@
  *
  * Layouts are chosen for compatibility with the formats users already have:
  *   q8_0, q4_0  byte-identical to GGUF/ggml blocks (32 values, fp16 scale), so
+ *   (q4_1, q5_0, q5_1 likewise; q4_1/q5_1 add an fp16 block minimum)
  *               GGUF tensors are used in place without repacking.
  *   nf4         bitsandbytes/QLoRA NormalFloat-4: blocks of 64 values scaled by
  *               their absmax, two 4-bit codes per byte (first value in the HIGH
@@ -138,7 +139,8 @@ LOOM_API const char *loom_dtype_name(loom_dtype t);
 /* Parse a name from loom_dtype_name(); LOOM_ERR_INVALID_ARG if unknown. */
 LOOM_API loom_status loom_dtype_from_name(const char *name, loom_dtype *out);
 
-/* Values per block: 1 for plain types, 32 for q8_0/q4_0, 64 for nf4/nf4_dq. */
+/* Values per block: 1 for plain types, 32 for q8_0/q4_0/q4_1/q5_0/q5_1, 256
+ * for the k-quants, 64 for nf4/nf4_dq. */
 LOOM_API int64_t loom_dtype_block_size(loom_dtype t);
 /* Bytes per block for row-blocked types (f32 4, f16 2, q8_0 34, q4_0 18).
  * 0 for nf4/nf4_dq, whose size is only defined for a whole tensor. */
@@ -160,7 +162,8 @@ LOOM_API float loom_bf16_to_f32(uint16_t h);
 /* ---- row conversions for row-blocked dtypes (everything except nf4) ----
  * n must be a multiple of the block size. I32 converts by value (int <-> float). */
 LOOM_API loom_status loom_dequantize_row(loom_dtype t, const void *src, float *dst, int64_t n);
-/* q8_0 and q4_0 round exactly as ggml's reference quantizers do, so files
+/* q8_0, q4_0, q4_1, q5_0 and q5_1 round exactly as ggml's reference
+ * quantizers do (and dequantize as ggml/gguf-py do, bit for bit), so files
  * written by loom and by llama.cpp hold the same bytes for the same input. */
 LOOM_API loom_status loom_quantize_row(loom_dtype t, const float *src, void *dst, int64_t n);
 

@@ -65,6 +65,9 @@ LOOM_API const char *loom_gguf_type_name(loom_gguf_type t);
 #define LOOM_GGML_TYPE_F32  0
 #define LOOM_GGML_TYPE_F16  1
 #define LOOM_GGML_TYPE_Q4_0 2
+#define LOOM_GGML_TYPE_Q4_1 3
+#define LOOM_GGML_TYPE_Q5_0 6
+#define LOOM_GGML_TYPE_Q5_1 7
 #define LOOM_GGML_TYPE_Q8_0 8
 #define LOOM_GGML_TYPE_I32  26
 #define LOOM_GGML_TYPE_BF16 30
@@ -167,7 +170,7 @@ LOOM_API int64_t loom_gguf_n_tensors(const loom_gguf *g);
 LOOM_API int64_t loom_gguf_find_tensor(const loom_gguf *g, const char *name); /* -1 when absent */
 /* Info of tensor i (any ggml type). LOOM_ERR_INVALID_ARG when i is out of range. */
 LOOM_API loom_status loom_gguf_tensor(loom_gguf *g, int64_t i, loom_gguf_tensor_info *out);
-/* loom dtype of tensor i: f32, f16, bf16, q8_0, q4_0 and i32 map; any other
+/* loom dtype of tensor i: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1 and i32 map; any other
  * type gives LOOM_ERR_UNSUPPORTED with a message naming the tensor and its
  * ggml type (read it with loom_gguf_error). */
 LOOM_API loom_status loom_gguf_tensor_dtype(loom_gguf *g, int64_t i, loom_dtype *out);

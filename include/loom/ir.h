@@ -202,7 +202,8 @@ LOOM_API loom_tensor *loom_add(loom_graph *g, loom_tensor *a, loom_tensor *b);
 LOOM_API loom_tensor *loom_mul(loom_graph *g, loom_tensor *a, loom_tensor *b);
 LOOM_API loom_tensor *loom_scale(loom_graph *g, loom_tensor *a, float s); /* p.f[0] = s */
 
-/* w: weights [K, N, W2, W3] in f32/f16/bf16/q8_0/q4_0/nf4/nf4_dq (nf4 contiguous);
+/* w: weights [K, N, W2, W3] in f32/f16/bf16/q8_0/q4_0/q4_1/q5_0/q5_1/nf4/nf4_dq
+ * (nf4 contiguous);
  * x: activations [K, M, X2, X3] in f32/f16/bf16 with X2 % W2 == 0, X3 % W3 == 0.
  * out f32 [N, M, X2, X3]: out[n,m,i2,i3] = sum_k w[k,n,i2/(X2/W2),i3/(X3/W3)] * x[k,m,i2,i3]
  * i.e. y = x @ W^T for a PyTorch Linear weight W of shape (N, K).

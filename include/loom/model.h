@@ -12,7 +12,7 @@
  *   MoE layers:   blk.N.ffn_gate_inp.weight [dim, n_experts] (router),
  *                 blk.N.ffn_gate_exps.weight, ffn_up_exps.weight [dim, eff, n_experts],
  *                 blk.N.ffn_down_exps.weight [eff, dim, n_experts]
- * Matrices may be f32, f16, bf16, q8_0 or q4_0; norms f32. Every tensor is
+ * Matrices may be f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1; norms f32. Every tensor is
  * checked (present, shape, dtype) and an error names the tensor.
  *
  * Config. From GGUF metadata "llama.*" (general.architecture must be
@@ -200,7 +200,7 @@ LOOM_API loom_status loom_model_load(const char *path, const loom_model_params *
  *   - 1-D tensors (norms, rope_freqs) and the MoE router ffn_gate_inp: f32
  *     (llama.cpp keeps them f32: tiny, and router errors flip top-k picks);
  *   - want f32/f16/bf16: want;
- *   - want q8_0/q4_0: want when ne[0] is a multiple of 32, else f16
+ *   - want q8_0/q4_0/q4_1/q5_0/q5_1: want when ne[0] is a multiple of 32, else f16
  *     (token_embd and output included, as llama.cpp's legacy types do);
  *   - want nf4/nf4_dq: nf4_dq (QLoRA's double quantization) when the
  *     element count is a multiple of 64 and ne[0] even, else f16;
@@ -211,11 +211,13 @@ LOOM_API loom_status loom_model_store_type(const char *name, int n_dims, const i
                                            loom_dtype want, loom_dtype *out);
 
 /* llama.cpp's general.file_type (LLAMA_FTYPE_*) for a weight type: f32 0,
- * f16 1, q4_0 2, q8_0 7, bf16 32; -1 for types GGUF cannot hold (nf4). */
+ * f16 1, q4_0 2, q4_1 3, q8_0 7, q5_0 8, q5_1 9, bf16 32; -1 for types GGUF
+ * cannot hold (nf4). */
 LOOM_API int loom_model_gguf_file_type(loom_dtype t);
 
 typedef struct loom_export_params {
-    loom_dtype type;           /* f32, f16, bf16, q8_0 or q4_0 (nf4 is refused: no GGUF type) */
+    loom_dtype type;           /* f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1 (nf4 is refused:
+                                  no GGUF type) */
     loom_progress_fn progress; /* over tensors converted, by elements */
     void *progress_ud;
 } loom_export_params;
@@ -232,7 +234,7 @@ typedef struct loom_export_stats {
  * (tokenizer.ggml.* included) except general.file_type and
  * general.quantization_version, which are set for the new type; tensors
  * keep their names and order and are dequantized from f32/f16/bf16/q8_0/
- * q4_0 (requantizing compounds errors; other ggml types are an error naming
+ * q4_0/q4_1/q5_0/q5_1 (requantizing compounds errors; other ggml types are an error naming
  * the tensor). HF input: loom_hf_write_gguf with tokenizer.json embedded
  * when the directory has one. The input must be a llama model loom can
  * load (validated config). out is written atomically (loom_gguf_writer_write),

@@ -95,6 +95,22 @@ static inline vf v_q4(const uint8_t *qs, int j) {
     v = j >= 2 ? _mm256_srli_epi32(v, 4) : _mm256_and_si256(v, _mm256_set1_epi32(15));
     return _mm256_cvtepi32_ps(_mm256_sub_epi32(v, _mm256_set1_epi32(8)));
 }
+/* Vector j of a q4_1 block: the unsigned nibbles (0..15), ordered as v_q4. */
+static inline vf v_q4u(const uint8_t *qs, int j) {
+    __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(qs + (j & 1) * 8)));
+    v = j >= 2 ? _mm256_srli_epi32(v, 4) : _mm256_and_si256(v, _mm256_set1_epi32(15));
+    return _mm256_cvtepi32_ps(v);
+}
+/* Vector j of a q5_0/q5_1 block minus off (16 for q5_0, 0 for q5_1): the
+ * nibbles as v_q4u, bit 4 of element e from bit e of qh. */
+static inline vf v_q5(const uint8_t *qs, uint32_t qh, int j, int off) {
+    __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(qs + (j & 1) * 8)));
+    v = j >= 2 ? _mm256_srli_epi32(v, 4) : _mm256_and_si256(v, _mm256_set1_epi32(15));
+    __m256i h = _mm256_srlv_epi32(_mm256_set1_epi32((int)(qh >> (8 * j))),
+                                  _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    h = _mm256_slli_epi32(_mm256_and_si256(h, _mm256_set1_epi32(1)), 4);
+    return _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_or_si256(v, h), _mm256_set1_epi32(off)));
+}
 typedef struct nf4_tab {
     vf lo, hi;
 } nf4_tab;

@@ -95,6 +95,25 @@ static inline vf v_q4(const uint8_t *qs, int j) {
     const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)qs));
     return _mm512_permutexvar_ps(j ? _mm512_srli_epi32(v, 4) : v, _mm512_loadu_ps(k_q4_vals));
 }
+/* Vector j of a q4_1 block: the unsigned nibbles (0..15), ordered as v_q4,
+ * by the same table lookup (vpermps reads the low 4 index bits). */
+static const float k_q5_vals[32] = {0,  1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15,
+                                    16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31};
+static inline vf v_q4u(const uint8_t *qs, int j) {
+    const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)qs));
+    return _mm512_permutexvar_ps(j ? _mm512_srli_epi32(v, 4) : v, _mm512_loadu_ps(k_q5_vals));
+}
+/* Vector j of a q5_0/q5_1 block minus off (16 for q5_0, 0 for q5_1): index
+ * nibble | (bit e of qh) << 4 into the 32 values (vpermt2ps reads 5 bits). */
+static inline vf v_q5(const uint8_t *qs, uint32_t qh, int j, int off) {
+    const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)qs));
+    const __m512i v = j ? _mm512_srli_epi32(b, 4) : b;
+    const __m512i h = _mm512_maskz_mov_epi32((__mmask16)(qh >> (16 * j)), _mm512_set1_epi32(16));
+    const __m512i idx = _mm512_ternarylogic_epi32(v, _mm512_set1_epi32(15), h, 0xEA); /* a&b|c */
+    const vf t =
+        _mm512_permutex2var_ps(_mm512_loadu_ps(k_q5_vals), idx, _mm512_loadu_ps(k_q5_vals + 16));
+    return off ? _mm512_sub_ps(t, _mm512_set1_ps((float)off)) : t;
+}
 typedef struct nf4_tab {
     vf t;
 } nf4_tab;

@@ -84,6 +84,23 @@ __device__ __forceinline__ float lc_get(const lc_tensor &t, int64_t i0, int64_t 
         const uint8_t q = (uint8_t)b[2 + (j & 15)];
         return d * (float)((j < 16 ? (q & 15) : (q >> 4)) - 8);
     }
+    case LOOM_Q4_1:
+    case LOOM_Q5_0:
+    case LOOM_Q5_1: { /* ggml's legacy blocks (loom/dtype.h): d * q (+ m), not fused */
+        const char *b = lc_ptr(t, i0, i1, i2, i3);
+        const float d = lc_f16_to_f32((uint16_t)((uint8_t)b[0] | ((uint8_t)b[1] << 8)));
+        const int j = (int)(i0 & 31);
+        const int qs = t.dtype == LOOM_Q4_1 ? 4 : t.dtype == LOOM_Q5_0 ? 6 : 8;
+        const uint8_t byte = (uint8_t)b[qs + (j & 15)];
+        int q = j < 16 ? (byte & 15) : (byte >> 4);
+        if (t.dtype != LOOM_Q4_1) {
+            const char *h = b + (t.dtype == LOOM_Q5_0 ? 2 : 4) + (j >> 3);
+            q |= (((uint8_t)*h >> (j & 7)) & 1) << 4;
+        }
+        if (t.dtype == LOOM_Q5_0) return d * (float)(q - 16);
+        const float m = lc_f16_to_f32((uint16_t)((uint8_t)b[2] | ((uint8_t)b[3] << 8)));
+        return __fadd_rn(__fmul_rn(d, (float)q), m);
+    }
     case LOOM_NF4:
     case LOOM_NF4_DQ: {
         const int64_t e = t.nf4_first + 2 * (i1 * t.nb[1] + i2 * t.nb[2] + i3 * t.nb[3]) + i0;

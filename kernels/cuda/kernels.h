@@ -42,10 +42,11 @@ int lc_binary(void *stream, int op_mul, lc_tensor y, lc_tensor a, lc_tensor b);
 /* kind: 0 scale (s), 1 silu, 2 swiglu (a=gate, b=up), 3 silu_back (a=x, b=dy),
  * 4 gelu (erf form), 5 gelu_back (a=x, b=dy) */
 int lc_unary(void *stream, int kind, float s, lc_tensor y, lc_tensor a, lc_tensor b);
-/* y contiguous of y.dtype in {f32,f16,bf16,i32}; a in {f32,f16,bf16,q8_0,q4_0} (i32 only to i32).
+/* y contiguous of y.dtype in {f32,f16,bf16,i32}; a in {f32,f16,bf16,q8_0,q4_0,q4_1,q5_0,q5_1}
+ * (i32 only to i32).
  */
 int lc_cpy(void *stream, lc_tensor y, lc_tensor a);
-/* y f32 [D,T,B]; table f32/f16/bf16/q8_0/q4_0 [D,V,(1|B)]; ids i32 [T,B]. */
+/* y f32 [D,T,B]; table f32/f16/bf16/q8_0/q4_0/q4_1/q5_0/q5_1 [D,V,(1|B)]; ids i32 [T,B]. */
 int lc_get_rows(void *stream, lc_tensor y, lc_tensor table, lc_tensor ids, int *err_word);
 /* loom_set_rows into y (f32/f16/bf16) from src (f32) at i32 rows [T] or [T, B]. */
 int lc_set_rows(void *stream, lc_tensor y, lc_tensor src, lc_tensor rows, int *err_word);

@@ -282,6 +282,15 @@ extern "C" int lc_matmul_rows(void *stream, lc_tensor out, lc_tensor w, lc_tenso
     case LOOM_Q4_0:
         lc_matmul_rows_k<LOOM_Q4_0><<<grid, block, 0, st>>>(out, w, x, r2, r3);
         break;
+    case LOOM_Q4_1: /* legacy types: generic kernels only (lc_get), no fast path yet */
+        lc_matmul_rows_k<LOOM_Q4_1><<<grid, block, 0, st>>>(out, w, x, r2, r3);
+        break;
+    case LOOM_Q5_0:
+        lc_matmul_rows_k<LOOM_Q5_0><<<grid, block, 0, st>>>(out, w, x, r2, r3);
+        break;
+    case LOOM_Q5_1:
+        lc_matmul_rows_k<LOOM_Q5_1><<<grid, block, 0, st>>>(out, w, x, r2, r3);
+        break;
     case LOOM_NF4:
         lc_matmul_rows_k<LOOM_NF4><<<grid, block, 0, st>>>(out, w, x, r2, r3);
         break;
@@ -375,6 +384,15 @@ extern "C" int lc_matmul_tiled(void *stream, lc_tensor out, lc_tensor w, lc_tens
         break;
     case LOOM_Q4_0:
         lc_matmul_tiled_k<LOOM_Q4_0><<<grid, block, 0, st>>>(out, w, x, r2, r3);
+        break;
+    case LOOM_Q4_1: /* legacy types: generic kernels only (lc_get), no fast path yet */
+        lc_matmul_tiled_k<LOOM_Q4_1><<<grid, block, 0, st>>>(out, w, x, r2, r3);
+        break;
+    case LOOM_Q5_0:
+        lc_matmul_tiled_k<LOOM_Q5_0><<<grid, block, 0, st>>>(out, w, x, r2, r3);
+        break;
+    case LOOM_Q5_1:
+        lc_matmul_tiled_k<LOOM_Q5_1><<<grid, block, 0, st>>>(out, w, x, r2, r3);
         break;
     case LOOM_NF4:
         lc_matmul_tiled_k<LOOM_NF4><<<grid, block, 0, st>>>(out, w, x, r2, r3);

@@ -22,17 +22,39 @@ layout(std430, set = 0, binding = 4) buffer Aux { uint X[]; };
 #define T_I32 3u
 #define T_Q8_0 4u
 #define T_Q4_0 5u
+// ggml's legacy types (loom/dtype.h): 32 values per block of 20/22/24 bytes
+#define T_Q4_1 8u
+#define T_Q5_0 9u
+#define T_Q5_1 10u
+bool is_legacy_q(uint t) { return t >= T_Q4_1 && t <= T_Q5_1; }
+uint legacy_bytes(uint t) { return t == T_Q4_1 ? 20u : t == T_Q5_0 ? 22u : 24u; }
 
 float f16_bits_to_f32(uint h) { return unpackHalf2x16(h).x; }
 float bf16_bits_to_f32(uint h) { return uintBitsToFloat(h << 16); }
 
 // Loaders for one buffer: u8/u16/u32 at a byte address, and an element of
-// dtype t (row-blocked for q8_0/q4_0: `row` is the row's byte address and i0
-// the element index; plain types: address row + i0 * nb0).
+// dtype t (row-blocked for q8_0/q4_0/q4_1/q5_0/q5_1: `row` is the row's byte
+// address and i0 the element index; plain types: address row + i0 * nb0).
+// BUF_legacy: element j of the q4_1/q5_0/q5_1 block at byte blk, computed
+// as ggml dequantizes it: d * q (+ m), not fused (precise).
 #define LOOM_LOADERS(BUF)                                                        \
     uint BUF##_u8(uint a) { return (BUF[a >> 2] >> ((a & 3u) * 8u)) & 0xffu; }   \
     uint BUF##_u16(uint a) { return (BUF[a >> 2] >> ((a & 2u) * 8u)) & 0xffffu; } \
     float BUF##_f32(uint a) { return uintBitsToFloat(BUF[a >> 2]); }             \
+    float BUF##_legacy(uint t, uint blk, uint j) {                               \
+        float d = f16_bits_to_f32(BUF##_u16(blk));                               \
+        uint qs = blk + (t == T_Q4_1 ? 4u : t == T_Q5_0 ? 6u : 8u);              \
+        uint b = BUF##_u8(qs + (j & 15u));                                       \
+        uint q = j < 16u ? (b & 15u) : (b >> 4);                                 \
+        if (t != T_Q4_1) {                                                       \
+            uint ha = blk + (t == T_Q5_0 ? 2u : 4u) + (j >> 4) * 2u;             \
+            q |= ((BUF##_u16(ha) >> (j & 15u)) & 1u) << 4;                       \
+        }                                                                        \
+        if (t == T_Q5_0) return float(int(q) - 16) * d;                          \
+        precise float v = float(q) * d;                                          \
+        precise float r = v + f16_bits_to_f32(BUF##_u16(blk + 2u));              \
+        return r;                                                                \
+    }                                                                            \
     float BUF##_elem(uint t, uint row, uint i0, uint nb0) {                      \
         if (t == T_F32) return uintBitsToFloat(BUF[(row + i0 * nb0) >> 2]);      \
         if (t == T_F16) return f16_bits_to_f32(BUF##_u16(row + i0 * nb0));      \
@@ -44,6 +66,7 @@ float bf16_bits_to_f32(uint h) { return uintBitsToFloat(h << 16); }
             int q = int(BUF##_u8(blk + 2u + (i0 & 31u)) << 24) >> 24;            \
             return float(q) * d;                                                 \
         }                                                                        \
+        if (is_legacy_q(t)) return BUF##_legacy(t, row + (i0 >> 5) * legacy_bytes(t), i0 & 31u); \
         uint blk = row + (i0 >> 5) * 18u;                                        \
         float d = f16_bits_to_f32(BUF##_u16(blk));                               \
         uint j = i0 & 31u;                                                       \

@@ -2,14 +2,15 @@
 // columns): out[n,m,i2,i3] = sum_k w[k,n,i2/r2,i3/r3] * x[k,m,i2,i3].
 // A workgroup owns `rpw` weight rows x MC activation columns (x one batch).
 // Weights are read in units of 16 bytes (4 f32, 8 f16/bf16, half a q8_0
-// block, a q4_0 block's quants, 32 nf4 codes), dequantized in registers.
+// block, a q4_0 block's quants, 32 nf4 codes; a whole q4_1/q5_0/q5_1
+// block), dequantized in registers.
 // - matmul_vec_sg (subgroup arithmetic): each subgroup takes whole rows, its
 //   lanes stride over the row's units and subgroupAdd the dot products: no
 //   shared memory, no barrier.
 // - matmul_vec (fallback): the whole workgroup takes R rows at a time and the
 //   R x MC partial sums meet in a shared-memory tree.
 // Weight rows must be contiguous and start on 4-byte (plain, nf4) or 2-byte
-// (q8_0/q4_0) boundaries; nf4 needs K % 32 == 0 (the host checks). f32
+// (q8_0/q4_0/q4_1/q5_0/q5_1) boundaries; nf4 needs K % 32 == 0 (the host checks). f32
 // accumulation.
 #version 450
 #define WG 128
@@ -91,6 +92,10 @@ float unit_dot(uint wrow, uint u, uint k0, uint xr) {
                 s += (float(int(b & 15u) - 8) * d) * xv(xr, k) +
                      (float(int(b >> 4) - 8) * d) * xv(xr, k + 16u);
             }
+    } else if (is_legacy_q(p.wt)) { // q4_1 / q5_0 / q5_1: one block per unit
+        uint blk = wrow + u * legacy_bytes(p.wt);
+        for (uint j = 0u; j < 32u; j++)
+            s += A_legacy(p.wt, blk, j) * xv(xr, k0 + j);
     } else { // nf4 / nf4_dq: 32 codes under one absmax (K % 32 == 0)
         uint e = 2u * wrow + k0; // global element index
         float am = nf4_absmax(p.wt, e >> 6, p.am_off, p.s2_off, p.dqo_off);

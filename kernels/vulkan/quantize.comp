@@ -1,5 +1,6 @@
-// kernels/vulkan/quantize.comp - f32/f16/bf16/i32/q8_0/q4_0 values into q8_0
-// or q4_0 blocks, byte-identical to ir/dtype.c's ggml-compatible quantizers
+// kernels/vulkan/quantize.comp - f32/f16/bf16/i32/q8_0/q4_0/... values into
+// q8_0, q4_0, q4_1, q5_0 or q5_1 blocks, byte-identical to ir/dtype.c's
+// ggml-compatible quantizers
 // (same float operations in the same order). Two uses:
 // - cpy (scatter == 0): a strided source [ne0, ne1, ne2, ne3] into a
 //   contiguous destination, block b at y_off + b * block bytes;
@@ -48,7 +49,7 @@ void put(inout uint w[9], uint i, uint v) { w[i >> 2] |= (v & 0xffu) << ((i & 3u
 void main() {
     uint b = flat_id();
     if (b >= p.n_blocks) return;
-    uint bbytes = p.dst_t == T_Q8_0 ? 34u : 18u;
+    uint bbytes = p.dst_t == T_Q8_0 ? 34u : p.dst_t == T_Q4_0 ? 18u : legacy_bytes(p.dst_t);
     uint ob = p.y_off + b * bbytes;
     if (p.scatter != 0u) {
         uint bpr = p.ne0 / 32u;
@@ -84,6 +85,56 @@ void main() {
             int q = (r >= -128.0 && r <= 127.0) ? int(r) : 0;
             put(w, 2u + j, uint(q));
         }
+    } else if (p.dst_t == T_Q4_1 || p.dst_t == T_Q5_1) {
+        // ggml quantize_row_q4_1_ref / q5_1_ref: m = min, d = (max - min) / top,
+        // code = min(top, trunc((x - m) * id + 0.5))
+        bool five = p.dst_t == T_Q5_1;
+        float top = five ? 31.0 : 15.0;
+        float mn = 3.402823466e38, mx = -3.402823466e38;
+        for (uint j = 0u; j < 32u; j++) {
+            if (x[j] < mn) mn = x[j];
+            if (x[j] > mx) mx = x[j];
+        }
+        precise float range = mx - mn;
+        float d = div_rn(range, top);
+        float id = d != 0.0 ? div_rn(1.0, d) : 0.0;
+        w[0] = f32_to_f16_bits(d) | (f32_to_f16_bits(mn) << 16);
+        uint qh = 0u, qs0 = five ? 8u : 4u;
+        for (uint j = 0u; j < 16u; j++) {
+            precise float x0 = (x[j] - mn) * id;
+            precise float x1 = (x[j + 16u] - mn) * id;
+            precise float t0 = x0 + 0.5;
+            precise float t1 = x1 + 0.5;
+            uint q0 = uint(min((t0 > -1.0 && t0 < 128.0) ? int(t0) : 0, int(top)));
+            uint q1 = uint(min((t1 > -1.0 && t1 < 128.0) ? int(t1) : 0, int(top)));
+            put(w, qs0 + j, (q0 & 15u) | ((q1 & 15u) << 4));
+            qh |= ((q0 >> 4) << j) | ((q1 >> 4) << (j + 16u));
+        }
+        if (five) w[1] = qh; // bytes 4..7
+    } else if (p.dst_t == T_Q5_0) {
+        // ggml quantize_row_q5_0_ref: q4_0 with d = max / -16, 16.5, cap 31
+        float amax = 0.0, mx = 0.0;
+        for (uint j = 0u; j < 32u; j++)
+            if (amax < abs(x[j])) {
+                amax = abs(x[j]);
+                mx = x[j];
+            }
+        float d = div_rn(mx, -16.0);
+        float id = d != 0.0 ? div_rn(1.0, d) : 0.0;
+        w[0] = f32_to_f16_bits(d);
+        uint qh = 0u;
+        for (uint j = 0u; j < 16u; j++) {
+            precise float x0 = x[j] * id;
+            precise float x1 = x[j + 16u] * id;
+            precise float t0 = x0 + 16.5;
+            precise float t1 = x1 + 16.5;
+            uint q0 = uint(min((t0 > -1.0 && t0 < 128.0) ? int(t0) : 0, 31));
+            uint q1 = uint(min((t1 > -1.0 && t1 < 128.0) ? int(t1) : 0, 31));
+            put(w, 6u + j, (q0 & 15u) | ((q1 & 15u) << 4));
+            qh |= ((q0 >> 4) << j) | ((q1 >> 4) << (j + 16u));
+        }
+        for (uint k = 0u; k < 4u; k++) // bytes 2..5
+            put(w, 2u + k, qh >> (8u * k));
     } else {
         float amax = 0.0, mx = 0.0;
         for (uint j = 0u; j < 32u; j++)

@@ -81,9 +81,11 @@ loom_status loom_model_write_random_gguf(const loom_model_config *c, loom_dtype 
     char verr[256];
     if (loom_model_config_validate(c, verr, sizeof verr) != LOOM_OK)
         return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "init-model: %s", verr);
-    if (wt != LOOM_F32 && wt != LOOM_F16 && wt != LOOM_BF16 && wt != LOOM_Q8_0 && wt != LOOM_Q4_0)
-        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                               "init-model: weight type must be f32, f16, bf16, q8_0 or q4_0");
+    if (wt != LOOM_F32 && wt != LOOM_F16 && wt != LOOM_BF16 && wt != LOOM_Q8_0 && wt != LOOM_Q4_0 &&
+        wt != LOOM_Q4_1 && wt != LOOM_Q5_0 && wt != LOOM_Q5_1)
+        return loom_model_fail(
+            err, err_n, LOOM_ERR_INVALID_ARG,
+            "init-model: weight type must be f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1");
     if (c->rope.mode != LOOM_ROPE_NORMAL && c->rope.mode != LOOM_ROPE_NEOX)
         return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "init-model: bad rope mode");
     const int64_t bs = loom_dtype_block_size(wt);

@@ -352,10 +352,10 @@ static loom_status check_params(const loom_model_params *p, char *err, size_t er
         loom_dtype probe;
         const int64_t ne2[2] = {64, 64};
         if (loom_model_store_type("x", 2, ne2, p->quant, &probe) != LOOM_OK)
-            return loom_model_fail(
-                err, err_n, LOOM_ERR_INVALID_ARG,
-                "model: cannot quantize weights to %s (f32, f16, bf16, q8_0, q4_0, nf4)",
-                loom_dtype_name(p->quant));
+            return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                                   "model: cannot quantize weights to %s (f32, f16, bf16, q8_0, "
+                                   "q4_0, q4_1, q5_0, q5_1, nf4)",
+                                   loom_dtype_name(p->quant));
     }
     return LOOM_OK;
 }
@@ -696,9 +696,10 @@ loom_status loom_model_load(const char *path, const loom_model_params *pp, loom_
         loom_dtype probe;
         const int64_t ne[2] = {64, 64};
         if (loom_model_store_type("x", 2, ne, p.quant, &probe) != LOOM_OK)
-            return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                                   "model: cannot quantize to %s (f32, f16, bf16, q8_0, q4_0, nf4)",
-                                   loom_dtype_name(p.quant));
+            return loom_model_fail(
+                err, err_n, LOOM_ERR_INVALID_ARG,
+                "model: cannot quantize to %s (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, nf4)",
+                loom_dtype_name(p.quant));
         if (!loom_dtype_is_nf4(p.quant)) {
             wtype = p.quant; /* the converter writes the final type: nothing left to do */
             p.quantize = false;

@@ -82,6 +82,15 @@ loom_status loom_ggml_type_from_dtype(loom_dtype t, uint32_t *out) {
     case LOOM_Q4_0:
         *out = LOOM_GGML_TYPE_Q4_0;
         return LOOM_OK;
+    case LOOM_Q4_1:
+        *out = LOOM_GGML_TYPE_Q4_1;
+        return LOOM_OK;
+    case LOOM_Q5_0:
+        *out = LOOM_GGML_TYPE_Q5_0;
+        return LOOM_OK;
+    case LOOM_Q5_1:
+        *out = LOOM_GGML_TYPE_Q5_1;
+        return LOOM_OK;
     default:
         return LOOM_ERR_UNSUPPORTED;
     }

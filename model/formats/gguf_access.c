@@ -281,11 +281,20 @@ loom_status loom_gguf_tensor_dtype(loom_gguf *g, int64_t i, loom_dtype *out) {
     case LOOM_GGML_TYPE_Q4_0:
         *out = LOOM_Q4_0;
         return LOOM_OK;
+    case LOOM_GGML_TYPE_Q4_1:
+        *out = LOOM_Q4_1;
+        return LOOM_OK;
+    case LOOM_GGML_TYPE_Q5_0:
+        *out = LOOM_Q5_0;
+        return LOOM_OK;
+    case LOOM_GGML_TYPE_Q5_1:
+        *out = LOOM_Q5_1;
+        return LOOM_OK;
     default:
         return loom_gguf_set_err(
             g, LOOM_ERR_UNSUPPORTED,
             "gguf: tensor '%s' has type %s (ggml type %u), which loom does not support "
-            "(supported: f32, f16, bf16, q8_0, q4_0, i32)",
+            "(supported: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, i32)",
             t->name, loom_ggml_type_name(t->type), t->type);
     }
 }

@@ -25,6 +25,9 @@ loom_status loom_model_store_type(const char *name, int n_dims, const int64_t *n
         return LOOM_OK;
     case LOOM_Q8_0:
     case LOOM_Q4_0:
+    case LOOM_Q4_1:
+    case LOOM_Q5_0:
+    case LOOM_Q5_1:
         *out = ne[0] % loom_dtype_block_size(want) == 0 ? want : LOOM_F16;
         return LOOM_OK;
     case LOOM_NF4:
@@ -49,6 +52,12 @@ int loom_model_gguf_file_type(loom_dtype t) {
         return 1;
     case LOOM_Q4_0:
         return 2;
+    case LOOM_Q4_1: /* llama.cpp's LLAMA_FTYPE_MOSTLY_* */
+        return 3;
+    case LOOM_Q5_0:
+        return 8;
+    case LOOM_Q5_1:
+        return 9;
     case LOOM_Q8_0:
         return 7;
     case LOOM_BF16:

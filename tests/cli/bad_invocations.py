@@ -45,7 +45,8 @@ RUN_COMMON = {
     "--seed": ("u64",),
     "--ctx": ("int", 0, 16777216),
     "--kv-type": ("choice", ["f16", "q8_0", "f32"]),
-    "--quant": ("choice", ["f32", "f16", "bf16", "q8_0", "q4_0", "nf4", "nf4_dq"]),
+    "--quant": ("choice", ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "nf4",
+                           "nf4_dq"]),
     "--stop": ("str",),
     "--ignore-eos": ("flag",),
     "--lora": ("str",),
@@ -60,7 +61,7 @@ SPLIT = {
     "--split": ("choice", ["layer", "none"]),
 }
 RUN_COMMON.update(SPLIT)
-GGUF_TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0"]
+GGUF_TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"]
 SPEC = {
     ("run",): dict(RUN_COMMON, **{"-p": ("str",), "--prompt": ("str",),
                                   "--parallel": ("int", 1, 64)}),

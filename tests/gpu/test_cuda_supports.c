@@ -63,6 +63,19 @@ static void check_iface(const char *name, int priority) {
         CHECK_MSG(f->supports(NULL, loom_matmul(g, w, xb)), "matmul w=%s x=bf16",
                   loom_dtype_name(wt[i]));
     }
+    /* ggml's legacy types: matmul and get_rows (generic kernels), moe on the cpu */
+    const loom_dtype lq[] = {LOOM_Q4_1, LOOM_Q5_0, LOOM_Q5_1};
+    for (size_t i = 0; i < 3; i++) {
+        loom_tensor *w = loom_tensor_2d(g, lq[i], D, 32);
+        CHECK_MSG(f->supports(NULL, loom_matmul(g, w, x)), "matmul w=%s", loom_dtype_name(lq[i]));
+        loom_tensor *ids1 = loom_tensor_1d(g, LOOM_I32, T);
+        CHECK(f->supports(NULL, loom_get_rows(g, loom_tensor_2d(g, lq[i], D, 100), ids1)));
+        CHECK(!f->supports(NULL, loom_cpy(g, x, lq[i])));
+        loom_tensor *lgq = loom_tensor_2d(g, LOOM_F32, 8, T);
+        loom_tensor *eg = loom_tensor_3d(g, lq[i], D, 64, 8),
+                    *ed = loom_tensor_3d(g, lq[i], 64, D, 8);
+        CHECK(!f->supports(NULL, loom_moe(g, x, lgq, eg, eg, ed, 2)));
+    }
     loom_tensor *y = loom_rms_norm(g, x, 1e-5f);
     CHECK(f->supports(NULL, y));
     CHECK(f->supports(NULL, loom_add(g, x, loom_tensor_1d(g, LOOM_F32, D))));

@@ -12,6 +12,13 @@
 #include "loom/dtype.h"
 #include "testing.h"
 
+/* Round-trip bounds of test_convert for values ~3 x normal over 2560
+ * elements: half a step d/2 plus the fp16 rounding of d and m, with ~1.3x
+ * margin over the measured error. */
+#define TOL_Q4_1 0.4f  /* measured 0.30 */
+#define TOL_Q5_0 0.26f /* measured 0.20 */
+#define TOL_Q5_1 0.19f /* measured 0.14 */
+
 /* ---- helpers ---- */
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -484,6 +491,134 @@ static void test_q4_0(void) {
     CHECK(capped > 0);
 }
 
+/* ---- q4_1, q5_0, q5_1 (ggml's legacy types) ----
+ * Hand-built blocks whose codes are known, the ggml formulas written out on a
+ * ramp, and the round-trip bound. Byte equality with gguf-py on random and
+ * edge-case blocks is tests/ir/check_legacy_quants.py. */
+
+static void check_bytes(const char *what, const uint8_t *got, const uint8_t *want, int n) {
+    for (int j = 0; j < n; j++)
+        CHECK_MSG(got[j] == want[j], "%s byte %d: got 0x%02x want 0x%02x", what, j, got[j],
+                  want[j]);
+}
+
+static void test_legacy_exact(void) {
+    float x[32], back[32];
+    uint8_t got[24], want[24];
+    /* q4_1: x = 2 * (j % 16) - 3 -> min -3, d = 2, code j % 16. */
+    for (int j = 0; j < 32; j++)
+        x[j] = 2.0f * (float)(j % 16) - 3.0f;
+    memcpy(want, (const uint8_t[]){0x00, 0x40, 0x00, 0xc2}, 4); /* d 2.0, m -3.0 */
+    for (int j = 0; j < 16; j++)
+        want[4 + j] = (uint8_t)(j | (j << 4));
+    CHECK(loom_quantize_row(LOOM_Q4_1, x, got, 32) == LOOM_OK);
+    check_bytes("q4_1", got, want, 20);
+    CHECK(loom_dequantize_row(LOOM_Q4_1, want, back, 32) == LOOM_OK);
+    CHECK(memcmp(back, x, sizeof x) == 0);
+
+    /* q5_0: x = j - 16 -> max -16 (first largest |x|), d = 1, code j; the
+     * 5th bits (codes 16..31) are bits 16..31 of qh. */
+    for (int j = 0; j < 32; j++)
+        x[j] = (float)j - 16.0f;
+    memcpy(want, (const uint8_t[]){0x00, 0x3c, 0x00, 0x00, 0xff, 0xff}, 6);
+    for (int j = 0; j < 16; j++)
+        want[6 + j] = (uint8_t)(j | (j << 4));
+    CHECK(loom_quantize_row(LOOM_Q5_0, x, got, 32) == LOOM_OK);
+    check_bytes("q5_0", got, want, 22);
+    CHECK(loom_dequantize_row(LOOM_Q5_0, want, back, 32) == LOOM_OK);
+    CHECK(memcmp(back, x, sizeof x) == 0);
+
+    /* q5_1: x = 0.5 j + 1 -> m 1, d = 15.5 / 31 = 0.5, code j. */
+    for (int j = 0; j < 32; j++)
+        x[j] = 0.5f * (float)j + 1.0f;
+    memcpy(want, (const uint8_t[]){0x00, 0x38, 0x00, 0x3c, 0x00, 0x00, 0xff, 0xff}, 8);
+    for (int j = 0; j < 16; j++)
+        want[8 + j] = (uint8_t)(j | (j << 4));
+    CHECK(loom_quantize_row(LOOM_Q5_1, x, got, 32) == LOOM_OK);
+    check_bytes("q5_1", got, want, 24);
+    CHECK(loom_dequantize_row(LOOM_Q5_1, want, back, 32) == LOOM_OK);
+    CHECK(memcmp(back, x, sizeof x) == 0);
+
+    /* Rounding at the code boundaries: (x - min)/d + 0.5 truncated, so
+     * 0.49 rounds down and 0.5 up; q5_0 caps at 31 (x/d + 16.5 = 32.5 when
+     * the opposite extreme equals |max|). */
+    for (int j = 0; j < 32; j++)
+        x[j] = 0.0f;
+    x[0] = 15.0f;  /* max 15, min 0 -> d 1 */
+    x[1] = 2.49f;  /* 2 */
+    x[2] = 2.5f;   /* 3 */
+    x[17] = 14.5f; /* 15 */
+    CHECK(loom_quantize_row(LOOM_Q4_1, x, got, 32) == LOOM_OK);
+    CHECK(got[4] == 0x0f && got[5] == 0xf2 && got[6] == 0x03);
+    for (int j = 0; j < 32; j++)
+        x[j] = 0.0f;
+    x[3] = -8.0f;  /* max -8 -> d 0.5, id 2: code = trunc(2x + 16.5) */
+    x[4] = 8.0f;   /* 32.5 -> 32 -> capped 31 */
+    x[5] = -0.26f; /* 15.98 -> 15 */
+    CHECK(loom_quantize_row(LOOM_Q5_0, x, got, 32) == LOOM_OK);
+    CHECK(got[0] == 0x00 && got[1] == 0x38); /* d = 0.5 */
+    uint32_t qh;
+    memcpy(&qh, got + 2, 4);
+    CHECK((got[6 + 3] & 15) == 0 && !(qh & (1u << 3)));               /* code 0 */
+    CHECK((got[6 + 4] & 15) == 15 && (qh & (1u << 4)));               /* code 31 */
+    CHECK((got[6 + 5] & 15) == 15 && !(qh & (1u << 5)));              /* code 15 */
+    CHECK((got[6 + 0] & 15) == 0 && (qh & 1u) && (got[6] >> 4) == 0); /* zeros: 16 */
+
+    /* All-equal block: q4_1/q5_1 d = 0, every code 0, m = the value;
+     * q5_0 codes 0 with d = -x/16. All dequantize to fp16(x). */
+    for (int j = 0; j < 32; j++)
+        x[j] = 0.3f;
+    static const loom_dtype ty[3] = {LOOM_Q4_1, LOOM_Q5_0, LOOM_Q5_1};
+    for (int t = 0; t < 3; t++) {
+        CHECK(loom_quantize_row(ty[t], x, got, 32) == LOOM_OK);
+        CHECK(loom_dequantize_row(ty[t], got, back, 32) == LOOM_OK);
+        for (int j = 0; j < 32; j++)
+            CHECK_MSG(fabsf(back[j] - 0.3f) < 2e-4f, "%s all-equal: %g", loom_dtype_name(ty[t]),
+                      (double)back[j]);
+    }
+}
+
+/* The ggml formulas written out again, on blocks with non-power-of-two
+ * scales, against loom's bytes. */
+static void test_legacy_formula(void) {
+    float x[32];
+    uint8_t got[24];
+    for (int rep = 0; rep < 50; rep++) {
+        for (int j = 0; j < 32; j++)
+            x[j] = rng_normalish() * (0.01f + (float)rep);
+        for (int t = 0; t < 3; t++) {
+            const loom_dtype ty = t == 0 ? LOOM_Q4_1 : t == 1 ? LOOM_Q5_0 : LOOM_Q5_1;
+            const int bits = t == 0 ? 4 : 5, top = (1 << bits) - 1;
+            float mn = x[0], mx = x[0], amax = 0, max = 0;
+            for (int j = 0; j < 32; j++) {
+                mn = x[j] < mn ? x[j] : mn;
+                mx = x[j] > mx ? x[j] : mx;
+                if (amax < fabsf(x[j])) amax = fabsf(x[j]), max = x[j];
+            }
+            const float d = t == 1 ? max / -16 : (mx - mn) / top;
+            const float id = d != 0.0f ? 1.0f / d : 0.0f;
+            CHECK(loom_quantize_row(ty, x, got, 32) == LOOM_OK);
+            const uint16_t dh = loom_f32_to_f16(d), mh = loom_f32_to_f16(mn);
+            CHECK(memcmp(got, &dh, 2) == 0);
+            if (t != 1) CHECK(memcmp(got + 2, &mh, 2) == 0);
+            const uint8_t *qs = got + (t == 0 ? 4 : t == 1 ? 6 : 8);
+            uint32_t qh = 0;
+            if (bits == 5) memcpy(&qh, got + (t == 1 ? 2 : 4), 4);
+            int bad = 0;
+            for (int j = 0; j < 32; j++) {
+                const float v = t == 1 ? x[j] * id + 16.5f : (x[j] - mn) * id + 0.5f;
+                int q = (int)v;
+                q = q < top ? q : top;
+                const int have = (j < 16 ? qs[j] & 15 : qs[j - 16] >> 4) | (int)((qh >> j) & 1)
+                                                                               << 4;
+                bad += have != q;
+            }
+            CHECK_MSG(bad == 0, "%s rep %d: %d codes differ from the formula", loom_dtype_name(ty),
+                      rep, bad);
+        }
+    }
+}
+
 /* ---- NF4 ---- */
 
 static int nf4_elem_code(const uint8_t *codes, int64_t i) {
@@ -822,9 +957,9 @@ static void test_convert(void) {
     for (int i = 0; i < N; i++)
         src[i] = rng_normalish() * 3.0f;
     int bad_pairs = 0;
-    /* The types with row conversions today; the legacy/k-quant rows join
-     * with their issues (N is then made a multiple of 256). */
-    const int n_conv = LOOM_NF4_DQ + 1;
+    /* The types with row conversions today; the k-quant rows join with
+     * their issue (N is a multiple of 256 already). */
+    const int n_conv = LOOM_Q5_1 + 1;
     for (int s = 0; s < n_conv; s++) {
         for (int d = 0; d < n_conv; d++) {
             loom_dtype st = (loom_dtype)s, dt = (loom_dtype)d;
@@ -851,7 +986,17 @@ static void test_convert(void) {
     CHECK(bad_pairs == 0);
 
     /* Round-trip accuracy per destination type. */
-    static const float tol[LOOM_DTYPE_COUNT] = {0, 3e-3f, 2.4e-2f, 1.0f, 0.1f, 1.5f, 1.9f, 2.0f};
+    static const float tol[LOOM_DTYPE_COUNT] = {0,
+                                                3e-3f,
+                                                2.4e-2f,
+                                                1.0f,
+                                                0.1f,
+                                                1.5f,
+                                                1.9f,
+                                                2.0f,
+                                                [LOOM_Q4_1] = TOL_Q4_1,
+                                                [LOOM_Q5_0] = TOL_Q5_0,
+                                                [LOOM_Q5_1] = TOL_Q5_1};
     for (int d = 0; d < n_conv; d++) {
         CHECK(loom_convert(LOOM_F32, src, (loom_dtype)d, a, N) == LOOM_OK);
         CHECK(loom_convert((loom_dtype)d, a, LOOM_F32, back, N) == LOOM_OK);
@@ -892,6 +1037,8 @@ int main(void) {
     test_bf16();
     test_q8_0();
     test_q4_0();
+    test_legacy_exact();
+    test_legacy_formula();
     test_nf4_tables();
     test_nf4_exact_codes();
     test_nf4_random();

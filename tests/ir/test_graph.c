@@ -179,7 +179,9 @@ static void test_decompose(void) {
  * follows the rule. */
 static void test_weight_dtypes(void) {
     for (int t = 0; t < LOOM_DTYPE_COUNT; t++) {
-        const bool want = t != LOOM_I32 && t <= LOOM_NF4_DQ;
+        /* the legacy ggml types (issue 16) included */
+        const bool want = t != LOOM_I32 &&
+                          (t <= LOOM_NF4_DQ || t == LOOM_Q4_1 || t == LOOM_Q5_0 || t == LOOM_Q5_1);
         CHECK_MSG(loom_op_weight_dtype_ok(LOOM_OP_MATMUL, (loom_dtype)t) == want, "matmul %s",
                   loom_dtype_name((loom_dtype)t));
         CHECK(loom_op_weight_dtype_ok(LOOM_OP_MOE, (loom_dtype)t) == want);
@@ -191,7 +193,8 @@ static void test_weight_dtypes(void) {
     CHECK(!loom_op_weight_dtype_ok(LOOM_OP_MATMUL, LOOM_DTYPE_COUNT));
     char list[128];
     loom_op_weight_dtypes(LOOM_OP_GET_ROWS, list, sizeof list);
-    CHECK_MSG(!strcmp(list, "f32, f16, bf16, q8_0, q4_0"), "get_rows list '%s'", list);
+    CHECK_MSG(!strcmp(list, "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1"), "get_rows list '%s'",
+              list);
 
     /* loom_get_rows refuses an nf4 table with the rule's message. */
     loom_graph *g = fresh();

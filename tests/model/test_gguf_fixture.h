@@ -25,6 +25,9 @@ static const fixture_tensor fixture_tensors[] = {
     {"t.q8_0", LOOM_GGML_TYPE_Q8_0, 2, {64, 3, 1, 1}},
     {"t.q4_0", LOOM_GGML_TYPE_Q4_0, 2, {32, 5, 1, 1}},
     {"t.q4_K", 12, 2, {256, 2, 1, 1}},
+    {"t.q4_1", LOOM_GGML_TYPE_Q4_1, 2, {32, 3, 1, 1}},
+    {"t.q5_0", LOOM_GGML_TYPE_Q5_0, 2, {64, 2, 1, 1}},
+    {"t.q5_1", LOOM_GGML_TYPE_Q5_1, 2, {32, 2, 1, 1}},
 };
 #define FIXTURE_N_TENSORS (sizeof fixture_tensors / sizeof fixture_tensors[0])
 
@@ -105,6 +108,14 @@ static inline loom_status fixture_build(loom_gguf_writer *w, uint8_t ***bufs) {
             break;
         case LOOM_GGML_TYPE_Q4_0:
             nbytes = (size_t)nel / 32 * 18;
+            break;
+        case LOOM_GGML_TYPE_Q4_1:
+        case LOOM_GGML_TYPE_Q5_0:
+        case LOOM_GGML_TYPE_Q5_1: /* 20, 22, 24 bytes per 32 values */
+            nbytes = (size_t)nel / 32 *
+                     (t->ggml_type == LOOM_GGML_TYPE_Q4_1   ? 20
+                      : t->ggml_type == LOOM_GGML_TYPE_Q5_0 ? 22
+                                                            : 24);
             break;
         default:
             nbytes = (size_t)nel / 256 * 144;

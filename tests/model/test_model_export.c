@@ -176,6 +176,18 @@ static void test_policy(void) {
     CHECK(loom_model_store_type("blk.1.ffn_up_exps.weight", 3, e3, LOOM_NF4, &t) == LOOM_OK &&
           t == LOOM_NF4_DQ);
     CHECK(loom_model_store_type("x", 2, m, LOOM_I32, &t) == LOOM_ERR_INVALID_ARG);
+    /* ggml's legacy types: blocks of 32 like q4_0, f16 otherwise; llama.cpp's file types */
+    static const loom_dtype lq[3] = {LOOM_Q4_1, LOOM_Q5_0, LOOM_Q5_1};
+    static const int lft[3] = {3, 8, 9};
+    for (int i = 0; i < 3; i++) {
+        CHECK(loom_model_store_type("blk.0.ffn_up.weight", 2, m, lq[i], &t) == LOOM_OK &&
+              t == lq[i]);
+        CHECK(loom_model_store_type("blk.0.ffn_up.weight", 2, odd, lq[i], &t) == LOOM_OK &&
+              t == LOOM_F16);
+        CHECK(loom_model_store_type("blk.0.attn_norm.weight", 1, v1, lq[i], &t) == LOOM_OK &&
+              t == LOOM_F32);
+        CHECK(loom_model_gguf_file_type(lq[i]) == lft[i]);
+    }
     CHECK(loom_model_gguf_file_type(LOOM_Q8_0) == 7 && loom_model_gguf_file_type(LOOM_Q4_0) == 2 &&
           loom_model_gguf_file_type(LOOM_F16) == 1 && loom_model_gguf_file_type(LOOM_F32) == 0 &&
           loom_model_gguf_file_type(LOOM_NF4) == -1);

@@ -14,6 +14,9 @@ static bool mm_weight_ok(const loom_tensor *w, int64_t K) {
         return w->nb[0] == loom_dtype_block_bytes(w->dtype);
     case LOOM_Q8_0:
     case LOOM_Q4_0:
+    case LOOM_Q4_1:
+    case LOOM_Q5_0:
+    case LOOM_Q5_1:
         return K % 32 == 0 && w->nb[0] == loom_dtype_block_bytes(w->dtype);
     case LOOM_NF4:
     case LOOM_NF4_DQ: {

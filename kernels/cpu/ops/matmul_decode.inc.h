@@ -4,6 +4,36 @@
  * per ISA (cpu_avx512.c, cpu_avx2.c) over that ISA's vector vocabulary;
  * no include guard and everything static on purpose. */
 
+/* q4_1 / q5_0 / q5_1 row . x: per block d * sum(q x) (+ m * sum(x)), the
+ * sums over the block in registers (llama.cpp's decomposition). Inlined into
+ * mm_dot1 once per type, so the layout switches fold away. Even and odd
+ * blocks use separate accumulators for two independent chains. */
+static inline __attribute__((always_inline)) float mm_dot_legacy(loom_dtype t, const uint8_t *b,
+                                                                 const float *x, int64_t K) {
+    const mm_legacy L = mm_legacy_of(t);
+    vf a0 = V_ZERO(), a1 = V_ZERO(), m0 = V_ZERO(), m1 = V_ZERO();
+    const int64_t nb = K / 32;
+    for (int64_t i = 0; i < nb; i++, b += L.bytes) {
+        __builtin_prefetch(b + MM_PREFETCH);
+        const uint32_t qh = mm_legacy_qh(&L, b);
+        vf t0 = V_ZERO(), s0 = V_ZERO();
+        for (int j = 0; j < 32 / VN; j++) {
+            const vf xv = V_LOAD(x + i * 32 + j * VN);
+            const vf q = L.five ? v_q5(b + L.qs, qh, j, L.off) : v_q4u(b + L.qs, j);
+            t0 = V_FMA(q, xv, t0);
+            if (L.has_m) s0 = V_ADD(s0, xv);
+        }
+        if (i & 1) {
+            a1 = V_FMA(t0, V_SET1(v_f16s(b)), a1);
+            if (L.has_m) m1 = V_FMA(s0, V_SET1(v_f16s(b + 2)), m1);
+        } else {
+            a0 = V_FMA(t0, V_SET1(v_f16s(b)), a0);
+            if (L.has_m) m0 = V_FMA(s0, V_SET1(v_f16s(b + 2)), m0);
+        }
+    }
+    return V_HSUM(V_ADD(V_ADD(a0, a1), V_ADD(m0, m1)));
+}
+
 /* Decode: one weight row . one f32 activation row (K values, x padded with
  * zeros to a multiple of VN). Weights are dequantized in registers and never
  * stored: this loop is bound by streaming the weights. */
@@ -86,6 +116,12 @@ static float mm_dot1(const mm_w *mw, const uint8_t *row, int64_t eoff, const flo
         }
         break;
     }
+    case LOOM_Q4_1:
+        return mm_dot_legacy(LOOM_Q4_1, row, x, K);
+    case LOOM_Q5_0:
+        return mm_dot_legacy(LOOM_Q5_0, row, x, K);
+    case LOOM_Q5_1:
+        return mm_dot_legacy(LOOM_Q5_1, row, x, K);
     case LOOM_NF4:
     case LOOM_NF4_DQ: {
         const uint8_t *c = mw->nf.codes + eoff / 2;

@@ -48,6 +48,25 @@ static const uint8_t *mm_wrow(const mm_w *mw, int64_t n, int64_t i2, int64_t i3,
     return (const uint8_t *)loom_ref_ptr(w, 0, n, i2, i3);
 }
 
+/* Where the fields of a q4_1 / q5_0 / q5_1 block sit (loom/dtype.h). */
+typedef struct mm_legacy {
+    int bytes, qs, qh; /* block bytes; offsets of qs and qh */
+    bool five, has_m;  /* 5-bit codes; a minimum m after d */
+    int off;           /* subtracted from the codes: 16 for q5_0 */
+} mm_legacy;
+
+static inline mm_legacy mm_legacy_of(loom_dtype t) {
+    if (t == LOOM_Q4_1) return (mm_legacy){20, 4, 0, false, true, 0};
+    if (t == LOOM_Q5_0) return (mm_legacy){22, 6, 2, true, false, 16};
+    return (mm_legacy){24, 8, 4, true, true, 0}; /* q5_1 */
+}
+
+static inline uint32_t mm_legacy_qh(const mm_legacy *L, const uint8_t *b) {
+    uint32_t qh = 0;
+    if (L->five) memcpy(&qh, b + L->qh, 4);
+    return qh;
+}
+
 static inline float mm_nf4_absmax(const mm_w *mw, int64_t b) {
     return mw->nf.absmax ? mw->nf.absmax[b] : loom_nf4_absmax(&mw->nf, b);
 }
@@ -96,6 +115,22 @@ static void mm_dequant(const mm_w *mw, const uint8_t *row, int64_t eoff, int64_t
             const vf d = V_SET1(v_f16s(b));
             for (int j = 0; j < 32 / VN; j++)
                 V_STORE(dst + k + j * VN, V_MUL(v_q4(b + 2, j), d));
+        }
+        break;
+    }
+    case LOOM_Q4_1:
+    case LOOM_Q5_0:
+    case LOOM_Q5_1: {
+        /* d * q (+ m), two rounded ops as ggml's dequantizer (no FMA) */
+        const mm_legacy L = mm_legacy_of(mw->t);
+        const uint8_t *b = row + (size_t)(k0 / 32) * L.bytes;
+        for (; k < kc; k += 32, b += L.bytes) {
+            const vf d = V_SET1(v_f16s(b)), m = V_SET1(L.has_m ? v_f16s(b + 2) : 0.0f);
+            const uint32_t qh = mm_legacy_qh(&L, b);
+            for (int j = 0; j < 32 / VN; j++) {
+                const vf q = L.five ? v_q5(b + L.qs, qh, j, L.off) : v_q4u(b + L.qs, j);
+                V_STORE(dst + k + j * VN, L.has_m ? V_ADD(V_MUL(q, d), m) : V_MUL(q, d));
+            }
         }
         break;
     }

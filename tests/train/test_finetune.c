@@ -30,55 +30,14 @@
 #include "testing.h"
 #include "train/checkpoint.h"
 #include "train/finetune.h"
+#include "train_fixture.h"
 
 static char root[256], model_path[300], data_path[300], eval_path[300];
 
-/* GPT-2's bytes_to_unicode: printable bytes map to themselves, the rest to
- * 256 + n, written as UTF-8. */
-static void byte_token(int b, char *out) {
-    static int map[256];
-    static bool init;
-    if (!init) {
-        int n = 0;
-        for (int i = 0; i < 256; i++) {
-            bool keep = (i >= 33 && i <= 126) || (i >= 161 && i <= 172) || (i >= 174);
-            map[i] = keep ? i : 256 + n++;
-        }
-        init = true;
-    }
-    int c = map[b];
-    if (c < 0x80) {
-        out[0] = (char)c;
-        out[1] = 0;
-    } else {
-        out[0] = (char)(0xC0 | (c >> 6));
-        out[1] = (char)(0x80 | (c & 0x3F));
-        out[2] = 0;
-    }
-}
-
 static bool make_model(void) {
-    static char strs[256][4];
-    const char *toks[261];
-    int32_t types[261];
-    for (int i = 0; i < 256; i++) {
-        byte_token(i, strs[i]);
-        toks[i] = strs[i];
-        types[i] = LOOM_TOKEN_NORMAL;
-    }
-    const char *sp[5] = {"<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>",
-                         "<|start_header_id|>", "<|end_header_id|>"};
-    for (int i = 0; i < 5; i++) {
-        toks[256 + i] = sp[i];
-        types[256 + i] = LOOM_TOKEN_CONTROL;
-    }
-    loom_tokenizer *tok = NULL;
+    loom_tokenizer *tok = byte_tokenizer();
     char err[512];
-    if (loom_tokenizer_from_vocab(toks, 261, NULL, 0, types, NULL, false, &tok, err, sizeof err) !=
-        LOOM_OK) {
-        fprintf(stderr, "tokenizer: %s\n", err);
-        return false;
-    }
+    if (!tok) return false;
     loom_model_config c;
     memset(&c, 0, sizeof c);
     snprintf(c.arch, sizeof c.arch, "llama");

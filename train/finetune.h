@@ -69,13 +69,14 @@ typedef struct loom_finetune_params {
     loom_dtype quant;
     loom_lora_config lora;
     loom_adamw_params adamw;
-    float lr;           /* peak, 2e-4 */
-    float warmup_ratio; /* of the total optimizer steps, 0.03 */
-    int grad_accum;     /* 16 */
-    int32_t seq;        /* maximum tokens per sequence, 512 */
-    int epochs;         /* 1 */
-    int64_t max_steps;  /* > 0: total optimizer steps (overrides epochs) */
-    uint64_t seed;      /* 42 */
+    const char *optim;    /* loom_optim_create's name; NULL = "adamw" */
+    float lr;             /* peak, 2e-4 */
+    float warmup_ratio;   /* of the total optimizer steps, 0.03 */
+    int grad_accum;       /* 16 */
+    int32_t seq;          /* maximum tokens per sequence, 512 */
+    int epochs;           /* 1 */
+    int64_t max_steps;    /* > 0: total optimizer steps (overrides epochs) */
+    uint64_t seed;        /* 42 */
     double max_grad_norm; /* 1.0; 0 = no clipping */
     int64_t save_every;   /* checkpoint every N optimizer steps (0 = only at the end) */
     int64_t eval_every;   /* eval loss every N steps (0 = at the start and end only) */
@@ -91,7 +92,7 @@ typedef struct loom_finetune_params {
 loom_finetune_params loom_finetune_default_params(void);
 
 typedef struct loom_finetune_result {
-    int64_t steps;           /* optimizer steps done (in total) */
+    int64_t steps; /* optimizer steps done (in total) */
     double first_loss, last_loss;
     double eval_before, eval_after; /* NAN when no eval set */
     double tokens_per_s;

@@ -58,7 +58,8 @@ static bool make_model(void) {
     c.bos_id = 256;
     c.eos_id = 257;
     c.eot_id = 258;
-    loom_status st = loom_model_write_random_gguf(&c, LOOM_F32, 7, tok, model_path, err, sizeof err);
+    loom_status st =
+        loom_model_write_random_gguf(&c, LOOM_F32, 7, tok, model_path, err, sizeof err);
     loom_tokenizer_free(tok);
     CHECK_MSG(st == LOOM_OK, "write model: %s", err);
     return st == LOOM_OK;

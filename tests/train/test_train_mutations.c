@@ -59,12 +59,18 @@ static unsigned char *mutate(const unsigned char *src, size_t n, size_t *m) {
     memcpy(d, src, n);
     *m = n;
     int k = 1 + (int)(rnd() % 4);
-    for (int i = 0; i < k && *m > 0; i++) {
+    for (int i = 0; i<k && * m> 0; i++) {
         size_t at = rnd() % *m;
         switch (rnd() % 5) {
-        case 0: d[at] ^= (unsigned char)(1u << (rnd() % 8)); break;
-        case 1: d[at] = (unsigned char)rnd(); break;
-        case 2: *m = at; break; /* truncate */
+        case 0:
+            d[at] ^= (unsigned char)(1u << (rnd() % 8));
+            break;
+        case 1:
+            d[at] = (unsigned char)rnd();
+            break;
+        case 2:
+            *m = at;
+            break; /* truncate */
         case 3:
             if (*m < n + 60) {
                 memmove(d + at + 1, d + at, *m - at);
@@ -72,7 +78,9 @@ static unsigned char *mutate(const unsigned char *src, size_t n, size_t *m) {
                 (*m)++;
             }
             break;
-        default: d[at] = (unsigned char)punct[rnd() % (sizeof punct - 1)]; break;
+        default:
+            d[at] = (unsigned char)punct[rnd() % (sizeof punct - 1)];
+            break;
         }
     }
     return d;
@@ -207,8 +215,7 @@ int main(void) {
     test_checkpoint();
     test_adapter_config();
     test_jsonl();
-    const char *files[] = {"ck.bin", "adapter_config.json", "adapter_model.safetensors",
-                           "d.jsonl"};
+    const char *files[] = {"ck.bin", "adapter_config.json", "adapter_model.safetensors", "d.jsonl"};
     for (int i = 0; i < 4; i++) {
         char p[128];
         snprintf(p, sizeof p, "%s/%s", dir, files[i]);

@@ -3,6 +3,7 @@
  * with Llama-3's special tokens, so chats render with the real template):
  *   - a short run (text and chat data, dropout on) lowers the training and
  *     the held-out loss, and writes the adapter, the log and a checkpoint;
+ *     so do runs on an nf4 (QLoRA's double-quantized NF4) and a q8_0 base;
  *   - exact resume: a run stopped after 3 of 6 steps (checkpoint at step 3)
  *     and resumed gives the same per-step losses and grad norms, and a
  *     byte-identical adapter, as the uninterrupted run (epochs wrap, dropout
@@ -153,6 +154,26 @@ static void test_loss_goes_down(void) {
         CHECK_MSG(stat(f, &sb) == 0 && sb.st_size > 0, "%s missing", f);
     }
     CHECK(count_steps(out) == 12);
+}
+
+/* QLoRA: the frozen base in nf4 (double-quantized) or q8_0 trains too */
+static void test_quantized_bases(void) {
+    const loom_dtype types[2] = {LOOM_NF4_DQ, LOOM_Q8_0};
+    for (int i = 0; i < 2; i++) {
+        char out[300], err[1024];
+        snprintf(out, sizeof out, "%s/run_%s", root, loom_dtype_name(types[i]));
+        loom_finetune_params p = params(out);
+        p.quantize = true;
+        p.quant = types[i];
+        p.max_steps = 8;
+        loom_finetune_result r;
+        loom_status st = loom_finetune_run(&p, &r, err, sizeof err);
+        CHECK_MSG(st == LOOM_OK, "%s base: %s", loom_dtype_name(types[i]), err);
+        CHECK_MSG(r.last_loss < 0.8 * r.first_loss, "%s base: loss %.4f -> %.4f",
+                  loom_dtype_name(types[i]), r.first_loss, r.last_loss);
+        printf("%s base: loss %.4f -> %.4f\n", loom_dtype_name(types[i]), r.first_loss,
+               r.last_loss);
+    }
 }
 
 static void test_resume(void) {
@@ -312,6 +333,7 @@ int main(void) {
         test_kill9(); /* forks: first */
         CHECK(loom_registry_init() == LOOM_OK);
         test_loss_goes_down();
+        test_quantized_bases();
         test_resume();
         test_bad_data();
     }

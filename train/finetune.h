@@ -100,8 +100,12 @@ typedef struct loom_finetune_result {
 } loom_finetune_result;
 
 /* Run the loop: writes OUTDIR/adapter_config.json, adapter_model.safetensors
- * (PEFT), train_log.jsonl (one line per step: step, loss, lr, grad_norm,
- * tokens, tokens_per_s, elapsed_s; eval lines), checkpoint.bin. */
+ * (PEFT), train_log.jsonl (one line per step: step, loss (mean over the
+ * micro-steps), lr, grad_norm (before clipping), tokens (the trained target
+ * tokens of the step), tokens_per_s (of those), step_s, elapsed_s, epoch;
+ * and eval_loss lines), checkpoint.bin. A resumed run appends to the log, so
+ * a step lost to a kill appears twice (its second line is the one that
+ * counts). */
 loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_result *res, char *err,
                               size_t err_n);
 

@@ -45,9 +45,8 @@ loom_status loom_train_graph_build(loom_train_graph *tg, loom_model *m, loom_lor
     if (loom_graph_new(&tg->g) != LOOM_OK || loom_lora_binding_init(&tg->bind, lo, backward))
         return failf(err, err_n, LOOM_ERR_OOM, "train: out of memory");
     loom_graph *g = tg->g;
-    loom_model_set_proj_hook(m, loom_lora_hook, &tg->bind);
-    loom_status st = loom_model_build_train(m, g, 1, T, &tg->io, err, err_n);
-    loom_model_set_proj_hook(m, NULL, NULL);
+    loom_status st =
+        loom_model_build_train(m, g, 1, T, loom_lora_hook, &tg->bind, &tg->io, err, err_n);
     if (st != LOOM_OK) {
         loom_train_graph_free(tg);
         return st;

@@ -44,8 +44,7 @@ typedef struct loom_train_graph {
 /* Build and schedule for sequences of T tokens. backward: gradients of every
  * LoRA parameter and dropout (a training graph); else loss only (eval).
  * keep_logits: the logits stay readable after a run (tests). The model's
- * projection hook is set to this graph's binding while building and
- * removed after. */
+ * own (decoding) hook and graph cache are left alone. */
 loom_status loom_train_graph_build(loom_train_graph *tg, loom_model *m, loom_lora *lo, int32_t T,
                                    bool backward, bool keep_logits, char *err, size_t err_n);
 /* Run on one sequence: tokens and targets [T] (target -1 = not counted).

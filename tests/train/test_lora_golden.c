@@ -142,6 +142,10 @@ static void test_decode_with_adapter(loom_model *m, loom_lora *lo, loom_safetens
     float *lg = malloc((size_t)(V * T) * 4), *ref = tensor(gs, "logits", V * T);
     int slot = 0;
     char err[512];
+    /* building a training graph in between leaves the decode hook alone */
+    loom_train_graph tg;
+    CHECK(loom_train_graph_build(&tg, m, lo, 4, false, false, err, sizeof err) == LOOM_OK);
+    loom_train_graph_free(&tg);
     loom_model_slot_clear(m, 0);
     /* two chunks, so the second attends over cached keys of the first */
     loom_batch b1 = {

@@ -11,30 +11,30 @@
 #include "train/peft.h"
 
 static void finetune_usage(FILE *f) {
-    fprintf(f,
-            "usage: loom finetune -m MODEL --data TRAIN.jsonl -o OUTDIR [--eval EVAL.jsonl]\n"
-            "                     [--epochs N] [--max-steps N] [--lr LR] [--warmup-ratio R]\n"
-            "                     [--lora-r R] [--lora-alpha A] [--lora-dropout P]\n"
-            "                     [--targets q,k,v,o,gate,up,down] [--grad-accum N] [--seq N]\n"
-            "                     [--seed N] [--max-grad-norm X] [--weight-decay W]\n"
-            "                     [--quant f32|f16|bf16|q8_0|q4_0|nf4] [--save-every N]\n"
-            "                     [--eval-every N] [--resume] [--quiet] [--backend NAME]\n"
-            "LoRA fine-tuning of MODEL (GGUF file or Hugging Face directory; frozen base,\n"
-            "--quant converts it while loading, nf4 = QLoRA's double-quantized NF4).\n"
-            "Data: JSONL, one {\"text\": ...} or {\"messages\": [{\"role\", \"content\"}...]}\n"
-            "per line; chats are rendered with the Llama-3 template and only assistant\n"
-            "tokens are trained on. Defaults (the QLoRA recipe): r 64, alpha 16, dropout\n"
-            "0.05 on q,k,v,o,gate,up,down; AdamW lr 2e-4 (betas 0.9/0.999, weight decay 0),\n"
-            "cosine schedule with 3%% warmup; batch 1 x 16 accumulation; clip 1.0; seq 512;\n"
-            "1 epoch; seed 42. --max-steps N overrides --epochs.\n"
-            "OUTDIR gets adapter_config.json + adapter_model.safetensors (PEFT format),\n"
-            "train_log.jsonl (per step: loss, lr, grad_norm, tokens, tokens_per_s) and\n"
-            "checkpoint.bin (every --save-every steps and at the end; --resume continues\n"
-            "from it, repeating the uninterrupted run exactly).\n"
-            "ranges: --epochs 1..1000, --max-steps 0..10^9, --lr 0..1, --warmup-ratio 0..1,\n"
-            "--lora-r 1..4096, --lora-alpha 0.001..1e6, --lora-dropout 0..0.99,\n"
-            "--grad-accum 1..65536, --seq 2..1048576, --max-grad-norm 0..1e6 (0 = off),\n"
-            "--weight-decay 0..10, --save-every/--eval-every 0..10^9\n");
+    fprintf(f, "usage: loom finetune -m MODEL --data TRAIN.jsonl -o OUTDIR [--eval EVAL.jsonl]\n"
+               "                     [--epochs N] [--max-steps N] [--lr LR] [--warmup-ratio R]\n"
+               "                     [--lora-r R] [--lora-alpha A] [--lora-dropout P]\n"
+               "                     [--targets q,k,v,o,gate,up,down] [--grad-accum N] [--seq N]\n"
+               "                     [--seed N] [--max-grad-norm X] [--weight-decay W]\n"
+               "                     [--quant f32|f16|bf16|q8_0|q4_0|nf4] [--save-every N]\n"
+               "                     [--eval-every N] [--optim adamw] [--resume] [--quiet]\n"
+               "                     [--backend NAME]\n"
+               "LoRA fine-tuning of MODEL (GGUF file or Hugging Face directory; frozen base,\n"
+               "--quant converts it while loading, nf4 = QLoRA's double-quantized NF4).\n"
+               "Data: JSONL, one {\"text\": ...} or {\"messages\": [{\"role\", \"content\"}...]}\n"
+               "per line; chats are rendered with the Llama-3 template and only assistant\n"
+               "tokens are trained on. Defaults (the QLoRA recipe): r 64, alpha 16, dropout\n"
+               "0.05 on q,k,v,o,gate,up,down; AdamW lr 2e-4 (betas 0.9/0.999, weight decay 0),\n"
+               "cosine schedule with 3%% warmup; batch 1 x 16 accumulation; clip 1.0; seq 512;\n"
+               "1 epoch; seed 42. --max-steps N overrides --epochs.\n"
+               "OUTDIR gets adapter_config.json + adapter_model.safetensors (PEFT format),\n"
+               "train_log.jsonl (per step: loss, lr, grad_norm, tokens, tokens_per_s) and\n"
+               "checkpoint.bin (every --save-every steps and at the end; --resume continues\n"
+               "from it, repeating the uninterrupted run exactly).\n"
+               "ranges: --epochs 1..1000, --max-steps 0..10^9, --lr 0..1, --warmup-ratio 0..1,\n"
+               "--lora-r 1..4096, --lora-alpha 0.001..1e6, --lora-dropout 0..0.99,\n"
+               "--grad-accum 1..65536, --seq 2..1048576, --max-grad-norm 0..1e6 (0 = off),\n"
+               "--weight-decay 0..10, --save-every/--eval-every 0..10^9\n");
 }
 
 /* "q,k,v" or "q_proj,k_proj,v_proj": a comma-separated subset. */
@@ -68,9 +68,10 @@ static bool parse_targets(const char *v, uint32_t *out) {
 int loom_cli_finetune(const char *backend, int argc, char **argv) {
     const char *cmd = "finetune";
     loom_finetune_params p = loom_finetune_default_params();
-    static const char *const quants[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "nf4", "nf4_dq", NULL};
-    static const loom_dtype qd[] = {LOOM_F32, LOOM_F16, LOOM_BF16, LOOM_Q8_0, LOOM_Q4_0, LOOM_NF4_DQ,
-                                    LOOM_NF4_DQ};
+    static const char *const quants[] = {"f32",  "f16", "bf16",   "q8_0",
+                                         "q4_0", "nf4", "nf4_dq", NULL};
+    static const loom_dtype qd[] = {LOOM_F32,  LOOM_F16,    LOOM_BF16,  LOOM_Q8_0,
+                                    LOOM_Q4_0, LOOM_NF4_DQ, LOOM_NF4_DQ};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (loom_cli_is_help(a)) {
@@ -86,10 +87,11 @@ int loom_cli_finetune(const char *backend, int argc, char **argv) {
             continue;
         }
         static const char *const with_value[] = {
-            "-m", "--model", "--data", "--eval", "-o", "--output", "--epochs", "--max-steps", "--lr",
-            "--warmup-ratio", "--lora-r", "--lora-alpha", "--lora-dropout", "--targets",
-            "--grad-accum", "--seq", "--seed", "--max-grad-norm", "--weight-decay", "--quant",
-            "--save-every", "--eval-every", "--backend", NULL};
+            "-m",           "--model",      "--data",          "--eval",         "-o",
+            "--output",     "--epochs",     "--max-steps",     "--lr",           "--warmup-ratio",
+            "--lora-r",     "--lora-alpha", "--lora-dropout",  "--targets",      "--grad-accum",
+            "--seq",        "--seed",       "--max-grad-norm", "--weight-decay", "--quant",
+            "--save-every", "--eval-every", "--optim",         "--backend",      NULL};
         bool known = false;
         for (int k = 0; with_value[k]; k++)
             known |= !strcmp(a, with_value[k]);
@@ -103,31 +105,44 @@ int loom_cli_finetune(const char *backend, int argc, char **argv) {
         bool ok = true;
         int iv;
         double dv;
-        if (!strcmp(a, "-m") || !strcmp(a, "--model")) p.model = v;
-        else if (!strcmp(a, "--data")) p.data = v;
-        else if (!strcmp(a, "--eval")) p.eval = v;
-        else if (!strcmp(a, "-o") || !strcmp(a, "--output")) p.out_dir = v;
-        else if (!strcmp(a, "--backend")) backend = v;
-        else if (!strcmp(a, "--epochs")) ok = loom_cli_parse_int(cmd, a, v, 1, 1000, &p.epochs);
+        if (!strcmp(a, "-m") || !strcmp(a, "--model"))
+            p.model = v;
+        else if (!strcmp(a, "--data"))
+            p.data = v;
+        else if (!strcmp(a, "--eval"))
+            p.eval = v;
+        else if (!strcmp(a, "-o") || !strcmp(a, "--output"))
+            p.out_dir = v;
+        else if (!strcmp(a, "--backend"))
+            backend = v;
+        else if (!strcmp(a, "--optim")) {
+            static const char *const optims[] = {"adamw", NULL};
+            ok = loom_cli_parse_choice(cmd, a, v, optims, &iv);
+            p.optim = v;
+        } else if (!strcmp(a, "--epochs"))
+            ok = loom_cli_parse_int(cmd, a, v, 1, 1000, &p.epochs);
         else if (!strcmp(a, "--max-steps"))
             ok = loom_cli_parse_i64(cmd, a, v, 0, 1000000000, &p.max_steps);
-        else if (!strcmp(a, "--lr")) ok = loom_cli_parse_f32(cmd, a, v, 0.0f, 1.0f, &p.lr);
+        else if (!strcmp(a, "--lr"))
+            ok = loom_cli_parse_f32(cmd, a, v, 0.0f, 1.0f, &p.lr);
         else if (!strcmp(a, "--warmup-ratio"))
             ok = loom_cli_parse_f32(cmd, a, v, 0.0f, 1.0f, &p.warmup_ratio);
-        else if (!strcmp(a, "--lora-r")) ok = loom_cli_parse_int(cmd, a, v, 1, 4096, &p.lora.r);
+        else if (!strcmp(a, "--lora-r"))
+            ok = loom_cli_parse_int(cmd, a, v, 1, 4096, &p.lora.r);
         else if (!strcmp(a, "--lora-alpha")) {
             ok = loom_cli_parse_f64(cmd, a, v, 0.001, 1e6, &dv); /* 0.001f > 0.001 */
             p.lora.alpha = (float)dv;
-        }
-        else if (!strcmp(a, "--lora-dropout"))
+        } else if (!strcmp(a, "--lora-dropout"))
             ok = loom_cli_parse_f32(cmd, a, v, 0.0f, 0.99f, &p.lora.dropout);
-        else if (!strcmp(a, "--targets")) ok = parse_targets(v, &p.lora.targets);
+        else if (!strcmp(a, "--targets"))
+            ok = parse_targets(v, &p.lora.targets);
         else if (!strcmp(a, "--grad-accum"))
             ok = loom_cli_parse_int(cmd, a, v, 1, 65536, &p.grad_accum);
         else if (!strcmp(a, "--seq")) {
             ok = loom_cli_parse_int(cmd, a, v, 2, 1048576, &iv);
             p.seq = iv;
-        } else if (!strcmp(a, "--seed")) ok = loom_cli_parse_u64(cmd, a, v, 0, UINT64_MAX, &p.seed);
+        } else if (!strcmp(a, "--seed"))
+            ok = loom_cli_parse_u64(cmd, a, v, 0, UINT64_MAX, &p.seed);
         else if (!strcmp(a, "--max-grad-norm")) {
             ok = loom_cli_parse_f64(cmd, a, v, 0.0, 1e6, &dv);
             p.max_grad_norm = dv;
@@ -145,7 +160,10 @@ int loom_cli_finetune(const char *backend, int argc, char **argv) {
             ok = loom_cli_parse_i64(cmd, a, v, 0, 1000000000, &p.eval_every);
         if (!ok) return LOOM_CLI_USAGE;
     }
-    const char *missing = !p.model ? "-m MODEL" : !p.data ? "--data FILE" : !p.out_dir ? "-o OUTDIR" : NULL;
+    const char *missing = !p.model     ? "-m MODEL"
+                          : !p.data    ? "--data FILE"
+                          : !p.out_dir ? "-o OUTDIR"
+                                       : NULL;
     if (missing) {
         fprintf(stderr, "loom finetune: %s is required\n", missing);
         finetune_usage(stderr);

@@ -71,7 +71,8 @@ loom_status loom_train_write_atomic(const char *path, const void *data, size_t n
         size_t chunk = fault_at > done && fault_at - done < left ? fault_at - done : left;
         ssize_t w = write(fd, p, chunk);
         if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) e = w < 0 ? errno : EIO;
+        if (w <= 0)
+            e = w < 0 ? errno : EIO;
         else {
             p += w;
             left -= (size_t)w;
@@ -92,9 +93,12 @@ loom_status loom_train_write_atomic(const char *path, const void *data, size_t n
     char *dir = strdup(path);
     if (!dir) return LOOM_OK;
     char *slash = strrchr(dir, '/');
-    if (slash == dir) slash[1] = 0;
-    else if (slash) *slash = 0;
-    else strcpy(dir, ".");
+    if (slash == dir)
+        slash[1] = 0;
+    else if (slash)
+        *slash = 0;
+    else
+        strcpy(dir, ".");
     int dfd = open(dir, O_RDONLY);
     if (dfd >= 0) {
         if (fsync(dfd) != 0 && errno != EINVAL && errno != ENOTSUP) e = errno;
@@ -242,8 +246,8 @@ static bool name_is(const char *name, uint32_t nl, const char *want) {
     return strlen(want) == nl && memcmp(name, want, nl) == 0;
 }
 
-loom_status loom_checkpoint_load(const char *path, loom_ckpt_state *s, loom_lora *lo,
-                                 loom_optim *o, char *err, size_t err_n) {
+loom_status loom_checkpoint_load(const char *path, loom_ckpt_state *s, loom_lora *lo, loom_optim *o,
+                                 char *err, size_t err_n) {
     FILE *f = fopen(path, "rb");
     if (!f) return fail(err, err_n, LOOM_ERR_IO, "cannot open '%s'", path);
     unsigned char *data = NULL;
@@ -267,7 +271,7 @@ loom_status loom_checkpoint_load(const char *path, loom_ckpt_state *s, loom_lora
     loom_status st = LOOM_OK;
 #define BAD(...)                                                                                   \
     do {                                                                                           \
-        st = fail(err, err_n, LOOM_ERR_FORMAT, __VA_ARGS__);                                      \
+        st = fail(err, err_n, LOOM_ERR_FORMAT, __VA_ARGS__);                                       \
         goto done;                                                                                 \
     } while (0)
     if (n < 24 || memcmp(data, CKPT_MAGIC, 8) != 0) BAD("'%s' is not a loom checkpoint", path);
@@ -290,8 +294,7 @@ loom_status loom_checkpoint_load(const char *path, loom_ckpt_state *s, loom_lora
     loom_ckpt_state tmp = {0};
     meta_words(&tmp, lo, o, want);
     for (int i = 9; i < 14; i++)
-        if (w[i] != want[i])
-            BAD("'%s' was written for another model or LoRA shape", path);
+        if (w[i] != want[i]) BAD("'%s' was written for another model or LoRA shape", path);
     if (!next(&r, &name, &nl, &d, &len) || !name_is(name, nl, "optimizer") ||
         len != strlen(o->ops->name) || memcmp(d, o->ops->name, len) != 0)
         BAD("'%s' holds another optimizer's state than %s", path, o->ops->name);

@@ -34,8 +34,8 @@ loom_status loom_checkpoint_save(const char *path, const loom_ckpt_state *s, con
                                  loom_optim *o, char *err, size_t err_n);
 /* Fill s, lo's parameters and o's state (o->t too) from path. lo and o must
  * have been created with the same shapes. */
-loom_status loom_checkpoint_load(const char *path, loom_ckpt_state *s, loom_lora *lo,
-                                 loom_optim *o, char *err, size_t err_n);
+loom_status loom_checkpoint_load(const char *path, loom_ckpt_state *s, loom_lora *lo, loom_optim *o,
+                                 char *err, size_t err_n);
 
 /* Replace path with n bytes: a new path.tmp.XXXXXX in the same directory,
  * written, fsync'ed, renamed over path, directory fsync'ed (ADR 0013).

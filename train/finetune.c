@@ -45,9 +45,8 @@ loom_status loom_train_graph_build(loom_train_graph *tg, loom_model *m, loom_lor
     if (loom_graph_new(&tg->g) != LOOM_OK || loom_lora_binding_init(&tg->bind, lo, backward))
         return failf(err, err_n, LOOM_ERR_OOM, "train: out of memory");
     loom_graph *g = tg->g;
-    loom_model_set_proj_hook(m, loom_lora_hook, &tg->bind);
-    loom_status st = loom_model_build_train(m, g, 1, T, &tg->io, err, err_n);
-    loom_model_set_proj_hook(m, NULL, NULL);
+    loom_status st =
+        loom_model_build_train(m, g, 1, T, loom_lora_hook, &tg->bind, &tg->io, err, err_n);
     if (st != LOOM_OK) {
         loom_train_graph_free(tg);
         return st;
@@ -108,7 +107,8 @@ loom_status loom_train_graph_run(loom_train_graph *tg, const int32_t *tokens,
     if (st == LOOM_OK) st = loom_tensor_upload(tg->targets, targets, nb);
     if (st != LOOM_OK) return failf(err, err_n, st, "train: uploading the batch failed");
     st = loom_sched_compute(tg->s, tg->g);
-    if (st != LOOM_OK) return failf(err, err_n, st, "train: step failed: %s", loom_sched_error(tg->s));
+    if (st != LOOM_OK)
+        return failf(err, err_n, st, "train: step failed: %s", loom_sched_error(tg->s));
     st = loom_tensor_download(tg->loss, loss, sizeof *loss);
     if (st != LOOM_OK) return failf(err, err_n, st, "train: reading the loss failed");
     return LOOM_OK;
@@ -180,7 +180,8 @@ static loom_status eval_loss(run *r, double *out, char *err, size_t err_n) {
         *out = NAN;
         return LOOM_OK;
     }
-    if (!r->eg.g) LOOM_TRY(loom_train_graph_build(&r->eg, r->m, r->lo, r->T, false, false, err, err_n));
+    if (!r->eg.g)
+        LOOM_TRY(loom_train_graph_build(&r->eg, r->m, r->lo, r->T, false, false, err, err_n));
     /* the mean over every counted token of the set (Trainer's eval_loss
      * averages per-example means instead; per token does not favour short
      * examples) */
@@ -237,7 +238,8 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
     const loom_tokenizer *tok = loom_model_tokenizer(R.m);
     if ((st = loom_ft_dataset_load(p->data, tok, p->seq, &R.train, err, err_n)) != LOOM_OK)
         goto done;
-    if (p->eval && (st = loom_ft_dataset_load(p->eval, tok, p->seq, &R.eval, err, err_n)) != LOOM_OK)
+    if (p->eval &&
+        (st = loom_ft_dataset_load(p->eval, tok, p->seq, &R.eval, err, err_n)) != LOOM_OK)
         goto done;
     /* one graph shape: the longest example (up to --seq) */
     for (int64_t i = 0; i < R.train.n; i++)
@@ -271,13 +273,15 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
         st = failf(err, err_n, LOOM_ERR_OOM, "finetune: out of memory");
         goto done;
     }
-    if ((st = loom_adamw_new(&p->adamw, np, R.sizes, &R.opt)) != LOOM_OK) {
-        failf(err, err_n, st, "finetune: cannot create the optimizer");
+    if ((st = loom_optim_create(p->optim, &p->adamw, np, R.sizes, &R.opt)) != LOOM_OK) {
+        failf(err, err_n, st, "finetune: cannot create the optimizer '%s'",
+              p->optim ? p->optim : "adamw");
         goto done;
     }
     const int accum = p->grad_accum > 0 ? p->grad_accum : 1;
     const int64_t steps_per_epoch = (R.train.n + accum - 1) / accum;
-    const int64_t total = p->max_steps > 0 ? p->max_steps : steps_per_epoch * (p->epochs > 0 ? p->epochs : 1);
+    const int64_t total =
+        p->max_steps > 0 ? p->max_steps : steps_per_epoch * (p->epochs > 0 ? p->epochs : 1);
     const int64_t warmup = (int64_t)ceil((double)p->warmup_ratio * (double)total);
 
     loom_ckpt_state cs = {.seed = p->seed};

@@ -44,8 +44,7 @@ typedef struct loom_train_graph {
 /* Build and schedule for sequences of T tokens. backward: gradients of every
  * LoRA parameter and dropout (a training graph); else loss only (eval).
  * keep_logits: the logits stay readable after a run (tests). The model's
- * projection hook is set to this graph's binding while building and
- * removed after. */
+ * own (decoding) hook and graph cache are left alone. */
 loom_status loom_train_graph_build(loom_train_graph *tg, loom_model *m, loom_lora *lo, int32_t T,
                                    bool backward, bool keep_logits, char *err, size_t err_n);
 /* Run on one sequence: tokens and targets [T] (target -1 = not counted).
@@ -69,13 +68,14 @@ typedef struct loom_finetune_params {
     loom_dtype quant;
     loom_lora_config lora;
     loom_adamw_params adamw;
-    float lr;           /* peak, 2e-4 */
-    float warmup_ratio; /* of the total optimizer steps, 0.03 */
-    int grad_accum;     /* 16 */
-    int32_t seq;        /* maximum tokens per sequence, 512 */
-    int epochs;         /* 1 */
-    int64_t max_steps;  /* > 0: total optimizer steps (overrides epochs) */
-    uint64_t seed;      /* 42 */
+    const char *optim;    /* loom_optim_create's name; NULL = "adamw" */
+    float lr;             /* peak, 2e-4 */
+    float warmup_ratio;   /* of the total optimizer steps, 0.03 */
+    int grad_accum;       /* 16 */
+    int32_t seq;          /* maximum tokens per sequence, 512 */
+    int epochs;           /* 1 */
+    int64_t max_steps;    /* > 0: total optimizer steps (overrides epochs) */
+    uint64_t seed;        /* 42 */
     double max_grad_norm; /* 1.0; 0 = no clipping */
     int64_t save_every;   /* checkpoint every N optimizer steps (0 = only at the end) */
     int64_t eval_every;   /* eval loss every N steps (0 = at the start and end only) */
@@ -91,7 +91,7 @@ typedef struct loom_finetune_params {
 loom_finetune_params loom_finetune_default_params(void);
 
 typedef struct loom_finetune_result {
-    int64_t steps;           /* optimizer steps done (in total) */
+    int64_t steps; /* optimizer steps done (in total) */
     double first_loss, last_loss;
     double eval_before, eval_after; /* NAN when no eval set */
     double tokens_per_s;
@@ -99,8 +99,12 @@ typedef struct loom_finetune_result {
 } loom_finetune_result;
 
 /* Run the loop: writes OUTDIR/adapter_config.json, adapter_model.safetensors
- * (PEFT), train_log.jsonl (one line per step: step, loss, lr, grad_norm,
- * tokens, tokens_per_s, elapsed_s; eval lines), checkpoint.bin. */
+ * (PEFT), train_log.jsonl (one line per step: step, loss (mean over the
+ * micro-steps), lr, grad_norm (before clipping), tokens (the trained target
+ * tokens of the step), tokens_per_s (of those), step_s, elapsed_s, epoch;
+ * and eval_loss lines), checkpoint.bin. A resumed run appends to the log, so
+ * a step lost to a kill appears twice (its second line is the one that
+ * counts). */
 loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_result *res, char *err,
                               size_t err_n);
 

@@ -7,16 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const proj_names[LOOM_PROJ_COUNT] = {"q_proj",    "k_proj", "v_proj", "o_proj",
-                                                        "gate_proj", "up_proj", "down_proj"};
+static const char *const proj_names[LOOM_PROJ_COUNT] = {
+    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
 
 const char *loom_lora_proj_name(loom_proj which) {
     return (unsigned)which < LOOM_PROJ_COUNT ? proj_names[which] : "?";
 }
 
 loom_lora_config loom_lora_default_config(void) {
-    return (loom_lora_config){.r = 64, .alpha = 16.0f, .dropout = 0.05f,
-                              .targets = LOOM_LORA_ALL_TARGETS};
+    return (loom_lora_config){
+        .r = 64, .alpha = 16.0f, .dropout = 0.05f, .targets = LOOM_LORA_ALL_TARGETS};
 }
 
 static uint64_t splitmix64(uint64_t *s) {
@@ -31,7 +31,9 @@ void loom_train_rng_seed(uint64_t rng[4], uint64_t seed) {
         rng[i] = splitmix64(&seed);
 }
 
-static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+static uint64_t rotl(uint64_t x, int k) {
+    return (x << k) | (x >> (64 - k));
+}
 
 uint64_t loom_train_rng_next(uint64_t s[4]) { /* xoshiro256** */
     uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
@@ -52,14 +54,25 @@ void loom_lora_proj_dims(const loom_model_config *mc, loom_proj which, int64_t *
     const int64_t q = mc->n_heads * mc->head_dim, kv = mc->n_kv_heads * mc->head_dim;
     int64_t i = mc->dim, o = mc->dim;
     switch (which) {
-    case LOOM_PROJ_Q: o = q; break;
+    case LOOM_PROJ_Q:
+        o = q;
+        break;
     case LOOM_PROJ_K:
-    case LOOM_PROJ_V: o = kv; break;
-    case LOOM_PROJ_O: i = q; break;
+    case LOOM_PROJ_V:
+        o = kv;
+        break;
+    case LOOM_PROJ_O:
+        i = q;
+        break;
     case LOOM_PROJ_GATE:
-    case LOOM_PROJ_UP: o = mc->ffn_dim; break;
-    case LOOM_PROJ_DOWN: i = mc->ffn_dim; break;
-    default: break;
+    case LOOM_PROJ_UP:
+        o = mc->ffn_dim;
+        break;
+    case LOOM_PROJ_DOWN:
+        i = mc->ffn_dim;
+        break;
+    default:
+        break;
     }
     *in = i;
     *out = o;
@@ -202,8 +215,8 @@ static loom_tensor *dropout(loom_lora_binding *b, loom_graph *g, loom_tensor *x)
     return loom_mul(g, x, loom_reshape(g, m, 4, x->ne));
 }
 
-loom_tensor *loom_lora_hook(void *ud, loom_graph *g, int64_t layer, loom_proj which,
-                            loom_tensor *x, loom_tensor *y) {
+loom_tensor *loom_lora_hook(void *ud, loom_graph *g, int64_t layer, loom_proj which, loom_tensor *x,
+                            loom_tensor *y) {
     loom_lora_binding *b = ud;
     loom_lora *lo = b->lo;
     if (!x || !y || layer < 0 || layer >= lo->mc.n_layers) return y;
@@ -213,7 +226,7 @@ loom_tensor *loom_lora_hook(void *ud, loom_graph *g, int64_t layer, loom_proj wh
     loom_tensor *B = b->leaf[i + 1] = param_leaf(g, &lo->p[i + 1]);
     if (!loom_tensor_is_contiguous(x)) x = loom_cont(g, x);
     if (b->training) x = dropout(b, g, x);
-    loom_tensor *ax = loom_matmul(g, A, x);                   /* [r, N] */
+    loom_tensor *ax = loom_matmul(g, A, x);                           /* [r, N] */
     loom_tensor *d = loom_scale(g, loom_matmul(g, B, ax), lo->scale); /* [out, N] */
     return loom_add(g, y, d);
 }

@@ -38,7 +38,7 @@ typedef struct loom_lora_config {
 loom_lora_config loom_lora_default_config(void);
 
 typedef struct loom_lora_param {
-    char name[128];     /* PEFT's: base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight */
+    char name[128]; /* PEFT's: base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight */
     int64_t layer;
     loom_proj proj;
     bool is_b;          /* B (out x r) rather than A (r x in) */
@@ -70,10 +70,10 @@ const char *loom_lora_proj_name(loom_proj which);
  * (loom_lora_hook), used to read gradients and feed dropout masks. */
 typedef struct loom_lora_binding {
     loom_lora *lo;
-    bool training;       /* dropout masks when cfg.dropout > 0 */
-    loom_tensor **leaf;  /* [n_params]: the PARAM leaf of each parameter in this graph */
+    bool training;      /* dropout masks when cfg.dropout > 0 */
+    loom_tensor **leaf; /* [n_params]: the PARAM leaf of each parameter in this graph */
     int n_masks, cap_masks;
-    loom_tensor **mask;  /* INPUT leaves [in, N], host data in mask_data */
+    loom_tensor **mask; /* INPUT leaves [in, N], host data in mask_data */
     float **mask_data;
 } loom_lora_binding;
 
@@ -84,8 +84,8 @@ void loom_lora_binding_free(loom_lora_binding *b);
 
 /* The loom_proj_hook (loom/model.h) that adds the adapter; ud is a
  * loom_lora_binding. */
-loom_tensor *loom_lora_hook(void *ud, loom_graph *g, int64_t layer, loom_proj which,
-                            loom_tensor *x, loom_tensor *y);
+loom_tensor *loom_lora_hook(void *ud, loom_graph *g, int64_t layer, loom_proj which, loom_tensor *x,
+                            loom_tensor *y);
 
 /* Draw fresh dropout masks for the next run of the binding's graph, from
  * the xoshiro256** state rng[4] (advanced). Mask order and draws are fixed,

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 loom_adamw_params loom_adamw_default_params(void) {
     return (loom_adamw_params){.beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 0.0f};
@@ -33,7 +34,9 @@ static void adamw_step(loom_optim *o, int i, float *w, const float *g, int64_t n
     }
 }
 
-static int adamw_n_state(const loom_optim *o) { return 2 * o->n; }
+static int adamw_n_state(const loom_optim *o) {
+    return 2 * o->n;
+}
 
 static void adamw_state(loom_optim *o, int k, const char **name, void **data, size_t *bytes) {
     adamw *a = o->impl;
@@ -97,6 +100,12 @@ loom_status loom_adamw_new(const loom_adamw_params *hp, int n, const int64_t *si
     }
     *out = o;
     return LOOM_OK;
+}
+
+loom_status loom_optim_create(const char *name, const loom_adamw_params *hp, int n,
+                              const int64_t *sizes, loom_optim **out) {
+    if (!name || !strcmp(name, "adamw")) return loom_adamw_new(hp, n, sizes, out);
+    return LOOM_ERR_UNSUPPORTED;
 }
 
 void loom_optim_free(loom_optim *o) {

@@ -51,9 +51,9 @@ typedef struct loom_optim_ops {
 struct loom_optim {
     const loom_optim_ops *ops;
     loom_adamw_params hp;
-    int64_t t;    /* optimizer steps taken (the bias correction uses it) */
-    int n;        /* parameter tensors */
-    void *impl;   /* the implementation's state */
+    int64_t t;  /* optimizer steps taken (the bias correction uses it) */
+    int n;      /* parameter tensors */
+    void *impl; /* the implementation's state */
 };
 
 /* f32 AdamW for n tensors of sizes[i] floats; moments start at zero.
@@ -61,6 +61,12 @@ struct loom_optim {
 loom_status loom_adamw_new(const loom_adamw_params *hp, int n, const int64_t *sizes,
                            loom_optim **out);
 void loom_optim_free(loom_optim *o); /* NULL is fine */
+
+/* The optimizer named name ("adamw"; an implementation added later adds its
+ * name here, e.g. "adamw8bit"), for n tensors of sizes[i] floats.
+ * LOOM_ERR_UNSUPPORTED for an unknown name. */
+loom_status loom_optim_create(const char *name, const loom_adamw_params *hp, int n,
+                              const int64_t *sizes, loom_optim **out);
 
 /* Advance o->t, then step every tensor: w[i] updated from g[i]. */
 void loom_optim_step(loom_optim *o, float *const *w, float *const *g, const int64_t *sizes,

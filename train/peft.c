@@ -28,8 +28,7 @@ static loom_status fail(char *err, size_t n, loom_status st, const char *fmt, ..
 
 void loom_peft_permute_rows(const loom_model_config *mc, loom_proj which, bool to_hf, float *w,
                             int64_t rows, int64_t cols, float *scratch) {
-    if ((which != LOOM_PROJ_Q && which != LOOM_PROJ_K) || mc->rope.mode != LOOM_ROPE_NORMAL)
-        return;
+    if ((which != LOOM_PROJ_Q && which != LOOM_PROJ_K) || mc->rope.mode != LOOM_ROPE_NORMAL) return;
     const int64_t D = mc->head_dim, H = rows / D, half = mc->rope.n_dims / 2;
     memcpy(scratch, w, (size_t)(rows * cols) * sizeof *w);
     /* loom row h*D + 2j + t  <->  HF row h*D + t*(n_dims/2) + j (rotated dims);
@@ -54,8 +53,8 @@ static const char *target_list(uint32_t t, char *buf, size_t n) {
     return buf;
 }
 
-loom_status loom_peft_save(const char *dir, const loom_lora *lo, const char *base_model,
-                           char *err, size_t err_n) {
+loom_status loom_peft_save(const char *dir, const loom_lora *lo, const char *base_model, char *err,
+                           size_t err_n) {
     char path[4096], tl[256];
     /* adapter_config.json: the fields PEFT 0.13 writes for a default LoraConfig */
     cJSON *bm = cJSON_CreateString(base_model ? base_model : "");
@@ -90,11 +89,11 @@ loom_status loom_peft_save(const char *dir, const loom_lora *lo, const char *bas
     for (int i = 0; i < lo->n_params; i++) {
         const loom_lora_param *p = &lo->p[i];
         size_t nb = (size_t)(p->rows * p->cols) * 4;
-        hn += (size_t)snprintf(hdr + hn, hcap - hn,
-                               ",\"%s\":{\"dtype\":\"F32\",\"shape\":[%lld,%lld],"
-                               "\"data_offsets\":[%zu,%zu]}",
-                               p->name, (long long)p->rows, (long long)p->cols, data_n,
-                               data_n + nb);
+        hn +=
+            (size_t)snprintf(hdr + hn, hcap - hn,
+                             ",\"%s\":{\"dtype\":\"F32\",\"shape\":[%lld,%lld],"
+                             "\"data_offsets\":[%zu,%zu]}",
+                             p->name, (long long)p->rows, (long long)p->cols, data_n, data_n + nb);
         data_n += nb;
     }
     hdr[hn++] = '}';
@@ -158,8 +157,8 @@ static char *slurp(const char *path, size_t *n) {
     return d;
 }
 
-loom_status loom_peft_load(const char *dir, const loom_model_config *mc, loom_lora **out,
-                           char *err, size_t err_n) {
+loom_status loom_peft_load(const char *dir, const loom_model_config *mc, loom_lora **out, char *err,
+                           size_t err_n) {
     char path[4096];
     *out = NULL;
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
@@ -179,14 +178,19 @@ loom_status loom_peft_load(const char *dir, const loom_model_config *mc, loom_lo
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "target_modules");
     const cJSON *pt = cJSON_GetObjectItemCaseSensitive(j, "peft_type");
     const char *bad = NULL;
-    if (!cJSON_IsString(pt) || strcmp(pt->valuestring, "LORA") != 0) bad = "peft_type is not LORA";
+    if (!cJSON_IsString(pt) || strcmp(pt->valuestring, "LORA") != 0)
+        bad = "peft_type is not LORA";
     else if (!cJSON_IsNumber(r) || r->valuedouble < 1 || r->valuedouble > 65536 ||
              r->valuedouble != floor(r->valuedouble))
         bad = "\"r\" must be an integer in 1..65536";
-    else if (!cJSON_IsNumber(a) || !(a->valuedouble > 0)) bad = "\"lora_alpha\" must be positive";
-    else if (!cJSON_IsArray(t)) bad = "\"target_modules\" must be a list (a regex is not supported)";
-    else if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "use_dora"))) bad = "DoRA is not supported";
-    else if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "use_rslora"))) bad = "rsLoRA is not supported";
+    else if (!cJSON_IsNumber(a) || !(a->valuedouble > 0))
+        bad = "\"lora_alpha\" must be positive";
+    else if (!cJSON_IsArray(t))
+        bad = "\"target_modules\" must be a list (a regex is not supported)";
+    else if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "use_dora")))
+        bad = "DoRA is not supported";
+    else if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "use_rslora")))
+        bad = "rsLoRA is not supported";
     const cJSON *rp = cJSON_GetObjectItemCaseSensitive(j, "rank_pattern");
     const cJSON *ap = cJSON_GetObjectItemCaseSensitive(j, "alpha_pattern");
     const cJSON *bias = cJSON_GetObjectItemCaseSensitive(j, "bias");
@@ -243,13 +247,14 @@ loom_status loom_peft_load(const char *dir, const loom_model_config *mc, loom_lo
         loom_st_tensor_info info;
         if (ti < 0 || loom_safetensors_tensor(st, ti, &info) != LOOM_OK || info.n_dims != 2 ||
             info.shape[0] != p->rows || info.shape[1] != p->cols) {
-            snprintf(e2, sizeof e2, "'%s': tensor %s is missing or not [%lld, %lld]", path,
-                     p->name, (long long)p->rows, (long long)p->cols);
+            snprintf(e2, sizeof e2, "'%s': tensor %s is missing or not [%lld, %lld]", path, p->name,
+                     (long long)p->rows, (long long)p->cols);
             s = LOOM_ERR_FORMAT;
             break;
         }
         s = loom_safetensors_read(st, ti, LOOM_F32, p->w, (size_t)(p->rows * p->cols) * 4);
-        if (s != LOOM_OK) snprintf(e2, sizeof e2, "'%s': %s", path, loom_safetensors_error(st));
+        if (s != LOOM_OK)
+            snprintf(e2, sizeof e2, "'%s': %s", path, loom_safetensors_error(st));
         else if (p->is_b)
             loom_peft_permute_rows(mc, p->proj, false, p->w, p->rows, p->cols, scratch);
     }

@@ -19,16 +19,16 @@
 
 #include "lora.h"
 
-loom_status loom_peft_save(const char *dir, const loom_lora *lo, const char *base_model,
-                           char *err, size_t err_n);
+loom_status loom_peft_save(const char *dir, const loom_lora *lo, const char *base_model, char *err,
+                           size_t err_n);
 
 /* Read DIR's adapter for a model with config mc: its r, alpha, dropout and
  * targets from adapter_config.json, the weights from the safetensors file
  * (F32/F16/BF16). *out owned by the caller. Errors name the file and the
  * missing or mis-shaped tensor; unsupported features (DoRA, rsLoRA,
  * rank/alpha patterns, biases, modules_to_save) are refused by name. */
-loom_status loom_peft_load(const char *dir, const loom_model_config *mc, loom_lora **out,
-                           char *err, size_t err_n);
+loom_status loom_peft_load(const char *dir, const loom_model_config *mc, loom_lora **out, char *err,
+                           size_t err_n);
 
 /* HF row order <-> the model's for B of projection which (identity unless
  * q/k under LOOM_ROPE_NORMAL). to_hf: model -> HF, else HF -> model.

@@ -298,11 +298,13 @@ typedef struct loom_model_train_io {
 
 /* Append to g (the caller's, not scheduled yet) the forward pass of n_seq
  * independent sequences of n_tokens tokens, without the KV cache, every
- * position's logits, through m's installed projection hook. Weights enter g
+ * position's logits, through the projection hook given here (NULL: none;
+ * the model's own hook for decoding is not used). Weights enter g
  * as leaves bound to m's buffers (not PARAM: frozen; quantized ones pass
  * gradient to activations only). m must outlive g's use. The caller
  * schedules g on the backends from loom_model_backends. */
 LOOM_API loom_status loom_model_build_train(loom_model *m, loom_graph *g, int n_seq, int n_tokens,
+                                            loom_proj_hook hook, void *ud,
                                             loom_model_train_io *io, char *err, size_t err_n);
 /* The backend the weights live on and the cpu backend (borrowed). */
 struct loom_backend;

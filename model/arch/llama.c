@@ -103,30 +103,36 @@ static loom_status split_sched(loom_model *m, loom_llama_graph *lg, const int *s
     return LOOM_OK;
 }
 
+/* The projection hook a graph is built with (none: plain projections). */
+typedef struct hook_ref {
+    loom_proj_hook fn;
+    void *ud;
+} hook_ref;
+
 /* y = W x for projection which of layer l, plus the hook's term (a LoRA
  * adapter) when one is set; without a hook this is the plain matmul. */
-static loom_tensor *proj(loom_model *m, loom_graph *g, int64_t l, loom_proj which,
+static loom_tensor *proj(const hook_ref *h, loom_graph *g, int64_t l, loom_proj which,
                          const loom_tensor *w, loom_tensor *x) {
     loom_tensor *y = loom_matmul(g, mirror(g, w), x);
-    if (!m->hook || !y) return y;
-    return m->hook(m->hook_ud, g, l, which, x, y);
+    if (!h->fn || !y) return y;
+    return h->fn(h->ud, g, l, which, x, y);
 }
 
 /* One decoder block on x [dim, N]. lg != NULL: attention through the KV
  * cache of lg's slots (inference); lg == NULL: S independent sequences of T
  * tokens at positions 0..T-1, keys and values straight from this pass
  * (training: no cache, every op differentiable). */
-static loom_tensor *block(loom_model *m, loom_graph *g, loom_llama_graph *lg, int64_t l,
-                          loom_tensor *x, loom_tensor *pos, int S, int T) {
+static loom_tensor *block(loom_model *m, const hook_ref *hk, loom_graph *g, loom_llama_graph *lg,
+                          int64_t l, loom_tensor *x, loom_tensor *pos, int S, int T) {
     const loom_model_config *c = &m->cfg;
     const loom_llama_layer *L = &m->layers[l];
     const int64_t N = (int64_t)S * T, D = c->head_dim, Hq = c->n_heads, Hkv = c->n_kv_heads;
     const int64_t kv_dim = Hkv * D;
     const float eps = c->rms_eps, scale = 1.0f / sqrtf((float)D);
     loom_tensor *h = loom_mul(g, loom_rms_norm(g, x, eps), mirror(g, L->attn_norm));
-    loom_tensor *q = loom_reshape_3d(g, proj(m, g, l, LOOM_PROJ_Q, L->wq, h), D, Hq, N);
-    loom_tensor *k = loom_reshape_3d(g, proj(m, g, l, LOOM_PROJ_K, L->wk, h), D, Hkv, N);
-    loom_tensor *v = proj(m, g, l, LOOM_PROJ_V, L->wv, h); /* [kv_dim, N] */
+    loom_tensor *q = loom_reshape_3d(g, proj(hk, g, l, LOOM_PROJ_Q, L->wq, h), D, Hq, N);
+    loom_tensor *k = loom_reshape_3d(g, proj(hk, g, l, LOOM_PROJ_K, L->wk, h), D, Hkv, N);
+    loom_tensor *v = proj(hk, g, l, LOOM_PROJ_V, L->wv, h); /* [kv_dim, N] */
     q = loom_rope(g, q, pos, &c->rope);
     k = loom_rope(g, k, pos, &c->rope);
     loom_tensor *qp = loom_permute(g, q, 0, 2, 1, 3); /* [D, N, Hq] */
@@ -162,7 +168,7 @@ static loom_tensor *block(loom_model *m, loom_graph *g, loom_llama_graph *lg, in
         att = att ? loom_concat(g, att, o, 2) : o; /* [D, Hq, T*(b+1)] */
     }
     att = loom_reshape_2d(g, att, D * Hq, N);
-    x = loom_add(g, x, proj(m, g, l, LOOM_PROJ_O, L->wo, att));
+    x = loom_add(g, x, proj(hk, g, l, LOOM_PROJ_O, L->wo, att));
     h = loom_mul(g, loom_rms_norm(g, x, eps), mirror(g, L->ffn_norm));
     loom_tensor *f;
     if (L->moe) {
@@ -170,9 +176,9 @@ static loom_tensor *block(loom_model *m, loom_graph *g, loom_llama_graph *lg, in
         f = loom_moe(g, h, router, mirror(g, L->gate_exps), mirror(g, L->up_exps),
                      mirror(g, L->down_exps), (int32_t)c->n_experts_used);
     } else {
-        loom_tensor *gt = proj(m, g, l, LOOM_PROJ_GATE, L->gate, h);
-        loom_tensor *up = proj(m, g, l, LOOM_PROJ_UP, L->up, h);
-        f = proj(m, g, l, LOOM_PROJ_DOWN, L->down, loom_swiglu(g, gt, up));
+        loom_tensor *gt = proj(hk, g, l, LOOM_PROJ_GATE, L->gate, h);
+        loom_tensor *up = proj(hk, g, l, LOOM_PROJ_UP, L->up, h);
+        f = proj(hk, g, l, LOOM_PROJ_DOWN, L->down, loom_swiglu(g, gt, up));
     }
     return loom_add(g, x, f);
 }
@@ -203,9 +209,10 @@ static loom_status build(loom_model *m, loom_llama_graph *lg, char *err, size_t 
     lg->pos = input_i32(g, N, "positions");
     lg->rows = input_i32(g, N, "kv_rows");
     loom_tensor *x = loom_get_rows(g, mirror(g, m->tok_embd), lg->tokens); /* [dim, N] */
+    const hook_ref hk = {m->hook, m->hook_ud};
     for (int64_t l = 0; l < c->n_layers; l++) {
         seg[l] = loom_graph_n_tensors(g); /* layer l's tensors start here */
-        x = block(m, g, lg, l, x, lg->pos, S, T);
+        x = block(m, &hk, g, lg, l, x, lg->pos, S, T);
     }
     seg[c->n_layers] = loom_graph_n_tensors(g); /* the head's */
     /* Only the columns whose logits are wanted go through the LM head. */
@@ -382,7 +389,8 @@ loom_status loom_model_set_proj_hook(loom_model *m, loom_proj_hook hook, void *u
 }
 
 loom_status loom_model_build_train(loom_model *m, loom_graph *g, int n_seq, int n_tokens,
-                                   loom_model_train_io *io, char *err, size_t err_n) {
+                                   loom_proj_hook hook, void *ud, loom_model_train_io *io,
+                                   char *err, size_t err_n) {
     if (!m || !g || !io || n_seq < 1 || n_tokens < 1)
         return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
                                "model: training graph needs a model, a graph and a shape >= 1x1");
@@ -395,8 +403,9 @@ loom_status loom_model_build_train(loom_model *m, loom_graph *g, int n_seq, int 
     io->tokens = input_i32(g, N, "tokens");
     io->pos = input_i32(g, N, "positions");
     loom_tensor *x = loom_get_rows(g, mirror(g, m->tok_embd), io->tokens); /* [dim, N] */
+    const hook_ref hk = {hook, ud};
     for (int64_t l = 0; l < m->cfg.n_layers; l++)
-        x = block(m, g, NULL, l, x, io->pos, n_seq, n_tokens);
+        x = block(m, &hk, g, NULL, l, x, io->pos, n_seq, n_tokens);
     io->logits = head(m, g, x); /* [vocab, N] */
     if (io->logits) loom_tensor_set_name(io->logits, "logits");
     if (loom_graph_status(g) != LOOM_OK)

@@ -136,6 +136,7 @@ SPEC = {
                     "--weight-decay": ("float", 0, 10),
                     "--quant": ("choice", ["f32", "f16", "bf16", "q8_0", "q4_0", "nf4", "nf4_dq"]),
                     "--save-every": ("int", 0, 1000000000), "--eval-every": ("int", 0, 1000000000),
+                    "--optim": ("choice", ["adamw"]),
                     "--resume": ("flag",), "--quiet": ("flag",), "--backend": ("str",)},
 }
 # The name in error messages ("loom bench: ..." for `loom bench ops`).

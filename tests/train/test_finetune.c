@@ -3,6 +3,7 @@
  * with Llama-3's special tokens, so chats render with the real template):
  *   - a short run (text and chat data, dropout on) lowers the training and
  *     the held-out loss, and writes the adapter, the log and a checkpoint;
+ *     so do runs on an nf4 (QLoRA's double-quantized NF4) and a q8_0 base;
  *   - exact resume: a run stopped after 3 of 6 steps (checkpoint at step 3)
  *     and resumed gives the same per-step losses and grad norms, and a
  *     byte-identical adapter, as the uninterrupted run (epochs wrap, dropout
@@ -30,55 +31,14 @@
 #include "testing.h"
 #include "train/checkpoint.h"
 #include "train/finetune.h"
+#include "train_fixture.h"
 
 static char root[256], model_path[300], data_path[300], eval_path[300];
 
-/* GPT-2's bytes_to_unicode: printable bytes map to themselves, the rest to
- * 256 + n, written as UTF-8. */
-static void byte_token(int b, char *out) {
-    static int map[256];
-    static bool init;
-    if (!init) {
-        int n = 0;
-        for (int i = 0; i < 256; i++) {
-            bool keep = (i >= 33 && i <= 126) || (i >= 161 && i <= 172) || (i >= 174);
-            map[i] = keep ? i : 256 + n++;
-        }
-        init = true;
-    }
-    int c = map[b];
-    if (c < 0x80) {
-        out[0] = (char)c;
-        out[1] = 0;
-    } else {
-        out[0] = (char)(0xC0 | (c >> 6));
-        out[1] = (char)(0x80 | (c & 0x3F));
-        out[2] = 0;
-    }
-}
-
 static bool make_model(void) {
-    static char strs[256][4];
-    const char *toks[261];
-    int32_t types[261];
-    for (int i = 0; i < 256; i++) {
-        byte_token(i, strs[i]);
-        toks[i] = strs[i];
-        types[i] = LOOM_TOKEN_NORMAL;
-    }
-    const char *sp[5] = {"<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>",
-                         "<|start_header_id|>", "<|end_header_id|>"};
-    for (int i = 0; i < 5; i++) {
-        toks[256 + i] = sp[i];
-        types[256 + i] = LOOM_TOKEN_CONTROL;
-    }
-    loom_tokenizer *tok = NULL;
+    loom_tokenizer *tok = byte_tokenizer();
     char err[512];
-    if (loom_tokenizer_from_vocab(toks, 261, NULL, 0, types, NULL, false, &tok, err, sizeof err) !=
-        LOOM_OK) {
-        fprintf(stderr, "tokenizer: %s\n", err);
-        return false;
-    }
+    if (!tok) return false;
     loom_model_config c;
     memset(&c, 0, sizeof c);
     snprintf(c.arch, sizeof c.arch, "llama");
@@ -99,7 +59,8 @@ static bool make_model(void) {
     c.bos_id = 256;
     c.eos_id = 257;
     c.eot_id = 258;
-    loom_status st = loom_model_write_random_gguf(&c, LOOM_F32, 7, tok, model_path, err, sizeof err);
+    loom_status st =
+        loom_model_write_random_gguf(&c, LOOM_F32, 7, tok, model_path, err, sizeof err);
     loom_tokenizer_free(tok);
     CHECK_MSG(st == LOOM_OK, "write model: %s", err);
     return st == LOOM_OK;
@@ -193,6 +154,26 @@ static void test_loss_goes_down(void) {
         CHECK_MSG(stat(f, &sb) == 0 && sb.st_size > 0, "%s missing", f);
     }
     CHECK(count_steps(out) == 12);
+}
+
+/* QLoRA: the frozen base in nf4 (double-quantized) or q8_0 trains too */
+static void test_quantized_bases(void) {
+    const loom_dtype types[2] = {LOOM_NF4_DQ, LOOM_Q8_0};
+    for (int i = 0; i < 2; i++) {
+        char out[300], err[1024];
+        snprintf(out, sizeof out, "%s/run_%s", root, loom_dtype_name(types[i]));
+        loom_finetune_params p = params(out);
+        p.quantize = true;
+        p.quant = types[i];
+        p.max_steps = 8;
+        loom_finetune_result r;
+        loom_status st = loom_finetune_run(&p, &r, err, sizeof err);
+        CHECK_MSG(st == LOOM_OK, "%s base: %s", loom_dtype_name(types[i]), err);
+        CHECK_MSG(r.last_loss < 0.8 * r.first_loss, "%s base: loss %.4f -> %.4f",
+                  loom_dtype_name(types[i]), r.first_loss, r.last_loss);
+        printf("%s base: loss %.4f -> %.4f\n", loom_dtype_name(types[i]), r.first_loss,
+               r.last_loss);
+    }
 }
 
 static void test_resume(void) {
@@ -352,6 +333,7 @@ int main(void) {
         test_kill9(); /* forks: first */
         CHECK(loom_registry_init() == LOOM_OK);
         test_loss_goes_down();
+        test_quantized_bases();
         test_resume();
         test_bad_data();
     }

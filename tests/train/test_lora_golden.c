@@ -6,8 +6,8 @@
  *     bit (rows permuted back);
  *   - logits, masked-prompt loss and every lora_A / lora_B gradient agree
  *     with peft's, in the training graph and (logits) in the decode graph
- *     through the KV cache with the adapter applied unmerged. Tolerances from f32: both sides compute in f32 with
- *     different reduction orders (and loom's attention backward through the
+ *     through the KV cache with the adapter applied unmerged. Tolerances from f32: both sides
+ * compute in f32 with different reduction orders (and loom's attention backward through the
  *     decomposition), so agreement is to a few hundred ulps of the values'
  *     scale: logits 1e-5 of their range, loss 1e-5 relative, gradients
  *     relative L2 error 1e-4 per tensor;
@@ -142,11 +142,16 @@ static void test_decode_with_adapter(loom_model *m, loom_lora *lo, loom_safetens
     float *lg = malloc((size_t)(V * T) * 4), *ref = tensor(gs, "logits", V * T);
     int slot = 0;
     char err[512];
+    /* building a training graph in between leaves the decode hook alone */
+    loom_train_graph tg;
+    CHECK(loom_train_graph_build(&tg, m, lo, 4, false, false, err, sizeof err) == LOOM_OK);
+    loom_train_graph_free(&tg);
     loom_model_slot_clear(m, 0);
     /* two chunks, so the second attends over cached keys of the first */
-    loom_batch b1 = {.n_seq = 1, .n_tokens = 5, .slots = &slot, .tokens = tokens, .all_logits = true};
-    loom_batch b2 = {.n_seq = 1, .n_tokens = T - 5, .slots = &slot, .tokens = tokens + 5,
-                     .all_logits = true};
+    loom_batch b1 = {
+        .n_seq = 1, .n_tokens = 5, .slots = &slot, .tokens = tokens, .all_logits = true};
+    loom_batch b2 = {
+        .n_seq = 1, .n_tokens = T - 5, .slots = &slot, .tokens = tokens + 5, .all_logits = true};
     CHECK_MSG(loom_model_decode(m, &b1, lg, err, sizeof err) == LOOM_OK, "decode: %s", err);
     CHECK_MSG(loom_model_decode(m, &b2, lg + 5 * V, err, sizeof err) == LOOM_OK, "decode: %s", err);
     double maxd = 0, lo_ = INFINITY, hi = -INFINITY;
@@ -274,8 +279,9 @@ int main(void) {
     char err[512], p[4200];
     CHECK_MSG(loom_model_load(model_dir, &mp, &m, err, sizeof err) == LOOM_OK, "%s", err);
     loom_lora *lo = NULL;
-    if (m) CHECK_MSG(loom_peft_load(dir, loom_model_config_of(m), &lo, err, sizeof err) == LOOM_OK,
-                     "peft load: %s", err);
+    if (m)
+        CHECK_MSG(loom_peft_load(dir, loom_model_config_of(m), &lo, err, sizeof err) == LOOM_OK,
+                  "peft load: %s", err);
     loom_safetensors *gs = NULL, *ad = NULL;
     snprintf(p, sizeof p, "%s/golden.safetensors", dir);
     CHECK(loom_safetensors_open(p, &gs, err, sizeof err) == LOOM_OK);

@@ -73,7 +73,8 @@ static void test_identity(loom_model *m) {
     CHECK(loom_tensor_download(tg.io.logits, a, (size_t)(V * T) * 4) == LOOM_OK);
     int slot = 0;
     loom_model_slot_clear(m, 0);
-    loom_batch bt = {.n_seq = 1, .n_tokens = T, .slots = &slot, .tokens = TOKENS, .all_logits = true};
+    loom_batch bt = {
+        .n_seq = 1, .n_tokens = T, .slots = &slot, .tokens = TOKENS, .all_logits = true};
     CHECK(loom_model_decode(m, &bt, b, err, sizeof err) == LOOM_OK);
     double maxd = 0, lo_ = INFINITY, hi = -INFINITY, ce = 0;
     for (int64_t i = 0; i < V * T; i++) {
@@ -188,8 +189,8 @@ static void test_dropout_and_mask(loom_model *m) {
         t2[t] = t < T / 2 ? -1 : tgt[t];
     }
     float l1 = loss_of(&tg, t1), l2 = loss_of(&tg, t2);
-    CHECK_MSG(fabs(0.5 * (l1 + l2) - full) < 1e-5 * full, "masked halves %.7g %.7g vs %.7g", l1,
-              l2, full);
+    CHECK_MSG(fabs(0.5 * (l1 + l2) - full) < 1e-5 * full, "masked halves %.7g %.7g vs %.7g", l1, l2,
+              full);
     loom_train_graph_free(&tg);
     loom_lora_free(lo);
 }

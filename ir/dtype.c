@@ -7,6 +7,8 @@
  * at any byte offset (e.g. inside a mapped file) is accessed without UB. */
 #include "loom/dtype.h"
 
+#include "dtype_kquant.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -392,6 +394,10 @@ loom_status loom_dequantize_row(loom_dtype t, const void *src, float *dst, int64
         dequantize_q4_0(s, dst, n / LOOM_QK4_0);
         break;
     default:
+        if (loom_kquant_is(t)) { /* ir/dtype_kquant.c */
+            loom_kquant_dequantize(t, s, dst, n / LOOM_QK_K);
+            break;
+        }
         return LOOM_ERR_INVALID_ARG;
     }
     return LOOM_OK;
@@ -424,6 +430,10 @@ loom_status loom_quantize_row(loom_dtype t, const float *src, void *dst, int64_t
         quantize_q4_0(src, d, n / LOOM_QK4_0);
         break;
     default:
+        if (loom_kquant_can_quantize(t)) { /* ir/dtype_kquant.c */
+            loom_kquant_quantize(t, src, d, n / LOOM_QK_K);
+            break;
+        }
         return LOOM_ERR_INVALID_ARG;
     }
     return LOOM_OK;

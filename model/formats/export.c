@@ -85,7 +85,7 @@ static loom_status gguf_export(const char *in, const char *out, const loom_expor
             s = loom_model_fail(
                 err, err_n, LOOM_ERR_UNSUPPORTED,
                 "export: %s: tensor '%s' has ggml type %s, which loom cannot dequantize "
-                "(f32, f16, bf16, q8_0, q4_0)",
+                "(f32, f16, bf16, q8_0, q4_0, q2_K..q6_K)",
                 in, ti.name, ti.type_name ? ti.type_name : "?");
             goto done;
         }

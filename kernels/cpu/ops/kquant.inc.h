@@ -1,0 +1,152 @@
+/* kernels/cpu/ops/kquant.inc.h - k-quant super-blocks (q2_K..q6_K, ADR 0024)
+ * for the matmul/moe kernels: one 256-value block dequantized to f32 and
+ * dotted with activations.
+ * Included by kernels/cpu/cpu_impl.h, so compiled once
+ * per ISA (cpu_avx512.c, cpu_avx2.c) over that ISA's vector vocabulary;
+ * no include guard and everything static on purpose.
+ *
+ * First version (see the ADR): each block is dequantized into 256 floats in
+ * L1 by loops over runs of 16 or 32 values that share one scale, which the
+ * compiler vectorizes for the ISA of the including file, and the decode dot
+ * then streams that buffer. The values are exactly ir/dtype_kquant.c's (same
+ * float ops), so decode and prefill agree with the reference up to the f32
+ * accumulation order. Integer dot products with q8_K activations are the
+ * planned second step. */
+
+static inline bool kq_is(loom_dtype t) {
+    return t == LOOM_Q2_K || t == LOOM_Q3_K || t == LOOM_Q4_K || t == LOOM_Q5_K || t == LOOM_Q6_K;
+}
+
+static inline float kq_f16(const uint8_t *p) {
+    return v_f16s(p);
+}
+
+/* 6-bit scale and min of sub-block j of a q4_K/q5_K block (12 packed bytes). */
+static inline void kq_scale_min(const uint8_t *q, int j, float *sc, float *m) {
+    if (j < 4) {
+        *sc = (float)(q[j] & 63);
+        *m = (float)(q[j + 4] & 63);
+    } else {
+        *sc = (float)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (float)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+static void kq_q2_K(const uint8_t *b, float *restrict y) {
+    const uint8_t *sc = b, *qs = b + 16;
+    const float d = kq_f16(b + 80), dmin = kq_f16(b + 82);
+    for (int h = 0; h < 2; h++)
+        for (int s = 0; s < 4; s++)
+            for (int hf = 0; hf < 2; hf++) {
+                const uint8_t c = sc[8 * h + 2 * s + hf];
+                const float dl = d * (float)(c & 0xF), ml = dmin * (float)(c >> 4);
+                const uint8_t *q = qs + 32 * h + 16 * hf;
+                float *o = y + 128 * h + 32 * s + 16 * hf;
+                for (int l = 0; l < 16; l++)
+                    o[l] = dl * (float)((q[l] >> (2 * s)) & 3) - ml;
+            }
+}
+
+static void kq_q3_K(const uint8_t *b, float *restrict y) {
+    const uint8_t *hm = b, *qs = b + 32, *sc = b + 96;
+    const float d = kq_f16(b + 108);
+    for (int h = 0; h < 2; h++)
+        for (int s = 0; s < 4; s++)
+            for (int hf = 0; hf < 2; hf++) {
+                const int i = 8 * h + 2 * s + hf;
+                const int lo = i < 8 ? (sc[i] & 0xF) : (sc[i - 8] >> 4);
+                const int hi = (sc[8 + i % 4] >> (2 * (i / 4))) & 3;
+                const float dl = d * (float)((lo | (hi << 4)) - 32);
+                const uint8_t *q = qs + 32 * h + 16 * hf, *m = hm + 16 * hf;
+                const int bit = 4 * h + s;
+                float *o = y + 128 * h + 32 * s + 16 * hf;
+                for (int l = 0; l < 16; l++)
+                    o[l] = dl * (float)(((q[l] >> (2 * s)) & 3) - (((m[l] >> bit) & 1) ? 0 : 4));
+            }
+}
+
+static void kq_q45_K(const uint8_t *b, float *restrict y, bool five) {
+    const float d = kq_f16(b), dmin = kq_f16(b + 2);
+    const uint8_t *sc = b + 4, *qh = b + 16, *qs = five ? b + 48 : b + 16;
+    for (int j = 0; j < 8; j++) {
+        float s, m;
+        kq_scale_min(sc, j, &s, &m);
+        const float d1 = d * s, m1 = dmin * m;
+        const uint8_t *q = qs + 32 * (j / 2);
+        const int sh = 4 * (j % 2);
+        float *o = y + 32 * j;
+        if (five) {
+            for (int l = 0; l < 32; l++)
+                o[l] = d1 * (float)(((q[l] >> sh) & 0xF) | (((qh[l] >> j) & 1) << 4)) - m1;
+        } else {
+            for (int l = 0; l < 32; l++)
+                o[l] = d1 * (float)((q[l] >> sh) & 0xF) - m1;
+        }
+    }
+}
+
+static void kq_q6_K(const uint8_t *b, float *restrict y) {
+    const uint8_t *ql = b, *qh = b + 128;
+    const int8_t *sc = (const int8_t *)(b + 192);
+    const float d = kq_f16(b + 208);
+    for (int h = 0; h < 2; h++)
+        for (int c = 0; c < 4; c++) /* value 128 h + 32 c + l */
+            for (int hf = 0; hf < 2; hf++) {
+                const float dl = d * (float)sc[8 * h + 2 * c + hf];
+                const uint8_t *lo = ql + 64 * h + 32 * (c & 1) + 16 * hf;
+                const uint8_t *hi = qh + 32 * h + 16 * hf;
+                const int shl = 4 * (c >> 1), shh = 2 * c;
+                float *o = y + 128 * h + 32 * c + 16 * hf;
+                for (int l = 0; l < 16; l++)
+                    o[l] =
+                        dl * (float)((((lo[l] >> shl) & 0xF) | (((hi[l] >> shh) & 3) << 4)) - 32);
+            }
+}
+
+/* One k-quant super-block of type t at b -> 256 floats at y. */
+static void kq_block(loom_dtype t, const uint8_t *b, float *restrict y) {
+    switch (t) {
+    case LOOM_Q2_K:
+        kq_q2_K(b, y);
+        break;
+    case LOOM_Q3_K:
+        kq_q3_K(b, y);
+        break;
+    case LOOM_Q4_K:
+        kq_q45_K(b, y, false);
+        break;
+    case LOOM_Q5_K:
+        kq_q45_K(b, y, true);
+        break;
+    default:
+        kq_q6_K(b, y);
+        break;
+    }
+}
+
+/* Decode: a row of K / 256 blocks dotted with x (K floats). */
+static float kq_dot_row(loom_dtype t, const uint8_t *row, const float *x, int64_t K) {
+    _Alignas(64) float buf[LOOM_QK_K];
+    const size_t bb = loom_dtype_block_bytes(t);
+    vf a0 = V_ZERO(), a1 = V_ZERO(), a2 = V_ZERO(), a3 = V_ZERO();
+    for (int64_t i = 0; i < K / LOOM_QK_K; i++, row += bb, x += LOOM_QK_K) {
+        __builtin_prefetch(row + 1024); /* as MM_PREFETCH (matmul_pack.inc.h) */
+        kq_block(t, row, buf);
+        for (int k = 0; k < LOOM_QK_K; k += 4 * VN) {
+            a0 = V_FMA(V_LOAD(buf + k), V_LOAD(x + k), a0);
+            a1 = V_FMA(V_LOAD(buf + k + VN), V_LOAD(x + k + VN), a1);
+            a2 = V_FMA(V_LOAD(buf + k + 2 * VN), V_LOAD(x + k + 2 * VN), a2);
+            a3 = V_FMA(V_LOAD(buf + k + 3 * VN), V_LOAD(x + k + 3 * VN), a3);
+        }
+    }
+    return V_HSUM(V_ADD(V_ADD(a0, a1), V_ADD(a2, a3)));
+}
+
+/* Prefill/moe packing: values [k0, k0 + kc) of a row, k0 and kc multiples
+ * of 256 (MM_KC is a multiple of 256; mm_weight_ok requires K % 256 == 0). */
+static void kq_dequant_row(loom_dtype t, const uint8_t *row, int64_t k0, int64_t kc, float *dst) {
+    const size_t bb = loom_dtype_block_bytes(t);
+    const uint8_t *b = row + (size_t)(k0 / LOOM_QK_K) * bb;
+    for (int64_t k = 0; k < kc; k += LOOM_QK_K, b += bb)
+        kq_block(t, b, dst + k);
+}

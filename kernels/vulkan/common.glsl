@@ -26,6 +26,8 @@ layout(std430, set = 0, binding = 4) buffer Aux { uint X[]; };
 float f16_bits_to_f32(uint h) { return unpackHalf2x16(h).x; }
 float bf16_bits_to_f32(uint h) { return uintBitsToFloat(h << 16); }
 
+#include "kquant.glsl"
+
 // Loaders for one buffer: u8/u16/u32 at a byte address, and an element of
 // dtype t (row-blocked for q8_0/q4_0: `row` is the row's byte address and i0
 // the element index; plain types: address row + i0 * nb0).
@@ -33,7 +35,9 @@ float bf16_bits_to_f32(uint h) { return uintBitsToFloat(h << 16); }
     uint BUF##_u8(uint a) { return (BUF[a >> 2] >> ((a & 3u) * 8u)) & 0xffu; }   \
     uint BUF##_u16(uint a) { return (BUF[a >> 2] >> ((a & 2u) * 8u)) & 0xffffu; } \
     float BUF##_f32(uint a) { return uintBitsToFloat(BUF[a >> 2]); }             \
+    LOOM_KQ_ELEM(BUF)                                                            \
     float BUF##_elem(uint t, uint row, uint i0, uint nb0) {                      \
+        if (t >= T_Q2_K) return BUF##_kq(t, row, i0);                            \
         if (t == T_F32) return uintBitsToFloat(BUF[(row + i0 * nb0) >> 2]);      \
         if (t == T_F16) return f16_bits_to_f32(BUF##_u16(row + i0 * nb0));      \
         if (t == T_BF16) return bf16_bits_to_f32(BUF##_u16(row + i0 * nb0));    \

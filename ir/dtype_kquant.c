@@ -1,5 +1,6 @@
 /* ir/dtype_kquant.c - ggml k-quant super-blocks of 256 values: dequantization
- * of q2_K, q3_K, q4_K, q5_K, q6_K and q8_K, and q8_K quantization.
+ * of q2_K, q3_K, q4_K, q5_K, q6_K and q8_K; quantization to q4_K, q6_K and
+ * q8_K.
  *
  * The byte layouts are ggml's (see the structs in loom/dtype.h). Every value
  * is computed with the same float32 operations, in the same order, as ggml's
@@ -26,7 +27,7 @@ bool loom_kquant_is(loom_dtype t) {
 }
 
 bool loom_kquant_can_quantize(loom_dtype t) {
-    return t == LOOM_Q8_K;
+    return t == LOOM_Q4_K || t == LOOM_Q6_K || t == LOOM_Q8_K;
 }
 
 /* q2_K: 16 sub-blocks of 16 values; scales[i] = 4-bit scale | 4-bit min << 4.
@@ -215,8 +216,236 @@ static void quant_q8_K(const float *x, uint8_t *b) {
     memcpy(b, &blk, sizeof blk);
 }
 
+/* ---- q4_K / q6_K quantization ----
+ * The algorithm of ggml's reference quantizers (quantize_row_q4_K_ref /
+ * quantize_row_q6_K_ref, used by llama-quantize without an importance
+ * matrix): per sub-block a scale (and min) chosen by a small search that
+ * minimises the weighted squared error, those scales quantized against the
+ * super-block's largest, then every value re-rounded with the final scales.
+ * Rounding is half-to-even (nearbyintf), as ggml's nearest_int. The float
+ * results can differ from llama.cpp's in the last bit where its build
+ * contracts to FMA, so files need not be byte-identical; the quantization
+ * error is compared in scripts/check_kquant.py --rmse. */
+
+#define KQ_GROUP_MAX_EPS 1e-15f
+
+static int kq_nearest(float v) {
+    const float r = nearbyintf(v);
+    if (r != r) return 0;
+    return r > 1e9f ? 1000000000 : r < -1e9f ? -1000000000 : (int)r; /* NaN -> 0 below */
+}
+
+static int kq_clamp(int v, int lo, int hi) {
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* Signed levels -nmax..nmax-1 (stored + nmax in L) with weights x^2: the
+ * scale minimising sum w (x - scale l)^2 over 19 candidate inverse scales. */
+static float kq_make_qx(int n, int nmax, const float *x, uint8_t *L) {
+    float max = 0.0f, amax = 0.0f;
+    for (int i = 0; i < n; i++) {
+        const float ax = fabsf(x[i]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[i];
+        }
+    }
+    if (!(amax >= KQ_GROUP_MAX_EPS)) {
+        memset(L, 0, (size_t)n);
+        return 0.0f;
+    }
+    float iscale = -(float)nmax / max;
+    float sumlx = 0.0f, suml2 = 0.0f;
+    for (int i = 0; i < n; i++) {
+        const int l = kq_clamp(kq_nearest(iscale * x[i]), -nmax, nmax - 1);
+        L[i] = (uint8_t)(l + nmax);
+        const float w = x[i] * x[i];
+        sumlx += w * x[i] * (float)l;
+        suml2 += w * (float)l * (float)l;
+    }
+    float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
+    float best = scale * sumlx;
+    for (int is = -9; is <= 9; is++) {
+        if (is == 0) continue;
+        iscale = -((float)nmax + 0.1f * (float)is) / max;
+        sumlx = suml2 = 0.0f;
+        for (int i = 0; i < n; i++) {
+            const int l = kq_clamp(kq_nearest(iscale * x[i]), -nmax, nmax - 1);
+            const float w = x[i] * x[i];
+            sumlx += w * x[i] * (float)l;
+            suml2 += w * (float)l * (float)l;
+        }
+        if (suml2 > 0.0f && sumlx * sumlx > best * suml2) {
+            for (int i = 0; i < n; i++)
+                L[i] = (uint8_t)(nmax + kq_clamp(kq_nearest(iscale * x[i]), -nmax, nmax - 1));
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    return scale;
+}
+
+/* Unsigned levels 0..nmax with a min (x ~ scale * l - min, min >= 0): start
+ * from the range, then nstep + 1 candidate inverse scales, each followed by
+ * the weighted least-squares scale and min for its levels; keep the best. */
+static float kq_make_qkx(int n, int nmax, const float *x, const float *w, uint8_t *L,
+                         float *the_min, float rmin, float rdelta, int nstep) {
+    uint8_t Laux[32];
+    float min = x[0], max = x[0], sum_w = w[0], sum_x = w[0] * x[0];
+    for (int i = 1; i < n; i++) {
+        if (x[i] < min) min = x[i];
+        if (x[i] > max) max = x[i];
+        sum_w += w[i];
+        sum_x += w[i] * x[i];
+    }
+    if (min > 0.0f) min = 0.0f;
+    if (max == min) {
+        memset(L, 0, (size_t)n);
+        *the_min = -min;
+        return 0.0f;
+    }
+    float iscale = (float)nmax / (max - min);
+    float scale = 1.0f / iscale;
+    float best_error = 0.0f;
+    for (int i = 0; i < n; i++) {
+        const int l = kq_clamp(kq_nearest(iscale * (x[i] - min)), 0, nmax);
+        L[i] = (uint8_t)l;
+        const float diff = scale * (float)l + min - x[i];
+        best_error += w[i] * diff * diff;
+    }
+    for (int is = 0; is <= nstep; is++) {
+        iscale = (rmin + rdelta * (float)is + (float)nmax) / (max - min);
+        float sum_l = 0.0f, sum_l2 = 0.0f, sum_xl = 0.0f;
+        for (int i = 0; i < n; i++) {
+            const int l = kq_clamp(kq_nearest(iscale * (x[i] - min)), 0, nmax);
+            Laux[i] = (uint8_t)l;
+            sum_l += w[i] * (float)l;
+            sum_l2 += w[i] * (float)l * (float)l;
+            sum_xl += w[i] * (float)l * x[i];
+        }
+        const float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (D > 0.0f) {
+            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+            if (this_min > 0.0f) {
+                this_min = 0.0f;
+                this_scale = sum_xl / sum_l2;
+            }
+            float cur_error = 0.0f;
+            for (int i = 0; i < n; i++) {
+                const float diff = this_scale * (float)Laux[i] + this_min - x[i];
+                cur_error += w[i] * diff * diff;
+            }
+            if (cur_error < best_error) {
+                memcpy(L, Laux, (size_t)n);
+                best_error = cur_error;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    *the_min = -min;
+    return scale;
+}
+
+static void quant_q4_K(const float *x, uint8_t *out) {
+    loom_block_q4_K y;
+    memset(&y, 0, sizeof y);
+    uint8_t L[LOOM_QK_K];
+    float scales[8], mins[8], w[32];
+    float max_scale = 0.0f, max_min = 0.0f;
+    for (int j = 0; j < 8; j++) {
+        float sum_x2 = 0.0f;
+        for (int l = 0; l < 32; l++)
+            sum_x2 += x[32 * j + l] * x[32 * j + l];
+        const float av_x = sqrtf(sum_x2 / 32);
+        for (int l = 0; l < 32; l++)
+            w[l] = av_x + fabsf(x[32 * j + l]);
+        scales[j] = kq_make_qkx(32, 15, x + 32 * j, w, L + 32 * j, &mins[j], -1.0f, 0.1f, 20);
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
+    }
+    const float inv_scale = max_scale > 0.0f ? 63.0f / max_scale : 0.0f;
+    const float inv_min = max_min > 0.0f ? 63.0f / max_min : 0.0f;
+    for (int j = 0; j < 8; j++) {
+        const int ls = kq_clamp(kq_nearest(inv_scale * scales[j]), 0, 63);
+        const int lm = kq_clamp(kq_nearest(inv_min * mins[j]), 0, 63);
+        if (j < 4) {
+            y.scales[j] = (uint8_t)ls;
+            y.scales[j + 4] = (uint8_t)lm;
+        } else {
+            y.scales[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
+            y.scales[j - 4] |= (uint8_t)((ls >> 4) << 6);
+            y.scales[j] |= (uint8_t)((lm >> 4) << 6);
+        }
+    }
+    y.d = loom_f32_to_f16(max_scale / 63.0f);
+    y.dmin = loom_f32_to_f16(max_min / 63.0f);
+    for (int j = 0; j < 8; j++) {
+        int sc, m;
+        loom_kquant_scale_min(y.scales, j, &sc, &m);
+        const float d = loom_f16_to_f32(y.d) * (float)sc;
+        if (d == 0.0f) continue;
+        const float dm = loom_f16_to_f32(y.dmin) * (float)m;
+        for (int l = 0; l < 32; l++)
+            L[32 * j + l] = (uint8_t)kq_clamp(kq_nearest((x[32 * j + l] + dm) / d), 0, 15);
+    }
+    for (int j = 0; j < LOOM_QK_K; j += 64)
+        for (int l = 0; l < 32; l++)
+            y.qs[j / 2 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+    memcpy(out, &y, sizeof y);
+}
+
+static void quant_q6_K(const float *x, uint8_t *out) {
+    loom_block_q6_K y;
+    memset(&y, 0, sizeof y);
+    uint8_t L[LOOM_QK_K];
+    float scales[16], max_scale = 0.0f, max_abs_scale = 0.0f;
+    for (int ib = 0; ib < 16; ib++) {
+        const float s = kq_make_qx(16, 32, x + 16 * ib, L + 16 * ib);
+        scales[ib] = s;
+        if (fabsf(s) > max_abs_scale) {
+            max_abs_scale = fabsf(s);
+            max_scale = s;
+        }
+    }
+    if (!(max_abs_scale >= KQ_GROUP_MAX_EPS)) {
+        memcpy(out, &y, sizeof y); /* all zero, d = 0 */
+        return;
+    }
+    const float iscale = -128.0f / max_scale;
+    y.d = loom_f32_to_f16(1.0f / iscale);
+    for (int ib = 0; ib < 16; ib++)
+        y.scales[ib] = (int8_t)kq_clamp(kq_nearest(iscale * scales[ib]), -128, 127);
+    for (int j = 0; j < 16; j++) {
+        const float d = loom_f16_to_f32(y.d) * (float)y.scales[j];
+        if (d == 0.0f) continue;
+        for (int l = 0; l < 16; l++)
+            L[16 * j + l] = (uint8_t)(kq_clamp(kq_nearest(x[16 * j + l] / d), -32, 31) + 32);
+    }
+    for (int j = 0; j < LOOM_QK_K; j += 128) {
+        uint8_t *ql = y.ql + j / 2, *qh = y.qh + j / 4;
+        for (int l = 0; l < 32; l++) {
+            const uint8_t *q = L + j + l;
+            ql[l] = (uint8_t)((q[0] & 0xF) | ((q[64] & 0xF) << 4));
+            ql[l + 32] = (uint8_t)((q[32] & 0xF) | ((q[96] & 0xF) << 4));
+            qh[l] = (uint8_t)((q[0] >> 4) | ((q[32] >> 4) << 2) | ((q[64] >> 4) << 4) |
+                              ((q[96] >> 4) << 6));
+        }
+    }
+    memcpy(out, &y, sizeof y);
+}
+
 void loom_kquant_quantize(loom_dtype t, const float *src, uint8_t *dst, int64_t nb) {
-    if (t != LOOM_Q8_K) return;
-    for (int64_t i = 0; i < nb; i++)
-        quant_q8_K(src + i * LOOM_QK_K, dst + i * sizeof(loom_block_q8_K));
+    const size_t bb = loom_dtype_block_bytes(t);
+    for (int64_t i = 0; i < nb; i++) {
+        const float *x = src + i * LOOM_QK_K;
+        uint8_t *b = dst + (size_t)i * bb;
+        if (t == LOOM_Q4_K)
+            quant_q4_K(x, b);
+        else if (t == LOOM_Q6_K)
+            quant_q6_K(x, b);
+        else if (t == LOOM_Q8_K)
+            quant_q8_K(x, b);
+    }
 }

@@ -6,6 +6,11 @@
         every k-quant tensor of each GGUF FILE (ctest gguf_kquant_files_check, opt-in:
         exit 77 = skipped when no FILE exists)
 
+  check_kquant.py --rmse EXE DIR F32.gguf KQUANT.gguf...
+        (developer check, ADR 0024) for every q4_K/q6_K tensor of each KQUANT file (made by
+        llama-quantize from F32.gguf), quantize the f32 source with loom and compare the
+        weight RMSE with llama.cpp's; fails when loom's is above 1.05x on any tensor.
+
 EXE is tests' test_dtype: `EXE --dequant TYPE IN OUT` turns raw blocks into float32.
 Random bytes are valid k-quant blocks as long as the f16 scale fields are finite, so the
 random case overwrites those with random finite halves (normals, subnormals, zeros of
@@ -111,6 +116,59 @@ def check_files(exe, work, files):
     return 0 if ok else 1
 
 
+def loom_quant(exe, tname, x, work):
+    src = os.path.join(work, f"{tname}.f32")
+    dst = os.path.join(work, f"{tname}.q")
+    np.ascontiguousarray(x, dtype=np.float32).tofile(src)
+    r = subprocess.run([exe, "--quantize", tname, src, dst], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"check_kquant: {exe} --quantize {tname} failed: {r.stderr.strip()}")
+    out = np.fromfile(dst, dtype=np.uint8)
+    os.remove(src)
+    os.remove(dst)
+    return out
+
+
+def check_rmse(exe, work, f32_path, files):
+    if not os.path.exists(f32_path) or not any(os.path.exists(f) for f in files):
+        print("check_kquant: SKIP: files missing")
+        return 77
+    src = {t.name: t for t in gguf.GGUFReader(f32_path).tensors}
+    worst, ok = 0.0, True
+    for path in files:
+        if not os.path.exists(path):
+            continue
+        per_type = {}
+        for t in gguf.GGUFReader(path).tensors:
+            if t.tensor_type not in (Q.Q4_K, Q.Q6_K) or t.name not in src:
+                continue
+            tname = KQUANTS[t.tensor_type]
+            x = np.asarray(src[t.name].data, dtype=np.float32).reshape(-1)
+            ts = gguf.GGML_QUANT_SIZES[t.tensor_type][1]
+            ref = gguf.quants.dequantize(np.ascontiguousarray(t.data).view(np.uint8).reshape(-1, ts),
+                                         t.tensor_type).reshape(-1)
+            ours_b = loom_quant(exe, tname, x, work)
+            ours = gguf.quants.dequantize(ours_b.reshape(-1, ts), t.tensor_type).reshape(-1)
+            r_ref = float(np.sqrt(np.mean((ref - x) ** 2)))
+            r_ours = float(np.sqrt(np.mean((ours - x) ** 2)))
+            ratio = r_ours / r_ref if r_ref > 0 else (1.0 if r_ours == 0 else float("inf"))
+            same = float(np.mean(ours_b == np.ascontiguousarray(t.data).view(np.uint8).reshape(-1)))
+            s = per_type.setdefault(tname, [0, 0.0, 0.0, 0.0])
+            s[0] += 1
+            s[1] = max(s[1], ratio)
+            s[2] += same
+            s[3] += ratio
+            worst = max(worst, ratio)
+            if ratio > 1.05:
+                ok = False
+                print(f"check_kquant: {t.name} ({tname}): loom RMSE {r_ours:.6g} vs llama.cpp "
+                      f"{r_ref:.6g} = {ratio:.4f}x")
+        for tname, (n, mx, same, tot) in sorted(per_type.items()):
+            print(f"check_kquant: {os.path.basename(path)}: {n} {tname} tensors, RMSE loom/llama.cpp "
+                  f"mean {tot / n:.4f}x max {mx:.4f}x, identical bytes {100 * same / n:.2f}%")
+    return 0 if ok else 1
+
+
 def main(argv):
     if len(argv) == 3 and argv[0] == "--random":
         os.makedirs(argv[2], exist_ok=True)
@@ -118,6 +176,9 @@ def main(argv):
     if len(argv) >= 4 and argv[0] == "--gguf":
         os.makedirs(argv[2], exist_ok=True)
         return check_files(argv[1], argv[2], argv[3:])
+    if len(argv) >= 5 and argv[0] == "--rmse":
+        os.makedirs(argv[2], exist_ok=True)
+        return check_rmse(argv[1], argv[2], argv[3], argv[4:])
     print(__doc__, file=sys.stderr)
     return 2
 

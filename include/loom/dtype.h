@@ -163,8 +163,8 @@ LOOM_API loom_status loom_dequantize_row(loom_dtype t, const void *src, float *d
 /* q8_0 and q4_0 round exactly as ggml's reference quantizers do, so files
  * written by loom and by llama.cpp hold the same bytes for the same input.
  * The k-quants q2_K..q6_K dequantize bit-exactly as ggml and gguf-py (ADR
- * 0024); of them only q8_K quantizes today, the others return
- * LOOM_ERR_INVALID_ARG here. */
+ * 0024); q4_K, q6_K and q8_K quantize with ggml's reference algorithm (no
+ * importance matrix); q2_K, q3_K and q5_K return LOOM_ERR_INVALID_ARG here. */
 LOOM_API loom_status loom_quantize_row(loom_dtype t, const float *src, void *dst, int64_t n);
 
 /* ---- NF4 ----

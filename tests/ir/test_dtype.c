@@ -1027,9 +1027,40 @@ static void test_kquant_known(void) {
     CHECK(loom_dequantize_row(LOOM_Q8_K, q8, back, 2 * LOOM_QK_K) == LOOM_OK);
     CHECK(fabsf(back[37] - 5.0f) < 1e-5f && back[LOOM_QK_K] == 0.0f);
 
-    /* Quantizers for q2_K..q6_K are not there yet: a clear refusal. */
-    for (int t = LOOM_Q2_K; t <= LOOM_Q6_K; t++)
-        CHECK(loom_quantize_row((loom_dtype)t, x, blk, 256) == LOOM_ERR_INVALID_ARG);
+    /* q2_K, q3_K and q5_K have no quantizer yet: a clear refusal. */
+    static const loom_dtype noq[] = {LOOM_Q2_K, LOOM_Q3_K, LOOM_Q5_K};
+    for (int i = 0; i < 3; i++)
+        CHECK(loom_quantize_row(noq[i], x, blk, 256) == LOOM_ERR_INVALID_ARG);
+
+    /* q4_K / q6_K quantizers: error well inside the step of each format, an
+     * all-zero block stays zero, and a block quantizes the same alone and
+     * inside a longer row. */
+    enum { NQ = 8 * LOOM_QK_K };
+    static float src[NQ], back2[NQ];
+    static uint8_t qb[NQ];
+    for (int i = 0; i < NQ; i++)
+        src[i] = rng_normalish() * (i < LOOM_QK_K ? 0.0f : 0.05f * (float)(1 + i / 512));
+    static const loom_dtype qk[] = {LOOM_Q4_K, LOOM_Q6_K};
+    static const double max_rel_rmse[] = {0.12, 0.03}; /* rmse / rms per block */
+    for (int q = 0; q < 2; q++) {
+        CHECK(loom_quantize_row(qk[q], src, qb, NQ) == LOOM_OK);
+        CHECK(loom_dequantize_row(qk[q], qb, back2, NQ) == LOOM_OK);
+        bad = 0;
+        for (int i = 0; i < LOOM_QK_K; i++)
+            bad += back2[i] != 0.0f;
+        for (int b = 1; b < NQ / LOOM_QK_K; b++) {
+            double se = 0, ss = 0;
+            for (int i = b * LOOM_QK_K; i < (b + 1) * LOOM_QK_K; i++) {
+                se += ((double)back2[i] - src[i]) * ((double)back2[i] - src[i]);
+                ss += (double)src[i] * src[i];
+            }
+            bad += !(sqrt(se / ss) <= max_rel_rmse[q]);
+        }
+        uint8_t one[sizeof(loom_block_q4_K) + sizeof(loom_block_q6_K)];
+        CHECK(loom_quantize_row(qk[q], src + 3 * LOOM_QK_K, one, LOOM_QK_K) == LOOM_OK);
+        bad += memcmp(one, qb + 3 * loom_dtype_block_bytes(qk[q]), loom_dtype_block_bytes(qk[q]));
+        CHECK_MSG(bad == 0, "%s quantizer: %d bad blocks", loom_dtype_name(qk[q]), bad);
+    }
     CHECK(loom_dequantize_row(LOOM_Q4_K, blk, y, 128) == LOOM_ERR_INVALID_ARG);
 }
 
@@ -1073,9 +1104,41 @@ static int dequant_file(const char *tname, const char *in, const char *out) {
     return rc;
 }
 
+/* `test_dtype --quantize TYPE IN OUT`: float32 in IN, blocks of TYPE out. */
+static int quantize_file(const char *tname, const char *in, const char *out) {
+    loom_dtype t;
+    FILE *f = fopen(in, "rb");
+    if (loom_dtype_from_name(tname, &t) != LOOM_OK || !f) {
+        fprintf(stderr, "quantize: bad dtype %s or unreadable %s\n", tname, in);
+        if (f) fclose(f);
+        return 2;
+    }
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    const int64_t n = len > 0 ? len / 4 : 0;
+    const size_t nb = loom_dtype_nbytes(t, n);
+    float *src = malloc((size_t)n * 4 + 4);
+    uint8_t *dst = malloc(nb + 1);
+    int rc = 2;
+    if (src && dst && nb > 0 && fread(src, 4, (size_t)n, f) == (size_t)n &&
+        loom_quantize_row(t, src, dst, n) == LOOM_OK) {
+        FILE *o = fopen(out, "wb");
+        if (o && fwrite(dst, 1, nb, o) == nb) rc = 0;
+        if (o && fclose(o) != 0) rc = 2;
+    }
+    if (rc) fprintf(stderr, "quantize: failed on %s as %s\n", in, tname);
+    fclose(f);
+    free(src);
+    free(dst);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc == 5 && strcmp(argv[1], "--dequant") == 0)
         return dequant_file(argv[2], argv[3], argv[4]);
+    if (argc == 5 && strcmp(argv[1], "--quantize") == 0)
+        return quantize_file(argv[2], argv[3], argv[4]);
     test_names();
     test_sizes();
     test_f16();

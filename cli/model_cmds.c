@@ -63,6 +63,11 @@ static bool find_tokenizer_json(char *out, size_t n) {
  * --kv-type (each flag allows the subset its consumer can store). */
 static const char *const GGUF_TYPES[] = {"f32", "f16", "bf16", "q8_0", "q4_0", NULL};
 static const loom_dtype GGUF_DTYPES[] = {LOOM_F32, LOOM_F16, LOOM_BF16, LOOM_Q8_0, LOOM_Q4_0};
+/* export-gguf also writes the k-quants that have a quantizer (ADR 0024). */
+static const char *const EXPORT_TYPES[] = {"f32",  "f16",  "bf16", "q8_0",
+                                           "q4_0", "q4_K", "q6_K", NULL};
+static const loom_dtype EXPORT_DTYPES[] = {LOOM_F32,  LOOM_F16,  LOOM_BF16, LOOM_Q8_0,
+                                           LOOM_Q4_0, LOOM_Q4_K, LOOM_Q6_K};
 /* nf4 and nf4_dq both load as QLoRA's double-quantized nf4 (loom_model_store_type). */
 static const char *const QUANT_TYPES[] = {"f32",  "f16", "bf16",   "q8_0",
                                           "q4_0", "nf4", "nf4_dq", NULL};
@@ -208,7 +213,9 @@ static void export_progress(void *ud, double frac) {
 }
 
 static void export_usage(FILE *f) {
-    fprintf(f, "usage: loom export-gguf -m IN -o OUT.gguf --type f16|q8_0|q4_0|f32|bf16\n"
+    fprintf(f, "usage: loom export-gguf -m IN -o OUT.gguf --type f16|q8_0|q4_0|q4_K|q6_K|f32|bf16\n"
+               "  q4_K/q6_K: every matrix whose rows are a multiple of 256 values; other\n"
+               "  matrices q8_0 (as llama-quantize falls back), norms f32\n"
                "  IN: a GGUF file or a Hugging Face checkpoint directory (config.json +\n"
                "  model.safetensors or model.safetensors.index.json)\n"
                "OUT.gguf is written atomically: a failed or interrupted export leaves any\n"
@@ -241,7 +248,7 @@ int loom_cli_export_gguf(int argc, char **argv) {
                         cmd, v);
                 return LOOM_CLI_USAGE;
             }
-            if (!parse_type(cmd, a, v, GGUF_TYPES, GGUF_DTYPES, &p.type)) return LOOM_CLI_USAGE;
+            if (!parse_type(cmd, a, v, EXPORT_TYPES, EXPORT_DTYPES, &p.type)) return LOOM_CLI_USAGE;
             have_type = true;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             in = v;
@@ -297,7 +304,9 @@ static int default_model(char *path, size_t n) {
     return make_model(DEFAULT_PRESET, LOOM_Q8_0, DEFAULT_SEED, NULL, path);
 }
 
-int loom_cli_default_model(char *path, size_t n) { return default_model(path, n); }
+int loom_cli_default_model(char *path, size_t n) {
+    return default_model(path, n);
+}
 
 /* ---------------- info ---------------- */
 

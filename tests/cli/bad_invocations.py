@@ -51,13 +51,14 @@ RUN_COMMON = {
     "--backend": ("str",),
 }
 GGUF_TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0"]
+EXPORT_TYPES = GGUF_TYPES + ["q4_K", "q6_K"]  # export-gguf also writes these k-quants
 SPEC = {
     ("run",): dict(RUN_COMMON, **{"-p": ("str",), "--prompt": ("str",),
                                   "--parallel": ("int", 1, 64)}),
     ("chat",): dict(RUN_COMMON, **{"--system": ("str",)}),
     ("info",): {"-m": ("str",), "--ctx": ("int", 0, 16777216), "--backend": ("str",)},
     ("export-gguf",): {"-m": ("str",), "--model": ("str",), "-o": ("str",),
-                       "--output": ("str",), "--type": ("choice", GGUF_TYPES)},
+                       "--output": ("str",), "--type": ("choice", EXPORT_TYPES)},
     ("init-model",): {"--preset": ("preset",), "-o": ("str",), "--output": ("str",),
                       "--type": ("choice", GGUF_TYPES), "--seed": ("u64",),
                       "--tokenizer": ("str",)},

@@ -8,6 +8,7 @@
 
 #include "kernels/cuda/kernels.h"
 #include "kernels/cuda/vendor.h"
+#include "kernels/cuda/kquant.cuh"
 #include "loom/dtype.h"
 
 static inline int lc_blocks(int64_t n, int t) {
@@ -84,6 +85,12 @@ __device__ __forceinline__ float lc_get(const lc_tensor &t, int64_t i0, int64_t 
         const uint8_t q = (uint8_t)b[2 + (j & 15)];
         return d * (float)((j < 16 ? (q & 15) : (q >> 4)) - 8);
     }
+    case LOOM_Q2_K:
+    case LOOM_Q3_K:
+    case LOOM_Q4_K:
+    case LOOM_Q5_K:
+    case LOOM_Q6_K: /* kquant.cuh; lc_ptr with i0 = 0 is the row start */
+        return lc_kq_elem(t.dtype, lc_ptr(t, 0, i1, i2, i3), i0);
     case LOOM_NF4:
     case LOOM_NF4_DQ: {
         const int64_t e = t.nf4_first + 2 * (i1 * t.nb[1] + i2 * t.nb[2] + i3 * t.nb[3]) + i0;

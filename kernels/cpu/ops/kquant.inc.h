@@ -124,8 +124,43 @@ static void kq_block(loom_dtype t, const uint8_t *b, float *restrict y) {
     }
 }
 
+/* Decode for q4_K without the buffer: v_q4 (the q4_0 decoder) gives nibble
+ * - 8 for 16 code bytes, so a sub-block's value d1 * n - m1 is d1 * (n - 8)
+ * + (8 d1 - m1), and its dot with x is accumulated as two FMAs per vector
+ * (codes . x and the plain sum of x), each then scaled once per sub-block. */
+static float kq_dot_q4_K(const uint8_t *row, const float *x, int64_t K) {
+    vf a0 = V_ZERO(), a1 = V_ZERO();
+    for (int64_t i = 0; i < K / LOOM_QK_K; i++, row += 144, x += LOOM_QK_K) {
+        __builtin_prefetch(row + 1024);
+        const float d = kq_f16(row), dmin = kq_f16(row + 2);
+        const uint8_t *qs = row + 16;
+        for (int c = 0; c < 4; c++) { /* sub-blocks 2c (low nibbles), 2c + 1 (high) */
+            vf tl = V_ZERO(), th = V_ZERO(), sl = V_ZERO(), sh = V_ZERO();
+            for (int h = 0; h < 2; h++)
+                for (int j = 0; j < 16 / VN; j++) {
+                    const float *xl = x + 64 * c + 16 * h + VN * j, *xh = xl + 32;
+                    const vf vl = V_LOAD(xl), vh = V_LOAD(xh);
+                    tl = V_FMA(v_q4(qs + 32 * c + 16 * h, j), vl, tl);
+                    th = V_FMA(v_q4(qs + 32 * c + 16 * h, j + 16 / VN), vh, th);
+                    sl = V_ADD(sl, vl);
+                    sh = V_ADD(sh, vh);
+                }
+            float s0, m0, s1, m1;
+            kq_scale_min(row + 4, 2 * c, &s0, &m0);
+            kq_scale_min(row + 4, 2 * c + 1, &s1, &m1);
+            const float d0 = d * s0, d1 = d * s1;
+            a0 = V_FMA(tl, V_SET1(d0), a0);
+            a0 = V_FMA(sl, V_SET1(8.0f * d0 - dmin * m0), a0);
+            a1 = V_FMA(th, V_SET1(d1), a1);
+            a1 = V_FMA(sh, V_SET1(8.0f * d1 - dmin * m1), a1);
+        }
+    }
+    return V_HSUM(V_ADD(a0, a1));
+}
+
 /* Decode: a row of K / 256 blocks dotted with x (K floats). */
 static float kq_dot_row(loom_dtype t, const uint8_t *row, const float *x, int64_t K) {
+    if (t == LOOM_Q4_K) return kq_dot_q4_K(row, x, K);
     _Alignas(64) float buf[LOOM_QK_K];
     const size_t bb = loom_dtype_block_bytes(t);
     vf a0 = V_ZERO(), a1 = V_ZERO(), a2 = V_ZERO(), a3 = V_ZERO();

@@ -65,6 +65,11 @@ static const char *const GGUF_TYPES[] = {"f32",  "f16",  "bf16", "q8_0", "q4_0",
                                          "q4_1", "q5_0", "q5_1", NULL};
 static const loom_dtype GGUF_DTYPES[] = {LOOM_F32,  LOOM_F16,  LOOM_BF16, LOOM_Q8_0,
                                          LOOM_Q4_0, LOOM_Q4_1, LOOM_Q5_0, LOOM_Q5_1};
+/* export-gguf also writes the k-quants that have a quantizer (ADR 0024). */
+static const char *const EXPORT_TYPES[] = {"f32",  "f16",  "bf16", "q8_0", "q4_0", "q4_1",
+                                           "q5_0", "q5_1", "q4_K", "q6_K", NULL};
+static const loom_dtype EXPORT_DTYPES[] = {LOOM_F32,  LOOM_F16,  LOOM_BF16, LOOM_Q8_0, LOOM_Q4_0,
+                                           LOOM_Q4_1, LOOM_Q5_0, LOOM_Q5_1, LOOM_Q4_K, LOOM_Q6_K};
 /* nf4 and nf4_dq both load as QLoRA's double-quantized nf4 (loom_model_store_type). */
 static const char *const QUANT_TYPES[] = {"f32",  "f16",  "bf16", "q8_0",   "q4_0", "q4_1",
                                           "q5_0", "q5_1", "nf4",  "nf4_dq", NULL};
@@ -212,7 +217,9 @@ static void export_progress(void *ud, double frac) {
 
 static void export_usage(FILE *f) {
     fprintf(f, "usage: loom export-gguf -m IN -o OUT.gguf\n"
-               "         --type f16|q8_0|q4_0|q4_1|q5_0|q5_1|f32|bf16\n"
+               "         --type f16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_K|q6_K|f32|bf16\n"
+               "  q4_K/q6_K: every matrix whose rows are a multiple of 256 values; other\n"
+               "  matrices q8_0 (as llama-quantize falls back), norms f32\n"
                "  IN: a GGUF file or a Hugging Face checkpoint directory (config.json +\n"
                "  model.safetensors or model.safetensors.index.json)\n"
                "OUT.gguf is written atomically: a failed or interrupted export leaves any\n"
@@ -245,7 +252,7 @@ int loom_cli_export_gguf(int argc, char **argv) {
                         cmd, v);
                 return LOOM_CLI_USAGE;
             }
-            if (!parse_type(cmd, a, v, GGUF_TYPES, GGUF_DTYPES, &p.type)) return LOOM_CLI_USAGE;
+            if (!parse_type(cmd, a, v, EXPORT_TYPES, EXPORT_DTYPES, &p.type)) return LOOM_CLI_USAGE;
             have_type = true;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             in = v;

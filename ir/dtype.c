@@ -8,6 +8,8 @@
 #include "loom/dtype.h"
 
 #include <float.h>
+#include "dtype_kquant.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -512,6 +514,10 @@ loom_status loom_dequantize_row(loom_dtype t, const void *src, float *dst, int64
         dequantize_qx_1(s, dst, n / LOOM_QK5_1, 5);
         break;
     default:
+        if (loom_kquant_is(t)) { /* ir/dtype_kquant.c */
+            loom_kquant_dequantize(t, s, dst, n / LOOM_QK_K);
+            break;
+        }
         return LOOM_ERR_INVALID_ARG;
     }
     return LOOM_OK;
@@ -553,6 +559,10 @@ loom_status loom_quantize_row(loom_dtype t, const float *src, void *dst, int64_t
         quantize_qx_1(src, d, n / LOOM_QK5_1, 5);
         break;
     default:
+        if (loom_kquant_can_quantize(t)) { /* ir/dtype_kquant.c */
+            loom_kquant_quantize(t, src, d, n / LOOM_QK_K);
+            break;
+        }
         return LOOM_ERR_INVALID_ARG;
     }
     return LOOM_OK;

@@ -108,15 +108,19 @@ static bool same_shape(const loom_tensor *a, const loom_tensor *b) {
  * tables are the one rule: graph building, the reference and every backend's
  * supports(), and model loading ask loom_op_weight_dtype_ok; a backend may
  * still decline a dtype it has no kernel for. A new quant type is enabled
- * for an op here only. get_rows has no nf4 (QLoRA keeps embeddings f16). */
+ * for an op here only. get_rows has no nf4 (QLoRA keeps embeddings f16).
+ * The k-quants q2_K..q6_K (ADR 0024) are weights and tables; q8_K is not. */
 static const bool weight_dtypes[LOOM_DTYPE_COUNT] = {
     [LOOM_F32] = true,  [LOOM_F16] = true,  [LOOM_BF16] = true,   [LOOM_Q8_0] = true,
     [LOOM_Q4_0] = true, [LOOM_NF4] = true,  [LOOM_NF4_DQ] = true, [LOOM_Q4_1] = true,
-    [LOOM_Q5_0] = true, [LOOM_Q5_1] = true,
+    [LOOM_Q5_0] = true, [LOOM_Q5_1] = true, [LOOM_Q2_K] = true,   [LOOM_Q3_K] = true,
+    [LOOM_Q4_K] = true, [LOOM_Q5_K] = true, [LOOM_Q6_K] = true,
 };
 static const bool table_dtypes[LOOM_DTYPE_COUNT] = {
     [LOOM_F32] = true,  [LOOM_F16] = true,  [LOOM_BF16] = true, [LOOM_Q8_0] = true,
     [LOOM_Q4_0] = true, [LOOM_Q4_1] = true, [LOOM_Q5_0] = true, [LOOM_Q5_1] = true,
+    [LOOM_Q2_K] = true, [LOOM_Q3_K] = true, [LOOM_Q4_K] = true, [LOOM_Q5_K] = true,
+    [LOOM_Q6_K] = true,
 };
 
 bool loom_op_weight_dtype_ok(loom_op op, loom_dtype w) {

@@ -206,6 +206,8 @@ static loom_status gen_leaf(const parity_ctx *c, const loom_tensor *t, void *dst
             d[i] = (int32_t)lrintf(v[i]);
     } else if (t->dtype == LOOM_F32) {
         memcpy(dst, v, (size_t)n * sizeof *v);
+    } else if (parity_is_kquant(t->dtype)) {
+        st = parity_kquant_fill(t->dtype, dst, n, &rng); /* the fill spec does not apply */
     } else {
         st = loom_convert(LOOM_F32, v, t->dtype, dst, n);
     }

@@ -460,6 +460,12 @@ static void cases_get_rows(table *tb) {
                     (long long)B);
             }
     }
+    /* k-quants (ADR 0024): rows of one and two super-blocks. */
+    for (int t = LOOM_Q2_K; t <= LOOM_Q6_K; t++)
+        for (int d = 1; d <= 2; d++)
+            add(tb, LOOM_OP_GET_ROWS, b_get_rows,
+                (parity_args){.t = {(loom_dtype)t}, .n = {256 * d, 17, 4, 3}},
+                "%s D=%d V=17 ids=[4,3]", dn((loom_dtype)t), 256 * d);
     add(tb, LOOM_OP_GET_ROWS, b_get_rows, (parity_args){.t = {LOOM_F32}, .n = {4096, 3, 2, 1}},
         "f32 D=4096 V=3 ids=[2,1]");
 }
@@ -556,6 +562,32 @@ static void cases_matmul(table *tb) {
         add(tb, LOOM_OP_MATMUL, b_matmul,
             (parity_args){.t = {wt[w], LOOM_F16}, .n = {64, 9, 5, 2, 8, 1, 2}, .i = {0, 0, 1}},
             "w=%s x=f16 K=64 N=9 M=5 W2=2 X2=8 X3=2 vs cpy(w,f32)", dn(wt[w]));
+    }
+    /* k-quants (ADR 0024): decode, small prefill, batched/broadcast, a
+     * prefill across packed blocks, strided activations, and each against
+     * dequantize-then-f32-matmul. */
+    static const int64_t kq_shapes[][7] = {
+        {256, 33, 1, 1, 1, 1, 1},
+        {512, 17, 7, 1, 1, 1, 1},
+        {256, 9, 5, 2, 8, 1, 2},
+        {768, 300, 29, 1, 1, 1, 1},
+    };
+    for (int t = LOOM_Q2_K; t <= LOOM_Q6_K; t++) {
+        const loom_dtype kt = (loom_dtype)t;
+        for (size_t s = 0; s < sizeof kq_shapes / sizeof kq_shapes[0]; s++) {
+            parity_args a = {.t = {kt, s == 2 ? LOOM_F16 : LOOM_F32}};
+            memcpy(a.n, kq_shapes[s], sizeof kq_shapes[s]);
+            add(tb, LOOM_OP_MATMUL, b_matmul, a,
+                "w=%s x=%s K=%lld N=%lld M=%lld W2=%lld X2=%lld X3=%lld", dn(kt), dn(a.t[1]),
+                (long long)a.n[0], (long long)a.n[1], (long long)a.n[2], (long long)a.n[3],
+                (long long)a.n[4], (long long)a.n[6]);
+        }
+        add(tb, LOOM_OP_MATMUL, b_matmul,
+            (parity_args){.t = {kt, LOOM_F32}, .n = {256, 16, 6, 4, 4}, .i = {1}},
+            "w=%s x=f32(permuted) K=256 N=16 M=6 X2=4", dn(kt));
+        add(tb, LOOM_OP_MATMUL, b_matmul,
+            (parity_args){.t = {kt, LOOM_F32}, .n = {512, 17, 7}, .i = {0, 0, 1}},
+            "w=%s x=f32 K=512 N=17 M=7 vs cpy(w,f32)", dn(kt));
     }
 }
 

@@ -110,6 +110,15 @@ void parity_cases_moe(parity_table *tb) {
             (parity_args){.n = {64, 64, 8, 12}, .t = {LOOM_Q4_0}, .i = {k, 0, 1}},
             "w=q4_0 Dm=64 F=64 E=8 top%d T=12 logits=matmul(router,x) vs decomposition", k);
     }
+    /* k-quants (ADR 0024): Dm and F multiples of the 256-value super-block;
+     * decode and a skewed prefill. */
+    for (int w = LOOM_Q2_K; w <= LOOM_Q6_K; w++)
+        for (int t = 0; t < 2; t++)
+            parity_table_add(
+                tb, LOOM_OP_MOE, b_moe,
+                (parity_args){.n = {256, 256, 4, t ? 9 : 1}, .t = {(loom_dtype)w}, .i = {2, t}},
+                "w=%s Dm=256 F=256 E=4 top2 T=%d logits=%s vs decomposition", dn((loom_dtype)w),
+                t ? 9 : 1, t ? "skewed" : "normal");
     /* Prefill: > 64 (token, slot) pairs on expert 3, several tiles of the CUDA grouped GEMM. */
     static const loom_dtype wp[] = {LOOM_F16, LOOM_Q8_0, LOOM_NF4};
     for (int w = 0; w < 3; w++)

@@ -72,4 +72,9 @@ bool parity_coverage_count(parity_coverage *cv, loom_backend *be, loom_backend *
  * optimised kernel not claimed, always). */
 int parity_coverage_report(const parity_coverage *cv, loom_backend *be, bool check_claims);
 
+/* k-quant leaves (parity_kquant.c): q2_K..q6_K have no quantizer yet, so
+ * their leaves are random blocks with finite, weight-sized scales. */
+bool parity_is_kquant(loom_dtype t);
+loom_status parity_kquant_fill(loom_dtype t, void *dst, int64_t n, uint64_t *rng);
+
 #endif

@@ -340,13 +340,24 @@ static const loom_kernel_claim k_cpu_claims[] = {
     {LOOM_OP_MOE, LOOM_Q5_0},       {LOOM_OP_MOE, LOOM_Q5_1},
 };
 
+/* The k-quants' matmul/moe (kernels/cpu/ops/kquant.inc.h, ADR 0024). */
+static const loom_kernel_claim k_cpu_kquant_claims[] = {
+    {LOOM_OP_MATMUL, LOOM_Q2_K}, {LOOM_OP_MATMUL, LOOM_Q3_K}, {LOOM_OP_MATMUL, LOOM_Q4_K},
+    {LOOM_OP_MATMUL, LOOM_Q5_K}, {LOOM_OP_MATMUL, LOOM_Q6_K}, {LOOM_OP_MOE, LOOM_Q2_K},
+    {LOOM_OP_MOE, LOOM_Q3_K},    {LOOM_OP_MOE, LOOM_Q4_K},    {LOOM_OP_MOE, LOOM_Q5_K},
+    {LOOM_OP_MOE, LOOM_Q6_K},
+};
+
 static int cpu_kernel_claims(loom_backend *be, loom_kernel_claim *out, int max) {
     const cpu_ctx *c = be->ctx;
     if (!c || c->isa == LOOM_CPU_ISA_SCALAR) return 0;
     const int n = (int)(sizeof k_cpu_claims / sizeof k_cpu_claims[0]);
+    const int nk = (int)(sizeof k_cpu_kquant_claims / sizeof k_cpu_kquant_claims[0]);
     for (int i = 0; i < n && i < max; i++)
         out[i] = k_cpu_claims[i];
-    return n;
+    for (int i = 0; i < nk && n + i < max; i++)
+        out[n + i] = k_cpu_kquant_claims[i];
+    return n + nk;
 }
 
 static const loom_backend_iface k_cpu_iface = {

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "kernels/cuda/kernels.h"
+#include "kernels/cuda/kquant.cuh"
 #include "kernels/cuda/vendor.h"
 #include "loom/backend.h"
 
@@ -416,6 +417,8 @@ static bool weight_ok(loom_op op, const loom_tensor *w) {
     /* q4_1/q5_0/q5_1: matmul's generic kernels (lc_get); the grouped MoE GEMM
      * decodes only dequant.cuh's units, so their MoE stays on the cpu */
     if (is_legacy_q(w->dtype)) return op == LOOM_OP_MATMUL && w->ne[0] % 32 == 0;
+    if (lc_is_kq(w->dtype)) /* kernels/cuda/kquant.cu: matmul only, not moe yet */
+        return op == LOOM_OP_MATMUL && w->ne[0] % LOOM_QK_K == 0;
     return is_float(w) || w->dtype == LOOM_Q8_0 || w->dtype == LOOM_Q4_0;
 }
 
@@ -446,7 +449,8 @@ static bool gpu_supports(loom_backend *be, const loom_tensor *node) {
         /* the rule (ir), then what kernels/cuda/dequant.cuh decodes */
         return is_f32(node) && s[0] && loom_op_weight_dtype_ok(LOOM_OP_GET_ROWS, s[0]->dtype) &&
                (is_float(s[0]) || s[0]->dtype == LOOM_Q8_0 || s[0]->dtype == LOOM_Q4_0 ||
-                is_legacy_q(s[0]->dtype)) &&
+                is_legacy_q(s[0]->dtype) ||
+                (lc_is_kq(s[0]->dtype) && s[0]->ne[0] % LOOM_QK_K == 0)) &&
                s[1] && s[1]->dtype == LOOM_I32;
     case LOOM_OP_SET_ROWS: /* f32/f16/bf16 caches; quantizing stays on the cpu */
         return is_float(node) && s[1] && s[1]->dtype == LOOM_F32 && s[2] &&
@@ -458,6 +462,7 @@ static bool gpu_supports(loom_backend *be, const loom_tensor *node) {
         if (is_float(s[0])) return true;
         if (s[0]->dtype == LOOM_Q8_0 || s[0]->dtype == LOOM_Q4_0 || is_legacy_q(s[0]->dtype))
             return s[0]->ne[0] % 32 == 0;
+        if (lc_is_kq(s[0]->dtype)) return s[0]->ne[0] % LOOM_QK_K == 0;
         return loom_dtype_is_nf4(s[0]->dtype) && nf4_view_ok(s[0]);
     case LOOM_OP_MATMUL:
         return is_f32(node) && weight_ok(node->op, s[0]) && is_float(s[1]) &&
@@ -772,6 +777,7 @@ static loom_status matmul_qblas(loom_backend *be, const loom_tensor *node, const
  * many (from GPU_TILED_MIN_M for the generic layouts, from the quantized-GEMM
  * threshold where the fast decode kernel applies). */
 static int matmul_kernels(void *st, lc_tensor y, lc_tensor w, lc_tensor x) {
+    if (lc_is_kq(w.dtype)) return lc_matmul_kq(st, y, w, x);
     const int64_t lim = lc_matmul_fast_ok(w, x) ? qgemm_get().min_m : GPU_TILED_MIN_M;
     return x.ne[1] >= lim ? lc_matmul_tiled(st, y, w, x) : lc_matmul_rows(st, y, w, x);
 }

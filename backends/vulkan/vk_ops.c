@@ -37,9 +37,19 @@ static bool loom_vk_fits(const loom_vk_ctx *c, const loom_tensor *t) {
 
 static bool loom_vk_rowq(loom_dtype t);
 
-/* Bytes of one row (dim 0) of a plain or row-blocked quantized tensor. */
+/* k-quant weights (q2_K..q6_K, kernels/vulkan/kquant.glsl): rows of whole
+ * 256-value super-blocks, read element by element through A_elem. */
+static bool loom_vk_kq(const loom_tensor *t) {
+    const loom_dtype d = t->dtype;
+    return (d == LOOM_Q2_K || d == LOOM_Q3_K || d == LOOM_Q4_K || d == LOOM_Q5_K ||
+            d == LOOM_Q6_K) &&
+           t->ne[0] % LOOM_QK_K == 0;
+}
+
+/* Bytes of one row (dim 0) of a plain, row-blocked (32-value) or k-quant tensor. */
 static uint64_t loom_vk_row_bytes(const loom_tensor *t) {
     if (loom_vk_rowq(t->dtype)) return (uint64_t)(t->ne[0] / 32) * loom_dtype_block_bytes(t->dtype);
+    if (loom_vk_kq(t)) return (uint64_t)(t->ne[0] / LOOM_QK_K) * loom_dtype_block_bytes(t->dtype);
     return (uint64_t)(t->ne[0] - 1) * t->nb[0] + loom_dtype_block_bytes(t->dtype);
 }
 
@@ -90,6 +100,7 @@ static bool loom_vk_same_shape(const loom_tensor *a, const loom_tensor *b) {
 static bool loom_vk_weight_ok(const loom_vk_ctx *c, const loom_tensor *w) {
     if (loom_vk_plain_f(w->dtype)) return true;
     if (loom_vk_rowq(w->dtype)) return w->ne[0] % 32 == 0;
+    if (loom_vk_kq(w)) return w->offset % 2 == 0; /* 16-bit scale loads */
     if (!loom_dtype_is_nf4(w->dtype)) return false;
     const loom_tensor *s = w->view_src ? w->view_src : w;
     /* The codes may be split by rows; the scale sections are bound whole. */
@@ -252,7 +263,7 @@ bool loom_vk_supports(loom_backend *be, const loom_tensor *node) {
         /* the rule (ir), then what get_rows.comp decodes */
         return node->dtype == LOOM_F32 && s[0] && loom_vk_gr_rows(c, s[0]) > 0 &&
                loom_op_weight_dtype_ok(LOOM_OP_GET_ROWS, s[0]->dtype) &&
-               (loom_vk_plain_f(s[0]->dtype) || loom_vk_rowq(s[0]->dtype)) &&
+               (loom_vk_plain_f(s[0]->dtype) || loom_vk_rowq(s[0]->dtype) || loom_vk_kq(s[0])) &&
                loom_vk_is(s[1], LOOM_I32) && s[1]->ne[2] == 1 && s[1]->ne[3] == 1 &&
                s[0]->ne[3] == 1 && (s[0]->ne[2] == 1 || s[0]->ne[2] == s[1]->ne[1]) &&
                node->ne[0] == s[0]->ne[0] && node->ne[1] == s[1]->ne[0] &&
@@ -263,8 +274,8 @@ bool loom_vk_supports(loom_backend *be, const loom_tensor *node) {
         if (loom_dtype_is_nf4(st)) /* nf4 sources: cpy.comp, to plain floats */
             return loom_vk_weight_ok(c, s[0]) && loom_vk_plain_f(dt) &&
                    loom_vk_fits(c, s[0]->view_src ? s[0]->view_src : s[0]);
-        const bool src_ok =
-            loom_vk_plain_f(st) || st == LOOM_I32 || (loom_vk_rowq(st) && s[0]->ne[0] % 32 == 0);
+        const bool src_ok = loom_vk_plain_f(st) || st == LOOM_I32 ||
+                            (loom_vk_rowq(st) && s[0]->ne[0] % 32 == 0) || loom_vk_kq(s[0]);
         if (src_ok && loom_vk_quantizes(dt)) /* quantize.comp: exact reciprocals need fp64 */
             return c->fp64 && st != dt && s[0]->ne[0] % 32 == 0;
         if (src_ok && loom_dtype_is_nf4(dt)) /* quantize_nf4.comp: exact division needs fp64 */

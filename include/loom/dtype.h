@@ -164,7 +164,10 @@ LOOM_API float loom_bf16_to_f32(uint16_t h);
 LOOM_API loom_status loom_dequantize_row(loom_dtype t, const void *src, float *dst, int64_t n);
 /* q8_0, q4_0, q4_1, q5_0 and q5_1 round exactly as ggml's reference
  * quantizers do (and dequantize as ggml/gguf-py do, bit for bit), so files
- * written by loom and by llama.cpp hold the same bytes for the same input. */
+ * written by loom and by llama.cpp hold the same bytes for the same input.
+ * The k-quants q2_K..q6_K dequantize bit-exactly as ggml and gguf-py (ADR
+ * 0024); q4_K, q6_K and q8_K quantize with ggml's reference algorithm (no
+ * importance matrix); q2_K, q3_K and q5_K return LOOM_ERR_INVALID_ARG here. */
 LOOM_API loom_status loom_quantize_row(loom_dtype t, const float *src, void *dst, int64_t n);
 
 /* ---- NF4 ----

@@ -69,6 +69,8 @@ LOOM_API const char *loom_gguf_type_name(loom_gguf_type t);
 #define LOOM_GGML_TYPE_Q5_0 6
 #define LOOM_GGML_TYPE_Q5_1 7
 #define LOOM_GGML_TYPE_Q8_0 8
+#define LOOM_GGML_TYPE_Q2_K 10 /* q2_K..q6_K: ids 10..14, in loom_dtype's order */
+#define LOOM_GGML_TYPE_Q6_K 14
 #define LOOM_GGML_TYPE_I32  26
 #define LOOM_GGML_TYPE_BF16 30
 

@@ -78,6 +78,7 @@ static void lc_row_index(const int64_t *ne, int64_t r, int64_t *i1, int64_t *i2,
 
 /* ======================= ops (one file per op family) ======================= */
 
+#include "kernels/cpu/ops/kquant.inc.h"
 #include "kernels/cpu/ops/matmul_pack.inc.h"
 #include "kernels/cpu/ops/matmul_decode.inc.h"
 #include "kernels/cpu/ops/matmul.inc.h"

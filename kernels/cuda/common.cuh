@@ -8,6 +8,7 @@
 
 #include "kernels/cuda/kernels.h"
 #include "kernels/cuda/vendor.h"
+#include "kernels/cuda/kquant.cuh"
 #include "loom/dtype.h"
 
 static inline int lc_blocks(int64_t n, int t) {
@@ -101,6 +102,12 @@ __device__ __forceinline__ float lc_get(const lc_tensor &t, int64_t i0, int64_t 
         const float m = lc_f16_to_f32((uint16_t)((uint8_t)b[2] | ((uint8_t)b[3] << 8)));
         return __fadd_rn(__fmul_rn(d, (float)q), m);
     }
+    case LOOM_Q2_K:
+    case LOOM_Q3_K:
+    case LOOM_Q4_K:
+    case LOOM_Q5_K:
+    case LOOM_Q6_K: /* kquant.cuh; lc_ptr with i0 = 0 is the row start */
+        return lc_kq_elem(t.dtype, lc_ptr(t, 0, i1, i2, i3), i0);
     case LOOM_NF4:
     case LOOM_NF4_DQ: {
         const int64_t e = t.nf4_first + 2 * (i1 * t.nb[1] + i2 * t.nb[2] + i3 * t.nb[3]) + i0;

@@ -70,6 +70,8 @@ int lc_matmul_fast_ok(lc_tensor w, lc_tensor x);
  * (8-byte aligned). cudaErrorInvalidValue for any other weight; with rows = 0
  * only that check (nothing enqueued, 0 when the layout is taken). */
 int lc_dequant_half(void *stream, lc_tensor w, int64_t n0, int64_t rows, void *hi, void *lo);
+/* kquant.cu: k-quant weights (q2_K..q6_K), warp per output, any x. */
+int lc_matmul_kq(void *stream, lc_tensor out, lc_tensor w, lc_tensor x);
 /* matmul.cu: 64x64 shared-memory tiles, any weight dtype, any x; for M >= 16. */
 int lc_matmul_tiled(void *stream, lc_tensor out, lc_tensor w, lc_tensor x);
 /* Convert a [K, M*S] f32/f16/bf16 tensor (strided) into contiguous f16 or

@@ -15,7 +15,7 @@
 
 static bool loom_ref_mm_weight_ok(loom_dtype t) {
     return t == LOOM_F32 || t == LOOM_F16 || t == LOOM_BF16 || t == LOOM_Q8_0 || t == LOOM_Q4_0 ||
-           t == LOOM_Q4_1 || t == LOOM_Q5_0 || t == LOOM_Q5_1 || t == LOOM_NF4 || t == LOOM_NF4_DQ;
+           t == LOOM_NF4 || t == LOOM_NF4_DQ || loom_op_weight_dtype_ok(LOOM_OP_MATMUL, t);
 }
 
 loom_status loom_ref_matmul(const loom_ref_ctx *c) {

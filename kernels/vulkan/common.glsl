@@ -32,6 +32,8 @@ uint legacy_bytes(uint t) { return t == T_Q4_1 ? 20u : t == T_Q5_0 ? 22u : 24u; 
 float f16_bits_to_f32(uint h) { return unpackHalf2x16(h).x; }
 float bf16_bits_to_f32(uint h) { return uintBitsToFloat(h << 16); }
 
+#include "kquant.glsl"
+
 // Loaders for one buffer: u8/u16/u32 at a byte address, and an element of
 // dtype t (row-blocked for q8_0/q4_0/q4_1/q5_0/q5_1: `row` is the row's byte
 // address and i0 the element index; plain types: address row + i0 * nb0).
@@ -55,7 +57,9 @@ float bf16_bits_to_f32(uint h) { return uintBitsToFloat(h << 16); }
         precise float r = v + f16_bits_to_f32(BUF##_u16(blk + 2u));              \
         return r;                                                                \
     }                                                                            \
+    LOOM_KQ_ELEM(BUF)                                                            \
     float BUF##_elem(uint t, uint row, uint i0, uint nb0) {                      \
+        if (t >= T_Q2_K) return BUF##_kq(t, row, i0);                            \
         if (t == T_F32) return uintBitsToFloat(BUF[(row + i0 * nb0) >> 2]);      \
         if (t == T_F16) return f16_bits_to_f32(BUF##_u16(row + i0 * nb0));      \
         if (t == T_BF16) return bf16_bits_to_f32(BUF##_u16(row + i0 * nb0));    \

@@ -91,6 +91,13 @@ loom_status loom_ggml_type_from_dtype(loom_dtype t, uint32_t *out) {
     case LOOM_Q5_1:
         *out = LOOM_GGML_TYPE_Q5_1;
         return LOOM_OK;
+    case LOOM_Q2_K:
+    case LOOM_Q3_K:
+    case LOOM_Q4_K:
+    case LOOM_Q5_K:
+    case LOOM_Q6_K: /* k-quants, ADR 0024 */
+        *out = LOOM_GGML_TYPE_Q2_K + (uint32_t)(t - LOOM_Q2_K);
+        return LOOM_OK;
     default:
         return LOOM_ERR_UNSUPPORTED;
     }

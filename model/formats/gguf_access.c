@@ -256,6 +256,9 @@ loom_status loom_gguf_tensor(loom_gguf *g, int64_t i, loom_gguf_tensor_info *out
     return LOOM_OK;
 }
 
+_Static_assert(LOOM_Q6_K - LOOM_Q2_K == LOOM_GGML_TYPE_Q6_K - LOOM_GGML_TYPE_Q2_K,
+               "k-quant dtypes and ggml ids run in the same order");
+
 loom_status loom_gguf_tensor_dtype(loom_gguf *g, int64_t i, loom_dtype *out) {
     if (!g || i < 0 || i >= g->n_tensors)
         return g ? loom_gguf_set_err(g, LOOM_ERR_INVALID_ARG,
@@ -290,11 +293,18 @@ loom_status loom_gguf_tensor_dtype(loom_gguf *g, int64_t i, loom_dtype *out) {
     case LOOM_GGML_TYPE_Q5_1:
         *out = LOOM_Q5_1;
         return LOOM_OK;
+    case LOOM_GGML_TYPE_Q2_K:
+    case LOOM_GGML_TYPE_Q2_K + 1:
+    case LOOM_GGML_TYPE_Q2_K + 2:
+    case LOOM_GGML_TYPE_Q2_K + 3:
+    case LOOM_GGML_TYPE_Q6_K: /* k-quants, ADR 0024 */
+        *out = (loom_dtype)(LOOM_Q2_K + (int)(t->type - LOOM_GGML_TYPE_Q2_K));
+        return LOOM_OK;
     default:
         return loom_gguf_set_err(
             g, LOOM_ERR_UNSUPPORTED,
             "gguf: tensor '%s' has type %s (ggml type %u), which loom does not support "
-            "(supported: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, i32)",
+            "(supported: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_K..q6_K, i32)",
             t->name, loom_ggml_type_name(t->type), t->type);
     }
 }

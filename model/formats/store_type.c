@@ -30,6 +30,11 @@ loom_status loom_model_store_type(const char *name, int n_dims, const int64_t *n
     case LOOM_Q5_1:
         *out = ne[0] % loom_dtype_block_size(want) == 0 ? want : LOOM_F16;
         return LOOM_OK;
+    case LOOM_Q4_K:
+    case LOOM_Q6_K: /* k-quants (ADR 0024): rows of whole 256-value super-blocks;
+                     * other matrices q8_0, as llama-quantize falls back for q6_K */
+        *out = ne[0] % LOOM_QK_K == 0 ? want : ne[0] % 32 == 0 ? LOOM_Q8_0 : LOOM_F16;
+        return LOOM_OK;
     case LOOM_NF4:
     case LOOM_NF4_DQ: {
         /* QLoRA quantizes the decoder's linear layers only: the embedding
@@ -62,6 +67,10 @@ int loom_model_gguf_file_type(loom_dtype t) {
         return 7;
     case LOOM_BF16:
         return 32;
+    case LOOM_Q4_K: /* llama.cpp's LLAMA_FTYPE_MOSTLY_Q4_K_M / _Q6_K */
+        return 15;
+    case LOOM_Q6_K:
+        return 18;
     default:
         return -1;
     }

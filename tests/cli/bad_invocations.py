@@ -62,6 +62,7 @@ SPLIT = {
 }
 RUN_COMMON.update(SPLIT)
 GGUF_TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"]
+EXPORT_TYPES = GGUF_TYPES + ["q4_K", "q6_K"]  # export-gguf also writes these k-quants
 SPEC = {
     ("run",): dict(RUN_COMMON, **{"-p": ("str",), "--prompt": ("str",),
                                   "--parallel": ("int", 1, 64)}),
@@ -76,7 +77,7 @@ SPEC = {
                               "--kv-type": ("choice", ["f16", "q8_0", "f32"]),
                               "--parallel": ("int", 1, 256)}),
     ("export-gguf",): {"-m": ("str",), "--model": ("str",), "-o": ("str",),
-                       "--output": ("str",), "--type": ("choice", GGUF_TYPES)},
+                       "--output": ("str",), "--type": ("choice", EXPORT_TYPES)},
     ("init-model",): {"--preset": ("preset",), "-o": ("str",), "--output": ("str",),
                       "--type": ("choice", GGUF_TYPES), "--seed": ("u64",),
                       "--tokenizer": ("str",)},

@@ -5,7 +5,9 @@
  * half values via ldexp in double, rounding by comparing distances in double,
  * hand-written expected bytes for small blocks. */
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1030,7 +1032,258 @@ static void test_convert(void) {
     CHECK(loom_convert(LOOM_F32, src, LOOM_F16, a, 0) == LOOM_OK);
 }
 
-int main(void) {
+/* ---- k-quants (ir/dtype_kquant.c) ----
+ * Blocks packed here from chosen integer codes and scales, following ggml's
+ * layouts as documented in ggml-common.h, then dequantized by loom: the
+ * expected values are exact in float32. Bit-exactness against gguf-py on
+ * random blocks and real files is scripts/check_kquant.py's job. */
+
+static void put_f16(uint8_t *p, float f) {
+    uint16_t h = loom_f32_to_f16(f);
+    memcpy(p, &h, 2);
+}
+
+static int kq_code(int v, int mod) {
+    return (v * 7 + v / 16) % mod;
+}
+
+static void test_kquant_known(void) {
+    float y[LOOM_QK_K];
+    uint8_t blk[sizeof(loom_block_q8_K)];
+    int bad;
+
+    /* q2_K: 2-bit codes, per-16 scale (low nibble) and min (high nibble). */
+    memset(blk, 0, sizeof blk);
+    loom_block_q2_K *b2 = (loom_block_q2_K *)blk;
+    for (int i = 0; i < 16; i++)
+        b2->scales[i] = (uint8_t)((i % 16) | (((i * 5) % 16) << 4));
+    for (int v = 0; v < 256; v++)
+        b2->qs[32 * (v / 128) + v % 32] |= (uint8_t)(kq_code(v, 4) << (2 * ((v / 32) % 4)));
+    put_f16(blk + offsetof(loom_block_q2_K, d), 0.5f);
+    put_f16(blk + offsetof(loom_block_q2_K, dmin), 0.25f);
+    CHECK(loom_dequantize_row(LOOM_Q2_K, blk, y, 256) == LOOM_OK);
+    bad = 0;
+    for (int v = 0; v < 256; v++) {
+        int i = v / 16;
+        bad +=
+            y[v] != 0.5f * (float)(i % 16) * (float)kq_code(v, 4) - 0.25f * (float)((i * 5) % 16);
+    }
+    CHECK_MSG(bad == 0, "q2_K: %d values differ", bad);
+
+    /* q3_K: 6-bit scales biased by 32, hmask bit set = no -4 offset. */
+    memset(blk, 0, sizeof blk);
+    loom_block_q3_K *b3 = (loom_block_q3_K *)blk;
+    int sc3[16];
+    for (int i = 0; i < 16; i++) {
+        sc3[i] = (i * 9) % 64;
+        b3->scales[i % 8] |= (uint8_t)((sc3[i] & 15) << (4 * (i / 8)));
+        b3->scales[8 + i % 4] |= (uint8_t)((sc3[i] >> 4) << (2 * (i / 4)));
+    }
+    for (int v = 0; v < 256; v++) {
+        int q = kq_code(v, 8) - 4; /* -4..3 */
+        int lo = q & 3, hb = q >= 0;
+        b3->qs[32 * (v / 128) + v % 32] |= (uint8_t)(lo << (2 * ((v / 32) % 4)));
+        b3->hmask[v % 32] |= (uint8_t)(hb << (v / 32));
+    }
+    put_f16(blk + offsetof(loom_block_q3_K, d), 0.125f);
+    CHECK(loom_dequantize_row(LOOM_Q3_K, blk, y, 256) == LOOM_OK);
+    bad = 0;
+    for (int v = 0; v < 256; v++)
+        bad += y[v] != 0.125f * (float)(sc3[v / 16] - 32) * (float)(kq_code(v, 8) - 4);
+    CHECK_MSG(bad == 0, "q3_K: %d values differ", bad);
+
+    /* q4_K and q5_K: 8 sub-blocks of 32, 6-bit scale and min. */
+    for (int five = 0; five < 2; five++) {
+        memset(blk, 0, sizeof blk);
+        uint8_t *sc = blk + 4;
+        int scv[8], mv[8];
+        for (int j = 0; j < 8; j++) {
+            scv[j] = (j * 13 + 5) % 64;
+            mv[j] = (j * 29 + 3) % 64;
+            if (j < 4) {
+                sc[j] = (uint8_t)scv[j];
+                sc[j + 4] = (uint8_t)mv[j];
+            } else {
+                sc[j + 4] = (uint8_t)((scv[j] & 15) | ((mv[j] & 15) << 4));
+                sc[j - 4] |= (uint8_t)((scv[j] >> 4) << 6);
+                sc[j] |= (uint8_t)((mv[j] >> 4) << 6);
+            }
+        }
+        uint8_t *qh = blk + 16, *qs = five ? blk + 48 : blk + 16;
+        int mod = five ? 32 : 16;
+        for (int v = 0; v < 256; v++) {
+            int j = v / 32, q = kq_code(v, mod);
+            qs[32 * (j / 2) + v % 32] |= (uint8_t)((q & 15) << (4 * (j % 2)));
+            if (five) qh[v % 32] |= (uint8_t)((q >> 4) << j);
+        }
+        put_f16(blk, 0.5f);
+        put_f16(blk + 2, 2.0f);
+        loom_dtype t = five ? LOOM_Q5_K : LOOM_Q4_K;
+        CHECK(loom_dequantize_row(t, blk, y, 256) == LOOM_OK);
+        bad = 0;
+        for (int v = 0; v < 256; v++)
+            bad += y[v] !=
+                   0.5f * (float)scv[v / 32] * (float)kq_code(v, mod) - 2.0f * (float)mv[v / 32];
+        CHECK_MSG(bad == 0, "%s: %d values differ", loom_dtype_name(t), bad);
+    }
+
+    /* q6_K: 6-bit codes biased by 32, int8 scale per 16. */
+    memset(blk, 0, sizeof blk);
+    loom_block_q6_K *b6 = (loom_block_q6_K *)blk;
+    for (int i = 0; i < 16; i++)
+        b6->scales[i] = (int8_t)(i * 17 - 128);
+    for (int v = 0; v < 256; v++) {
+        int h = v / 128, k = (v / 64) % 2, p = v % 64, q = kq_code(v, 64);
+        b6->ql[64 * h + p] |= (uint8_t)((q & 15) << (4 * k));
+        b6->qh[32 * h + p % 32] |= (uint8_t)((q >> 4) << (2 * ((64 * k + p) / 32)));
+    }
+    put_f16(blk + offsetof(loom_block_q6_K, d), 0.0625f);
+    CHECK(loom_dequantize_row(LOOM_Q6_K, blk, y, 256) == LOOM_OK);
+    bad = 0;
+    for (int v = 0; v < 256; v++)
+        bad += y[v] != 0.0625f * (float)((v / 16) * 17 - 128) * (float)(kq_code(v, 64) - 32);
+    CHECK_MSG(bad == 0, "q6_K: %d values differ", bad);
+
+    /* q8_K (activations): ggml's rule, the largest |x| maps to -127 * sign,
+     * bsums are the per-16 sums; a zero block has d == 0. */
+    float x[2 * LOOM_QK_K];
+    for (int i = 0; i < 2 * LOOM_QK_K; i++)
+        x[i] = rng_normalish() * 2.0f;
+    x[37] = 5.0f; /* the block's maximum, positive */
+    for (int i = LOOM_QK_K; i < 2 * LOOM_QK_K; i++)
+        x[i] = 0.0f;
+    loom_block_q8_K q8[2];
+    CHECK(loom_quantize_row(LOOM_Q8_K, x, q8, 2 * LOOM_QK_K) == LOOM_OK);
+    CHECK(q8[0].qs[37] == -127 && q8[0].d == 1.0f / (-127.0f / 5.0f));
+    CHECK(q8[1].d == 0.0f && q8[1].qs[0] == 0 && q8[1].bsums[3] == 0);
+    bad = 0;
+    for (int j = 0; j < 16; j++) {
+        int s = 0;
+        for (int l = 0; l < 16; l++)
+            s += q8[0].qs[16 * j + l];
+        bad += s != q8[0].bsums[j];
+    }
+    for (int i = 0; i < LOOM_QK_K; i++) {
+        float r = x[i] * (-127.0f / 5.0f);
+        bad += fabsf((float)q8[0].qs[i] - r) > 0.5f;
+    }
+    CHECK_MSG(bad == 0, "q8_K: %d bad quants/bsums", bad);
+    float back[2 * LOOM_QK_K];
+    CHECK(loom_dequantize_row(LOOM_Q8_K, q8, back, 2 * LOOM_QK_K) == LOOM_OK);
+    CHECK(fabsf(back[37] - 5.0f) < 1e-5f && back[LOOM_QK_K] == 0.0f);
+
+    /* q2_K, q3_K and q5_K have no quantizer yet: a clear refusal. */
+    static const loom_dtype noq[] = {LOOM_Q2_K, LOOM_Q3_K, LOOM_Q5_K};
+    for (int i = 0; i < 3; i++)
+        CHECK(loom_quantize_row(noq[i], x, blk, 256) == LOOM_ERR_INVALID_ARG);
+
+    /* q4_K / q6_K quantizers: error well inside the step of each format, an
+     * all-zero block stays zero, and a block quantizes the same alone and
+     * inside a longer row. */
+    enum { NQ = 8 * LOOM_QK_K };
+    static float src[NQ], back2[NQ];
+    static uint8_t qb[NQ];
+    for (int i = 0; i < NQ; i++)
+        src[i] = rng_normalish() * (i < LOOM_QK_K ? 0.0f : 0.05f * (float)(1 + i / 512));
+    static const loom_dtype qk[] = {LOOM_Q4_K, LOOM_Q6_K};
+    static const double max_rel_rmse[] = {0.12, 0.03}; /* rmse / rms per block */
+    for (int q = 0; q < 2; q++) {
+        CHECK(loom_quantize_row(qk[q], src, qb, NQ) == LOOM_OK);
+        CHECK(loom_dequantize_row(qk[q], qb, back2, NQ) == LOOM_OK);
+        bad = 0;
+        for (int i = 0; i < LOOM_QK_K; i++)
+            bad += back2[i] != 0.0f;
+        for (int b = 1; b < NQ / LOOM_QK_K; b++) {
+            double se = 0, ss = 0;
+            for (int i = b * LOOM_QK_K; i < (b + 1) * LOOM_QK_K; i++) {
+                se += ((double)back2[i] - src[i]) * ((double)back2[i] - src[i]);
+                ss += (double)src[i] * src[i];
+            }
+            bad += !(sqrt(se / ss) <= max_rel_rmse[q]);
+        }
+        uint8_t one[sizeof(loom_block_q4_K) + sizeof(loom_block_q6_K)];
+        CHECK(loom_quantize_row(qk[q], src + 3 * LOOM_QK_K, one, LOOM_QK_K) == LOOM_OK);
+        bad += memcmp(one, qb + 3 * loom_dtype_block_bytes(qk[q]), loom_dtype_block_bytes(qk[q]));
+        CHECK_MSG(bad == 0, "%s quantizer: %d bad blocks", loom_dtype_name(qk[q]), bad);
+    }
+    CHECK(loom_dequantize_row(LOOM_Q4_K, blk, y, 128) == LOOM_ERR_INVALID_ARG);
+}
+
+/* `test_dtype --dequant TYPE IN OUT`: raw blocks of TYPE in IN, float32 out
+ * (for scripts/check_kquant.py, which compares with gguf-py). */
+static int dequant_file(const char *tname, const char *in, const char *out) {
+    loom_dtype t;
+    if (loom_dtype_from_name(tname, &t) != LOOM_OK) {
+        fprintf(stderr, "dequant: unknown dtype %s\n", tname);
+        return 2;
+    }
+    FILE *f = fopen(in, "rb");
+    if (!f) {
+        fprintf(stderr, "dequant: cannot open %s\n", in);
+        return 2;
+    }
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    size_t bb = loom_dtype_block_bytes(t);
+    int64_t bs = loom_dtype_block_size(t);
+    if (len < 0 || bb == 0 || (size_t)len % bb != 0) {
+        fclose(f);
+        fprintf(stderr, "dequant: %s is not a whole number of %s blocks\n", in, tname);
+        return 2;
+    }
+    int64_t n = (int64_t)((size_t)len / bb) * bs;
+    uint8_t *src = malloc((size_t)len + 1);
+    float *dst = malloc((size_t)n * sizeof(float) + 1);
+    int rc = 2;
+    if (src && dst && fread(src, 1, (size_t)len, f) == (size_t)len &&
+        loom_dequantize_row(t, src, dst, n) == LOOM_OK) {
+        FILE *o = fopen(out, "wb");
+        if (o && fwrite(dst, sizeof(float), (size_t)n, o) == (size_t)n) rc = 0;
+        if (o && fclose(o) != 0) rc = 2;
+    }
+    if (rc) fprintf(stderr, "dequant: failed on %s\n", in);
+    fclose(f);
+    free(src);
+    free(dst);
+    return rc;
+}
+
+/* `test_dtype --quantize TYPE IN OUT`: float32 in IN, blocks of TYPE out. */
+static int quantize_file(const char *tname, const char *in, const char *out) {
+    loom_dtype t;
+    FILE *f = fopen(in, "rb");
+    if (loom_dtype_from_name(tname, &t) != LOOM_OK || !f) {
+        fprintf(stderr, "quantize: bad dtype %s or unreadable %s\n", tname, in);
+        if (f) fclose(f);
+        return 2;
+    }
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    const int64_t n = len > 0 ? len / 4 : 0;
+    const size_t nb = loom_dtype_nbytes(t, n);
+    float *src = malloc((size_t)n * 4 + 4);
+    uint8_t *dst = malloc(nb + 1);
+    int rc = 2;
+    if (src && dst && nb > 0 && fread(src, 4, (size_t)n, f) == (size_t)n &&
+        loom_quantize_row(t, src, dst, n) == LOOM_OK) {
+        FILE *o = fopen(out, "wb");
+        if (o && fwrite(dst, 1, nb, o) == nb) rc = 0;
+        if (o && fclose(o) != 0) rc = 2;
+    }
+    if (rc) fprintf(stderr, "quantize: failed on %s as %s\n", in, tname);
+    fclose(f);
+    free(src);
+    free(dst);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    if (argc == 5 && strcmp(argv[1], "--dequant") == 0)
+        return dequant_file(argv[2], argv[3], argv[4]);
+    if (argc == 5 && strcmp(argv[1], "--quantize") == 0)
+        return quantize_file(argv[2], argv[3], argv[4]);
     test_names();
     test_sizes();
     test_f16();
@@ -1045,5 +1298,6 @@ int main(void) {
     test_nf4_errors();
     test_rows();
     test_convert();
+    test_kquant_known();
     return test_summary("test_dtype");
 }

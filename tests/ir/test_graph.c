@@ -174,14 +174,17 @@ static void test_decompose(void) {
 
 /* The weight-dtype rule every layer asks: matmul and moe take every float and
  * quantized dtype that has kernels (up to nf4_dq), never i32; get_rows' table
- * every one but nf4 and i32; ops without weights take none. The ggml legacy
- * types and k-quants after nf4_dq join as their kernels land. Graph building
+ * every one but nf4 and i32; ops without weights take none. The k-quants
+ * q2_K..q6_K are weights (q8_K is for activations only); the ggml legacy types
+ * after nf4_dq join as their kernels land. Graph building
  * follows the rule. */
 static void test_weight_dtypes(void) {
     for (int t = 0; t < LOOM_DTYPE_COUNT; t++) {
-        /* the legacy ggml types (issue 16) included */
-        const bool want = t != LOOM_I32 &&
-                          (t <= LOOM_NF4_DQ || t == LOOM_Q4_1 || t == LOOM_Q5_0 || t == LOOM_Q5_1);
+        /* the legacy ggml types (issue 16) and the k-quants (issue 17) included;
+         * not q8_K: activations only */
+        const bool kquant = t >= LOOM_Q2_K && t <= LOOM_Q6_K;
+        const bool want = t != LOOM_I32 && (t <= LOOM_NF4_DQ || t == LOOM_Q4_1 || t == LOOM_Q5_0 ||
+                                            t == LOOM_Q5_1 || kquant);
         CHECK_MSG(loom_op_weight_dtype_ok(LOOM_OP_MATMUL, (loom_dtype)t) == want, "matmul %s",
                   loom_dtype_name((loom_dtype)t));
         CHECK(loom_op_weight_dtype_ok(LOOM_OP_MOE, (loom_dtype)t) == want);
@@ -193,8 +196,9 @@ static void test_weight_dtypes(void) {
     CHECK(!loom_op_weight_dtype_ok(LOOM_OP_MATMUL, LOOM_DTYPE_COUNT));
     char list[128];
     loom_op_weight_dtypes(LOOM_OP_GET_ROWS, list, sizeof list);
-    CHECK_MSG(!strcmp(list, "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1"), "get_rows list '%s'",
-              list);
+    CHECK_MSG(!strcmp(list, "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_K, q3_K, q4_K, q5_K, "
+                            "q6_K"),
+              "get_rows list '%s'", list);
 
     /* loom_get_rows refuses an nf4 table with the rule's message. */
     loom_graph *g = fresh();

@@ -15,7 +15,7 @@
  *   - --quant nf4: matrices nf4_dq, embedding/LM head f16, NMSE bound;
  *   - errors: nf4 export refused with the reason, unknown type, missing
  *     input, a directory without config.json, output == input, missing
- *     output directory, a tensor type loom cannot dequantize (q4_K): each a
+ *     output directory, a tensor type loom cannot dequantize (iq4_xs): each a
  *     status, a message naming the problem, and no file written.
  * Quantize-on-load of Hugging Face checkpoints: test_hf_quant_load.c. */
 #define _POSIX_C_SOURCE 200809L
@@ -256,7 +256,7 @@ static void expect_fail(const char *in, const char *out, loom_dtype type, loom_s
     printf("error as expected: %s\n", err);
 }
 
-/* A llama GGUF whose token_embd is q4_K (a type loom cannot dequantize). */
+/* A llama GGUF whose token_embd is iq4_xs (a type loom cannot dequantize). */
 static void write_q4k_model(const char *src, const char *path) {
     char err[512];
     loom_gguf *g = NULL;
@@ -272,8 +272,8 @@ static void write_q4k_model(const char *src, const char *path) {
         loom_gguf_tensor_info ti;
         loom_gguf_tensor(g, i, &ti);
         if (!strcmp(ti.name, "token_embd.weight")) {
-            const int64_t ne[2] = {256, 128}; /* q4_K blocks are 256 wide */
-            CHECK(loom_gguf_writer_add_tensor_ggml(w, ti.name, 12, 2, ne, q4k) == LOOM_OK);
+            const int64_t ne[2] = {256, 128}; /* iq4_xs blocks: 256 values, 136 bytes */
+            CHECK(loom_gguf_writer_add_tensor_ggml(w, ti.name, 23, 2, ne, q4k) == LOOM_OK);
         } else {
             CHECK(loom_gguf_writer_add_tensor_ggml(w, ti.name, ti.ggml_type, ti.n_dims, ti.ne,
                                                    ti.data) == LOOM_OK);
@@ -298,7 +298,7 @@ static void test_errors(const char *src) {
     snprintf(bad, sizeof bad, "%s/export_q4k.gguf", g_dir);
     write_q4k_model(src, bad);
     expect_fail(bad, out, LOOM_Q8_0, LOOM_ERR_UNSUPPORTED,
-                "'token_embd.weight' has ggml type q4_K");
+                "'token_embd.weight' has ggml type iq4_xs");
     unlink(bad);
     /* not a GGUF at all */
     FILE *f = fopen(bad, "wb");

@@ -24,8 +24,9 @@ static bool mm_weight_ok(const loom_tensor *w, int64_t K) {
         return K % 64 == 0 && (offs * 2) % 64 == 0 && (w->nb[1] * 2) % 64 == 0 &&
                (w->nb[2] * 2) % 64 == 0 && (w->nb[3] * 2) % 64 == 0;
     }
-    default:
-        return false;
+    default: /* k-quants: whole 256-value super-blocks (kquant.inc.h) */
+        return kq_is(w->dtype) && K % LOOM_QK_K == 0 &&
+               w->nb[0] == loom_dtype_block_bytes(w->dtype);
     }
 }
 

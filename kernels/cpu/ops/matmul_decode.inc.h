@@ -143,6 +143,7 @@ static float mm_dot1(const mm_w *mw, const uint8_t *row, int64_t eoff, const flo
         break;
     }
     default:
+        if (kq_is(mw->t)) return kq_dot_row(mw->t, row, x, K);
         break;
     }
     return V_HSUM(V_ADD(V_ADD(a0, a1), V_ADD(a2, a3))) + tail;

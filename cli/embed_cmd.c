@@ -68,11 +68,13 @@ static bool read_stdin_lines(text_list *l) {
     return ok && !ferror(stdin);
 }
 
-static const int *g_lens; /* qsort has no user pointer in C11 */
-static int by_len_desc(const void *a, const void *b) {
-    int x = *(const int *)a, y = *(const int *)b;
-    if (g_lens[x] != g_lens[y]) return g_lens[y] - g_lens[x];
-    return x - y;
+typedef struct len_idx {
+    int len, idx;
+} len_idx;
+static int by_len_desc(const void *a, const void *b) { /* longest first, then input order */
+    const len_idx *x = a, *y = b;
+    if (x->len != y->len) return y->len - x->len;
+    return x->idx - y->idx;
 }
 
 static double now_s(void) {
@@ -88,12 +90,13 @@ static int embed_all(loom_encoder *e, text_list *texts, int batch, int max_token
     const loom_wordpiece *wp = loom_encoder_tokenizer(e);
     int32_t *ids = malloc((size_t)n * (size_t)M * sizeof *ids);
     int *lens = malloc((size_t)n * sizeof *lens), *order = malloc((size_t)n * sizeof *order);
+    len_idx *li = malloc((size_t)n * sizeof *li);
     float *out = malloc((size_t)n * (size_t)dim * sizeof *out);
     float *tmp = malloc((size_t)batch * (size_t)dim * sizeof *tmp);
     const int32_t **bids = malloc((size_t)batch * sizeof *bids);
     int *blens = malloc((size_t)batch * sizeof *blens);
     int rc = 0;
-    if (!ids || !lens || !order || !out || !tmp || !bids || !blens) {
+    if (!ids || !lens || !order || !li || !out || !tmp || !bids || !blens) {
         fprintf(stderr, "loom embed: out of memory\n");
         rc = 1;
         goto done;
@@ -109,8 +112,11 @@ static int embed_all(loom_encoder *e, text_list *texts, int batch, int max_token
             goto done;
         }
     }
-    g_lens = lens;
-    qsort(order, (size_t)n, sizeof *order, by_len_desc);
+    for (int i = 0; i < n; i++)
+        li[i] = (len_idx){lens[i], i};
+    qsort(li, (size_t)n, sizeof *li, by_len_desc);
+    for (int i = 0; i < n; i++)
+        order[i] = li[i].idx;
     char err[LOOM_ERROR_MAX] = "";
     for (int s = 0; s < n; s += batch) {
         const int b = n - s < batch ? n - s : batch;
@@ -154,6 +160,7 @@ done:
     free(ids);
     free(lens);
     free(order);
+    free(li);
     free(out);
     free(tmp);
     free(bids);

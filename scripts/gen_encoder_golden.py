@@ -20,6 +20,12 @@ Writes tests/golden/encoder/:
                     (sentence-transformers' Pooling + Normalize, written out).
   emb_minilm.bin    SentenceTransformer(MINILM_DIR).encode(SENTENCES): the real
                     model's embeddings of SENTENCES.
+  tiny-mpnet/, tok_tiny_mpnet.bin, emb_tiny_mpnet.bin
+                    the same for a random MPNetModel (2 layers, 32-d, max 36
+                    tokens) with a cut of all-mpnet-base-v2's vocabulary;
+  tok_mpnet.bin, emb_mpnet.bin
+                    all-mpnet-base-v2 (next to MINILM_DIR, from
+                    `scripts/fetch-models.sh mpnet`), as for MiniLM.
 Formats (little-endian): tok_*.bin: u32 count, then per text u32 byte length,
 the UTF-8 bytes, u32 n, n x i32 ids. emb_*.bin: u32 count, u32 dim, count x
 dim f32.
@@ -119,26 +125,33 @@ def write_emb(path, emb):
         f.write(emb.tobytes())
 
 
-def tiny_tokenizer(minilm_dir, out_dir):
-    """MiniLM's tokenizer.json with a vocabulary cut to the specials, the
+def tiny_tokenizer(src_dir, out_dir):
+    """A model's tokenizer.json with a vocabulary cut to the specials, the
     corpus's tokens and random others (so some words fall to [UNK])."""
-    tj = json.load(open(os.path.join(minilm_dir, "tokenizer.json")))
-    full = Tokenizer.from_file(os.path.join(minilm_dir, "tokenizer.json"))
+    tj = json.load(open(os.path.join(src_dir, "tokenizer.json")))
+    full = Tokenizer.from_file(os.path.join(src_dir, "tokenizer.json"))
     full.no_truncation()
+    full.no_padding()
     vocab = tj["model"]["vocab"]
     inv = {i: t for t, i in vocab.items()}
-    keep = set(range(0, 106))  # [PAD], [unused..], [UNK], [CLS], [SEP], [MASK]
+    # BERT: [PAD], [unused..], [UNK], [CLS], [SEP], [MASK]; MPNet: <s> <pad> </s> <unk> ... [UNK]
+    specials = set(range(0, 106)) | {a["id"] for a in tj["added_tokens"]}
+    keep = set(specials)
     for t in CORPUS[:20]:
         keep.update(full.encode(t).ids)
     rng = random.Random(1234)
     keep.update(rng.sample(range(106, len(vocab)), 700))
-    keep = sorted(keep)[:1000]
+    keep = sorted(specials | set(sorted(keep - specials)[:1000 - len(specials)]))
     remap = {old: new for new, old in enumerate(keep)}
     tj["model"]["vocab"] = {inv[old]: new for old, new in remap.items()}
     for a in tj["added_tokens"]:
         a["id"] = remap[a["id"]]
-    for name, st in tj["post_processor"]["special_tokens"].items():
-        st["ids"] = [remap[i] for i in st["ids"]]
+    pp = tj["post_processor"]
+    if pp["type"] == "TemplateProcessing":
+        for name, st in pp["special_tokens"].items():
+            st["ids"] = [remap[i] for i in st["ids"]]
+    else:  # RobertaProcessing (MPNet)
+        pp["cls"][1], pp["sep"][1] = remap[pp["cls"][1]], remap[pp["sep"][1]]
     tj["truncation"] = None
     tj["padding"] = None
     os.makedirs(out_dir, exist_ok=True)
@@ -147,18 +160,19 @@ def tiny_tokenizer(minilm_dir, out_dir):
     return len(keep)
 
 
-def embed_mean_norm(model, tok, texts, max_len):
+def embed_mean_norm(model, tok, texts, max_len, pad_id=0):
     """sentence-transformers' Transformer + Pooling(mean) + Normalize, written out."""
     tok.enable_truncation(max_len)
     encs = [tok.encode(t) for t in texts]
     T = max(len(e.ids) for e in encs)
-    ids = torch.zeros((len(texts), T), dtype=torch.long)
+    ids = torch.full((len(texts), T), pad_id, dtype=torch.long)
     mask = torch.zeros((len(texts), T), dtype=torch.long)
     for i, e in enumerate(encs):
         ids[i, : len(e.ids)] = torch.tensor(e.ids)
         mask[i, : len(e.ids)] = 1
     with torch.no_grad():
-        h = model(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids))[0]
+        kw = {} if "MPNet" in type(model).__name__ else {"token_type_ids": torch.zeros_like(ids)}
+        h = model(input_ids=ids, attention_mask=mask, **kw)[0]
         m = mask.unsqueeze(-1).to(h.dtype)
         mean = (h * m).sum(1) / torch.clamp(m.sum(1), min=1e-9)
         return torch.nn.functional.normalize(mean, p=2, dim=1).numpy()
@@ -205,6 +219,44 @@ def main():
               st.encode(SENTENCES, batch_size=32, convert_to_numpy=True))
     with open(os.path.join(OUT, "sentences.txt"), "w", encoding="utf-8") as f:
         f.write("".join(s + "\n" for s in SENTENCES))
+
+    # MPNet: a tiny random MPNetModel with a cut of all-mpnet-base-v2's vocabulary
+    # (relative-position bias, positions from 2, <s>/</s>), and the real model.
+    from transformers import MPNetConfig, MPNetModel
+    mpnet = os.path.join(os.path.dirname(minilm), "all-mpnet-base-v2")
+    tdir = os.path.join(OUT, "tiny-mpnet")
+    if os.path.isdir(tdir):
+        shutil.rmtree(tdir)
+    V = tiny_tokenizer(mpnet, tdir)
+    torch.manual_seed(1)
+    mcfg = MPNetConfig(vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                       intermediate_size=64, max_position_embeddings=40,
+                       relative_attention_num_buckets=32, hidden_act="gelu",
+                       layer_norm_eps=1e-5, initializer_range=0.3, pad_token_id=1)
+    mm = MPNetModel(mcfg, add_pooling_layer=False).eval()
+    with torch.no_grad():
+        for name, p in mm.named_parameters():
+            if "LayerNorm" in name or name.endswith("bias"):
+                p.add_(0.1 * torch.randn_like(p))
+        # buckets carry large, distinct biases so a wrong bucket shows
+        mm.encoder.relative_attention_bias.weight.normal_(0, 2.0)
+    mm.save_pretrained(tdir, safe_serialization=True)
+    with open(os.path.join(tdir, "sentence_bert_config.json"), "w") as f:
+        json.dump({"max_seq_length": 36, "do_lower_case": False}, f)
+    ttok = Tokenizer.from_file(os.path.join(tdir, "tokenizer.json"))
+    ttok.enable_truncation(36)
+    write_tok(os.path.join(OUT, "tok_tiny_mpnet.bin"), ttok, CORPUS)
+    write_emb(os.path.join(OUT, "emb_tiny_mpnet.bin"),
+              embed_mean_norm(mm, ttok, CORPUS, 36, pad_id=ttok.token_to_id("<pad>")))
+    if os.path.isfile(os.path.join(mpnet, "model.safetensors")):
+        ptok = Tokenizer.from_file(os.path.join(mpnet, "tokenizer.json"))
+        ptok.no_padding()
+        ptok.enable_truncation(384)
+        write_tok(os.path.join(OUT, "tok_mpnet.bin"), ptok, CORPUS)
+        stm = SentenceTransformer(mpnet, device="cpu")
+        assert stm.max_seq_length == 384
+        write_emb(os.path.join(OUT, "emb_mpnet.bin"),
+                  stm.encode(SENTENCES, batch_size=32, convert_to_numpy=True))
     print("wrote", OUT)
 
 

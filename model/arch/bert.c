@@ -38,12 +38,17 @@ typedef struct enc_graph {
     int T, B;
     loom_graph *g;
     loom_sched *s;
-    loom_tensor *ids, *pos, *mask, *tmask, *out;
+    loom_tensor *ids, *pos, *mask, *tmask, *buckets, *out;
     uint64_t last_used;
 } enc_graph;
 
+typedef enum enc_arch { ENC_BERT, ENC_MPNET } enc_arch;
+
 struct loom_encoder {
+    enc_arch arch;
     int64_t H, F, n_layers, n_heads, vocab, max_pos, n_types;
+    int64_t n_buckets; /* MPNet: relative-position buckets (32) */
+    int pos_offset;    /* position of token 0: BERT 0, MPNet 2 (padding_idx + 1) */
     float eps;
     int max_tokens;
     loom_wordpiece *tok;
@@ -52,6 +57,7 @@ struct loom_encoder {
     loom_buffer **wbufs;
     int n_wbufs;
     loom_tensor *word, *posemb, *type, *eln_w, *eln_b;
+    loom_tensor *rel_bias;   /* MPNet: [n_heads, n_buckets] (PyTorch [buckets, heads]) */
     loom_tensor *neg_mean_w; /* [H, 1], every entry -1/H: LayerNorm's mean as a matmul */
     bert_layer *L;
     enc_graph cache[ENC_GRAPH_CACHE];
@@ -122,11 +128,29 @@ static loom_status read_config(loom_encoder *e, const char *dir, char *err, size
                 {"num_attention_heads", &e->n_heads},
                 {"vocab_size", &e->vocab},
                 {"max_position_embeddings", &e->max_pos},
-                {"type_vocab_size", &e->n_types}};
+                {"type_vocab_size", &e->n_types},
+                {"relative_attention_num_buckets", &e->n_buckets}};
     double eps = 1e-12;
-    if (!cJSON_IsString(mt) || strcmp(mt->valuestring, "bert")) {
+    const bool mpnet = cJSON_IsString(mt) && !strcmp(mt->valuestring, "mpnet");
+    e->arch = mpnet ? ENC_MPNET : ENC_BERT;
+    e->pos_offset = mpnet ? 2 : 0;
+    if (mpnet) { /* no token types; the bucket count has a default */
+        e->n_types = 1;
+        e->n_buckets = 32;
+        ints[6].key = ints[7].key = NULL;
+        double v;
+        if (num(c, "relative_attention_num_buckets", &v) && (v < 2 || v > 1024 || v != floor(v)))
+            st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
+                                 "encoder: %s: relative_attention_num_buckets must be in 2..1024",
+                                 path);
+        else if (num(c, "relative_attention_num_buckets", &v))
+            e->n_buckets = (int64_t)v;
+    } else {
+        ints[7].key = NULL;
+    }
+    if (!cJSON_IsString(mt) || (strcmp(mt->valuestring, "bert") && !mpnet)) {
         st = loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                             "encoder: %s: model_type '%s' is not supported (bert)", path,
+                             "encoder: %s: model_type '%s' is not supported (bert, mpnet)", path,
                              cJSON_IsString(mt) ? mt->valuestring : "?");
     } else if (cJSON_IsString(act) && strcmp(act->valuestring, "gelu")) {
         st = loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
@@ -140,6 +164,7 @@ static loom_status read_config(loom_encoder *e, const char *dir, char *err, size
     }
     for (size_t i = 0; st == LOOM_OK && i < sizeof ints / sizeof ints[0]; i++) {
         double v;
+        if (!ints[i].key) continue;
         if (!num(c, ints[i].key, &v) || v < 1 || v > 1e7 || v != floor(v))
             st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
                                  "encoder: %s: %s must be a positive integer", path, ints[i].key);
@@ -163,7 +188,7 @@ static loom_status read_config(loom_encoder *e, const char *dir, char *err, size
 static int default_max_tokens(const loom_encoder *e, const char *dir) {
     char path[4096], *text = NULL;
     size_t n = 0;
-    int64_t m = e->max_pos;
+    int64_t m = e->max_pos - e->pos_offset;
     snprintf(path, sizeof path, "%s/sentence_bert_config.json", dir);
     if (read_text(path, &text, &n) == LOOM_OK) {
         cJSON *c = cJSON_ParseWithLength(text, n);
@@ -203,12 +228,30 @@ static int add_w(wspec *w, int n, loom_tensor **dst, int64_t ne0, int64_t ne1, c
     return n + 1;
 }
 
+/* Per-layer module names: BertModel's and MPNetModel's. */
+static const char *const bert_names[8] = {"attention.self.query",
+                                          "attention.self.key",
+                                          "attention.self.value",
+                                          "attention.output.dense",
+                                          "attention.output.LayerNorm",
+                                          "intermediate.dense",
+                                          "output.dense",
+                                          "output.LayerNorm"};
+static const char *const mpnet_names[8] = {
+    "attention.attn.q",    "attention.attn.k",   "attention.attn.v", "attention.attn.o",
+    "attention.LayerNorm", "intermediate.dense", "output.dense",     "output.LayerNorm"};
+
 static int weight_list(loom_encoder *e, wspec *w) {
     const int64_t H = e->H, F = e->F;
+    const char *const *nm = e->arch == ENC_MPNET ? mpnet_names : bert_names;
     int n = 0;
     n = add_w(w, n, &e->word, H, e->vocab, "embeddings.word_embeddings.weight");
     n = add_w(w, n, &e->posemb, H, e->max_pos, "embeddings.position_embeddings.weight");
-    n = add_w(w, n, &e->type, H, e->n_types, "embeddings.token_type_embeddings.weight");
+    if (e->arch == ENC_BERT)
+        n = add_w(w, n, &e->type, H, e->n_types, "embeddings.token_type_embeddings.weight");
+    else
+        n = add_w(w, n, &e->rel_bias, e->n_heads, e->n_buckets,
+                  "encoder.relative_attention_bias.weight");
     n = add_w(w, n, &e->eln_w, H, 1, "embeddings.LayerNorm.weight");
     n = add_w(w, n, &e->eln_b, H, 1, "embeddings.LayerNorm.bias");
     /* not in the file: a constant (see layer_norm) */
@@ -217,33 +260,32 @@ static int weight_list(loom_encoder *e, wspec *w) {
         bert_layer *L = &e->L[l];
         const char *p = "encoder.layer";
         long long i = (long long)l;
-        n = add_w(w, n, &L->wq, H, H, "%s.%lld.attention.self.query.weight", p, i);
-        n = add_w(w, n, &L->bq, H, 1, "%s.%lld.attention.self.query.bias", p, i);
-        n = add_w(w, n, &L->wk, H, H, "%s.%lld.attention.self.key.weight", p, i);
-        n = add_w(w, n, &L->bk, H, 1, "%s.%lld.attention.self.key.bias", p, i);
-        n = add_w(w, n, &L->wv, H, H, "%s.%lld.attention.self.value.weight", p, i);
-        n = add_w(w, n, &L->bv, H, 1, "%s.%lld.attention.self.value.bias", p, i);
-        n = add_w(w, n, &L->wo, H, H, "%s.%lld.attention.output.dense.weight", p, i);
-        n = add_w(w, n, &L->bo, H, 1, "%s.%lld.attention.output.dense.bias", p, i);
-        n = add_w(w, n, &L->ln1_w, H, 1, "%s.%lld.attention.output.LayerNorm.weight", p, i);
-        n = add_w(w, n, &L->ln1_b, H, 1, "%s.%lld.attention.output.LayerNorm.bias", p, i);
-        n = add_w(w, n, &L->wi, H, F, "%s.%lld.intermediate.dense.weight", p, i);
-        n = add_w(w, n, &L->bi, F, 1, "%s.%lld.intermediate.dense.bias", p, i);
-        n = add_w(w, n, &L->wout, F, H, "%s.%lld.output.dense.weight", p, i);
-        n = add_w(w, n, &L->bout, H, 1, "%s.%lld.output.dense.bias", p, i);
-        n = add_w(w, n, &L->ln2_w, H, 1, "%s.%lld.output.LayerNorm.weight", p, i);
-        n = add_w(w, n, &L->ln2_b, H, 1, "%s.%lld.output.LayerNorm.bias", p, i);
+        struct {
+            loom_tensor **w, **b;
+            int64_t in, out;
+        } lin[8] = {{&L->wq, &L->bq, H, H},       {&L->wk, &L->bk, H, H},
+                    {&L->wv, &L->bv, H, H},       {&L->wo, &L->bo, H, H},
+                    {&L->ln1_w, &L->ln1_b, H, 1}, {&L->wi, &L->bi, H, F},
+                    {&L->wout, &L->bout, F, H},   {&L->ln2_w, &L->ln2_b, H, 1}};
+        for (int k = 0; k < 8; k++) {
+            const bool ln = lin[k].out == 1; /* LayerNorm: weight and bias [H] */
+            n = add_w(w, n, lin[k].w, lin[k].in, lin[k].out, "%s.%lld.%s.weight", p, i, nm[k]);
+            n = add_w(w, n, lin[k].b, ln ? lin[k].in : lin[k].out, 1, "%s.%lld.%s.bias", p, i,
+                      nm[k]);
+        }
     }
     return n;
 }
 
-/* Find a tensor by its BertModel name, or with the "bert." prefix that
- * BertFor* checkpoints carry. */
+/* Find a tensor by its BertModel / MPNetModel name, or with the "bert." /
+ * "mpnet." prefix that the *For* heads' checkpoints carry. */
 static int64_t find(loom_safetensors *st, const char *name) {
     int64_t i = loom_safetensors_find(st, name);
     if (i >= 0) return i;
     char b[160];
     snprintf(b, sizeof b, "bert.%s", name);
+    if ((i = loom_safetensors_find(st, b)) >= 0) return i;
+    snprintf(b, sizeof b, "mpnet.%s", name);
     return loom_safetensors_find(st, b);
 }
 
@@ -385,7 +427,17 @@ static loom_status build(loom_encoder *e, enc_graph *eg, char *err, size_t err_n
     eg->tmask = input(g, LOOM_F32, 1, T, B, 1, "token_mask");            /* 1 or 0 per token */
     loom_tensor *x = loom_get_rows(g, mirror(g, e->word), eg->ids);      /* [H, T, B] */
     x = loom_add(g, x, loom_get_rows(g, mirror(g, e->posemb), eg->pos)); /* + [H, T] */
-    x = loom_add(g, x, loom_slice(g, mirror(g, e->type), 1, 0, 1));      /* + type 0 */
+    if (e->arch == ENC_BERT)
+        x = loom_add(g, x, loom_slice(g, mirror(g, e->type), 1, 0, 1)); /* + type 0 */
+    /* MPNet: the relative-position bias, the same in every layer, [Tk, Tq, nh],
+     * pre-multiplied by sqrt(D) as it is added before softmax's 1/sqrt(D) */
+    loom_tensor *rel = NULL;
+    if (e->arch == ENC_MPNET) {
+        eg->buckets = input(g, LOOM_I32, T * T, 1, 1, 1, "rel_buckets"); /* k + T*q */
+        rel = loom_get_rows(g, mirror(g, e->rel_bias), eg->buckets);     /* [nh, T*T] */
+        rel = loom_cont(g, loom_permute(g, loom_reshape_3d(g, rel, nh, T, T), 2, 0, 1, 3));
+        rel = loom_scale(g, rel, sqrtf((float)D));
+    }
     x = layer_norm(e, g, loom_reshape_2d(g, x, H, N), mirror(g, e->eln_w), mirror(g, e->eln_b));
     const float scale = 1.0f / sqrtf((float)D);
     const size_t f4 = sizeof(float);
@@ -406,6 +458,7 @@ static loom_status build(loom_encoder *e, enc_graph *eg, char *err, size_t err_n
             loom_view(g, vt, 4, (int64_t[]){T, D, nh, B},
                       (size_t[]){f4, f4 * (size_t)N, f4 * (size_t)(N * D), f4 * (size_t)T}, 0);
         loom_tensor *s = loom_matmul(g, k, q); /* [Tk, Tq, nh, B] */
+        if (rel) s = loom_add(g, s, rel);
         /* softmax(scale * (s + mask)): a -1e30 key stays -inf-like after scaling */
         loom_tensor *p = loom_softmax(g, loom_add(g, s, eg->mask), scale, false, 0);
         loom_tensor *o = loom_matmul(g, v, p); /* [D, Tq, nh, B] */
@@ -539,11 +592,11 @@ loom_status loom_encoder_load(const char *dir, const loom_encoder_params *p, loo
     if (st == LOOM_OK) st = load_weights(e, dir, err, err_n);
     if (st == LOOM_OK) {
         e->max_tokens = p && p->max_tokens > 0 ? p->max_tokens : default_max_tokens(e, dir);
-        if (e->max_tokens < 2 || e->max_tokens > e->max_pos)
+        if (e->max_tokens < 2 || e->max_tokens > e->max_pos - e->pos_offset)
             st = loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
                                  "encoder: max tokens %d is outside 2..%lld (the model's "
                                  "max_position_embeddings)",
-                                 e->max_tokens, (long long)e->max_pos);
+                                 e->max_tokens, (long long)(e->max_pos - e->pos_offset));
     }
     if (st != LOOM_OK) {
         loom_encoder_free(e);
@@ -564,6 +617,32 @@ const loom_wordpiece *loom_encoder_tokenizer(const loom_encoder *e) {
 }
 const char *loom_encoder_backend(const loom_encoder *e) {
     return e && e->be ? e->be->iface->name : "";
+}
+
+/* MPNetModel.relative_position_bucket (T5's bidirectional buckets) for
+ * relative position k - q, in float32 as PyTorch computes it: half the
+ * buckets for each sign; distances below a quarter of the buckets exactly,
+ * larger ones on a log scale up to max_distance 128. */
+static int32_t rel_bucket(int64_t k_minus_q, int64_t n_buckets) {
+    int64_t n = -k_minus_q, half = n_buckets / 2, ret = n < 0 ? half : 0;
+    n = n < 0 ? -n : n;
+    const int64_t exact = half / 2;
+    if (n < exact) return (int32_t)(ret + n);
+    const float v =
+        logf((float)n / (float)exact) / (float)log(128.0 / (double)exact) * (float)(half - exact);
+    int64_t large = exact + (int64_t)v;
+    return (int32_t)(ret + (large < half - 1 ? large : half - 1));
+}
+
+static loom_status upload_buckets(const loom_encoder *e, enc_graph *eg, int T) {
+    int32_t *b = malloc((size_t)T * (size_t)T * sizeof *b);
+    if (!b) return LOOM_ERR_OOM;
+    for (int q = 0; q < T; q++)
+        for (int k = 0; k < T; k++)
+            b[k + (size_t)T * q] = rel_bucket(k - q, e->n_buckets);
+    loom_status st = loom_tensor_upload(eg->buckets, b, (size_t)T * (size_t)T * sizeof *b);
+    free(b);
+    return st;
 }
 
 loom_status loom_encoder_embed_ids(loom_encoder *e, const int32_t *const *ids, const int *lens,
@@ -593,7 +672,7 @@ loom_status loom_encoder_embed_ids(loom_encoder *e, const int32_t *const *ids, c
     if (tok && pos && km && tm) {
         const int32_t pad = loom_wordpiece_pad_id(e->tok);
         for (int t = 0; t < T; t++)
-            pos[t] = t;
+            pos[t] = t + e->pos_offset;
         for (int b = 0; b < n; b++)
             for (int t = 0; t < T; t++) {
                 const bool real = t < lens[b];
@@ -605,6 +684,7 @@ loom_status loom_encoder_embed_ids(loom_encoder *e, const int32_t *const *ids, c
         if (st == LOOM_OK) st = loom_tensor_upload(eg->pos, pos, (size_t)T * sizeof *pos);
         if (st == LOOM_OK) st = loom_tensor_upload(eg->mask, km, NT * sizeof *km);
         if (st == LOOM_OK) st = loom_tensor_upload(eg->tmask, tm, NT * sizeof *tm);
+        if (st == LOOM_OK && eg->buckets) st = upload_buckets(e, eg, T);
     }
     free(tok);
     free(pos);

@@ -82,6 +82,8 @@ static void check_iface(const char *name, int priority) {
     CHECK(f->supports(NULL, loom_mul(g, x, x)));
     CHECK(f->supports(NULL, loom_scale(g, x, 0.5f)));
     CHECK(f->supports(NULL, loom_silu(g, x)));
+    CHECK(f->supports(NULL, loom_gelu(g, x))); /* sentence encoders (ADR 0027) */
+    CHECK(f->supports(NULL, loom_gelu_back(g, x, x)));
     CHECK(f->supports(NULL, loom_swiglu(g, x, x)));
     CHECK(f->supports(NULL, loom_softmax(g, x, 0.125f, true, 2)));
     loom_tensor *h = loom_tensor_3d(g, LOOM_F32, 16, 4, T);

@@ -103,7 +103,8 @@ static inline float *enc_read_emb(const char *rel, int *count, int *dim) {
 }
 
 /* Same ids as HF tokenizers for every case; prints the first mismatches. */
-static inline int enc_check_tokens(const loom_wordpiece *wp, const enc_case *c, int n, int max_tokens) {
+static inline int enc_check_tokens(const loom_wordpiece *wp, const enc_case *c, int n,
+                                   int max_tokens) {
     int bad = 0;
     int32_t *ids = malloc(4096 * sizeof *ids);
     for (int i = 0; i < n; i++) {

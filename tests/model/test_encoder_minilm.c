@@ -1,5 +1,5 @@
 /* tests/model/test_encoder_minilm.c - the real all-MiniLM-L6-v2 (fetched by
- * scripts/fetch-models.sh) against the goldens of
+ * scripts/fetch-models.sh; with argument mpnet all-mpnet-base-v2) against the goldens of
  * scripts/gen_encoder_golden.py: WordPiece ids equal to HF tokenizers' on the
  * varied corpus with the full 30,522-token vocabulary, and embeddings of
  * tests/golden/encoder/sentences.txt at cosine >= 0.9999 against
@@ -7,20 +7,24 @@
 #include "encoder_golden.h"
 #include "loom/runtime.h"
 
-static const char *model_dir(char *buf, size_t n) {
-    const char *d = getenv("LOOM_MINILM_DIR");
-    if (d && *d) return d;
+static const char *model_dir(char *buf, size_t n, const char *name) {
     const char *cache = getenv("LOOM_MODEL_CACHE"), *home = getenv("HOME");
     if (cache && *cache)
-        snprintf(buf, n, "%s/all-MiniLM-L6-v2", cache);
+        snprintf(buf, n, "%s/%s", cache, name);
     else
-        snprintf(buf, n, "%s/.cache/loom/models/all-MiniLM-L6-v2", home ? home : ".");
+        snprintf(buf, n, "%s/.cache/loom/models/%s", home ? home : ".", name);
     return buf;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    /* test_encoder_minilm [mpnet]: all-MiniLM-L6-v2, or all-mpnet-base-v2
+     * (`scripts/fetch-models.sh mpnet`; not fetched in CI) */
+    const bool mp = argc > 1 && !strcmp(argv[1], "mpnet");
+    const char *tok_bin = mp ? "tok_mpnet.bin" : "tok_minilm.bin";
+    const char *emb_bin = mp ? "emb_mpnet.bin" : "emb_minilm.bin";
+    const int want_dim = mp ? 768 : 384, want_max = mp ? 384 : 256;
     char dbuf[4096], cfg[4200];
-    const char *dir = model_dir(dbuf, sizeof dbuf);
+    const char *dir = model_dir(dbuf, sizeof dbuf, mp ? "all-mpnet-base-v2" : "all-MiniLM-L6-v2");
     snprintf(cfg, sizeof cfg, "%s/model.safetensors", dir);
     FILE *f = fopen(cfg, "rb");
     if (!f) {
@@ -35,13 +39,13 @@ int main(void) {
     loom_status st = loom_encoder_load(dir, NULL, &e, err, sizeof err);
     CHECK_MSG(st == LOOM_OK, "%s", err);
     if (!e) return test_summary("test_encoder_minilm");
-    CHECK(loom_encoder_dim(e) == 384 && loom_encoder_max_tokens(e) == 256);
+    CHECK(loom_encoder_dim(e) == want_dim && loom_encoder_max_tokens(e) == want_max);
 
     int n = 0;
-    enc_case *c = enc_read_tok("tok_minilm.bin", &n);
+    enc_case *c = enc_read_tok(tok_bin, &n);
     CHECK(c != NULL);
     if (c) {
-        int bad = enc_check_tokens(loom_encoder_tokenizer(e), c, n, 256);
+        int bad = enc_check_tokens(loom_encoder_tokenizer(e), c, n, want_max);
         CHECK_MSG(bad == 0, "%d of %d texts tokenized differently from HF tokenizers", bad, n);
         enc_cases_free(c, n);
     }
@@ -51,8 +55,8 @@ int main(void) {
     size_t sz = 0;
     char *text = (char *)enc_slurp(enc_path(path, sizeof path, "sentences.txt"), &sz);
     int count = 0, dim = 0;
-    float *want = enc_read_emb("emb_minilm.bin", &count, &dim);
-    CHECK(text && want && dim == 384);
+    float *want = enc_read_emb(emb_bin, &count, &dim);
+    CHECK(text && want && dim == want_dim);
     if (text && want) {
         const char **lines = calloc((size_t)count + 1, sizeof *lines);
         int k = 0;
@@ -73,8 +77,7 @@ int main(void) {
             if (cs < worst) worst = cs;
         }
         CHECK_MSG(worst >= 0.9999, "worst cosine %.7f < 0.9999", worst);
-        printf("all-MiniLM-L6-v2 on %s: %d sentences, worst cosine vs sentence-transformers "
-               "%.7f\n",
+        printf("%s on %s: %d sentences, worst cosine vs sentence-transformers %.7f\n", dir,
                loom_encoder_backend(e), k, worst);
         free(got);
         free(lines);

@@ -126,7 +126,7 @@ void loom_adam8_state_free(loom_adam8_state *s) {
     memset(s, 0, sizeof *s);
 }
 
-static bool hparams_ok(const loom_adamw_hparams *h, int64_t t) {
+static bool hparams_ok(const loom_adam8_hparams *h, int64_t t) {
     return h && t >= 1 && isfinite(h->lr) && h->lr >= 0.0f && h->beta1 >= 0.0f && h->beta1 < 1.0f &&
            h->beta2 >= 0.0f && h->beta2 < 1.0f && h->eps > 0.0f && isfinite(h->eps) &&
            isfinite(h->weight_decay) && h->weight_decay >= 0.0f;
@@ -145,7 +145,7 @@ typedef struct {
     bool wd;
 } adam_consts;
 
-static adam_consts consts_of(const loom_adamw_hparams *h, int64_t t) {
+static adam_consts consts_of(const loom_adam8_hparams *h, int64_t t) {
     adam_consts k;
     k.b1 = h->beta1;
     k.b2 = h->beta2;
@@ -171,7 +171,7 @@ static inline void adam_elem(const adam_consts *k, float g, float *m, float *v, 
     *p = q;
 }
 
-loom_status loom_adam8_step(loom_adam8_state *s, const loom_adamw_hparams *h, int64_t t,
+loom_status loom_adam8_step(loom_adam8_state *s, const loom_adam8_hparams *h, int64_t t,
                             float *param, const float *grad) {
     if (!s || !s->m_code || !param || !grad || !hparams_ok(h, t)) return LOOM_ERR_INVALID_ARG;
     if (!all_finite(grad, s->n)) return LOOM_ERR_INVALID_ARG;
@@ -197,8 +197,8 @@ loom_status loom_adam8_step(loom_adam8_state *s, const loom_adamw_hparams *h, in
     return LOOM_OK;
 }
 
-loom_status loom_adamw32_step(const loom_adamw_hparams *h, int64_t t, int64_t n, float *param,
-                              const float *grad, float *m, float *v) {
+loom_status loom_adam8_f32_step(const loom_adam8_hparams *h, int64_t t, int64_t n, float *param,
+                                const float *grad, float *m, float *v) {
     if (!param || !grad || !m || !v || n < 0 || !hparams_ok(h, t)) return LOOM_ERR_INVALID_ARG;
     if (!all_finite(grad, n)) return LOOM_ERR_INVALID_ARG;
     const adam_consts k = consts_of(h, t);

@@ -45,13 +45,13 @@
 #define LOOM_ADAM8_BLOCK    256
 #define LOOM_ADAM8_MIN_SIZE 4096
 
-typedef struct loom_adamw_hparams {
+typedef struct loom_adam8_hparams {
     float lr;
     float beta1;        /* 0.9 */
     float beta2;        /* 0.999 */
     float eps;          /* 1e-8 */
     float weight_decay; /* decoupled (AdamW); 0 turns it off */
-} loom_adamw_hparams;
+} loom_adam8_hparams;
 
 typedef struct loom_adam8_state {
     int64_t n;        /* elements of the parameter tensor */
@@ -87,12 +87,12 @@ void loom_adam8_state_free(loom_adam8_state *s);
 /* One AdamW step (t = 1 for the first) on param[n] with grad[n], n == s->n.
  * LOOM_ERR_INVALID_ARG for t < 1, a size mismatch or hyperparameters out of
  * range (beta outside [0,1), eps <= 0, lr or weight_decay negative). */
-loom_status loom_adam8_step(loom_adam8_state *s, const loom_adamw_hparams *h, int64_t t,
+loom_status loom_adam8_step(loom_adam8_state *s, const loom_adam8_hparams *h, int64_t t,
                             float *param, const float *grad);
 
 /* The same step with f32 states m[n], v[n] (zero at t = 1): the reference the
  * 8-bit one is compared against, same formula and order of operations. */
-loom_status loom_adamw32_step(const loom_adamw_hparams *h, int64_t t, int64_t n, float *param,
-                              const float *grad, float *m, float *v);
+loom_status loom_adam8_f32_step(const loom_adam8_hparams *h, int64_t t, int64_t n, float *param,
+                                const float *grad, float *m, float *v);
 
 #endif

@@ -55,7 +55,7 @@ static void test_golden(void) {
     int n = (int)hdr[0], steps = (int)hdr[1], nb = (n + 255) / 256;
     float hpv[5];
     memcpy(hpv, take(&c, 20), 20);
-    loom_adamw_hparams hp = {hpv[0], hpv[1], hpv[2], hpv[3], hpv[4]};
+    loom_adam8_hparams hp = {hpv[0], hpv[1], hpv[2], hpv[3], hpv[4]};
     const float *umap = take(&c, 256 * 4);
 
     loom_adam8_state st;
@@ -142,7 +142,7 @@ static void test_bad_args(void) {
     CHECK(loom_adam8_state_init(&st, 10) == LOOM_OK);
     float p[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, g[10] = {0}, p0[10];
     memcpy(p0, p, sizeof p);
-    loom_adamw_hparams h = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f};
+    loom_adam8_hparams h = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.0f};
     CHECK(loom_adam8_step(&st, &h, 0, p, g) == LOOM_ERR_INVALID_ARG);
     g[3] = INFINITY;
     CHECK(loom_adam8_step(&st, &h, 1, p, g) == LOOM_ERR_INVALID_ARG);
@@ -175,7 +175,7 @@ static void test_quadratic(void) {
         f0 += 0.5 * a[i] * c[i] * c[i];
     loom_adam8_state st;
     CHECK(loom_adam8_state_init(&st, N) == LOOM_OK);
-    loom_adamw_hparams h = {2e-2f, 0.9f, 0.999f, 1e-8f, 0.0f};
+    loom_adam8_hparams h = {2e-2f, 0.9f, 0.999f, 1e-8f, 0.0f};
     for (int t = 1; t <= STEPS; t++) {
         float lr = t > STEPS / 2 ? 2e-3f : 2e-2f; /* a decay, as a schedule would */
         h.lr = lr;
@@ -185,7 +185,7 @@ static void test_quadratic(void) {
         if (t > 1) loom_adam8_step(&st, &h, t, x8, g);
         for (int i = 0; i < N; i++)
             g[i] = a[i] * (x32[i] - c[i]);
-        loom_adamw32_step(&h, t, N, x32, g, m, v);
+        loom_adam8_f32_step(&h, t, N, x32, g, m, v);
     }
     double f8 = 0, f32v = 0, d2 = 0, c2 = 0;
     for (int i = 0; i < N; i++) {

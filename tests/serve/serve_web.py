@@ -149,7 +149,9 @@ def run(loom, model):
             q = urllib.parse.urlencode({"q": FIRST, "temperature": 0, "max_tokens": MAX_TOKENS})
             b.call("Page.navigate", url="%s/?%s" % (s.base, q))
             b.wait_for("document.readyState === 'complete'")
-            assert b.wait_for("document.getElementById('model').textContent") == "model: " + name
+            # the header says "connecting…" until /v1/models answers
+            shown = b.wait_for("(t => t !== 'connecting…' && t)(document.getElementById('model').textContent)")
+            assert shown == "model: " + name, shown
             b.wait_for(assistant(0) + "?.dataset.done === '1'")
             got1 = b.eval(assistant(0) + ".querySelector('.text').textContent")
             assert got1 == want1, "page streamed %r, API says %r" % (got1, want1)

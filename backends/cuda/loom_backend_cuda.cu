@@ -441,8 +441,7 @@ static bool gpu_supports(loom_backend *be, const loom_tensor *node) {
         return is_f32(node) && s[0] && loom_op_weight_dtype_ok(LOOM_OP_GET_ROWS, s[0]->dtype) &&
                (is_float(s[0]) || s[0]->dtype == LOOM_Q8_0 || s[0]->dtype == LOOM_Q4_0 ||
                 (lc_is_kq(s[0]->dtype) && s[0]->ne[0] % LOOM_QK_K == 0)) &&
-               s[1] &&
-               s[1]->dtype == LOOM_I32;
+               s[1] && s[1]->dtype == LOOM_I32;
     case LOOM_OP_SET_ROWS: /* f32/f16/bf16 caches; quantizing stays on the cpu */
         return is_float(node) && s[1] && s[1]->dtype == LOOM_F32 && s[2] &&
                s[2]->dtype == LOOM_I32 && s[1]->ne[1] * s[1]->ne[2] <= 0x7fffffff;

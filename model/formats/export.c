@@ -156,9 +156,10 @@ loom_status loom_model_export_gguf(const char *in, const char *out, const loom_e
             "row blocks; export q4_0 for a 4-bit GGUF, or load with --quant nf4",
             loom_dtype_name(p->type));
     if (loom_model_gguf_file_type(p->type) < 0)
-        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                               "export: type %s cannot be exported (f32, f16, bf16, q8_0, q4_0, q4_K, q6_K)",
-                               loom_dtype_name(p->type));
+        return loom_model_fail(
+            err, err_n, LOOM_ERR_INVALID_ARG,
+            "export: type %s cannot be exported (f32, f16, bf16, q8_0, q4_0, q4_K, q6_K)",
+            loom_dtype_name(p->type));
     struct stat si, so;
     if (stat(in, &si) != 0)
         return loom_model_fail(err, err_n, LOOM_ERR_IO,

@@ -17,7 +17,11 @@ __host__ __device__ __forceinline__ bool lc_is_kq(int dt) {
 }
 
 __device__ __forceinline__ int lc_kq_block_bytes(int dt) {
-    return dt == LOOM_Q2_K ? 84 : dt == LOOM_Q3_K ? 110 : dt == LOOM_Q4_K ? 144 : dt == LOOM_Q5_K ? 176 : 210;
+    return dt == LOOM_Q2_K   ? 84
+           : dt == LOOM_Q3_K ? 110
+           : dt == LOOM_Q4_K ? 144
+           : dt == LOOM_Q5_K ? 176
+                             : 210;
 }
 
 __device__ __forceinline__ float lc_kq_f16(const uint8_t *p) {

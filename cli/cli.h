@@ -26,4 +26,7 @@ int loom_cli_default_model(char *path, size_t n);
 /* cli/serve_cmd.c: `loom serve` (serve/server.h). */
 int loom_cli_serve(const char *backend, int argc, char **argv);
 
+/* cli/rag_cmd.c: `loom rag` (rag/index.h). */
+int loom_cli_rag(int argc, char **argv);
+
 #endif

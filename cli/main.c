@@ -31,6 +31,8 @@ static void usage(FILE *f) {
             "  test-ops [opts]    cross-backend parity suite (loom test-ops --help)\n"
             "  bench ops [opts]   time ops on each backend vs measured limits (loom bench --help)\n"
             "  bench model [opts] tokens/s of whole models, llama-bench style (loom bench model -h)\n"
+            "  rag build|add|delete|search|info|bench ...\n"
+            "                     vector index: exact + HNSW search (loom rag --help)\n"
             "  help               this message\n"
             "\n"
             "options:\n"
@@ -158,6 +160,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "test-ops")) return loom_cli_test_ops(backend, sub_argc, sub_argv);
     if (!strcmp(cmd, "bench")) return loom_cli_bench(backend, sub_argc, sub_argv);
     if (!strcmp(cmd, "serve")) return loom_cli_serve(backend, sub_argc, sub_argv);
+    if (!strcmp(cmd, "rag")) return loom_cli_rag(sub_argc, sub_argv);
     if (!strcmp(cmd, "init-model")) return loom_cli_init_model(sub_argc, sub_argv);
     if (!strcmp(cmd, "export-gguf")) return loom_cli_export_gguf(sub_argc, sub_argv);
     if (!strcmp(cmd, "run") || !strcmp(cmd, "chat") || !strcmp(cmd, "info")) {

@@ -12,6 +12,9 @@
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "rag/index.h"
+#ifdef LOOM_HAVE_LIBPQ
+#include "rag/store_pg.h"
+#endif
 
 static void rag_usage(FILE *f) {
     fprintf(f, "usage: loom rag <command> [options]\n"
@@ -26,17 +29,20 @@ static void rag_usage(FILE *f) {
 }
 
 static void build_usage(FILE *f) {
-    fprintf(f, "usage: loom rag build --vectors FILE -o INDEX [options]\n"
-               "  --vectors FILE       .npy (float32, N x D) or raw float32 (needs --dim)\n"
-               "  --dim D              vector dimension of a raw file\n"
-               "  -o INDEX             index file to write (atomically)\n"
-               "  --type T             storage: f32 (default), f16, int8\n"
-               "  --metric M           ip, cosine (default), l2\n"
-               "  --hnsw M,EFC         build an HNSW graph (default 16,200)\n"
-               "  --exact              no graph: exact search only\n"
-               "  --seed S             graph levels seed (default 0)\n"
-               "  --threads N          build threads (default: every core)\n"
-               "  --encoder NAME       record the encoder that made the vectors\n");
+    fprintf(f,
+            "usage: loom rag build --vectors FILE -o INDEX [options]\n"
+            "  --vectors FILE       .npy (float32, N x D) or raw float32 (needs --dim)\n"
+            "  --dim D              vector dimension of a raw file\n"
+            "  -o INDEX             index file to write (atomically)\n"
+            "  --type T             storage: f32 (default), f16, int8\n"
+            "  --metric M           ip, cosine (default), l2\n"
+            "  --hnsw M,EFC         build an HNSW graph (default 16,200)\n"
+            "  --exact              no graph: exact search only\n"
+            "  --seed S             graph levels seed (default 0)\n"
+            "  --threads N          build threads (default: every core)\n"
+            "  --encoder NAME       record the encoder that made the vectors\n"
+            "  --store URL          also (or instead of -o) load them into PostgreSQL + pgvector\n"
+            "  --table NAME         the store's table (default loom_vectors; replaced)\n");
 }
 static void add_usage(FILE *f) {
     fprintf(f, "usage: loom rag add --index INDEX --vectors FILE [--dim D] [--threads N]\n");
@@ -48,20 +54,21 @@ static void info_usage(FILE *f) {
     fprintf(f, "usage: loom rag info --index INDEX\n");
 }
 static void search_usage(FILE *f) {
-    fprintf(
-        f,
-        "usage: loom rag search --index INDEX (--vector-file Q | --query-vec X,Y,...) [options]\n"
-        "  --vector-file Q      query vectors (.npy or raw float32); one result block each\n"
-        "  --query-vec LIST     one query, comma-separated floats\n"
-        "  -k K                 hits per query (default 5)\n"
-        "  --ef N               HNSW efSearch (default max(k, 64))\n"
-        "  --exact              brute force even when the index has a graph\n"
-        "  --tag N              only vectors whose integer tag is N\n"
-        "  --tag-str S          only vectors whose string tag is S\n"
-        "  --source S           only vectors from source S\n"
-        "  --json               one JSON object per hit\n"
-        "  --threads N          threads (default: every core)\n"
-        "  a text query needs an encoder: not available yet\n");
+    fprintf(f, "usage: loom rag search (--index INDEX | --store URL) (--vector-file Q | "
+               "--query-vec X,Y,...) [options]\n"
+               "  --vector-file Q      query vectors (.npy or raw float32); one result block each\n"
+               "  --query-vec LIST     one query, comma-separated floats\n"
+               "  -k K                 hits per query (default 5)\n"
+               "  --ef N               HNSW efSearch (default max(k, 64))\n"
+               "  --exact              brute force even when the index has a graph\n"
+               "  --tag N              only vectors whose integer tag is N\n"
+               "  --tag-str S          only vectors whose string tag is S\n"
+               "  --source S           only vectors from source S\n"
+               "  --json               one JSON object per hit\n"
+               "  --threads N          threads (default: every core)\n"
+               "  --store URL          search PostgreSQL + pgvector instead of an index file\n"
+               "  --table NAME         the store's table (default loom_vectors)\n"
+               "  a text query needs an encoder: not available yet\n");
 }
 static void bench_usage(FILE *f) {
     fprintf(
@@ -134,8 +141,37 @@ bad:
     return false;
 }
 
+static bool to_store(const char *url, const char *table, const loom_rag_matrix *m, int metric,
+                     const loom_rag_hnsw_params *hp) {
+#ifdef LOOM_HAVE_LIBPQ
+    char err[400];
+    loom_rag_pg *pg = NULL;
+    double t0 = now_s();
+    loom_status st = loom_rag_pg_open(url, table, &pg, err, sizeof err);
+    if (st == LOOM_OK)
+        st = loom_rag_pg_create(pg, (int)m->cols, (loom_rag_metric)metric, true, err, sizeof err);
+    if (st == LOOM_OK)
+        st = loom_rag_pg_insert(pg, m->data, m->rows, (int)m->cols, NULL, 0, err, sizeof err);
+    if (st == LOOM_OK && hp)
+        st = loom_rag_pg_build_hnsw(pg, hp->M, hp->ef_construction, err, sizeof err);
+    loom_rag_pg_close(pg);
+    if (st != LOOM_OK) {
+        fprintf(stderr, "loom rag build: --store: %s\n", err);
+        return false;
+    }
+    fprintf(stderr, "loom rag build: %zu vectors into table %s%s in %.3f s\n", m->rows, table,
+            hp ? " with a pgvector hnsw index" : "", now_s() - t0);
+    return true;
+#else
+    (void)url, (void)table, (void)m, (void)metric, (void)hp;
+    fprintf(stderr, "loom rag build: --store: this loom was built without libpq\n");
+    return false;
+#endif
+}
+
 static int cmd_build(int argc, char **argv) {
-    const char *C = "rag build", *vecs = NULL, *out = NULL, *encoder = NULL;
+    const char *C = "rag build", *vecs = NULL, *out = NULL, *encoder = NULL, *store = NULL,
+               *table = "loom_vectors";
     int dim = 0, threads = 0, vt = 0, mt = 1;
     bool exact = false;
     loom_rag_hnsw_params hp = {.M = 16, .ef_construction = 200, .seed = 0};
@@ -155,6 +191,12 @@ static int cmd_build(int argc, char **argv) {
         } else if (!strcmp(a, "--encoder")) {
             VAL();
             encoder = v;
+        } else if (!strcmp(a, "--store")) {
+            VAL();
+            store = v;
+        } else if (!strcmp(a, "--table")) {
+            VAL();
+            table = v;
         } else if (!strcmp(a, "--dim")) {
             VAL();
             if (!loom_cli_parse_int(C, a, v, 1, 65536, &dim)) return LOOM_CLI_USAGE;
@@ -181,12 +223,16 @@ static int cmd_build(int argc, char **argv) {
             return LOOM_CLI_USAGE;
         }
     }
-    if (!vecs || !out) {
-        fprintf(stderr, "loom rag build: %s is required\n", !vecs ? "--vectors FILE" : "-o INDEX");
+    if (!vecs || (!out && !store)) {
+        fprintf(stderr, "loom rag build: %s is required\n",
+                !vecs ? "--vectors FILE" : "-o INDEX or --store URL");
         return LOOM_CLI_USAGE;
     }
     loom_rag_matrix m;
     if (!read_vectors("build", vecs, dim, &m)) return 1;
+    if (store && !to_store(store, table, &m, mt, exact ? NULL : &hp))
+        return loom_rag_matrix_free(&m), 1;
+    if (!out) return loom_rag_matrix_free(&m), 0;
     loom_rag_index *ix = NULL;
     loom_status st = loom_rag_index_new((int)m.cols, (loom_rag_vtype)vt, (loom_rag_metric)mt, &ix);
     if (st != LOOM_OK) {
@@ -383,8 +429,67 @@ static float *parse_vec(const char *s, int *n) {
     return v;
 }
 
+static void print_hit(size_t qi, int rank, const loom_rag_hit *h, const loom_rag_meta *md,
+                      bool json) {
+    if (json) {
+        printf("{\"query\":%zu,\"rank\":%d,\"id\":%u,\"score\":%.7g,\"source\":", qi, rank, h->id,
+               h->score);
+        json_str(md->source);
+        printf(",\"byte_begin\":%" PRIu64 ",\"byte_end\":%" PRIu64 ",\"title\":", md->byte_begin,
+               md->byte_end);
+        json_str(md->title);
+        printf(",\"tag\":%" PRId64 ",\"tag_str\":", md->tag);
+        json_str(md->tag_str);
+        printf("}\n");
+    } else {
+        printf("  %2d. id %-8u score %-12.6g %s [%" PRIu64 ", %" PRIu64 ") %s\n", rank, h->id,
+               h->score, md->source[0] ? md->source : "-", md->byte_begin, md->byte_end, md->title);
+    }
+}
+
+/* Queries against the PostgreSQL store, one SELECT each. */
+static int search_store(const char *url, const char *table, float *q, int qd, const char *vfile,
+                        int k, int ef, bool exact, const loom_rag_filter *f, bool json) {
+#ifdef LOOM_HAVE_LIBPQ
+    char err[400];
+    loom_rag_pg *pg = NULL;
+    size_t nq = 1;
+    if (vfile) {
+        loom_rag_matrix m;
+        if (!read_vectors("search", vfile, 0, &m)) return 1;
+        q = m.data, nq = m.rows, qd = (int)m.cols;
+    }
+    loom_rag_hit *hits = malloc((size_t)k * sizeof *hits);
+    loom_rag_meta *meta = calloc((size_t)k, sizeof *meta);
+    loom_status st =
+        hits && meta ? loom_rag_pg_open(url, table, &pg, err, sizeof err) : LOOM_ERR_OOM;
+    for (size_t i = 0; st == LOOM_OK && i < nq; i++) {
+        int n = 0;
+        st = loom_rag_pg_search(pg, q + i * (size_t)qd, qd, k, ef, exact, f, hits, meta, &n, err,
+                                sizeof err);
+        if (st == LOOM_OK && !json) printf("query %zu: %d hits\n", i, n);
+        for (int j = 0; st == LOOM_OK && j < n; j++)
+            print_hit(i, j + 1, &hits[j], &meta[j], json);
+        loom_rag_pg_free_meta(meta, n);
+    }
+    if (st != LOOM_OK)
+        fprintf(stderr, "loom rag search: --store: %s\n",
+                st == LOOM_ERR_OOM ? "out of memory" : err);
+    loom_rag_pg_close(pg);
+    free(hits), free(meta), free(q);
+    return st == LOOM_OK ? 0 : 1;
+#else
+    (void)url, (void)table, (void)qd, (void)vfile, (void)k, (void)ef, (void)exact, (void)f,
+        (void)json;
+    free(q);
+    fprintf(stderr, "loom rag search: --store: this loom was built without libpq\n");
+    return 1;
+#endif
+}
+
 static int cmd_search(int argc, char **argv) {
-    const char *C = "rag search", *index = NULL, *vfile = NULL, *qvec = NULL, *text = NULL;
+    const char *C = "rag search", *index = NULL, *vfile = NULL, *qvec = NULL, *text = NULL,
+               *store = NULL, *table = "loom_vectors";
     int k = 5, ef = 0, threads = 0;
     bool exact = false, json = false;
     loom_rag_filter f = {0};
@@ -418,6 +523,12 @@ static int cmd_search(int argc, char **argv) {
         } else if (!strcmp(a, "--tag-str")) {
             VAL();
             f.tag_str = v, use_f = true;
+        } else if (!strcmp(a, "--store")) {
+            VAL();
+            store = v;
+        } else if (!strcmp(a, "--table")) {
+            VAL();
+            table = v;
         } else if (!strcmp(a, "--source")) {
             VAL();
             f.source = v, use_f = true;
@@ -440,9 +551,10 @@ static int cmd_search(int argc, char **argv) {
             "give --vector-file or --query-vec\n");
         return LOOM_CLI_USAGE;
     }
-    if (!index || (!vfile == !qvec)) {
+    if (!index == !store || (!vfile == !qvec)) {
         fprintf(stderr, "loom rag search: %s\n",
-                !index ? "--index INDEX is required" : "give one of --vector-file or --query-vec");
+                !index == !store ? "give one of --index INDEX or --store URL"
+                                 : "give one of --vector-file or --query-vec");
         return LOOM_CLI_USAGE;
     }
     float *q = NULL;
@@ -450,6 +562,8 @@ static int cmd_search(int argc, char **argv) {
     int qd = 0;
     loom_rag_matrix m = {0};
     if (qvec && !(q = parse_vec(qvec, &qd))) return LOOM_CLI_USAGE;
+    if (store)
+        return search_store(store, table, q, qd, vfile, k, ef, exact, use_f ? &f : NULL, json);
     loom_rag_index *ix = load_index("search", index);
     if (!ix) return free(q), 1;
     const int d = loom_rag_index_dim(ix);
@@ -481,21 +595,7 @@ static int cmd_search(int argc, char **argv) {
             const loom_rag_hit *h = &hits[i * (size_t)k + j];
             loom_rag_meta md;
             loom_rag_index_meta(ix, h->id, &md);
-            if (json) {
-                printf("{\"query\":%zu,\"rank\":%d,\"id\":%u,\"score\":%.7g,\"source\":", i, j + 1,
-                       h->id, h->score);
-                json_str(md.source);
-                printf(",\"byte_begin\":%" PRIu64 ",\"byte_end\":%" PRIu64 ",\"title\":",
-                       md.byte_begin, md.byte_end);
-                json_str(md.title);
-                printf(",\"tag\":%" PRId64 ",\"tag_str\":", md.tag);
-                json_str(md.tag_str);
-                printf("}\n");
-            } else {
-                printf("  %2d. id %-8u score %-12.6g %s [%" PRIu64 ", %" PRIu64 ") %s\n", j + 1,
-                       h->id, h->score, md.source[0] ? md.source : "-", md.byte_begin, md.byte_end,
-                       md.title);
-            }
+            print_hit(i, j + 1, h, &md, json);
         }
     }
     if (st != LOOM_OK) fprintf(stderr, "loom rag search: %s\n", loom_status_str(st));

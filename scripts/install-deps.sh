@@ -26,6 +26,10 @@ VULKAN_PKGS=(libvulkan-dev mesa-vulkan-drivers vulkan-tools glslc spirv-tools)
 HIP_PKGS=(hipcc libamdhip64-dev)
 
 PKGS=("${BUILD_PKGS[@]}" "${LIB_PKGS[@]}" "${VULKAN_PKGS[@]}" "${HIP_PKGS[@]}")
+# libpq: `loom rag --store postgresql://...`, the PostgreSQL + pgvector store
+# (docs/adr/0026-vector-index.md; the test server comes from PyPI pgserver).
+RAG_PKGS=(libpq-dev)
+PKGS+=("${RAG_PKGS[@]}")
 
 log() { printf 'install-deps: %s\n' "$*"; }
 

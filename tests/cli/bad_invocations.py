@@ -95,7 +95,8 @@ SPEC = {
                        "--type": ("choice", ["f32", "f16", "int8"]),
                        "--metric": ("choice", ["ip", "cosine", "l2"]),
                        "--hnsw": ("str",), "--exact": ("flag",), "--seed": ("u64",),
-                       "--threads": ("int", 1, 4096), "--encoder": ("str",)},
+                       "--threads": ("int", 1, 4096), "--encoder": ("str",),
+                       "--store": ("str",), "--table": ("str",)},
     ("rag", "add"): {"--index": ("str",), "--vectors": ("str",), "--dim": ("int", 1, 65536),
                      "--threads": ("int", 1, 4096)},
     ("rag", "delete"): {"--index": ("str",), "--id": ("int", 0, 4294967279)},
@@ -103,7 +104,7 @@ SPEC = {
                         "-k": ("int", 1, 10000), "--ef": ("int", 1, 100000), "--exact": ("flag",),
                         "--tag": ("int", -9223372036854775808, 9223372036854775807),
                         "--tag-str": ("str",), "--source": ("str",), "--json": ("flag",),
-                        "--threads": ("int", 1, 4096)},
+                        "--threads": ("int", 1, 4096), "--store": ("str",), "--table": ("str",)},
     ("rag", "info"): {"--index": ("str",)},
     ("rag", "bench"): {"--index": ("str",), "--queries": ("str",), "--gt": ("str",),
                        "-k": ("int", 1, 1000), "--ef": ("str",), "--threads": ("int", 1, 4096)},
@@ -331,10 +332,14 @@ def main():
     r.expect_usage_error(["rag"], r"usage: loom rag .*")
     r.expect_usage_error(["rag", "bogus"], r"loom rag: unknown command 'bogus' .*")
     r.expect_usage_error(["rag", "build", "-o", "x.lvi"], r"loom rag build: --vectors FILE is required")
+    r.expect_usage_error(["rag", "build", "--vectors", "x.npy"],
+                         r"loom rag build: -o INDEX or --store URL is required")
     r.expect_usage_error(["rag", "search", "--index", "x.lvi", "what is loom"],
                          r"loom rag search: a text query needs an encoder.*")
     r.expect_usage_error(["rag", "search", "--index", "x.lvi"],
                          r"loom rag search: give one of --vector-file or --query-vec")
+    r.expect_usage_error(["rag", "search", "--query-vec", "1"],
+                         r"loom rag search: give one of --index INDEX or --store URL")
     for v in ("16", "a,200", "16,", "2,200", "16,2"):
         r.expect_usage_error(["rag", "build", "--hnsw", v], r"loom rag build: --hnsw: .*")
     r.expect_usage_error(["rag", "bench", "--ef", "16,x"], r"loom rag bench: --ef: 'x' is not a number")

@@ -148,7 +148,7 @@ loom_status loom_rag_index_search_batch(loom_rag_index *ix, const float *queries
  * rename, fsync of the directory. A crash leaves the old file or the new. */
 loom_status loom_rag_index_save(loom_rag_index *ix, const char *path);
 /* Load flags. */
-#define LOOM_RAG_LOAD_NO_VERIFY 1u /* skip the data checksums (the structure is still checked) */
+#define LOOM_RAG_LOAD_NO_VERIFY 1u /* skip the checksums (the structure is still checked) */
 /* Map path read-only and check it; on failure a one-line reason in err.
  * The index reads its vectors and graph from the mapping until it is
  * changed (add/delete/build copy them to memory first). */

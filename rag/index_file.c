@@ -228,7 +228,8 @@ static loom_status parse(const uint8_t *base, size_t size, unsigned flags, loom_
         return BAD(LOOM_ERR_FORMAT, "section table runs past the end of the file");
     const uint32_t crc =
         loom_rag__crc32c(loom_rag__crc32c(0, base, offsetof(hdr, crc)), base + HDR, tbytes);
-    if (crc != h.crc) return BAD(LOOM_ERR_FORMAT, "header checksum mismatch (corrupted file)");
+    if (!(flags & LOOM_RAG_LOAD_NO_VERIFY) && crc != h.crc)
+        return BAD(LOOM_ERR_FORMAT, "header checksum mismatch (corrupted file)");
     if (h.dim < 1 || h.dim > 65536 || h.vtype > LOOM_RAG_I8 || h.metric > LOOM_RAG_L2)
         return BAD(LOOM_ERR_FORMAT, "bad header: dim %u, type %u, metric %u", h.dim, h.vtype,
                    h.metric);

@@ -570,6 +570,55 @@ static void batch_task(void *vctx, int ith, int nth) {
     free(pairs);
 }
 
+/* Batched exact search over f32 rows: tasks take eight queries at a time
+ * and stream the rows once for all eight (index_exact.c). */
+static void batch8_task(void *vctx, int ith, int nth) {
+    batch_ctx *c = vctx;
+    (void)ith, (void)nth;
+    const int k = c->sp->k, d = c->ix->dim;
+    float *qb = malloc((size_t)8 * d * 4);
+    loom_rag_pair *heaps = malloc((size_t)8 * k * sizeof *heaps);
+    if (!qb || !heaps) {
+        atomic_store(&c->status, LOOM_ERR_OOM);
+    } else {
+        for (size_t q0; (q0 = atomic_fetch_add(&c->next, 8)) < c->nq;) {
+            const int nq = c->nq - q0 < 8 ? (int)(c->nq - q0) : 8;
+            bool bad = false;
+            for (int j = 0; j < 8; j++) {
+                const float *src = c->queries + (q0 + (size_t)(j < nq ? j : 0)) * d;
+                double ss = 0;
+                for (int i = 0; i < d; i++) {
+                    bad |= !isfinite(src[i]);
+                    ss += (double)src[i] * src[i];
+                }
+                float s =
+                    c->ix->metric == LOOM_RAG_COSINE && ss > 0 ? (float)(1.0 / sqrt(ss)) : 1.0f;
+                if (c->ix->metric == LOOM_RAG_COSINE && !(ss > 0)) s = 0.0f;
+                for (int i = 0; i < d; i++)
+                    qb[(size_t)j * d + i] = src[i] * s;
+            }
+            if (bad) {
+                atomic_store(&c->status, LOOM_ERR_INVALID_ARG);
+                continue;
+            }
+            size_t counts[8];
+            loom_rag__exact_block8(c->ix, qb, nq, k, c->sp->filter, heaps, counts);
+            const bool l2 = c->ix->metric == LOOM_RAG_L2;
+            for (int j = 0; j < nq; j++) {
+                loom_rag_hit *h = c->hits + (q0 + j) * (size_t)k;
+                for (size_t r = 0; r < counts[j]; r++) {
+                    const loom_rag_pair p = heaps[(size_t)j * k + r];
+                    h[r].id = p.id;
+                    h[r].score = l2 ? p.d : -p.d;
+                }
+                c->n_hits[q0 + j] = (int)counts[j];
+            }
+        }
+    }
+    free(qb);
+    free(heaps);
+}
+
 loom_status loom_rag_index_search_batch(loom_rag_index *ix, const float *queries, size_t nq,
                                         const loom_rag_search_params *sp, loom_threadpool *pool,
                                         loom_rag_hit *hits, int *n_hits) {
@@ -580,10 +629,13 @@ loom_status loom_rag_index_search_batch(loom_rag_index *ix, const float *queries
     atomic_init(&c.next, 0);
     atomic_init(&c.status, LOOM_OK);
     pthread_rwlock_rdlock(&ix->lock);
+    const bool blocked =
+        (sp->exact || !ix->has_graph) && ix->vtype == LOOM_RAG_F32 && ix->kern.dist8[0] && nq > 1;
+    loom_task_fn fn = blocked ? batch8_task : batch_task;
     if (pool)
-        loom_threadpool_run(pool, batch_task, &c);
+        loom_threadpool_run(pool, fn, &c);
     else
-        batch_task(&c, 0, 1);
+        fn(&c, 0, 1);
     pthread_rwlock_unlock(&ix->lock);
     return (loom_status)atomic_load(&c.status);
 }

@@ -66,6 +66,7 @@ void loom_rag_kernels_scalar(loom_rag_kernels *k) {
     k->dist[1][1] = l2_f16;
     k->dist[2][0] = nip_i8;
     k->dist[2][1] = l2_i8;
+    k->dist8[0] = k->dist8[1] = NULL;
 }
 
 static loom_rag_isa best_isa(void) {

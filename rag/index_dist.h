@@ -13,10 +13,17 @@
 
 typedef float (*loom_rag_dist_fn)(const float *q, const void *x, float scale, int d);
 
+/* Eight f32 queries (row-major, stride d) against one f32 row: out[j] is
+ * query j's distance. Batched exact search streams the rows once per eight
+ * queries instead of once per query. */
+typedef void (*loom_rag_dist8_fn)(const float *q, const float *x, int d, float *out);
+
 typedef struct loom_rag_kernels {
     const char *isa;
     /* [vtype][0 = negated inner product, 1 = squared L2] */
     loom_rag_dist_fn dist[3][2];
+    /* f32 rows only; NULL in the scalar table (callers loop over dist). */
+    loom_rag_dist8_fn dist8[2];
 } loom_rag_kernels;
 
 typedef enum {

@@ -97,7 +97,30 @@ static float l2_i8(const float *q, const void *xv, float s, int d) {
     return r;
 }
 
+#define BLOCK8(NAME, BODY, SBODY, SIGN)                                                            \
+    static void NAME(const float *q, const float *x, int d, float *out) {                          \
+        __m256 a[8];                                                                               \
+        for (int j = 0; j < 8; j++)                                                                \
+            a[j] = _mm256_setzero_ps();                                                            \
+        int i = 0;                                                                                 \
+        for (; i + 8 <= d; i += 8) {                                                               \
+            __m256 xv = _mm256_loadu_ps(x + i);                                                    \
+            for (int j = 0; j < 8; j++)                                                            \
+                BODY(a[j], _mm256_loadu_ps(q + (size_t)j * d + i), xv);                            \
+        }                                                                                          \
+        for (int j = 0; j < 8; j++) {                                                              \
+            float r = hsum(a[j]);                                                                  \
+            for (int t = i; t < d; t++)                                                            \
+                SBODY(r, q[(size_t)j * d + t], x[t]);                                              \
+            out[j] = SIGN r;                                                                       \
+        }                                                                                          \
+    }
+BLOCK8(nip8_f32, IP, SIP, -)
+BLOCK8(l28_f32, L2, SL2, +)
+
 void loom_rag_kernels_avx2(loom_rag_kernels *k) {
+    k->dist8[0] = nip8_f32;
+    k->dist8[1] = l28_f32;
     k->isa = "avx2";
     k->dist[0][0] = nip_f32;
     k->dist[0][1] = l2_f32;

@@ -102,7 +102,33 @@ static float l2_i8(const float *q, const void *xv, float s, int d) {
     return r;
 }
 
+/* 8 accumulators, one row load shared by the eight queries. */
+#define BLOCK8(NAME, BODY, SIGN)                                                                   \
+    static void NAME(const float *q, const float *x, int d, float *out) {                          \
+        __m512 a[8];                                                                               \
+        for (int j = 0; j < 8; j++)                                                                \
+            a[j] = _mm512_setzero_ps();                                                            \
+        int i = 0;                                                                                 \
+        for (; i + 16 <= d; i += 16) {                                                             \
+            __m512 xv = _mm512_loadu_ps(x + i);                                                    \
+            for (int j = 0; j < 8; j++)                                                            \
+                BODY(a[j], _mm512_loadu_ps(q + (size_t)j * d + i), xv);                            \
+        }                                                                                          \
+        if (i < d) {                                                                               \
+            __mmask16 m = (__mmask16)((1u << (d - i)) - 1);                                        \
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + i);                                           \
+            for (int j = 0; j < 8; j++)                                                            \
+                BODY(a[j], _mm512_maskz_loadu_ps(m, q + (size_t)j * d + i), xv);                   \
+        }                                                                                          \
+        for (int j = 0; j < 8; j++)                                                                \
+            out[j] = SIGN _mm512_reduce_add_ps(a[j]);                                              \
+    }
+BLOCK8(nip8_f32, IP, -)
+BLOCK8(l28_f32, L2, +)
+
 void loom_rag_kernels_avx512(loom_rag_kernels *k) {
+    k->dist8[0] = nip8_f32;
+    k->dist8[1] = l28_f32;
     k->isa = "avx512";
     k->dist[0][0] = nip_f32;
     k->dist[0][1] = l2_f32;

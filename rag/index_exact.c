@@ -135,3 +135,29 @@ void loom_rag__exact(const loom_rag_index *ix, const float *q, int k, const loom
     loom_rag__sort_pairs(out, n);
     *n_out = (int)n;
 }
+
+void loom_rag__exact_block8(const loom_rag_index *ix, const float *qblk, int nq, int k,
+                            const loom_rag_filter *f, loom_rag_pair *heaps, size_t *counts) {
+    const loom_rag_dist8_fn fn = ix->kern.dist8[ix->metric == LOOM_RAG_L2];
+    const int d = ix->dim;
+    for (int j = 0; j < nq; j++)
+        counts[j] = 0;
+    const uint8_t *row = ix->vecs;
+    for (uint32_t i = 0; i < ix->n; i++, row += ix->row_bytes) {
+        if (ix->dead[i] || (f && !loom_rag__pass(ix, i, f))) continue;
+        float dd[8];
+        fn(qblk, (const float *)row, d, dd);
+        for (int j = 0; j < nq; j++) {
+            loom_rag_pair p = {dd[j], i};
+            loom_rag_pair *h = heaps + (size_t)j * k;
+            if (counts[j] < (size_t)k) {
+                loom_rag__maxheap_push(h, &counts[j], p);
+            } else if (worse(h[0], p)) {
+                loom_rag__maxheap_pop(h, &counts[j]);
+                loom_rag__maxheap_push(h, &counts[j], p);
+            }
+        }
+    }
+    for (int j = 0; j < nq; j++)
+        loom_rag__sort_pairs(heaps + (size_t)j * k, counts[j]);
+}

@@ -111,6 +111,11 @@ const float *loom_rag__as_query(const loom_rag_index *ix, uint32_t id, float *bu
 /* index_exact.c: top k by brute force; hits sorted best first. */
 void loom_rag__exact(const loom_rag_index *ix, const float *q, int k, const loom_rag_filter *f,
                      loom_threadpool *pool, loom_rag_pair *out, int *n_out);
+/* Exact top k of nq <= 8 queries at once (qblk: 8 x dim, prepared: cosine
+ * queries normalised, unused rows any finite values) over f32 rows with the
+ * dist8 kernel; heaps 8 x k, each sorted best first, counts[j] hits each. */
+void loom_rag__exact_block8(const loom_rag_index *ix, const float *qblk, int nq, int k,
+                            const loom_rag_filter *f, loom_rag_pair *heaps, size_t *counts);
 /* Binary heaps of pairs: max-heap (worst on top) and min-heap (best on top). */
 void loom_rag__maxheap_push(loom_rag_pair *h, size_t *n, loom_rag_pair p);
 void loom_rag__maxheap_pop(loom_rag_pair *h, size_t *n);

@@ -51,6 +51,20 @@ static void test_kernels(void) {
                     CHECK_MSG(fabsf(a - b) <= tol, "%s %s %s d=%d: %g vs scalar %g", k.isa,
                               vt_name[vt], m ? "l2" : "ip", d, a, b);
                 }
+            /* The eight-query block kernels against the one-query scalar one. */
+            static float q8[8 * 768];
+            for (int i = 0; i < 8 * d; i++)
+                q8[i] = rt_gauss(&seed);
+            for (int m = 0; m < 2; m++) {
+                float out[8];
+                k.dist8[m](q8, xf, d, out);
+                for (int j = 0; j < 8; j++) {
+                    float b = ref.dist[0][m](q8 + j * d, xf, 1.0f, d);
+                    CHECK_MSG(fabsf(out[j] - b) <= 1e-4f * (1.0f + fabsf(b)) * sqrtf((float)d),
+                              "%s dist8 %s d=%d q%d: %g vs %g", k.isa, m ? "l2" : "ip", d, j,
+                              out[j], b);
+                }
+            }
         }
     }
     printf("kernels: %d SIMD ISA(s) checked against scalar (this CPU: %s)\n", isas_run,
@@ -157,6 +171,30 @@ static void test_exact(loom_threadpool *pool) {
                         CHECK_MSG(same >= nr - 2, "%s/%s: %d of %d ids in reference order",
                                   vt_name[vt], mt_name[mt], same, nr);
                     }
+            /* Batched exact search (eight queries per pass over the rows for
+             * f32) against the same reference, 11 queries: a full block and a
+             * partial one. */
+            enum { NQ = 11 };
+            float *qq = rt_mixture(NQ, d, 3, 0.5f, 13);
+            loom_rag_hit bh[NQ * 10];
+            int bn[NQ];
+            loom_rag_search_params bsp = {.k = 10, .exact = true};
+            CHECK(loom_rag_index_search_batch(ix, qq, NQ, &bsp, pool, bh, bn) == LOOM_OK);
+            for (int qi = 0; qi < NQ; qi++) {
+                ref_hit r[10];
+                int nr = ref_topk(ix, qq + qi * d, 10, NULL, r);
+                CHECK(bn[qi] == nr);
+                int same = 0;
+                for (int j = 0; j < nr && j < bn[qi]; j++) {
+                    same += bh[qi * 10 + j].id == r[j].id;
+                    CHECK_MSG(fabsf(bh[qi * 10 + j].score - r[j].s) <= 1e-3f * (1 + fabsf(r[j].s)),
+                              "batch %s/%s q%d hit %d: %g vs %g", vt_name[vt], mt_name[mt], qi, j,
+                              bh[qi * 10 + j].score, r[j].s);
+                }
+                CHECK_MSG(same >= nr - 2, "batch %s/%s q%d: %d of %d in order", vt_name[vt],
+                          mt_name[mt], qi, same, nr);
+            }
+            free(qq);
             loom_rag_index_free(ix);
         }
     free(v);

@@ -363,7 +363,6 @@ loom_status loom_rag__hnsw_build(loom_rag_index *ix, const loom_rag_hnsw_params 
         ix->levels = NULL, ix->l0 = NULL, ix->uoff = NULL;
         return loom_rag__fail(ix, LOOM_ERR_OOM, "hnsw: out of memory for %u nodes", ix->n);
     }
-    if (!ix->cap) ix->cap = 0; /* arrays of 1 are placeholders until rows come */
     ix->has_graph = true;
     return loom_rag__hnsw_insert_range(ix, 0, pool);
 }

@@ -19,8 +19,10 @@
  * "higher is better"; LOOM_RAG_L2 gives the squared Euclidean distance,
  * "lower is better" (FAISS reports the same). Hits are sorted best first.
  *
- * Threads: any number of threads may search one index at once (searches take
- * a shared lock); add, delete, build_hnsw and save take it exclusively.
+ * Threads: any number of threads may search one index at once (searches and
+ * save take a shared lock); add, delete, build_hnsw and set_encoder take it
+ * exclusively. A loom_threadpool runs one job at a time: concurrent searches
+ * must not pass the same pool (pass NULL, or one pool per caller).
  * Errors: every loom_status return leaves a one-line message in the index
  * (loom_rag_index_error), or in the caller's err buffer for load. */
 #ifndef LOOM_RAG_INDEX_H

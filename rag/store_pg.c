@@ -252,7 +252,7 @@ loom_status loom_rag_pg_search(loom_rag_pg *pg, const float *q, int dim, int k, 
     if (!qv || !put_vec(&qv, &len, &cap, q, dim))
         return free(qv), BAD(LOOM_ERR_OOM, "out of memory");
     char sql[1024], where[64] = "";
-    const char *params[4] = {qv, NULL, NULL, NULL};
+    const char *params[5] = {qv, NULL, NULL, NULL, NULL};
     int np = 1;
     char tmin[32], tmax[32];
     if (f && f->use_tag_range) {
@@ -269,7 +269,7 @@ loom_status loom_rag_pg_search(loom_rag_pg *pg, const float *q, int dim, int k, 
     }
     char w3[128] = "";
     if (f && f->source) {
-        if (np == 4) return free(qv), BAD(LOOM_ERR_UNSUPPORTED, "too many filters");
+
         params[np++] = f->source;
         snprintf(w3, sizeof w3, " AND source = $%d", np);
     }

@@ -96,7 +96,7 @@ SPEC = {
                        "--metric": ("choice", ["ip", "cosine", "l2"]),
                        "--hnsw": ("str",), "--exact": ("flag",), "--seed": ("u64",),
                        "--threads": ("int", 1, 4096), "--encoder": ("str",),
-                       "--store": ("str",), "--table": ("str",)},
+                       "--store": ("str",), "--table": ("str",), "--meta": ("str",)},
     ("rag", "add"): {"--index": ("str",), "--vectors": ("str",), "--dim": ("int", 1, 65536),
                      "--threads": ("int", 1, 4096)},
     ("rag", "delete"): {"--index": ("str",), "--id": ("int", 0, 4294967279)},

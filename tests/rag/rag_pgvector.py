@@ -109,11 +109,17 @@ def main():
         xf, qf = os.path.join(workdir, "x.npy"), os.path.join(workdir, "q.npy")
         np.save(xf, x)
         np.save(qf, q)
+        mf = os.path.join(workdir, "meta.jsonl")
+        with open(mf, "w") as f:
+            for i in range(n):
+                f.write(json.dumps({"source": "doc%d.md" % (i % 7), "title": "T\t%d \"q\"" % i,
+                                    "byte_begin": 100 * i, "byte_end": 100 * i + 99, "tag": i % 5,
+                                    "tag_str": "en" if i % 3 else "de"}) + "\n")
         for metric in ("ip", "cosine", "l2"):
             local = os.path.join(workdir, "local_%s.lvi" % metric)
             table = "loom_test_" + metric
             run_loom(loom, "rag", "build", "--vectors", xf, "-o", local, "--exact", "--metric", metric,
-                     "--store", url, "--table", table)
+                     "--store", url, "--table", table, "--meta", mf)
             want = hits(run_loom(loom, "rag", "search", "--index", local, "--vector-file", qf, "-k", str(k),
                                  "--json"), nq, k)
             got = hits(run_loom(loom, "rag", "search", "--store", url, "--table", table, "--vector-file", qf,
@@ -128,6 +134,23 @@ def main():
                         near = [i for i, sc in want[qi] if abs(sc - gs) < 1e-5]
                         if gi not in near:
                             failures.append("%s q%d rank %d: id %d, local %d" % (metric, qi, r, gi, wi))
+            # Filters (tag, tag_str, source) and metadata: the same hits, the same fields.
+            filt = ["--tag", "3", "--tag-str", "en", "--source", "doc2.md"]
+            lf = [json.loads(l) for l in run_loom(loom, "rag", "search", "--index", local, "--vector-file", qf,
+                                                  "-k", "5", "--json", *filt).splitlines()]
+            sf = [json.loads(l) for l in run_loom(loom, "rag", "search", "--store", url, "--table", table,
+                                                  "--vector-file", qf, "-k", "5", "--exact", "--json",
+                                                  *filt).splitlines()]
+            if len(lf) != 5 * nq or len(sf) != len(lf):
+                failures.append("%s filtered: %d local hits, %d store hits" % (metric, len(lf), len(sf)))
+            for a_, b_ in zip(lf, sf):
+                fields = ("id", "source", "title", "tag", "tag_str", "byte_begin", "byte_end")
+                if a_["id"] == b_["id"] and any(a_[f] != b_[f] for f in fields):
+                    failures.append("%s filtered metadata differs: %r vs %r" % (metric, a_, b_))
+                if a_["tag"] != 3 or a_["tag_str"] != "en" or a_["source"] != "doc2.md":
+                    failures.append("%s filter not applied: %r" % (metric, a_))
+            if [h["id"] for h in lf] != [h["id"] for h in sf]:
+                failures.append("%s filtered ids differ" % metric)
             # pgvector's own HNSW index on the same table.
             run_loom(loom, "rag", "build", "--vectors", xf, "--metric", metric, "--hnsw", "16,64",
                      "--store", url, "--table", table)

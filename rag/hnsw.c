@@ -319,7 +319,7 @@ loom_status loom_rag__hnsw_insert_range(loom_rag_index *ix, uint32_t first, loom
     }
     /* Zeroed, not just the counts: unused slots are written to the file,
      * and a build must give the same bytes every time. */
-    memset(ix->upool + ix->upool_len, 0, (need - ix->upool_len) * 4);
+    if (need > ix->upool_len) memset(ix->upool + ix->upool_len, 0, (need - ix->upool_len) * 4);
     ix->upool_len = need;
     free((void *)ix->node_lock);
     ix->node_lock = calloc(ix->cap ? ix->cap : 1, 1);

@@ -9,10 +9,9 @@
 #include <string.h>
 #include <time.h>
 
-#include <cjson/cJSON.h>
-
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/rag_meta.h"
 #include "rag/index.h"
 #ifdef LOOM_HAVE_LIBPQ
 #include "rag/store_pg.h"
@@ -153,98 +152,6 @@ bad:
     return false;
 }
 
-/* --meta FILE.jsonl: one object per vector, keys source, title, tag_str
- * (strings), byte_begin, byte_end (non-negative integers), tag (integer);
- * any missing key is empty/0. Strings are malloc'd (free_meta). */
-static void free_meta(loom_rag_meta *m, size_t n) {
-    for (size_t i = 0; m && i < n; i++) {
-        free((char *)m[i].source);
-        free((char *)m[i].title);
-        free((char *)m[i].tag_str);
-    }
-    free(m);
-}
-
-static bool meta_key(loom_rag_meta *m, const cJSON *it) {
-    const char *key = it->string;
-    const char **sp = !strcmp(key, "source")    ? &m->source
-                      : !strcmp(key, "title")   ? &m->title
-                      : !strcmp(key, "tag_str") ? &m->tag_str
-                                                : NULL;
-    if (sp) {
-        if (!cJSON_IsString(it) || *sp) return false;
-        return (*sp = strdup(it->valuestring)) != NULL;
-    }
-    if (!cJSON_IsNumber(it) || it->valuedouble != (double)(int64_t)it->valuedouble) return false;
-    const int64_t v = (int64_t)it->valuedouble;
-    if (!strcmp(key, "tag")) {
-        m->tag = v;
-        return true;
-    }
-    if (v < 0) return false;
-    if (!strcmp(key, "byte_begin"))
-        m->byte_begin = (uint64_t)v;
-    else if (!strcmp(key, "byte_end"))
-        m->byte_end = (uint64_t)v;
-    else
-        return false;
-    return true;
-}
-
-static loom_rag_meta *read_meta(const char *path, size_t rows) {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "loom rag build: --meta: cannot open %s\n", path);
-        return NULL;
-    }
-    loom_rag_meta *m = calloc(rows ? rows : 1, sizeof *m);
-    char *line = NULL;
-    size_t cap = 0, n = 0, lineno = 0;
-    bool ok = m != NULL;
-    for (ssize_t len; ok && (len = getline(&line, &cap, f)) >= 0;) {
-        lineno++;
-        if (len == 0 || line[0] == '\n') continue;
-        if (n == rows) {
-            fprintf(stderr, "loom rag build: --meta: %s has more lines than the %zu vectors\n",
-                    path, rows);
-            ok = false;
-            break;
-        }
-        cJSON *o = cJSON_Parse(line);
-        if (!cJSON_IsObject(o)) {
-            fprintf(stderr, "loom rag build: --meta: %s line %zu is not a JSON object\n", path,
-                    lineno);
-            ok = false;
-        }
-        for (cJSON *it = o ? o->child : NULL; ok && it; it = it->next)
-            if (!meta_key(&m[n], it)) {
-                fprintf(stderr,
-                        "loom rag build: --meta: %s line %zu: bad, repeated or unknown key '%s'\n",
-                        path, lineno, it->string);
-                ok = false;
-            }
-        cJSON_Delete(o);
-        if (ok && m[n].byte_end < m[n].byte_begin) {
-            fprintf(stderr, "loom rag build: --meta: %s line %zu: byte_end < byte_begin\n", path,
-                    lineno);
-            ok = false;
-        }
-        n++;
-    }
-    free(line);
-    fclose(f);
-    if (ok && n != rows) {
-        fprintf(stderr, "loom rag build: --meta: %s has %zu lines for %zu vectors\n", path, n,
-                rows);
-        ok = false;
-    }
-    if (!ok) {
-        free_meta(m, rows);
-        return NULL;
-    }
-    return m;
-}
-
 static bool to_store(const char *url, const char *table, const loom_rag_matrix *m, int metric,
                      const loom_rag_hnsw_params *hp, const loom_rag_meta *meta) {
 #ifdef LOOM_HAVE_LIBPQ
@@ -338,9 +245,10 @@ static int cmd_build(int argc, char **argv) {
     loom_rag_matrix m;
     if (!read_vectors("build", vecs, dim, &m)) return 1;
     loom_rag_meta *meta = NULL;
-    if (metaf && !(meta = read_meta(metaf, m.rows))) return loom_rag_matrix_free(&m), 1;
+    if (metaf && !(meta = loom_cli_rag_read_meta(metaf, m.rows)))
+        return loom_rag_matrix_free(&m), 1;
     if ((store && !to_store(store, table, &m, mt, exact ? NULL : &hp, meta)) || !out) {
-        free_meta(meta, m.rows);
+        loom_cli_rag_free_meta(meta, m.rows);
         loom_rag_matrix_free(&m);
         return out ? 1 : 0;
     }
@@ -348,16 +256,18 @@ static int cmd_build(int argc, char **argv) {
     loom_status st = loom_rag_index_new((int)m.cols, (loom_rag_vtype)vt, (loom_rag_metric)mt, &ix);
     if (st != LOOM_OK) {
         loom_rag_matrix_free(&m);
-        free_meta(meta, m.rows);
+        loom_cli_rag_free_meta(meta, m.rows);
         fprintf(stderr, "loom rag build: %zu columns is not a valid dimension (1..65536)\n",
                 m.cols);
         return 1;
     }
     loom_threadpool *pool = make_pool("build", threads);
-    if (!pool) return loom_rag_matrix_free(&m), free_meta(meta, m.rows), loom_rag_index_free(ix), 1;
+    if (!pool)
+        return loom_rag_matrix_free(&m), loom_cli_rag_free_meta(meta, m.rows),
+               loom_rag_index_free(ix), 1;
     double t0 = now_s(), c0 = cpu_s();
     st = loom_rag_index_add(ix, m.data, m.rows, meta, NULL, NULL);
-    free_meta(meta, m.rows);
+    loom_cli_rag_free_meta(meta, m.rows);
     loom_rag_matrix_free(&m);
     if (st == LOOM_OK && !exact) st = loom_rag_index_build_hnsw(ix, &hp, pool);
     double t1 = now_s(), c1 = cpu_s();

@@ -62,5 +62,7 @@ struct loom_model;
 int loom_cli_lora_attach(const char *cmd, struct loom_model *m, const char *dir,
                          loom_cli_lora **out);
 void loom_cli_lora_free(loom_cli_lora *l); /* NULL is fine */
+/* cli/rag_cmd.c: `loom rag` (rag/index.h). */
+int loom_cli_rag(int argc, char **argv);
 
 #endif

@@ -37,6 +37,8 @@ static void usage(FILE *f) {
         "  data prep (--in F.jsonl | --html DIR) -o OUT.jsonl [opts]\n"
         "                     clean a fine-tuning data set: HTML to text, NFKC, dedup,\n"
         "                     near-dup removal, with a report (loom data prep --help)\n"
+        "  rag build|add|delete|search|info|bench ...\n"
+        "                     vector index: exact + HNSW search (loom rag --help)\n"
         "  demo [--backend X] run one transformer block on random weights, print a checksum\n"
         "  test-ops [opts]    cross-backend parity suite (loom test-ops --help)\n"
         "  bench ops [opts]   time ops on each backend vs measured limits (loom bench --help)\n"
@@ -171,6 +173,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "embed")) return loom_cli_embed(backend, sub_argc, sub_argv);
     if (!strcmp(cmd, "data")) return loom_cli_data(sub_argc, sub_argv);
     if (!strcmp(cmd, "finetune")) return loom_cli_finetune(backend, sub_argc, sub_argv);
+    if (!strcmp(cmd, "rag")) return loom_cli_rag(sub_argc, sub_argv);
     if (!strcmp(cmd, "init-model")) return loom_cli_init_model(sub_argc, sub_argv);
     if (!strcmp(cmd, "export-gguf")) return loom_cli_export_gguf(sub_argc, sub_argv);
     if (!strcmp(cmd, "perplexity")) {

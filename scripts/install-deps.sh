@@ -35,6 +35,10 @@ HIP_PKGS=(hipcc libamdhip64-dev)
 TEST_PKGS=(chromium)
 
 PKGS=("${BUILD_PKGS[@]}" "${LIB_PKGS[@]}" "${VULKAN_PKGS[@]}" "${HIP_PKGS[@]}" "${TEST_PKGS[@]}")
+# libpq: `loom rag --store postgresql://...`, the PostgreSQL + pgvector store
+# (docs/adr/0026-vector-index.md; the test server comes from PyPI pgserver).
+RAG_PKGS=(libpq-dev)
+PKGS+=("${RAG_PKGS[@]}")
 
 log() { printf 'install-deps: %s\n' "$*"; }
 

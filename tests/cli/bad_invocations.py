@@ -139,10 +139,30 @@ SPEC = {
                     "--save-every": ("int", 0, 1000000000), "--eval-every": ("int", 0, 1000000000),
                     "--optim": ("choice", ["adamw"]),
                     "--resume": ("flag",), "--quiet": ("flag",), "--backend": ("str",)},
+    ("rag", "build"): {"--vectors": ("str",), "--dim": ("int", 1, 65536), "-o": ("str",),
+                       "--type": ("choice", ["f32", "f16", "int8"]),
+                       "--metric": ("choice", ["ip", "cosine", "l2"]),
+                       "--hnsw": ("str",), "--exact": ("flag",), "--seed": ("u64",),
+                       "--threads": ("int", 1, 4096), "--encoder": ("str",),
+                       "--store": ("str",), "--table": ("str",), "--meta": ("str",)},
+    ("rag", "add"): {"--index": ("str",), "--vectors": ("str",), "--dim": ("int", 1, 65536),
+                     "--threads": ("int", 1, 4096)},
+    ("rag", "delete"): {"--index": ("str",), "--id": ("int", 0, 4294967279)},
+    ("rag", "search"): {"--index": ("str",), "--vector-file": ("str",), "--query-vec": ("str",),
+                        "-k": ("int", 1, 10000), "--ef": ("int", 1, 100000), "--exact": ("flag",),
+                        "--tag": ("int", -9223372036854775808, 9223372036854775807),
+                        "--tag-str": ("str",), "--source": ("str",), "--json": ("flag",),
+                        "--threads": ("int", 1, 4096), "--store": ("str",), "--table": ("str",)},
+    ("rag", "info"): {"--index": ("str",)},
+    ("rag", "bench"): {"--index": ("str",), "--queries": ("str",), "--gt": ("str",),
+                       "-k": ("int", 1, 1000), "--ef": ("str",), "--threads": ("int", 1, 4096)},
 }
 # The name in error messages ("loom bench: ..." for `loom bench ops`).
 ERR_NAME = {("data", "prep"): "data prep", ("bench", "ops"): "bench", ("bench", "model"): "bench model",
-            ("bench", "compare"): "bench compare"}
+            ("bench", "compare"): "bench compare", ("rag", "build"): "rag build",
+            ("rag", "add"): "rag add", ("rag", "delete"): "rag delete",
+            ("rag", "search"): "rag search", ("rag", "info"): "rag info",
+            ("rag", "bench"): "rag bench"}
 
 NAN = r"'{v}' is not a number"
 RANGE = r"{v} is out of range \({lo}\.\.{hi}\)"
@@ -313,6 +333,8 @@ def main():
         for bad in (["--bogus"], ["-Z"], ["--temp=0.5"] if name in ("run", "chat") else ["stray"]):
             if name == "info" and bad == ["stray"]:
                 bad = ["a.gguf", "b.gguf"]  # info takes one positional MODEL
+            if name == "rag search" and bad == ["stray"]:
+                bad = ["a query", "stray"]  # search takes one positional text query
             if name == "bench compare" and bad == ["stray"]:
                 bad = ["a.json", "b.json", "c.json"]  # compare takes OLD and NEW
             if name == "embed" and bad == ["stray"]:
@@ -405,6 +427,22 @@ def main():
                          r"loom bench model: unknown backend 'bogus' \(known: .*cpu.*\)")
     r.expect_usage_error(["bench", "compare", "a.json"],
                          r"loom bench compare: OLD\.json and NEW\.json are required")
+    # loom rag: required flags, the text query that needs an encoder, bad --hnsw.
+    r.expect_usage_error(["rag"], r"usage: loom rag .*")
+    r.expect_usage_error(["rag", "bogus"], r"loom rag: unknown command 'bogus' .*")
+    r.expect_usage_error(["rag", "build", "-o", "x.lvi"], r"loom rag build: --vectors FILE is required")
+    r.expect_usage_error(["rag", "build", "--vectors", "x.npy"],
+                         r"loom rag build: -o INDEX or --store URL is required")
+    r.expect_usage_error(["rag", "search", "--index", "x.lvi", "what is loom"],
+                         r"loom rag search: a text query needs an encoder.*")
+    r.expect_usage_error(["rag", "search", "--index", "x.lvi"],
+                         r"loom rag search: give one of --vector-file or --query-vec")
+    r.expect_usage_error(["rag", "search", "--query-vec", "1"],
+                         r"loom rag search: give one of --index INDEX or --store URL")
+    for v in ("16", "a,200", "16,", "2,200", "16,2"):
+        r.expect_usage_error(["rag", "build", "--hnsw", v], r"loom rag build: --hnsw: .*")
+    r.expect_usage_error(["rag", "bench", "--ef", "16,x"], r"loom rag bench: --ef: 'x' is not a number")
+    r.expect_help(["rag", "--help"], ["rag"])
     for argv in (["--help"], ["-h"], ["help"]):
         r.expect_help(argv, [])
     # Every subcommand the top-level usage lists has a row in SPEC (a new

@@ -294,20 +294,10 @@ int loom_cli_export_gguf(int argc, char **argv) {
 /* The one rule for the model used without -m (run, chat, info, serve, bench
  * model): SmolLM2-135M-Instruct from the model cache, where
  * scripts/fetch-default-model.sh (run by install-deps.sh, so by `make run`)
- * puts it: $LOOM_MODEL_CACHE, else ${XDG_CACHE_HOME:-$HOME/.cache}/loom/models.
+ * puts it (loom_model_cache_dir).
  * Without it, the random-weight tiny-moe model under the build tree, created
  * on first use, with a line saying why (docs/adr/0025). */
 #define DEFAULT_REAL_MODEL "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-static void model_cache_dir(char *buf, size_t n) {
-    const char *c = getenv("LOOM_MODEL_CACHE"), *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
-    if (c && c[0])
-        snprintf(buf, n, "%s", c);
-    else if (x && x[0])
-        snprintf(buf, n, "%s/loom/models", x);
-    else
-        snprintf(buf, n, "%s/.cache/loom/models", h && h[0] ? h : ".");
-}
 
 /* The random-weight fallback under the build tree, created on first use. */
 static int random_default_model(char *path, size_t n) {
@@ -328,7 +318,7 @@ static int random_default_model(char *path, size_t n) {
 
 static int default_model(char *path, size_t n) {
     char cache[1024];
-    model_cache_dir(cache, sizeof cache);
+    loom_model_cache_dir(cache, sizeof cache);
     snprintf(path, n, "%s/%s", cache, DEFAULT_REAL_MODEL);
     if (file_exists(path)) return 0;
     fprintf(stderr,

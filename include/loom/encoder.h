@@ -80,7 +80,7 @@ typedef struct loom_encoder_params {
 } loom_encoder_params;
 
 /* The directory of an encoder argument: "minilm" (the bundled default,
- * all-MiniLM-L6-v2) is ${LOOM_MODEL_CACHE:-$HOME/.cache/loom/models}/
+ * all-MiniLM-L6-v2) is loom_model_cache_dir()/
  * all-MiniLM-L6-v2, which scripts/fetch-models.sh fills; anything else is a
  * directory path. LOOM_ERR_IO with a message saying how to get the model
  * when the directory has no config.json. */

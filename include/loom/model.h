@@ -116,6 +116,13 @@ typedef enum loom_split_mode { LOOM_SPLIT_LAYER = 0, LOOM_SPLIT_NONE = 1 } loom_
 
 LOOM_API loom_model_params loom_model_default_params(void);
 
+/* The model cache, where scripts/fetch-default-model.sh and fetch-models.sh
+ * put the models loom uses by name (the default SmolLM2, the bundled
+ * encoder): $LOOM_MODEL_CACHE, else $XDG_CACHE_HOME/loom/models, else
+ * $HOME/.cache/loom/models. The one rule; the scripts follow it too.
+ * Writes a NUL-terminated path into buf (truncated to n bytes). */
+LOOM_API void loom_model_cache_dir(char *buf, size_t n);
+
 /* Load a GGUF model. On success *out is owned by the caller (loom_model_free).
  * Errors name the file, key or tensor in err. The backend registry must be
  * initialised (loom_registry_init). */

@@ -524,11 +524,9 @@ loom_status loom_encoder_resolve(const char *arg, char *dir, size_t n, char *err
     const bool bundled = strcmp(arg, "minilm") == 0;
     int k;
     if (bundled) {
-        const char *cache = getenv("LOOM_MODEL_CACHE"), *home = getenv("HOME");
-        if (cache && *cache)
-            k = snprintf(dir, n, "%s/all-MiniLM-L6-v2", cache);
-        else
-            k = snprintf(dir, n, "%s/.cache/loom/models/all-MiniLM-L6-v2", home ? home : ".");
+        char cache[4096];
+        loom_model_cache_dir(cache, sizeof cache);
+        k = snprintf(dir, n, "%s/all-MiniLM-L6-v2", cache);
     } else {
         k = snprintf(dir, n, "%s", arg);
     }

@@ -5,14 +5,13 @@
  * tests/golden/encoder/sentences.txt at cosine >= 0.9999 against
  * sentence-transformers. Exit 77 (skipped) when the model is not there. */
 #include "encoder_golden.h"
+#include "loom/model.h"
 #include "loom/runtime.h"
 
 static const char *model_dir(char *buf, size_t n, const char *name) {
-    const char *cache = getenv("LOOM_MODEL_CACHE"), *home = getenv("HOME");
-    if (cache && *cache)
-        snprintf(buf, n, "%s/%s", cache, name);
-    else
-        snprintf(buf, n, "%s/.cache/loom/models/%s", home ? home : ".", name);
+    loom_model_cache_dir(buf, n);
+    size_t k = strlen(buf);
+    snprintf(buf + k, n - k, "/%s", name);
     return buf;
 }
 

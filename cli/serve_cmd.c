@@ -11,6 +11,7 @@
 
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "loom/encoder.h"
 #include "loom/loom.h"
 #include "loom/model.h"
 #include "serve/server.h"
@@ -23,6 +24,7 @@ static void serve_usage(FILE *f) {
             "                  [--cors ORIGIN,...] [--rate-limit R] [--log-prompts]\n"
             "                  [--no-access-log] [--backend NAME] [--gpu-layers N|auto]\n"
             "                  [--devices LIST] [--tensor-split LIST] [--split MODE]\n"
+            "                  [--embed-model ENCODER]\n"
             "OpenAI-compatible HTTP API: POST /v1/chat/completions, POST /v1/completions,\n"
             "GET /v1/models, GET /health, GET /metrics. Without -m: the default model of\n"
             "`loom run`. --parallel: KV slots (sequences decoded together, default 4);\n"
@@ -31,6 +33,8 @@ static void serve_usage(FILE *f) {
             "allowed to call the API (or *); --rate-limit: requests per second per API key\n"
             "(or client address) on /v1/ routes, 429 above. Each request is logged to\n"
             "stderr as a JSON line, without prompt text unless --log-prompts.\n"
+            "--embed-model: a sentence encoder (a Hugging Face directory, or 'minilm') that\n"
+            "serves POST /v1/embeddings; texts longer than its maximum are truncated.\n"
             "SIGTERM/SIGINT drain the requests in flight, then exit.\n"
             "ranges: --port 0..65535, --parallel 1..256, --ctx 0..16777216 (0: the\n"
             "model's), --threads 1..256, --prefill-chunk 1..65536, --max-body\n"
@@ -79,6 +83,7 @@ static void model_name(const char *path, char *out, size_t n) {
 }
 
 int loom_cli_serve(const char *backend, int argc, char **argv) {
+    const char *embed_model = NULL;
     const char *model = NULL, *host = "127.0.0.1", *key = NULL, *key_file = NULL, *cors = NULL;
     double rate = 0;
     int port = 8080, parallel = 4, ctx = 0, threads = 4, chunk = 128, max_body = 1 << 20,
@@ -110,6 +115,8 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
         }
         if (!strcmp(a, "-m") || !strcmp(a, "--model"))
             str = &model;
+        else if (!strcmp(a, "--embed-model"))
+            str = &embed_model;
         else if (!strcmp(a, "--host"))
             str = &host;
         else if (!strcmp(a, "--api-key"))
@@ -206,6 +213,7 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
 
     int rc = 1;
     loom_model *m = NULL;
+    loom_encoder *enc = NULL;
     st = loom_registry_init();
     if (st != LOOM_OK) {
         fprintf(stderr, "loom serve: backend registry failed: %s\n", loom_status_str(st));
@@ -215,6 +223,26 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
     /* Tests hold the server in "loading" for a while to see its 503s. */
     const char *delay = getenv("LOOM_SERVE_LOAD_DELAY_MS");
     if (delay && atoi(delay) > 0) usleep((useconds_t)atoi(delay) * 1000u);
+    if (embed_model) {
+        /* The encoder first: a wrong --embed-model fails fast, before a
+         * long LLM load. */
+        char edir[1200];
+        loom_encoder_params encp = {.backend = backend, .max_tokens = 0};
+        st = loom_encoder_resolve(embed_model, edir, sizeof edir, err, sizeof err);
+        if (st == LOOM_OK) st = loom_encoder_load(edir, &encp, &enc, err, sizeof err);
+        char ename[256];
+        if (st == LOOM_OK) {
+            model_name(edir, ename, sizeof ename);
+            st = loom_server_set_encoder(srv, enc, ename, err, sizeof err);
+        }
+        if (st != LOOM_OK) {
+            fprintf(stderr, "loom serve: --embed-model %s: %s\n", embed_model, err);
+            goto out;
+        }
+        fprintf(stderr, "loom serve: embedding model '%s' (%lld dimensions, %d tokens max) on %s\n",
+                ename, (long long)loom_encoder_dim(enc), loom_encoder_max_tokens(enc),
+                loom_encoder_backend(enc));
+    }
     loom_model_params mp = loom_model_default_params();
     mp.backend = backend;
     mp.n_ctx = ctx;
@@ -248,6 +276,7 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
 out:
     loom_server_free(srv);
     loom_model_free(m);
+    loom_encoder_free(enc);
     loom_registry_shutdown();
     return rc;
 }

@@ -272,17 +272,29 @@ static enum MHD_Result generate(conn_ctx *c, loom_serve_kind kind) {
 
 /* ---- other routes ---- */
 
-static char *models_json(loom_server *s, bool one) {
+static cJSON *model_item(loom_server *s, const char *name, bool embedding) {
     cJSON *item = cJSON_CreateObject();
-    cJSON_AddStringToObject(item, "id", s->model_name);
+    cJSON_AddStringToObject(item, "id", name);
     cJSON_AddStringToObject(item, "object", "model");
     cJSON_AddNumberToObject(item, "created", (double)s->started);
     cJSON_AddStringToObject(item, "owned_by", "loom");
-    cJSON *root = item;
-    if (!one) {
+    /* loom extension: what the model serves. */
+    cJSON_AddStringToObject(item, "type", embedding ? "embedding" : "text-generation");
+    if (embedding) cJSON_AddNumberToObject(item, "dimensions", (double)loom_encoder_dim(s->enc));
+    return item;
+}
+
+/* one: the entry of /v1/models/{name} (NULL: the list). */
+static char *models_json(loom_server *s, const char *one) {
+    cJSON *root;
+    if (one) {
+        root = model_item(s, one, strcmp(one, s->model_name) != 0);
+    } else {
         root = cJSON_CreateObject();
         cJSON_AddStringToObject(root, "object", "list");
-        cJSON_AddItemToArray(cJSON_AddArrayToObject(root, "data"), item);
+        cJSON *data = cJSON_AddArrayToObject(root, "data");
+        cJSON_AddItemToArray(data, model_item(s, s->model_name, false));
+        if (s->enc) cJSON_AddItemToArray(data, model_item(s, s->enc_name, true));
     }
     char *out = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
@@ -399,10 +411,21 @@ static enum MHD_Result route(conn_ctx *c, const char *url, const char *method) {
     if (!strcmp(url, "/v1/models") || !strncmp(url, "/v1/models/", 11)) {
         if (!get) return fail(c, 405, "invalid_request_error", NULL, NULL, "use GET");
         if (atomic_load(&s->state) == ST_LOADING || !s->model_name) return unavailable(c);
-        if (url[10] == '/' && strcmp(url + 11, s->model_name) != 0)
+        const char *one = url[10] == '/' ? url + 11 : NULL;
+        if (one && strcmp(one, s->model_name) != 0 && !(s->enc && !strcmp(one, s->enc_name)))
             return fail(c, 404, "invalid_request_error", "model", "model_not_found",
-                        "the model '%.100s' does not exist", url + 11);
-        return reply(c, 200, "application/json", models_json(s, url[10] == '/'));
+                        "the model '%.100s' does not exist", one);
+        return reply(c, 200, "application/json", models_json(s, one));
+    }
+    if (!strcmp(url, "/v1/embeddings")) {
+        if (!post) return fail(c, 405, "invalid_request_error", NULL, NULL, "use POST");
+        if (atomic_load(&s->state) != ST_READY) return unavailable(c);
+        /* In flight while it runs, so that a drain waits for it. */
+        atomic_fetch_add(&s->in_flight, 1);
+        char *out = NULL;
+        int status = loom_http_embeddings(s, c->body ? c->body : "", c->len, &c->n_prompt, &out);
+        atomic_fetch_sub(&s->in_flight, 1);
+        return reply(c, status, "application/json", out);
     }
     if (!strcmp(url, "/v1/chat/completions") || !strcmp(url, "/v1/completions")) {
         if (!post) return fail(c, 405, "invalid_request_error", NULL, NULL, "use POST");
@@ -533,6 +556,7 @@ loom_status loom_server_start(const loom_server_config *cfg, loom_server **out, 
     atomic_init(&s->state, ST_LOADING);
     atomic_init(&s->in_flight, 0);
     atomic_init(&s->counter, 0);
+    pthread_mutex_init(&s->enc_mu, NULL);
     s->started = (int64_t)time(NULL);
     s->metrics = loom_metrics_new();
     if (cfg->api_key && cfg->api_key[0]) s->api_key = dup_s(cfg->api_key);
@@ -659,5 +683,7 @@ void loom_server_free(loom_server *s) {
     free(s->cors);
     loom_ratelimit_free(s->limit);
     free(s->model_name);
+    free(s->enc_name);
+    pthread_mutex_destroy(&s->enc_mu);
     free(s);
 }

@@ -5,6 +5,7 @@
 #define LOOM_SERVE_HTTP_INTERNAL_H
 
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -43,6 +44,11 @@ struct loom_server {
     int64_t n_ctx;
     int64_t started;
     loom_engine *engine;
+    /* --embed-model: borrowed encoder, used under enc_mu (one embed call at
+     * a time); NULL when the server has none. */
+    loom_encoder *enc;
+    char *enc_name;
+    pthread_mutex_t enc_mu;
 };
 
 /* Per-request state, from the first access-handler call until MHD's
@@ -74,7 +80,7 @@ typedef struct conn_ctx {
     bool gone; /* the reader saw the client close */
     char *acc; /* non-streaming: the whole text */
     size_t acc_len;
-    bool lp_on;                  /* the request asked for logprobs */
+    bool lp_on;                 /* the request asked for logprobs */
     loom_serve_logprob *lp_acc; /* non-streaming: every token's logprobs */
     size_t n_lp_acc;
     char *out; /* bytes MHD has not taken yet */
@@ -90,5 +96,11 @@ void loom_http_on_notify(void *ud);
  * the conn_ctx, which holds a reference for the response). */
 ssize_t loom_http_reader(void *cls, uint64_t pos, char *buf, size_t max);
 void loom_http_reader_free(void *cls);
+
+/* POST /v1/embeddings (serve/http_embed.c): returns the HTTP status and sets
+ * *out to the JSON body (response or error; malloc'd, may be NULL when out of
+ * memory) and *n_tokens to the tokens embedded (-1 on error). */
+int loom_http_embeddings(loom_server *s, const char *body, size_t len, int64_t *n_tokens,
+                         char **out);
 
 #endif

@@ -11,8 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const ROUTES[] = {
-    "/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics", "/", "other"};
+static const char *const ROUTES[] = {"/v1/chat/completions",
+                                     "/v1/completions",
+                                     "/v1/models",
+                                     "/health",
+                                     "/metrics",
+                                     "/",
+                                     "/v1/embeddings",
+                                     "other"};
 #define N_ROUTES  (sizeof ROUTES / sizeof ROUTES[0])
 #define MAX_CODES 16 /* distinct statuses per route; more fold into the last */
 

@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "loom/encoder.h"
 #include "loom/model.h"
 #include "loom/status.h"
 #include "serve/engine.h"
@@ -61,6 +62,12 @@ int loom_server_port(const loom_server *s); /* the bound port */
  * all of m's KV slots. */
 loom_status loom_server_set_model(loom_server *s, loom_model *m, const char *model_name,
                                   const loom_engine_params *ep, char *err, size_t err_n);
+
+/* Serve POST /v1/embeddings from e (borrowed: it must outlive the server)
+ * under the name name (copied), next to the model. Call it before
+ * loom_server_set_model (requests see it once the server is ready). */
+loom_status loom_server_set_encoder(loom_server *s, loom_encoder *e, const char *name, char *err,
+                                    size_t err_n);
 
 /* Refuse new requests with 503 and wait up to timeout_s for those in flight
  * to finish. Returns true when none is left. */

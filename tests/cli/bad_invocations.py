@@ -110,7 +110,7 @@ SPEC = {
                  "--max-body": ("int", 1024, 67108864), "--timeout": ("int", 1, 3600),
                  "--cors": ("str",), "--rate-limit": ("float", 0.001, 1000000),
                  "--log-prompts": ("flag",), "--no-access-log": ("flag",),
-                 "--backend": ("str",), **SPLIT},
+                 "--backend": ("str",), "--embed-model": ("str",), **SPLIT},
     ("embed",): {"-m": ("str",), "--model": ("str",), "--json": ("flag",),
                  "-b": ("int", 1, 4096), "--batch": ("int", 1, 4096),
                  "--max-tokens": ("int", 2, 1048576), "--timing": ("flag",),

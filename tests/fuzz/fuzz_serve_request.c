@@ -6,7 +6,9 @@
  * non-empty stop strings, values in range); a rejected one must carry a 400
  * with a message. The request's text then goes through UTF-8 repair (the
  * output must be valid UTF-8 without NUL) and the response, SSE and error
- * formatters, whose output must be JSON that cJSON parses back.
+ * formatters, whose output must be JSON that cJSON parses back. The input
+ * is also parsed as an embeddings request (serve/embed_json.c): an accepted
+ * one has 1..4 non-empty texts, and its response formats as JSON.
  *
  * Built as a libFuzzer binary with -DLOOM_FUZZ=ON (serve/CMakeLists.txt),
  * and included by tests/serve/test_serve_fuzz_corpus.c, the plain driver
@@ -17,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "serve/embed_json.h"
 #include "serve/openai_json.h"
 #include "serve/text.h"
 
@@ -125,6 +128,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             sfuzz_text(p.prompt, strlen(p.prompt), p.stop, p.n_stop);
         }
         loom_serve_params_free(&p);
+    }
+    {
+        loom_serve_embed_params ep;
+        loom_serve_error e;
+        memset(&e, 0, sizeof e);
+        if (loom_serve_parse_embed_request((const char *)data, size, 4, &ep, &e) != LOOM_OK) {
+            SFUZZ_REQUIRE(e.status == 400 || e.status == 500);
+            SFUZZ_REQUIRE(e.message[0] != 0);
+            sfuzz_json_roundtrip(loom_serve_error_json(&e), 0);
+        } else {
+            SFUZZ_REQUIRE(ep.n_input >= 1 && ep.n_input <= 4 && ep.dimensions >= 0);
+            for (size_t i = 0; i < ep.n_input; i++)
+                SFUZZ_REQUIRE(ep.input[i] && ep.input[i][0]);
+            const float vec[4 * 3] = {0.5f, -1e-30f, 3.0f, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+            sfuzz_json_roundtrip(loom_serve_embed_response_json(ep.model ? ep.model : "m", vec,
+                                                                ep.n_input, 3, ep.base64, 7),
+                                 0);
+            loom_serve_embed_params_free(&ep);
+        }
     }
     /* The raw bytes as generated text (any bytes a model could emit). */
     char *stops[] = {"END", "\n\n"};

@@ -25,7 +25,8 @@ static const char *const tokens[] = {"{",           "}",
                                      "\\ud83d",     "\xC3",
                                      "\xF0\x9F",    "\"stop\":",
                                      "\"n\":",      "\"messages\":",
-                                     "\"prompt\":", "\"stream\":true,"};
+                                     "\"prompt\":", "\"stream\":true,",
+                                     "\"input\":",  "\"encoding_format\":\"base64\","};
 
 static void mutate_once(uint8_t *buf, size_t *n, size_t cap) {
     size_t len = *n;

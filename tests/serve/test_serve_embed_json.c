@@ -104,13 +104,13 @@ static size_t b64_decode(const char *s, unsigned char *out) {
 }
 
 static void check_response(size_t n, int64_t dim, bool base64) {
-    float *v = malloc(n * (size_t)dim * sizeof *v);
+    float *v = malloc((n * (size_t)dim + 1) * sizeof *v);
     uint32_t x = 12345;
     for (size_t i = 0; i < n * (size_t)dim; i++) {
         x = x * 1664525u + 1013904223u;
         v[i] = ((float)(x >> 8) / 16777216.0f - 0.5f) * (i % 7 ? 1.0f : 1e-7f);
     }
-    v[0] = -0.0f;
+    if (n) v[0] = -0.0f;
     char *s = loom_serve_embed_response_json("m\"x", v, n, dim, base64, 42);
     CHECK(s != NULL);
     cJSON *r = cJSON_Parse(s);

@@ -17,8 +17,8 @@ static void finetune_usage(FILE *f) {
                "                     [--targets q,k,v,o,gate,up,down] [--grad-accum N] [--seq N]\n"
                "                     [--seed N] [--max-grad-norm X] [--weight-decay W]\n"
                "                     [--quant f32|f16|bf16|q8_0|q4_0|nf4] [--save-every N]\n"
-               "                     [--eval-every N] [--optim adamw] [--resume] [--quiet]\n"
-               "                     [--backend NAME]\n"
+               "                     [--eval-every N] [--optim adamw|adamw8bit] [--resume]\n"
+               "                     [--quiet] [--backend NAME]\n"
                "LoRA fine-tuning of MODEL (GGUF file or Hugging Face directory; frozen base,\n"
                "--quant converts it while loading, nf4 = QLoRA's double-quantized NF4).\n"
                "Data: JSONL, one {\"text\": ...} or {\"messages\": [{\"role\", \"content\"}...]}\n"
@@ -26,7 +26,9 @@ static void finetune_usage(FILE *f) {
                "tokens are trained on. Defaults (the QLoRA recipe): r 64, alpha 16, dropout\n"
                "0.05 on q,k,v,o,gate,up,down; AdamW lr 2e-4 (betas 0.9/0.999, weight decay 0),\n"
                "cosine schedule with 3%% warmup; batch 1 x 16 accumulation; clip 1.0; seq 512;\n"
-               "1 epoch; seed 42. --max-steps N overrides --epochs.\n"
+               "1 epoch; seed 42. --max-steps N overrides --epochs. --optim adamw8bit keeps\n"
+               "AdamW's moments in bitsandbytes' block-wise 8-bit format (tensors under 4096\n"
+               "elements keep f32 moments, as bitsandbytes does).\n"
                "OUTDIR gets adapter_config.json + adapter_model.safetensors (PEFT format),\n"
                "train_log.jsonl (per step: loss, lr, grad_norm, tokens, tokens_per_s) and\n"
                "checkpoint.bin (every --save-every steps and at the end; --resume continues\n"
@@ -116,7 +118,7 @@ int loom_cli_finetune(const char *backend, int argc, char **argv) {
         else if (!strcmp(a, "--backend"))
             backend = v;
         else if (!strcmp(a, "--optim")) {
-            static const char *const optims[] = {"adamw", NULL};
+            static const char *const optims[] = {"adamw", "adamw8bit", NULL};
             ok = loom_cli_parse_choice(cmd, a, v, optims, &iv);
             p.optim = v;
         } else if (!strcmp(a, "--epochs"))

@@ -137,7 +137,7 @@ SPEC = {
                     "--weight-decay": ("float", 0, 10),
                     "--quant": ("choice", ["f32", "f16", "bf16", "q8_0", "q4_0", "nf4", "nf4_dq"]),
                     "--save-every": ("int", 0, 1000000000), "--eval-every": ("int", 0, 1000000000),
-                    "--optim": ("choice", ["adamw"]),
+                    "--optim": ("choice", ["adamw", "adamw8bit"]),
                     "--resume": ("flag",), "--quiet": ("flag",), "--backend": ("str",)},
     ("rag", "build"): {"--vectors": ("str",), "--dim": ("int", 1, 65536), "-o": ("str",),
                        "--type": ("choice", ["f32", "f16", "int8"]),

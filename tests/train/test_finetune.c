@@ -7,7 +7,9 @@
  *   - exact resume: a run stopped after 3 of 6 steps (checkpoint at step 3)
  *     and resumed gives the same per-step losses and grad norms, and a
  *     byte-identical adapter, as the uninterrupted run (epochs wrap, dropout
- *     masks and AdamW state cross the checkpoint);
+ *     masks and AdamW state cross the checkpoint), with f32 AdamW and with
+ *     8-bit AdamW (its block-wise states and the f32 states of its small
+ *     tensors); an 8-bit run is not an f32 one and does not resume as one;
  *   - kill -9: a child saving a checkpoint every step is killed at random
  *     moments (the parent kills as soon as it sees a temporary checkpoint
  *     file, i.e. mid-save, when it can); each time checkpoint.bin still
@@ -176,13 +178,20 @@ static void test_quantized_bases(void) {
     }
 }
 
-static void test_resume(void) {
+/* optim: loom_optim_create's name; r: the LoRA rank (32 puts the larger
+ * adapter tensors over LOOM_ADAM8_MIN_SIZE, so adamw8bit then checkpoints
+ * both 8-bit and f32 states). */
+static void test_resume(const char *optim, int r) {
     char a[300], b[300], err[1024];
-    snprintf(a, sizeof a, "%s/full", root);
-    snprintf(b, sizeof b, "%s/split", root);
+    snprintf(a, sizeof a, "%s/full_%s", root, optim);
+    snprintf(b, sizeof b, "%s/split_%s", root, optim);
     loom_finetune_params p = params(a);
+    p.optim = optim;
+    p.lora.r = r;
     CHECK_MSG(loom_finetune_run(&p, NULL, err, sizeof err) == LOOM_OK, "full: %s", err);
     p = params(b);
+    p.optim = optim;
+    p.lora.r = r;
     p.save_every = 3;
     p.stop_after = 3;
     CHECK_MSG(loom_finetune_run(&p, NULL, err, sizeof err) == LOOM_OK, "first half: %s", err);
@@ -192,7 +201,7 @@ static void test_resume(void) {
     CHECK_MSG(loom_finetune_run(&p, NULL, err, sizeof err) == LOOM_OK, "resumed: %s", err);
     char *ca = curve(a), *cb = curve(b);
     CHECK_MSG(strcmp(ca, cb) == 0 && count_steps(a) == 6,
-              "loss curves differ:\n--- uninterrupted\n%s--- resumed\n%s", ca, cb);
+              "%s: loss curves differ:\n--- uninterrupted\n%s--- resumed\n%s", optim, ca, cb);
     free(ca);
     free(cb);
     char fa[400], fb[400];
@@ -200,7 +209,8 @@ static void test_resume(void) {
     snprintf(fa, sizeof fa, "%s/adapter_model.safetensors", a);
     snprintf(fb, sizeof fb, "%s/adapter_model.safetensors", b);
     char *da = slurp(fa, &na), *db = slurp(fb, &nb);
-    CHECK_MSG(da && db && na == nb && memcmp(da, db, na) == 0, "adapters differ after resume");
+    CHECK_MSG(da && db && na == nb && memcmp(da, db, na) == 0, "%s: adapters differ after resume",
+              optim);
     free(da);
     free(db);
     /* a damaged checkpoint is refused, naming the problem */
@@ -215,6 +225,41 @@ static void test_resume(void) {
     err[0] = 0;
     CHECK(loom_finetune_run(&p, NULL, err, sizeof err) == LOOM_ERR_FORMAT);
     CHECK_MSG(strstr(err, "checksum") != NULL, "message: %s", err);
+}
+
+/* adamw8bit is really in use: its checkpoint holds 8-bit states (m_code.*)
+ * next to f32 ones for the small tensors, its curve differs from f32 AdamW's,
+ * and resuming it as another optimizer is refused with a message. Runs after
+ * test_resume("adamw8bit", 32), whose uninterrupted run it reads. */
+static void test_optim_mismatch(void) {
+    char a[300], c[300], f[400], err[1024];
+    snprintf(a, sizeof a, "%s/full_adamw8bit", root);
+    snprintf(c, sizeof c, "%s/f32_r32", root);
+    snprintf(f, sizeof f, "%s/checkpoint.bin", a);
+    size_t n;
+    char *ck = slurp(f, &n);
+    bool has8 = false, has32 = false;
+    for (size_t i = 0; ck && i + 9 < n; i++) {
+        has8 |= memcmp(ck + i, "m_code.", 7) == 0;
+        has32 |= memcmp(ck + i, "exp_avg.", 8) == 0;
+    }
+    free(ck);
+    CHECK_MSG(has8 && has32, "adamw8bit checkpoint: 8-bit states %d, f32 states %d", has8, has32);
+    loom_finetune_params p = params(c);
+    p.lora.r = 32;
+    CHECK_MSG(loom_finetune_run(&p, NULL, err, sizeof err) == LOOM_OK, "adamw r32: %s", err);
+    char *ca = curve(a), *cc = curve(c);
+    CHECK_MSG(count_steps(c) == 6 && strcmp(ca, cc) != 0, "adamw8bit's curve equals adamw's");
+    free(ca);
+    free(cc);
+    p = params(a);
+    p.lora.r = 32;
+    p.optim = "adamw";
+    p.resume = true;
+    p.max_steps = 8;
+    err[0] = 0;
+    CHECK(loom_finetune_run(&p, NULL, err, sizeof err) != LOOM_OK);
+    CHECK_MSG(strstr(err, "optimizer") != NULL, "message: %s", err);
 }
 
 /* The child trains 3 steps (checkpoint each), then resumes with the write
@@ -334,7 +379,9 @@ int main(void) {
         CHECK(loom_registry_init() == LOOM_OK);
         test_loss_goes_down();
         test_quantized_bases();
-        test_resume();
+        test_resume("adamw", 8);
+        test_resume("adamw8bit", 32);
+        test_optim_mismatch();
         test_bad_data();
     }
     loom_registry_shutdown();

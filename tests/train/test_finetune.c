@@ -15,6 +15,10 @@
  *     file, i.e. mid-save, when it can); each time checkpoint.bin still
  *     loads (checksum verified) and is at most the step in progress behind
  *     the log, and a resumed run finishes;
+ *   - TensorBoard: the event files in OUTDIR/tb (read with tb_writer's
+ *     reader) hold the JSONL log's steps and values (loss, lr, grad_norm,
+ *     tokens/s, eval loss), also across a resume; OUTDIR/metrics.svg plots
+ *     one loss point per step;
  *   - a damaged checkpoint is refused with a message, bad data lines name
  *     the file and line. */
 #define _POSIX_C_SOURCE 200809L
@@ -33,6 +37,7 @@
 #include "testing.h"
 #include "train/checkpoint.h"
 #include "train/finetune.h"
+#include "train/tb_writer.h"
 #include "train_fixture.h"
 
 static char root[256], model_path[300], data_path[300], eval_path[300];
@@ -131,6 +136,118 @@ static int count_steps(const char *dir) {
     return n;
 }
 
+/* ---- TensorBoard files and the plot against train_log.jsonl ---- */
+
+typedef struct tb_rec {
+    char tag[32];
+    float v;
+    int64_t step;
+} tb_rec;
+typedef struct tb_set {
+    tb_rec r[512];
+    int n;
+} tb_set;
+
+static void tb_collect(void *ud, const char *tag, float v, int64_t step, double wall) {
+    tb_set *s = ud;
+    (void)wall;
+    if (s->n < 512) {
+        snprintf(s->r[s->n].tag, sizeof s->r[0].tag, "%s", tag);
+        s->r[s->n].v = v;
+        s->r[s->n].step = step;
+        s->n++;
+    }
+}
+
+/* the value of "key": in a JSONL line, NAN when absent */
+static double jnum(const char *line, const char *key) {
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\":", key);
+    const char *p = strstr(line, k);
+    return p ? strtod(p + strlen(k), NULL) : NAN;
+}
+
+/* v (from tensorboard) is want (from the JSONL, printed with %.9g) as f32:
+ * equal, or one f32 step away (the decimal round trip of a double may round
+ * to the neighbouring float); rel for fields printed with fewer digits. */
+static bool same(float v, double want, double rel) {
+    float w = (float)want;
+    if (rel > 0) return fabs((double)v - want) <= rel * fabs(want);
+    return v == w || v == nextafterf(w, INFINITY) || v == nextafterf(w, -INFINITY);
+}
+
+static int tb_count(const tb_set *s, const char *tag) {
+    int n = 0;
+    for (int i = 0; i < s->n; i++)
+        n += !strcmp(s->r[i].tag, tag);
+    return n;
+}
+
+static bool tb_has(const tb_set *s, const char *tag, int64_t step, double want, double rel) {
+    for (int i = 0; i < s->n; i++)
+        if (!strcmp(s->r[i].tag, tag) && s->r[i].step == step && same(s->r[i].v, want, rel))
+            return true;
+    return false;
+}
+
+/* Every event file in DIR/tb read with tb_writer's reader (itself checked
+ * against tensorboard's loader by tb_readback): one train/loss, train/lr,
+ * train/grad_norm, train/tokens_per_s per step line of the log and one
+ * eval/loss per eval line, same steps, same values; DIR/metrics.svg has a
+ * loss line with one point per step. */
+static void check_metrics(const char *dir, int steps, int evals) {
+    char p[400], cmd[500], err[512];
+    snprintf(cmd, sizeof cmd, "ls %s/tb/events.out.tfevents.* 2>/dev/null", dir);
+    tb_set *s = calloc(1, sizeof *s);
+    FILE *ls = popen(cmd, "r");
+    int files = 0;
+    while (ls && fgets(p, sizeof p, ls)) {
+        p[strcspn(p, "\n")] = 0;
+        CHECK_MSG(loom_tb_read(p, tb_collect, s, err, sizeof err) == LOOM_OK, "%s", err);
+        files++;
+    }
+    if (ls) pclose(ls);
+    CHECK_MSG(files >= 1, "no event file in %s/tb", dir);
+    snprintf(p, sizeof p, "%s/train_log.jsonl", dir);
+    size_t n;
+    char *log = slurp(p, &n);
+    int nstep = 0, neval = 0;
+    for (char *l = log ? strtok(log, "\n") : NULL; l; l = strtok(NULL, "\n")) {
+        int64_t st = (int64_t)jnum(l, "step");
+        double ev = jnum(l, "eval_loss");
+        if (!isnan(ev)) {
+            neval++;
+            CHECK_MSG(tb_has(s, "eval/loss", st, ev, 0), "%s: eval/loss at step %lld", dir,
+                      (long long)st);
+            continue;
+        }
+        nstep++;
+        CHECK_MSG(tb_has(s, "train/loss", st, jnum(l, "loss"), 0) &&
+                      tb_has(s, "train/lr", st, jnum(l, "lr"), 0) &&
+                      tb_has(s, "train/grad_norm", st, jnum(l, "grad_norm"), 0) &&
+                      tb_has(s, "train/tokens_per_s", st, jnum(l, "tokens_per_s"), 1e-5),
+                  "%s: step %lld's scalars are not in the event files", dir, (long long)st);
+    }
+    free(log);
+    CHECK_MSG(nstep == steps && neval == evals, "%s: log has %d steps, %d evals", dir, nstep,
+              neval);
+    CHECK_MSG(tb_count(s, "train/loss") == steps && tb_count(s, "train/lr") == steps &&
+                  tb_count(s, "train/grad_norm") == steps &&
+                  tb_count(s, "train/tokens_per_s") == steps && tb_count(s, "eval/loss") == evals,
+              "%s: %d scalars in the event files", dir, s->n);
+    free(s);
+    snprintf(p, sizeof p, "%s/metrics.svg", dir);
+    char *svg = slurp(p, &n);
+    CHECK_MSG(svg != NULL, "%s missing", p);
+    const char *pl = svg ? strstr(svg, "class=\"loss\"") : NULL;
+    const char *pts = pl ? strstr(pl, "points=\"") : NULL;
+    int commas = 0;
+    for (const char *c = pts ? pts + 8 : ""; *c && *c != '"'; c++)
+        commas += *c == ',';
+    CHECK_MSG(commas == steps, "%s: the loss line has %d points, not %d", p, commas, steps);
+    free(svg);
+}
+
 static void test_loss_goes_down(void) {
     char out[300], err[1024];
     snprintf(out, sizeof out, "%s/run", root);
@@ -156,6 +273,7 @@ static void test_loss_goes_down(void) {
         CHECK_MSG(stat(f, &sb) == 0 && sb.st_size > 0, "%s missing", f);
     }
     CHECK(count_steps(out) == 12);
+    check_metrics(out, 12, 2);
 }
 
 /* QLoRA: the frozen base in nf4 (double-quantized) or q8_0 trains too */
@@ -211,6 +329,7 @@ static void test_resume(const char *optim, int r) {
     char *da = slurp(fa, &na), *db = slurp(fb, &nb);
     CHECK_MSG(da && db && na == nb && memcmp(da, db, na) == 0, "%s: adapters differ after resume",
               optim);
+    check_metrics(b, 6, 0); /* two event files, one per half */
     free(da);
     free(db);
     /* a damaged checkpoint is refused, naming the problem */

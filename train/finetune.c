@@ -239,10 +239,11 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
     if ((st = loom_model_load(p->model, &mp, &R.m, err, err_n)) != LOOM_OK) goto done;
     const loom_model_config *mc = loom_model_config_of(R.m);
     const loom_tokenizer *tok = loom_model_tokenizer(R.m);
-    if ((st = loom_ft_dataset_load(p->data, tok, p->seq, &R.train, err, err_n)) != LOOM_OK)
+    if ((st = loom_ft_dataset_load_chat(p->data, tok, p->chat_template, p->seq, &R.train, err,
+                                        err_n)) != LOOM_OK)
         goto done;
-    if (p->eval &&
-        (st = loom_ft_dataset_load(p->eval, tok, p->seq, &R.eval, err, err_n)) != LOOM_OK)
+    if (p->eval && (st = loom_ft_dataset_load_chat(p->eval, tok, p->chat_template, p->seq, &R.eval,
+                                                   err, err_n)) != LOOM_OK)
         goto done;
     /* one graph shape: the longest example (up to --seq) */
     for (int64_t i = 0; i < R.train.n; i++)

@@ -138,6 +138,8 @@ SPEC = {
                     "--quant": ("choice", ["f32", "f16", "bf16", "q8_0", "q4_0", "nf4", "nf4_dq"]),
                     "--save-every": ("int", 0, 1000000000), "--eval-every": ("int", 0, 1000000000),
                     "--optim": ("choice", ["adamw", "adamw8bit"]),
+                    "--chat-template": ("choice", ["llama3", "chatml", "smollm2", "mistral",
+                                                   "llama2", "zephyr"]),
                     "--resume": ("flag",), "--quiet": ("flag",), "--backend": ("str",)},
     ("rag", "build"): {"--vectors": ("str",), "--dim": ("int", 1, 65536), "-o": ("str",),
                        "--type": ("choice", ["f32", "f16", "int8"]),

@@ -17,20 +17,26 @@ static void finetune_usage(FILE *f) {
                "                     [--targets q,k,v,o,gate,up,down] [--grad-accum N] [--seq N]\n"
                "                     [--seed N] [--max-grad-norm X] [--weight-decay W]\n"
                "                     [--quant f32|f16|bf16|q8_0|q4_0|nf4] [--save-every N]\n"
-               "                     [--eval-every N] [--optim adamw] [--resume] [--quiet]\n"
-               "                     [--backend NAME]\n"
+               "                     [--eval-every N] [--optim adamw|adamw8bit] [--resume]\n"
+               "                     [--quiet] [--backend NAME] [--chat-template NAME]\n"
                "LoRA fine-tuning of MODEL (GGUF file or Hugging Face directory; frozen base,\n"
                "--quant converts it while loading, nf4 = QLoRA's double-quantized NF4).\n"
                "Data: JSONL, one {\"text\": ...} or {\"messages\": [{\"role\", \"content\"}...]}\n"
-               "per line; chats are rendered with the Llama-3 template and only assistant\n"
-               "tokens are trained on. Defaults (the QLoRA recipe): r 64, alpha 16, dropout\n"
+               "per line; chats are rendered with the model's chat template (as loom chat picks\n"
+               "it; --chat-template llama3|chatml|smollm2|mistral|llama2|zephyr overrides it)\n"
+               "and only assistant tokens are trained on.\n"
+               "Defaults (the QLoRA recipe): r 64, alpha 16, dropout\n"
                "0.05 on q,k,v,o,gate,up,down; AdamW lr 2e-4 (betas 0.9/0.999, weight decay 0),\n"
                "cosine schedule with 3%% warmup; batch 1 x 16 accumulation; clip 1.0; seq 512;\n"
-               "1 epoch; seed 42. --max-steps N overrides --epochs.\n"
+               "1 epoch; seed 42. --max-steps N overrides --epochs. --optim adamw8bit keeps\n"
+               "AdamW's moments in bitsandbytes' block-wise 8-bit format (tensors under 4096\n"
+               "elements keep f32 moments, as bitsandbytes does).\n"
                "OUTDIR gets adapter_config.json + adapter_model.safetensors (PEFT format),\n"
-               "train_log.jsonl (per step: loss, lr, grad_norm, tokens, tokens_per_s) and\n"
+               "train_log.jsonl (per step: loss, lr, grad_norm, tokens, tokens_per_s), the\n"
+               "same as TensorBoard scalars in tb/, metrics.svg (loss, lr, tokens/s plot) and\n"
                "checkpoint.bin (every --save-every steps and at the end; --resume continues\n"
-               "from it, repeating the uninterrupted run exactly).\n"
+               "from it, repeating the uninterrupted run exactly). stderr shows a progress\n"
+               "bar on a terminal, a plain line every 10 s otherwise (none with --quiet).\n"
                "ranges: --epochs 1..1000, --max-steps 0..10^9, --lr 0..1, --warmup-ratio 0..1,\n"
                "--lora-r 1..4096, --lora-alpha 0.001..1e6, --lora-dropout 0..0.99,\n"
                "--grad-accum 1..65536, --seq 2..1048576, --max-grad-norm 0..1e6 (0 = off),\n"
@@ -92,7 +98,7 @@ int loom_cli_finetune(const char *backend, int argc, char **argv) {
             "--lora-r",     "--lora-alpha", "--lora-dropout",  "--targets",      "--grad-accum",
             "--seq",        "--seed",       "--max-grad-norm", "--weight-decay", "--quant",
             "--save-every", "--eval-every", "--optim",         "--backend",      NULL};
-        bool known = false;
+        bool known = !strcmp(a, "--chat-template");
         for (int k = 0; with_value[k]; k++)
             known |= !strcmp(a, with_value[k]);
         if (!known) {
@@ -115,8 +121,16 @@ int loom_cli_finetune(const char *backend, int argc, char **argv) {
             p.out_dir = v;
         else if (!strcmp(a, "--backend"))
             backend = v;
-        else if (!strcmp(a, "--optim")) {
-            static const char *const optims[] = {"adamw", NULL};
+        else if (!strcmp(a, "--chat-template")) {
+            const char *names[16];
+            int k = 0;
+            while (k < 15 && (names[k] = loom_chat_template_names((size_t)k)))
+                k++;
+            names[k] = NULL;
+            ok = loom_cli_parse_choice(cmd, a, v, names, &k);
+            p.chat_template = v;
+        } else if (!strcmp(a, "--optim")) {
+            static const char *const optims[] = {"adamw", "adamw8bit", NULL};
             ok = loom_cli_parse_choice(cmd, a, v, optims, &iv);
             p.optim = v;
         } else if (!strcmp(a, "--epochs"))

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "checkpoint.h"
+#include "finetune_metrics.h"
 #include "peft.h"
 
 static loom_status failf(char *err, size_t n, loom_status st, const char *fmt, ...)
@@ -172,6 +173,7 @@ typedef struct run {
     int64_t *sizes;
     int64_t *order;
     FILE *log;
+    loom_ft_metrics met; /* tb/, the progress line */
     char ckpt[4096];
 } run;
 
@@ -213,6 +215,7 @@ static void run_free(run *r) {
     free(r->sizes);
     free(r->order);
     if (r->log) fclose(r->log);
+    loom_ft_metrics_close(&r->met);
 }
 
 loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_result *res, char *err,
@@ -236,10 +239,11 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
     if ((st = loom_model_load(p->model, &mp, &R.m, err, err_n)) != LOOM_OK) goto done;
     const loom_model_config *mc = loom_model_config_of(R.m);
     const loom_tokenizer *tok = loom_model_tokenizer(R.m);
-    if ((st = loom_ft_dataset_load(p->data, tok, p->seq, &R.train, err, err_n)) != LOOM_OK)
+    if ((st = loom_ft_dataset_load_chat(p->data, tok, p->chat_template, p->seq, &R.train, err,
+                                        err_n)) != LOOM_OK)
         goto done;
-    if (p->eval &&
-        (st = loom_ft_dataset_load(p->eval, tok, p->seq, &R.eval, err, err_n)) != LOOM_OK)
+    if (p->eval && (st = loom_ft_dataset_load_chat(p->eval, tok, p->chat_template, p->seq, &R.eval,
+                                                   err, err_n)) != LOOM_OK)
         goto done;
     /* one graph shape: the longest example (up to --seq) */
     for (int64_t i = 0; i < R.train.n; i++)
@@ -303,12 +307,17 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
         st = failf(err, err_n, LOOM_ERR_IO, "finetune: cannot write '%s'", path);
         goto done;
     }
+    if ((st = loom_ft_metrics_open(&R.met, p->out_dir, !p->quiet, cs.step, total, err, err_n)) !=
+        LOOM_OK)
+        goto done;
     if ((st = loom_train_graph_build(&R.tg, R.m, R.lo, R.T, true, false, err, err_n)) != LOOM_OK)
         goto done;
     if (cs.step == 0 && R.eval.n) {
         if ((st = eval_loss(&R, &out.eval_before, err, err_n)) != LOOM_OK) goto done;
         fprintf(R.log, "{\"step\":0,\"eval_loss\":%.9g}\n", out.eval_before);
         fflush(R.log);
+        if ((st = loom_ft_metrics_eval(&R.met, 0, out.eval_before, err, err_n)) != LOOM_OK)
+            goto done;
     }
     epoch_order(R.order, R.train.n, p->seed, cs.epoch);
     const double t0 = now_s();
@@ -353,6 +362,7 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
         loom_optim_step(R.opt, R.w, grads, R.sizes, lr);
         cs.step++;
         const double dt = now_s() - ts, loss = loss_sum / accum;
+        const double tok_s = (double)ntok / (dt > 0 ? dt : 1e-9);
         sum_step_s += dt;
         tokens_total += (double)ntok;
         steps_here++;
@@ -361,18 +371,18 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
         fprintf(R.log,
                 "{\"step\":%lld,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens\":%lld,"
                 "\"tokens_per_s\":%.6g,\"step_s\":%.6g,\"elapsed_s\":%.6g,\"epoch\":%lld}\n",
-                (long long)cs.step, loss, (double)lr, gnorm, (long long)ntok,
-                (double)ntok / (dt > 0 ? dt : 1e-9), dt, now_s() - t0, (long long)cs.epoch);
+                (long long)cs.step, loss, (double)lr, gnorm, (long long)ntok, tok_s, dt,
+                now_s() - t0, (long long)cs.epoch);
         fflush(R.log);
-        if (!p->quiet)
-            fprintf(stderr, "step %lld/%lld  loss %.4f  lr %.3g  grad_norm %.3f  %.0f tok/s\n",
-                    (long long)cs.step, (long long)total, loss, (double)lr, gnorm,
-                    (double)ntok / (dt > 0 ? dt : 1e-9));
+        if ((st = loom_ft_metrics_step(&R.met, cs.step, loss, lr, gnorm, tok_s, err, err_n)) !=
+            LOOM_OK)
+            goto done;
         if (p->eval_every > 0 && cs.step % p->eval_every == 0 && cs.step < total && R.eval.n) {
             double ev;
             if ((st = eval_loss(&R, &ev, err, err_n)) != LOOM_OK) goto done;
             fprintf(R.log, "{\"step\":%lld,\"eval_loss\":%.9g}\n", (long long)cs.step, ev);
             fflush(R.log);
+            if ((st = loom_ft_metrics_eval(&R.met, cs.step, ev, err, err_n)) != LOOM_OK) goto done;
         }
         if (p->save_every > 0 && cs.step % p->save_every == 0 && cs.step < total &&
             (st = loom_checkpoint_save(R.ckpt, &cs, R.lo, R.opt, err, err_n)) != LOOM_OK)
@@ -389,8 +399,12 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
         if ((st = eval_loss(&R, &out.eval_after, err, err_n)) != LOOM_OK) goto done;
         fprintf(R.log, "{\"step\":%lld,\"eval_loss\":%.9g}\n", (long long)cs.step, out.eval_after);
         fflush(R.log);
+        if ((st = loom_ft_metrics_eval(&R.met, cs.step, out.eval_after, err, err_n)) != LOOM_OK)
+            goto done;
     }
-    st = loom_peft_save(p->out_dir, R.lo, p->model, err, err_n);
+    loom_ft_metrics_close(&R.met); /* ends the progress line */
+    if ((st = loom_peft_save(p->out_dir, R.lo, p->model, err, err_n)) != LOOM_OK) goto done;
+    st = loom_ft_metrics_plot(p->out_dir, err, err_n);
 done:
     if (grads)
         for (int i = 0; R.lo && i < R.lo->n_params; i++)

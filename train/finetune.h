@@ -68,19 +68,20 @@ typedef struct loom_finetune_params {
     loom_dtype quant;
     loom_lora_config lora;
     loom_adamw_params adamw;
-    const char *optim;    /* loom_optim_create's name; NULL = "adamw" */
-    float lr;             /* peak, 2e-4 */
-    float warmup_ratio;   /* of the total optimizer steps, 0.03 */
-    int grad_accum;       /* 16 */
-    int32_t seq;          /* maximum tokens per sequence, 512 */
-    int epochs;           /* 1 */
-    int64_t max_steps;    /* > 0: total optimizer steps (overrides epochs) */
-    uint64_t seed;        /* 42 */
-    double max_grad_norm; /* 1.0; 0 = no clipping */
-    int64_t save_every;   /* checkpoint every N optimizer steps (0 = only at the end) */
-    int64_t eval_every;   /* eval loss every N steps (0 = at the start and end only) */
-    bool resume;          /* continue from OUTDIR/checkpoint.bin when present */
-    bool quiet;           /* no per-step lines on stderr */
+    const char *optim;         /* loom_optim_create's name; NULL = "adamw" */
+    const char *chat_template; /* chat data: a template name, NULL = the model's */
+    float lr;                  /* peak, 2e-4 */
+    float warmup_ratio;        /* of the total optimizer steps, 0.03 */
+    int grad_accum;            /* 16 */
+    int32_t seq;               /* maximum tokens per sequence, 512 */
+    int epochs;                /* 1 */
+    int64_t max_steps;         /* > 0: total optimizer steps (overrides epochs) */
+    uint64_t seed;             /* 42 */
+    double max_grad_norm;      /* 1.0; 0 = no clipping */
+    int64_t save_every;        /* checkpoint every N optimizer steps (0 = only at the end) */
+    int64_t eval_every;        /* eval loss every N steps (0 = at the start and end only) */
+    bool resume;               /* continue from OUTDIR/checkpoint.bin when present */
+    bool quiet;                /* no per-step lines on stderr */
     /* Tests: after this many optimizer steps (total, counting resumed
      * ones), stop as if killed, without the final save (0 = never). */
     int64_t stop_after;

@@ -3,6 +3,7 @@
 #include "finetune_data.h"
 
 #include <cjson/cJSON.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,52 +50,125 @@ static loom_status encode(const loom_tokenizer *tok, const char *s, size_t skip,
     return loom_tokenizer_encode(tok, s + skip, strlen(s) - skip, flags, ids, n, e, sizeof e);
 }
 
+/* The chat template of a dataset: chosen on the first chat line (a
+ * text-only dataset never needs one), then reused. */
+typedef struct chat_ctx {
+    const loom_tokenizer *tok;
+    const char *name; /* --chat-template, or NULL: the model's */
+    bool ready;
+    loom_chat_template t;
+    char *bos, *eos; /* the tokens' text, as the template sees them */
+    char why[512];
+} chat_ctx;
+
+static char *piece_text(const loom_tokenizer *tok, int32_t id) {
+    const char *p = "";
+    size_t n = 0;
+    if (id >= 0) loom_tokenizer_piece(tok, id, &p, &n);
+    char *s = malloc(n + 1);
+    if (s) {
+        memcpy(s, p, n);
+        s[n] = 0;
+    }
+    return s;
+}
+
+static const char *chat_select(chat_ctx *c) {
+    if (c->ready) return NULL;
+    const char *name = c->name, *text = loom_tokenizer_chat_template(c->tok);
+    /* as loom_tokenizer_chat_render: loom init-model's models carry Llama
+     * 3's vocabulary without a template text */
+    if (!name && !text &&
+        loom_tokenizer_find(c->tok, "<|start_header_id|>", 19, &(int32_t){0}) == LOOM_OK)
+        name = "llama3";
+    char e[400];
+    if (loom_chat_template_select(name, text, &c->t, e, sizeof e) != LOOM_OK) {
+        snprintf(c->why, sizeof c->why, "chat template: %s", e);
+        return c->why;
+    }
+    /* training renders each turn exactly as it ends: the first Llama-3
+     * release's text appends the assistant header even without
+     * add_generation_prompt, which would be trained on as part of the last
+     * answer */
+    c->t.gen_prompt_always = false;
+    c->bos = piece_text(c->tok, loom_tokenizer_bos(c->tok));
+    c->eos = piece_text(c->tok, loom_tokenizer_eos(c->tok));
+    if (!c->bos || !c->eos) return "out of memory";
+    c->ready = true;
+    return NULL;
+}
+
+static const char *render(chat_ctx *c, const loom_chat_message *m, size_t n, bool gen, char **out) {
+    char e[400];
+    if (loom_chat_render(&c->t, c->bos, c->eos, m, n, gen, out, e, sizeof e) == LOOM_OK)
+        return NULL;
+    snprintf(c->why, sizeof c->why, "chat template %s: %s", c->t.name, e);
+    return c->why;
+}
+
 /* messages: render prefixes so that each assistant message's tokens are
  * known: [0, i) with the generation prompt is the prompt, [0, i] without it
- * ends after the answer's end-of-turn. Pieces are tokenized separately; the
- * template's special tokens split pre-tokenization, so this equals
- * tokenizing the whole conversation. */
-static const char *chat(const loom_tokenizer *tok, const cJSON *msgs, loom_ft_example *e,
-                        int32_t *cap) {
+ * ends after the answer's end-of-turn (and whatever the template writes
+ * right after it, e.g. ChatML's newline). Each rendering must extend the
+ * previous one (checked: a template that rewrites earlier turns cannot be
+ * masked this way). Pieces are tokenized separately; the templates' special
+ * tokens and newlines split pre-tokenization, so this equals tokenizing the
+ * whole conversation (test_finetune checks it for ChatML). */
+static const char *chat(chat_ctx *c, const cJSON *msgs, loom_ft_example *e, int32_t *cap) {
     int n = cJSON_GetArraySize(msgs);
     if (n < 1) return "\"messages\" must be a non-empty array";
+    const char *why = chat_select(c);
+    if (why) return why;
     loom_chat_message *m = calloc((size_t)n, sizeof *m);
     if (!m) return "out of memory";
-    const char *why = NULL;
     bool any = false;
     for (int i = 0; i < n && !why; i++) {
         const cJSON *it = cJSON_GetArrayItem(msgs, i);
         const cJSON *r = cJSON_GetObjectItemCaseSensitive(it, "role");
-        const cJSON *c = cJSON_GetObjectItemCaseSensitive(it, "content");
-        if (!cJSON_IsString(r) || !cJSON_IsString(c))
+        const cJSON *ct = cJSON_GetObjectItemCaseSensitive(it, "content");
+        if (!cJSON_IsString(r) || !cJSON_IsString(ct))
             why = "each message needs string \"role\" and \"content\"";
         else
-            m[i] = (loom_chat_message){r->valuestring, c->valuestring};
+            m[i] = (loom_chat_message){r->valuestring, ct->valuestring};
     }
-    size_t done = 0; /* bytes of the rendering already tokenized */
+    char *prev = NULL; /* the rendering already tokenized */
+    size_t done = 0;
     for (int i = 0; i < n && !why; i++) {
         if (strcmp(m[i].role, "assistant") != 0) continue;
         any = true;
         char *pre = NULL, *full = NULL;
         int32_t *ids = NULL;
         size_t k = 0;
-        if (loom_chat_format_llama3(m, (size_t)i, true, &pre) != LOOM_OK ||
-            loom_chat_format_llama3(m, (size_t)i + 1, false, &full) != LOOM_OK) {
-            why = "cannot render the chat template";
-        } else if (encode(tok, pre, done, 0, &ids, &k) != LOOM_OK || !append(e, cap, ids, k, 0)) {
-            why = "cannot tokenize the prompt";
-        } else {
-            free(ids);
-            ids = NULL;
-            if (encode(tok, full, strlen(pre), 0, &ids, &k) != LOOM_OK ||
-                !append(e, cap, ids, k, 1))
-                why = "cannot tokenize an answer";
-            done = strlen(full);
+        if ((why = render(c, m, (size_t)i, true, &pre)) == NULL &&
+            (why = render(c, m, (size_t)i + 1, false, &full)) == NULL) {
+            size_t lp = strlen(pre);
+            if ((prev && strncmp(pre, prev, done) != 0) || strncmp(full, pre, lp) != 0) {
+                snprintf(c->why, sizeof c->why,
+                         "chat template %s: a turn's rendering does not extend the previous "
+                         "one, so the assistant tokens cannot be masked",
+                         c->t.name);
+                why = c->why;
+            } else if (encode(c->tok, pre, done, 0, &ids, &k) != LOOM_OK ||
+                       !append(e, cap, ids, k, 0)) {
+                why = "cannot tokenize the prompt";
+            } else {
+                free(ids);
+                ids = NULL;
+                if (encode(c->tok, full, lp, 0, &ids, &k) != LOOM_OK || !append(e, cap, ids, k, 1))
+                    why = "cannot tokenize an answer";
+                done = strlen(full);
+            }
         }
         free(ids);
         free(pre);
-        free(full);
+        if (!why) {
+            free(prev);
+            prev = full;
+        } else {
+            free(full);
+        }
     }
+    free(prev);
     if (!why && !any) why = "a conversation needs at least one \"assistant\" message";
     free(m);
     return why;
@@ -102,10 +176,17 @@ static const char *chat(const loom_tokenizer *tok, const cJSON *msgs, loom_ft_ex
 
 loom_status loom_ft_dataset_load(const char *path, const loom_tokenizer *tok, int32_t max_len,
                                  loom_ft_dataset *out, char *err, size_t err_n) {
+    return loom_ft_dataset_load_chat(path, tok, NULL, max_len, out, err, err_n);
+}
+
+loom_status loom_ft_dataset_load_chat(const char *path, const loom_tokenizer *tok,
+                                      const char *chat_template, int32_t max_len,
+                                      loom_ft_dataset *out, char *err, size_t err_n) {
     memset(out, 0, sizeof *out);
     if (!tok) return fail(err, err_n, LOOM_ERR_INVALID_ARG, path, 0, "the model has no tokenizer");
     FILE *f = fopen(path, "rb");
     if (!f) return fail(err, err_n, LOOM_ERR_IO, path, 0, "cannot open");
+    chat_ctx cc = {.tok = tok, .name = chat_template};
     char *line = NULL;
     size_t cap = 0;
     int64_t ln = 0, cap_ex = 0;
@@ -167,7 +248,7 @@ loom_status loom_ft_dataset_load(const char *path, const loom_tokenizer *tok, in
             free(ids);
             if (!why && e->n) e->loss[0] = 0; /* nothing predicts the first token */
         } else if (cJSON_IsArray(msgs)) {
-            why = chat(tok, msgs, e, &ecap);
+            why = chat(&cc, msgs, e, &ecap);
         } else {
             why = "needs a string \"text\" or an array \"messages\"";
         }
@@ -185,6 +266,8 @@ loom_status loom_ft_dataset_load(const char *path, const loom_tokenizer *tok, in
     if (out->n == 0) st = fail(err, err_n, LOOM_ERR_FORMAT, path, ln, "no examples");
 done:
     free(line);
+    free(cc.bos);
+    free(cc.eos);
     fclose(f);
     if (st != LOOM_OK) loom_ft_dataset_free(out);
     return st;

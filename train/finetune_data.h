@@ -5,11 +5,14 @@
  *   {"text": "..."}      every token is trained on; BOS in front when the
  *                        tokenizer asks for it, EOS (when known) at the end;
  *   {"messages": [{"role": "...", "content": "..."}, ...]}
- *                        rendered with the model's chat template
- *                        (loom_chat_format_llama3); only the assistant
- *                        messages' tokens (content and end-of-turn) are
- *                        trained on: the prompt is masked, as TRL's
- *                        completion-only collator does.
+ *                        rendered with the model's chat template, chosen
+ *                        by its fingerprint as `loom chat` does
+ *                        (loom_chat_template_select, docs/adr/0025), or
+ *                        the one named; only the assistant messages'
+ *                        tokens (content and end-of-turn) are trained on:
+ *                        the prompt is masked, as TRL's completion-only
+ *                        collator does. An unknown template is an error
+ *                        (on the first chat line) naming its fingerprint.
  * Examples longer than max_len tokens are truncated to max_len. A line
  * that is not a JSON object with one of these fields is an error naming the
  * file and line. */
@@ -35,7 +38,12 @@ typedef struct loom_ft_dataset {
     int64_t n_tokens, n_loss_tokens;
 } loom_ft_dataset;
 
-/* Read path. The dataset owns everything (loom_ft_dataset_free). */
+/* Read path. The dataset owns everything (loom_ft_dataset_free).
+ * chat_template: a template name (loom_chat_template_names) overriding the
+ * model's, or NULL. loom_ft_dataset_load = the model's template. */
+loom_status loom_ft_dataset_load_chat(const char *path, const loom_tokenizer *tok,
+                                      const char *chat_template, int32_t max_len,
+                                      loom_ft_dataset *out, char *err, size_t err_n);
 loom_status loom_ft_dataset_load(const char *path, const loom_tokenizer *tok, int32_t max_len,
                                  loom_ft_dataset *out, char *err, size_t err_n);
 void loom_ft_dataset_free(loom_ft_dataset *d);

@@ -105,6 +105,7 @@ loom_status loom_adamw_new(const loom_adamw_params *hp, int n, const int64_t *si
 loom_status loom_optim_create(const char *name, const loom_adamw_params *hp, int n,
                               const int64_t *sizes, loom_optim **out) {
     if (!name || !strcmp(name, "adamw")) return loom_adamw_new(hp, n, sizes, out);
+    if (!strcmp(name, "adamw8bit")) return loom_adamw8bit_new(hp, n, sizes, out);
     return LOOM_ERR_UNSUPPORTED;
 }
 

@@ -62,8 +62,15 @@ loom_status loom_adamw_new(const loom_adamw_params *hp, int n, const int64_t *si
                            loom_optim **out);
 void loom_optim_free(loom_optim *o); /* NULL is fine */
 
-/* The optimizer named name ("adamw"; an implementation added later adds its
- * name here, e.g. "adamw8bit"), for n tensors of sizes[i] floats.
+/* 8-bit AdamW (train/optim_adam8.c over train/adam8bit.c): bitsandbytes'
+ * block-wise 8-bit states for tensors of >= LOOM_ADAM8_MIN_SIZE (4096)
+ * elements, f32 states below that, as bitsandbytes' min_8bit_size; f32 math.
+ * *out owned by the caller (loom_optim_free). */
+loom_status loom_adamw8bit_new(const loom_adamw_params *hp, int n, const int64_t *sizes,
+                               loom_optim **out);
+
+/* The optimizer named name ("adamw", "adamw8bit"), for n tensors of
+ * sizes[i] floats.
  * LOOM_ERR_UNSUPPORTED for an unknown name. */
 loom_status loom_optim_create(const char *name, const loom_adamw_params *hp, int n,
                               const int64_t *sizes, loom_optim **out);

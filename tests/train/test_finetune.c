@@ -7,12 +7,18 @@
  *   - exact resume: a run stopped after 3 of 6 steps (checkpoint at step 3)
  *     and resumed gives the same per-step losses and grad norms, and a
  *     byte-identical adapter, as the uninterrupted run (epochs wrap, dropout
- *     masks and AdamW state cross the checkpoint);
+ *     masks and AdamW state cross the checkpoint), with f32 AdamW and with
+ *     8-bit AdamW (its block-wise states and the f32 states of its small
+ *     tensors); an 8-bit run is not an f32 one and does not resume as one;
  *   - kill -9: a child saving a checkpoint every step is killed at random
  *     moments (the parent kills as soon as it sees a temporary checkpoint
  *     file, i.e. mid-save, when it can); each time checkpoint.bin still
  *     loads (checksum verified) and is at most the step in progress behind
  *     the log, and a resumed run finishes;
+ *   - TensorBoard: the event files in OUTDIR/tb (read with tb_writer's
+ *     reader) hold the JSONL log's steps and values (loss, lr, grad_norm,
+ *     tokens/s, eval loss), also across a resume; OUTDIR/metrics.svg plots
+ *     one loss point per step;
  *   - a damaged checkpoint is refused with a message, bad data lines name
  *     the file and line. */
 #define _POSIX_C_SOURCE 200809L
@@ -31,6 +37,7 @@
 #include "testing.h"
 #include "train/checkpoint.h"
 #include "train/finetune.h"
+#include "train/tb_writer.h"
 #include "train_fixture.h"
 
 static char root[256], model_path[300], data_path[300], eval_path[300];
@@ -129,6 +136,118 @@ static int count_steps(const char *dir) {
     return n;
 }
 
+/* ---- TensorBoard files and the plot against train_log.jsonl ---- */
+
+typedef struct tb_rec {
+    char tag[32];
+    float v;
+    int64_t step;
+} tb_rec;
+typedef struct tb_set {
+    tb_rec r[512];
+    int n;
+} tb_set;
+
+static void tb_collect(void *ud, const char *tag, float v, int64_t step, double wall) {
+    tb_set *s = ud;
+    (void)wall;
+    if (s->n < 512) {
+        snprintf(s->r[s->n].tag, sizeof s->r[0].tag, "%s", tag);
+        s->r[s->n].v = v;
+        s->r[s->n].step = step;
+        s->n++;
+    }
+}
+
+/* the value of "key": in a JSONL line, NAN when absent */
+static double jnum(const char *line, const char *key) {
+    char k[64];
+    snprintf(k, sizeof k, "\"%s\":", key);
+    const char *p = strstr(line, k);
+    return p ? strtod(p + strlen(k), NULL) : NAN;
+}
+
+/* v (from tensorboard) is want (from the JSONL, printed with %.9g) as f32:
+ * equal, or one f32 step away (the decimal round trip of a double may round
+ * to the neighbouring float); rel for fields printed with fewer digits. */
+static bool same(float v, double want, double rel) {
+    float w = (float)want;
+    if (rel > 0) return fabs((double)v - want) <= rel * fabs(want);
+    return v == w || v == nextafterf(w, INFINITY) || v == nextafterf(w, -INFINITY);
+}
+
+static int tb_count(const tb_set *s, const char *tag) {
+    int n = 0;
+    for (int i = 0; i < s->n; i++)
+        n += !strcmp(s->r[i].tag, tag);
+    return n;
+}
+
+static bool tb_has(const tb_set *s, const char *tag, int64_t step, double want, double rel) {
+    for (int i = 0; i < s->n; i++)
+        if (!strcmp(s->r[i].tag, tag) && s->r[i].step == step && same(s->r[i].v, want, rel))
+            return true;
+    return false;
+}
+
+/* Every event file in DIR/tb read with tb_writer's reader (itself checked
+ * against tensorboard's loader by tb_readback): one train/loss, train/lr,
+ * train/grad_norm, train/tokens_per_s per step line of the log and one
+ * eval/loss per eval line, same steps, same values; DIR/metrics.svg has a
+ * loss line with one point per step. */
+static void check_metrics(const char *dir, int steps, int evals) {
+    char p[400], cmd[500], err[512];
+    snprintf(cmd, sizeof cmd, "ls %s/tb/events.out.tfevents.* 2>/dev/null", dir);
+    tb_set *s = calloc(1, sizeof *s);
+    FILE *ls = popen(cmd, "r");
+    int files = 0;
+    while (ls && fgets(p, sizeof p, ls)) {
+        p[strcspn(p, "\n")] = 0;
+        CHECK_MSG(loom_tb_read(p, tb_collect, s, err, sizeof err) == LOOM_OK, "%s", err);
+        files++;
+    }
+    if (ls) pclose(ls);
+    CHECK_MSG(files >= 1, "no event file in %s/tb", dir);
+    snprintf(p, sizeof p, "%s/train_log.jsonl", dir);
+    size_t n;
+    char *log = slurp(p, &n);
+    int nstep = 0, neval = 0;
+    for (char *l = log ? strtok(log, "\n") : NULL; l; l = strtok(NULL, "\n")) {
+        int64_t st = (int64_t)jnum(l, "step");
+        double ev = jnum(l, "eval_loss");
+        if (!isnan(ev)) {
+            neval++;
+            CHECK_MSG(tb_has(s, "eval/loss", st, ev, 0), "%s: eval/loss at step %lld", dir,
+                      (long long)st);
+            continue;
+        }
+        nstep++;
+        CHECK_MSG(tb_has(s, "train/loss", st, jnum(l, "loss"), 0) &&
+                      tb_has(s, "train/lr", st, jnum(l, "lr"), 0) &&
+                      tb_has(s, "train/grad_norm", st, jnum(l, "grad_norm"), 0) &&
+                      tb_has(s, "train/tokens_per_s", st, jnum(l, "tokens_per_s"), 1e-5),
+                  "%s: step %lld's scalars are not in the event files", dir, (long long)st);
+    }
+    free(log);
+    CHECK_MSG(nstep == steps && neval == evals, "%s: log has %d steps, %d evals", dir, nstep,
+              neval);
+    CHECK_MSG(tb_count(s, "train/loss") == steps && tb_count(s, "train/lr") == steps &&
+                  tb_count(s, "train/grad_norm") == steps &&
+                  tb_count(s, "train/tokens_per_s") == steps && tb_count(s, "eval/loss") == evals,
+              "%s: %d scalars in the event files", dir, s->n);
+    free(s);
+    snprintf(p, sizeof p, "%s/metrics.svg", dir);
+    char *svg = slurp(p, &n);
+    CHECK_MSG(svg != NULL, "%s missing", p);
+    const char *pl = svg ? strstr(svg, "class=\"loss\"") : NULL;
+    const char *pts = pl ? strstr(pl, "points=\"") : NULL;
+    int commas = 0;
+    for (const char *c = pts ? pts + 8 : ""; *c && *c != '"'; c++)
+        commas += *c == ',';
+    CHECK_MSG(commas == steps, "%s: the loss line has %d points, not %d", p, commas, steps);
+    free(svg);
+}
+
 static void test_loss_goes_down(void) {
     char out[300], err[1024];
     snprintf(out, sizeof out, "%s/run", root);
@@ -154,6 +273,7 @@ static void test_loss_goes_down(void) {
         CHECK_MSG(stat(f, &sb) == 0 && sb.st_size > 0, "%s missing", f);
     }
     CHECK(count_steps(out) == 12);
+    check_metrics(out, 12, 2);
 }
 
 /* QLoRA: the frozen base in nf4 (double-quantized) or q8_0 trains too */
@@ -176,13 +296,20 @@ static void test_quantized_bases(void) {
     }
 }
 
-static void test_resume(void) {
+/* optim: loom_optim_create's name; r: the LoRA rank (32 puts the larger
+ * adapter tensors over LOOM_ADAM8_MIN_SIZE, so adamw8bit then checkpoints
+ * both 8-bit and f32 states). */
+static void test_resume(const char *optim, int r) {
     char a[300], b[300], err[1024];
-    snprintf(a, sizeof a, "%s/full", root);
-    snprintf(b, sizeof b, "%s/split", root);
+    snprintf(a, sizeof a, "%s/full_%s", root, optim);
+    snprintf(b, sizeof b, "%s/split_%s", root, optim);
     loom_finetune_params p = params(a);
+    p.optim = optim;
+    p.lora.r = r;
     CHECK_MSG(loom_finetune_run(&p, NULL, err, sizeof err) == LOOM_OK, "full: %s", err);
     p = params(b);
+    p.optim = optim;
+    p.lora.r = r;
     p.save_every = 3;
     p.stop_after = 3;
     CHECK_MSG(loom_finetune_run(&p, NULL, err, sizeof err) == LOOM_OK, "first half: %s", err);
@@ -192,7 +319,7 @@ static void test_resume(void) {
     CHECK_MSG(loom_finetune_run(&p, NULL, err, sizeof err) == LOOM_OK, "resumed: %s", err);
     char *ca = curve(a), *cb = curve(b);
     CHECK_MSG(strcmp(ca, cb) == 0 && count_steps(a) == 6,
-              "loss curves differ:\n--- uninterrupted\n%s--- resumed\n%s", ca, cb);
+              "%s: loss curves differ:\n--- uninterrupted\n%s--- resumed\n%s", optim, ca, cb);
     free(ca);
     free(cb);
     char fa[400], fb[400];
@@ -200,7 +327,9 @@ static void test_resume(void) {
     snprintf(fa, sizeof fa, "%s/adapter_model.safetensors", a);
     snprintf(fb, sizeof fb, "%s/adapter_model.safetensors", b);
     char *da = slurp(fa, &na), *db = slurp(fb, &nb);
-    CHECK_MSG(da && db && na == nb && memcmp(da, db, na) == 0, "adapters differ after resume");
+    CHECK_MSG(da && db && na == nb && memcmp(da, db, na) == 0, "%s: adapters differ after resume",
+              optim);
+    check_metrics(b, 6, 0); /* two event files, one per half */
     free(da);
     free(db);
     /* a damaged checkpoint is refused, naming the problem */
@@ -215,6 +344,41 @@ static void test_resume(void) {
     err[0] = 0;
     CHECK(loom_finetune_run(&p, NULL, err, sizeof err) == LOOM_ERR_FORMAT);
     CHECK_MSG(strstr(err, "checksum") != NULL, "message: %s", err);
+}
+
+/* adamw8bit is really in use: its checkpoint holds 8-bit states (m_code.*)
+ * next to f32 ones for the small tensors, its curve differs from f32 AdamW's,
+ * and resuming it as another optimizer is refused with a message. Runs after
+ * test_resume("adamw8bit", 32), whose uninterrupted run it reads. */
+static void test_optim_mismatch(void) {
+    char a[300], c[300], f[400], err[1024];
+    snprintf(a, sizeof a, "%s/full_adamw8bit", root);
+    snprintf(c, sizeof c, "%s/f32_r32", root);
+    snprintf(f, sizeof f, "%s/checkpoint.bin", a);
+    size_t n;
+    char *ck = slurp(f, &n);
+    bool has8 = false, has32 = false;
+    for (size_t i = 0; ck && i + 9 < n; i++) {
+        has8 |= memcmp(ck + i, "m_code.", 7) == 0;
+        has32 |= memcmp(ck + i, "exp_avg.", 8) == 0;
+    }
+    free(ck);
+    CHECK_MSG(has8 && has32, "adamw8bit checkpoint: 8-bit states %d, f32 states %d", has8, has32);
+    loom_finetune_params p = params(c);
+    p.lora.r = 32;
+    CHECK_MSG(loom_finetune_run(&p, NULL, err, sizeof err) == LOOM_OK, "adamw r32: %s", err);
+    char *ca = curve(a), *cc = curve(c);
+    CHECK_MSG(count_steps(c) == 6 && strcmp(ca, cc) != 0, "adamw8bit's curve equals adamw's");
+    free(ca);
+    free(cc);
+    p = params(a);
+    p.lora.r = 32;
+    p.optim = "adamw";
+    p.resume = true;
+    p.max_steps = 8;
+    err[0] = 0;
+    CHECK(loom_finetune_run(&p, NULL, err, sizeof err) != LOOM_OK);
+    CHECK_MSG(strstr(err, "optimizer") != NULL, "message: %s", err);
 }
 
 /* The child trains 3 steps (checkpoint each), then resumes with the write
@@ -334,7 +498,9 @@ int main(void) {
         CHECK(loom_registry_init() == LOOM_OK);
         test_loss_goes_down();
         test_quantized_bases();
-        test_resume();
+        test_resume("adamw", 8);
+        test_resume("adamw8bit", 32);
+        test_optim_mismatch();
         test_bad_data();
     }
     loom_registry_shutdown();

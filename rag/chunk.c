@@ -52,6 +52,7 @@ static loom_status split_long(const loom_wordpiece *wp, const char *t, size_t b,
         int wt = 0;
         loom_status st = count(wp, t + wb, we - wb, &wt);
         if (st != LOOM_OK) return st;
+        if (acc == 0) cb = wb; /* a piece starts at a word the encoder sees */
         if (acc > 0 && acc + wt > max) {
             /* close the piece before this word (trailing blanks dropped) */
             size_t ce = wb;

@@ -111,6 +111,33 @@ static void test_random(const loom_wordpiece *wp) {
     free(t);
 }
 
+/* Arbitrary bytes (invalid UTF-8, NULs, control characters): no crash, and
+ * chunks stay in bounds, ordered and within the size. */
+static void test_bytes(const loom_wordpiece *wp) {
+    uint64_t s = 99;
+    for (int round = 0; round < 200; round++) {
+        size_t len = (size_t)(round * 37 % 700);
+        char *t = malloc(len + 1);
+        for (size_t i = 0; i < len; i++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            unsigned r = (unsigned)(s >> 40);
+            t[i] = r % 5 == 0 ? ' ' : r % 11 == 0 ? '.' : r % 13 == 0 ? '\n' : (char)r;
+        }
+        loom_rag_chunk *c = NULL;
+        size_t n = 0;
+        const int chunk = 8 + round % 20, ov = round % 8;
+        CHECK(loom_rag_chunk_text(wp, t, len, chunk, ov, &c, &n) == LOOM_OK);
+        for (size_t i = 0; i < n; i++) {
+            CHECK(c[i].begin < c[i].end && c[i].end <= len);
+            CHECK(i == 0 || (c[i].begin > c[i - 1].begin && c[i].end > c[i - 1].end));
+            /* a single word larger than the chunk is the one allowed excess */
+            CHECK(c[i].tokens <= chunk || !memchr(t + c[i].begin, ' ', c[i].end - c[i].begin));
+        }
+        free(c);
+        free(t);
+    }
+}
+
 int main(void) {
     loom_wordpiece *wp = NULL;
     char err[256];
@@ -120,6 +147,7 @@ int main(void) {
     }
     test_hand(wp);
     test_random(wp);
+    test_bytes(wp);
     loom_wordpiece_free(wp);
     return test_summary("test_rag_chunk");
 }

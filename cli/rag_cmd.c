@@ -23,6 +23,7 @@ static void rag_usage(FILE *f) {
                "\n"
                "commands (loom rag COMMAND --help for each):\n"
                "  index    chunk and embed documents (HTML, Markdown, text) into an index\n"
+               "  ask      answer a question from the top chunks, citing them\n"
                "  build    make an index file from vectors (.npy or raw float32)\n"
                "  add      append vectors to an index (linked into its graph)\n"
                "  delete   tombstone vectors by id\n"
@@ -773,14 +774,16 @@ int loom_cli_rag(int argc, char **argv) {
     const char *sub = argv[1];
     if (loom_cli_is_help(sub)) return rag_usage(stdout), 0;
     if (!strcmp(sub, "index")) return loom_cli_rag_index(argc - 1, argv + 1);
+    if (!strcmp(sub, "ask")) return loom_cli_rag_ask(argc - 1, argv + 1);
     if (!strcmp(sub, "build")) return cmd_build(argc - 1, argv + 1);
     if (!strcmp(sub, "add")) return cmd_add(argc - 1, argv + 1);
     if (!strcmp(sub, "delete")) return cmd_delete(argc - 1, argv + 1);
     if (!strcmp(sub, "search")) return cmd_search(argc - 1, argv + 1);
     if (!strcmp(sub, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(sub, "bench")) return cmd_bench(argc - 1, argv + 1);
-    fprintf(stderr,
-            "loom rag: unknown command '%s' (index, build, add, delete, search, info, bench)\n",
-            sub);
+    fprintf(
+        stderr,
+        "loom rag: unknown command '%s' (index, ask, build, add, delete, search, info, bench)\n",
+        sub);
     return LOOM_CLI_USAGE;
 }

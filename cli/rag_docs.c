@@ -253,3 +253,33 @@ bool loom_cli_doc_load(const char *source, loom_cli_doc *d, char *err, size_t er
     d->len = k == 'h' ? strlen(d->text) : len;
     return true;
 }
+
+/* Reads chunk text back from its source; keeps the last document. */
+const char *loom_cli_doc_chunk(loom_cli_doc_reader *r, const loom_rag_meta *m, size_t *n) {
+    char err[400];
+    *n = 0;
+    if (!r->have || strcmp(r->d.source, m->source)) {
+        if (r->have) loom_cli_doc_free(&r->d);
+        r->have = loom_cli_doc_load(m->source, &r->d, err, sizeof err);
+        if (!r->have) {
+            fprintf(stderr, "loom rag: warning: %s\n", err);
+            return "";
+        }
+    }
+    if (r->d.hash != m->tag || m->byte_end > r->d.len || m->byte_begin > m->byte_end) {
+        if (!r->warned)
+            fprintf(stderr,
+                    "loom rag: warning: %s changed since it was indexed; re-run loom rag "
+                    "index\n",
+                    m->source);
+        r->warned = true;
+        return "";
+    }
+    *n = (size_t)(m->byte_end - m->byte_begin);
+    return r->d.text + m->byte_begin;
+}
+
+void loom_cli_doc_reader_free(loom_cli_doc_reader *r) {
+    if (r->have) loom_cli_doc_free(&r->d);
+    r->have = false;
+}

@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rag/index.h"
+
 typedef struct loom_cli_doc {
     char *source; /* as stored in the index */
     char *title;
@@ -35,5 +37,15 @@ void loom_cli_doc_list_free(char **v, size_t n);
 /* Load one source (see above); false after a one-line message in err. */
 bool loom_cli_doc_load(const char *source, loom_cli_doc *d, char *err, size_t err_n);
 void loom_cli_doc_free(loom_cli_doc *d);
+
+/* Chunk text read back from its source (keeps the last document loaded).
+ * A source that is gone or changed since indexing (hash != meta->tag) gives
+ * "" and one warning on stderr. The text is borrowed until the next call. */
+typedef struct loom_cli_doc_reader {
+    loom_cli_doc d;
+    bool have, warned;
+} loom_cli_doc_reader;
+const char *loom_cli_doc_chunk(loom_cli_doc_reader *r, const loom_rag_meta *m, size_t *n);
+void loom_cli_doc_reader_free(loom_cli_doc_reader *r);
 
 #endif

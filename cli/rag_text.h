@@ -9,6 +9,8 @@
 #include "rag/index.h"
 
 int loom_cli_rag_index(int argc, char **argv);
+/* `loom rag ask` (cli/rag_ask_cmd.c). */
+int loom_cli_rag_ask(int argc, char **argv);
 
 /* Encode the queries (text, or each non-empty line of qfile) with the
  * index's encoder (or encoder when not NULL) and print the top k of each

@@ -369,37 +369,6 @@ int loom_cli_rag_index(int argc, char **argv) {
     return ok ? 0 : 1;
 }
 
-/* Reads chunk text back from its source; keeps the last document. */
-typedef struct reader {
-    loom_cli_doc d;
-    bool have;
-    bool warned;
-} reader;
-
-static const char *chunk_text(reader *r, const loom_rag_meta *m, size_t *n) {
-    char err[400];
-    *n = 0;
-    if (!r->have || strcmp(r->d.source, m->source)) {
-        if (r->have) loom_cli_doc_free(&r->d);
-        r->have = loom_cli_doc_load(m->source, &r->d, err, sizeof err);
-        if (!r->have) {
-            fprintf(stderr, "loom rag search: warning: %s\n", err);
-            return "";
-        }
-    }
-    if (r->d.hash != m->tag || m->byte_end > r->d.len || m->byte_begin > m->byte_end) {
-        if (!r->warned)
-            fprintf(stderr,
-                    "loom rag search: warning: %s changed since it was indexed; re-run loom rag "
-                    "index\n",
-                    m->source);
-        r->warned = true;
-        return "";
-    }
-    *n = (size_t)(m->byte_end - m->byte_begin);
-    return r->d.text + m->byte_begin;
-}
-
 static char **read_lines(const char *path, int *n) {
     FILE *f = fopen(path, "r");
     if (!f) return NULL;
@@ -471,7 +440,7 @@ int loom_cli_rag_text_search(const char *index, const char *encoder, const char 
             ok = false;
         }
     }
-    reader rd = {.have = false};
+    loom_cli_doc_reader rd = {.have = false};
     loom_rag_search_params sp = {.k = k, .ef_search = ef, .exact = exact, .filter = f};
     for (int i = 0; ok && i < nq; i++) {
         int nh = 0;
@@ -486,7 +455,7 @@ int loom_cli_rag_text_search(const char *index, const char *encoder, const char 
             loom_rag_meta m;
             loom_rag_index_meta(ix, hits[j].id, &m);
             size_t tn = 0;
-            const char *tx = chunk_text(&rd, &m, &tn);
+            const char *tx = loom_cli_doc_chunk(&rd, &m, &tn);
             if (json) {
                 printf("{\"query\":%d,\"rank\":%d,\"id\":%u,\"score\":%.7g,\"source\":", i, j + 1,
                        hits[j].id, hits[j].score);
@@ -510,7 +479,7 @@ int loom_cli_rag_text_search(const char *index, const char *encoder, const char 
             }
         }
     }
-    if (rd.have) loom_cli_doc_free(&rd.d);
+    loom_cli_doc_reader_free(&rd);
     for (int i = 0; qs && i < nq; i++)
         free(qs[i]);
     free(qs), free(q), free(hits);

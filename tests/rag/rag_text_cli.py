@@ -8,7 +8,8 @@ bytes at its offsets (Markdown/text) or the JSONL object's text slice; a query
 finds the document that answers it; re-indexing skips unchanged sources,
 re-indexes a changed one, drops a removed one and adds a new one; a source
 changed after indexing gives a warning and no text; an index from another
-encoder is refused. Exit 77 (skip) without the encoder.
+encoder is refused; `loom rag ask` lists the top hits as numbered sources and
+refuses a context too small for the question and the answer. Exit 77 (skip) without the encoder.
 """
 import json
 import os
@@ -100,6 +101,13 @@ def main():
           hits[0]["text"].startswith("Penguins"), "jsonl: %s" % hits)
     hits, _ = search("a programming language", idx=ix2)
     check(hits and hits[0]["source"] == jl + "#3", "jsonl line numbers: %s" % hits)
+    # rag ask (the default model: SmolLM2 when fetched, else the random-weight one):
+    # the sources listed are the top hits, numbered; a context too small is refused
+    p = run("ask", "--index", ix2, "birds that cannot fly", "-k", "2", "-n", "8", "--exact")
+    check(p.returncode == 0 and "\nSources:\n[1] %s#1 " % jl in p.stdout and
+          "[2] %s#3 " % jl in p.stdout, "ask: %s %s" % (p.stdout, p.stderr))
+    p = run("ask", "--index", ix2, "birds that cannot fly", "-n", "60", "--ctx", "64")
+    check(p.returncode == 1 and "passes the context" in p.stderr, "ask budget: %s" % p.stderr)
     # another encoder for an existing index: refused
     p = run("index", "--docs", jl, "-o", ix2, "-m", os.path.join(cache, "all-MiniLM-L6-v2"))
     check(p.returncode == 1 and "was made with encoder" in p.stderr, "encoder mismatch: %s" % p.stderr)

@@ -169,47 +169,79 @@ static char *base_name(const char *p) {
     return strdup(s ? s + 1 : p);
 }
 
-/* Line `line` (1-based) of a JSONL file. */
-static bool load_jsonl(const char *file, long line, loom_cli_doc *d, char *err, size_t err_n) {
-    char *buf = NULL;
-    size_t len = 0;
-    if (!slurp(file, &buf, &len, err, err_n)) return false;
-    char *p = buf, *e = NULL;
-    for (long l = 1; p < buf + len; l++, p = e + 1) {
-        e = memchr(p, '\n', (size_t)(buf + len - p));
-        if (!e) e = buf + len;
-        if (l == line) break;
-    }
-    if (p >= buf + len) {
-        free(buf);
-        return snprintf(err, err_n, "%s: has no line %ld", file, line), false;
-    }
-    d->hash = fnv1a(p, (size_t)(e - p));
-    cJSON *j = cJSON_ParseWithLength(p, (size_t)(e - p));
-    free(buf);
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "text");
-    const cJSON *ti = cJSON_GetObjectItemCaseSensitive(j, "title");
-    if (!cJSON_IsString(t)) {
-        cJSON_Delete(j);
-        return snprintf(err, err_n, "%s:%ld: %s", file, line,
-                        j ? "no \"text\" string" : "not a JSON object"),
-               false;
-    }
-    d->text = strdup(t->valuestring);
-    d->len = d->text ? strlen(d->text) : 0;
-    d->title = strdup(cJSON_IsString(ti) ? ti->valuestring : "");
-    cJSON_Delete(j);
-    return d->text && d->title ? true : (snprintf(err, err_n, "out of memory"), false);
+void loom_cli_jsonl_cache_free(loom_cli_jsonl_cache *jc) {
+    free(jc->path), free(jc->buf), free(jc->line_off);
+    memset(jc, 0, sizeof *jc);
 }
 
-bool loom_cli_doc_load(const char *source, loom_cli_doc *d, char *err, size_t err_n) {
+/* Read file into jc with the offset of each line's start (and one past the
+   end), so that line l is [line_off[l-1], line_off[l]) less its '\n'. */
+static bool jsonl_fill(const char *file, loom_cli_jsonl_cache *jc, char *err, size_t err_n) {
+    loom_cli_jsonl_cache c = {0};
+    if (!slurp(file, &c.buf, &c.len, err, err_n)) return false;
+    size_t n = 1;
+    for (size_t i = 0; i < c.len; i++)
+        n += c.buf[i] == '\n';
+    c.line_off = malloc((n + 1) * sizeof *c.line_off);
+    c.path = strdup(file);
+    if (!c.line_off || !c.path) {
+        loom_cli_jsonl_cache_free(&c);
+        return snprintf(err, err_n, "out of memory"), false;
+    }
+    c.line_off[0] = 0;
+    for (size_t i = 0, k = 1; i < c.len; i++)
+        if (c.buf[i] == '\n') c.line_off[k++] = i + 1;
+    c.line_off[n] = c.len + 1;
+    c.n_lines = n;
+    loom_cli_jsonl_cache_free(jc);
+    *jc = c;
+    return true;
+}
+
+/* Line `line` (1-based) of a JSONL file, through jc (or a cache of its own
+   when jc is NULL). */
+static bool load_jsonl(const char *file, long line, loom_cli_jsonl_cache *jc, loom_cli_doc *d,
+                       char *err, size_t err_n) {
+    loom_cli_jsonl_cache own = {0};
+    if (!jc) jc = &own;
+    bool ok = (jc->path && !strcmp(jc->path, file)) || jsonl_fill(file, jc, err, err_n);
+    if (ok && (size_t)line > jc->n_lines) {
+        snprintf(err, err_n, "%s: has no line %ld", file, line);
+        ok = false;
+    }
+    cJSON *j = NULL;
+    if (ok) {
+        const char *p = jc->buf + jc->line_off[line - 1];
+        size_t n = jc->line_off[line] - 1 - jc->line_off[line - 1];
+        d->hash = fnv1a(p, n);
+        j = cJSON_ParseWithLength(p, n);
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "text");
+        const cJSON *ti = cJSON_GetObjectItemCaseSensitive(j, "title");
+        if (!cJSON_IsString(t)) {
+            snprintf(err, err_n, "%s:%ld: %s", file, line,
+                     j ? "no \"text\" string" : "not a JSON object");
+            ok = false;
+        } else {
+            d->text = strdup(t->valuestring);
+            d->len = d->text ? strlen(d->text) : 0;
+            d->title = strdup(cJSON_IsString(ti) ? ti->valuestring : "");
+            if (!d->text || !d->title) ok = false, snprintf(err, err_n, "out of memory");
+        }
+    }
+    cJSON_Delete(j);
+    loom_cli_jsonl_cache_free(&own);
+    return ok;
+}
+
+bool loom_cli_doc_load(const char *source, loom_cli_jsonl_cache *jc, loom_cli_doc *d, char *err,
+                       size_t err_n) {
     memset(d, 0, sizeof *d);
     if (!(d->source = strdup(source))) return snprintf(err, err_n, "out of memory"), false;
     const char *hash = strrchr(source, '#');
     if (hash && hash - source > 6 && !strncmp(hash - 6, ".jsonl", 6)) {
         char *file = strndup(source, (size_t)(hash - source)), *end = NULL;
         long line = strtol(hash + 1, &end, 10);
-        bool ok = file && end && !*end && line > 0 && load_jsonl(file, line, d, err, err_n);
+        bool ok = file && end && !*end && line > 0 && load_jsonl(file, line, jc, d, err, err_n);
         if (!file || !end || *end || line <= 0)
             snprintf(err, err_n, "%s: bad JSONL source", source);
         free(file);
@@ -260,7 +292,7 @@ const char *loom_cli_doc_chunk(loom_cli_doc_reader *r, const loom_rag_meta *m, s
     *n = 0;
     if (!r->have || strcmp(r->d.source, m->source)) {
         if (r->have) loom_cli_doc_free(&r->d);
-        r->have = loom_cli_doc_load(m->source, &r->d, err, sizeof err);
+        r->have = loom_cli_doc_load(m->source, &r->jc, &r->d, err, sizeof err);
         if (!r->have) {
             fprintf(stderr, "loom rag: warning: %s\n", err);
             return "";
@@ -282,4 +314,5 @@ const char *loom_cli_doc_chunk(loom_cli_doc_reader *r, const loom_rag_meta *m, s
 void loom_cli_doc_reader_free(loom_cli_doc_reader *r) {
     if (r->have) loom_cli_doc_free(&r->d);
     r->have = false;
+    loom_cli_jsonl_cache_free(&r->jc);
 }

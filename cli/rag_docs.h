@@ -34,8 +34,19 @@ typedef struct loom_cli_doc {
  * after a one-line message in err. */
 bool loom_cli_doc_list(const char *path, char ***out, size_t *n, char *err, size_t err_n);
 void loom_cli_doc_list_free(char **v, size_t n);
-/* Load one source (see above); false after a one-line message in err. */
-bool loom_cli_doc_load(const char *source, loom_cli_doc *d, char *err, size_t err_n);
+/* The last JSONL file read, with its line offsets, so that loading its lines
+ * one by one reads it once. Zero-initialise; free with
+ * loom_cli_jsonl_cache_free. */
+typedef struct loom_cli_jsonl_cache {
+    char *path, *buf;
+    size_t len, *line_off, n_lines;
+} loom_cli_jsonl_cache;
+void loom_cli_jsonl_cache_free(loom_cli_jsonl_cache *jc);
+
+/* Load one source (see above); jc (may be NULL) caches JSONL files. false
+ * after a one-line message in err. */
+bool loom_cli_doc_load(const char *source, loom_cli_jsonl_cache *jc, loom_cli_doc *d, char *err,
+                       size_t err_n);
 void loom_cli_doc_free(loom_cli_doc *d);
 
 /* Chunk text read back from its source (keeps the last document loaded).
@@ -44,6 +55,7 @@ void loom_cli_doc_free(loom_cli_doc *d);
 typedef struct loom_cli_doc_reader {
     loom_cli_doc d;
     bool have, warned;
+    loom_cli_jsonl_cache jc;
 } loom_cli_doc_reader;
 const char *loom_cli_doc_chunk(loom_cli_doc_reader *r, const loom_rag_meta *m, size_t *n);
 void loom_cli_doc_reader_free(loom_cli_doc_reader *r);

@@ -260,8 +260,9 @@ int loom_cli_rag_index(int argc, char **argv) {
     loom_rag_chunk **cv = calloc(nsrc ? nsrc : 1, sizeof *cv);
     size_t *nc = calloc(nsrc ? nsrc : 1, sizeof *nc), total = 0, n_skip = 0, n_del = 0, n_same = 0;
     if (ok && (!dv || !cv || !nc)) ok = false, fprintf(stderr, "loom rag index: out of memory\n");
+    loom_cli_jsonl_cache jc = {0};
     for (size_t i = 0; ok && i < nsrc; i++) {
-        if (!loom_cli_doc_load(srcs[i], &dv[i], err, sizeof err)) {
+        if (!loom_cli_doc_load(srcs[i], &jc, &dv[i], err, sizeof err)) {
             fprintf(stderr, "loom rag index: warning: skipped %s\n", err);
             n_skip++;
             continue;
@@ -284,6 +285,7 @@ int loom_cli_rag_index(int argc, char **argv) {
         }
         total += nc[i];
     }
+    loom_cli_jsonl_cache_free(&jc);
     /* Sources gone from the documents are deleted. */
     if (ok && update) {
         for (uint32_t id = 0, c = loom_rag_index_count(ix); id < c; id++) {

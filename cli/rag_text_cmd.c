@@ -36,7 +36,7 @@ static void index_usage(FILE *f) {
             "  --exact              no HNSW graph (default: HNSW 16,200)\n"
             "  --dump-chunks FILE   also write the chunks as JSON lines (source, byte offsets,\n"
             "                       title, text), e.g. for a reference pipeline\n"
-            "  --threads N          search/graph threads (default: every core)\n");
+            "  --threads N          HNSW build threads (default: every core)\n");
 }
 
 static double mono(void) {

@@ -1,6 +1,6 @@
 /* cli/rag_cmd.c - `loom rag`: build, grow, query and benchmark a vector
- * index file (rag/index.h). Text in (chunking, encoding) comes with the
- * encoder (issue 18); until then queries are vectors. */
+ * index file (rag/index.h). Text in (`loom rag index`, text queries) is in
+ * cli/rag_text_cmd.c. */
 #define _POSIX_C_SOURCE 200809L
 #include <inttypes.h>
 #include <math.h>
@@ -12,6 +12,7 @@
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/rag_meta.h"
+#include "cli/rag_text.h"
 #include "rag/index.h"
 #ifdef LOOM_HAVE_LIBPQ
 #include "rag/store_pg.h"
@@ -21,10 +22,12 @@ static void rag_usage(FILE *f) {
     fprintf(f, "usage: loom rag <command> [options]\n"
                "\n"
                "commands (loom rag COMMAND --help for each):\n"
+               "  index    chunk and embed documents (HTML, Markdown, text) into an index\n"
+               "  ask      answer a question from the top chunks, citing them\n"
                "  build    make an index file from vectors (.npy or raw float32)\n"
                "  add      append vectors to an index (linked into its graph)\n"
                "  delete   tombstone vectors by id\n"
-               "  search   top k of a query vector\n"
+               "  search   top k of a text query or a query vector\n"
                "  info     what an index file holds\n"
                "  bench    recall@k and queries/s over an efSearch sweep\n");
 }
@@ -57,8 +60,13 @@ static void info_usage(FILE *f) {
     fprintf(f, "usage: loom rag info --index INDEX\n");
 }
 static void search_usage(FILE *f) {
-    fprintf(f, "usage: loom rag search (--index INDEX | --store URL) (--vector-file Q | "
+    fprintf(f, "usage: loom rag search --index INDEX \"query text\" [options]\n"
+               "       loom rag search (--index INDEX | --store URL) (--vector-file Q | "
                "--query-vec X,Y,...) [options]\n"
+               "  \"TEXT\"               a text query, encoded with the index's encoder; hits\n"
+               "                       show the chunk text read back from its source\n"
+               "  --query-file FILE    text queries, one per line\n"
+               "  -m, --encoder ENC    encoder for text queries (default: the index's)\n"
                "  --vector-file Q      query vectors (.npy or raw float32); one result block each\n"
                "  --query-vec LIST     one query, comma-separated floats\n"
                "  -k K                 hits per query (default 5)\n"
@@ -70,8 +78,7 @@ static void search_usage(FILE *f) {
                "  --json               one JSON object per hit\n"
                "  --threads N          threads (default: every core)\n"
                "  --store URL          search PostgreSQL + pgvector instead of an index file\n"
-               "  --table NAME         the store's table (default loom_vectors)\n"
-               "  a text query needs an encoder: not available yet\n");
+               "  --table NAME         the store's table (default loom_vectors)\n");
 }
 static void bench_usage(FILE *f) {
     fprintf(
@@ -512,7 +519,7 @@ static int search_store(const char *url, const char *table, float *q, int qd, co
 
 static int cmd_search(int argc, char **argv) {
     const char *C = "rag search", *index = NULL, *vfile = NULL, *qvec = NULL, *text = NULL,
-               *store = NULL, *table = "loom_vectors";
+               *store = NULL, *table = "loom_vectors", *qfile = NULL, *enc = NULL;
     int k = 5, ef = 0, threads = 0;
     bool exact = false, json = false;
     loom_rag_filter f = {0};
@@ -526,6 +533,12 @@ static int cmd_search(int argc, char **argv) {
         } else if (!strcmp(a, "--vector-file")) {
             VAL();
             vfile = v;
+        } else if (!strcmp(a, "--query-file")) {
+            VAL();
+            qfile = v;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--encoder")) {
+            VAL();
+            enc = v;
         } else if (!strcmp(a, "--query-vec")) {
             VAL();
             qvec = v;
@@ -567,11 +580,19 @@ static int cmd_search(int argc, char **argv) {
             return LOOM_CLI_USAGE;
         }
     }
-    if (text) {
-        fprintf(
-            stderr,
-            "loom rag search: a text query needs an encoder, which this build does not have yet; "
-            "give --vector-file or --query-vec\n");
+    if (text || qfile) {
+        if (!index || store || vfile || qvec || (text && qfile)) {
+            fprintf(stderr, "loom rag search: %s\n",
+                    text && qfile     ? "give a text query or --query-file, not both"
+                    : !index || store ? "a text query needs --index INDEX (made by loom rag index)"
+                                      : "give a text query or a query vector, not both");
+            return LOOM_CLI_USAGE;
+        }
+        return loom_cli_rag_text_search(index, enc, text, qfile, k, ef, exact, use_f ? &f : NULL,
+                                        json, threads);
+    }
+    if (enc) {
+        fprintf(stderr, "loom rag search: -m ENCODER is for text queries\n");
         return LOOM_CLI_USAGE;
     }
     if (!index == !store || (!vfile == !qvec)) {
@@ -752,13 +773,17 @@ int loom_cli_rag(int argc, char **argv) {
     }
     const char *sub = argv[1];
     if (loom_cli_is_help(sub)) return rag_usage(stdout), 0;
+    if (!strcmp(sub, "index")) return loom_cli_rag_index(argc - 1, argv + 1);
+    if (!strcmp(sub, "ask")) return loom_cli_rag_ask(argc - 1, argv + 1);
     if (!strcmp(sub, "build")) return cmd_build(argc - 1, argv + 1);
     if (!strcmp(sub, "add")) return cmd_add(argc - 1, argv + 1);
     if (!strcmp(sub, "delete")) return cmd_delete(argc - 1, argv + 1);
     if (!strcmp(sub, "search")) return cmd_search(argc - 1, argv + 1);
     if (!strcmp(sub, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(sub, "bench")) return cmd_bench(argc - 1, argv + 1);
-    fprintf(stderr, "loom rag: unknown command '%s' (build, add, delete, search, info, bench)\n",
-            sub);
+    fprintf(
+        stderr,
+        "loom rag: unknown command '%s' (index, ask, build, add, delete, search, info, bench)\n",
+        sub);
     return LOOM_CLI_USAGE;
 }

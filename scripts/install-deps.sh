@@ -33,6 +33,8 @@ HIP_PKGS=(hipcc libamdhip64-dev)
 # A real browser for the chat page's test (tests/serve/serve_web.py drives
 # headless Chromium over the DevTools protocol).
 TEST_PKGS=(chromium)
+# The Python FAQ pages for the retrieval-quality test (tests/rag/rag_faq_recall.py).
+TEST_PKGS+=(python3.11-doc)
 
 PKGS=("${BUILD_PKGS[@]}" "${LIB_PKGS[@]}" "${VULKAN_PKGS[@]}" "${HIP_PKGS[@]}" "${TEST_PKGS[@]}")
 # libpq: `loom rag --store postgresql://...`, the PostgreSQL + pgvector store

@@ -154,7 +154,15 @@ SPEC = {
                         "-k": ("int", 1, 10000), "--ef": ("int", 1, 100000), "--exact": ("flag",),
                         "--tag": ("int", -9223372036854775808, 9223372036854775807),
                         "--tag-str": ("str",), "--source": ("str",), "--json": ("flag",),
-                        "--threads": ("int", 1, 4096), "--store": ("str",), "--table": ("str",)},
+                        "--threads": ("int", 1, 4096), "--store": ("str",), "--table": ("str",),
+                        "--query-file": ("str",), "-m": ("str",), "--encoder": ("str",)},
+    ("rag", "index"): {"--docs": ("str",), "-o": ("str",), "-m": ("str",), "--encoder": ("str",),
+                       "--chunk": ("int", 8, 8192), "--overlap": ("int", 0, 8191),
+                       "--exact": ("flag",), "--dump-chunks": ("str",),
+                       "--threads": ("int", 1, 4096)},
+    ("rag", "ask"): {"--index": ("str",), "-m": ("str",), "--model": ("str",),
+                     "-k": ("int", 1, 100), "-n": ("int", 1, 65536), "--ctx": ("int", 64, 16777216),
+                     "--chat-template": ("str",), "--exact": ("flag",), "--show-prompt": ("flag",)},
     ("rag", "info"): {"--index": ("str",)},
     ("rag", "bench"): {"--index": ("str",), "--queries": ("str",), "--gt": ("str",),
                        "-k": ("int", 1, 1000), "--ef": ("str",), "--threads": ("int", 1, 4096)},
@@ -164,7 +172,8 @@ ERR_NAME = {("data", "prep"): "data prep", ("bench", "ops"): "bench", ("bench", 
             ("bench", "compare"): "bench compare", ("rag", "build"): "rag build",
             ("rag", "add"): "rag add", ("rag", "delete"): "rag delete",
             ("rag", "search"): "rag search", ("rag", "info"): "rag info",
-            ("rag", "bench"): "rag bench"}
+            ("rag", "bench"): "rag bench", ("rag", "index"): "rag index",
+            ("rag", "ask"): "rag ask"}
 
 NAN = r"'{v}' is not a number"
 RANGE = r"{v} is out of range \({lo}\.\.{hi}\)"
@@ -335,7 +344,7 @@ def main():
         for bad in (["--bogus"], ["-Z"], ["--temp=0.5"] if name in ("run", "chat") else ["stray"]):
             if name == "info" and bad == ["stray"]:
                 bad = ["a.gguf", "b.gguf"]  # info takes one positional MODEL
-            if name == "rag search" and bad == ["stray"]:
+            if name in ("rag search", "rag ask") and bad == ["stray"]:
                 bad = ["a query", "stray"]  # search takes one positional text query
             if name == "bench compare" and bad == ["stray"]:
                 bad = ["a.json", "b.json", "c.json"]  # compare takes OLD and NEW
@@ -435,8 +444,18 @@ def main():
     r.expect_usage_error(["rag", "build", "-o", "x.lvi"], r"loom rag build: --vectors FILE is required")
     r.expect_usage_error(["rag", "build", "--vectors", "x.npy"],
                          r"loom rag build: -o INDEX or --store URL is required")
-    r.expect_usage_error(["rag", "search", "--index", "x.lvi", "what is loom"],
-                         r"loom rag search: a text query needs an encoder.*")
+    r.expect_usage_error(["rag", "search", "what is loom"],
+                         r"loom rag search: a text query needs --index INDEX .*")
+    r.expect_usage_error(["rag", "search", "--index", "x.lvi", "q", "--query-vec", "1"],
+                         r"loom rag search: give a text query or a query vector, not both")
+    r.expect_usage_error(["rag", "search", "--index", "x.lvi", "--query-vec", "1", "-m", "minilm"],
+                         r"loom rag search: -m ENCODER is for text queries")
+    r.expect_usage_error(["rag", "index", "-o", "x.lvi"], r"loom rag index: --docs PATH is required")
+    r.expect_usage_error(["rag", "ask", "q"], r"loom rag ask: --index INDEX is required")
+    r.expect_usage_error(["rag", "ask", "--index", "x.lvi"], r"loom rag ask: a question is required")
+    r.expect_usage_error(["rag", "index", "--docs", "d"], r"loom rag index: -o INDEX is required")
+    r.expect_usage_error(["rag", "index", "--docs", "d", "-o", "x", "--chunk", "16", "--overlap", "16"],
+                         r"loom rag index: --overlap 16 must be smaller than --chunk 16")
     r.expect_usage_error(["rag", "search", "--index", "x.lvi"],
                          r"loom rag search: give one of --vector-file or --query-vec")
     r.expect_usage_error(["rag", "search", "--query-vec", "1"],

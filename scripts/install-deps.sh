@@ -19,7 +19,7 @@ LIB_PKGS=(libpcre2-dev libcjson-dev libmicrohttpd-dev)
 LIB_PKGS+=(libutf8proc-dev)
 # `loom data prep` (train/, docs/adr/0029-training-data-and-metrics.md): libxml2's
 # HTML parser for text out of HTML pages, utf8proc for Unicode NFKC.
-LIB_PKGS+=(libxml2-dev libutf8proc-dev)
+LIB_PKGS+=(libxml2-dev) # (libutf8proc-dev: above)
 # Vulkan backend: headers/loader, lavapipe (a CPU Vulkan device, so the
 # backend is exercised even without a GPU), vulkaninfo, shader compiler and
 # SPIR-V validator. See ../shared/notes/toolchains.md in the project notes.

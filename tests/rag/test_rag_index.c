@@ -233,8 +233,11 @@ static void test_hnsw(loom_threadpool *pool) {
         printf("hnsw %s cosine: recall@10 %.3f at ef 128 (%d threads build)\n", vt_name[vt], r,
                loom_threadpool_size(pool));
         CHECK_MSG(r >= 0.95, "%s recall %.3f", vt_name[vt], r);
-        /* More ef never hurts much, and huge ef is near exact. */
-        CHECK(recall_at(ix, q, nq, 10, 400, NULL) >= 0.99);
+        /* A huge ef is near exact. (ef 400 gave 0.98-1.0 depending on how the
+         * threads interleaved during the build; ef 1500 is a quarter of the
+         * graph, far from that edge.) */
+        double r_big = recall_at(ix, q, nq, 10, 1500, NULL);
+        CHECK_MSG(r_big >= 0.99, "%s recall %.3f at ef 1500", vt_name[vt], r_big);
         /* Filters: every hit passes, and recall holds against the filtered exact search. */
         loom_rag_filter f = {.use_tag_range = true, .tag_min = 0, .tag_max = 4, .tag_str = "en"};
         for (int i = 0; i < nq; i++) {

@@ -19,6 +19,16 @@ void loom_model_cache_dir(char *buf, size_t n) {
         snprintf(buf, n, "%s/.cache/loom/models", h && h[0] ? h : ".");
 }
 
+loom_tensor *loom_model_mirror(loom_graph *g, const loom_tensor *w) {
+    loom_tensor *t = loom_tensor_new(g, w->dtype, 4, w->ne);
+    if (!t) return NULL;
+    loom_tensor_set_name(t, "%s", w->name);
+    t->buffer = w->buffer;
+    t->offset = w->offset;
+    t->data = w->data;
+    return t;
+}
+
 loom_status loom_model_vfail(char *err, size_t err_n, loom_status st, const char *fmt, va_list ap) {
     if (err && err_n) vsnprintf(err, err_n, fmt, ap);
     return st;

@@ -29,6 +29,11 @@ loom_status loom_model_vfail(char *err, size_t err_n, loom_status st, const char
 #endif
     ;
 
+/* A leaf of g standing for persistent tensor w (weights, KV cache): same
+ * storage, so the scheduler leaves it where it is. NULL (g's sticky error)
+ * when g cannot take it. Used by every architecture's graph builder. */
+loom_tensor *loom_model_mirror(loom_graph *g, const loom_tensor *w);
+
 /* Heap blocks a GGUF writer references (loom_gguf_writer_add_tensor does not
  * copy) until it has written the file; loom_blobs_free frees them all. */
 typedef struct loom_blobs {

@@ -384,16 +384,6 @@ static void release(enc_graph *eg) {
     memset(eg, 0, sizeof *eg);
 }
 
-static loom_tensor *mirror(loom_graph *g, const loom_tensor *w) {
-    loom_tensor *t = loom_tensor_new(g, w->dtype, 4, w->ne);
-    if (!t) return NULL;
-    loom_tensor_set_name(t, "%s", w->name);
-    t->buffer = w->buffer;
-    t->offset = w->offset;
-    t->data = w->data;
-    return t;
-}
-
 static loom_tensor *input(loom_graph *g, loom_dtype t, int64_t n0, int64_t n1, int64_t n2,
                           int64_t n3, const char *name) {
     loom_tensor *x = loom_tensor_4d(g, t, n0, n1, n2, n3);
@@ -407,7 +397,7 @@ static loom_tensor *input(loom_graph *g, loom_dtype t, int64_t n0, int64_t n1, i
  * runs on each backend's matmul kernel. */
 static loom_tensor *layer_norm(const loom_encoder *e, loom_graph *g, loom_tensor *x, loom_tensor *w,
                                loom_tensor *b) {
-    loom_tensor *neg_mean = loom_matmul(g, mirror(g, e->neg_mean_w), x); /* [1, N] */
+    loom_tensor *neg_mean = loom_matmul(g, loom_model_mirror(g, e->neg_mean_w), x); /* [1, N] */
     loom_tensor *y = loom_rms_norm(g, loom_add(g, x, neg_mean), e->eps);
     return loom_add(g, loom_mul(g, y, w), b);
 }
@@ -423,37 +413,38 @@ static loom_status build(loom_encoder *e, enc_graph *eg, char *err, size_t err_n
     loom_graph *g = eg->g;
     eg->ids = input(g, LOOM_I32, T, B, 1, 1, "ids");
     eg->pos = input(g, LOOM_I32, T, 1, 1, 1, "positions");
-    eg->mask = input(g, LOOM_F32, T, 1, 1, B, "key_mask");               /* 0 or -1e30 per key */
-    eg->tmask = input(g, LOOM_F32, 1, T, B, 1, "token_mask");            /* 1 or 0 per token */
-    loom_tensor *x = loom_get_rows(g, mirror(g, e->word), eg->ids);      /* [H, T, B] */
-    x = loom_add(g, x, loom_get_rows(g, mirror(g, e->posemb), eg->pos)); /* + [H, T] */
+    eg->mask = input(g, LOOM_F32, T, 1, 1, B, "key_mask");    /* 0 or -1e30 per key */
+    eg->tmask = input(g, LOOM_F32, 1, T, B, 1, "token_mask"); /* 1 or 0 per token */
+    loom_tensor *x = loom_get_rows(g, loom_model_mirror(g, e->word), eg->ids);      /* [H, T, B] */
+    x = loom_add(g, x, loom_get_rows(g, loom_model_mirror(g, e->posemb), eg->pos)); /* + [H, T] */
     if (e->arch == ENC_BERT)
-        x = loom_add(g, x, loom_slice(g, mirror(g, e->type), 1, 0, 1)); /* + type 0 */
+        x = loom_add(g, x, loom_slice(g, loom_model_mirror(g, e->type), 1, 0, 1)); /* + type 0 */
     /* MPNet: the relative-position bias, the same in every layer, [Tk, Tq, nh],
      * pre-multiplied by sqrt(D) as it is added before softmax's 1/sqrt(D) */
     loom_tensor *rel = NULL;
     if (e->arch == ENC_MPNET) {
-        eg->buckets = input(g, LOOM_I32, T * T, 1, 1, 1, "rel_buckets"); /* k + T*q */
-        rel = loom_get_rows(g, mirror(g, e->rel_bias), eg->buckets);     /* [nh, T*T] */
+        eg->buckets = input(g, LOOM_I32, T * T, 1, 1, 1, "rel_buckets");        /* k + T*q */
+        rel = loom_get_rows(g, loom_model_mirror(g, e->rel_bias), eg->buckets); /* [nh, T*T] */
         rel = loom_cont(g, loom_permute(g, loom_reshape_3d(g, rel, nh, T, T), 2, 0, 1, 3));
         rel = loom_scale(g, rel, sqrtf((float)D));
     }
-    x = layer_norm(e, g, loom_reshape_2d(g, x, H, N), mirror(g, e->eln_w), mirror(g, e->eln_b));
+    x = layer_norm(e, g, loom_reshape_2d(g, x, H, N), loom_model_mirror(g, e->eln_w),
+                   loom_model_mirror(g, e->eln_b));
     const float scale = 1.0f / sqrtf((float)D);
     const size_t f4 = sizeof(float);
     for (int64_t l = 0; l < e->n_layers; l++) {
         const bert_layer *L = &e->L[l];
         /* q, k: [D, T, nh, B] views of the projections [D, nh, T, B] (no copy) */
-        loom_tensor *q =
-            loom_reshape_4d(g, linear(g, mirror(g, L->wq), mirror(g, L->bq), x), D, nh, T, B);
-        loom_tensor *k =
-            loom_reshape_4d(g, linear(g, mirror(g, L->wk), mirror(g, L->bk), x), D, nh, T, B);
+        loom_tensor *q = loom_reshape_4d(
+            g, linear(g, loom_model_mirror(g, L->wq), loom_model_mirror(g, L->bq), x), D, nh, T, B);
+        loom_tensor *k = loom_reshape_4d(
+            g, linear(g, loom_model_mirror(g, L->wk), loom_model_mirror(g, L->bk), x), D, nh, T, B);
         q = loom_permute(g, q, 0, 2, 1, 3);
         k = loom_permute(g, k, 0, 2, 1, 3);
         /* v^T [N, H] = x^T Wv^T + bv, x being the matmul's weight operand: its
          * [T, D, nh, B] view has unit stride along T, as matmul wants (no copy) */
-        loom_tensor *vt = loom_add(g, loom_matmul(g, x, mirror(g, L->wv)),
-                                   loom_reshape_2d(g, mirror(g, L->bv), 1, H));
+        loom_tensor *vt = loom_add(g, loom_matmul(g, x, loom_model_mirror(g, L->wv)),
+                                   loom_reshape_2d(g, loom_model_mirror(g, L->bv), 1, H));
         loom_tensor *v =
             loom_view(g, vt, 4, (int64_t[]){T, D, nh, B},
                       (size_t[]){f4, f4 * (size_t)N, f4 * (size_t)(N * D), f4 * (size_t)T}, 0);
@@ -463,11 +454,14 @@ static loom_status build(loom_encoder *e, enc_graph *eg, char *err, size_t err_n
         loom_tensor *p = loom_softmax(g, loom_add(g, s, eg->mask), scale, false, 0);
         loom_tensor *o = loom_matmul(g, v, p); /* [D, Tq, nh, B] */
         o = loom_reshape_2d(g, loom_cont(g, loom_permute(g, o, 0, 2, 1, 3)), H, N);
-        loom_tensor *a = linear(g, mirror(g, L->wo), mirror(g, L->bo), o);
-        x = layer_norm(e, g, loom_add(g, x, a), mirror(g, L->ln1_w), mirror(g, L->ln1_b));
-        loom_tensor *h = loom_gelu(g, linear(g, mirror(g, L->wi), mirror(g, L->bi), x));
-        loom_tensor *f = linear(g, mirror(g, L->wout), mirror(g, L->bout), h);
-        x = layer_norm(e, g, loom_add(g, x, f), mirror(g, L->ln2_w), mirror(g, L->ln2_b));
+        loom_tensor *a = linear(g, loom_model_mirror(g, L->wo), loom_model_mirror(g, L->bo), o);
+        x = layer_norm(e, g, loom_add(g, x, a), loom_model_mirror(g, L->ln1_w),
+                       loom_model_mirror(g, L->ln1_b));
+        loom_tensor *h =
+            loom_gelu(g, linear(g, loom_model_mirror(g, L->wi), loom_model_mirror(g, L->bi), x));
+        loom_tensor *f = linear(g, loom_model_mirror(g, L->wout), loom_model_mirror(g, L->bout), h);
+        x = layer_norm(e, g, loom_add(g, x, f), loom_model_mirror(g, L->ln2_w),
+                       loom_model_mirror(g, L->ln2_b));
     }
     /* mean pooling over the real tokens, then x / |x| */
     loom_tensor *m = loom_mul(g, loom_reshape_3d(g, x, H, T, B), eg->tmask);

@@ -25,18 +25,6 @@ void loom_llama_graph_release(loom_llama_graph *lg) {
     memset(lg, 0, sizeof *lg);
 }
 
-/* A leaf of g standing for persistent tensor w (weights, KV cache): same
- * storage, so the scheduler leaves it where it is. */
-static loom_tensor *mirror(loom_graph *g, const loom_tensor *w) {
-    loom_tensor *t = loom_tensor_new(g, w->dtype, 4, w->ne);
-    if (!t) return NULL;
-    loom_tensor_set_name(t, "%s", w->name);
-    t->buffer = w->buffer;
-    t->offset = w->offset;
-    t->data = w->data;
-    return t;
-}
-
 static loom_tensor *input_i32(loom_graph *g, int64_t n, const char *name) {
     loom_tensor *t = loom_tensor_1d(g, LOOM_I32, n);
     if (!t) return NULL;
@@ -113,7 +101,7 @@ typedef struct hook_ref {
  * adapter) when one is set; without a hook this is the plain matmul. */
 static loom_tensor *proj(const hook_ref *h, loom_graph *g, int64_t l, loom_proj which,
                          const loom_tensor *w, loom_tensor *x) {
-    loom_tensor *y = loom_matmul(g, mirror(g, w), x);
+    loom_tensor *y = loom_matmul(g, loom_model_mirror(g, w), x);
     if (!h->fn || !y) return y;
     return h->fn(h->ud, g, l, which, x, y);
 }
@@ -129,7 +117,7 @@ static loom_tensor *block(loom_model *m, const hook_ref *hk, loom_graph *g, loom
     const int64_t N = (int64_t)S * T, D = c->head_dim, Hq = c->n_heads, Hkv = c->n_kv_heads;
     const int64_t kv_dim = Hkv * D;
     const float eps = c->rms_eps, scale = 1.0f / sqrtf((float)D);
-    loom_tensor *h = loom_mul(g, loom_rms_norm(g, x, eps), mirror(g, L->attn_norm));
+    loom_tensor *h = loom_mul(g, loom_rms_norm(g, x, eps), loom_model_mirror(g, L->attn_norm));
     loom_tensor *q = loom_reshape_3d(g, proj(hk, g, l, LOOM_PROJ_Q, L->wq, h), D, Hq, N);
     loom_tensor *k = loom_reshape_3d(g, proj(hk, g, l, LOOM_PROJ_K, L->wk, h), D, Hkv, N);
     loom_tensor *v = proj(hk, g, l, LOOM_PROJ_V, L->wv, h); /* [kv_dim, N] */
@@ -139,8 +127,8 @@ static loom_tensor *block(loom_model *m, const hook_ref *hk, loom_graph *g, loom
     loom_tensor *kw = NULL, *vw = NULL, *kp = NULL, *vp = NULL;
     if (lg) { /* Write this step's K/V into the cache, in place. */
         const int64_t n_rows = m->n_ctx * m->n_slots;
-        loom_tensor *kc = loom_reshape_2d(g, mirror(g, L->k_cache), kv_dim, n_rows);
-        loom_tensor *vc = loom_reshape_2d(g, mirror(g, L->v_cache), kv_dim, n_rows);
+        loom_tensor *kc = loom_reshape_2d(g, loom_model_mirror(g, L->k_cache), kv_dim, n_rows);
+        loom_tensor *vc = loom_reshape_2d(g, loom_model_mirror(g, L->v_cache), kv_dim, n_rows);
         kw = loom_set_rows(g, kc, loom_reshape_2d(g, k, kv_dim, N), lg->rows);
         vw = loom_set_rows(g, vc, v, lg->rows);
     } else {
@@ -169,12 +157,13 @@ static loom_tensor *block(loom_model *m, const hook_ref *hk, loom_graph *g, loom
     }
     att = loom_reshape_2d(g, att, D * Hq, N);
     x = loom_add(g, x, proj(hk, g, l, LOOM_PROJ_O, L->wo, att));
-    h = loom_mul(g, loom_rms_norm(g, x, eps), mirror(g, L->ffn_norm));
+    h = loom_mul(g, loom_rms_norm(g, x, eps), loom_model_mirror(g, L->ffn_norm));
     loom_tensor *f;
     if (L->moe) {
-        loom_tensor *router = loom_matmul(g, mirror(g, L->router), h); /* [E, N] */
-        f = loom_moe(g, h, router, mirror(g, L->gate_exps), mirror(g, L->up_exps),
-                     mirror(g, L->down_exps), (int32_t)c->n_experts_used);
+        loom_tensor *router = loom_matmul(g, loom_model_mirror(g, L->router), h); /* [E, N] */
+        f = loom_moe(g, h, router, loom_model_mirror(g, L->gate_exps),
+                     loom_model_mirror(g, L->up_exps), loom_model_mirror(g, L->down_exps),
+                     (int32_t)c->n_experts_used);
     } else {
         loom_tensor *gt = proj(hk, g, l, LOOM_PROJ_GATE, L->gate, h);
         loom_tensor *up = proj(hk, g, l, LOOM_PROJ_UP, L->up, h);
@@ -186,8 +175,8 @@ static loom_tensor *block(loom_model *m, const hook_ref *hk, loom_graph *g, loom
 /* Final norm and LM head on x [dim, n]. */
 static loom_tensor *head(loom_model *m, loom_graph *g, loom_tensor *x) {
     const loom_model_config *c = &m->cfg;
-    x = loom_mul(g, loom_rms_norm(g, x, c->rms_eps), mirror(g, m->output_norm));
-    return loom_matmul(g, mirror(g, c->tie_embeddings ? m->tok_embd : m->output), x);
+    x = loom_mul(g, loom_rms_norm(g, x, c->rms_eps), loom_model_mirror(g, m->output_norm));
+    return loom_matmul(g, loom_model_mirror(g, c->tie_embeddings ? m->tok_embd : m->output), x);
 }
 
 static loom_status build(loom_model *m, loom_llama_graph *lg, char *err, size_t err_n) {
@@ -208,7 +197,7 @@ static loom_status build(loom_model *m, loom_llama_graph *lg, char *err, size_t 
     lg->tokens = input_i32(g, N, "tokens");
     lg->pos = input_i32(g, N, "positions");
     lg->rows = input_i32(g, N, "kv_rows");
-    loom_tensor *x = loom_get_rows(g, mirror(g, m->tok_embd), lg->tokens); /* [dim, N] */
+    loom_tensor *x = loom_get_rows(g, loom_model_mirror(g, m->tok_embd), lg->tokens); /* [dim, N] */
     const hook_ref hk = {m->hook, m->hook_ud};
     for (int64_t l = 0; l < c->n_layers; l++) {
         seg[l] = loom_graph_n_tensors(g); /* layer l's tensors start here */
@@ -402,7 +391,7 @@ loom_status loom_model_build_train(loom_model *m, loom_graph *g, int n_seq, int 
     memset(io, 0, sizeof *io);
     io->tokens = input_i32(g, N, "tokens");
     io->pos = input_i32(g, N, "positions");
-    loom_tensor *x = loom_get_rows(g, mirror(g, m->tok_embd), io->tokens); /* [dim, N] */
+    loom_tensor *x = loom_get_rows(g, loom_model_mirror(g, m->tok_embd), io->tokens); /* [dim, N] */
     const hook_ref hk = {hook, ud};
     for (int64_t l = 0; l < m->cfg.n_layers; l++)
         x = block(m, &hk, g, NULL, l, x, io->pos, n_seq, n_tokens);

@@ -54,6 +54,8 @@ int loom_cli_serve(const char *backend, int argc, char **argv);
 
 /* cli/finetune_cmd.c: `loom finetune` (train/finetune.h). */
 int loom_cli_finetune(const char *backend, int argc, char **argv);
+/* `loom merge-lora` (train/merge.h), in cli/finetune_cmd.c. */
+int loom_cli_merge_lora(int argc, char **argv);
 /* `loom run|chat --lora DIR`: load the PEFT adapter in DIR for m and install
  * it as m's projection hook (applied unmerged). *out is freed with
  * loom_cli_lora_free after m; 0 or an exit code (message printed). */

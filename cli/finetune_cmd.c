@@ -3,11 +3,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "loom/loom.h"
 #include "train/finetune.h"
+#include "train/merge.h"
 #include "train/peft.h"
 
 static void finetune_usage(FILE *f) {
@@ -237,4 +239,79 @@ void loom_cli_lora_free(loom_cli_lora *l) {
     loom_lora_binding_free(&l->b);
     loom_lora_free(l->lo);
     free(l);
+}
+
+/* ---------------- merge-lora (train/merge.h) ---------------- */
+
+static void merge_usage(FILE *f) {
+    fprintf(f,
+            "usage: loom merge-lora -m BASE --lora DIR -o OUT.gguf [--type TYPE]\n"
+            "  writes BASE with the PEFT adapter in DIR folded into its weights:\n"
+            "  W + (alpha/r) * B A, computed in f32, then stored at TYPE\n"
+            "  BASE: a GGUF file or a Hugging Face checkpoint directory\n"
+            "  OUT.gguf: a GGUF file (a directory: OUT/model.gguf), written atomically;\n"
+            "            it loads in loom and llama.cpp like any other GGUF\n"
+            "  --type f16|f32|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_K|q6_K  (default f16:\n"
+            "         a 4-bit type would round the small LoRA delta away)\n");
+}
+
+int loom_cli_merge_lora(int argc, char **argv) {
+    static const char *const TYPES[] = {"f32",  "f16",  "bf16", "q8_0", "q4_0", "q4_1",
+                                        "q5_0", "q5_1", "q4_K", "q6_K", NULL};
+    static const loom_dtype DTYPES[] = {LOOM_F32,  LOOM_F16,  LOOM_BF16, LOOM_Q8_0, LOOM_Q4_0,
+                                        LOOM_Q4_1, LOOM_Q5_0, LOOM_Q5_1, LOOM_Q4_K, LOOM_Q6_K};
+    const char *cmd = "merge-lora", *base = NULL, *lora = NULL, *out = NULL;
+    loom_dtype type = LOOM_F16;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = NULL;
+        if (loom_cli_is_help(a)) {
+            merge_usage(stdout);
+            return 0;
+        }
+        bool known = !strcmp(a, "-m") || !strcmp(a, "--model") || !strcmp(a, "-o") ||
+                     !strcmp(a, "--output") || !strcmp(a, "--type") || !strcmp(a, "--lora");
+        if (!known) {
+            loom_cli_unknown(cmd, a);
+            merge_usage(stderr);
+            return LOOM_CLI_USAGE;
+        }
+        if (!(v = loom_cli_value(cmd, argc, argv, &i))) return LOOM_CLI_USAGE;
+        if (!strcmp(a, "--type")) {
+            int k;
+            if (!loom_cli_parse_choice(cmd, a, v, TYPES, &k)) return LOOM_CLI_USAGE;
+            type = DTYPES[k];
+        } else if (!strcmp(a, "--lora")) {
+            lora = v;
+        } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+            base = v;
+        } else {
+            out = v;
+        }
+    }
+    if (!base || !lora || !out) {
+        fprintf(stderr, "loom %s: %s is required\n", cmd,
+                !base   ? "-m BASE"
+                : !lora ? "--lora DIR"
+                        : "-o OUT.gguf");
+        merge_usage(stderr);
+        return LOOM_CLI_USAGE;
+    }
+    char path[4096];
+    struct stat sb;
+    if (stat(out, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        snprintf(path, sizeof path, "%s/model.gguf", out);
+        out = path;
+    }
+    loom_export_stats st;
+    int n = 0;
+    char err[1024];
+    loom_status s = loom_lora_merge_gguf(base, lora, out, type, &st, &n, err, sizeof err);
+    if (s != LOOM_OK) {
+        fprintf(stderr, "loom %s\n", err); /* err starts with "merge-lora: " */
+        return s == LOOM_ERR_UNSUPPORTED || s == LOOM_ERR_INVALID_ARG ? 2 : 1;
+    }
+    printf("wrote %s: %s, %d weights merged, %lld tensors, %.2f MiB\n", out,
+           loom_dtype_name(type), n, (long long)st.n_tensors,
+           (double)st.bytes_out / (1 << 20));
+    return 0;
 }

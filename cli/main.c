@@ -26,6 +26,8 @@ static void usage(FILE *f) {
         "  serve [-m MODEL]   OpenAI-compatible HTTP server (loom serve --help)\n"
         "  finetune -m MODEL --data TRAIN.jsonl -o OUTDIR\n"
         "                     LoRA fine-tuning, PEFT adapter out (loom finetune --help)\n"
+        "  merge-lora -m BASE --lora DIR -o OUT.gguf [--type f16]\n"
+        "                     fold a PEFT LoRA adapter into the weights (a plain GGUF)\n"
         "  embed [-m ENCODER] [--json] [TEXT...]\n"
         "                     sentence embeddings (BERT encoders; loom embed --help)\n"
         "  info [MODEL]       config, parameters, weight and KV-cache bytes of a model\n"
@@ -176,6 +178,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "rag")) return loom_cli_rag(sub_argc, sub_argv);
     if (!strcmp(cmd, "init-model")) return loom_cli_init_model(sub_argc, sub_argv);
     if (!strcmp(cmd, "export-gguf")) return loom_cli_export_gguf(sub_argc, sub_argv);
+    if (!strcmp(cmd, "merge-lora")) return loom_cli_merge_lora(sub_argc, sub_argv);
     if (!strcmp(cmd, "perplexity")) {
         sub_argc = take_backend(sub_argc, sub_argv, &backend);
         if (sub_argc < 0) {

@@ -227,6 +227,16 @@ typedef struct loom_export_params {
                                   no GGUF type) */
     loom_progress_fn progress; /* over tensors converted, by elements */
     void *progress_ud;
+    /* Optional edit of weights on the way through (`loom merge-lora` adds
+     * LoRA deltas; GGUF input only, else LOOM_ERR_INVALID_ARG): a tensor for
+     * which edit_wants(edit_ud, name) is true is dequantized to f32, handed
+     * to edit (ne[0] innermost: ne[1] rows of ne[0] floats, changed in
+     * place), then stored at the type loom_model_store_type picks. An edit
+     * error aborts the export with edit's status and its message in err. */
+    bool (*edit_wants)(void *ud, const char *name);
+    loom_status (*edit)(void *ud, const char *name, int n_dims, const int64_t *ne, float *w,
+                        char *err, size_t err_n);
+    void *edit_ud;
 } loom_export_params;
 
 typedef struct loom_export_stats {

@@ -91,7 +91,30 @@ static loom_status gguf_export(const char *in, const char *out, const loom_expor
         }
         loom_model_store_type(ti.name, ti.n_dims, ti.ne, p->type, &dst);
         const void *data = ti.data;
-        if (dst != src) {
+        if (p->edit && p->edit_wants && p->edit_wants(p->edit_ud, ti.name)) {
+            /* dequantize, edit in f32, store at dst (even when dst == src) */
+            float *f = malloc(loom_dtype_nbytes(LOOM_F32, n) + 1);
+            void *conv = dst == LOOM_F32 ? (void *)f : malloc(loom_dtype_nbytes(dst, n) + 1);
+            s = f && conv ? loom_convert(src, ti.data, LOOM_F32, f, n) : LOOM_ERR_OOM;
+            char ee[512] = "";
+            if (s == LOOM_OK && (s = p->edit(p->edit_ud, ti.name, ti.n_dims, ti.ne, f, ee,
+                                             sizeof ee)) != LOOM_OK) {
+                loom_model_fail(err, err_n, s, "%s", ee);
+            } else if (s == LOOM_OK && conv != f) {
+                s = loom_convert(LOOM_F32, f, dst, conv, n);
+            }
+            if (s == LOOM_OK && !loom_blobs_keep(&bufs, conv)) s = LOOM_ERR_OOM;
+            if (conv != f) free(f);
+            if (s != LOOM_OK) {
+                if (!ee[0])
+                    loom_model_fail(err, err_n, s, "export: editing '%s' as f32 and storing it as "
+                                    "%s: %s", ti.name, loom_dtype_name(dst), loom_status_str(s));
+                free(conv);
+                goto done;
+            }
+            data = conv;
+            st.n_converted++;
+        } else if (dst != src) {
             void *conv = malloc(loom_dtype_nbytes(dst, n) + 1);
             s = conv ? loom_convert(src, ti.data, dst, conv, n) : LOOM_ERR_OOM;
             if (s == LOOM_OK && !loom_blobs_keep(&bufs, conv)) s = LOOM_ERR_OOM;
@@ -191,6 +214,11 @@ loom_status loom_model_export_gguf(const char *in, const char *out, const loom_e
             err, err_n, LOOM_ERR_IO,
             "export: cannot write %s: directory %s does not exist or is not writable", out, dir);
     if (!S_ISDIR(si.st_mode)) return gguf_export(in, out, p, stats, err, err_n);
+    if (p->edit)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "export: editing weights needs a GGUF input (%s is a Hugging Face "
+                               "directory; export it to GGUF first)",
+                               in);
     loom_status s = loom_hf_dir_to_gguf(in, p->type, out, p->progress, p->progress_ud, err, err_n);
     if (s == LOOM_OK && stats) file_stats(out, stats);
     return s;

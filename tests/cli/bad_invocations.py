@@ -78,6 +78,9 @@ SPEC = {
                               "--parallel": ("int", 1, 256)}),
     ("export-gguf",): {"-m": ("str",), "--model": ("str",), "-o": ("str",),
                        "--output": ("str",), "--type": ("choice", EXPORT_TYPES)},
+    ("merge-lora",): {"-m": ("str",), "--model": ("str",), "-o": ("str",),
+                      "--output": ("str",), "--lora": ("str",),
+                      "--type": ("choice", EXPORT_TYPES)},
     ("init-model",): {"--preset": ("preset",), "-o": ("str",), "--output": ("str",),
                       "--type": ("choice", GGUF_TYPES), "--seed": ("u64",),
                       "--tokenizer": ("str",)},
@@ -331,6 +334,8 @@ def main():
             pre = ["-o", out_gguf]
         elif words[0] == "export-gguf":
             pre = ["-m", "in.gguf", "-o", out_gguf]
+        elif words[0] == "merge-lora":
+            pre = ["-m", "in.gguf", "--lora", "adapter", "-o", out_gguf]
         out_file = out_gguf if pre else None
 
         # --help / -h: usage on stdout, exit 0; the flags it names are in SPEC.

@@ -24,7 +24,7 @@ static void serve_usage(FILE *f) {
             "                  [--cors ORIGIN,...] [--rate-limit R] [--log-prompts]\n"
             "                  [--no-access-log] [--backend NAME] [--gpu-layers N|auto]\n"
             "                  [--devices LIST] [--tensor-split LIST] [--split MODE]\n"
-            "                  [--embed-model ENCODER]\n"
+            "                  [--embed-model ENCODER] [--lora DIR]\n"
             "OpenAI-compatible HTTP API: POST /v1/chat/completions, POST /v1/completions,\n"
             "GET /v1/models, GET /health, GET /metrics. Without -m: the default model of\n"
             "`loom run`. --parallel: KV slots (sequences decoded together, default 4);\n"
@@ -35,6 +35,8 @@ static void serve_usage(FILE *f) {
             "stderr as a JSON line, without prompt text unless --log-prompts.\n"
             "--embed-model: a sentence encoder (a Hugging Face directory, or 'minilm') that\n"
             "serves POST /v1/embeddings; texts longer than its maximum are truncated.\n"
+            "--lora DIR: apply the PEFT LoRA adapter in DIR to every request, unmerged\n"
+            "(as loom run --lora; loom merge-lora folds it into a GGUF instead).\n"
             "SIGTERM/SIGINT drain the requests in flight, then exit.\n"
             "ranges: --port 0..65535, --parallel 1..256, --ctx 0..16777216 (0: the\n"
             "model's), --threads 1..256, --prefill-chunk 1..65536, --max-body\n"
@@ -83,7 +85,7 @@ static void model_name(const char *path, char *out, size_t n) {
 }
 
 int loom_cli_serve(const char *backend, int argc, char **argv) {
-    const char *embed_model = NULL;
+    const char *embed_model = NULL, *lora = NULL;
     const char *model = NULL, *host = "127.0.0.1", *key = NULL, *key_file = NULL, *cors = NULL;
     double rate = 0;
     int port = 8080, parallel = 4, ctx = 0, threads = 4, chunk = 128, max_body = 1 << 20,
@@ -117,6 +119,8 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
             str = &model;
         else if (!strcmp(a, "--embed-model"))
             str = &embed_model;
+        else if (!strcmp(a, "--lora"))
+            str = &lora;
         else if (!strcmp(a, "--host"))
             str = &host;
         else if (!strcmp(a, "--api-key"))
@@ -214,6 +218,7 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
     int rc = 1;
     loom_model *m = NULL;
     loom_encoder *enc = NULL;
+    loom_cli_lora *adapter = NULL; /* the projection hook's state: freed after m */
     st = loom_registry_init();
     if (st != LOOM_OK) {
         fprintf(stderr, "loom serve: backend registry failed: %s\n", loom_status_str(st));
@@ -254,6 +259,8 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
         rc = st == LOOM_ERR_UNAVAILABLE ? 2 : 1;
         goto out;
     }
+    /* before the engine builds any graph: every graph then has the hook */
+    if (lora && loom_cli_lora_attach("serve", m, lora, &adapter) != 0) goto out;
     loom_cli_print_plan(m);
     char name[256];
     model_name(model, name, sizeof name);
@@ -276,6 +283,7 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
 out:
     loom_server_free(srv);
     loom_model_free(m);
+    loom_cli_lora_free(adapter);
     loom_encoder_free(enc);
     loom_registry_shutdown();
     return rc;

@@ -20,7 +20,7 @@ static void finetune_usage(FILE *f) {
                "                     [--seed N] [--max-grad-norm X] [--weight-decay W]\n"
                "                     [--quant f32|f16|bf16|q8_0|q4_0|nf4] [--save-every N]\n"
                "                     [--eval-every N] [--optim adamw|adamw8bit] [--resume]\n"
-               "                     [--quiet] [--backend NAME] [--chat-template NAME]\n"
+               "                     [--quiet] [--backend NAME] [--chat-template NAME] [--pack]\n"
                "LoRA fine-tuning of MODEL (GGUF file or Hugging Face directory; frozen base,\n"
                "--quant converts it while loading, nf4 = QLoRA's double-quantized NF4).\n"
                "Data: JSONL, one {\"text\": ...} or {\"messages\": [{\"role\", \"content\"}...]}\n"
@@ -33,6 +33,10 @@ static void finetune_usage(FILE *f) {
                "1 epoch; seed 42. --max-steps N overrides --epochs. --optim adamw8bit keeps\n"
                "AdamW's moments in bitsandbytes' block-wise 8-bit format (tensors under 4096\n"
                "elements keep f32 moments, as bitsandbytes does).\n"
+               "--pack: several examples per sequence of --seq tokens (whole examples, in\n"
+               "order); attention stays within each example and positions restart at 0 in\n"
+               "each, as Hugging Face's packing with position_ids; a step then counts packed\n"
+               "sequences, not examples. The eval set is not packed.\n"
                "OUTDIR gets adapter_config.json + adapter_model.safetensors (PEFT format),\n"
                "train_log.jsonl (per step: loss, lr, grad_norm, tokens, tokens_per_s), the\n"
                "same as TensorBoard scalars in tb/, metrics.svg (loss, lr, tokens/s plot) and\n"
@@ -92,6 +96,10 @@ int loom_cli_finetune(const char *backend, int argc, char **argv) {
         }
         if (!strcmp(a, "--quiet")) {
             p.quiet = true;
+            continue;
+        }
+        if (!strcmp(a, "--pack")) {
+            p.pack = true;
             continue;
         }
         static const char *const with_value[] = {

@@ -35,19 +35,31 @@ void loom_train_graph_free(loom_train_graph *tg) {
     loom_sched_free(tg->s);
     loom_graph_free(tg->g);
     loom_lora_binding_free(&tg->bind);
+    free(tg->docs);
     memset(tg, 0, sizeof *tg);
 }
 
-loom_status loom_train_graph_build(loom_train_graph *tg, loom_model *m, loom_lora *lo, int32_t T,
-                                   bool backward, bool keep_logits, char *err, size_t err_n) {
+static loom_status build(loom_train_graph *tg, loom_model *m, loom_lora *lo, int32_t T,
+                         const int32_t *docs, int n_docs, bool backward, bool keep_logits,
+                         char *err, size_t err_n) {
     memset(tg, 0, sizeof *tg);
     tg->T = T;
     tg->backward = backward;
     if (loom_graph_new(&tg->g) != LOOM_OK || loom_lora_binding_init(&tg->bind, lo, backward))
         return failf(err, err_n, LOOM_ERR_OOM, "train: out of memory");
+    if (docs) {
+        if (!(tg->docs = malloc((size_t)n_docs * sizeof *tg->docs))) {
+            loom_train_graph_free(tg);
+            return failf(err, err_n, LOOM_ERR_OOM, "train: out of memory");
+        }
+        memcpy(tg->docs, docs, (size_t)n_docs * sizeof *docs);
+        tg->n_docs = n_docs;
+    }
     loom_graph *g = tg->g;
     loom_status st =
-        loom_model_build_train(m, g, 1, T, loom_lora_hook, &tg->bind, &tg->io, err, err_n);
+        docs ? loom_model_build_train_packed(m, g, T, docs, n_docs, loom_lora_hook, &tg->bind,
+                                             &tg->io, err, err_n)
+             : loom_model_build_train(m, g, 1, T, loom_lora_hook, &tg->bind, &tg->io, err, err_n);
     if (st != LOOM_OK) {
         loom_train_graph_free(tg);
         return st;
@@ -90,8 +102,11 @@ loom_status loom_train_graph_build(loom_train_graph *tg, loom_model *m, loom_lor
         loom_train_graph_free(tg);
         return failf(err, err_n, LOOM_ERR_OOM, "train: out of memory");
     }
-    for (int32_t t = 0; t < T; t++)
-        pos[t] = t;
+    /* positions restart at 0 in every packed document (HF's position_ids) */
+    for (int32_t t = 0, d = 0, start = 0; t < T; t++) {
+        if (docs && d < n_docs && t - start == docs[d]) start += docs[d++];
+        pos[t] = t - start;
+    }
     st = loom_tensor_upload(tg->io.pos, pos, (size_t)T * sizeof *pos);
     free(pos);
     if (st != LOOM_OK) {
@@ -99,6 +114,27 @@ loom_status loom_train_graph_build(loom_train_graph *tg, loom_model *m, loom_lor
         return failf(err, err_n, st, "train: uploading positions failed");
     }
     return LOOM_OK;
+}
+
+loom_status loom_train_graph_build(loom_train_graph *tg, loom_model *m, loom_lora *lo, int32_t T,
+                                   bool backward, bool keep_logits, char *err, size_t err_n) {
+    return build(tg, m, lo, T, NULL, 0, backward, keep_logits, err, err_n);
+}
+
+loom_status loom_train_graph_build_packed(loom_train_graph *tg, loom_model *m, loom_lora *lo,
+                                          int32_t T, const int32_t *doc_len, int n_docs,
+                                          bool backward, bool keep_logits, char *err,
+                                          size_t err_n) {
+    if (!doc_len || n_docs < 1) {
+        memset(tg, 0, sizeof *tg);
+        return failf(err, err_n, LOOM_ERR_INVALID_ARG, "train: a packed sequence needs documents");
+    }
+    return build(tg, m, lo, T, doc_len, n_docs, backward, keep_logits, err, err_n);
+}
+
+bool loom_train_graph_same_docs(const loom_train_graph *tg, const int32_t *doc_len, int n_docs) {
+    return tg->g && tg->docs && tg->n_docs == n_docs &&
+           !memcmp(tg->docs, doc_len, (size_t)n_docs * sizeof *doc_len);
 }
 
 loom_status loom_train_graph_run(loom_train_graph *tg, const int32_t *tokens,
@@ -167,7 +203,8 @@ typedef struct run {
     loom_optim *opt;
     loom_ft_dataset train, eval;
     loom_train_graph tg, eg;
-    int32_t T, pad;
+    int32_t T, eT, pad; /* eT: the eval graph's length */
+    int32_t *docs;      /* --pack: the document lengths of the current sequence */
     int32_t *tok, *tgt;
     float **w, *gtmp;
     int64_t *sizes;
@@ -183,14 +220,14 @@ static loom_status eval_loss(run *r, double *out, char *err, size_t err_n) {
         return LOOM_OK;
     }
     if (!r->eg.g)
-        LOOM_TRY(loom_train_graph_build(&r->eg, r->m, r->lo, r->T, false, false, err, err_n));
+        LOOM_TRY(loom_train_graph_build(&r->eg, r->m, r->lo, r->eT, false, false, err, err_n));
     /* the mean over every counted token of the set (Trainer's eval_loss
      * averages per-example means instead; per token does not favour short
      * examples) */
     double sum = 0.0;
     int64_t cnt = 0;
     for (int64_t i = 0; i < r->eval.n; i++) {
-        int32_t c = loom_ft_example_fill(&r->eval.ex[i], r->T, r->pad, r->tok, r->tgt);
+        int32_t c = loom_ft_example_fill(&r->eval.ex[i], r->eT, r->pad, r->tok, r->tgt);
         float l;
         LOOM_TRY(loom_train_graph_run(&r->eg, r->tok, r->tgt, &l, err, err_n));
         sum += (double)l * c;
@@ -198,6 +235,50 @@ static loom_status eval_loss(run *r, double *out, char *err, size_t err_n) {
     }
     *out = cnt ? sum / (double)cnt : NAN;
     return LOOM_OK;
+}
+
+/* --pack: sequences of T tokens filled greedily with whole examples in the
+ * epoch's order (an example that does not fit starts the next sequence; one
+ * longer than T was already cut at --seq); a sequence never spans two
+ * epochs. Each example keeps its own targets (its last token predicts
+ * nothing), the rest of the sequence is padding that is not trained on and
+ * counts as one more document. How many sequences the order gives: */
+static int64_t count_packs(const loom_ft_dataset *d, const int64_t *ord, int32_t T) {
+    int64_t packs = 0;
+    for (int64_t i = 0; i < d->n;) {
+        int32_t used = 0;
+        while (i < d->n && (used == 0 || used + d->ex[ord[i]].n <= T))
+            used += d->ex[ord[i++]].n;
+        packs++;
+    }
+    return packs;
+}
+
+/* Fill r->tok/r->tgt with the next packed sequence from cs's cursor (which
+ * advances); *n_docs document lengths into r->docs. Returns the counted
+ * targets. */
+static int64_t next_pack(run *r, loom_ckpt_state *cs, int *n_docs) {
+    const int32_t T = r->T;
+    int32_t used = 0;
+    int64_t counted = 0;
+    int nd = 0;
+    while (cs->cursor < r->train.n) {
+        const loom_ft_example *e = &r->train.ex[r->order[cs->cursor]];
+        if (used > 0 && used + e->n > T) break;
+        counted += loom_ft_example_fill(e, e->n, r->pad, r->tok + used, r->tgt + used);
+        r->docs[nd++] = e->n;
+        used += e->n;
+        cs->cursor++;
+    }
+    if (used < T) { /* padding: its own document, nothing trained on */
+        for (int32_t t = used; t < T; t++) {
+            r->tok[t] = r->pad;
+            r->tgt[t] = -1;
+        }
+        r->docs[nd++] = T - used;
+    }
+    *n_docs = nd;
+    return counted;
 }
 
 static void run_free(run *r) {
@@ -214,6 +295,7 @@ static void run_free(run *r) {
     free(r->gtmp);
     free(r->sizes);
     free(r->order);
+    free(r->docs);
     if (r->log) fclose(r->log);
     loom_ft_metrics_close(&r->met);
 }
@@ -245,11 +327,18 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
     if (p->eval && (st = loom_ft_dataset_load_chat(p->eval, tok, p->chat_template, p->seq, &R.eval,
                                                    err, err_n)) != LOOM_OK)
         goto done;
-    /* one graph shape: the longest example (up to --seq) */
+    /* one graph shape: the longest example (up to --seq); --pack: --seq,
+     * and the eval set (not packed) its own longest example */
     for (int64_t i = 0; i < R.train.n; i++)
         if (R.train.ex[i].n > R.T) R.T = R.train.ex[i].n;
     for (int64_t i = 0; i < R.eval.n; i++)
-        if (R.eval.ex[i].n > R.T) R.T = R.eval.ex[i].n;
+        if (R.eval.ex[i].n > R.eT) R.eT = R.eval.ex[i].n;
+    if (p->pack)
+        R.T = p->seq;
+    else if (R.eT > R.T)
+        R.T = R.eT;
+    else
+        R.eT = R.T;
     R.pad = loom_tokenizer_eos(tok) >= 0 ? loom_tokenizer_eos(tok) : 0;
     if ((st = loom_lora_new(mc, &p->lora, p->seed, &R.lo, err, err_n)) != LOOM_OK) goto done;
     const int np = R.lo->n_params;
@@ -259,8 +348,15 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
     R.tok = malloc((size_t)R.T * sizeof *R.tok);
     R.tgt = malloc((size_t)R.T * sizeof *R.tgt);
     R.order = malloc((size_t)R.train.n * sizeof *R.order);
+    R.docs = malloc((size_t)(R.train.n + 1) * sizeof *R.docs);
+    if (R.eT > R.T) { /* the token buffers serve the eval set too */
+        free(R.tok);
+        free(R.tgt);
+        R.tok = malloc((size_t)R.eT * sizeof *R.tok);
+        R.tgt = malloc((size_t)R.eT * sizeof *R.tgt);
+    }
     int64_t max_sz = 1;
-    if (!R.sizes || !R.w || !grads || !R.tok || !R.tgt || !R.order) {
+    if (!R.sizes || !R.w || !grads || !R.tok || !R.tgt || !R.order || !R.docs) {
         st = failf(err, err_n, LOOM_ERR_OOM, "finetune: out of memory");
         goto done;
     }
@@ -283,9 +379,15 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
         goto done;
     }
     const int accum = p->grad_accum > 0 ? p->grad_accum : 1;
-    const int64_t steps_per_epoch = (R.train.n + accum - 1) / accum;
-    const int64_t total =
-        p->max_steps > 0 ? p->max_steps : steps_per_epoch * (p->epochs > 0 ? p->epochs : 1);
+    int64_t total = p->max_steps > 0 ? p->max_steps : 0;
+    for (int64_t e = 0; p->max_steps <= 0 && e < (p->epochs > 0 ? p->epochs : 1); e++) {
+        int64_t seqs = R.train.n;
+        if (p->pack) {
+            epoch_order(R.order, R.train.n, p->seed, e);
+            seqs = count_packs(&R.train, R.order, R.T);
+        }
+        total += (seqs + accum - 1) / accum;
+    }
     const int64_t warmup = (int64_t)ceil((double)p->warmup_ratio * (double)total);
 
     loom_ckpt_state cs = {.seed = p->seed};
@@ -310,7 +412,8 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
     if ((st = loom_ft_metrics_open(&R.met, p->out_dir, !p->quiet, cs.step, total, err, err_n)) !=
         LOOM_OK)
         goto done;
-    if ((st = loom_train_graph_build(&R.tg, R.m, R.lo, R.T, true, false, err, err_n)) != LOOM_OK)
+    if (!p->pack &&
+        (st = loom_train_graph_build(&R.tg, R.m, R.lo, R.T, true, false, err, err_n)) != LOOM_OK)
         goto done;
     if (cs.step == 0 && R.eval.n) {
         if ((st = eval_loss(&R, &out.eval_before, err, err_n)) != LOOM_OK) goto done;
@@ -337,8 +440,20 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
                 cs.cursor = 0;
                 epoch_order(R.order, R.train.n, p->seed, cs.epoch);
             }
-            const loom_ft_example *e = &R.train.ex[R.order[cs.cursor++]];
-            ntok += loom_ft_example_fill(e, R.T, R.pad, R.tok, R.tgt);
+            if (p->pack) {
+                int nd;
+                ntok += next_pack(&R, &cs, &nd);
+                /* the graph's shape follows the document lengths */
+                if (!loom_train_graph_same_docs(&R.tg, R.docs, nd)) {
+                    loom_train_graph_free(&R.tg);
+                    if ((st = loom_train_graph_build_packed(&R.tg, R.m, R.lo, R.T, R.docs, nd, true,
+                                                            false, err, err_n)) != LOOM_OK)
+                        goto done;
+                }
+            } else {
+                const loom_ft_example *e = &R.train.ex[R.order[cs.cursor++]];
+                ntok += loom_ft_example_fill(e, R.T, R.pad, R.tok, R.tgt);
+            }
             loom_lora_binding_draw_masks(&R.tg.bind, cs.rng);
             float l;
             if ((st = loom_train_graph_run(&R.tg, R.tok, R.tgt, &l, err, err_n)) != LOOM_OK)

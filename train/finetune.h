@@ -39,6 +39,8 @@ typedef struct loom_train_graph {
     loom_tensor *loss;    /* f32 [1] */
     int32_t T;
     bool backward;
+    int32_t *docs; /* packed graphs: the document lengths it was built for (owned) */
+    int n_docs;
 } loom_train_graph;
 
 /* Build and schedule for sequences of T tokens. backward: gradients of every
@@ -47,6 +49,17 @@ typedef struct loom_train_graph {
  * own (decoding) hook and graph cache are left alone. */
 loom_status loom_train_graph_build(loom_train_graph *tg, loom_model *m, loom_lora *lo, int32_t T,
                                    bool backward, bool keep_logits, char *err, size_t err_n);
+/* The same for one packed sequence of T tokens holding n_docs documents of
+ * doc_len[i] tokens end to end (sum T; a trailing run of padding counts as
+ * a document): attention stays within each document and positions restart
+ * at 0 in each (loom_model_build_train_packed). The graph's shape depends on
+ * the lengths, so the loop rebuilds it when they change
+ * (loom_train_graph_same_docs). */
+loom_status loom_train_graph_build_packed(loom_train_graph *tg, loom_model *m, loom_lora *lo,
+                                          int32_t T, const int32_t *doc_len, int n_docs,
+                                          bool backward, bool keep_logits, char *err,
+                                          size_t err_n);
+bool loom_train_graph_same_docs(const loom_train_graph *tg, const int32_t *doc_len, int n_docs);
 /* Run on one sequence: tokens and targets [T] (target -1 = not counted).
  * *loss = mean cross-entropy over the counted targets (0 when none). */
 loom_status loom_train_graph_run(loom_train_graph *tg, const int32_t *tokens,
@@ -82,6 +95,8 @@ typedef struct loom_finetune_params {
     int64_t eval_every;        /* eval loss every N steps (0 = at the start and end only) */
     bool resume;               /* continue from OUTDIR/checkpoint.bin when present */
     bool quiet;                /* no per-step lines on stderr */
+    bool pack;                 /* several examples per sequence of seq tokens, attention
+                                  within each (loom_train_graph_build_packed) */
     /* Tests: after this many optimizer steps (total, counting resumed
      * ones), stop as if killed, without the final save (0 = never). */
     int64_t stop_after;

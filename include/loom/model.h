@@ -323,6 +323,17 @@ typedef struct loom_model_train_io {
 LOOM_API loom_status loom_model_build_train(loom_model *m, loom_graph *g, int n_seq, int n_tokens,
                                             loom_proj_hook hook, void *ud,
                                             loom_model_train_io *io, char *err, size_t err_n);
+/* The same for one packed sequence of n_tokens tokens holding n_docs
+ * documents of doc_len[i] tokens end to end (sum = n_tokens): attention is
+ * causal within each document and never crosses into another (HF's packing
+ * with position_ids / DataCollatorWithFlattening); the caller uploads
+ * positions that restart at 0 per document. doc_len is read during the
+ * call only. */
+LOOM_API loom_status loom_model_build_train_packed(loom_model *m, loom_graph *g, int n_tokens,
+                                                   const int32_t *doc_len, int n_docs,
+                                                   loom_proj_hook hook, void *ud,
+                                                   loom_model_train_io *io, char *err,
+                                                   size_t err_n);
 /* The backend the weights live on and the cpu backend (borrowed). */
 struct loom_backend;
 LOOM_API void loom_model_backends(const loom_model *m, struct loom_backend **run,

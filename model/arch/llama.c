@@ -95,6 +95,14 @@ static loom_status split_sched(loom_model *m, loom_llama_graph *lg, const int *s
 typedef struct hook_ref {
     loom_proj_hook fn;
     void *ud;
+    /* Training graphs of packed sequences (loom_model_build_train_packed):
+     * the lengths of the n_docs documents laid end to end in the one
+     * sequence; attention runs per document, so none attends across a
+     * boundary (the block-diagonal causal mask, without a mask tensor).
+     * NULL: S sequences of T tokens. Kept here, with the hook, so that
+     * block()'s signature stays as it is. */
+    const int32_t *docs;
+    int n_docs;
 } hook_ref;
 
 /* y = W x for projection which of layer l, plus the hook's term (a LoRA
@@ -136,8 +144,11 @@ static loom_tensor *block(loom_model *m, const hook_ref *hk, loom_graph *g, loom
         vp = loom_permute(g, loom_reshape_3d(g, v, D, Hkv, N), 0, 2, 1, 3);
     }
     loom_tensor *att = NULL;
-    for (int b = 0; b < S; b++) {
-        loom_tensor *qb = S == 1 ? qp : loom_slice(g, qp, 1, (int64_t)b * T, T);
+    const int n_att = !lg && hk->docs ? hk->n_docs : S; /* attention groups */
+    int64_t off = 0;
+    for (int b = 0; b < n_att; b++) {
+        const int64_t len = !lg && hk->docs ? hk->docs[b] : T;
+        loom_tensor *qb = n_att == 1 ? qp : loom_slice(g, qp, 1, off, len);
         loom_tensor *o;
         if (lg) {
             const int64_t p0 = m->slot_pos[lg->slots[b]];
@@ -149,11 +160,12 @@ static loom_tensor *block(loom_model *m, const hook_ref *hk, loom_graph *g, loom
             lg->vview[di] = vb;
             lg->fa[di] = o;
         } else {
-            loom_tensor *kb = S == 1 ? kp : loom_slice(g, kp, 1, (int64_t)b * T, T);
-            loom_tensor *vb = S == 1 ? vp : loom_slice(g, vp, 1, (int64_t)b * T, T);
+            loom_tensor *kb = n_att == 1 ? kp : loom_slice(g, kp, 1, off, len);
+            loom_tensor *vb = n_att == 1 ? vp : loom_slice(g, vp, 1, off, len);
             o = loom_flash_attn(g, qb, kb, vb, scale, true, 0);
         }
-        att = att ? loom_concat(g, att, o, 2) : o; /* [D, Hq, T*(b+1)] */
+        att = att ? loom_concat(g, att, o, 2) : o; /* [D, Hq, off + len] */
+        off += len;
     }
     att = loom_reshape_2d(g, att, D * Hq, N);
     x = loom_add(g, x, proj(hk, g, l, LOOM_PROJ_O, L->wo, att));
@@ -198,7 +210,7 @@ static loom_status build(loom_model *m, loom_llama_graph *lg, char *err, size_t 
     lg->pos = input_i32(g, N, "positions");
     lg->rows = input_i32(g, N, "kv_rows");
     loom_tensor *x = loom_get_rows(g, loom_model_mirror(g, m->tok_embd), lg->tokens); /* [dim, N] */
-    const hook_ref hk = {m->hook, m->hook_ud};
+    const hook_ref hk = {m->hook, m->hook_ud, NULL, 0};
     for (int64_t l = 0; l < c->n_layers; l++) {
         seg[l] = loom_graph_n_tensors(g); /* layer l's tensors start here */
         x = block(m, &hk, g, lg, l, x, lg->pos, S, T);
@@ -377,9 +389,9 @@ loom_status loom_model_set_proj_hook(loom_model *m, loom_proj_hook hook, void *u
     return LOOM_OK;
 }
 
-loom_status loom_model_build_train(loom_model *m, loom_graph *g, int n_seq, int n_tokens,
-                                   loom_proj_hook hook, void *ud, loom_model_train_io *io,
-                                   char *err, size_t err_n) {
+static loom_status build_train(loom_model *m, loom_graph *g, int n_seq, int n_tokens,
+                               const int32_t *docs, int n_docs, loom_proj_hook hook, void *ud,
+                               loom_model_train_io *io, char *err, size_t err_n) {
     if (!m || !g || !io || n_seq < 1 || n_tokens < 1)
         return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
                                "model: training graph needs a model, a graph and a shape >= 1x1");
@@ -392,7 +404,7 @@ loom_status loom_model_build_train(loom_model *m, loom_graph *g, int n_seq, int 
     io->tokens = input_i32(g, N, "tokens");
     io->pos = input_i32(g, N, "positions");
     loom_tensor *x = loom_get_rows(g, loom_model_mirror(g, m->tok_embd), io->tokens); /* [dim, N] */
-    const hook_ref hk = {hook, ud};
+    const hook_ref hk = {hook, ud, docs, n_docs};
     for (int64_t l = 0; l < m->cfg.n_layers; l++)
         x = block(m, &hk, g, NULL, l, x, io->pos, n_seq, n_tokens);
     io->logits = head(m, g, x); /* [vocab, N] */
@@ -402,6 +414,31 @@ loom_status loom_model_build_train(loom_model *m, loom_graph *g, int n_seq, int 
                                "model: building the training graph failed: %s",
                                loom_graph_error(g));
     return LOOM_OK;
+}
+
+loom_status loom_model_build_train(loom_model *m, loom_graph *g, int n_seq, int n_tokens,
+                                   loom_proj_hook hook, void *ud, loom_model_train_io *io,
+                                   char *err, size_t err_n) {
+    return build_train(m, g, n_seq, n_tokens, NULL, 0, hook, ud, io, err, err_n);
+}
+
+loom_status loom_model_build_train_packed(loom_model *m, loom_graph *g, int n_tokens,
+                                          const int32_t *doc_len, int n_docs, loom_proj_hook hook,
+                                          void *ud, loom_model_train_io *io, char *err,
+                                          size_t err_n) {
+    int64_t sum = 0;
+    for (int i = 0; doc_len && i < n_docs; i++) {
+        if (doc_len[i] < 1)
+            return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                                   "model: packed document %d has %d tokens (>= 1)", i,
+                                   (int)doc_len[i]);
+        sum += doc_len[i];
+    }
+    if (!doc_len || n_docs < 1 || sum != n_tokens)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "model: packed documents cover %lld of %d tokens", (long long)sum,
+                               n_tokens);
+    return build_train(m, g, 1, n_tokens, doc_len, n_docs, hook, ud, io, err, err_n);
 }
 
 void loom_model_backends(const loom_model *m, loom_backend **run, loom_backend **cpu) {

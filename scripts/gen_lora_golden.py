@@ -33,6 +33,21 @@ Tested with torch 2.15.0, transformers 5.25.0, peft 0.21.2, safetensors
 (the /work/pyref venv). Usage: python3 scripts/gen_lora_golden.py
 It also checks that peft loads the adapter loom writes (--check-loom DIR:
 PeftModel.from_pretrained on DIR, then the logits loom's adapter gives).
+
+--extra writes tests/train/data/lora_golden/extra.safetensors from the
+committed adapter (the other files are left as they are):
+  merged.logits        [T, V] after peft's merge_and_unload (loom merge-lora)
+  merged.<HF weight>   the merged q_proj / k_proj of layer 0, down_proj of 1
+  packed.loss          [1] transformers' loss on one packed sequence: the
+                       documents PACK_DOCS end to end plus PACK_PAD padding
+                       tokens, position_ids restarting per document and no
+                       attention mask (transformers' packed-sequence
+                       detection: attention within each document), labels
+                       -100 on each document's first token and the padding
+                       (DataCollatorWithFlattening's); the mean over the rest
+  packed.grad.<name>   its gradient of every lora_A / lora_B (q/k B rows in
+                       HF's order)
+(loom: test_merge_lora, test_pack)
 """
 import argparse
 import json
@@ -135,6 +150,50 @@ def generate(root):
                                                                  len(params), size))
 
 
+PACK_DOCS = [[1, 17, 200, 45, 3], [99, 128, 250, 5, 6, 7, 8], [9, 31, 64, 2]]
+PACK_PAD = 4
+
+
+def extra(root):
+    out = os.path.join(root, "tests", "train", "data", "lora_golden")
+    tensors = {}
+    _, base = base_model(root)
+    model = PeftModel.from_pretrained(base, out, is_trainable=True)
+    # packed sequence
+    ids, pos, labels = [], [], []
+    for d in PACK_DOCS:
+        ids += d
+        pos += list(range(len(d)))
+        labels += [-100] + d[1:]
+    ids += [0] * PACK_PAD
+    pos += list(range(PACK_PAD))
+    labels += [-100] * PACK_PAD
+    model.train()  # dropout is 0; gradients on
+    res = model(input_ids=torch.tensor([ids]), position_ids=torch.tensor([pos]),
+                labels=torch.tensor([labels]), use_cache=False)
+    res.loss.backward()
+    tensors["packed.loss"] = res.loss.detach().reshape(1).float()
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            tensors["packed.grad." + n.replace(".default", "")] = p.grad.detach().clone()
+    # the same tokens without position_ids (one causal sequence): must differ
+    with torch.no_grad():
+        plain = float(model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels]),
+                            use_cache=False).loss)
+    # merged
+    model.eval()
+    merged = model.merge_and_unload()
+    with torch.no_grad():
+        tensors["merged.logits"] = merged(input_ids=torch.tensor([TOKENS])).logits[0].float()
+    sd = merged.state_dict()
+    for k in ["model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.k_proj.weight",
+              "model.layers.1.mlp.down_proj.weight"]:
+        tensors["merged." + k] = sd[k].detach().float().contiguous()
+    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(out, "extra.safetensors"))
+    print("extra.safetensors: packed loss %.8f (one causal sequence: %.8f), %d tensors"
+          % (float(tensors["packed.loss"]), plain, len(tensors)))
+
+
 def check_loom(root, adapter_dir):
     """peft loads loom's adapter; print its loss on the golden prompt."""
     _, base = base_model(root)
@@ -151,12 +210,16 @@ def check_loom(root, adapter_dir):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--check-loom", metavar="DIR", help="load a loom-written adapter with peft")
+    ap.add_argument("--extra", action="store_true",
+                    help="write extra.safetensors (merge and packing goldens) only")
     a = ap.parse_args()
     root = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
     if a.check_loom:
         check_loom(root, a.check_loom)
+    elif a.extra:
+        extra(root)
     else:
         generate(root)
 

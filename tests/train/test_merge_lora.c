@@ -8,6 +8,10 @@
  *     unmerged ones (the projection hook, `loom run --lora`), 1e-5 of their
  *     range. q/k rows: the adapter holds HF's order, the GGUF the permuted
  *     one, so a missed permutation fails here;
+ *   - the same against peft's merge_and_unload (extra.safetensors,
+ *     scripts/gen_lora_golden.py --extra): the merged model's logits, and
+ *     its merged q_proj / k_proj / down_proj weights (GGUF rows put back in
+ *     HF's order) to f32 rounding;
  *   - merged from a GGUF base (f16) stored at q8_0: the logits stay close to
  *     peft's (q8_0 rounding), much closer than the base without adapter;
  *   - weights the adapter does not touch are copied bit for bit;
@@ -82,6 +86,44 @@ static float *golden_logits(int64_t n) {
     return d;
 }
 
+/* The merged weights against peft's merge_and_unload: the GGUF's f32 rows
+ * put back in HF's order (q/k rows are permuted per head in GGUF). */
+static void check_merged_weights(const char *path, const loom_model_config *mc,
+                                 loom_safetensors *xs) {
+    static const struct {
+        const char *gguf, *hf;
+        loom_proj proj;
+    } W[3] = {{"blk.0.attn_q.weight", "merged.model.layers.0.self_attn.q_proj.weight", LOOM_PROJ_Q},
+              {"blk.0.attn_k.weight", "merged.model.layers.0.self_attn.k_proj.weight", LOOM_PROJ_K},
+              {"blk.1.ffn_down.weight", "merged.model.layers.1.mlp.down_proj.weight",
+               LOOM_PROJ_DOWN}};
+    loom_gguf *g = NULL;
+    CHECK(loom_gguf_open(path, &g, NULL, 0) == LOOM_OK);
+    for (int k = 0; g && k < 3; k++) {
+        loom_gguf_tensor_info ti;
+        int64_t i = loom_gguf_find_tensor(g, W[k].gguf), j = loom_safetensors_find(xs, W[k].hf);
+        CHECK_MSG(i >= 0 && j >= 0, "%s / %s missing", W[k].gguf, W[k].hf);
+        if (i < 0 || j < 0 || loom_gguf_tensor(g, i, &ti) != LOOM_OK) continue;
+        const int64_t cols = ti.ne[0], rows = ti.ne[1], n = rows * cols;
+        float *w = malloc((size_t)n * 4), *ref = malloc((size_t)n * 4), *scr = malloc((size_t)n * 4);
+        memcpy(w, ti.data, (size_t)n * 4); /* f32 file */
+        loom_peft_permute_rows(mc, W[k].proj, true, w, rows, cols, scr);
+        CHECK(loom_safetensors_read(xs, j, LOOM_F32, ref, (size_t)n * 4) == LOOM_OK);
+        double maxd = 0, maxw = 0;
+        for (int64_t e = 0; e < n; e++) {
+            maxd = fmax(maxd, fabs((double)w[e] - ref[e]));
+            maxw = fmax(maxw, fabs((double)ref[e]));
+        }
+        CHECK_MSG(maxd <= 1e-6 * maxw, "%s vs peft's merged %s: max |diff| %.3g (max |w| %.3g)",
+                  W[k].gguf, W[k].hf, maxd, maxw);
+        printf("%s vs merge_and_unload: max |diff| %.3g of max |w| %.3g\n", W[k].gguf, maxd, maxw);
+        free(w);
+        free(ref);
+        free(scr);
+    }
+    loom_gguf_close(g);
+}
+
 /* Same bytes for tensor name in both GGUFs? */
 static bool same_tensor(const char *a, const char *b, const char *name) {
     loom_gguf *ga = NULL, *gb = NULL;
@@ -140,6 +182,23 @@ int main(void) {
     double d_hook = rel_diff(lm, lhook, V * T);
     CHECK_MSG(d_hook <= 1e-5, "merged f32 vs unmerged (hook): %.3g of the range", d_hook);
     printf("merged f32 vs loom unmerged (--lora): %.3g of range\n", d_hook);
+    /* peft's merge_and_unload */
+    char xp_path[4200];
+    snprintf(xp_path, sizeof xp_path, "%s/extra.safetensors", adir);
+    loom_safetensors *xs = NULL;
+    CHECK_MSG(loom_safetensors_open(xp_path, &xs, err, sizeof err) == LOOM_OK, "%s", err);
+    if (xs) {
+        int64_t i = loom_safetensors_find(xs, "merged.logits");
+        float *mref = malloc((size_t)(V * T) * sizeof *mref);
+        CHECK(i >= 0 && loom_safetensors_read(xs, i, LOOM_F32, mref, (size_t)(V * T) * 4) ==
+                            LOOM_OK);
+        double d_pm = rel_diff(lm, mref, V * T);
+        CHECK_MSG(d_pm <= 1e-5, "merged f32 vs merge_and_unload: %.3g of the range", d_pm);
+        printf("merged f32 vs peft merge_and_unload logits: %.3g of range\n", d_pm);
+        free(mref);
+        check_merged_weights(merged, loom_model_config_of(mm), xs);
+        loom_safetensors_close(xs);
+    }
     loom_lora_binding_free(&bind);
     loom_model_free(mb);
 

@@ -8,6 +8,11 @@
  *     so the sums must agree), 1e-5 relative: no attention crosses a
  *     document; the same tokens in one causal sequence give another loss
  *     (so the check can fail); positions restart at 0 per document;
+ *   - the same packed sequence with the committed peft adapter
+ *     (tests/train/data/lora_golden) against transformers + peft
+ *     (extra.safetensors, scripts/gen_lora_golden.py --extra: position_ids
+ *     restarting per document, transformers' packed-sequence masking): the
+ *     loss 1e-5 relative, every gradient 1e-4 relative L2;
  *   - `loom finetune --pack` end to end on a generated model (byte
  *     tokenizer): a step counts packed sequences (several examples each),
  *     the training loss goes down, and a run stopped after 3 steps and
@@ -21,8 +26,10 @@
 #include <unistd.h>
 
 #include "loom/loom.h"
+#include "loom/safetensors.h"
 #include "testing.h"
 #include "train/finetune.h"
+#include "train/peft.h"
 #include "train_fixture.h"
 
 #define ND 3
@@ -157,6 +164,84 @@ static void test_graph(const char *model_dir) {
         free(gp[i]);
         free(gd[i]);
     }
+    loom_lora_free(lo);
+    loom_model_free(m);
+}
+
+/* The packed sequence of test_graph with peft's adapter, against PyTorch. */
+static void test_torch(const char *model_dir, const char *adir) {
+    loom_model_params mp = loom_model_default_params();
+    mp.backend = "cpu";
+    mp.n_ctx = 16;
+    mp.kv_dtype = LOOM_F32;
+    mp.quantize = true;
+    mp.quant = LOOM_F32;
+    loom_model *m = NULL;
+    loom_lora *lo = NULL;
+    loom_safetensors *gs = NULL;
+    char err[512], p[4200];
+    snprintf(p, sizeof p, "%s/extra.safetensors", adir);
+    CHECK_MSG(loom_model_load(model_dir, &mp, &m, err, sizeof err) == LOOM_OK, "%s", err);
+    CHECK_MSG(m && loom_peft_load(adir, loom_model_config_of(m), &lo, err, sizeof err) == LOOM_OK,
+              "%s", err);
+    CHECK_MSG(loom_safetensors_open(p, &gs, err, sizeof err) == LOOM_OK, "%s", err);
+    if (!m || !lo || !gs) goto out;
+    const loom_model_config *mc = loom_model_config_of(m);
+    int32_t tok[TP], tgt[TP], lens[ND + 1];
+    int off = 0;
+    for (int d = 0; d < ND; off += DOC_LEN[d++]) {
+        lens[d] = DOC_LEN[d];
+        for (int t = 0; t < DOC_LEN[d]; t++) {
+            tok[off + t] = DOCS[off + t];
+            tgt[off + t] = t + 1 < DOC_LEN[d] ? DOCS[off + t + 1] : -1;
+        }
+    }
+    for (int t = 16; t < TP; t++) {
+        tok[t] = 0;
+        tgt[t] = -1;
+    }
+    lens[ND] = PAD;
+    loom_train_graph tg;
+    CHECK(loom_train_graph_build_packed(&tg, m, lo, TP, lens, ND + 1, true, false, err,
+                                        sizeof err) == LOOM_OK);
+    float l = NAN, ref = NAN;
+    CHECK(loom_train_graph_run(&tg, tok, tgt, &l, err, sizeof err) == LOOM_OK);
+    int64_t i = loom_safetensors_find(gs, "packed.loss");
+    CHECK(i >= 0 && loom_safetensors_read(gs, i, LOOM_F32, &ref, 4) == LOOM_OK);
+    CHECK_MSG(fabs(l - ref) <= 1e-5 * fabs(ref), "packed loss %.8g, transformers %.8g", l, ref);
+    double worst = 0;
+    for (int k = 0; k < lo->n_params; k++) {
+        const loom_lora_param *pp = &lo->p[k];
+        const int64_t n = pp->rows * pp->cols;
+        float *g = malloc((size_t)n * 4), *gr = malloc((size_t)n * 4), *scr = malloc((size_t)n * 4);
+        double *a = malloc((size_t)n * 8), *b = malloc((size_t)n * 8);
+        char name[200];
+        snprintf(name, sizeof name, "packed.grad.%s", pp->name);
+        int64_t j = loom_safetensors_find(gs, name);
+        CHECK_MSG(j >= 0, "golden has no %s", name);
+        CHECK(loom_train_graph_grad(&tg, k, g) == LOOM_OK);
+        if (pp->is_b) loom_peft_permute_rows(mc, pp->proj, true, g, pp->rows, pp->cols, scr);
+        if (j >= 0 && loom_safetensors_read(gs, j, LOOM_F32, gr, (size_t)n * 4) == LOOM_OK) {
+            for (int64_t e = 0; e < n; e++) {
+                a[e] = g[e];
+                b[e] = gr[e];
+            }
+            double r = rel_l2(a, b, n);
+            worst = fmax(worst, r);
+            CHECK_MSG(r <= 1e-4, "%s: gradient differs from transformers', relative L2 %.3g",
+                      pp->name, r);
+        }
+        free(g);
+        free(gr);
+        free(scr);
+        free(a);
+        free(b);
+    }
+    printf("packed vs transformers + peft: loss %.8g vs %.8g, worst gradient rel L2 %.3g\n", l,
+           ref, worst);
+    loom_train_graph_free(&tg);
+out:
+    loom_safetensors_close(gs);
     loom_lora_free(lo);
     loom_model_free(m);
 }
@@ -298,10 +383,12 @@ static void test_loop(void) {
 
 int main(void) {
     const char *src = getenv("LOOM_SOURCE_DIR");
-    char model_dir[4096];
+    char model_dir[4096], adir[4096];
     snprintf(model_dir, sizeof model_dir, "%s/tests/model/data/hf/llama_gqa", src ? src : ".");
+    snprintf(adir, sizeof adir, "%s/tests/train/data/lora_golden", src ? src : ".");
     CHECK(loom_registry_init() == LOOM_OK);
     test_graph(model_dir);
+    test_torch(model_dir, adir);
     snprintf(root, sizeof root, "/tmp/loom-pack-test-XXXXXX");
     CHECK(mkdtemp(root) != NULL);
     snprintf(model_path, sizeof model_path, "%s/m.gguf", root);

@@ -252,15 +252,14 @@ void loom_cli_lora_free(loom_cli_lora *l) {
 /* ---------------- merge-lora (train/merge.h) ---------------- */
 
 static void merge_usage(FILE *f) {
-    fprintf(f,
-            "usage: loom merge-lora -m BASE --lora DIR -o OUT.gguf [--type TYPE]\n"
-            "  writes BASE with the PEFT adapter in DIR folded into its weights:\n"
-            "  W + (alpha/r) * B A, computed in f32, then stored at TYPE\n"
-            "  BASE: a GGUF file or a Hugging Face checkpoint directory\n"
-            "  OUT.gguf: a GGUF file (a directory: OUT/model.gguf), written atomically;\n"
-            "            it loads in loom and llama.cpp like any other GGUF\n"
-            "  --type f16|f32|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_K|q6_K  (default f16:\n"
-            "         a 4-bit type would round the small LoRA delta away)\n");
+    fprintf(f, "usage: loom merge-lora -m BASE --lora DIR -o OUT.gguf [--type TYPE]\n"
+               "  writes BASE with the PEFT adapter in DIR folded into its weights:\n"
+               "  W + (alpha/r) * B A, computed in f32, then stored at TYPE\n"
+               "  BASE: a GGUF file or a Hugging Face checkpoint directory\n"
+               "  OUT.gguf: a GGUF file (a directory: OUT/model.gguf), written atomically;\n"
+               "            it loads in loom and llama.cpp like any other GGUF\n"
+               "  --type f16|f32|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_K|q6_K  (default f16:\n"
+               "         a 4-bit type would round the small LoRA delta away)\n");
 }
 
 int loom_cli_merge_lora(int argc, char **argv) {
@@ -318,8 +317,7 @@ int loom_cli_merge_lora(int argc, char **argv) {
         fprintf(stderr, "loom %s\n", err); /* err starts with "merge-lora: " */
         return s == LOOM_ERR_UNSUPPORTED || s == LOOM_ERR_INVALID_ARG ? 2 : 1;
     }
-    printf("wrote %s: %s, %d weights merged, %lld tensors, %.2f MiB\n", out,
-           loom_dtype_name(type), n, (long long)st.n_tensors,
-           (double)st.bytes_out / (1 << 20));
+    printf("wrote %s: %s, %d weights merged, %lld tensors, %.2f MiB\n", out, loom_dtype_name(type),
+           n, (long long)st.n_tensors, (double)st.bytes_out / (1 << 20));
     return 0;
 }

@@ -57,8 +57,7 @@ loom_status loom_train_graph_build(loom_train_graph *tg, loom_model *m, loom_lor
  * (loom_train_graph_same_docs). */
 loom_status loom_train_graph_build_packed(loom_train_graph *tg, loom_model *m, loom_lora *lo,
                                           int32_t T, const int32_t *doc_len, int n_docs,
-                                          bool backward, bool keep_logits, char *err,
-                                          size_t err_n);
+                                          bool backward, bool keep_logits, char *err, size_t err_n);
 bool loom_train_graph_same_docs(const loom_train_graph *tg, const int32_t *doc_len, int n_docs);
 /* Run on one sequence: tokens and targets [T] (target -1 = not counted).
  * *loss = mean cross-entropy over the counted targets (0 when none). */

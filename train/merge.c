@@ -39,8 +39,7 @@ static int param_of(const loom_lora *lo, const char *name) {
     long layer;
     char rest[64];
     int used = 0;
-    if (sscanf(name, "blk.%ld.%63[^.].weight%n", &layer, rest, &used) != 2 || name[used])
-        return -1;
+    if (sscanf(name, "blk.%ld.%63[^.].weight%n", &layer, rest, &used) != 2 || name[used]) return -1;
     if (layer < 0 || layer >= lo->mc.n_layers) return -1;
     for (int p = 0; p < LOOM_PROJ_COUNT; p++)
         if (!strcmp(rest, GGUF_PROJ[p])) return lo->index[layer * LOOM_PROJ_COUNT + p];
@@ -65,8 +64,7 @@ static loom_status edit(void *ud, const char *name, int n_dims, const int64_t *n
                     "%s is [%lld, %lld] but the adapter's %s is [%lld, %lld] x "
                     "[%lld, %lld]",
                     name, (long long)ne[0], (long long)(n_dims > 1 ? ne[1] : 1), A->name,
-                    (long long)B->rows, (long long)B->cols, (long long)A->rows,
-                    (long long)A->cols);
+                    (long long)B->rows, (long long)B->cols, (long long)A->rows, (long long)A->cols);
     const int64_t in = A->cols, r = A->rows;
     float *row = malloc((size_t)in * sizeof *row);
     if (!row) return fail(err, err_n, LOOM_ERR_OOM, "out of memory");

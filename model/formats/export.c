@@ -97,8 +97,8 @@ static loom_status gguf_export(const char *in, const char *out, const loom_expor
             void *conv = dst == LOOM_F32 ? (void *)f : malloc(loom_dtype_nbytes(dst, n) + 1);
             s = f && conv ? loom_convert(src, ti.data, LOOM_F32, f, n) : LOOM_ERR_OOM;
             char ee[512] = "";
-            if (s == LOOM_OK && (s = p->edit(p->edit_ud, ti.name, ti.n_dims, ti.ne, f, ee,
-                                             sizeof ee)) != LOOM_OK) {
+            if (s == LOOM_OK &&
+                (s = p->edit(p->edit_ud, ti.name, ti.n_dims, ti.ne, f, ee, sizeof ee)) != LOOM_OK) {
                 loom_model_fail(err, err_n, s, "%s", ee);
             } else if (s == LOOM_OK && conv != f) {
                 s = loom_convert(LOOM_F32, f, dst, conv, n);
@@ -107,8 +107,10 @@ static loom_status gguf_export(const char *in, const char *out, const loom_expor
             if (conv != f) free(f);
             if (s != LOOM_OK) {
                 if (!ee[0])
-                    loom_model_fail(err, err_n, s, "export: editing '%s' as f32 and storing it as "
-                                    "%s: %s", ti.name, loom_dtype_name(dst), loom_status_str(s));
+                    loom_model_fail(err, err_n, s,
+                                    "export: editing '%s' as f32 and storing it as "
+                                    "%s: %s",
+                                    ti.name, loom_dtype_name(dst), loom_status_str(s));
                 free(conv);
                 goto done;
             }

@@ -57,7 +57,8 @@ static float *logits_of(loom_model *m) {
     int slot = 0;
     char err[512];
     loom_model_slot_clear(m, 0);
-    loom_batch b = {.n_seq = 1, .n_tokens = T, .slots = &slot, .tokens = TOKENS, .all_logits = true};
+    loom_batch b = {
+        .n_seq = 1, .n_tokens = T, .slots = &slot, .tokens = TOKENS, .all_logits = true};
     CHECK_MSG(loom_model_decode(m, &b, lg, err, sizeof err) == LOOM_OK, "decode: %s", err);
     return lg;
 }
@@ -93,10 +94,10 @@ static void check_merged_weights(const char *path, const loom_model_config *mc,
     static const struct {
         const char *gguf, *hf;
         loom_proj proj;
-    } W[3] = {{"blk.0.attn_q.weight", "merged.model.layers.0.self_attn.q_proj.weight", LOOM_PROJ_Q},
-              {"blk.0.attn_k.weight", "merged.model.layers.0.self_attn.k_proj.weight", LOOM_PROJ_K},
-              {"blk.1.ffn_down.weight", "merged.model.layers.1.mlp.down_proj.weight",
-               LOOM_PROJ_DOWN}};
+    } W[3] = {
+        {"blk.0.attn_q.weight", "merged.model.layers.0.self_attn.q_proj.weight", LOOM_PROJ_Q},
+        {"blk.0.attn_k.weight", "merged.model.layers.0.self_attn.k_proj.weight", LOOM_PROJ_K},
+        {"blk.1.ffn_down.weight", "merged.model.layers.1.mlp.down_proj.weight", LOOM_PROJ_DOWN}};
     loom_gguf *g = NULL;
     CHECK(loom_gguf_open(path, &g, NULL, 0) == LOOM_OK);
     for (int k = 0; g && k < 3; k++) {
@@ -105,7 +106,8 @@ static void check_merged_weights(const char *path, const loom_model_config *mc,
         CHECK_MSG(i >= 0 && j >= 0, "%s / %s missing", W[k].gguf, W[k].hf);
         if (i < 0 || j < 0 || loom_gguf_tensor(g, i, &ti) != LOOM_OK) continue;
         const int64_t cols = ti.ne[0], rows = ti.ne[1], n = rows * cols;
-        float *w = malloc((size_t)n * 4), *ref = malloc((size_t)n * 4), *scr = malloc((size_t)n * 4);
+        float *w = malloc((size_t)n * 4), *ref = malloc((size_t)n * 4),
+              *scr = malloc((size_t)n * 4);
         memcpy(w, ti.data, (size_t)n * 4); /* f32 file */
         loom_peft_permute_rows(mc, W[k].proj, true, w, rows, cols, scr);
         CHECK(loom_safetensors_read(xs, j, LOOM_F32, ref, (size_t)n * 4) == LOOM_OK);
@@ -190,8 +192,8 @@ int main(void) {
     if (xs) {
         int64_t i = loom_safetensors_find(xs, "merged.logits");
         float *mref = malloc((size_t)(V * T) * sizeof *mref);
-        CHECK(i >= 0 && loom_safetensors_read(xs, i, LOOM_F32, mref, (size_t)(V * T) * 4) ==
-                            LOOM_OK);
+        CHECK(i >= 0 &&
+              loom_safetensors_read(xs, i, LOOM_F32, mref, (size_t)(V * T) * 4) == LOOM_OK);
         double d_pm = rel_diff(lm, mref, V * T);
         CHECK_MSG(d_pm <= 1e-5, "merged f32 vs merge_and_unload: %.3g of the range", d_pm);
         printf("merged f32 vs peft merge_and_unload logits: %.3g of range\n", d_pm);

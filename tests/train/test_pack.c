@@ -36,7 +36,7 @@
 static const int32_t DOC_LEN[ND] = {5, 7, 4};
 static const int32_t DOCS[16] = {1, 17, 200, 45, 3, 99, 128, 250, 5, 6, 7, 8, 9, 31, 64, 2};
 #define PAD 4
-#define TP (16 + PAD)
+#define TP  (16 + PAD)
 
 static double rel_l2(const double *a, const double *b, int64_t n) {
     double num = 0, den = 0;
@@ -139,8 +139,7 @@ static void test_graph(const char *model_dir) {
         for (int i = 0; i < lo->n_params; i++) {
             double e = rel_l2(gp[i], gd[i], lo->p[i].rows * lo->p[i].cols);
             worst = fmax(worst, e);
-            CHECK_MSG(e <= 1e-5, "%s: packed gradient differs, relative L2 %.3g", lo->p[i].name,
-                      e);
+            CHECK_MSG(e <= 1e-5, "%s: packed gradient differs, relative L2 %.3g", lo->p[i].name, e);
         }
         printf("packed: loss sum %.8g vs per-document %.8g, worst gradient rel L2 %.3g over %d\n",
                packed, sum_docs, worst, lo->n_params);
@@ -237,8 +236,8 @@ static void test_torch(const char *model_dir, const char *adir) {
         free(a);
         free(b);
     }
-    printf("packed vs transformers + peft: loss %.8g vs %.8g, worst gradient rel L2 %.3g\n", l,
-           ref, worst);
+    printf("packed vs transformers + peft: loss %.8g vs %.8g, worst gradient rel L2 %.3g\n", l, ref,
+           worst);
     loom_train_graph_free(&tg);
 out:
     loom_safetensors_close(gs);

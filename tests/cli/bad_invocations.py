@@ -110,7 +110,8 @@ SPEC = {
                  "--max-body": ("int", 1024, 67108864), "--timeout": ("int", 1, 3600),
                  "--cors": ("str",), "--rate-limit": ("float", 0.001, 1000000),
                  "--log-prompts": ("flag",), "--no-access-log": ("flag",),
-                 "--backend": ("str",), "--embed-model": ("str",), **SPLIT},
+                 "--backend": ("str",), "--embed-model": ("str",), "--rag-index": ("str",),
+                 "--rag-store": ("str",), "--rag-table": ("str",), **SPLIT},
     ("embed",): {"-m": ("str",), "--model": ("str",), "--json": ("flag",),
                  "-b": ("int", 1, 4096), "--batch": ("int", 1, 4096),
                  "--max-tokens": ("int", 2, 1048576), "--timing": ("flag",),
@@ -457,6 +458,9 @@ def main():
     r.expect_usage_error(["rag", "ask", "q"], r"loom rag ask: give one of --index INDEX or --store URL")
     r.expect_usage_error(["rag", "ask", "--index", "x.lvi"], r"loom rag ask: a question is required")
     r.expect_usage_error(["rag", "index", "--docs", "d"], r"loom rag index: -o INDEX or --store URL is required")
+    r.expect_usage_error(["serve", "--rag-index", "a", "--rag-store", "b"],
+                         r"loom serve: give --rag-index INDEX or --rag-store URL, not both")
+    r.expect_usage_error(["serve", "--rag-table", "t"], r"loom serve: --rag-table is for --rag-store")
     r.expect_usage_error(["rag", "search", "--index", "x.lvi", "--query-vec", "1", "--rerank", "4"],
                          r"loom rag search: --rerank is for text queries")
     r.expect_usage_error(["rag", "index", "--docs", "d", "-o", "x", "--chunk", "16", "--overlap", "16"],

@@ -12,7 +12,7 @@
 
 #include "cli/args.h"
 #include "cli/cli.h"
-#include "cli/rag_docs.h"
+#include "cli/rag_retrieve.h"
 #include "cli/rag_text.h"
 #include "loom/encoder.h"
 #include "loom/generate.h"
@@ -26,8 +26,14 @@ static const char *k_system =
     "that they do not.";
 
 static void ask_usage(FILE *f) {
-    fprintf(f, "usage: loom rag ask --index INDEX [-m MODEL] \"question\" [options]\n"
+    fprintf(f, "usage: loom rag ask (--index INDEX | --store URL) [-m MODEL] \"question\" "
+               "[options]\n"
                "  --index INDEX        made by loom rag index (its encoder encodes the question)\n"
+               "  --store URL          or a table made by loom rag index --store (the context\n"
+               "                       comes from its chunk column)\n"
+               "  --table NAME         the store's table (default loom_vectors)\n"
+               "  --rerank N           re-rank N candidates by exact cosine of re-encoded chunks\n"
+               "  --mmr LAMBDA         pick the k by maximal marginal relevance (0..1)\n"
                "  -m, --model MODEL    the chat model (default: SmolLM2-135M-Instruct)\n"
                "  -k K                 chunks retrieved (default 4); those that do not fit the\n"
                "                       context are left out, lowest score first\n"
@@ -40,8 +46,7 @@ static void ask_usage(FILE *f) {
 
 typedef struct src {
     char *text; /* "[n] title (source)\ntext" */
-    uint32_t id;
-    float score;
+    const loom_cli_hit *hit;
 } src;
 
 /* Render the conversation with the first n sources. */
@@ -63,8 +68,10 @@ static char *render(const loom_tokenizer *tok, const char *tmpl, const src *s, i
 }
 
 int loom_cli_rag_ask(int argc, char **argv) {
-    const char *C = "rag ask", *index = NULL, *model = NULL, *q = NULL, *tmpl = NULL;
-    int k = 4, n_predict = 256, ctx = 0;
+    const char *C = "rag ask", *index = NULL, *model = NULL, *q = NULL, *tmpl = NULL, *store = NULL,
+               *table = NULL;
+    int k = 4, n_predict = 256, ctx = 0, rerank = 0;
+    float mmr = -1;
     bool exact = false, show = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -74,6 +81,18 @@ int loom_cli_rag_ask(int argc, char **argv) {
         if (!strcmp(a, "--index")) {
             VAL();
             index = v;
+        } else if (!strcmp(a, "--store")) {
+            VAL();
+            store = v;
+        } else if (!strcmp(a, "--table")) {
+            VAL();
+            table = v;
+        } else if (!strcmp(a, "--rerank")) {
+            VAL();
+            if (!loom_cli_parse_int(C, a, v, 1, 10000, &rerank)) return LOOM_CLI_USAGE;
+        } else if (!strcmp(a, "--mmr")) {
+            VAL();
+            if (!loom_cli_parse_f32(C, a, v, 0.0f, 1.0f, &mmr)) return LOOM_CLI_USAGE;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             VAL();
             model = v;
@@ -102,61 +121,38 @@ int loom_cli_rag_ask(int argc, char **argv) {
         }
 #undef VAL
     }
-    if (!index || !q) {
-        fprintf(stderr, "loom rag ask: %s is required\n", !index ? "--index INDEX" : "a question");
+    if (!index == !store || !q) {
+        fprintf(stderr, "loom rag ask: %s\n",
+                !q ? "a question is required" : "give one of --index INDEX or --store URL");
         return LOOM_CLI_USAGE;
     }
     char err[1024], defpath[1200];
-    loom_rag_index *ix = NULL;
-    if (loom_rag_index_load(index, 0, &ix, err, sizeof err) != LOOM_OK) {
-        fprintf(stderr, "loom rag ask: %s\n", err);
-        return 1;
-    }
-    const char *ename = loom_rag_index_encoder(ix);
-    char edir[PATH_MAX];
-    loom_encoder *enc = NULL;
-    if (!ename[0] || loom_encoder_resolve(ename, edir, sizeof edir, err, sizeof err) != LOOM_OK ||
-        loom_encoder_load(edir, NULL, &enc, err, sizeof err) != LOOM_OK ||
-        loom_encoder_dim(enc) != loom_rag_index_dim(ix)) {
-        fprintf(stderr, "loom rag ask: encoder '%s': %s\n", ename,
-                !ename[0] ? "the index names none (made from vectors?)"
-                : enc     ? "its dimension is not the index's"
-                          : err);
-        loom_encoder_free(enc), loom_rag_index_free(ix);
-        return 1;
-    }
-    const int dim = loom_rag_index_dim(ix);
-    float *qv = malloc((size_t)dim * sizeof *qv);
-    loom_rag_hit *hits = malloc((size_t)k * sizeof *hits);
-    src *s = calloc((size_t)k, sizeof *s);
+    loom_cli_retriever r;
+    loom_cli_retrieve_opts ro = {.index = index, .store = store, .table = table};
+    if (!loom_cli_retriever_open(&r, "ask", &ro)) return 1;
+    const int cap = rerank > k ? rerank : k;
+    float *qv = malloc((size_t)r.dim * sizeof *qv);
+    loom_cli_hit *hits = calloc((size_t)cap, sizeof *hits);
+    src *s = calloc((size_t)cap, sizeof *s);
     int nh = 0, rc = 1;
-    loom_cli_doc_reader rd = {.have = false};
     loom_model *m = NULL;
     char *prompt = NULL, *answer = NULL;
     if (!qv || !hits || !s) {
         fprintf(stderr, "loom rag ask: out of memory\n");
         goto done;
     }
-    if (loom_encoder_embed(enc, &q, 1, qv, err, sizeof err) != LOOM_OK) {
-        fprintf(stderr, "loom rag ask: encoder: %s\n", err);
+    loom_cli_search_opts so = {.k = k, .rerank = rerank, .mmr = mmr, .exact = exact};
+    if (!loom_cli_retriever_encode(&r, &q, 1, qv) || !loom_cli_retrieve(&r, qv, &so, hits, &nh))
         goto done;
-    }
-    loom_rag_search_params sp = {.k = k, .exact = exact};
-    if (loom_rag_index_search(ix, qv, &sp, NULL, hits, &nh) != LOOM_OK) {
-        fprintf(stderr, "loom rag ask: %s\n", loom_rag_index_error(ix));
-        goto done;
-    }
     int ns = 0;
     for (int i = 0; i < nh; i++) {
-        loom_rag_meta md;
-        loom_rag_index_meta(ix, hits[i].id, &md);
-        size_t tn = 0;
-        const char *t = loom_cli_doc_chunk(&rd, &md, &tn);
-        if (!tn) continue; /* source gone or changed: warned */
-        size_t len = tn + strlen(md.title) + strlen(md.source) + 32;
+        const loom_cli_hit *h = &hits[i];
+        if (!h->len) continue; /* source gone or changed: warned */
+        size_t len = h->len + strlen(h->meta.title) + strlen(h->meta.source) + 32;
         if (!(s[ns].text = malloc(len))) break;
-        snprintf(s[ns].text, len, "[%d] %s (%s)\n%.*s", ns + 1, md.title, md.source, (int)tn, t);
-        s[ns].id = hits[i].id, s[ns].score = hits[i].score;
+        snprintf(s[ns].text, len, "[%d] %s (%s)\n%.*s", ns + 1, h->meta.title, h->meta.source,
+                 (int)h->len, h->text);
+        s[ns].hit = h;
         ns++;
     }
     if (!model) {
@@ -218,22 +214,20 @@ int loom_cli_rag_ask(int argc, char **argv) {
     }
     printf("%s\n\nSources:\n", answer);
     for (int i = 0; i < used; i++) {
-        loom_rag_meta md;
-        loom_rag_index_meta(ix, s[i].id, &md);
-        printf("[%d] %s [%" PRIu64 ", %" PRIu64 ") %s (score %.4f)\n", i + 1, md.source,
-               md.byte_begin, md.byte_end, md.title, s[i].score);
+        const loom_rag_meta *md = &s[i].hit->meta;
+        printf("[%d] %s [%" PRIu64 ", %" PRIu64 ") %s (score %.4f)\n", i + 1, md->source,
+               md->byte_begin, md->byte_end, md->title, s[i].hit->score);
     }
     fprintf(stderr, "rag ask: %d sources, prompt %" PRId64 " tokens, answer %" PRId64 " tokens\n",
             used, gs.n_prompt, gs.n_gen);
     rc = 0;
 done:
-    for (int i = 0; s && i < k; i++)
+    for (int i = 0; s && i < cap; i++)
         free(s[i].text);
+    loom_cli_hits_free(hits, nh);
     free(s), free(hits), free(qv), free(prompt), free(answer);
-    loom_cli_doc_reader_free(&rd);
     loom_model_free(m);
-    loom_encoder_free(enc);
-    loom_rag_index_free(ix);
+    loom_cli_retriever_close(&r);
     loom_registry_shutdown();
     return rc;
 }

@@ -56,11 +56,8 @@ static void add_usage(FILE *f) {
 static void delete_usage(FILE *f) {
     fprintf(f, "usage: loom rag delete --index INDEX --id N [--id N ...]\n");
 }
-static void info_usage(FILE *f) {
-    fprintf(f, "usage: loom rag info --index INDEX\n");
-}
 static void search_usage(FILE *f) {
-    fprintf(f, "usage: loom rag search --index INDEX \"query text\" [options]\n"
+    fprintf(f, "usage: loom rag search (--index INDEX | --store URL) \"query text\" [options]\n"
                "       loom rag search (--index INDEX | --store URL) (--vector-file Q | "
                "--query-vec X,Y,...) [options]\n"
                "  \"TEXT\"               a text query, encoded with the index's encoder; hits\n"
@@ -78,7 +75,11 @@ static void search_usage(FILE *f) {
                "  --json               one JSON object per hit\n"
                "  --threads N          threads (default: every core)\n"
                "  --store URL          search PostgreSQL + pgvector instead of an index file\n"
-               "  --table NAME         the store's table (default loom_vectors)\n");
+               "  --table NAME         the store's table (default loom_vectors)\n"
+               "  --rerank N           text queries: fetch N candidates, re-encode their chunks\n"
+               "                       (f32) and keep the k of highest exact cosine\n"
+               "  --mmr LAMBDA         text queries: pick the k by maximal marginal relevance\n"
+               "                       (0..1; 1 = relevance only) among the candidates\n");
 }
 static void bench_usage(FILE *f) {
     fprintf(
@@ -390,41 +391,6 @@ static int cmd_delete(int argc, char **argv) {
     return 0;
 }
 
-static int cmd_info(int argc, char **argv) {
-    const char *C = "rag info", *index = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v;
-        if (loom_cli_is_help(a)) return info_usage(stdout), 0;
-        if (!strcmp(a, "--index")) {
-            VAL();
-            index = v;
-        } else {
-            loom_cli_unknown(C, a);
-            info_usage(stderr);
-            return LOOM_CLI_USAGE;
-        }
-    }
-    if (!index) {
-        fprintf(stderr, "loom rag info: --index INDEX is required\n");
-        return LOOM_CLI_USAGE;
-    }
-    loom_rag_index *ix = load_index("info", index);
-    if (!ix) return 1;
-    static const char *const tn[] = {"f32", "f16", "int8"}, *const mn[] = {"ip", "cosine", "l2"};
-    printf("%s: %u vectors (%u live) x %d, %s, %s, encoder '%s'\n", index, loom_rag_index_count(ix),
-           loom_rag_index_live(ix), loom_rag_index_dim(ix), tn[loom_rag_index_vtype(ix)],
-           mn[loom_rag_index_metric(ix)], loom_rag_index_encoder(ix));
-    loom_rag_hnsw_params hp;
-    if (loom_rag_index_hnsw_params(ix, &hp))
-        printf("hnsw: M=%d efConstruction=%d seed=%" PRIu64 "\n", hp.M, hp.ef_construction,
-               hp.seed);
-    else
-        printf("hnsw: none (exact search)\n");
-    printf("distance kernels: %s\n", loom_rag_isa_name());
-    loom_rag_index_free(ix);
-    return 0;
-}
-
 static void json_str(const char *s) {
     putchar('"');
     for (; *s; s++) {
@@ -520,7 +486,8 @@ static int search_store(const char *url, const char *table, float *q, int qd, co
 static int cmd_search(int argc, char **argv) {
     const char *C = "rag search", *index = NULL, *vfile = NULL, *qvec = NULL, *text = NULL,
                *store = NULL, *table = "loom_vectors", *qfile = NULL, *enc = NULL;
-    int k = 5, ef = 0, threads = 0;
+    int k = 5, ef = 0, threads = 0, rerank = 0;
+    float mmr = -1;
     bool exact = false, json = false;
     loom_rag_filter f = {0};
     bool use_f = false;
@@ -568,6 +535,12 @@ static int cmd_search(int argc, char **argv) {
         } else if (!strcmp(a, "--source")) {
             VAL();
             f.source = v, use_f = true;
+        } else if (!strcmp(a, "--rerank")) {
+            VAL();
+            if (!loom_cli_parse_int(C, a, v, 1, 10000, &rerank)) return LOOM_CLI_USAGE;
+        } else if (!strcmp(a, "--mmr")) {
+            VAL();
+            if (!loom_cli_parse_f32(C, a, v, 0.0f, 1.0f, &mmr)) return LOOM_CLI_USAGE;
         } else if (!strcmp(a, "--exact"))
             exact = true;
         else if (!strcmp(a, "--json"))
@@ -581,18 +554,28 @@ static int cmd_search(int argc, char **argv) {
         }
     }
     if (text || qfile) {
-        if (!index || store || vfile || qvec || (text && qfile)) {
+        if (!index == !store || vfile || qvec || (text && qfile)) {
             fprintf(stderr, "loom rag search: %s\n",
-                    text && qfile     ? "give a text query or --query-file, not both"
-                    : !index || store ? "a text query needs --index INDEX (made by loom rag index)"
-                                      : "give a text query or a query vector, not both");
+                    text && qfile      ? "give a text query or --query-file, not both"
+                    : !index == !store ? "a text query needs one of --index INDEX or --store URL"
+                                       : "give a text query or a query vector, not both");
             return LOOM_CLI_USAGE;
         }
-        return loom_cli_rag_text_search(index, enc, text, qfile, k, ef, exact, use_f ? &f : NULL,
-                                        json, threads);
+        loom_cli_retrieve_opts ro = {
+            .index = index, .store = store, .table = table, .encoder = enc, .threads = threads};
+        loom_cli_search_opts so = {.k = k,
+                                   .ef = ef,
+                                   .rerank = rerank,
+                                   .mmr = mmr,
+                                   .exact = exact,
+                                   .filter = use_f ? &f : NULL};
+        return loom_cli_rag_text_search(&ro, text, qfile, &so, json);
     }
-    if (enc) {
-        fprintf(stderr, "loom rag search: -m ENCODER is for text queries\n");
+    if (enc || rerank || mmr >= 0) {
+        fprintf(stderr, "loom rag search: %s is for text queries\n",
+                enc      ? "-m ENCODER"
+                : rerank ? "--rerank"
+                         : "--mmr");
         return LOOM_CLI_USAGE;
     }
     if (!index == !store || (!vfile == !qvec)) {
@@ -779,7 +762,7 @@ int loom_cli_rag(int argc, char **argv) {
     if (!strcmp(sub, "add")) return cmd_add(argc - 1, argv + 1);
     if (!strcmp(sub, "delete")) return cmd_delete(argc - 1, argv + 1);
     if (!strcmp(sub, "search")) return cmd_search(argc - 1, argv + 1);
-    if (!strcmp(sub, "info")) return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(sub, "info")) return loom_cli_rag_info(argc - 1, argv + 1);
     if (!strcmp(sub, "bench")) return cmd_bench(argc - 1, argv + 1);
     fprintf(
         stderr,

@@ -19,19 +19,28 @@
 #include "cli/rag_docs.h"
 #include "loom/encoder.h"
 #include "rag/chunk.h"
+#ifdef LOOM_HAVE_LIBPQ
+#include "rag/store_pg.h"
+#endif
 
 enum { BATCH = 32 };
 
 static void index_usage(FILE *f) {
     fprintf(f,
-            "usage: loom rag index --docs DIR|FILE.jsonl -o INDEX [-m ENCODER] [options]\n"
+            "usage: loom rag index --docs DIR|FILE.jsonl (-o INDEX | --store URL) [-m ENCODER] "
+            "[options]\n"
             "  --docs PATH          a directory (.html/.htm, .md/.markdown, .txt/.rst, walked\n"
             "                       recursively), one such file, or a .jsonl file of\n"
             "                       {\"text\": ..., \"title\": ...} objects\n"
             "  -o INDEX             index file; when it exists it is updated: new and changed\n"
             "                       sources are (re)indexed, removed ones deleted\n"
-            "  -m, --encoder ENC    sentence encoder: a directory or 'minilm' (default)\n"
-            "  --chunk N            tokens per chunk (default 256, capped at the encoder's max)\n"
+            "  --store URL          (also) PostgreSQL + pgvector: rows with metadata and chunk\n"
+            "                       text, updated the same way\n"
+            "  --table NAME         the store's table (default loom_vectors)\n"
+            "  -m, --encoder ENC    sentence encoder: a directory or 'minilm' (default, or the\n"
+            "                       one an existing index or table records)\n"
+            "  --chunk N            tokens per chunk (default 256, capped at the encoder's max;\n"
+            "                       an existing index or table keeps its own)\n"
             "  --overlap N          tokens shared by neighbouring chunks (default 32)\n"
             "  --exact              no HNSW graph (default: HNSW 16,200)\n"
             "  --dump-chunks FILE   also write the chunks as JSON lines (source, byte offsets,\n"
@@ -111,20 +120,41 @@ static loom_encoder *open_encoder(const char *cmd, const char *arg) {
     return e;
 }
 
+/* Where the chunks go: an index file, a store table, or both. */
+typedef struct sink {
+    loom_rag_index *ix;
+    struct loom_rag_pg *pg;
+    uint64_t next_id; /* the store's next row id when there is no index */
+} sink;
+
 /* Embed and add the pending chunks. */
-static bool flush(loom_encoder *enc, loom_rag_index *ix, pending *p, float *vec, size_t *done,
-                  prog *pr) {
+static bool flush(loom_encoder *enc, sink *sk, pending *p, float *vec, size_t *done, prog *pr) {
     if (!p->n) return true;
-    char err[400];
+    char err[600];
     bool ok = true;
+    uint32_t first = 0;
     if (loom_encoder_embed(enc, (const char *const *)p->text, p->n, vec, err, sizeof err) !=
         LOOM_OK) {
         fprintf(stderr, "loom rag index: encoder: %s\n", err);
         ok = false;
-    } else if (loom_rag_index_add(ix, vec, (size_t)p->n, p->meta, NULL, NULL) != LOOM_OK) {
-        fprintf(stderr, "loom rag index: %s\n", loom_rag_index_error(ix));
+    } else if (sk->ix &&
+               loom_rag_index_add(sk->ix, vec, (size_t)p->n, p->meta, NULL, &first) != LOOM_OK) {
+        fprintf(stderr, "loom rag index: %s\n", loom_rag_index_error(sk->ix));
         ok = false;
     }
+#ifdef LOOM_HAVE_LIBPQ
+    /* With an index the store's ids are its ids (rag/store_pg.h). */
+    if (ok && sk->pg) {
+        uint64_t id0 = sk->ix ? first : sk->next_id;
+        if (loom_rag_pg_insert_text(sk->pg, vec, (size_t)p->n, (int)loom_encoder_dim(enc), p->meta,
+                                    (const char *const *)p->text, id0, err,
+                                    sizeof err) != LOOM_OK) {
+            fprintf(stderr, "loom rag index: --store: %s\n", err);
+            ok = false;
+        }
+        sk->next_id = id0 + (uint64_t)p->n;
+    }
+#endif
     for (int i = 0; i < p->n; i++)
         free(p->text[i]);
     *done += (size_t)p->n;
@@ -160,10 +190,84 @@ static size_t delete_source(loom_rag_index *ix, const char *src) {
     return n;
 }
 
+/* The settings an index file or store table recorded. */
+typedef struct recorded {
+    bool have, ts;
+    char name[1024];
+    loom_rag_text_settings t;
+    const char *what;
+} recorded;
+
+/* Open the store table for indexing; *rec gets its settings when it exists. */
+static bool open_store(const char *url, const char *table, sink *sk, recorded *rec) {
+#ifdef LOOM_HAVE_LIBPQ
+    char err[600];
+    bool exists = false;
+    if (loom_rag_pg_open(url, table, &sk->pg, err, sizeof err) != LOOM_OK ||
+        loom_rag_pg_exists(sk->pg, &exists, err, sizeof err) != LOOM_OK ||
+        (exists && loom_rag_pg_text_settings(sk->pg, &rec->ts, rec->name, sizeof rec->name, &rec->t,
+                                             err, sizeof err) != LOOM_OK)) {
+        fprintf(stderr, "loom rag index: --store: %s\n", err);
+        return false;
+    }
+    if (exists && !rec->ts) {
+        fprintf(stderr,
+                "loom rag index: --store: table %s was not made by loom rag index (no text "
+                "settings); give another --table\n",
+                table);
+        return false;
+    }
+    rec->have = exists, rec->what = table;
+    return true;
+#else
+    (void)url, (void)table, (void)sk, (void)rec;
+    fprintf(stderr, "loom rag index: --store: this loom was built without libpq\n");
+    return false;
+#endif
+}
+
+/* Settings given on the command line against recorded ones: false after
+ * one line saying which differs. */
+static bool same_settings(const recorded *r, const char *name, int chunk, int overlap,
+                          bool chunk_set, bool overlap_set) {
+    if (!r->have) return true;
+    if (strcmp(r->name, name)) {
+        fprintf(stderr,
+                "loom rag index: %s was made with encoder '%s', not '%s'; give the same -m (or "
+                "none) or another target\n",
+                r->what, r->name, name);
+        return false;
+    }
+    if (r->ts && ((chunk_set && (uint32_t)chunk != r->t.chunk) ||
+                  (overlap_set && (uint32_t)overlap != r->t.overlap))) {
+        char want[64] = "";
+        size_t w = 0;
+        if (chunk_set) w += (size_t)snprintf(want, sizeof want, "--chunk %d", chunk);
+        if (overlap_set)
+            snprintf(want + w, sizeof want - w, "%s--overlap %d", w ? " " : "", overlap);
+        fprintf(stderr,
+                "loom rag index: %s was made with --chunk %u --overlap %u, not %s; give the "
+                "same (or none) or another target\n",
+                r->what, r->t.chunk, r->t.overlap, want);
+        return false;
+    }
+    return true;
+}
+
+#ifdef LOOM_HAVE_LIBPQ
+static const loom_rag_pg_source *store_source(const loom_rag_pg_source *sv, size_t n,
+                                              const char *src) {
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(sv[i].source, src)) return &sv[i];
+    return NULL;
+}
+#endif
+
 int loom_cli_rag_index(int argc, char **argv) {
-    const char *C = "rag index", *docs = NULL, *out = NULL, *enc_arg = "minilm", *dump = NULL;
+    const char *C = "rag index", *docs = NULL, *out = NULL, *enc_arg = NULL, *dump = NULL,
+               *store = NULL, *table = "loom_vectors";
     int chunk = 256, overlap = 32, threads = 0;
-    bool exact = false, chunk_set = false;
+    bool exact = false, chunk_set = false, overlap_set = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (loom_cli_is_help(a)) return index_usage(stdout), 0;
@@ -175,6 +279,12 @@ int loom_cli_rag_index(int argc, char **argv) {
         } else if (!strcmp(a, "-o")) {
             VAL();
             out = v;
+        } else if (!strcmp(a, "--store")) {
+            VAL();
+            store = v;
+        } else if (!strcmp(a, "--table")) {
+            VAL();
+            table = v;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--encoder")) {
             VAL();
             enc_arg = v;
@@ -185,6 +295,7 @@ int loom_cli_rag_index(int argc, char **argv) {
         } else if (!strcmp(a, "--overlap")) {
             VAL();
             if (!loom_cli_parse_int(C, a, v, 0, 8191, &overlap)) return LOOM_CLI_USAGE;
+            overlap_set = true;
         } else if (!strcmp(a, "--dump-chunks")) {
             VAL();
             dump = v;
@@ -200,15 +311,17 @@ int loom_cli_rag_index(int argc, char **argv) {
         }
 #undef VAL
     }
-    if (!docs || !out) {
-        fprintf(stderr, "loom rag index: %s is required\n", !docs ? "--docs PATH" : "-o INDEX");
+    if (!docs || (!out && !store)) {
+        fprintf(stderr, "loom rag index: %s is required\n",
+                !docs ? "--docs PATH" : "-o INDEX or --store URL");
         return LOOM_CLI_USAGE;
     }
-    if (overlap >= chunk) {
+    if (overlap >= chunk && overlap_set) {
         fprintf(stderr, "loom rag index: --overlap %d must be smaller than --chunk %d\n", overlap,
                 chunk);
         return LOOM_CLI_USAGE;
     }
+    if (overlap >= chunk) overlap = chunk / 8; /* the default overlap with a small --chunk */
     char err[400];
     char **srcs = NULL;
     size_t nsrc = 0;
@@ -216,45 +329,96 @@ int loom_cli_rag_index(int argc, char **argv) {
         fprintf(stderr, "loom rag index: %s\n", err);
         return 1;
     }
-    loom_encoder *enc = open_encoder("index", enc_arg);
-    if (!enc) return loom_cli_doc_list_free(srcs, nsrc), 1;
-    const int maxc = loom_encoder_max_tokens(enc) - 2; /* [CLS] and [SEP] */
-    if (chunk > maxc) {
-        if (chunk_set)
-            fprintf(stderr,
-                    "loom rag index: warning: --chunk %d is more than the encoder takes (%d "
-                    "tokens); chunks are capped at %d\n",
-                    chunk, maxc, maxc);
-        chunk = maxc;
-        if (overlap >= chunk) overlap = chunk / 8;
-    }
-    char *name = encoder_name(enc_arg);
-    const int dim = (int)loom_encoder_dim(enc);
-    loom_rag_index *ix = NULL;
-    bool update = access(out, F_OK) == 0;
+    /* What an existing index file and store table recorded. */
+    sink sk = {0};
+    recorded ri = {.what = out}, rs = {0};
+    bool ok = true, update = out && access(out, F_OK) == 0;
     if (update) {
-        if (loom_rag_index_load(out, 0, &ix, err, sizeof err) != LOOM_OK) {
+        if (loom_rag_index_load(out, 0, &sk.ix, err, sizeof err) != LOOM_OK) {
             fprintf(stderr, "loom rag index: %s\n", err);
-        } else if (strcmp(loom_rag_index_encoder(ix), name) || loom_rag_index_dim(ix) != dim) {
-            fprintf(stderr,
-                    "loom rag index: %s was made with encoder '%s' (%d-d), not '%s' (%d-d); "
-                    "give another -o or the same -m\n",
-                    out, loom_rag_index_encoder(ix), loom_rag_index_dim(ix), name, dim);
-            loom_rag_index_free(ix), ix = NULL;
+            ok = false;
+        } else {
+            ri.have = true;
+            snprintf(ri.name, sizeof ri.name, "%s", loom_rag_index_encoder(sk.ix));
+            ri.ts = loom_rag_index_text_settings(sk.ix, &ri.t);
         }
-    } else if (loom_rag_index_new(dim, LOOM_RAG_F32, LOOM_RAG_COSINE, &ix) != LOOM_OK ||
-               loom_rag_index_set_encoder(ix, name) != LOOM_OK) {
-        fprintf(stderr, "loom rag index: out of memory\n");
-        loom_rag_index_free(ix), ix = NULL;
     }
+    if (ok && store) ok = open_store(store, table, &sk, &rs);
+    if (ok && ri.have && rs.have && rs.ts &&
+        !same_settings(&ri, rs.name, (int)rs.t.chunk, (int)rs.t.overlap, ri.ts, ri.ts))
+        ok = false;
+    const recorded *rec = ri.have ? &ri : rs.have ? &rs : NULL;
+    char *name = !ok                   ? NULL
+                 : enc_arg             ? encoder_name(enc_arg)
+                 : rec && rec->name[0] ? strdup(rec->name)
+                                       : strdup("minilm");
+    loom_encoder *enc = name ? open_encoder("index", name) : NULL;
+    int dim = 0;
+    if (enc) {
+        const int maxc = loom_encoder_max_tokens(enc) - 2; /* [CLS] and [SEP] */
+        if (chunk > maxc) {
+            if (chunk_set)
+                fprintf(stderr,
+                        "loom rag index: warning: --chunk %d is more than the encoder takes (%d "
+                        "tokens); chunks are capped at %d\n",
+                        chunk, maxc, maxc);
+            chunk = maxc;
+            if (overlap >= chunk && !overlap_set) overlap = chunk / 8;
+            if (overlap >= chunk) {
+                fprintf(stderr, "loom rag index: --overlap %d must be smaller than the chunk %d\n",
+                        overlap, chunk);
+                ok = false;
+            }
+        }
+        dim = (int)loom_encoder_dim(enc);
+        ok = ok && same_settings(&ri, name, chunk, overlap, chunk_set, overlap_set) &&
+             same_settings(&rs, name, chunk, overlap, chunk_set, overlap_set);
+        if (ok && rec && rec->ts) chunk = (int)rec->t.chunk, overlap = (int)rec->t.overlap;
+        if (ok && sk.ix && loom_rag_index_dim(sk.ix) != dim) {
+            fprintf(stderr, "loom rag index: %s holds %d-d vectors, encoder '%s' makes %d-d\n", out,
+                    loom_rag_index_dim(sk.ix), name, dim);
+            ok = false;
+        }
+    } else {
+        ok = false;
+    }
+    loom_rag_text_settings ts = {.chunk = (uint32_t)chunk,
+                                 .overlap = (uint32_t)overlap,
+                                 .encoder_dim = (uint32_t)dim,
+                                 .normalize = 1,
+                                 .max_tokens = enc ? (uint32_t)loom_encoder_max_tokens(enc) : 0};
+    if (ok && out && !sk.ix &&
+        (loom_rag_index_new(dim, LOOM_RAG_F32, LOOM_RAG_COSINE, &sk.ix) != LOOM_OK ||
+         loom_rag_index_set_encoder(sk.ix, name) != LOOM_OK)) {
+        fprintf(stderr, "loom rag index: out of memory or encoder name too long\n");
+        ok = false;
+    }
+    if (ok && sk.ix && loom_rag_index_set_text_settings(sk.ix, &ts) != LOOM_OK) {
+        fprintf(stderr, "loom rag index: %s\n", loom_rag_index_error(sk.ix));
+        ok = false;
+    }
+#ifdef LOOM_HAVE_LIBPQ
+    loom_rag_pg_source *sv = NULL;
+    size_t nsv = 0;
+    if (ok && sk.pg) {
+        char e2[600];
+        loom_status st =
+            rs.have ? LOOM_OK
+                    : loom_rag_pg_create(sk.pg, dim, LOOM_RAG_COSINE, false, e2, sizeof e2);
+        if (st == LOOM_OK && !rs.have)
+            st = loom_rag_pg_set_text_settings(sk.pg, LOOM_RAG_COSINE, name, &ts, e2, sizeof e2);
+        if (st == LOOM_OK) st = loom_rag_pg_sources(sk.pg, &sv, &nsv, e2, sizeof e2);
+        if (st == LOOM_OK) st = loom_rag_pg_next_id(sk.pg, &sk.next_id, e2, sizeof e2);
+        if (st != LOOM_OK) fprintf(stderr, "loom rag index: --store: %s\n", e2), ok = false;
+    }
+#endif
     FILE *df = NULL;
-    if (ix && dump && !(df = fopen(dump, "w"))) {
+    if (ok && dump && !(df = fopen(dump, "w"))) {
         fprintf(stderr, "loom rag index: --dump-chunks: cannot write %s\n", dump);
-        loom_rag_index_free(ix), ix = NULL;
+        ok = false;
     }
-    float *vec = malloc((size_t)BATCH * (size_t)dim * sizeof *vec);
-    bool ok = ix && vec;
-    if (ix && !vec) fprintf(stderr, "loom rag index: out of memory\n");
+    float *vec = malloc((size_t)BATCH * (size_t)(dim ? dim : 1) * sizeof *vec);
+    if (ok && !vec) fprintf(stderr, "loom rag index: out of memory\n"), ok = false;
     /* Pass 1: load and chunk every document that is new or changed. */
     loom_cli_doc *dv = calloc(nsrc ? nsrc : 1, sizeof *dv);
     loom_rag_chunk **cv = calloc(nsrc ? nsrc : 1, sizeof *cv);
@@ -267,16 +431,27 @@ int loom_cli_rag_index(int argc, char **argv) {
             n_skip++;
             continue;
         }
-        if (update) {
-            bool any, same;
-            find_source(ix, srcs[i], dv[i].hash, &any, &same);
-            if (any && same) {
-                n_same++;
-                loom_cli_doc_free(&dv[i]);
-                continue;
-            }
-            if (any) n_del += delete_source(ix, srcs[i]);
+        /* Unchanged when every target holds it with this hash. */
+        bool any_l = false, same_l = true, any_s = false, same_s = true;
+        if (update) find_source(sk.ix, srcs[i], dv[i].hash, &any_l, &same_l);
+#ifdef LOOM_HAVE_LIBPQ
+        const loom_rag_pg_source *ps = sk.pg ? store_source(sv, nsv, srcs[i]) : NULL;
+        any_s = ps != NULL, same_s = ps && ps->one_hash && ps->hash == dv[i].hash;
+#endif
+        if ((!sk.ix || (any_l && same_l)) && (!sk.pg || (any_s && same_s))) {
+            n_same++;
+            loom_cli_doc_free(&dv[i]);
+            continue;
         }
+        if (any_l) n_del += delete_source(sk.ix, srcs[i]);
+#ifdef LOOM_HAVE_LIBPQ
+        size_t nd = 0;
+        if (any_s && loom_rag_pg_delete_source(sk.pg, srcs[i], &nd, err, sizeof err) != LOOM_OK) {
+            fprintf(stderr, "loom rag index: --store: %s\n", err);
+            ok = false;
+        }
+        if (!sk.ix) n_del += nd;
+#endif
         loom_status st = loom_rag_chunk_text(loom_encoder_tokenizer(enc), dv[i].text, dv[i].len,
                                              chunk, overlap, &cv[i], &nc[i]);
         if (st != LOOM_OK) {
@@ -288,16 +463,32 @@ int loom_cli_rag_index(int argc, char **argv) {
     loom_cli_jsonl_cache_free(&jc);
     /* Sources gone from the documents are deleted. */
     if (ok && update) {
-        for (uint32_t id = 0, c = loom_rag_index_count(ix); id < c; id++) {
+        for (uint32_t id = 0, c = loom_rag_index_count(sk.ix); id < c; id++) {
             loom_rag_meta m;
-            if (loom_rag_index_is_deleted(ix, id) || loom_rag_index_meta(ix, id, &m) != LOOM_OK)
+            if (loom_rag_index_is_deleted(sk.ix, id) ||
+                loom_rag_index_meta(sk.ix, id, &m) != LOOM_OK)
                 continue;
             bool found = false;
             for (size_t i = 0; i < nsrc && !found; i++)
                 found = !strcmp(srcs[i], m.source);
-            if (!found && loom_rag_index_delete(ix, id) == LOOM_OK) n_del++;
+            if (!found && loom_rag_index_delete(sk.ix, id) == LOOM_OK) n_del++;
         }
     }
+#ifdef LOOM_HAVE_LIBPQ
+    for (size_t j = 0; ok && j < nsv; j++) {
+        bool found = false;
+        for (size_t i = 0; i < nsrc && !found; i++)
+            found = !strcmp(srcs[i], sv[j].source);
+        size_t nd = 0;
+        if (!found &&
+            loom_rag_pg_delete_source(sk.pg, sv[j].source, &nd, err, sizeof err) != LOOM_OK) {
+            fprintf(stderr, "loom rag index: --store: %s\n", err);
+            ok = false;
+        }
+        if (!sk.ix) n_del += nd;
+    }
+    loom_rag_pg_free_sources(sv, nsv);
+#endif
     /* Pass 2: embed in batches, add. */
     prog pr = {.tty = isatty(2), .t0 = mono(), .total = total};
     pending p = {.n = 0};
@@ -328,26 +519,34 @@ int loom_cli_rag_index(int argc, char **argv) {
                                           .byte_begin = c->begin,
                                           .byte_end = c->end,
                                           .tag = dv[i].hash};
-            if (++p.n == BATCH) ok = flush(enc, ix, &p, vec, &done, &pr);
+            if (++p.n == BATCH) ok = flush(enc, &sk, &p, vec, &done, &pr);
         }
         /* metadata strings point into dv[i]: flush before freeing it */
-        if (ok) ok = flush(enc, ix, &p, vec, &done, &pr);
+        if (ok) ok = flush(enc, &sk, &p, vec, &done, &pr);
         loom_cli_doc_free(&dv[i]);
     }
     if (pr.tty && pr.drawn) fputc('\n', stderr);
     for (int i = 0; i < p.n; i++)
         free(p.text[i]);
     loom_threadpool *pool = NULL;
-    if (ok && loom_threadpool_new(threads, &pool) != LOOM_OK) pool = NULL;
-    if (ok && !exact && !loom_rag_index_has_hnsw(ix)) {
+    if (ok && sk.ix && loom_threadpool_new(threads, &pool) != LOOM_OK) pool = NULL;
+    if (ok && sk.ix && !exact && !loom_rag_index_has_hnsw(sk.ix)) {
         loom_rag_hnsw_params hp = {.M = 16, .ef_construction = 200, .seed = 0};
-        if (loom_rag_index_build_hnsw(ix, &hp, pool) != LOOM_OK) {
-            fprintf(stderr, "loom rag index: %s\n", loom_rag_index_error(ix));
+        if (loom_rag_index_build_hnsw(sk.ix, &hp, pool) != LOOM_OK) {
+            fprintf(stderr, "loom rag index: %s\n", loom_rag_index_error(sk.ix));
             ok = false;
         }
     }
-    if (ok && loom_rag_index_save(ix, out) != LOOM_OK) {
-        fprintf(stderr, "loom rag index: %s\n", loom_rag_index_error(ix));
+#ifdef LOOM_HAVE_LIBPQ
+    /* pgvector keeps its HNSW index up to date on insert: created once. */
+    if (ok && sk.pg && !exact &&
+        loom_rag_pg_build_hnsw(sk.pg, 16, 200, err, sizeof err) != LOOM_OK) {
+        fprintf(stderr, "loom rag index: --store: %s\n", err);
+        ok = false;
+    }
+#endif
+    if (ok && sk.ix && loom_rag_index_save(sk.ix, out) != LOOM_OK) {
+        fprintf(stderr, "loom rag index: %s\n", loom_rag_index_error(sk.ix));
         ok = false;
     }
     if (df && fclose(df) != 0 && ok) {
@@ -357,15 +556,18 @@ int loom_cli_rag_index(int argc, char **argv) {
     if (ok)
         printf("indexed %zu chunks from %zu sources (%zu unchanged, %zu skipped), %zu rows "
                "deleted; %s: %u live rows, encoder %s, chunk %d overlap %d tokens\n",
-               total, nsrc - n_skip - n_same, n_same, n_skip, n_del, out, loom_rag_index_live(ix),
-               name, chunk, overlap);
+               total, nsrc - n_skip - n_same, n_same, n_skip, n_del, out ? out : table,
+               sk.ix ? loom_rag_index_live(sk.ix) : (unsigned)total, name, chunk, overlap);
     for (size_t i = 0; i < nsrc; i++) {
         if (dv) loom_cli_doc_free(&dv[i]);
         if (cv) free(cv[i]);
     }
     free(dv), free(cv), free(nc), free(vec), free(name);
     loom_threadpool_free(pool);
-    loom_rag_index_free(ix);
+    loom_rag_index_free(sk.ix);
+#ifdef LOOM_HAVE_LIBPQ
+    loom_rag_pg_close(sk.pg);
+#endif
     loom_encoder_free(enc);
     loom_cli_doc_list_free(srcs, nsrc);
     return ok ? 0 : 1;
@@ -395,98 +597,60 @@ static char **read_lines(const char *path, int *n) {
     return v;
 }
 
-int loom_cli_rag_text_search(const char *index, const char *encoder, const char *text,
-                             const char *qfile, int k, int ef, bool exact, const loom_rag_filter *f,
-                             bool json, int threads) {
-    char err[400];
-    loom_rag_index *ix = NULL;
-    if (loom_rag_index_load(index, 0, &ix, err, sizeof err) != LOOM_OK) {
-        fprintf(stderr, "loom rag search: %s\n", err);
-        return 1;
+void loom_cli_rag_print_hit(int query, int rank, const loom_cli_hit *h, bool json) {
+    const loom_rag_meta *m = &h->meta;
+    if (json) {
+        printf("{\"query\":%d,\"rank\":%d,\"id\":%u,\"score\":%.7g,\"source\":", query, rank, h->id,
+               h->score);
+        json_str(stdout, m->source, strlen(m->source));
+        printf(",\"byte_begin\":%" PRIu64 ",\"byte_end\":%" PRIu64 ",\"title\":", m->byte_begin,
+               m->byte_end);
+        json_str(stdout, m->title, strlen(m->title));
+        printf(",\"text\":");
+        json_str(stdout, h->text, h->len);
+        printf("}\n");
+        return;
     }
-    const char *ename = encoder ? encoder : loom_rag_index_encoder(ix);
-    if (!ename[0]) {
-        fprintf(stderr,
-                "loom rag search: %s does not name its encoder (built from vectors?); give -m "
-                "ENCODER or a query vector\n",
-                index);
-        return loom_rag_index_free(ix), 1;
+    printf("  %d. score %.4f  %s [%" PRIu64 ", %" PRIu64 ")  %s\n", rank, h->score, m->source,
+           m->byte_begin, m->byte_end, m->title);
+    /* the chunk, indented, its line breaks kept */
+    fputs("     ", stdout);
+    for (size_t c = 0; c < h->len; c++) {
+        putchar(h->text[c]);
+        if (h->text[c] == '\n') fputs("     ", stdout);
     }
-    loom_encoder *enc = open_encoder("search", ename);
-    if (!enc) return loom_rag_index_free(ix), 1;
-    if (loom_encoder_dim(enc) != loom_rag_index_dim(ix)) {
-        fprintf(stderr, "loom rag search: encoder '%s' makes %d-d vectors, the index holds %d-d\n",
-                ename, (int)loom_encoder_dim(enc), loom_rag_index_dim(ix));
-        loom_encoder_free(enc), loom_rag_index_free(ix);
-        return 1;
-    }
+    putchar('\n');
+}
+
+int loom_cli_rag_text_search(const loom_cli_retrieve_opts *ro, const char *text, const char *qfile,
+                             const loom_cli_search_opts *so, bool json) {
+    loom_cli_retriever r;
+    if (!loom_cli_retriever_open(&r, "search", ro)) return 1;
     int nq = 1;
     char **qs = NULL;
     if (qfile && !(qs = read_lines(qfile, &nq))) {
         fprintf(stderr, "loom rag search: --query-file: cannot read %s\n", qfile);
-        loom_encoder_free(enc), loom_rag_index_free(ix);
+        loom_cli_retriever_close(&r);
         return 1;
     }
-    const int dim = loom_rag_index_dim(ix);
+    const int dim = r.dim, cap = so->rerank > so->k ? so->rerank : so->k;
     float *q = malloc((size_t)(nq ? nq : 1) * (size_t)dim * sizeof *q);
-    loom_rag_hit *hits = malloc((size_t)k * sizeof *hits);
-    loom_threadpool *pool = NULL;
-    bool ok = q && hits && loom_threadpool_new(threads, &pool) == LOOM_OK;
+    loom_cli_hit *hits = calloc((size_t)cap, sizeof *hits);
+    bool ok = q && hits;
     if (!ok) fprintf(stderr, "loom rag search: out of memory\n");
-    for (int b = 0; ok && b < nq; b += BATCH) {
-        int n = nq - b < BATCH ? nq - b : BATCH;
-        const char *one[1] = {text};
-        const char *const *t = qs ? (const char *const *)qs + b : one;
-        if (loom_encoder_embed(enc, t, n, q + (size_t)b * dim, err, sizeof err) != LOOM_OK) {
-            fprintf(stderr, "loom rag search: encoder: %s\n", err);
-            ok = false;
-        }
-    }
-    loom_cli_doc_reader rd = {.have = false};
-    loom_rag_search_params sp = {.k = k, .ef_search = ef, .exact = exact, .filter = f};
+    const char *one[1] = {text};
+    if (ok) ok = loom_cli_retriever_encode(&r, qs ? (const char *const *)qs : one, nq, q);
     for (int i = 0; ok && i < nq; i++) {
         int nh = 0;
-        if (loom_rag_index_search(ix, q + (size_t)i * dim, &sp, pool, hits, &nh) != LOOM_OK) {
-            fprintf(stderr, "loom rag search: %s\n", loom_rag_index_error(ix));
-            ok = false;
-            break;
-        }
-        const char *qt = qs ? qs[i] : text;
-        if (!json) printf("query %d: %s\n", i, qt);
-        for (int j = 0; j < nh; j++) {
-            loom_rag_meta m;
-            loom_rag_index_meta(ix, hits[j].id, &m);
-            size_t tn = 0;
-            const char *tx = loom_cli_doc_chunk(&rd, &m, &tn);
-            if (json) {
-                printf("{\"query\":%d,\"rank\":%d,\"id\":%u,\"score\":%.7g,\"source\":", i, j + 1,
-                       hits[j].id, hits[j].score);
-                json_str(stdout, m.source, strlen(m.source));
-                printf(",\"byte_begin\":%" PRIu64 ",\"byte_end\":%" PRIu64 ",\"title\":",
-                       m.byte_begin, m.byte_end);
-                json_str(stdout, m.title, strlen(m.title));
-                printf(",\"text\":");
-                json_str(stdout, tx, tn);
-                printf("}\n");
-            } else {
-                printf("  %d. score %.4f  %s [%" PRIu64 ", %" PRIu64 ")  %s\n", j + 1,
-                       hits[j].score, m.source, m.byte_begin, m.byte_end, m.title);
-                /* the chunk, indented, its line breaks kept */
-                fputs("     ", stdout);
-                for (size_t c = 0; c < tn; c++) {
-                    putchar(tx[c]);
-                    if (tx[c] == '\n') fputs("     ", stdout);
-                }
-                putchar('\n');
-            }
-        }
+        ok = loom_cli_retrieve(&r, q + (size_t)i * dim, so, hits, &nh);
+        if (ok && !json) printf("query %d: %s\n", i, qs ? qs[i] : text);
+        for (int j = 0; ok && j < nh; j++)
+            loom_cli_rag_print_hit(i, j + 1, &hits[j], json);
+        loom_cli_hits_free(hits, nh);
     }
-    loom_cli_doc_reader_free(&rd);
     for (int i = 0; qs && i < nq; i++)
         free(qs[i]);
     free(qs), free(q), free(hits);
-    loom_threadpool_free(pool);
-    loom_encoder_free(enc);
-    loom_rag_index_free(ix);
+    loom_cli_retriever_close(&r);
     return ok ? 0 : 1;
 }

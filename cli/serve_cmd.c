@@ -16,6 +16,11 @@
 #include "loom/model.h"
 #include "serve/server.h"
 
+/* cli/rag_serve.c: the retriever behind --rag-index / --rag-store. */
+bool loom_cli_serve_rag_open(loom_server *srv, const char *index, const char *store,
+                             const char *table);
+void loom_cli_serve_rag_close(void);
+
 static void serve_usage(FILE *f) {
     fprintf(f,
             "usage: loom serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N]\n"
@@ -25,6 +30,7 @@ static void serve_usage(FILE *f) {
             "                  [--no-access-log] [--backend NAME] [--gpu-layers N|auto]\n"
             "                  [--devices LIST] [--tensor-split LIST] [--split MODE]\n"
             "                  [--embed-model ENCODER] [--lora DIR]\n"
+            "                  [--rag-index INDEX | --rag-store URL [--rag-table NAME]]\n"
             "OpenAI-compatible HTTP API: POST /v1/chat/completions, POST /v1/completions,\n"
             "GET /v1/models, GET /health, GET /metrics. Without -m: the default model of\n"
             "`loom run`. --parallel: KV slots (sequences decoded together, default 4);\n"
@@ -37,6 +43,9 @@ static void serve_usage(FILE *f) {
             "serves POST /v1/embeddings; texts longer than its maximum are truncated.\n"
             "--lora DIR: apply the PEFT LoRA adapter in DIR to every request, unmerged\n"
             "(as loom run --lora; loom merge-lora folds it into a GGUF instead).\n"
+            "--rag-index / --rag-store: retrieval on chat completions for requests with\n"
+            "\"loom_retrieval\": {\"k\": K} (a loom extension; the sources go into the system\n"
+            "message and come back in \"loom_sources\"); made by loom rag index.\n"
             "SIGTERM/SIGINT drain the requests in flight, then exit.\n"
             "ranges: --port 0..65535, --parallel 1..256, --ctx 0..16777216 (0: the\n"
             "model's), --threads 1..256, --prefill-chunk 1..65536, --max-body\n"
@@ -86,6 +95,7 @@ static void model_name(const char *path, char *out, size_t n) {
 
 int loom_cli_serve(const char *backend, int argc, char **argv) {
     const char *embed_model = NULL, *lora = NULL;
+    const char *rag_index = NULL, *rag_store = NULL, *rag_table = NULL;
     const char *model = NULL, *host = "127.0.0.1", *key = NULL, *key_file = NULL, *cors = NULL;
     double rate = 0;
     int port = 8080, parallel = 4, ctx = 0, threads = 4, chunk = 128, max_body = 1 << 20,
@@ -121,6 +131,12 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
             str = &embed_model;
         else if (!strcmp(a, "--lora"))
             str = &lora;
+        else if (!strcmp(a, "--rag-index"))
+            str = &rag_index;
+        else if (!strcmp(a, "--rag-store"))
+            str = &rag_store;
+        else if (!strcmp(a, "--rag-table"))
+            str = &rag_table;
         else if (!strcmp(a, "--host"))
             str = &host;
         else if (!strcmp(a, "--api-key"))
@@ -173,6 +189,13 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
             return 1;
         }
         key = file_key;
+    }
+    if ((rag_index && rag_store) || (rag_table && !rag_store)) {
+        fprintf(stderr, "loom serve: %s\n",
+                rag_table ? "--rag-table is for --rag-store"
+                          : "give --rag-index INDEX or --rag-store URL, not both");
+        free(file_key);
+        return LOOM_CLI_USAGE;
     }
     char defpath[1200];
     if (!model) {
@@ -248,6 +271,8 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
                 ename, (long long)loom_encoder_dim(enc), loom_encoder_max_tokens(enc),
                 loom_encoder_backend(enc));
     }
+    if ((rag_index || rag_store) && !loom_cli_serve_rag_open(srv, rag_index, rag_store, rag_table))
+        goto out;
     loom_model_params mp = loom_model_default_params();
     mp.backend = backend;
     mp.n_ctx = ctx;
@@ -285,6 +310,7 @@ out:
     loom_model_free(m);
     loom_cli_lora_free(adapter);
     loom_encoder_free(enc);
+    loom_cli_serve_rag_close();
     loom_registry_shutdown();
     return rc;
 }

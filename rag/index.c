@@ -144,6 +144,27 @@ loom_status loom_rag_index_set_encoder(loom_rag_index *ix, const char *name) {
     return LOOM_OK;
 }
 
+loom_status loom_rag_index_set_text_settings(loom_rag_index *ix, const loom_rag_text_settings *s) {
+    if (!s || s->chunk < 1 || s->overlap >= s->chunk || s->encoder_dim != (uint32_t)ix->dim ||
+        s->normalize > 1)
+        return loom_rag__fail(ix, LOOM_ERR_INVALID_ARG,
+                              "bad text settings: chunk %u, overlap %u, encoder dim %u (index "
+                              "%d), normalize %u",
+                              s ? s->chunk : 0, s ? s->overlap : 0, s ? s->encoder_dim : 0, ix->dim,
+                              s ? s->normalize : 0);
+    pthread_rwlock_wrlock(&ix->lock);
+    ix->text = *s;
+    ix->has_text = true;
+    pthread_rwlock_unlock(&ix->lock);
+    return LOOM_OK;
+}
+
+bool loom_rag_index_text_settings(const loom_rag_index *ix, loom_rag_text_settings *out) {
+    if (!ix->has_text) return false;
+    if (out) *out = ix->text;
+    return true;
+}
+
 /* Copy a mapped index's arrays to the heap, so they can grow and change. */
 static void *dup_or_null(const void *p, size_t n, bool *oom) {
     if (!n) return NULL;

@@ -111,6 +111,23 @@ bool loom_rag_index_hnsw_params(const loom_rag_index *ix, loom_rag_hnsw_params *
 loom_status loom_rag_index_set_encoder(loom_rag_index *ix, const char *name);
 const char *loom_rag_index_encoder(const loom_rag_index *ix);
 
+/* The text pipeline's settings (`loom rag index`), kept in the file (format
+ * 1.1, section 'text settings') so that an update refuses other settings and
+ * a search or ask encodes the query as the chunks were: the encoder's name is
+ * loom_rag_index_encoder, these are the rest. Files of format 1.0 have none. */
+typedef struct loom_rag_text_settings {
+    uint32_t chunk;       /* tokens per chunk (after capping to the encoder) */
+    uint32_t overlap;     /* tokens shared by neighbouring chunks, < chunk */
+    uint32_t encoder_dim; /* the encoder's output size (= the index's dim) */
+    uint32_t normalize;   /* 1: mean pooling + L2 normalisation (loom's encoders) */
+    uint32_t max_tokens;  /* the encoder's maximum input, [CLS]/[SEP] included */
+} loom_rag_text_settings;
+/* Record s (checked: chunk >= 1, overlap < chunk, encoder_dim = dim,
+ * normalize 0/1). */
+loom_status loom_rag_index_set_text_settings(loom_rag_index *ix, const loom_rag_text_settings *s);
+/* The recorded settings; false when the index has none (vectors, or 1.0). */
+bool loom_rag_index_text_settings(const loom_rag_index *ix, loom_rag_text_settings *out);
+
 /* Append n vectors (row-major f32, n x dim; converted to the index's type)
  * with optional metadata (NULL or n entries). First new id in *first_id
  * (may be NULL). When the index has a graph the new vectors are linked into

@@ -1,4 +1,4 @@
-/* rag/index_file.c - the index file (format version 1, ADR 0026):
+/* rag/index_file.c - the index file (format version 1.1, ADR 0026):
  *
  *   header   128 bytes: magic "LOOMVIDX", version, sizes, HNSW parameters,
  *            and at byte 124 the CRC-32C of bytes 0..123 plus the table
@@ -6,7 +6,12 @@
  *   sections each at a 64-byte aligned offset, so the mapping can be used
  *            in place: vectors, int8 scales, tombstones, metadata records,
  *            metadata strings, encoder name, graph levels, level-0 lists,
- *            upper-list offsets, upper lists
+ *            upper-list offsets, upper lists, and (1.1) the text settings
+ *
+ * Minor versions: 1.1 adds the optional section 'text settings' and writes
+ * its minor number in the header word after the entry point (0 in 1.0
+ * files). A 1.0 loom skips the unknown section and reads 1.1 files; this
+ * loom reads 1.0 files as indexes without text settings.
  *
  * Little-endian throughout. Saving writes PATH.tmp.PID, fsyncs it, renames
  * it over PATH and fsyncs the directory: a crash at any point leaves the old
@@ -34,14 +39,28 @@
 
 #define MAGIC        "LOOMVIDX"
 #define VERSION      1u
+#define MINOR        1u
 #define HDR          128u
 #define ALIGN        64u
 #define MAX_SECTIONS 32u
 
-enum { S_VECS = 1, S_SCALES, S_DEAD, S_META, S_POOL, S_ENCODER, S_LEVELS, S_L0, S_UOFF, S_UPOOL };
+enum {
+    S_VECS = 1,
+    S_SCALES,
+    S_DEAD,
+    S_META,
+    S_POOL,
+    S_ENCODER,
+    S_LEVELS,
+    S_L0,
+    S_UOFF,
+    S_UPOOL,
+    S_TEXT, /* 1.1 */
+    S_LAST = S_TEXT
+};
 static const char *const section_name[] = {
-    "?",       "vectors", "scales",        "tombstones",    "metadata",   "strings",
-    "encoder", "levels",  "level-0 links", "upper offsets", "upper links"};
+    "?",       "vectors", "scales",        "tombstones",    "metadata",    "strings",
+    "encoder", "levels",  "level-0 links", "upper offsets", "upper links", "text settings"};
 
 typedef struct hdr {
     char magic[8];
@@ -49,7 +68,7 @@ typedef struct hdr {
     uint64_t n_rows, n_dead, file_size;
     uint32_t has_graph, M, efc;
     int32_t max_level;
-    uint32_t entry, reserved0;
+    uint32_t entry, minor; /* minor: 0 in 1.0 files */
     uint64_t seed, upool_len, pool_len;
     uint8_t reserved[20];
     uint32_t crc;
@@ -62,13 +81,19 @@ typedef struct sect {
 } sect;
 _Static_assert(sizeof(sect) == 32, "section entry is 32 bytes");
 
+/* The 'text settings' section (1.1): loom_rag_text_settings, then zeros. */
+typedef struct text_sect {
+    uint32_t chunk, overlap, encoder_dim, normalize, max_tokens, reserved[3];
+} text_sect;
+_Static_assert(sizeof(text_sect) == 32, "text settings section is 32 bytes");
+
 typedef struct part {
     uint32_t id;
     const void *data;
     uint64_t size;
 } part;
 
-static size_t list_parts(const loom_rag_index *ix, part *p) {
+static size_t list_parts(const loom_rag_index *ix, part *p, text_sect *ts) {
     size_t k = 0, n = ix->n;
     p[k++] = (part){S_VECS, ix->vecs, n * ix->row_bytes};
     if (ix->vtype == LOOM_RAG_I8) p[k++] = (part){S_SCALES, ix->scales, n * 4};
@@ -81,6 +106,13 @@ static size_t list_parts(const loom_rag_index *ix, part *p) {
         p[k++] = (part){S_L0, ix->l0, n * (size_t)(1 + ix->M0) * 4};
         p[k++] = (part){S_UOFF, ix->uoff, n * 4};
         p[k++] = (part){S_UPOOL, ix->upool, ix->upool_len * 4};
+    }
+    if (ix->has_text) {
+        memset(ts, 0, sizeof *ts);
+        ts->chunk = ix->text.chunk, ts->overlap = ix->text.overlap;
+        ts->encoder_dim = ix->text.encoder_dim, ts->normalize = ix->text.normalize;
+        ts->max_tokens = ix->text.max_tokens;
+        p[k++] = (part){S_TEXT, ts, sizeof *ts};
     }
     return k;
 }
@@ -105,11 +137,13 @@ loom_status loom_rag_index_save(loom_rag_index *ix, const char *path) {
     if (!ix || !path || !*path) return LOOM_ERR_INVALID_ARG;
     pthread_rwlock_rdlock(&ix->lock);
     part parts[MAX_SECTIONS];
-    const size_t np = list_parts(ix, parts);
+    text_sect ts;
+    const size_t np = list_parts(ix, parts, &ts);
     hdr h;
     memset(&h, 0, sizeof h);
     memcpy(h.magic, MAGIC, 8);
     h.version = VERSION;
+    h.minor = MINOR;
     h.header_size = HDR;
     h.dim = (uint32_t)ix->dim;
     h.vtype = ix->vtype;
@@ -246,7 +280,7 @@ static loom_status parse(const uint8_t *base, size_t size, unsigned flags, loom_
         loom_rag__alloc_common((int)h.dim, (loom_rag_vtype)h.vtype, (loom_rag_metric)h.metric, &ix);
     if (st != LOOM_OK) return BAD(st, "out of memory");
     const size_t n = (size_t)h.n_rows;
-    const void *where[11] = {0};
+    const void *where[S_LAST + 1] = {0};
     size_t enc_size = 0;
     for (uint32_t i = 0; i < h.n_sections; i++) {
         sect s;
@@ -256,7 +290,7 @@ static loom_status parse(const uint8_t *base, size_t size, unsigned flags, loom_
             st = BAD(LOOM_ERR_FORMAT, "section %u lies outside the file or is misaligned", i);
             goto fail;
         }
-        if (s.id == 0 || s.id > S_UPOOL) continue; /* a later minor version's extra: skip */
+        if (s.id == 0 || s.id > S_LAST) continue; /* a later minor version's extra: skip */
         if (where[s.id]) {
             st = BAD(LOOM_ERR_FORMAT, "section '%s' appears twice", section_name[s.id]);
             goto fail;
@@ -287,6 +321,9 @@ static loom_status parse(const uint8_t *base, size_t size, unsigned flags, loom_
             break;
         case S_UOFF:
             want = n * 4;
+            break;
+        case S_TEXT:
+            want = sizeof(text_sect);
             break;
         default:
             want = h.upool_len * 4;
@@ -335,6 +372,23 @@ static loom_status parse(const uint8_t *base, size_t size, unsigned flags, loom_
     if (strlen(ix->encoder) != enc_size) {
         st = BAD(LOOM_ERR_FORMAT, "encoder name holds a NUL byte");
         goto fail;
+    }
+    if (where[S_TEXT]) {
+        text_sect t;
+        memcpy(&t, where[S_TEXT], sizeof t);
+        if (t.chunk < 1 || t.overlap >= t.chunk || t.encoder_dim != h.dim || t.normalize > 1) {
+            st = BAD(LOOM_ERR_FORMAT,
+                     "bad text settings: chunk %u, overlap %u, encoder dim %u (index %u), "
+                     "normalize %u",
+                     t.chunk, t.overlap, t.encoder_dim, h.dim, t.normalize);
+            goto fail;
+        }
+        ix->has_text = true;
+        ix->text = (loom_rag_text_settings){.chunk = t.chunk,
+                                            .overlap = t.overlap,
+                                            .encoder_dim = t.encoder_dim,
+                                            .normalize = t.normalize,
+                                            .max_tokens = t.max_tokens};
     }
     uint64_t dead = 0;
     for (size_t i = 0; i < n; i++) {

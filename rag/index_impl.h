@@ -54,6 +54,8 @@ struct loom_rag_index {
     char *pool;              /* metadata strings */
     size_t pool_len, pool_cap;
     char encoder[128];
+    bool has_text; /* text: the text pipeline's settings (format 1.1) */
+    loom_rag_text_settings text;
 
     /* HNSW (has_graph): level-0 lists n x (1 + M0) u32 (count, ids); upper
      * levels in upool, node i's level l >= 1 list at upool[uoff[i] + (l-1) *

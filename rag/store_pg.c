@@ -81,7 +81,7 @@ loom_status loom_rag_pg_create(loom_rag_pg *pg, int dim, loom_rag_metric metric,
     snprintf(sql, sizeof sql,
              "CREATE TABLE %s (id bigint PRIMARY KEY, embedding vector(%d) NOT NULL, source text, "
              "title text, "
-             "tag bigint, tag_str text, byte_begin bigint, byte_end bigint)",
+             "tag bigint, tag_str text, byte_begin bigint, byte_end bigint, chunk text)",
              pg->table, dim);
     LOOM_TRY(exec_ok(pg, sql, "CREATE TABLE", err, err_n));
     snprintf(sql, sizeof sql, "COMMENT ON TABLE %s IS 'loom:metric=%s'", pg->table,
@@ -105,7 +105,10 @@ loom_status loom_rag_pg_describe(loom_rag_pg *pg, int *dim, loom_rag_metric *met
     *dim = atoi(PQgetvalue(r, 0, 1));
     int m = -1;
     for (int i = 0; i < 3; i++)
-        if (!strncmp(c, "loom:metric=", 12) && !strcmp(c + 12, metric_name[i])) m = i;
+        if (!strncmp(c, "loom:metric=", 12) &&
+            !strncmp(c + 12, metric_name[i], strcspn(c + 12, ";")) &&
+            strlen(metric_name[i]) == strcspn(c + 12, ";"))
+            m = i;
     PQclear(r);
     if (m < 0 || *dim < 1)
         return BAD(LOOM_ERR_FORMAT, "table %s has no loom metric comment", pg->table);
@@ -169,11 +172,17 @@ static bool put_vec(char **buf, size_t *len, size_t *cap, const float *v, int di
 loom_status loom_rag_pg_insert(loom_rag_pg *pg, const float *vecs, size_t n, int dim,
                                const loom_rag_meta *meta, uint64_t first_id, char *err,
                                size_t err_n) {
+    return loom_rag_pg_insert_text(pg, vecs, n, dim, meta, NULL, first_id, err, err_n);
+}
+
+loom_status loom_rag_pg_insert_text(loom_rag_pg *pg, const float *vecs, size_t n, int dim,
+                                    const loom_rag_meta *meta, const char *const *texts,
+                                    uint64_t first_id, char *err, size_t err_n) {
     char sql[256];
-    snprintf(
-        sql, sizeof sql,
-        "COPY %s (id, embedding, source, title, tag, tag_str, byte_begin, byte_end) FROM STDIN",
-        pg->table);
+    snprintf(sql, sizeof sql,
+             "COPY %s (id, embedding, source, title, tag, tag_str, byte_begin, byte_end%s) FROM "
+             "STDIN",
+             pg->table, texts ? ", chunk" : "");
     PGresult *r = PQexec(pg->conn, sql);
     if (PQresultStatus(r) != PGRES_COPY_IN) {
         PQclear(r);
@@ -191,8 +200,11 @@ loom_status loom_rag_pg_insert(loom_rag_pg *pg, const float *vecs, size_t n, int
              put_fmt(&buf, &len, &cap, "\t") && put_text(&buf, &len, &cap, m ? m->title : NULL) &&
              put_fmt(&buf, &len, &cap, "\t%" PRId64 "\t", m ? m->tag : 0) &&
              put_text(&buf, &len, &cap, m ? m->tag_str : NULL) &&
-             put_fmt(&buf, &len, &cap, "\t%" PRIu64 "\t%" PRIu64 "\n", m ? m->byte_begin : 0,
-                     m ? m->byte_end : 0);
+             put_fmt(&buf, &len, &cap, "\t%" PRIu64 "\t%" PRIu64, m ? m->byte_begin : 0,
+                     m ? m->byte_end : 0) &&
+             (!texts || (put_fmt(&buf, &len, &cap, "\t") &&
+                         put_text(&buf, &len, &cap, texts[i] ? texts[i] : ""))) &&
+             put_fmt(&buf, &len, &cap, "\n");
         if (ok && (len > (1u << 20) || i + 1 == n)) {
             ok = PQputCopyData(pg->conn, buf, (int)len) == 1;
             len = 0;
@@ -217,8 +229,9 @@ loom_status loom_rag_pg_build_hnsw(loom_rag_pg *pg, int M, int ef_construction, 
     LOOM_TRY(loom_rag_pg_describe(pg, &dim, &m, err, err_n));
     char sql[512];
     snprintf(sql, sizeof sql,
-             "CREATE INDEX ON %s USING hnsw (embedding %s) WITH (m = %d, ef_construction = %d)",
-             pg->table, metric_ops[m], M, ef_construction);
+             "CREATE INDEX IF NOT EXISTS %.57s_hnsw ON %s USING hnsw (embedding %s) WITH (m = %d, "
+             "ef_construction = %d)",
+             pg->table, pg->table, metric_ops[m], M, ef_construction);
     return exec_ok(pg, sql, "CREATE INDEX hnsw", err, err_n);
 }
 
@@ -314,4 +327,129 @@ loom_status loom_rag_pg_search(loom_rag_pg *pg, const float *q, int dim, int k, 
     PQclear(PQexec(pg->conn, st == LOOM_OK ? "COMMIT" : "ROLLBACK"));
     free(qv);
     return st;
+}
+
+/* ---- the text pipeline's side (`loom rag index|search|ask --store`) ---- */
+
+loom_status loom_rag_pg_exists(loom_rag_pg *pg, bool *exists, char *err, size_t err_n) {
+    const char *p[1] = {pg->table};
+    PGresult *r =
+        PQexecParams(pg->conn, "SELECT to_regclass($1) IS NOT NULL", 1, NULL, p, NULL, NULL, 0);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+    if (ok) *exists = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    return ok ? LOOM_OK : pg_fail(pg->conn, "table lookup", err, err_n);
+}
+
+loom_status loom_rag_pg_set_text_settings(loom_rag_pg *pg, loom_rag_metric metric,
+                                          const char *encoder, const loom_rag_text_settings *t,
+                                          char *err, size_t err_n) {
+    char c[1024];
+    snprintf(c, sizeof c,
+             "loom:metric=%s;chunk=%u;overlap=%u;dim=%u;normalize=%u;max_tokens=%u;encoder=%s",
+             metric_name[metric], t->chunk, t->overlap, t->encoder_dim, t->normalize, t->max_tokens,
+             encoder);
+    char *lit = PQescapeLiteral(pg->conn, c, strlen(c));
+    if (!lit) return pg_fail(pg->conn, "COMMENT ON TABLE", err, err_n);
+    char sql[1200];
+    snprintf(sql, sizeof sql, "COMMENT ON TABLE %s IS %s", pg->table, lit);
+    PQfreemem(lit);
+    return exec_ok(pg, sql, "COMMENT ON TABLE", err, err_n);
+}
+
+loom_status loom_rag_pg_text_settings(loom_rag_pg *pg, bool *has, char *encoder, size_t enc_n,
+                                      loom_rag_text_settings *t, char *err, size_t err_n) {
+    char sql[256];
+    *has = false;
+    snprintf(sql, sizeof sql, "SELECT obj_description('%s'::regclass, 'pg_class')", pg->table);
+    PGresult *r = PQexec(pg->conn, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
+        PQclear(r);
+        return pg_fail(pg->conn, "table is not a loom vector table", err, err_n);
+    }
+    const char *c = PQgetvalue(r, 0, 0), *e = strstr(c, ";encoder=");
+    memset(t, 0, sizeof *t);
+    if (e && sscanf(c, "loom:metric=%*[a-z];chunk=%u;overlap=%u;dim=%u;normalize=%u;max_tokens=%u",
+                    &t->chunk, &t->overlap, &t->encoder_dim, &t->normalize, &t->max_tokens) == 5) {
+        snprintf(encoder, enc_n, "%s", e + 9);
+        *has = true;
+    }
+    PQclear(r);
+    return LOOM_OK;
+}
+
+loom_status loom_rag_pg_next_id(loom_rag_pg *pg, uint64_t *id, char *err, size_t err_n) {
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT coalesce(max(id) + 1, 0) FROM %s", pg->table);
+    PGresult *r = PQexec(pg->conn, sql);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+    if (ok) *id = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return ok ? LOOM_OK : pg_fail(pg->conn, "max(id)", err, err_n);
+}
+
+loom_status loom_rag_pg_sources(loom_rag_pg *pg, loom_rag_pg_source **out, size_t *n, char *err,
+                                size_t err_n) {
+    char sql[512];
+    *out = NULL, *n = 0;
+    snprintf(sql, sizeof sql,
+             "SELECT source, min(tag) = max(tag) AND bool_and(tag_str = 'loom-rag-text'), "
+             "min(tag) FROM %s GROUP BY source",
+             pg->table);
+    PGresult *r = PQexec(pg->conn, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        PQclear(r);
+        return pg_fail(pg->conn, "listing sources", err, err_n);
+    }
+    int rows = PQntuples(r);
+    loom_rag_pg_source *v = calloc((size_t)rows + 1, sizeof *v);
+    bool ok = v != NULL;
+    for (int i = 0; ok && i < rows; i++) {
+        ok = (v[i].source = dup_or_empty(r, i, 0)) != NULL;
+        v[i].one_hash = PQgetvalue(r, i, 1)[0] == 't';
+        v[i].hash = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+    }
+    PQclear(r);
+    if (!ok) {
+        loom_rag_pg_free_sources(v, (size_t)rows);
+        return BAD(LOOM_ERR_OOM, "out of memory");
+    }
+    *out = v, *n = (size_t)rows;
+    return LOOM_OK;
+}
+
+void loom_rag_pg_free_sources(loom_rag_pg_source *v, size_t n) {
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i].source);
+    free(v);
+}
+
+loom_status loom_rag_pg_delete_source(loom_rag_pg *pg, const char *source, size_t *n_deleted,
+                                      char *err, size_t err_n) {
+    char sql[256];
+    snprintf(sql, sizeof sql, "DELETE FROM %s WHERE source = $1", pg->table);
+    const char *p[1] = {source};
+    PGresult *r = PQexecParams(pg->conn, sql, 1, NULL, p, NULL, NULL, 0);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (ok && n_deleted) *n_deleted = strtoull(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return ok ? LOOM_OK : pg_fail(pg->conn, "DELETE", err, err_n);
+}
+
+loom_status loom_rag_pg_chunk_text(loom_rag_pg *pg, uint32_t id, char **text, char *err,
+                                   size_t err_n) {
+    char sql[256], ids[24];
+    *text = NULL;
+    snprintf(sql, sizeof sql, "SELECT chunk FROM %s WHERE id = $1::bigint", pg->table);
+    snprintf(ids, sizeof ids, "%u", id);
+    const char *p[1] = {ids};
+    PGresult *r = PQexecParams(pg->conn, sql, 1, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        PQclear(r);
+        return pg_fail(pg->conn, "reading the chunk text (a table from before the text column?)",
+                       err, err_n);
+    }
+    *text = PQntuples(r) == 1 ? dup_or_empty(r, 0, 0) : strdup("");
+    PQclear(r);
+    return *text ? LOOM_OK : BAD(LOOM_ERR_OOM, "out of memory");
 }

@@ -72,6 +72,7 @@ void loom_http_ctx_unref(conn_ctx *c) {
     if (c->counted) atomic_fetch_sub(&c->srv->in_flight, 1);
     free(c->path);
     free(c->prompt_log);
+    free(c->rag_sources);
     free(c->body);
     free(c->acc);
     free(c->lp_acc);
@@ -184,6 +185,13 @@ static enum MHD_Result generate(conn_ctx *c, loom_serve_kind kind) {
                                  p.model, s->model_name);
         loom_serve_params_free(&p);
         return r;
+    }
+    if (kind == LOOM_SERVE_CHAT) { /* the loom_retrieval extension (http_rag.c) */
+        int rs = loom_http_rag_augment(s, c->body ? c->body : "", c->len, &p, &c->rag_sources, &e);
+        if (rs) {
+            loom_serve_params_free(&p);
+            return reply_error(c, &e);
+        }
     }
     /* Tokenize here, on the HTTP thread: the engine thread only runs the model.
      * Chat contents are plain text (serve/chat.h); a completions prompt is

@@ -49,6 +49,10 @@ struct loom_server {
     loom_encoder *enc;
     char *enc_name;
     pthread_mutex_t enc_mu;
+    /* --rag-index / --rag-store (serve/http_rag.c); NULL: none */
+    loom_server_retrieve_fn retrieve;
+    void *retrieve_ud;
+    int retrieve_max_k;
 };
 
 /* Per-request state, from the first access-handler call until MHD's
@@ -83,7 +87,8 @@ typedef struct conn_ctx {
     bool lp_on;                 /* the request asked for logprobs */
     loom_serve_logprob *lp_acc; /* non-streaming: every token's logprobs */
     size_t n_lp_acc;
-    char *out; /* bytes MHD has not taken yet */
+    char *rag_sources; /* "loom_sources" JSON array (http_rag.c), or NULL */
+    char *out;         /* bytes MHD has not taken yet */
     size_t out_len, out_off;
 } conn_ctx;
 
@@ -102,5 +107,16 @@ void loom_http_reader_free(void *cls);
  * memory) and *n_tokens to the tokens embedded (-1 on error). */
 int loom_http_embeddings(loom_server *s, const char *body, size_t len, int64_t *n_tokens,
                          char **out);
+
+/* Retrieval (serve/http_rag.c): when the chat request body asks for it
+ * ("loom_retrieval"), put the sources into p's system message and set
+ * *sources to the "loom_sources" JSON array (malloc'd). Returns 0, or an
+ * HTTP status with e filled. */
+int loom_http_rag_augment(loom_server *s, const char *body, size_t len, loom_serve_params *p,
+                          char **sources, loom_serve_error *e);
+/* json (a response object, or an SSE "data: {...}\n\n" event) with
+ * "loom_sources": sources added; takes json, returns a new string (json
+ * itself when sources is NULL or on failure). */
+char *loom_http_rag_attach(char *json, const char *sources);
 
 #endif

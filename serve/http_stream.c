@@ -70,8 +70,10 @@ static void format_output(conn_ctx *c, loom_engine_out *o) {
     if (c->stream) {
         bool chat = c->meta.kind == LOOM_SERVE_CHAT;
         if (o->len || o->n_lp || (o->first && chat))
-            add_out(c, loom_serve_sse_chunk(&c->meta, o->text ? o->text : "", o->len,
-                                            o->first && chat, NULL, c->include_usage, lps));
+            add_out(c, loom_http_rag_attach(loom_serve_sse_chunk(&c->meta, o->text ? o->text : "",
+                                                                 o->len, o->first && chat, NULL,
+                                                                 c->include_usage, lps),
+                                            o->first ? c->rag_sources : NULL));
         if (done) {
             if (finish) {
                 add_out(c, loom_serve_sse_chunk(&c->meta, "", 0, false, finish, c->include_usage,
@@ -113,8 +115,10 @@ static void format_output(conn_ctx *c, loom_engine_out *o) {
         if (done) {
             if (finish) {
                 loom_serve_lps all = {c->lp_acc, c->n_lp_acc, c->lp_on};
-                set_out(c, loom_serve_response_json(&c->meta, c->acc ? c->acc : "", c->acc_len,
-                                                    finish, o->n_prompt, o->n_gen, all));
+                set_out(c, loom_http_rag_attach(
+                               loom_serve_response_json(&c->meta, c->acc ? c->acc : "", c->acc_len,
+                                                        finish, o->n_prompt, o->n_gen, all),
+                               c->rag_sources));
             } else {
                 loom_serve_error e;
                 loom_serve_error_set(&e, 500, "server_error", NULL, NULL, "generation failed: %s",

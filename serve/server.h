@@ -69,6 +69,27 @@ loom_status loom_server_set_model(loom_server *s, loom_model *m, const char *mod
 loom_status loom_server_set_encoder(loom_server *s, loom_encoder *e, const char *name, char *err,
                                     size_t err_n);
 
+/* Retrieval on chat completions, a loom extension (serve/http_rag.c, ADR
+ * 0032): a request with "loom_retrieval": true or {"k": K} (1..max_k,
+ * default 4) has the text of its last user message retrieved by fn; the
+ * hits go into the system message as numbered sources, and the response
+ * (the first chunk when streaming) carries them in "loom_sources". fn is
+ * called on HTTP threads, several at once (it serialises itself); it fills
+ * out (room for k) with malloc'd strings and sets *n. */
+typedef struct loom_server_source {
+    char *source, *title, *text;
+    uint64_t byte_begin, byte_end;
+    uint32_t id;
+    float score;
+} loom_server_source;
+typedef loom_status (*loom_server_retrieve_fn)(void *ud, const char *query, int k,
+                                               loom_server_source *out, int *n, char *err,
+                                               size_t err_n);
+/* Set once, before loom_server_set_model; ud is borrowed. */
+loom_status loom_server_set_retriever(loom_server *s, loom_server_retrieve_fn fn, void *ud,
+                                      int max_k, char *err, size_t err_n);
+void loom_server_sources_free(loom_server_source *v, int n);
+
 /* Refuse new requests with 503 and wait up to timeout_s for those in flight
  * to finish. Returns true when none is left. */
 bool loom_server_drain(loom_server *s, double timeout_s);

@@ -114,6 +114,7 @@ SPEC = {
                  "--cors": ("str",), "--rate-limit": ("float", 0.001, 1000000),
                  "--log-prompts": ("flag",), "--no-access-log": ("flag",),
                  "--backend": ("str",), "--embed-model": ("str",), "--lora": ("str",),
+                 "--rag-index": ("str",), "--rag-store": ("str",), "--rag-table": ("str",),
                  **SPLIT},
     ("embed",): {"-m": ("str",), "--model": ("str",), "--json": ("flag",),
                  "-b": ("int", 1, 4096), "--batch": ("int", 1, 4096),
@@ -160,14 +161,17 @@ SPEC = {
                         "--tag": ("int", -9223372036854775808, 9223372036854775807),
                         "--tag-str": ("str",), "--source": ("str",), "--json": ("flag",),
                         "--threads": ("int", 1, 4096), "--store": ("str",), "--table": ("str",),
-                        "--query-file": ("str",), "-m": ("str",), "--encoder": ("str",)},
+                        "--query-file": ("str",), "-m": ("str",), "--encoder": ("str",),
+                        "--rerank": ("int", 1, 10000), "--mmr": ("float", 0, 1)},
     ("rag", "index"): {"--docs": ("str",), "-o": ("str",), "-m": ("str",), "--encoder": ("str",),
                        "--chunk": ("int", 8, 8192), "--overlap": ("int", 0, 8191),
                        "--exact": ("flag",), "--dump-chunks": ("str",),
-                       "--threads": ("int", 1, 4096)},
+                       "--threads": ("int", 1, 4096), "--store": ("str",), "--table": ("str",)},
     ("rag", "ask"): {"--index": ("str",), "-m": ("str",), "--model": ("str",),
                      "-k": ("int", 1, 100), "-n": ("int", 1, 65536), "--ctx": ("int", 64, 16777216),
-                     "--chat-template": ("str",), "--exact": ("flag",), "--show-prompt": ("flag",)},
+                     "--chat-template": ("str",), "--exact": ("flag",), "--show-prompt": ("flag",),
+                     "--store": ("str",), "--table": ("str",), "--rerank": ("int", 1, 10000),
+                     "--mmr": ("float", 0, 1)},
     ("rag", "info"): {"--index": ("str",)},
     ("rag", "bench"): {"--index": ("str",), "--queries": ("str",), "--gt": ("str",),
                        "-k": ("int", 1, 1000), "--ef": ("str",), "--threads": ("int", 1, 4096)},
@@ -452,15 +456,20 @@ def main():
     r.expect_usage_error(["rag", "build", "--vectors", "x.npy"],
                          r"loom rag build: -o INDEX or --store URL is required")
     r.expect_usage_error(["rag", "search", "what is loom"],
-                         r"loom rag search: a text query needs --index INDEX .*")
+                         r"loom rag search: a text query needs one of --index INDEX or --store URL")
     r.expect_usage_error(["rag", "search", "--index", "x.lvi", "q", "--query-vec", "1"],
                          r"loom rag search: give a text query or a query vector, not both")
     r.expect_usage_error(["rag", "search", "--index", "x.lvi", "--query-vec", "1", "-m", "minilm"],
                          r"loom rag search: -m ENCODER is for text queries")
     r.expect_usage_error(["rag", "index", "-o", "x.lvi"], r"loom rag index: --docs PATH is required")
-    r.expect_usage_error(["rag", "ask", "q"], r"loom rag ask: --index INDEX is required")
+    r.expect_usage_error(["rag", "ask", "q"], r"loom rag ask: give one of --index INDEX or --store URL")
     r.expect_usage_error(["rag", "ask", "--index", "x.lvi"], r"loom rag ask: a question is required")
-    r.expect_usage_error(["rag", "index", "--docs", "d"], r"loom rag index: -o INDEX is required")
+    r.expect_usage_error(["rag", "index", "--docs", "d"], r"loom rag index: -o INDEX or --store URL is required")
+    r.expect_usage_error(["serve", "--rag-index", "a", "--rag-store", "b"],
+                         r"loom serve: give --rag-index INDEX or --rag-store URL, not both")
+    r.expect_usage_error(["serve", "--rag-table", "t"], r"loom serve: --rag-table is for --rag-store")
+    r.expect_usage_error(["rag", "search", "--index", "x.lvi", "--query-vec", "1", "--rerank", "4"],
+                         r"loom rag search: --rerank is for text queries")
     r.expect_usage_error(["rag", "index", "--docs", "d", "-o", "x", "--chunk", "16", "--overlap", "16"],
                          r"loom rag index: --overlap 16 must be smaller than --chunk 16")
     r.expect_usage_error(["rag", "search", "--index", "x.lvi"],

@@ -32,6 +32,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (loom_rag_index_load_mem(buf, size, LOOM_RAG_LOAD_NO_VERIFY, &ix, err, sizeof err) ==
         LOOM_OK) {
         const int d = loom_rag_index_dim(ix);
+        loom_rag_text_settings ts;
+        if (loom_rag_index_text_settings(ix, &ts) && ts.encoder_dim != (uint32_t)d) abort();
         float *q = calloc((size_t)d, sizeof(float));
         if (q) {
             q[0] = 1.0f;

@@ -46,6 +46,13 @@ def find_pgserver(workdir):
     return os.path.join(os.path.dirname(pgserver.__file__), "pginstall", "bin")
 
 
+def reachable_by(path, uid):
+    """Can user uid execute path (every directory above it searchable)?"""
+    r = subprocess.run(["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups", "test", "-x", path],
+                       capture_output=True)
+    return r.returncode == 0
+
+
 def as_user(uid, gid):
     def f():
         os.setgid(gid)
@@ -70,6 +77,93 @@ def hits(out, nq, k):
     return res
 
 
+def model_cache():
+    return os.environ.get("LOOM_MODEL_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "loom", "models")
+
+
+def text_store(loom, url, workdir, failures):
+    """`loom rag index|search|ask --store` against the same documents in an index file."""
+    if not os.path.exists(os.path.join(model_cache(), "all-MiniLM-L6-v2", "config.json")):
+        print("text store: skipped (all-MiniLM-L6-v2 not in the model cache)")
+        return
+    docs = os.path.join(workdir, "docs")
+    shutil.rmtree(docs, ignore_errors=True)
+    os.makedirs(docs)
+    files = {
+        "cats.md": "# Cats\n\nCats are small carnivorous felines. A cat purrs when it is content. "
+                   "Cats sleep for most of the day and hunt at dusk.\n",
+        "volcano.txt": "Volcanoes erupt molten rock called lava. Magma chambers lie below the crust. "
+                       "Ash clouds can ground aircraft.\n",
+        "bread.md": "# Baking\n\nBread dough rises because yeast produces carbon dioxide. "
+                    "Kneading develops gluten.\n",
+        "tides.txt": "The Moon orbits the Earth and causes the ocean tides.\n",
+    }
+    for name, text in files.items():
+        with open(os.path.join(docs, name), "w") as f:
+            f.write(text)
+    local = os.path.join(workdir, "text.lvi")
+    if os.path.exists(local):
+        os.remove(local)
+    st = ["--store", url, "--table", "loom_text"]
+
+    def index_both():
+        a = run_loom(loom, "rag", "index", "--docs", docs, "-o", local, "--chunk", "16", "--overlap", "4")
+        b = run_loom(loom, "rag", "index", "--docs", docs, *st, "--chunk", "16", "--overlap", "4")
+        return a, b
+
+    def compare(tag):
+        for q in ("why does a cat purr", "lava and ash", "what makes dough rise", "ocean tides", "gluten"):
+            lo = [json.loads(l) for l in run_loom(loom, "rag", "search", "--index", local, q, "-k", "5",
+                                                  "--exact", "--json").splitlines()]
+            so = [json.loads(l) for l in run_loom(loom, "rag", "search", *st, q, "-k", "5", "--exact",
+                                                  "--json").splitlines()]
+            key = lambda h: (h["source"], h["byte_begin"], h["byte_end"], h["title"], h["text"])
+            if [key(h) for h in lo] != [key(h) for h in so] or len(lo) != 5:
+                failures.append("text %s %r: store hits %r, local %r" % (tag, q, so, lo))
+            elif any(abs(a["score"] - b["score"]) > 1e-4 for a, b in zip(lo, so)):
+                failures.append("text %s %r: scores differ" % (tag, q))
+            for h in so:
+                raw = open(h["source"], "rb").read()
+                if raw[h["byte_begin"]:h["byte_end"]].decode() != h["text"]:
+                    failures.append("text %s: store text is not the source's bytes: %r" % (tag, h))
+
+    # a table of vectors (loom rag build) has no text settings: refused
+    run_loom(loom, "rag", "build", "--vectors", os.path.join(workdir, "x.npy"), "--store", url, "--table",
+             "loom_vecs")
+    p = subprocess.run([loom, "rag", "index", "--docs", docs, "--store", url, "--table", "loom_vecs"],
+                       capture_output=True, text=True)
+    if p.returncode != 1 or "not made by loom rag index" not in p.stderr or p.stderr.count("\n") != 1:
+        failures.append("text: a vectors-only table must be refused: %r" % p.stderr)
+    index_both()
+    compare("first")
+    # incremental: one changed, one removed, one new, one unchanged
+    with open(os.path.join(docs, "cats.md"), "a") as f:
+        f.write("\nKittens are young cats that play with yarn.\n")
+    os.remove(os.path.join(docs, "volcano.txt"))
+    with open(os.path.join(docs, "rust.md"), "w") as f:
+        f.write("# Rust\n\nRust is a systems programming language without a garbage collector.\n")
+    a, b = index_both()
+    if "2 unchanged" not in b or "2 unchanged" not in a:
+        failures.append("text update: %r / %r" % (a, b))
+    compare("update")
+    # settings are recorded: none given -> the recorded ones; others -> refused
+    out = run_loom(loom, "rag", "index", "--docs", docs, *st)
+    if "4 unchanged" not in out or "chunk 16 overlap 4" not in out:
+        failures.append("text: recorded settings not used: %r" % out)
+    p = subprocess.run([loom, "rag", "index", "--docs", docs, *st, "--chunk", "32"], capture_output=True, text=True)
+    if p.returncode != 1 or "made with --chunk 16 --overlap 4" not in p.stderr or p.stderr.count("\n") != 1:
+        failures.append("text: other --chunk not refused: %r" % p.stderr)
+    # ask: the context comes from the store's chunk column
+    p = subprocess.run([loom, "rag", "ask", *st, "what makes dough rise", "-k", "2", "-n", "4", "--exact",
+                        "--show-prompt"], capture_output=True, text=True)
+    top = json.loads(run_loom(loom, "rag", "search", "--index", local, "what makes dough rise", "-k", "1",
+                              "--exact", "--json").splitlines()[0])
+    if p.returncode != 0 or "[1] " + top["source"] + " " not in p.stdout or top["text"] not in p.stderr:
+        failures.append("text ask --store: rc %d %r %r" % (p.returncode, p.stdout, p.stderr[-500:]))
+    print("text store: index/search/ask --store = the index file's exact search, before and after an update")
+
+
 def main():
     loom, workdir = os.path.abspath(sys.argv[1]), sys.argv[2]
     os.makedirs(workdir, exist_ok=True)
@@ -87,6 +181,15 @@ def main():
         for d in (tmp, sock):
             os.chown(d, pw.pw_uid, pw.pw_gid)
         pre = as_user(pw.pw_uid, pw.pw_gid)
+        # pgserver installed under a private home (/root is 0700): the
+        # unprivileged server cannot run it from there; use a copy.
+        if not reachable_by(os.path.join(bindir, "initdb"), pw.pw_uid):
+            # keep the layout: the binaries' RPATH is $ORIGIN/../../../pgserver.libs
+            site = os.path.dirname(os.path.dirname(os.path.dirname(bindir)))
+            for d in ("pgserver/pginstall", "pgserver.libs"):
+                if os.path.isdir(os.path.join(site, d)):
+                    shutil.copytree(os.path.join(site, d), os.path.join(tmp, "site", d), symlinks=True)
+            bindir = os.path.join(tmp, "site", "pgserver", "pginstall", "bin")
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
@@ -161,6 +264,7 @@ def main():
                   % (metric, nq, rec))
             if rec < 0.9:
                 failures.append("%s: pgvector hnsw recall %.3f < 0.9" % (metric, rec))
+        text_store(loom, url, workdir, failures)
         # A bad URL is one line naming the problem.
         p = subprocess.run([loom, "rag", "search", "--store", "postgresql://test@127.0.0.1:1/x", "--query-vec", "1,2"],
                            capture_output=True, text=True)

@@ -18,6 +18,69 @@ import subprocess
 import sys
 
 
+def mmr_ref(v, sim, lam, k):
+    """Maximal marginal relevance, the textbook greedy loop (numpy)."""
+    picked = []
+    for _ in range(min(k, len(sim))):
+        best, bv = -1, None
+        for i in range(len(sim)):
+            if i in picked:
+                continue
+            red = max(float(v[i] @ v[j]) for j in picked) if picked else 0.0
+            s = lam * float(sim[i]) - ((1 - lam) * red if picked else 0.0)
+            if bv is None or s > bv:
+                best, bv = i, s
+        picked.append(best)
+    return picked
+
+
+def rerank_mmr(loom, work, check):
+    """--rerank N / --mmr LAMBDA against numpy on loom's own embeddings."""
+    import numpy as np
+    jl = os.path.join(work, "redundant.jsonl")
+    texts = ["Cats purr when they are content and relaxed.",
+             "A content cat will often purr while relaxing.",
+             "Purring is how a relaxed, happy cat shows contentment.",
+             "Kittens love to chase balls of yarn.",
+             "Lions are large cats living in prides on the savanna.",
+             "Dogs bark at strangers near the house.",
+             "The stock market fell sharply on Monday.",
+             "Tigers are solitary striped cats of Asia."]
+    with open(jl, "w") as f:
+        for t in texts:
+            f.write(json.dumps({"text": t, "title": t.split()[0]}) + "\n")
+    ix = os.path.join(work, "redundant.lvi")
+    p = subprocess.run([loom, "rag", "index", "--docs", jl, "-o", ix, "--exact"], capture_output=True, text=True)
+    check(p.returncode == 0, "index redundant: %s" % p.stderr)
+    q, n = "why do cats purr", 6
+
+    def hits(*extra):
+        p = subprocess.run([loom, "rag", "search", "--index", ix, q, "--json", *extra], capture_output=True, text=True)
+        check(p.returncode == 0, "search %s: %s" % (extra, p.stderr))
+        return [json.loads(l) for l in p.stdout.splitlines()]
+
+    cand = hits("-k", str(n), "--exact")
+    ct = [h["text"] for h in cand]
+    p = subprocess.run([loom, "embed", "--json", q] + ct, capture_output=True, text=True)
+    check(p.returncode == 0, "embed: %s" % p.stderr)
+    e = np.array([json.loads(l)["embedding"] for l in p.stdout.splitlines()], dtype=np.float64)
+    qv, v = e[0], e[1:]
+    sim = v @ qv
+    want = [ct[i] for i in sorted(range(n), key=lambda i: (-sim[i], i))[:3]]
+    got = hits("-k", "3", "--rerank", str(n), "--exact")
+    check([h["text"] for h in got] == want, "rerank: %s, numpy %s" % ([h["text"] for h in got], want))
+    for h in got:
+        check(abs(h["score"] - sim[ct.index(h["text"])]) < 1e-4, "rerank score %s" % h)
+    # every lambda, the whole order (k = n): a wrong weight or sign shows somewhere
+    for lam in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
+        want = [ct[i] for i in mmr_ref(v, sim, lam, n)]
+        got = [h["text"] for h in hits("-k", str(n), "--rerank", str(n), "--mmr", str(lam), "--exact")]
+        check(got == want, "mmr %.1f: %s, numpy %s" % (lam, got, want))
+    plain = [h["text"] for h in hits("-k", "4", "--exact")]
+    mmr3 = [h["text"] for h in hits("-k", "4", "--rerank", str(n), "--mmr", "0.3", "--exact")]
+    check(plain != mmr3, "mmr 0.3 changed nothing on near-duplicates: the test tests nothing")
+
+
 def main():
     loom, work = os.path.abspath(sys.argv[1]), sys.argv[2]
     cache = os.environ.get("LOOM_MODEL_CACHE") or os.path.join(
@@ -58,6 +121,16 @@ def main():
     p = run("index", "--docs", docs, "-o", ix, "--chunk", "16", "--overlap", "4")
     check(p.returncode == 0, "index: %s" % p.stderr)
     check("3 sources" in p.stdout, "index: want 3 sources: %s" % p.stdout)
+    # the settings are in the file: shown, reused, and others refused in one line
+    p = run("info", "--index", ix)
+    check("text: chunk 16 overlap 4 tokens, encoder 384-d" in p.stdout, "info: %s" % p.stdout)
+    p = run("index", "--docs", docs, "-o", ix)
+    check(p.returncode == 0 and "3 unchanged" in p.stdout and "chunk 16 overlap 4" in p.stdout,
+          "recorded settings not reused: %s %s" % (p.stdout, p.stderr))
+    for extra, want in ((["--chunk", "32"], "not --chunk 32;"), (["--overlap", "2"], "not --overlap 2;")):
+        p = run("index", "--docs", docs, "-o", ix, *extra)
+        check(p.returncode == 1 and "was made with --chunk 16 --overlap 4, " + want in p.stderr and
+              p.stderr.count("\n") == 1, "other settings not refused: %r" % p.stderr)
     for q, want in (("why does a cat purr", "cats.md"), ("lava from an eruption", "volcano.txt"),
                     ("yeast makes dough rise", "bread.md")):
         hits, _ = search(q)
@@ -111,6 +184,7 @@ def main():
     # another encoder for an existing index: refused
     p = run("index", "--docs", jl, "-o", ix2, "-m", os.path.join(cache, "all-MiniLM-L6-v2"))
     check(p.returncode == 1 and "was made with encoder" in p.stderr, "encoder mismatch: %s" % p.stderr)
+    rerank_mmr(loom, work, check)
     for f in fails:
         print("FAIL:", f)
     print("rag_text_cli: %d failures" % len(fails))

@@ -138,6 +138,9 @@ int main(int argc, char **argv) {
             loom_rag_index_delete(ix, 5);
             loom_rag_hnsw_params hp = {.M = 4, .ef_construction = 8, .seed = 3};
             if (g) loom_rag_index_build_hnsw(ix, &hp, NULL);
+            loom_rag_text_settings ts = {
+                .chunk = 32, .overlap = 4, .encoder_dim = d, .normalize = 1};
+            if (vt != 1) loom_rag_index_set_text_settings(ix, &ts); /* 1.1 and 1.0 layouts */
             char p[256];
             snprintf(p, sizeof p, "%s/i%d%d.lvi", tmpl, vt, g);
             CHECK(loom_rag_index_save(ix, p) == LOOM_OK);

@@ -2,7 +2,9 @@
  * every single-byte corruption of a small index is refused with one line
  * (or, for padding bytes no checksum covers, loads and answers the same);
  * a wrong version and a wrong magic are named; and a writer killed with
- * SIGKILL in the middle of saving leaves the previous file intact. */
+ * SIGKILL in the middle of saving leaves the previous file intact; the text
+ * settings (format 1.1) round-trip, are checked, and 1.0 files (the fuzz
+ * corpus seeds) still load without them. */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <signal.h>
@@ -50,6 +52,8 @@ static void test_corruption(const char *dir) {
     loom_rag_hnsw_params hp = {.M = 4, .ef_construction = 8, .seed = 1};
     loom_rag_index_build_hnsw(ix, &hp, NULL);
     loom_rag_index_delete(ix, 2);
+    loom_rag_text_settings ts = {.chunk = 64, .overlap = 8, .encoder_dim = 8, .normalize = 1};
+    CHECK(loom_rag_index_set_text_settings(ix, &ts) == LOOM_OK);
     char path[512];
     snprintf(path, sizeof path, "%s/c.lvi", dir);
     CHECK(loom_rag_index_save(ix, path) == LOOM_OK);
@@ -198,9 +202,89 @@ static void test_kill_during_write(const char *dir) {
     free(v);
 }
 
+/* A copy of n bytes at a 64-byte aligned address (load_mem wants it). */
+static uint8_t *aligned_copy(const uint8_t *b, size_t n) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, n ? n : 1) != 0) return NULL;
+    memcpy(p, b, n);
+    return p;
+}
+
+static void test_text_settings(const char *dir) {
+    const int d = 8, n = 20;
+    float *v = rt_mixture(n, d, 2, 0.5f, 4);
+    loom_rag_index *ix = NULL;
+    loom_rag_index_new(d, LOOM_RAG_F32, LOOM_RAG_COSINE, &ix);
+    loom_rag_index_add(ix, v, n, NULL, NULL, NULL);
+    CHECK(!loom_rag_index_text_settings(ix, NULL));
+    loom_rag_text_settings bad[] = {{.chunk = 0, .encoder_dim = 8},
+                                    {.chunk = 16, .overlap = 16, .encoder_dim = 8},
+                                    {.chunk = 16, .overlap = 2, .encoder_dim = 9},
+                                    {.chunk = 16, .overlap = 2, .encoder_dim = 8, .normalize = 2}};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        CHECK(loom_rag_index_set_text_settings(ix, &bad[i]) == LOOM_ERR_INVALID_ARG &&
+              strstr(loom_rag_index_error(ix), "bad text settings"));
+    loom_rag_text_settings ts = {.chunk = 200,
+                                 .overlap = 20,
+                                 .encoder_dim = 8,
+                                 .normalize = 1,
+                                 .max_tokens = 256},
+                           got;
+    CHECK(loom_rag_index_set_text_settings(ix, &ts) == LOOM_OK);
+    CHECK(loom_rag_index_set_encoder(ix, "minilm") == LOOM_OK);
+    char path[512], err[300];
+    snprintf(path, sizeof path, "%s/t.lvi", dir);
+    CHECK(loom_rag_index_save(ix, path) == LOOM_OK);
+    loom_rag_index *lx = NULL;
+    CHECK(loom_rag_index_load(path, 0, &lx, err, sizeof err) == LOOM_OK);
+    CHECK(lx && loom_rag_index_text_settings(lx, &got) && !memcmp(&got, &ts, sizeof ts));
+    loom_rag_index_free(lx);
+    size_t size = 0;
+    uint8_t *b = slurp(path, &size);
+    uint32_t minor = 0, nsec = 0;
+    if (b) memcpy(&minor, b + 76, 4), memcpy(&nsec, b + 28, 4);
+    CHECK_MSG(minor == 1, "header minor version %u, want 1", minor);
+    /* A later minor version's section (an unknown id) is skipped: the text
+     * settings section renamed to id 99 loads as an index without them. */
+    for (uint32_t i = 0; b && i < nsec; i++) {
+        uint32_t id;
+        memcpy(&id, b + 128 + 32 * i, 4);
+        if (id == 11) {
+            id = 99;
+            memcpy(b + 128 + 32 * i, &id, 4);
+        }
+    }
+    uint8_t *a = b ? aligned_copy(b, size) : NULL;
+    CHECK(a && loom_rag_index_load_mem(a, size, LOOM_RAG_LOAD_NO_VERIFY, &lx, err, sizeof err) ==
+                   LOOM_OK);
+    CHECK(lx && !loom_rag_index_text_settings(lx, NULL) && loom_rag_index_count(lx) == (uint32_t)n);
+    loom_rag_index_free(lx), lx = NULL;
+    free(a), free(b);
+    /* Format 1.0 files (written before the text settings) still load. */
+    const char *src = getenv("LOOM_SOURCE_DIR");
+    char seed[1024];
+    snprintf(seed, sizeof seed, "%s/tests/fuzz/corpus/rag_index/index_h.lvi.seed", src ? src : ".");
+    b = slurp(seed, &size);
+    CHECK_MSG(b && size > 129, "cannot read %s", seed);
+    if (b && size > 129) {
+        memcpy(&minor, b + 1 + 76, 4);
+        CHECK_MSG(minor == 0, "%s is not a 1.0 file (minor %u)", seed, minor);
+        a = aligned_copy(b + 1, size - 1); /* the seed's first byte is the fuzz mode */
+        CHECK_MSG(a && loom_rag_index_load_mem(a, size - 1, 0, &lx, err, sizeof err) == LOOM_OK,
+                  "1.0 seed: %s", err);
+        CHECK(lx && !loom_rag_index_text_settings(lx, NULL));
+        loom_rag_index_free(lx);
+        free(a);
+    }
+    free(b);
+    loom_rag_index_free(ix);
+    free(v);
+}
+
 int main(void) {
     char dir[] = "/tmp/loom_rag_file_XXXXXX";
     if (!mkdtemp(dir)) return 1;
+    test_text_settings(dir);
     test_corruption(dir);
     test_kill_during_write(dir);
     char cmd[600];

@@ -148,11 +148,14 @@ struct loom_model {
     size_t tp_buf_n;
 };
 
-/* arch/tp.c: which dimension tensor parallelism splits the weight name
- * along: 1 (its output rows: attn_q/k/v, ffn_gate/up and their _exps), 0
- * (its input columns: attn_output, ffn_down, ffn_down_exps), -1
- * (replicated). */
-int loom_tp_weight_dim(const char *name);
+/* arch/tp.c: this rank's part of weight name (type t, shape ne, made the
+ * slice's): *dim = the dimension split, 1 (output rows: attn_q/k/v,
+ * ffn_gate/up and their _exps), 0 (input columns: attn_output, ffn_down,
+ * ffn_down_exps) or -1 (replicated; ne unchanged), from element *start.
+ * LOOM_ERR_UNSUPPORTED (err says why) when the slice is not whole blocks
+ * of t or t is nf4. */
+loom_status loom_tp_shard_weight(const char *name, loom_dtype t, int tp, int rank, int64_t ne[4],
+                                 int *dim, int64_t *start, char *err, size_t err_n);
 /* arch/tp.c: check that cfg divides over tp ranks (heads, KV heads, FFN
  * width) and turn it into one rank's shard (counts / tp). */
 loom_status loom_tp_local_config(loom_model_config *cfg, int tp, char *err, size_t err_n);

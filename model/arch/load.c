@@ -455,17 +455,9 @@ static loom_status tp_plan(loom_model *m, wlist *wl, const loom_model_params *p,
     for (int i = 0; i < wl->n; i++) {
         wplan *w = &wl->v[i];
         memcpy(w->file_ne, w->ne, sizeof w->ne);
-        w->tp_dim = loom_tp_weight_dim(w->name);
+        LOOM_TRY(loom_tp_shard_weight(w->name, w->src, m->tp, m->tp_rank, w->ne, &w->tp_dim,
+                                      &w->tp_start, err, err_n));
         if (w->tp_dim >= 0) {
-            const int64_t n = w->ne[w->tp_dim] / m->tp;
-            w->tp_start = n * m->tp_rank;
-            w->ne[w->tp_dim] = n;
-            const int64_t bs = loom_dtype_block_size(w->src);
-            if (loom_dtype_is_nf4(w->src) || (w->tp_dim == 0 && n % bs))
-                return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
-                                       "model: --tp %d: '%s' (%s) cannot be split into %lld "
-                                       "columns per rank",
-                                       m->tp, w->name, loom_dtype_name(w->src), (long long)n);
             w->store = w->src;
             if (p->quantize && w->matrix)
                 loom_model_store_type(w->name, w->ne[2] > 1 ? 3 : 2, w->ne, p->quant, &w->store);

@@ -7,7 +7,7 @@
 #include "model/model_internal.h"
 #include "runtime/comm.h"
 
-int loom_tp_weight_dim(const char *name) {
+static int weight_dim(const char *name) {
     static const char *const col[] = {".attn_q.weight",        ".attn_k.weight",
                                       ".attn_v.weight",        ".ffn_gate.weight",
                                       ".ffn_up.weight",        ".ffn_gate_exps.weight",
@@ -20,6 +20,22 @@ int loom_tp_weight_dim(const char *name) {
     for (int i = 0; row[i]; i++)
         if (n > strlen(row[i]) && !strcmp(name + n - strlen(row[i]), row[i])) return 0;
     return -1;
+}
+
+loom_status loom_tp_shard_weight(const char *name, loom_dtype t, int tp, int rank, int64_t ne[4],
+                                 int *dim, int64_t *start, char *err, size_t err_n) {
+    *dim = weight_dim(name);
+    *start = 0;
+    if (*dim < 0) return LOOM_OK;
+    const int64_t n = ne[*dim] / tp;
+    if (loom_dtype_is_nf4(t) || (*dim == 0 && n % loom_dtype_block_size(t)))
+        return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                               "model: --tp %d: '%s' (%s) cannot be split into %lld columns per "
+                               "rank",
+                               tp, name, loom_dtype_name(t), (long long)n);
+    *start = n * rank;
+    ne[*dim] = n;
+    return LOOM_OK;
 }
 
 loom_status loom_tp_local_config(loom_model_config *c, int tp, char *err, size_t err_n) {

@@ -16,7 +16,8 @@
  * measured ~1e-6 (printed). A shard that computed the wrong heads or
  * columns, or a missing all-reduce, moves logits by O(1).
  *
- * usage: mpirun -np 2 tp_mpi DIR (DIR: a scratch directory both can see). */
+ * usage: mpirun -np 2 tp_mpi DIR (DIR: a scratch directory both can see);
+ * tp_mpi --write-model FILE writes the model alone (for tests/model/tp_cli.sh). */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
@@ -114,9 +115,36 @@ static void run(loom_comm *c, const char *path, loom_dtype quant) {
     loom_model_free(one);
 }
 
+static loom_status write_model(const char *path) {
+    char err[512];
+    loom_tokenizer *tok = byte_tokenizer();
+    loom_model_config cfg;
+    loom_model_config_preset("tiny-moe", &cfg, err, sizeof err);
+    cfg.dim = 64;
+    cfg.n_layers = 2; /* tiny-moe alternates: one dense layer, one MoE layer */
+    cfg.n_heads = 4;
+    cfg.n_kv_heads = 2;
+    cfg.head_dim = 16;
+    cfg.ffn_dim = 128;
+    cfg.expert_ffn_dim = 64;
+    cfg.n_experts = 4;
+    cfg.rope = loom_rope_params_llama3(16);
+    cfg.rope.mode = LOOM_ROPE_NORMAL;
+    cfg.vocab_size = 261;
+    cfg.bos_id = 256;
+    cfg.eos_id = 257;
+    cfg.eot_id = 258;
+    loom_status st = loom_model_write_random_gguf(&cfg, LOOM_F32, 11, tok, path, err, sizeof err);
+    CHECK_MSG(st == LOOM_OK, "write model: %s", err);
+    loom_tokenizer_free(tok);
+    return st;
+}
+
 int main(int argc, char **argv) {
     loom_comm *c = NULL;
-    char err[512];
+    char err[512] = "";
+    if (argc == 3 && !strcmp(argv[1], "--write-model"))
+        return write_model(argv[2]) == LOOM_OK ? 0 : 1;
     if (argc < 2 || loom_dist_open("auto", &c, err, sizeof err) != LOOM_OK || c->size != 2) {
         fprintf(stderr, "usage: mpirun -np 2 tp_mpi DIR (%s)\n", err);
         return 2;
@@ -125,28 +153,7 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/tp_tiny_moe.gguf", argv[1]);
     CHECK(loom_registry_init() == LOOM_OK);
     loom_status st = LOOM_OK;
-    if (c->rank == 0) {
-        loom_tokenizer *tok = byte_tokenizer();
-        loom_model_config cfg;
-        loom_model_config_preset("tiny-moe", &cfg, err, sizeof err);
-        cfg.dim = 64;
-        cfg.n_layers = 2; /* tiny-moe alternates: one dense layer, one MoE layer */
-        cfg.n_heads = 4;
-        cfg.n_kv_heads = 2;
-        cfg.head_dim = 16;
-        cfg.ffn_dim = 128;
-        cfg.expert_ffn_dim = 64;
-        cfg.n_experts = 4;
-        cfg.rope = loom_rope_params_llama3(16);
-        cfg.rope.mode = LOOM_ROPE_NORMAL;
-        cfg.vocab_size = 261;
-        cfg.bos_id = 256;
-        cfg.eos_id = 257;
-        cfg.eot_id = 258;
-        st = loom_model_write_random_gguf(&cfg, LOOM_F32, 11, tok, path, err, sizeof err);
-        CHECK_MSG(st == LOOM_OK, "write model: %s", err);
-        loom_tokenizer_free(tok);
-    }
+    if (c->rank == 0) st = write_model(path);
     if (loom_comm_agree(c, st) == LOOM_OK) {
         run(c, path, LOOM_F32);
         run(c, path, LOOM_Q8_0);

@@ -938,7 +938,13 @@ loom_status loom_sched_compute(loom_sched *s, loom_graph *g) {
                 be->error[0] ? be->error : loom_status_str(st_sync));
         loom_tensor *last = s->nodes[sp->first + sp->n - 1];
         const struct sched_hook *h = s->n_hooks ? hook_of(s, last) : NULL;
-        if (h && (st = h->fn(h->ud, last)) != LOOM_OK)
+        const double th = h ? now_seconds() : 0.0;
+        if (h) st = h->fn(h->ud, last);
+        if (h) {
+            s->stats.n_hook_calls++;
+            s->stats.hook_seconds += now_seconds() - th;
+        }
+        if (h && st != LOOM_OK)
             return sched_fail(s, st, "the hook after node %d (%s '%s') failed: %s",
                               s->node_gidx[sp->first + sp->n - 1], loom_op_name(last->op),
                               last->name, loom_status_str(st));

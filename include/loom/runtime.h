@@ -75,6 +75,11 @@ typedef struct loom_sched_stats {
     size_t copy_bytes;
     long long n_computes;
     double copy_seconds;
+    /* Node hooks (loom_sched_set_node_hook) run since the last alloc and the
+     * wall time in them: tensor parallelism's all-reduces, waits for the
+     * slowest rank included (docs/adr/0034). */
+    long long n_hook_calls;
+    double hook_seconds;
 } loom_sched_stats;
 
 /* backends: preference order; the last one must support every op (cpu).

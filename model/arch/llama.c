@@ -266,8 +266,8 @@ void loom_model_sched_stats(const loom_model *m, loom_sched_stats *out) {
     memset(out, 0, sizeof *out);
     if (!m) return;
     const loom_llama_graph *last = NULL;
-    long long n = 0;
-    double secs = 0;
+    long long n = 0, hooks = 0;
+    double secs = 0, hook_secs = 0;
     for (int i = 0; i < LOOM_LLAMA_GRAPH_CACHE; i++) {
         const loom_llama_graph *lg = &m->cache[i];
         if (!lg->used || !lg->s) continue;
@@ -275,11 +275,15 @@ void loom_model_sched_stats(const loom_model *m, loom_sched_stats *out) {
         loom_sched_get_stats(lg->s, &st);
         n += st.n_computes;
         secs += st.copy_seconds;
+        hooks += st.n_hook_calls;
+        hook_secs += st.hook_seconds;
         if (!last || lg->last_used > last->last_used) last = lg;
     }
     if (last) loom_sched_get_stats(last->s, out);
     out->n_computes = n;
     out->copy_seconds = secs;
+    out->n_hook_calls = hooks;
+    out->hook_seconds = hook_secs;
 }
 
 /* The cached graph for this batch shape, built when missing (evicting the

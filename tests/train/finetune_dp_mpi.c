@@ -33,7 +33,7 @@
 
 #include "train_fixture.h"
 
-static char root[256], model_path[300], data_path[300];
+static char root[256], model_path[300], data_path[300], eval_path[300];
 static const char *cli, *mpiexec;
 
 static bool make_model(void) {
@@ -89,8 +89,8 @@ static int mpirun(const char *out, const char *extra_env, const char *extra_args
              "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader "
              "LOOM_THREADS=1 %s '%s' -np 2 --oversubscribe '%s' finetune -m '%s' --data '%s' "
              "-o '%s' --backend cpu --lora-r 8 --grad-accum 2 --lr 0.01 --max-steps %d "
-             "--seq 64 --quiet --save-every 1 %s",
-             extra_env, mpiexec, cli, model_path, data_path, out, STEPS,
+             "--seq 64 --quiet --save-every 1 --eval '%s' %s",
+             extra_env, mpiexec, cli, model_path, data_path, out, STEPS, eval_path,
              extra_args);
     int rc = system(cmd);
     CHECK_MSG(rc == 0, "mpirun failed (%d): %s", rc, cmd);
@@ -105,6 +105,19 @@ static double jnum(const char *line, const char *key) {
 }
 
 /* per-step "loss" and "tokens" of OUTDIR/train_log.jsonl */
+/* the eval_loss lines (before and after), or NAN */
+static void read_eval(const char *dir, double ev[2]) {
+    char p[400];
+    size_t n;
+    snprintf(p, sizeof p, "%s/train_log.jsonl", dir);
+    char *log = slurp(p, &n);
+    ev[0] = ev[1] = NAN;
+    int k = 0;
+    for (char *l = log ? strtok(log, "\n") : NULL; l && k < 2; l = strtok(NULL, "\n"))
+        if (!isnan(jnum(l, "eval_loss"))) ev[k++] = jnum(l, "eval_loss");
+    free(log);
+}
+
 static int read_log(const char *dir, double *loss, double *tokens, double *gnorm) {
     char p[400];
     size_t n;
@@ -147,6 +160,12 @@ int main(int argc, char **argv) {
     snprintf(root, sizeof root, "%s", tmpl);
     snprintf(model_path, sizeof model_path, "%s/tiny.gguf", root);
     snprintf(data_path, sizeof data_path, "%s/train.jsonl", root);
+    snprintf(eval_path, sizeof eval_path, "%s/eval.jsonl", root);
+    FILE *fe = fopen(eval_path, "w"); /* 3 examples: rank 0 gets two, rank 1 one */
+    fputs("{\"text\": \"the cat sat on the log\"}\n{\"text\": \"a dog ran by the sea\"}\n"
+          "{\"text\": \"owls fly at night\"}\n",
+          fe);
+    fclose(fe);
     FILE *f = fopen(data_path, "w");
     static const char *const docs[] = {
         "the cat sat on the mat", "the dog sat on the log", "a bird flew over the hill",
@@ -167,6 +186,7 @@ int main(int argc, char **argv) {
     loom_finetune_params p = loom_finetune_default_params();
     p.model = model_path;
     p.data = data_path;
+    p.eval = eval_path;
     p.out_dir = one;
     p.backend = "cpu";
     p.lora.r = 8;
@@ -205,6 +225,13 @@ int main(int argc, char **argv) {
             CHECK_MSG(fabs(g1[k] - g2[k]) <= 1e-5 * fabs(g1[k]), "step %d grad_norm %.9g vs %.9g",
                       k + 1, g1[k], g2[k]);
         }
+        /* the eval set is split across the ranks and the sums all-reduced */
+        double e1[2], e2[2];
+        read_eval(one, e1);
+        read_eval(two, e2);
+        for (int k = 0; k < 2; k++)
+            CHECK_MSG(!isnan(e1[k]) && fabs(e1[k] - e2[k]) <= 1e-5 * fabs(e1[k]),
+                      "eval loss %d: %.9g vs %.9g", k, e1[k], e2[k]);
     }
 
     /* killed after step 2 (rank 0 saved after every step), resumed on 2 ranks */

@@ -221,7 +221,7 @@ int loom_cli_finetune(const char *backend, int argc, char **argv) {
     if (st != LOOM_OK) {
         if (rank == 0)
             fprintf(stderr, "loom finetune: %s\n", err);
-        else if (!strstr(err, "another rank"))
+        else if (err[0] && !strstr(err, "another rank"))
             fprintf(stderr, "loom finetune: rank %d: %s\n", rank, err);
         return 1;
     }

@@ -355,7 +355,7 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
         st = failf(err, err_n, LOOM_ERR_OOM, "finetune: out of memory");
         goto done;
     }
-    for (int i = 0, off = 0; i < np; off += (int)R.sizes[i], i++)
+    for (int64_t i = 0, off = 0; i < np; off += R.sizes[i], i++)
         grads[i] = gflat + off;
     loom_ft_shard_plan(R.sizes, np, R.ranks, R.shard_lo, R.shard_hi);
     {
@@ -406,9 +406,8 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
     if (cs.step == 0 && R.eval.n) {
         if ((st = eval_loss(&R, &out.eval_before, err, err_n)) != LOOM_OK) goto done;
         logf_(&R, "{\"step\":0,\"eval_loss\":%.9g}\n", out.eval_before);
-        if (R.rank == 0 &&
-            (st = loom_ft_metrics_eval(&R.met, 0, out.eval_before, err, err_n)) != LOOM_OK)
-            goto done;
+        if (R.rank == 0) st = loom_ft_metrics_eval(&R.met, 0, out.eval_before, err, err_n);
+        if ((st = loom_comm_agree(R.comm, st)) != LOOM_OK) goto done;
     }
     epoch_order(R.order, R.train.n, p->seed, cs.epoch);
     const double t0 = now_s();
@@ -476,15 +475,16 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
               "\"tokens_per_s\":%.6g,\"step_s\":%.6g,\"elapsed_s\":%.6g,\"epoch\":%lld}\n",
               (long long)cs.step, loss, (double)lr, gnorm, (long long)ntok, tok_s, dt,
               now_s() - t0, (long long)cs.epoch);
-        if (R.rank == 0 && (st = loom_ft_metrics_step(&R.met, cs.step, loss, lr, gnorm, tok_s, err,
-                                                      err_n)) != LOOM_OK)
-            goto done;
+        if (R.rank == 0)
+            st = loom_ft_metrics_step(&R.met, cs.step, loss, lr, gnorm, tok_s, err, err_n);
+        /* rank 0 alone can fail here: the others must not wait for it */
+        if ((st = loom_comm_agree(R.comm, st)) != LOOM_OK) goto done;
         if (p->eval_every > 0 && cs.step % p->eval_every == 0 && cs.step < total && R.eval.n) {
             double ev;
             if ((st = eval_loss(&R, &ev, err, err_n)) != LOOM_OK) goto done;
             logf_(&R, "{\"step\":%lld,\"eval_loss\":%.9g}\n", (long long)cs.step, ev);
-            if (R.rank == 0 && (st = loom_ft_metrics_eval(&R.met, cs.step, ev, err, err_n)) != LOOM_OK)
-                goto done;
+            if (R.rank == 0) st = loom_ft_metrics_eval(&R.met, cs.step, ev, err, err_n);
+            if ((st = loom_comm_agree(R.comm, st)) != LOOM_OK) goto done;
         }
         if (p->save_every > 0 && cs.step % p->save_every == 0 && cs.step < total &&
             (st = save_ckpt(&R, &cs, err, err_n)) != LOOM_OK)
@@ -500,9 +500,8 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
     if (R.eval.n) {
         if ((st = eval_loss(&R, &out.eval_after, err, err_n)) != LOOM_OK) goto done;
         logf_(&R, "{\"step\":%lld,\"eval_loss\":%.9g}\n", (long long)cs.step, out.eval_after);
-        if (R.rank == 0 &&
-            (st = loom_ft_metrics_eval(&R.met, cs.step, out.eval_after, err, err_n)) != LOOM_OK)
-            goto done;
+        if (R.rank == 0) st = loom_ft_metrics_eval(&R.met, cs.step, out.eval_after, err, err_n);
+        if ((st = loom_comm_agree(R.comm, st)) != LOOM_OK) goto done;
     }
     if (R.rank == 0) {
         loom_ft_metrics_close(&R.met); /* ends the progress line */

@@ -64,6 +64,14 @@ struct loom_model;
 int loom_cli_lora_attach(const char *cmd, struct loom_model *m, const char *dir,
                          loom_cli_lora **out);
 void loom_cli_lora_free(loom_cli_lora *l); /* NULL is fine */
+
+/* `loom run --tp N` (cli/tp_cmd.c, docs/adr/0034): the ranks mpirun started,
+ * checked to be N (an MPI build, started under mpirun -np N); on ranks other
+ * than 0, stdout goes to /dev/null (every rank computes the same tokens).
+ * *out is NULL for N <= 1. 0 or an exit code (message printed). */
+struct loom_comm;
+int loom_cli_tp_open(const char *cmd, int tp, struct loom_comm **out);
+void loom_cli_tp_close(struct loom_comm *c); /* NULL is fine */
 /* cli/rag_cmd.c: `loom rag` (rag/index.h). */
 int loom_cli_rag(int argc, char **argv);
 

@@ -8,6 +8,7 @@
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "loom/loom.h"
+#include "runtime/dist/dist.h"
 #include "train/finetune.h"
 #include "train/merge.h"
 #include "train/peft.h"
@@ -21,6 +22,7 @@ static void finetune_usage(FILE *f) {
                "                     [--quant f32|f16|bf16|q8_0|q4_0|nf4] [--save-every N]\n"
                "                     [--eval-every N] [--optim adamw|adamw8bit] [--resume]\n"
                "                     [--quiet] [--backend NAME] [--chat-template NAME] [--pack]\n"
+               "                     [--comm auto|self|mpi|nccl]\n"
                "LoRA fine-tuning of MODEL (GGUF file or Hugging Face directory; frozen base,\n"
                "--quant converts it while loading, nf4 = QLoRA's double-quantized NF4).\n"
                "Data: JSONL, one {\"text\": ...} or {\"messages\": [{\"role\", \"content\"}...]}\n"
@@ -43,6 +45,11 @@ static void finetune_usage(FILE *f) {
                "checkpoint.bin (every --save-every steps and at the end; --resume continues\n"
                "from it, repeating the uninterrupted run exactly). stderr shows a progress\n"
                "bar on a terminal, a plain line every 10 s otherwise (none with --quiet).\n"
+               "Data-parallel ranks: run it under mpirun with R processes (--comm auto picks\n"
+               "MPI there; nccl all-reduces on the GPUs, NCCL loaded at run time). Each\n"
+               "optimizer step then takes R x --grad-accum micro-batches, gradients averaged\n"
+               "over all; optimizer states are sharded across ranks (ZeRO-1); rank 0 writes\n"
+               "OUTDIR.\n"
                "ranges: --epochs 1..1000, --max-steps 0..10^9, --lr 0..1, --warmup-ratio 0..1,\n"
                "--lora-r 1..4096, --lora-alpha 0.001..1e6, --lora-dropout 0..0.99,\n"
                "--grad-accum 1..65536, --seq 2..1048576, --max-grad-norm 0..1e6 (0 = off),\n"
@@ -80,6 +87,7 @@ static bool parse_targets(const char *v, uint32_t *out) {
 int loom_cli_finetune(const char *backend, int argc, char **argv) {
     const char *cmd = "finetune";
     loom_finetune_params p = loom_finetune_default_params();
+    const char *comm_kind = "auto";
     static const char *const quants[] = {"f32",  "f16", "bf16",   "q8_0",
                                          "q4_0", "nf4", "nf4_dq", NULL};
     static const loom_dtype qd[] = {LOOM_F32,  LOOM_F16,    LOOM_BF16,  LOOM_Q8_0,
@@ -107,7 +115,8 @@ int loom_cli_finetune(const char *backend, int argc, char **argv) {
             "--output",     "--epochs",     "--max-steps",     "--lr",           "--warmup-ratio",
             "--lora-r",     "--lora-alpha", "--lora-dropout",  "--targets",      "--grad-accum",
             "--seq",        "--seed",       "--max-grad-norm", "--weight-decay", "--quant",
-            "--save-every", "--eval-every", "--optim",         "--backend",      NULL};
+            "--save-every", "--eval-every", "--optim",         "--backend",      "--comm",
+            NULL};
         bool known = !strcmp(a, "--chat-template");
         for (int k = 0; with_value[k]; k++)
             known |= !strcmp(a, with_value[k]);
@@ -131,6 +140,11 @@ int loom_cli_finetune(const char *backend, int argc, char **argv) {
             p.out_dir = v;
         else if (!strcmp(a, "--backend"))
             backend = v;
+        else if (!strcmp(a, "--comm")) {
+            static const char *const kinds[] = {"auto", "self", "mpi", "nccl", NULL};
+            ok = loom_cli_parse_choice(cmd, a, v, kinds, &iv);
+            comm_kind = v;
+        }
         else if (!strcmp(a, "--chat-template")) {
             const char *names[16];
             int k = 0;
@@ -199,12 +213,29 @@ int loom_cli_finetune(const char *backend, int argc, char **argv) {
         return 1;
     }
     loom_finetune_result r;
-    char err[1024];
-    loom_status st = loom_finetune_run(&p, &r, err, sizeof err);
+    char err[1024] = "";
+    loom_comm *comm = NULL;
+    loom_status st = loom_dist_open(comm_kind, &comm, err, sizeof err);
     if (st != LOOM_OK) {
-        fprintf(stderr, "loom finetune: %s\n", err);
+        fprintf(stderr, "loom finetune: --comm %s: %s\n", comm_kind, err);
         return 1;
     }
+    p.comm = comm;
+    /* Test hook (as LOOM_TEST_CKPT_WRITE_FAULT): stop as if killed after N
+     * optimizer steps, so the multi-rank resume test can interrupt a run. */
+    const char *stop = getenv("LOOM_TEST_FINETUNE_STOP_AFTER");
+    if (stop) p.stop_after = strtoll(stop, NULL, 10);
+    st = loom_finetune_run(&p, &r, err, sizeof err);
+    const int rank = loom_comm_rank(comm);
+    loom_comm_free(comm);
+    if (st != LOOM_OK) {
+        if (rank == 0)
+            fprintf(stderr, "loom finetune: %s\n", err);
+        else if (err[0] && !strstr(err, "another rank"))
+            fprintf(stderr, "loom finetune: rank %d: %s\n", rank, err);
+        return 1;
+    }
+    if (rank != 0) return 0;
     printf("finetune: %lld steps, loss %.4f -> %.4f, %.1f tokens/s, %.3f s/step",
            (long long)r.steps, r.first_loss, r.last_loss, r.tokens_per_s, r.step_s);
     if (p.eval) printf(", eval loss %.4f -> %.4f", r.eval_before, r.eval_after);

@@ -502,7 +502,8 @@ static bool print_token(void *ud, int32_t tok, const char *text, size_t len) {
 typedef struct run_opts {
     const char *model, *prompt, *system, *kv_type, *quant, *chat_template, *lora;
     bool prompt_set;
-    int n_predict, n_parallel;
+    int n_predict, n_parallel, tp;
+    struct loom_comm *comm; /* --tp's ranks (cli/tp_cmd.c) */
     int64_t ctx;
     loom_sampler_params sp;
     loom_dtype kv_dtype, quant_dtype;
@@ -555,7 +556,11 @@ static void run_usage_cmd(FILE *f, const char *cmd) {
                   "  --chat-template NAME  llama3, chatml, smollm2, mistral, llama2 or zephyr\n"
                   "                        (default: the model's own, by fingerprint)\n",
             MAX_N_PREDICT, run ? 64 : 256, MAX_N_PREDICT, MAX_CTX, MAX_STOP,
-            run ? "  --parallel N          sequences generated together, 1..64 (default 1)\n" : "",
+            run ? "  --parallel N          sequences generated together, 1..64 (default 1)\n"
+                  "  --tp N                tensor parallelism over N ranks, 1..64: start it\n"
+                  "                        with mpirun, N processes (each computes its heads\n"
+                  "                        and FFN columns; rank 0 prints)\n"
+                : "",
             LOOM_CLI_SPLIT_USAGE);
 }
 static void run_usage(FILE *f) {
@@ -606,7 +611,7 @@ static int parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
                                              "--lora",
                                              NULL};
         bool known = !strcmp(a, "-p") || !strcmp(a, "--prompt") ||
-                     (run && !strcmp(a, "--parallel")) ||
+                     (run && (!strcmp(a, "--parallel") || !strcmp(a, "--tp"))) ||
                      (!run && (!strcmp(a, "--system") || !strcmp(a, "--chat-template"))) ||
                      loom_cli_split_flag(a);
         for (int k = 0; valued[k] && !known; k++)
@@ -657,6 +662,8 @@ static int parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
             ok = loom_cli_parse_i64(cmd, a, v, 0, MAX_CTX, &o->ctx);
         else if (!strcmp(a, "--parallel"))
             ok = loom_cli_parse_int(cmd, a, v, 1, 64, &o->n_parallel);
+        else if (!strcmp(a, "--tp"))
+            ok = loom_cli_parse_int(cmd, a, v, 1, 64, &o->tp);
         else if (!strcmp(a, "--kv-type")) {
             ok = parse_type(cmd, a, v, KV_TYPES, KV_DTYPES, &o->kv_dtype);
             o->kv_type = v;
@@ -703,6 +710,8 @@ static int load(const char *cmd, const char *backend, const run_opts *o, int n_s
     mp.n_slots = n_slots;
     mp.progress = isatty(2) ? progress : NULL;
     mp.kv_dtype = o->kv_dtype;
+    mp.tp = o->tp;
+    mp.comm = o->comm;
     loom_cli_split_apply(&o->split, &mp);
     if (o->quant) {
         mp.quant = o->quant_dtype;
@@ -767,15 +776,18 @@ int loom_cli_run(const char *backend, int argc, char **argv) {
     run_opts o;
     int rc = parse_run("run", argc, argv, &o);
     if (rc) return rc < 0 ? 0 : rc; /* < 0: --help */
+    if ((rc = loom_cli_tp_open("run", o.tp, &o.comm)) != 0) return rc;
     loom_model *m = NULL;
     if ((rc = load("run", backend, &o, o.n_parallel, &m)) != 0) {
         loom_registry_shutdown();
+        loom_cli_tp_close(o.comm);
         return rc;
     }
     loom_cli_lora *lora = NULL;
     if (o.lora && (rc = loom_cli_lora_attach("run", m, o.lora, &lora)) != 0) {
         loom_model_free(m);
         loom_registry_shutdown();
+        loom_cli_tp_close(o.comm);
         return rc;
     }
     loom_generate_params gp = loom_generate_default_params();
@@ -819,6 +831,7 @@ int loom_cli_run(const char *backend, int argc, char **argv) {
     loom_model_free(m);
     loom_cli_lora_free(lora);
     loom_registry_shutdown();
+    loom_cli_tp_close(o.comm);
     return rc;
 }
 

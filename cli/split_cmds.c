@@ -32,6 +32,12 @@ void loom_cli_print_split_cost(const loom_model *m, double total_s) {
     const loom_split_plan *pl = loom_model_split_plan(m);
     loom_sched_stats st;
     loom_model_sched_stats(m, &st);
+    if (st.n_hook_calls > 0) /* --tp's all-reduces (docs/adr/0034) */
+        fprintf(stderr,
+                "tp all-reduces: %lld, %.3f ms each (waits for the other ranks included), "
+                "%.1f%% of the time\n",
+                st.n_hook_calls, 1e3 * st.hook_seconds / (double)st.n_hook_calls,
+                total_s > 0 ? 100.0 * st.hook_seconds / total_s : 0.0);
     if (!pl || pl->n_devices < 2 || st.n_computes <= 0) return;
     fprintf(stderr,
             "split copies: %d activation copies (%d in all, %zu bytes) per forward | %.4f ms per "

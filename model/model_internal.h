@@ -139,7 +139,34 @@ struct loom_model {
     int *layer_dev, *kv_dev;
     int embd_dev, head_dev;
     char kv_names[64]; /* loom_model_kv_backend_name: "vulkan" or "vulkan+cpu" */
+    /* Tensor parallelism (docs/adr/0034; arch/tp.c): tp ranks, this one
+     * tp_rank; cfg holds the shard's head and FFN counts; tp_buf: host
+     * scratch of the all-reduce hook. */
+    int tp, tp_rank;
+    struct loom_comm *comm;
+    float *tp_buf;
+    size_t tp_buf_n;
 };
+
+/* arch/tp.c: this rank's part of weight name (type t, shape ne, made the
+ * slice's): *dim = the dimension split, 1 (output rows: attn_q/k/v,
+ * ffn_gate/up and their _exps), 0 (input columns: attn_output, ffn_down,
+ * ffn_down_exps) or -1 (replicated; ne unchanged), from element *start.
+ * LOOM_ERR_UNSUPPORTED (err says why) when the slice is not whole blocks
+ * of t or t is nf4. */
+loom_status loom_tp_shard_weight(const char *name, loom_dtype t, int tp, int rank, int64_t ne[4],
+                                 int *dim, int64_t *start, char *err, size_t err_n);
+/* arch/tp.c: check that cfg divides over tp ranks (heads, KV heads, FFN
+ * width) and turn it into one rank's shard (counts / tp). */
+loom_status loom_tp_local_config(loom_model_config *cfg, int tp, char *err, size_t err_n);
+/* arch/tp.c: the part [start, start + n) along dim (0: elements of every
+ * row, whole blocks of t; 1: rows of every ne[2] slab) of a [ne0, ne1, ne2]
+ * tensor of type t, into a malloc'd *out of *nbytes. */
+loom_status loom_tp_slice(loom_dtype t, const void *src, const int64_t ne[3], int dim,
+                          int64_t start, int64_t n, void **out, size_t *nbytes);
+/* arch/tp.c: the scheduler hook that all-reduces a row-parallel partial
+ * sum over m->comm (ud = the model). */
+loom_status loom_tp_allreduce_hook(void *ud, loom_tensor *node);
 
 /* arch/split.c: the devices of a load (m->devs, m->be; --devices, else
  * the run backend; the cpu always last unless listed), checked against the

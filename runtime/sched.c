@@ -119,6 +119,14 @@ struct loom_sched {
     /* Pinned backend per tensor id (-1: none); kept across allocs. */
     int *pin;
     int n_pin;
+    /* Host callbacks after nodes (loom_sched_set_node_hook), by tensor id;
+     * kept across allocs as pins are. */
+    struct sched_hook {
+        int id;
+        loom_sched_node_hook fn;
+        void *ud;
+    } *hooks;
+    int n_hooks;
 
     char error[SCHED_ERR_MAX];
 };
@@ -241,7 +249,31 @@ void loom_sched_free(loom_sched *s) {
     if (!s) return;
     sched_reset(s);
     free(s->pin);
+    free(s->hooks);
     free(s);
+}
+
+loom_status loom_sched_set_node_hook(loom_sched *s, const loom_tensor *node,
+                                     loom_sched_node_hook fn, void *ud) {
+    if (!s || !node || node->id < 0 || !fn) return LOOM_ERR_INVALID_ARG;
+    for (int i = 0; i < s->n_hooks; i++)
+        if (s->hooks[i].id == node->id) {
+            s->hooks[i].fn = fn;
+            s->hooks[i].ud = ud;
+            return LOOM_OK;
+        }
+    struct sched_hook *h = realloc(s->hooks, (size_t)(s->n_hooks + 1) * sizeof *h);
+    if (!h) return LOOM_ERR_OOM;
+    s->hooks = h;
+    s->hooks[s->n_hooks++] = (struct sched_hook){node->id, fn, ud};
+    return LOOM_OK;
+}
+
+/* The hook after node t, or NULL (a few per layer: a linear scan). */
+static const struct sched_hook *hook_of(const loom_sched *s, const loom_tensor *t) {
+    for (int i = 0; i < s->n_hooks; i++)
+        if (s->hooks[i].id == t->id) return &s->hooks[i];
+    return NULL;
 }
 
 loom_status loom_sched_set_node_backend(loom_sched *s, const loom_tensor *node, int b) {
@@ -528,7 +560,8 @@ static loom_status plan_graph(alloc_ctx *a) {
     for (int j = 0; j < s->n_nodes; j++) {
         loom_tensor *t = s->nodes[j];
         int b = s->node_be[j];
-        if (j == 0 || b != s->node_be[j - 1]) {
+        /* a hooked node ends its split: the hook runs between splits */
+        if (j == 0 || b != s->node_be[j - 1] || hook_of(s, s->nodes[j - 1])) {
             sched_split sp = {b, j, 0, s->n_copies, 0, s->n_swaps, 0};
             if (!PUSH(s->splits, s->n_splits, cap_splits, sp))
                 return sched_fail(s, LOOM_ERR_OOM, "scheduler: out of memory");
@@ -903,6 +936,18 @@ loom_status loom_sched_compute(loom_sched *s, loom_graph *g) {
                 s, st_sync, "synchronize failed on backend '%s' after nodes %d..%d: %s",
                 be->iface->name, s->node_gidx[sp->first], s->node_gidx[sp->first + sp->n - 1],
                 be->error[0] ? be->error : loom_status_str(st_sync));
+        loom_tensor *last = s->nodes[sp->first + sp->n - 1];
+        const struct sched_hook *h = s->n_hooks ? hook_of(s, last) : NULL;
+        const double th = h ? now_seconds() : 0.0;
+        if (h) st = h->fn(h->ud, last);
+        if (h) {
+            s->stats.n_hook_calls++;
+            s->stats.hook_seconds += now_seconds() - th;
+        }
+        if (h && st != LOOM_OK)
+            return sched_fail(s, st, "the hook after node %d (%s '%s') failed: %s",
+                              s->node_gidx[sp->first + sp->n - 1], loom_op_name(last->op),
+                              last->name, loom_status_str(st));
     }
     return LOOM_OK;
 }

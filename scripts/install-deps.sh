@@ -20,6 +20,11 @@ LIB_PKGS+=(libutf8proc-dev)
 # `loom data prep` (train/, docs/adr/0029-training-data-and-metrics.md): libxml2's
 # HTML parser for text out of HTML pages, utf8proc for Unicode NFKC.
 LIB_PKGS+=(libxml2-dev) # (libutf8proc-dev: above)
+# Multi-process runs (runtime/dist, docs/adr/0034): OpenMPI's library and
+# mpirun, for data-parallel `loom finetune` and `loom run --tp` on CPU ranks
+# (CMake's LOOM_MPI is on when it finds MPI; the 2-rank tests need mpirun).
+# NCCL is not a package here: it is loaded at run time when a GPU rank uses it.
+LIB_PKGS+=(libopenmpi-dev openmpi-bin)
 # Vulkan backend: headers/loader, lavapipe (a CPU Vulkan device, so the
 # backend is exercised even without a GPU), vulkaninfo, shader compiler and
 # SPIR-V validator. See ../shared/notes/toolchains.md in the project notes.

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "checkpoint.h"
+#include "finetune_dist.h"
 #include "finetune_metrics.h"
 #include "peft.h"
 
@@ -209,8 +210,12 @@ typedef struct run {
     float **w, *gtmp;
     int64_t *sizes;
     int64_t *order;
-    FILE *log;
-    loom_ft_metrics met; /* tb/, the progress line */
+    FILE *log;           /* rank 0 only */
+    loom_ft_metrics met; /* tb/, the progress line (rank 0 only) */
+    loom_comm *comm;
+    int rank, ranks;
+    int *shard_lo, *shard_hi; /* ZeRO-1 plan (ranks > 1) */
+    float *flat;              /* ranks > 1: every weight, for the allgather */
     char ckpt[4096];
 } run;
 
@@ -224,16 +229,19 @@ static loom_status eval_loss(run *r, double *out, char *err, size_t err_n) {
     /* the mean over every counted token of the set (Trainer's eval_loss
      * averages per-example means instead; per token does not favour short
      * examples) */
-    double sum = 0.0;
-    int64_t cnt = 0;
-    for (int64_t i = 0; i < r->eval.n; i++) {
+    /* with several ranks, rank r takes examples r, r + ranks, ... */
+    double acc[2] = {0.0, 0.0}; /* sum of loss * tokens, tokens */
+    loom_status st = LOOM_OK;
+    for (int64_t i = r->rank; st == LOOM_OK && i < r->eval.n; i += r->ranks) {
         int32_t c = loom_ft_example_fill(&r->eval.ex[i], r->eT, r->pad, r->tok, r->tgt);
         float l;
-        LOOM_TRY(loom_train_graph_run(&r->eg, r->tok, r->tgt, &l, err, err_n));
-        sum += (double)l * c;
-        cnt += c;
+        st = loom_train_graph_run(&r->eg, r->tok, r->tgt, &l, err, err_n);
+        acc[0] += (double)l * c;
+        acc[1] += c;
     }
-    *out = cnt ? sum / (double)cnt : NAN;
+    LOOM_TRY(loom_comm_agree(r->comm, st));
+    LOOM_TRY(loom_comm_allreduce_sum(r->comm, acc, 2, LOOM_COMM_F64));
+    *out = acc[1] > 0 ? acc[0] / acc[1] : NAN;
     return LOOM_OK;
 }
 
@@ -296,8 +304,58 @@ static void run_free(run *r) {
     free(r->sizes);
     free(r->order);
     free(r->docs);
+    free(r->shard_lo);
+    free(r->shard_hi);
+    free(r->flat);
     if (r->log) fclose(r->log);
     loom_ft_metrics_close(&r->met);
+}
+
+/* Log line on rank 0 (the only rank with R.log). */
+static void logf_(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void logf_(run *r, const char *fmt, ...) {
+    if (!r->log) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(r->log, fmt, ap);
+    va_end(ap);
+    fflush(r->log);
+}
+
+static loom_status save_ckpt(run *r, const loom_ckpt_state *cs, char *err, size_t err_n) {
+    if (r->ranks == 1) return loom_checkpoint_save(r->ckpt, cs, r->lo, r->opt, err, err_n);
+    return loom_ft_dist_save(r->comm, r->ckpt, cs, r->lo, r->opt, r->p->optim ? r->p->optim : "adamw",
+                             &r->p->adamw, r->sizes, r->lo->n_params, r->shard_lo, r->shard_hi,
+                             err, err_n);
+}
+
+/* ZeRO-1's step: this rank updates its tensors, then every rank gets every
+ * tensor (allgatherv of the shards, in order). */
+static loom_status optim_step(run *r, float **grads, float *gflat, float lr) {
+    if (r->ranks == 1) {
+        loom_optim_step(r->opt, r->w, grads, r->sizes, lr);
+        return LOOM_OK;
+    }
+    const int a = r->shard_lo[r->rank], b = r->shard_hi[r->rank];
+    loom_optim_step(r->opt, r->w + a, grads + a, r->sizes + a, lr);
+    size_t counts[64], off = 0, mine = 0;
+    for (int q = 0; q < r->ranks; q++) {
+        counts[q] = 0;
+        for (int i = r->shard_lo[q]; i < r->shard_hi[q]; i++)
+            counts[q] += (size_t)r->sizes[i];
+    }
+    /* the send buffer is the gradients' (spent by now): MPI forbids it to
+     * overlap the receive buffer */
+    for (int i = a; i < b; i++) {
+        memcpy(gflat + mine, r->w[i], (size_t)r->sizes[i] * sizeof(float));
+        mine += (size_t)r->sizes[i];
+    }
+    LOOM_TRY(loom_comm_allgatherv(r->comm, gflat, r->flat, counts, LOOM_COMM_F32));
+    for (int i = 0; i < r->lo->n_params; i++) {
+        memcpy(r->w[i], r->flat + off, (size_t)r->sizes[i] * sizeof(float));
+        off += (size_t)r->sizes[i];
+    }
+    return LOOM_OK;
 }
 
 loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_result *res, char *err,
@@ -305,19 +363,30 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
     run R;
     memset(&R, 0, sizeof R);
     R.p = p;
+    R.comm = p->comm;
+    R.rank = loom_comm_rank(p->comm);
+    R.ranks = loom_comm_size(p->comm);
     loom_finetune_result out = {0};
     out.eval_before = out.eval_after = NAN;
     loom_status st = LOOM_OK;
     char path[4096];
-    float **grads = NULL;
-    if (mkdir(p->out_dir, 0777) != 0 && errno != EEXIST)
-        return failf(err, err_n, LOOM_ERR_IO, "finetune: cannot create '%s'", p->out_dir);
+    float **grads = NULL, *gflat = NULL;
+    if (R.ranks > 64)
+        return failf(err, err_n, LOOM_ERR_UNSUPPORTED, "finetune: at most 64 ranks (%d)", R.ranks);
+    if (R.rank == 0 && mkdir(p->out_dir, 0777) != 0 && errno != EEXIST)
+        st = failf(err, err_n, LOOM_ERR_IO, "finetune: cannot create '%s'", p->out_dir);
+    if ((st = loom_comm_agree(R.comm, st)) != LOOM_OK) {
+        if (R.rank) failf(err, err_n, st, "finetune: rank 0 cannot create '%s'", p->out_dir);
+        return st;
+    }
 
     loom_model_params mp = loom_model_default_params();
     mp.backend = p->backend;
     mp.quantize = p->quantize;
     mp.quant = p->quant;
     mp.n_ctx = 16; /* the KV cache is unused by training graphs */
+    /* Every rank loads and checks the same inputs, so every rank fails the
+     * same way on bad input and none is left waiting in a collective. */
     if ((st = loom_model_load(p->model, &mp, &R.m, err, err_n)) != LOOM_OK) goto done;
     const loom_model_config *mc = loom_model_config_of(R.m);
     const loom_tokenizer *tok = loom_model_tokenizer(R.m);
@@ -342,6 +411,12 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
     R.pad = loom_tokenizer_eos(tok) >= 0 ? loom_tokenizer_eos(tok) : 0;
     if ((st = loom_lora_new(mc, &p->lora, p->seed, &R.lo, err, err_n)) != LOOM_OK) goto done;
     const int np = R.lo->n_params;
+    if (np < R.ranks) {
+        st = failf(err, err_n, LOOM_ERR_INVALID_ARG,
+                   "finetune: %d ranks need at least as many LoRA tensors (the adapter has %d)",
+                   R.ranks, np);
+        goto done;
+    }
     R.sizes = malloc((size_t)np * sizeof *R.sizes);
     R.w = malloc((size_t)np * sizeof *R.w);
     grads = calloc((size_t)np, sizeof *grads);
@@ -355,8 +430,11 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
         R.tok = malloc((size_t)R.eT * sizeof *R.tok);
         R.tgt = malloc((size_t)R.eT * sizeof *R.tgt);
     }
-    int64_t max_sz = 1;
-    if (!R.sizes || !R.w || !grads || !R.tok || !R.tgt || !R.order || !R.docs) {
+    R.shard_lo = malloc((size_t)R.ranks * sizeof *R.shard_lo);
+    R.shard_hi = malloc((size_t)R.ranks * sizeof *R.shard_hi);
+    int64_t max_sz = 1, n_all = 0;
+    if (!R.sizes || !R.w || !grads || !R.tok || !R.tgt || !R.order || !R.docs || !R.shard_lo ||
+        !R.shard_hi) {
         st = failf(err, err_n, LOOM_ERR_OOM, "finetune: out of memory");
         goto done;
     }
@@ -364,21 +442,28 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
         R.sizes[i] = R.lo->p[i].rows * R.lo->p[i].cols;
         R.w[i] = R.lo->p[i].w;
         if (R.sizes[i] > max_sz) max_sz = R.sizes[i];
-        if (!(grads[i] = calloc((size_t)R.sizes[i], sizeof(float)))) {
-            st = failf(err, err_n, LOOM_ERR_OOM, "finetune: out of memory");
-            goto done;
-        }
+        n_all += R.sizes[i];
     }
-    if (!(R.gtmp = malloc((size_t)max_sz * sizeof(float)))) {
+    /* the gradients in one block: one allreduce with several ranks */
+    if (!(gflat = calloc((size_t)n_all, sizeof(float))) ||
+        !(R.gtmp = malloc((size_t)max_sz * sizeof(float))) ||
+        (R.ranks > 1 && !(R.flat = malloc((size_t)n_all * sizeof(float))))) {
         st = failf(err, err_n, LOOM_ERR_OOM, "finetune: out of memory");
         goto done;
     }
-    if ((st = loom_optim_create(p->optim, &p->adamw, np, R.sizes, &R.opt)) != LOOM_OK) {
-        failf(err, err_n, st, "finetune: cannot create the optimizer '%s'",
-              p->optim ? p->optim : "adamw");
-        goto done;
+    for (int64_t i = 0, off = 0; i < np; off += R.sizes[i], i++)
+        grads[i] = gflat + off;
+    loom_ft_shard_plan(R.sizes, np, R.ranks, R.shard_lo, R.shard_hi);
+    {
+        const int a = R.shard_lo[R.rank], b = R.shard_hi[R.rank];
+        if ((st = loom_optim_create(p->optim, &p->adamw, b - a, R.sizes + a, &R.opt)) != LOOM_OK) {
+            failf(err, err_n, st, "finetune: cannot create the optimizer '%s'",
+                  p->optim ? p->optim : "adamw");
+            goto done;
+        }
     }
     const int accum = p->grad_accum > 0 ? p->grad_accum : 1;
+    const int micro = accum * R.ranks; /* micro-batches per optimizer step, all ranks */
     int64_t total = p->max_steps > 0 ? p->max_steps : 0;
     for (int64_t e = 0; p->max_steps <= 0 && e < (p->epochs > 0 ? p->epochs : 1); e++) {
         int64_t seqs = R.train.n;
@@ -386,7 +471,7 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
             epoch_order(R.order, R.train.n, p->seed, e);
             seqs = count_packs(&R.train, R.order, R.T);
         }
-        total += (seqs + accum - 1) / accum;
+        total += (seqs + micro - 1) / micro;
     }
     const int64_t warmup = (int64_t)ceil((double)p->warmup_ratio * (double)total);
 
@@ -395,32 +480,37 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
     snprintf(R.ckpt, sizeof R.ckpt, "%s/checkpoint.bin", p->out_dir);
     struct stat sb;
     if (p->resume && stat(R.ckpt, &sb) == 0) {
-        if ((st = loom_checkpoint_load(R.ckpt, &cs, R.lo, R.opt, err, err_n)) != LOOM_OK) goto done;
+        if (R.ranks == 1)
+            st = loom_checkpoint_load(R.ckpt, &cs, R.lo, R.opt, err, err_n);
+        else
+            st = loom_ft_dist_load(R.comm, R.ckpt, &cs, R.lo, R.opt, p->optim ? p->optim : "adamw",
+                                   &p->adamw, R.sizes, np, R.shard_lo, R.shard_hi, err, err_n);
+        if (st != LOOM_OK) goto done;
         if (cs.seed != p->seed) {
             st = failf(err, err_n, LOOM_ERR_INVALID_ARG,
                        "finetune: %s was written with another --seed", R.ckpt);
             goto done;
         }
-        if (!p->quiet) fprintf(stderr, "finetune: resuming at step %lld\n", (long long)cs.step);
+        if (!p->quiet && R.rank == 0)
+            fprintf(stderr, "finetune: resuming at step %lld\n", (long long)cs.step);
     }
-    snprintf(path, sizeof path, "%s/train_log.jsonl", p->out_dir);
-    /* a resumed run appends: the log then holds the whole curve */
-    if (!(R.log = fopen(path, cs.step > 0 ? "a" : "w"))) {
-        st = failf(err, err_n, LOOM_ERR_IO, "finetune: cannot write '%s'", path);
-        goto done;
+    if (R.rank == 0) {
+        snprintf(path, sizeof path, "%s/train_log.jsonl", p->out_dir);
+        /* a resumed run appends: the log then holds the whole curve */
+        if (!(R.log = fopen(path, cs.step > 0 ? "a" : "w")))
+            st = failf(err, err_n, LOOM_ERR_IO, "finetune: cannot write '%s'", path);
+        if (st == LOOM_OK)
+            st = loom_ft_metrics_open(&R.met, p->out_dir, !p->quiet, cs.step, total, err, err_n);
     }
-    if ((st = loom_ft_metrics_open(&R.met, p->out_dir, !p->quiet, cs.step, total, err, err_n)) !=
-        LOOM_OK)
-        goto done;
+    if ((st = loom_comm_agree(R.comm, st)) != LOOM_OK) goto done;
     if (!p->pack &&
         (st = loom_train_graph_build(&R.tg, R.m, R.lo, R.T, true, false, err, err_n)) != LOOM_OK)
         goto done;
     if (cs.step == 0 && R.eval.n) {
         if ((st = eval_loss(&R, &out.eval_before, err, err_n)) != LOOM_OK) goto done;
-        fprintf(R.log, "{\"step\":0,\"eval_loss\":%.9g}\n", out.eval_before);
-        fflush(R.log);
-        if ((st = loom_ft_metrics_eval(&R.met, 0, out.eval_before, err, err_n)) != LOOM_OK)
-            goto done;
+        logf_(&R, "{\"step\":0,\"eval_loss\":%.9g}\n", out.eval_before);
+        if (R.rank == 0) st = loom_ft_metrics_eval(&R.met, 0, out.eval_before, err, err_n);
+        if ((st = loom_comm_agree(R.comm, st)) != LOOM_OK) goto done;
     }
     epoch_order(R.order, R.train.n, p->seed, cs.epoch);
     const double t0 = now_s();
@@ -430,77 +520,93 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
     while (cs.step < total) {
         if (p->stop_after > 0 && cs.step >= p->stop_after) break;
         const double ts = now_s();
-        for (int i = 0; i < np; i++)
-            memset(grads[i], 0, (size_t)R.sizes[i] * sizeof(float));
-        double loss_sum = 0.0;
-        int64_t ntok = 0;
-        for (int k = 0; k < accum; k++) {
+        memset(gflat, 0, (size_t)n_all * sizeof(float));
+        double sums[2] = {0.0, 0.0}; /* loss, trained tokens */
+        for (int k = 0; k < micro && st == LOOM_OK; k++) {
             if (cs.cursor >= R.train.n) {
                 cs.epoch++;
                 cs.cursor = 0;
                 epoch_order(R.order, R.train.n, p->seed, cs.epoch);
             }
+            const loom_ft_example *e = NULL;
+            int64_t packed = 0;
             if (p->pack) {
+                /* every rank builds every pack (the cursor and the graph's
+                 * shape stay the single-rank ones); only its owner runs it */
                 int nd;
-                ntok += next_pack(&R, &cs, &nd);
+                packed = next_pack(&R, &cs, &nd);
                 /* the graph's shape follows the document lengths */
                 if (!loom_train_graph_same_docs(&R.tg, R.docs, nd)) {
                     loom_train_graph_free(&R.tg);
                     if ((st = loom_train_graph_build_packed(&R.tg, R.m, R.lo, R.T, R.docs, nd, true,
                                                             false, err, err_n)) != LOOM_OK)
-                        goto done;
+                        break;
                 }
             } else {
-                const loom_ft_example *e = &R.train.ex[R.order[cs.cursor++]];
-                ntok += loom_ft_example_fill(e, R.T, R.pad, R.tok, R.tgt);
+                e = &R.train.ex[R.order[cs.cursor++]];
             }
+            /* every rank draws every micro-batch's masks: the dropout stream
+             * stays the single-rank one, whatever the rank count */
             loom_lora_binding_draw_masks(&R.tg.bind, cs.rng);
+            if (k % R.ranks != R.rank) continue;
+            sums[1] += p->pack ? (double)packed : loom_ft_example_fill(e, R.T, R.pad, R.tok, R.tgt);
             float l;
-            if ((st = loom_train_graph_run(&R.tg, R.tok, R.tgt, &l, err, err_n)) != LOOM_OK)
-                goto done;
-            loss_sum += l;
+            if ((st = loom_train_graph_run(&R.tg, R.tok, R.tgt, &l, err, err_n)) != LOOM_OK) break;
+            sums[0] += l;
             for (int i = 0; i < np; i++) {
                 if ((st = loom_train_graph_grad(&R.tg, i, R.gtmp)) != LOOM_OK) {
                     failf(err, err_n, st, "finetune: reading a gradient failed");
-                    goto done;
+                    break;
                 }
                 for (int64_t j = 0; j < R.sizes[i]; j++)
                     grads[i][j] += R.gtmp[j];
             }
         }
+        if (R.ranks > 1) {
+            const bool failed_here = st != LOOM_OK;
+            if ((st = loom_comm_agree(R.comm, st)) == LOOM_OK)
+                st = loom_comm_allreduce_sum(R.comm, gflat, (size_t)n_all, LOOM_COMM_F32);
+            if (st == LOOM_OK) st = loom_comm_allreduce_sum(R.comm, sums, 2, LOOM_COMM_F64);
+            if (st != LOOM_OK && !failed_here)
+                failf(err, err_n, st, "finetune: another rank failed, or the all-reduce did");
+        }
+        if (st != LOOM_OK) goto done;
+        const int64_t ntok = (int64_t)sums[1];
         /* the mean of the micro-batch losses, as Trainer divides each by accum */
-        for (int i = 0; i < np; i++)
-            for (int64_t j = 0; j < R.sizes[i]; j++)
-                grads[i][j] /= (float)accum;
+        for (int64_t j = 0; j < n_all; j++)
+            gflat[j] /= (float)micro;
         const double gnorm = loom_clip_grad_norm(grads, R.sizes, np, p->max_grad_norm);
         const float lr = loom_lr_cosine(p->lr, cs.step, warmup, total);
-        loom_optim_step(R.opt, R.w, grads, R.sizes, lr);
+        if ((st = optim_step(&R, grads, gflat, lr)) != LOOM_OK) {
+            failf(err, err_n, st, "finetune: gathering the updated adapter failed");
+            goto done;
+        }
         cs.step++;
-        const double dt = now_s() - ts, loss = loss_sum / accum;
+        const double dt = now_s() - ts, loss = sums[0] / micro;
         const double tok_s = (double)ntok / (dt > 0 ? dt : 1e-9);
         sum_step_s += dt;
         tokens_total += (double)ntok;
         steps_here++;
         if (isnan(out.first_loss)) out.first_loss = loss;
         out.last_loss = loss;
-        fprintf(R.log,
-                "{\"step\":%lld,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens\":%lld,"
-                "\"tokens_per_s\":%.6g,\"step_s\":%.6g,\"elapsed_s\":%.6g,\"epoch\":%lld}\n",
-                (long long)cs.step, loss, (double)lr, gnorm, (long long)ntok, tok_s, dt,
-                now_s() - t0, (long long)cs.epoch);
-        fflush(R.log);
-        if ((st = loom_ft_metrics_step(&R.met, cs.step, loss, lr, gnorm, tok_s, err, err_n)) !=
-            LOOM_OK)
-            goto done;
+        logf_(&R,
+              "{\"step\":%lld,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens\":%lld,"
+              "\"tokens_per_s\":%.6g,\"step_s\":%.6g,\"elapsed_s\":%.6g,\"epoch\":%lld}\n",
+              (long long)cs.step, loss, (double)lr, gnorm, (long long)ntok, tok_s, dt,
+              now_s() - t0, (long long)cs.epoch);
+        if (R.rank == 0)
+            st = loom_ft_metrics_step(&R.met, cs.step, loss, lr, gnorm, tok_s, err, err_n);
+        /* rank 0 alone can fail here: the others must not wait for it */
+        if ((st = loom_comm_agree(R.comm, st)) != LOOM_OK) goto done;
         if (p->eval_every > 0 && cs.step % p->eval_every == 0 && cs.step < total && R.eval.n) {
             double ev;
             if ((st = eval_loss(&R, &ev, err, err_n)) != LOOM_OK) goto done;
-            fprintf(R.log, "{\"step\":%lld,\"eval_loss\":%.9g}\n", (long long)cs.step, ev);
-            fflush(R.log);
-            if ((st = loom_ft_metrics_eval(&R.met, cs.step, ev, err, err_n)) != LOOM_OK) goto done;
+            logf_(&R, "{\"step\":%lld,\"eval_loss\":%.9g}\n", (long long)cs.step, ev);
+            if (R.rank == 0) st = loom_ft_metrics_eval(&R.met, cs.step, ev, err, err_n);
+            if ((st = loom_comm_agree(R.comm, st)) != LOOM_OK) goto done;
         }
         if (p->save_every > 0 && cs.step % p->save_every == 0 && cs.step < total &&
-            (st = loom_checkpoint_save(R.ckpt, &cs, R.lo, R.opt, err, err_n)) != LOOM_OK)
+            (st = save_ckpt(&R, &cs, err, err_n)) != LOOM_OK)
             goto done;
     }
     out.steps = cs.step;
@@ -509,21 +615,23 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
         out.tokens_per_s = tokens_total / (sum_step_s > 0 ? sum_step_s : 1e-9);
     }
     if (p->stop_after > 0 && cs.step >= p->stop_after && cs.step < total) goto done; /* "killed" */
-    if ((st = loom_checkpoint_save(R.ckpt, &cs, R.lo, R.opt, err, err_n)) != LOOM_OK) goto done;
+    if ((st = save_ckpt(&R, &cs, err, err_n)) != LOOM_OK) goto done;
     if (R.eval.n) {
         if ((st = eval_loss(&R, &out.eval_after, err, err_n)) != LOOM_OK) goto done;
-        fprintf(R.log, "{\"step\":%lld,\"eval_loss\":%.9g}\n", (long long)cs.step, out.eval_after);
-        fflush(R.log);
-        if ((st = loom_ft_metrics_eval(&R.met, cs.step, out.eval_after, err, err_n)) != LOOM_OK)
-            goto done;
+        logf_(&R, "{\"step\":%lld,\"eval_loss\":%.9g}\n", (long long)cs.step, out.eval_after);
+        if (R.rank == 0) st = loom_ft_metrics_eval(&R.met, cs.step, out.eval_after, err, err_n);
+        if ((st = loom_comm_agree(R.comm, st)) != LOOM_OK) goto done;
     }
-    loom_ft_metrics_close(&R.met); /* ends the progress line */
-    if ((st = loom_peft_save(p->out_dir, R.lo, p->model, err, err_n)) != LOOM_OK) goto done;
-    st = loom_ft_metrics_plot(p->out_dir, err, err_n);
+    if (R.rank == 0) {
+        loom_ft_metrics_close(&R.met); /* ends the progress line */
+        if ((st = loom_peft_save(p->out_dir, R.lo, p->model, err, err_n)) == LOOM_OK)
+            st = loom_ft_metrics_plot(p->out_dir, err, err_n);
+    }
+    /* the other ranks return once the adapter is written (or failed) */
+    if (loom_comm_agree(R.comm, st) != LOOM_OK && st == LOOM_OK)
+        st = failf(err, err_n, LOOM_ERR_IO, "finetune: rank 0 failed to write the adapter");
 done:
-    if (grads)
-        for (int i = 0; R.lo && i < R.lo->n_params; i++)
-            free(grads[i]);
+    free(gflat);
     free(grads);
     run_free(&R);
     if (res) *res = out;

@@ -8,7 +8,7 @@
  * backend (cpu fallback); LoRA parameters are host leaves, gradients are
  * read back after each run.
  *
- * One optimizer step = grad_accum micro-steps of one sequence each (batch 1,
+ * One optimizer step = grad_accum micro-steps (per rank, see comm below) of one sequence each (batch 1,
  * as the QLoRA recipe): gradients averaged over the micro-steps, clipped to
  * a global norm, AdamW with the cosine/warmup learning rate. Deterministic
  * on cpu for a fixed thread count: data order (a seeded shuffle per epoch),
@@ -27,6 +27,7 @@
 
 #include "loom/model.h"
 #include "loom/runtime.h"
+#include "runtime/comm.h"
 
 /* ---------------- the step graph ---------------- */
 
@@ -99,6 +100,15 @@ typedef struct loom_finetune_params {
     /* Tests: after this many optimizer steps (total, counting resumed
      * ones), stop as if killed, without the final save (0 = never). */
     int64_t stop_after;
+    /* Data-parallel ranks (docs/adr/0034): NULL or a one-rank comm = this
+     * process alone. With R ranks an optimizer step takes R * grad_accum
+     * micro-batches (grad_accum per rank, as Trainer's per-device
+     * accumulation), rank r the k-th of them for k % R == r; gradients are
+     * all-reduced and averaged over all R * grad_accum; the optimizer states
+     * are sharded ZeRO-1 style (train/finetune_dist.h); rank 0 alone writes
+     * OUTDIR (log, metrics, adapter, checkpoint). Every rank must be given
+     * the same parameters. Not owned. */
+    loom_comm *comm;
 } loom_finetune_params;
 
 /* The QLoRA recipe: lora r64/a16/p0.05 on all projections, lr 2e-4 cosine

@@ -110,6 +110,20 @@ typedef struct loom_model_params {
     const char *devices;
     int n_tensor_split;
     float tensor_split[LOOM_MAX_DEVICES];
+    /* Tensor parallelism across processes (docs/adr/0034): tp > 1 loads
+     * this rank's shard of every layer, Megatron-style: Q/K/V and gate/up
+     * column-parallel (the rank's heads, GQA's K/V heads with them; its
+     * slice of the FFN columns, of every expert's in a MoE layer), O and
+     * down row-parallel with an all-reduce of their partial sums over comm
+     * (2 per layer); embedding, norms, router and head are replicated.
+     * loom_model_config_of then gives the shard's counts (n_heads /
+     * tp, ...). Needs n_heads, n_kv_heads and the FFN width divisible by
+     * tp, the row-parallel slices whole quant blocks, and no LoRA hook.
+     * comm: the ranks (runtime/comm.h, made by the program, e.g. the CLI
+     * with runtime/dist), size tp, not owned, alive until loom_model_free;
+     * every rank must decode the same batches. tp 0 or 1: no split. */
+    int tp;
+    struct loom_comm *comm;
 } loom_model_params;
 
 typedef enum loom_split_mode { LOOM_SPLIT_LAYER = 0, LOOM_SPLIT_NONE = 1 } loom_split_mode;

@@ -75,6 +75,11 @@ typedef struct loom_sched_stats {
     size_t copy_bytes;
     long long n_computes;
     double copy_seconds;
+    /* Node hooks (loom_sched_set_node_hook) run since the last alloc and the
+     * wall time in them: tensor parallelism's all-reduces, waits for the
+     * slowest rank included (docs/adr/0034). */
+    long long n_hook_calls;
+    double hook_seconds;
 } loom_sched_stats;
 
 /* backends: preference order; the last one must support every op (cpu).
@@ -92,6 +97,19 @@ LOOM_API void loom_sched_free(loom_sched *s); /* frees every buffer the schedule
  * bounces to another backend (docs/adr/0030). In-place nodes ignore pins:
  * they run where their destination lives. */
 LOOM_API loom_status loom_sched_set_node_backend(loom_sched *s, const loom_tensor *node, int b);
+
+/* A host callback the scheduler runs right after node (a compute node of
+ * the graph the next loom_sched_alloc gets) is computed and its backend
+ * synchronised, before any later node: the node ends its split. fn may
+ * read and rewrite the node's data (loom_tensor_download/upload); its
+ * consumers see what it leaves. A non-OK return fails loom_sched_compute
+ * there. Kept by tensor id until the scheduler is freed, as pins are; a
+ * second call for the same node replaces the first. Tensor parallelism
+ * all-reduces the row-parallel partial sums with it (docs/adr/0034):
+ * collectives stay out of the IR and out of every backend. */
+typedef loom_status (*loom_sched_node_hook)(void *ud, loom_tensor *node);
+LOOM_API loom_status loom_sched_set_node_hook(loom_sched *s, const loom_tensor *node,
+                                              loom_sched_node_hook fn, void *ud);
 
 /* Assign each node to the first backend that supports it (a leaf already in a
  * buffer stays there), insert copies between backends, plan activation

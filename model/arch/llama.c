@@ -114,12 +114,27 @@ static loom_tensor *proj(const hook_ref *h, loom_graph *g, int64_t l, loom_proj 
     return h->fn(h->ud, g, l, which, x, y);
 }
 
+/* Tensor parallelism (docs/adr/0034): the row-parallel partial sums of a
+ * graph (attention output and FFN output of every layer, 2 per layer) whose
+ * scheduler gets an all-reduce hook after each. NULL outside a TP build. */
+typedef struct tp_marks {
+    loom_tensor **v;
+    int n;
+} tp_marks;
+
+static loom_tensor *tp_mark(tp_marks *tm, loom_tensor *partial) {
+    if (tm && partial) tm->v[tm->n++] = partial;
+    return partial;
+}
+
 /* One decoder block on x [dim, N]. lg != NULL: attention through the KV
  * cache of lg's slots (inference); lg == NULL: S independent sequences of T
  * tokens at positions 0..T-1, keys and values straight from this pass
- * (training: no cache, every op differentiable). */
+ * (training: no cache, every op differentiable). tm: tensor parallelism's
+ * partial sums are recorded there (m->cfg is then the rank's shard). */
 static loom_tensor *block(loom_model *m, const hook_ref *hk, loom_graph *g, loom_llama_graph *lg,
-                          int64_t l, loom_tensor *x, loom_tensor *pos, int S, int T) {
+                          int64_t l, loom_tensor *x, loom_tensor *pos, int S, int T,
+                          tp_marks *tm) {
     const loom_model_config *c = &m->cfg;
     const loom_llama_layer *L = &m->layers[l];
     const int64_t N = (int64_t)S * T, D = c->head_dim, Hq = c->n_heads, Hkv = c->n_kv_heads;
@@ -168,7 +183,7 @@ static loom_tensor *block(loom_model *m, const hook_ref *hk, loom_graph *g, loom
         off += len;
     }
     att = loom_reshape_2d(g, att, D * Hq, N);
-    x = loom_add(g, x, proj(hk, g, l, LOOM_PROJ_O, L->wo, att));
+    x = loom_add(g, x, tp_mark(tm, proj(hk, g, l, LOOM_PROJ_O, L->wo, att)));
     h = loom_mul(g, loom_rms_norm(g, x, eps), loom_model_mirror(g, L->ffn_norm));
     loom_tensor *f;
     if (L->moe) {
@@ -181,7 +196,7 @@ static loom_tensor *block(loom_model *m, const hook_ref *hk, loom_graph *g, loom
         loom_tensor *up = proj(hk, g, l, LOOM_PROJ_UP, L->up, h);
         f = proj(hk, g, l, LOOM_PROJ_DOWN, L->down, loom_swiglu(g, gt, up));
     }
-    return loom_add(g, x, f);
+    return loom_add(g, x, tp_mark(tm, f));
 }
 
 /* Final norm and LM head on x [dim, n]. */
@@ -211,9 +226,14 @@ static loom_status build(loom_model *m, loom_llama_graph *lg, char *err, size_t 
     lg->rows = input_i32(g, N, "kv_rows");
     loom_tensor *x = loom_get_rows(g, loom_model_mirror(g, m->tok_embd), lg->tokens); /* [dim, N] */
     const hook_ref hk = {m->hook, m->hook_ud, NULL, 0};
+    tp_marks tm = {NULL, 0};
+    if (m->tp > 1 && !(tm.v = calloc((size_t)(2 * c->n_layers), sizeof *tm.v))) {
+        free(seg);
+        return loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
+    }
     for (int64_t l = 0; l < c->n_layers; l++) {
         seg[l] = loom_graph_n_tensors(g); /* layer l's tensors start here */
-        x = block(m, &hk, g, lg, l, x, lg->pos, S, T);
+        x = block(m, &hk, g, lg, l, x, lg->pos, S, T, m->tp > 1 ? &tm : NULL);
     }
     seg[c->n_layers] = loom_graph_n_tensors(g); /* the head's */
     /* Only the columns whose logits are wanted go through the LM head. */
@@ -234,12 +254,17 @@ static loom_status build(loom_model *m, loom_llama_graph *lg, char *err, size_t 
     loom_status st = lg->logits ? loom_graph_expand(g, lg->logits) : loom_graph_status(g);
     if (st != LOOM_OK) {
         free(seg);
+        free(tm.v);
         return loom_model_fail(err, err_n, st, "model: building the forward graph failed: %s",
                                loom_graph_error(g));
     }
     loom_backend *list[2] = {m->be, m->cpu};
     st = m->split ? split_sched(m, lg, seg) : loom_sched_new(list, m->be == m->cpu ? 1 : 2, &lg->s);
     free(seg);
+    /* the all-reduces run between splits, on the host (arch/tp.c) */
+    for (int i = 0; st == LOOM_OK && i < tm.n; i++)
+        st = loom_sched_set_node_hook(lg->s, tm.v[i], loom_tp_allreduce_hook, m);
+    free(tm.v);
     if (st == LOOM_OK) st = loom_sched_alloc(lg->s, g);
     if (st != LOOM_OK)
         return loom_model_fail(err, err_n, st, "model: scheduling the forward graph failed: %s",
@@ -253,8 +278,8 @@ void loom_model_sched_stats(const loom_model *m, loom_sched_stats *out) {
     memset(out, 0, sizeof *out);
     if (!m) return;
     const loom_llama_graph *last = NULL;
-    long long n = 0;
-    double secs = 0;
+    long long n = 0, hooks = 0;
+    double secs = 0, hook_secs = 0;
     for (int i = 0; i < LOOM_LLAMA_GRAPH_CACHE; i++) {
         const loom_llama_graph *lg = &m->cache[i];
         if (!lg->used || !lg->s) continue;
@@ -262,11 +287,15 @@ void loom_model_sched_stats(const loom_model *m, loom_sched_stats *out) {
         loom_sched_get_stats(lg->s, &st);
         n += st.n_computes;
         secs += st.copy_seconds;
+        hooks += st.n_hook_calls;
+        hook_secs += st.hook_seconds;
         if (!last || lg->last_used > last->last_used) last = lg;
     }
     if (last) loom_sched_get_stats(last->s, out);
     out->n_computes = n;
     out->copy_seconds = secs;
+    out->n_hook_calls = hooks;
+    out->hook_seconds = hook_secs;
 }
 
 /* The cached graph for this batch shape, built when missing (evicting the
@@ -382,6 +411,7 @@ loom_status loom_model_decode(loom_model *m, const loom_batch *b, float *logits,
 
 loom_status loom_model_set_proj_hook(loom_model *m, loom_proj_hook hook, void *ud) {
     if (!m) return LOOM_ERR_INVALID_ARG;
+    if (hook && m->tp > 1) return LOOM_ERR_UNSUPPORTED; /* LoRA would need splitting too */
     for (int i = 0; i < LOOM_LLAMA_GRAPH_CACHE; i++) /* built without (or with another) hook */
         loom_llama_graph_release(&m->cache[i]);
     m->hook = hook;
@@ -405,8 +435,12 @@ static loom_status build_train(loom_model *m, loom_graph *g, int n_seq, int n_to
     io->pos = input_i32(g, N, "positions");
     loom_tensor *x = loom_get_rows(g, loom_model_mirror(g, m->tok_embd), io->tokens); /* [dim, N] */
     const hook_ref hk = {hook, ud, docs, n_docs};
+    if (m->tp > 1)
+        return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                               "model: training graphs of a tensor-parallel load (--tp) are not "
+                               "supported; fine-tune data-parallel instead");
     for (int64_t l = 0; l < m->cfg.n_layers; l++)
-        x = block(m, &hk, g, NULL, l, x, io->pos, n_seq, n_tokens);
+        x = block(m, &hk, g, NULL, l, x, io->pos, n_seq, n_tokens, NULL);
     io->logits = head(m, g, x); /* [vocab, N] */
     if (io->logits) loom_tensor_set_name(io->logits, "logits");
     if (loom_graph_status(g) != LOOM_OK)

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "model/model_internal.h"
+#include "runtime/comm.h"
 
 loom_model_params loom_model_default_params(void) {
     loom_model_params p;
@@ -232,6 +233,9 @@ typedef struct wplan {
     int layer;        /* blk.N: N; token_embd: -1; output_norm, output: -2 */
     int dev;          /* index in m->devs (docs/adr/0030) */
     loom_place at;    /* buffer (index in m->wbufs) and offset */
+    int tp_dim;       /* tensor parallelism (arch/tp.c): -1, or the dim sliced */
+    int64_t tp_start; /* ... from here, ne[tp_dim] long (ne is the slice's) */
+    int64_t file_ne[4];
 } wplan;
 
 typedef struct wlist {
@@ -257,6 +261,7 @@ static bool wadd(wlist *l, loom_tensor **dst, bool matrix, int64_t a, int64_t b,
     }
     wplan *w = &l->v[l->n++];
     memset(w, 0, sizeof *w);
+    w->tp_dim = -1;
     w->dst = dst;
     w->matrix = matrix;
     w->ne[0] = a;
@@ -431,6 +436,38 @@ static loom_status plan_weights(loom_model *m, loom_gguf *g, const char *path,
     return LOOM_OK;
 }
 
+/* Step 2a: tensor parallelism (docs/adr/0034, arch/tp.c): this rank's
+ * slice of every split weight, its store type re-picked for the slice's
+ * shape, and the config of the shard. */
+static loom_status tp_plan(loom_model *m, wlist *wl, const loom_model_params *p, char *err,
+                           size_t err_n) {
+    m->tp = p->tp > 1 ? p->tp : 1;
+    if (m->tp == 1) return LOOM_OK;
+    if (!p->comm || loom_comm_size(p->comm) != p->tp)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "model: --tp %d needs %d ranks (start it with mpirun; this run has "
+                               "%d)",
+                               p->tp, p->tp, loom_comm_size(p->comm));
+    m->comm = p->comm;
+    m->tp_rank = loom_comm_rank(p->comm);
+    LOOM_TRY(loom_tp_local_config(&m->cfg, m->tp, err, err_n));
+    wl->total = 0;
+    for (int i = 0; i < wl->n; i++) {
+        wplan *w = &wl->v[i];
+        memcpy(w->file_ne, w->ne, sizeof w->ne);
+        LOOM_TRY(loom_tp_shard_weight(w->name, w->src, m->tp, m->tp_rank, w->ne, &w->tp_dim,
+                                      &w->tp_start, err, err_n));
+        if (w->tp_dim >= 0) {
+            w->store = w->src;
+            if (p->quantize && w->matrix)
+                loom_model_store_type(w->name, w->ne[2] > 1 ? 3 : 2, w->ne, p->quant, &w->store);
+            w->nbytes = loom_dtype_nbytes(w->store, w->ne[0] * w->ne[1] * w->ne[2]);
+        }
+        wl->total += w->nbytes;
+    }
+    return LOOM_OK;
+}
+
 /* Step 2b: the device of every weight (docs/adr/0030). LOOM_SPLIT_NONE:
  * all on the run backend; a layer split: the plan's (arch/split.c) from the
  * bytes each layer, the embedding and the head take as stored. */
@@ -589,11 +626,26 @@ static loom_status upload_weights(loom_model *m, loom_gguf *g, const wlist *wl,
         if (!t) return loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
         const void *src = info.data;
         size_t nbytes = info.nbytes;
-        void *conv = NULL;
+        void *conv = NULL, *slice = NULL;
         loom_status st;
+        if (w->tp_dim >= 0) { /* this rank's part (tp_plan) */
+            st = loom_tp_slice(w->src, info.data, w->file_ne, w->tp_dim, w->tp_start,
+                               w->ne[w->tp_dim], &slice, &nbytes);
+            if (st != LOOM_OK)
+                return loom_model_fail(err, err_n, st, "model: slicing '%s' for --tp failed",
+                                       w->name);
+            src = slice;
+        }
         if (w->store != w->src) {
             const int64_t n = w->ne[0] * w->ne[1] * w->ne[2];
-            if ((st = requantize(g, w->gi, w->src, w->store, n, &conv)) != LOOM_OK)
+            st = slice ? ((conv = malloc(loom_dtype_nbytes(w->store, n) + 1))
+                              ? loom_convert(w->src, slice, w->store, conv, n)
+                              : LOOM_ERR_OOM)
+                       : requantize(g, w->gi, w->src, w->store, n, &conv);
+            free(slice);
+            slice = NULL;
+            if (st != LOOM_OK) free(conv);
+            if (st != LOOM_OK)
                 return loom_model_fail(err, err_n, st, "model: converting '%s' from %s to %s: %s",
                                        w->name, loom_dtype_name(w->src), loom_dtype_name(w->store),
                                        loom_status_str(st));
@@ -602,6 +654,7 @@ static loom_status upload_weights(loom_model *m, loom_gguf *g, const wlist *wl,
         }
         st = wb->backend->iface->buffer_upload(wb, w->at.off, src, nbytes);
         free(conv);
+        free(slice);
         if (st != LOOM_OK)
             return loom_model_fail(err, err_n, st, "model: uploading '%s' to %s failed: %s",
                                    w->name, wb->backend->iface->name, wb->backend->error);
@@ -637,6 +690,7 @@ static loom_status load_from_gguf(loom_gguf *g, const char *path, const loom_mod
         st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
     if (st == LOOM_OK) st = read_config(m, g, &p, err, err_n);
     if (st == LOOM_OK) st = plan_weights(m, g, path, &p, &wl, err, err_n);
+    if (st == LOOM_OK) st = tp_plan(m, &wl, &p, err, err_n);
     if (st == LOOM_OK) st = assign_devices(m, &wl, &p, err, err_n);
     if (st == LOOM_OK) st = place_weights(m, &wl, &p, err, err_n);
     if (st == LOOM_OK) st = upload_weights(m, g, &wl, &p, err, err_n);
@@ -741,6 +795,7 @@ void loom_model_free(loom_model *m) {
         loom_buffer_free(m->kvbufs[i]);
     free(m->wbufs);
     free(m->kvbufs);
+    free(m->tp_buf);
     free(m->layers);
     free(m->layer_dev);
     free(m->kv_dev);

@@ -65,7 +65,7 @@ GGUF_TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"]
 EXPORT_TYPES = GGUF_TYPES + ["q4_K", "q6_K"]  # export-gguf also writes these k-quants
 SPEC = {
     ("run",): dict(RUN_COMMON, **{"-p": ("str",), "--prompt": ("str",),
-                                  "--parallel": ("int", 1, 64)}),
+                                  "--parallel": ("int", 1, 64), "--tp": ("int", 1, 64)}),
     ("chat",): dict(RUN_COMMON, **{"--system": ("str",), "-p": ("str",), "--prompt": ("str",),
                                    "--chat-template": ("choice", ["llama3", "chatml", "smollm2",
                                                                   "mistral", "llama2", "zephyr"])}),
@@ -146,7 +146,8 @@ SPEC = {
                     "--chat-template": ("choice", ["llama3", "chatml", "smollm2", "mistral",
                                                    "llama2", "zephyr"]),
                     "--resume": ("flag",), "--quiet": ("flag",), "--backend": ("str",),
-                    "--pack": ("flag",)},
+                    "--pack": ("flag",),
+                    "--comm": ("choice", ["auto", "self", "mpi", "nccl"])},
     ("rag", "build"): {"--vectors": ("str",), "--dim": ("int", 1, 65536), "-o": ("str",),
                        "--type": ("choice", ["f32", "f16", "int8"]),
                        "--metric": ("choice", ["ip", "cosine", "l2"]),

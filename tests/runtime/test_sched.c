@@ -440,6 +440,66 @@ static void test_chain(void) {
     loom_graph_free(g);
 }
 
+/* loom_sched_set_node_hook: a hooked node ends its split, its hook sees
+ * the node's result and what it writes is what the consumers read (tensor
+ * parallelism's all-reduce, docs/adr/0034); a failing hook fails the
+ * compute, naming the node. */
+static int hook_calls;
+static loom_status add_one(void *ud, loom_tensor *t) {
+    float v[64];
+    hook_calls++;
+    LOOM_TRY(loom_tensor_download(t, v, sizeof v));
+    for (int i = 0; i < 64; i++)
+        v[i] += *(const float *)ud;
+    return loom_tensor_upload(t, v, sizeof v);
+}
+static loom_status fail_hook(void *ud, loom_tensor *t) {
+    (void)ud;
+    (void)t;
+    return LOOM_ERR_DEVICE;
+}
+
+static void test_hooks(void) {
+    loom_graph *g = NULL;
+    CHECK(loom_graph_new(&g) == LOOM_OK);
+    loom_tensor *x = loom_tensor_1d(g, LOOM_F32, 64);
+    loom_tensor *a = loom_tensor_set_name(loom_scale(g, x, 2.0f), "a");
+    loom_tensor *b = loom_tensor_set_name(loom_scale(g, a, 3.0f), "b");
+    loom_tensor *c = loom_scale(g, b, 0.5f);
+    CHECK(loom_graph_expand(g, c) == LOOM_OK);
+    loom_sched *s = new_sched(false);
+    const float one = 1.0f, zero = 0.0f;
+    CHECK(loom_sched_set_node_hook(s, a, add_one, (void *)&one) == LOOM_OK);
+    CHECK(loom_sched_set_node_hook(s, b, add_one, (void *)&one) == LOOM_OK);
+    CHECK(loom_sched_set_node_hook(s, b, add_one, (void *)&zero) == LOOM_OK); /* replaces */
+    CHECK(loom_sched_set_node_hook(s, b, NULL, NULL) == LOOM_ERR_INVALID_ARG);
+    CHECK_MSG(loom_sched_alloc(s, g) == LOOM_OK, "%s", loom_sched_error(s));
+    loom_sched_stats st;
+    loom_sched_get_stats(s, &st);
+    CHECK_MSG(st.n_splits == 3, "splits %d", st.n_splits); /* a | b | c */
+    float xd[64], y[64];
+    for (int i = 0; i < 64; i++)
+        xd[i] = (float)i - 20.0f;
+    CHECK(loom_tensor_upload(x, xd, sizeof xd) == LOOM_OK);
+    hook_calls = 0;
+    for (int run = 0; run < 2; run++)
+        CHECK_MSG(loom_sched_compute(s, g) == LOOM_OK, "%s", loom_sched_error(s));
+    CHECK(loom_tensor_download(c, y, sizeof y) == LOOM_OK);
+    int bad = 0;
+    for (int i = 0; i < 64; i++)
+        bad += y[i] != (2.0f * xd[i] + 1.0f) * 3.0f * 0.5f;
+    CHECK_MSG(bad == 0, "%d wrong (y[0] %g)", bad, (double)y[0]);
+    CHECK(hook_calls == 4);
+    loom_sched_get_stats(s, &st);
+    CHECK(st.n_hook_calls == 4 && st.hook_seconds >= 0.0);
+    CHECK(loom_sched_set_node_hook(s, b, fail_hook, NULL) == LOOM_OK);
+    CHECK(loom_sched_compute(s, g) == LOOM_ERR_DEVICE);
+    CHECK_MSG(strstr(loom_sched_error(s), "hook") && strstr(loom_sched_error(s), "'b'"), "%s",
+              loom_sched_error(s));
+    loom_sched_free(s);
+    loom_graph_free(g);
+}
+
 /* A random DAG of add/scale/silu over vectors: results against a plain host
  * evaluation, and no live tensors overlapping. With the mock in front, add
  * and scale run there and silu on cpu, so the graph is split many times. */
@@ -682,6 +742,7 @@ int main(void) {
     test_mixed();
     test_pins();
     test_chain();
+    test_hooks();
     for (uint32_t seed = 1; seed <= 4; seed++) {
         test_dag(false, seed);
         test_dag(true, seed);

@@ -143,9 +143,9 @@ static bool choice_list(const char *flag, const char *v, const char *const *name
 
 /* Returns -1 to go on, else the exit code. */
 static int parse(int argc, char **argv, bm_opts *o) {
-    static const char *const valued[] = {"-m", "--preset", "--type", "--backend", "-p",
-                                         "-n", "-pg",      "-t",     "--kv-type", "-r",
-                                         "-b", "-o",       "--save", "--plot",    "--peer", NULL};
+    static const char *const valued[] = {"-m",     "--preset", "--type",    "--backend", "-p", "-n",
+                                         "-pg",    "-t",       "--kv-type", "-r",        "-b", "-o",
+                                         "--save", "--plot",   "--peer",    NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (loom_cli_is_help(a)) {
@@ -232,7 +232,8 @@ static int parse(int argc, char **argv, bm_opts *o) {
             o->fmt = k;
         } else if (!strcmp(a, "--plot")) {
             char conv[1024];
-            if (loom_bench_plot_is_png(v) && !loom_bench_on_path("rsvg-convert", conv, sizeof conv)) {
+            if (loom_bench_plot_is_png(v) &&
+                !loom_bench_on_path("rsvg-convert", conv, sizeof conv)) {
                 fprintf(stderr,
                         "loom %s: --plot %s: PNG needs rsvg-convert on PATH (Debian: "
                         "librsvg2-bin); or write FILE.svg\n",
@@ -578,9 +579,17 @@ static int peer_model(const bm_opts *o, const bm_peer *peer, bm_run *run, const 
     const int first = run->n;
     for (int k = 0; k < o->nkv; k++)
         for (int bi = 0; bi < o->nb; bi++) {
-            bm_peer_grid g = {.p = o->p, .np = o->np, .n = o->n, .nn = o->nn, .t = threads,
-                              .nt = nthreads, .pg = (const int(*)[2])o->pg, .npg = o->npg,
-                              .b = o->b[bi], .reps = o->reps, .kv = KV_NAMES[o->kv[k]]};
+            bm_peer_grid g = {.p = o->p,
+                              .np = o->np,
+                              .n = o->n,
+                              .nn = o->nn,
+                              .t = threads,
+                              .nt = nthreads,
+                              .pg = (const int(*)[2])o->pg,
+                              .npg = o->npg,
+                              .b = o->b[bi],
+                              .reps = o->reps,
+                              .kv = KV_NAMES[o->kv[k]]};
             if (loom_bench_peer_run(peer, path, &g, &run->res, &run->n, &run->cap)) return 1;
         }
     for (int i = first; i < run->n; i++) {
@@ -669,7 +678,7 @@ int loom_cli_bench_model(const char *backend, int argc, char **argv) {
             if (loom_model_path_is_hf(o.models[i])) {
                 fprintf(stderr,
                         "loom %s: --peer llama.cpp needs GGUF files; %s is a Hugging Face "
-                        "directory (convert it with `loom convert`)\n",
+                        "directory (write one with `loom export-gguf -m DIR -o OUT.gguf`)\n",
                         CMD, o.models[i]);
                 prc2 = LOOM_CLI_USAGE;
             }
@@ -720,7 +729,8 @@ int loom_cli_bench_model(const char *backend, int argc, char **argv) {
         for (int b = 0; b < nbe && rc == 0; b++)
             for (int k = 0; k < o.nkv && rc == 0; k++)
                 rc = bench_one(&o, &run, paths[mi], labels[mi], bes[b], o.kv[k], threads, nthreads);
-        if (rc == 0 && o.peer) rc = peer_model(&o, &peer, &run, paths[mi], labels[mi], threads, nthreads);
+        if (rc == 0 && o.peer)
+            rc = peer_model(&o, &peer, &run, paths[mi], labels[mi], threads, nthreads);
         /* A preset's file goes once every backend has loaded it. */
         if (paths[mi] == tmppath) unlink(tmppath);
     }
@@ -738,7 +748,8 @@ int loom_cli_bench_model(const char *backend, int argc, char **argv) {
     /* loom / llama.cpp in the same cell, on loom's rows. */
     for (int i = 0; o.peer && i < run.n; i++)
         for (int j = 0; j < run.n && !run.res[i].peer; j++)
-            if (run.res[j].peer && loom_bench_same_cell(&run.res[i], &run.res[j]) && run.res[j].avg_ts > 0) {
+            if (run.res[j].peer && loom_bench_same_cell(&run.res[i], &run.res[j]) &&
+                run.res[j].avg_ts > 0) {
                 run.res[i].peer_ratio = run.res[i].avg_ts / run.res[j].avg_ts;
                 break;
             }
@@ -746,8 +757,8 @@ int loom_cli_bench_model(const char *backend, int argc, char **argv) {
     if (rc == 0) {
         if (o.fmt == 0) {
             bool kv_col = o.nkv > 1 || o.kv[0] != 0;
-            loom_bench_print_md(run.res, run.n, nbe > 1, kv_col, o.nb > 1 || o.b[0] != DEFAULT_BATCH,
-                     bes[0]->iface->name, o.peer);
+            loom_bench_print_md(run.res, run.n, nbe > 1, kv_col,
+                                o.nb > 1 || o.b[0] != DEFAULT_BATCH, bes[0]->iface->name, o.peer);
             for (int i = 0; i < run.n; i++) {
                 const bm_result *r = &run.res[i];
                 bool seen = false; /* one line per (model, backend, KV type) */

@@ -33,12 +33,12 @@ typedef struct bm_result {
     int reps;
     double samples_ns[BM_MAX_REPS];
     double avg_ns, stddev_ns, avg_ts, stddev_ts;
-    double roof_ts;     /* roofline (tokens/s); 0 = not applicable */
-    char roof_kind[12]; /* "bandwidth" (tg: triad) or "fma" (pp: fp32 FMA peak) */
-    double ratio;       /* avg_ts / the first backend's; 0 = not applicable */
-    double peer_ratio;  /* loom rows: avg_ts / the peer's in the same cell; 0 = none */
-    char date[32];      /* ISO 8601 UTC, when the cell ran */
-    bool peer;          /* a row of the peer (llama.cpp), not of loom */
+    double roof_ts;      /* roofline (tokens/s); 0 = not applicable */
+    char roof_kind[12];  /* "bandwidth" (tg: triad) or "fma" (pp: fp32 FMA peak) */
+    double ratio;        /* avg_ts / the first backend's; 0 = not applicable */
+    double peer_ratio;   /* loom rows: avg_ts / the peer's in the same cell; 0 = none */
+    char date[32];       /* ISO 8601 UTC, when the cell ran */
+    bool peer;           /* a row of the peer (llama.cpp), not of loom */
     char peer_build[48]; /* the peer's build_commit */
 } bm_result;
 
@@ -89,8 +89,8 @@ typedef struct bm_peer_grid {
 int loom_bench_peer_find(const char *name, bm_peer *p);
 /* Run g on the GGUF at model and append one row per llama-bench result to
  * *res (grown as needed; *n rows of *cap). 0 ok, else 1 (message printed). */
-int loom_bench_peer_run(const bm_peer *p, const char *model, const bm_peer_grid *g,
-                        bm_result **res, int *n, int *cap);
+int loom_bench_peer_run(const bm_peer *p, const char *model, const bm_peer_grid *g, bm_result **res,
+                        int *n, int *cap);
 
 /* name found on PATH (an executable file), its path in out. */
 bool loom_bench_on_path(const char *name, char *out, size_t n);

@@ -186,8 +186,8 @@ static bool to_result(const cJSON *o, const bm_peer_grid *g, bm_result *r) {
     return true;
 }
 
-int loom_bench_peer_run(const bm_peer *p, const char *model, const bm_peer_grid *g,
-                        bm_result **res, int *n, int *cap) {
+int loom_bench_peer_run(const bm_peer *p, const char *model, const bm_peer_grid *g, bm_result **res,
+                        int *n, int *cap) {
     char ps[256], ns[256], ts[256], bs[16], rs[16], pgs[16][32];
     join_ints(ps, sizeof ps, g->p, g->np);
     join_ints(ns, sizeof ns, g->n, g->nn);
@@ -200,8 +200,8 @@ int loom_bench_peer_run(const bm_peer *p, const char *model, const bm_peer_grid 
     const char *argv[64];
     int a = 0;
     argv[a++] = p->exe;
-    const char *fixed[] = {"-m", model, "-p",   ps, "-n",   ns,    "-t", ts, "-b", bs, "-ub", bs,
-                           "-ctk", g->kv, "-ctv", g->kv, "-r", rs, "-o", "json"};
+    const char *fixed[] = {"-m",  model, "-p",   ps,    "-n",   ns,    "-t", ts, "-b", bs,
+                           "-ub", bs,    "-ctk", g->kv, "-ctv", g->kv, "-r", rs, "-o", "json"};
     for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
         argv[a++] = fixed[i];
     for (int i = 0; i < g->npg && i < 16; i++) {
@@ -231,8 +231,7 @@ int loom_bench_peer_run(const bm_peer *p, const char *model, const bm_peer_grid 
     cJSON *arr = cJSON_Parse(out);
     free(out);
     if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) == 0) {
-        fprintf(stderr, "%s: --peer llama.cpp: %s printed no JSON array of results\n", CMD,
-                p->exe);
+        fprintf(stderr, "%s: --peer llama.cpp: %s printed no JSON array of results\n", CMD, p->exe);
         cJSON_Delete(arr);
         return 1;
     }
@@ -249,8 +248,9 @@ int loom_bench_peer_run(const bm_peer *p, const char *model, const bm_peer_grid 
             *res = nr, *cap = nc;
         }
         if (!to_result(o, g, &(*res)[*n])) {
-            fprintf(stderr, "%s: --peer llama.cpp: %s printed a result without n_prompt, n_gen, "
-                            "n_threads, avg_ns, avg_ts or stddev_ts\n",
+            fprintf(stderr,
+                    "%s: --peer llama.cpp: %s printed a result without n_prompt, n_gen, "
+                    "n_threads, avg_ns, avg_ts or stddev_ts\n",
                     CMD, p->exe);
             rc = 1;
             break;
@@ -279,7 +279,8 @@ void loom_bench_interleave(bm_result *res, int n) {
         if (used[i] || res[i].peer) continue;
         for (int pass = 0; pass < 2; pass++)
             for (int j = i; j < n; j++)
-                if (!used[j] && res[j].peer == (pass == 1) && loom_bench_same_cell(&res[i], &res[j]))
+                if (!used[j] && res[j].peer == (pass == 1) &&
+                    loom_bench_same_cell(&res[i], &res[j]))
                     out[k++] = res[j], used[j] = true;
     }
     for (int i = 0; i < n; i++) /* peer cells loom did not run */

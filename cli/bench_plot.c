@@ -61,7 +61,8 @@ static int plot_svg(const char *path, const bm_result *r, int n) {
     if (hi <= 0) lo = 0.1, hi = 1;
     /* Whole decades, with at least 0.15 of one under the smallest value so
      * every bar is visible (tests count bars on the rendered image). */
-    const double y0 = floor(log10(lo) - 0.15), y1 = ceil(log10(hi)) + (ceil(log10(hi)) == log10(hi));
+    const double y0 = floor(log10(lo) - 0.15),
+                 y1 = ceil(log10(hi)) + (ceil(log10(hi)) == log10(hi));
     const int bw = 28, gap = 36, left = 70, top = 50, ph = 300;
     const int gw = nb * bw + gap, width = left + ng * gw + 20 < 560 ? 560 : left + ng * gw + 20,
               height = top + ph + 90;

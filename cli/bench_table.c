@@ -86,10 +86,10 @@ void loom_bench_print_csv(const bm_result *r, int n) {
         csv_str(r[i].backend_label), putchar(',');
         csv_str(r[i].device), putchar(',');
         csv_str(r[i].device_kind);
-        printf(",%d,%d,%s,%d,%d,%s,%s,%.4f,%.0f,%d,%.0f,%.0f,%.4f,%.4f,%.4f,%.4f,%.4f\n", r[i].threads,
-               r[i].n_batch, r[i].type_k, r[i].n_prompt, r[i].n_gen, r[i].test, r[i].date,
-               r[i].load_s, r[i].peak_rss, r[i].reps, r[i].avg_ns, r[i].stddev_ns, r[i].avg_ts,
-               r[i].stddev_ts, r[i].roof_ts, r[i].ratio, r[i].peer_ratio);
+        printf(",%d,%d,%s,%d,%d,%s,%s,%.4f,%.0f,%d,%.0f,%.0f,%.4f,%.4f,%.4f,%.4f,%.4f\n",
+               r[i].threads, r[i].n_batch, r[i].type_k, r[i].n_prompt, r[i].n_gen, r[i].test,
+               r[i].date, r[i].load_s, r[i].peak_rss, r[i].reps, r[i].avg_ns, r[i].stddev_ns,
+               r[i].avg_ts, r[i].stddev_ts, r[i].roof_ts, r[i].ratio, r[i].peer_ratio);
     }
 }
 

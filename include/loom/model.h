@@ -321,8 +321,8 @@ typedef struct loom_model_train_io {
  * gradient to activations only). m must outlive g's use. The caller
  * schedules g on the backends from loom_model_backends. */
 LOOM_API loom_status loom_model_build_train(loom_model *m, loom_graph *g, int n_seq, int n_tokens,
-                                            loom_proj_hook hook, void *ud,
-                                            loom_model_train_io *io, char *err, size_t err_n);
+                                            loom_proj_hook hook, void *ud, loom_model_train_io *io,
+                                            char *err, size_t err_n);
 /* The backend the weights live on and the cpu backend (borrowed). */
 struct loom_backend;
 LOOM_API void loom_model_backends(const loom_model *m, struct loom_backend **run,

@@ -157,7 +157,7 @@ static loom_status build_random(const loom_model_config *c, loom_dtype wt, uint6
 #define ADD(name, t, a, b, cc, center, amp)                                                        \
     do {                                                                                           \
         if (st == LOOM_OK)                                                                         \
-            st = add_random(w, keep, name, t, a, b, cc, center, amp, seed, err, err_n);           \
+            st = add_random(w, keep, name, t, a, b, cc, center, amp, seed, err, err_n);            \
     } while (0)
     ADD("token_embd.weight", wt, d, c->vocab_size, 1, 0.0f, s3 / sqrtf((float)d));
     if (st == LOOM_OK && c->rope.scaling == LOOM_ROPE_SCALING_LLAMA3)

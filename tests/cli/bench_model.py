@@ -40,7 +40,7 @@ def check(cond, what):
 
 
 def run(loom, args, env=None, rc=0):
-    p = subprocess.run([loom] + args, capture_output=True, text=True, env=env, timeout=300)
+    p = subprocess.run([loom] + args, capture_output=True, text=True, env=env, timeout=450)
     check(p.returncode == rc, "loom %s: exit %d, want %d\nstderr: %s" %
           (" ".join(args), p.returncode, rc, p.stderr[-2000:]))
     return p

@@ -18,6 +18,7 @@
 #include <cjson/cJSON.h>
 
 #include "cli/args.h"
+#include "loom/loom.h"
 #include "cli/bench_model.h"
 
 #ifndef LOOM_DEFAULT_SOURCE_DIR
@@ -56,8 +57,14 @@ cJSON *loom_bench_model_result_json(const bm_result *r) {
         cJSON_AddItemToArray(ts,
                              cJSON_CreateNumber((r->n_prompt + r->n_gen) * 1e9 / r->samples_ns[i]));
     }
-    cJSON_AddNumberToObject(o, "load_s", r->load_s);
-    cJSON_AddNumberToObject(o, "peak_rss_bytes", r->peak_rss);
+    if (r->peer) { /* the peer's load time and memory are not measured */
+        cJSON_AddNullToObject(o, "load_s");
+        cJSON_AddNullToObject(o, "peak_rss_bytes");
+        cJSON_AddStringToObject(o, "build_commit", r->peer_build);
+    } else {
+        cJSON_AddNumberToObject(o, "load_s", r->load_s);
+        cJSON_AddNumberToObject(o, "peak_rss_bytes", r->peak_rss);
+    }
     if (r->roof_ts > 0) {
         cJSON_AddNumberToObject(o, "roofline_ts", r->roof_ts);
         cJSON_AddNumberToObject(o, "roofline_pct", 100.0 * r->avg_ts / r->roof_ts);
@@ -71,6 +78,10 @@ cJSON *loom_bench_model_result_json(const bm_result *r) {
         cJSON_AddNumberToObject(o, "ratio", r->ratio);
     else
         cJSON_AddNullToObject(o, "ratio");
+    if (r->peer_ratio > 0)
+        cJSON_AddNumberToObject(o, "ratio_peer", r->peer_ratio);
+    else
+        cJSON_AddNullToObject(o, "ratio_peer");
     return o;
 }
 
@@ -92,6 +103,59 @@ void loom_bench_git_rev(char *out, size_t n) {
             snprintf(out, n, "%s", rev);
     }
     pclose(p);
+}
+
+int loom_bench_model_save_run(const char *dir, loom_backend *const *bes, int nbe, double triad_gbs,
+                              int triad_threads, const bm_result *r, int n) {
+    bm_machine mach;
+    memset(&mach, 0, sizeof mach);
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "model name", 10) && strchr(line, ':')) {
+            snprintf(mach.cpu, sizeof mach.cpu, "%s", strchr(line, ':') + 2);
+            mach.cpu[strcspn(mach.cpu, "\n")] = 0;
+            break;
+        }
+    if (f) fclose(f);
+    loom_backend *cpu = loom_registry_find("cpu");
+    loom_device_info ci;
+    memset(&ci, 0, sizeof ci);
+    if (cpu) cpu->iface->device_info(cpu, &ci);
+    const char *kern = strstr(ci.features, "kernels=");
+    snprintf(mach.isa, sizeof mach.isa, "%s", kern ? kern + 8 : "unknown");
+    mach.isa[strcspn(mach.isa, " ,;")] = 0;
+    mach.triad_gbs = triad_gbs, mach.triad_threads = triad_threads;
+    cJSON *devs = cJSON_CreateArray();
+    for (int b = 0; b < nbe; b++) {
+        loom_device_info di;
+        memset(&di, 0, sizeof di);
+        bes[b]->iface->device_info(bes[b], &di);
+        cJSON *d = cJSON_CreateObject();
+        cJSON_AddStringToObject(d, "backend", bes[b]->iface->name);
+        cJSON_AddStringToObject(d, "name", di.name);
+        cJSON_AddStringToObject(d, "kind", di.kind);
+        cJSON_AddStringToObject(d, "driver", di.driver);
+        cJSON_AddStringToObject(d, "features", di.features);
+        cJSON_AddItemToArray(devs, d);
+    }
+    for (int i = 0; i < n; i++) /* the peer, once */
+        if (r[i].peer) {
+            cJSON *d = cJSON_CreateObject();
+            cJSON_AddStringToObject(d, "backend", r[i].backend);
+            cJSON_AddStringToObject(d, "name", r[i].device);
+            cJSON_AddStringToObject(d, "kind", r[i].device_kind);
+            cJSON_AddStringToObject(d, "build", r[i].peer_build);
+            cJSON_AddItemToArray(devs, d);
+            break;
+        }
+    char *dj = cJSON_PrintUnformatted(devs);
+    cJSON_Delete(devs);
+    char path[1200];
+    int rc = loom_bench_model_save(dir, &mach, dj ? dj : "[]", r, n, path, sizeof path);
+    cJSON_free(dj);
+    if (rc == 0) fprintf(stderr, "bench: saved %s\n", path);
+    return rc;
 }
 
 int loom_bench_model_save(const char *dir, const bm_machine *mach, const char *devices_json,

@@ -43,7 +43,7 @@ typedef struct bm_opts {
     int reps, fmt;
     const char *preset;
     int ptype; /* index into W_NAMES */
-    const char *save, *plot;
+    const char *save, *plot, *peer;
     loom_cli_split split; /* layer split of every load (docs/adr/0030) */
 } bm_opts;
 
@@ -63,6 +63,7 @@ static void usage(FILE *f) {
         "                        [--backend NAME[,NAME...]|all] [-p N[,N...]] [-n N[,N...]]\n"
         "                        [-pg P,N] [-t N[,N...]] [-b N[,N...]] [--kv-type T[,T...]]\n"
         "                        [-r N] [-o md|json|csv|jsonl] [--save DIR] [--plot FILE.svg]\n"
+        "                        [--peer llama.cpp]\n"
         "                        [--gpu-layers N|auto] [--devices LIST] [--tensor-split LIST]\n"
         "                        [--split MODE]\n"
         "  -m MODEL       GGUF files or HF checkpoint directories (default: the default\n"
@@ -85,7 +86,11 @@ static void usage(FILE *f) {
         "  --save DIR     also append a JSON record (git revision, machine, date, results)\n"
         "                 to DIR; compare two with `loom bench compare OLD NEW`\n"
         "  --plot FILE    also draw t/s per test and backend as grouped bars (SVG, log\n"
-        "                 scale, rooflines marked)\n"
+        "                 scale, rooflines marked); FILE.png is rendered by rsvg-convert\n"
+        "  --peer llama.cpp  also run the same grid through llama.cpp's llama-bench\n"
+        "                 ($LOOM_LLAMA_BENCH, else .llamacpp/build/bin/llama-bench from\n"
+        "                 scripts/build-llamacpp.sh, else llama-bench on PATH); its rows follow\n"
+        "                 loom's cell by cell, with a `vs llama.cpp` ratio (loom / llama.cpp)\n"
         "Each cell is mean +- stddev tokens/s. For tg on host memory (cpu, lavapipe) the\n"
         "roofline is the bytes a token reads (active weights + KV) over the triad bandwidth\n"
         "measured now with the same threads; %% roof is how much of it was reached.\n"
@@ -138,9 +143,9 @@ static bool choice_list(const char *flag, const char *v, const char *const *name
 
 /* Returns -1 to go on, else the exit code. */
 static int parse(int argc, char **argv, bm_opts *o) {
-    static const char *const valued[] = {"-m", "--preset", "--type", "--backend", "-p",
-                                         "-n", "-pg",      "-t",     "--kv-type", "-r",
-                                         "-b", "-o",       "--save", "--plot",    NULL};
+    static const char *const valued[] = {"-m",     "--preset", "--type",    "--backend", "-p", "-n",
+                                         "-pg",    "-t",       "--kv-type", "-r",        "-b", "-o",
+                                         "--save", "--plot",   "--peer",    NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (loom_cli_is_help(a)) {
@@ -226,7 +231,20 @@ static int parse(int argc, char **argv, bm_opts *o) {
             ok = loom_cli_parse_choice(CMD, a, v, FORMATS, &k);
             o->fmt = k;
         } else if (!strcmp(a, "--plot")) {
+            char conv[1024];
+            if (loom_bench_plot_is_png(v) &&
+                !loom_bench_on_path("rsvg-convert", conv, sizeof conv)) {
+                fprintf(stderr,
+                        "loom %s: --plot %s: PNG needs rsvg-convert on PATH (Debian: "
+                        "librsvg2-bin); or write FILE.svg\n",
+                        CMD, v);
+                return LOOM_CLI_USAGE;
+            }
             o->plot = v;
+        } else if (!strcmp(a, "--peer")) {
+            static const char *const PEERS[] = {"llama.cpp", NULL};
+            ok = loom_cli_parse_choice(CMD, a, v, PEERS, &k);
+            o->peer = PEERS[k];
         } else {
             o->save = v;
         }
@@ -252,18 +270,9 @@ static void iso_now(char *buf, size_t n) {
     strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* "25M", "1.2B", "8.0B" (llama-bench prints "8B" class names the same way). */
-static void count_label(double v, char *buf, size_t n) {
-    if (v >= 1e9)
-        snprintf(buf, n, "%.1fB", v / 1e9);
-    else if (v >= 1e6)
-        snprintf(buf, n, "%.0fM", v / 1e6);
-    else
-        snprintf(buf, n, "%.0fK", v / 1e3);
-}
-
-/* Write the preset's random weights to a temporary file (see ADR 0020: the
- * public API writes GGUF files only; the file is unlinked once loaded). */
+/* Write the preset's random weights to a temporary file, for --peer only:
+ * llama-bench reads files (loom itself loads presets in memory, see
+ * load_model). The file is unlinked once every backend and the peer ran. */
 static int preset_file(const char *preset, loom_dtype wt, char *path, size_t n) {
     loom_model_config c;
     char err[1024];
@@ -393,6 +402,18 @@ static double token_bytes(const loom_model *m, loom_dtype kv, double pos) {
     return active * per_param + (double)sz.kv_bytes_per_token_f16 * kv_scale * pos;
 }
 
+/* path, or with path NULL the --preset's random weights generated in memory
+ * (the same seed and bytes as the file `loom init-model` would write). */
+static loom_status load_model(const bm_opts *o, const char *path, const loom_model_params *mp,
+                              loom_model **m, char *err, size_t err_n) {
+    if (path) return loom_model_load(path, mp, m, err, err_n);
+    loom_model_config c;
+    loom_status st = loom_model_config_preset(o->preset, &c, err, err_n);
+    c.rope.mode = LOOM_ROPE_NORMAL; /* the GGUF convention (loom/model.h) */
+    if (st == LOOM_OK) st = loom_model_load_random(&c, W_TYPES[o->ptype], 1234u, mp, m, err, err_n);
+    return st;
+}
+
 /* One (model, backend, KV type): load, then every thread count and test. */
 static int bench_one(const bm_opts *o, bm_run *run, const char *path, const char *label_file,
                      loom_backend *be, int kvi, const int *threads, int nthreads) {
@@ -414,7 +435,7 @@ static int bench_one(const bm_opts *o, bm_run *run, const char *path, const char
     fprintf(stderr, "bench: loading %s on %s (kv %s)...\n", label_file, be->iface->name,
             KV_NAMES[kvi]);
     double t0 = now_s();
-    if (loom_model_load(path, &mp, &m, err, sizeof err) != LOOM_OK) {
+    if (load_model(o, path, &mp, &m, err, sizeof err) != LOOM_OK) {
         fprintf(stderr, "loom %s: %s: %s\n", CMD, label_file, err);
         return 1;
     }
@@ -501,7 +522,7 @@ static int bench_one(const bm_opts *o, bm_run *run, const char *path, const char
             stats(r->samples_ns, o->reps, &r->avg_ns, &r->stddev_ns);
             stats(ts, o->reps, &r->avg_ts, &r->stddev_ts);
             char pl[16];
-            count_label((double)sz.params_total, pl, sizeof pl);
+            loom_bench_count_label((double)sz.params_total, pl, sizeof pl);
             char up[16];
             snprintf(up, sizeof up, "%s", loom_model_weight_types(m));
             for (char *q = up; *q; q++)
@@ -547,96 +568,44 @@ static int bench_one(const bm_opts *o, bm_run *run, const char *path, const char
     return rc;
 }
 
-/* ---------------- output ---------------- */
+/* ---------------- the peer ---------------- */
 
-static void size_label(double b, char *buf, size_t n) {
-    if (b >= 1024.0 * 1024 * 1024)
-        snprintf(buf, n, "%.2f GiB", b / (1024.0 * 1024 * 1024));
-    else
-        snprintf(buf, n, "%.2f MiB", b / (1024.0 * 1024));
-}
-
-static void print_md(const bm_result *r, int n, bool ratio, bool kv_col, bool b_col,
-                     const char *first) {
-    printf("| model | size | params | backend | threads |%s%s test | t/s |",
-           b_col ? " n_batch |" : "", kv_col ? " type_k |" : "");
-    if (ratio) printf(" vs %s |", first);
-    printf(" roofline t/s | %% roof |\n");
-    printf("| --- | ---: | ---: | --- | ---: |%s%s ---: | ---: |", b_col ? " ---: |" : "",
-           kv_col ? " --- |" : "");
-    if (ratio) printf(" ---: |");
-    printf(" ---: | ---: |\n");
-    for (int i = 0; i < n; i++) {
-        char sz[32], pl[16];
-        size_label(r[i].size, sz, sizeof sz);
-        count_label(r[i].params, pl, sizeof pl);
-        printf("| %s | %s | %s | %s | %d |", r[i].model, sz, pl, r[i].backend_label, r[i].threads);
-        if (b_col) printf(" %d |", r[i].n_batch);
-        if (kv_col) printf(" %s |", r[i].type_k);
-        printf(" %s | %.2f ± %.2f |", r[i].test, r[i].avg_ts, r[i].stddev_ts);
-        if (ratio) {
-            if (r[i].ratio > 0)
-                printf(" %.2f |", r[i].ratio);
-            else
-                printf(" - |");
+/* The peer on one model: one llama-bench run per (KV type, batch), since
+ * llama-bench would cross -ctk with -ctv and -b with -ub. Its rows take
+ * loom's model label (llama.cpp names models its own way) and, on the cpu,
+ * the roofline of loom's row of the same cell: the same machine limit. */
+static int peer_model(const bm_opts *o, const bm_peer *peer, bm_run *run, const char *path,
+                      const char *label, const int *threads, int nthreads) {
+    const int first = run->n;
+    for (int k = 0; k < o->nkv; k++)
+        for (int bi = 0; bi < o->nb; bi++) {
+            bm_peer_grid g = {.p = o->p,
+                              .np = o->np,
+                              .n = o->n,
+                              .nn = o->nn,
+                              .t = threads,
+                              .nt = nthreads,
+                              .pg = (const int(*)[2])o->pg,
+                              .npg = o->npg,
+                              .b = o->b[bi],
+                              .reps = o->reps,
+                              .kv = KV_NAMES[o->kv[k]]};
+            if (loom_bench_peer_run(peer, path, &g, &run->res, &run->n, &run->cap)) return 1;
         }
-        if (r[i].roof_ts > 0)
-            printf(" %.1f | %.0f%% |\n", r[i].roof_ts, 100.0 * r[i].avg_ts / r[i].roof_ts);
-        else
-            printf(" - | - |\n");
-    }
-}
-
-static void csv_str(const char *s) {
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"') putchar('"');
-        putchar(*s);
-    }
-    putchar('"');
-}
-
-static void print_csv(const bm_result *r, int n) {
-    printf(
-        "model,model_filename,model_type,model_size,model_n_params,backend,device,device_kind,"
-        "n_threads,n_batch,type_k,n_prompt,n_gen,test,test_time,load_s,peak_rss_bytes,reps,avg_ns,"
-        "stddev_ns,avg_ts,stddev_ts,roofline_ts,ratio\n");
-    for (int i = 0; i < n; i++) {
-        csv_str(r[i].model), putchar(',');
-        csv_str(r[i].model_file), putchar(',');
-        csv_str(r[i].model_type);
-        printf(",%.0f,%.0f,", r[i].size, r[i].params);
-        csv_str(r[i].backend_label), putchar(',');
-        csv_str(r[i].device), putchar(',');
-        csv_str(r[i].device_kind);
-        printf(",%d,%d,%s,%d,%d,%s,%s,%.4f,%.0f,%d,%.0f,%.0f,%.4f,%.4f,%.4f,%.4f\n", r[i].threads,
-               r[i].n_batch, r[i].type_k, r[i].n_prompt, r[i].n_gen, r[i].test, r[i].date,
-               r[i].load_s, r[i].peak_rss, r[i].reps, r[i].avg_ns, r[i].stddev_ns, r[i].avg_ts,
-               r[i].stddev_ts, r[i].roof_ts, r[i].ratio);
-    }
-}
-
-static bool print_json(const bm_result *r, int n, bool lines) {
-    cJSON *arr = lines ? NULL : cJSON_CreateArray();
-    for (int i = 0; i < n; i++) {
-        cJSON *o = loom_bench_model_result_json(&r[i]);
-        if (!o) return false;
-        if (lines) {
-            char *s = cJSON_PrintUnformatted(o);
-            if (s) printf("%s\n", s);
-            cJSON_free(s);
-            cJSON_Delete(o);
-        } else {
-            cJSON_AddItemToArray(arr, o);
+    for (int i = first; i < run->n; i++) {
+        bm_result *r = &run->res[i];
+        snprintf(r->model_file, sizeof r->model_file, "%s", label);
+        for (int j = 0; j < first; j++) {
+            const bm_result *l = &run->res[j];
+            if (strcmp(l->model_file, label)) continue;
+            snprintf(r->model, sizeof r->model, "%s", l->model);
+            if (loom_bench_same_cell(l, r) && l->roof_ts > 0 && !strcmp(r->device_kind, "cpu")) {
+                r->roof_ts = l->roof_ts;
+                snprintf(r->roof_kind, sizeof r->roof_kind, "%s", l->roof_kind);
+            }
         }
     }
-    if (arr) {
-        char *s = cJSON_Print(arr);
-        if (s) printf("%s\n", s);
-        cJSON_free(s);
-        cJSON_Delete(arr);
-    }
-    return true;
+    return 0;
 }
 
 /* ---------------- main ---------------- */
@@ -702,6 +671,22 @@ int loom_cli_bench_model(const char *backend, int argc, char **argv) {
         loom_registry_shutdown();
         return LOOM_CLI_USAGE;
     }
+    bm_peer peer;
+    if (o.peer) {
+        int prc2 = loom_bench_peer_find(o.peer, &peer);
+        for (int i = 0; prc2 == 0 && i < o.n_models; i++)
+            if (loom_model_path_is_hf(o.models[i])) {
+                fprintf(stderr,
+                        "loom %s: --peer llama.cpp needs GGUF files; %s is a Hugging Face "
+                        "directory (write one with `loom export-gguf -m DIR -o OUT.gguf`)\n",
+                        CMD, o.models[i]);
+                prc2 = LOOM_CLI_USAGE;
+            }
+        if (prc2) {
+            loom_registry_shutdown();
+            return prc2;
+        }
+    }
     int threads[MAX_LIST], nthreads = o.nt;
     memcpy(threads, o.t, sizeof threads);
     loom_backend *cpu = loom_registry_find("cpu");
@@ -717,7 +702,10 @@ int loom_cli_bench_model(const char *backend, int argc, char **argv) {
     for (int i = 0; i < o.n_models; i++)
         paths[nm] = labels[nm] = o.models[i], nm++;
     char defpath[1024], tmppath[1024] = "", plabel[64];
-    if (o.preset) {
+    if (o.preset && !o.peer) {
+        snprintf(plabel, sizeof plabel, "preset:%s", o.preset);
+        paths[nm] = NULL, labels[nm] = plabel, nm++;
+    } else if (o.preset) {
         int rc = preset_file(o.preset, W_TYPES[o.ptype], tmppath, sizeof tmppath);
         if (rc) {
             loom_registry_shutdown();
@@ -741,6 +729,8 @@ int loom_cli_bench_model(const char *backend, int argc, char **argv) {
         for (int b = 0; b < nbe && rc == 0; b++)
             for (int k = 0; k < o.nkv && rc == 0; k++)
                 rc = bench_one(&o, &run, paths[mi], labels[mi], bes[b], o.kv[k], threads, nthreads);
+        if (rc == 0 && o.peer)
+            rc = peer_model(&o, &peer, &run, paths[mi], labels[mi], threads, nthreads);
         /* A preset's file goes once every backend has loaded it. */
         if (paths[mi] == tmppath) unlink(tmppath);
     }
@@ -749,25 +739,42 @@ int loom_cli_bench_model(const char *backend, int argc, char **argv) {
     for (int i = 0; nbe > 1 && i < run.n; i++)
         for (int j = 0; j < run.n; j++) {
             const bm_result *a = &run.res[j], *r = &run.res[i];
-            if (!strcmp(a->backend, bes[0]->iface->name) && !strcmp(a->model_file, r->model_file) &&
-                a->threads == r->threads && a->n_batch == r->n_batch && !strcmp(a->test, r->test) &&
-                !strcmp(a->type_k, r->type_k) && a->avg_ts > 0) {
+            if (!r->peer && !a->peer && !strcmp(a->backend, bes[0]->iface->name) &&
+                loom_bench_same_cell(a, r) && a->avg_ts > 0) {
                 run.res[i].ratio = r->avg_ts / a->avg_ts;
                 break;
             }
         }
+    /* loom / llama.cpp in the same cell, on loom's rows. */
+    for (int i = 0; o.peer && i < run.n; i++)
+        for (int j = 0; j < run.n && !run.res[i].peer; j++)
+            if (run.res[j].peer && loom_bench_same_cell(&run.res[i], &run.res[j]) &&
+                run.res[j].avg_ts > 0) {
+                run.res[i].peer_ratio = run.res[i].avg_ts / run.res[j].avg_ts;
+                break;
+            }
+    if (o.peer) loom_bench_interleave(run.res, run.n);
     if (rc == 0) {
         if (o.fmt == 0) {
             bool kv_col = o.nkv > 1 || o.kv[0] != 0;
-            print_md(run.res, run.n, nbe > 1, kv_col, o.nb > 1 || o.b[0] != DEFAULT_BATCH,
-                     bes[0]->iface->name);
-            for (int i = 0; i < run.n; i++)
-                if (i == 0 || strcmp(run.res[i].model_file, run.res[i - 1].model_file) ||
-                    strcmp(run.res[i].backend, run.res[i - 1].backend) ||
-                    strcmp(run.res[i].type_k, run.res[i - 1].type_k))
+            loom_bench_print_md(run.res, run.n, nbe > 1, kv_col,
+                                o.nb > 1 || o.b[0] != DEFAULT_BATCH, bes[0]->iface->name, o.peer);
+            for (int i = 0; i < run.n; i++) {
+                const bm_result *r = &run.res[i];
+                bool seen = false; /* one line per (model, backend, KV type) */
+                for (int j = 0; j < i && !seen; j++)
+                    seen = !strcmp(r->model_file, run.res[j].model_file) &&
+                           !strcmp(r->backend, run.res[j].backend) &&
+                           !strcmp(r->type_k, run.res[j].type_k);
+                if (seen) continue;
+                if (r->peer)
+                    printf("%s%s on %s (%s): %s, build %s\n", i == 0 ? "\n" : "", r->model_file,
+                           r->backend_label, r->device, peer.exe, r->peer_build);
+                else
                     printf("%s%s on %s (%s): load %.2f s, peak RSS %.0f MiB\n", i == 0 ? "\n" : "",
-                           run.res[i].model_file, run.res[i].backend_label, run.res[i].device,
-                           run.res[i].load_s, run.res[i].peak_rss / (1024.0 * 1024));
+                           r->model_file, r->backend_label, r->device, r->load_s,
+                           r->peak_rss / (1024.0 * 1024));
+            }
             for (int i = 0; i < run.triad.n; i++)
                 printf("triad bandwidth %.1f GB/s with %d thread(s) (roofline of tg on host "
                        "memory)\n",
@@ -777,51 +784,15 @@ int loom_cli_bench_model(const char *backend, int argc, char **argv) {
                        "host)\n",
                        run.peak.v[i], run.peak_isa ? run.peak_isa : "?", run.peak.threads[i]);
         } else if (o.fmt == 2) {
-            print_csv(run.res, run.n);
-        } else if (!print_json(run.res, run.n, o.fmt == 3)) {
+            loom_bench_print_csv(run.res, run.n);
+        } else if (!loom_bench_print_json(run.res, run.n, o.fmt == 3)) {
             rc = 1;
         }
     }
     if (rc == 0 && o.plot) rc = loom_bench_model_plot(o.plot, run.res, run.n);
-    if (rc == 0 && o.save) {
-        bm_machine mach;
-        memset(&mach, 0, sizeof mach);
-        FILE *f = fopen("/proc/cpuinfo", "r");
-        char line[512];
-        while (f && fgets(line, sizeof line, f))
-            if (!strncmp(line, "model name", 10) && strchr(line, ':')) {
-                snprintf(mach.cpu, sizeof mach.cpu, "%s", strchr(line, ':') + 2);
-                mach.cpu[strcspn(mach.cpu, "\n")] = 0;
-                break;
-            }
-        if (f) fclose(f);
-        loom_device_info ci;
-        memset(&ci, 0, sizeof ci);
-        if (cpu) cpu->iface->device_info(cpu, &ci);
-        const char *kern = strstr(ci.features, "kernels=");
-        snprintf(mach.isa, sizeof mach.isa, "%s", kern ? kern + 8 : "unknown");
-        mach.isa[strcspn(mach.isa, " ,;")] = 0;
-        if (run.triad.n) mach.triad_gbs = run.triad.v[0], mach.triad_threads = run.triad.threads[0];
-        cJSON *devs = cJSON_CreateArray();
-        for (int b = 0; b < nbe; b++) {
-            loom_device_info di;
-            memset(&di, 0, sizeof di);
-            bes[b]->iface->device_info(bes[b], &di);
-            cJSON *d = cJSON_CreateObject();
-            cJSON_AddStringToObject(d, "backend", bes[b]->iface->name);
-            cJSON_AddStringToObject(d, "name", di.name);
-            cJSON_AddStringToObject(d, "kind", di.kind);
-            cJSON_AddStringToObject(d, "features", di.features);
-            cJSON_AddItemToArray(devs, d);
-        }
-        char *dj = cJSON_PrintUnformatted(devs);
-        cJSON_Delete(devs);
-        char path[1200];
-        rc =
-            loom_bench_model_save(o.save, &mach, dj ? dj : "[]", run.res, run.n, path, sizeof path);
-        cJSON_free(dj);
-        if (rc == 0) fprintf(stderr, "bench: saved %s\n", path);
-    }
+    if (rc == 0 && o.save)
+        rc = loom_bench_model_save_run(o.save, bes, nbe, run.triad.n ? run.triad.v[0] : 0,
+                                       run.triad.n ? run.triad.threads[0] : 0, run.res, run.n);
     free(run.res);
     loom_registry_shutdown();
     return rc;

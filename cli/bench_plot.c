@@ -5,9 +5,12 @@
  * scripts or external fonts: any browser or `convert`/`rsvg-convert` shows
  * it. Bars carry class="bar" and roofline marks class="roofline" so tests can
  * count them. */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/bench_model.h"
 
@@ -37,7 +40,7 @@ static bool same_group(const bm_result *a, const bm_result *b) {
            a->n_batch == b->n_batch && !strcmp(a->type_k, b->type_k) && !strcmp(a->test, b->test);
 }
 
-int loom_bench_model_plot(const char *path, const bm_result *r, int n) {
+static int plot_svg(const char *path, const bm_result *r, int n) {
     const bm_result *grp[PLOT_MAX];
     const char *bes[8];
     int ng = 0, nb = 0;
@@ -56,7 +59,10 @@ int loom_bench_model_plot(const char *path, const bm_result *r, int n) {
             if (v[k] > 0) lo = v[k] < lo ? v[k] : lo, hi = v[k] > hi ? v[k] : hi;
     }
     if (hi <= 0) lo = 0.1, hi = 1;
-    const double y0 = floor(log10(lo)), y1 = ceil(log10(hi)) + (ceil(log10(hi)) == log10(hi));
+    /* Whole decades, with at least 0.15 of one under the smallest value so
+     * every bar is visible (tests count bars on the rendered image). */
+    const double y0 = floor(log10(lo) - 0.15),
+                 y1 = ceil(log10(hi)) + (ceil(log10(hi)) == log10(hi));
     const int bw = 28, gap = 36, left = 70, top = 50, ph = 300;
     const int gw = nb * bw + gap, width = left + ng * gw + 20 < 560 ? 560 : left + ng * gw + 20,
               height = top + ph + 90;
@@ -130,6 +136,46 @@ int loom_bench_model_plot(const char *path, const bm_result *r, int n) {
     fprintf(f, "</svg>\n");
     if (fclose(f) != 0) {
         fprintf(stderr, "loom bench model: --plot: cannot write %s\n", path);
+        return 1;
+    }
+    return 0;
+}
+
+bool loom_bench_plot_is_png(const char *path) {
+    size_t n = strlen(path);
+    return n >= 4 && (!strcmp(path + n - 4, ".png") || !strcmp(path + n - 4, ".PNG"));
+}
+
+/* PNG: the SVG next to path, rendered by rsvg-convert (librsvg) and removed;
+ * loom links no image or font library of its own. */
+int loom_bench_model_plot(const char *path, const bm_result *r, int n) {
+    if (!loom_bench_plot_is_png(path)) return plot_svg(path, r, n);
+    char conv[1024], svg[4096];
+    if (!loom_bench_on_path("rsvg-convert", conv, sizeof conv)) {
+        fprintf(stderr,
+                "loom bench model: --plot %s: PNG needs rsvg-convert on PATH (Debian: "
+                "librsvg2-bin); or write FILE.svg\n",
+                path);
+        return 1;
+    }
+    snprintf(svg, sizeof svg, "%s.tmp.svg", path);
+    if (plot_svg(svg, r, n)) return 1;
+    char *argv[] = {conv, svg, "-o", (char *)path, NULL};
+    FILE *errf = tmpfile();
+    char *out = NULL;
+    int st = errf ? loom_bench_run_child(argv, errf, &out) : -1;
+    char why[512] = "";
+    if (errf) {
+        rewind(errf);
+        if (!fgets(why, sizeof why, errf)) why[0] = 0;
+        why[strcspn(why, "\n")] = 0;
+        fclose(errf);
+    }
+    free(out);
+    unlink(svg);
+    if (st != 0) {
+        fprintf(stderr, "loom bench model: --plot %s: rsvg-convert failed (exit %d): %s\n", path,
+                st, why[0] ? why : "no message");
         return 1;
     }
     return 0;

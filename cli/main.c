@@ -97,6 +97,7 @@ int loom_cli_devices(const char *backend) {
         if (info.n_threads) printf(", %d threads", info.n_threads);
         printf("\n");
         if (info.features[0]) printf("           features: %s\n", info.features);
+        if (info.driver[0]) printf("           driver: %s\n", info.driver);
     }
     loom_backend *sel = NULL;
     char err[LOOM_ERROR_MAX] = "";

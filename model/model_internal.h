@@ -42,6 +42,13 @@ typedef struct loom_blobs {
 } loom_blobs;
 /* Take ownership of p; false when out of memory (p is then still the
  * caller's). */
+/* Load a model from an open GGUF (model/arch/load.c); takes ownership of g
+ * (closed before returning, on success and failure; memory g borrows can be
+ * freed then). path only labels messages. */
+struct loom_gguf;
+loom_status loom_model_load_open_gguf(struct loom_gguf *g, const char *path,
+                                      const loom_model_params *pp, loom_model **out, char *err,
+                                      size_t err_n);
 bool loom_blobs_keep(loom_blobs *b, void *p);
 void loom_blobs_free(loom_blobs *b);
 

@@ -40,6 +40,9 @@ HIP_PKGS=(hipcc libamdhip64-dev)
 TEST_PKGS=(chromium)
 # The Python FAQ pages for the retrieval-quality test (tests/rag/rag_faq_recall.py).
 TEST_PKGS+=(python3.11-doc)
+# rsvg-convert: tests/cli/bench_model.py renders `loom bench model --plot`'s
+# SVG to PNG headless, and `--plot FILE.png` renders through it.
+TEST_PKGS+=(librsvg2-bin)
 
 PKGS=("${BUILD_PKGS[@]}" "${LIB_PKGS[@]}" "${VULKAN_PKGS[@]}" "${HIP_PKGS[@]}" "${TEST_PKGS[@]}")
 # libpq: `loom rag --store postgresql://...`, the PostgreSQL + pgvector store

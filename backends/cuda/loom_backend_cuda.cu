@@ -249,6 +249,16 @@ static void gpu_device_info(loom_backend *be, loom_device_info *out) {
     snprintf(out->features, sizeof out->features, "sm_%d%d cublas", c->prop.major, c->prop.minor);
 #endif
     out->int8 = true;
+    int dv = 0;
+    if (cudaDriverGetVersion(&dv) == cudaSuccess && dv > 0)
+        snprintf(out->driver, sizeof out->driver, "%s driver %d.%d",
+#if defined(LOOM_USE_HIP)
+                 "HIP", dv / 10000000, (dv / 100000) % 100
+#else
+                 "CUDA", dv / 1000, (dv % 1000) / 10
+#endif
+        );
+    (void)cudaGetLastError();
 }
 
 /* ---------------- memory ---------------- */

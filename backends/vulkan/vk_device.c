@@ -211,8 +211,11 @@ static void loom_vk_query(loom_vk_ctx *c, VkPhysicalDeviceFeatures2 *feat2,
     VkPhysicalDeviceMaintenance3Properties m3 = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES,
         .pNext = v13 ? &sgc : NULL};
+    /* Core in Vulkan 1.2, which every device loom picks has. */
+    VkPhysicalDeviceDriverProperties drv = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES, .pNext = &m3};
     VkPhysicalDeviceSubgroupProperties sg = {
-        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES, .pNext = &m3};
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES, .pNext = &drv};
     VkPhysicalDeviceProperties2 p2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2,
                                       .pNext = &sg};
     c->f.vkGetPhysicalDeviceProperties2(c->phys, &p2);
@@ -222,6 +225,7 @@ static void loom_vk_query(loom_vk_ctx *c, VkPhysicalDeviceFeatures2 *feat2,
     c->sg_min = v13 ? sgc.minSubgroupSize : sg.subgroupSize;
     c->sg_max = v13 ? sgc.maxSubgroupSize : sg.subgroupSize;
     c->max_alloc = m3.maxMemoryAllocationSize;
+    snprintf(c->driver, sizeof c->driver, "%.40s %.50s", drv.driverName, drv.driverInfo);
     c->max_buffer = v13 ? m4.maxBufferSize : 0;
 
     *f12 = (VkPhysicalDeviceVulkan12Features){
@@ -423,6 +427,7 @@ void loom_vk_device_info(loom_backend *be, loom_device_info *out) {
     out->bf16 = false; /* bf16 is converted bit-wise in the shaders */
     out->subgroup_size = (int)c->subgroup_size;
     out->max_buffer_bytes = (size_t)c->max_buf_bytes;
+    snprintf(out->driver, sizeof out->driver, "%s", c->driver);
     uint32_t v = c->props.apiVersion;
     /* Subgroup operations in compute: b(asic) v(ote) a(rithmetic) B(allot)
      * s(huffle) r(elative shuffle) c(lustered) q(uad). */

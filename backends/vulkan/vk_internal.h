@@ -132,6 +132,7 @@ typedef struct loom_vk_ctx {
     VkQueue queue;
     uint32_t queue_family;
     VkPhysicalDeviceProperties props;
+    char driver[96]; /* driverName driverInfo (VkPhysicalDeviceDriverProperties) */
     VkPhysicalDeviceMemoryProperties memprops;
     uint32_t subgroup_size, sg_min, sg_max;
     uint32_t sg_ops;   /* VkSubgroupFeatureFlags supported (any stage) */

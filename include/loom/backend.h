@@ -35,7 +35,9 @@ extern "C" {
  * would write a shorter struct).
  * 3: loom_backend_iface gained the optional kernel_info and kernel_claims
  * slots at its end (a plugin built against 2 has a shorter vtable). */
-#define LOOM_BACKEND_ABI_VERSION 3
+/* 4: loom_device_info gained driver (a plugin built against 3 writes a
+ * shorter struct). */
+#define LOOM_BACKEND_ABI_VERSION 4
 #define LOOM_ERROR_MAX           512
 
 typedef struct loom_device_info {
@@ -55,6 +57,11 @@ typedef struct loom_device_info {
      * tests); cpu, cuda and hip report 0. Filled by device_info, which
      * zeroes the struct first, like every field here. */
     size_t max_buffer_bytes;
+    /* The driver behind the device, for benchmark records: Vulkan's
+     * driverName and driverInfo ("llvmpipe Mesa 22.3.6 (LLVM 15.0.6)"),
+     * CUDA/HIP's driver API version ("CUDA driver 12.4"); "" for the cpu or
+     * when unknown. */
+    char driver[96];
 } loom_device_info;
 
 typedef struct loom_backend loom_backend;

@@ -288,6 +288,16 @@ LOOM_API loom_status loom_model_write_random_gguf(const loom_model_config *c, lo
                                                   uint64_t seed, const loom_tokenizer *tok,
                                                   const char *path, char *err, size_t err_n);
 
+/* Load config c with the same seeded random weights that
+ * loom_model_write_random_gguf would write (no tokenizer), without a file:
+ * the weights are generated and serialized in memory and copied into the
+ * backend buffers as a loaded file's would be. Peak memory is about twice
+ * the weights' bytes during the load. c->rope.mode must be
+ * LOOM_ROPE_NORMAL or LOOM_ROPE_NEOX, as for the writer. */
+LOOM_API loom_status loom_model_load_random(const loom_model_config *c, loom_dtype wtype,
+                                            uint64_t seed, const loom_model_params *p,
+                                            loom_model **out, char *err, size_t err_n);
+
 /* Read the config from an open GGUF's metadata and tensor shapes (as the
  * loader does), validated. */
 struct loom_gguf;

@@ -73,11 +73,12 @@ static loom_status add_rope_freqs(loom_gguf_writer *w, loom_blobs *keep, const l
     return LOOM_OK;
 }
 
-loom_status loom_model_write_random_gguf(const loom_model_config *c, loom_dtype wt, uint64_t seed,
-                                         const loom_tokenizer *tok, const char *path, char *err,
-                                         size_t err_n) {
-    if (!c || !path)
-        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "init-model: NULL argument");
+/* The whole random model as a GGUF writer: *w and the tensor bytes it points
+ * at (*keep) are the caller's to free, also on failure. */
+static loom_status build_random(const loom_model_config *c, loom_dtype wt, uint64_t seed,
+                                const loom_tokenizer *tok, loom_gguf_writer **wp, loom_blobs *keep,
+                                char *err, size_t err_n) {
+    *wp = NULL;
     char verr[256];
     if (loom_model_config_validate(c, verr, sizeof verr) != LOOM_OK)
         return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "init-model: %s", verr);
@@ -101,9 +102,9 @@ loom_status loom_model_write_random_gguf(const loom_model_config *c, loom_dtype 
                                loom_tokenizer_vocab_size(tok), (long long)c->vocab_size);
 
     loom_gguf_writer *w = NULL;
-    loom_blobs keep = {0};
     loom_status st = loom_gguf_writer_new(&w);
     if (st != LOOM_OK) return loom_model_fail(err, err_n, st, "init-model: out of memory");
+    *wp = w;
     char desc[256];
     snprintf(desc, sizeof desc,
              "random weights (seed %llu): a Llama-3-architecture model made by loom init-model; "
@@ -139,12 +140,10 @@ loom_status loom_model_write_random_gguf(const loom_model_config *c, loom_dtype 
         KV(loom_gguf_writer_set_u32(w, "loom.moe_every", (uint32_t)c->moe_every));
         KV(loom_gguf_writer_set_u32(w, "loom.moe_offset", (uint32_t)c->moe_offset));
     }
-    if (st != LOOM_OK) {
-        st = loom_model_fail(err, err_n, st, "init-model: %s", loom_gguf_writer_error(w));
-        goto done;
-    }
+    if (st != LOOM_OK)
+        return loom_model_fail(err, err_n, st, "init-model: %s", loom_gguf_writer_error(w));
     if (tok) {
-        if ((st = loom_tokenizer_write_gguf(tok, w, err, err_n)) != LOOM_OK) goto done;
+        if ((st = loom_tokenizer_write_gguf(tok, w, err, err_n)) != LOOM_OK) return st;
     } else {
         const int32_t ids[3] = {c->bos_id, c->eos_id, c->eot_id};
         const char *keys[3] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
@@ -158,11 +157,11 @@ loom_status loom_model_write_random_gguf(const loom_model_config *c, loom_dtype 
 #define ADD(name, t, a, b, cc, center, amp)                                                        \
     do {                                                                                           \
         if (st == LOOM_OK)                                                                         \
-            st = add_random(w, &keep, name, t, a, b, cc, center, amp, seed, err, err_n);           \
+            st = add_random(w, keep, name, t, a, b, cc, center, amp, seed, err, err_n);            \
     } while (0)
     ADD("token_embd.weight", wt, d, c->vocab_size, 1, 0.0f, s3 / sqrtf((float)d));
     if (st == LOOM_OK && c->rope.scaling == LOOM_ROPE_SCALING_LLAMA3)
-        st = add_rope_freqs(w, &keep, &c->rope, err, err_n);
+        st = add_rope_freqs(w, keep, &c->rope, err, err_n);
     ADD("output_norm.weight", LOOM_F32, d, 1, 1, 1.0f, 0.1f);
     if (!c->tie_embeddings)
         ADD("output.weight", wt, d, c->vocab_size, 1, 0.0f, s3 / sqrtf((float)d));
@@ -191,11 +190,51 @@ loom_status loom_model_write_random_gguf(const loom_model_config *c, loom_dtype 
     }
 #undef ADD
 #undef KV
+    return st;
+}
+
+loom_status loom_model_write_random_gguf(const loom_model_config *c, loom_dtype wt, uint64_t seed,
+                                         const loom_tokenizer *tok, const char *path, char *err,
+                                         size_t err_n) {
+    if (!c || !path)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "init-model: NULL argument");
+    loom_gguf_writer *w = NULL;
+    loom_blobs keep = {0};
+    loom_status st = build_random(c, wt, seed, tok, &w, &keep, err, err_n);
     if (st == LOOM_OK && (st = loom_gguf_writer_write(w, path)) != LOOM_OK)
         st = loom_model_fail(err, err_n, st, "init-model: writing %s failed: %s", path,
                              loom_gguf_writer_error(w));
-done:
     loom_blobs_free(&keep);
     loom_gguf_writer_free(w);
+    return st;
+}
+
+loom_status loom_model_load_random(const loom_model_config *c, loom_dtype wt, uint64_t seed,
+                                   const loom_model_params *p, loom_model **out, char *err,
+                                   size_t err_n) {
+    if (!c || !out)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: NULL argument");
+    *out = NULL;
+    /* The loader reads a GGUF, so the weights are serialized into one heap
+     * buffer and read from there: no file, but twice the weights' bytes at
+     * the peak (the generated tensors and the buffer; then the buffer and the
+     * backend's copy). Generating straight into the backend buffers would
+     * need a second loader. */
+    loom_gguf_writer *w = NULL;
+    loom_blobs keep = {0};
+    void *buf = NULL;
+    size_t n = 0;
+    loom_status st = build_random(c, wt, seed, NULL, &w, &keep, err, err_n);
+    if (st == LOOM_OK && (st = loom_gguf_writer_write_memory(w, &buf, &n)) != LOOM_OK)
+        st = loom_model_fail(err, err_n, st, "model: serializing random weights failed: %s",
+                             loom_gguf_writer_error(w));
+    loom_blobs_free(&keep);
+    loom_gguf_writer_free(w);
+    loom_gguf *g = NULL;
+    char gerr[512];
+    if (st == LOOM_OK && (st = loom_gguf_open_memory(buf, n, &g, gerr, sizeof gerr)) != LOOM_OK)
+        st = loom_model_fail(err, err_n, st, "model: random weights: %s", gerr);
+    if (st == LOOM_OK) st = loom_model_load_open_gguf(g, "random weights", p, out, err, err_n);
+    free(buf); /* the loader copied the weights into backend buffers */
     return st;
 }

@@ -679,8 +679,8 @@ static loom_status load_tokenizer(loom_model *m, loom_gguf *g, char *err, size_t
 
 /* Load from an open GGUF; takes ownership of g (closed before returning, on
  * success and failure). path only labels messages. */
-static loom_status load_from_gguf(loom_gguf *g, const char *path, const loom_model_params *pp,
-                                  loom_model **out, char *err, size_t err_n) {
+loom_status loom_model_load_open_gguf(loom_gguf *g, const char *path, const loom_model_params *pp,
+                                      loom_model **out, char *err, size_t err_n) {
     *out = NULL;
     const loom_model_params p = pp ? *pp : loom_model_default_params();
     loom_model *m = NULL;
@@ -716,7 +716,7 @@ loom_status loom_model_load_gguf(const char *path, const loom_model_params *pp, 
     loom_gguf *g = NULL;
     loom_status st = loom_gguf_open(path, &g, gerr, sizeof gerr);
     if (st != LOOM_OK) return loom_model_fail(err, err_n, st, "model: %s", gerr);
-    return load_from_gguf(g, path, pp, out, err, err_n);
+    return loom_model_load_open_gguf(g, path, pp, out, err, err_n);
 }
 
 /* ---------------- model sources: GGUF file or HF directory ---------------- */
@@ -780,7 +780,7 @@ loom_status loom_model_load(const char *path, const loom_model_params *pp, loom_
         loom_model_fail(err, err_n, s, "model: converted %s: %s", path, e);
     unlink(tmp); /* mapped (or failed): the name is no longer needed */
     if (s != LOOM_OK) return s;
-    return load_from_gguf(g, path, &p, out, err, err_n);
+    return loom_model_load_open_gguf(g, path, &p, out, err, err_n);
 }
 
 void loom_model_free(loom_model *m) {

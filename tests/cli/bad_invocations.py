@@ -103,7 +103,7 @@ SPEC = {
                          "-t": ("int", 1, 4096), "-b": ("int", 1, 65536), "--kv-type": ("choice", ["f16", "q8_0", "f32"]),
                          "-r": ("int", 1, 100),
                          "-o": ("choice", ["md", "json", "csv", "jsonl"]), "--save": ("str",),
-                         "--plot": ("str",), **SPLIT},
+                         "--plot": ("str",), "--peer": ("choice", ["llama.cpp"]), **SPLIT},
     ("bench", "compare"): {"--fail-below": ("float", 0, 100)},
     ("serve",): {"-m": ("str",), "--model": ("str",), "--host": ("str",),
                  "--port": ("int", 0, 65535), "--parallel": ("int", 1, 256),

@@ -305,6 +305,45 @@ static void test_against_reference(const char *path, bool tied) {
     loom_model_free(m);
 }
 
+/* loom_model_load_random: the same config, weight type and seed as the file
+ * at path (test_against_reference's untied model, seed 7) give bit-identical
+ * logits without a file, and a random-weight model says so. */
+static void test_load_random(const char *path) {
+    loom_model_config c = tiny_config(false);
+    loom_model_params p = loom_model_default_params();
+    p.backend = "cpu";
+    p.kv_dtype = LOOM_F32;
+    p.n_ctx = 32;
+    loom_model *mem = NULL, *file = load(path, LOOM_F32, 1);
+    char err[512];
+    CHECK_MSG(loom_model_load_random(&c, LOOM_F32, 7, &p, &mem, err, sizeof err) == LOOM_OK, "%s",
+              err);
+    if (!mem || !file) {
+        loom_model_free(mem);
+        loom_model_free(file);
+        return;
+    }
+    CHECK(loom_model_random_weights(mem) && loom_model_tokenizer(mem) == NULL);
+    CHECK(loom_model_weight_bytes(mem) == loom_model_weight_bytes(file));
+    const int V = (int)c.vocab_size;
+    const int32_t tokens[5] = {3, 1, 4, 1, 5};
+    float *a = malloc(sizeof *a * 5 * (size_t)V), *b = malloc(sizeof *b * 5 * (size_t)V);
+    int slot = 0;
+    loom_batch bt = {1, 5, &slot, tokens, true};
+    CHECK_MSG(loom_model_decode(mem, &bt, a, err, sizeof err) == LOOM_OK, "%s", err);
+    CHECK_MSG(loom_model_decode(file, &bt, b, err, sizeof err) == LOOM_OK, "%s", err);
+    CHECK_MSG(memcmp(a, b, sizeof *a * 5 * (size_t)V) == 0, "in-memory logits differ from file");
+    /* A bad config fails with the writer's message and leaves *out NULL. */
+    loom_model *bad = (loom_model *)1;
+    c.dim = 0;
+    CHECK(loom_model_load_random(&c, LOOM_F32, 8, &p, &bad, err, sizeof err) != LOOM_OK &&
+          bad == NULL && strstr(err, "init-model:"));
+    free(a);
+    free(b);
+    loom_model_free(mem);
+    loom_model_free(file);
+}
+
 /* Decode with the f16 KV cache: prefill 4, then one token at a time. */
 static void test_kv_decode(const char *path) {
     const int64_t T = 9, V = 97;
@@ -527,6 +566,7 @@ int main(void) {
     snprintf(bad, sizeof bad, "/tmp/loom_test_model_bad_%d.gguf", (int)getpid());
     test_against_reference(path, true);
     test_against_reference(path, false); /* leaves the untied model at path */
+    test_load_random(path);
     test_kv_decode(path);
     test_malformed(path, bad);
     unlink(path);

@@ -43,6 +43,7 @@ typedef struct a8_x {
     const int8_t *q;   /* K codes */
     const float *d;    /* K/32 scales */
     const float *ds;   /* K/32: d * sum(q), for the min terms */
+    const float *dds;  /* K/32 pairs (d, ds) */
     const int32_t *xo; /* K/4: -off * sum of 4 codes */
 } a8_x;
 
@@ -125,6 +126,7 @@ static inline A8_TGT __attribute__((always_inline)) float a8_dot_legacy(loom_dty
 #if VN == 16
     /* Two blocks per vpdpbusd: lanes 0-7 block i, 8-15 block i + 1. */
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    __m128 macc = _mm_setzero_ps();
     for (; i + 2 <= nb; i += 2, b += 2 * bytes) {
         __builtin_prefetch(b + MM_PREFETCH);
         const __m512i q = _mm512_loadu_si512(x->q + 32 * i);
@@ -152,23 +154,34 @@ static inline A8_TGT __attribute__((always_inline)) float a8_dot_legacy(loom_dty
         }
         a = has_m ? _mm512_setzero_si512() : _mm512_loadu_si512(x->xo + 8 * i);
         a = _mm512_dpbusd_epi32(a, w, q);
-        const float s0 = v_f16s(b) * x->d[i], s1 = v_f16s(b + bytes) * x->d[i + 1];
-        const __m512 sc = _mm512_castpd_ps(_mm512_insertf64x4(
-            _mm512_castps_pd(_mm512_set1_ps(s0)), _mm256_castps_pd(_mm256_set1_ps(s1)), 1));
+        /* Both blocks' d (and m) in one conversion: halves [d0 m0 d1 m1]
+         * times [dx0 ds0 dx1 ds1]; lanes 0 and 2 scale the s32 lanes, 1 and
+         * 3 are the min terms. */
+        uint32_t h0, h1;
+        memcpy(&h0, b, 4);
+        memcpy(&h1, b + bytes, 4);
+        if (!has_m) h0 &= 0xFFFFu, h1 &= 0xFFFFu;
+        const __m128 p = _mm_mul_ps(_mm_cvtph_ps(_mm_set_epi32(0, 0, (int)h1, (int)h0)),
+                                    _mm_loadu_ps(x->dds + 2 * i));
+        const __m512 sc = _mm512_permutexvar_ps(
+            _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0),
+            _mm512_castps128_ps512(p));
         if (i & 2)
             acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), sc, acc1);
         else
             acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), sc, acc0);
-        if (has_m) {
-            mins0 += v_f16s(b + 2) * x->ds[i];
-            mins1 += v_f16s(b + bytes + 2) * x->ds[i + 1];
-        }
+        if (has_m) macc = _mm_add_ps(macc, p);
     }
     float tail = 0.0f;
     for (; i < nb; i++, b += bytes) {
         const __m256i a = a8_legacy1(t, b, x, 32 * i);
         tail += a8_hsum256(_mm256_mul_ps(_mm256_cvtepi32_ps(a), _mm256_set1_ps(v_f16s(b) * x->d[i])));
         if (has_m) mins0 += v_f16s(b + 2) * x->ds[i];
+    }
+    if (has_m) {
+        float ml[4];
+        _mm_storeu_ps(ml, macc);
+        mins1 += ml[1] + ml[3];
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + tail + mins0 + mins1;
 #else
@@ -287,8 +300,8 @@ static A8_TGT loom_status k_matmul_act8(const loom_tensor *out, int ith, int nth
     int64_t lo, hi;
     lc_range(N * X2 * X3, ith, nth, &lo, &hi);
     if (lo >= hi || M == 0) return LOOM_OK;
-    /* per row: q (K bytes), xo (K bytes of int32), d, ds, s (nb each) */
-    const size_t per = (size_t)K * 2 + (size_t)nb * 12 + 64;
+    /* per row: q (K bytes), xo (K bytes of int32), d, ds, s (nb each), dds (2 nb) */
+    const size_t per = (size_t)K * 2 + (size_t)nb * 20 + 64;
     uint8_t *buf = lc_alloc(per * (size_t)M);
     if (!buf) return lc_fail(err, err_n, LOOM_ERR_OOM, "matmul: out of memory for scratch");
     a8_x xs[LOOM_ACT8_MAX_M];
@@ -307,9 +320,13 @@ static A8_TGT loom_status k_matmul_act8(const loom_tensor *out, int ith, int nth
             loom_act8_quantize_row((const float *)loom_ref_ptr(x, 0, m, i2, i3), K, q, d, s);
             for (int64_t j = 0; j < K / 4; j++)
                 xo[j] = -off * (q[4 * j] + q[4 * j + 1] + q[4 * j + 2] + q[4 * j + 3]);
-            for (int64_t j = 0; j < nb; j++)
+            float *dds = (float *)(s + nb);
+            for (int64_t j = 0; j < nb; j++) {
                 ds[j] = d[j] * (float)s[j];
-            xs[m] = (a8_x){q, d, ds, xo};
+                dds[2 * j] = d[j];
+                dds[2 * j + 1] = ds[j];
+            }
+            xs[m] = (a8_x){q, d, ds, dds, xo};
         }
         float *o = (float *)loom_ref_ptr(out, 0, 0, i2, i3);
         for (int64_t n = n0; n < n1; n++) {

@@ -15,7 +15,7 @@
 #define CMD "perplexity"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: loom perplexity -m MODEL -f TEXT [--ctx N] [--chunks N] [-t N]\n"
+    fprintf(f, "usage: loom perplexity -m MODEL -f TEXT [--ctx N] [--chunks N] [--batch N] [-t N]\n"
                "                       [--kv-type f16|q8_0|f32] [--backend NAME]\n"
                "perplexity of MODEL (GGUF or Hugging Face directory) on the text file TEXT,\n"
                "as llama.cpp's llama-perplexity computes it: non-overlapping windows of --ctx\n"
@@ -23,6 +23,9 @@ static void usage(FILE *f) {
                "scored; prints the running value per window and PPL +/- its error estimate\n"
                "  --ctx N      window length in tokens, 4..1048576 (default 512)\n"
                "  --chunks N   windows to score, 0..1000000; 0: all (default)\n"
+               "  --batch N    tokens per forward pass, 1..65536 (default 256); up to 8 the\n"
+               "               cpu runs its decode kernels (int8 activations unless\n"
+               "               LOOM_CPU_ACT=f32)\n"
                "  -t N         cpu threads, 1..4096 (default: the cpu backend's, LOOM_THREADS)\n"
                "  --kv-type T  KV-cache type (default f16)\n");
 }
@@ -61,7 +64,7 @@ static char *read_text(const char *path, size_t *n) {
 
 int loom_cli_perplexity(const char *backend, int argc, char **argv) {
     const char *model = NULL, *file = NULL, *kv = "f16";
-    int64_t ctx = 512, chunks = 0;
+    int64_t ctx = 512, chunks = 0, batch = 256;
     int threads = 0;
     loom_dtype kvt = LOOM_F16;
     for (int i = 1; i < argc; i++) {
@@ -71,7 +74,7 @@ int loom_cli_perplexity(const char *backend, int argc, char **argv) {
             return 0;
         }
         static const char *const valued[] = {"-m",       "--model", "-f",        "--file", "--ctx",
-                                             "--chunks", "-t",      "--kv-type", NULL};
+                                             "--chunks", "-t",      "--kv-type", "--batch", NULL};
         bool known = false;
         for (int k = 0; valued[k] && !known; k++)
             known = !strcmp(a, valued[k]);
@@ -90,6 +93,8 @@ int loom_cli_perplexity(const char *backend, int argc, char **argv) {
             ok = loom_cli_parse_i64(CMD, a, v, 4, 1048576, &ctx);
         else if (!strcmp(a, "--chunks"))
             ok = loom_cli_parse_i64(CMD, a, v, 0, 1000000, &chunks);
+        else if (!strcmp(a, "--batch"))
+            ok = loom_cli_parse_i64(CMD, a, v, 1, 65536, &batch);
         else if (!strcmp(a, "-t"))
             ok = loom_cli_parse_int(CMD, a, v, 1, 4096, &threads);
         else {
@@ -142,6 +147,7 @@ int loom_cli_perplexity(const char *backend, int argc, char **argv) {
         loom_perplexity_params pp = loom_perplexity_default_params();
         pp.n_ctx = ctx;
         pp.n_chunks = chunks;
+        pp.n_batch = batch;
         pp.on_chunk = on_chunk;
         loom_perplexity_result r;
         fprintf(stderr, "perplexity: %s, weights %s, kv %s on %s, ctx %lld\n", model,

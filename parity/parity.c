@@ -243,6 +243,7 @@ typedef struct case_run {
     double tol;
     const opts *o;
     const char *kernel; /* kernel the backend ran for the output, while known */
+    const bool *act8;   /* per node index: run loom_ref_compute_act8 (NULL: none) */
 } case_run;
 
 static void report_fail(const case_run *cr, const char *backend, const char *what,
@@ -447,7 +448,15 @@ static bool ref_compute(case_run *cr, ref_run *r, bool *ref_ok) {
             report_fail(cr, "ref", "node", t, NULL, "the reference does not support this node");
             return false;
         }
-        loom_status st = loom_ref_compute(t, 0, 1, err, sizeof err);
+        const bool a8 = cr->act8 && cr->act8[i];
+        if (a8 && !loom_ref_act8_applies(t)) {
+            report_fail(cr, "ref", "node", t, NULL,
+                        "the backend ran an int8-activation kernel on a node outside "
+                        "loom_ref_act8_applies");
+            return false;
+        }
+        loom_status st = a8 ? loom_ref_compute_act8(t, 0, 1, err, sizeof err)
+                            : loom_ref_compute(t, 0, 1, err, sizeof err);
         if (st != LOOM_OK) {
             report_fail(cr, "ref", "node", t, NULL, "loom_ref_compute: %s: %s", loom_status_str(st),
                         err);
@@ -460,8 +469,10 @@ static bool ref_compute(case_run *cr, ref_run *r, bool *ref_ok) {
                     "guard bytes after the tensor were overwritten (out-of-bounds write)");
         return true;
     }
-    /* Fused vs decomposed (or quantized vs dequantized) on the reference. */
-    for (int k = 1; k < r->c.n_outs; k++) {
+    /* Fused vs decomposed (or quantized vs dequantized) on the reference;
+     * not for an int8-activation reference, whose equivalent computations
+     * need not quantize the same way (the f32 reference checked them). */
+    for (int k = 1; k < r->c.n_outs && !cr->act8; k++) {
         cmp_result res;
         loom_tensor *a = r->c.outs[0], *b = r->c.outs[k];
         parity_compare(a, a->data, b->data, cr->tol, &res);
@@ -488,7 +499,26 @@ static bool same_leaves(const loom_graph *a, const loom_graph *b) {
     return true;
 }
 
-static bool backend_run(case_run *cr, const ref_run *ref, loom_backend *be, loom_backend *cpu,
+/* Which nodes of g the backend (or the cpu, for nodes be does not support)
+ * runs with int8 activations (ADR 0036): the kernel name says " act8".
+ * Returns whether any does; mask has one entry per node. */
+static bool graph_act8(loom_backend *be, loom_backend *cpu, const loom_graph *g, bool *mask) {
+    bool any = false;
+    for (int i = 0; i < loom_graph_n_nodes(g); i++) {
+        const loom_tensor *t = loom_graph_node(g, i);
+        mask[i] = false;
+        if (!is_compute(t)) continue;
+        loom_backend *on = be != cpu && !be->iface->supports(be, t) ? cpu : be;
+        char name[64] = "";
+        if (!on->iface->kernel_info) continue;
+        on->iface->kernel_info(on, t, name, sizeof name);
+        mask[i] = strstr(name, " act8") != NULL;
+        any |= mask[i];
+    }
+    return any;
+}
+
+static bool backend_run(case_run *cr, const ref_run *ref_f32, loom_backend *be, loom_backend *cpu,
                         be_stats *bs) {
     const char *bname = bs->cov.label;
     char err[LOOM_ERROR_MAX] = "", kernel[64] = "";
@@ -498,6 +528,10 @@ static bool backend_run(case_run *cr, const ref_run *ref, loom_backend *be, loom
     bool ok = false;
     void *got[MAX_OUTS] = {0};
     int fallback = 0;
+    const ref_run *ref = ref_f32;
+    ref_run ref8;
+    memset(&ref8, 0, sizeof ref8);
+    bool *a8_mask = NULL, act8 = false;
 
     if (build_case(cr->pc, &c, &g, err, sizeof err) != LOOM_OK) {
         report_fail(cr, bname, "", NULL, NULL, "%s", err);
@@ -506,6 +540,22 @@ static bool backend_run(case_run *cr, const ref_run *ref, loom_backend *be, loom
     if (!same_leaves(ref->g, g) || c.n_outs != ref->c.n_outs) {
         report_fail(cr, bname, "", NULL, NULL, "the builder is not deterministic");
         goto done;
+    }
+    /* Int8-activation kernels are held to the reference that quantizes the
+     * activations the same way, computed for this backend's choice of nodes. */
+    a8_mask = calloc((size_t)loom_graph_n_nodes(g) + 1, sizeof *a8_mask);
+    if (!a8_mask) {
+        report_fail(cr, bname, "", NULL, NULL, "out of memory");
+        goto done;
+    }
+    if (graph_act8(be, cpu, g, a8_mask)) {
+        bool ok8 = false;
+        cr->act8 = a8_mask;
+        const bool have8 = ref_compute(cr, &ref8, &ok8);
+        cr->act8 = NULL;
+        if (!have8 || !ok8) goto done;
+        ref = &ref8;
+        act8 = true;
     }
     if (be != cpu) {
         int seen[LOOM_OP_COUNT] = {0};
@@ -589,7 +639,7 @@ static bool backend_run(case_run *cr, const ref_run *ref, loom_backend *be, loom
             report_fail(cr, bname, k ? "equivalent output" : "output", c.outs[k], &res, NULL);
             ok = false;
         }
-        if (ok && k > 0) {
+        if (ok && k > 0 && !act8) {
             parity_compare(want, got[0], want->data, cr->tol, &res);
             if (!res.ok) {
                 report_fail(cr, bname, "output vs reference of equivalent", c.outs[0], &res,
@@ -600,10 +650,13 @@ static bool backend_run(case_run *cr, const ref_run *ref, loom_backend *be, loom
         }
     }
     if (ok && cr->o->verbose)
-        printf("ok   %-6s %s (NMSE %.1e, tol %.0e, kernel %s%s)\n", bname, cr->pc->name, worst,
-               cr->tol, kernel, fallback ? ", some nodes on cpu" : "");
+        printf("ok   %-6s %s (NMSE %.1e, tol %.0e, kernel %s%s%s)\n", bname, cr->pc->name, worst,
+               cr->tol, kernel, fallback ? ", some nodes on cpu" : "",
+               act8 ? ", vs int8-activation reference" : "");
 done:
     cr->kernel = NULL;
+    ref_free(&ref8);
+    free(a8_mask);
     for (int k = 0; k < MAX_OUTS; k++)
         free(got[k]);
     loom_sched_free(s);
@@ -719,7 +772,7 @@ int loom_parity_run(const loom_parity_opts *opt) {
     for (int i = 0; i < n_cases; i++) {
         const parity_case *pc = &cases[i];
         if (!selected(pc, &o)) continue;
-        case_run cr = {pc, parity_rand_u64(&(uint64_t){o.seed ^ hash_str(pc->name)}), 0, &o, NULL};
+        case_run cr = {pc, parity_rand_u64(&(uint64_t){o.seed ^ hash_str(pc->name)}), 0, &o, NULL, NULL};
         ref_run ref;
         memset(&ref, 0, sizeof ref);
         bool ref_ok = false;

@@ -886,6 +886,7 @@ int parity_cases_make(parity_case **out) {
     cases_backward(&tb);
     parity_cases_large_logits(&tb);
     parity_cases_legacy(&tb, b_get_rows, b_matmul, b_cpy);
+    parity_cases_act8(&tb, b_matmul);
     if (tb.oom) {
         free(tb.v);
         *out = NULL;

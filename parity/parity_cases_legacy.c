@@ -7,6 +7,7 @@
  * The builders are parity_cases.c's and parity_cases_moe.c's, passed in. */
 #include <string.h>
 
+#include "loom/backend_sdk.h"
 #include "parity/parity_internal.h"
 
 static const loom_dtype k_legacy[] = {LOOM_Q4_1, LOOM_Q5_0, LOOM_Q5_1};
@@ -76,6 +77,25 @@ void parity_cases_legacy(parity_table *tb, parity_build_fn get_rows, parity_buil
         parity_table_add(tb, LOOM_OP_CPY, cpy,
                          (parity_args){.t = {LOOM_F32, t}, .n = {32, 9}, .i = {0, 0, 2}},
                          "f32[32,9] -> %s (integers)", tn);
+    }
+}
+
+/* The int8-activation decode kernels (ADR 0036): an odd number of 32-value
+ * blocks (AVX-512 pairs blocks, then one left over), the largest covered
+ * batch (LOOM_ACT8_MAX_M) and the first one past it (the f32 GEMM), for
+ * every weight type they take; k-quants with an odd number of super-blocks. */
+void parity_cases_act8(parity_table *tb, parity_build_fn matmul) {
+    static const loom_dtype types[] = {LOOM_Q4_0, LOOM_Q4_1, LOOM_Q5_0, LOOM_Q5_1,
+                                       LOOM_Q8_0, LOOM_Q4_K, LOOM_Q6_K};
+    for (size_t q = 0; q < sizeof types / sizeof types[0]; q++) {
+        const loom_dtype t = types[q];
+        const int64_t K = t == LOOM_Q4_K || t == LOOM_Q6_K ? 768 : 96;
+        static const int64_t Ms[] = {1, LOOM_ACT8_MAX_M, LOOM_ACT8_MAX_M + 1};
+        for (int m = 0; m < 3; m++)
+            parity_table_add(tb, LOOM_OP_MATMUL, matmul,
+                             (parity_args){.t = {t, LOOM_F32}, .n = {K, 19, Ms[m]}},
+                             "w=%s x=f32 K=%lld N=19 M=%lld (act8 edges)", loom_dtype_name(t),
+                             (long long)K, (long long)Ms[m]);
     }
 }
 

@@ -46,6 +46,8 @@ void parity_cases_large_logits(parity_table *tb); /* parity_cases_logits.c */
 void parity_cases_legacy(parity_table *tb, parity_build_fn get_rows, parity_build_fn matmul,
                          parity_build_fn cpy);
 void parity_cases_legacy_moe(parity_table *tb, parity_build_fn moe);
+/* edges of the int8-activation decode kernels (parity_cases_legacy.c) */
+void parity_cases_act8(parity_table *tb, parity_build_fn matmul);
 
 /* ---------------- kernel coverage (parity_coverage.c) ---------------- */
 

@@ -181,6 +181,19 @@ def quant_q8_0(x):
     return blk.tobytes(), deq.reshape(np.shape(x))
 
 
+def act8_dequant(x):
+    """Activations as loom's int8-activation kernels see them (ADR 0036):
+    quantize_row_q8_0's codes per 32 values, scale kept in float32 (not
+    rounded to f16); returns d * q in float64 (exact)."""
+    xb = np.asarray(x, dtype=np.float32).reshape(-1, 32)
+    amax = np.max(np.abs(xb), axis=1)
+    d = amax / np.float32(127.0)
+    inv = np.zeros_like(d)
+    np.divide(np.float32(1.0), d, out=inv, where=d != 0)
+    q = c_roundf(xb * inv[:, None])
+    return (d.astype(np.float64)[:, None] * q).reshape(np.shape(x))
+
+
 def quant_q4_0(x):
     """ggml quantize_row_q4_0_ref, float32 arithmetic as in C."""
     xb = np.asarray(x, dtype=np.float32).reshape(-1, 32)
@@ -562,6 +575,11 @@ def gen_matmul(w):
         wt, w64 = t_weight("w", wf, wdt)
         xt, x64 = t_weight("x", xf, xdt)
         w.case("matmul", name, [wt, xt], ref_matmul(w64, x64), K)
+        if wdt in (Q8_0, Q4_0) and xdt == F32 and xs[2] <= 8:
+            # Twin for loom's int8-activation cpu kernels: same inputs, the
+            # activations quantized per 32 values first; ints [1] marks it.
+            w.case("matmul", name + "_act8", [wt, xt], ref_matmul(w64, act8_dequant(xf)), K,
+                   ints=[1])
 
 
 def gen_flash_attn(w):

@@ -37,6 +37,7 @@ typedef struct cpu_ctx {
     char (*errs)[CPU_ERR_MAX]; /* one message slot per thread */
     int n_errs;
     loom_cpu_isa isa; /* kernel set, fixed at init */
+    bool act8;        /* int8 activations for decode matmuls (ADR 0036), fixed at init */
 } cpu_ctx;
 
 static int cpu_threads_wanted(const loom_backend *be) {
@@ -72,6 +73,9 @@ static loom_status cpu_init(loom_backend *be, char *why, size_t why_n) {
         return LOOM_ERR_UNAVAILABLE;
     }
     c->isa = loom_cpu_isa_select(getenv("LOOM_CPU_ISA"), NULL, 0);
+    char note[128];
+    c->act8 = loom_cpu_act8_select(getenv("LOOM_CPU_ACT"), note, sizeof note);
+    if (note[0]) fprintf(stderr, "loom: cpu: %s\n", note);
     be->ctx = c;
     be->error[0] = '\0';
     return LOOM_OK; /* the pool starts on first compute: cheap registry init */
@@ -235,11 +239,16 @@ static int cpu_run_task(cpu_ctx *c, cpu_task *task, int nth) {
 /* The kernel cpu_compute runs for node on isa: a multi-pass kernel (true, *mp
  * filled), else a one-pass kernel in *fn (NULL: the reference kernel).
  * cpu_kernel_info reports from the same choice. */
-static bool cpu_pick(const loom_tensor *node, loom_cpu_isa isa, loom_cpu_multipass *mp,
-                     loom_cpu_kernel_fn *fn) {
+static bool cpu_pick(const cpu_ctx *c, const loom_tensor *node, loom_cpu_multipass *mp,
+                     loom_cpu_kernel_fn *fn, bool *act8) {
     *fn = NULL;
-    if (loom_cpu_multipass_for(node, isa, mp)) return true;
-    *fn = loom_cpu_kernel_for(node, isa);
+    *act8 = false;
+    if (loom_cpu_multipass_for(node, c->isa, mp)) return true;
+    if (c->act8 && (*fn = loom_cpu_act8_kernel_for(node, c->isa)) != NULL) {
+        *act8 = true;
+        return false;
+    }
+    *fn = loom_cpu_kernel_for(node, c->isa);
     return false;
 }
 
@@ -269,7 +278,8 @@ static loom_status cpu_compute(loom_backend *be, loom_tensor *const *nodes, int 
         loom_cpu_multipass mp;
         loom_cpu_kernel_fn fn;
         int bad = -1;
-        if (cpu_pick(node, c->isa, &mp, &fn)) {
+        bool act8;
+        if (cpu_pick(c, node, &mp, &fn, &act8)) {
             /* Passes are separated by the pool's join: pass p+1 sees all of p. */
             task.pass_fn = mp.fn;
             task.scratch = aligned_alloc(64, (mp.scratch_bytes + 63) / 64 * 64 + 64);
@@ -305,16 +315,20 @@ static bool cpu_kernel_info(loom_backend *be, const loom_tensor *node, char *nam
     const cpu_ctx *c = be->ctx;
     const loom_cpu_isa isa = c ? c->isa : LOOM_CPU_ISA_SCALAR;
     const char *isa_name = loom_cpu_isa_name(isa);
-    if (!node) {
+    if (!node || !c) {
         if (name && name_n) snprintf(name, name_n, "%s", isa_name);
         return isa != LOOM_CPU_ISA_SCALAR;
     }
     loom_cpu_multipass mp;
     loom_cpu_kernel_fn fn;
-    const bool opt = cpu_pick(node, isa, &mp, &fn) || fn != NULL;
+    bool act8;
+    const bool opt = cpu_pick(c, node, &mp, &fn, &act8) || fn != NULL;
     if (name && name_n) {
+        /* "act8" names the int8-activation kernel: the parity suite compares
+         * such a node with loom_ref_compute_act8. */
         if (opt)
-            snprintf(name, name_n, "%s %s", isa_name, loom_op_name(node->op));
+            snprintf(name, name_n, "%s %s%s", isa_name, loom_op_name(node->op),
+                     act8 ? " act8" : "");
         else
             snprintf(name, name_n, "ref");
     }

@@ -32,6 +32,34 @@ LOOM_API bool loom_ref_supports(const loom_tensor *node);
 LOOM_API loom_status loom_ref_compute(const loom_tensor *node, int ith, int nth, char *err,
                                       size_t err_n);
 
+
+/* ---- int8 activations (ADR 0036) ----
+ * The cpu backend (by default; LOOM_CPU_ACT=f32 turns it off) runs decode
+ * and small-batch matmuls of q4_0/q4_1/q5_0/q5_1/q8_0/q4_K/q6_K weights with
+ * the activation rows quantized to int8 per 32 values, as llama.cpp does.
+ * Such a node differs from loom_ref_compute by the activation rounding
+ * (~1e-5 NMSE); its oracle is loom_ref_compute_act8, which quantizes the
+ * activations the same way and then computes exactly in integers per block. */
+#define LOOM_ACT8_QK    32 /* activation values per int8 block */
+#define LOOM_ACT8_MAX_M 8  /* activation rows (x->ne[1]) up to which the path applies */
+
+/* Does the int8-activation rule cover this node? matmul, f32 output and
+ * contiguous f32 activation rows with ne[1] <= LOOM_ACT8_MAX_M, a weight of
+ * the types above with whole blocks per row, broadcast as matmul allows. */
+LOOM_API bool loom_ref_act8_applies(const loom_tensor *node);
+
+/* Quantize k activations (k a multiple of LOOM_ACT8_QK) the way ggml's
+ * quantize_row_q8_0 does, but keeping the scale in f32: per block of 32,
+ * d = max|x| / 127, q = roundf(x / d) (as x * (1/d)); also the integer sum of
+ * each block's q (for weights with a min). q[k], d[k/32], s[k/32]. */
+LOOM_API void loom_act8_quantize_row(const float *x, int64_t k, int8_t *q, float *d, int32_t *s);
+
+/* loom_ref_compute, except that a node for which loom_ref_act8_applies
+ * quantizes its activation rows with loom_act8_quantize_row and sums
+ * d_w * d_x * (integer block dot) (+ m_w * d_x * block sum) in double. */
+LOOM_API loom_status loom_ref_compute_act8(const loom_tensor *node, int ith, int nth, char *err,
+                                           size_t err_n);
+
 #ifdef __cplusplus
 }
 #endif

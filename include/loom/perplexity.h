@@ -33,6 +33,11 @@ typedef struct loom_perplexity_params {
     /* Called after each window with the running perplexity (may be NULL). */
     void (*on_chunk)(void *ud, int64_t chunk, int64_t n_chunks, double ppl);
     void *ud;
+    /* Tokens per forward pass within a window (llama-perplexity's -b);
+     * <= 0: 256. Small batches take the decode kernels (on the cpu backend,
+     * int8 activations for up to 8 rows, ADR 0036), large ones the prefill
+     * GEMM. */
+    int64_t n_batch;
 } loom_perplexity_params;
 
 typedef struct loom_perplexity_result {

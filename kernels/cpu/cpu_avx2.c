@@ -33,6 +33,7 @@ typedef __m256i vi;
 #define V_CVT_I(v)     _mm256_cvtps_epi32(v)
 #define LC_ENTRY       loom_cpu_kernel_for_avx2
 #define LC_MP_ENTRY    loom_cpu_multipass_for_avx2
+#define LC_A8_ENTRY    loom_cpu_act8_for_avx2
 
 static inline float v_hsum(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

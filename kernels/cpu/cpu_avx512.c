@@ -38,6 +38,7 @@ typedef __m512i vi;
 #define V_CVT_I(v)     _mm512_cvtps_epi32(v)
 #define LC_ENTRY       loom_cpu_kernel_for_avx512
 #define LC_MP_ENTRY    loom_cpu_multipass_for_avx512
+#define LC_A8_ENTRY    loom_cpu_act8_for_avx512
 
 static inline vf v_pow2i(vi n) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(n, _mm512_set1_epi32(127)), 23));

@@ -75,3 +75,24 @@ bool loom_cpu_multipass_for(const loom_tensor *node, loom_cpu_isa isa, loom_cpu_
 #endif
     return false;
 }
+
+bool loom_cpu_act8_select(const char *env, char *note, size_t note_n) {
+    if (note && note_n) note[0] = '\0';
+    if (!env || !*env || !strcmp(env, "int8")) return true;
+    if (!strcmp(env, "f32")) return false;
+    if (note && note_n) snprintf(note, note_n, "LOOM_CPU_ACT=%s unknown (int8|f32); using int8", env);
+    return true;
+}
+
+loom_cpu_kernel_fn loom_cpu_act8_kernel_for(const loom_tensor *node, loom_cpu_isa isa) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    if (isa == LOOM_CPU_ISA_AVX512 && __builtin_cpu_supports("avx512vnni"))
+        return loom_cpu_act8_for_avx512(node);
+    if (isa >= LOOM_CPU_ISA_AVX2) return loom_cpu_act8_for_avx2(node);
+#else
+    (void)node;
+    (void)isa;
+#endif
+    return NULL;
+}

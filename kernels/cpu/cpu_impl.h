@@ -21,6 +21,7 @@
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/ref/ref.h"
+#include "loom/backend_sdk.h"
 
 #define LC_MIN(a, b) ((a) < (b) ? (a) : (b))
 
@@ -82,6 +83,7 @@ static void lc_row_index(const int64_t *ne, int64_t r, int64_t *i1, int64_t *i2,
 #include "kernels/cpu/ops/matmul_pack.inc.h"
 #include "kernels/cpu/ops/matmul_decode.inc.h"
 #include "kernels/cpu/ops/matmul.inc.h"
+#include "kernels/cpu/ops/matmul_act8.inc.h"
 #include "kernels/cpu/ops/rms_norm.inc.h"
 #include "kernels/cpu/ops/softmax.inc.h"
 #include "kernels/cpu/ops/elementwise.inc.h"
@@ -141,6 +143,11 @@ loom_cpu_kernel_fn LC_ENTRY(const loom_tensor *node) {
     default:
         return NULL;
     }
+}
+
+/* The int8-activation matmul (ADR 0036) for node, or NULL. */
+loom_cpu_kernel_fn LC_A8_ENTRY(const loom_tensor *node) {
+    return a8_supported(node) ? k_matmul_act8 : NULL;
 }
 
 bool LC_MP_ENTRY(const loom_tensor *node, loom_cpu_multipass *mp) {

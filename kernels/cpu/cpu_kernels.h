@@ -53,10 +53,22 @@ typedef struct loom_cpu_multipass {
  * before loom_cpu_kernel_for). */
 bool loom_cpu_multipass_for(const loom_tensor *node, loom_cpu_isa isa, loom_cpu_multipass *mp);
 
+/* Int8 activations (ADR 0036): whether the cpu backend quantizes the
+ * activations of decode/small-batch matmuls (loom_ref_act8_applies) to int8.
+ * env is $LOOM_CPU_ACT: unset, "" or "int8" -> true, "f32" -> false; anything
+ * else is reported in note (may be NULL) and gives the default, true. */
+bool loom_cpu_act8_select(const char *env, char *note, size_t note_n);
+/* The int8-activation matmul kernel for node on isa, or NULL (node not
+ * covered, or isa scalar). AVX-512 runs it with VNNI when the CPU has it,
+ * else the AVX2 instantiation. */
+loom_cpu_kernel_fn loom_cpu_act8_kernel_for(const loom_tensor *node, loom_cpu_isa isa);
+
 /* Per-ISA tables (kernels/cpu/cpu_avx512.c, cpu_avx2.c); x86-64 only. */
 loom_cpu_kernel_fn loom_cpu_kernel_for_avx512(const loom_tensor *node);
 loom_cpu_kernel_fn loom_cpu_kernel_for_avx2(const loom_tensor *node);
 bool loom_cpu_multipass_for_avx512(const loom_tensor *node, loom_cpu_multipass *mp);
 bool loom_cpu_multipass_for_avx2(const loom_tensor *node, loom_cpu_multipass *mp);
+loom_cpu_kernel_fn loom_cpu_act8_for_avx512(const loom_tensor *node); /* needs VNNI */
+loom_cpu_kernel_fn loom_cpu_act8_for_avx2(const loom_tensor *node);
 
 #endif

@@ -10,8 +10,8 @@
 
 #include "model/model_internal.h" /* loom_model_fail */
 
-/* Window evaluated in sub-batches of this many tokens, so the logits buffer
- * stays rows * vocab floats whatever n_ctx is. */
+/* Window evaluated in sub-batches of this many tokens by default, so the
+ * logits buffer stays rows * vocab floats whatever n_ctx is. */
 #define PPL_BATCH 256
 
 static double now_s(void) {
@@ -63,7 +63,8 @@ loom_status loom_perplexity_tokens(loom_model *m, const int32_t *tokens, size_t 
     int64_t n_chunk = (int64_t)n / ctx;
     if (p->n_chunks > 0 && p->n_chunks < n_chunk) n_chunk = p->n_chunks;
     const int64_t first = ctx / 2;
-    const int64_t bsz = ctx < PPL_BATCH ? ctx : PPL_BATCH;
+    const int64_t want = p->n_batch > 0 ? p->n_batch : PPL_BATCH;
+    const int64_t bsz = ctx < want ? ctx : want;
     float *logits = malloc(sizeof *logits * n_vocab * (size_t)bsz);
     int32_t *win = malloc(sizeof *win * (size_t)ctx);
     if (!logits || !win) {

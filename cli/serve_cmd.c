@@ -21,6 +21,7 @@ static void serve_usage(FILE *f) {
             "usage: loom serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N]\n"
             "                  [--ctx N] [--api-key KEY | --api-key-file FILE] [--threads N]\n"
             "                  [--prefill-chunk N] [--kv-block N] [--kv-blocks N]\n"
+            "                  [--no-prefix-cache]\n"
             "                  [--max-body BYTES] [--timeout S]\n"
             "                  [--cors ORIGIN,...] [--rate-limit R] [--log-prompts]\n"
             "                  [--no-access-log] [--backend NAME] [--gpu-layers N|auto]\n"
@@ -32,7 +33,8 @@ static void serve_usage(FILE *f) {
             "--ctx: tokens per slot; --kv-block: tokens per KV-cache block (default 16);\n"
             "--kv-blocks: blocks in the pool (default: --parallel x --ctx worth; fewer\n"
             "overcommit: the newest request is preempted and recomputed when they run\n"
-            "out); --port 0 picks a free port; --timeout: seconds before\n"
+            "out); --no-prefix-cache: never reuse the KV blocks of an earlier request's\n"
+            "prompt prefix; --port 0 picks a free port; --timeout: seconds before\n"
             "an idle or slow client is dropped (default 60); --cors: browser origins\n"
             "allowed to call the API (or *); --rate-limit: requests per second per API key\n"
             "(or client address) on /v1/ routes, 429 above. Each request is logged to\n"
@@ -92,6 +94,7 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
     const char *model = NULL, *host = "127.0.0.1", *key = NULL, *key_file = NULL, *cors = NULL;
     double rate = 0;
     int kv_block = 16, kv_blocks = 0;
+    bool no_prefix = false;
     int port = 8080, parallel = 4, ctx = 0, threads = 4, chunk = 128, max_body = 1 << 20,
         timeout = 60;
     bool access_log = true, log_prompts = false;
@@ -110,6 +113,10 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
         }
         if (!strcmp(a, "--no-access-log")) {
             access_log = false;
+            continue;
+        }
+        if (!strcmp(a, "--no-prefix-cache")) {
+            no_prefix = true;
             continue;
         }
         const char **str = NULL;
@@ -269,13 +276,18 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
     loom_cli_print_plan(m);
     char name[256];
     model_name(model, name, sizeof name);
-    loom_engine_params ep = {.prefill_chunk = (int32_t)chunk};
+    loom_engine_params ep = {.prefill_chunk = (int32_t)chunk, .no_prefix_cache = no_prefix};
     if (loom_server_set_model(srv, m, name, &ep, err, sizeof err) != LOOM_OK) {
         fprintf(stderr, "loom serve: %s\n", err);
         goto out;
     }
-    fprintf(stderr, "loom serve: ready: model '%s' on %s, %d slots x %lld tokens%s%s\n", name,
-            loom_model_backend_name(m), loom_model_n_slots(m), (long long)loom_model_n_ctx(m),
+    loom_kv_block_stats kvs;
+    loom_model_kv_block_stats(m, &kvs);
+    fprintf(stderr,
+            "loom serve: ready: model '%s' on %s, %d slots x %lld tokens, KV cache %d blocks of "
+            "%d%s%s\n",
+            name, loom_model_backend_name(m), loom_model_n_slots(m), (long long)loom_model_n_ctx(m),
+            kvs.n_blocks, kvs.block_size,
             loom_model_random_weights(m) ? " (RANDOM WEIGHTS: the text is meaningless)" : "",
             key ? ", API key required" : "");
     int sig = 0;

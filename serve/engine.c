@@ -433,6 +433,7 @@ loom_status loom_engine_new(loom_model *m, const loom_engine_params *p, loom_eng
     e->n_ctx = loom_model_n_ctx(m);
     e->n_vocab = loom_model_config_of(m)->vocab_size;
     e->chunk = p && p->prefill_chunk > 0 ? p->prefill_chunk : 128;
+    e->no_prefix_cache = p && p->no_prefix_cache;
     const loom_model_config *c = loom_model_config_of(m);
     e->eos[0] = c->eos_id;
     e->eos[1] = c->eot_id;

@@ -51,6 +51,7 @@ typedef struct loom_engine_req loom_engine_req;
 
 typedef struct loom_engine_params {
     int32_t prefill_chunk; /* prompt tokens per prefill forward; 0 = 128 */
+    bool no_prefix_cache;  /* never attach cached KV blocks (measurements, tests) */
 } loom_engine_params;
 
 /* Start the engine thread over m (every KV slot of m is the engine's).

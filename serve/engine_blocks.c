@@ -71,6 +71,7 @@ bool loom_engine_blocks_admit_ok(loom_engine *e, const loom_engine_req *r) {
 
 size_t loom_engine_blocks_attach_prefix(loom_engine *e, int i, const int32_t *toks, size_t n) {
     int64_t reused = 0;
+    if (e->no_prefix_cache) return 0;
     if (loom_model_slot_reuse_prefix(e->m, i, toks, (int64_t)n, &reused) != LOOM_OK) reused = 0;
     atomic_fetch_add(&e->prefix_tokens, (long long)reused);
     return (size_t)reused;

@@ -72,6 +72,7 @@ struct loom_engine {
     int n_slots;
     int64_t n_ctx, n_vocab;
     int32_t chunk;
+    bool no_prefix_cache;
     int32_t eos[4];
     pthread_t th;
     pthread_mutex_t mu;

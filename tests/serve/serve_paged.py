@@ -23,6 +23,7 @@ SYSTEM = "You are a helpful assistant who answers briefly and politely. " * (3 i
 PROMPTS = [SYSTEM + "Question %d: what is %s?" % (i, w) for i, w in enumerate(
     ["a cat", "a dog", "the sea", "a tree", "rain", "the moon", "a song", "a city",
      "bread", "a river", "snow", "a bird", "fire", "a book", "the wind", "a star"])]
+POOL = 6 if LIGHT else 24  # KV blocks for about one and a half (light) or three requests
 COMMON = ["--parallel", str(N), "--ctx", "512", "--prefill-chunk", "32", "--kv-block", "16"]
 
 
@@ -119,14 +120,41 @@ def run(loom, model):
     # 3. A pool for about three requests: 16 at once are preempted and
     #    recomputed, nothing is dropped and the outputs do not change.
     for extra in (["--no-prefix-cache"], []):
-        with Server(loom, model, *COMMON, "--kv-blocks", "24", *extra) as s:
-            check_same(want, run_all(s.port, PROMPTS), "in a 24-block pool %s" % " ".join(extra))
+        with Server(loom, model, *COMMON, "--kv-blocks", str(POOL), *extra) as s:
+            check_same(want, run_all(s.port, PROMPTS),
+                       "in a %d-block pool %s" % (POOL, " ".join(extra)))
             pre = s.metric("loom_preemptions_total")
             if extra:
-                assert pre and pre > 0, "no preemption in a 24-block pool (%r)" % pre
+                assert pre and pre > 0, "no preemption in a %d-block pool (%r)" % (POOL, pre)
             check_idle(s, "after the preempted batch")
-            print("24-block pool%s: %d preemptions" % (" ".join([""] + extra), pre))
+            print("%d-block pool%s: %d preemptions" % (POOL, " ".join([""] + extra), pre))
             assert s.stop() == 0
+
+    # 4. Preemption while decoding: two short prompts that generate long
+    #    answers in a pool that holds one and a half of them; the newer one
+    #    is preempted mid-answer, requeued, and resumes by recomputing its
+    #    prompt and the tokens it had generated.
+    two = ["Once upon a time", "The quick brown fox"]
+    with Server(loom, model, "--parallel", "2", "--ctx", "512", "--kv-block", "16",
+                "--kv-blocks", "8") as s:
+        alone = [None, None]
+        for i, p in enumerate(two):
+            complete(s.port, p, alone, i, max_tokens=80)
+        both = [None, None]
+        th = [threading.Thread(target=complete, args=(s.port, p, both, i, 80))
+              for i, p in enumerate(two)]
+        for t in th:
+            t.start()
+        for t in th:
+            t.join(timeout=300)
+        pre = s.metric("loom_preemptions_total")
+        assert pre and pre > 0, "no preemption of a decoding request (%r)" % pre
+        for i in range(2):
+            assert both[i] == alone[i], "prompt %r preempted while decoding: %r != alone %r" % (
+                two[i], both[i], alone[i])
+        check_idle(s, "after preempting a decoding request")
+        print("8-block pool, 2 x 80 tokens: %d preemptions, outputs unchanged" % pre)
+        assert s.stop() == 0
 
 
 if __name__ == "__main__":

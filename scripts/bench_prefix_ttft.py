@@ -19,18 +19,28 @@ import statistics
 import time
 import urllib.parse
 
-WORDS = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike "
-         "november oscar papa quebec romeo sierra tango uniform victor whiskey xray").split()
+# common words that BPE vocabularies hold as one token (with the leading space)
+WORDS = ("the of and to in is it for on with as at by be this that from or an are was "
+         "not but all can one had her has his how man new now old see two way who boy "
+         "did its let put say she too use").split()
 
 
 def system_prompt(tag, n_tokens):
-    # about one token per word for these words with a leading space
-    words = [WORDS[(i * 7) % len(WORDS)] for i in range(n_tokens - 8)]
+    # about one token per word (SmolLM2: 1,000 words -> ~1,010 tokens)
+    words = [WORDS[(i * 7) % len(WORDS)] for i in range(n_tokens - 12)]
     return "Session %s. You are a careful assistant. Context: %s." % (tag, " ".join(words))
 
 
-def ttft(host, port, system, question):
-    body = json.dumps({"model": "x", "max_tokens": 1, "temperature": 0, "stream": True,
+def model_id(host, port):
+    c = http.client.HTTPConnection(host, port, timeout=60)
+    c.request("GET", "/v1/models")
+    j = json.loads(c.getresponse().read())
+    c.close()
+    return j["data"][0]["id"]
+
+
+def ttft(host, port, model, system, question):
+    body = json.dumps({"model": model, "max_tokens": 1, "temperature": 0, "stream": True,
                        "messages": [{"role": "system", "content": system},
                                     {"role": "user", "content": question}]})
     t0 = time.perf_counter()
@@ -67,10 +77,11 @@ def main():
     u = urllib.parse.urlparse(a.url)
     miss, hit = [], []
     tag = "%x" % int(time.time() * 1000)
+    model = model_id(u.hostname, u.port)
     for i in range(a.reps):
         sp = system_prompt("%s-%d" % (tag, i), a.system_tokens)
-        miss.append(ttft(u.hostname, u.port, sp, "Say hello."))
-        hit.append(ttft(u.hostname, u.port, sp, "Say goodbye."))
+        miss.append(ttft(u.hostname, u.port, model, sp, "Say hello."))
+        hit.append(ttft(u.hostname, u.port, model, sp, "Say goodbye."))
     m, h = statistics.median(miss), statistics.median(hit)
     print("system prompt ~%d tokens, %d reps: TTFT miss p50 %.1f ms (min %.1f), "
           "hit p50 %.1f ms (min %.1f): %.1fx"

@@ -135,13 +135,14 @@ def run(loom, model):
     #    is preempted mid-answer, requeued, and resumes by recomputing its
     #    prompt and the tokens it had generated.
     two = ["Once upon a time", "The quick brown fox"]
+    n_gen, pool = (40, 4) if LIGHT else (80, 8)
     with Server(loom, model, "--parallel", "2", "--ctx", "512", "--kv-block", "16",
-                "--kv-blocks", "8") as s:
+                "--kv-blocks", str(pool)) as s:
         alone = [None, None]
         for i, p in enumerate(two):
-            complete(s.port, p, alone, i, max_tokens=80)
+            complete(s.port, p, alone, i, max_tokens=n_gen)
         both = [None, None]
-        th = [threading.Thread(target=complete, args=(s.port, p, both, i, 80))
+        th = [threading.Thread(target=complete, args=(s.port, p, both, i, n_gen))
               for i, p in enumerate(two)]
         for t in th:
             t.start()
@@ -153,7 +154,8 @@ def run(loom, model):
             assert both[i] == alone[i], "prompt %r preempted while decoding: %r != alone %r" % (
                 two[i], both[i], alone[i])
         check_idle(s, "after preempting a decoding request")
-        print("8-block pool, 2 x 80 tokens: %d preemptions, outputs unchanged" % pre)
+        print("%d-block pool, 2 x %d tokens: %d preemptions, outputs unchanged"
+              % (pool, n_gen, pre))
         assert s.stop() == 0
 
 

@@ -93,10 +93,20 @@ def disconnect_frees(s):
 
 
 def run(loom, model):
-    # 1. Every prompt alone, no prefix cache: the reference outputs.
-    with Server(loom, model, *COMMON, "--no-prefix-cache") as s:
+    # 1. Every prompt alone, no prefix cache, in a pool for about three
+    #    (light: one and a half) requests: the reference outputs (one request
+    #    fits, nothing is preempted). Then all 16 at once in the same pool:
+    #    requests are preempted and recomputed, nothing is dropped and the
+    #    outputs do not change.
+    with Server(loom, model, *COMMON, "--no-prefix-cache", "--kv-blocks", str(POOL)) as s:
         want = [solo(s.port, i) for i in range(N)]
         assert s.metric("loom_prefix_cache_tokens_total") == 0
+        assert s.metric("loom_preemptions_total") == 0, "a request alone was preempted"
+        check_same(want, run_all(s.port, PROMPTS), "beside 15 others in a %d-block pool" % POOL)
+        pre = s.metric("loom_preemptions_total")
+        assert pre and pre > 0, "no preemption in a %d-block pool (%r)" % (POOL, pre)
+        check_idle(s, "after the preempted batch")
+        print("%d-block pool: %d preemptions, outputs unchanged" % (POOL, pre))
         assert s.stop() == 0
 
     # 2. Prefix cache on: a miss, a hit, 16 at once, hits alone.
@@ -117,17 +127,15 @@ def run(loom, model):
         disconnect_frees(s)
         assert s.stop() == 0
 
-    # 3. A pool for about three requests: 16 at once are preempted and
-    #    recomputed, nothing is dropped and the outputs do not change.
-    for extra in (["--no-prefix-cache"], []):
-        with Server(loom, model, *COMMON, "--kv-blocks", str(POOL), *extra) as s:
+    # 3. The small pool with the prefix cache on: shared blocks, evictions
+    #    and preemptions together (not in sanitizer builds: time).
+    if not LIGHT:
+        with Server(loom, model, *COMMON, "--kv-blocks", str(POOL)) as s:
             check_same(want, run_all(s.port, PROMPTS),
-                       "in a %d-block pool %s" % (POOL, " ".join(extra)))
-            pre = s.metric("loom_preemptions_total")
-            if extra:
-                assert pre and pre > 0, "no preemption in a %d-block pool (%r)" % (POOL, pre)
-            check_idle(s, "after the preempted batch")
-            print("%d-block pool%s: %d preemptions" % (POOL, " ".join([""] + extra), pre))
+                       "in a %d-block pool with the prefix cache" % POOL)
+            check_idle(s, "after the batch in a small pool")
+            print("%d-block pool with the prefix cache: %d preemptions"
+                  % (POOL, s.metric("loom_preemptions_total")))
             assert s.stop() == 0
 
     # 4. Preemption while decoding: two short prompts that generate long

@@ -18,12 +18,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from serve_util import LIGHT, Server, main_guard, sse_events  # noqa: E402
 
 N = 16
-MAX_TOKENS = 6 if LIGHT else 20
-SYSTEM = "You are a helpful assistant who answers briefly and politely. " * (3 if LIGHT else 8)
+MAX_TOKENS = 6 if LIGHT else 12
+SYSTEM = "You are a helpful assistant who answers briefly and politely. " * (3 if LIGHT else 6)
 PROMPTS = [SYSTEM + "Question %d: what is %s?" % (i, w) for i, w in enumerate(
     ["a cat", "a dog", "the sea", "a tree", "rain", "the moon", "a song", "a city",
      "bread", "a river", "snow", "a bird", "fire", "a book", "the wind", "a star"])]
-POOL = 6 if LIGHT else 24  # KV blocks for about one and a half (light) or three requests
+POOL = 6 if LIGHT else 16  # KV blocks for about one and a half (light) or three requests
 COMMON = ["--parallel", str(N), "--ctx", "512", "--prefill-chunk", "32", "--kv-block", "16"]
 
 
@@ -117,8 +117,8 @@ def run(loom, model):
         hit = s.metric("loom_prefix_cache_tokens_total")
         assert hit and hit >= 16, "no prefix hit counted (%r)" % hit
         check_same(want, run_all(s.port, PROMPTS), "beside 15 others")
-        again = [solo(s.port, i) for i in range(0, N, 8 if LIGHT else 3)]
-        check_same(want[::8 if LIGHT else 3], again, "alone after a prefix hit")
+        again = [solo(s.port, i) for i in range(0, N, 8 if LIGHT else 5)]
+        check_same(want[::8 if LIGHT else 5], again, "alone after a prefix hit")
         check_idle(s, "after the batch")
         assert s.metric("loom_kv_blocks_cached") > 0
         print("prefix cache: %d prompt tokens reused; %d of %d blocks cached"

@@ -25,7 +25,9 @@ static void serve_usage(FILE *f) {
     fprintf(f,
             "usage: loom serve [-m MODEL] [--host 127.0.0.1] [--port 8080] [--parallel N]\n"
             "                  [--ctx N] [--api-key KEY | --api-key-file FILE] [--threads N]\n"
-            "                  [--prefill-chunk N] [--max-body BYTES] [--timeout S]\n"
+            "                  [--prefill-chunk N] [--kv-block N] [--kv-blocks N]\n"
+            "                  [--no-prefix-cache]\n"
+            "                  [--max-body BYTES] [--timeout S]\n"
             "                  [--cors ORIGIN,...] [--rate-limit R] [--log-prompts]\n"
             "                  [--no-access-log] [--backend NAME] [--gpu-layers N|auto]\n"
             "                  [--devices LIST] [--tensor-split LIST] [--split MODE]\n"
@@ -34,7 +36,11 @@ static void serve_usage(FILE *f) {
             "OpenAI-compatible HTTP API: POST /v1/chat/completions, POST /v1/completions,\n"
             "GET /v1/models, GET /health, GET /metrics. Without -m: the default model of\n"
             "`loom run`. --parallel: KV slots (sequences decoded together, default 4);\n"
-            "--ctx: tokens per slot; --port 0 picks a free port; --timeout: seconds before\n"
+            "--ctx: tokens per slot; --kv-block: tokens per KV-cache block (default 16);\n"
+            "--kv-blocks: blocks in the pool (default: --parallel x --ctx worth; fewer\n"
+            "overcommit: the newest request is preempted and recomputed when they run\n"
+            "out); --no-prefix-cache: never reuse the KV blocks of an earlier request's\n"
+            "prompt prefix; --port 0 picks a free port; --timeout: seconds before\n"
             "an idle or slow client is dropped (default 60); --cors: browser origins\n"
             "allowed to call the API (or *); --rate-limit: requests per second per API key\n"
             "(or client address) on /v1/ routes, 429 above. Each request is logged to\n"
@@ -48,7 +54,8 @@ static void serve_usage(FILE *f) {
             "message and come back in \"loom_sources\"); made by loom rag index.\n"
             "SIGTERM/SIGINT drain the requests in flight, then exit.\n"
             "ranges: --port 0..65535, --parallel 1..256, --ctx 0..16777216 (0: the\n"
-            "model's), --threads 1..256, --prefill-chunk 1..65536, --max-body\n"
+            "model's), --threads 1..256, --prefill-chunk 1..65536, --kv-block 1..4096,\n"
+            "--kv-blocks 0..16777216 (0: the default), --max-body\n"
             "1024..67108864, --timeout 1..3600, --rate-limit 0.001..1000000\n"
             "%s",
             LOOM_CLI_SPLIT_USAGE);
@@ -98,6 +105,8 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
     const char *rag_index = NULL, *rag_store = NULL, *rag_table = NULL;
     const char *model = NULL, *host = "127.0.0.1", *key = NULL, *key_file = NULL, *cors = NULL;
     double rate = 0;
+    int kv_block = 16, kv_blocks = 0;
+    bool no_prefix = false;
     int port = 8080, parallel = 4, ctx = 0, threads = 4, chunk = 128, max_body = 1 << 20,
         timeout = 60;
     bool access_log = true, log_prompts = false;
@@ -116,6 +125,10 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
         }
         if (!strcmp(a, "--no-access-log")) {
             access_log = false;
+            continue;
+        }
+        if (!strcmp(a, "--no-prefix-cache")) {
+            no_prefix = true;
             continue;
         }
         const char **str = NULL;
@@ -157,6 +170,10 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
             num = &threads, lo = 1, hi = 256;
         else if (!strcmp(a, "--prefill-chunk"))
             num = &chunk, lo = 1, hi = 1 << 16;
+        else if (!strcmp(a, "--kv-block"))
+            num = &kv_block, lo = 1, hi = 4096;
+        else if (!strcmp(a, "--kv-blocks"))
+            num = &kv_blocks, lo = 0, hi = 1 << 24;
         else if (!strcmp(a, "--timeout"))
             num = &timeout, lo = 1, hi = 3600;
         else if (!strcmp(a, "--max-body"))
@@ -277,6 +294,8 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
     mp.backend = backend;
     mp.n_ctx = ctx;
     mp.n_slots = (int)parallel;
+    mp.kv_block_size = kv_block;
+    mp.n_kv_blocks = kv_blocks;
     loom_cli_split_apply(&split, &mp);
     st = loom_model_load(model, &mp, &m, err, sizeof err);
     if (st != LOOM_OK) {
@@ -289,13 +308,18 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
     loom_cli_print_plan(m);
     char name[256];
     model_name(model, name, sizeof name);
-    loom_engine_params ep = {.prefill_chunk = (int32_t)chunk};
+    loom_engine_params ep = {.prefill_chunk = (int32_t)chunk, .no_prefix_cache = no_prefix};
     if (loom_server_set_model(srv, m, name, &ep, err, sizeof err) != LOOM_OK) {
         fprintf(stderr, "loom serve: %s\n", err);
         goto out;
     }
-    fprintf(stderr, "loom serve: ready: model '%s' on %s, %d slots x %lld tokens%s%s\n", name,
-            loom_model_backend_name(m), loom_model_n_slots(m), (long long)loom_model_n_ctx(m),
+    loom_kv_block_stats kvs;
+    loom_model_kv_block_stats(m, &kvs);
+    fprintf(stderr,
+            "loom serve: ready: model '%s' on %s, %d slots x %lld tokens, KV cache %d blocks of "
+            "%d%s%s\n",
+            name, loom_model_backend_name(m), loom_model_n_slots(m), (long long)loom_model_n_ctx(m),
+            kvs.n_blocks, kvs.block_size,
             loom_model_random_weights(m) ? " (RANDOM WEIGHTS: the text is meaningless)" : "",
             key ? ", API key required" : "");
     int sig = 0;

@@ -489,6 +489,26 @@ loom_tensor *loom_flash_attn(loom_graph *g, loom_tensor *q, loom_tensor *k, loom
     return r;
 }
 
+loom_tensor *loom_flash_attn_paged(loom_graph *g, loom_tensor *q, loom_tensor *k, loom_tensor *v,
+                                   loom_tensor *blocks, int32_t block_size, float scale,
+                                   int32_t q_offset) {
+    INPUTS("flash_attn", q, k, v, blocks);
+    REQUIRE(blocks->dtype == LOOM_I32 && blocks->ne[1] == 1 && blocks->ne[2] == 1 &&
+                blocks->ne[3] == 1 && blocks->nb[0] == sizeof(int32_t),
+            "flash_attn: block table %s must be contiguous i32 [n_blocks]", D(blocks));
+    REQUIRE(block_size > 0 && k->ne[1] % block_size == 0,
+            "flash_attn: the pool's %lld rows (k %s) are not whole blocks of %d",
+            (long long)k->ne[1], D(k), block_size);
+    REQUIRE(q->ne[3] == 1, "flash_attn: a paged q %s must have B = 1", D(q));
+    REQUIRE(q_offset >= 0, "flash_attn: q_offset must be >= 0 (got %d)", q_offset);
+    loom_tensor *r = loom_flash_attn(g, q, k, v, scale, true, q_offset);
+    if (r) {
+        r->src[3] = blocks;
+        r->p.i[3] = block_size;
+    }
+    return r;
+}
+
 loom_tensor *loom_set_rows(loom_graph *g, loom_tensor *dst, loom_tensor *src, loom_tensor *rows) {
     INPUTS("set_rows", dst, src, rows);
     loom_tensor *st = loom_tensor_storage(dst);
@@ -731,6 +751,10 @@ loom_tensor *loom_decompose(loom_graph *g, loom_tensor *f) {
     case LOOM_OP_SWIGLU:
         return loom_mul(g, loom_silu(g, f->src[0]), f->src[1]);
     case LOOM_OP_FLASH_ATTN:
+        if (f->p.i[3] != 0) { /* inference only: the pool is not a differentiable tensor */
+            loom_graph_fail(g, LOOM_ERR_UNSUPPORTED, "decompose: paged flash_attn has no unfused form");
+            return NULL;
+        }
         return decompose_flash_attn(g, f);
     case LOOM_OP_MOE:
         return decompose_moe(g, f);

@@ -90,7 +90,7 @@ typedef struct loom_llama_layer {
     loom_tensor *gate, *up, *down;                         /* dense FFN */
     loom_tensor *router, *gate_exps, *up_exps, *down_exps; /* MoE FFN */
     bool moe;
-    loom_tensor *k_cache, *v_cache; /* [kv_dim, n_ctx, n_slots] */
+    loom_tensor *k_cache, *v_cache; /* the block pools [kv_dim, n_kv_blocks * kv_bs] */
 } loom_llama_layer;
 
 /* A built and allocated forward graph for one batch shape. */
@@ -102,9 +102,10 @@ typedef struct loom_llama_graph {
     loom_graph *g;
     loom_sched *s;
     loom_tensor *tokens, *pos, *rows, *out_ids, *logits;
-    /* Per (layer, sequence): the K/V views read by attention and the
-     * flash_attn node, re-targeted before every run. */
-    loom_tensor **kview, **vview, **fa;
+    loom_tensor *tables; /* i32 [max_blk, n_seq]: the block table of every sequence */
+    /* Per (layer, sequence): the flash_attn node, whose q_offset is
+     * re-targeted before every run. */
+    loom_tensor **fa;
     uint64_t last_used;
 } loom_llama_graph;
 
@@ -128,6 +129,15 @@ struct loom_model {
     int n_slots;
     loom_dtype kv_dtype;
     int64_t *slot_pos;
+    /* Paged KV cache (docs/adr/0035): kv_bs tokens per block, kv_nblk blocks
+     * per layer pool; a slot's block table slot_tbl[slot * max_blk ..] holds
+     * slot_nblk[slot] blocks, slot_bhash the hash of each full registered
+     * block (0: none), slot_tok the slot's token ids (for the hashes). */
+    int kv_bs, kv_nblk, max_blk;
+    int32_t *slot_tbl, *slot_tok;
+    int *slot_nblk;
+    uint64_t *slot_bhash;
+    struct loom_kv_blocks *blocks;
     loom_llama_graph cache[LOOM_LLAMA_GRAPH_CACHE];
     uint64_t tick;
     int n_builds, n_runs;
@@ -193,6 +203,14 @@ int64_t loom_kv_cache_n_ctx(const loom_model_config *c, const loom_model_params 
  * layer and slot positions, from p->kv_dtype, n_ctx and n_slots (the loader's
  * step after the weights; m->be, m->cpu, m->wg and m->layers must be set). */
 loom_status loom_kv_cache_alloc(loom_model *m, const loom_model_params *p, char *err, size_t err_n);
+/* generate/kv_cache.c: frees what loom_kv_cache_alloc allocated on the host. */
+void loom_kv_cache_free(loom_model *m);
+/* generate/kv_cache.c: give the slot blocks for positions up to upto (its
+ * table grows); LOOM_ERR_OOM with a message when the pool has none left. */
+loom_status loom_kv_cache_reserve(loom_model *m, int slot, int64_t upto, char *err, size_t err_n);
+/* generate/kv_cache.c: after a successful forward appended tokens[0..n) at
+ * position pos of slot: remember them and hash the blocks they filled. */
+void loom_kv_cache_commit(loom_model *m, int slot, int64_t pos, const int32_t *tokens, int64_t n);
 
 /* formats/hf_convert.c: convert the checkpoint directory dir (config.json,
  * safetensors, tokenizer.json if present) to a GGUF at path with weight type

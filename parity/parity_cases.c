@@ -173,6 +173,57 @@ static loom_tensor *b_flash_attn(parity_ctx *c, loom_graph *g, const parity_args
     return out;
 }
 
+/* A paged sequence's block table: block j is (7 j + 3) mod nb, distinct
+ * and out of order when nb is not a multiple of 7 (t->name = "bs nb"). With
+ * rows != 0 the pool row of every key instead (the gather of the check). */
+static void paged_fill(float *dst, int64_t n, const loom_tensor *t, bool rows) {
+    long long bs = 1, nb = 1;
+    sscanf(t->name, "%lld %lld", &bs, &nb);
+    for (int64_t j = 0; j < n; j++)
+        dst[j] = rows ? (float)(((j / bs) * 7 + 3) % nb * bs + j % bs) : (float)((j * 7 + 3) % nb);
+}
+static void fill_block_table(float *dst, int64_t n, const loom_tensor *t, uint64_t *rng) {
+    (void)rng;
+    paged_fill(dst, n, t, false);
+}
+static void fill_block_rows(float *dst, int64_t n, const loom_tensor *t, uint64_t *rng) {
+    (void)rng;
+    paged_fill(dst, n, t, true);
+}
+
+/* Paged flash_attn (docs/adr/0035). n0 D, n1 Tq, n2 q_offset, n3 Hq, n4 Hkv,
+ * n5 block size, n6 pool blocks, n7 table length; t0 K/V dtype. The pool is
+ * [D*Hkv, R] as the model's cache, read as [D, R, Hkv]; the check gathers the
+ * sequence's rows with get_rows and runs the unpaged op over them. */
+static loom_tensor *b_flash_attn_paged(parity_ctx *c, loom_graph *g, const parity_args *a) {
+    const int64_t D = a->n[0], Tq = a->n[1], off = a->n[2], Hq = a->n[3], Hkv = a->n[4];
+    const int64_t bs = a->n[5], nb = a->n[6], R = bs * nb, Tk = off + Tq;
+    const size_t esz = loom_dtype_block_bytes(a->t[0]);
+    loom_tensor *q = loom_permute(g, leaf4(c, g, LOOM_F32, D, Hq, Tq, 1), 0, 2, 1, 3);
+    loom_tensor *kp = leaf4(c, g, a->t[0], D * Hkv, R, 1, 1);
+    loom_tensor *vp = leaf4(c, g, a->t[0], D * Hkv, R, 1, 1);
+    parity_fill_normal(c, q, 1.0f);
+    parity_fill_normal(c, kp, 1.0f);
+    const int64_t ne[3] = {D, R, Hkv};
+    const size_t nbs[3] = {esz, (size_t)(D * Hkv) * esz, (size_t)D * esz};
+    loom_tensor *k = loom_view(g, kp, 3, ne, nbs, 0), *v = loom_view(g, vp, 3, ne, nbs, 0);
+    loom_tensor *tbl = leaf4(c, g, LOOM_I32, a->n[7], 1, 1, 1);
+    loom_tensor_set_name(tbl, "%lld %lld", (long long)bs, (long long)nb);
+    parity_fill_custom(c, tbl, fill_block_table);
+    parity_reduce(c, max64(D, Tk));
+    const float scale = 1.0f / sqrtf((float)D);
+    loom_tensor *out = loom_flash_attn_paged(g, q, k, v, tbl, (int32_t)bs, scale, (int32_t)off);
+    loom_tensor *rows = leaf4(c, g, LOOM_I32, Tk, 1, 1, 1);
+    loom_tensor_set_name(rows, "%lld %lld", (long long)bs, (long long)nb);
+    parity_fill_custom(c, rows, fill_block_rows);
+    loom_tensor *kg = loom_permute(g, loom_reshape_3d(g, loom_get_rows(g, kp, rows), D, Hkv, Tk),
+                                   0, 2, 1, 3);
+    loom_tensor *vg = loom_permute(g, loom_reshape_3d(g, loom_get_rows(g, vp, rows), D, Hkv, Tk),
+                                   0, 2, 1, 3);
+    parity_equiv(c, g, loom_flash_attn(g, q, kg, vg, scale, true, (int32_t)off));
+    return out;
+}
+
 /* Distinct row indices (a permutation prefix of [0, R) per column), so no
  * two threads or workgroups write the same destination row. */
 static void fill_distinct_rows(float *dst, int64_t n, const loom_tensor *t, uint64_t *rng) {
@@ -723,6 +774,28 @@ static void cases_flash_attn(table *tb) {
         "D=128 Tq=3 Tk=12 Hq=4 Hkv=1 B=2 kv=f16 causal q_offset=9 (batched)");
 }
 
+static void cases_flash_attn_paged(table *tb) {
+    /* D, Tq, q_offset, Hq, Hkv, block size, pool blocks, table length */
+    static const int64_t cfg[][8] = {
+        {64, 1, 39, 8, 2, 16, 9, 3},    /* decode at 39: 3 blocks, the last partial */
+        {64, 5, 16, 8, 8, 16, 5, 2},    /* chunked prefill after one full block */
+        {128, 17, 0, 4, 1, 8, 6, 4},    /* prefill over 3 blocks (table longer than used) */
+        {64, 1, 255, 4, 1, 32, 11, 8},  /* long decode, 8 blocks of 32 */
+        {64, 33, 31, 8, 1, 32, 4, 3},   /* prefill crossing block boundaries */
+    };
+    for (int i = 0; i < 5; i++)
+        for (int kv = 0; kv < 2; kv++) {
+            const loom_dtype kt = kv ? LOOM_F16 : LOOM_F32;
+            const int64_t *x = cfg[i];
+            add(tb, LOOM_OP_FLASH_ATTN, b_flash_attn_paged,
+                (parity_args){.n = {x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]}, .t = {kt}},
+                "paged D=%lld Tq=%lld q_offset=%lld Hq=%lld Hkv=%lld block=%lld pool=%lld kv=%s "
+                "vs gathered rows",
+                (long long)x[0], (long long)x[1], (long long)x[2], (long long)x[3], (long long)x[4],
+                (long long)x[5], (long long)x[6], dn(kt));
+        }
+}
+
 static void cases_set_rows(table *tb) {
     static const loom_dtype dt[] = {LOOM_F32, LOOM_F16, LOOM_BF16, LOOM_Q8_0};
     /* W, R, T, B, rows per batch, sliced destination */
@@ -879,6 +952,7 @@ int parity_cases_make(parity_case **out) {
     cases_norm_rope_softmax(&tb);
     cases_activations(&tb);
     cases_flash_attn(&tb);
+    cases_flash_attn_paged(&tb);
     parity_cases_moe(&tb);
     cases_set_rows(&tb);
     cases_cpy_concat(&tb);

@@ -1,8 +1,11 @@
 /* serve/engine.h - the continuous-batching engine: ONE thread owns the model
  * and runs a step loop (vLLM's engine loop, llama-server's slots).
  *
- * Each step: drop cancelled requests (their KV slot is free for the next
- * admission), admit waiting requests into free slots, run one batched
+ * Each step: drop cancelled requests (their KV slot and blocks are free for
+ * the next admission), admit waiting requests into free slots (attaching
+ * the cached KV blocks of their prefix, docs/adr/0035), preempt the newest
+ * requests when the KV block pool is short (they are requeued and
+ * recomputed, see engine_blocks.c), run one batched
  * decode forward for every running sequence (one token each) and one
  * prefill forward: the next chunk (at most prefill_chunk prompt tokens) of
  * the oldest sequence still reading its prompt, together with other
@@ -48,6 +51,7 @@ typedef struct loom_engine_req loom_engine_req;
 
 typedef struct loom_engine_params {
     int32_t prefill_chunk; /* prompt tokens per prefill forward; 0 = 128 */
+    bool no_prefix_cache;  /* never attach cached KV blocks (measurements, tests) */
 } loom_engine_params;
 
 /* Start the engine thread over m (every KV slot of m is the engine's).
@@ -128,6 +132,11 @@ typedef struct loom_engine_stats {
     int64_t prompt_tokens, gen_tokens; /* totals since start */
     int64_t steps;
     int64_t graph_builds, graph_runs; /* loom_model_graph_stats */
+    /* Paged KV cache (docs/adr/0035): block size, pool, blocks held by a
+     * running request, blocks kept for prefix reuse; prompt tokens taken
+     * from the prefix cache instead of computed; preemptions. */
+    int kv_block_size, kv_blocks, kv_blocks_used, kv_blocks_cached;
+    int64_t prefix_tokens, preemptions;
     loom_engine_hist ttft;            /* submit -> first token */
     loom_engine_hist itl;             /* between consecutive tokens of a request */
 } loom_engine_stats;

@@ -156,6 +156,27 @@ char *loom_metrics_render(loom_metrics *m, const loom_engine_stats *e) {
         "# TYPE loom_graph_runs_total counter\n"
         "loom_graph_runs_total %lld\n",
         (long long)e->graph_builds, (long long)e->graph_runs);
+    put(&b,
+        "# HELP loom_kv_blocks KV cache blocks in the pool (docs/adr/0035).\n"
+        "# TYPE loom_kv_blocks gauge\n"
+        "loom_kv_blocks %d\n"
+        "# HELP loom_kv_block_size Tokens per KV cache block.\n"
+        "# TYPE loom_kv_block_size gauge\n"
+        "loom_kv_block_size %d\n"
+        "# HELP loom_kv_blocks_used KV cache blocks held by running requests.\n"
+        "# TYPE loom_kv_blocks_used gauge\n"
+        "loom_kv_blocks_used %d\n"
+        "# HELP loom_kv_blocks_cached Free KV cache blocks kept for prefix reuse.\n"
+        "# TYPE loom_kv_blocks_cached gauge\n"
+        "loom_kv_blocks_cached %d\n"
+        "# HELP loom_prefix_cache_tokens_total Prompt tokens taken from cached KV blocks.\n"
+        "# TYPE loom_prefix_cache_tokens_total counter\n"
+        "loom_prefix_cache_tokens_total %lld\n"
+        "# HELP loom_preemptions_total Requests preempted (requeued) for lack of KV blocks.\n"
+        "# TYPE loom_preemptions_total counter\n"
+        "loom_preemptions_total %lld\n",
+        e->kv_blocks, e->kv_block_size, e->kv_blocks_used, e->kv_blocks_cached,
+        (long long)e->prefix_tokens, (long long)e->preemptions);
     hist(&b, "loom_time_to_first_token_seconds",
          "Time from a request's arrival to its first generated token.", &e->ttft);
     hist(&b, "loom_inter_token_latency_seconds",

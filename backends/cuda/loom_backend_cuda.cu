@@ -478,6 +478,9 @@ static bool gpu_supports(loom_backend *be, const loom_tensor *node) {
         return is_f32(node) && weight_ok(node->op, s[0]) && is_float(s[1]) &&
                s[1]->ne[2] * s[1]->ne[3] <= 65535 && s[1]->ne[1] <= 8 * 65535;
     case LOOM_OP_FLASH_ATTN:
+        if (node->p.i[3] != 0 && (!s[3] || s[3]->dtype != LOOM_I32 ||
+                                  s[3]->nb[0] != sizeof(int32_t) || s[0]->ne[3] != 1))
+            return false;
         return is_f32(node) && is_f32(s[0]) && s[1] && s[2] &&
                (s[1]->dtype == LOOM_F32 || s[1]->dtype == LOOM_F16) &&
                (s[2]->dtype == LOOM_F32 || s[2]->dtype == LOOM_F16) && s[0]->ne[0] <= 256;
@@ -870,6 +873,12 @@ static loom_status run_node(loom_backend *be, loom_tensor *node) {
     }
     case LOOM_OP_FLASH_ATTN: {
         LOOM_TRY(desc(be, node, node->src[2], &d2));
+        if (node->p.i[3] != 0) { /* paged (docs/adr/0035): the block table is src[3] */
+            LOOM_TRY(desc(be, node, node->src[3], &d3));
+            e = lc_flash_attn_paged(st, node->p.f[0], node->p.i[2], node->p.i[3], y, a, b, d2,
+                                    (const int32_t *)d3.data);
+            break;
+        }
         /* Split-KV partials (decode, short chunks) live in the scratch. */
         const size_t fa_bytes = lc_flash_attn_scratch_bytes(a, b, d2);
         void *scr = NULL;

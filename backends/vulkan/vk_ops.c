@@ -299,7 +299,15 @@ bool loom_vk_supports(loom_backend *be, const loom_tensor *node) {
     case LOOM_OP_FLASH_ATTN:
         /* Per invocation: Tk/64 tiles of ~D + 256 loop iterations; keep
          * under lavapipe's loop limit (see the matmul case). */
-        if (c->cpu_device && s[1] && s[0] && (s[1]->ne[1] + 63) / 64 * (s[0]->ne[0] + 300) > 60000)
+        if (node->p.i[3] != 0 && (!s[3] || s[3]->dtype != LOOM_I32 ||
+                                  s[3]->nb[0] != sizeof(int32_t) || !s[0] || s[0]->ne[3] != 1))
+            return false;
+        /* The most keys a node may read: the pool's rows, or a paged
+         * sequence's table (never the patched q_offset, docs/adr/0011). */
+        if (c->cpu_device && s[1] && s[0] &&
+            ((node->p.i[3] ? s[3]->ne[0] * node->p.i[3] : s[1]->ne[1]) + 63) / 64 *
+                    (s[0]->ne[0] + 300) >
+                60000)
             return false;
         return node->dtype == LOOM_F32 && loom_vk_is(s[0], LOOM_F32) && s[1] && s[2] &&
                (s[1]->dtype == LOOM_F32 || s[1]->dtype == LOOM_F16) &&
@@ -944,7 +952,10 @@ static loom_status loom_vk_flash_attn(loom_backend *be, const loom_tensor *y) {
     pc[k++] = (uint32_t)q->ne[1];
     pc[k++] = (uint32_t)q->ne[2];
     pc[k++] = (uint32_t)q->ne[3];
-    pc[k++] = (uint32_t)kk->ne[1];
+    /* Paged (docs/adr/0035): the keys are q_offset + Tq rows through the
+     * block table (binding 5); q_offset is read here, at compute time. */
+    const loom_tensor *tbl = y->p.i[3] > 0 ? y->src[3] : NULL;
+    pc[k++] = tbl ? (uint32_t)(y->p.i[2] + q->ne[1]) : (uint32_t)kk->ne[1];
     pc[k++] = (uint32_t)(q->ne[2] / kk->ne[2]);
     loom_vk_put_t(c, pc, &k, q);
     loom_vk_put_t(c, pc, &k, kk);
@@ -957,9 +968,13 @@ static loom_status loom_vk_flash_attn(loom_backend *be, const loom_tensor *y) {
     pc[k++] = (uint32_t)v->dtype;
     const uint64_t n = (uint64_t)(q->ne[1] * q->ne[2] * q->ne[3]);
     pc[k++] = (uint32_t)n;
-    loom_vk_bind bs[4] = {loom_vk_b(y, true), loom_vk_b(q, false), loom_vk_b(kk, false),
+    pc[k++] = tbl ? (uint32_t)y->p.i[3] : 0u;
+    pc[k++] = tbl ? loom_vk_rel(c, tbl->offset) : 0u;
+    pc[k++] = (uint32_t)kk->ne[1];
+    loom_vk_bind bs[6] = {loom_vk_b(y, true), loom_vk_b(q, false), loom_vk_b(kk, false),
                           loom_vk_b(v, false)};
-    return loom_vk_run(be, "flash_attn", bs, 4, pc, n, 1); /* a workgroup per row */
+    if (tbl) bs[5] = loom_vk_b(tbl, false); /* bs[4]: the aux buffer */
+    return loom_vk_run(be, "flash_attn", bs, 6, pc, n, 1); /* a workgroup per row */
 }
 
 static loom_status loom_vk_concat(loom_backend *be, const loom_tensor *y) {

@@ -277,6 +277,20 @@ LOOM_API loom_tensor *loom_gelu(loom_graph *g, loom_tensor *x);
 LOOM_API loom_tensor *loom_flash_attn(loom_graph *g, loom_tensor *q, loom_tensor *k, loom_tensor *v,
                                       float scale, bool causal, int32_t q_offset);
 
+/* Paged attention (docs/adr/0035, vLLM's PagedAttention) on the same op:
+ * k, v are a layer's KV block pool [D, R, Hkv, 1] (R = n_pool_blocks *
+ * block_size rows, any strides); blocks is i32 [n] (contiguous), the
+ * sequence's block table. The sequence holds q_offset + Tq keys (always
+ * causal: query t is at position q_offset + t); its logical key j lives at
+ * pool row blocks[j / block_size] * block_size + j % block_size. q has
+ * B = 1. src[3] = blocks, p.i[3] = block_size (0 on an unpaged node); a
+ * backend that does not read src[3] must refuse nodes with p.i[3] != 0.
+ * A block id outside the pool fails the compute (reference) or is clamped
+ * by optimised kernels; the caller's table must be valid. */
+LOOM_API loom_tensor *loom_flash_attn_paged(loom_graph *g, loom_tensor *q, loom_tensor *k,
+                                            loom_tensor *v, loom_tensor *blocks,
+                                            int32_t block_size, float scale, int32_t q_offset);
+
 /* Fused Mixtral-style MoE feed-forward.
  * x: f32 [Dm, T]; logits: f32 [E, T] (router output, e.g. matmul(router_w, x));
  * gate, up: weights [Dm, F, E]; down: weights [F, Dm, E] (any matmul weight dtype;

@@ -45,12 +45,14 @@
  * final rms_norm*w -> LM head. Logits are computed only for the positions
  * asked for (the last token of each sequence unless all_logits).
  *
- * KV cache and graph reuse: per layer K and V tensors [kv_dim, n_ctx, n_slots]
- * (f16 by default, q8_0 or f32 optional) live in a buffer of the layer's
+ * KV cache and graph reuse: per layer K and V block pools [kv_dim,
+ * n_kv_blocks * block_size] (f16 by default, q8_0 or f32 optional; docs/adr/
+ * 0035) live in a buffer of the layer's
  * device (the run backend unless the layers are split, docs/adr/0030) when
  * it supports set_rows, else on the cpu backend. A sequence owns one
- * slot. A forward graph is built per distinct batch shape (number of
- * sequences, tokens per sequence, the slots, all_logits) and cached (a few
+ * slot, which has its own block table. A forward graph is built per distinct
+ * batch shape (number of sequences, tokens per sequence, all_logits) and
+ * cached (a few
  * entries, least recently used evicted): a decode loop builds its graph once
  * and re-runs it, only uploading token ids / positions and moving the KV
  * extents and q_offsets (loom_view_set_extent, loom_node_set_q_offset).
@@ -124,6 +126,12 @@ typedef struct loom_model_params {
      * every rank must decode the same batches. tp 0 or 1: no split. */
     int tp;
     struct loom_comm *comm;
+    /* Paged KV cache (docs/adr/0035): tokens per block (0 = 16) and blocks
+     * in every layer's pool (0 = n_slots * ceil(n_ctx / block): the memory
+     * of one full context per slot). Fewer blocks than that overcommit: a
+     * forward that finds no free block fails with LOOM_ERR_OOM. */
+    int kv_block_size;
+    int n_kv_blocks;
 } loom_model_params;
 
 typedef enum loom_split_mode { LOOM_SPLIT_LAYER = 0, LOOM_SPLIT_NONE = 1 } loom_split_mode;
@@ -190,10 +198,42 @@ LOOM_API loom_status loom_model_decode(loom_model *m, const loom_batch *b, float
                                        size_t err_n);
 
 LOOM_API int64_t loom_model_slot_pos(const loom_model *m, int slot); /* tokens cached in slot */
-/* Forget a slot's tokens (its KV rows are overwritten by later writes). */
+/* Forget a slot's tokens: its blocks are released (full ones stay cached
+ * for prefix reuse until evicted). */
 LOOM_API void loom_model_slot_clear(loom_model *m, int slot);
-/* Keep only the first n tokens of a slot (n <= its position). */
+/* Keep only the first n tokens of a slot (n <= its position); blocks past
+ * them are released. LOOM_ERR_UNSUPPORTED when position n falls inside a
+ * block another slot shares (it would have to be copied first). */
 LOOM_API loom_status loom_model_slot_truncate(loom_model *m, int slot, int64_t n);
+
+/* ---- paged KV cache and prefix reuse (docs/adr/0035) ----
+ * Each layer's K and V live in a pool of fixed-size blocks; a slot is a
+ * sequence with its own block table, growing as it is decoded. Blocks are
+ * reference-counted: a full block is hashed by (previous block's hash, its
+ * token ids) and stays cached after its sequence releases it, so a later
+ * sequence that starts with the same tokens can attach it instead of
+ * recomputing it; cached blocks are evicted least recently used first when
+ * the pool runs out. A block is never written while shared: a sequence only
+ * appends into blocks it allocated. */
+typedef struct loom_kv_block_stats {
+    int block_size;
+    int n_blocks;  /* pool size */
+    int n_used;    /* held by at least one slot */
+    int n_cached;  /* held by none, kept for prefix reuse (evictable) */
+    int n_free;    /* held by none, empty */
+    int64_t prefix_hits;      /* blocks attached by loom_model_slot_reuse_prefix */
+    int64_t evictions;        /* cached blocks reused for new data */
+} loom_kv_block_stats;
+LOOM_API void loom_model_kv_block_stats(const loom_model *m, loom_kv_block_stats *out);
+/* Blocks slot needs to append n_tokens more (0 when its last block has room). */
+LOOM_API int loom_model_slot_blocks_needed(const loom_model *m, int slot, int64_t n_tokens);
+/* Attach to an empty slot the cached blocks that hold a prefix of
+ * tokens[0..n): whole blocks only, and never the last token (its logits
+ * must come from a forward). *n_reused (a multiple of the block size) is
+ * the slot's position afterwards; the caller feeds tokens from there.
+ * LOOM_ERR_INVALID_ARG when the slot is not empty. */
+LOOM_API loom_status loom_model_slot_reuse_prefix(loom_model *m, int slot, const int32_t *tokens,
+                                                  int64_t n, int64_t *n_reused);
 
 /* Statistics of the graph cache: graphs built, and forward passes run. */
 LOOM_API void loom_model_graph_stats(const loom_model *m, int *n_builds, int *n_runs);

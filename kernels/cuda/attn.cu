@@ -56,12 +56,22 @@ typedef float4 lc_fa_f4;
 
 /* ---------------- warp kernel (general fallback) ---------------- */
 
+/* Pool row of logical key j through a paged sequence's block table
+ * (docs/adr/0035), clamped to the pool; j itself when tbl is NULL. */
+__device__ __forceinline__ int64_t lc_fa_row(const int32_t *tbl, int bsz, int64_t rows, int64_t j) {
+    if (!tbl) return j;
+    int64_t r = (int64_t)tbl[j / bsz] * bsz + j % bsz;
+    return r < 0 ? 0 : r >= rows ? rows - 1 : r;
+}
+
 static __global__ void lc_fa_warp_k(lc_tensor out, lc_tensor q, lc_tensor k, lc_tensor v,
-                                    float scale, int causal, int q_offset) {
+                                    float scale, int causal, int q_offset,
+                                    const int32_t *tbl = 0, int bsz = 0) {
     __shared__ float qs[LC_FA_WARPS][LC_FA_DMAX];
     const int warp = threadIdx.x / LOOM_WARP, lane = threadIdx.x % LOOM_WARP;
     const int64_t D = q.ne[0], Tq = q.ne[1], Hq = q.ne[2], B = q.ne[3];
-    const int64_t Tk = k.ne[1], group = Hq / k.ne[2];
+    /* Paged: the keys are q_offset + Tq rows of the pool through tbl. */
+    const int64_t Tk = tbl ? (int64_t)q_offset + Tq : k.ne[1], group = Hq / k.ne[2];
     const int64_t r = (int64_t)blockIdx.x * LC_FA_WARPS + warp;
     if (r >= Hq * Tq * B) return; /* whole warp; no block-wide sync below */
     const int64_t h = r % Hq, t = (r / Hq) % Tq, b = r / (Hq * Tq), hk = h / group;
@@ -87,7 +97,7 @@ static __global__ void lc_fa_warp_k(lc_tensor out, lc_tensor q, lc_tensor k, lc_
         if (lane < cnt) {
             float dot = 0.0f;
             for (int64_t d = 0; d < D; d++)
-                dot += qs[warp][d] * lc_get(k, d, j0 + lane, hk, b);
+                dot += qs[warp][d] * lc_get(k, d, lc_fa_row(tbl, bsz, k.ne[1], j0 + lane), hk, b);
             s = scale * dot;
         }
         const float m_new = fmaxf(m, lc_warp_max(s));
@@ -102,7 +112,7 @@ static __global__ void lc_fa_warp_k(lc_tensor out, lc_tensor q, lc_tensor k, lc_
 #pragma unroll
             for (int i = 0; i < LC_FA_PER_LANE; i++) {
                 const int64_t d = lane + (int64_t)i * LOOM_WARP;
-                if (d < D) acc[i] += pj * lc_get(v, d, j0 + jj, hk, b);
+                if (d < D) acc[i] += pj * lc_get(v, d, lc_fa_row(tbl, bsz, v.ne[1], j0 + jj), hk, b);
             }
         }
         m = m_new;
@@ -902,4 +912,21 @@ extern "C" int lc_flash_attn_ex(void *stream, float scale, int causal, int q_off
 extern "C" int lc_flash_attn(void *stream, float scale, int causal, int q_offset, lc_tensor out,
                              lc_tensor q, lc_tensor k, lc_tensor v) {
     return lc_flash_attn_ex(stream, scale, causal, q_offset, out, q, k, v, (void *)0, 0);
+}
+
+/* Paged attention (docs/adr/0035): the warp kernel with every key read
+ * through the block table tbl (device i32, bsz rows per block); causal,
+ * B = 1. Correct for decode and prefill; the tiled/tensor-core kernels do
+ * not take a table yet. */
+extern "C" int lc_flash_attn_paged(void *stream, float scale, int q_offset, int bsz,
+                                   lc_tensor out, lc_tensor q, lc_tensor k, lc_tensor v,
+                                   const int32_t *tbl) {
+    const int64_t rows = q.ne[1] * q.ne[2] * q.ne[3];
+    if (rows == 0 || q.ne[0] == 0) return 0;
+    if (q.ne[0] > LC_FA_DMAX || bsz <= 0) return (int)cudaErrorInvalidValue;
+    const int64_t g = (rows + LC_FA_WARPS - 1) / LC_FA_WARPS;
+    if (g > 0x7fffffff) return (int)cudaErrorInvalidValue;
+    lc_fa_warp_k<<<(unsigned)g, LC_FA_WARPS * LOOM_WARP, 0, (cudaStream_t)stream>>>(
+        out, q, k, v, scale, 1, q_offset, tbl, bsz);
+    return lc_status();
 }

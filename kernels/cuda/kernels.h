@@ -79,6 +79,10 @@ int lc_matmul_tiled(void *stream, lc_tensor out, lc_tensor w, lc_tensor x);
 int lc_convert_half(void *stream, lc_tensor x, int dst_dtype, void *hi, void *lo);
 
 /* attn.cu */
+/* Paged flash_attn (docs/adr/0035): k/v are the block pool, tbl the
+ * sequence's i32 block table on the device, bsz rows per block. */
+int lc_flash_attn_paged(void *stream, float scale, int q_offset, int bsz, lc_tensor out,
+                        lc_tensor q, lc_tensor k, lc_tensor v, const int32_t *tbl);
 int lc_flash_attn(void *stream, float scale, int causal, int q_offset, lc_tensor out, lc_tensor q,
                   lc_tensor k, lc_tensor v);
 /* Same op with the split-KV / tensor-core kernels: scratch (device) of at least

@@ -12,6 +12,12 @@ static bool loom_ref_attn_kv_ok(const loom_tensor *t) {
     return t->dtype == LOOM_F32 || t->dtype == LOOM_F16;
 }
 
+/* Pool row of logical key j (paged), or j itself. */
+static int64_t kv_row(const loom_tensor *tbl, int64_t bsz, int64_t j) {
+    if (!tbl) return j;
+    return (int64_t)*(const int32_t *)loom_ref_ptr(tbl, j / bsz, 0, 0, 0) * bsz + j % bsz;
+}
+
 loom_status loom_ref_flash_attn(const loom_ref_ctx *c) {
     const loom_tensor *out = c->node;
     const loom_tensor *q = out->src[0], *k = out->src[1], *v = out->src[2];
@@ -21,7 +27,25 @@ loom_status loom_ref_flash_attn(const loom_ref_ctx *c) {
         return loom_ref_fail(c, LOOM_ERR_INVALID_ARG, "flash_attn: unsupported dtypes");
 
     const int64_t D = q->ne[0], Tq = q->ne[1], Hq = q->ne[2], B = q->ne[3];
-    const int64_t Tk = k->ne[1], Hkv = k->ne[2];
+    /* Paged (docs/adr/0035): k/v are the block pool, src[3] the block table;
+     * the sequence's keys are 0 .. q_offset + Tq - 1. */
+    const int64_t bsz = out->p.i[3];
+    const loom_tensor *tbl = bsz > 0 ? out->src[3] : NULL;
+    if (bsz > 0 && (!tbl || tbl->dtype != LOOM_I32 || B != 1))
+        return loom_ref_fail(c, LOOM_ERR_INVALID_ARG, "flash_attn: bad block table");
+    const int64_t Tk = bsz > 0 ? out->p.i[2] + Tq : k->ne[1], Hkv = k->ne[2];
+    if (bsz > 0) { /* every row the sequence reads must be in the pool */
+        if (Tk > tbl->ne[0] * bsz)
+            return loom_ref_fail(c, LOOM_ERR_INVALID_ARG,
+                                 "flash_attn: %lld keys exceed the block table (%lld blocks of %lld)",
+                                 (long long)Tk, (long long)tbl->ne[0], (long long)bsz);
+        for (int64_t j = 0; j < (Tk + bsz - 1) / bsz; j++)
+            if (kv_row(tbl, bsz, j * bsz) < 0 || kv_row(tbl, bsz, j * bsz) >= k->ne[1])
+                return loom_ref_fail(c, LOOM_ERR_INVALID_ARG,
+                                     "flash_attn: block %lld of the table is outside the pool (%lld)",
+                                     (long long)(kv_row(tbl, bsz, j * bsz) / bsz),
+                                     (long long)(k->ne[1] / bsz));
+    }
     bool shape_ok = k->ne[0] == D && k->ne[3] == B && Hkv > 0 && Hq % Hkv == 0;
     for (int i = 0; i < LOOM_MAX_DIMS; i++)
         shape_ok = shape_ok && v->ne[i] == k->ne[i];
@@ -75,7 +99,7 @@ loom_status loom_ref_flash_attn(const loom_ref_ctx *c) {
         for (int64_t j = 0; j < n_vis; j++) {
             double dot = 0.0;
             for (int64_t d = 0; d < D; d++)
-                dot += qv[d] * (double)loom_ref_get_f32(k, d, j, hk, b);
+                dot += qv[d] * (double)loom_ref_get_f32(k, d, kv_row(tbl, bsz, j), hk, b);
             s[j] = scale * dot;
             if (s[j] > smax) smax = s[j];
         }
@@ -88,7 +112,7 @@ loom_status loom_ref_flash_attn(const loom_ref_ctx *c) {
             const double p = exp(s[j] - smax);
             sum += p;
             for (int64_t d = 0; d < D; d++)
-                acc[d] += p * (double)loom_ref_get_f32(v, d, j, hk, b);
+                acc[d] += p * (double)loom_ref_get_f32(v, d, kv_row(tbl, bsz, j), hk, b);
         }
         for (int64_t d = 0; d < D; d++)
             o[d] = (float)(acc[d] / sum);

@@ -3,7 +3,7 @@
 // processed in tiles of WG: each invocation scores one key of the tile (full
 // dot over D), the tile max/sum update the running max/sum, then each
 // invocation accumulates its output dims d = tid, tid + WG, ... over the
-// tile. GQA maps query head h to KV head h / (Hq/Hkv); causal with q_offset;
+// tile (paged: keys go through the block table, binding 5). GQA maps query head h to KV head h / (Hq/Hkv); causal with q_offset;
 // K/V f32 or f16 with any strides; head dim up to 256 (4 dims/invocation).
 // (Keeping per-invocation loops short also avoids very long single-thread
 // loops, which misbehaved on lavapipe.)
@@ -22,7 +22,19 @@ layout(push_constant) uniform PC {
     int q_offset;
     float scale;
     uint kt, vt, n;
+    uint bsz, tbl_off, pool_rows; // paged (docs/adr/0035): block size (0 = unpaged)
 } p;
+
+// The block table of a paged sequence (i32 block ids); binding 4 is aux.
+layout(std430, set = 0, binding = 5) readonly buffer Src3 { int E[]; };
+
+// Pool row of logical key j (clamped to the pool), or j when unpaged.
+uint kv_row(uint j) {
+    if (p.bsz == 0u) return j;
+    int blk = E[(p.tbl_off >> 2) + j / p.bsz];
+    uint r = uint(max(blk, 0)) * p.bsz + j % p.bsz;
+    return min(r, p.pool_rows - 1u);
+}
 
 shared float sc[WG];
 shared float qs[256];
@@ -54,7 +66,7 @@ void main() {
         uint j = j0 + tid;
         float s = uintBitsToFloat(0xff800000u);
         if (j < n_vis) {
-            uint krow = p.k_off + j * p.k_nb1 + hk * p.k_nb2 + b * p.k_nb3;
+            uint krow = p.k_off + kv_row(j) * p.k_nb1 + hk * p.k_nb2 + b * p.k_nb3;
             float dot = 0.0;
             for (uint d = 0u; d < p.D; d++)
                 dot += qs[d] * B_elem(p.kt, krow, d, p.k_nb0);
@@ -73,7 +85,7 @@ void main() {
             if (d >= p.D) break;
             float a = acc[c] * corr;
             for (uint jj = 0u; jj < nj; jj++) {
-                uint vrow = p.v_off + (j0 + jj) * p.v_nb1 + hk * p.v_nb2 + b * p.v_nb3;
+                uint vrow = p.v_off + kv_row(j0 + jj) * p.v_nb1 + hk * p.v_nb2 + b * p.v_nb3;
                 a += sc[jj] * C_elem(p.vt, vrow, d, p.v_nb0);
             }
             acc[c] = a;

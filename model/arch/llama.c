@@ -2,13 +2,14 @@
  * KV cache, and its cache of built graphs (see loom/model.h).
  *
  * Token layout: a batch of S sequences x T tokens is N = S*T columns,
- * sequence-major (column b*T + t). The KV cache of a layer is one leaf
- * [kv_dim, n_ctx, n_slots]; new keys/values are written with one set_rows
- * per tensor into its [kv_dim, n_ctx*n_slots] reshape at row
- * slot*n_ctx + position (an i32 input computed on the host). Attention runs
- * one flash_attn per sequence over a strided view of its slot
- * ([head_dim, Tk, n_kv_heads], Tk = position + T), so sequences at different
- * positions share the matmuls of one forward pass. */
+ * sequence-major (column b*T + t). The KV cache of a layer is a block pool
+ * [kv_dim, n_blocks * bs] (docs/adr/0035); new keys/values are written with
+ * one set_rows per tensor at row block * bs + position % bs, block being
+ * the sequence's table entry for the position (an i32 input computed on the
+ * host). Attention runs one paged flash_attn per sequence over the pool
+ * ([head_dim, rows, n_kv_heads]) through its block table (an i32 input
+ * [max_blocks, S]), so sequences at different positions share the matmuls
+ * of one forward pass, and the graph does not depend on which slots run. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,8 +20,6 @@
 void loom_llama_graph_release(loom_llama_graph *lg) {
     loom_sched_free(lg->s);
     loom_graph_free(lg->g);
-    free(lg->kview);
-    free(lg->vview);
     free(lg->fa);
     memset(lg, 0, sizeof *lg);
 }
@@ -32,27 +31,23 @@ static loom_tensor *input_i32(loom_graph *g, int64_t n, const char *name) {
     return loom_tensor_set_flags(t, LOOM_FLAG_INPUT);
 }
 
-/* K or V of sequence b for attention: [head_dim, Tk, n_kv_heads] over slot's
- * rows of the set_rows result w (storage [kv_dim, n_ctx, n_slots]). A q8_0
- * cache is first converted to f16 (whole slot, so the graph's memory does
- * not depend on Tk). */
-static loom_tensor *kv_view(loom_model *m, loom_graph *g, loom_tensor *w, int slot, int64_t tk) {
+/* K or V of a layer for paged attention: the whole block pool read as
+ * [head_dim, rows, n_kv_heads] from the set_rows result w ([kv_dim, rows]).
+ * A q8_0 pool is first converted to f16 (whole pool, once per layer, so the
+ * graph's memory does not depend on the sequence lengths). */
+static loom_tensor *kv_pool_view(loom_model *m, loom_graph *g, loom_tensor *w) {
     const loom_model_config *c = &m->cfg;
-    const int64_t D = c->head_dim, H = c->n_kv_heads;
+    const int64_t D = c->head_dim, H = c->n_kv_heads, R = (int64_t)m->kv_nblk * m->kv_bs;
+    if (m->kv_dtype == LOOM_Q8_0) {
+        loom_tensor *h = loom_cpy(g, w, LOOM_F16);
+        const size_t e16 = sizeof(uint16_t);
+        return loom_view(g, h, 3, (int64_t[]){D, R, H},
+                         (size_t[]){e16, (size_t)(D * H) * e16, (size_t)D * e16}, 0);
+    }
     const size_t esz = loom_dtype_block_bytes(m->kv_dtype);
     const size_t row = loom_dtype_nbytes(m->kv_dtype, D * H);
     const size_t hd = loom_dtype_nbytes(m->kv_dtype, D);
-    const size_t off = (size_t)slot * (size_t)m->n_ctx * row;
-    if (m->kv_dtype == LOOM_Q8_0) {
-        /* The slot is one contiguous [kv_dim, n_ctx] block: convert it whole. */
-        loom_tensor *full =
-            loom_view(g, w, 2, (int64_t[]){D * H, m->n_ctx}, (size_t[]){esz, row}, off);
-        loom_tensor *h = loom_cpy(g, full, LOOM_F16);
-        const size_t e16 = sizeof(uint16_t);
-        return loom_view(g, h, 3, (int64_t[]){D, tk, H},
-                         (size_t[]){e16, (size_t)(D * H) * e16, (size_t)D * e16}, 0);
-    }
-    return loom_view(g, w, 3, (int64_t[]){D, tk, H}, (size_t[]){esz, row, hd}, off);
+    return loom_view(g, w, 3, (int64_t[]){D, R, H}, (size_t[]){esz, row, hd}, 0);
 }
 
 /* Layer split (docs/adr/0030): the scheduler over the model's devices (the
@@ -148,12 +143,11 @@ static loom_tensor *block(loom_model *m, const hook_ref *hk, loom_graph *g, loom
     k = loom_rope(g, k, pos, &c->rope);
     loom_tensor *qp = loom_permute(g, q, 0, 2, 1, 3); /* [D, N, Hq] */
     loom_tensor *kw = NULL, *vw = NULL, *kp = NULL, *vp = NULL;
-    if (lg) { /* Write this step's K/V into the cache, in place. */
-        const int64_t n_rows = m->n_ctx * m->n_slots;
-        loom_tensor *kc = loom_reshape_2d(g, loom_model_mirror(g, L->k_cache), kv_dim, n_rows);
-        loom_tensor *vc = loom_reshape_2d(g, loom_model_mirror(g, L->v_cache), kv_dim, n_rows);
-        kw = loom_set_rows(g, kc, loom_reshape_2d(g, k, kv_dim, N), lg->rows);
-        vw = loom_set_rows(g, vc, v, lg->rows);
+    if (lg) { /* Write this step's K/V into the block pool, in place. */
+        loom_tensor *kc = loom_model_mirror(g, L->k_cache);
+        loom_tensor *vc = loom_model_mirror(g, L->v_cache);
+        kw = kv_pool_view(m, g, loom_set_rows(g, kc, loom_reshape_2d(g, k, kv_dim, N), lg->rows));
+        vw = kv_pool_view(m, g, loom_set_rows(g, vc, v, lg->rows));
     } else {
         kp = loom_permute(g, k, 0, 2, 1, 3); /* [D, N, Hkv] */
         vp = loom_permute(g, loom_reshape_3d(g, v, D, Hkv, N), 0, 2, 1, 3);
@@ -165,15 +159,12 @@ static loom_tensor *block(loom_model *m, const hook_ref *hk, loom_graph *g, loom
         const int64_t len = !lg && hk->docs ? hk->docs[b] : T;
         loom_tensor *qb = n_att == 1 ? qp : loom_slice(g, qp, 1, off, len);
         loom_tensor *o;
-        if (lg) {
-            const int64_t p0 = m->slot_pos[lg->slots[b]];
-            loom_tensor *kb = kv_view(m, g, kw, lg->slots[b], p0 + T);
-            loom_tensor *vb = kv_view(m, g, vw, lg->slots[b], p0 + T);
-            o = loom_flash_attn(g, qb, kb, vb, scale, true, (int32_t)p0);
-            size_t di = (size_t)l * (size_t)S + (size_t)b;
-            lg->kview[di] = kb;
-            lg->vview[di] = vb;
-            lg->fa[di] = o;
+        if (lg) { /* through sequence b's block table; q_offset patched per run */
+            loom_tensor *tb = loom_view(g, lg->tables, 1, (int64_t[]){m->max_blk},
+                                        (size_t[]){sizeof(int32_t)},
+                                        (size_t)b * (size_t)m->max_blk * sizeof(int32_t));
+            o = loom_flash_attn_paged(g, qb, kw, vw, tb, m->kv_bs, scale, 0);
+            lg->fa[(size_t)l * (size_t)S + (size_t)b] = o;
         } else {
             loom_tensor *kb = n_att == 1 ? kp : loom_slice(g, kp, 1, off, len);
             loom_tensor *vb = n_att == 1 ? vp : loom_slice(g, vp, 1, off, len);
@@ -211,11 +202,9 @@ static loom_status build(loom_model *m, loom_llama_graph *lg, char *err, size_t 
     const int S = lg->n_seq, T = lg->n_tokens;
     const int64_t N = (int64_t)S * T;
     size_t n_dyn = (size_t)c->n_layers * (size_t)S;
-    lg->kview = calloc(n_dyn, sizeof *lg->kview);
-    lg->vview = calloc(n_dyn, sizeof *lg->vview);
     lg->fa = calloc(n_dyn, sizeof *lg->fa);
     int *seg = calloc((size_t)c->n_layers + 1, sizeof *seg); /* split_sched */
-    if (!lg->kview || !lg->vview || !lg->fa || !seg || loom_graph_new(&lg->g) != LOOM_OK) {
+    if (!lg->fa || !seg || loom_graph_new(&lg->g) != LOOM_OK) {
         free(seg);
         return loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
     }
@@ -224,6 +213,7 @@ static loom_status build(loom_model *m, loom_llama_graph *lg, char *err, size_t 
     lg->tokens = input_i32(g, N, "tokens");
     lg->pos = input_i32(g, N, "positions");
     lg->rows = input_i32(g, N, "kv_rows");
+    lg->tables = input_i32(g, (int64_t)m->max_blk * S, "kv_blocks");
     loom_tensor *x = loom_get_rows(g, loom_model_mirror(g, m->tok_embd), lg->tokens); /* [dim, N] */
     const hook_ref hk = {m->hook, m->hook_ud, NULL, 0};
     tp_marks tm = {NULL, 0};
@@ -306,9 +296,9 @@ static loom_status get_graph(loom_model *m, const loom_batch *b, loom_llama_grap
     loom_llama_graph *lru = &m->cache[0];
     for (int i = 0; i < LOOM_LLAMA_GRAPH_CACHE; i++) {
         loom_llama_graph *lg = &m->cache[i];
+        /* The slots do not matter: their block tables are inputs. */
         if (lg->used && lg->n_seq == b->n_seq && lg->n_tokens == b->n_tokens &&
-            lg->all_logits == all &&
-            memcmp(lg->slots, b->slots, (size_t)b->n_seq * sizeof *b->slots) == 0) {
+            lg->all_logits == all) {
             lg->last_used = ++m->tick;
             *out = lg;
             return LOOM_OK;
@@ -361,29 +351,37 @@ loom_status loom_model_decode(loom_model *m, const loom_batch *b, float *logits,
             return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
                                    "model: token id %d is outside the vocabulary [0, %lld)",
                                    b->tokens[i], (long long)V);
+    /* Blocks for the new positions (docs/adr/0035); a slot keeps blocks it
+     * got here even if a later one fails (they are used by its next try). */
+    for (int i = 0; i < S; i++)
+        LOOM_TRY(loom_kv_cache_reserve(m, b->slots[i], m->slot_pos[b->slots[i]] + T, err, err_n));
     loom_llama_graph *lg;
     LOOM_TRY(get_graph(m, b, &lg, err, err_n));
 
-    /* Re-target the graph: KV extents and query offsets of every sequence. */
+    /* Re-target the graph: the query offset of every sequence. */
     for (int64_t l = 0; l < m->cfg.n_layers; l++)
         for (int i = 0; i < S; i++) {
             size_t di = (size_t)l * (size_t)S + (size_t)i;
             int64_t pos = m->slot_pos[b->slots[i]];
-            if (loom_view_set_extent(lg->kview[di], 1, pos + T) != LOOM_OK ||
-                loom_view_set_extent(lg->vview[di], 1, pos + T) != LOOM_OK ||
-                loom_node_set_q_offset(lg->fa[di], (int32_t)pos) != LOOM_OK)
+            if (loom_node_set_q_offset(lg->fa[di], (int32_t)pos) != LOOM_OK)
                 return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
-                                       "model: cannot re-target the KV views to %lld tokens",
-                                       (long long)(pos + T));
+                                       "model: cannot re-target attention to position %lld",
+                                       (long long)pos);
         }
-    int32_t *buf = malloc((size_t)(2 * N + S) * sizeof *buf);
+    const size_t nt = (size_t)m->max_blk * (size_t)S;
+    int32_t *buf = malloc(((size_t)(2 * N + S) + nt) * sizeof *buf);
     if (!buf) return loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
-    int32_t *pos = buf, *rows = buf + N, *out_ids = buf + 2 * N;
+    int32_t *pos = buf, *rows = buf + N, *out_ids = buf + 2 * N, *tables = out_ids + S;
+    memset(tables, 0, nt * sizeof *tables); /* unused entries: a valid block id */
     for (int i = 0; i < S; i++) {
+        const int slot = b->slots[i];
+        const int32_t *tbl = m->slot_tbl + (size_t)slot * (size_t)m->max_blk;
+        memcpy(tables + (size_t)i * (size_t)m->max_blk, tbl,
+               (size_t)m->slot_nblk[slot] * sizeof *tbl);
         for (int t = 0; t < T; t++) {
-            int64_t p = m->slot_pos[b->slots[i]] + t;
+            int64_t p = m->slot_pos[slot] + t;
             pos[i * T + t] = (int32_t)p;
-            rows[i * T + t] = (int32_t)(b->slots[i] * m->n_ctx + p);
+            rows[i * T + t] = tbl[p / m->kv_bs] * m->kv_bs + (int32_t)(p % m->kv_bs);
         }
         out_ids[i] = i * T + T - 1;
     }
@@ -391,6 +389,7 @@ loom_status loom_model_decode(loom_model *m, const loom_batch *b, float *logits,
     loom_status st = loom_tensor_upload(lg->tokens, b->tokens, nb);
     if (st == LOOM_OK) st = loom_tensor_upload(lg->pos, pos, nb);
     if (st == LOOM_OK) st = loom_tensor_upload(lg->rows, rows, nb);
+    if (st == LOOM_OK) st = loom_tensor_upload(lg->tables, tables, nt * sizeof *tables);
     if (st == LOOM_OK && lg->out_ids)
         st = loom_tensor_upload(lg->out_ids, out_ids, (size_t)S * sizeof(int32_t));
     free(buf);
@@ -401,8 +400,11 @@ loom_status loom_model_decode(loom_model *m, const loom_batch *b, float *logits,
                                loom_sched_error(lg->s));
     st = loom_tensor_download(lg->logits, logits, loom_tensor_nbytes(lg->logits));
     if (st != LOOM_OK) return loom_model_fail(err, err_n, st, "model: reading the logits failed");
-    for (int i = 0; i < S; i++)
+    for (int i = 0; i < S; i++) {
+        loom_kv_cache_commit(m, b->slots[i], m->slot_pos[b->slots[i]], b->tokens + (size_t)i * T,
+                             T);
         m->slot_pos[b->slots[i]] += T;
+    }
     m->n_runs++;
     return LOOM_OK;
 }

@@ -799,7 +799,7 @@ void loom_model_free(loom_model *m) {
     free(m->layers);
     free(m->layer_dev);
     free(m->kv_dev);
-    free(m->slot_pos);
+    loom_kv_cache_free(m);
     free(m);
 }
 

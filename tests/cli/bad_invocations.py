@@ -110,6 +110,8 @@ SPEC = {
                  "--ctx": ("int", 0, 16777216), "--api-key": ("str",),
                  "--api-key-file": ("str",), "--threads": ("int", 1, 256),
                  "--prefill-chunk": ("int", 1, 65536),
+                 "--kv-block": ("int", 1, 4096), "--kv-blocks": ("int", 0, 16777216),
+                 "--no-prefix-cache": ("flag",),
                  "--max-body": ("int", 1024, 67108864), "--timeout": ("int", 1, 3600),
                  "--cors": ("str",), "--rate-limit": ("float", 0.001, 1000000),
                  "--log-prompts": ("flag",), "--no-access-log": ("flag",),

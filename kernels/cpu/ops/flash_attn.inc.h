@@ -13,6 +13,14 @@ static inline vf fa_load_kv(const loom_tensor *t, const uint8_t *row, int64_t d)
                                 : V_LOAD((const float *)row + d);
 }
 
+/* Pool row of logical key j through the block table (paged), clamped to the
+ * pool; j itself when unpaged. */
+static inline int64_t fa_row(const loom_tensor *tbl, int64_t bsz, int64_t rows, int64_t j) {
+    if (!tbl) return j;
+    const int64_t r = (int64_t)((const int32_t *)loom_ref_ptr(tbl, 0, 0, 0, 0))[j / bsz] * bsz + j % bsz;
+    return r < 0 ? 0 : r >= rows ? rows - 1 : r;
+}
+
 /* Online softmax (no score matrix): keys are consumed FA_KC at a time; per
  * query head the running max m, denominator l and the weighted V sum are
  * rescaled when the max grows. The query heads of one GQA group are done
@@ -22,11 +30,14 @@ static loom_status k_flash_attn(const loom_tensor *out, int ith, int nth, char *
     (void)err_n;
     const loom_tensor *q = out->src[0], *kt = out->src[1], *vt = out->src[2];
     const int64_t D = q->ne[0], Tq = q->ne[1], Hq = q->ne[2], B = q->ne[3];
-    const int64_t Tk = kt->ne[1], Hkv = kt->ne[2], group = Hq / Hkv;
-    const int64_t ngc = (group + FA_G - 1) / FA_G; /* chunks of query heads per KV head */
     const float scale = out->p.f[0];
     const bool causal = out->p.i[1] != 0;
     const int64_t q_offset = out->p.i[2];
+    /* Paged (docs/adr/0035): k/v are the block pool, src[3] the table. */
+    const int64_t bsz = out->p.i[3];
+    const loom_tensor *tbl = bsz > 0 ? out->src[3] : NULL;
+    const int64_t Tk = tbl ? q_offset + Tq : kt->ne[1], Hkv = kt->ne[2], group = Hq / Hkv;
+    const int64_t ngc = (group + FA_G - 1) / FA_G; /* chunks of query heads per KV head */
     const int64_t nd = D / VN;
 
     int64_t lo, hi;
@@ -55,7 +66,7 @@ static loom_status k_flash_attn(const loom_tensor *out, int ith, int nth, char *
             const int nk = (int)LC_MIN((int64_t)FA_KC, nv - j0);
             float s[FA_G][FA_KC];
             for (int jj = 0; jj < nk; jj++) {
-                const uint8_t *kr = loom_ref_ptr(kt, 0, j0 + jj, hk, b);
+                const uint8_t *kr = loom_ref_ptr(kt, 0, fa_row(tbl, bsz, kt->ne[1], j0 + jj), hk, b);
                 vf dacc[FA_G];
                 for (int g = 0; g < G; g++)
                     dacc[g] = V_ZERO();
@@ -86,7 +97,7 @@ static loom_status k_flash_attn(const loom_tensor *out, int ith, int nth, char *
                 }
             }
             for (int jj = 0; jj < nk; jj++) {
-                const uint8_t *vr = loom_ref_ptr(vt, 0, j0 + jj, hk, b);
+                const uint8_t *vr = loom_ref_ptr(vt, 0, fa_row(tbl, bsz, vt->ne[1], j0 + jj), hk, b);
                 for (int64_t i = 0; i < nd; i++) {
                     const vf vv = fa_load_kv(vt, vr, i * VN);
                     for (int g = 0; g < G; g++)
@@ -113,6 +124,7 @@ static loom_status k_flash_attn(const loom_tensor *out, int ith, int nth, char *
 static bool fa_supported(const loom_tensor *node) {
     const loom_tensor *q = node->src[0], *k = node->src[1], *v = node->src[2];
     if (!loom_ref_supports(node) || !loom_tensor_is_contiguous(node)) return false;
+    if (node->p.i[3] != 0 && (node->src[3]->nb[0] != sizeof(int32_t) || q->ne[3] != 1)) return false;
     const int64_t D = q->ne[0];
     if (D % VN != 0 || D > FA_DM || k->ne[0] != D || k->dtype != v->dtype) return false;
     for (int i = 0; i < LOOM_MAX_DIMS; i++)

@@ -72,7 +72,7 @@ SPEC = {
     ("perplexity",): {"-m": ("str",), "--model": ("str",), "-f": ("str",), "--file": ("str",),
                        "--ctx": ("int", 4, 1048576), "--chunks": ("int", 0, 1000000),
                        "-t": ("int", 1, 4096), "--kv-type": ("choice", ["f16", "q8_0", "f32"]),
-                       "--backend": ("str",)},
+                       "--quant": ("choice", GGUF_TYPES + ["nf4"]), "--backend": ("str",)},
     ("info",): dict(SPLIT, **{"-m": ("str",), "--ctx": ("int", 0, 16777216), "--backend": ("str",),
                               "--kv-type": ("choice", ["f16", "q8_0", "f32"]),
                               "--parallel": ("int", 1, 256)}),

@@ -16,7 +16,7 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: loom perplexity -m MODEL -f TEXT [--ctx N] [--chunks N] [--batch N] [-t N]\n"
-               "                       [--kv-type f16|q8_0|f32] [--backend NAME]\n"
+               "                       [--kv-type f16|q8_0|f32] [--quant TYPE] [--backend NAME]\n"
                "perplexity of MODEL (GGUF or Hugging Face directory) on the text file TEXT,\n"
                "as llama.cpp's llama-perplexity computes it: non-overlapping windows of --ctx\n"
                "tokens, BOS as the model's metadata says, the second half of each window\n"
@@ -27,7 +27,9 @@ static void usage(FILE *f) {
                "               cpu runs its decode kernels (int8 activations unless\n"
                "               LOOM_CPU_ACT=f32)\n"
                "  -t N         cpu threads, 1..4096 (default: the cpu backend's, LOOM_THREADS)\n"
-               "  --kv-type T  KV-cache type (default f16)\n");
+               "  --kv-type T  KV-cache type (default f16)\n"
+               "  --quant T    weights quantized while loading: f32, f16, bf16, q8_0, q4_0,\n"
+               "               q4_1, q5_0, q5_1, nf4 (the quality of a load-time type)\n");
 }
 
 static void on_chunk(void *ud, int64_t c, int64_t n, double ppl) {
@@ -66,7 +68,8 @@ int loom_cli_perplexity(const char *backend, int argc, char **argv) {
     const char *model = NULL, *file = NULL, *kv = "f16";
     int64_t ctx = 512, chunks = 0, batch = 256;
     int threads = 0;
-    loom_dtype kvt = LOOM_F16;
+    loom_dtype kvt = LOOM_F16, qt = LOOM_F32;
+    const char *quant = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (loom_cli_is_help(a)) {
@@ -74,7 +77,8 @@ int loom_cli_perplexity(const char *backend, int argc, char **argv) {
             return 0;
         }
         static const char *const valued[] = {"-m",       "--model", "-f",        "--file", "--ctx",
-                                             "--chunks", "-t",      "--kv-type", "--batch", NULL};
+                                             "--chunks", "-t",      "--kv-type", "--batch",
+                                             "--quant",  NULL};
         bool known = false;
         for (int k = 0; valued[k] && !known; k++)
             known = !strcmp(a, valued[k]);
@@ -97,7 +101,16 @@ int loom_cli_perplexity(const char *backend, int argc, char **argv) {
             ok = loom_cli_parse_i64(CMD, a, v, 1, 65536, &batch);
         else if (!strcmp(a, "-t"))
             ok = loom_cli_parse_int(CMD, a, v, 1, 4096, &threads);
-        else {
+        else if (!strcmp(a, "--quant")) {
+            /* the load-time types of `loom run --quant` (nf4 = QLoRA's NF4) */
+            static const char *const qs[] = {"f32",  "f16",  "bf16", "q8_0", "q4_0",
+                                             "q4_1", "q5_0", "q5_1", "nf4",  NULL};
+            static const loom_dtype qd[] = {LOOM_F32,  LOOM_F16,  LOOM_BF16, LOOM_Q8_0, LOOM_Q4_0,
+                                            LOOM_Q4_1, LOOM_Q5_0, LOOM_Q5_1, LOOM_NF4};
+            int k;
+            ok = loom_cli_parse_choice(CMD, a, v, qs, &k);
+            if (ok) qt = qd[k], quant = v;
+        } else {
             static const char *const kvs[] = {"f16", "q8_0", "f32", NULL};
             static const loom_dtype kvd[] = {LOOM_F16, LOOM_Q8_0, LOOM_F32};
             int k;
@@ -136,8 +149,12 @@ int loom_cli_perplexity(const char *backend, int argc, char **argv) {
     mp.backend = backend;
     mp.n_ctx = ctx;
     mp.kv_dtype = kvt;
+    if (quant) {
+        mp.quant = qt;
+        mp.quantize = true;
+    }
     loom_model *m = NULL;
-    fprintf(stderr, "loading %s ...\n", model);
+    fprintf(stderr, "loading %s%s%s ...\n", model, quant ? ", weights as " : "", quant ? quant : "");
     st = loom_model_load(model, &mp, &m, err, sizeof err);
     int rc = 0;
     if (st != LOOM_OK) {

@@ -5,8 +5,12 @@
  * how the result is encoded: the template's own text (headers,
  * <|eot_id|>) with special-token parsing, each message's content as plain
  * text (LOOM_TOK_NO_SPECIAL), so a client cannot forge turns or an EOS by
- * writing "<|eot_id|>" in a message. For contents without special-token text
- * the ids equal encoding the whole rendered prompt. */
+ * writing "<|eot_id|>" in a message. When no content has special-token text
+ * (the common case) the whole rendered prompt is encoded at once, so the ids
+ * equal transformers' and llama.cpp's; otherwise the template text and each
+ * content are encoded apart (ids may then differ where a content meets the
+ * template text, e.g. the space after "[INST]"). Any conversation the
+ * template accepts works, multi-turn [INST] ones included. */
 #ifndef LOOM_SERVE_CHAT_H
 #define LOOM_SERVE_CHAT_H
 

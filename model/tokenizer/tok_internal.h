@@ -86,10 +86,27 @@ void loom_tok_export_free(loom_tok_export_data *d);
 
 /* Byte-level (GPT-2 alphabet) spelling of n raw bytes into dst (room for 2n + 1). */
 void loom_tok_byte_level_encode(const uint8_t *p, size_t n, char *dst);
+/* Where a SentencePiece tokenizer puts its "▁" (add_dummy_prefix), in
+ * Hugging Face's terms; a segment is text between special tokens. */
+typedef enum loom_tok_spm_prefix {
+    LOOM_TOK_SPM_PREFIX_NONE = 0, /* add_space_prefix false; Metaspace "never" */
+    LOOM_TOK_SPM_PREFIX_FIRST,    /* Metaspace "first": the segment at offset 0,
+                                     unless it starts with a space (GGUF, newer JSON) */
+    LOOM_TOK_SPM_PREFIX_ALWAYS,   /* Metaspace "always": every segment, same rule */
+    LOOM_TOK_SPM_PREFIX_PREPEND,  /* normalizer Prepend("▁") (legacy Llama 2 JSON):
+                                     every non-empty segment, even " x" -> "▁▁x" */
+} loom_tok_spm_prefix;
 /* Turn a tokenizer built by loom_tok_build into a SentencePiece one:
  * byte_ids[b] is the <0xXX> token of byte b (-1: none); those tokens were
  * built as UNUSED and become 1-byte BYTE tokens. */
-loom_status loom_tok_spm_finish(loom_tokenizer *t, const int32_t *byte_ids, bool add_prefix);
+loom_status loom_tok_spm_finish(loom_tokenizer *t, const int32_t *byte_ids,
+                                loom_tok_spm_prefix prefix);
+/* A tokenizer.json whose BPE model has byte_fallback (Llama 2, TinyLlama,
+ * Mistral): the vocabulary and merges as written, "▁" for a space, the
+ * prefix rule from its normalizer or Metaspace pre-tokenizer
+ * (tokenizer_json_spm.c). root is the parsed file (a cJSON *). */
+loom_status loom_tok_load_json_spm(const void *root, loom_tokenizer **out, char *err,
+                                   size_t err_n);
 bool loom_tok_is_spm(const loom_tokenizer *t);
 /* GGUF tokenizer.ggml.model "llama": tokens, scores, token_type; merges
  * derived from the scores as transformers' generate_merges does. */

@@ -49,7 +49,8 @@ struct loom_tokenizer {
     /* SentencePiece BPE (GGUF tokenizer.ggml.model "llama"; tokenizer_spm.c):
      * symbols start as characters, not bytes; a character without a token
      * falls back to its bytes' <0xXX> tokens (byte_tok); no regex split. */
-    bool spm, spm_prefix; /* spm_prefix: "▁" before text at offset 0 (Metaspace "first") */
+    bool spm;
+    uint8_t spm_prefix; /* loom_tok_spm_prefix: where a "▁" goes in front of a segment */
     int32_t byte_tok[256];
 };
 
@@ -635,12 +636,14 @@ static bool is_metaspace(const uint8_t *p, size_t n) { /* U+2581, which Metaspac
 /* SentencePiece BPE of one segment (Hugging Face: Metaspace with split off,
  * then BPE with byte_fallback): symbols are characters (' ' and U+2581 both
  * the "▁" token), a character without a token becomes its bytes' <0xXX>
- * tokens, and with prefix a "▁" is put in front unless the text starts with
- * one. */
+ * tokens, and with prefix a "▁" is put in front, unless the text starts with
+ * one and the prefix is Metaspace's (a Prepend normalizer adds it anyway). */
 static loom_status spm_piece(tok_enc *e, const uint8_t *p, size_t n, bool prefix) {
     const loom_tokenizer *t = e->t;
     if (n == 0) return LOOM_OK;
-    if (prefix && (p[0] == ' ' || is_metaspace(p, n))) prefix = false;
+    if (prefix && t->spm_prefix != LOOM_TOK_SPM_PREFIX_PREPEND &&
+        (p[0] == ' ' || is_metaspace(p, n)))
+        prefix = false;
     LOOM_TRY(sym_reserve(e, 4 * n + 1));
     size_t n_sym = 0;
     const uint8_t space = ' ';
@@ -668,11 +671,15 @@ static loom_status emit_piece(void *ud, const uint8_t *p, size_t n) {
 }
 
 /* Pre-tokenize text without special tokens and BPE each piece; at_start:
- * the text begins at offset 0 of the input (SentencePiece's prefix). */
+ * the text begins at offset 0 of the input (SentencePiece's prefix: only
+ * there for Metaspace "first", before every segment otherwise). */
 static loom_status encode_plain(tok_enc *e, const uint8_t *text, size_t n, bool at_start, char *err,
                                 size_t err_n) {
     if (e->t->spm) {
-        loom_status st = spm_piece(e, text, n, at_start && e->t->spm_prefix);
+        const uint8_t mode = e->t->spm_prefix;
+        bool prefix = mode == LOOM_TOK_SPM_PREFIX_FIRST ? at_start
+                                                         : mode != LOOM_TOK_SPM_PREFIX_NONE;
+        loom_status st = spm_piece(e, text, n, prefix);
         return st == LOOM_OK ? st : loom_model_fail(err, err_n, st, "tokenizer: out of memory");
     }
     return loom_pretok_split(e->t->pre, e->md, text, n, emit_piece, e, err, err_n);
@@ -991,9 +998,10 @@ void loom_tok_byte_level_encode(const uint8_t *p, size_t n, char *dst) {
     byte_level_encode(p, n, dst);
 }
 
-loom_status loom_tok_spm_finish(loom_tokenizer *t, const int32_t *byte_ids, bool add_prefix) {
+loom_status loom_tok_spm_finish(loom_tokenizer *t, const int32_t *byte_ids,
+                                loom_tok_spm_prefix prefix) {
     t->spm = true;
-    t->spm_prefix = add_prefix;
+    t->spm_prefix = (uint8_t)prefix;
     for (int b = 0; b < 256; b++) {
         int32_t id = byte_ids[b];
         t->byte_tok[b] = id;

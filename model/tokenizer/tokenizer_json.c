@@ -1,5 +1,5 @@
-/* model/tokenizer/tokenizer_json.c - load a Hugging Face tokenizer.json (byte-level BPE)
- * with cJSON and hand its vocabulary, merges, added tokens and pre-tokenizer
+/* model/tokenizer/tokenizer_json.c - load a Hugging Face tokenizer.json (byte-level BPE;
+ * SentencePiece-style byte_fallback BPE goes to tokenizer_json_spm.c) with cJSON and hand its vocabulary, merges, added tokens and pre-tokenizer
  * regex to loom_tok_build(). Everything the loader does not implement is rejected
  * by name rather than silently ignored, so a tokenizer that would encode
  * differently from Hugging Face never loads. */
@@ -347,6 +347,20 @@ loom_status loom_tokenizer_load_hf_json(const char *path, loom_tokenizer **out, 
     if (!is_null_or_absent(added) && !cJSON_IsArray(added)) {
         st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT,
                              "tokenizer.json: added_tokens is not an array");
+        goto done;
+    }
+    if (is_true(cJSON_GetObjectItemCaseSensitive(model, "byte_fallback"))) {
+        /* SentencePiece-style BPE (Llama 2, Mistral): tokenizer_json_spm.c */
+        const char *mt = str_field(model, "type");
+        if (mt && strcmp(mt, "BPE") != 0)
+            st = loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                                 "tokenizer.json: model type \"%s\" is not supported (only BPE)",
+                                 mt);
+        else if ((st = loom_tok_load_json_spm(root, out, err, err_n)) == LOOM_OK &&
+                 (st = apply_bos(root, path, *out, err, err_n)) != LOOM_OK) {
+            loom_tokenizer_free(*out);
+            *out = NULL;
+        }
         goto done;
     }
     if ((st = check_model(root, model, err, err_n)) != LOOM_OK) goto done;

@@ -219,7 +219,10 @@ loom_status loom_tok_load_gguf_spm(loom_gguf *g, loom_tokenizer **out, char *err
     bool prefix = true;
     if (st == LOOM_OK && loom_gguf_find_kv(g, "tokenizer.ggml.add_space_prefix") >= 0)
         loom_gguf_get_bool(g, "tokenizer.ggml.add_space_prefix", &prefix);
-    if (st == LOOM_OK && loom_tok_spm_finish(*out, byte_ids, prefix) != LOOM_OK) {
+    if (st == LOOM_OK &&
+        loom_tok_spm_finish(*out, byte_ids,
+                            prefix ? LOOM_TOK_SPM_PREFIX_FIRST : LOOM_TOK_SPM_PREFIX_NONE) !=
+            LOOM_OK) {
         loom_tokenizer_free(*out);
         *out = NULL;
         st = loom_model_fail(err, err_n, LOOM_ERR_FORMAT, "tokenizer: bad byte token");

@@ -12,11 +12,15 @@
  * cache, each prompt twice: in one forward (the prompt kernels) and one token
  * per forward (the decode kernels). Per file and prompt:
  *   - last position: max |loom - transformers| over the ~530 stored logits
- *     at most TOL_REL of transformers' logit range (what differs is
- *     arithmetic: loom's kernels and summation order against PyTorch's f32
- *     GEMM on dequantized weights; measured below 1% on this machine, and
- *     integer-activation kernels (llama.cpp's q8_1 way) would add about as
- *     much again, hence 2%);
+ *     at most the tolerance of transformers' logit range. With f32
+ *     activations (LOOM_CPU_ACT=f32, ctest test_smollm2_logits) what differs
+ *     is summation order against PyTorch's f32 GEMM on dequantized weights:
+ *     measured 0.0004%, checked at 0.05%. With the cpu's default int8
+ *     activations (ADR 0036, ctest test_smollm2_logits_act8) the rounding of
+ *     the activations adds up to 5.5% (the re-quantized q4_0 copy; 1-2% for
+ *     the others), checked at 8%: that path's exactness is the parity
+ *     suite's job against an int8 reference, its cost is the perplexity in
+ *     PERF.md. LOOM_SMOLLM2_TOL sets the tolerance in percent (default 2);
  *   - the same top-1 token at every position where transformers' top-1/top-2
  *     gap exceeds TOL_GAP (a near tie may flip with any rounding);
  *   - at least 15 of transformers' top-20 among loom's top-20.
@@ -32,7 +36,7 @@
 #include "loom/runtime.h"
 #include "testing.h"
 
-#define TOL_REL 0.02f
+static float TOL_REL = 0.02f; /* of the range; LOOM_SMOLLM2_TOL (percent) */
 #define TOL_GAP 0.5f
 #define MAX_TOK 256
 #define TOPK 20
@@ -118,7 +122,7 @@ static void check_prompt(loom_model *m, const char *type, const prompt_golden *g
     }
     printf("  %-7s %-8s %3d tokens: max |diff| %.4f = %.4f%% of the range, top-20 overlap %d\n",
            type, g->name, g->n, maxerr, 100 * rel, common);
-    CHECK_MSG(rel <= TOL_REL, "%s %s: logits differ by %.2f%% of the range (tolerance %.1f%%)",
+    CHECK_MSG(rel <= TOL_REL, "%s %s: logits differ by %.2f%% of the range (tolerance %.2f%%)",
               type, g->name, 100 * rel, 100 * TOL_REL);
     CHECK_MSG(common >= 15, "%s %s: only %d of transformers' top-20 in loom's", type, g->name,
               common);
@@ -169,6 +173,8 @@ static int read_ints(const char *s, int32_t *out, int max) {
 }
 
 int main(void) {
+    const char *tol = getenv("LOOM_SMOLLM2_TOL");
+    if (tol && *tol) TOL_REL = strtof(tol, NULL) / 100.0f;
     char release[1024], path[4096];
     const char *env = getenv("LOOM_SMOLLM2_GGUF");
     if (env && *env) {

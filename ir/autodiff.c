@@ -4,9 +4,10 @@
  * Tensors are created after their sources, so descending id is a reverse
  * topological order: walking ids downwards from the loss visits every
  * consumer of a tensor before the tensor itself, and its gradient is
- * complete when we reach it. Fused ops (swiglu, flash_attn, moe) are
- * differentiated through their decomposition: the unfused graph is built
- * right here and back-propagated on its own (sub-walk over the new ids). */
+ * complete when we reach it. Fused ops (swiglu, moe) are differentiated
+ * through their decomposition: the unfused graph is built right here and
+ * back-propagated on its own (sub-walk over the new ids). flash_attn has its
+ * own fused backward (loom_flash_attn_back), which never holds T x T scores. */
 #include "ir/graph_internal.h"
 
 #include <stdlib.h>
@@ -136,6 +137,28 @@ static loom_tensor *unslice(loom_graph *g, loom_tensor *dy, const loom_tensor *p
     return r;
 }
 
+/* FlashAttention-2's backward: per-row statistics (log-sum-exp, dO.O), then
+ * dQ and dK/dV, each recomputing the probabilities tile by tile. */
+static loom_status flash_attn_backward(ad_ctx *c, loom_tensor *t, loom_tensor *dy) {
+    loom_graph *g = c->g;
+    loom_tensor *q = t->src[0], *k = t->src[1], *v = t->src[2];
+    const float scale = t->p.f[0];
+    const bool causal = t->p.i[1] != 0;
+    const int32_t q_off = t->p.i[2];
+    loom_tensor *st =
+        loom_flash_attn_back(g, LOOM_FA_BACK_STATS, q, k, v, dy, t, scale, causal, q_off);
+    if (c->needs[q->id])
+        LOOM_TRY(accum(c, q, loom_flash_attn_back(g, LOOM_FA_BACK_DQ, q, k, v, dy, st, scale,
+                                                  causal, q_off)));
+    if (!c->needs[k->id] && !c->needs[v->id]) return loom_graph_status(g);
+    loom_tensor *dkv =
+        loom_flash_attn_back(g, LOOM_FA_BACK_DKV, q, k, v, dy, st, scale, causal, q_off);
+    if (!dkv) return loom_graph_status(g);
+    const int64_t B = q->ne[3];
+    if (c->needs[k->id]) LOOM_TRY(accum(c, k, loom_slice(g, dkv, 3, 0, B)));
+    return c->needs[v->id] ? accum(c, v, loom_slice(g, dkv, 3, B, B)) : LOOM_OK;
+}
+
 static loom_status node_backward(ad_ctx *c, loom_tensor *t, loom_tensor *dy) {
     loom_graph *g = c->g;
     loom_tensor *a = t->src[0], *b = t->src[1];
@@ -208,8 +231,11 @@ static loom_status node_backward(ad_ctx *c, loom_tensor *t, loom_tensor *dy) {
         return accum(c, a, loom_add(g, loom_ir_constant(g, a->ne, 0.0f), dy));
     case LOOM_OP_MOE_GATE:
         return accum(c, a, loom_moe_gate_back(g, t, dy));
-    case LOOM_OP_SWIGLU:
     case LOOM_OP_FLASH_ATTN:
+        if (!t->src[3]) return flash_attn_backward(c, t, dy);
+        /* fall through: a form the fused backward does not know (extra
+         * sources) goes through the decomposition */
+    case LOOM_OP_SWIGLU:
     case LOOM_OP_MOE: {
         int first_new = g->n_tensors;
         loom_tensor *d = loom_decompose(g, t);

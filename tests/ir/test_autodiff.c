@@ -104,6 +104,21 @@ static loom_tensor *b_flash_attn(loom_graph *g, gc_case *c) { /* D 4, Tq 3, Hq 4
     loom_tensor *v = param(g, c, 3, 4, 5, 2, 1);
     return loom_flash_attn(g, q, k, v, 0.5f, true, 2);
 }
+/* Sizes the optimised cpu kernel of flash_attn_back takes (D a multiple of
+ * the vector width, several key and query tiles), q/k/v as permuted views of
+ * [D, H, T] projections as the training graph passes them. */
+static loom_tensor *b_flash_attn_tiles(loom_graph *g, gc_case *c, bool causal) {
+    loom_tensor *q = loom_permute(g, param(g, c, 3, 16, 3, 37, 1), 0, 2, 1, 3);
+    loom_tensor *k = loom_permute(g, param(g, c, 3, 16, 1, 37, 1), 0, 2, 1, 3);
+    loom_tensor *v = loom_permute(g, param(g, c, 3, 16, 1, 37, 1), 0, 2, 1, 3);
+    return loom_flash_attn(g, q, k, v, 0.6f, causal, 0);
+}
+static loom_tensor *b_flash_attn_causal(loom_graph *g, gc_case *c) {
+    return b_flash_attn_tiles(g, c, true);
+}
+static loom_tensor *b_flash_attn_full(loom_graph *g, gc_case *c) {
+    return b_flash_attn_tiles(g, c, false);
+}
 static void init_logits(int p, float *d, int64_t n) {
     if (p != 1) return;
     for (int64_t i = 0; i < n; i++) /* distinct, well separated: top-k stable under +-h */
@@ -163,6 +178,8 @@ static gc_case cases[] = {
     {.name = "silu", .build = b_silu},
     {.name = "swiglu", .build = b_swiglu},
     {.name = "flash_attn", .build = b_flash_attn},
+    {.name = "flash_attn_causal_tiles", .build = b_flash_attn_causal},
+    {.name = "flash_attn_full_tiles", .build = b_flash_attn_full},
     {.name = "moe", .build = b_moe, .init = init_logits},
     {.name = "moe_gate", .build = b_moe_gate, .init = init_gate_logits},
     {.name = "cpy", .build = b_cpy, .tol = 2e-2f},

@@ -39,7 +39,8 @@ void loom_train_graph_free(loom_train_graph *tg) {
 }
 
 loom_status loom_train_graph_build(loom_train_graph *tg, loom_model *m, loom_lora *lo, int32_t T,
-                                   bool backward, bool keep_logits, char *err, size_t err_n) {
+                                   unsigned mode, bool keep_logits, char *err, size_t err_n) {
+    const bool backward = (mode & LOOM_TG_BACKWARD) != 0;
     memset(tg, 0, sizeof *tg);
     tg->T = T;
     tg->backward = backward;
@@ -62,6 +63,9 @@ loom_status loom_train_graph_build(loom_train_graph *tg, loom_model *m, loom_lor
     if (keep_logits && tg->io.logits) loom_tensor_set_flags(tg->io.logits, LOOM_FLAG_OUTPUT);
     st = tg->loss ? loom_graph_expand(g, tg->loss) : loom_graph_status(g);
     if (st == LOOM_OK && keep_logits) st = loom_graph_expand(g, tg->io.logits);
+    if (mode & LOOM_TG_STORE_ACTS) /* the model flags its blocks as checkpoints */
+        for (int i = 0; i < loom_graph_n_tensors(g); i++)
+            loom_graph_tensor(g, i)->flags &= ~(uint32_t)LOOM_FLAG_CHECKPOINT;
     if (st == LOOM_OK && backward) st = loom_graph_backward(g, tg->loss, false);
     for (int i = 0; st == LOOM_OK && backward && i < lo->n_params; i++)
         if (!tg->bind.leaf[i] || !tg->bind.leaf[i]->grad) {
@@ -310,7 +314,10 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
     if ((st = loom_ft_metrics_open(&R.met, p->out_dir, !p->quiet, cs.step, total, err, err_n)) !=
         LOOM_OK)
         goto done;
-    if ((st = loom_train_graph_build(&R.tg, R.m, R.lo, R.T, true, false, err, err_n)) != LOOM_OK)
+    if ((st = loom_train_graph_build(&R.tg, R.m, R.lo, R.T,
+                                     LOOM_TG_BACKWARD |
+                                         (p->no_grad_checkpoint ? LOOM_TG_STORE_ACTS : 0u),
+                                     false, err, err_n)) != LOOM_OK)
         goto done;
     if (cs.step == 0 && R.eval.n) {
         if ((st = eval_loss(&R, &out.eval_before, err, err_n)) != LOOM_OK) goto done;

@@ -41,12 +41,19 @@ typedef struct loom_train_graph {
     bool backward;
 } loom_train_graph;
 
-/* Build and schedule for sequences of T tokens. backward: gradients of every
- * LoRA parameter and dropout (a training graph); else loss only (eval).
- * keep_logits: the logits stay readable after a run (tests). The model's
- * own (decoding) hook and graph cache are left alone. */
+/* Modes of loom_train_graph_build (true/false read as BACKWARD / none). */
+enum {
+    LOOM_TG_BACKWARD = 1u,     /* gradients of every LoRA parameter (a training graph) */
+    LOOM_TG_STORE_ACTS = 2u,   /* no gradient checkpointing: keep every block's activations */
+};
+/* Build and schedule for sequences of T tokens. mode & LOOM_TG_BACKWARD:
+ * gradients of every LoRA parameter and dropout (a training graph), each
+ * decoder block recomputed in the backward (gradient checkpointing) unless
+ * mode & LOOM_TG_STORE_ACTS; else loss only (eval). keep_logits: the logits
+ * stay readable after a run (tests). The model's own (decoding) hook and
+ * graph cache are left alone. */
 loom_status loom_train_graph_build(loom_train_graph *tg, loom_model *m, loom_lora *lo, int32_t T,
-                                   bool backward, bool keep_logits, char *err, size_t err_n);
+                                   unsigned mode, bool keep_logits, char *err, size_t err_n);
 /* Run on one sequence: tokens and targets [T] (target -1 = not counted).
  * *loss = mean cross-entropy over the counted targets (0 when none). */
 loom_status loom_train_graph_run(loom_train_graph *tg, const int32_t *tokens,
@@ -82,6 +89,7 @@ typedef struct loom_finetune_params {
     int64_t eval_every;        /* eval loss every N steps (0 = at the start and end only) */
     bool resume;               /* continue from OUTDIR/checkpoint.bin when present */
     bool quiet;                /* no per-step lines on stderr */
+    bool no_grad_checkpoint;   /* keep activations instead of recomputing blocks */
     /* Tests: after this many optimizer steps (total, counting resumed
      * ones), stop as if killed, without the final save (0 = never). */
     int64_t stop_after;

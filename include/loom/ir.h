@@ -87,6 +87,11 @@ typedef enum loom_tensor_flags {
     LOOM_FLAG_INPUT = 1u << 0,  /* data supplied by the caller before compute */
     LOOM_FLAG_PARAM = 1u << 1,  /* trainable: autodiff produces its gradient */
     LOOM_FLAG_OUTPUT = 1u << 2, /* result read back after compute; never reused */
+    /* Gradient checkpoint: loom_graph_backward recomputes the forward nodes
+     * between two consecutive flagged tensors (e.g. a decoder block between
+     * its input and output) right before that segment's backward, instead of
+     * keeping them alive from the forward pass. */
+    LOOM_FLAG_CHECKPOINT = 1u << 3,
     /* Set by the scheduler on leaves whose storage it allocated, so a later
      * loom_sched_alloc reallocates them (the old buffer may be gone). */
     LOOM_FLAG_RUNTIME_OWNED = 1u << 31,
@@ -379,7 +384,10 @@ LOOM_API loom_tensor *loom_graph_tensor(const loom_graph *g, int i); /* every te
  * depends on, and sets t->grad. loss must be an f32 scalar already expanded in g.
  * Gradients flow to float tensors only (quantized weights get none).
  * Fused ops (swiglu, moe) backpropagate through their unfused decomposition,
- * built inside the backward graph; flash_attn through loom_flash_attn_back. */
+ * built inside the backward graph; flash_attn through loom_flash_attn_back.
+ * With tensors flagged LOOM_FLAG_CHECKPOINT, each segment between two of them
+ * is recomputed for its backward (same ops on the same inputs: identical
+ * values), so only the checkpoints live through the whole step. */
 LOOM_API loom_status loom_graph_backward(loom_graph *g, loom_tensor *loss, bool include_inputs);
 
 /* Build the unfused equivalent of a fused node (swiglu, flash_attn, moe) from the

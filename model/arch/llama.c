@@ -393,8 +393,12 @@ loom_status loom_model_build_train(loom_model *m, loom_graph *g, int n_seq, int 
     io->pos = input_i32(g, N, "positions");
     loom_tensor *x = loom_get_rows(g, loom_model_mirror(g, m->tok_embd), io->tokens); /* [dim, N] */
     const hook_ref hk = {hook, ud};
+    /* The residual stream between blocks: gradient checkpoints, so the
+     * backward recomputes one block at a time (the caller may clear them). */
+    loom_tensor_set_flags(x, LOOM_FLAG_CHECKPOINT);
     for (int64_t l = 0; l < m->cfg.n_layers; l++)
-        x = block(m, &hk, g, NULL, l, x, io->pos, n_seq, n_tokens);
+        x = loom_tensor_set_flags(block(m, &hk, g, NULL, l, x, io->pos, n_seq, n_tokens),
+                                  LOOM_FLAG_CHECKPOINT);
     io->logits = head(m, g, x); /* [vocab, N] */
     if (io->logits) loom_tensor_set_name(io->logits, "logits");
     if (loom_graph_status(g) != LOOM_OK)

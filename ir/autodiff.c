@@ -233,7 +233,12 @@ static loom_status node_backward(ad_ctx *c, loom_tensor *t, loom_tensor *dy) {
         return accum(c, a, loom_scale(g, dy, t->p.f[0]));
     case LOOM_OP_MATMUL: /* y[n,m] = sum_k w[k,n] x[k,m] */
         if (nb) {        /* dx[k,m] = sum_n w[k,n] dy[n,m] */
-            loom_tensor *wt = loom_cont(g, loom_transpose(g, as_f32(g, a)));
+            /* W^T is materialised (the kernels read weights row-major): in the
+             * weight's own dtype when it is f16/bf16/f32 (an f16 model's copy
+             * is half an f32 one, and exact), through f32 for block-quantized
+             * ones (a transposed view of blocks does not exist). */
+            loom_tensor *w = loom_dtype_is_quantized(a->dtype) ? as_f32(g, a) : a;
+            loom_tensor *wt = loom_cont(g, loom_transpose(g, w));
             LOOM_TRY(accum(c, b, loom_matmul(g, wt, dy)));
         }
         if (na) { /* dw[k,n] = sum_m x[k,m] dy[n,m] */

@@ -76,6 +76,12 @@ static loom_tensor *b_matmul_q8(loom_graph *g, gc_case *c) { /* quantized weight
     loom_tensor *wq = loom_cpy(g, w, LOOM_Q8_0);
     return loom_matmul(g, wq, param(g, c, 2, 32, 3, 1, 1));
 }
+static loom_tensor *b_matmul_f16(loom_graph *g, gc_case *c) { /* frozen f16: W^T taken in f16 */
+    loom_tensor *w = loom_tensor_2d(g, LOOM_F32, 32, 5);
+    loom_tensor_set_flags(w, LOOM_FLAG_INPUT);
+    c->params[c->n_params++] = w; /* filled like a param but not differentiated */
+    return loom_matmul(g, loom_cpy(g, w, LOOM_F16), param(g, c, 2, 32, 3, 1, 1));
+}
 static loom_tensor *b_rms_norm(loom_graph *g, gc_case *c) {
     return loom_rms_norm(g, param(g, c, 2, 16, 3, 1, 1), 1e-5f);
 }
@@ -171,6 +177,7 @@ static gc_case cases[] = {
     {.name = "scale", .build = b_scale},
     {.name = "matmul", .build = b_matmul},
     {.name = "matmul_q8_0", .build = b_matmul_q8},
+    {.name = "matmul_f16", .build = b_matmul_f16},
     {.name = "rms_norm", .build = b_rms_norm},
     {.name = "rope_neox_llama3", .build = b_rope_neox},
     {.name = "rope_normal", .build = b_rope_normal},

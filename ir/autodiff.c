@@ -375,6 +375,12 @@ loom_status loom_graph_backward(loom_graph *g, loom_tensor *loss, bool include_i
             st = backprop(&c, loss, seed, -1);
         }
     }
+    /* Every gradient is expanded in one pass, so the backward runs in the
+     * order it was built (a layer's weight gradients right after its
+     * backward), not parameter by parameter. */
+    loom_tensor **roots = st == LOOM_OK ? malloc((size_t)n_forward * sizeof *roots) : NULL;
+    int n_roots = 0;
+    if (st == LOOM_OK && !roots) st = loom_graph_fail(g, LOOM_ERR_OOM, "backward: out of memory");
     for (int i = 0; i < n_forward && st == LOOM_OK; i++) {
         loom_tensor *t = g->tensors[i];
         if (t->op != LOOM_OP_NONE || !c.needs[i] || !c.grad[i]) continue;
@@ -388,8 +394,10 @@ loom_status loom_graph_backward(loom_graph *g, loom_tensor *loss, bool include_i
         loom_tensor_set_flags(d, LOOM_FLAG_OUTPUT);
         if (!d->name[0]) loom_tensor_set_name(d, "grad_%s", t->name[0] ? t->name : "t");
         t->grad = d;
-        st = loom_graph_expand(g, d);
+        roots[n_roots++] = d;
     }
+    if (st == LOOM_OK) st = loom_ir_expand_many(g, roots, n_roots);
+    free(roots);
     free(c.grad);
     free(c.needs);
     free(c.remap);

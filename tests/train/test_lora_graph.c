@@ -195,8 +195,10 @@ static void test_grad_checkpoint(loom_model *m) {
     loom_sched_get_stats(all.s, &s1);
     fprintf(stderr, "activation arena: %zu bytes with checkpoints, %zu without\n",
             s0.arena_bytes[0], s1.arena_bytes[0]);
-    CHECK_MSG(s0.arena_bytes[0] < s1.arena_bytes[0], "arena %zu with checkpoints vs %zu without",
-              s0.arena_bytes[0], s1.arena_bytes[0]);
+    /* 0.58x here; 0.88x when every weight gradient ran at the end of the
+     * backward (kept each layer's recomputed inputs alive until then) */
+    CHECK_MSG(s0.arena_bytes[0] * 4 < s1.arena_bytes[0] * 3,
+              "arena %zu with checkpoints vs %zu without", s0.arena_bytes[0], s1.arena_bytes[0]);
     loom_train_graph_free(&ck);
     loom_train_graph_free(&all);
     loom_lora_free(lo);

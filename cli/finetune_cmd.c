@@ -23,6 +23,7 @@ static void finetune_usage(FILE *f) {
                "                     [--eval-every N] [--optim adamw|adamw8bit] [--resume]\n"
                "                     [--quiet] [--backend NAME] [--chat-template NAME] [--pack]\n"
                "                     [--comm auto|self|mpi|nccl]\n"
+               "                     [--grad-checkpoint | --no-grad-checkpoint]\n"
                "LoRA fine-tuning of MODEL (GGUF file or Hugging Face directory; frozen base,\n"
                "--quant converts it while loading, nf4 = QLoRA's double-quantized NF4).\n"
                "Data: JSONL, one {\"text\": ...} or {\"messages\": [{\"role\", \"content\"}...]}\n"
@@ -32,7 +33,9 @@ static void finetune_usage(FILE *f) {
                "Defaults (the QLoRA recipe): r 64, alpha 16, dropout\n"
                "0.05 on q,k,v,o,gate,up,down; AdamW lr 2e-4 (betas 0.9/0.999, weight decay 0),\n"
                "cosine schedule with 3%% warmup; batch 1 x 16 accumulation; clip 1.0; seq 512;\n"
-               "1 epoch; seed 42. --max-steps N overrides --epochs. --optim adamw8bit keeps\n"
+               "1 epoch; seed 42; gradient checkpointing per decoder block (the backward\n"
+               "recomputes each block's activations; --no-grad-checkpoint keeps them: more\n"
+               "memory, less compute, the same numbers). --max-steps N overrides --epochs. --optim adamw8bit keeps\n"
                "AdamW's moments in bitsandbytes' block-wise 8-bit format (tensors under 4096\n"
                "elements keep f32 moments, as bitsandbytes does).\n"
                "--pack: several examples per sequence of --seq tokens (whole examples, in\n"
@@ -108,6 +111,10 @@ int loom_cli_finetune(const char *backend, int argc, char **argv) {
         }
         if (!strcmp(a, "--pack")) {
             p.pack = true;
+            continue;
+        }
+        if (!strcmp(a, "--grad-checkpoint") || !strcmp(a, "--no-grad-checkpoint")) {
+            p.no_grad_checkpoint = a[2] == 'n';
             continue;
         }
         static const char *const with_value[] = {

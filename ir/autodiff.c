@@ -4,9 +4,10 @@
  * Tensors are created after their sources, so descending id is a reverse
  * topological order: walking ids downwards from the loss visits every
  * consumer of a tensor before the tensor itself, and its gradient is
- * complete when we reach it. Fused ops (swiglu, flash_attn, moe) are
- * differentiated through their decomposition: the unfused graph is built
- * right here and back-propagated on its own (sub-walk over the new ids). */
+ * complete when we reach it. Fused ops (swiglu, moe) are differentiated
+ * through their decomposition: the unfused graph is built right here and
+ * back-propagated on its own (sub-walk over the new ids). flash_attn has its
+ * own fused backward (loom_flash_attn_back), which never holds T x T scores. */
 #include "ir/graph_internal.h"
 
 #include <stdlib.h>
@@ -16,8 +17,13 @@ typedef struct ad_ctx {
     loom_graph *g;
     loom_tensor **grad; /* by tensor id; grows with the graph */
     uint8_t *needs;     /* by tensor id: 1 if a gradient must flow into it */
+    /* Gradient checkpointing: by tensor id, the recomputed copy of a forward
+     * node (remap) and, for a copy, the node it copies (orig). */
+    loom_tensor **remap, **orig;
     int cap;
     bool include_inputs;
+    int *ck; /* ids of the LOOM_FLAG_CHECKPOINT tensors, ascending */
+    int n_ck, seg_done; /* segments (ck[k], ck[k+1]] with k >= seg_done are recomputed */
 } ad_ctx;
 
 static loom_status grow(ad_ctx *c) {
@@ -30,10 +36,31 @@ static loom_status grow(ad_ctx *c) {
     uint8_t *nn = realloc(c->needs, (size_t)cap);
     if (!nn) return loom_graph_fail(c->g, LOOM_ERR_OOM, "backward: out of memory");
     c->needs = nn;
+    loom_tensor **nr = realloc(c->remap, (size_t)cap * sizeof *nr);
+    if (!nr) return loom_graph_fail(c->g, LOOM_ERR_OOM, "backward: out of memory");
+    c->remap = nr;
+    loom_tensor **no = realloc(c->orig, (size_t)cap * sizeof *no);
+    if (!no) return loom_graph_fail(c->g, LOOM_ERR_OOM, "backward: out of memory");
+    c->orig = no;
     memset(c->grad + c->cap, 0, (size_t)(cap - c->cap) * sizeof *ng);
     memset(c->needs + c->cap, 0, (size_t)(cap - c->cap));
+    memset(c->remap + c->cap, 0, (size_t)(cap - c->cap) * sizeof *nr);
+    memset(c->orig + c->cap, 0, (size_t)(cap - c->cap) * sizeof *no);
     c->cap = cap;
     return LOOM_OK;
+}
+
+/* The tensor a backward rule reads for forward tensor x: its recomputed copy
+ * inside a checkpointed segment, else x. */
+static loom_tensor *R(const ad_ctx *c, loom_tensor *x) {
+    return x && c->remap[x->id] ? c->remap[x->id] : x;
+}
+/* The forward tensor gradients are keyed by (a copy maps to its original). */
+static loom_tensor *O(const ad_ctx *c, loom_tensor *x) {
+    return x && c->orig[x->id] ? c->orig[x->id] : x;
+}
+static bool needs(const ad_ctx *c, loom_tensor *x) {
+    return x && c->needs[O(c, x)->id];
 }
 
 /* Which sources of op carry gradient (bit i = src[i]). */
@@ -85,6 +112,7 @@ static void classify(ad_ctx *c, int from) {
 
 /* grad[t] += d (d has t's shape, f32). */
 static loom_status accum(ad_ctx *c, loom_tensor *t, loom_tensor *d) {
+    t = O(c, t);
     if (!t || !c->needs[t->id]) return LOOM_OK;
     if (!d) return loom_graph_status(c->g) != LOOM_OK ? loom_graph_status(c->g) : LOOM_ERR_INTERNAL;
     if (!loom_tensor_is_contiguous(d)) d = loom_cont(c->g, d);
@@ -136,10 +164,45 @@ static loom_tensor *unslice(loom_graph *g, loom_tensor *dy, const loom_tensor *p
     return r;
 }
 
+/* FlashAttention-2's backward: per-row statistics (log-sum-exp, dO.O), then
+ * dQ and dK/dV, each recomputing the probabilities tile by tile. */
+static loom_status flash_attn_backward(ad_ctx *c, loom_tensor *t, loom_tensor *dy) {
+    loom_graph *g = c->g;
+    loom_tensor *q = t->src[0], *k = t->src[1], *v = t->src[2];
+    const float scale = t->p.f[0];
+    const bool causal = t->p.i[1] != 0;
+    const int32_t q_off = t->p.i[2];
+    loom_tensor *st =
+        loom_flash_attn_back(g, LOOM_FA_BACK_STATS, q, k, v, dy, t, scale, causal, q_off);
+    if (needs(c, q))
+        LOOM_TRY(accum(c, q, loom_flash_attn_back(g, LOOM_FA_BACK_DQ, q, k, v, dy, st, scale,
+                                                  causal, q_off)));
+    if (!needs(c, k) && !needs(c, v)) return loom_graph_status(g);
+    loom_tensor *dkv =
+        loom_flash_attn_back(g, LOOM_FA_BACK_DKV, q, k, v, dy, st, scale, causal, q_off);
+    if (!dkv) return loom_graph_status(g);
+    const int64_t B = q->ne[3];
+    if (needs(c, k)) LOOM_TRY(accum(c, k, loom_slice(g, dkv, 3, 0, B)));
+    return needs(c, v) ? accum(c, v, loom_slice(g, dkv, 3, B, B)) : LOOM_OK;
+}
+
+/* A fused node's backward through its unfused equivalent, built here and
+ * back-propagated on its own (a sub-walk over the new ids). */
+static loom_status via_decomposition(ad_ctx *c, loom_tensor *t, loom_tensor *dy) {
+    loom_graph *g = c->g;
+    int first_new = g->n_tensors;
+    loom_tensor *d = loom_decompose(g, t);
+    if (!d) return loom_graph_status(g);
+    LOOM_TRY(grow(c));
+    classify(c, first_new);
+    return backprop(c, d, dy, first_new - 1);
+}
+
 static loom_status node_backward(ad_ctx *c, loom_tensor *t, loom_tensor *dy) {
     loom_graph *g = c->g;
+    t = R(c, t); /* inside a checkpointed segment: the recomputed node and sources */
     loom_tensor *a = t->src[0], *b = t->src[1];
-    bool na = a && c->needs[a->id], nb = b && c->needs[b->id];
+    bool na = needs(c, a), nb = needs(c, b);
     if (!loom_tensor_is_contiguous(dy)) dy = loom_cont(g, dy);
     switch (t->op) {
     case LOOM_OP_VIEW:
@@ -170,7 +233,12 @@ static loom_status node_backward(ad_ctx *c, loom_tensor *t, loom_tensor *dy) {
         return accum(c, a, loom_scale(g, dy, t->p.f[0]));
     case LOOM_OP_MATMUL: /* y[n,m] = sum_k w[k,n] x[k,m] */
         if (nb) {        /* dx[k,m] = sum_n w[k,n] dy[n,m] */
-            loom_tensor *wt = loom_cont(g, loom_transpose(g, as_f32(g, a)));
+            /* W^T is materialised (the kernels read weights row-major): in the
+             * weight's own dtype when it is f16/bf16/f32 (an f16 model's copy
+             * is half an f32 one, and exact), through f32 for block-quantized
+             * ones (a transposed view of blocks does not exist). */
+            loom_tensor *w = loom_dtype_is_quantized(a->dtype) ? as_f32(g, a) : a;
+            loom_tensor *wt = loom_cont(g, loom_transpose(g, w));
             LOOM_TRY(accum(c, b, loom_matmul(g, wt, dy)));
         }
         if (na) { /* dw[k,n] = sum_m x[k,m] dy[n,m] */
@@ -208,20 +276,53 @@ static loom_status node_backward(ad_ctx *c, loom_tensor *t, loom_tensor *dy) {
         return accum(c, a, loom_add(g, loom_ir_constant(g, a->ne, 0.0f), dy));
     case LOOM_OP_MOE_GATE:
         return accum(c, a, loom_moe_gate_back(g, t, dy));
+    case LOOM_OP_FLASH_ATTN: /* a form with extra sources goes through the decomposition */
+        return t->src[3] ? via_decomposition(c, t, dy) : flash_attn_backward(c, t, dy);
     case LOOM_OP_SWIGLU:
-    case LOOM_OP_FLASH_ATTN:
-    case LOOM_OP_MOE: {
-        int first_new = g->n_tensors;
-        loom_tensor *d = loom_decompose(g, t);
-        if (!d) return loom_graph_status(g);
-        LOOM_TRY(grow(c));
-        classify(c, first_new);
-        return backprop(c, d, dy, first_new - 1);
-    }
+    case LOOM_OP_MOE:
+        return via_decomposition(c, t, dy);
     default:
         return loom_graph_fail(g, LOOM_ERR_UNSUPPORTED, "backward: op %s has no backward rule",
                                loom_op_name(t->op));
     }
+}
+
+/* A copy of forward node x reading the copies of its sources in the segment
+ * being recomputed (leaves and tensors before the segment are shared). */
+static loom_status clone_node(ad_ctx *c, loom_tensor *x) {
+    loom_graph *g = c->g;
+    loom_tensor *r = loom_ir_new_tensor(g, x->dtype, x->ne);
+    if (!r) return loom_graph_status(g);
+    LOOM_TRY(grow(c));
+    r->op = x->op;
+    r->p = x->p;
+    memcpy(r->nb, x->nb, sizeof r->nb);
+    for (int s = 0; s < LOOM_MAX_SRC; s++)
+        r->src[s] = R(c, x->src[s]);
+    r->view_src = R(c, x->view_src);
+    r->view_offs = x->view_offs;
+    loom_tensor_set_name(r, "%.36s (recompute)", x->name);
+    c->remap[x->id] = r;
+    c->orig[r->id] = x;
+    c->needs[r->id] = c->needs[x->id];
+    return LOOM_OK;
+}
+
+/* Before the backward of forward node id i: if it lies in a checkpointed
+ * segment (ck[k], ck[k+1]] not recomputed yet, copy the segment's forward
+ * nodes now. Their ids follow every backward node made so far, so they run
+ * right before this segment's backward and die after it. */
+static loom_status enter_segment(ad_ctx *c, int i) {
+    int k = c->n_ck - 1;
+    while (k >= 0 && c->ck[k] >= i)
+        k--; /* the last checkpoint before i */
+    if (k < 0 || k + 1 >= c->n_ck || k >= c->seg_done) return LOOM_OK; /* none, or done */
+    for (int j = c->ck[k] + 1; j <= c->ck[k + 1]; j++) {
+        loom_tensor *x = c->g->tensors[j];
+        if (x->op != LOOM_OP_NONE && c->g->in_order[j]) LOOM_TRY(clone_node(c, x));
+    }
+    c->seg_done = k;
+    return LOOM_OK;
 }
 
 /* Propagate droot from root down to every tensor with id > min_id that root
@@ -240,7 +341,8 @@ static loom_status backprop(ad_ctx *c, loom_tensor *root, loom_tensor *droot, in
         if (!reach[i] || t->op == LOOM_OP_NONE || !c->needs[i] || !c->grad[i]) continue;
         for (int s = 0; s < LOOM_MAX_SRC; s++)
             if (t->src[s] && t->src[s]->id > min_id) reach[t->src[s]->id] = 1;
-        st = node_backward(c, t, c->grad[i]);
+        if (min_id < 0 && c->n_ck > 1) st = enter_segment(c, i);
+        if (st == LOOM_OK) st = node_backward(c, t, c->grad[i]);
     }
     free(reach);
     return st;
@@ -258,6 +360,11 @@ loom_status loom_graph_backward(loom_graph *g, loom_tensor *loss, bool include_i
                                "backward: expand the loss into the graph first");
     int n_forward = g->n_tensors;
     ad_ctx c = {.g = g, .include_inputs = include_inputs};
+    c.ck = malloc((size_t)n_forward * sizeof *c.ck);
+    if (!c.ck) return loom_graph_fail(g, LOOM_ERR_OOM, "backward: out of memory");
+    for (int i = 0; i < n_forward; i++)
+        if ((g->tensors[i]->flags & LOOM_FLAG_CHECKPOINT) && g->in_order[i]) c.ck[c.n_ck++] = i;
+    c.seg_done = c.n_ck - 1;
     loom_status st = grow(&c);
     if (st == LOOM_OK) {
         classify(&c, 0);
@@ -268,6 +375,12 @@ loom_status loom_graph_backward(loom_graph *g, loom_tensor *loss, bool include_i
             st = backprop(&c, loss, seed, -1);
         }
     }
+    /* Every gradient is expanded in one pass, so the backward runs in the
+     * order it was built (a layer's weight gradients right after its
+     * backward), not parameter by parameter. */
+    loom_tensor **roots = st == LOOM_OK ? malloc((size_t)n_forward * sizeof *roots) : NULL;
+    int n_roots = 0;
+    if (st == LOOM_OK && !roots) st = loom_graph_fail(g, LOOM_ERR_OOM, "backward: out of memory");
     for (int i = 0; i < n_forward && st == LOOM_OK; i++) {
         loom_tensor *t = g->tensors[i];
         if (t->op != LOOM_OP_NONE || !c.needs[i] || !c.grad[i]) continue;
@@ -281,9 +394,14 @@ loom_status loom_graph_backward(loom_graph *g, loom_tensor *loss, bool include_i
         loom_tensor_set_flags(d, LOOM_FLAG_OUTPUT);
         if (!d->name[0]) loom_tensor_set_name(d, "grad_%s", t->name[0] ? t->name : "t");
         t->grad = d;
-        st = loom_graph_expand(g, d);
+        roots[n_roots++] = d;
     }
+    if (st == LOOM_OK) st = loom_ir_expand_many(g, roots, n_roots);
+    free(roots);
     free(c.grad);
     free(c.needs);
+    free(c.remap);
+    free(c.orig);
+    free(c.ck);
     return st;
 }

@@ -260,14 +260,31 @@ static loom_status push_node(loom_graph *g, loom_tensor *t) {
  * non-leaf tensors not yet in the order, by id. No recursion, so graph depth
  * (hundreds of layers) cannot overflow the stack. */
 loom_status loom_graph_expand(loom_graph *g, loom_tensor *t) {
+    return loom_ir_expand_many(g, &t, 1);
+}
+
+/* The union of the roots' dependencies is pushed in id order (a topological
+ * order) in one pass: expanding roots one at a time would run each root's
+ * closure before the next root's, keeping tensors alive longer than the
+ * graph's own order needs (e.g. every layer's weight gradient at the end of a
+ * backward pass, with their inputs alive until then). */
+loom_status loom_ir_expand_many(loom_graph *g, loom_tensor *const *ts, int n) {
     if (!g) return LOOM_ERR_INVALID_ARG;
     if (g->status != LOOM_OK) return g->status;
-    if (!t || t->id < 0 || t->id >= g->n_tensors || g->tensors[t->id] != t)
-        return loom_graph_fail(g, LOOM_ERR_INVALID_ARG, "expand: tensor is not part of this graph");
+    int top = -1;
+    for (int k = 0; k < n; k++) {
+        loom_tensor *t = ts[k];
+        if (!t || t->id < 0 || t->id >= g->n_tensors || g->tensors[t->id] != t)
+            return loom_graph_fail(g, LOOM_ERR_INVALID_ARG,
+                                   "expand: tensor is not part of this graph");
+        if (t->id > top) top = t->id;
+    }
+    if (top < 0) return LOOM_OK;
     uint8_t *mark = calloc((size_t)g->n_tensors, 1);
     if (!mark) return loom_graph_fail(g, LOOM_ERR_OOM, "expand: out of memory");
-    mark[t->id] = 1;
-    for (int i = t->id; i >= 0; i--) {
+    for (int k = 0; k < n; k++)
+        mark[ts[k]->id] = 1;
+    for (int i = top; i >= 0; i--) {
         if (!mark[i] || g->in_order[i]) continue;
         loom_tensor *x = g->tensors[i];
         for (int s = 0; s < LOOM_MAX_SRC; s++)
@@ -275,7 +292,7 @@ loom_status loom_graph_expand(loom_graph *g, loom_tensor *t) {
         if (x->view_src) mark[x->view_src->id] = 1;
     }
     loom_status st = LOOM_OK;
-    for (int i = 0; i <= t->id && st == LOOM_OK; i++) {
+    for (int i = 0; i <= top && st == LOOM_OK; i++) {
         if (!mark[i] || g->in_order[i] || g->tensors[i]->op == LOOM_OP_NONE) continue;
         g->in_order[i] = 1;
         st = push_node(g, g->tensors[i]);

@@ -18,6 +18,8 @@ struct loom_graph {
 
 /* New contiguous tensor with exactly 4 extents; NULL (and error recorded) on failure. */
 loom_tensor *loom_ir_new_tensor(loom_graph *g, loom_dtype t, const int64_t ne[4]);
+/* loom_graph_expand of several roots at once: their closure in id order. */
+loom_status loom_ir_expand_many(loom_graph *g, loom_tensor *const *ts, int n);
 /* Leaf f32 tensor of extents ne filled with value; its host memory is owned by g. */
 loom_tensor *loom_ir_constant(loom_graph *g, const int64_t ne[4], float value);
 void loom_ir_contiguous_strides(loom_dtype t, const int64_t *ne, size_t *nb);

@@ -39,6 +39,7 @@ static const char *const op_names[LOOM_OP_COUNT] = {
     [LOOM_OP_SET_ROWS] = "set_rows",
     [LOOM_OP_GELU] = "gelu",
     [LOOM_OP_GELU_BACK] = "gelu_back",
+    [LOOM_OP_FLASH_ATTN_BACK] = "flash_attn_back",
 };
 
 const char *loom_op_name(loom_op op) {
@@ -711,6 +712,53 @@ loom_tensor *loom_cross_entropy_back(loom_graph *g, loom_tensor *logits, loom_te
 
 loom_tensor *loom_moe_gate_back(loom_graph *g, loom_tensor *gates, loom_tensor *dgates) {
     return same_shape_pair(g, LOOM_OP_MOE_GATE_BACK, gates, dgates);
+}
+
+loom_tensor *loom_flash_attn_back(loom_graph *g, loom_fa_back_part part, loom_tensor *q,
+                                  loom_tensor *k, loom_tensor *v, loom_tensor *dout,
+                                  loom_tensor *x, float scale, bool causal, int32_t q_offset) {
+    INPUTS("flash_attn_back", q, k, v, dout, x);
+    REQUIRE(part >= LOOM_FA_BACK_STATS && part <= LOOM_FA_BACK_DKV,
+            "flash_attn_back: unknown part %d", (int)part);
+    /* The forward's checks, so q/k/v are a valid attention triple. */
+    REQUIRE(q->dtype == LOOM_F32, "flash_attn_back: q %s must be f32 [D, Tq, Hq, B]", D(q));
+    REQUIRE((k->dtype == LOOM_F32 || k->dtype == LOOM_F16) && k->dtype == v->dtype,
+            "flash_attn_back: k %s and v %s must both be f32 or both f16", D(k), D(v));
+    REQUIRE(same_shape(k, v), "flash_attn_back: k %s and v %s must have the same shape", D(k),
+            D(v));
+    REQUIRE(q->ne[0] == k->ne[0] && q->ne[3] == k->ne[3] && q->ne[2] % k->ne[2] == 0,
+            "flash_attn_back: q %s does not attend over k %s (head dim, batch or GQA)", D(q),
+            D(k));
+    REQUIRE(q_offset >= 0 || !causal, "flash_attn_back: q_offset must be >= 0 (got %d)",
+            q_offset);
+    const int64_t Dh = q->ne[0], Tq = q->ne[1], Hq = q->ne[2], B = q->ne[3];
+    const int64_t one[4] = {Dh, Hq, Tq, B}, st[4] = {Tq, 2, Hq, B};
+    REQUIRE(dout->dtype == LOOM_F32 && memcmp(dout->ne, one, sizeof one) == 0,
+            "flash_attn_back: dout %s must be f32 [D, Hq, Tq, B] as the forward's output", D(dout));
+    if (part == LOOM_FA_BACK_STATS)
+        REQUIRE(x->dtype == LOOM_F32 && same_shape(x, dout),
+                "flash_attn_back: o %s must be the forward's f32 output, shaped as dout %s",
+                D(x), D(dout));
+    else
+        REQUIRE(x->dtype == LOOM_F32 && memcmp(x->ne, st, sizeof st) == 0,
+                "flash_attn_back: stats %s must be f32 [Tq, 2, Hq, B] (the STATS part)", D(x));
+    int64_t ne[4];
+    if (part == LOOM_FA_BACK_STATS)
+        memcpy(ne, st, sizeof ne);
+    else if (part == LOOM_FA_BACK_DQ)
+        memcpy(ne, q->ne, sizeof ne);
+    else
+        memcpy(ne, (int64_t[]){Dh, k->ne[1], k->ne[2], 2 * B}, sizeof ne);
+    loom_tensor *r = new_node(g, LOOM_OP_FLASH_ATTN_BACK, LOOM_F32, ne, q, k, v);
+    if (r) {
+        r->src[3] = dout;
+        r->src[4] = x;
+        r->p.i[3] = (int32_t)part;
+        r->p.f[0] = scale;
+        r->p.i[1] = causal;
+        r->p.i[2] = q_offset;
+    }
+    return r;
 }
 
 /* ---------------- decompositions of fused ops ---------------- */

@@ -42,6 +42,7 @@ void parity_table_add(parity_table *tb, loom_op op, parity_build_fn fn, parity_a
 void parity_fill_logits(parity_ctx *c, const loom_tensor *logits, int mode);
 void parity_cases_moe(parity_table *tb);          /* parity_cases_moe.c */
 void parity_cases_large_logits(parity_table *tb); /* parity_cases_logits.c */
+void parity_cases_attn_back(parity_table *tb);    /* parity_cases_attn_back.c */
 /* q4_1/q5_0/q5_1 (parity_cases_legacy.c), with the builders of the files above */
 void parity_cases_legacy(parity_table *tb, parity_build_fn get_rows, parity_build_fn matmul,
                          parity_build_fn cpy);

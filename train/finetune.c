@@ -41,8 +41,9 @@ void loom_train_graph_free(loom_train_graph *tg) {
 }
 
 static loom_status build(loom_train_graph *tg, loom_model *m, loom_lora *lo, int32_t T,
-                         const int32_t *docs, int n_docs, bool backward, bool keep_logits,
+                         const int32_t *docs, int n_docs, unsigned mode, bool keep_logits,
                          char *err, size_t err_n) {
+    const bool backward = (mode & LOOM_TG_BACKWARD) != 0;
     memset(tg, 0, sizeof *tg);
     tg->T = T;
     tg->backward = backward;
@@ -75,6 +76,9 @@ static loom_status build(loom_train_graph *tg, loom_model *m, loom_lora *lo, int
     if (keep_logits && tg->io.logits) loom_tensor_set_flags(tg->io.logits, LOOM_FLAG_OUTPUT);
     st = tg->loss ? loom_graph_expand(g, tg->loss) : loom_graph_status(g);
     if (st == LOOM_OK && keep_logits) st = loom_graph_expand(g, tg->io.logits);
+    if (mode & LOOM_TG_STORE_ACTS) /* the model flags its blocks as checkpoints */
+        for (int i = 0; i < loom_graph_n_tensors(g); i++)
+            loom_graph_tensor(g, i)->flags &= ~(uint32_t)LOOM_FLAG_CHECKPOINT;
     if (st == LOOM_OK && backward) st = loom_graph_backward(g, tg->loss, false);
     for (int i = 0; st == LOOM_OK && backward && i < lo->n_params; i++)
         if (!tg->bind.leaf[i] || !tg->bind.leaf[i]->grad) {
@@ -118,19 +122,19 @@ static loom_status build(loom_train_graph *tg, loom_model *m, loom_lora *lo, int
 }
 
 loom_status loom_train_graph_build(loom_train_graph *tg, loom_model *m, loom_lora *lo, int32_t T,
-                                   bool backward, bool keep_logits, char *err, size_t err_n) {
-    return build(tg, m, lo, T, NULL, 0, backward, keep_logits, err, err_n);
+                                   unsigned mode, bool keep_logits, char *err, size_t err_n) {
+    return build(tg, m, lo, T, NULL, 0, mode, keep_logits, err, err_n);
 }
 
 loom_status loom_train_graph_build_packed(loom_train_graph *tg, loom_model *m, loom_lora *lo,
                                           int32_t T, const int32_t *doc_len, int n_docs,
-                                          bool backward, bool keep_logits, char *err,
+                                          unsigned mode, bool keep_logits, char *err,
                                           size_t err_n) {
     if (!doc_len || n_docs < 1) {
         memset(tg, 0, sizeof *tg);
         return failf(err, err_n, LOOM_ERR_INVALID_ARG, "train: a packed sequence needs documents");
     }
-    return build(tg, m, lo, T, doc_len, n_docs, backward, keep_logits, err, err_n);
+    return build(tg, m, lo, T, doc_len, n_docs, mode, keep_logits, err, err_n);
 }
 
 bool loom_train_graph_same_docs(const loom_train_graph *tg, const int32_t *doc_len, int n_docs) {
@@ -503,8 +507,10 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
             st = loom_ft_metrics_open(&R.met, p->out_dir, !p->quiet, cs.step, total, err, err_n);
     }
     if ((st = loom_comm_agree(R.comm, st)) != LOOM_OK) goto done;
+    const unsigned tg_mode =
+        LOOM_TG_BACKWARD | (p->no_grad_checkpoint ? LOOM_TG_STORE_ACTS : 0u);
     if (!p->pack &&
-        (st = loom_train_graph_build(&R.tg, R.m, R.lo, R.T, true, false, err, err_n)) != LOOM_OK)
+        (st = loom_train_graph_build(&R.tg, R.m, R.lo, R.T, tg_mode, false, err, err_n)) != LOOM_OK)
         goto done;
     if (cs.step == 0 && R.eval.n) {
         if ((st = eval_loss(&R, &out.eval_before, err, err_n)) != LOOM_OK) goto done;
@@ -538,7 +544,7 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
                 /* the graph's shape follows the document lengths */
                 if (!loom_train_graph_same_docs(&R.tg, R.docs, nd)) {
                     loom_train_graph_free(&R.tg);
-                    if ((st = loom_train_graph_build_packed(&R.tg, R.m, R.lo, R.T, R.docs, nd, true,
+                    if ((st = loom_train_graph_build_packed(&R.tg, R.m, R.lo, R.T, R.docs, nd, tg_mode,
                                                             false, err, err_n)) != LOOM_OK)
                         break;
                 }

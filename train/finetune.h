@@ -44,12 +44,19 @@ typedef struct loom_train_graph {
     int n_docs;
 } loom_train_graph;
 
-/* Build and schedule for sequences of T tokens. backward: gradients of every
- * LoRA parameter and dropout (a training graph); else loss only (eval).
- * keep_logits: the logits stay readable after a run (tests). The model's
- * own (decoding) hook and graph cache are left alone. */
+/* Modes of loom_train_graph_build (true/false read as BACKWARD / none). */
+enum {
+    LOOM_TG_BACKWARD = 1u,     /* gradients of every LoRA parameter (a training graph) */
+    LOOM_TG_STORE_ACTS = 2u,   /* no gradient checkpointing: keep every block's activations */
+};
+/* Build and schedule for sequences of T tokens. mode & LOOM_TG_BACKWARD:
+ * gradients of every LoRA parameter and dropout (a training graph), each
+ * decoder block recomputed in the backward (gradient checkpointing) unless
+ * mode & LOOM_TG_STORE_ACTS; else loss only (eval). keep_logits: the logits
+ * stay readable after a run (tests). The model's own (decoding) hook and
+ * graph cache are left alone. */
 loom_status loom_train_graph_build(loom_train_graph *tg, loom_model *m, loom_lora *lo, int32_t T,
-                                   bool backward, bool keep_logits, char *err, size_t err_n);
+                                   unsigned mode, bool keep_logits, char *err, size_t err_n);
 /* The same for one packed sequence of T tokens holding n_docs documents of
  * doc_len[i] tokens end to end (sum T; a trailing run of padding counts as
  * a document): attention stays within each document and positions restart
@@ -58,7 +65,7 @@ loom_status loom_train_graph_build(loom_train_graph *tg, loom_model *m, loom_lor
  * (loom_train_graph_same_docs). */
 loom_status loom_train_graph_build_packed(loom_train_graph *tg, loom_model *m, loom_lora *lo,
                                           int32_t T, const int32_t *doc_len, int n_docs,
-                                          bool backward, bool keep_logits, char *err, size_t err_n);
+                                          unsigned mode, bool keep_logits, char *err, size_t err_n);
 bool loom_train_graph_same_docs(const loom_train_graph *tg, const int32_t *doc_len, int n_docs);
 /* Run on one sequence: tokens and targets [T] (target -1 = not counted).
  * *loss = mean cross-entropy over the counted targets (0 when none). */
@@ -97,6 +104,7 @@ typedef struct loom_finetune_params {
     bool quiet;                /* no per-step lines on stderr */
     bool pack;                 /* several examples per sequence of seq tokens, attention
                                   within each (loom_train_graph_build_packed) */
+    bool no_grad_checkpoint;   /* keep activations instead of recomputing blocks */
     /* Tests: after this many optimizer steps (total, counting resumed
      * ones), stop as if killed, without the final save (0 = never). */
     int64_t stop_after;

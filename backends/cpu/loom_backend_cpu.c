@@ -350,7 +350,8 @@ static const loom_kernel_claim k_cpu_claims[] = {
     {LOOM_OP_SILU, LOOM_F32},       {LOOM_OP_SWIGLU, LOOM_F32},   {LOOM_OP_ADD, LOOM_F32},
     {LOOM_OP_MUL, LOOM_F32},        {LOOM_OP_ROPE, LOOM_F32},     {LOOM_OP_GELU, LOOM_F32},
     {LOOM_OP_MATMUL, LOOM_Q4_1},    {LOOM_OP_MATMUL, LOOM_Q5_0},  {LOOM_OP_MATMUL, LOOM_Q5_1},
-    {LOOM_OP_MOE, LOOM_Q4_1},
+    {LOOM_OP_MOE, LOOM_Q4_1},       {LOOM_OP_FLASH_ATTN_BACK, LOOM_F32},
+    {LOOM_OP_FLASH_ATTN_BACK, LOOM_F16},
     {LOOM_OP_MOE, LOOM_Q5_0},       {LOOM_OP_MOE, LOOM_Q5_1},
 };
 

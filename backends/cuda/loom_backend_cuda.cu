@@ -484,6 +484,11 @@ static bool gpu_supports(loom_backend *be, const loom_tensor *node) {
         return is_f32(node) && is_f32(s[0]) && s[1] && s[2] &&
                (s[1]->dtype == LOOM_F32 || s[1]->dtype == LOOM_F16) &&
                (s[2]->dtype == LOOM_F32 || s[2]->dtype == LOOM_F16) && s[0]->ne[0] <= 256;
+    case LOOM_OP_FLASH_ATTN_BACK:
+        return is_f32(node) && is_f32(s[0]) && s[1] && s[2] &&
+               (s[1]->dtype == LOOM_F32 || s[1]->dtype == LOOM_F16) &&
+               s[2]->dtype == s[1]->dtype && is_f32(s[3]) && is_f32(s[4]) &&
+               s[0]->ne[0] <= 256 && node->p.i[3] >= 0 && node->p.i[3] <= 2;
     case LOOM_OP_MOE: {
         if (!is_f32(node) || !is_f32(s[0]) || !is_f32(s[1])) return false;
         if (!weight_ok(node->op, s[2]) || !weight_ok(node->op, s[3]) || !weight_ok(node->op, s[4]))
@@ -887,6 +892,13 @@ static loom_status run_node(loom_backend *be, loom_tensor *node) {
                              fa_bytes);
         break;
     }
+    case LOOM_OP_FLASH_ATTN_BACK:
+        LOOM_TRY(desc(be, node, node->src[2], &d2));
+        LOOM_TRY(desc(be, node, node->src[3], &d3));
+        LOOM_TRY(desc(be, node, node->src[4], &d4));
+        e = lc_flash_attn_back(st, node->p.i[3], node->p.f[0], node->p.i[1] != 0, node->p.i[2], y,
+                               a, b, d2, d3, d4);
+        break;
     case LOOM_OP_MOE: {
         LOOM_TRY(desc(be, node, node->src[2], &d2));
         LOOM_TRY(desc(be, node, node->src[3], &d3));

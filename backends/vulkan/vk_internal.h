@@ -95,7 +95,7 @@ typedef struct loom_vk_fns {
 } loom_vk_fns;
 #undef LOOM_VK_DECL
 
-#define LOOM_VK_BINDINGS  6   /* storage buffers per dispatch: out, src0..src2, aux, src3 */
+#define LOOM_VK_BINDINGS  7   /* storage buffers per dispatch: out, src0..src2, aux, src3, src4 */
 #define LOOM_VK_PC_WORDS  32  /* 128 bytes of push constants */
 #define LOOM_VK_MAX_SETS  512 /* descriptor sets per pool before a flush */
 #define LOOM_VK_AUX_BYTES (256 * 1024)

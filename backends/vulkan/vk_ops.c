@@ -313,6 +313,25 @@ bool loom_vk_supports(loom_backend *be, const loom_tensor *node) {
                (s[1]->dtype == LOOM_F32 || s[1]->dtype == LOOM_F16) &&
                (s[2]->dtype == LOOM_F32 || s[2]->dtype == LOOM_F16) && s[0]->ne[0] <= 256 &&
                s[1]->ne[2] > 0 && s[0]->ne[2] % s[1]->ne[2] == 0 && s[1]->ne[0] == s[0]->ne[0];
+    case LOOM_OP_FLASH_ATTN_BACK: {
+        if (!s[0] || !s[1] || !s[2] || !s[3] || !s[4] || node->dtype != LOOM_F32 ||
+            !loom_tensor_is_contiguous(node) || !loom_vk_is(s[0], LOOM_F32) ||
+            !loom_vk_is(s[3], LOOM_F32) || !loom_vk_is(s[4], LOOM_F32) ||
+            (s[1]->dtype != LOOM_F32 && s[1]->dtype != LOOM_F16) || s[2]->dtype != s[1]->dtype ||
+            s[0]->ne[0] > 256 || s[1]->ne[2] <= 0 || s[0]->ne[2] % s[1]->ne[2] != 0)
+            return false;
+        /* rows contiguous in D (the shader's addressing) */
+        const size_t es = loom_dtype_block_bytes(s[1]->dtype);
+        if (s[0]->nb[0] != 4 || s[3]->nb[0] != 4 || s[4]->nb[0] != 4 || s[1]->nb[0] != es ||
+            s[2]->nb[0] != es)
+            return false;
+        /* Per invocation: tiles of 64 keys (or query rows) of ~2D + 300
+         * iterations; keep under lavapipe's loop limit (see flash_attn). */
+        const int64_t D = s[0]->ne[0], rows = node->p.i[3] == LOOM_FA_BACK_DKV
+                                                  ? s[0]->ne[1] * (s[0]->ne[2] / s[1]->ne[2])
+                                                  : s[1]->ne[1];
+        return !c->cpu_device || (rows + 63) / 64 * (2 * D + 300) <= 60000;
+    }
     case LOOM_OP_CONCAT: {
         if (!s[0] || !s[1] || node->p.i[0] < 0 || node->p.i[0] > 3) return false;
         const loom_dtype y = node->dtype, a = s[0]->dtype, b = s[1]->dtype;
@@ -977,6 +996,46 @@ static loom_status loom_vk_flash_attn(loom_backend *be, const loom_tensor *y) {
     return loom_vk_run(be, "flash_attn", bs, 6, pc, n, 1); /* a workgroup per row */
 }
 
+/* Offset + strides of dims 1..3 (4 words); dim 0 is contiguous. */
+static void loom_vk_put_rows(const loom_vk_ctx *c, uint32_t *pc, int *k, const loom_tensor *t) {
+    pc[(*k)++] = loom_vk_rel(c, t->offset);
+    for (int d = 1; d < 4; d++)
+        pc[(*k)++] = (uint32_t)t->nb[d];
+}
+
+static loom_status loom_vk_flash_attn_back(loom_backend *be, const loom_tensor *y) {
+    loom_vk_ctx *c = be->ctx;
+    const loom_tensor *q = y->src[0], *kk = y->src[1], *v = y->src[2], *e = y->src[3],
+                      *f = y->src[4];
+    uint32_t pc[LOOM_VK_PC_WORDS] = {0};
+    int k = 0;
+    pc[k++] = (uint32_t)q->ne[0];
+    pc[k++] = (uint32_t)q->ne[1];
+    pc[k++] = (uint32_t)q->ne[2];
+    pc[k++] = (uint32_t)q->ne[3];
+    pc[k++] = (uint32_t)kk->ne[1];
+    pc[k++] = (uint32_t)(q->ne[2] / kk->ne[2]);
+    pc[k++] = (uint32_t)y->p.i[3];
+    pc[k++] = (uint32_t)(y->p.i[1] != 0);
+    pc[k++] = (uint32_t)y->p.i[2];
+    pc[k++] = loom_vk_f2u(y->p.f[0]);
+    pc[k++] = (uint32_t)kk->dtype;
+    pc[k++] = loom_vk_rel(c, y->offset);
+    loom_vk_put_rows(c, pc, &k, q);
+    loom_vk_put_rows(c, pc, &k, kk);
+    loom_vk_put_rows(c, pc, &k, v);
+    loom_vk_put_rows(c, pc, &k, e);
+    loom_vk_put_rows(c, pc, &k, f);
+    const uint64_t n = y->p.i[3] == LOOM_FA_BACK_DKV
+                           ? (uint64_t)(kk->ne[1] * kk->ne[2] * kk->ne[3])
+                           : (uint64_t)(q->ne[1] * q->ne[2] * q->ne[3]);
+    /* binding 4 is the aux buffer (NULL slot); src3/src4 go to 5 and 6 */
+    loom_vk_bind bs[7] = {loom_vk_b(y, true),  loom_vk_b(q, false), loom_vk_b(kk, false),
+                          loom_vk_b(v, false), {0},                 loom_vk_b(e, false),
+                          loom_vk_b(f, false)};
+    return loom_vk_run(be, "flash_attn_back", bs, 7, pc, n, 1); /* a workgroup per unit */
+}
+
 static loom_status loom_vk_concat(loom_backend *be, const loom_tensor *y) {
     loom_vk_ctx *c = be->ctx;
     const loom_tensor *a = y->src[0], *b = y->src[1];
@@ -1206,6 +1265,8 @@ static loom_status loom_vk_node(loom_backend *be, const loom_tensor *t) {
         return loom_vk_matmul(be, t);
     case LOOM_OP_FLASH_ATTN:
         return loom_vk_flash_attn(be, t);
+    case LOOM_OP_FLASH_ATTN_BACK:
+        return loom_vk_flash_attn_back(be, t);
     case LOOM_OP_CONCAT:
         return loom_vk_concat(be, t);
     case LOOM_OP_SUM_TO:

@@ -2,7 +2,8 @@
  * recording.
  *
  * All shaders share one pipeline layout: LOOM_VK_BINDINGS storage buffers
- * (out, src0, src1, src2, aux) and 128 bytes of push constants, so a
+ * (out, src0, src1, src2, aux, then src3 and src4 for the few ops with five
+ * sources, e.g. flash_attn_back) and 128 bytes of push constants, so a
  * dispatch is "bind pipeline, write a descriptor set, push, dispatch".
  * Pipelines are created lazily through a VkPipelineCache. Work is recorded
  * into one command buffer and submitted by loom_vk_flush (end of compute, or

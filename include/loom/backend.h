@@ -83,13 +83,13 @@ typedef struct loom_kernel_claim {
 } loom_kernel_claim;
 
 /* The dtype that names a node's kernel in kernel claims and coverage
- * reports: the weight of matmul (src0) and moe (src2), K of flash_attn
+ * reports: the weight of matmul (src0) and moe (src2), K of flash_attn(_back)
  * (src1), else src0's (the node's own when it has no source). One
  * definition, so a backend's claims and the parity suite's counts agree. */
 static inline loom_dtype loom_kernel_dtype(const loom_tensor *node) {
     const loom_tensor *s = node->src[0];
     if (node->op == LOOM_OP_MOE) s = node->src[2];
-    if (node->op == LOOM_OP_FLASH_ATTN) s = node->src[1];
+    if (node->op == LOOM_OP_FLASH_ATTN || node->op == LOOM_OP_FLASH_ATTN_BACK) s = node->src[1];
     return s ? s->dtype : node->dtype;
 }
 

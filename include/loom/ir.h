@@ -78,6 +78,7 @@ typedef enum loom_op {
     /* encoders (BERT family; docs/adr/0027-sentence-encoders.md) */
     LOOM_OP_GELU,      /* x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), the exact (erf) form */
     LOOM_OP_GELU_BACK, /* src0 = x, src1 = dy: dy * (Phi(x) + x phi(x)) */
+    LOOM_OP_FLASH_ATTN_BACK, /* fused attention backward, never T x T; see loom_flash_attn_back */
 
     LOOM_OP_COUNT
 } loom_op;
@@ -86,6 +87,11 @@ typedef enum loom_tensor_flags {
     LOOM_FLAG_INPUT = 1u << 0,  /* data supplied by the caller before compute */
     LOOM_FLAG_PARAM = 1u << 1,  /* trainable: autodiff produces its gradient */
     LOOM_FLAG_OUTPUT = 1u << 2, /* result read back after compute; never reused */
+    /* Gradient checkpoint: loom_graph_backward recomputes the forward nodes
+     * between two consecutive flagged tensors (e.g. a decoder block between
+     * its input and output) right before that segment's backward, instead of
+     * keeping them alive from the forward pass. */
+    LOOM_FLAG_CHECKPOINT = 1u << 3,
     /* Set by the scheduler on leaves whose storage it allocated, so a later
      * loom_sched_alloc reallocates them (the old buffer may be gone). */
     LOOM_FLAG_RUNTIME_OWNED = 1u << 31,
@@ -361,6 +367,22 @@ LOOM_API loom_tensor *loom_cross_entropy_back(loom_graph *g, loom_tensor *logits
                                               loom_tensor *targets, loom_tensor *dloss);
 LOOM_API loom_tensor *loom_moe_gate_back(loom_graph *g, loom_tensor *gates, loom_tensor *dgates);
 
+/* FlashAttention-2's backward of o = loom_flash_attn(q, k, v, scale, causal,
+ * q_offset), in three parts that each recompute the scores tile by tile and
+ * never hold a T x T matrix (p.i[3] = part; p.f[0], p.i[1], p.i[2] as the forward's):
+ *  LOOM_FA_BACK_STATS: x = o (the forward output) -> f32 [Tq, 2, Hq, B]: per
+ *    query row the log-sum-exp L of its visible scaled scores (row 0) and
+ *    Delta = dout . o (row 1);
+ *  LOOM_FA_BACK_DQ:  x = the stats -> dq f32 [D, Tq, Hq, B] (q's shape);
+ *  LOOM_FA_BACK_DKV: x = the stats -> f32 [D, Tk, Hkv, 2B]: dk in batches
+ *    [0, B), dv in [B, 2B) (GQA: summed over each KV head's query heads).
+ * dout is d(loss)/d(o), f32 [D, Hq, Tq, B]. q f32, k/v f32 or f16, any strides. */
+typedef enum { LOOM_FA_BACK_STATS = 0, LOOM_FA_BACK_DQ = 1, LOOM_FA_BACK_DKV = 2 } loom_fa_back_part;
+LOOM_API loom_tensor *loom_flash_attn_back(loom_graph *g, loom_fa_back_part part, loom_tensor *q,
+                                           loom_tensor *k, loom_tensor *v, loom_tensor *dout,
+                                           loom_tensor *x, float scale, bool causal,
+                                           int32_t q_offset);
+
 /* ---------------- graphs ---------------- */
 
 /* Add t and everything it depends on to g's execution order (idempotent).
@@ -375,8 +397,11 @@ LOOM_API loom_tensor *loom_graph_tensor(const loom_graph *g, int i); /* every te
  * tensor flagged LOOM_FLAG_PARAM (and INPUT when include_inputs) that loss
  * depends on, and sets t->grad. loss must be an f32 scalar already expanded in g.
  * Gradients flow to float tensors only (quantized weights get none).
- * Fused ops (swiglu, flash_attn, moe) backpropagate through their unfused
- * decomposition, built inside the backward graph. */
+ * Fused ops (swiglu, moe) backpropagate through their unfused decomposition,
+ * built inside the backward graph; flash_attn through loom_flash_attn_back.
+ * With tensors flagged LOOM_FLAG_CHECKPOINT, each segment between two of them
+ * is recomputed for its backward (same ops on the same inputs: identical
+ * values), so only the checkpoints live through the whole step. */
 LOOM_API loom_status loom_graph_backward(loom_graph *g, loom_tensor *loss, bool include_inputs);
 
 /* Build the unfused equivalent of a fused node (swiglu, flash_attn, moe) from the

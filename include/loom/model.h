@@ -383,7 +383,10 @@ typedef struct loom_model_train_io {
  * the model's own hook for decoding is not used). Weights enter g
  * as leaves bound to m's buffers (not PARAM: frozen; quantized ones pass
  * gradient to activations only). m must outlive g's use. The caller
- * schedules g on the backends from loom_model_backends. */
+ * schedules g on the backends from loom_model_backends. The residual stream
+ * before and after each block is flagged LOOM_FLAG_CHECKPOINT (loom_graph_backward
+ * then recomputes blocks instead of keeping their activations); clear the
+ * flags for a backward that stores everything. */
 LOOM_API loom_status loom_model_build_train(loom_model *m, loom_graph *g, int n_seq, int n_tokens,
                                             loom_proj_hook hook, void *ud,
                                             loom_model_train_io *io, char *err, size_t err_n);

@@ -89,6 +89,7 @@ static void lc_row_index(const int64_t *ne, int64_t r, int64_t *i1, int64_t *i2,
 #include "kernels/cpu/ops/elementwise.inc.h"
 #include "kernels/cpu/ops/rope.inc.h"
 #include "kernels/cpu/ops/flash_attn.inc.h"
+#include "kernels/cpu/ops/flash_attn_back.inc.h"
 #include "kernels/cpu/ops/moe.inc.h"
 
 /* ======================= dispatch ======================= */
@@ -140,6 +141,8 @@ loom_cpu_kernel_fn LC_ENTRY(const loom_tensor *node) {
     }
     case LOOM_OP_FLASH_ATTN:
         return fa_supported(node) ? k_flash_attn : NULL;
+    case LOOM_OP_FLASH_ATTN_BACK:
+        return fb_supported(node) ? k_flash_attn_back : NULL;
     default:
         return NULL;
     }

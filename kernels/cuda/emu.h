@@ -172,6 +172,10 @@ static inline float __fadd_rn(float a, float b) {
     volatile float r = a + b;
     return r;
 }
+static inline float __fsub_rn(float a, float b) {
+    volatile float r = a - b;
+    return r;
+}
 static inline int atomicCAS(int *p, int cmp, int val) {
     return __sync_val_compare_and_swap(p, cmp, val);
 }

@@ -93,6 +93,11 @@ size_t lc_flash_attn_scratch_bytes(lc_tensor q, lc_tensor k, lc_tensor v);
 int lc_flash_attn_ex(void *stream, float scale, int causal, int q_offset, lc_tensor out,
                      lc_tensor q, lc_tensor k, lc_tensor v, void *scratch, size_t scratch_bytes);
 
+/* attn_back.cu: LOOM_OP_FLASH_ATTN_BACK, part 0 stats / 1 dq / 2 dkv (loom/ir.h);
+ * x is o (stats) or the stats (dq, dkv). */
+int lc_flash_attn_back(void *stream, int part, float scale, int causal, int q_offset, lc_tensor out,
+                       lc_tensor q, lc_tensor k, lc_tensor v, lc_tensor dout, lc_tensor x);
+
 /* moe.cu. scratch of lc_moe_scratch_bytes bytes: ids, gates and h [T*k*F] for both paths; the
  * grouped path (LOOM_CUDA_MOE = auto|grouped|warp, docs/adr/0010) adds y [T*k*Dm] and the
  * per-expert grouping. Same arguments as lc_moe: the size depends on the path chosen. */

@@ -201,6 +201,12 @@ bool loom_ref_supports(const loom_tensor *node) {
         return node->dtype == LOOM_F32 && loom_ref_is(s[0], LOOM_F32) && s[1] && s[2] &&
                (s[1]->dtype == LOOM_F32 || s[1]->dtype == LOOM_F16) &&
                (s[2]->dtype == LOOM_F32 || s[2]->dtype == LOOM_F16);
+    case LOOM_OP_FLASH_ATTN_BACK:
+        return node->dtype == LOOM_F32 && loom_ref_is(s[0], LOOM_F32) && s[1] && s[2] &&
+               (s[1]->dtype == LOOM_F32 || s[1]->dtype == LOOM_F16) &&
+               s[2]->dtype == s[1]->dtype && loom_ref_is(s[3], LOOM_F32) &&
+               loom_ref_is(s[4], LOOM_F32) && node->p.i[3] >= LOOM_FA_BACK_STATS &&
+               node->p.i[3] <= LOOM_FA_BACK_DKV;
     case LOOM_OP_SET_ROWS:
         /* The result aliases the destination (src0) exactly. */
         return s[0] && s[1] && s[2] && node->dtype == s[0]->dtype &&
@@ -290,6 +296,8 @@ loom_status loom_ref_compute(const loom_tensor *node, int ith, int nth, char *er
         return loom_ref_moe_gate_back(&c);
     case LOOM_OP_SET_ROWS:
         return loom_ref_set_rows(&c);
+    case LOOM_OP_FLASH_ATTN_BACK:
+        return loom_ref_flash_attn_back(&c);
     default:
         return loom_ref_fail(&c, LOOM_ERR_UNSUPPORTED, "ref: op %d (%s) not implemented",
                              (int)node->op, loom_op_name(node->op));

@@ -73,6 +73,8 @@ loom_status loom_ref_softmax_back(const loom_ref_ctx *c);
 loom_status loom_ref_get_rows_back(const loom_ref_ctx *c);
 loom_status loom_ref_cross_entropy_back(const loom_ref_ctx *c);
 loom_status loom_ref_set_rows(const loom_ref_ctx *c);
+/* ref_attn_back.c */
+loom_status loom_ref_flash_attn_back(const loom_ref_ctx *c);
 
 /* ref_matmul.c, ref_attn.c, ref_moe.c */
 loom_status loom_ref_matmul(const loom_ref_ctx *c);

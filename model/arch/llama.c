@@ -441,8 +441,12 @@ static loom_status build_train(loom_model *m, loom_graph *g, int n_seq, int n_to
         return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
                                "model: training graphs of a tensor-parallel load (--tp) are not "
                                "supported; fine-tune data-parallel instead");
+    /* The residual stream between blocks: gradient checkpoints, so the
+     * backward recomputes one block at a time (the caller may clear them). */
+    loom_tensor_set_flags(x, LOOM_FLAG_CHECKPOINT);
     for (int64_t l = 0; l < m->cfg.n_layers; l++)
-        x = block(m, &hk, g, NULL, l, x, io->pos, n_seq, n_tokens, NULL);
+        x = loom_tensor_set_flags(block(m, &hk, g, NULL, l, x, io->pos, n_seq, n_tokens, NULL),
+                                  LOOM_FLAG_CHECKPOINT);
     io->logits = head(m, g, x); /* [vocab, N] */
     if (io->logits) loom_tensor_set_name(io->logits, "logits");
     if (loom_graph_status(g) != LOOM_OK)

@@ -145,6 +145,7 @@ SPEC = {
                     "--weight-decay": ("float", 0, 10),
                     "--quant": ("choice", ["f32", "f16", "bf16", "q8_0", "q4_0", "nf4", "nf4_dq"]),
                     "--save-every": ("int", 0, 1000000000), "--eval-every": ("int", 0, 1000000000),
+                    "--grad-checkpoint": ("flag",), "--no-grad-checkpoint": ("flag",),
                     "--optim": ("choice", ["adamw", "adamw8bit"]),
                     "--chat-template": ("choice", ["llama3", "chatml", "smollm2", "mistral",
                                                    "llama2", "zephyr"]),

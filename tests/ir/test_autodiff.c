@@ -77,6 +77,12 @@ static loom_tensor *b_matmul_q8(loom_graph *g, gc_case *c) { /* quantized weight
     loom_tensor *wq = loom_cpy(g, w, LOOM_Q8_0);
     return loom_matmul(g, wq, param(g, c, 2, 32, 3, 1, 1));
 }
+static loom_tensor *b_matmul_f16(loom_graph *g, gc_case *c) { /* frozen f16: W^T taken in f16 */
+    loom_tensor *w = loom_tensor_2d(g, LOOM_F32, 32, 5);
+    loom_tensor_set_flags(w, LOOM_FLAG_INPUT);
+    c->params[c->n_params++] = w; /* filled like a param but not differentiated */
+    return loom_matmul(g, loom_cpy(g, w, LOOM_F16), param(g, c, 2, 32, 3, 1, 1));
+}
 static loom_tensor *b_rms_norm(loom_graph *g, gc_case *c) {
     return loom_rms_norm(g, param(g, c, 2, 16, 3, 1, 1), 1e-5f);
 }
@@ -104,6 +110,21 @@ static loom_tensor *b_flash_attn(loom_graph *g, gc_case *c) { /* D 4, Tq 3, Hq 4
     loom_tensor *k = param(g, c, 3, 4, 5, 2, 1);
     loom_tensor *v = param(g, c, 3, 4, 5, 2, 1);
     return loom_flash_attn(g, q, k, v, 0.5f, true, 2);
+}
+/* Sizes the optimised cpu kernel of flash_attn_back takes (D a multiple of
+ * the vector width, several key and query tiles), q/k/v as permuted views of
+ * [D, H, T] projections as the training graph passes them. */
+static loom_tensor *b_flash_attn_tiles(loom_graph *g, gc_case *c, bool causal) {
+    loom_tensor *q = loom_permute(g, param(g, c, 3, 16, 3, 37, 1), 0, 2, 1, 3);
+    loom_tensor *k = loom_permute(g, param(g, c, 3, 16, 1, 37, 1), 0, 2, 1, 3);
+    loom_tensor *v = loom_permute(g, param(g, c, 3, 16, 1, 37, 1), 0, 2, 1, 3);
+    return loom_flash_attn(g, q, k, v, 0.6f, causal, 0);
+}
+static loom_tensor *b_flash_attn_causal(loom_graph *g, gc_case *c) {
+    return b_flash_attn_tiles(g, c, true);
+}
+static loom_tensor *b_flash_attn_full(loom_graph *g, gc_case *c) {
+    return b_flash_attn_tiles(g, c, false);
 }
 static void init_logits(int p, float *d, int64_t n) {
     if (p != 1) return;
@@ -157,6 +178,7 @@ static gc_case cases[] = {
     {.name = "scale", .build = b_scale},
     {.name = "matmul", .build = b_matmul},
     {.name = "matmul_q8_0", .build = b_matmul_q8},
+    {.name = "matmul_f16", .build = b_matmul_f16},
     {.name = "rms_norm", .build = b_rms_norm},
     {.name = "rope_neox_llama3", .build = b_rope_neox},
     {.name = "rope_normal", .build = b_rope_normal},
@@ -164,6 +186,8 @@ static gc_case cases[] = {
     {.name = "silu", .build = b_silu},
     {.name = "swiglu", .build = b_swiglu},
     {.name = "flash_attn", .build = b_flash_attn},
+    {.name = "flash_attn_causal_tiles", .build = b_flash_attn_causal},
+    {.name = "flash_attn_full_tiles", .build = b_flash_attn_full},
     {.name = "moe", .build = b_moe, .init = init_logits},
     {.name = "moe_gate", .build = b_moe_gate, .init = init_gate_logits},
     {.name = "cpy", .build = b_cpy, .tol = 2e-2f},

@@ -22,7 +22,10 @@ void loom_act8_quantize_row(const float *x, int64_t k, int8_t *q, float *d, int3
         float amax = 0.0f;
         for (int l = 0; l < LOOM_ACT8_QK; l++)
             amax = fmaxf(amax, fabsf(xb[l]));
-        const float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        float db = amax / 127.0f, id = db != 0.0f ? 1.0f / db : 0.0f;
+        /* amax below ~3.7e-37: 1 / db overflows and (int)roundf(x * inf) is
+         * undefined in C; such a block is a zero block (ggml leaves it UB) */
+        if (isinf(id)) db = 0.0f, id = 0.0f;
         int32_t sum = 0;
         for (int l = 0; l < LOOM_ACT8_QK; l++) {
             const int v = (int)roundf(xb[l] * id);

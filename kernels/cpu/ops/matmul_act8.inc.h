@@ -1,6 +1,7 @@
 /* kernels/cpu/ops/matmul_act8.inc.h - decode / small-batch matmul with int8
  * activations (ADR 0036): each activation row is quantized per 32 values
- * (loom_act8_quantize_row, the reference's own quantizer) and every weight
+ * (kernels/cpu/act8_quant.h: the reference's loom_act8_quantize_row, the same
+ * bytes 8 lanes at a time) and every weight
  * block is dotted with it in integers: AVX-512 VNNI vpdpbusd (u8 x s8 -> s32)
  * two 32-value blocks per instruction, AVX2 vpmaddubsw + vpmaddwd per block.
  * Included by kernels/cpu/cpu_impl.h, so compiled once per ISA; the integer
@@ -15,6 +16,8 @@
  * one int32 per output lane of vpdpbusd / vpmaddwd (both sum 4 adjacent
  * bytes into lane i), so the block dot is exact in integers. Types with a
  * min (q4_1, q5_1, q4_K) add m_w * d_x * sum(q) per block. */
+
+#include "kernels/cpu/act8_quant.h"
 
 #if VN == 16
 #define A8_TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")))
@@ -317,7 +320,7 @@ static A8_TGT loom_status k_matmul_act8(const loom_tensor *out, int ith, int nth
             int32_t *xo = (int32_t *)(p + K);
             float *d = (float *)(p + 2 * K), *ds = d + nb;
             int32_t *s = (int32_t *)(ds + nb);
-            loom_act8_quantize_row((const float *)loom_ref_ptr(x, 0, m, i2, i3), K, q, d, s);
+            loom_cpu_act8_quantize_row((const float *)loom_ref_ptr(x, 0, m, i2, i3), K, q, d, s);
             for (int64_t j = 0; j < K / 4; j++)
                 xo[j] = -off * (q[4 * j] + q[4 * j + 1] + q[4 * j + 2] + q[4 * j + 3]);
             float *dds = (float *)(s + nb);
@@ -329,8 +332,10 @@ static A8_TGT loom_status k_matmul_act8(const loom_tensor *out, int ith, int nth
             xs[m] = (a8_x){q, d, ds, dds, xo};
         }
         float *o = (float *)loom_ref_ptr(out, 0, 0, i2, i3);
+        /* rows by stride: a call per weight row was 2% of a q8_0 decode step */
+        const uint8_t *w0 = (const uint8_t *)loom_ref_ptr(w, 0, 0, i2 / r2, i3 / r3);
         for (int64_t n = n0; n < n1; n++) {
-            const uint8_t *row = (const uint8_t *)loom_ref_ptr(w, 0, n, i2 / r2, i3 / r3);
+            const uint8_t *row = w0 + (size_t)n * w->nb[1];
             for (int64_t m = 0; m < M; m++)
                 o[m * ostride + n] = a8_dot(w->dtype, row, &xs[m], K);
         }

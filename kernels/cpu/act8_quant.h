@@ -57,8 +57,8 @@ static inline LOOM_A8Q_TGT void loom_cpu_act8_quantize_row(const float *x, int64
             iv[j] = _mm256_cvttps_epi32(_mm256_add_ps(t, step));
             acc = _mm256_add_epi32(acc, iv[j]);
         }
-        const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(iv[0], iv[1]),
-                                             _mm256_packs_epi32(iv[2], iv[3]));
+        const __m256i p =
+            _mm256_packs_epi16(_mm256_packs_epi32(iv[0], iv[1]), _mm256_packs_epi32(iv[2], iv[3]));
         _mm256_storeu_si256((__m256i *)(q + b * LOOM_ACT8_QK),
                             _mm256_permutevar8x32_epi32(p, order));
         __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));

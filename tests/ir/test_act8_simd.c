@@ -74,7 +74,7 @@ int main(void) {
     }
     compare(x, "halfway");
     for (int i = 0; i < K; i++) /* zero blocks, signed zeros, subnormals */
-        x[i] = (i / 32) % 3 == 0 ? ((i & 1) ? -0.0f : 0.0f)
+        x[i] = (i / 32) % 3 == 0   ? ((i & 1) ? -0.0f : 0.0f)
                : (i / 32) % 3 == 1 ? 1e-40f * frand()
                                    : frand();
     compare(x, "zeros/subnormals");

@@ -52,7 +52,9 @@ static void serve_usage(FILE *f) {
             "--rag-index / --rag-store: retrieval on chat completions for requests with\n"
             "\"loom_retrieval\": {\"k\": K} (a loom extension; the sources go into the system\n"
             "message and come back in \"loom_sources\"); made by loom rag index.\n"
-            "SIGTERM/SIGINT drain the requests in flight, then exit.\n"
+            "SIGTERM/SIGINT drain the requests in flight, then exit. The cpu backend\n"
+            "keeps f32 activations here (LOOM_CPU_ACT=int8 trades batch-invariant\n"
+            "greedy output for faster decode; docs/adr/0036).\n"
             "ranges: --port 0..65535, --parallel 1..256, --ctx 0..16777216 (0: the\n"
             "model's), --threads 1..256, --prefill-chunk 1..65536, --kv-block 1..4096,\n"
             "--kv-blocks 0..16777216 (0: the default), --max-body\n"
@@ -259,6 +261,14 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
     loom_model *m = NULL;
     loom_encoder *enc = NULL;
     loom_cli_lora *adapter = NULL; /* the projection hook's state: freed after m */
+    /* A request's greedy tokens must not depend on its neighbours, prefix
+     * hits or preemption (docs/adr/0035). The cpu's int8 activations (ADR
+     * 0036) apply to matmuls of at most 8 rows only, so a prefix hit's short
+     * tail or a decode step would round differently from the same tokens
+     * inside a longer prefill: the server keeps f32 activations unless the
+     * environment asks otherwise (LOOM_CPU_ACT=int8: faster decode, outputs
+     * then depend on chunking). Read by the cpu backend at registry init. */
+    setenv("LOOM_CPU_ACT", "f32", 0);
     st = loom_registry_init();
     if (st != LOOM_OK) {
         fprintf(stderr, "loom serve: backend registry failed: %s\n", loom_status_str(st));

@@ -91,8 +91,11 @@ def clean(text):
 
 
 def loom_run(loom, model, *extra):
+    # loom serve keeps f32 activations on the cpu (batch-invariant output,
+    # cli/serve_cmd.c); run must compute the same way to be compared
+    env = dict(os.environ, LOOM_CPU_ACT="f32")
     out = subprocess.run([loom, "run", "-m", model, "-p", PROMPT, "-n", str(N), "--temp", "0",
-                          *extra], capture_output=True, check=True, timeout=120)
+                          *extra], capture_output=True, check=True, timeout=120, env=env)
     text = out.stdout.decode("utf-8", "replace")
     assert text.startswith(PROMPT), text[:200]
     return clean(text[len(PROMPT):].rstrip("\n"))

@@ -66,6 +66,78 @@ LOOM_API loom_status loom_sampler_sample(loom_sampler *s, float *logits, int32_t
  * modified in place. */
 LOOM_API loom_status loom_sampler_candidates(loom_sampler *s, float *logits, int32_t *ids,
                                              float *probs, int64_t *n);
+/* The next uniform draw in [0, 1) from the sampler's RNG (the stream
+ * loom_sampler_sample draws from): speculative verification's coin flips. */
+LOOM_API double loom_sampler_uniform(loom_sampler *s);
+
+/* ---- speculative decoding (docs/adr/0038) ----
+ * A drafter proposes up to n_draft tokens after the context; the target
+ * model scores all of them in ONE forward (all_logits) and keeps the longest
+ * prefix its own sampler agrees with, plus one token of its own, so each
+ * step emits 1..n_draft+1 tokens for one target forward. Drafters: a second,
+ * smaller model with the same vocabulary, or prompt lookup (the context's
+ * most recent earlier occurrence of its last n-gram is continued).
+ * Verification keeps the target's distribution exactly: greedy (temperature
+ * <= 0) accepts a draft while it is the target's argmax, so the tokens equal
+ * the non-speculative ones; sampling uses the standard rejection scheme
+ * (loom_spec_verify), with penalties seeing every accepted token. */
+typedef struct loom_spec_params {
+    loom_model *draft; /* draft model (borrowed, slot 0 is the drafter's), or NULL */
+    bool lookup;       /* prompt lookup instead of a draft model */
+    int32_t n_draft;   /* tokens drafted per step, 1..LOOM_SPEC_MAX_DRAFT; default 4 */
+    int32_t ngram_max; /* lookup: longest n-gram matched, 1..LOOM_SPEC_MAX_NGRAM; default 3 */
+    int32_t ngram_min; /* lookup: shortest, 1..ngram_max; default 1 */
+} loom_spec_params;
+#define LOOM_SPEC_MAX_DRAFT 32
+#define LOOM_SPEC_MAX_NGRAM 16
+
+LOOM_API loom_spec_params loom_spec_default_params(void);
+
+typedef struct loom_spec_stats {
+    int64_t n_steps;    /* verification forwards */
+    int64_t n_drafted;  /* draft tokens verified */
+    int64_t n_accepted; /* of them accepted */
+} loom_spec_stats;
+
+/* Prompt lookup: the tokens that followed the most recent earlier
+ * occurrence of ctx's last n tokens (n from ngram_max down to ngram_min,
+ * the longest that occurs wins), continued as a repetition where the match
+ * runs into the end of ctx. *n_out (<= k) tokens go to out; 0: no match. */
+LOOM_API void loom_spec_lookup(const int32_t *ctx, size_t n, int ngram_max, int ngram_min, int k,
+                               int32_t *out, int *n_out);
+
+/* One rejection-sampling verification (Leviathan et al. 2023, Chen et al.
+ * 2023): draft token x drawn from q is accepted when u_accept * q(x) <
+ * p(x) (probability min(1, p(x) / q(x))); otherwise *out is drawn with
+ * u_resample from normalize(max(0, p - q)). p and q hold n_vocab
+ * probabilities; q NULL: a point mass at x (prompt lookup). The token is
+ * then distributed exactly as p. u_* in [0, 1). */
+LOOM_API loom_status loom_spec_verify(const float *p, const float *q, int64_t n_vocab, int32_t x,
+                                      double u_accept, double u_resample, int32_t *out,
+                                      bool *accepted);
+
+typedef struct loom_spec loom_spec;
+
+/* A speculator for target (borrowed, as is p->draft; both outlive it).
+ * Errors: neither or both drafters, a draft model whose vocabulary differs
+ * from the target's (size, or a token's text when both have tokenizers),
+ * values out of range. *out is freed with loom_spec_free. */
+LOOM_API loom_status loom_spec_new(loom_model *target, const loom_spec_params *p, loom_spec **out,
+                                   char *err, size_t err_n);
+LOOM_API void loom_spec_free(loom_spec *s); /* NULL is fine */
+
+/* One speculative step of the sequence in target slot `slot`. hist holds
+ * its n_hist tokens so far (prompt and generated); the slot's KV cache
+ * holds all but the last (the token just sampled, as in a plain decode
+ * loop). smp is the sequence's sampler: its history is the same tokens.
+ * Emits 1..max_out tokens into out (*n_out): each is already recorded with
+ * loom_sampler_accept, and the slot's KV cache then holds every token but
+ * the last emitted one. max_out >= 1; the step also keeps the slot below
+ * n_ctx - 1 so a caller's context check sees what a plain loop would. */
+LOOM_API loom_status loom_spec_step(loom_spec *s, int slot, loom_sampler *smp, const int32_t *hist,
+                                    size_t n_hist, int32_t max_out, int32_t *out, int32_t *n_out,
+                                    char *err, size_t err_n);
+LOOM_API void loom_spec_get_stats(const loom_spec *s, loom_spec_stats *out);
 
 /* ---- generation ---- */
 
@@ -95,6 +167,10 @@ typedef struct loom_generate_params {
     int32_t n_batch;    /* prefill chunk in tokens; default 256 */
     loom_token_fn on_token;
     void *ud;
+    /* Speculative decoding (borrowed; NULL: off, the default). loom_generate
+     * and loom_generate_tokens only; greedy output is unchanged token for
+     * token, sampled output keeps its distribution (docs/adr/0038). */
+    loom_spec *spec;
 } loom_generate_params;
 
 LOOM_API loom_generate_params loom_generate_default_params(void);
@@ -103,6 +179,7 @@ typedef struct loom_generate_stats {
     int64_t n_prompt, n_gen;
     double t_prompt_s, t_gen_s; /* wall time of prefill and of the decode loop */
     loom_stop_reason stop;
+    int64_t n_drafted, n_accepted; /* speculative decoding: draft tokens verified, accepted */
 } loom_generate_stats;
 
 /* Tokenize prompt with the model's tokenizer, prefill, and decode until a

@@ -130,16 +130,24 @@ loom_status loom_generate_tokens(loom_model *m, const int32_t *prompt, size_t n_
     loom_generate_stats st0;
     memset(&st0, 0, sizeof st0);
     st0.n_prompt = (int64_t)n_prompt;
+    const size_t cap_gen = (size_t)(p.n_predict > 0 ? p.n_predict : 0) + 1;
     float *logits = malloc((size_t)V * sizeof *logits);
-    int32_t *gen = malloc(((size_t)(p.n_predict > 0 ? p.n_predict : 0) + 1) * sizeof *gen);
+    int32_t *gen = malloc(cap_gen * sizeof *gen);
+    /* Speculation reads the whole sequence (prompt lookup, the draft's sync). */
+    int32_t *all = p.spec ? malloc((n_prompt + cap_gen) * sizeof *all) : NULL;
+    int32_t pend[LOOM_SPEC_MAX_DRAFT + 1]; /* tokens a speculative step emitted */
+    int32_t n_pend = 0, i_pend = 0;
+    loom_spec_stats sp0 = {0}, sp1 = {0};
+    loom_spec_get_stats(p.spec, &sp0);
     loom_sampler *smp = NULL;
     gen_text t = {0};
     loom_status st = LOOM_OK;
-    if (!logits || !gen || loom_sampler_new(&p.sampling, V, &smp) != LOOM_OK ||
+    if (!logits || !gen || (p.spec && !all) || loom_sampler_new(&p.sampling, V, &smp) != LOOM_OK ||
         !text_append(&t, "", 0)) {
         st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "generate: out of memory");
         goto done;
     }
+    if (all) memcpy(all, prompt, n_prompt * sizeof *all);
     for (size_t i = 0; i < n_prompt; i++)
         loom_sampler_accept(smp, prompt[i]);
 
@@ -153,11 +161,16 @@ loom_status loom_generate_tokens(loom_model *m, const int32_t *prompt, size_t n_
     size_t n_gen = 0;
     while ((int32_t)n_gen < p.n_predict) {
         int32_t tok;
-        if ((st = loom_sampler_sample(smp, logits, &tok)) != LOOM_OK) {
-            st = loom_model_fail(err, err_n, st, "generate: sampling failed");
-            goto done;
+        if (i_pend < n_pend) { /* emitted by a speculative step: accepted already */
+            tok = pend[i_pend++];
+        } else {
+            if ((st = loom_sampler_sample(smp, logits, &tok)) != LOOM_OK) {
+                st = loom_model_fail(err, err_n, st, "generate: sampling failed");
+                goto done;
+            }
+            loom_sampler_accept(smp, tok);
         }
-        loom_sampler_accept(smp, tok);
+        if (all) all[n_prompt + n_gen] = tok;
         gen[n_gen++] = tok;
         if (!p.ignore_eos && is_eos(m, tok)) {
             st0.stop = LOOM_STOP_EOS;
@@ -190,9 +203,21 @@ loom_status loom_generate_tokens(loom_model *m, const int32_t *prompt, size_t n_
             break;
         }
         if ((int32_t)n_gen >= p.n_predict) break;
+        /* The rest of a speculative step's tokens: the slot already holds
+         * them, and it stays below n_ctx - 1 during one (loom_spec_step), so
+         * the context check below falls on the same token as without. */
+        if (i_pend < n_pend) continue;
         if (loom_model_slot_pos(m, p.slot) >= loom_model_n_ctx(m)) {
             st0.stop = LOOM_STOP_CONTEXT;
             break;
+        }
+        if (p.spec) {
+            if ((st = loom_spec_step(p.spec, p.slot, smp, all, n_prompt + n_gen,
+                                     p.n_predict - (int32_t)n_gen, pend, &n_pend, err, err_n)) !=
+                LOOM_OK)
+                goto done;
+            i_pend = 0;
+            continue;
         }
         loom_batch b = {1, 1, &p.slot, &tok, false};
         if ((st = loom_model_decode(m, &b, logits, err, err_n)) != LOOM_OK) goto done;
@@ -200,6 +225,9 @@ loom_status loom_generate_tokens(loom_model *m, const int32_t *prompt, size_t n_
     if (st0.stop != LOOM_STOP_STRING) emit(&t, &p, n_gen ? gen[n_gen - 1] : -1, t.len);
     st0.t_gen_s = now_s() - t1;
     st0.n_gen = (int64_t)n_gen;
+    loom_spec_get_stats(p.spec, &sp1);
+    st0.n_drafted = sp1.n_drafted - sp0.n_drafted;
+    st0.n_accepted = sp1.n_accepted - sp0.n_accepted;
     if (stats) *stats = st0;
     if (out_tokens) {
         *out_tokens = gen;
@@ -213,6 +241,7 @@ loom_status loom_generate_tokens(loom_model *m, const int32_t *prompt, size_t n_
 done:
     free(logits);
     free(gen);
+    free(all);
     free(t.buf);
     loom_sampler_free(smp);
     return st;

@@ -225,6 +225,10 @@ loom_status loom_sampler_candidates(loom_sampler *s, float *logits, int32_t *ids
     return LOOM_OK;
 }
 
+double loom_sampler_uniform(loom_sampler *s) {
+    return s ? (double)(next_u64(s->rng) >> 11) * (1.0 / 9007199254740992.0) : 0.0;
+}
+
 loom_status loom_sampler_sample(loom_sampler *s, float *logits, int32_t *out) {
     if (!s || !out) return LOOM_ERR_INVALID_ARG;
     int64_t n;
@@ -233,7 +237,7 @@ loom_status loom_sampler_sample(loom_sampler *s, float *logits, int32_t *out) {
         *out = s->ids[0];
         return LOOM_OK;
     }
-    const double u = (double)(next_u64(s->rng) >> 11) * (1.0 / 9007199254740992.0);
+    const double u = loom_sampler_uniform(s);
     double cum = 0;
     for (int64_t i = 0; i < n; i++) {
         cum += s->probs[i];

@@ -49,6 +49,43 @@ int loom_cli_info_plan(const char *path, bool hf, const char *backend,
                        const struct loom_cli_split *so, loom_dtype kv, int n_slots, int64_t ctx,
                        int64_t default_ctx);
 
+/* cli/run_spec.c: speculative decoding (docs/adr/0038). The flags shared by
+ * `loom run` and `loom serve`:
+ *   --draft MODEL      a draft model with the target's tokenizer
+ *   --spec lookup      prompt lookup (no second model)
+ *   --spec-k N         tokens drafted per step (1..32, default 4)
+ *   --spec-ngram N     lookup: longest n-gram matched (1..16, default 3)
+ * loom_cli_spec_flag says whether a is one (each takes a value),
+ * loom_cli_spec_parse parses one, loom_cli_spec_check rejects contradicting
+ * combinations after the loop (one-line errors, cli/args.h).
+ * loom_cli_spec_open loads the draft model (one slot, target's context) and
+ * makes the speculator for target: *draft and *spec are NULL when no flag
+ * asked for one; freed by the caller (spec first); 0 or an exit code
+ * (message printed). loom_cli_run_wants_spec: does a `loom run` argv hold a
+ * spec flag (then loom_cli_run_spec runs it)? */
+typedef struct loom_cli_spec {
+    const char *draft;
+    bool lookup, k_set, ngram_set;
+    int n_draft, ngram;
+} loom_cli_spec;
+#define LOOM_CLI_SPEC_USAGE                                                                        \
+    "speculative decoding (docs/adr/0038; one sequence: not with --parallel, --tp,\n"              \
+    "--lora, --quant or the split flags):\n"                                                      \
+    "  --draft MODEL         draft model with the same tokenizer (e.g. a smaller one)\n"          \
+    "  --spec lookup         prompt lookup: drafts copied from the prompt and text so far\n"      \
+    "  --spec-k N            tokens drafted per step, 1..32 (default 4)\n"                        \
+    "  --spec-ngram N        lookup: longest n-gram matched, 1..16 (default 3)\n"
+struct loom_spec;
+void loom_cli_spec_init(loom_cli_spec *o);
+bool loom_cli_spec_flag(const char *a);
+bool loom_cli_spec_parse(const char *cmd, const char *flag, const char *v, loom_cli_spec *o);
+bool loom_cli_spec_check(const char *cmd, const loom_cli_spec *o);
+int loom_cli_spec_open(const char *cmd, const char *backend, const loom_cli_spec *o,
+                       struct loom_model *target, struct loom_model **draft,
+                       struct loom_spec **spec);
+bool loom_cli_run_wants_spec(int argc, char **argv);
+int loom_cli_run_spec(const char *backend, int argc, char **argv);
+
 /* cli/serve_cmd.c: `loom serve` (serve/server.h). */
 int loom_cli_serve(const char *backend, int argc, char **argv);
 

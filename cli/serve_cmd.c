@@ -33,6 +33,7 @@ static void serve_usage(FILE *f) {
             "                  [--devices LIST] [--tensor-split LIST] [--split MODE]\n"
             "                  [--embed-model ENCODER] [--lora DIR]\n"
             "                  [--rag-index INDEX | --rag-store URL [--rag-table NAME]]\n"
+            "                  [--draft MODEL | --spec lookup] [--spec-k N] [--spec-ngram N]\n"
             "OpenAI-compatible HTTP API: POST /v1/chat/completions, POST /v1/completions,\n"
             "GET /v1/models, GET /health, GET /metrics. Without -m: the default model of\n"
             "`loom run`. --parallel: KV slots (sequences decoded together, default 4);\n"
@@ -52,6 +53,9 @@ static void serve_usage(FILE *f) {
             "--rag-index / --rag-store: retrieval on chat completions for requests with\n"
             "\"loom_retrieval\": {\"k\": K} (a loom extension; the sources go into the system\n"
             "message and come back in \"loom_sources\"); made by loom rag index.\n"
+            "--draft / --spec lookup: speculative decoding (docs/adr/0038) for a greedy\n"
+            "request without logprobs while it is the only one decoding; its tokens are\n"
+            "the same as without (see loom run --help for the four flags).\n"
             "SIGTERM/SIGINT drain the requests in flight, then exit. The cpu backend\n"
             "keeps f32 activations here (LOOM_CPU_ACT=int8 trades batch-invariant\n"
             "greedy output for faster decode; docs/adr/0036).\n"
@@ -114,6 +118,8 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
     bool access_log = true, log_prompts = false;
     loom_cli_split split;
     loom_cli_split_init(&split);
+    loom_cli_spec spec_opts;
+    loom_cli_spec_init(&spec_opts);
     /* Every value is parsed strictly (cli/args.h), before anything starts. */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -138,6 +144,11 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
         if (loom_cli_split_flag(a)) {
             const char *v = loom_cli_value("serve", argc, argv, &i);
             if (!v || !loom_cli_split_parse("serve", a, v, &split)) return LOOM_CLI_USAGE;
+            continue;
+        }
+        if (loom_cli_spec_flag(a)) {
+            const char *v = loom_cli_value("serve", argc, argv, &i);
+            if (!v || !loom_cli_spec_parse("serve", a, v, &spec_opts)) return LOOM_CLI_USAGE;
             continue;
         }
         if (!strcmp(a, "-m") || !strcmp(a, "--model"))
@@ -199,7 +210,8 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
         fprintf(stderr, "loom serve: give --api-key or --api-key-file, not both\n");
         return 2;
     }
-    if (!loom_cli_split_check("serve", &split)) return LOOM_CLI_USAGE;
+    if (!loom_cli_split_check("serve", &split) || !loom_cli_spec_check("serve", &spec_opts))
+        return LOOM_CLI_USAGE;
     char *file_key = NULL;
     if (key_file) {
         file_key = read_key_file(key_file);
@@ -261,6 +273,8 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
     loom_model *m = NULL;
     loom_encoder *enc = NULL;
     loom_cli_lora *adapter = NULL; /* the projection hook's state: freed after m */
+    loom_model *draft = NULL;      /* speculative decoding: freed after the server */
+    loom_spec *spec = NULL;
     /* A request's greedy tokens must not depend on its neighbours, prefix
      * hits or preemption (docs/adr/0035). The cpu's int8 activations (ADR
      * 0036) apply to matmuls of at most 8 rows only, so a prefix hit's short
@@ -318,7 +332,10 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
     loom_cli_print_plan(m);
     char name[256];
     model_name(model, name, sizeof name);
-    loom_engine_params ep = {.prefill_chunk = (int32_t)chunk, .no_prefix_cache = no_prefix};
+    if ((rc = loom_cli_spec_open("serve", backend, &spec_opts, m, &draft, &spec)) != 0) goto out;
+    rc = 1;
+    loom_engine_params ep = {
+        .prefill_chunk = (int32_t)chunk, .no_prefix_cache = no_prefix, .spec = spec};
     if (loom_server_set_model(srv, m, name, &ep, err, sizeof err) != LOOM_OK) {
         fprintf(stderr, "loom serve: %s\n", err);
         goto out;
@@ -341,6 +358,8 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
     rc = 0;
 out:
     loom_server_free(srv);
+    loom_spec_free(spec);
+    loom_model_free(draft);
     loom_model_free(m);
     loom_cli_lora_free(adapter);
     loom_encoder_free(enc);

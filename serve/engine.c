@@ -150,8 +150,9 @@ static bool is_eos(const loom_engine *e, int32_t t) {
 }
 
 /* A sampled token: text, stop strings, limits. lp: its logprobs when the
- * request asked for them, else NULL. Engine thread. */
-static void on_token(loom_engine *e, int i, int32_t tok, loom_serve_logprob *lp) {
+ * request asked for them, else NULL; recorded: the sampler has it already
+ * (a speculative step's tokens). Engine thread. */
+static void on_token(loom_engine *e, int i, int32_t tok, loom_serve_logprob *lp, bool recorded) {
     seq *q = &e->seqs[i];
     loom_engine_req *r = q->r;
     atomic_fetch_add(&e->gen_tokens, 1);
@@ -164,7 +165,7 @@ static void on_token(loom_engine *e, int i, int32_t tok, loom_serve_logprob *lp)
     observe(first ? &e->ttft : &e->itl, t - (first ? r->t_submit : r->t_last));
     pthread_mutex_unlock(&e->hist_mu);
     r->t_last = t;
-    loom_sampler_accept(q->s, tok);
+    if (!recorded) loom_sampler_accept(q->s, tok);
     q->last = tok;
     if (!loom_engine_req_push_tok(r, tok)) {
         loom_engine_finish_seq(e, i, LOOM_FINISH_ABORT, "out of memory");
@@ -234,7 +235,40 @@ static void sample(loom_engine *e, int i, float *row) {
         for (int k = 0; k < lp.n_top; k++)
             loom_tokenizer_piece(e->tok, lp.top[k].token, &lp.top[k].piece, &lp.top[k].piece_len);
     }
-    on_token(e, i, t, lp_on ? &lp : NULL);
+    on_token(e, i, t, lp_on ? &lp : NULL, false);
+}
+
+/* Speculative decoding for slot i, the only sequence decoding: a greedy
+ * request without logprobs (sampled ones would draw different tokens for
+ * their seed depending on their neighbours), when the KV pool has room for
+ * every drafted row. false: not done, the caller decodes as usual. */
+static bool spec_step(loom_engine *e, int i) {
+    seq *q = &e->seqs[i];
+    loom_engine_req *r = q->r;
+    if (!e->spec || r->sp.temperature > 0.0f || r->n_logprobs >= 0) return false;
+    loom_kv_block_stats ks;
+    loom_model_kv_block_stats(e->m, &ks);
+    if (loom_model_slot_blocks_needed(e->m, i, LOOM_SPEC_MAX_DRAFT + 1) > ks.n_free + ks.n_cached)
+        return false;
+    int64_t left = r->max_tokens >= 0 ? r->max_tokens - r->n_gen : INT32_MAX;
+    int32_t out[LOOM_SPEC_MAX_DRAFT + 1], n_out = 0;
+    char err[256];
+    loom_spec_stats a, b;
+    loom_spec_get_stats(e->spec, &a);
+    if (loom_spec_step(e->spec, i, q->s, r->toks, r->n_toks,
+                       (int32_t)(left < INT32_MAX ? left : INT32_MAX), out, &n_out, err,
+                       sizeof err) != LOOM_OK) {
+        loom_engine_finish_seq(e, i, LOOM_FINISH_ABORT, err);
+        return true;
+    }
+    loom_spec_get_stats(e->spec, &b);
+    atomic_fetch_add(&e->spec_drafted, (long long)(b.n_drafted - a.n_drafted));
+    atomic_fetch_add(&e->spec_accepted, (long long)(b.n_accepted - a.n_accepted));
+    /* The tokens one by one, as plain steps would give them; a stop ends
+     * the request (and frees the slot) before the rest. */
+    for (int32_t j = 0; j < n_out && e->seqs[i].r == r; j++)
+        on_token(e, i, out[j], NULL, true);
+    return true;
 }
 
 /* Admit waiting requests into free slots and drop cancelled ones. Caller
@@ -322,7 +356,9 @@ static void step(loom_engine *e) {
             e->toks[n] = e->seqs[i].last;
             n++;
         }
-    if (n) {
+    if (n == 1 && spec_step(e, e->idx[0])) {
+        /* done: one verification forward gave this sequence 1.. tokens */
+    } else if (n) {
         loom_batch b = {.n_seq = n, .n_tokens = 1, .slots = e->slots, .tokens = e->toks};
         if (loom_model_decode(e->m, &b, e->logits, err, sizeof err) != LOOM_OK) {
             fail_all(e, e->idx, n, err);
@@ -434,6 +470,7 @@ loom_status loom_engine_new(loom_model *m, const loom_engine_params *p, loom_eng
     e->n_vocab = loom_model_config_of(m)->vocab_size;
     e->chunk = p && p->prefill_chunk > 0 ? p->prefill_chunk : 128;
     e->no_prefix_cache = p && p->no_prefix_cache;
+    e->spec = p ? p->spec : NULL;
     const loom_model_config *c = loom_model_config_of(m);
     e->eos[0] = c->eos_id;
     e->eos[1] = c->eot_id;
@@ -522,8 +559,8 @@ loom_status loom_engine_submit(loom_engine *e, const loom_engine_input *in,
         }
     r->max_tokens = in->max_tokens;
     r->sp = in->sampling;
-    r->n_logprobs = in->n_logprobs > LOOM_SERVE_MAX_TOP_LOGPROBS ? LOOM_SERVE_MAX_TOP_LOGPROBS
-                                                                 : in->n_logprobs;
+    r->n_logprobs =
+        in->n_logprobs > LOOM_SERVE_MAX_TOP_LOGPROBS ? LOOM_SERVE_MAX_TOP_LOGPROBS : in->n_logprobs;
     for (size_t i = 0; i < in->n_stop; i++) {
         size_t l = strlen(in->stop[i]);
         r->stop[i] = malloc(l + 1);
@@ -607,6 +644,8 @@ void loom_engine_get_stats(loom_engine *e, loom_engine_stats *s) {
     s->steps = atomic_load(&e->steps);
     s->graph_builds = atomic_load(&e->graph_builds);
     s->graph_runs = atomic_load(&e->graph_runs);
+    s->spec_drafted = atomic_load(&e->spec_drafted);
+    s->spec_accepted = atomic_load(&e->spec_accepted);
     loom_engine_blocks_stats(e, s);
     pthread_mutex_lock(&e->hist_mu);
     s->ttft = e->ttft;

@@ -52,6 +52,11 @@ typedef struct loom_engine_req loom_engine_req;
 typedef struct loom_engine_params {
     int32_t prefill_chunk; /* prompt tokens per prefill forward; 0 = 128 */
     bool no_prefix_cache;  /* never attach cached KV blocks (measurements, tests) */
+    /* Speculative decoding (docs/adr/0038; borrowed, outlives the engine;
+     * NULL: off). Used for a greedy request without logprobs while it is
+     * the only one decoding (a lone stream is where a step has time to
+     * spare); its tokens are the same as without. */
+    loom_spec *spec;
 } loom_engine_params;
 
 /* Start the engine thread over m (every KV slot of m is the engine's).
@@ -137,6 +142,7 @@ typedef struct loom_engine_stats {
      * from the prefix cache instead of computed; preemptions. */
     int kv_block_size, kv_blocks, kv_blocks_used, kv_blocks_cached;
     int64_t prefix_tokens, preemptions;
+    int64_t spec_drafted, spec_accepted; /* speculative decoding: draft tokens verified, accepted */
     loom_engine_hist ttft;            /* submit -> first token */
     loom_engine_hist itl;             /* between consecutive tokens of a request */
 } loom_engine_stats;

@@ -73,6 +73,7 @@ struct loom_engine {
     int64_t n_ctx, n_vocab;
     int32_t chunk;
     bool no_prefix_cache;
+    loom_spec *spec; /* NULL: no speculative decoding */
     int32_t eos[4];
     pthread_t th;
     pthread_mutex_t mu;
@@ -94,6 +95,7 @@ struct loom_engine {
     /* KV blocks (engine_blocks.c): published by the engine thread. */
     atomic_int kv_block_size, kv_blocks, kv_used, kv_cached;
     atomic_llong prefix_tokens, preemptions;
+    atomic_llong spec_drafted, spec_accepted;
     pthread_mutex_t hist_mu; /* the histograms: engine writes, stats reads */
     loom_engine_hist ttft, itl;
 };

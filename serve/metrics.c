@@ -174,9 +174,17 @@ char *loom_metrics_render(loom_metrics *m, const loom_engine_stats *e) {
         "loom_prefix_cache_tokens_total %lld\n"
         "# HELP loom_preemptions_total Requests preempted (requeued) for lack of KV blocks.\n"
         "# TYPE loom_preemptions_total counter\n"
-        "loom_preemptions_total %lld\n",
+        "loom_preemptions_total %lld\n"
+        "# HELP loom_spec_draft_tokens_total Draft tokens verified (speculative decoding, "
+        "docs/adr/0038).\n"
+        "# TYPE loom_spec_draft_tokens_total counter\n"
+        "loom_spec_draft_tokens_total %lld\n"
+        "# HELP loom_spec_accepted_tokens_total Draft tokens accepted by the target model.\n"
+        "# TYPE loom_spec_accepted_tokens_total counter\n"
+        "loom_spec_accepted_tokens_total %lld\n",
         e->kv_blocks, e->kv_block_size, e->kv_blocks_used, e->kv_blocks_cached,
-        (long long)e->prefix_tokens, (long long)e->preemptions);
+        (long long)e->prefix_tokens, (long long)e->preemptions, (long long)e->spec_drafted,
+        (long long)e->spec_accepted);
     hist(&b, "loom_time_to_first_token_seconds",
          "Time from a request's arrival to its first generated token.", &e->ttft);
     hist(&b, "loom_inter_token_latency_seconds",

@@ -61,11 +61,19 @@ SPLIT = {
     "--split": ("choice", ["layer", "none"]),
 }
 RUN_COMMON.update(SPLIT)
+# Speculative decoding (cli/run_spec.c, docs/adr/0038) of run and serve.
+SPEC_FLAGS = {
+    "--draft": ("str",),
+    "--spec": ("choice", ["lookup"]),
+    "--spec-k": ("int", 1, 32),
+    "--spec-ngram": ("int", 1, 16),
+}
 GGUF_TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"]
 EXPORT_TYPES = GGUF_TYPES + ["q4_K", "q6_K"]  # export-gguf also writes these k-quants
 SPEC = {
     ("run",): dict(RUN_COMMON, **{"-p": ("str",), "--prompt": ("str",),
-                                  "--parallel": ("int", 1, 64), "--tp": ("int", 1, 64)}),
+                                  "--parallel": ("int", 1, 64), "--tp": ("int", 1, 64),
+                                  **SPEC_FLAGS}),
     ("chat",): dict(RUN_COMMON, **{"--system": ("str",), "-p": ("str",), "--prompt": ("str",),
                                    "--chat-template": ("choice", ["llama3", "chatml", "smollm2",
                                                                   "mistral", "llama2", "zephyr"])}),
@@ -118,7 +126,7 @@ SPEC = {
                  "--log-prompts": ("flag",), "--no-access-log": ("flag",),
                  "--backend": ("str",), "--embed-model": ("str",), "--lora": ("str",),
                  "--rag-index": ("str",), "--rag-store": ("str",), "--rag-table": ("str",),
-                 **SPLIT},
+                 **SPLIT, **SPEC_FLAGS},
     ("embed",): {"-m": ("str",), "--model": ("str",), "--json": ("flag",),
                  "-b": ("int", 1, 4096), "--batch": ("int", 1, 4096),
                  "--max-tokens": ("int", 2, 1048576), "--timing": ("flag",),
@@ -414,6 +422,21 @@ def main():
         r.expect_usage_error(words + ["--tensor-split", "3,1", "--gpu-layers", "2"],
                              r"loom %s: --tensor-split and --gpu-layers 2 contradict: .*"
                              % re.escape(name))
+
+    # Speculative decoding: combinations that contradict (run and serve), and
+    # run's flags for several sequences, which one speculative stream refuses.
+    for cmd in ("run", "serve"):
+        r.expect_usage_error([cmd, "--draft", "d.gguf", "--spec", "lookup"],
+                             r"loom %s: give --draft MODEL or --spec lookup, not both" % cmd)
+        r.expect_usage_error([cmd, "--spec-k", "3"],
+                             r"loom %s: --spec-k needs --draft MODEL or --spec lookup" % cmd)
+        r.expect_usage_error([cmd, "--draft", "d.gguf", "--spec-ngram", "2"],
+                             r"loom %s: --spec-ngram is for --spec lookup" % cmd)
+    for flag, v in (("--parallel", "2"), ("--tp", "2"), ("--lora", "dir"), ("--quant", "f16"),
+                    ("--split", "none")):
+        r.expect_usage_error(["run", "--spec", "lookup", flag, v],
+                             r"loom run: %s cannot be combined with speculative decoding "
+                             r"\(--draft, --spec\)" % flag)
 
     # Repeated-flag limit and required flags.
     r.expect_usage_error(["run"] + ["--stop", "x"] * 9, r"loom run: --stop: at most 8 stop strings")

@@ -55,13 +55,14 @@ run() {
 }
 
 printf '%-11s %-22s %9s %7s %9s %s\n' prompt mode "tok/s" ratio "accepted" "same text"
-for which in repetitive normal; do
-    if [ $which = repetitive ]; then p=$REPETITIVE; else p=$NORMAL; fi
-    read -r base _ md5_0 <<<"$(run "$p")"
+for which in ${BENCH_SPEC_PROMPTS:-repetitive normal}; do
+    # the ordinary prompt ends at once in EOS without a chat template: ignore it
+    if [ $which = repetitive ]; then p=$REPETITIVE; x=; else p=$NORMAL; x=--ignore-eos; fi
+    read -r base _ md5_0 <<<"$(run "$p" $x)"
     printf '%-11s %-22s %9.1f %7s %9s %s\n' $which plain "$base" 1.00 - -
     for mode in "--spec lookup" "--draft $DRAFT"; do
         # shellcheck disable=SC2086
-        read -r tps acc md5 <<<"$(run "$p" $mode)"
+        read -r tps acc md5 <<<"$(run "$p" $x $mode)"
         name=${mode/$DRAFT/Q4_1}
         printf '%-11s %-22s %9.1f %7.2f %8s%% %s\n' $which "$name" "$tps" \
             "$(awk -v a="$tps" -v b="$base" 'BEGIN { print a / b }')" "$acc" \

@@ -26,6 +26,7 @@
 #include "cli/args.h"
 #include "cli/bench_model.h"
 #include "cli/cli.h"
+#include "cli/wtype.h"
 #include "loom/loom.h"
 #include "loom/model.h"
 
@@ -42,7 +43,7 @@ typedef struct bm_opts {
     int kv[3], nkv;      /* indices into KV_NAMES */
     int reps, fmt;
     const char *preset;
-    int ptype; /* index into W_NAMES */
+    loom_dtype ptype; /* weight type of the preset models (--type) */
     const char *save, *plot, *peer;
     loom_cli_split split; /* layer split of every load (docs/adr/0030) */
 } bm_opts;
@@ -50,10 +51,6 @@ typedef struct bm_opts {
 static const char *const FORMATS[] = {"md", "json", "csv", "jsonl", NULL};
 static const char *const KV_NAMES[] = {"f16", "q8_0", "f32", NULL};
 static const loom_dtype KV_TYPES[] = {LOOM_F16, LOOM_Q8_0, LOOM_F32};
-static const char *const W_NAMES[] = {"f32",  "f16",  "bf16", "q8_0", "q4_0",
-                                      "q4_1", "q5_0", "q5_1", NULL};
-static const loom_dtype W_TYPES[] = {LOOM_F32,  LOOM_F16,  LOOM_BF16, LOOM_Q8_0,
-                                     LOOM_Q4_0, LOOM_Q4_1, LOOM_Q5_0, LOOM_Q5_1};
 static const char *CMD = "bench model";
 
 static void usage(FILE *f) {
@@ -192,7 +189,9 @@ static int parse(int argc, char **argv, bm_opts *o) {
             }
             o->preset = v;
         } else if (!strcmp(a, "--type")) {
-            ok = loom_cli_parse_choice(CMD, a, v, W_NAMES, &o->ptype);
+            loom_cli_wtype wt;
+            ok = loom_cli_parse_wtype(CMD, a, v, LOOM_CLI_WT_RANDOM, &wt);
+            if (ok) o->ptype = wt.type;
         } else if (!strcmp(a, "--backend")) {
             if (!v[0]) {
                 fprintf(stderr, "loom %s: --backend: '' is not a backend name\n", CMD);
@@ -410,7 +409,7 @@ static loom_status load_model(const bm_opts *o, const char *path, const loom_mod
     loom_model_config c;
     loom_status st = loom_model_config_preset(o->preset, &c, err, err_n);
     c.rope.mode = LOOM_ROPE_NORMAL; /* the GGUF convention (loom/model.h) */
-    if (st == LOOM_OK) st = loom_model_load_random(&c, W_TYPES[o->ptype], 1234u, mp, m, err, err_n);
+    if (st == LOOM_OK) st = loom_model_load_random(&c, o->ptype, 1234u, mp, m, err, err_n);
     return st;
 }
 
@@ -651,7 +650,7 @@ int loom_cli_bench_model(const char *backend, int argc, char **argv) {
     memset(&o, 0, sizeof o);
     loom_cli_split_init(&o.split);
     o.reps = 5;
-    o.ptype = 3; /* q8_0 */
+    o.ptype = LOOM_Q8_0;
     if (backend) snprintf(o.backends, sizeof o.backends, "%s", backend);
     int prc = parse(argc, argv, &o);
     if (prc >= 0) return prc;
@@ -706,7 +705,7 @@ int loom_cli_bench_model(const char *backend, int argc, char **argv) {
         snprintf(plabel, sizeof plabel, "preset:%s", o.preset);
         paths[nm] = NULL, labels[nm] = plabel, nm++;
     } else if (o.preset) {
-        int rc = preset_file(o.preset, W_TYPES[o.ptype], tmppath, sizeof tmppath);
+        int rc = preset_file(o.preset, o.ptype, tmppath, sizeof tmppath);
         if (rc) {
             loom_registry_shutdown();
             return rc;

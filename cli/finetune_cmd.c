@@ -7,6 +7,7 @@
 
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/wtype.h"
 #include "loom/loom.h"
 #include "runtime/dist/dist.h"
 #include "train/finetune.h"
@@ -91,10 +92,6 @@ int loom_cli_finetune(const char *backend, int argc, char **argv) {
     const char *cmd = "finetune";
     loom_finetune_params p = loom_finetune_default_params();
     const char *comm_kind = "auto";
-    static const char *const quants[] = {"f32",  "f16", "bf16",   "q8_0",
-                                         "q4_0", "nf4", "nf4_dq", NULL};
-    static const loom_dtype qd[] = {LOOM_F32,  LOOM_F16,    LOOM_BF16,  LOOM_Q8_0,
-                                    LOOM_Q4_0, LOOM_NF4_DQ, LOOM_NF4_DQ};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (loom_cli_is_help(a)) {
@@ -194,10 +191,12 @@ int loom_cli_finetune(const char *backend, int argc, char **argv) {
         } else if (!strcmp(a, "--weight-decay"))
             ok = loom_cli_parse_f32(cmd, a, v, 0.0f, 10.0f, &p.adamw.weight_decay);
         else if (!strcmp(a, "--quant")) {
-            ok = loom_cli_parse_choice(cmd, a, v, quants, &iv);
+            loom_cli_wtype wt;
+            ok = loom_cli_parse_wtype(cmd, a, v, LOOM_CLI_WT_FINETUNE, &wt);
             if (ok) {
                 p.quantize = true;
-                p.quant = qd[iv];
+                /* QLoRA's base is double-quantized: nf4 means nf4_dq */
+                p.quant = wt.type == LOOM_NF4 ? LOOM_NF4_DQ : wt.type;
             }
         } else if (!strcmp(a, "--save-every"))
             ok = loom_cli_parse_i64(cmd, a, v, 0, 1000000000, &p.save_every);
@@ -296,15 +295,11 @@ static void merge_usage(FILE *f) {
                "  BASE: a GGUF file or a Hugging Face checkpoint directory\n"
                "  OUT.gguf: a GGUF file (a directory: OUT/model.gguf), written atomically;\n"
                "            it loads in loom and llama.cpp like any other GGUF\n"
-               "  --type f16|f32|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_K|q6_K  (default f16:\n"
+               "  --type f16|f32|bf16|q8_0|q4_0|q4_1|q5_0|q5_1|q2_K..q6_K  (default f16:\n"
                "         a 4-bit type would round the small LoRA delta away)\n");
 }
 
 int loom_cli_merge_lora(int argc, char **argv) {
-    static const char *const TYPES[] = {"f32",  "f16",  "bf16", "q8_0", "q4_0", "q4_1",
-                                        "q5_0", "q5_1", "q4_K", "q6_K", NULL};
-    static const loom_dtype DTYPES[] = {LOOM_F32,  LOOM_F16,  LOOM_BF16, LOOM_Q8_0, LOOM_Q4_0,
-                                        LOOM_Q4_1, LOOM_Q5_0, LOOM_Q5_1, LOOM_Q4_K, LOOM_Q6_K};
     const char *cmd = "merge-lora", *base = NULL, *lora = NULL, *out = NULL;
     loom_dtype type = LOOM_F16;
     for (int i = 1; i < argc; i++) {
@@ -322,9 +317,9 @@ int loom_cli_merge_lora(int argc, char **argv) {
         }
         if (!(v = loom_cli_value(cmd, argc, argv, &i))) return LOOM_CLI_USAGE;
         if (!strcmp(a, "--type")) {
-            int k;
-            if (!loom_cli_parse_choice(cmd, a, v, TYPES, &k)) return LOOM_CLI_USAGE;
-            type = DTYPES[k];
+            loom_cli_wtype wt;
+            if (!loom_cli_parse_wtype(cmd, a, v, LOOM_CLI_WT_MERGE, &wt)) return LOOM_CLI_USAGE;
+            type = wt.type;
         } else if (!strcmp(a, "--lora")) {
             lora = v;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {

@@ -12,6 +12,7 @@
 
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/wtype.h"
 #include "loom/generate.h"
 #include "loom/gguf.h"
 #include "loom/loom.h"
@@ -59,34 +60,16 @@ static bool find_tokenizer_json(char *out, size_t n) {
     return file_exists(out);
 }
 
-/* Weight and cache types by name: the values of --type, --quant and
- * --kv-type (each flag allows the subset its consumer can store). */
-static const char *const GGUF_TYPES[] = {"f32",  "f16",  "bf16", "q8_0", "q4_0",
-                                         "q4_1", "q5_0", "q5_1", NULL};
-static const loom_dtype GGUF_DTYPES[] = {LOOM_F32,  LOOM_F16,  LOOM_BF16, LOOM_Q8_0,
-                                         LOOM_Q4_0, LOOM_Q4_1, LOOM_Q5_0, LOOM_Q5_1};
-/* export-gguf also writes the k-quants that have a quantizer (ADR 0024). */
-static const char *const EXPORT_TYPES[] = {"f32",  "f16",  "bf16", "q8_0", "q4_0", "q4_1",
-                                           "q5_0", "q5_1", "q4_K", "q6_K", NULL};
-static const loom_dtype EXPORT_DTYPES[] = {LOOM_F32,  LOOM_F16,  LOOM_BF16, LOOM_Q8_0, LOOM_Q4_0,
-                                           LOOM_Q4_1, LOOM_Q5_0, LOOM_Q5_1, LOOM_Q4_K, LOOM_Q6_K};
-/* nf4 and nf4_dq both load as QLoRA's double-quantized nf4 (loom_model_store_type). */
-static const char *const QUANT_TYPES[] = {"f32",  "f16",  "bf16", "q8_0",   "q4_0", "q4_1",
-                                          "q5_0", "q5_1", "nf4",  "nf4_dq", NULL};
-static const loom_dtype QUANT_DTYPES[] = {LOOM_F32,  LOOM_F16,  LOOM_BF16, LOOM_Q8_0, LOOM_Q4_0,
-                                          LOOM_Q4_1, LOOM_Q5_0, LOOM_Q5_1, LOOM_NF4,  LOOM_NF4_DQ};
-static const char *const KV_TYPES[] = {"f16", "q8_0", "f32", NULL};
-static const loom_dtype KV_DTYPES[] = {LOOM_F16, LOOM_Q8_0, LOOM_F32};
-
 /* Values of the numeric flags: the ranges the usage texts and README state. */
 #define MAX_CTX       16777216 /* --ctx: 2^24 positions, far above any preset's max_ctx */
 #define MAX_N_PREDICT 1000000
 
-static bool parse_type(const char *cmd, const char *flag, const char *v, const char *const *names,
-                       const loom_dtype *types, loom_dtype *out) {
-    int k;
-    if (!loom_cli_parse_choice(cmd, flag, v, names, &k)) return false;
-    *out = types[k];
+/* A weight type of one use (cli/wtype.h) as a plain dtype. */
+static bool parse_type(const char *cmd, const char *flag, const char *v, unsigned use,
+                       loom_dtype *out) {
+    loom_cli_wtype wt;
+    if (!loom_cli_parse_wtype(cmd, flag, v, use, &wt)) return false;
+    *out = wt.type;
     return true;
 }
 
@@ -169,7 +152,7 @@ int loom_cli_init_model(int argc, char **argv) {
             }
             preset = v;
         } else if (!strcmp(a, "--type")) {
-            if (!parse_type(cmd, a, v, GGUF_TYPES, GGUF_DTYPES, &wt)) return LOOM_CLI_USAGE;
+            if (!parse_type(cmd, a, v, LOOM_CLI_WT_RANDOM, &wt)) return LOOM_CLI_USAGE;
         } else if (!strcmp(a, "--seed")) {
             if (!loom_cli_parse_u64(cmd, a, v, 0, UINT64_MAX, &seed)) return LOOM_CLI_USAGE;
         } else if (!strcmp(a, "--tokenizer")) {
@@ -217,9 +200,13 @@ static void export_progress(void *ud, double frac) {
 
 static void export_usage(FILE *f) {
     fprintf(f, "usage: loom export-gguf -m IN -o OUT.gguf\n"
-               "         --type f16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_K|q6_K|f32|bf16\n"
-               "  q4_K/q6_K: every matrix whose rows are a multiple of 256 values; other\n"
-               "  matrices q8_0 (as llama-quantize falls back), norms f32\n"
+               "         --type f16|q8_0|q4_0|q4_1|q5_0|q5_1|f32|bf16\n"
+               "              |q2_K|q3_K|q4_K|q5_K|q6_K|q3_K_M|q4_K_M|q5_K_M\n"
+               "  q2_K..q6_K: every matrix at that k-quant (llama-quantize's pure mode); rows\n"
+               "  that are not a multiple of 256 values fall back as llama.cpp does (q4_0,\n"
+               "  q5_0, q5_1, q8_0); norms f32\n"
+               "  q3_K_M/q4_K_M/q5_K_M: llama.cpp's mixes, each tensor's type by its rules\n"
+               "  (output head q6_K, more bits for attn_v/ffn_down in some layers, ...)\n"
                "  IN: a GGUF file or a Hugging Face checkpoint directory (config.json +\n"
                "  model.safetensors or model.safetensors.index.json)\n"
                "OUT.gguf is written atomically: a failed or interrupted export leaves any\n"
@@ -227,7 +214,7 @@ static void export_usage(FILE *f) {
 }
 
 int loom_cli_export_gguf(int argc, char **argv) {
-    const char *in = NULL, *out = NULL, *cmd = "export-gguf";
+    const char *in = NULL, *out = NULL, *cmd = "export-gguf", *type_name = NULL;
     loom_export_params p = {0};
     bool have_type = false;
     for (int i = 1; i < argc; i++) {
@@ -252,7 +239,11 @@ int loom_cli_export_gguf(int argc, char **argv) {
                         cmd, v);
                 return LOOM_CLI_USAGE;
             }
-            if (!parse_type(cmd, a, v, EXPORT_TYPES, EXPORT_DTYPES, &p.type)) return LOOM_CLI_USAGE;
+            loom_cli_wtype wt;
+            if (!loom_cli_parse_wtype(cmd, a, v, LOOM_CLI_WT_EXPORT, &wt)) return LOOM_CLI_USAGE;
+            p.type = wt.type;
+            p.mix = wt.mix;
+            type_name = v;
             have_type = true;
         } else if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
             in = v;
@@ -272,8 +263,7 @@ int loom_cli_export_gguf(int argc, char **argv) {
     p.progress = export_progress;
     p.progress_ud = &last;
     fprintf(stderr, "exporting %s (%s) to %s as %s\n", in,
-            loom_model_path_is_hf(in) ? "Hugging Face checkpoint" : "GGUF", out,
-            loom_dtype_name(p.type));
+            loom_model_path_is_hf(in) ? "Hugging Face checkpoint" : "GGUF", out, type_name);
     char err[1024];
     loom_export_stats st;
     double t0 = now_s();
@@ -286,8 +276,8 @@ int loom_cli_export_gguf(int argc, char **argv) {
     struct stat sb;
     long long fsize = stat(out, &sb) == 0 ? (long long)sb.st_size : -1;
     printf("wrote %s: GGUF v3, %s, %lld tensors (%lld converted), %.2f MiB, %.1f s\n", out,
-           loom_dtype_name(p.type), (long long)st.n_tensors, (long long)st.n_converted,
-           (double)fsize / (1 << 20), now_s() - t0);
+           type_name, (long long)st.n_tensors, (long long)st.n_converted, (double)fsize / (1 << 20),
+           now_s() - t0);
     return 0;
 }
 
@@ -367,7 +357,7 @@ int loom_cli_info(const char *backend, int argc, char **argv) {
         }
         if (loom_cli_split_flag(a) || !strcmp(a, "--kv-type") || !strcmp(a, "--parallel")) {
             if (!(v = loom_cli_value(cmd, argc, argv, &i))) return LOOM_CLI_USAGE;
-            bool ok = !strcmp(a, "--kv-type")    ? parse_type(cmd, a, v, KV_TYPES, KV_DTYPES, &kv)
+            bool ok = !strcmp(a, "--kv-type")    ? loom_cli_parse_kv_type(cmd, a, v, &kv)
                       : !strcmp(a, "--parallel") ? loom_cli_parse_int(cmd, a, v, 1, 256, &n_par)
                                                  : loom_cli_split_parse(cmd, a, v, &so);
             if (!ok) return LOOM_CLI_USAGE;
@@ -665,10 +655,10 @@ static int parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
         else if (!strcmp(a, "--tp"))
             ok = loom_cli_parse_int(cmd, a, v, 1, 64, &o->tp);
         else if (!strcmp(a, "--kv-type")) {
-            ok = parse_type(cmd, a, v, KV_TYPES, KV_DTYPES, &o->kv_dtype);
+            ok = loom_cli_parse_kv_type(cmd, a, v, &o->kv_dtype);
             o->kv_type = v;
         } else if (!strcmp(a, "--quant")) {
-            ok = parse_type(cmd, a, v, QUANT_TYPES, QUANT_DTYPES, &o->quant_dtype);
+            ok = parse_type(cmd, a, v, LOOM_CLI_WT_LOAD, &o->quant_dtype);
             o->quant = v;
         } else if (!strcmp(a, "--lora")) {
             o->lora = v;

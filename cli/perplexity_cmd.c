@@ -8,6 +8,7 @@
 
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "cli/wtype.h"
 #include "loom/loom.h"
 #include "loom/model.h"
 #include "loom/perplexity.h"
@@ -76,9 +77,9 @@ int loom_cli_perplexity(const char *backend, int argc, char **argv) {
             usage(stdout);
             return 0;
         }
-        static const char *const valued[] = {"-m",       "--model", "-f",        "--file", "--ctx",
-                                             "--chunks", "-t",      "--kv-type", "--batch",
-                                             "--quant",  NULL};
+        static const char *const valued[] = {"-m",      "--model",  "-f", "--file",
+                                             "--ctx",   "--chunks", "-t", "--kv-type",
+                                             "--batch", "--quant",  NULL};
         bool known = false;
         for (int k = 0; valued[k] && !known; k++)
             known = !strcmp(a, valued[k]);
@@ -103,19 +104,12 @@ int loom_cli_perplexity(const char *backend, int argc, char **argv) {
             ok = loom_cli_parse_int(CMD, a, v, 1, 4096, &threads);
         else if (!strcmp(a, "--quant")) {
             /* the load-time types of `loom run --quant` (nf4 = QLoRA's NF4) */
-            static const char *const qs[] = {"f32",  "f16",  "bf16", "q8_0", "q4_0",
-                                             "q4_1", "q5_0", "q5_1", "nf4",  NULL};
-            static const loom_dtype qd[] = {LOOM_F32,  LOOM_F16,  LOOM_BF16, LOOM_Q8_0, LOOM_Q4_0,
-                                            LOOM_Q4_1, LOOM_Q5_0, LOOM_Q5_1, LOOM_NF4};
-            int k;
-            ok = loom_cli_parse_choice(CMD, a, v, qs, &k);
-            if (ok) qt = qd[k], quant = v;
+            loom_cli_wtype wt;
+            ok = loom_cli_parse_wtype(CMD, a, v, LOOM_CLI_WT_LOAD, &wt);
+            if (ok) qt = wt.type, quant = v;
         } else {
-            static const char *const kvs[] = {"f16", "q8_0", "f32", NULL};
-            static const loom_dtype kvd[] = {LOOM_F16, LOOM_Q8_0, LOOM_F32};
-            int k;
-            ok = loom_cli_parse_choice(CMD, a, v, kvs, &k);
-            if (ok) kvt = kvd[k], kv = v;
+            ok = loom_cli_parse_kv_type(CMD, a, v, &kvt);
+            if (ok) kv = v;
         }
         if (!ok) return LOOM_CLI_USAGE;
     }
@@ -154,7 +148,8 @@ int loom_cli_perplexity(const char *backend, int argc, char **argv) {
         mp.quantize = true;
     }
     loom_model *m = NULL;
-    fprintf(stderr, "loading %s%s%s ...\n", model, quant ? ", weights as " : "", quant ? quant : "");
+    fprintf(stderr, "loading %s%s%s ...\n", model, quant ? ", weights as " : "",
+            quant ? quant : "");
     st = loom_model_load(model, &mp, &m, err, sizeof err);
     int rc = 0;
     if (st != LOOM_OK) {

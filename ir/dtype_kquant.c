@@ -1,6 +1,5 @@
 /* ir/dtype_kquant.c - ggml k-quant super-blocks of 256 values: dequantization
- * of q2_K, q3_K, q4_K, q5_K, q6_K and q8_K; quantization to q4_K, q6_K and
- * q8_K.
+ * and quantization of q2_K, q3_K, q4_K, q5_K, q6_K and q8_K.
  *
  * The byte layouts are ggml's (see the structs in loom/dtype.h). Every value
  * is computed with the same float32 operations, in the same order, as ggml's
@@ -27,7 +26,7 @@ bool loom_kquant_is(loom_dtype t) {
 }
 
 bool loom_kquant_can_quantize(loom_dtype t) {
-    return t == LOOM_Q4_K || t == LOOM_Q6_K || t == LOOM_Q8_K;
+    return loom_kquant_is(t);
 }
 
 /* q2_K: 16 sub-blocks of 16 values; scales[i] = 4-bit scale | 4-bit min << 4.
@@ -216,31 +215,42 @@ static void quant_q8_K(const float *x, uint8_t *b) {
     memcpy(b, &blk, sizeof blk);
 }
 
-/* ---- q4_K / q6_K quantization ----
- * The algorithm of ggml's reference quantizers (quantize_row_q4_K_ref /
- * quantize_row_q6_K_ref, used by llama-quantize without an importance
- * matrix): per sub-block a scale (and min) chosen by a small search that
- * minimises the weighted squared error, those scales quantized against the
- * super-block's largest, then every value re-rounded with the final scales.
- * Rounding is half-to-even (nearbyintf), as ggml's nearest_int. The float
- * results can differ from llama.cpp's in the last bit where its build
- * contracts to FMA, so files need not be byte-identical; the quantization
- * error is compared in scripts/check_kquant.py --rmse. */
+/* ---- k-quant quantization (q2_K .. q6_K) ----
+ * The algorithm of ggml's reference quantizers (quantize_row_q{2,3,4,5,6}_K_ref
+ * in ggml/src/ggml-quants.c, which llama-quantize runs when it has no
+ * importance matrix): per sub-block a scale (and min) chosen by a small
+ * search that minimises a weighted error (make_qx_quants, make_q3_quants,
+ * make_qkx2_quants there), those scales quantized against the super-block's
+ * largest, then every value re-rounded with the final scales. Rounding is
+ * half-to-even (nearbyintf), as ggml's nearest_int. loom is built without FMA
+ * contraction, so the bytes equal an operation-for-operation numpy model of
+ * the same algorithm (scripts/kquant_ref.py, ctest gguf_kquant_quant_ref);
+ * llama.cpp's own build may contract to FMA, so its files can differ in the
+ * last bit of a search and the quantization error is what is compared with
+ * it (scripts/check_kquant.py --rmse, docs/adr/0039-k-quant-mixes.md). */
 
 #define KQ_GROUP_MAX_EPS 1e-15f
 
 static int kq_nearest(float v) {
     const float r = nearbyintf(v);
-    if (r != r) return 0;
-    return r > 1e9f ? 1000000000 : r < -1e9f ? -1000000000 : (int)r; /* NaN -> 0 below */
+    if (r != r) return 0; /* NaN */
+    return r > 1e9f ? 1000000000 : r < -1e9f ? -1000000000 : (int)r;
 }
 
 static int kq_clamp(int v, int lo, int hi) {
     return v < lo ? lo : v > hi ? hi : v;
 }
 
+/* ggml stores the 4- and 6-bit sub-block scales through uint8_t and then
+ * caps them: a negative rounding wraps and caps at the top. */
+static int kq_cap_u8(int v, int cap) {
+    const int u = (int)(uint8_t)v;
+    return u < cap ? u : cap;
+}
+
 /* Signed levels -nmax..nmax-1 (stored + nmax in L) with weights x^2: the
- * scale minimising sum w (x - scale l)^2 over 19 candidate inverse scales. */
+ * scale minimising sum w (x - scale l)^2 over 19 candidate inverse scales
+ * (make_qx_quants with rmse_type 1). */
 static float kq_make_qx(int n, int nmax, const float *x, uint8_t *L) {
     float max = 0.0f, amax = 0.0f;
     for (int i = 0; i < n; i++) {
@@ -285,11 +295,65 @@ static float kq_make_qx(int n, int nmax, const float *x, uint8_t *L) {
     return scale;
 }
 
+/* q3_K's sub-block search (make_q3_quants with do_rmse): levels -nmax..nmax-1
+ * from the largest magnitude, then up to 5 sweeps that move one value at a
+ * time to the level its least-squares scale asks for when that raises
+ * sumlx^2 / suml2 (the weighted fit, weights x^2). L gets level + nmax (an
+ * all-zero group: L = 0 and scale 0). */
+static float kq_make_q3(int n, int nmax, const float *x, uint8_t *L) {
+    float max = 0.0f, amax = 0.0f;
+    for (int i = 0; i < n; i++) {
+        const float ax = fabsf(x[i]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[i];
+        }
+    }
+    if (!(amax >= KQ_GROUP_MAX_EPS)) {
+        memset(L, 0, (size_t)n);
+        return 0.0f;
+    }
+    const float iscale = -(float)nmax / max;
+    int l[16];
+    float sumlx = 0.0f, suml2 = 0.0f;
+    for (int i = 0; i < n; i++) {
+        l[i] = kq_clamp(kq_nearest(iscale * x[i]), -nmax, nmax - 1);
+        const float w = x[i] * x[i];
+        sumlx += w * x[i] * (float)l[i];
+        suml2 += w * (float)l[i] * (float)l[i];
+    }
+    for (int itry = 0; itry < 5; itry++) {
+        int n_changed = 0;
+        for (int i = 0; i < n; i++) {
+            const float w = x[i] * x[i];
+            float slx = sumlx - w * x[i] * (float)l[i];
+            if (!(slx > 0.0f)) continue;
+            float sl2 = suml2 - w * (float)l[i] * (float)l[i];
+            const int nl = kq_clamp(kq_nearest(x[i] * sl2 / slx), -nmax, nmax - 1);
+            if (nl == l[i]) continue;
+            slx += w * x[i] * (float)nl;
+            sl2 += w * (float)nl * (float)nl;
+            if (sl2 > 0.0f && slx * slx * suml2 > sumlx * sumlx * sl2) {
+                l[i] = nl;
+                sumlx = slx;
+                suml2 = sl2;
+                n_changed++;
+            }
+        }
+        if (!n_changed) break;
+    }
+    for (int i = 0; i < n; i++)
+        L[i] = (uint8_t)(l[i] + nmax);
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
 /* Unsigned levels 0..nmax with a min (x ~ scale * l - min, min >= 0): start
  * from the range, then nstep + 1 candidate inverse scales, each followed by
- * the weighted least-squares scale and min for its levels; keep the best. */
+ * the weighted least-squares scale and min for its levels; keep the one with
+ * the smallest weighted error, squared or (use_mad, q2_K) absolute
+ * (make_qkx2_quants). */
 static float kq_make_qkx(int n, int nmax, const float *x, const float *w, uint8_t *L,
-                         float *the_min, float rmin, float rdelta, int nstep) {
+                         float *the_min, float rmin, float rdelta, int nstep, bool use_mad) {
     uint8_t Laux[32];
     float min = x[0], max = x[0], sum_w = w[0], sum_x = w[0] * x[0];
     for (int i = 1; i < n; i++) {
@@ -311,7 +375,7 @@ static float kq_make_qkx(int n, int nmax, const float *x, const float *w, uint8_
         const int l = kq_clamp(kq_nearest(iscale * (x[i] - min)), 0, nmax);
         L[i] = (uint8_t)l;
         const float diff = scale * (float)l + min - x[i];
-        best_error += w[i] * diff * diff;
+        best_error += w[i] * (use_mad ? fabsf(diff) : diff * diff);
     }
     for (int is = 0; is <= nstep; is++) {
         iscale = (rmin + rdelta * (float)is + (float)nmax) / (max - min);
@@ -334,7 +398,7 @@ static float kq_make_qkx(int n, int nmax, const float *x, const float *w, uint8_
             float cur_error = 0.0f;
             for (int i = 0; i < n; i++) {
                 const float diff = this_scale * (float)Laux[i] + this_min - x[i];
-                cur_error += w[i] * diff * diff;
+                cur_error += w[i] * (use_mad ? fabsf(diff) : diff * diff);
             }
             if (cur_error < best_error) {
                 memcpy(L, Laux, (size_t)n);
@@ -348,10 +412,100 @@ static float kq_make_qkx(int n, int nmax, const float *x, const float *w, uint8_
     return scale;
 }
 
-static void quant_q4_K(const float *x, uint8_t *out) {
-    loom_block_q4_K y;
+/* 2 bits per value: 16 sub-blocks of 16, each with a 4-bit scale and min
+ * against the super-block's d and dmin; the search weighs |x| and the
+ * absolute error. */
+static void quant_q2_K(const float *x, uint8_t *out) {
+    loom_block_q2_K y;
     memset(&y, 0, sizeof y);
     uint8_t L[LOOM_QK_K];
+    float scales[16], mins[16], w[16];
+    float max_scale = 0.0f, max_min = 0.0f;
+    for (int j = 0; j < 16; j++) {
+        for (int l = 0; l < 16; l++)
+            w[l] = fabsf(x[16 * j + l]);
+        scales[j] = kq_make_qkx(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], -0.5f, 0.1f, 15, true);
+        if (scales[j] > max_scale) max_scale = scales[j];
+        if (mins[j] > max_min) max_min = mins[j];
+    }
+    if (max_scale > 0.0f) {
+        const float iscale = 15.0f / max_scale;
+        for (int j = 0; j < 16; j++)
+            y.scales[j] = (uint8_t)kq_nearest(iscale * scales[j]);
+        y.d = loom_f32_to_f16(max_scale / 15.0f);
+    }
+    if (max_min > 0.0f) {
+        const float iscale = 15.0f / max_min;
+        for (int j = 0; j < 16; j++)
+            y.scales[j] |= (uint8_t)((unsigned)kq_nearest(iscale * mins[j]) << 4);
+        y.dmin = loom_f32_to_f16(max_min / 15.0f);
+    }
+    for (int j = 0; j < 16; j++) {
+        const float d = loom_f16_to_f32(y.d) * (float)(y.scales[j] & 0xF);
+        if (d == 0.0f) continue;
+        const float dm = loom_f16_to_f32(y.dmin) * (float)(y.scales[j] >> 4);
+        for (int l = 0; l < 16; l++)
+            L[16 * j + l] = (uint8_t)kq_clamp(kq_nearest((x[16 * j + l] + dm) / d), 0, 3);
+    }
+    for (int j = 0; j < LOOM_QK_K; j += 128)
+        for (int l = 0; l < 32; l++)
+            y.qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) |
+                                        (L[j + l + 96] << 6));
+    memcpy(out, &y, sizeof y);
+}
+
+/* 3 bits per value: 16 sub-blocks of 16 with signed 6-bit scales against d
+ * (layout in q3_K_scales above); the low 2 bits go to qs as in q2_K, the
+ * third to hmask (set: level >= 4, i.e. not biased down by 4). */
+static void quant_q3_K(const float *x, uint8_t *out) {
+    loom_block_q3_K y;
+    memset(&y, 0, sizeof y);
+    uint8_t L[LOOM_QK_K];
+    float scales[16], max_scale = 0.0f, amax = 0.0f;
+    for (int j = 0; j < 16; j++) {
+        scales[j] = kq_make_q3(16, 4, x + 16 * j, L + 16 * j);
+        if (fabsf(scales[j]) > amax) {
+            amax = fabsf(scales[j]);
+            max_scale = scales[j];
+        }
+    }
+    if (max_scale != 0.0f) {
+        const float iscale = -32.0f / max_scale;
+        for (int j = 0; j < 16; j++) {
+            const int l = kq_clamp((int8_t)kq_nearest(iscale * scales[j]), -32, 31) + 32;
+            if (j < 8)
+                y.scales[j] = (uint8_t)(l & 0xF);
+            else
+                y.scales[j - 8] |= (uint8_t)((l & 0xF) << 4);
+            y.scales[8 + j % 4] |= (uint8_t)((l >> 4) << (2 * (j / 4)));
+        }
+        y.d = loom_f32_to_f16(1.0f / iscale);
+    }
+    int sc[16];
+    q3_K_scales(y.scales, sc);
+    for (int j = 0; j < 16; j++) {
+        const float d = loom_f16_to_f32(y.d) * (float)sc[j];
+        if (d == 0.0f) continue;
+        for (int l = 0; l < 16; l++)
+            L[16 * j + l] = (uint8_t)(kq_clamp(kq_nearest(x[16 * j + l] / d), -4, 3) + 4);
+    }
+    for (int j = 0; j < LOOM_QK_K; j++)
+        if (L[j] > 3) {
+            y.hmask[j % 32] |= (uint8_t)(1u << (j / 32));
+            L[j] -= 4;
+        }
+    for (int j = 0; j < LOOM_QK_K; j += 128)
+        for (int l = 0; l < 32; l++)
+            y.qs[j / 4 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) |
+                                        (L[j + l + 96] << 6));
+    memcpy(out, &y, sizeof y);
+}
+
+/* q4_K and q5_K share the scale/min search: 8 sub-blocks of 32 values with
+ * weights rms + |x|, 6-bit scales and mins against d and dmin (packing in
+ * loom_kquant_scale_min), then the levels 0..nmax re-rounded. */
+static void kq_scale_min_32(const float *x, int nmax, float rmin, int nstep, uint8_t *scales12,
+                            uint16_t *dh, uint16_t *dminh, uint8_t *L) {
     float scales[8], mins[8], w[32];
     float max_scale = 0.0f, max_min = 0.0f;
     for (int j = 0; j < 8; j++) {
@@ -361,41 +515,66 @@ static void quant_q4_K(const float *x, uint8_t *out) {
         const float av_x = sqrtf(sum_x2 / 32);
         for (int l = 0; l < 32; l++)
             w[l] = av_x + fabsf(x[32 * j + l]);
-        scales[j] = kq_make_qkx(32, 15, x + 32 * j, w, L + 32 * j, &mins[j], -1.0f, 0.1f, 20);
+        scales[j] =
+            kq_make_qkx(32, nmax, x + 32 * j, w, L + 32 * j, &mins[j], rmin, 0.1f, nstep, false);
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
     }
     const float inv_scale = max_scale > 0.0f ? 63.0f / max_scale : 0.0f;
     const float inv_min = max_min > 0.0f ? 63.0f / max_min : 0.0f;
+    memset(scales12, 0, LOOM_K_SCALE_SIZE);
     for (int j = 0; j < 8; j++) {
-        const int ls = kq_clamp(kq_nearest(inv_scale * scales[j]), 0, 63);
-        const int lm = kq_clamp(kq_nearest(inv_min * mins[j]), 0, 63);
+        const int ls = kq_cap_u8(kq_nearest(inv_scale * scales[j]), 63);
+        const int lm = kq_cap_u8(kq_nearest(inv_min * mins[j]), 63);
         if (j < 4) {
-            y.scales[j] = (uint8_t)ls;
-            y.scales[j + 4] = (uint8_t)lm;
+            scales12[j] = (uint8_t)ls;
+            scales12[j + 4] = (uint8_t)lm;
         } else {
-            y.scales[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
-            y.scales[j - 4] |= (uint8_t)((ls >> 4) << 6);
-            y.scales[j] |= (uint8_t)((lm >> 4) << 6);
+            scales12[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
+            scales12[j - 4] |= (uint8_t)((ls >> 4) << 6);
+            scales12[j] |= (uint8_t)((lm >> 4) << 6);
         }
     }
-    y.d = loom_f32_to_f16(max_scale / 63.0f);
-    y.dmin = loom_f32_to_f16(max_min / 63.0f);
+    *dh = loom_f32_to_f16(max_scale / 63.0f);
+    *dminh = loom_f32_to_f16(max_min / 63.0f);
     for (int j = 0; j < 8; j++) {
         int sc, m;
-        loom_kquant_scale_min(y.scales, j, &sc, &m);
-        const float d = loom_f16_to_f32(y.d) * (float)sc;
+        loom_kquant_scale_min(scales12, j, &sc, &m);
+        const float d = loom_f16_to_f32(*dh) * (float)sc;
         if (d == 0.0f) continue;
-        const float dm = loom_f16_to_f32(y.dmin) * (float)m;
+        const float dm = loom_f16_to_f32(*dminh) * (float)m;
         for (int l = 0; l < 32; l++)
-            L[32 * j + l] = (uint8_t)kq_clamp(kq_nearest((x[32 * j + l] + dm) / d), 0, 15);
+            L[32 * j + l] = (uint8_t)kq_clamp(kq_nearest((x[32 * j + l] + dm) / d), 0, nmax);
     }
+}
+
+static void quant_q4_K(const float *x, uint8_t *out) {
+    loom_block_q4_K y;
+    memset(&y, 0, sizeof y);
+    uint8_t L[LOOM_QK_K];
+    kq_scale_min_32(x, 15, -1.0f, 20, y.scales, &y.d, &y.dmin, L);
     for (int j = 0; j < LOOM_QK_K; j += 64)
         for (int l = 0; l < 32; l++)
             y.qs[j / 2 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
     memcpy(out, &y, sizeof y);
 }
 
+/* q5_K: q4_K's nibbles, bit 4 of value 32 j + l in bit j of qh[l]. */
+static void quant_q5_K(const float *x, uint8_t *out) {
+    loom_block_q5_K y;
+    memset(&y, 0, sizeof y);
+    uint8_t L[LOOM_QK_K];
+    kq_scale_min_32(x, 31, -0.5f, 15, y.scales, &y.d, &y.dmin, L);
+    for (int j = 0; j < LOOM_QK_K; j++)
+        if (L[j] > 15) {
+            y.qh[j % 32] |= (uint8_t)(1u << (j / 32));
+            L[j] -= 16;
+        }
+    for (int j = 0; j < LOOM_QK_K; j += 64)
+        for (int l = 0; l < 32; l++)
+            y.qs[j / 2 + l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+    memcpy(out, &y, sizeof y);
+}
 static void quant_q6_K(const float *x, uint8_t *out) {
     loom_block_q6_K y;
     memset(&y, 0, sizeof y);
@@ -441,11 +620,27 @@ void loom_kquant_quantize(loom_dtype t, const float *src, uint8_t *dst, int64_t 
     for (int64_t i = 0; i < nb; i++) {
         const float *x = src + i * LOOM_QK_K;
         uint8_t *b = dst + (size_t)i * bb;
-        if (t == LOOM_Q4_K)
+        switch (t) {
+        case LOOM_Q2_K:
+            quant_q2_K(x, b);
+            break;
+        case LOOM_Q3_K:
+            quant_q3_K(x, b);
+            break;
+        case LOOM_Q4_K:
             quant_q4_K(x, b);
-        else if (t == LOOM_Q6_K)
+            break;
+        case LOOM_Q5_K:
+            quant_q5_K(x, b);
+            break;
+        case LOOM_Q6_K:
             quant_q6_K(x, b);
-        else if (t == LOOM_Q8_K)
+            break;
+        case LOOM_Q8_K:
             quant_q8_K(x, b);
+            break;
+        default:
+            return;
+        }
     }
 }

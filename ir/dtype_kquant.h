@@ -19,8 +19,9 @@ void loom_kquant_dequantize(loom_dtype t, const uint8_t *src, float *dst, int64_
  * of a q4_K / q5_K block. */
 void loom_kquant_scale_min(const uint8_t *q, int j, int *sc, int *m);
 
-/* Quantize nb super-blocks; only for the types where loom_kquant_can_quantize
- * is true (q4_K, q6_K and q8_K today). */
+/* Quantize nb super-blocks (ggml's reference quantizers, no importance
+ * matrix); only for the types where loom_kquant_can_quantize is true (every
+ * k-quant). */
 bool loom_kquant_can_quantize(loom_dtype t);
 void loom_kquant_quantize(loom_dtype t, const float *src, uint8_t *dst, int64_t nb);
 

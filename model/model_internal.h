@@ -219,6 +219,31 @@ void loom_kv_cache_commit(loom_model *m, int slot, int64_t pos, const int32_t *t
 loom_status loom_hf_dir_to_gguf(const char *dir, loom_dtype wtype, const char *path,
                                 loom_progress_fn progress, void *ud, char *err, size_t err_n);
 
+/* formats/store_type.c: llama.cpp's type for a k-quant matrix of rows of
+ * ne0 values (t itself when ne0 is a multiple of 256; see loom/model.h). */
+loom_dtype loom_model_kquant_fallback(loom_dtype t, int64_t ne0);
+
+/* formats/quant_mix.c: the per-tensor types of a llama.cpp k-quant mix
+ * (loom_quant_mix), chosen as llama-quantize's llama_tensor_get_type does
+ * without an importance matrix. loom_mix_begin counts the attn_v tensors of
+ * g and reads the model's shape from c; loom_mix_type must then be called
+ * once per tensor in file order (the rules count attn_v and ffn_down
+ * tensors as they come). */
+typedef struct loom_mix_state {
+    loom_quant_mix mix;
+    loom_dtype base; /* q3_K, q4_K or q5_K */
+    int n_layer, n_expert;
+    bool tied;     /* no output.weight: token_embd is the output head */
+    bool is_70b;   /* llama.cpp's LLM_TYPE_70B: 80 layers with grouped KV heads */
+    int n_attn_v, i_attn_v, i_ffn_down;
+} loom_mix_state;
+loom_dtype loom_mix_base(loom_quant_mix mix); /* LOOM_DTYPE_COUNT for NONE */
+int loom_mix_file_type(loom_quant_mix mix);   /* LLAMA_FTYPE_MOSTLY_Q*_K_M */
+const char *loom_mix_name(loom_quant_mix mix);
+void loom_mix_begin(loom_mix_state *st, loom_quant_mix mix, const loom_model_config *c,
+                    loom_gguf *g);
+loom_dtype loom_mix_type(loom_mix_state *st, const char *name, int n_dims, const int64_t *ne);
+
 /* arch/llama.c */
 void loom_llama_graph_release(loom_llama_graph *lg);
 

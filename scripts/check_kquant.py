@@ -2,6 +2,10 @@
 """loom's k-quant dequantization against gguf-py's (gguf.quants.dequantize), bit for bit.
 
   check_kquant.py --random EXE DIR     random super-blocks of q2_K..q6_K (ctest gguf_kquant_check)
+  check_kquant.py --quant-ref EXE DIR
+        loom's q2_K..q6_K quantizers against scripts/kquant_ref.py (an independent numpy model
+        of ggml's reference quantizers) on random data of several shapes, byte for byte
+        (ctest gguf_kquant_quant_ref)
   check_kquant.py --gguf EXE DIR FILE...
         every k-quant tensor of each GGUF FILE (ctest gguf_kquant_files_check, opt-in:
         exit 77 = skipped when no FILE exists)
@@ -85,6 +89,63 @@ def check_random(exe, work):
         good = compare(tname, f"{nblocks} random blocks", ours, ref)
         print(f"check_kquant: {tname}: {nblocks} random blocks {'bit-exact' if good else 'MISMATCH'}")
         ok &= good
+    return ok
+
+
+def quant_ref_data(rng):
+    """Super-blocks that reach every branch of the searches: weight-like normals at several
+    scales, heavy tails (outliers decide the scales), all-positive and all-negative blocks
+    (the min is clamped at 0), zero and constant sub-blocks, tiny values near the all-zero
+    threshold, and sparse blocks."""
+    n = 256
+    parts = [rng.standard_normal((512, n)) * 0.02,
+             rng.standard_normal((128, n)) * 3.0,
+             rng.standard_t(2.0, (128, n)) * 0.05,
+             np.abs(rng.standard_normal((64, n))) * 0.1 + 0.01,
+             -np.abs(rng.standard_normal((64, n))) * 0.1,
+             rng.uniform(-1, 1, (64, n)),
+             rng.standard_normal((32, n)) * 1e-14,
+             np.where(rng.random((64, n)) < 0.9, 0.0, rng.standard_normal((64, n)))]
+    z = rng.standard_normal((64, n)) * 0.05
+    z[:, 16:48] = 0.0          # zero sub-blocks inside live super-blocks
+    z[:32, 64:96] = 0.125      # constant sub-blocks
+    z[32:, 128:160] = -0.5
+    parts.append(z)
+    parts.append(np.zeros((4, n)))
+    parts.append(np.full((4, n), 0.25))
+    return np.concatenate(parts).astype(np.float32).reshape(-1)
+
+
+def check_quant_ref(exe, work):
+    try:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import kquant_ref
+    except ImportError as e:  # pragma: no cover
+        print(f"check_kquant: cannot import scripts/kquant_ref.py ({e})")
+        return False
+    x = quant_ref_data(np.random.default_rng(20270117))
+    ok = True
+    for qt, tname in KQUANTS.items():
+        ref = kquant_ref.quantize(tname, x)
+        ours = loom_quant(exe, tname, x, work)
+        ts = gguf.GGML_QUANT_SIZES[qt][1]
+        nb = x.size // 256
+        if ours.size != ref.size:
+            print(f"check_kquant: {tname}: {ours.size} bytes from loom, {ref.size} from kquant_ref")
+            ok = False
+            continue
+        bad = np.flatnonzero((ours.reshape(nb, ts) != ref.reshape(nb, ts)).any(axis=1))
+        back = gguf.quants.dequantize(ours.reshape(nb, ts), qt).reshape(-1)
+        rel = float(np.sqrt(np.mean((back - x) ** 2)) / np.sqrt(np.mean(x ** 2)))
+        if bad.size:
+            b = int(bad[0])
+            diff = np.flatnonzero(ours.reshape(nb, ts)[b] != ref.reshape(nb, ts)[b])
+            print(f"check_kquant: {tname}: {bad.size} of {nb} blocks differ from kquant_ref; "
+                  f"first block {b}, bytes {diff[:8].tolist()}")
+            ok = False
+        else:
+            print(f"check_kquant: {tname}: {nb} blocks byte-identical to kquant_ref "
+                  f"(relative RMSE {rel:.4f})")
     return ok
 
 
@@ -173,6 +234,9 @@ def main(argv):
     if len(argv) == 3 and argv[0] == "--random":
         os.makedirs(argv[2], exist_ok=True)
         return 0 if check_random(argv[1], argv[2]) else 1
+    if len(argv) == 3 and argv[0] == "--quant-ref":
+        os.makedirs(argv[2], exist_ok=True)
+        return 0 if check_quant_ref(argv[1], argv[2]) else 1
     if len(argv) >= 4 and argv[0] == "--gguf":
         os.makedirs(argv[2], exist_ok=True)
         return check_files(argv[1], argv[2], argv[3:])

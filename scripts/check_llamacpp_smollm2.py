@@ -27,6 +27,10 @@ Inputs (each may be overridden by the environment):
   LOOM_SMOL_MODEL    default SmolLM2-135M-Instruct.Q4_1.gguf in the model
                      cache ($LOOM_MODEL_CACHE, $XDG_CACHE_HOME/loom/models,
                      ~/.cache/loom/models; scripts/fetch-default-model.sh)
+  LOOM_GREEDY_MODELS the models compared, comma-separated: Q4_1 (the cached
+                     file) or a type of `loom export-gguf --type` made from it
+                     (default Q4_1,q8_0; ctest llamacpp_greedy_kquant_mix runs
+                     q4_K_M,q5_K_M,q3_K_M, ADR 0039)
   LOOM_GREEDY_MAX_GAP, LOOM_GREEDY_PROMPT_SUFFIX_LOOM (appended to loom's
                      prompts only: a way to watch the check fail)
 Exit 77 (skipped) when llama-server or the model is missing; 0 when every
@@ -158,19 +162,25 @@ def main():
              % server)
     if not os.path.isfile(q41):
         skip("no model %s (scripts/fetch-default-model.sh, or set LOOM_SMOL_MODEL)" % q41)
-    q80 = os.path.join(work, "smol-q8_0.gguf")
-    p = subprocess.run([loom, "export-gguf", "-m", q41, "-o", q80, "--type", "q8_0"],
-                       capture_output=True, text=True)
-    if p.returncode != 0:
-        print("loom export-gguf failed (exit %d):\n%s" % (p.returncode, p.stdout + p.stderr))
-        return 1
+    models = []
+    for name in os.environ.get("LOOM_GREEDY_MODELS", "Q4_1,q8_0").split(","):
+        if name == "Q4_1":
+            models.append((name, q41))
+            continue
+        path = os.path.join(work, "smol-%s.gguf" % name)
+        p = subprocess.run([loom, "export-gguf", "-m", q41, "-o", path, "--type", name],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            print("loom export-gguf failed (exit %d):\n%s" % (p.returncode, p.stdout + p.stderr))
+            return 1
+        models.append((name, path))
     env = dict(os.environ, LOOM_CPU_ACT="f32")
     suffix = os.environ.get("LOOM_GREEDY_PROMPT_SUFFIX_LOOM", "")
     print("llama.cpp %s vs loom %s (LOOM_CPU_ACT=f32), %d greedy tokens, divergence allowed "
           "from token %d at a loom top-1/top-2 gap < %g" % (server, loom, N_GEN, MIN_PREFIX,
                                                            MAX_GAP))
     ok = True
-    for name, model in (("Q4_1", q41), ("q8_0", q80)):
+    for name, model in models:
         cport, lport = free_port(), free_port()
         servers = []
         try:

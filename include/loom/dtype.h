@@ -166,8 +166,8 @@ LOOM_API loom_status loom_dequantize_row(loom_dtype t, const void *src, float *d
  * quantizers do (and dequantize as ggml/gguf-py do, bit for bit), so files
  * written by loom and by llama.cpp hold the same bytes for the same input.
  * The k-quants q2_K..q6_K dequantize bit-exactly as ggml and gguf-py (ADR
- * 0024); q4_K, q6_K and q8_K quantize with ggml's reference algorithm (no
- * importance matrix); q2_K, q3_K and q5_K return LOOM_ERR_INVALID_ARG here. */
+ * 0024) and quantize with ggml's reference algorithm (no importance
+ * matrix; ADR 0039), as does q8_K. */
 LOOM_API loom_status loom_quantize_row(loom_dtype t, const float *src, void *dst, int64_t n);
 
 /* ---- NF4 ----

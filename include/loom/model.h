@@ -263,6 +263,11 @@ LOOM_API loom_status loom_model_load(const char *path, const loom_model_params *
  *   - want f32/f16/bf16: want;
  *   - want q8_0/q4_0/q4_1/q5_0/q5_1: want when ne[0] is a multiple of 32, else f16
  *     (token_embd and output included, as llama.cpp's legacy types do);
+ *   - want q2_K/q3_K/q4_K/q5_K/q6_K: want when ne[0] is a multiple of 256,
+ *     else llama.cpp's fallback (q2_K/q3_K: q4_0, q4_K: q5_0, q5_K: q5_1,
+ *     q6_K: q8_0; f16 when ne[0] is not a multiple of 32): every matrix
+ *     at one type, as `llama-quantize --pure` writes (the mixes, with
+ *     per-tensor rules, are loom_export_params.mix);
  *   - want nf4/nf4_dq: nf4_dq (QLoRA's double quantization) when the
  *     element count is a multiple of 64 and ne[0] even, else f16;
  *     token_embd and output stay f16 (QLoRA leaves embeddings and the LM
@@ -272,13 +277,30 @@ LOOM_API loom_status loom_model_store_type(const char *name, int n_dims, const i
                                            loom_dtype want, loom_dtype *out);
 
 /* llama.cpp's general.file_type (LLAMA_FTYPE_*) for a weight type: f32 0,
- * f16 1, q4_0 2, q4_1 3, q8_0 7, q5_0 8, q5_1 9, bf16 32; -1 for types GGUF
+ * f16 1, q4_0 2, q4_1 3, q8_0 7, q5_0 8, q5_1 9, bf16 32, and for one
+ * k-quant everywhere its "mostly" ftype: q2_K 10 (Q2_K), q3_K 11 (Q3_K_S),
+ * q4_K 14 (Q4_K_S), q5_K 16 (Q5_K_S), q6_K 18 (Q6_K); -1 for types GGUF
  * cannot hold (nf4). */
 LOOM_API int loom_model_gguf_file_type(loom_dtype t);
 
+/* llama.cpp's k-quant mixes: llama-quantize's Q3_K_M, Q4_K_M and Q5_K_M
+ * without an importance matrix (docs/adr/0039-k-quant-mixes.md). Each keeps
+ * most matrices at its base type (q3_K, q4_K, q5_K) and gives more bits where
+ * llama.cpp's llama_tensor_get_type does: the output head (and a tied
+ * token_embd) q6_K, attn_v and ffn_down in the "use_more_bits" layers, the
+ * first layers of a Q3_K_M, attn_v / attn_k q8_0 and attn_output q5_K with 8
+ * experts; rows that are not whole super-blocks fall back as in
+ * loom_model_store_type. general.file_type is 12, 15 or 17. */
+typedef enum loom_quant_mix {
+    LOOM_MIX_NONE = 0, /* every matrix at loom_export_params.type */
+    LOOM_MIX_Q3_K_M,
+    LOOM_MIX_Q4_K_M,
+    LOOM_MIX_Q5_K_M,
+} loom_quant_mix;
+
 typedef struct loom_export_params {
-    loom_dtype type;           /* f32, f16, bf16, q8_0, q4_0, q4_1, q5_0 or q5_1 (nf4 is refused:
-                                  no GGUF type) */
+    loom_dtype type;           /* f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1 or q2_K..q6_K
+                                  (nf4 is refused: no GGUF type); ignored when mix is set */
     loom_progress_fn progress; /* over tensors converted, by elements */
     void *progress_ud;
     /* Optional edit of weights on the way through (`loom merge-lora` adds
@@ -291,6 +313,7 @@ typedef struct loom_export_params {
     loom_status (*edit)(void *ud, const char *name, int n_dims, const int64_t *ne, float *w,
                         char *err, size_t err_n);
     void *edit_ud;
+    loom_quant_mix mix; /* LOOM_MIX_NONE (0): p->type everywhere */
 } loom_export_params;
 
 typedef struct loom_export_stats {
@@ -305,8 +328,8 @@ typedef struct loom_export_stats {
  * (tokenizer.ggml.* included) except general.file_type and
  * general.quantization_version, which are set for the new type; tensors
  * keep their names and order and are dequantized from f32/f16/bf16/q8_0/
- * q4_0/q4_1/q5_0/q5_1 (requantizing compounds errors; other ggml types are an error naming
- * the tensor). HF input: loom_hf_write_gguf with tokenizer.json embedded
+ * q4_0/q4_1/q5_0/q5_1/q2_K..q6_K (requantizing compounds errors; other ggml types are an
+ * error naming the tensor); p->mix picks each tensor's type by llama.cpp's rules. HF input: loom_hf_write_gguf with tokenizer.json embedded
  * when the directory has one. The input must be a llama model loom can
  * load (validated config). out is written atomically (loom_gguf_writer_write),
  * so a failure leaves no partial file; out must not be the input. stats

@@ -61,9 +61,12 @@ static loom_status gguf_export(const char *in, const char *out, const loom_expor
         loom_gguf_find_tensor(g, "rope_freqs.weight") < 0 && n_freqs <= 512 &&
         (s = loom_rope_freq_factors(&c.rope, rope_freqs, n_freqs)) == LOOM_OK)
         s = loom_gguf_writer_add_tensor(w, "rope_freqs.weight", LOOM_F32, 1, &n_freqs, rope_freqs);
-    if (s == LOOM_OK)
-        s = loom_gguf_writer_set_u32(w, "general.file_type",
-                                     (uint32_t)loom_model_gguf_file_type(p->type));
+    /* a mix picks each tensor's type by llama.cpp's rules (quant_mix.c) */
+    loom_mix_state mix;
+    if (p->mix != LOOM_MIX_NONE) loom_mix_begin(&mix, p->mix, &c, g);
+    const int ftype =
+        p->mix != LOOM_MIX_NONE ? loom_mix_file_type(p->mix) : loom_model_gguf_file_type(p->type);
+    if (s == LOOM_OK) s = loom_gguf_writer_set_u32(w, "general.file_type", (uint32_t)ftype);
     if (s == LOOM_OK) s = loom_gguf_writer_set_u32(w, "general.quantization_version", 2);
     if (s != LOOM_OK) {
         loom_model_fail(err, err_n, s, "export: metadata of %s: %s", in, loom_gguf_writer_error(w));
@@ -89,7 +92,10 @@ static loom_status gguf_export(const char *in, const char *out, const loom_expor
                 in, ti.name, ti.type_name ? ti.type_name : "?");
             goto done;
         }
-        loom_model_store_type(ti.name, ti.n_dims, ti.ne, p->type, &dst);
+        if (p->mix != LOOM_MIX_NONE)
+            dst = loom_mix_type(&mix, ti.name, ti.n_dims, ti.ne);
+        else
+            loom_model_store_type(ti.name, ti.n_dims, ti.ne, p->type, &dst);
         const void *data = ti.data;
         if (p->edit && p->edit_wants && p->edit_wants(p->edit_ud, ti.name)) {
             /* dequantize, edit in f32, store at dst (even when dst == src) */
@@ -167,12 +173,32 @@ static void file_stats(const char *path, loom_export_stats *stats) {
     loom_gguf_close(g);
 }
 
+/* A mix needs the whole tensor list for its rules: the checkpoint goes to a
+ * temporary GGUF at its own float type first (as llama.cpp converts, then
+ * quantizes), then through gguf_export. */
+static loom_status hf_mix_export(const char *in, const char *out, const loom_export_params *p,
+                                 loom_export_stats *stats, char *err, size_t err_n) {
+    const char *tmpdir = getenv("TMPDIR");
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s/loom-export-XXXXXX", tmpdir && *tmpdir ? tmpdir : "/tmp");
+    int fd = mkstemp(tmp);
+    if (fd < 0)
+        return loom_model_fail(err, err_n, LOOM_ERR_IO,
+                               "export: cannot create a temporary file in %s",
+                               tmpdir && *tmpdir ? tmpdir : "/tmp");
+    close(fd);
+    loom_status s = loom_hf_dir_to_gguf(in, LOOM_DTYPE_COUNT, tmp, NULL, NULL, err, err_n);
+    if (s == LOOM_OK) s = gguf_export(tmp, out, p, stats, err, err_n);
+    unlink(tmp);
+    return s;
+}
+
 loom_status loom_model_export_gguf(const char *in, const char *out, const loom_export_params *p,
                                    loom_export_stats *stats, char *err, size_t err_n) {
     if (err && err_n) err[0] = '\0';
     if (!in || !out || !p)
         return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "export: NULL argument");
-    if (loom_dtype_is_nf4(p->type))
+    if (p->mix == LOOM_MIX_NONE && loom_dtype_is_nf4(p->type))
         return loom_model_fail(
             err, err_n, LOOM_ERR_UNSUPPORTED,
             "export: %s is not a GGUF tensor type: llama.cpp has no NormalFloat-4 "
@@ -180,10 +206,14 @@ loom_status loom_model_export_gguf(const char *in, const char *out, const loom_e
             "the whole tensor, ADR 0003) cannot be split into GGUF's self-contained "
             "row blocks; export q4_0 for a 4-bit GGUF, or load with --quant nf4",
             loom_dtype_name(p->type));
-    if (loom_model_gguf_file_type(p->type) < 0)
+    if (p->mix != LOOM_MIX_NONE && loom_mix_base(p->mix) == LOOM_DTYPE_COUNT)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "export: unknown quantization mix %d (q3_K_M, q4_K_M, q5_K_M)",
+                               (int)p->mix);
+    if (p->mix == LOOM_MIX_NONE && loom_model_gguf_file_type(p->type) < 0)
         return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
                                "export: type %s cannot be exported (f32, f16, bf16, q8_0, q4_0, "
-                               "q4_1, q5_0, q5_1, q4_K, q6_K)",
+                               "q4_1, q5_0, q5_1, q2_K, q3_K, q4_K, q5_K, q6_K, or a mix)",
                                loom_dtype_name(p->type));
     struct stat si, so;
     if (stat(in, &si) != 0)
@@ -221,6 +251,7 @@ loom_status loom_model_export_gguf(const char *in, const char *out, const loom_e
                                "export: editing weights needs a GGUF input (%s is a Hugging Face "
                                "directory; export it to GGUF first)",
                                in);
+    if (p->mix != LOOM_MIX_NONE) return hf_mix_export(in, out, p, stats, err, err_n);
     loom_status s = loom_hf_dir_to_gguf(in, p->type, out, p->progress, p->progress_ud, err, err_n);
     if (s == LOOM_OK && stats) file_stats(out, stats);
     return s;

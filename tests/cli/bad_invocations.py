@@ -69,7 +69,11 @@ SPEC_FLAGS = {
     "--spec-ngram": ("int", 1, 16),
 }
 GGUF_TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"]
-EXPORT_TYPES = GGUF_TYPES + ["q4_K", "q6_K"]  # export-gguf also writes these k-quants
+# export-gguf also writes the k-quants (every matrix at one type) and llama.cpp's mixes;
+# merge-lora the k-quants but no mix (cli/wtype.c)
+KQUANT_TYPES = ["q2_K", "q3_K", "q4_K", "q5_K", "q6_K"]
+EXPORT_TYPES = GGUF_TYPES + KQUANT_TYPES + ["q3_K_M", "q4_K_M", "q5_K_M"]
+MERGE_TYPES = GGUF_TYPES + KQUANT_TYPES
 SPEC = {
     ("run",): dict(RUN_COMMON, **{"-p": ("str",), "--prompt": ("str",),
                                   "--parallel": ("int", 1, 64), "--tp": ("int", 1, 64),
@@ -81,7 +85,7 @@ SPEC = {
                        "--ctx": ("int", 4, 1048576), "--chunks": ("int", 0, 1000000),
                        "--batch": ("int", 1, 65536), "-t": ("int", 1, 4096),
                        "--kv-type": ("choice", ["f16", "q8_0", "f32"]),
-                       "--quant": ("choice", GGUF_TYPES + ["nf4"]), "--backend": ("str",)},
+                       "--quant": ("choice", GGUF_TYPES + ["nf4", "nf4_dq"]), "--backend": ("str",)},
     ("info",): dict(SPLIT, **{"-m": ("str",), "--ctx": ("int", 0, 16777216), "--backend": ("str",),
                               "--kv-type": ("choice", ["f16", "q8_0", "f32"]),
                               "--parallel": ("int", 1, 256)}),
@@ -89,7 +93,7 @@ SPEC = {
                        "--output": ("str",), "--type": ("choice", EXPORT_TYPES)},
     ("merge-lora",): {"-m": ("str",), "--model": ("str",), "-o": ("str",),
                       "--output": ("str",), "--lora": ("str",),
-                      "--type": ("choice", EXPORT_TYPES)},
+                      "--type": ("choice", MERGE_TYPES)},
     ("init-model",): {"--preset": ("preset",), "-o": ("str",), "--output": ("str",),
                       "--type": ("choice", GGUF_TYPES), "--seed": ("u64",),
                       "--tokenizer": ("str",)},
@@ -412,6 +416,14 @@ def main():
     # nf4 has no GGUF type: refused with the reason.
     r.expect_usage_error(["export-gguf", "-m", "in.gguf", "-o", out_gguf, "--type", "nf4"],
                          r"loom export-gguf: --type: 'nf4' is not a GGUF tensor type .*", out_gguf)
+
+    # k-quant names are case-sensitive (llama.cpp's spelling), and merge-lora takes no mix.
+    r.expect_usage_error(["export-gguf", "-m", "in.gguf", "-o", out_gguf, "--type", "q4_k_m"],
+                         r"loom export-gguf: --type: 'q4_k_m' is not one of f32, .*, q4_K_M, q5_K_M",
+                         out_gguf)
+    r.expect_usage_error(["merge-lora", "-m", "in.gguf", "--lora", "d", "-o", out_gguf,
+                          "--type", "q4_K_M"],
+                         r"loom merge-lora: --type: 'q4_K_M' is not one of f32, .*, q6_K", out_gguf)
 
     # Layer-split flags that contradict each other (cli/args.h).
     for words in (["run"], ["chat"], ["info"], ["serve"], ["bench", "model"]):

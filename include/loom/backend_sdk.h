@@ -45,7 +45,8 @@ LOOM_API loom_status loom_ref_compute(const loom_tensor *node, int ith, int nth,
 
 /* Does the int8-activation rule cover this node? matmul, f32 output and
  * contiguous f32 activation rows with ne[1] <= LOOM_ACT8_MAX_M, a weight of
- * the types above with whole blocks per row, broadcast as matmul allows. */
+ * the types above with whole blocks per row, broadcast as matmul allows, and
+ * not flagged LOOM_FLAG_F32_ACT. */
 LOOM_API bool loom_ref_act8_applies(const loom_tensor *node);
 
 /* Quantize k activations (k a multiple of LOOM_ACT8_QK) the way ggml's

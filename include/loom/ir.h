@@ -92,6 +92,12 @@ typedef enum loom_tensor_flags {
      * its input and output) right before that segment's backward, instead of
      * keeping them alive from the forward pass. */
     LOOM_FLAG_CHECKPOINT = 1u << 3,
+    /* A matmul whose activations stay f32: backends must not take a
+     * reduced-precision activation path for it (the cpu's int8 activations,
+     * ADR 0036). The model flags its output head: the logits are ranked, and
+     * int8 rounding of the final hidden state alone moved SmolLM2's top two
+     * first-answer logits by 0.13 against a 0.08 gap (ADR 0036 addendum 3). */
+    LOOM_FLAG_F32_ACT = 1u << 4,
     /* Set by the scheduler on leaves whose storage it allocated, so a later
      * loom_sched_alloc reallocates them (the old buffer may be gone). */
     LOOM_FLAG_RUNTIME_OWNED = 1u << 31,

@@ -78,12 +78,12 @@ bool loom_cpu_multipass_for(const loom_tensor *node, loom_cpu_isa isa, loom_cpu_
 
 bool loom_cpu_act8_select(const char *env, char *note, size_t note_n) {
     if (note && note_n) note[0] = '\0';
-    /* opt-in (ADR 0036 addendum): with int8 activations SmolLM2 answered the
-     * README's question wrongly; until that is understood, f32 is the default */
-    if (!env || !*env || !strcmp(env, "f32")) return false;
-    if (!strcmp(env, "int8")) return true;
-    if (note && note_n) snprintf(note, note_n, "LOOM_CPU_ACT=%s unknown (int8|f32); using f32", env);
-    return false;
+    /* the default again since the output head keeps f32 activations
+     * (LOOM_FLAG_F32_ACT, ADR 0036 addendum 3) */
+    if (!env || !*env || !strcmp(env, "int8")) return true;
+    if (!strcmp(env, "f32")) return false;
+    if (note && note_n) snprintf(note, note_n, "LOOM_CPU_ACT=%s unknown (int8|f32); using int8", env);
+    return true;
 }
 
 loom_cpu_kernel_fn loom_cpu_act8_kernel_for(const loom_tensor *node, loom_cpu_isa isa) {

@@ -55,8 +55,8 @@ bool loom_cpu_multipass_for(const loom_tensor *node, loom_cpu_isa isa, loom_cpu_
 
 /* Int8 activations (ADR 0036): whether the cpu backend quantizes the
  * activations of decode/small-batch matmuls (loom_ref_act8_applies) to int8.
- * env is $LOOM_CPU_ACT: "int8" -> true; unset, "" or "f32" -> false; anything
- * else is reported in note (may be NULL) and gives the default, false. */
+ * env is $LOOM_CPU_ACT: unset, "" or "int8" -> true, "f32" -> false; anything
+ * else is reported in note (may be NULL) and gives the default, true. */
 bool loom_cpu_act8_select(const char *env, char *note, size_t note_n);
 /* The int8-activation matmul kernel for node on isa, or NULL (node not
  * covered, or isa scalar). AVX-512 runs it with VNNI when the CPU has it,

@@ -44,6 +44,7 @@ static bool act8_weight_type(loom_dtype t) {
 
 bool loom_ref_act8_applies(const loom_tensor *node) {
     if (!node || node->op != LOOM_OP_MATMUL || node->dtype != LOOM_F32) return false;
+    if (node->flags & LOOM_FLAG_F32_ACT) return false; /* the output head, ADR 0036 add. 3 */
     const loom_tensor *w = node->src[0], *x = node->src[1];
     if (!w || !x || !act8_weight_type(w->dtype) || x->dtype != LOOM_F32) return false;
     if (!loom_ref_supports(node) || !loom_tensor_is_contiguous(node)) return false;

@@ -194,7 +194,10 @@ static loom_tensor *block(loom_model *m, const hook_ref *hk, loom_graph *g, loom
 static loom_tensor *head(loom_model *m, loom_graph *g, loom_tensor *x) {
     const loom_model_config *c = &m->cfg;
     x = loom_mul(g, loom_rms_norm(g, x, c->rms_eps), loom_model_mirror(g, m->output_norm));
-    return loom_matmul(g, loom_model_mirror(g, c->tie_embeddings ? m->tok_embd : m->output), x);
+    /* the head's logits are ranked: keep its activations f32 (ADR 0036 addendum 3) */
+    return loom_tensor_set_flags(
+        loom_matmul(g, loom_model_mirror(g, c->tie_embeddings ? m->tok_embd : m->output), x),
+        LOOM_FLAG_F32_ACT);
 }
 
 static loom_status build(loom_model *m, loom_llama_graph *lg, char *err, size_t err_n) {

@@ -1,5 +1,6 @@
 /* model/tokenizer/tok_internal.h - internals shared by the tokenizer sources
- * (tokenizer.c: core, encode/decode; tokenizer_json.c: tokenizer.json loader;
+ * (tokenizer.c, tokenizer_encode.c, tokenizer_export.c: the core, whose
+ * representation is in tok_core.h; tokenizer_json.c: tokenizer.json loader;
  * tokenizer_chat.c: chat template). Not a public header. */
 #ifndef LOOM_TOK_INTERNAL_H
 #define LOOM_TOK_INTERNAL_H

@@ -131,6 +131,8 @@ static void test_applies(void) {
     CHECK(!loom_ref_act8_applies(loom_matmul(g, w3, x3))); /* q3_K: no int8 kernel */
     CHECK(!loom_ref_act8_applies(loom_add(g, x8, x8)));
     CHECK(!loom_ref_act8_applies(NULL));
+    /* a model's output head keeps f32 activations (ADR 0036 addendum 3) */
+    CHECK(!loom_ref_act8_applies(loom_tensor_set_flags(loom_matmul(g, w, x8), LOOM_FLAG_F32_ACT)));
     loom_graph_free(g);
 }
 

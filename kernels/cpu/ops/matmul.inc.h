@@ -158,10 +158,11 @@ static loom_status k_matmul(const loom_tensor *out, int ith, int nth, char *err,
         mw.tab = v_nf4_tab(loom_nf4_code);
     }
 
-    const bool small = M <= MM_SMALL_M;
-    const int64_t Kp = (K + VN - 1) / VN * VN;
-    /* small M: every activation row packed whole. Prefill: mm_gemm's scratch. */
-    size_t xn = (size_t)M * Kp, wn = 0;
+    const bool small = M <= MM_SMALL_M, q4k = small && w->dtype == LOOM_Q4_K;
+    const int64_t Kp = (K + VN - 1) / VN * VN, nrun = K / 32;
+    /* small M: every activation row packed whole (and, for q4_K, its sums
+     * over 32 values after them: mm_dot_q4_K_xs). Prefill: mm_gemm's scratch. */
+    size_t xn = (size_t)M * (size_t)(Kp + nrun), wn = 0;
     if (!small) mm_gemm_scratch(K, M, &xn, &wn);
     float *xbuf = lc_alloc(xn * sizeof(float));
     float *wbuf = small ? NULL : lc_alloc(wn * sizeof(float));
@@ -178,9 +179,20 @@ static loom_status k_matmul(const loom_tensor *out, int ith, int nth, char *err,
         const int64_t wi2 = i2 / r2, wi3 = i3 / r3;
         r = slice * N + n1;
         if (small) {
-            for (int64_t m = 0; m < M; m++)
+            float *xs = xbuf + M * Kp;
+            for (int64_t m = 0; m < M; m++) {
                 mm_pack_x(x, m, i2, i3, 0, K, Kp, xbuf + m * Kp);
-            for (int64_t n = n0; n < n1; n++) {
+                if (q4k) mm_xsums(xbuf + m * Kp, K, xs + m * nrun);
+            }
+            int64_t n = n0;
+            for (; q4k && n < n1; n++) {
+                int64_t eoff;
+                const uint8_t *row = mm_wrow(&mw, n, wi2, wi3, &eoff);
+                for (int64_t m = 0; m < M; m++)
+                    *(float *)loom_ref_ptr(out, n, m, i2, i3) =
+                        mm_dot_q4_K_xs(row, xbuf + m * Kp, xs + m * nrun, K);
+            }
+            for (; n < n1; n++) {
                 int64_t eoff;
                 const uint8_t *row = mm_wrow(&mw, n, wi2, wi3, &eoff);
                 for (int64_t m = 0; m < M; m++)

@@ -85,6 +85,40 @@ static loom_tensor *b_moe_gate(parity_ctx *c, loom_graph *g, const parity_args *
     return loom_moe_gate(g, logits, a->i[0]);
 }
 
+/* Prefill through the cpu's grouped expert GEMM (ADR 0040: an expert with
+ * >= 8 routed tokens runs the packed GEMM over its gathered rows, fewer run
+ * per-token dots). Every expert weight dtype on skewed loads, so one call
+ * mixes a GEMM expert (expert 3, most tokens), per-token experts with a
+ * handful and an expert with none (6); odd f32/f16 sizes for the partial
+ * strips and vector tails; and a q4_0 case with Dm over the GEMM's 512-value
+ * K block and an expert over its 256-row block. */
+static void parity_cases_moe_grouped(parity_table *tb) {
+    static const loom_dtype wt[] = {LOOM_F32,  LOOM_F16,  LOOM_BF16, LOOM_Q8_0, LOOM_Q4_0,
+                                    LOOM_Q4_1, LOOM_Q5_0, LOOM_Q5_1, LOOM_NF4,  LOOM_NF4_DQ,
+                                    LOOM_Q2_K, LOOM_Q3_K, LOOM_Q4_K, LOOM_Q5_K, LOOM_Q6_K};
+    for (size_t w = 0; w < sizeof wt / sizeof wt[0]; w++) {
+        /* k-quants need 256-value rows; the others keep the reference cheap */
+        const int64_t n = wt[w] >= LOOM_Q2_K && wt[w] <= LOOM_Q6_K ? 256 : 128;
+        const int64_t T = n == 256 ? 24 : 40;
+        parity_table_add(tb, LOOM_OP_MOE, b_moe,
+                         (parity_args){.n = {n, n, 8, T}, .t = {wt[w]}, .i = {2, 1}},
+                         "w=%s Dm=%lld F=%lld E=8 top2 T=%lld logits=skewed grouped gemm vs "
+                         "decomposition",
+                         dn(wt[w]), (long long)n, (long long)n, (long long)T);
+    }
+    static const loom_dtype wo[] = {LOOM_F32, LOOM_F16};
+    for (int w = 0; w < 2; w++)
+        parity_table_add(tb, LOOM_OP_MOE, b_moe,
+                         (parity_args){.n = {72, 100, 8, 48}, .t = {wo[w]}, .i = {3, 1}},
+                         "w=%s Dm=72 F=100 E=8 top3 T=48 logits=skewed grouped gemm tails vs "
+                         "decomposition",
+                         dn(wo[w]));
+    parity_table_add(tb, LOOM_OP_MOE, b_moe,
+                     (parity_args){.n = {576, 160, 4, 300}, .t = {LOOM_Q4_0}, .i = {2, 1}},
+                     "w=q4_0 Dm=576 F=160 E=4 top2 T=300 logits=skewed grouped gemm K and M "
+                     "blocks vs decomposition");
+}
+
 void parity_cases_moe(parity_table *tb) {
     static const loom_dtype wt[] = {LOOM_F32,  LOOM_F16, LOOM_BF16,  LOOM_Q8_0,
                                     LOOM_Q4_0, LOOM_NF4, LOOM_NF4_DQ};
@@ -136,6 +170,7 @@ void parity_cases_moe(parity_table *tb) {
                              "w=%s Dm=64 F=128 E=8 top2 T=%d logits=%s vs decomposition", dn(wt[w]),
                              t ? 9 : 1, lm[t]);
     parity_cases_legacy_moe(tb, b_moe);
+    parity_cases_moe_grouped(tb);
     for (int k = 1; k <= 3; k++)
         for (int mode = 0; mode < 3; mode++)
             if (k != 3 || mode != 1)

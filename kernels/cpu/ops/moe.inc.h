@@ -7,13 +7,16 @@
 /* Fused MoE in two passes over a shared scratch (the backend runs pass 0 on
  * every thread, waits, then pass 1; see loom_cpu_multipass):
  *   pass 0: routing (each thread stores its share of tokens), then
- *           h[p] = silu(gate_e x_t) * (up_e x_t) for every routed pair
- *           p = (t, r), split over the rows f of the experts in use;
- *   pass 1: out[d, t] = sum_r g[p] * (down_e[d] . h[p]), split over d.
- * Pairs are grouped by expert so each weight row is read once per call and
+ *           h[j] = silu(gate_e x_t) * (up_e x_t) for every routed pair
+ *           p = (t, r), stored at its place j in the expert-grouped order;
+ *   pass 1: out[d, t] = sum_r g[p] * (down_e[d] . h[j]), split over d.
+ * Pairs are grouped by expert so each weight row is read once per call.
+ * An expert with few tokens (decode) runs per-token dot products, its rows
  * reused from L1 for every token routed to it: decode streams only the
- * selected experts' weights, like a matmul. Routing is the reference's own
- * function (kernels/ref), so the expert choice is identical. */
+ * selected experts' weights, like a matmul. An expert with at least
+ * MOE_GEMM_MIN tokens (prefill) runs the dense prefill's packed GEMM over its
+ * gathered token rows (ADR 0040). Routing is the reference's own function
+ * (kernels/ref), so the expert choice is identical. */
 typedef struct moe_dims {
     int64_t Dm, F, E, T, k, Dmp, Fp;
 } moe_dims;
@@ -30,7 +33,8 @@ static moe_dims moe_dims_of(const loom_tensor *out) {
     return d;
 }
 
-/* Scratch: idx int32 [T*k], g f32 [T*k], then h f32 [T*k][Fp] (64-byte aligned). */
+/* Scratch: idx int32 [T*k], g f32 [T*k], then h f32 [T*k][Fp] (64-byte
+ * aligned), its rows in the expert-grouped order of moe_group. */
 static size_t moe_h_offset(const moe_dims *d) {
     return ((size_t)(d->T * d->k) * 8 + 63) / 64 * 64;
 }
@@ -125,6 +129,122 @@ static bool moe_route_all(const loom_tensor *node, const moe_dims *d, int32_t *i
 /* Tokens routed to one expert from which its rows are dequantized once into
  * an f32 row instead of in registers per token. */
 #define MOE_DEQUANT_MIN 3
+/* Tokens routed to one expert from which it runs as a packed GEMM over its
+ * gathered rows instead of per-token dots (measured: ADR 0040). */
+#define MOE_GEMM_MIN 8
+/* Rows of one expert's group per GEMM call: bounds the packed activation
+ * block and the up / down result tile (MOE_MC x MM_NC floats). */
+#define MOE_MC 256
+
+static bool moe_is_gemm(const moe_groups *gr, int64_t e) {
+    return gr->first[e + 1] - gr->first[e] >= MOE_GEMM_MIN;
+}
+
+/* The GEMM path splits columns (F in pass 0, Dm in pass 1) over threads in
+ * whole strips of MM_NS, so no thread packs a partial strip of another's. */
+static void moe_col_range(int64_t n, int ith, int nth, int64_t *lo, int64_t *hi) {
+    const int64_t units = (n + MM_NS - 1) / MM_NS;
+    lc_range(units, ith, nth, lo, hi);
+    *lo = LC_MIN(n, *lo * MM_NS);
+    *hi = LC_MIN(n, *hi * MM_NS);
+}
+
+/* Thread-local buffers of the GEMM path: mm_gemm's scratch for MOE_MC rows
+ * of K values, and an MOE_MC x MM_NC result tile. */
+typedef struct moe_gemm_buf {
+    float *xbuf, *wbuf, *tile;
+} moe_gemm_buf;
+
+static bool moe_gemm_buf_alloc(moe_gemm_buf *b, int64_t K) {
+    size_t xn, wn;
+    mm_gemm_scratch(K, MOE_MC, &xn, &wn);
+    b->xbuf = lc_alloc(xn * sizeof(float));
+    b->wbuf = lc_alloc(wn * sizeof(float));
+    b->tile = lc_alloc((size_t)MOE_MC * MM_NC * sizeof(float));
+    return b->xbuf && b->wbuf && b->tile;
+}
+
+static void moe_gemm_buf_free(moe_gemm_buf *b) {
+    free(b->xbuf);
+    free(b->wbuf);
+    free(b->tile);
+}
+
+/* h = silu(h) * u over n values (the gate result already in h). */
+static void moe_swiglu_row(float *h, const float *u, int64_t n) {
+    int64_t j = 0;
+    for (; j + VN <= n; j += VN) {
+        const vf a = V_LOAD(h + j);
+        const vf s = V_DIV(a, V_ADD(V_SET1(1.0f), v_exp(V_SUB(V_ZERO(), a))));
+        V_STORE(h + j, V_MUL(s, V_LOAD(u + j)));
+    }
+    if (j < n) {
+        const int r = (int)(n - j);
+        const vf a = v_load_tail(h + j, r);
+        const vf s = V_DIV(a, V_ADD(V_SET1(1.0f), v_exp(V_SUB(V_ZERO(), a))));
+        v_store_tail(h + j, V_MUL(s, v_load_tail(u + j, r)), r);
+    }
+}
+
+/* Pass 0 of one GEMM expert e over gate/up rows [f0, f1): its token rows
+ * gathered from x, gate straight into h (grouped rows), up into the tile,
+ * then h = silu(gate) * up. */
+static void moe_gemm_gate_up(const loom_tensor *out, const moe_dims *d, const moe_groups *gr,
+                             int64_t e, const mm_w *wg, const mm_w *wu, int64_t f0, int64_t f1,
+                             float *h, moe_gemm_buf *b) {
+    const loom_tensor *x = out->src[0];
+    const int64_t n_e = gr->first[e + 1] - gr->first[e];
+    for (int64_t m0 = 0; m0 < n_e; m0 += MOE_MC) {
+        const int64_t mc = LC_MIN(MOE_MC, n_e - m0), j0 = gr->first[e] + m0;
+        const mm_xsrc xs = {.base = (const float *)x->data,
+                            .ld = (int64_t)(x->nb[1] / sizeof(float)),
+                            .rows = gr->order + j0,
+                            .div = (int32_t)d->k};
+        for (int64_t c0 = f0; c0 < f1; c0 += MM_NC) {
+            const int64_t c1 = LC_MIN(f1, c0 + MM_NC);
+            float *hb = h + j0 * d->Fp;
+            mm_gemm(wg, e, 0, c0, c1, d->Dm, mc, &xs, hb + c0, d->Fp, b->xbuf, b->wbuf);
+            mm_gemm(wu, e, 0, c0, c1, d->Dm, mc, &xs, b->tile, MM_NC, b->xbuf, b->wbuf);
+            for (int64_t r = 0; r < mc; r++)
+                moe_swiglu_row(hb + r * d->Fp + c0, b->tile + r * MM_NC, c1 - c0);
+        }
+        if (f1 == d->F) /* the padding mm_dot1 reads as whole vectors */
+            for (int64_t r = 0; r < mc; r++)
+                for (int64_t z = d->F; z < d->Fp; z++)
+                    h[(j0 + r) * d->Fp + z] = 0.0f;
+    }
+}
+
+/* Pass 1 of one GEMM expert e over output columns [c_lo, c_hi): the down
+ * projection of its grouped h rows into the tile, scaled by each pair's gate
+ * and added to its token's output row. */
+static void moe_gemm_down(const loom_tensor *out, const moe_dims *d, const moe_groups *gr,
+                          const float *g, int64_t e, const mm_w *wd, int64_t c_lo, int64_t c_hi,
+                          const float *h, moe_gemm_buf *b) {
+    const int64_t n_e = gr->first[e + 1] - gr->first[e];
+    for (int64_t m0 = 0; m0 < n_e; m0 += MOE_MC) {
+        const int64_t mc = LC_MIN(MOE_MC, n_e - m0), j0 = gr->first[e] + m0;
+        const mm_xsrc xs = {.base = h + j0 * d->Fp, .ld = d->Fp};
+        for (int64_t c0 = c_lo; c0 < c_hi; c0 += MM_NC) {
+            const int64_t c1 = LC_MIN(c_hi, c0 + MM_NC), n = c1 - c0;
+            mm_gemm(wd, e, 0, c0, c1, d->F, mc, &xs, b->tile, MM_NC, b->xbuf, b->wbuf);
+            for (int64_t r = 0; r < mc; r++) {
+                const int64_t p = gr->order[j0 + r], t = p / d->k;
+                float *o = (float *)((uint8_t *)out->data + t * out->nb[1]) + c0;
+                const float *y = b->tile + r * MM_NC;
+                const vf gv = V_SET1(g[p]);
+                int64_t j = 0;
+                for (; j + VN <= n; j += VN)
+                    V_STORE(o + j, V_FMA(gv, V_LOAD(y + j), V_LOAD(o + j)));
+                if (j < n) {
+                    const int rr = (int)(n - j);
+                    v_store_tail(o + j, V_FMA(gv, v_load_tail(y + j, rr), v_load_tail(o + j, rr)),
+                                 rr);
+                }
+            }
+        }
+    }
+}
 
 static loom_status k_moe_pass(const loom_tensor *out, int pass, void *scratch, int ith, int nth,
                               char *err, size_t err_n) {
@@ -135,7 +255,11 @@ static loom_status k_moe_pass(const loom_tensor *out, int pass, void *scratch, i
     float *h = (float *)((uint8_t *)scratch + moe_h_offset(&d));
     int32_t *idx = NULL;
     float *g = NULL, *xp = NULL;
+    int32_t *small = NULL; /* the experts of the per-token path */
+    int n_small = 0;
+    bool any_gemm = false;
     moe_groups gr = {0};
+    moe_gemm_buf gb = {0};
     mm_w wa, wb;
     loom_status st = LOOM_OK;
 
@@ -156,6 +280,11 @@ static loom_status k_moe_pass(const loom_tensor *out, int pass, void *scratch, i
         g = g_sh;
     }
     if (!moe_group(idx, &d, &gr)) goto oom;
+    small = malloc((size_t)(d.E > 0 ? d.E : 1) * sizeof(int32_t));
+    if (!small) goto oom;
+    for (int u = 0; u < gr.n_used; u++)
+        if (!moe_is_gemm(&gr, gr.used[u])) small[n_small++] = gr.used[u];
+    any_gemm = n_small < gr.n_used;
 
     if (pass == 0) {
         const loom_tensor *x = out->src[0];
@@ -164,20 +293,29 @@ static loom_status k_moe_pass(const loom_tensor *out, int pass, void *scratch, i
             lc_fail(err, err_n, st, "moe: bad nf4 weight");
             goto done;
         }
-        /* Rows, not tokens, are split: any token may meet this thread's rows.
-         * wf: the current gate and up rows dequantized once, when enough
-         * tokens share them (prefill) that re-dequantizing per token costs
-         * more than an f32 row in L1. */
+        if (any_gemm) {
+            if (!moe_gemm_buf_alloc(&gb, d.Dm)) goto oom;
+            int64_t f0, f1;
+            moe_col_range(d.F, ith, nth, &f0, &f1);
+            for (int u = 0; u < gr.n_used && f0 < f1; u++)
+                if (moe_is_gemm(&gr, gr.used[u]))
+                    moe_gemm_gate_up(out, &d, &gr, gr.used[u], &wa, &wb, f0, f1, h, &gb);
+        }
+        /* Per-token path: rows, not tokens, are split: any token may meet
+         * this thread's rows. wf: the current gate and up rows dequantized
+         * once, when enough tokens share them that re-dequantizing per token
+         * costs more than an f32 row in L1. */
         xp = lc_alloc(((size_t)(d.T > 0 ? d.T : 1) + 2) * (size_t)d.Dmp * sizeof(float));
         if (!xp) goto oom;
         float *wf = xp + (size_t)(d.T > 0 ? d.T : 1) * (size_t)d.Dmp;
         const mm_w w32 = {.t = LOOM_F32};
-        for (int64_t t = 0; t < d.T; t++)
-            mm_pack_x(x, t, 0, 0, 0, d.Dm, d.Dmp, xp + t * d.Dmp);
         int64_t lo, hi;
-        lc_range((int64_t)gr.n_used * d.F, ith, nth, &lo, &hi);
+        lc_range((int64_t)n_small * d.F, ith, nth, &lo, &hi);
+        if (lo < hi)
+            for (int64_t t = 0; t < d.T; t++)
+                mm_pack_x(x, t, 0, 0, 0, d.Dm, d.Dmp, xp + t * d.Dmp);
         for (int64_t q = lo; q < hi; q++) {
-            const int64_t e = gr.used[q / d.F], f = q % d.F;
+            const int64_t e = small[q / d.F], f = q % d.F;
             int64_t ea, eb;
             const uint8_t *ra = mm_wrow(&wa, f, e, 0, &ea), *rb = mm_wrow(&wb, f, e, 0, &eb);
             const mm_w *ma = &wa, *mb = &wb;
@@ -189,10 +327,10 @@ static loom_status k_moe_pass(const loom_tensor *out, int pass, void *scratch, i
                 ma = mb = &w32;
             }
             for (int32_t j = gr.first[e]; j < gr.first[e + 1]; j++) {
-                const int64_t p = gr.order[j], t = p / d.k;
+                const int64_t t = gr.order[j] / d.k;
                 const float a = mm_dot1(ma, ra, ea, xp + t * d.Dmp, d.Dm);
                 const float b = mm_dot1(mb, rb, eb, xp + t * d.Dmp, d.Dm);
-                float *hp = h + p * d.Fp;
+                float *hp = h + (int64_t)j * d.Fp;
                 hp[f] = a / (1.0f + expf(-a)) * b;
                 if (f == d.F - 1)
                     for (int64_t z = d.F; z < d.Fp; z++)
@@ -205,18 +343,24 @@ static loom_status k_moe_pass(const loom_tensor *out, int pass, void *scratch, i
             goto done;
         }
         int64_t lo, hi;
-        lc_range(d.Dm, ith, nth, &lo, &hi);
+        moe_col_range(d.Dm, ith, nth, &lo, &hi);
         float *wf = xp = lc_alloc((size_t)d.Fp * sizeof(float)); /* see pass 0 */
-        if (!xp) goto oom;
+        if (!xp || (any_gemm && !moe_gemm_buf_alloc(&gb, d.F))) goto oom;
         const mm_w w32 = {.t = LOOM_F32};
         for (int64_t t = 0; t < d.T; t++) {
             float *o = (float *)((uint8_t *)out->data + t * out->nb[1]);
             for (int64_t dd = lo; dd < hi; dd++)
                 o[dd] = 0.0f;
         }
-        for (int64_t dd = lo; dd < hi; dd++)
-            for (int u = 0; u < gr.n_used; u++) {
-                const int64_t e = gr.used[u];
+        /* Experts in increasing order on both paths, so each output sums its
+         * terms in the same order whichever path an expert takes. */
+        for (int u = 0; u < gr.n_used && lo < hi; u++) {
+            const int64_t e = gr.used[u];
+            if (moe_is_gemm(&gr, e)) {
+                moe_gemm_down(out, &d, &gr, g, e, &wa, lo, hi, h, &gb);
+                continue;
+            }
+            for (int64_t dd = lo; dd < hi; dd++) {
                 int64_t eo;
                 const uint8_t *row = mm_wrow(&wa, dd, e, 0, &eo);
                 const mm_w *mw = &wa;
@@ -227,9 +371,10 @@ static loom_status k_moe_pass(const loom_tensor *out, int pass, void *scratch, i
                 for (int32_t j = gr.first[e]; j < gr.first[e + 1]; j++) {
                     const int64_t p = gr.order[j], t = p / d.k;
                     float *o = (float *)((uint8_t *)out->data + t * out->nb[1]);
-                    o[dd] += g[p] * mm_dot1(mw, row, eo, h + p * d.Fp, d.F);
+                    o[dd] += g[p] * mm_dot1(mw, row, eo, h + (int64_t)j * d.Fp, d.F);
                 }
             }
+        }
     }
     goto done;
 oom:
@@ -240,6 +385,8 @@ done:
         free(g);
     }
     free(xp);
+    free(small);
+    moe_gemm_buf_free(&gb);
     moe_groups_free(&gr);
     return st;
 }

@@ -417,7 +417,7 @@ static loom_status load_model(const bm_opts *o, const char *path, const loom_mod
 static int bench_one(const bm_opts *o, bm_run *run, const char *path, const char *label_file,
                      loom_backend *be, int kvi, const int *threads, int nthreads) {
     loom_model_params mp = loom_model_default_params();
-    mp.backend = be->iface->name;
+    mp.backend = loom_backend_name(be); /* "vulkan:1" loads on device 1 (ADR 0042) */
     mp.kv_dtype = KV_TYPES[kvi];
     int64_t ctx = 16;
     for (int i = 0; i < o->np; i++)

@@ -81,7 +81,7 @@ int loom_cli_devices(const char *backend) {
     for (int i = 0; i < n; i++) {
         loom_backend *be = loom_registry_get(i);
         if (!loom_registry_available(i)) {
-            printf("  %-8s unavailable: %s\n", be->iface->name, loom_registry_why(i));
+            printf("  %-8s unavailable: %s\n", loom_backend_name(be), loom_registry_why(i));
             continue;
         }
         loom_device_info info;
@@ -90,7 +90,7 @@ int loom_cli_devices(const char *backend) {
         char total[32], avail[32];
         fmt_bytes(info.mem_total, total, sizeof total);
         fmt_bytes(info.mem_free, avail, sizeof avail);
-        printf("  %-8s available:   %s (%s)\n", be->iface->name, info.name, info.kind);
+        printf("  %-8s available:   %s (%s)\n", loom_backend_name(be), info.name, info.kind);
         printf("           memory %s total, %s free; fp16 %s, bf16 %s, int8 %s", total, avail,
                info.fp16 ? "yes" : "no", info.bf16 ? "yes" : "no", info.int8 ? "yes" : "no");
         if (info.subgroup_size) printf(", subgroup %d", info.subgroup_size);
@@ -107,14 +107,14 @@ int loom_cli_devices(const char *backend) {
         printf("selected: none (%s)\n", err[0] ? err : loom_status_str(st));
         rc = 2;
     } else if (backend && backend[0]) {
-        printf("selected: %s (requested with --backend)\n", sel->iface->name);
+        printf("selected: %s (requested with --backend)\n", loom_backend_name(sel));
     } else if (getenv("LOOM_BACKEND") && getenv("LOOM_BACKEND")[0]) {
-        printf("selected: %s (requested by LOOM_BACKEND=%s)\n", sel->iface->name,
+        printf("selected: %s (requested by LOOM_BACKEND=%s)\n", loom_backend_name(sel),
                getenv("LOOM_BACKEND"));
     } else {
         printf("selected: %s (highest-priority available; override with LOOM_BACKEND or "
                "--backend)\n",
-               sel->iface->name);
+               loom_backend_name(sel));
     }
     loom_registry_shutdown();
     return rc;

@@ -452,7 +452,7 @@ int loom_cli_info(const char *backend, int argc, char **argv) {
     printf("file weights      %.2f MiB as stored\n", (double)file_weights / (1 << 20));
     printf("tokenizer         %s\n",
            has_tok ? (hf ? "tokenizer.json" : "embedded (tokenizer.ggml.*)") : "none");
-    if (dev) printf("device            %s (%s)\n", be->iface->name, dev);
+    if (dev) printf("device            %s (%s)\n", loom_backend_name(be), dev);
     rc = 0;
     if (want_plan || (be && strcmp(be->iface->name, "cpu") != 0) || so.devices)
         rc = loom_cli_info_plan(path, hf, backend, &so, kv, n_par, ctx_arg,

@@ -17,6 +17,16 @@
  * that have a CMakeLists.txt) only lets a plugin this build knows of but did
  * not build be listed as "not found", so `loom devices` explains it.
  *
+ * Several devices of one kind (ADR 0042): a table with device_count gets
+ * one entry per device. The first entry is initialised as usual (device 0)
+ * and asked how many devices there are; entries for devices 1..n-1 follow
+ * it, each with its own loom_backend (device set before init, its own ctx).
+ * They share the table and the dlopen handle, which the first entry owns;
+ * shutdown runs every backend's shutdown before closing any handle. Names:
+ * "NAME" for a backend of one device, "NAME:I" for each device otherwise;
+ * lookups accept "NAME" and "NAME:0" for device 0 either way. Nothing here
+ * knows which backends have several devices.
+ *
  * All state is guarded by one mutex; backend init runs under it, which is
  * fine because registration happens once per process. */
 #define _GNU_SOURCE /* dladdr */
@@ -61,9 +71,25 @@ static bool g_inited;
 
 /* ---------------- entries (callers hold g_mu) ---------------- */
 
+/* "NAME" or "NAME:I" (I decimal, below LOOM_BACKEND_MAX_DEVICES): the
+ * entry of device I (0 without ":I") of the backend whose table is NAME. */
 static reg_entry *find_locked(const char *name) {
-    for (int i = 0; i < g_n; i++)
-        if (strcmp(g_entries[i]->be.iface->name, name) == 0) return g_entries[i];
+    size_t len = strcspn(name, ":");
+    int dev = 0;
+    if (name[len]) {
+        const char *p = name + len + 1;
+        if (!*p || strlen(p) > 2) return NULL;
+        for (; *p; p++) {
+            if (*p < '0' || *p > '9') return NULL;
+            dev = dev * 10 + (*p - '0');
+        }
+    }
+    for (int i = 0; i < g_n; i++) {
+        const loom_backend *be = &g_entries[i]->be;
+        if (strlen(be->iface->name) == len && strncmp(be->iface->name, name, len) == 0 &&
+            be->device == dev)
+            return g_entries[i];
+    }
     return NULL;
 }
 
@@ -93,13 +119,16 @@ static loom_status insert_locked(reg_entry *e) {
     return LOOM_OK;
 }
 
-/* Register iface, running its init; an init failure leaves it listed as
- * unavailable. dl (may be NULL) becomes owned by the entry. */
-static loom_status add_locked(const loom_backend_iface *iface, void *dl) {
-    if (find_locked(iface->name)) return LOOM_ERR_INVALID_ARG;
+/* Register device `device` of iface, running its init; an init failure
+ * leaves it listed as unavailable. dl (may be NULL) becomes owned by the
+ * entry. *out (may be NULL) gets the entry. */
+static loom_status add_device_locked(const loom_backend_iface *iface, void *dl, int device,
+                                     reg_entry **out) {
     reg_entry *e = calloc(1, sizeof *e);
     if (!e) return LOOM_ERR_OOM;
     e->be.iface = iface;
+    e->be.device = device;
+    snprintf(e->be.name, sizeof e->be.name, "%s", iface->name);
     e->dl = dl;
     /* Callers call required slots unchecked: a table missing one is listed,
      * never initialised or handed out. */
@@ -120,8 +149,30 @@ static loom_status add_locked(const loom_backend_iface *iface, void *dl) {
     if (s != LOOM_OK) {
         if (e->available && iface->shutdown) iface->shutdown(&e->be);
         free(e);
+        return s;
     }
-    return s;
+    if (out) *out = e;
+    return LOOM_OK;
+}
+
+/* Register iface: device 0, then, when its table says it drives several,
+ * one entry per further device (named NAME:I, device 0 renamed NAME:0). */
+static loom_status add_locked(const loom_backend_iface *iface, void *dl) {
+    if (find_locked(iface->name)) return LOOM_ERR_INVALID_ARG;
+    reg_entry *first = NULL;
+    LOOM_TRY(add_device_locked(iface, dl, 0, &first));
+    if (!first->available || !iface->device_count) return LOOM_OK;
+    int n = iface->device_count(&first->be);
+    if (n > LOOM_BACKEND_MAX_DEVICES) n = LOOM_BACKEND_MAX_DEVICES;
+    if (n <= 1) return LOOM_OK;
+    snprintf(first->be.name, sizeof first->be.name, "%s:0", iface->name);
+    for (int d = 1; d < n; d++) {
+        reg_entry *e = NULL;
+        /* On OOM the devices registered so far stay usable. */
+        if (add_device_locked(iface, NULL, d, &e) != LOOM_OK) break;
+        snprintf(e->be.name, sizeof e->be.name, "%s:%d", iface->name, d);
+    }
+    return LOOM_OK;
 }
 
 /* List a plugin that produced no usable vtable, under a name derived from
@@ -324,11 +375,15 @@ loom_status loom_registry_add(const loom_backend_iface *iface) {
 
 void loom_registry_shutdown(void) {
     pthread_mutex_lock(&g_mu);
+    /* Every shutdown first: the devices of a plugin share its handle, which
+     * only its first entry holds. */
     for (int i = 0; i < g_n; i++) {
         reg_entry *e = g_entries[i];
         if (e->available && e->be.iface->shutdown) e->be.iface->shutdown(&e->be);
-        if (e->dl) dlclose(e->dl);
-        free(e);
+    }
+    for (int i = 0; i < g_n; i++) {
+        if (g_entries[i]->dl) dlclose(g_entries[i]->dl);
+        free(g_entries[i]);
     }
     free(g_entries);
     g_entries = NULL;
@@ -407,7 +462,7 @@ loom_status loom_registry_select(const char *name, loom_backend **out, char *err
                              from_env ? "from $LOOM_BACKEND; " : "");
             for (int i = 0; i < g_n && k >= 0 && (size_t)k < err_n; i++)
                 k += snprintf(err + k, err_n - (size_t)k, "%s%s", i ? ", " : "",
-                              g_entries[i]->be.iface->name);
+                              loom_backend_name(&g_entries[i]->be));
             if (k >= 0 && (size_t)k < err_n) snprintf(err + k, err_n - (size_t)k, ")");
             s = LOOM_ERR_INVALID_ARG;
         } else if (!e->available) {
@@ -435,7 +490,7 @@ loom_status loom_buffer_alloc(loom_backend *be, size_t size, loom_buffer **out) 
     if (!be || !be->iface) return LOOM_ERR_INVALID_ARG;
     if (!be->iface->buffer_alloc)
         return loom_backend_fail(be, LOOM_ERR_UNAVAILABLE, "backend '%s' cannot allocate buffers",
-                                 be->iface->name);
+                                 loom_backend_name(be));
     loom_status s = be->iface->buffer_alloc(be, size, out);
     if (s == LOOM_OK && *out && !(*out)->backend) (*out)->backend = be;
     return s;

@@ -178,7 +178,7 @@ static size_t align_up(size_t n) {
 }
 
 static const char *be_name(const loom_sched *s, int b) {
-    return b >= 0 ? s->backends[b]->iface->name : "host";
+    return b >= 0 ? loom_backend_name(s->backends[b]) : "host";
 }
 
 /* Drop everything from the last alloc and free its buffers. */
@@ -349,7 +349,7 @@ static loom_status place_existing(alloc_ctx *a, loom_tensor *st) {
                           "tensor '%s' lives in a buffer of backend '%s', which this scheduler "
                           "does not use",
                           st->name,
-                          st->buffer->backend ? st->buffer->backend->iface->name : "(none)");
+                          st->buffer->backend ? loom_backend_name(st->buffer->backend) : "(none)");
     }
     if (st->data) a->loc[st->id] = s->cpu >= 0 ? s->cpu : LOC_HOST;
     return LOOM_OK;
@@ -367,7 +367,7 @@ static loom_status describe_unsupported(loom_sched *s, int gidx, const loom_tens
     char tried[128] = "";
     for (int b = 0, w = 0; b < s->n_backends && w >= 0 && (size_t)w < sizeof tried; b++)
         w += snprintf(tried + w, sizeof tried - (size_t)w, "%s%s", b ? ", " : "",
-                      s->backends[b]->iface->name);
+                      loom_backend_name(s->backends[b]));
     return sched_fail(s, LOOM_ERR_UNSUPPORTED,
                       "no backend supports node %d (%s '%s'): %s (tried: %s)", gidx,
                       loom_op_name(t->op), t->name, buf, tried);
@@ -411,8 +411,9 @@ static loom_tensor *get_copy(loom_sched *s, loom_tensor *st, int b, int j, int s
     c->data = NULL;
     c->offset = 0;
     c->backend_id = b;
-    snprintf(c->name, sizeof c->name, "%.*s@%s", LOOM_NAME_MAX - 12, st->name,
-             s->backends[b]->iface->name);
+    /* 12 = '@', a name of up to 10 characters ("vulkan:1") and the NUL */
+    snprintf(c->name, sizeof c->name, "%.*s@%.10s", LOOM_NAME_MAX - 12, st->name,
+             loom_backend_name(s->backends[b]));
     sched_copy cp = {st, c, b, split_first, j};
     if (!PUSH(s->copies, s->n_copies, *cap, cp)) {
         free(c);
@@ -700,14 +701,14 @@ static loom_status alloc_buffer(loom_sched *s, int b, size_t size, const char *w
             return sched_fail(s, LOOM_ERR_OOM,
                               "cannot allocate %zu bytes for %s on backend '%s': that is above "
                               "the backend's maximum buffer size (%zu bytes) and %s: %s",
-                              size, what, be->iface->name, s->max_buf[b],
+                              size, what, loom_backend_name(be), s->max_buf[b],
                               strcmp(what, "activations") == 0
                                   ? "the scheduler does not split its activations arena (a "
                                     "smaller batch or context needs less)"
                                   : "a single tensor cannot be split across buffers",
                               why);
         return sched_fail(s, LOOM_ERR_OOM, "cannot allocate %zu bytes for %s on backend '%s': %s",
-                          size, what, be->iface->name, why);
+                          size, what, loom_backend_name(be), why);
     }
     return LOOM_OK;
 }
@@ -923,18 +924,18 @@ loom_status loom_sched_compute(loom_sched *s, loom_graph *g) {
             int j = failed_node(s, sp, msg);
             if (j >= 0)
                 return sched_fail(s, st, "compute failed on backend '%s' at node %d (%s '%s'): %s",
-                                  be->iface->name, s->node_gidx[j], loom_op_name(s->nodes[j]->op),
-                                  s->nodes[j]->name, msg);
+                                  loom_backend_name(be), s->node_gidx[j],
+                                  loom_op_name(s->nodes[j]->op), s->nodes[j]->name, msg);
             const loom_tensor *t0 = s->nodes[sp->first];
             return sched_fail(
                 s, st, "compute failed on backend '%s' in nodes %d..%d (from %s '%s'): %s",
-                be->iface->name, s->node_gidx[sp->first], s->node_gidx[sp->first + sp->n - 1],
+                loom_backend_name(be), s->node_gidx[sp->first], s->node_gidx[sp->first + sp->n - 1],
                 loom_op_name(t0->op), t0->name, msg);
         }
         if (st_sync != LOOM_OK)
             return sched_fail(
                 s, st_sync, "synchronize failed on backend '%s' after nodes %d..%d: %s",
-                be->iface->name, s->node_gidx[sp->first], s->node_gidx[sp->first + sp->n - 1],
+                loom_backend_name(be), s->node_gidx[sp->first], s->node_gidx[sp->first + sp->n - 1],
                 be->error[0] ? be->error : loom_status_str(st_sync));
         loom_tensor *last = s->nodes[sp->first + sp->n - 1];
         const struct sched_hook *h = s->n_hooks ? hook_of(s, last) : NULL;

@@ -10,7 +10,11 @@
  * - init: cudaGetDeviceCount; any error (35 = no/old driver, 100 = no device)
  *   or a count of 0 -> LOOM_ERR_UNAVAILABLE with the runtime's message; then
  *   one stream, a cuBLAS handle, the nf4 codebooks and an error word on the
- *   device. Device 0, or $LOOM_CUDA_DEVICE / $LOOM_HIP_DEVICE.
+ *   device. Several devices (docs/adr/0042): device_count reports every
+ *   device the runtime sees and the registry makes one instance per device
+ *   (cuda:0, cuda:1, ...), each with its own stream, pool and handles on
+ *   device be->device; $LOOM_CUDA_DEVICE / $LOOM_HIP_DEVICE=N instead
+ *   exposes device N alone (as "cuda").
  * - memory: a caching pool (size classes, free blocks reused by class,
  *   released on OOM and at shutdown); buffers hold no host pointer.
  * - upload/download: through two pinned staging buffers and cudaMemcpyAsync on
@@ -57,7 +61,8 @@ typedef struct gpu_block {
 } gpu_block;
 
 typedef struct gpu_ctx {
-    int device;
+    int device;    /* the runtime's device number */
+    int n_exposed; /* device_count: every device, or 1 under GPU_DEVICE_ENV */
     cudaDeviceProp prop;
     cudaStream_t stream;
 #if LOOM_HAVE_BLAS
@@ -144,12 +149,18 @@ static loom_status gpu_init(loom_backend *be, char *why, size_t why_n) {
         snprintf(why, why_n, GPU_API "GetDeviceCount: no " GPU_NAME " device");
         return LOOM_ERR_UNAVAILABLE;
     }
-    int dev = 0;
+    int dev = be->device, exposed = count;
     const char *env = getenv(GPU_DEVICE_ENV);
-    if (env && *env) dev = atoi(env);
-    if (dev < 0 || dev >= count) {
-        snprintf(why, why_n, "%s=%d but only %d " GPU_NAME " device(s)", GPU_DEVICE_ENV, dev,
-                 count);
+    if (env && *env) {
+        dev = atoi(env);
+        exposed = 1;
+        if (dev < 0 || dev >= count) {
+            snprintf(why, why_n, "%s=%d but only %d " GPU_NAME " device(s)", GPU_DEVICE_ENV, dev,
+                     count);
+            return LOOM_ERR_UNAVAILABLE;
+        }
+    } else if (dev >= count) {
+        snprintf(why, why_n, GPU_NAME ": no device %d (%d present)", dev, count);
         return LOOM_ERR_UNAVAILABLE;
     }
 
@@ -159,6 +170,7 @@ static loom_status gpu_init(loom_backend *be, char *why, size_t why_n) {
         return LOOM_ERR_UNAVAILABLE;
     }
     c->device = dev;
+    c->n_exposed = exposed;
     const char *step = GPU_API "SetDevice";
     if ((e = cudaSetDevice(dev)) == cudaSuccess) {
         step = GPU_API "GetDeviceProperties";
@@ -952,6 +964,12 @@ static loom_status gpu_synchronize(loom_backend *be) {
     return LOOM_OK;
 }
 
+/* The registry makes one instance per device (cuda:0, cuda:1, ...). */
+static int gpu_device_count(loom_backend *be) {
+    const gpu_ctx *c = (const gpu_ctx *)be->ctx;
+    return c ? c->n_exposed : 0;
+}
+
 static loom_backend_iface make_iface(void) {
     loom_backend_iface f;
     memset(&f, 0, sizeof f);
@@ -968,6 +986,7 @@ static loom_backend_iface make_iface(void) {
     f.supports = gpu_supports;
     f.compute = gpu_compute;
     f.synchronize = gpu_synchronize;
+    f.device_count = gpu_device_count;
     return f;
 }
 

@@ -1,7 +1,8 @@
 /* backends/vulkan/loom_backend_vulkan.c - the "vulkan" backend vtable.
  *
- * Priority 200 (below cuda/hip, above cpu). init loads the loader, picks a
- * device and builds the shared pipeline layout; any failure leaves the
+ * Priority 200 (below cuda/hip, above cpu). init loads the loader, picks
+ * device be->device (vulkan:0, vulkan:1, ...: device_count says how many;
+ * docs/adr/0042) and builds the shared pipeline layout; any failure leaves the
  * backend "unavailable" with a one-line reason and nothing allocated.
  * compute records one command buffer for the whole slice and submits it,
  * waiting on a fence before returning (so synchronize has nothing left to
@@ -45,6 +46,14 @@ static loom_status vulkan_synchronize(loom_backend *be) {
     return loom_vk_flush(be);
 }
 
+/* Every usable physical device times LOOM_VULKAN_LOGICAL_DEVICES; the
+ * registry makes an instance per device (vk_device.c picks it by
+ * be->device). */
+static int vulkan_device_count(loom_backend *be) {
+    const loom_vk_ctx *c = be->ctx;
+    return c ? c->n_devices : 0;
+}
+
 static const loom_backend_iface k_vulkan_iface = {
     .abi_version = LOOM_BACKEND_ABI_VERSION,
     .name = "vulkan",
@@ -59,6 +68,7 @@ static const loom_backend_iface k_vulkan_iface = {
     .supports = loom_vk_supports,
     .compute = loom_vk_compute,
     .synchronize = vulkan_synchronize,
+    .device_count = vulkan_device_count,
 };
 
 __attribute__((visibility("default"))) const loom_backend_iface *loom_backend_plugin_entry(void);

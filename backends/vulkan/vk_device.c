@@ -4,7 +4,11 @@
  * The loader is dlopen'ed (libvulkan.so.1) so libloom and the CLI never
  * depend on it. Device choice: discrete > integrated > virtual > CPU; a CPU
  * implementation (Mesa lavapipe) only with LOOM_VULKAN_ALLOW_CPU=1, because
- * it is slower than loom's own cpu backend and exists here for testing. */
+ * it is slower than loom's own cpu backend and exists here for testing.
+ * Several devices (ADR 0042): the backend exposes every usable physical
+ * device, best first, as vulkan:0, vulkan:1, ...; each registry instance
+ * creates its own VkInstance and VkDevice for its own device, so instances
+ * share nothing. */
 #define _GNU_SOURCE
 
 #include <dlfcn.h>
@@ -86,26 +90,51 @@ static bool loom_vk_has_ext(const VkExtensionProperties *e, uint32_t n, const ch
     return false;
 }
 
-/* Pick the best device; fills c->phys or returns UNAVAILABLE with why. */
-static loom_status loom_vk_pick(loom_vk_ctx *c, char *why, size_t why_n) {
+/* LOOM_VULKAN_LOGICAL_DEVICES=k (1..8, default 1): open every physical
+ * device k times, as k logical devices (one VkDevice each, with its own
+ * queue and memory). For testing several devices of one kind on a machine
+ * with one (ADR 0042): a tensor read on the other logical device is really
+ * copied. */
+static loom_status loom_vk_logical(int *out, char *why, size_t why_n) {
+    *out = 1;
+    const char *v = getenv("LOOM_VULKAN_LOGICAL_DEVICES");
+    if (!v || !*v) return LOOM_OK;
+    if (v[0] < '1' || v[0] > '8' || v[1]) {
+        snprintf(why, why_n, "vulkan: LOOM_VULKAN_LOGICAL_DEVICES='%.32s' is not a count 1..8", v);
+        return LOOM_ERR_UNAVAILABLE;
+    }
+    *out = v[0] - '0';
+    return LOOM_OK;
+}
+
+/* Usable physical devices, best first (discrete > integrated > virtual >
+ * CPU; the driver's order among equals): device d of the backend is the
+ * (d / logical)-th. Fills c->phys, c->queue_family and c->n_devices for
+ * device `device`, or returns UNAVAILABLE with why. */
+static loom_status loom_vk_pick(loom_vk_ctx *c, int device, char *why, size_t why_n) {
+    LOOM_TRY(loom_vk_logical(&c->logical, why, why_n));
     uint32_t n = 0;
     if (c->f.vkEnumeratePhysicalDevices(c->instance, &n, NULL) != VK_SUCCESS || n == 0) {
         snprintf(why, why_n, "vulkan: no physical devices");
         return LOOM_ERR_UNAVAILABLE;
     }
     VkPhysicalDevice *devs = calloc(n, sizeof *devs);
-    if (!devs) {
+    int *rank = calloc(n, sizeof *rank), *fam = calloc(n, sizeof *fam);
+    if (!devs || !rank || !fam) {
+        free(devs);
+        free(rank);
+        free(fam);
         snprintf(why, why_n, "vulkan: out of memory");
         return LOOM_ERR_UNAVAILABLE;
     }
     c->f.vkEnumeratePhysicalDevices(c->instance, &n, devs);
     const bool allow_cpu = loom_vk_env_on("LOOM_VULKAN_ALLOW_CPU");
-    int best = -1, best_rank = 0;
+    int n_usable = 0;
     char skipped[160] = "";
     for (uint32_t i = 0; i < n; i++) {
         VkPhysicalDeviceProperties p;
         c->f.vkGetPhysicalDeviceProperties(devs[i], &p);
-        int rank = loom_vk_type_rank(p.deviceType);
+        rank[i] = 0;                                     /* unusable */
         if (p.apiVersion < VK_API_VERSION_1_2) continue; /* shaders target 1.2 */
         if (p.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU && !allow_cpu) {
             snprintf(skipped, sizeof skipped, "%.120s", p.deviceName);
@@ -117,30 +146,38 @@ static loom_status loom_vk_pick(loom_vk_ctx *c, char *why, size_t why_n) {
         VkQueueFamilyProperties qf[16];
         if (nq > 16) nq = 16;
         c->f.vkGetPhysicalDeviceQueueFamilyProperties(devs[i], &nq, qf);
-        int fam = -1;
-        for (uint32_t q = 0; q < nq && fam < 0; q++)
-            if (qf[q].queueFlags & VK_QUEUE_COMPUTE_BIT) fam = (int)q;
-        if (fam < 0) continue;
-        if (rank > best_rank) {
-            best = (int)i;
-            best_rank = rank;
-            c->queue_family = (uint32_t)fam;
-        }
+        fam[i] = -1;
+        for (uint32_t q = 0; q < nq && fam[i] < 0; q++)
+            if (qf[q].queueFlags & VK_QUEUE_COMPUTE_BIT) fam[i] = (int)q;
+        if (fam[i] < 0) continue;
+        rank[i] = loom_vk_type_rank(p.deviceType); /* 0 (other type): not used */
+        n_usable += rank[i] > 0;
     }
-    if (best < 0) {
-        if (skipped[0])
-            snprintf(
-                why, why_n,
-                "vulkan: only a CPU implementation (%s); set LOOM_VULKAN_ALLOW_CPU=1 to use it",
-                skipped);
-        else
-            snprintf(why, why_n, "vulkan: no Vulkan 1.2 device with a compute queue");
-        free(devs);
-        return LOOM_ERR_UNAVAILABLE;
+    c->n_devices = n_usable * c->logical;
+    const int want = device / c->logical;
+    c->logical_index = device % c->logical;
+    int pick = -1;
+    /* The want-th usable device in rank order (stable among equal ranks). */
+    for (int r = 4, k = 0; r >= 1 && pick < 0; r--)
+        for (uint32_t i = 0; i < n && pick < 0; i++)
+            if (rank[i] == r && k++ == want) pick = (int)i;
+    if (pick >= 0) {
+        c->phys = devs[pick];
+        c->queue_family = (uint32_t)fam[pick];
     }
-    c->phys = devs[best];
     free(devs);
-    return LOOM_OK;
+    free(rank);
+    free(fam);
+    if (pick >= 0) return LOOM_OK;
+    if (n_usable > 0)
+        snprintf(why, why_n, "vulkan: no device %d (%d usable)", device, c->n_devices);
+    else if (skipped[0])
+        snprintf(why, why_n,
+                 "vulkan: only a CPU implementation (%s); set LOOM_VULKAN_ALLOW_CPU=1 to use it",
+                 skipped);
+    else
+        snprintf(why, why_n, "vulkan: no Vulkan 1.2 device with a compute queue");
+    return LOOM_ERR_UNAVAILABLE;
 }
 
 /* VK_KHR_cooperative_matrix (Vulkan headers >= 1.3.255 declare these; the
@@ -293,7 +330,6 @@ static void loom_vk_query(loom_vk_ctx *c, VkPhysicalDeviceFeatures2 *feat2,
 }
 
 loom_status loom_vk_device_init(loom_backend *be, loom_vk_ctx *c, char *why, size_t why_n) {
-    (void)be;
 #ifdef LOOM_VK_PIN_DRIVER
     c->n_objs_before = 0;
     dl_iterate_phdr(loom_vk_count_objs, &c->n_objs_before);
@@ -342,7 +378,7 @@ loom_status loom_vk_device_init(loom_backend *be, loom_vk_ctx *c, char *why, siz
     LOOM_VK_INSTANCE_FNS(LOOM_VK_LOAD_I)
 #undef LOOM_VK_LOAD_I
 
-    LOOM_TRY(loom_vk_pick(c, why, why_n));
+    LOOM_TRY(loom_vk_pick(c, be->device, why, why_n));
     VkPhysicalDeviceFeatures2 feat2;
     VkPhysicalDeviceVulkan12Features f12;
     loom_vk_query(c, &feat2, &f12);
@@ -456,11 +492,14 @@ void loom_vk_device_info(loom_backend *be, loom_device_info *out) {
                  (unsigned long long)(c->max_alloc >> 20));
     else
         snprintf(alloc, sizeof alloc, "%lluM", (unsigned long long)(c->max_alloc >> 20));
+    char logical[48] = "";
+    if (c->logical > 1)
+        snprintf(logical, sizeof logical, "logical=%d/%d ", c->logical_index + 1, c->logical);
     char feat[512];
     snprintf(feat, sizeof feat,
-             "vulkan=%u.%u subgroup=%s sg_ops=%s%s sg_reduce=%s coopmat=%s bf16=%s fp64=%s "
+             "%svulkan=%u.%u subgroup=%s sg_ops=%s%s sg_reduce=%s coopmat=%s bf16=%s fp64=%s "
              "shared=%uK max_storage_range=%s max_alloc=%s",
-             VK_API_VERSION_MAJOR(v), VK_API_VERSION_MINOR(v), sgsz, no ? ops : "none",
+             logical, VK_API_VERSION_MAJOR(v), VK_API_VERSION_MINOR(v), sgsz, no ? ops : "none",
              c->sg_compute ? "" : "(not compute)", c->use_subgroup ? "subgroup" : "shared",
              c->coopmat ? (c->coop_desc[0] ? c->coop_desc : "yes") : "no",
              c->bf16ext ? "yes" : "no", c->fp64 ? "yes" : "no",

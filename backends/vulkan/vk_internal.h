@@ -128,6 +128,11 @@ typedef struct loom_vk_ctx {
     int n_objs_before; /* loaded shared objects before the loader (vk_device.c) */
     VkInstance instance;
     VkPhysicalDevice phys;
+    /* Devices this backend exposes (device_count; docs/adr/0042): every
+     * usable physical device, each opened `logical` times
+     * (LOOM_VULKAN_LOGICAL_DEVICES, default 1); this instance is device
+     * be->device, logical copy logical_index of its physical device. */
+    int n_devices, logical, logical_index;
     VkDevice dev;
     VkQueue queue;
     uint32_t queue_family;

@@ -37,7 +37,13 @@ extern "C" {
  * slots at its end (a plugin built against 2 has a shorter vtable). */
 /* 4: loom_device_info gained driver (a plugin built against 3 writes a
  * shorter struct). */
-#define LOOM_BACKEND_ABI_VERSION 4
+/* 5: loom_backend_iface gained the optional device_count slot, and
+ * loom_backend gained device and name (one registry entry per device of a
+ * backend: vulkan:0, vulkan:1; docs/adr/0042). */
+#define LOOM_BACKEND_ABI_VERSION 5
+/* Devices one backend may expose (vulkan:0 .. vulkan:63), the range of
+ * --devices indices. */
+#define LOOM_BACKEND_MAX_DEVICES 64
 #define LOOM_ERROR_MAX           512
 
 typedef struct loom_device_info {
@@ -143,6 +149,16 @@ typedef struct loom_backend_iface {
      * kernel_info: the parity suite fails a claim no case ran optimised, and
      * an optimised kernel that is not claimed. */
     int (*kernel_claims)(loom_backend *be, loom_kernel_claim *out, int max);
+
+    /* OPTIONAL (NULL: the backend drives one device). Several devices of one
+     * kind (docs/adr/0042): called once, on the instance the registry
+     * initialised first (be->device == 0), it returns how many devices the
+     * backend can drive (1..LOOM_BACKEND_MAX_DEVICES). The registry then
+     * makes one more loom_backend per further device, sets its device field
+     * to 1, 2, ... and calls init on it; each instance owns its own be->ctx
+     * (device handle, queues, memory), so a tensor read on another instance
+     * is copied by the scheduler like one on another backend. */
+    int (*device_count)(loom_backend *be);
 } loom_backend_iface;
 
 struct loom_backend {
@@ -151,7 +167,20 @@ struct loom_backend {
     int index;                  /* position in the registry */
     int n_threads;              /* requested CPU threads (0 = all cores) */
     char error[LOOM_ERROR_MAX]; /* last error message */
+    /* Which of the backend's devices this instance drives (0 unless the
+     * table has device_count); set by the registry before init. */
+    int device;
+    /* The instance's name, set by the registry: the table's name when the
+     * backend drives one device ("vulkan"), else name:device ("vulkan:1").
+     * Empty for a loom_backend made outside the registry (tests):
+     * loom_backend_name falls back to the table's name. */
+    char name[32];
 };
+
+/* The name to show and look up for this instance ("vulkan", "vulkan:1"). */
+static inline const char *loom_backend_name(const loom_backend *be) {
+    return be->name[0] ? be->name : be->iface->name;
+}
 
 /* Plugins export this symbol (extern "C"); the registry calls it after dlopen. */
 typedef const loom_backend_iface *(*loom_backend_plugin_entry_fn)(void);

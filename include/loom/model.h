@@ -98,8 +98,9 @@ typedef struct loom_model_params {
     loom_dtype quant;
     /* Layer split over devices (docs/adr/0030, loom/placement.h).
      * split LOOM_SPLIT_LAYER (the default): each layer's weights and KV
-     * cache live on one device; devices lists them ("vulkan:0,cpu";
-     * NULL/"": backend, then cpu), gpu_layers is how many (the last ones)
+     * cache live on one device; devices lists them ("vulkan:0,cpu",
+     * "vulkan:0,vulkan:1,cpu": NAME:I is device I of backend NAME,
+     * docs/adr/0042; NULL/"": backend, then cpu), gpu_layers is how many (the last ones)
      * go off the cpu (LOOM_GPU_LAYERS_AUTO, the default: as many as fit),
      * and n_tensor_split > 0 gives every listed device its share instead
      * (one per device of devices, or of the default pair). A plan with

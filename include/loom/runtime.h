@@ -25,7 +25,10 @@ extern "C" {
  * libloom-backend-<name>.so in $LOOM_PLUGIN_DIR (default: the directory of
  * libloom itself), then the files listed in $LOOM_EXTRA_PLUGINS (colon-
  * separated paths). Idempotent. Each backend is initialised; one that fails
- * to load or to init stays listed as unavailable with its reason. */
+ * to load or to init stays listed as unavailable with its reason.
+ * A backend whose table has device_count gets one entry per device, in
+ * device order, named name:0, name:1, ... (docs/adr/0042); one that drives
+ * a single device keeps its plain name. */
 LOOM_API loom_status loom_registry_init(void);
 /* Register a backend table by hand (tests, embedders). Must come before or
  * after loom_registry_init; the backend is initialised immediately. */
@@ -39,7 +42,9 @@ LOOM_API loom_backend *loom_registry_get(int i);
 LOOM_API bool loom_registry_available(int i);
 /* Why backend i is unavailable ("" when available). */
 LOOM_API const char *loom_registry_why(int i);
-/* Backend named name (available or not); NULL if none. */
+/* Backend named name (available or not); NULL if none. "NAME:I" names
+ * device I of backend NAME, and plain "NAME" (or "NAME:0") its device 0,
+ * whatever the number of devices. */
 LOOM_API loom_backend *loom_registry_find(const char *name);
 
 /* Pick the backend to run on: name if non-NULL and non-empty, else $LOOM_BACKEND

@@ -544,7 +544,7 @@ static loom_status place_weights(loom_model *m, wlist *wl, const loom_model_para
                     "model: out of memory on %s at tensor '%s' (%zu bytes): the weights placed "
                     "there reach %.1f MiB of %.1f MiB free; %d of %d layers fit off the cpu: "
                     "try --gpu-layers %d (or auto)",
-                    be->iface->name, w->name, w->nbytes, (double)used / (1 << 20),
+                    loom_backend_name(be), w->name, w->nbytes, (double)used / (1 << 20),
                     (double)cap / (1 << 20), m->plan.max_fitting, m->plan.n_layers,
                     m->plan.max_fitting);
             }
@@ -554,7 +554,7 @@ static loom_status place_weights(loom_model *m, wlist *wl, const loom_model_para
                     err, err_n, st,
                     "model: tensor '%s' (%zu bytes as %s) is larger than the %s backend's maximum "
                     "buffer size (%zu bytes); a tensor cannot be split across buffers",
-                    w->name, w->nbytes, loom_dtype_name(w->store), be->iface->name, pk.max);
+                    w->name, w->nbytes, loom_dtype_name(w->store), loom_backend_name(be), pk.max);
         }
         if (cap && st == LOOM_OK && m->plan.need_bytes[d] > cap) {
             int l = m->plan.first[d];
@@ -564,7 +564,7 @@ static loom_status place_weights(loom_model *m, wlist *wl, const loom_model_para
                 "model: out of memory on %s at the KV cache 'cache_k.%d': weights %.1f MiB + KV "
                 "cache %.1f MiB (ctx %lld, %s) + activations %.1f MiB > %.1f MiB free; %d of %d "
                 "layers fit off the cpu: try --gpu-layers %d, a smaller --ctx or --kv-type q8_0",
-                be->iface->name, l, (double)m->plan.weight_bytes[d] / (1 << 20),
+                loom_backend_name(be), l, (double)m->plan.weight_bytes[d] / (1 << 20),
                 (double)m->plan.kv_bytes[d] / (1 << 20), (long long)loom_kv_cache_n_ctx(&m->cfg, p),
                 loom_dtype_name(p->kv_dtype), (double)m->plan.act_bytes[d] / (1 << 20),
                 (double)cap / (1 << 20), m->plan.max_fitting, m->plan.n_layers,
@@ -657,7 +657,7 @@ static loom_status upload_weights(loom_model *m, loom_gguf *g, const wlist *wl,
         free(slice);
         if (st != LOOM_OK)
             return loom_model_fail(err, err_n, st, "model: uploading '%s' to %s failed: %s",
-                                   w->name, wb->backend->iface->name, wb->backend->error);
+                                   w->name, loom_backend_name(wb->backend), wb->backend->error);
         *w->dst = t;
         done_bytes += nbytes;
         if (p->progress)

@@ -48,6 +48,14 @@ static loom_status add_device(loom_model *m, loom_backend *be, char *err, size_t
     return LOOM_OK;
 }
 
+/* Registry entries of backend kind `name` (its devices, ADR 0042). */
+static int devices_of(const char *name) {
+    int n = 0;
+    for (int i = 0; i < loom_registry_count(); i++)
+        n += strcmp(loom_registry_get(i)->iface->name, name) == 0;
+    return n;
+}
+
 loom_status loom_split_devices(loom_model *m, const loom_model_params *p, char *err, size_t err_n) {
     m->n_devs = 0;
     int n_listed = 0; /* devices named by --devices (0: none given) */
@@ -58,22 +66,33 @@ loom_status loom_split_devices(loom_model *m, const loom_model_params *p, char *
         if (loom_split_parse_devices(p->devices, refs, &n, perr, sizeof perr) != LOOM_OK)
             return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: --devices: %s", perr);
         for (int i = 0; i < n; i++) {
-            loom_backend *be = loom_registry_find(refs[i].name);
+            /* "vulkan:1" is the registry's name of device 1 of "vulkan"
+             * (docs/adr/0042); "vulkan" and "vulkan:0" name device 0. */
+            char want[48];
+            snprintf(want, sizeof want, "%.31s:%d", refs[i].name, refs[i].index);
+            loom_backend *be = loom_registry_find(want);
+            loom_backend *kind = loom_registry_find(refs[i].name);
+            if (!be && kind && loom_registry_available(kind->index)) {
+                const int nd = devices_of(refs[i].name);
+                char range[80];
+                if (nd > 1)
+                    snprintf(range, sizeof range, "%.31s:0 to %.31s:%d", refs[i].name, refs[i].name,
+                             nd - 1);
+                else
+                    snprintf(range, sizeof range, "only %.31s:0", refs[i].name);
+                return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                                       "model: --devices: no device %s: backend '%s' has %d "
+                                       "device%s (%s; `loom devices` lists them)",
+                                       want, kind->iface->name, nd, nd == 1 ? "" : "s", range);
+            }
+            if (!be) be = kind; /* unavailable: say why below */
             if (!be)
                 return loom_model_fail(err, err_n, LOOM_ERR_UNAVAILABLE,
                                        "model: --devices: unknown backend '%s'", refs[i].name);
             if (!loom_registry_available(be->index))
                 return loom_model_fail(err, err_n, LOOM_ERR_UNAVAILABLE,
                                        "model: --devices: backend '%s' is unavailable: %s",
-                                       refs[i].name, loom_registry_why(be->index));
-            /* One backend drives one device today; several devices of one
-             * kind (cuda:0,cuda:1) are issue 20's third part. */
-            if (refs[i].index != 0)
-                return loom_model_fail(
-                    err, err_n, LOOM_ERR_UNSUPPORTED,
-                    "model: --devices: %s:%d: backend '%s' exposes one device (index 0); "
-                    "several devices of one kind are not supported yet",
-                    refs[i].name, refs[i].index, refs[i].name);
+                                       loom_backend_name(be), loom_registry_why(be->index));
             LOOM_TRY(add_device(m, be, err, err_n));
         }
         n_listed = m->n_devs;
@@ -148,7 +167,7 @@ loom_status loom_split_make(loom_model *m, const loom_model_params *p, const siz
         loom_device_info info;
         memset(&info, 0, sizeof info);
         m->devs[d]->iface->device_info(m->devs[d], &info);
-        snprintf(sd->name, sizeof sd->name, "%s", m->devs[d]->iface->name);
+        snprintf(sd->name, sizeof sd->name, "%s", loom_backend_name(m->devs[d]));
         sd->cpu = m->devs[d] == m->cpu;
         sd->mem_free = info.mem_free ? info.mem_free : info.mem_total;
         if (!sd->cpu && limit && (!sd->mem_free || limit < sd->mem_free)) sd->mem_free = limit;

@@ -103,6 +103,51 @@ static const loom_backend_iface k_fake_badabi = {
     .init = fake_init_ok,
 };
 
+/* Several devices of one kind (docs/adr/0042): "fakemulti" drives 4
+ * devices, and device 2 fails to open; each instance's ctx records which
+ * device it was opened as. "fakeone" says it has one. */
+static int g_multi_shutdowns;
+static loom_status fake_multi_init(loom_backend *be, char *why, size_t why_n) {
+    if (be->device == 2) {
+        snprintf(why, why_n, "fake: device 2 is broken");
+        return LOOM_ERR_UNAVAILABLE;
+    }
+    int *dev = malloc(sizeof *dev);
+    if (!dev) return LOOM_ERR_UNAVAILABLE;
+    *dev = be->device;
+    be->ctx = dev;
+    return LOOM_OK;
+}
+static void fake_multi_shutdown(loom_backend *be) {
+    free(be->ctx);
+    be->ctx = NULL;
+    g_multi_shutdowns++;
+}
+static int fake_multi_count(loom_backend *be) {
+    return be->device == 0 && be->ctx ? 4 : -1; /* asked on device 0 only */
+}
+static int fake_one_count(loom_backend *be) {
+    (void)be;
+    return 1;
+}
+static const loom_backend_iface k_fake_multi = {
+    .abi_version = LOOM_BACKEND_ABI_VERSION,
+    .name = "fakemulti",
+    .priority = 160,
+    .init = fake_multi_init,
+    .shutdown = fake_multi_shutdown,
+    .device_count = fake_multi_count,
+    FAKE_SLOTS,
+};
+static const loom_backend_iface k_fake_one = {
+    .abi_version = LOOM_BACKEND_ABI_VERSION,
+    .name = "fakeone",
+    .priority = 155,
+    .init = fake_init_ok,
+    .device_count = fake_one_count,
+    FAKE_SLOTS,
+};
+
 static int index_of(const char *name) {
     for (int i = 0; i < loom_registry_count(); i++)
         if (strcmp(loom_registry_get(i)->iface->name, name) == 0) return i;
@@ -232,6 +277,60 @@ static void test_add(void) {
     CHECK(index_of("cpu") >= 0);
 }
 
+static void test_multi_device(void) {
+    char err[512];
+    loom_backend *be = NULL;
+    g_multi_shutdowns = 0;
+    CHECK(loom_registry_add(&k_fake_multi) == LOOM_OK);
+    CHECK(loom_registry_add(&k_fake_multi) == LOOM_ERR_INVALID_ARG); /* duplicate name */
+    CHECK(loom_registry_add(&k_fake_one) == LOOM_OK);
+    /* One entry per device, in device order, next to each other. */
+    int first = index_of("fakemulti");
+    CHECK(first >= 0);
+    int n = 0;
+    for (int i = 0; i < loom_registry_count(); i++) {
+        const loom_backend *b = loom_registry_get(i);
+        if (strcmp(b->iface->name, "fakemulti") != 0) continue;
+        char want[32];
+        snprintf(want, sizeof want, "fakemulti:%d", n);
+        CHECK_MSG(i == first + n && b->device == n && strcmp(loom_backend_name(b), want) == 0,
+                  "entry %d: device %d named '%s', want %s", i, b->device, loom_backend_name(b),
+                  want);
+        CHECK(b->index == i);
+        /* Each available instance has its own ctx, opened as its device. */
+        if (n != 2) CHECK(loom_registry_available(i) && b->ctx && *(int *)b->ctx == n);
+        n++;
+    }
+    CHECK_MSG(n == 4, "%d fakemulti entries", n);
+    /* Lookup: NAME and NAME:0 are device 0; NAME:I device I; nothing else. */
+    loom_backend *d0 = loom_registry_find("fakemulti:0");
+    CHECK(d0 && d0->device == 0 && loom_registry_find("fakemulti") == d0);
+    be = loom_registry_find("fakemulti:3");
+    CHECK(be && be->device == 3 && be != d0);
+    const char *bad[] = {"fakemulti:4",  "fakemulti:", "fakemulti:x",  "fakemulti:003",
+                         "fakemulti:-1", "fakemult",   "fakemulti:1:1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_MSG(loom_registry_find(bad[i]) == NULL, "'%s' found", bad[i]);
+    /* A device that failed to open is listed with its reason, alone. */
+    be = loom_registry_find("fakemulti:2");
+    CHECK(be && !loom_registry_available(be->index));
+    CHECK_MSG(strstr(loom_registry_why(be->index), "fake: device 2 is broken"), "got '%s'",
+              loom_registry_why(be->index));
+    CHECK(loom_registry_select("fakemulti:1", &be, err, sizeof err) == LOOM_OK && be &&
+          be->device == 1);
+    CHECK(loom_registry_select("fakemulti:2", &be, err, sizeof err) == LOOM_ERR_UNAVAILABLE);
+    CHECK_MSG(strstr(err, "backend 'fakemulti:2' is unavailable: fake: device 2 is broken"),
+              "got '%s'", err);
+    CHECK(loom_registry_select("fakemulti:9", &be, err, sizeof err) == LOOM_ERR_INVALID_ARG);
+    CHECK_MSG(strstr(err, "known: ") && strstr(err, "fakemulti:3"), "got '%s'", err);
+    /* A backend of one device keeps its plain name; NAME:0 finds it too. */
+    be = loom_registry_find("fakeone");
+    CHECK(be && strcmp(loom_backend_name(be), "fakeone") == 0 && be->device == 0);
+    CHECK(loom_registry_find("fakeone:0") == be && !loom_registry_find("fakeone:1"));
+    loom_registry_shutdown();
+    CHECK_MSG(g_multi_shutdowns == 3, "%d shutdowns, want 3 (devices 0, 1, 3)", g_multi_shutdowns);
+}
+
 static void test_null_plugin(void) {
     unsetenv("LOOM_TEMPLATE_DEVICE"); /* the template's pretend device stays off */
     const char *extra = getenv("LOOM_EXTRA_PLUGINS");
@@ -335,6 +434,7 @@ int main(void) {
     test_cpu_listed();
     test_select();
     test_add();
+    test_multi_device();
     test_null_plugin();
     test_scan();
     loom_registry_shutdown();

@@ -17,16 +17,25 @@ int loom_cli_demo(const char *backend, int argc, char **argv);
 /* cli/test_ops.c: the parity suite (parity/) with its options. */
 int loom_cli_test_ops(const char *backend, int argc, char **argv);
 
-/* cli/model_cmds.c: models (loom/model.h, loom/generate.h). */
+/* cli/model_cmds.c: models (loom/model.h). */
 int loom_cli_init_model(int argc, char **argv);
 int loom_cli_export_gguf(int argc, char **argv);
 int loom_cli_info(const char *backend, int argc, char **argv);
+/* cli/run_cmd.c: generation (loom/generate.h); `loom run --draft|--spec`
+ * decodes speculatively (docs/adr/0038). */
 int loom_cli_run(const char *backend, int argc, char **argv);
 int loom_cli_chat(const char *backend, int argc, char **argv);
+/* --ctx of run, chat and info: 2^24 positions, far above any preset's max_ctx. */
+#define LOOM_CLI_MAX_CTX 16777216
 /* The path of the default model `loom run` uses without -m: SmolLM2 from the
  * model cache, else the random-weight model under the build tree, created on
- * first use (cli/model_cmds.c says the rule); 0 on success, else an exit code. */
+ * first use (cli/model_cmds.c says the rule); 0 on success, else an exit code.
+ * loom_cli_random_default_model: that random-weight model's path (created if
+ * missing), for a default model that is there but fails to load. */
+#define LOOM_CLI_DEFAULT_REAL_MODEL "SmolLM2-135M-Instruct.Q4_1.gguf"
+#define LOOM_CLI_DEFAULT_PRESET     "tiny-moe"
 int loom_cli_default_model(char *path, size_t n);
+int loom_cli_random_default_model(char *path, size_t n);
 
 /* cli/perplexity_cmd.c: `loom perplexity` (loom/perplexity.h). */
 int loom_cli_perplexity(const char *backend, int argc, char **argv);
@@ -49,7 +58,7 @@ int loom_cli_info_plan(const char *path, bool hf, const char *backend,
                        const struct loom_cli_split *so, loom_dtype kv, int n_slots, int64_t ctx,
                        int64_t default_ctx);
 
-/* cli/run_spec.c: speculative decoding (docs/adr/0038). The flags shared by
+/* cli/spec_flags.c: speculative decoding (docs/adr/0038). The flags shared by
  * `loom run` and `loom serve`:
  *   --draft MODEL      a draft model with the target's tokenizer
  *   --spec lookup      prompt lookup (no second model)
@@ -61,8 +70,7 @@ int loom_cli_info_plan(const char *path, bool hf, const char *backend,
  * loom_cli_spec_open loads the draft model (one slot, target's context) and
  * makes the speculator for target: *draft and *spec are NULL when no flag
  * asked for one; freed by the caller (spec first); 0 or an exit code
- * (message printed). loom_cli_run_wants_spec: does a `loom run` argv hold a
- * spec flag (then loom_cli_run_spec runs it)? */
+ * (message printed). */
 typedef struct loom_cli_spec {
     const char *draft;
     bool lookup, k_set, ngram_set;
@@ -70,10 +78,10 @@ typedef struct loom_cli_spec {
 } loom_cli_spec;
 #define LOOM_CLI_SPEC_USAGE                                                                        \
     "speculative decoding (docs/adr/0038; one sequence: not with --parallel, --tp,\n"              \
-    "--lora, --quant or the split flags):\n"                                                      \
-    "  --draft MODEL         draft model with the same tokenizer (e.g. a smaller one)\n"          \
-    "  --spec lookup         prompt lookup: drafts copied from the prompt and text so far\n"      \
-    "  --spec-k N            tokens drafted per step, 1..32 (default 4)\n"                        \
+    "--lora, --quant or the split flags):\n"                                                       \
+    "  --draft MODEL         draft model with the same tokenizer (e.g. a smaller one)\n"           \
+    "  --spec lookup         prompt lookup: drafts copied from the prompt and text so far\n"       \
+    "  --spec-k N            tokens drafted per step, 1..32 (default 4)\n"                         \
     "  --spec-ngram N        lookup: longest n-gram matched, 1..16 (default 3)\n"
 struct loom_spec;
 void loom_cli_spec_init(loom_cli_spec *o);
@@ -83,8 +91,6 @@ bool loom_cli_spec_check(const char *cmd, const loom_cli_spec *o);
 int loom_cli_spec_open(const char *cmd, const char *backend, const loom_cli_spec *o,
                        struct loom_model *target, struct loom_model **draft,
                        struct loom_spec **spec);
-bool loom_cli_run_wants_spec(int argc, char **argv);
-int loom_cli_run_spec(const char *backend, int argc, char **argv);
 
 /* cli/serve_cmd.c: `loom serve` (serve/server.h). */
 int loom_cli_serve(const char *backend, int argc, char **argv);

@@ -194,15 +194,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "loom %s: --backend needs a value\n", cmd);
             return LOOM_CLI_USAGE;
         }
-        if (!strcmp(cmd, "run")) {
-            if (loom_cli_run_wants_spec(sub_argc, sub_argv))
-                return loom_cli_run_spec(backend, sub_argc, sub_argv);
-            int rc = loom_cli_run(backend, sub_argc, sub_argv);
-            /* `loom run --help`: the speculative flags (cli/run_spec.c) too */
-            if (rc == 0 && sub_argc > 1 && loom_cli_is_help(sub_argv[1]))
-                fputs(LOOM_CLI_SPEC_USAGE, stdout);
-            return rc;
-        }
+        if (!strcmp(cmd, "run")) return loom_cli_run(backend, sub_argc, sub_argv);
         if (!strcmp(cmd, "chat")) return loom_cli_chat(backend, sub_argc, sub_argv);
         return loom_cli_info(backend, sub_argc, sub_argv);
     }

@@ -61,7 +61,7 @@ SPLIT = {
     "--split": ("choice", ["layer", "none"]),
 }
 RUN_COMMON.update(SPLIT)
-# Speculative decoding (cli/run_spec.c, docs/adr/0038) of run and serve.
+# Speculative decoding (cli/spec_flags.c, docs/adr/0038) of run and serve.
 SPEC_FLAGS = {
     "--draft": ("str",),
     "--spec": ("choice", ["lookup"]),
@@ -447,6 +447,10 @@ def main():
     for flag, v in (("--parallel", "2"), ("--tp", "2"), ("--lora", "dir"), ("--quant", "f16"),
                     ("--split", "none")):
         r.expect_usage_error(["run", "--spec", "lookup", flag, v],
+                             r"loom run: %s cannot be combined with speculative decoding "
+                             r"\(--draft, --spec\)" % flag)
+        # in either order: run's one parser (cli/run_cmd.c) refuses the pair
+        r.expect_usage_error(["run", flag, v, "--draft", "d.gguf"],
                              r"loom run: %s cannot be combined with speculative decoding "
                              r"\(--draft, --spec\)" % flag)
 

@@ -62,7 +62,7 @@ int loom_cli_info_plan(const char *path, bool hf, const char *backend,
  * `loom run` and `loom serve`:
  *   --draft MODEL      a draft model with the target's tokenizer
  *   --spec lookup      prompt lookup (no second model)
- *   --spec-k N         tokens drafted per step (1..32, default 4)
+ *   --spec-k N         tokens drafted per step (1..7, default 4)
  *   --spec-ngram N     lookup: longest n-gram matched (1..16, default 3)
  * loom_cli_spec_flag says whether a is one (each takes a value),
  * loom_cli_spec_parse parses one, loom_cli_spec_check rejects contradicting
@@ -81,7 +81,7 @@ typedef struct loom_cli_spec {
     "--lora, --quant or the split flags):\n"                                                       \
     "  --draft MODEL         draft model with the same tokenizer (e.g. a smaller one)\n"           \
     "  --spec lookup         prompt lookup: drafts copied from the prompt and text so far\n"       \
-    "  --spec-k N            tokens drafted per step, 1..32 (default 4)\n"                         \
+    "  --spec-k N            tokens drafted per step, 1..7 (default 4)\n"                          \
     "  --spec-ngram N        lookup: longest n-gram matched, 1..16 (default 3)\n"
 struct loom_spec;
 void loom_cli_spec_init(loom_cli_spec *o);

@@ -88,7 +88,12 @@ typedef struct loom_spec_params {
     int32_t ngram_max; /* lookup: longest n-gram matched, 1..LOOM_SPEC_MAX_NGRAM; default 3 */
     int32_t ngram_min; /* lookup: shortest, 1..ngram_max; default 1 */
 } loom_spec_params;
-#define LOOM_SPEC_MAX_DRAFT 32
+/* At most 7 drafts, so that a verification forward (drafts + 1 rows) stays
+ * within the cpu's decode kernels (LOOM_ACT8_MAX_M = 8 rows, backend_sdk.h):
+ * its activations are then rounded exactly as in one-token decoding, with
+ * the default int8 activations too (ADR 0036), and greedy output keeps equal
+ * plain decoding's. Longer drafts rarely pay on a CPU anyway (ADR 0038). */
+#define LOOM_SPEC_MAX_DRAFT 7
 #define LOOM_SPEC_MAX_NGRAM 16
 
 LOOM_API loom_spec_params loom_spec_default_params(void);

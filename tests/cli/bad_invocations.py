@@ -65,7 +65,7 @@ RUN_COMMON.update(SPLIT)
 SPEC_FLAGS = {
     "--draft": ("str",),
     "--spec": ("choice", ["lookup"]),
-    "--spec-k": ("int", 1, 32),
+    "--spec-k": ("int", 1, 7),
     "--spec-ngram": ("int", 1, 16),
 }
 GGUF_TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"]

@@ -427,6 +427,12 @@ static void *engine_main(void *arg) {
         schedule(e);
         loom_engine_blocks_publish(e); /* admissions and cancels change the counts */
         if (e->stopping) break;
+        /* One embedding text per turn, then a step: embeddings and streams
+         * take turns instead of either waiting for the other to finish. */
+        if (e->emb_head) {
+            loom_engine_embed_turn(e);
+            if (!e->n_running) continue;
+        }
         if (!e->n_running) {
             pthread_cond_wait(&e->cv, &e->mu);
             continue;
@@ -449,6 +455,7 @@ static void *engine_main(void *arg) {
     }
     e->wait_tail = NULL;
     e->n_waiting = 0;
+    loom_engine_embed_abort_all(e);
     pthread_mutex_unlock(&e->mu);
     return NULL;
 }
@@ -491,6 +498,7 @@ loom_status loom_engine_new(loom_model *m, const loom_engine_params *p, loom_eng
     pthread_mutex_init(&e->mu, NULL);
     pthread_mutex_init(&e->hist_mu, NULL);
     pthread_cond_init(&e->cv, NULL);
+    pthread_cond_init(&e->emb_cv, NULL);
     atomic_init(&e->n_running, 0);
     if (pthread_create(&e->th, NULL, engine_main, e) != 0) {
         snprintf(err, err_n, "cannot start the engine thread");
@@ -498,6 +506,7 @@ loom_status loom_engine_new(loom_model *m, const loom_engine_params *p, loom_eng
         pthread_mutex_destroy(&e->mu);
         pthread_mutex_destroy(&e->hist_mu);
         pthread_cond_destroy(&e->cv);
+        pthread_cond_destroy(&e->emb_cv);
         loom_engine_free(e);
         return LOOM_ERR_INTERNAL;
     }
@@ -523,6 +532,7 @@ void loom_engine_free(loom_engine *e) {
         pthread_mutex_destroy(&e->mu);
         pthread_mutex_destroy(&e->hist_mu);
         pthread_cond_destroy(&e->cv);
+        pthread_cond_destroy(&e->emb_cv);
     }
     free(e->seqs);
     free(e->logits);

@@ -86,6 +86,17 @@ typedef struct loom_engine_input {
 loom_status loom_engine_submit(loom_engine *e, const loom_engine_input *in,
                                loom_engine_notify_fn notify, void *ud, loom_engine_req **out);
 
+/* Embed n token sequences (toks[i], lens[i] ids; 1 <= lens[i] <= the
+ * context) with loom_model_embed (mean-pooled, L2-normalised final hidden
+ * states) into out[i * dim ...], dim = the model's. Blocks the caller: the
+ * texts run on the engine thread, one per turn of its loop, between the
+ * decode steps of running requests (the model is the engine thread's, and
+ * a long list of texts must not stop the streams for its whole length).
+ * The KV cache is not touched. LOOM_ERR_UNAVAILABLE once the engine stops;
+ * a model error fills err. toks and lens are read until it returns. */
+loom_status loom_engine_embed(loom_engine *e, const int32_t *const *toks, const size_t *lens,
+                              size_t n, float *out, char *err, size_t err_n);
+
 typedef enum loom_engine_finish {
     LOOM_FINISH_NONE = 0, /* still running */
     LOOM_FINISH_STOP,     /* EOS/EOT or a stop string */

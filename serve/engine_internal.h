@@ -98,10 +98,20 @@ struct loom_engine {
     atomic_llong spec_drafted, spec_accepted;
     pthread_mutex_t hist_mu; /* the histograms: engine writes, stats reads */
     loom_engine_hist ttft, itl;
+    /* Embedding jobs (engine_embed.c), queued under mu; a submitter waits
+     * on emb_cv until the engine thread has run its texts. */
+    struct loom_engine_embed_job *emb_head, *emb_tail;
+    pthread_cond_t emb_cv;
 };
 
 /* engine.c: end the request in slot i and free the slot (engine thread). */
 void loom_engine_finish_seq(loom_engine *e, int i, loom_engine_finish f, const char *error);
+
+/* engine_embed.c (engine thread, e->mu held): embed the next text of the
+ * oldest job (mu is released around the forward) and finish the job when
+ * it has no more; end every queued job with "server stopping". */
+void loom_engine_embed_turn(loom_engine *e);
+void loom_engine_embed_abort_all(loom_engine *e);
 
 /* engine_blocks.c (engine thread unless noted) */
 /* Append an id to r->toks; false when out of memory. */

@@ -289,6 +289,18 @@ static cJSON *model_item(loom_server *s, const char *name, bool embedding) {
     /* loom extension: what the model serves. */
     cJSON_AddStringToObject(item, "type", embedding ? "embedding" : "text-generation");
     if (embedding) cJSON_AddNumberToObject(item, "dimensions", (double)loom_encoder_dim(s->enc));
+    /* loom extension: the entry /v1/embeddings runs, and how. Without
+     * --embed-model that is the LLM itself (its mean-pooled final hidden
+     * states, docs/adr/0019-serving.md addendum "Embeddings from the LLM"). */
+    if (embedding || !s->enc) {
+        cJSON *em = cJSON_AddObjectToObject(item, "embeddings");
+        cJSON_AddStringToObject(em, "source", embedding ? "encoder" : "llm");
+        cJSON_AddStringToObject(em, "pooling", "mean"); /* both: mean over the tokens */
+        cJSON_AddBoolToObject(em, "normalized", true);
+        cJSON_AddNumberToObject(em, "dimensions",
+                                embedding ? (double)loom_encoder_dim(s->enc)
+                                          : (double)loom_model_config_of(s->model)->dim);
+    }
     return item;
 }
 

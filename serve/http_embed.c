@@ -1,7 +1,10 @@
 /* serve/http_embed.c - POST /v1/embeddings (see server.h): the request is
  * parsed and tokenized on the HTTP thread, then embedded in batches under
  * the server's encoder mutex (a loom_encoder runs one embed call at a time;
- * docs/adr/0019-serving.md, addendum "Embeddings"). */
+ * docs/adr/0019-serving.md, addendum "Embeddings"). Without an encoder the
+ * served LLM embeds (mean-pooled final hidden states) on the engine thread,
+ * which owns the model (loom_engine_embed; addendum "Embeddings from the
+ * LLM"). */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <stdio.h>
@@ -9,6 +12,7 @@
 #include <string.h>
 
 #include "loom/encoder.h"
+#include "loom/tokenizer.h"
 #include "serve/embed_json.h"
 #include "serve/http_internal.h"
 
@@ -32,19 +36,102 @@ static int error_out(const loom_serve_error *e, char **out) {
     return e->status;
 }
 
+/* The LLM path: every text tokenized as a completions prompt is (BOS when
+ * the tokenizer adds one), then embedded on the engine thread. A text longer
+ * than the context is refused, not truncated: a decoder has no "maximum
+ * sequence length" that a client would expect to be cut to. */
+static int llm_embeddings(loom_server *s, loom_serve_embed_params *p, int64_t *n_tokens,
+                          char **out) {
+    loom_serve_error e;
+    const int64_t dim = loom_model_config_of(s->model)->dim;
+    if (p->model && strcmp(p->model, s->model_name) != 0) {
+        loom_serve_error_set(&e, 404, "invalid_request_error", "model", "model_not_found",
+                             "the model '%.100s' does not exist (this server embeds with "
+                             "'%.100s', its text-generation model; --embed-model ENCODER "
+                             "serves an encoder instead)",
+                             p->model, s->model_name);
+        return error_out(&e, out);
+    }
+    if (p->dimensions && p->dimensions != dim) {
+        loom_serve_error_set(&e, 400, "invalid_request_error", "dimensions", NULL,
+                             "'dimensions' must be %lld for '%.100s' (its embeddings cannot be "
+                             "shortened); got %lld",
+                             (long long)dim, s->model_name, (long long)p->dimensions);
+        return error_out(&e, out);
+    }
+    const size_t n = p->n_input;
+    int32_t **ids = calloc(n, sizeof *ids);
+    size_t *lens = calloc(n, sizeof *lens);
+    float *vecs = malloc(n * (size_t)dim * sizeof *vecs);
+    int status = 200;
+    char err[256] = "";
+    int64_t total = 0;
+    if (!ids || !lens || !vecs) {
+        loom_serve_error_set(&e, 500, "server_error", NULL, NULL, "out of memory");
+        status = error_out(&e, out);
+        goto done;
+    }
+    const unsigned flags = loom_tokenizer_add_bos(s->tok) ? LOOM_TOK_ADD_BOS : 0u;
+    for (size_t i = 0; i < n; i++) {
+        if (loom_tokenizer_encode(s->tok, p->input[i], strlen(p->input[i]), flags, &ids[i],
+                                  &lens[i], err, sizeof err) != LOOM_OK ||
+            lens[i] == 0) {
+            loom_serve_error_set(&e, 400, "invalid_request_error", "input", NULL,
+                                 "cannot tokenize input[%zu]: %.200s", i,
+                                 err[0] ? err : "no tokens");
+            status = error_out(&e, out);
+            goto done;
+        }
+        if ((int64_t)lens[i] > s->n_ctx) {
+            loom_serve_error_set(&e, 400, "invalid_request_error", "input",
+                                 "context_length_exceeded",
+                                 "input[%zu] is %zu tokens; this server's context is %lld tokens "
+                                 "per sequence",
+                                 i, lens[i], (long long)s->n_ctx);
+            status = error_out(&e, out);
+            goto done;
+        }
+        total += (int64_t)lens[i];
+    }
+    loom_status st =
+        loom_engine_embed(s->engine, (const int32_t *const *)ids, lens, n, vecs, err, sizeof err);
+    if (st != LOOM_OK) {
+        if (st == LOOM_ERR_UNAVAILABLE)
+            loom_serve_error_set(&e, 503, "server_error", NULL, NULL, "the server is stopping");
+        else
+            loom_serve_error_set(&e, 500, "server_error", NULL, NULL, "the model failed: %.200s",
+                                 err[0] ? err : loom_status_str(st));
+        status = error_out(&e, out);
+        goto done;
+    }
+    *out = loom_serve_embed_response_json(s->model_name, vecs, n, dim, p->base64, total);
+    if (!*out) {
+        loom_serve_error_set(&e, 500, "server_error", NULL, NULL, "out of memory");
+        status = error_out(&e, out);
+        goto done;
+    }
+    *n_tokens = total;
+done:
+    for (size_t i = 0; ids && i < n; i++)
+        free(ids[i]);
+    free(ids);
+    free(lens);
+    free(vecs);
+    return status;
+}
+
 int loom_http_embeddings(loom_server *s, const char *body, size_t len, int64_t *n_tokens,
                          char **out) {
     loom_serve_error e;
     *n_tokens = -1;
-    if (!s->enc) {
-        loom_serve_error_set(&e, 404, "invalid_request_error", "model", "model_not_found",
-                             "this server has no embedding model: start `loom serve` with "
-                             "--embed-model ENCODER (a Hugging Face directory or 'minilm')");
-        return error_out(&e, out);
-    }
     loom_serve_embed_params p;
     if (loom_serve_parse_embed_request(body, len, LOOM_SERVE_EMBED_MAX_INPUTS, &p, &e) != LOOM_OK)
         return error_out(&e, out);
+    if (!s->enc) {
+        int status = llm_embeddings(s, &p, n_tokens, out);
+        loom_serve_embed_params_free(&p);
+        return status;
+    }
     const int64_t dim = loom_encoder_dim(s->enc);
     if (p.model && strcmp(p.model, s->enc_name) != 0) {
         if (s->model_name && !strcmp(p.model, s->model_name))

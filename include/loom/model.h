@@ -198,6 +198,18 @@ typedef struct loom_batch {
 LOOM_API loom_status loom_model_decode(loom_model *m, const loom_batch *b, float *logits, char *err,
                                        size_t err_n);
 
+/* The embedding of one token sequence: the final hidden states (after the
+ * final RMSNorm, before the LM head: transformers' last_hidden_state),
+ * mean-pooled over the n tokens (as llama.cpp's --pooling mean) and
+ * L2-normalised, written to out[0..dim) (loom_model_config_of(m)->dim).
+ * The tokens are one sequence from position 0 (include a BOS if the model
+ * wants one); 1 <= n <= min(loom_model_n_ctx, max_ctx). Runs without the KV
+ * cache: no slot's tokens or blocks change, so it may run between decode
+ * calls (not concurrently with them: m is not thread-safe). The model's
+ * projection hook applies. Not supported for a tensor-parallel load. */
+LOOM_API loom_status loom_model_embed(loom_model *m, const int32_t *tokens, size_t n, float *out,
+                                      char *err, size_t err_n);
+
 LOOM_API int64_t loom_model_slot_pos(const loom_model *m, int slot); /* tokens cached in slot */
 /* Forget a slot's tokens: its blocks are released (full ones stay cached
  * for prefix reuse until evicted). */

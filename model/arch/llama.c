@@ -412,6 +412,119 @@ loom_status loom_model_decode(loom_model *m, const loom_batch *b, float *logits,
     return LOOM_OK;
 }
 
+/* ---------------- embeddings: pooled final hidden states ---------------- */
+
+/* Why a forward without the KV cache rather than a scratch slot: every slot
+ * of a serving model belongs to the engine (serve/engine.c), and a slot's
+ * KV blocks come from the pool the running requests share, so a scratch
+ * slot would either take a slot away from serving or compete with it for
+ * blocks (and could evict cached prefixes). The cache-free block (the
+ * training path's: keys and values straight from this pass, causal
+ * attention over them) leaves the cache untouched by construction, and for
+ * one causal sequence from position 0 it computes what a prefill through
+ * the cache computes. The graph is built per call and freed: embedding
+ * inputs vary in length, and the decode graph cache (keyed by batch shape)
+ * is not evicted for them. */
+loom_status loom_model_embed(loom_model *m, const int32_t *tokens, size_t n, float *out, char *err,
+                             size_t err_n) {
+    if (!m || !tokens || !out)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: NULL argument");
+    const loom_model_config *c = &m->cfg;
+    const int64_t ctx = m->n_ctx < c->max_ctx ? m->n_ctx : c->max_ctx;
+    if (n < 1 || (int64_t)n > ctx)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "model: an embedding input needs 1..%lld tokens, got %zu",
+                               (long long)ctx, n);
+    if (m->tp > 1) /* cfg is this rank's shard; the ranks would have to run it together */
+        return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
+                               "model: embeddings of a tensor-parallel load (--tp) are not "
+                               "supported");
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
+            return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                                   "model: token id %d is outside the vocabulary [0, %lld)",
+                                   tokens[i], (long long)c->vocab_size);
+    const int T = (int)n;
+    const int64_t D = c->dim;
+    loom_llama_graph lg = {0};
+    int *seg = calloc((size_t)c->n_layers + 1, sizeof *seg); /* split_sched */
+    int32_t *pos = malloc(n * sizeof *pos);
+    float *h = malloc((size_t)D * n * sizeof *h);
+    loom_status st = LOOM_OK;
+    if (!seg || !pos || !h || loom_graph_new(&lg.g) != LOOM_OK) {
+        st = loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
+        goto done;
+    }
+    loom_graph *g = lg.g;
+    lg.tokens = input_i32(g, T, "tokens");
+    lg.pos = input_i32(g, T, "positions");
+    loom_tensor *x = loom_get_rows(g, loom_model_mirror(g, m->tok_embd), lg.tokens); /* [D, T] */
+    /* the model's projection hook (a served LoRA adapter) applies here too */
+    const hook_ref hk = {m->hook, m->hook_ud, NULL, 0};
+    for (int64_t l = 0; l < c->n_layers; l++) {
+        seg[l] = loom_graph_n_tensors(g);
+        x = block(m, &hk, g, NULL, l, x, lg.pos, 1, T, NULL);
+    }
+    seg[c->n_layers] = loom_graph_n_tensors(g);
+    /* The final RMSNorm, as head() applies it, without the LM head: HF's
+     * last_hidden_state. */
+    x = loom_mul(g, loom_rms_norm(g, x, c->rms_eps), loom_model_mirror(g, m->output_norm));
+    if (x) {
+        loom_tensor_set_name(x, "hidden");
+        loom_tensor_set_flags(x, LOOM_FLAG_OUTPUT);
+    }
+    st = x ? loom_graph_expand(g, x) : loom_graph_status(g);
+    if (st != LOOM_OK) {
+        st = loom_model_fail(err, err_n, st, "model: building the embedding graph failed: %s",
+                             loom_graph_error(g));
+        goto done;
+    }
+    loom_backend *list[2] = {m->be, m->cpu};
+    st = m->split ? split_sched(m, &lg, seg) : loom_sched_new(list, m->be == m->cpu ? 1 : 2, &lg.s);
+    if (st == LOOM_OK) st = loom_sched_alloc(lg.s, g);
+    if (st != LOOM_OK) {
+        st = loom_model_fail(err, err_n, st, "model: scheduling the embedding graph failed: %s",
+                             lg.s ? loom_sched_error(lg.s) : loom_status_str(st));
+        goto done;
+    }
+    for (int t = 0; t < T; t++)
+        pos[t] = t;
+    st = loom_tensor_upload(lg.tokens, tokens, n * sizeof *tokens);
+    if (st == LOOM_OK) st = loom_tensor_upload(lg.pos, pos, n * sizeof *pos);
+    if (st == LOOM_OK) st = loom_sched_compute(lg.s, g);
+    if (st != LOOM_OK) {
+        st = loom_model_fail(err, err_n, st, "model: embedding forward failed: %s",
+                             loom_sched_error(lg.s));
+        goto done;
+    }
+    st = loom_tensor_download(x, h, (size_t)D * n * sizeof *h);
+    if (st != LOOM_OK) {
+        st = loom_model_fail(err, err_n, st, "model: reading the hidden states failed");
+        goto done;
+    }
+    /* Mean over the tokens (llama.cpp's --pooling mean, sentence-transformers'
+     * mean pooling with no padding), then L2-normalised; in double so the
+     * sum of a long input loses nothing. Column t of h is token t. */
+    double norm = 0;
+    for (int64_t d = 0; d < D; d++) {
+        double sum = 0;
+        for (int t = 0; t < T; t++)
+            sum += h[(size_t)t * (size_t)D + (size_t)d];
+        out[d] = (float)(sum / T);
+        norm += (sum / T) * (sum / T);
+    }
+    norm = sqrt(norm);
+    if (norm > 0)
+        for (int64_t d = 0; d < D; d++)
+            out[d] = (float)(out[d] / norm);
+done:
+    loom_llama_graph_release(&lg);
+    free(seg);
+    free(pos);
+    free(h);
+    return st;
+}
+
 /* ---------------- training forward and the projection hook ---------------- */
 
 loom_status loom_model_set_proj_hook(loom_model *m, loom_proj_hook hook, void *ud) {

@@ -11,7 +11,8 @@ tests/golden/encoder (32 dimensions, 24 tokens max):
     the route; parallel requests give the same vectors as serial ones;
   * a missing --embed-model directory stops the server with one line;
   * errors: empty input, too many inputs, token-id input, wrong dimensions,
-    unknown model, the LLM's name, GET, and a server without --embed-model.
+    unknown model, the LLM's name, GET;
+  * without --embed-model the LLM embeds (run_llm below).
 """
 import base64
 import json
@@ -206,14 +207,94 @@ def run(loom, model):
     lines = [l for l in r.stderr.decode().splitlines() if "--embed-model" in l]
     assert r.returncode == 1 and len(lines) == 1 and "no-such-encoder" in lines[0], r.stderr
 
-    # a server without --embed-model says which flag it needs
-    with Server(loom, model) as s:
-        c = openai.OpenAI(base_url=s.base + "/v1", api_key="none", max_retries=0)
-        expect_error(404, lambda: c.embeddings.create(model=NAME, input="a"), "model",
-                     "--embed-model")
-        assert len(c.models.list().data) == 1
-        assert s.stop() == 0
+    run_llm(loom, model)
 
+
+def run_llm(loom, model):
+    """Without --embed-model the LLM embeds: its final hidden states, mean-pooled
+    and L2-normalised (loom_model_embed, checked against transformers by
+    tests/model/test_llm_embed.c). Here: the wire format, /v1/models naming the
+    source, determinism, batch == single, a context overflow, and that
+    embeddings running beside a greedy generation change neither."""
+    ctx = 64
+    with Server(loom, model, "--ctx", str(ctx), "--parallel", "2") as s:
+        c = openai.OpenAI(base_url=s.base + "/v1", api_key="none", max_retries=0, timeout=60)
+        ms = c.models.list().data
+        assert len(ms) == 1, ms
+        llm = ms[0].id
+        st, _, body = s.request("GET", "/v1/models/" + llm)
+        m = json.loads(body)
+        assert st == 200 and m["type"] == "text-generation", m
+        em = m["embeddings"]
+        assert em["source"] == "llm" and em["pooling"] == "mean" and em["normalized"], m
+        dim = em["dimensions"]
+        assert dim > 0, m
+        assert (ms[0].model_extra or {}).get("embeddings", {}).get("source") == "llm", ms[0]
+
+        texts = ["hello world", "the quick brown fox jumps over the lazy dog",
+                 "a", "embeddings from a decoder", "hello world!"]
+        r = c.embeddings.create(model=llm, input=texts, encoding_format="float")
+        assert r.model == llm and [d.index for d in r.data] == list(range(len(texts))), r
+        vecs = [d.embedding for d in r.data]
+        for i, v in enumerate(vecs):
+            assert len(v) == dim, (i, len(v))
+            assert all(math.isfinite(x) for x in v), i
+            assert abs(math.sqrt(sum(x * x for x in v)) - 1) < 1e-4, i
+        # distinct texts, distinct vectors (a constant output would pass the rest)
+        assert cos(vecs[0], vecs[1]) < 0.9999, cos(vecs[0], vecs[1])
+        # usage: the tokens of every text (at least one each)
+        assert r.usage.prompt_tokens == r.usage.total_tokens >= len(texts), r.usage
+        # one text alone = the same text in the batch; and again = the same
+        for i, t in enumerate(texts):
+            one = c.embeddings.create(model=llm, input=t, encoding_format="float").data[0].embedding
+            assert cos(one, vecs[i]) >= 0.99999, (i, cos(one, vecs[i]))
+        again = c.embeddings.create(model=llm, input=texts, encoding_format="float")
+        assert [d.embedding for d in again.data] == vecs
+        # the client's default (base64) decodes to the same floats; no model named is fine
+        dflt = c.embeddings.create(model=llm, input=texts)
+        assert all(cos(a.embedding, b) >= 0.99999 for a, b in zip(dflt.data, vecs))
+        st, _, body = s.request("POST", "/v1/embeddings", {"input": texts[0]})
+        assert st == 200 and json.loads(body)["model"] == llm, body
+
+        # beside a greedy generation: its text is the one it gives alone, and
+        # the embeddings are the ones computed while idle (no KV cache shared)
+        req = dict(model=llm, prompt="once upon a time", max_tokens=48, temperature=0)
+        alone = c.completions.create(**req).choices[0].text
+        got, errs = {}, []
+
+        def gen():
+            try:
+                got["gen"] = c.completions.create(**req).choices[0].text
+            except Exception as e:  # noqa: BLE001
+                errs.append(repr(e))
+
+        def emb(k):
+            try:
+                cc = openai.OpenAI(base_url=s.base + "/v1", api_key="none", max_retries=0)
+                got[k] = [d.embedding for d in cc.embeddings.create(
+                    model=llm, input=texts, encoding_format="float").data]
+            except Exception as e:  # noqa: BLE001
+                errs.append(repr(e))
+
+        th = [threading.Thread(target=gen)] + [threading.Thread(target=emb, args=(k,))
+                                               for k in range(3)]
+        [t.start() for t in th]
+        [t.join(90) for t in th]
+        assert not errs, errs
+        assert got.get("gen") == alone, (got.get("gen"), alone)
+        for k in range(3):
+            assert all(cos(a, b) >= 0.99999 for a, b in zip(got[k], vecs)), k
+
+        # errors: longer than the context, unknown model, dimensions
+        e = expect_error(400, lambda: c.embeddings.create(model=llm, input=["ok", "word " * 200]),
+                         "input", "context is %d tokens" % ctx)
+        assert e.code == "context_length_exceeded", e.body
+        expect_error(404, lambda: c.embeddings.create(model="text-embedding-3-small", input="a"),
+                     "model", llm)
+        expect_error(400, lambda: c.embeddings.create(model=llm, input="a", dimensions=dim + 1),
+                     "dimensions", "must be %d" % dim)
+        expect_error(400, lambda: c.embeddings.create(model=llm, input=""), "input", "empty")
+        assert s.stop() == 0
 
 if __name__ == "__main__":
     main_guard(run)

@@ -48,6 +48,8 @@ static void serve_usage(FILE *f) {
             "stderr as a JSON line, without prompt text unless --log-prompts.\n"
             "--embed-model: a sentence encoder (a Hugging Face directory, or 'minilm') that\n"
             "serves POST /v1/embeddings; texts longer than its maximum are truncated.\n"
+            "Without it, POST /v1/embeddings pools the model's own final hidden states\n"
+            "(mean, L2-normalised); /v1/models says which.\n"
             "--lora DIR: apply the PEFT LoRA adapter in DIR to every request, unmerged\n"
             "(as loom run --lora; loom merge-lora folds it into a GGUF instead).\n"
             "--rag-index / --rag-store: retrieval on chat completions for requests with\n"

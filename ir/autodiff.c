@@ -22,7 +22,7 @@ typedef struct ad_ctx {
     loom_tensor **remap, **orig;
     int cap;
     bool include_inputs;
-    int *ck; /* ids of the LOOM_FLAG_CHECKPOINT tensors, ascending */
+    int *ck;            /* ids of the LOOM_FLAG_CHECKPOINT tensors, ascending */
     int n_ck, seg_done; /* segments (ck[k], ck[k+1]] with k >= seg_done are recomputed */
 } ad_ctx;
 
@@ -175,8 +175,8 @@ static loom_status flash_attn_backward(ad_ctx *c, loom_tensor *t, loom_tensor *d
     loom_tensor *st =
         loom_flash_attn_back(g, LOOM_FA_BACK_STATS, q, k, v, dy, t, scale, causal, q_off);
     if (needs(c, q))
-        LOOM_TRY(accum(c, q, loom_flash_attn_back(g, LOOM_FA_BACK_DQ, q, k, v, dy, st, scale,
-                                                  causal, q_off)));
+        LOOM_TRY(accum(
+            c, q, loom_flash_attn_back(g, LOOM_FA_BACK_DQ, q, k, v, dy, st, scale, causal, q_off)));
     if (!needs(c, k) && !needs(c, v)) return loom_graph_status(g);
     loom_tensor *dkv =
         loom_flash_attn_back(g, LOOM_FA_BACK_DKV, q, k, v, dy, st, scale, causal, q_off);
@@ -231,22 +231,33 @@ static loom_status node_backward(ad_ctx *c, loom_tensor *t, loom_tensor *dy) {
         return nb ? accum(c, b, loom_sum_to(g, loom_mul(g, dy, a), b->ne)) : LOOM_OK;
     case LOOM_OP_SCALE:
         return accum(c, a, loom_scale(g, dy, t->p.f[0]));
-    case LOOM_OP_MATMUL: /* y[n,m] = sum_k w[k,n] x[k,m] */
-        if (nb) {        /* dx[k,m] = sum_n w[k,n] dy[n,m] */
+    case LOOM_OP_MATMUL: { /* y[n,m] = sum_k w[k,n] x[k,m] */
+        /* Mixed precision (docs/adr/0041): a matmul whose weight and
+         * activation are both f16 or both bf16 is a low-precision one, and
+         * so are its two backward matmuls: dy is rounded to that dtype (f16
+         * overflows to inf there, which a loss scaler detects) and the
+         * products accumulate in f32 as in the forward. Every other matmul
+         * keeps f32 gradients and f32 activations. */
+        const loom_dtype lp =
+            (b->dtype == LOOM_BF16 || b->dtype == LOOM_F16) && a->dtype == b->dtype ? b->dtype
+                                                                                    : LOOM_F32;
+        loom_tensor *dyl = lp == LOOM_F32 ? dy : loom_cpy(g, dy, lp);
+        if (nb) { /* dx[k,m] = sum_n w[k,n] dy[n,m] */
             /* W^T is materialised (the kernels read weights row-major): in the
              * weight's own dtype when it is f16/bf16/f32 (an f16 model's copy
              * is half an f32 one, and exact), through f32 for block-quantized
              * ones (a transposed view of blocks does not exist). */
             loom_tensor *w = loom_dtype_is_quantized(a->dtype) ? as_f32(g, a) : a;
             loom_tensor *wt = loom_cont(g, loom_transpose(g, w));
-            LOOM_TRY(accum(c, b, loom_matmul(g, wt, dy)));
+            LOOM_TRY(accum(c, b, loom_matmul(g, wt, dyl)));
         }
         if (na) { /* dw[k,n] = sum_m x[k,m] dy[n,m] */
-            loom_tensor *xt = loom_cont(g, loom_transpose(g, as_f32(g, b)));
-            loom_tensor *dyt = loom_cont(g, loom_transpose(g, dy));
+            loom_tensor *xt = loom_cont(g, loom_transpose(g, lp == LOOM_F32 ? as_f32(g, b) : b));
+            loom_tensor *dyt = loom_cont(g, loom_transpose(g, dyl));
             LOOM_TRY(accum(c, a, unbroadcast_weight(g, loom_matmul(g, xt, dyt), a)));
         }
         return LOOM_OK;
+    }
     case LOOM_OP_RMS_NORM:
         return accum(c, a, loom_rms_norm_back(g, a, dy, t->p.f[0]));
     case LOOM_OP_ROPE: {

@@ -48,6 +48,16 @@ committed adapter (the other files are left as they are):
   packed.grad.<name>   its gradient of every lora_A / lora_B (q/k B rows in
                        HF's order)
 (loom: test_merge_lora, test_pack)
+
+--autocast writes tests/train/data/lora_golden/autocast.safetensors from the
+committed adapter (mixed precision, docs/adr/0041; loom: test_mixed_precision):
+  bf16.loss, bf16.grad.<name>  the golden prompt's loss and LoRA gradients
+                               with the forward under
+                               torch.autocast("cpu", dtype=torch.bfloat16)
+                               (f32 base and LoRA masters, backward outside)
+  f16.loss, f16.grad.<name>    the same under float16, the backward from the
+                               loss times 1024 (a GradScaler scale), the
+                               gradients divided by it (GradScaler.unscale_)
 """
 import argparse
 import json
@@ -194,6 +204,29 @@ def extra(root):
           % (float(tensors["packed.loss"]), plain, len(tensors)))
 
 
+def autocast(root):
+    out = os.path.join(root, "tests", "train", "data", "lora_golden")
+    tensors = {}
+    _, base = base_model(root)
+    model = PeftModel.from_pretrained(base, out, is_trainable=True)
+    model.train()  # dropout is 0; gradients on
+    ids = torch.tensor([TOKENS])
+    labels = ids.clone()
+    labels[0, :N_MASKED] = -100
+    params = [(n.replace(".default", ""), p) for n, p in model.named_parameters()
+              if p.requires_grad]
+    for name, dt, scale in (("bf16", torch.bfloat16, 1.0), ("f16", torch.float16, 1024.0)):
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=dt):
+            res = model(input_ids=ids, labels=labels, use_cache=False)
+        (res.loss.float() * scale).backward()
+        tensors[name + ".loss"] = res.loss.detach().reshape(1).float()
+        for n, p in params:
+            tensors["%s.grad.%s" % (name, n)] = (p.grad.detach().float() / scale).contiguous()
+        print("%s autocast: loss %.8f" % (name, float(res.loss)))
+    save_file(tensors, os.path.join(out, "autocast.safetensors"))
+
+
 def check_loom(root, adapter_dir):
     """peft loads loom's adapter; print its loss on the golden prompt."""
     _, base = base_model(root)
@@ -210,6 +243,8 @@ def check_loom(root, adapter_dir):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--check-loom", metavar="DIR", help="load a loom-written adapter with peft")
+    ap.add_argument("--autocast", action="store_true",
+                    help="write autocast.safetensors (bf16 / f16 mixed-precision goldens) only")
     ap.add_argument("--extra", action="store_true",
                     help="write extra.safetensors (merge and packing goldens) only")
     a = ap.parse_args()
@@ -220,6 +255,8 @@ def main():
         check_loom(root, a.check_loom)
     elif a.extra:
         extra(root)
+    elif a.autocast:
+        autocast(root)
     else:
         generate(root)
 

@@ -196,7 +196,7 @@ loom_status loom_checkpoint_save(const char *path, const loom_ckpt_state *s, con
     int n_state = o->ops->n_state(o);
     put(&b, CKPT_MAGIC, 8);
     put_u32(&b, CKPT_VERSION);
-    put_u32(&b, (uint32_t)(2 + lo->n_params + n_state));
+    put_u32(&b, (uint32_t)(2 + lo->n_params + n_state + (s->has_scaler ? 1 : 0)));
     uint64_t w[14];
     meta_words(s, lo, o, w);
     unsigned char mw[14 * 8];
@@ -215,6 +215,16 @@ loom_status loom_checkpoint_save(const char *path, const loom_ckpt_state *s, con
         char full[160];
         snprintf(full, sizeof full, "optim.%s", name);
         record(&b, full, d, n);
+    }
+    if (s->has_scaler) { /* f32 scale bits, growth tracker: u32 each */
+        uint32_t bits;
+        memcpy(&bits, &s->scaler.scale, 4);
+        unsigned char sc[8];
+        for (int k = 0; k < 4; k++) {
+            sc[k] = (unsigned char)(bits >> (8 * k));
+            sc[4 + k] = (unsigned char)((uint32_t)s->scaler.growth_tracker >> (8 * k));
+        }
+        record(&b, "loss_scaler", sc, sizeof sc);
     }
     if (!b.oom) put_u64(&b, fnv1a(b.p, b.n));
     loom_status st = b.oom ? fail(err, err_n, LOOM_ERR_OOM, "out of memory saving '%s'", path)
@@ -284,7 +294,8 @@ loom_status loom_checkpoint_load(const char *path, loom_ckpt_state *s, loom_lora
     const unsigned char *d;
     size_t len;
     int n_state = o->ops->n_state(o);
-    if (n_rec != (uint32_t)(2 + lo->n_params + n_state))
+    const uint32_t n_base = (uint32_t)(2 + lo->n_params + n_state);
+    if (n_rec != n_base && n_rec != n_base + 1)
         BAD("'%s' was written for another adapter or optimizer (record count)", path);
     if (!next(&r, &name, &nl, &d, &len) || !name_is(name, nl, "meta") || len != 14 * 8)
         BAD("'%s': bad meta record", path);
@@ -314,6 +325,15 @@ loom_status loom_checkpoint_load(const char *path, loom_ckpt_state *s, loom_lora
         if (!next(&r, &name, &nl, &d, &len) || !name_is(name, nl, full) || len != sb)
             BAD("'%s': optimizer state %s is missing or has another size", path, full);
         memcpy(sd, d, len);
+    }
+    s->has_scaler = false;
+    if (n_rec == n_base + 1) {
+        if (!next(&r, &name, &nl, &d, &len) || !name_is(name, nl, "loss_scaler") || len != 8)
+            BAD("'%s': bad loss_scaler record", path);
+        uint32_t bits = get_u32(d);
+        memcpy(&s->scaler.scale, &bits, 4);
+        s->scaler.growth_tracker = (int32_t)get_u32(d + 4);
+        s->has_scaler = true;
     }
     s->step = (int64_t)w[0];
     s->epoch = (int64_t)w[1];

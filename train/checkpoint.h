@@ -16,10 +16,12 @@
 #ifndef LOOM_TRAIN_CHECKPOINT_H
 #define LOOM_TRAIN_CHECKPOINT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "lora.h"
+#include "loss_scale.h"
 #include "optim.h"
 
 typedef struct loom_ckpt_state {
@@ -28,6 +30,11 @@ typedef struct loom_ckpt_state {
     int64_t cursor;  /* examples of this epoch consumed */
     uint64_t rng[4]; /* dropout stream */
     uint64_t seed;   /* the run's seed (data order derives from it) */
+    /* f16 runs (docs/adr/0041): the loss scaler, saved as one more record
+     * "loss_scaler" after the optimizer's; a file without it loads with
+     * has_scaler false. */
+    bool has_scaler;
+    loom_loss_scaler scaler;
 } loom_ckpt_state;
 
 loom_status loom_checkpoint_save(const char *path, const loom_ckpt_state *s, const loom_lora *lo,

@@ -47,8 +47,11 @@ static loom_status build(loom_train_graph *tg, loom_model *m, loom_lora *lo, int
     memset(tg, 0, sizeof *tg);
     tg->T = T;
     tg->backward = backward;
+    tg->prec = (mode & LOOM_TG_F16) ? LOOM_F16 : (mode & LOOM_TG_BF16) ? LOOM_BF16 : LOOM_F32;
+    tg->scale = 1.0f;
     if (loom_graph_new(&tg->g) != LOOM_OK || loom_lora_binding_init(&tg->bind, lo, backward))
         return failf(err, err_n, LOOM_ERR_OOM, "train: out of memory");
+    tg->bind.mm = tg->prec;
     if (docs) {
         if (!(tg->docs = malloc((size_t)n_docs * sizeof *tg->docs))) {
             loom_train_graph_free(tg);
@@ -58,10 +61,14 @@ static loom_status build(loom_train_graph *tg, loom_model *m, loom_lora *lo, int
         tg->n_docs = n_docs;
     }
     loom_graph *g = tg->g;
-    loom_status st =
-        docs ? loom_model_build_train_packed(m, g, T, docs, n_docs, loom_lora_hook, &tg->bind,
-                                             &tg->io, err, err_n)
-             : loom_model_build_train(m, g, 1, T, loom_lora_hook, &tg->bind, &tg->io, err, err_n);
+    const loom_model_train_opts o = {.n_seq = 1,
+                                     .n_tokens = T,
+                                     .doc_len = docs,
+                                     .n_docs = n_docs,
+                                     .hook = loom_lora_hook,
+                                     .ud = &tg->bind,
+                                     .matmul_dtype = tg->prec};
+    loom_status st = loom_model_build_train_opts(m, g, &o, &tg->io, err, err_n);
     if (st != LOOM_OK) {
         loom_train_graph_free(tg);
         return st;
@@ -79,7 +86,18 @@ static loom_status build(loom_train_graph *tg, loom_model *m, loom_lora *lo, int
     if (mode & LOOM_TG_STORE_ACTS) /* the model flags its blocks as checkpoints */
         for (int i = 0; i < loom_graph_n_tensors(g); i++)
             loom_graph_tensor(g, i)->flags &= ~(uint32_t)LOOM_FLAG_CHECKPOINT;
-    if (st == LOOM_OK && backward) st = loom_graph_backward(g, tg->loss, false);
+    /* f16: the backward starts from loss * scale (GradScaler.scale(loss)) */
+    loom_tensor *root = tg->loss;
+    if (st == LOOM_OK && backward && tg->prec == LOOM_F16) {
+        tg->loss_scale = loom_tensor_1d(g, LOOM_F32, 1);
+        if (tg->loss_scale) {
+            loom_tensor_set_name(tg->loss_scale, "loss_scale");
+            loom_tensor_set_flags(tg->loss_scale, LOOM_FLAG_INPUT);
+        }
+        root = loom_mul(g, tg->loss, tg->loss_scale);
+        st = root ? loom_graph_expand(g, root) : loom_graph_status(g);
+    }
+    if (st == LOOM_OK && backward) st = loom_graph_backward(g, root, false);
     for (int i = 0; st == LOOM_OK && backward && i < lo->n_params; i++)
         if (!tg->bind.leaf[i] || !tg->bind.leaf[i]->grad) {
             snprintf(err, err_n, "train: LoRA parameter %s got no gradient", lo->p[i].name);
@@ -147,6 +165,8 @@ loom_status loom_train_graph_run(loom_train_graph *tg, const int32_t *tokens,
     size_t nb = (size_t)tg->T * sizeof(int32_t);
     loom_status st = loom_tensor_upload(tg->io.tokens, tokens, nb);
     if (st == LOOM_OK) st = loom_tensor_upload(tg->targets, targets, nb);
+    if (st == LOOM_OK && tg->loss_scale)
+        st = loom_tensor_upload(tg->loss_scale, &tg->scale, sizeof tg->scale);
     if (st != LOOM_OK) return failf(err, err_n, st, "train: uploading the batch failed");
     st = loom_sched_compute(tg->s, tg->g);
     if (st != LOOM_OK)
@@ -160,6 +180,10 @@ loom_status loom_train_graph_grad(loom_train_graph *tg, int i, float *out) {
     if (!tg->backward || i < 0 || i >= tg->bind.lo->n_params) return LOOM_ERR_INVALID_ARG;
     const loom_tensor *gr = tg->bind.leaf[i]->grad;
     return loom_tensor_download(gr, out, loom_tensor_nbytes(gr));
+}
+
+unsigned loom_train_precision_mode(loom_dtype prec) {
+    return prec == LOOM_BF16 ? LOOM_TG_BF16 : prec == LOOM_F16 ? LOOM_TG_F16 : 0u;
 }
 
 /* ---------------- the loop ---------------- */
@@ -177,6 +201,7 @@ loom_finetune_params loom_finetune_default_params(void) {
     p.epochs = 1;
     p.seed = 42;
     p.max_grad_norm = 1.0;
+    p.precision = LOOM_BF16;
     return p;
 }
 
@@ -229,7 +254,9 @@ static loom_status eval_loss(run *r, double *out, char *err, size_t err_n) {
         return LOOM_OK;
     }
     if (!r->eg.g)
-        LOOM_TRY(loom_train_graph_build(&r->eg, r->m, r->lo, r->eT, false, false, err, err_n));
+        LOOM_TRY(loom_train_graph_build(&r->eg, r->m, r->lo, r->eT,
+                                        loom_train_precision_mode(r->p->precision), false, err,
+                                        err_n));
     /* the mean over every counted token of the set (Trainer's eval_loss
      * averages per-example means instead; per token does not favour short
      * examples) */
@@ -315,6 +342,24 @@ static void run_free(run *r) {
     loom_ft_metrics_close(&r->met);
 }
 
+/* f16 runs: ,"loss_scale":S,"skipped":B for a step's log line ("" else). */
+static const char *scale_field(char *b, size_t n, bool scaling, float scale, bool skipped) {
+    if (!scaling) return "";
+    snprintf(b, n, ",\"loss_scale\":%.9g,\"skipped\":%s", (double)scale,
+             skipped ? "true" : "false");
+    return b;
+}
+
+/* %.9g, or null for inf / nan (an f16 step skipped for overflow): JSON has
+ * no non-finite numbers. */
+static const char *json_num(char *b, size_t n, double v) {
+    if (isfinite(v))
+        snprintf(b, n, "%.9g", v);
+    else
+        snprintf(b, n, "null");
+    return b;
+}
+
 /* Log line on rank 0 (the only rank with R.log). */
 static void logf_(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void logf_(run *r, const char *fmt, ...) {
@@ -328,9 +373,9 @@ static void logf_(run *r, const char *fmt, ...) {
 
 static loom_status save_ckpt(run *r, const loom_ckpt_state *cs, char *err, size_t err_n) {
     if (r->ranks == 1) return loom_checkpoint_save(r->ckpt, cs, r->lo, r->opt, err, err_n);
-    return loom_ft_dist_save(r->comm, r->ckpt, cs, r->lo, r->opt, r->p->optim ? r->p->optim : "adamw",
-                             &r->p->adamw, r->sizes, r->lo->n_params, r->shard_lo, r->shard_hi,
-                             err, err_n);
+    return loom_ft_dist_save(r->comm, r->ckpt, cs, r->lo, r->opt,
+                             r->p->optim ? r->p->optim : "adamw", &r->p->adamw, r->sizes,
+                             r->lo->n_params, r->shard_lo, r->shard_hi, err, err_n);
 }
 
 /* ZeRO-1's step: this rank updates its tensors, then every rank gets every
@@ -479,8 +524,19 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
     }
     const int64_t warmup = (int64_t)ceil((double)p->warmup_ratio * (double)total);
 
+    if (p->precision != LOOM_F32 && p->precision != LOOM_BF16 && p->precision != LOOM_F16) {
+        st = failf(err, err_n, LOOM_ERR_INVALID_ARG,
+                   "finetune: precision must be f32, bf16 or f16, not %s",
+                   loom_dtype_name(p->precision));
+        goto done;
+    }
     loom_ckpt_state cs = {.seed = p->seed};
     loom_train_rng_seed(cs.rng, p->seed ^ 0x5DEECE66Dull);
+    /* f16: GradScaler's state, restored from a checkpoint that has one */
+    const bool scaling = p->precision == LOOM_F16;
+    cs.has_scaler = scaling;
+    cs.scaler = loom_loss_scaler_default();
+    if (p->loss_scale_init > 0) cs.scaler.scale = p->loss_scale_init;
     snprintf(R.ckpt, sizeof R.ckpt, "%s/checkpoint.bin", p->out_dir);
     struct stat sb;
     if (p->resume && stat(R.ckpt, &sb) == 0) {
@@ -490,6 +546,12 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
             st = loom_ft_dist_load(R.comm, R.ckpt, &cs, R.lo, R.opt, p->optim ? p->optim : "adamw",
                                    &p->adamw, R.sizes, np, R.shard_lo, R.shard_hi, err, err_n);
         if (st != LOOM_OK) goto done;
+        if (!scaling) cs.has_scaler = false; /* a scaler saved by an f16 run is not used */
+        if (scaling && !cs.has_scaler) {     /* the checkpoint's run did not scale */
+            cs.has_scaler = true;
+            cs.scaler = loom_loss_scaler_default();
+            if (p->loss_scale_init > 0) cs.scaler.scale = p->loss_scale_init;
+        }
         if (cs.seed != p->seed) {
             st = failf(err, err_n, LOOM_ERR_INVALID_ARG,
                        "finetune: %s was written with another --seed", R.ckpt);
@@ -507,8 +569,8 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
             st = loom_ft_metrics_open(&R.met, p->out_dir, !p->quiet, cs.step, total, err, err_n);
     }
     if ((st = loom_comm_agree(R.comm, st)) != LOOM_OK) goto done;
-    const unsigned tg_mode =
-        LOOM_TG_BACKWARD | (p->no_grad_checkpoint ? LOOM_TG_STORE_ACTS : 0u);
+    const unsigned tg_mode = LOOM_TG_BACKWARD | (p->no_grad_checkpoint ? LOOM_TG_STORE_ACTS : 0u) |
+                             loom_train_precision_mode(p->precision);
     if (!p->pack &&
         (st = loom_train_graph_build(&R.tg, R.m, R.lo, R.T, tg_mode, false, err, err_n)) != LOOM_OK)
         goto done;
@@ -544,8 +606,8 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
                 /* the graph's shape follows the document lengths */
                 if (!loom_train_graph_same_docs(&R.tg, R.docs, nd)) {
                     loom_train_graph_free(&R.tg);
-                    if ((st = loom_train_graph_build_packed(&R.tg, R.m, R.lo, R.T, R.docs, nd, tg_mode,
-                                                            false, err, err_n)) != LOOM_OK)
+                    if ((st = loom_train_graph_build_packed(&R.tg, R.m, R.lo, R.T, R.docs, nd,
+                                                            tg_mode, false, err, err_n)) != LOOM_OK)
                         break;
                 }
             } else {
@@ -557,6 +619,7 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
             if (k % R.ranks != R.rank) continue;
             sums[1] += p->pack ? (double)packed : loom_ft_example_fill(e, R.T, R.pad, R.tok, R.tgt);
             float l;
+            R.tg.scale = scaling ? cs.scaler.scale : 1.0f;
             if ((st = loom_train_graph_run(&R.tg, R.tok, R.tgt, &l, err, err_n)) != LOOM_OK) break;
             sums[0] += l;
             for (int i = 0; i < np; i++) {
@@ -581,25 +644,38 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
         /* the mean of the micro-batch losses, as Trainer divides each by accum */
         for (int64_t j = 0; j < n_all; j++)
             gflat[j] /= (float)micro;
-        const double gnorm = loom_clip_grad_norm(grads, R.sizes, np, p->max_grad_norm);
+        /* f16: GradScaler.unscale_ then step-or-skip then update. Every rank
+         * holds the same all-reduced gradients, so all skip alike. */
+        const float used_scale = cs.scaler.scale;
+        bool skipped = false;
+        if (scaling) {
+            skipped = !loom_grads_finite(grads, R.sizes, np);
+            loom_loss_scaler_unscale(&cs.scaler, grads, R.sizes, np);
+        }
+        const double gnorm =
+            loom_clip_grad_norm(grads, R.sizes, np, skipped ? 0.0 : p->max_grad_norm);
         const float lr = loom_lr_cosine(p->lr, cs.step, warmup, total);
-        if ((st = optim_step(&R, grads, gflat, lr)) != LOOM_OK) {
+        if (!skipped && (st = optim_step(&R, grads, gflat, lr)) != LOOM_OK) {
             failf(err, err_n, st, "finetune: gathering the updated adapter failed");
             goto done;
         }
+        if (scaling) loom_loss_scaler_update(&cs.scaler, skipped);
+        out.skipped_steps += skipped;
         cs.step++;
         const double dt = now_s() - ts, loss = sums[0] / micro;
         const double tok_s = (double)ntok / (dt > 0 ? dt : 1e-9);
+        char sf[80], gn[32];
         sum_step_s += dt;
         tokens_total += (double)ntok;
         steps_here++;
         if (isnan(out.first_loss)) out.first_loss = loss;
         out.last_loss = loss;
         logf_(&R,
-              "{\"step\":%lld,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%.9g,\"tokens\":%lld,"
-              "\"tokens_per_s\":%.6g,\"step_s\":%.6g,\"elapsed_s\":%.6g,\"epoch\":%lld}\n",
-              (long long)cs.step, loss, (double)lr, gnorm, (long long)ntok, tok_s, dt,
-              now_s() - t0, (long long)cs.epoch);
+              "{\"step\":%lld,\"loss\":%.9g,\"lr\":%.9g,\"grad_norm\":%s,\"tokens\":%lld,"
+              "\"tokens_per_s\":%.6g,\"step_s\":%.6g,\"elapsed_s\":%.6g,\"epoch\":%lld%s}\n",
+              (long long)cs.step, loss, (double)lr, json_num(gn, sizeof gn, gnorm), (long long)ntok,
+              tok_s, dt, now_s() - t0, (long long)cs.epoch,
+              scale_field(sf, sizeof sf, scaling, used_scale, skipped));
         if (R.rank == 0)
             st = loom_ft_metrics_step(&R.met, cs.step, loss, lr, gnorm, tok_s, err, err_n);
         /* rank 0 alone can fail here: the others must not wait for it */
@@ -616,6 +692,7 @@ loom_status loom_finetune_run(const loom_finetune_params *p, loom_finetune_resul
             goto done;
     }
     out.steps = cs.step;
+    out.loss_scale = scaling ? cs.scaler.scale : 0.0f;
     if (steps_here) {
         out.step_s = sum_step_s / (double)steps_here;
         out.tokens_per_s = tokens_total / (sum_step_s > 0 ? sum_step_s : 1e-9);

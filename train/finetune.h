@@ -8,12 +8,11 @@
  * backend (cpu fallback); LoRA parameters are host leaves, gradients are
  * read back after each run.
  *
- * One optimizer step = grad_accum micro-steps (per rank, see comm below) of one sequence each (batch 1,
- * as the QLoRA recipe): gradients averaged over the micro-steps, clipped to
- * a global norm, AdamW with the cosine/warmup learning rate. Deterministic
- * on cpu for a fixed thread count: data order (a seeded shuffle per epoch),
- * dropout masks (one xoshiro256** stream whose state is checkpointed) and
- * the reductions are the same on every run, so a resumed run repeats the
+ * One optimizer step = grad_accum micro-steps (per rank, see comm below) of one sequence each
+ * (batch 1, as the QLoRA recipe): gradients averaged over the micro-steps, clipped to a global
+ * norm, AdamW with the cosine/warmup learning rate. Deterministic on cpu for a fixed thread count:
+ * data order (a seeded shuffle per epoch), dropout masks (one xoshiro256** stream whose state is
+ * checkpointed) and the reductions are the same on every run, so a resumed run repeats the
  * uninterrupted one bit for bit. */
 #ifndef LOOM_TRAIN_FINETUNE_H
 #define LOOM_TRAIN_FINETUNE_H
@@ -23,6 +22,7 @@
 
 #include "finetune_data.h"
 #include "lora.h"
+#include "loss_scale.h"
 #include "optim.h"
 
 #include "loom/model.h"
@@ -42,13 +42,25 @@ typedef struct loom_train_graph {
     bool backward;
     int32_t *docs; /* packed graphs: the document lengths it was built for (owned) */
     int n_docs;
+    loom_dtype prec;         /* matmul inputs: LOOM_F32, LOOM_BF16 or LOOM_F16 (docs/adr/0041) */
+    loom_tensor *loss_scale; /* f16 training graphs: f32 [1] INPUT the loss is multiplied by
+                                before the backward (NULL otherwise) */
+    float scale;             /* uploaded to loss_scale by each run; 1 after build */
 } loom_train_graph;
 
 /* Modes of loom_train_graph_build (true/false read as BACKWARD / none). */
 enum {
-    LOOM_TG_BACKWARD = 1u,     /* gradients of every LoRA parameter (a training graph) */
-    LOOM_TG_STORE_ACTS = 2u,   /* no gradient checkpointing: keep every block's activations */
+    LOOM_TG_BACKWARD = 1u,   /* gradients of every LoRA parameter (a training graph) */
+    LOOM_TG_STORE_ACTS = 2u, /* no gradient checkpointing: keep every block's activations */
+    /* Mixed precision (docs/adr/0041): matmul inputs in bf16 / f16, f32
+     * accumulation, f32 gradients of the f32 LoRA masters. LOOM_TG_F16
+     * training graphs also scale the loss by tg->scale before the backward
+     * (the gradients read back are then scaled: see train/loss_scale.h). */
+    LOOM_TG_BF16 = 4u,
+    LOOM_TG_F16 = 8u,
 };
+/* The LOOM_TG_ precision bit of LOOM_F32 / LOOM_BF16 / LOOM_F16 (0 for f32). */
+unsigned loom_train_precision_mode(loom_dtype prec);
 /* Build and schedule for sequences of T tokens. mode & LOOM_TG_BACKWARD:
  * gradients of every LoRA parameter and dropout (a training graph), each
  * decoder block recomputed in the backward (gradient checkpointing) unless
@@ -105,6 +117,12 @@ typedef struct loom_finetune_params {
     bool pack;                 /* several examples per sequence of seq tokens, attention
                                   within each (loom_train_graph_build_packed) */
     bool no_grad_checkpoint;   /* keep activations instead of recomputing blocks */
+    /* Matmul inputs (docs/adr/0041): LOOM_BF16 (the default), LOOM_F16 with
+     * dynamic loss scaling (train/loss_scale.h; skipped steps are logged),
+     * or LOOM_F32. LoRA masters, gradient sums and the optimizer are f32 in
+     * every mode. */
+    loom_dtype precision;
+    float loss_scale_init; /* f16: the scaler's first scale; 0 = 65536 (GradScaler's) */
     /* Tests: after this many optimizer steps (total, counting resumed
      * ones), stop as if killed, without the final save (0 = never). */
     int64_t stop_after;
@@ -128,7 +146,9 @@ typedef struct loom_finetune_result {
     double first_loss, last_loss;
     double eval_before, eval_after; /* NAN when no eval set */
     double tokens_per_s;
-    double step_s; /* mean seconds per optimizer step */
+    double step_s;         /* mean seconds per optimizer step */
+    int64_t skipped_steps; /* f16: steps of this call skipped for inf/nan gradients */
+    float loss_scale;      /* f16: the scaler's scale at the end (0 otherwise) */
 } loom_finetune_result;
 
 /* Run the loop: writes OUTDIR/adapter_config.json, adapter_model.safetensors

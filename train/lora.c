@@ -226,7 +226,13 @@ loom_tensor *loom_lora_hook(void *ud, loom_graph *g, int64_t layer, loom_proj wh
     loom_tensor *B = b->leaf[i + 1] = param_leaf(g, &lo->p[i + 1]);
     if (!loom_tensor_is_contiguous(x)) x = loom_cont(g, x);
     if (b->training) x = dropout(b, g, x);
-    loom_tensor *ax = loom_matmul(g, A, x);                           /* [r, N] */
+    if (b->mm != LOOM_F32) { /* autocast: low-precision inputs, f32 accumulation */
+        A = loom_cpy(g, A, b->mm);
+        B = loom_cpy(g, B, b->mm);
+        x = loom_cpy(g, x, b->mm);
+    }
+    loom_tensor *ax = loom_matmul(g, A, x); /* [r, N] */
+    if (b->mm != LOOM_F32) ax = loom_cpy(g, ax, b->mm);
     loom_tensor *d = loom_scale(g, loom_matmul(g, B, ax), lo->scale); /* [out, N] */
     return loom_add(g, y, d);
 }

@@ -75,6 +75,11 @@ typedef struct loom_lora_binding {
     int n_masks, cap_masks;
     loom_tensor **mask; /* INPUT leaves [in, N], host data in mask_data */
     float **mask_data;
+    /* LOOM_BF16 / LOOM_F16: the adapter's two matmuls take that dtype's
+     * inputs (A, B and their activations cast per use; the f32 masters stay
+     * the PARAM leaves, so gradients reach them in f32) as the base
+     * projections do (docs/adr/0041). LOOM_F32 (set by init): f32. */
+    loom_dtype mm;
 } loom_lora_binding;
 
 /* Start a binding for a graph about to be built; free with

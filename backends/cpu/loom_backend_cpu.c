@@ -353,6 +353,7 @@ static const loom_kernel_claim k_cpu_claims[] = {
     {LOOM_OP_MOE, LOOM_Q4_1},       {LOOM_OP_FLASH_ATTN_BACK, LOOM_F32},
     {LOOM_OP_FLASH_ATTN_BACK, LOOM_F16},
     {LOOM_OP_MOE, LOOM_Q5_0},       {LOOM_OP_MOE, LOOM_Q5_1},
+    {LOOM_OP_CPY, LOOM_F32},        {LOOM_OP_CPY, LOOM_F16},      {LOOM_OP_CPY, LOOM_BF16},
 };
 
 /* The k-quants' matmul/moe (kernels/cpu/ops/kquant.inc.h, ADR 0024). */

@@ -437,6 +437,27 @@ LOOM_API loom_status loom_model_build_train_packed(loom_model *m, loom_graph *g,
                                                    loom_proj_hook hook, void *ud,
                                                    loom_model_train_io *io, char *err,
                                                    size_t err_n);
+/* Every option of a training graph (the two functions above are this with
+ * matmul_dtype LOOM_F32). doc_len NULL: n_seq sequences of n_tokens; else
+ * one packed sequence (n_seq 1) as loom_model_build_train_packed.
+ * matmul_dtype (docs/adr/0041-mixed-precision-training.md): LOOM_F32 keeps
+ * every matmul as it is; LOOM_BF16 or LOOM_F16 casts both inputs of every
+ * projection and of the LM head (activations and base weight, quantized
+ * ones dequantized) to that dtype, accumulating in f32 with an f32 result;
+ * loom_graph_backward then runs their backward matmuls in the same dtype.
+ * Norms, attention, softmax and the loss stay f32. The hook's own matmuls
+ * are the hook's (train/ casts LoRA's the same way). */
+typedef struct loom_model_train_opts {
+    int n_seq, n_tokens;
+    const int32_t *doc_len; /* read during the call only */
+    int n_docs;
+    loom_proj_hook hook; /* NULL: none */
+    void *ud;
+    loom_dtype matmul_dtype;
+} loom_model_train_opts;
+LOOM_API loom_status loom_model_build_train_opts(loom_model *m, loom_graph *g,
+                                                 const loom_model_train_opts *o,
+                                                 loom_model_train_io *io, char *err, size_t err_n);
 /* The backend the weights live on and the cpu backend (borrowed). */
 struct loom_backend;
 LOOM_API void loom_model_backends(const loom_model *m, struct loom_backend **run,

@@ -83,6 +83,25 @@ static inline vf v_load_bf16(const uint16_t *p) {
     const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
     return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
 }
+/* VN values to f16 / bf16, rounded to nearest even, NaN kept quiet: the same
+ * bits as loom_f32_to_f16 / loom_f32_to_bf16 (vcvtps2ph is IEEE RNE with
+ * subnormals; bf16 is the scalar formula on 16 lanes). */
+static inline void v_store_f16(uint16_t *p, vf v) {
+    _mm256_storeu_si256((__m256i *)p, _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+}
+static inline void v_store_bf16(uint16_t *p, vf v) {
+    const __m512i x = _mm512_castps_si512(v);
+    const __m512i one = _mm512_set1_epi32(1);
+    __m512i r =
+        _mm512_add_epi32(x, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
+                                             _mm512_and_si512(_mm512_srli_epi32(x, 16), one)));
+    r = _mm512_srli_epi32(r, 16);
+    const __m512i abs = _mm512_and_si512(x, _mm512_set1_epi32(0x7fffffff));
+    const __mmask16 nan = _mm512_cmpgt_epi32_mask(abs, _mm512_set1_epi32(0x7f800000));
+    r = _mm512_mask_mov_epi32(r, nan,
+                              _mm512_or_si512(_mm512_srli_epi32(x, 16), _mm512_set1_epi32(0x40)));
+    _mm256_storeu_si256((__m256i *)p, _mm512_cvtepi32_epi16(r));
+}
 static inline vf v_q8(const int8_t *p) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
 }

@@ -139,6 +139,8 @@ loom_cpu_kernel_fn LC_ENTRY(const loom_tensor *node) {
             return NULL;
         return k_rope;
     }
+    case LOOM_OP_CPY:
+        return cpy_float_ok(node) ? k_cpy_float : NULL;
     case LOOM_OP_FLASH_ATTN:
         return fa_supported(node) ? k_flash_attn : NULL;
     case LOOM_OP_FLASH_ATTN_BACK:

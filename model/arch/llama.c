@@ -98,13 +98,26 @@ typedef struct hook_ref {
      * block()'s signature stays as it is. */
     const int32_t *docs;
     int n_docs;
+    /* Training graphs in mixed precision (docs/adr/0041): LOOM_BF16 or
+     * LOOM_F16 rounds both inputs of every projection and of the LM head to
+     * that dtype (f32 accumulation, f32 output); LOOM_F32 (0, the default of
+     * every other graph) leaves matmuls as they are. */
+    loom_dtype mm;
 } hook_ref;
+
+/* y = W x with both inputs in h->mm when that is a low precision. */
+static loom_tensor *mm_lp(const hook_ref *h, loom_graph *g, loom_tensor *w, loom_tensor *x) {
+    if (h->mm == LOOM_F32 || !w || !x) return loom_matmul(g, w, x);
+    if (w->dtype != h->mm) w = loom_cpy(g, w, h->mm);
+    if (x->dtype != h->mm) x = loom_cpy(g, x, h->mm);
+    return loom_matmul(g, w, x);
+}
 
 /* y = W x for projection which of layer l, plus the hook's term (a LoRA
  * adapter) when one is set; without a hook this is the plain matmul. */
 static loom_tensor *proj(const hook_ref *h, loom_graph *g, int64_t l, loom_proj which,
                          const loom_tensor *w, loom_tensor *x) {
-    loom_tensor *y = loom_matmul(g, loom_model_mirror(g, w), x);
+    loom_tensor *y = mm_lp(h, g, loom_model_mirror(g, w), x);
     if (!h->fn || !y) return y;
     return h->fn(h->ud, g, l, which, x, y);
 }
@@ -190,14 +203,14 @@ static loom_tensor *block(loom_model *m, const hook_ref *hk, loom_graph *g, loom
     return loom_add(g, x, tp_mark(tm, f));
 }
 
-/* Final norm and LM head on x [dim, n]. */
-static loom_tensor *head(loom_model *m, loom_graph *g, loom_tensor *x) {
+/* Final norm and LM head on x [dim, n]; hk->mm as for the projections. */
+static loom_tensor *head(loom_model *m, const hook_ref *hk, loom_graph *g, loom_tensor *x) {
     const loom_model_config *c = &m->cfg;
     x = loom_mul(g, loom_rms_norm(g, x, c->rms_eps), loom_model_mirror(g, m->output_norm));
+    loom_tensor *y =
+        mm_lp(hk, g, loom_model_mirror(g, c->tie_embeddings ? m->tok_embd : m->output), x);
     /* the head's logits are ranked: keep its activations f32 (ADR 0036 addendum 3) */
-    return loom_tensor_set_flags(
-        loom_matmul(g, loom_model_mirror(g, c->tie_embeddings ? m->tok_embd : m->output), x),
-        LOOM_FLAG_F32_ACT);
+    return y ? loom_tensor_set_flags(y, LOOM_FLAG_F32_ACT) : y;
 }
 
 static loom_status build(loom_model *m, loom_llama_graph *lg, char *err, size_t err_n) {
@@ -218,7 +231,7 @@ static loom_status build(loom_model *m, loom_llama_graph *lg, char *err, size_t 
     lg->rows = input_i32(g, N, "kv_rows");
     lg->tables = input_i32(g, (int64_t)m->max_blk * S, "kv_blocks");
     loom_tensor *x = loom_get_rows(g, loom_model_mirror(g, m->tok_embd), lg->tokens); /* [dim, N] */
-    const hook_ref hk = {m->hook, m->hook_ud, NULL, 0};
+    const hook_ref hk = {m->hook, m->hook_ud, NULL, 0, LOOM_F32};
     tp_marks tm = {NULL, 0};
     if (m->tp > 1 && !(tm.v = calloc((size_t)(2 * c->n_layers), sizeof *tm.v))) {
         free(seg);
@@ -239,7 +252,7 @@ static loom_status build(loom_model *m, loom_llama_graph *lg, char *err, size_t 
             x = loom_reshape_2d(g, x, c->dim, S);
         }
     }
-    lg->logits = head(m, g, x);
+    lg->logits = head(m, &hk, g, x);
     if (lg->logits) {
         loom_tensor_set_name(lg->logits, "logits");
         loom_tensor_set_flags(lg->logits, LOOM_FLAG_OUTPUT);
@@ -538,8 +551,8 @@ loom_status loom_model_set_proj_hook(loom_model *m, loom_proj_hook hook, void *u
 }
 
 static loom_status build_train(loom_model *m, loom_graph *g, int n_seq, int n_tokens,
-                               const int32_t *docs, int n_docs, loom_proj_hook hook, void *ud,
-                               loom_model_train_io *io, char *err, size_t err_n) {
+                               const int32_t *docs, int n_docs, loom_dtype mm, loom_proj_hook hook,
+                               void *ud, loom_model_train_io *io, char *err, size_t err_n) {
     if (!m || !g || !io || n_seq < 1 || n_tokens < 1)
         return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
                                "model: training graph needs a model, a graph and a shape >= 1x1");
@@ -547,12 +560,16 @@ static loom_status build_train(loom_model *m, loom_graph *g, int n_seq, int n_to
         return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
                                "model: %d tokens per sequence exceed the context (%lld)", n_tokens,
                                (long long)m->cfg.max_ctx);
+    if (mm != LOOM_F32 && mm != LOOM_BF16 && mm != LOOM_F16)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "model: training matmuls run in f32, bf16 or f16, not %s",
+                               loom_dtype_name(mm));
     const int64_t N = (int64_t)n_seq * n_tokens;
     memset(io, 0, sizeof *io);
     io->tokens = input_i32(g, N, "tokens");
     io->pos = input_i32(g, N, "positions");
     loom_tensor *x = loom_get_rows(g, loom_model_mirror(g, m->tok_embd), io->tokens); /* [dim, N] */
-    const hook_ref hk = {hook, ud, docs, n_docs};
+    const hook_ref hk = {hook, ud, docs, n_docs, mm};
     if (m->tp > 1)
         return loom_model_fail(err, err_n, LOOM_ERR_UNSUPPORTED,
                                "model: training graphs of a tensor-parallel load (--tp) are not "
@@ -563,7 +580,7 @@ static loom_status build_train(loom_model *m, loom_graph *g, int n_seq, int n_to
     for (int64_t l = 0; l < m->cfg.n_layers; l++)
         x = loom_tensor_set_flags(block(m, &hk, g, NULL, l, x, io->pos, n_seq, n_tokens, NULL),
                                   LOOM_FLAG_CHECKPOINT);
-    io->logits = head(m, g, x); /* [vocab, N] */
+    io->logits = head(m, &hk, g, x); /* [vocab, N] */
     if (io->logits) loom_tensor_set_name(io->logits, "logits");
     if (loom_graph_status(g) != LOOM_OK)
         return loom_model_fail(err, err_n, loom_graph_status(g),
@@ -575,13 +592,40 @@ static loom_status build_train(loom_model *m, loom_graph *g, int n_seq, int n_to
 loom_status loom_model_build_train(loom_model *m, loom_graph *g, int n_seq, int n_tokens,
                                    loom_proj_hook hook, void *ud, loom_model_train_io *io,
                                    char *err, size_t err_n) {
-    return build_train(m, g, n_seq, n_tokens, NULL, 0, hook, ud, io, err, err_n);
+    return build_train(m, g, n_seq, n_tokens, NULL, 0, LOOM_F32, hook, ud, io, err, err_n);
 }
 
 loom_status loom_model_build_train_packed(loom_model *m, loom_graph *g, int n_tokens,
                                           const int32_t *doc_len, int n_docs, loom_proj_hook hook,
                                           void *ud, loom_model_train_io *io, char *err,
                                           size_t err_n) {
+    const loom_model_train_opts o = {.n_seq = 1,
+                                     .n_tokens = n_tokens,
+                                     .doc_len = doc_len,
+                                     .n_docs = n_docs,
+                                     .hook = hook,
+                                     .ud = ud,
+                                     .matmul_dtype = LOOM_F32};
+    if (!doc_len || n_docs < 1)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "model: packed documents cover 0 of %d tokens", n_tokens);
+    return loom_model_build_train_opts(m, g, &o, io, err, err_n);
+}
+
+loom_status loom_model_build_train_opts(loom_model *m, loom_graph *g,
+                                        const loom_model_train_opts *o, loom_model_train_io *io,
+                                        char *err, size_t err_n) {
+    if (!o)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG, "model: NULL training options");
+    if (!o->doc_len)
+        return build_train(m, g, o->n_seq, o->n_tokens, NULL, 0, o->matmul_dtype, o->hook, o->ud,
+                           io, err, err_n);
+    const int32_t *doc_len = o->doc_len;
+    const int n_docs = o->n_docs, n_tokens = o->n_tokens;
+    if (o->n_seq != 1)
+        return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
+                               "model: a packed training graph holds one sequence (n_seq %d)",
+                               o->n_seq);
     int64_t sum = 0;
     for (int i = 0; doc_len && i < n_docs; i++) {
         if (doc_len[i] < 1)
@@ -594,7 +638,8 @@ loom_status loom_model_build_train_packed(loom_model *m, loom_graph *g, int n_to
         return loom_model_fail(err, err_n, LOOM_ERR_INVALID_ARG,
                                "model: packed documents cover %lld of %d tokens", (long long)sum,
                                n_tokens);
-    return build_train(m, g, 1, n_tokens, doc_len, n_docs, hook, ud, io, err, err_n);
+    return build_train(m, g, 1, n_tokens, doc_len, n_docs, o->matmul_dtype, o->hook, o->ud, io, err,
+                       err_n);
 }
 
 void loom_model_backends(const loom_model *m, loom_backend **run, loom_backend **cpu) {

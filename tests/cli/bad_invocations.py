@@ -159,6 +159,7 @@ SPEC = {
                     "--save-every": ("int", 0, 1000000000), "--eval-every": ("int", 0, 1000000000),
                     "--grad-checkpoint": ("flag",), "--no-grad-checkpoint": ("flag",),
                     "--optim": ("choice", ["adamw", "adamw8bit"]),
+                    "--precision": ("choice", ["bf16", "f16", "f32"]),
                     "--chat-template": ("choice", ["llama3", "chatml", "smollm2", "mistral",
                                                    "llama2", "zephyr"]),
                     "--resume": ("flag",), "--quiet": ("flag",), "--backend": ("str",),

@@ -10,6 +10,10 @@
  *     masks and AdamW state cross the checkpoint), with f32 AdamW and with
  *     8-bit AdamW (its block-wise states and the f32 states of its small
  *     tensors); an 8-bit run is not an f32 one and does not resume as one;
+ *     in each precision (docs/adr/0041: bf16, the default; f16, whose loss
+ *     scaler starts at 2^24 so it skips steps and backs off, its state in
+ *     the checkpoint; f32), bit for bit on cpu;
+ *   - f16 with GradScaler's defaults lowers the loss;
  *   - kill -9: a child saving a checkpoint every step is killed at random
  *     moments (the parent kills as soon as it sees a temporary checkpoint
  *     file, i.e. mid-save, when it can); each time checkpoint.bin still
@@ -118,9 +122,11 @@ static char *curve(const char *dir) {
     for (char *l = strtok(log, "\n"); l; l = strtok(NULL, "\n")) {
         char *a = strstr(l, "\"loss\""), *b = strstr(l, ",\"lr\"");
         char *c = strstr(l, "\"grad_norm\""), *d = strstr(l, ",\"tokens\"");
+        char *e = strstr(l, "\"loss_scale\""); /* f16: the scaler's state too */
         if (!a || !b || !c || !d) continue;
         strncat(out, a, (size_t)(b - a));
         strncat(out, c, (size_t)(d - c));
+        if (e) strcat(out, e);
         strcat(out, "\n");
     }
     free(log);
@@ -164,6 +170,7 @@ static double jnum(const char *line, const char *key) {
     char k[64];
     snprintf(k, sizeof k, "\"%s\":", key);
     const char *p = strstr(line, k);
+    if (p && !strncmp(p + strlen(k), "null", 4)) return NAN; /* a skipped f16 step's grad_norm */
     return p ? strtod(p + strlen(k), NULL) : NAN;
 }
 
@@ -172,6 +179,7 @@ static double jnum(const char *line, const char *key) {
  * to the neighbouring float); rel for fields printed with fewer digits. */
 static bool same(float v, double want, double rel) {
     float w = (float)want;
+    if (isnan(want)) return isnan(v) || isinf(v);
     if (rel > 0) return fabs((double)v - want) <= rel * fabs(want);
     return v == w || v == nextafterf(w, INFINITY) || v == nextafterf(w, -INFINITY);
 }
@@ -276,6 +284,23 @@ static void test_loss_goes_down(void) {
     check_metrics(out, 12, 2);
 }
 
+/* f16 with dynamic loss scaling (GradScaler's 65536 start) trains too */
+static void test_f16_loss_goes_down(void) {
+    char out[300], err[1024];
+    snprintf(out, sizeof out, "%s/run_f16", root);
+    loom_finetune_params p = params(out);
+    p.precision = LOOM_F16;
+    p.max_steps = 12;
+    loom_finetune_result r;
+    loom_status st = loom_finetune_run(&p, &r, err, sizeof err);
+    CHECK_MSG(st == LOOM_OK, "f16 finetune: %s", err);
+    CHECK_MSG(r.last_loss < 0.8 * r.first_loss, "f16: loss %.4f -> %.4f", r.first_loss,
+              r.last_loss);
+    CHECK(r.skipped_steps < 12 && r.loss_scale > 0);
+    printf("f16 + loss scaling: loss %.4f -> %.4f, %lld skipped, scale %g\n", r.first_loss,
+           r.last_loss, (long long)r.skipped_steps, (double)r.loss_scale);
+}
+
 /* QLoRA: the frozen base in nf4 (double-quantized) or q8_0 trains too */
 static void test_quantized_bases(void) {
     const loom_dtype types[2] = {LOOM_NF4_DQ, LOOM_Q8_0};
@@ -299,17 +324,28 @@ static void test_quantized_bases(void) {
 /* optim: loom_optim_create's name; r: the LoRA rank (32 puts the larger
  * adapter tensors over LOOM_ADAM8_MIN_SIZE, so adamw8bit then checkpoints
  * both 8-bit and f32 states). */
-static void test_resume(const char *optim, int r) {
+static void test_resume(const char *optim, int r, loom_dtype prec) {
     char a[300], b[300], err[1024];
-    snprintf(a, sizeof a, "%s/full_%s", root, optim);
-    snprintf(b, sizeof b, "%s/split_%s", root, optim);
+    snprintf(a, sizeof a, "%s/full_%s_%s", root, optim, loom_dtype_name(prec));
+    snprintf(b, sizeof b, "%s/split_%s_%s", root, optim, loom_dtype_name(prec));
     loom_finetune_params p = params(a);
     p.optim = optim;
     p.lora.r = r;
-    CHECK_MSG(loom_finetune_run(&p, NULL, err, sizeof err) == LOOM_OK, "full: %s", err);
+    p.precision = prec;
+    /* f16: a first scale that overflows, so the scaler backs off (skipped
+     * steps) and its state must survive the checkpoint */
+    p.loss_scale_init = prec == LOOM_F16 ? 16777216.0f : 0.0f;
+    loom_finetune_result full;
+    CHECK_MSG(loom_finetune_run(&p, &full, err, sizeof err) == LOOM_OK, "full: %s", err);
+    if (prec == LOOM_F16)
+        CHECK_MSG(full.skipped_steps >= 1 && full.loss_scale < 16777216.0f,
+                  "f16 from scale 2^24: %lld skipped steps, scale %g",
+                  (long long)full.skipped_steps, (double)full.loss_scale);
     p = params(b);
     p.optim = optim;
     p.lora.r = r;
+    p.precision = prec;
+    p.loss_scale_init = prec == LOOM_F16 ? 16777216.0f : 0.0f;
     p.save_every = 3;
     p.stop_after = 3;
     CHECK_MSG(loom_finetune_run(&p, NULL, err, sizeof err) == LOOM_OK, "first half: %s", err);
@@ -352,7 +388,7 @@ static void test_resume(const char *optim, int r) {
  * test_resume("adamw8bit", 32), whose uninterrupted run it reads. */
 static void test_optim_mismatch(void) {
     char a[300], c[300], f[400], err[1024];
-    snprintf(a, sizeof a, "%s/full_adamw8bit", root);
+    snprintf(a, sizeof a, "%s/full_adamw8bit_bf16", root);
     snprintf(c, sizeof c, "%s/f32_r32", root);
     snprintf(f, sizeof f, "%s/checkpoint.bin", a);
     size_t n;
@@ -498,8 +534,10 @@ int main(void) {
         CHECK(loom_registry_init() == LOOM_OK);
         test_loss_goes_down();
         test_quantized_bases();
-        test_resume("adamw", 8);
-        test_resume("adamw8bit", 32);
+        test_resume("adamw", 8, LOOM_BF16);
+        test_resume("adamw8bit", 32, LOOM_BF16);
+        test_resume("adamw", 8, LOOM_F16);
+        test_f16_loss_goes_down();
         test_optim_mismatch();
         test_bad_data();
     }

@@ -110,3 +110,55 @@ static loom_status k_binary(const loom_tensor *y, int ith, int nth, char *err, s
     }
     return LOOM_OK;
 }
+
+/* cpy between f32, f16 and bf16 (mixed-precision training's casts, ADR
+ * 0041): rows with contiguous elements, any row strides, into a contiguous
+ * result; converted through f32 VN values at a time, rounded as the scalar
+ * loom_f32_to_f16 / loom_f32_to_bf16 (the reference) round. */
+static bool cpy_float_ok(const loom_tensor *y) {
+    const loom_tensor *a = y->src[0];
+    const bool fy = y->dtype == LOOM_F32 || y->dtype == LOOM_F16 || y->dtype == LOOM_BF16;
+    const bool fa = a && (a->dtype == LOOM_F32 || a->dtype == LOOM_F16 || a->dtype == LOOM_BF16);
+    return fy && fa && loom_ref_supports(y) && loom_tensor_is_contiguous(y) &&
+           lc_same_shape(y, a) && a->nb[0] == loom_dtype_block_bytes(a->dtype);
+}
+
+static loom_status k_cpy_float(const loom_tensor *y, int ith, int nth, char *err, size_t err_n) {
+    (void)err;
+    (void)err_n;
+    const loom_tensor *a = y->src[0];
+    const int64_t n = y->ne[0];
+    int64_t lo, hi;
+    lc_range(y->ne[1] * y->ne[2] * y->ne[3], ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        int64_t i1, i2, i3;
+        lc_row_index(y->ne, r, &i1, &i2, &i3);
+        const void *ar = loom_ref_ptr(a, 0, i1, i2, i3);
+        void *yr = loom_ref_ptr(y, 0, i1, i2, i3);
+        int64_t k = 0;
+        for (; k + VN <= n; k += VN) {
+            const vf v = a->dtype == LOOM_F32   ? V_LOAD((const float *)ar + k)
+                         : a->dtype == LOOM_F16 ? v_load_f16((const uint16_t *)ar + k)
+                                                : v_load_bf16((const uint16_t *)ar + k);
+            if (y->dtype == LOOM_F32)
+                V_STORE((float *)yr + k, v);
+            else if (y->dtype == LOOM_F16)
+                v_store_f16((uint16_t *)yr + k, v);
+            else
+                v_store_bf16((uint16_t *)yr + k, v);
+        }
+        for (; k < n; k++) {
+            const uint16_t h = a->dtype == LOOM_F32 ? 0 : ((const uint16_t *)ar)[k];
+            const float v = a->dtype == LOOM_F32   ? ((const float *)ar)[k]
+                            : a->dtype == LOOM_F16 ? loom_f16_to_f32(h)
+                                                   : loom_bf16_to_f32(h);
+            if (y->dtype == LOOM_F32)
+                ((float *)yr)[k] = v;
+            else if (y->dtype == LOOM_F16)
+                ((uint16_t *)yr)[k] = loom_f32_to_f16(v);
+            else
+                ((uint16_t *)yr)[k] = loom_f32_to_bf16(v);
+        }
+    }
+    return LOOM_OK;
+}

@@ -473,7 +473,7 @@ loom_status loom_model_embed(loom_model *m, const int32_t *tokens, size_t n, flo
     lg.pos = input_i32(g, T, "positions");
     loom_tensor *x = loom_get_rows(g, loom_model_mirror(g, m->tok_embd), lg.tokens); /* [D, T] */
     /* the model's projection hook (a served LoRA adapter) applies here too */
-    const hook_ref hk = {m->hook, m->hook_ud, NULL, 0};
+    const hook_ref hk = {m->hook, m->hook_ud, NULL, 0, LOOM_F32};
     for (int64_t l = 0; l < c->n_layers; l++) {
         seg[l] = loom_graph_n_tensors(g);
         x = block(m, &hk, g, NULL, l, x, lg.pos, 1, T, NULL);

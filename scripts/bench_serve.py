@@ -34,11 +34,13 @@ def one(host, port, body, headers, out):
         d = r.read1(65536)
         if not d:
             break
-        buf += d
+        buf += d.replace(b"\r\n", b"\n")
         while b"\n\n" in buf:
             ev, buf = buf.split(b"\n\n", 1)
-            data = ev[6:]
-            if data == b"[DONE]":
+            # only data lines: sse-starlette (llama-cpp-python) also sends
+            # ": ping" comments
+            data = b"".join(ln[5:].strip() for ln in ev.split(b"\n") if ln.startswith(b"data:"))
+            if not data or data == b"[DONE]":
                 continue
             j = json.loads(data)
             if j.get("usage"):

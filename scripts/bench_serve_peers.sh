@@ -15,7 +15,8 @@
 #
 # Same settings for all: THREADS (default: nproc), PARALLEL slots (16; -np for
 # llama-server, with continuous batching on; llama-cpp-python's server has one
-# model context and serves requests one at a time), CTX tokens per slot (512;
+# model context and serves requests one at a time, queued here rather than
+# cancelling the running one: --interrupt_requests false), CTX tokens per slot (512;
 # llama-server gets -c PARALLEL*CTX, which it splits across its slots),
 # MAX_TOKENS (64), REQUESTS per client (2), CLIENTS (1,4,16), PROMPT.
 #
@@ -24,6 +25,10 @@
 # LOOM_LLAMA_CPP_PYTHON (a python with `llama-cpp-python[server]`, e.g. a
 # venv's bin/python). A server that is missing is skipped with a line saying
 # why. Server logs and raw results go to OUT (default: a new temp dir).
+# Both llama.cpp peers use OpenMP (libgomp): its default spin-wait starved their
+# HTTP threads on 2 cores (llama-cpp-python: 3.5 s between one client's tokens;
+# llama-server at 16 clients: 8 vs 41 tok/s, loaded), so they run with
+# OMP_WAIT_POLICY=$PEER_OMP_WAIT_POLICY (default passive; set "active" to compare).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 [ $# -eq 1 ] || { echo "usage: $0 MODEL.gguf" >&2; exit 2; }
@@ -41,6 +46,7 @@ CLIENTS=${CLIENTS:-1,4,16}
 ROUNDS=${ROUNDS:-1}
 PROMPT=${PROMPT:-"Once upon a time, in a land far away,"}
 HEALTH_TIMEOUT=${HEALTH_TIMEOUT:-300}
+PEER_OMP=${PEER_OMP_WAIT_POLICY:-passive}
 OUT=${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/bench-serve-peers.XXXXXX")}
 mkdir -p "$OUT"
 RESULTS=$OUT/results.jsonl
@@ -95,7 +101,7 @@ run_one() {
             echo "skip llama-server: no $LLAMA_SERVER (scripts/build-llamacpp.sh, or set LOOM_LLAMA_SERVER)"
             return 0; }
         health=/health
-        cmd=("$LLAMA_SERVER" -m "$MODEL" --host 127.0.0.1 --port "$port" -t "$THREADS" -tb "$THREADS"
+        cmd=(env OMP_WAIT_POLICY="$PEER_OMP" "$LLAMA_SERVER" -m "$MODEL" --host 127.0.0.1 --port "$port" -t "$THREADS" -tb "$THREADS"
              -np "$PARALLEL" -c $((PARALLEL * CTX)) --cont-batching -ngl 0 --no-webui) ;;
     llama-cpp-python)
         if [ -z "$LCPP_PY" ]; then
@@ -106,8 +112,9 @@ run_one() {
             echo "skip llama-cpp-python: $LCPP_PY cannot import llama_cpp.server (pip install 'llama-cpp-python[server]')"
             return 0; }
         health=/v1/models
-        cmd=("$LCPP_PY" -m llama_cpp.server --model "$MODEL" --host 127.0.0.1 --port "$port"
-             --n_threads "$THREADS" --n_threads_batch "$THREADS" --n_ctx "$CTX" --n_gpu_layers 0) ;;
+        cmd=(env OMP_WAIT_POLICY="$PEER_OMP" "$LCPP_PY" -m llama_cpp.server --model "$MODEL" --host 127.0.0.1 --port "$port"
+             --n_threads "$THREADS" --n_threads_batch "$THREADS" --n_ctx "$CTX" --n_gpu_layers 0
+             --interrupt_requests false) ;; # by default a new request cancels the running stream
     esac
     echo "## $name (round $round): ${cmd[*]}" | tee -a "$OUT/commands.txt"
     "${cmd[@]}" > "$log" 2>&1 &

@@ -4,8 +4,10 @@
 #                      build, show devices, answer a question with the default
 #                      model (random weights, labelled, when it could not be fetched)
 #   make test          install deps, Release build + ctest, then an
-#                      ASan/UBSan Debug build in build-asan/ + ctest
-#   make clean         remove both build trees
+#                      ASan/UBSan Debug build in build-asan/ + ctest, then a
+#                      ThreadSanitizer build in build-tsan/ of only what the
+#                      concurrency tests need, and those tests
+#   make clean         remove the build trees
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
@@ -13,6 +15,13 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 BUILD_DIR := build
 ASAN_DIR := build-asan
+TSAN_DIR := build-tsan
+# The TSan pass (docs/adr/0019-serving.md): the thread pool, the graph
+# scheduler, and `loom serve`'s engine, batching, paging and HTTP threads, plus
+# a canary proving a race in libloom is caught. RelWithDebInfo: TSan at -O0
+# is several times slower; Vulkan off: Mesa's driver is not instrumented.
+TSAN_TARGETS := loom_cli test_threadpool test_sched tsan_canary
+TSAN_TESTS := ^(tsan_canary|test_threadpool|test_sched|serve_model|serve_batching|serve_edge|serve_paged)$$
 
 # OpenBLAS 0.3.21 does not recognise Zen 5 and silently picks its AVX2
 # kernels; harmless elsewhere (see toolchains notes).
@@ -42,6 +51,11 @@ test: deps
 	cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	    ctest --output-on-failure -j$(JOBS)
+	cmake -S . -B $(TSAN_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS) \
+	    -DLOOM_SANITIZE=thread -DLOOM_VULKAN=OFF
+	cmake --build $(TSAN_DIR) -j$(JOBS) --target $(TSAN_TARGETS)
+	cd $(TSAN_DIR) && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	    ctest --output-on-failure -j$(JOBS) -R '$(TSAN_TESTS)'
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR)

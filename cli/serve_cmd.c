@@ -336,14 +336,16 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
     model_name(model, name, sizeof name);
     if ((rc = loom_cli_spec_open("serve", backend, &spec_opts, m, &draft, &spec)) != 0) goto out;
     rc = 1;
+    /* Read before the engine thread starts: it owns the KV blocks from then
+     * on, and reading them here raced with its first step (ThreadSanitizer). */
+    loom_kv_block_stats kvs;
+    loom_model_kv_block_stats(m, &kvs);
     loom_engine_params ep = {
         .prefill_chunk = (int32_t)chunk, .no_prefix_cache = no_prefix, .spec = spec};
     if (loom_server_set_model(srv, m, name, &ep, err, sizeof err) != LOOM_OK) {
         fprintf(stderr, "loom serve: %s\n", err);
         goto out;
     }
-    loom_kv_block_stats kvs;
-    loom_model_kv_block_stats(m, &kvs);
     fprintf(stderr,
             "loom serve: ready: model '%s' on %s, %d slots x %lld tokens, KV cache %d blocks of "
             "%d%s%s\n",

@@ -2,13 +2,16 @@
 """scripts/bench_serve.py - load test for an OpenAI-compatible server.
 
     scripts/bench_serve.py --url http://127.0.0.1:8080 --clients 1,4,16 \
-        --requests 2 --max-tokens 64 [--prompt TEXT] [--api-key KEY]
+        --requests 2 --max-tokens 64 [--prompt TEXT] [--api-key KEY] [--json OUT]
 
 Each client runs --requests streaming /v1/completions requests back to back
 (greedy, ignoring EOS is not possible over the API, so short answers count
 what they got). Reports per concurrency level: aggregate generated tokens/s
 (tokens from usage / wall time), time-to-first-token p50/p99 and
-inter-token latency p50 (between SSE chunks). Standard library only.
+inter-token latency p50 (between SSE chunks). Servers that send no usage
+(llama-cpp-python's) are counted in chunks that carry text. --json appends one
+JSON object per level to OUT (scripts/bench_serve_peers.sh reads them).
+Standard library only.
 """
 import argparse
 import http.client
@@ -31,11 +34,13 @@ def one(host, port, body, headers, out):
         d = r.read1(65536)
         if not d:
             break
-        buf += d
+        buf += d.replace(b"\r\n", b"\n")
         while b"\n\n" in buf:
             ev, buf = buf.split(b"\n\n", 1)
-            data = ev[6:]
-            if data == b"[DONE]":
+            # only data lines: sse-starlette (llama-cpp-python) also sends
+            # ": ping" comments
+            data = b"".join(ln[5:].strip() for ln in ev.split(b"\n") if ln.startswith(b"data:"))
+            if not data or data == b"[DONE]":
                 continue
             j = json.loads(data)
             if j.get("usage"):
@@ -83,6 +88,7 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--prompt", default="Once upon a time, in a land far away,")
     ap.add_argument("--api-key")
+    ap.add_argument("--json", help="append one JSON line per concurrency level to this file")
     a = ap.parse_args()
     u = urllib.parse.urlparse(a.url)
     headers = {"Content-Type": "application/json"}
@@ -94,7 +100,12 @@ def main():
     print("|---:|---:|---:|---:|---:|---:|")
     for n in [int(x) for x in a.clients.split(",")]:
         tps, t50, t99, itl, toks = level(u.hostname, u.port or 80, n, a.requests, body, headers)
-        print("| %d | %d | %.1f | %.1f | %.1f | %.1f |" % (n, toks, tps, t50, t99, itl))
+        print("| %d | %d | %.1f | %.1f | %.1f | %.1f |" % (n, toks, tps, t50, t99, itl), flush=True)
+        if a.json:
+            with open(a.json, "a") as f:
+                f.write(json.dumps({"clients": n, "requests": n * a.requests, "tokens": toks,
+                                    "tok_s": tps, "ttft_p50_ms": t50, "ttft_p99_ms": t99,
+                                    "itl_p50_ms": itl}) + "\n")
 
 
 if __name__ == "__main__":

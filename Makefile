@@ -24,8 +24,12 @@ TSAN_TARGETS := loom_cli test_threadpool test_sched tsan_canary
 TSAN_TESTS := ^(tsan_canary|test_threadpool|test_sched|serve_model|serve_batching|serve_edge|serve_paged)$$
 
 # OpenBLAS 0.3.21 does not recognise Zen 5 and silently picks its AVX2
-# kernels; harmless elsewhere (see toolchains notes).
+# kernels (see toolchains notes): name its AVX-512 kernels, but only where the
+# CPU has AVX-512. On an AVX2-only host the setting made every OpenBLAS in
+# the test processes (numpy's bundled one too) run AVX-512 code: SIGILL.
+ifneq ($(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && echo yes),)
 export OPENBLAS_CORETYPE ?= SkylakeX
+endif
 
 .PHONY: all build run test deps clean
 

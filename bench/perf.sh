@@ -11,7 +11,7 @@
 # OpenBLAS 0.3.21 does not recognise Zen 5 and runs its AVX2 kernels at half
 # speed unless told the core type; a newer OpenBLAS ignores a correct hint.
 set -euo pipefail
-export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-SkylakeX}
+grep -qw avx512f /proc/cpuinfo && export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-SkylakeX}
 BUILD=${1:-build}
 OUT=${2:-bench/results}
 mkdir -p "$OUT"

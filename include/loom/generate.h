@@ -102,6 +102,8 @@ typedef struct loom_spec_stats {
     int64_t n_steps;    /* verification forwards */
     int64_t n_drafted;  /* draft tokens verified */
     int64_t n_accepted; /* of them accepted */
+    int64_t n_plain;    /* steps that drafted nothing (no lookup match, drafting
+                         * paused, no room left): one plain decode each */
 } loom_spec_stats;
 
 /* Prompt lookup: the tokens that followed the most recent earlier
@@ -143,6 +145,12 @@ LOOM_API loom_status loom_spec_step(loom_spec *s, int slot, loom_sampler *smp, c
                                     size_t n_hist, int32_t max_out, int32_t *out, int32_t *n_out,
                                     char *err, size_t err_n);
 LOOM_API void loom_spec_get_stats(const loom_spec *s, loom_spec_stats *out);
+/* The draft length adapts to the acceptance seen so far (docs/adr/0038,
+ * "Adaptive draft length"): shorter after rejections, drafting paused after
+ * repeated misses, back to n_draft after full acceptance. loom_spec_reset
+ * forgets that history; call it when a new sequence starts (loom_generate
+ * does), so that a seed repeats a run whatever ran before. */
+LOOM_API void loom_spec_reset(loom_spec *s); /* NULL is fine */
 
 /* ---- generation ---- */
 

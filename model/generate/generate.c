@@ -139,6 +139,7 @@ loom_status loom_generate_tokens(loom_model *m, const int32_t *prompt, size_t n_
     int32_t n_pend = 0, i_pend = 0;
     loom_spec_stats sp0 = {0}, sp1 = {0};
     loom_spec_get_stats(p.spec, &sp0);
+    loom_spec_reset(p.spec); /* a new sequence: its own draft-length history */
     loom_sampler *smp = NULL;
     gen_text t = {0};
     loom_status st = LOOM_OK;

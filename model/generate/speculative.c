@@ -96,7 +96,43 @@ struct loom_spec {
     int32_t *dkv;   /* tokens in the draft model's slot 0 */
     size_t n_dkv, cap_dkv;
     loom_spec_stats st;
+    /* adaptive draft length (adapt()): drafts per step, plain steps left
+     * before drafting again, the pause after the next miss, misses in a row */
+    int k_cur, skip, pause, misses;
+    int last_slot; /* the slot of the previous step: another one restarts the history */
 };
+
+void loom_spec_reset(loom_spec *s) {
+    if (!s) return;
+    s->k_cur = s->p.n_draft;
+    s->skip = s->pause = s->misses = 0;
+    s->last_slot = -1;
+}
+
+/* After a verification of nd drafts of which a were accepted. A rejection
+ * costs the rows after it (a (k+1)-row forward is ~1.1-1.5x a one-row one
+ * on a cpu), so the next draft is one shorter (but not shorter than what
+ * was accepted, plus one: an isolated miss in repeating text costs little);
+ * full acceptance lengthens it again. Two verifications in a row with nothing
+ * accepted pause drafting for 1, 2, 4 .. 32 plain steps: on text that
+ * does not repeat, prompt lookup's unigram matches are rarely right (3% in
+ * docs/PERF.md's ordinary prompt) and every miss was a wasted wider forward. */
+static void adapt(loom_spec *s, int nd, int a) {
+    if (a == nd) {
+        if (s->k_cur < s->p.n_draft) s->k_cur++;
+    } else {
+        s->k_cur = a + 1 > s->k_cur - 1 ? a + 1 : s->k_cur - 1;
+    }
+    if (a > 0) {
+        s->misses = 0;
+        s->pause = 0;
+        return;
+    }
+    if (++s->misses < 2) return;
+    s->misses = 0;
+    s->pause = s->pause ? (s->pause < 32 ? 2 * s->pause : 32) : 1;
+    s->skip = s->pause;
+}
 
 void loom_spec_free(loom_spec *s) {
     if (!s) return;
@@ -177,6 +213,7 @@ loom_status loom_spec_new(loom_model *target, const loom_spec_params *pp, loom_s
         loom_spec_free(s);
         return loom_model_fail(err, err_n, LOOM_ERR_OOM, "speculative: out of memory");
     }
+    loom_spec_reset(s);
     *out = s;
     return LOOM_OK;
 }
@@ -283,7 +320,15 @@ loom_status loom_spec_step(loom_spec *s, int slot, loom_sampler *smp, const int3
     /* Drafts that fit: the caller's budget (one token is the target's own)
      * and the context, where the slot stays below n_ctx - 1 so that a
      * caller's "context full" check falls on the same token as without. */
-    int64_t k = s->p.n_draft;
+    if (slot != s->last_slot) { /* another sequence (the server's streams take turns) */
+        loom_spec_reset(s);
+        s->last_slot = slot;
+    }
+    int64_t k = s->k_cur;
+    if (s->skip > 0) { /* drafting paused (adapt()) */
+        s->skip--;
+        k = 0;
+    }
     if (k > max_out - 1) k = max_out - 1;
     if (k > n_ctx - pos0 - 2) k = n_ctx - pos0 - 2;
     if (s->draft && k > loom_model_n_ctx(s->draft) - (int64_t)n_hist + 1)
@@ -300,6 +345,7 @@ loom_status loom_spec_step(loom_spec *s, int slot, loom_sampler *smp, const int3
     loom_batch b = {1, 1 + nd, &slot, s->vtoks, nd > 0};
     LOOM_TRY(loom_model_decode(m, &b, s->rows, err, err_n));
     if (nd == 0) { /* nothing to verify: a plain decode step */
+        s->st.n_plain++;
         LOOM_TRY(loom_sampler_sample(smp, s->rows, &out[0]));
         loom_sampler_accept(smp, out[0]);
         *n_out = 1;
@@ -333,6 +379,7 @@ loom_status loom_spec_step(loom_spec *s, int slot, loom_sampler *smp, const int3
         loom_sampler_accept(smp, out[nd]);
     }
     *n_out = a + 1;
+    adapt(s, nd, a);
     /* The slot keeps hist and the accepted drafts; the rejected rows go.
      * Every row past pos0 lies in a block this slot allocated (a sequence
      * only appends into its own blocks, docs/adr/0035), so the truncation

@@ -113,7 +113,13 @@ void loom_cli_lora_free(loom_cli_lora *l); /* NULL is fine */
  * than 0, stdout goes to /dev/null (every rank computes the same tokens).
  * *out is NULL for N <= 1. 0 or an exit code (message printed). */
 struct loom_comm;
-int loom_cli_tp_open(const char *cmd, int tp, struct loom_comm **out);
+/* --tp's ranks: the communicator (kind: "auto" or NULL = nccl when backend
+ * names cuda, else mpi; "mpi"; "nccl") in *out, NULL for tp <= 1. On a GPU
+ * backend named without an index (cuda, hip, vulkan) each rank takes its own
+ * device, <name>:<local rank mod devices>, written to dev (else dev = "").
+ * 0, or an exit code after a one-line message. */
+int loom_cli_tp_open(const char *cmd, int tp, const char *kind, const char *backend,
+                     struct loom_comm **out, char *dev, size_t dev_n);
 void loom_cli_tp_close(struct loom_comm *c); /* NULL is fine */
 /* cli/rag_cmd.c: `loom rag` (rag/index.h). */
 int loom_cli_rag(int argc, char **argv);

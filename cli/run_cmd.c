@@ -50,6 +50,8 @@ typedef struct run_opts {
     bool prompt_set;
     int n_predict, n_parallel, tp;
     struct loom_comm *comm; /* --tp's ranks (cli/tp_cmd.c) */
+    const char *comm_kind;  /* --comm: auto (NULL), mpi or nccl */
+    char tp_backend[64];    /* --tp on a GPU backend: this rank's device (cli/tp_cmd.c) */
     int64_t ctx;
     loom_sampler_params sp;
     loom_dtype kv_dtype, quant_dtype;
@@ -109,6 +111,8 @@ static void run_usage_cmd(FILE *f, const char *cmd) {
                   "  --tp N                tensor parallelism over N ranks, 1..64: start it\n"
                   "                        with mpirun, N processes (each computes its heads\n"
                   "                        and FFN columns; rank 0 prints)\n"
+                  "  --comm KIND           --tp's all-reduces: auto (default: nccl on cuda,\n"
+                  "                        each rank on its own GPU; mpi otherwise), mpi, nccl\n"
                 : "",
             LOOM_CLI_SPLIT_USAGE);
     if (run) fputs(LOOM_CLI_SPEC_USAGE, f);
@@ -184,7 +188,8 @@ static int parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
                                              "--lora",
                                              NULL};
         bool known = !strcmp(a, "-p") || !strcmp(a, "--prompt") ||
-                     (run && (!strcmp(a, "--parallel") || !strcmp(a, "--tp"))) ||
+                     (run && (!strcmp(a, "--parallel") || !strcmp(a, "--tp") ||
+                              !strcmp(a, "--comm"))) ||
                      (!run && (!strcmp(a, "--system") || !strcmp(a, "--chat-template"))) ||
                      loom_cli_split_flag(a) || (run && loom_cli_spec_flag(a));
         for (int k = 0; valued[k] && !known; k++)
@@ -239,6 +244,12 @@ static int parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
             ok = loom_cli_parse_int(cmd, a, v, 1, 64, &o->n_parallel);
         else if (!strcmp(a, "--tp"))
             ok = loom_cli_parse_int(cmd, a, v, 1, 64, &o->tp);
+        else if (!strcmp(a, "--comm")) {
+            static const char *const kinds[] = {"auto", "mpi", "nccl", NULL};
+            int k;
+            ok = loom_cli_parse_choice(cmd, a, v, kinds, &k);
+            o->comm_kind = v;
+        }
         else if (!strcmp(a, "--kv-type")) {
             ok = loom_cli_parse_kv_type(cmd, a, v, &o->kv_dtype);
             o->kv_type = v;
@@ -258,6 +269,10 @@ static int parse_run(const char *cmd, int argc, char **argv, run_opts *o) {
         if (!ok) return LOOM_CLI_USAGE;
     }
     if (!loom_cli_spec_check(cmd, &o->spec)) return LOOM_CLI_USAGE;
+    if (o->comm_kind && o->tp <= 1) {
+        fprintf(stderr, "loom %s: --comm needs --tp N with N > 1\n", cmd);
+        return LOOM_CLI_USAGE;
+    }
     return loom_cli_split_check(cmd, &o->split) ? 0 : LOOM_CLI_USAGE;
 }
 
@@ -366,7 +381,10 @@ int loom_cli_run(const char *backend, int argc, char **argv) {
     run_opts o;
     int rc = parse_run("run", argc, argv, &o);
     if (rc) return rc < 0 ? 0 : rc; /* < 0: --help */
-    if ((rc = loom_cli_tp_open("run", o.tp, &o.comm)) != 0) return rc;
+    if ((rc = loom_cli_tp_open("run", o.tp, o.comm_kind, backend, &o.comm, o.tp_backend,
+                               sizeof o.tp_backend)) != 0)
+        return rc;
+    if (o.tp_backend[0]) backend = o.tp_backend;
     loom_model *m = NULL;
     if ((rc = load("run", backend, &o, o.n_parallel, &m)) != 0) {
         loom_registry_shutdown();

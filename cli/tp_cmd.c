@@ -1,17 +1,41 @@
 /* cli/tp_cmd.c - the ranks of `loom run --tp N` (see cli.h). */
 #include <stdio.h>
+#include <string.h>
 
 #include "cli/args.h"
 #include "cli/cli.h"
+#include "loom/runtime.h"
 #include "runtime/dist/dist.h"
 
-int loom_cli_tp_open(const char *cmd, int tp, struct loom_comm **out) {
+/* This rank's device of a GPU family named without an index: the registry
+ * lists one entry per device (<name>:0 ..); "" when there is none. */
+static void rank_device(const char *backend, int local_rank, char *dev, size_t dev_n) {
+    dev[0] = '\0';
+    if (!backend || strchr(backend, ':') ||
+        (strcmp(backend, "cuda") && strcmp(backend, "hip") && strcmp(backend, "vulkan")))
+        return;
+    if (loom_registry_init() != LOOM_OK) return;
+    char name[64];
+    int n = 0;
+    for (;; n++) {
+        snprintf(name, sizeof name, "%s:%d", backend, n);
+        if (!loom_registry_find(name)) break;
+    }
+    if (n > 0) snprintf(dev, dev_n, "%s:%d", backend, local_rank % n);
+}
+
+int loom_cli_tp_open(const char *cmd, int tp, const char *kind, const char *backend,
+                     struct loom_comm **out, char *dev, size_t dev_n) {
     *out = NULL;
+    if (dev_n) dev[0] = '\0';
     if (tp <= 1) return 0;
+    /* NCCL all-reduces where the activations live; MPI's go through host
+     * memory (the hook downloads them from a GPU either way today, ADR 0034). */
+    if (!kind || !strcmp(kind, "auto"))
+        kind = backend && !strncmp(backend, "cuda", 4) ? "nccl" : "mpi";
     char err[512] = "";
     if (!loom_dist_have_mpi()) {
-        fprintf(stderr, "loom %s: --tp %d: this loom was built without MPI (LOOM_MPI)\n", cmd,
-                tp);
+        fprintf(stderr, "loom %s: --tp %d: this loom was built without MPI (LOOM_MPI)\n", cmd, tp);
         return LOOM_CLI_USAGE;
     }
     if (!loom_dist_launched_by_mpirun()) {
@@ -19,8 +43,8 @@ int loom_cli_tp_open(const char *cmd, int tp, struct loom_comm **out) {
         return LOOM_CLI_USAGE;
     }
     loom_comm *c;
-    if (loom_dist_open("mpi", &c, err, sizeof err) != LOOM_OK) {
-        fprintf(stderr, "loom %s: --tp %d: %s\n", cmd, tp, err);
+    if (loom_dist_open(kind, &c, err, sizeof err) != LOOM_OK) {
+        fprintf(stderr, "loom %s: --tp %d (--comm %s): %s\n", cmd, tp, kind, err);
         return 1;
     }
     if (c->size != tp) {
@@ -32,6 +56,7 @@ int loom_cli_tp_open(const char *cmd, int tp, struct loom_comm **out) {
         loom_comm_free(c);
         return 1;
     }
+    rank_device(backend, c->local_rank, dev, dev_n);
     *out = c;
     return 0;
 }

@@ -77,6 +77,7 @@ MERGE_TYPES = GGUF_TYPES + KQUANT_TYPES
 SPEC = {
     ("run",): dict(RUN_COMMON, **{"-p": ("str",), "--prompt": ("str",),
                                   "--parallel": ("int", 1, 64), "--tp": ("int", 1, 64),
+                                  "--comm": ("choice", ["auto", "mpi", "nccl"]),
                                   **SPEC_FLAGS}),
     ("chat",): dict(RUN_COMMON, **{"--system": ("str",), "-p": ("str",), "--prompt": ("str",),
                                    "--chat-template": ("choice", ["llama3", "chatml", "smollm2",
@@ -454,6 +455,11 @@ def main():
         r.expect_usage_error(["run", flag, v, "--draft", "d.gguf"],
                              r"loom run: %s cannot be combined with speculative decoding "
                              r"\(--draft, --spec\)" % flag)
+
+    # --comm is --tp's (cli/tp_cmd.c)
+    r.expect_usage_error(["run", "--comm", "mpi"], r"loom run: --comm needs --tp N with N > 1")
+    r.expect_usage_error(["run", "--tp", "1", "--comm", "nccl"],
+                         r"loom run: --comm needs --tp N with N > 1")
 
     # Repeated-flag limit and required flags.
     r.expect_usage_error(["run"] + ["--stop", "x"] * 9, r"loom run: --stop: at most 8 stop strings")

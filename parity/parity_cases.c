@@ -65,7 +65,8 @@ static loom_tensor *b_scale(parity_ctx *c, loom_graph *g, const parity_args *a) 
 
 /* t0 w dtype, t1 x dtype; n0 K, n1 N, n2 M, n3 W2, n4 X2, n5 W3, n6 X3;
  * i0 x strided (permuted from [K, X2, M, X3]); i1 w transposed (from [N, K]);
- * i2 also compute matmul(cpy(w, f32), x) as the equivalent. */
+ * i2 also compute matmul(cpy(w, f32), x) as the equivalent;
+ * i3 flag the output LOOM_FLAG_F32_ACT (the output head: no int8 activations). */
 static loom_tensor *b_matmul(parity_ctx *c, loom_graph *g, const parity_args *a) {
     int64_t K = a->n[0], N = a->n[1], M = a->n[2];
     int64_t W2 = max64(a->n[3], 1), X2 = max64(a->n[4], 1);
@@ -76,6 +77,7 @@ static loom_tensor *b_matmul(parity_ctx *c, loom_graph *g, const parity_args *a)
                              : leaf4(c, g, a->t[1], K, M, X2, X3);
     parity_reduce(c, K);
     loom_tensor *out = loom_matmul(g, w, x);
+    if (a->i[3]) out = loom_tensor_set_flags(out, LOOM_FLAG_F32_ACT);
     if (a->i[2]) parity_equiv(c, g, loom_matmul(g, loom_cpy(g, w, LOOM_F32), x));
     return out;
 }

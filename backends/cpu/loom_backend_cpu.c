@@ -36,8 +36,8 @@ typedef struct cpu_ctx {
     loom_threadpool *pool;
     char (*errs)[CPU_ERR_MAX]; /* one message slot per thread */
     int n_errs;
-    loom_cpu_isa isa; /* kernel set, fixed at init */
-    bool act8;        /* int8 activations for decode matmuls (ADR 0036), fixed at init */
+    loom_cpu_isa isa;  /* kernel set, fixed at init */
+    loom_cpu_act act8; /* which matmuls get int8 activations (ADR 0036, 0043), fixed at init */
 } cpu_ctx;
 
 static int cpu_threads_wanted(const loom_backend *be) {
@@ -244,7 +244,8 @@ static bool cpu_pick(const cpu_ctx *c, const loom_tensor *node, loom_cpu_multipa
     *fn = NULL;
     *act8 = false;
     if (loom_cpu_multipass_for(node, c->isa, mp)) return true;
-    if (c->act8 && (*fn = loom_cpu_act8_kernel_for(node, c->isa)) != NULL) {
+    if (c->act8 != LOOM_CPU_ACT_F32 && (*fn = loom_cpu_act8_kernel_for(node, c->isa)) != NULL &&
+        loom_cpu_act8_mode_covers(c->act8, node)) {
         *act8 = true;
         return false;
     }
@@ -341,19 +342,41 @@ static bool cpu_kernel_info(loom_backend *be, const loom_tensor *node, char *nam
  * the parity suite holds it to the dispatch both ways (a claim that never
  * ran optimised fails, and so does an optimised kernel that is not claimed). */
 static const loom_kernel_claim k_cpu_claims[] = {
-    {LOOM_OP_MATMUL, LOOM_F32},     {LOOM_OP_MATMUL, LOOM_F16},   {LOOM_OP_MATMUL, LOOM_BF16},
-    {LOOM_OP_MATMUL, LOOM_Q8_0},    {LOOM_OP_MATMUL, LOOM_Q4_0},  {LOOM_OP_MATMUL, LOOM_NF4},
-    {LOOM_OP_MATMUL, LOOM_NF4_DQ},  {LOOM_OP_MOE, LOOM_F32},      {LOOM_OP_MOE, LOOM_F16},
-    {LOOM_OP_MOE, LOOM_BF16},       {LOOM_OP_MOE, LOOM_Q8_0},     {LOOM_OP_MOE, LOOM_Q4_0},
-    {LOOM_OP_MOE, LOOM_NF4},        {LOOM_OP_MOE, LOOM_NF4_DQ},   {LOOM_OP_FLASH_ATTN, LOOM_F32},
-    {LOOM_OP_FLASH_ATTN, LOOM_F16}, {LOOM_OP_RMS_NORM, LOOM_F32}, {LOOM_OP_SOFTMAX, LOOM_F32},
-    {LOOM_OP_SILU, LOOM_F32},       {LOOM_OP_SWIGLU, LOOM_F32},   {LOOM_OP_ADD, LOOM_F32},
-    {LOOM_OP_MUL, LOOM_F32},        {LOOM_OP_ROPE, LOOM_F32},     {LOOM_OP_GELU, LOOM_F32},
-    {LOOM_OP_MATMUL, LOOM_Q4_1},    {LOOM_OP_MATMUL, LOOM_Q5_0},  {LOOM_OP_MATMUL, LOOM_Q5_1},
-    {LOOM_OP_MOE, LOOM_Q4_1},       {LOOM_OP_FLASH_ATTN_BACK, LOOM_F32},
+    {LOOM_OP_MATMUL, LOOM_F32},
+    {LOOM_OP_MATMUL, LOOM_F16},
+    {LOOM_OP_MATMUL, LOOM_BF16},
+    {LOOM_OP_MATMUL, LOOM_Q8_0},
+    {LOOM_OP_MATMUL, LOOM_Q4_0},
+    {LOOM_OP_MATMUL, LOOM_NF4},
+    {LOOM_OP_MATMUL, LOOM_NF4_DQ},
+    {LOOM_OP_MOE, LOOM_F32},
+    {LOOM_OP_MOE, LOOM_F16},
+    {LOOM_OP_MOE, LOOM_BF16},
+    {LOOM_OP_MOE, LOOM_Q8_0},
+    {LOOM_OP_MOE, LOOM_Q4_0},
+    {LOOM_OP_MOE, LOOM_NF4},
+    {LOOM_OP_MOE, LOOM_NF4_DQ},
+    {LOOM_OP_FLASH_ATTN, LOOM_F32},
+    {LOOM_OP_FLASH_ATTN, LOOM_F16},
+    {LOOM_OP_RMS_NORM, LOOM_F32},
+    {LOOM_OP_SOFTMAX, LOOM_F32},
+    {LOOM_OP_SILU, LOOM_F32},
+    {LOOM_OP_SWIGLU, LOOM_F32},
+    {LOOM_OP_ADD, LOOM_F32},
+    {LOOM_OP_MUL, LOOM_F32},
+    {LOOM_OP_ROPE, LOOM_F32},
+    {LOOM_OP_GELU, LOOM_F32},
+    {LOOM_OP_MATMUL, LOOM_Q4_1},
+    {LOOM_OP_MATMUL, LOOM_Q5_0},
+    {LOOM_OP_MATMUL, LOOM_Q5_1},
+    {LOOM_OP_MOE, LOOM_Q4_1},
+    {LOOM_OP_FLASH_ATTN_BACK, LOOM_F32},
     {LOOM_OP_FLASH_ATTN_BACK, LOOM_F16},
-    {LOOM_OP_MOE, LOOM_Q5_0},       {LOOM_OP_MOE, LOOM_Q5_1},
-    {LOOM_OP_CPY, LOOM_F32},        {LOOM_OP_CPY, LOOM_F16},      {LOOM_OP_CPY, LOOM_BF16},
+    {LOOM_OP_MOE, LOOM_Q5_0},
+    {LOOM_OP_MOE, LOOM_Q5_1},
+    {LOOM_OP_CPY, LOOM_F32},
+    {LOOM_OP_CPY, LOOM_F16},
+    {LOOM_OP_CPY, LOOM_BF16},
 };
 
 /* The k-quants' matmul/moe (kernels/cpu/ops/kquant.inc.h, ADR 0024). */

@@ -133,6 +133,7 @@ typedef __m256 a8_lv;
 #define A8_LV_MUL(a, b)   _mm256_mul_ps(a, b)
 #define A8_LV_ADD(a, b)   _mm256_add_ps(a, b)
 #define A8_LV_ZERO()      _mm256_setzero_ps()
+#define A8_LV_LO(v)       _mm256_castps256_ps128(v)
 #else
 typedef __m128 a8_lv;
 #define A8_LV_LOAD(p)     _mm_loadu_ps(p)
@@ -141,7 +142,17 @@ typedef __m128 a8_lv;
 #define A8_LV_MUL(a, b)   _mm_mul_ps(a, b)
 #define A8_LV_ADD(a, b)   _mm_add_ps(a, b)
 #define A8_LV_ZERO()      _mm_setzero_ps()
+#define A8_LV_LO(v)       (v)
 #endif
+
+/* Lane r of v (also stored at a) in every lane: row 0 straight from the
+ * register (decode, R = 1, then needs no store), others from memory. */
+static inline A8_TGT A8_INL __m128 a8_lane128(a8_lv v, const float *a, int r) {
+    return r == 0 ? _mm_broadcastss_ps(A8_LV_LO(v)) : _mm_broadcast_ss(a + r);
+}
+static inline A8_TGT A8_INL __m256 a8_lane(a8_lv v, const float *a, int r) {
+    return r == 0 ? _mm256_broadcastss_ps(A8_LV_LO(v)) : _mm256_broadcast_ss(a + r);
+}
 
 /* The weight side of legacy block b, shared by every activation row: codes
  * as the integer dot takes them (AVX2 q8_0: the signed bytes, for the sign
@@ -179,15 +190,22 @@ static inline A8_TGT A8_INL void a8_legacy_blk(loom_dtype t, const uint8_t *b, c
                                                const int R, int64_t i, const float *g4,
                                                const float *gs4, __m256 *acc, __m128 *mn) {
     const __m256i w = a8_legacy_w(t, b);
+    if (R == 1) { /* decode: lane 0 of the code below, in scalars (the same products and sums) */
+        const __m256 a = _mm256_cvtepi32_ps(a8_legacy_x(t, w, &x[0], 32 * i));
+        acc[0] = _mm256_fmadd_ps(a, _mm256_set1_ps(v_f16s(b) * x[0].d[i]), acc[0]);
+        if (t == LOOM_Q4_1 || t == LOOM_Q5_1)
+            *mn = _mm_add_ss(*mn, _mm_set_ss(v_f16s(b + 2) * x[0].ds[i]));
+        return;
+    }
     const __m128 sc = _mm_mul_ps(_mm_set1_ps(v_f16s(b)), _mm_loadu_ps(g4 + A8_R * i));
     if (t == LOOM_Q4_1 || t == LOOM_Q5_1)
         *mn = _mm_add_ps(*mn, _mm_mul_ps(_mm_set1_ps(v_f16s(b + 2)), _mm_loadu_ps(gs4 + A8_R * i)));
     float scs[A8_R];
-    _mm_storeu_ps(scs, sc);
+    A8_LV_STORE(scs, sc);
     A8_UNROLL
     for (int r = 0; r < R; r++) {
         const __m256 a = _mm256_cvtepi32_ps(a8_legacy_x(t, w, &x[r], 32 * i));
-        const __m256 s = _mm256_broadcast_ss(&scs[r]);
+        const __m256 s = a8_lane(sc, scs, r);
         acc[r] = _mm256_fmadd_ps(a, s, acc[r]);
     }
 }
@@ -300,7 +318,8 @@ static inline A8_TGT A8_INL void a8_dot_legacy(loom_dtype t, const uint8_t *b, c
         acc0[r] = acc1[r] = _mm256_setzero_ps();
     const float *g4 = x[0].g4, *gs4 = x[0].gs4;
     for (; i + 2 <= nb; i += 2, b += 2 * bytes) {
-        __builtin_prefetch(b + MM_PREFETCH);
+        __builtin_prefetch(b + MM_PREFETCH); /* per block, as decode always did */
+        __builtin_prefetch(b + bytes + MM_PREFETCH);
         a8_legacy_blk(t, b, x, R, i, g4, gs4, acc0, &mn0);
         a8_legacy_blk(t, b + bytes, x, R, i + 1, g4, gs4, acc1, &mn1);
     }
@@ -339,8 +358,10 @@ static inline A8_TGT A8_INL void a8_dot_q4_K(const uint8_t *b, const a8_x *x, co
             kq_scale_min(b + 4, 2 * c + 1, &s1, &m1);
             const int64_t j0 = x0 + 2 * c;
             float sc0[A8_R], sc1[A8_R];
-            A8_LV_STORE(sc0, A8_LV_MUL(A8_LV_SET1(d * s0), A8_LV_LOAD(g4 + A8_R * j0)));
-            A8_LV_STORE(sc1, A8_LV_MUL(A8_LV_SET1(d * s1), A8_LV_LOAD(g4 + A8_R * (j0 + 1))));
+            const a8_lv v0 = A8_LV_MUL(A8_LV_SET1(d * s0), A8_LV_LOAD(g4 + A8_R * j0));
+            const a8_lv v1 = A8_LV_MUL(A8_LV_SET1(d * s1), A8_LV_LOAD(g4 + A8_R * (j0 + 1)));
+            A8_LV_STORE(sc0, v0);
+            A8_LV_STORE(sc1, v1);
             mins = A8_LV_ADD(
                 mins,
                 A8_LV_ADD(A8_LV_MUL(A8_LV_SET1(dmin * m0), A8_LV_LOAD(gs4 + A8_R * j0)),
@@ -350,10 +371,8 @@ static inline A8_TGT A8_INL void a8_dot_q4_K(const uint8_t *b, const a8_x *x, co
                 const a8_x *xr = &x[r];
                 const __m256i a0 = a8_dp(_mm256_setzero_si256(), lo, a8_q(xr, 32 * j0));
                 const __m256i a1 = a8_dp(_mm256_setzero_si256(), hi, a8_q(xr, 32 * j0 + 32));
-                acc0[r] =
-                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(a0), _mm256_broadcast_ss(&sc0[r]), acc0[r]);
-                acc1[r] =
-                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(a1), _mm256_broadcast_ss(&sc1[r]), acc1[r]);
+                acc0[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a0), a8_lane(v0, sc0, r), acc0[r]);
+                acc1[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a1), a8_lane(v1, sc1, r), acc1[r]);
             }
         }
     }
@@ -393,13 +412,14 @@ static inline A8_TGT A8_INL void a8_dot_q6_K(const uint8_t *b, const a8_x *x, co
                 /* per row: (d * d_x) * scale of each 16-value half */
                 const a8_lv dx = A8_LV_MUL(A8_LV_SET1(d), A8_LV_LOAD(g4 + A8_R * j));
                 float s0[A8_R], s1[A8_R];
-                A8_LV_STORE(s0, A8_LV_MUL(dx, A8_LV_SET1((float)sc[8 * h + 2 * c])));
-                A8_LV_STORE(s1, A8_LV_MUL(dx, A8_LV_SET1((float)sc[8 * h + 2 * c + 1])));
+                const a8_lv v0 = A8_LV_MUL(dx, A8_LV_SET1((float)sc[8 * h + 2 * c]));
+                const a8_lv v1 = A8_LV_MUL(dx, A8_LV_SET1((float)sc[8 * h + 2 * c + 1]));
+                A8_LV_STORE(s0, v0);
+                A8_LV_STORE(s1, v1);
                 A8_UNROLL
                 for (int r = 0; r < R; r++) {
                     const __m256i a = a8_dp(a8_xo(&x[r], k), w, a8_q(&x[r], k));
-                    const __m256 s =
-                        _mm256_set_m128(_mm_broadcast_ss(&s1[r]), _mm_broadcast_ss(&s0[r]));
+                    const __m256 s = _mm256_set_m128(a8_lane128(v1, s1, r), a8_lane128(v0, s0, r));
                     if (c & 1)
                         acc1[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), s, acc1[r]);
                     else

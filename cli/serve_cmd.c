@@ -60,7 +60,7 @@ static void serve_usage(FILE *f) {
             "the same as without (see loom run --help for the four flags).\n"
             "SIGTERM/SIGINT drain the requests in flight, then exit. The cpu backend\n"
             "runs every quantized matmul on int8 activations here (LOOM_CPU_ACT=int8:\n"
-            "batch-invariant greedy output; LOOM_CPU_ACT=f32 too; docs/adr/0043).\n"
+            "outputs do not depend on batching or prefill chunks; docs/adr/0043).\n"
             "ranges: --port 0..65535, --parallel 1..256, --ctx 0..16777216 (0: the\n"
             "model's), --threads 1..256, --prefill-chunk 1..65536, --kv-block 1..4096,\n"
             "--kv-blocks 0..16777216 (0: the default), --max-body\n"
@@ -281,9 +281,11 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
      * hits or preemption (docs/adr/0035). The cpu's int8 activations for
      * every matmul (LOOM_CPU_ACT=int8, ADR 0043) round and sum a token's row
      * the same in a decode step and in a prefill chunk of any size; the
-     * default int8-decode mode (prefill on f32) would not. The server uses
-     * them unless the environment says otherwise (LOOM_CPU_ACT=f32: f32
-     * activations, also invariant). Read by the cpu backend at registry init. */
+     * default int8-decode mode (prefill on f32) would not, and f32 (decode
+     * and GEMM kernels summing in different orders) only to ~1e-6
+     * (tests/serve/serve_chunk_invariance.py). The server uses them unless
+     * the environment says otherwise. Read by the cpu backend at registry
+     * init. */
     setenv("LOOM_CPU_ACT", "int8", 0);
     st = loom_registry_init();
     if (st != LOOM_OK) {

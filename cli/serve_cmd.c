@@ -59,8 +59,8 @@ static void serve_usage(FILE *f) {
             "request without logprobs while it is the only one decoding; its tokens are\n"
             "the same as without (see loom run --help for the four flags).\n"
             "SIGTERM/SIGINT drain the requests in flight, then exit. The cpu backend\n"
-            "keeps f32 activations here (LOOM_CPU_ACT=int8 trades batch-invariant\n"
-            "greedy output for faster decode; docs/adr/0036).\n"
+            "runs every quantized matmul on int8 activations here (LOOM_CPU_ACT=int8:\n"
+            "outputs do not depend on batching or prefill chunks; docs/adr/0043).\n"
             "ranges: --port 0..65535, --parallel 1..256, --ctx 0..16777216 (0: the\n"
             "model's), --threads 1..256, --prefill-chunk 1..65536, --kv-block 1..4096,\n"
             "--kv-blocks 0..16777216 (0: the default), --max-body\n"
@@ -278,13 +278,15 @@ int loom_cli_serve(const char *backend, int argc, char **argv) {
     loom_model *draft = NULL;      /* speculative decoding: freed after the server */
     loom_spec *spec = NULL;
     /* A request's greedy tokens must not depend on its neighbours, prefix
-     * hits or preemption (docs/adr/0035). The cpu's int8 activations (ADR
-     * 0036) apply to matmuls of at most 8 rows only, so a prefix hit's short
-     * tail or a decode step would round differently from the same tokens
-     * inside a longer prefill: the server keeps f32 activations unless the
-     * environment asks otherwise (LOOM_CPU_ACT=int8: faster decode, outputs
-     * then depend on chunking). Read by the cpu backend at registry init. */
-    setenv("LOOM_CPU_ACT", "f32", 0);
+     * hits or preemption (docs/adr/0035). The cpu's int8 activations for
+     * every matmul (LOOM_CPU_ACT=int8, ADR 0043) round and sum a token's row
+     * the same in a decode step and in a prefill chunk of any size; the
+     * default int8-decode mode (prefill on f32) would not, and f32 (decode
+     * and GEMM kernels summing in different orders) only to ~1e-6
+     * (tests/serve/serve_chunk_invariance.py). The server uses them unless
+     * the environment says otherwise. Read by the cpu backend at registry
+     * init. */
+    setenv("LOOM_CPU_ACT", "int8", 0);
     st = loom_registry_init();
     if (st != LOOM_OK) {
         fprintf(stderr, "loom serve: backend registry failed: %s\n", loom_status_str(st));

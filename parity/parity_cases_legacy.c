@@ -80,22 +80,24 @@ void parity_cases_legacy(parity_table *tb, parity_build_fn get_rows, parity_buil
     }
 }
 
-/* The int8-activation decode kernels (ADR 0036): an odd number of 32-value
- * blocks (AVX-512 pairs blocks, then one left over), the largest covered
- * batch (LOOM_ACT8_MAX_M) and the first one past it (the f32 GEMM), for
- * every weight type they take; k-quants with an odd number of super-blocks. */
+/* The int8-activation kernels (ADR 0036, 0043): an odd number of 32-value
+ * blocks (AVX-512 pairs blocks, then one left over), activation rows around
+ * the microkernel's group sizes (4 on AVX2, 8 on AVX-512) and a prefill
+ * batch, and a weight range of several cache panels (600 rows), for every
+ * weight type they take; k-quants with an odd number of super-blocks. */
 void parity_cases_act8(parity_table *tb, parity_build_fn matmul) {
     static const loom_dtype types[] = {LOOM_Q4_0, LOOM_Q4_1, LOOM_Q5_0, LOOM_Q5_1,
                                        LOOM_Q8_0, LOOM_Q4_K, LOOM_Q6_K};
+    static const int64_t NMs[][2] = {{19, 1}, {19, 4},  {19, 5},  {19, 8},
+                                     {19, 9}, {19, 33}, {600, 12}};
     for (size_t q = 0; q < sizeof types / sizeof types[0]; q++) {
         const loom_dtype t = types[q];
         const int64_t K = t == LOOM_Q4_K || t == LOOM_Q6_K ? 768 : 96;
-        static const int64_t Ms[] = {1, LOOM_ACT8_MAX_M, LOOM_ACT8_MAX_M + 1};
-        for (int m = 0; m < 3; m++)
+        for (size_t c = 0; c < sizeof NMs / sizeof NMs[0]; c++)
             parity_table_add(tb, LOOM_OP_MATMUL, matmul,
-                             (parity_args){.t = {t, LOOM_F32}, .n = {K, 19, Ms[m]}},
-                             "w=%s x=f32 K=%lld N=19 M=%lld (act8 edges)", loom_dtype_name(t),
-                             (long long)K, (long long)Ms[m]);
+                             (parity_args){.t = {t, LOOM_F32}, .n = {K, NMs[c][0], NMs[c][1]}},
+                             "w=%s x=f32 K=%lld N=%lld M=%lld (act8 edges)", loom_dtype_name(t),
+                             (long long)K, (long long)NMs[c][0], (long long)NMs[c][1]);
     }
     /* The output head (flagged LOOM_FLAG_F32_ACT, ADR 0036 addendum 3): the
      * f32 path on every backend, at the rows of a decode, of speculative

@@ -575,7 +575,7 @@ def gen_matmul(w):
         wt, w64 = t_weight("w", wf, wdt)
         xt, x64 = t_weight("x", xf, xdt)
         w.case("matmul", name, [wt, xt], ref_matmul(w64, x64), K)
-        if wdt in (Q8_0, Q4_0) and xdt == F32 and xs[2] <= 8:
+        if wdt in (Q8_0, Q4_0) and xdt == F32:
             # Twin for loom's int8-activation cpu kernels: same inputs, the
             # activations quantized per 32 values first; ints [1] marks it.
             w.case("matmul", name + "_act8", [wt, xt], ref_matmul(w64, act8_dequant(xf)), K,

@@ -36,8 +36,8 @@ typedef struct cpu_ctx {
     loom_threadpool *pool;
     char (*errs)[CPU_ERR_MAX]; /* one message slot per thread */
     int n_errs;
-    loom_cpu_isa isa; /* kernel set, fixed at init */
-    bool act8;        /* int8 activations for decode matmuls (ADR 0036), fixed at init */
+    loom_cpu_isa isa;  /* kernel set, fixed at init */
+    loom_cpu_act act8; /* which matmuls get int8 activations (ADR 0036, 0043), fixed at init */
 } cpu_ctx;
 
 static int cpu_threads_wanted(const loom_backend *be) {
@@ -244,7 +244,8 @@ static bool cpu_pick(const cpu_ctx *c, const loom_tensor *node, loom_cpu_multipa
     *fn = NULL;
     *act8 = false;
     if (loom_cpu_multipass_for(node, c->isa, mp)) return true;
-    if (c->act8 && (*fn = loom_cpu_act8_kernel_for(node, c->isa)) != NULL) {
+    if (c->act8 != LOOM_CPU_ACT_F32 && (*fn = loom_cpu_act8_kernel_for(node, c->isa)) != NULL &&
+        loom_cpu_act8_mode_covers(c->act8, node)) {
         *act8 = true;
         return false;
     }

@@ -32,19 +32,19 @@ LOOM_API bool loom_ref_supports(const loom_tensor *node);
 LOOM_API loom_status loom_ref_compute(const loom_tensor *node, int ith, int nth, char *err,
                                       size_t err_n);
 
-
 /* ---- int8 activations (ADR 0036) ----
- * The cpu backend (by default; LOOM_CPU_ACT=f32 turns it off) runs decode
- * and small-batch matmuls of q4_0/q4_1/q5_0/q5_1/q8_0/q4_K/q6_K weights with
- * the activation rows quantized to int8 per 32 values, as llama.cpp does.
+ * The cpu backend runs matmuls of q4_0/q4_1/q5_0/q5_1/q8_0/q4_K/q6_K weights
+ * with the activation rows quantized to int8 per 32 values, as llama.cpp
+ * does: by default those of at most 8 rows (decode), with LOOM_CPU_ACT=int8
+ * (loom serve's default) prefill too, with one arithmetic for any number of
+ * rows (ADR 0043); LOOM_CPU_ACT=f32 turns it off.
  * Such a node differs from loom_ref_compute by the activation rounding
  * (~1e-5 NMSE); its oracle is loom_ref_compute_act8, which quantizes the
  * activations the same way and then computes exactly in integers per block. */
-#define LOOM_ACT8_QK    32 /* activation values per int8 block */
-#define LOOM_ACT8_MAX_M 8  /* activation rows (x->ne[1]) up to which the path applies */
+#define LOOM_ACT8_QK 32 /* activation values per int8 block */
 
 /* Does the int8-activation rule cover this node? matmul, f32 output and
- * contiguous f32 activation rows with ne[1] <= LOOM_ACT8_MAX_M, a weight of
+ * contiguous f32 activation rows (any number of them), a weight of
  * the types above with whole blocks per row, broadcast as matmul allows, and
  * not flagged LOOM_FLAG_F32_ACT. */
 LOOM_API bool loom_ref_act8_applies(const loom_tensor *node);

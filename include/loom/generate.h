@@ -89,10 +89,11 @@ typedef struct loom_spec_params {
     int32_t ngram_min; /* lookup: shortest, 1..ngram_max; default 1 */
 } loom_spec_params;
 /* At most 7 drafts, so that a verification forward (drafts + 1 rows) stays
- * within the cpu's decode kernels (LOOM_ACT8_MAX_M = 8 rows, backend_sdk.h):
- * its activations are then rounded exactly as in one-token decoding, with
- * the default int8 activations too (ADR 0036), and greedy output keeps equal
- * plain decoding's. Longer drafts rarely pay on a CPU anyway (ADR 0038). */
+ * within the rows the cpu's default int8 activations cover (8; ADR 0036,
+ * 0043's LOOM_CPU_ACT=int8-decode): its activations are then rounded exactly
+ * as in one-token decoding, and greedy output keeps equal plain decoding's
+ * (LOOM_CPU_ACT=int8 rounds the same for any number of rows). Longer drafts rarely pay on a CPU
+ * anyway (ADR 0038). */
 #define LOOM_SPEC_MAX_DRAFT 7
 #define LOOM_SPEC_MAX_NGRAM 16
 

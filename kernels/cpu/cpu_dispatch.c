@@ -76,14 +76,24 @@ bool loom_cpu_multipass_for(const loom_tensor *node, loom_cpu_isa isa, loom_cpu_
     return false;
 }
 
-bool loom_cpu_act8_select(const char *env, char *note, size_t note_n) {
+loom_cpu_act loom_cpu_act8_select(const char *env, char *note, size_t note_n) {
     if (note && note_n) note[0] = '\0';
-    /* the default again since the output head keeps f32 activations
-     * (LOOM_FLAG_F32_ACT, ADR 0036 addendum 3) */
-    if (!env || !*env || !strcmp(env, "int8")) return true;
-    if (!strcmp(env, "f32")) return false;
-    if (note && note_n) snprintf(note, note_n, "LOOM_CPU_ACT=%s unknown (int8|f32); using int8", env);
-    return true;
+    /* int8 decode is the default again since the output head keeps f32
+     * activations (LOOM_FLAG_F32_ACT, ADR 0036 addendum 3); prefill stays
+     * f32 by default (ADR 0043: int8 prefill tips the README's answer) */
+    if (!env || !*env || !strcmp(env, "int8-decode")) return LOOM_CPU_ACT_INT8_DECODE;
+    if (!strcmp(env, "int8")) return LOOM_CPU_ACT_INT8;
+    if (!strcmp(env, "f32")) return LOOM_CPU_ACT_F32;
+    if (note && note_n)
+        snprintf(note, note_n, "LOOM_CPU_ACT=%s unknown (int8-decode|int8|f32); using int8-decode",
+                 env);
+    return LOOM_CPU_ACT_INT8_DECODE;
+}
+
+bool loom_cpu_act8_mode_covers(loom_cpu_act mode, const loom_tensor *node) {
+    if (mode == LOOM_CPU_ACT_INT8) return true;
+    return mode == LOOM_CPU_ACT_INT8_DECODE && node && node->src[1] &&
+           node->src[1]->ne[1] <= LOOM_CPU_ACT_DECODE_M;
 }
 
 loom_cpu_kernel_fn loom_cpu_act8_kernel_for(const loom_tensor *node, loom_cpu_isa isa) {

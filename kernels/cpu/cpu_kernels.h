@@ -53,11 +53,23 @@ typedef struct loom_cpu_multipass {
  * before loom_cpu_kernel_for). */
 bool loom_cpu_multipass_for(const loom_tensor *node, loom_cpu_isa isa, loom_cpu_multipass *mp);
 
-/* Int8 activations (ADR 0036): whether the cpu backend quantizes the
- * activations of decode/small-batch matmuls (loom_ref_act8_applies) to int8.
- * env is $LOOM_CPU_ACT: unset, "" or "int8" -> true, "f32" -> false; anything
- * else is reported in note (may be NULL) and gives the default, true. */
-bool loom_cpu_act8_select(const char *env, char *note, size_t note_n);
+/* Int8 activations (ADR 0036, 0043): which matmuls (among those
+ * loom_ref_act8_applies covers) the cpu backend runs on int8 activations. */
+typedef enum loom_cpu_act {
+    LOOM_CPU_ACT_F32 = 0,         /* "f32": none */
+    LOOM_CPU_ACT_INT8_DECODE = 1, /* "int8-decode" (the default): matmuls of at most
+                                     LOOM_CPU_ACT_DECODE_M activation rows; prefill
+                                     keeps the f32 GEMM */
+    LOOM_CPU_ACT_INT8 = 2,        /* "int8": every M, so a row rounds the same in any
+                                     chunk (loom serve's default) */
+} loom_cpu_act;
+#define LOOM_CPU_ACT_DECODE_M 8
+/* env is $LOOM_CPU_ACT: unset or "" -> int8-decode; "int8-decode", "int8",
+ * "f32"; anything else is reported in note (may be NULL) and gives the
+ * default. */
+loom_cpu_act loom_cpu_act8_select(const char *env, char *note, size_t note_n);
+/* Whether mode runs node (a matmul the act8 kernel takes) on int8. */
+bool loom_cpu_act8_mode_covers(loom_cpu_act mode, const loom_tensor *node);
 /* The int8-activation matmul kernel for node on isa, or NULL (node not
  * covered, or isa scalar). AVX-512 runs it with VNNI when the CPU has it,
  * else the AVX2 instantiation. */

@@ -38,8 +38,8 @@ void loom_act8_quantize_row(const float *x, int64_t k, int8_t *q, float *d, int3
 }
 
 static bool act8_weight_type(loom_dtype t) {
-    return t == LOOM_Q4_0 || t == LOOM_Q4_1 || t == LOOM_Q5_0 || t == LOOM_Q5_1 ||
-           t == LOOM_Q8_0 || t == LOOM_Q4_K || t == LOOM_Q6_K;
+    return t == LOOM_Q4_0 || t == LOOM_Q4_1 || t == LOOM_Q5_0 || t == LOOM_Q5_1 || t == LOOM_Q8_0 ||
+           t == LOOM_Q4_K || t == LOOM_Q6_K;
 }
 
 bool loom_ref_act8_applies(const loom_tensor *node) {
@@ -49,11 +49,11 @@ bool loom_ref_act8_applies(const loom_tensor *node) {
     if (!w || !x || !act8_weight_type(w->dtype) || x->dtype != LOOM_F32) return false;
     if (!loom_ref_supports(node) || !loom_tensor_is_contiguous(node)) return false;
     const int64_t K = w->ne[0];
-    if (K <= 0 || x->ne[0] != K || x->ne[1] > LOOM_ACT8_MAX_M || x->nb[0] != sizeof(float))
-        return false;
+    /* any number of rows: the cpu's decode and prefill share one int8
+     * microkernel (ADR 0043), so rounding does not depend on chunking */
+    if (K <= 0 || x->ne[0] != K || x->nb[0] != sizeof(float)) return false;
     if (w->ne[2] <= 0 || w->ne[3] <= 0 || x->ne[2] % w->ne[2] || x->ne[3] % w->ne[3]) return false;
-    return K % loom_dtype_block_size(w->dtype) == 0 &&
-           w->nb[0] == loom_dtype_block_bytes(w->dtype);
+    return K % loom_dtype_block_size(w->dtype) == 0 && w->nb[0] == loom_dtype_block_bytes(w->dtype);
 }
 
 static float act8_f16(const uint8_t *p) {

@@ -33,7 +33,7 @@ static void test_quantize(void) {
         x[i] = 3.0f * frand();
     for (int i = 64; i < 96; i++)
         x[i] = 0.0f; /* an all-zero block: d = 0, codes 0 */
-    x[100] = 127.0f;  /* amax 127: d = 1, so x = k + 0.5 hits roundf's halfway rule */
+    x[100] = 127.0f; /* amax 127: d = 1, so x = k + 0.5 hits roundf's halfway rule */
     x[101] = 2.5f;
     x[102] = -2.5f;
     int8_t q[K];
@@ -56,8 +56,6 @@ static void test_quantize(void) {
     }
     CHECK(q[101] == 3 && q[102] == -3); /* half away from zero, as ggml's roundf */
 }
-
-
 
 static void test_matches_dequantized(loom_dtype t) {
     const int64_t K = 512, N = 5, M = 3;
@@ -118,15 +116,15 @@ static void test_applies(void) {
     loom_graph *g = NULL;
     CHECK(loom_graph_new(&g) == LOOM_OK);
     loom_tensor *w = loom_tensor_4d(g, LOOM_Q4_0, 64, 8, 1, 1);
-    loom_tensor *x8 = loom_tensor_4d(g, LOOM_F32, 64, LOOM_ACT8_MAX_M, 1, 1);
-    loom_tensor *x9 = loom_tensor_4d(g, LOOM_F32, 64, LOOM_ACT8_MAX_M + 1, 1, 1);
+    loom_tensor *x8 = loom_tensor_4d(g, LOOM_F32, 64, 8, 1, 1);
+    loom_tensor *xp = loom_tensor_4d(g, LOOM_F32, 64, 512, 1, 1);
     loom_tensor *xh = loom_tensor_4d(g, LOOM_F16, 64, 1, 1, 1);
     loom_tensor *wf = loom_tensor_4d(g, LOOM_F32, 64, 8, 1, 1);
     loom_tensor *w3 = loom_tensor_4d(g, LOOM_Q3_K, 256, 8, 1, 1);
     loom_tensor *x3 = loom_tensor_4d(g, LOOM_F32, 256, 1, 1, 1);
     CHECK(loom_ref_act8_applies(loom_matmul(g, w, x8)));
-    CHECK(!loom_ref_act8_applies(loom_matmul(g, w, x9))); /* prefill: f32 GEMM */
-    CHECK(!loom_ref_act8_applies(loom_matmul(g, w, xh))); /* f16 activations */
+    CHECK(loom_ref_act8_applies(loom_matmul(g, w, xp)));   /* prefill too (ADR 0043) */
+    CHECK(!loom_ref_act8_applies(loom_matmul(g, w, xh)));  /* f16 activations */
     CHECK(!loom_ref_act8_applies(loom_matmul(g, wf, x8))); /* f32 weights */
     CHECK(!loom_ref_act8_applies(loom_matmul(g, w3, x3))); /* q3_K: no int8 kernel */
     CHECK(!loom_ref_act8_applies(loom_add(g, x8, x8)));

@@ -101,14 +101,14 @@ void parity_cases_act8(parity_table *tb, parity_build_fn matmul) {
     }
     /* The output head (flagged LOOM_FLAG_F32_ACT, ADR 0036 addendum 3): the
      * f32 path on every backend, at the rows of a decode, of speculative
-     * verifications (up to LOOM_ACT8_MAX_M) and past them; K with an odd
+     * verifications (up to LOOM_SPEC_MAX_DRAFT + 1 rows) and past them; K with an odd
      * block count. */
     static const loom_dtype heads[] = {LOOM_Q8_0, LOOM_Q6_K, LOOM_Q4_0, LOOM_Q4_1,
                                        LOOM_Q5_0, LOOM_Q5_1, LOOM_Q4_K};
     for (size_t q = 0; q < sizeof heads / sizeof heads[0]; q++) {
         const loom_dtype t = heads[q];
         const int64_t K = t == LOOM_Q6_K || t == LOOM_Q4_K ? 768 : 608;
-        static const int64_t Ms[] = {1, 5, LOOM_ACT8_MAX_M, LOOM_ACT8_MAX_M + 1};
+        static const int64_t Ms[] = {1, 5, 8, 9};
         for (int m = 0; m < 4; m++)
             parity_table_add(
                 tb, LOOM_OP_MATMUL, matmul,

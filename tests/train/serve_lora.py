@@ -91,9 +91,10 @@ def clean(text):
 
 
 def loom_run(loom, model, *extra):
-    # loom serve keeps f32 activations on the cpu (batch-invariant output,
-    # cli/serve_cmd.c); run must compute the same way to be compared
-    env = dict(os.environ, LOOM_CPU_ACT="f32")
+    # loom serve runs int8 activations for every chunk on the cpu (chunk-
+    # invariant output, cli/serve_cmd.c, ADR 0043); run must compute the same
+    # way to be compared (its default rounds prefill in f32)
+    env = dict(os.environ, LOOM_CPU_ACT="int8")
     out = subprocess.run([loom, "run", "-m", model, "-p", PROMPT, "-n", str(N), "--temp", "0",
                           *extra], capture_output=True, check=True, timeout=120, env=env)
     text = out.stdout.decode("utf-8", "replace")

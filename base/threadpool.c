@@ -6,27 +6,16 @@
  * sleep on a condition variable. The caller runs ith = 0 itself and waits for
  * the others with the same spin-then-sleep scheme.
  *
- * The spin adapts to contention (docs/adr/0044): a spinner holds its core
- * and uses up the CPU share the scheduler would give back to a sleeper on
- * wake-up, so when other runnable threads share the cores (a server's HTTP
- * threads, other processes) every node's fork/join stalls on descheduled
- * pool threads, and spinning makes it worse. The caller counts its own
- * involuntary context switches (getrusage RUSAGE_THREAD, Linux) every
- * LOOM_POOL_CHECK runs: more than LOOM_POOL_PREEMPTS in a window means
- * contention and the spin drops to LOOM_POOL_SPIN_SHORT polls; LOOM_POOL_CALM
- * windows in a row without it restore LOOM_POOL_SPIN.
- *
  * Ownership: loom_threadpool_new allocates the pool and its threads;
  * loom_threadpool_free joins them and frees everything. A pool must not be
  * run from two threads at once. */
-#define _GNU_SOURCE /* RUSAGE_THREAD */
+#define _POSIX_C_SOURCE 200809L
 
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include "loom/threadpool.h"
@@ -41,11 +30,7 @@
 
 /* Spin iterations before sleeping. Pools larger than the core count do not
  * spin at all: spinners would steal the cores the other workers need. */
-#define LOOM_POOL_SPIN       2000
-#define LOOM_POOL_SPIN_SHORT 100 /* under contention (see the top) */
-#define LOOM_POOL_CHECK      256 /* runs per contention window */
-#define LOOM_POOL_PREEMPTS   2   /* involuntary switches a window tolerates */
-#define LOOM_POOL_CALM       8   /* quiet windows before the long spin is back */
+#define LOOM_POOL_SPIN 2000
 
 struct loom_threadpool;
 
@@ -59,15 +44,7 @@ struct loom_threadpool {
     int n;                /* threads including the caller */
     loom_worker *workers; /* n - 1 entries */
     int n_started;        /* workers whose thread was created */
-    int spin_max;         /* LOOM_POOL_SPIN, or 0 when oversubscribed */
-    atomic_int spin;      /* the current spin: spin_max or LOOM_POOL_SPIN_SHORT */
-    /* Contention check (caller side, one thread at a time): runs since the
-     * last check, the checking thread and its involuntary switches then,
-     * quiet windows in a row. */
-    unsigned n_runs;
-    pthread_t check_thread;
-    long last_nivcsw;
-    int calm;
+    int spin;             /* LOOM_POOL_SPIN, or 0 when oversubscribed */
 
     pthread_mutex_t mu;
     pthread_cond_t start_cv;  /* workers sleep here between runs */
@@ -90,8 +67,7 @@ static void *worker_main(void *arg) {
     for (;;) {
         /* Wait for a new generation: spin, then sleep. */
         uint_fast64_t g = seen;
-        const int spin = atomic_load_explicit(&p->spin, memory_order_relaxed);
-        for (int i = 0; i < spin; i++) {
+        for (int i = 0; i < p->spin; i++) {
             g = atomic_load_explicit(&p->gen, memory_order_acquire);
             if (g != seen) break;
             LOOM_CPU_RELAX();
@@ -136,9 +112,7 @@ loom_status loom_threadpool_new(int n_threads, loom_threadpool **out) {
     loom_threadpool *p = calloc(1, sizeof *p);
     if (!p) return LOOM_ERR_OOM;
     p->n = n_threads;
-    p->spin_max = n_threads <= cores ? LOOM_POOL_SPIN : 0;
-    atomic_init(&p->spin, p->spin_max);
-    p->last_nivcsw = -1;
+    p->spin = n_threads <= cores ? LOOM_POOL_SPIN : 0;
     atomic_init(&p->gen, 0);
     atomic_init(&p->n_done, 0);
     atomic_init(&p->stop, false);
@@ -179,35 +153,11 @@ int loom_threadpool_size(const loom_threadpool *p) {
     return p ? p->n : 0;
 }
 
-/* Every LOOM_POOL_CHECK runs: shorten or restore the spin (see the top). */
-static void adapt_spin(loom_threadpool *p) {
-#ifdef RUSAGE_THREAD
-    struct rusage ru;
-    if (getrusage(RUSAGE_THREAD, &ru) != 0) return;
-    const pthread_t self = pthread_self();
-    const long nv = ru.ru_nivcsw;
-    if (p->last_nivcsw < 0 || !pthread_equal(self, p->check_thread) || nv < p->last_nivcsw) {
-        p->check_thread = self; /* a new caller: a new baseline */
-    } else if (nv - p->last_nivcsw > LOOM_POOL_PREEMPTS) {
-        p->calm = 0;
-        atomic_store_explicit(
-            &p->spin, LOOM_POOL_SPIN_SHORT < p->spin_max ? LOOM_POOL_SPIN_SHORT : p->spin_max,
-            memory_order_relaxed);
-    } else if (++p->calm >= LOOM_POOL_CALM) {
-        atomic_store_explicit(&p->spin, p->spin_max, memory_order_relaxed);
-    }
-    p->last_nivcsw = nv;
-#else
-    (void)p;
-#endif
-}
-
 void loom_threadpool_run(loom_threadpool *p, loom_task_fn fn, void *ctx) {
     if (p->n == 1) {
         fn(ctx, 0, 1);
         return;
     }
-    if (p->spin_max && ++p->n_runs % LOOM_POOL_CHECK == 0) adapt_spin(p);
     p->fn = fn;
     p->ctx = ctx;
     atomic_store_explicit(&p->n_done, 0, memory_order_relaxed);
@@ -221,8 +171,7 @@ void loom_threadpool_run(loom_threadpool *p, loom_task_fn fn, void *ctx) {
     fn(ctx, 0, p->n);
 
     int want = p->n - 1;
-    const int spin = atomic_load_explicit(&p->spin, memory_order_relaxed);
-    for (int i = 0; i < spin; i++) {
+    for (int i = 0; i < p->spin; i++) {
         if (atomic_load_explicit(&p->n_done, memory_order_acquire) == want) return;
         LOOM_CPU_RELAX();
     }

@@ -510,6 +510,40 @@ loom_tensor *loom_flash_attn_paged(loom_graph *g, loom_tensor *q, loom_tensor *k
     return r;
 }
 
+loom_tensor *loom_flash_attn_paged_batch(loom_graph *g, loom_tensor *q, loom_tensor *k,
+                                         loom_tensor *v, loom_tensor *blocks, loom_tensor *offsets,
+                                         int32_t block_size, float scale) {
+    INPUTS("flash_attn", q, k, v, blocks, offsets);
+    const int64_t S = q->ne[3];
+    REQUIRE(k->ne[3] == 1, "flash_attn: a batched paged k %s must be one pool (B = 1)", D(k));
+    REQUIRE(blocks->dtype == LOOM_I32 && blocks->ne[1] == S && blocks->ne[2] == 1 &&
+                blocks->ne[3] == 1 && loom_tensor_is_contiguous(blocks),
+            "flash_attn: block tables %s must be contiguous i32 [n_blocks, %lld]", D(blocks),
+            (long long)S);
+    REQUIRE(offsets->dtype == LOOM_I32 && offsets->ne[0] == S && offsets->ne[1] == 1 &&
+                offsets->ne[2] == 1 && offsets->ne[3] == 1 && offsets->nb[0] == sizeof(int32_t),
+            "flash_attn: offsets %s must be contiguous i32 [%lld]", D(offsets), (long long)S);
+    REQUIRE(block_size > 0 && k->ne[1] % block_size == 0,
+            "flash_attn: the pool's %lld rows (k %s) are not whole blocks of %d",
+            (long long)k->ne[1], D(k), block_size);
+    REQUIRE(q->dtype == LOOM_F32 && (k->dtype == LOOM_F32 || k->dtype == LOOM_F16) &&
+                k->dtype == v->dtype && same_shape(k, v),
+            "flash_attn: q %s must be f32, k %s and v %s both f32 or both f16 of one shape", D(q),
+            D(k), D(v));
+    REQUIRE(q->ne[0] == k->ne[0] && q->ne[2] % k->ne[2] == 0,
+            "flash_attn: q %s and k %s differ in head dim or GQA grouping", D(q), D(k));
+    int64_t ne[4] = {q->ne[0], q->ne[2], q->ne[1], S};
+    loom_tensor *r = new_node(g, LOOM_OP_FLASH_ATTN, LOOM_F32, ne, q, k, v);
+    if (r) {
+        r->src[3] = blocks;
+        r->src[4] = offsets;
+        r->p.f[0] = scale;
+        r->p.i[1] = 1; /* causal */
+        r->p.i[3] = block_size;
+    }
+    return r;
+}
+
 loom_tensor *loom_set_rows(loom_graph *g, loom_tensor *dst, loom_tensor *src, loom_tensor *rows) {
     INPUTS("set_rows", dst, src, rows);
     loom_tensor *st = loom_tensor_storage(dst);

@@ -104,8 +104,12 @@ typedef struct loom_llama_graph {
     loom_tensor *tokens, *pos, *rows, *out_ids, *logits;
     loom_tensor *tables; /* i32 [max_blk, n_seq]: the block table of every sequence */
     /* Per (layer, sequence): the flash_attn node, whose q_offset is
-     * re-targeted before every run. */
+     * re-targeted before every run; unused (NULL entries) when batched. */
     loom_tensor **fa;
+    /* Batched paged attention (docs/adr/0044): one flash_attn node per layer
+     * over every sequence, their query offsets an i32 input [n_seq]; NULL:
+     * one node per sequence (a backend other than the cpu runs the model). */
+    loom_tensor *q_offsets;
     uint64_t last_used;
 } loom_llama_graph;
 

@@ -955,6 +955,7 @@ int parity_cases_make(parity_case **out) {
     cases_activations(&tb);
     cases_flash_attn(&tb);
     cases_flash_attn_paged(&tb);
+    parity_cases_paged_batch(&tb);
     parity_cases_attn_back(&tb);
     parity_cases_moe(&tb);
     cases_set_rows(&tb);

@@ -43,6 +43,7 @@ void parity_fill_logits(parity_ctx *c, const loom_tensor *logits, int mode);
 void parity_cases_moe(parity_table *tb);          /* parity_cases_moe.c */
 void parity_cases_large_logits(parity_table *tb); /* parity_cases_logits.c */
 void parity_cases_attn_back(parity_table *tb);    /* parity_cases_attn_back.c */
+void parity_cases_paged_batch(parity_table *tb);  /* parity_cases_paged.c */
 /* q4_1/q5_0/q5_1 (parity_cases_legacy.c), with the builders of the files above */
 void parity_cases_legacy(parity_table *tb, parity_build_fn get_rows, parity_build_fn matmul,
                          parity_build_fn cpy);

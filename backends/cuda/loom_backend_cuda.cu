@@ -490,6 +490,7 @@ static bool gpu_supports(loom_backend *be, const loom_tensor *node) {
         return is_f32(node) && weight_ok(node->op, s[0]) && is_float(s[1]) &&
                s[1]->ne[2] * s[1]->ne[3] <= 65535 && s[1]->ne[1] <= 8 * 65535;
     case LOOM_OP_FLASH_ATTN:
+        if (s[4]) return false; /* batched paged form (docs/adr/0044): no kernel yet */
         if (node->p.i[3] != 0 && (!s[3] || s[3]->dtype != LOOM_I32 ||
                                   s[3]->nb[0] != sizeof(int32_t) || s[0]->ne[3] != 1))
             return false;

@@ -298,7 +298,9 @@ bool loom_vk_supports(loom_backend *be, const loom_tensor *node) {
     }
     case LOOM_OP_FLASH_ATTN:
         /* Per invocation: Tk/64 tiles of ~D + 256 loop iterations; keep
-         * under lavapipe's loop limit (see the matmul case). */
+         * under lavapipe's loop limit (see the matmul case). The batched
+         * paged form (src[4] offsets, docs/adr/0044) has no shader yet. */
+        if (s[4]) return false;
         if (node->p.i[3] != 0 && (!s[3] || s[3]->dtype != LOOM_I32 ||
                                   s[3]->nb[0] != sizeof(int32_t) || !s[0] || s[0]->ne[3] != 1))
             return false;

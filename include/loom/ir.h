@@ -303,6 +303,19 @@ LOOM_API loom_tensor *loom_flash_attn_paged(loom_graph *g, loom_tensor *q, loom_
                                             loom_tensor *v, loom_tensor *blocks,
                                             int32_t block_size, float scale, int32_t q_offset);
 
+/* Paged attention of S sequences in one node (docs/adr/0044): q f32
+ * [D, Tq, Hq, S] (Tq query tokens of every sequence); k, v one block pool
+ * [D, R, Hkv, 1] as above; blocks i32 [n, S] (contiguous), column b the block
+ * table of sequence b; offsets i32 [S], sequence b's query t at position
+ * offsets[b] + t (always causal, seeing its keys 0 .. offsets[b] + t). out
+ * f32 [D, Hq, Tq, S], sequence-major as the model's columns. src[3] = blocks,
+ * src[4] = offsets, p.i[3] = block_size, p.i[2] = 0. A backend that does
+ * not read src[4] must refuse nodes that have it. */
+LOOM_API loom_tensor *loom_flash_attn_paged_batch(loom_graph *g, loom_tensor *q, loom_tensor *k,
+                                                  loom_tensor *v, loom_tensor *blocks,
+                                                  loom_tensor *offsets, int32_t block_size,
+                                                  float scale);
+
 /* Fused Mixtral-style MoE feed-forward.
  * x: f32 [Dm, T]; logits: f32 [E, T] (router output, e.g. matmul(router_w, x));
  * gate, up: weights [Dm, F, E]; down: weights [F, Dm, E] (any matmul weight dtype;

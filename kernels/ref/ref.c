@@ -198,6 +198,7 @@ bool loom_ref_supports(const loom_tensor *node) {
                loom_ref_act_ok(s[1]);
     case LOOM_OP_FLASH_ATTN:
         if (node->p.i[3] != 0 && (!s[3] || !loom_ref_is(s[3], LOOM_I32))) return false;
+        if (s[4] && (node->p.i[3] == 0 || !loom_ref_is(s[4], LOOM_I32))) return false;
         return node->dtype == LOOM_F32 && loom_ref_is(s[0], LOOM_F32) && s[1] && s[2] &&
                (s[1]->dtype == LOOM_F32 || s[1]->dtype == LOOM_F16) &&
                (s[2]->dtype == LOOM_F32 || s[2]->dtype == LOOM_F16);

@@ -6,10 +6,13 @@
  * [kv_dim, n_blocks * bs] (docs/adr/0035); new keys/values are written with
  * one set_rows per tensor at row block * bs + position % bs, block being
  * the sequence's table entry for the position (an i32 input computed on the
- * host). Attention runs one paged flash_attn per sequence over the pool
- * ([head_dim, rows, n_kv_heads]) through its block table (an i32 input
- * [max_blocks, S]), so sequences at different positions share the matmuls
- * of one forward pass, and the graph does not depend on which slots run. */
+ * host). Attention runs one paged flash_attn over the pool ([head_dim,
+ * rows, n_kv_heads]) for all S sequences, each through its block table (an
+ * i32 input [max_blocks, S]) from its own position (an i32 input [S],
+ * docs/adr/0044), so sequences at different positions share the matmuls of
+ * one forward pass, and the graph does not depend on which slots run. A
+ * model on another backend gets one node per sequence instead, whose
+ * q_offset is patched per run (the GPU kernels read no offsets input). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,7 +169,13 @@ static loom_tensor *block(loom_model *m, const hook_ref *hk, loom_graph *g, loom
         vp = loom_permute(g, loom_reshape_3d(g, v, D, Hkv, N), 0, 2, 1, 3);
     }
     loom_tensor *att = NULL;
-    const int n_att = !lg && hk->docs ? hk->n_docs : S; /* attention groups */
+    /* attention groups; 0: one batched node (docs/adr/0044) */
+    const int n_att = lg && lg->q_offsets ? 0 : !lg && hk->docs ? hk->n_docs : S;
+    if (n_att == 0) { /* q as [D, T, Hq, S], the tables as [max_blk, S] */
+        loom_tensor *q4 = loom_permute(g, loom_reshape_4d(g, q, D, Hq, T, S), 0, 2, 1, 3);
+        loom_tensor *tb = loom_reshape_2d(g, lg->tables, m->max_blk, S);
+        att = loom_flash_attn_paged_batch(g, q4, kw, vw, tb, lg->q_offsets, m->kv_bs, scale);
+    }
     int64_t off = 0;
     for (int b = 0; b < n_att; b++) {
         const int64_t len = !lg && hk->docs ? hk->docs[b] : T;
@@ -230,6 +239,9 @@ static loom_status build(loom_model *m, loom_llama_graph *lg, char *err, size_t 
     lg->pos = input_i32(g, N, "positions");
     lg->rows = input_i32(g, N, "kv_rows");
     lg->tables = input_i32(g, (int64_t)m->max_blk * S, "kv_blocks");
+    /* One attention node for the whole batch where the cpu runs every node
+     * (docs/adr/0044); other backends lack its kernel. */
+    if (m->be == m->cpu && !m->split) lg->q_offsets = input_i32(g, S, "q_offsets");
     loom_tensor *x = loom_get_rows(g, loom_model_mirror(g, m->tok_embd), lg->tokens); /* [dim, N] */
     const hook_ref hk = {m->hook, m->hook_ud, NULL, 0, LOOM_F32};
     tp_marks tm = {NULL, 0};
@@ -374,8 +386,9 @@ loom_status loom_model_decode(loom_model *m, const loom_batch *b, float *logits,
     loom_llama_graph *lg;
     LOOM_TRY(get_graph(m, b, &lg, err, err_n));
 
-    /* Re-target the graph: the query offset of every sequence. */
-    for (int64_t l = 0; l < m->cfg.n_layers; l++)
+    /* Re-target the graph: the query offset of every sequence (per-sequence
+     * attention nodes; the batched node reads them from q_offsets). */
+    for (int64_t l = 0; !lg->q_offsets && l < m->cfg.n_layers; l++)
         for (int i = 0; i < S; i++) {
             size_t di = (size_t)l * (size_t)S + (size_t)i;
             int64_t pos = m->slot_pos[b->slots[i]];
@@ -385,9 +398,10 @@ loom_status loom_model_decode(loom_model *m, const loom_batch *b, float *logits,
                                        (long long)pos);
         }
     const size_t nt = (size_t)m->max_blk * (size_t)S;
-    int32_t *buf = malloc(((size_t)(2 * N + S) + nt) * sizeof *buf);
+    int32_t *buf = malloc(((size_t)(2 * N + 2 * S) + nt) * sizeof *buf);
     if (!buf) return loom_model_fail(err, err_n, LOOM_ERR_OOM, "model: out of memory");
-    int32_t *pos = buf, *rows = buf + N, *out_ids = buf + 2 * N, *tables = out_ids + S;
+    int32_t *pos = buf, *rows = buf + N, *out_ids = buf + 2 * N, *offs = out_ids + S,
+            *tables = offs + S;
     memset(tables, 0, nt * sizeof *tables); /* unused entries: a valid block id */
     for (int i = 0; i < S; i++) {
         const int slot = b->slots[i];
@@ -400,6 +414,7 @@ loom_status loom_model_decode(loom_model *m, const loom_batch *b, float *logits,
             rows[i * T + t] = tbl[p / m->kv_bs] * m->kv_bs + (int32_t)(p % m->kv_bs);
         }
         out_ids[i] = i * T + T - 1;
+        offs[i] = (int32_t)m->slot_pos[slot];
     }
     size_t nb = (size_t)N * sizeof(int32_t);
     loom_status st = loom_tensor_upload(lg->tokens, b->tokens, nb);
@@ -408,6 +423,8 @@ loom_status loom_model_decode(loom_model *m, const loom_batch *b, float *logits,
     if (st == LOOM_OK) st = loom_tensor_upload(lg->tables, tables, nt * sizeof *tables);
     if (st == LOOM_OK && lg->out_ids)
         st = loom_tensor_upload(lg->out_ids, out_ids, (size_t)S * sizeof(int32_t));
+    if (st == LOOM_OK && lg->q_offsets)
+        st = loom_tensor_upload(lg->q_offsets, offs, (size_t)S * sizeof(int32_t));
     free(buf);
     if (st != LOOM_OK) return loom_model_fail(err, err_n, st, "model: uploading the batch failed");
     st = loom_sched_compute(lg->s, lg->g);

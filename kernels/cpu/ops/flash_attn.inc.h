@@ -13,11 +13,11 @@ static inline vf fa_load_kv(const loom_tensor *t, const uint8_t *row, int64_t d)
                                 : V_LOAD((const float *)row + d);
 }
 
-/* Pool row of logical key j through the block table (paged), clamped to the
- * pool; j itself when unpaged. */
-static inline int64_t fa_row(const loom_tensor *tbl, int64_t bsz, int64_t rows, int64_t j) {
-    if (!tbl) return j;
-    const int64_t r = (int64_t)((const int32_t *)loom_ref_ptr(tbl, 0, 0, 0, 0))[j / bsz] * bsz + j % bsz;
+/* Pool row of logical key j through a block table (paged: tb is the
+ * sequence's table), clamped to the pool; j itself when unpaged. */
+static inline int64_t fa_row(const int32_t *tb, int64_t bsz, int64_t rows, int64_t j) {
+    if (!tb) return j;
+    const int64_t r = (int64_t)tb[j / bsz] * bsz + j % bsz;
     return r < 0 ? 0 : r >= rows ? rows - 1 : r;
 }
 
@@ -32,11 +32,14 @@ static loom_status k_flash_attn(const loom_tensor *out, int ith, int nth, char *
     const int64_t D = q->ne[0], Tq = q->ne[1], Hq = q->ne[2], B = q->ne[3];
     const float scale = out->p.f[0];
     const bool causal = out->p.i[1] != 0;
-    const int64_t q_offset = out->p.i[2];
-    /* Paged (docs/adr/0035): k/v are the block pool, src[3] the table. */
+    /* Paged (docs/adr/0035): k/v are the block pool, src[3] the table.
+     * Batched (docs/adr/0044): column b of src[3] and offset src[4][b] are
+     * sequence b's; the pool has one batch (kb = 0). */
     const int64_t bsz = out->p.i[3];
     const loom_tensor *tbl = bsz > 0 ? out->src[3] : NULL;
-    const int64_t Tk = tbl ? q_offset + Tq : kt->ne[1], Hkv = kt->ne[2], group = Hq / Hkv;
+    const int32_t *offs =
+        bsz > 0 && out->src[4] ? (const int32_t *)loom_ref_ptr(out->src[4], 0, 0, 0, 0) : NULL;
+    const int64_t Hkv = kt->ne[2], group = Hq / Hkv;
     const int64_t ngc = (group + FA_G - 1) / FA_G; /* chunks of query heads per KV head */
     const int64_t nd = D / VN;
 
@@ -47,6 +50,10 @@ static loom_status k_flash_attn(const loom_tensor *out, int ith, int nth, char *
                       b = u / (ngc * Hkv * Tq);
         const int64_t h0 = hk * group + gc * FA_G;
         const int G = (int)LC_MIN((int64_t)FA_G, hk * group + group - h0);
+        const int64_t q_offset = offs ? offs[b] : out->p.i[2], kb = offs ? 0 : b;
+        const int32_t *tb = tbl ? (const int32_t *)loom_ref_ptr(tbl, 0, offs ? b : 0, 0, 0) : NULL;
+        /* a table is read within its length, whatever the offset says */
+        const int64_t Tk = tbl ? LC_MIN(q_offset + Tq, tbl->ne[0] * bsz) : kt->ne[1];
         int64_t nv = Tk;
         if (causal) {
             const int64_t last = t + q_offset;
@@ -66,7 +73,8 @@ static loom_status k_flash_attn(const loom_tensor *out, int ith, int nth, char *
             const int nk = (int)LC_MIN((int64_t)FA_KC, nv - j0);
             float s[FA_G][FA_KC];
             for (int jj = 0; jj < nk; jj++) {
-                const uint8_t *kr = loom_ref_ptr(kt, 0, fa_row(tbl, bsz, kt->ne[1], j0 + jj), hk, b);
+                const uint8_t *kr =
+                    loom_ref_ptr(kt, 0, fa_row(tb, bsz, kt->ne[1], j0 + jj), hk, kb);
                 vf dacc[FA_G];
                 for (int g = 0; g < G; g++)
                     dacc[g] = V_ZERO();
@@ -97,7 +105,8 @@ static loom_status k_flash_attn(const loom_tensor *out, int ith, int nth, char *
                 }
             }
             for (int jj = 0; jj < nk; jj++) {
-                const uint8_t *vr = loom_ref_ptr(vt, 0, fa_row(tbl, bsz, vt->ne[1], j0 + jj), hk, b);
+                const uint8_t *vr =
+                    loom_ref_ptr(vt, 0, fa_row(tb, bsz, vt->ne[1], j0 + jj), hk, kb);
                 for (int64_t i = 0; i < nd; i++) {
                     const vf vv = fa_load_kv(vt, vr, i * VN);
                     for (int g = 0; g < G; g++)
@@ -124,12 +133,19 @@ static loom_status k_flash_attn(const loom_tensor *out, int ith, int nth, char *
 static bool fa_supported(const loom_tensor *node) {
     const loom_tensor *q = node->src[0], *k = node->src[1], *v = node->src[2];
     if (!loom_ref_supports(node) || !loom_tensor_is_contiguous(node)) return false;
-    if (node->p.i[3] != 0 && (node->src[3]->nb[0] != sizeof(int32_t) || q->ne[3] != 1)) return false;
+    const loom_tensor *offs = node->src[4];
+    if (node->p.i[3] != 0 &&
+        (node->src[3]->nb[0] != sizeof(int32_t) ||
+         (offs ? !loom_tensor_is_contiguous(node->src[3]) || node->src[3]->ne[1] != q->ne[3] ||
+                     k->ne[3] != 1 || offs->nb[0] != sizeof(int32_t) || offs->ne[0] != q->ne[3]
+               : q->ne[3] != 1)))
+        return false;
+    if (offs && node->p.i[3] == 0) return false;
     const int64_t D = q->ne[0];
     if (D % VN != 0 || D > FA_DM || k->ne[0] != D || k->dtype != v->dtype) return false;
     for (int i = 0; i < LOOM_MAX_DIMS; i++)
         if (v->ne[i] != k->ne[i]) return false;
-    if (k->ne[2] <= 0 || q->ne[2] % k->ne[2] != 0 || k->ne[3] != q->ne[3]) return false;
+    if (k->ne[2] <= 0 || q->ne[2] % k->ne[2] != 0 || (!offs && k->ne[3] != q->ne[3])) return false;
     if (node->ne[0] != D || node->ne[1] != q->ne[2] || node->ne[2] != q->ne[1] ||
         node->ne[3] != q->ne[3])
         return false;

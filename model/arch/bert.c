@@ -12,8 +12,12 @@
  *     count that sentence-transformers does first cancels in the normalisation.
  * Only GELU (erf form) is an op of its own.
  *
- * Token layout: B sequences padded to T tokens are N = T*B columns,
- * sequence-major (column b*T + t), as in model/arch/llama.c. */
+ * Token layout (ADR 0027 addendum "packed tokens"): every per-token op
+ * (projections, FFN, LayerNorm) runs on the P real tokens of the batch packed
+ * back to back, [H, P], P = their count rounded up to ENC_PACK (the few filler
+ * columns are pad tokens nobody reads). Only attention needs the padded
+ * [D, T, heads, B] layout: get_rows scatters q, k, v into it and gathers the
+ * attention output back, so padding costs copies, not GEMM work. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -27,6 +31,7 @@
 #define ENC_GRAPH_CACHE     4
 #define LOOM_CONST_NEG_MEAN "loom.layer_norm_neg_mean"
 #define ENC_MASK_NEG        (-1e30f)
+#define ENC_PACK            16 /* packed token counts round up to this: graph reuse */
 
 typedef struct bert_layer {
     loom_tensor *wq, *bq, *wk, *bk, *wv, *bv, *wo, *bo, *ln1_w, *ln1_b;
@@ -35,10 +40,13 @@ typedef struct bert_layer {
 
 typedef struct enc_graph {
     bool used;
-    int T, B;
+    int T, B, P; /* padded length, sequences, packed token columns */
     loom_graph *g;
     loom_sched *s;
     loom_tensor *ids, *pos, *mask, *tmask, *buckets, *out;
+    loom_tensor *scat; /* [T*nh*B]: padded (t, h, b) <- packed row h + nh*j of [D, nh*P] */
+    loom_tensor *gath; /* [nh*P]: packed (h, j) <- padded row t + T*h + T*nh*b */
+    loom_tensor *pool; /* [T, B]: padded (t, b) <- packed column j (0 for padding) */
     uint64_t last_used;
 } enc_graph;
 
@@ -406,17 +414,28 @@ static loom_tensor *linear(loom_graph *g, loom_tensor *w, loom_tensor *b, loom_t
     return loom_add(g, loom_matmul(g, w, x), b);
 }
 
+/* Rows of the packed [D, nh*P] projection scattered to the padded
+ * [D, T, nh, B] attention layout. */
+static loom_tensor *to_heads(const enc_graph *eg, loom_graph *g, loom_tensor *x, int64_t D,
+                             int64_t nh) {
+    loom_tensor *r = loom_get_rows(g, loom_reshape_2d(g, x, D, nh * eg->P), eg->scat);
+    return loom_reshape_4d(g, r, D, eg->T, nh, eg->B);
+}
+
 static loom_status build(loom_encoder *e, enc_graph *eg, char *err, size_t err_n) {
-    const int64_t T = eg->T, B = eg->B, N = T * B, H = e->H, nh = e->n_heads, D = H / nh;
+    const int64_t T = eg->T, B = eg->B, P = eg->P, H = e->H, nh = e->n_heads, D = H / nh;
     if (loom_graph_new(&eg->g) != LOOM_OK)
         return loom_model_fail(err, err_n, LOOM_ERR_OOM, "encoder: out of memory");
     loom_graph *g = eg->g;
-    eg->ids = input(g, LOOM_I32, T, B, 1, 1, "ids");
-    eg->pos = input(g, LOOM_I32, T, 1, 1, 1, "positions");
+    eg->ids = input(g, LOOM_I32, P, 1, 1, 1, "ids");
+    eg->pos = input(g, LOOM_I32, P, 1, 1, 1, "positions");
+    eg->scat = input(g, LOOM_I32, T * nh * B, 1, 1, 1, "to_padded");
+    eg->gath = input(g, LOOM_I32, nh * P, 1, 1, 1, "to_packed");
+    eg->pool = input(g, LOOM_I32, T, B, 1, 1, "pool_rows");
     eg->mask = input(g, LOOM_F32, T, 1, 1, B, "key_mask");    /* 0 or -1e30 per key */
     eg->tmask = input(g, LOOM_F32, 1, T, B, 1, "token_mask"); /* 1 or 0 per token */
-    loom_tensor *x = loom_get_rows(g, loom_model_mirror(g, e->word), eg->ids);      /* [H, T, B] */
-    x = loom_add(g, x, loom_get_rows(g, loom_model_mirror(g, e->posemb), eg->pos)); /* + [H, T] */
+    loom_tensor *x = loom_get_rows(g, loom_model_mirror(g, e->word), eg->ids);      /* [H, P] */
+    x = loom_add(g, x, loom_get_rows(g, loom_model_mirror(g, e->posemb), eg->pos)); /* + [H, P] */
     if (e->arch == ENC_BERT)
         x = loom_add(g, x, loom_slice(g, loom_model_mirror(g, e->type), 1, 0, 1)); /* + type 0 */
     /* MPNet: the relative-position bias, the same in every layer, [Tk, Tq, nh],
@@ -428,32 +447,27 @@ static loom_status build(loom_encoder *e, enc_graph *eg, char *err, size_t err_n
         rel = loom_cont(g, loom_permute(g, loom_reshape_3d(g, rel, nh, T, T), 2, 0, 1, 3));
         rel = loom_scale(g, rel, sqrtf((float)D));
     }
-    x = layer_norm(e, g, loom_reshape_2d(g, x, H, N), loom_model_mirror(g, e->eln_w),
-                   loom_model_mirror(g, e->eln_b));
+    x = layer_norm(e, g, x, loom_model_mirror(g, e->eln_w), loom_model_mirror(g, e->eln_b));
     const float scale = 1.0f / sqrtf((float)D);
-    const size_t f4 = sizeof(float);
     for (int64_t l = 0; l < e->n_layers; l++) {
         const bert_layer *L = &e->L[l];
-        /* q, k: [D, T, nh, B] views of the projections [D, nh, T, B] (no copy) */
-        loom_tensor *q = loom_reshape_4d(
-            g, linear(g, loom_model_mirror(g, L->wq), loom_model_mirror(g, L->bq), x), D, nh, T, B);
-        loom_tensor *k = loom_reshape_4d(
-            g, linear(g, loom_model_mirror(g, L->wk), loom_model_mirror(g, L->bk), x), D, nh, T, B);
-        q = loom_permute(g, q, 0, 2, 1, 3);
-        k = loom_permute(g, k, 0, 2, 1, 3);
-        /* v^T [N, H] = x^T Wv^T + bv, x being the matmul's weight operand: its
-         * [T, D, nh, B] view has unit stride along T, as matmul wants (no copy) */
-        loom_tensor *vt = loom_add(g, loom_matmul(g, x, loom_model_mirror(g, L->wv)),
-                                   loom_reshape_2d(g, loom_model_mirror(g, L->bv), 1, H));
-        loom_tensor *v =
-            loom_view(g, vt, 4, (int64_t[]){T, D, nh, B},
-                      (size_t[]){f4, f4 * (size_t)N, f4 * (size_t)(N * D), f4 * (size_t)T}, 0);
+        /* q, k, v: [D, T, nh, B], padded from the packed projections */
+        loom_tensor *q = to_heads(
+            eg, g, linear(g, loom_model_mirror(g, L->wq), loom_model_mirror(g, L->bq), x), D, nh);
+        loom_tensor *k = to_heads(
+            eg, g, linear(g, loom_model_mirror(g, L->wk), loom_model_mirror(g, L->bk), x), D, nh);
+        loom_tensor *v = to_heads(
+            eg, g, linear(g, loom_model_mirror(g, L->wv), loom_model_mirror(g, L->bv), x), D, nh);
+        /* v^T [T, D, nh, B]: matmul's weight operand needs unit stride along T */
+        v = loom_cont(g, loom_permute(g, v, 1, 0, 2, 3));
         loom_tensor *s = loom_matmul(g, k, q); /* [Tk, Tq, nh, B] */
         if (rel) s = loom_add(g, s, rel);
         /* softmax(scale * (s + mask)): a -1e30 key stays -inf-like after scaling */
         loom_tensor *p = loom_softmax(g, loom_add(g, s, eg->mask), scale, false, 0);
         loom_tensor *o = loom_matmul(g, v, p); /* [D, Tq, nh, B] */
-        o = loom_reshape_2d(g, loom_cont(g, loom_permute(g, o, 0, 2, 1, 3)), H, N);
+        /* back to the packed [H, P]: row h + nh*j of [D, nh*P] is head h of token j */
+        o = loom_get_rows(g, loom_reshape_2d(g, o, D, T * nh * B), eg->gath);
+        o = loom_reshape_2d(g, o, H, P);
         loom_tensor *a = linear(g, loom_model_mirror(g, L->wo), loom_model_mirror(g, L->bo), o);
         x = layer_norm(e, g, loom_add(g, x, a), loom_model_mirror(g, L->ln1_w),
                        loom_model_mirror(g, L->ln1_b));
@@ -463,8 +477,8 @@ static loom_status build(loom_encoder *e, enc_graph *eg, char *err, size_t err_n
         x = layer_norm(e, g, loom_add(g, x, f), loom_model_mirror(g, L->ln2_w),
                        loom_model_mirror(g, L->ln2_b));
     }
-    /* mean pooling over the real tokens, then x / |x| */
-    loom_tensor *m = loom_mul(g, loom_reshape_3d(g, x, H, T, B), eg->tmask);
+    /* mean pooling over the real tokens (padded again: [H, T, B]), then x / |x| */
+    loom_tensor *m = loom_mul(g, loom_get_rows(g, x, eg->pool), eg->tmask);
     loom_tensor *sum = loom_reshape_2d(g, loom_sum_to(g, m, (int64_t[]){H, 1, B, 1}), H, B);
     eg->out = loom_scale(g, loom_rms_norm(g, sum, 0.0f), 1.0f / sqrtf((float)H));
     if (eg->out) {
@@ -484,12 +498,12 @@ static loom_status build(loom_encoder *e, enc_graph *eg, char *err, size_t err_n
     return LOOM_OK;
 }
 
-static loom_status get_graph(loom_encoder *e, int T, int B, enc_graph **out, char *err,
+static loom_status get_graph(loom_encoder *e, int T, int B, int P, enc_graph **out, char *err,
                              size_t err_n) {
     enc_graph *lru = &e->cache[0];
     for (int i = 0; i < ENC_GRAPH_CACHE; i++) {
         enc_graph *eg = &e->cache[i];
-        if (eg->used && eg->T == T && eg->B == B) {
+        if (eg->used && eg->T == T && eg->B == B && eg->P == P) {
             eg->last_used = ++e->tick;
             *out = eg;
             return LOOM_OK;
@@ -500,6 +514,7 @@ static loom_status get_graph(loom_encoder *e, int T, int B, enc_graph **out, cha
     lru->used = true;
     lru->T = T;
     lru->B = B;
+    lru->P = P;
     loom_status st = build(e, lru, err, err_n);
     if (st != LOOM_OK) {
         release(lru);
@@ -655,31 +670,64 @@ loom_status loom_encoder_embed_ids(loom_encoder *e, const int32_t *const *ids, c
                                        ids[i][t], (long long)e->vocab);
         if (lens[i] > T) T = lens[i];
     }
+    int64_t real = 0;
+    for (int b = 0; b < n; b++)
+        real += lens[b];
+    const int P = (int)((real + ENC_PACK - 1) / ENC_PACK * ENC_PACK), nh = (int)e->n_heads;
     enc_graph *eg;
-    LOOM_TRY(get_graph(e, T, n, &eg, err, err_n));
+    LOOM_TRY(get_graph(e, T, n, P, &eg, err, err_n));
     const size_t NT = (size_t)T * (size_t)n;
-    int32_t *tok = malloc(NT * sizeof *tok), *pos = malloc((size_t)T * sizeof *pos);
+    int32_t *tok = malloc((size_t)P * sizeof *tok), *pos = malloc((size_t)P * sizeof *pos);
+    int32_t *scat = malloc(NT * (size_t)nh * sizeof *scat);
+    int32_t *gath = malloc((size_t)P * (size_t)nh * sizeof *gath);
+    int32_t *pool = malloc(NT * sizeof *pool);
     float *km = malloc(NT * sizeof *km), *tm = malloc(NT * sizeof *tm);
     loom_status st = LOOM_ERR_OOM;
-    if (tok && pos && km && tm) {
+    if (tok && pos && scat && gath && pool && km && tm) {
         const int32_t pad = loom_wordpiece_pad_id(e->tok);
-        for (int t = 0; t < T; t++)
-            pos[t] = t + e->pos_offset;
-        for (int b = 0; b < n; b++)
+        /* filler columns: pad tokens at position 0, gathered from row 0 */
+        for (int j = 0; j < P; j++) {
+            tok[j] = pad;
+            pos[j] = e->pos_offset;
+        }
+        for (size_t i = 0; i < (size_t)P * (size_t)nh; i++)
+            gath[i] = (int32_t)(i % (size_t)nh) * T;
+        int j0 = 0; /* packed column of sequence b's first token */
+        for (int b = 0; b < n; b++) {
             for (int t = 0; t < T; t++) {
-                const bool real = t < lens[b];
-                tok[(size_t)b * T + t] = real ? ids[b][t] : pad;
-                km[(size_t)b * T + t] = real ? 0.0f : ENC_MASK_NEG;
-                tm[(size_t)b * T + t] = real ? 1.0f : 0.0f;
+                const bool is_real = t < lens[b];
+                const size_t bt = (size_t)b * T + t;
+                const int j = is_real ? j0 + t : 0;
+                if (is_real) {
+                    tok[j] = ids[b][t];
+                    pos[j] = t + e->pos_offset;
+                }
+                km[bt] = is_real ? 0.0f : ENC_MASK_NEG;
+                tm[bt] = is_real ? 1.0f : 0.0f;
+                pool[bt] = j;
+                for (int h = 0; h < nh; h++) {
+                    const size_t padded = (size_t)t + (size_t)T * ((size_t)h + (size_t)nh * b);
+                    scat[padded] = h + nh * j;
+                    if (is_real) gath[h + (size_t)nh * j] = (int32_t)padded;
+                }
             }
-        st = loom_tensor_upload(eg->ids, tok, NT * sizeof *tok);
-        if (st == LOOM_OK) st = loom_tensor_upload(eg->pos, pos, (size_t)T * sizeof *pos);
+            j0 += lens[b];
+        }
+        st = loom_tensor_upload(eg->ids, tok, (size_t)P * sizeof *tok);
+        if (st == LOOM_OK) st = loom_tensor_upload(eg->pos, pos, (size_t)P * sizeof *pos);
+        if (st == LOOM_OK) st = loom_tensor_upload(eg->scat, scat, NT * (size_t)nh * sizeof *scat);
+        if (st == LOOM_OK)
+            st = loom_tensor_upload(eg->gath, gath, (size_t)P * (size_t)nh * sizeof *gath);
+        if (st == LOOM_OK) st = loom_tensor_upload(eg->pool, pool, NT * sizeof *pool);
         if (st == LOOM_OK) st = loom_tensor_upload(eg->mask, km, NT * sizeof *km);
         if (st == LOOM_OK) st = loom_tensor_upload(eg->tmask, tm, NT * sizeof *tm);
         if (st == LOOM_OK && eg->buckets) st = upload_buckets(e, eg, T);
     }
     free(tok);
     free(pos);
+    free(scat);
+    free(gath);
+    free(pool);
     free(km);
     free(tm);
     if (st != LOOM_OK)

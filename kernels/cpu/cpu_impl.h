@@ -140,7 +140,8 @@ loom_cpu_kernel_fn LC_ENTRY(const loom_tensor *node) {
         return k_rope;
     }
     case LOOM_OP_CPY:
-        return cpy_float_ok(node) ? k_cpy_float : NULL;
+        if (cpy_float_ok(node)) return k_cpy_float;
+        return cpy_strided_ok(node) ? k_cpy_strided : NULL;
     case LOOM_OP_FLASH_ATTN:
         return fa_supported(node) ? k_flash_attn : NULL;
     case LOOM_OP_FLASH_ATTN_BACK:

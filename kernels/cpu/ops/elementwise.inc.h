@@ -123,6 +123,35 @@ static bool cpy_float_ok(const loom_tensor *y) {
            lc_same_shape(y, a) && a->nb[0] == loom_dtype_block_bytes(a->dtype);
 }
 
+/* cpy of an f32 view with any element stride (a permute or transpose being
+ * materialised, e.g. the encoder's v^T, ADR 0027) into a contiguous f32
+ * result: a gather per row; the reference reads element by element through
+ * loom_ref_get_f32. */
+static bool cpy_strided_ok(const loom_tensor *y) {
+    const loom_tensor *a = y->src[0];
+    return a && a->dtype == LOOM_F32 && y->dtype == LOOM_F32 && loom_ref_supports(y) &&
+           loom_tensor_is_contiguous(y) && lc_same_shape(y, a);
+}
+
+static loom_status k_cpy_strided(const loom_tensor *y, int ith, int nth, char *err, size_t err_n) {
+    (void)err;
+    (void)err_n;
+    const loom_tensor *a = y->src[0];
+    const int64_t n = y->ne[0];
+    const size_t s0 = a->nb[0];
+    int64_t lo, hi;
+    lc_range(y->ne[1] * y->ne[2] * y->ne[3], ith, nth, &lo, &hi);
+    for (int64_t r = lo; r < hi; r++) {
+        int64_t i1, i2, i3;
+        lc_row_index(y->ne, r, &i1, &i2, &i3);
+        const char *ar = loom_ref_ptr(a, 0, i1, i2, i3);
+        float *yr = loom_ref_ptr(y, 0, i1, i2, i3);
+        for (int64_t k = 0; k < n; k++)
+            memcpy(yr + k, ar + (size_t)k * s0, sizeof(float));
+    }
+    return LOOM_OK;
+}
+
 static loom_status k_cpy_float(const loom_tensor *y, int ith, int nth, char *err, size_t err_n) {
     (void)err;
     (void)err_n;

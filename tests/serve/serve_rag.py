@@ -79,8 +79,9 @@ def run(loom, model):
                                         extra_body={"loom_retrieval": {"k": 2}})
         same(got.model_dump()["loom_sources"])
         assert got.usage.prompt_tokens > plain.usage.prompt_tokens + 10, (got.usage, plain.usage)
-        log = s.read_log()
-        assert "You are terse.\\n\\nAnswer the question using only the numbered sources" in log, log[-2000:]
+        want_prompt = "You are terse.\\n\\nAnswer the question using only the numbered sources"
+        log = s.wait_log(want_prompt)
+        assert want_prompt in log, log[-2000:]
         assert ("[1] %s (%s)" % (want[0]["title"], want[0]["source"])) in log, log[-2000:]
         # streaming: the first chunk carries the sources
         chunks = list(c.chat.completions.create(model=s_model(c), messages=msgs, max_tokens=2, stream=True,

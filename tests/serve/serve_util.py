@@ -46,6 +46,17 @@ class Server:
         with open(self.log.name, "r", errors="replace") as f:
             return f.read()
 
+    def wait_log(self, text, timeout=20.0):
+        """The log once it contains text (or as it is after timeout s): the
+        server writes a request's log line when the response has been sent,
+        so a client that has its answer may be ahead of it (seen under ASan)."""
+        end = time.monotonic() + timeout
+        log = self.read_log()
+        while text not in log and time.monotonic() < end:
+            time.sleep(0.05)
+            log = self.read_log()
+        return log
+
     def request(self, method, path, body=None, headers=None, timeout=60):
         """(status, headers, body bytes) of one request on a fresh connection."""
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)

@@ -28,11 +28,16 @@
 #define A8_TGT
 #endif
 
-/* Activation rows per microkernel call (see "R activation rows" below). */
+/* Activation rows per microkernel call (see "R activation rows" below).
+ * The weight block's decode and scale arithmetic is shared by the R rows.
+ * AVX-512 keeps two accumulators per row (even and odd blocks) in its 32
+ * registers; AVX2 keeps one per row, so that 8 rows fit its 16. On AVX2, 8
+ * rows with the group layout of a8_il were 1.1-1.3x faster than 4 for M >=
+ * 16; 8 rows alone were not (ADR 0043 addendum). */
 #if VN == 16
 #define A8_R 8 /* 16 zmm accumulators of 32 */
 #else
-#define A8_R 4 /* 8 ymm accumulators of 16 */
+#define A8_R 8 /* 8 ymm accumulators of 8 */
 #endif
 
 /* Offset of the unsigned codes the integer dot sees, per weight type. */
@@ -57,11 +62,11 @@ static int a8_off(loom_dtype t) {
  * the last row, so that the AVX2 legacy and the k-quant dots scale all the
  * group's rows with one multiply; they read the first row's pointers. */
 typedef struct a8_x {
-    const int8_t *q;   /* K codes */
+    const int8_t *q;   /* K codes (AVX2: the group's, see a8_il) */
     const float *d;    /* K/32 scales */
     const float *ds;   /* K/32: d * sum(q), for the min terms */
     const float *dds;  /* K/32 pairs (d, ds) */
-    const int32_t *xo; /* K/4: -off * sum of 4 codes */
+    const int32_t *xo; /* K/4: -off * sum of 4 codes (AVX2: the group's, see a8_il) */
     const float *g4;   /* K/32 * A8_R: the group's d */
     const float *gs4;  /* K/32 * A8_R: the group's ds */
 } a8_x;
@@ -97,11 +102,32 @@ static inline A8_TGT __m256i a8_dp(__m256i acc, __m256i w, __m256i q) {
 #endif
 }
 
-static inline A8_TGT __m256i a8_xo(const a8_x *x, int64_t k) {
-    return _mm256_loadu_si256((const __m256i *)(x->xo + k / 4));
+/* Where row r of a group of R rows keeps its codes (and xo lanes) for
+ * values k .. k + 31. AVX-512: each row's back to back, from its own
+ * pointers. AVX2: the group's rows interleaved per 64 values (one cache line
+ * of codes), so that one pointer and constant offsets (R is a compile-time
+ * constant in every a8_rows instantiation) reach every row: with a pointer
+ * per row the compiler spilled them, and the reloads made 5-6 loads per block
+ * and row, more than the load ports take (ADR 0043 addendum). R = 1 is the
+ * plain row. */
+static inline size_t a8_il(int R, int r, int64_t k) {
+    return (size_t)(((k >> 6) * R + r) * 64 + (k & 32));
 }
-static inline A8_TGT __m256i a8_q(const a8_x *x, int64_t k) {
-    return _mm256_loadu_si256((const __m256i *)(x->q + k));
+static inline A8_TGT __m256i a8_xo(const a8_x *x, int R, int r, int64_t k) {
+#if VN == 16
+    (void)R;
+    return _mm256_loadu_si256((const __m256i *)(x[r].xo + k / 4));
+#else
+    return _mm256_loadu_si256((const __m256i *)((const char *)x[0].xo + a8_il(R, r, k)));
+#endif
+}
+static inline A8_TGT __m256i a8_q(const a8_x *x, int R, int r, int64_t k) {
+#if VN == 16
+    (void)R;
+    return _mm256_loadu_si256((const __m256i *)(x[r].q + k));
+#else
+    return _mm256_loadu_si256((const __m256i *)(x[0].q + a8_il(R, r, k)));
+#endif
 }
 
 static inline A8_TGT float a8_hsum256(__m256 v) {
@@ -174,51 +200,57 @@ static inline A8_TGT A8_INL __m256i a8_legacy_w(loom_dtype t, const uint8_t *b) 
 
 /* Integer dot of decoded legacy block w (values k .. k + 31) with x, as s32
  * lanes (exact: the order of integer sums does not matter). */
-static inline A8_TGT A8_INL __m256i a8_legacy_x(loom_dtype t, __m256i w, const a8_x *x, int64_t k) {
-    const __m256i q = a8_q(x, k);
+static inline A8_TGT A8_INL __m256i a8_legacy_x(loom_dtype t, __m256i w, const a8_x *x, const int R,
+                                                int r, int64_t k) {
+    const __m256i q = a8_q(x, R, r, k);
 #if VN != 16
     if (t == LOOM_Q8_0)
         return a8_dp(_mm256_setzero_si256(), _mm256_sign_epi8(w, w), _mm256_sign_epi8(q, w));
 #endif
-    return a8_dp(t == LOOM_Q4_1 || t == LOOM_Q5_1 ? _mm256_setzero_si256() : a8_xo(x, k), w, q);
+    return a8_dp(t == LOOM_Q4_1 || t == LOOM_Q5_1 ? _mm256_setzero_si256() : a8_xo(x, R, r, k), w,
+                 q);
 }
 
 #if VN != 16
-/* AVX2: block i (at b) of a legacy row into acc[r] (and, with a min, mn) for
- * the group's rows x[0 .. R). */
+/* AVX2: block i (at b) of a legacy row into acc[r] (and, with a min, the
+ * lanes of mn) for the group's rows x[0 .. R). */
 static inline A8_TGT A8_INL void a8_legacy_blk(loom_dtype t, const uint8_t *b, const a8_x *x,
                                                const int R, int64_t i, const float *g4,
-                                               const float *gs4, __m256 *acc, __m128 *mn) {
+                                               const float *gs4, __m256 *acc, a8_lv *mn) {
     const __m256i w = a8_legacy_w(t, b);
-    if (R == 1) { /* decode: lane 0 of the code below, in scalars (the same products and sums) */
-        const __m256 a = _mm256_cvtepi32_ps(a8_legacy_x(t, w, &x[0], 32 * i));
+    const bool has_m = t == LOOM_Q4_1 || t == LOOM_Q5_1;
+    if (R == 1) { /* decode: lane 0 of the code below (the same products and sums) */
+        const __m256 a = _mm256_cvtepi32_ps(a8_legacy_x(t, w, x, 1, 0, 32 * i));
         acc[0] = _mm256_fmadd_ps(a, _mm256_set1_ps(v_f16s(b) * x[0].d[i]), acc[0]);
-        if (t == LOOM_Q4_1 || t == LOOM_Q5_1)
-            *mn = _mm_add_ss(*mn, _mm_set_ss(v_f16s(b + 2) * x[0].ds[i]));
+        if (has_m) *mn = A8_LV_ADD(*mn, A8_LV_SET1(v_f16s(b + 2) * x[0].ds[i]));
         return;
     }
-    const __m128 sc = _mm_mul_ps(_mm_set1_ps(v_f16s(b)), _mm_loadu_ps(g4 + A8_R * i));
-    if (t == LOOM_Q4_1 || t == LOOM_Q5_1)
-        *mn = _mm_add_ps(*mn, _mm_mul_ps(_mm_set1_ps(v_f16s(b + 2)), _mm_loadu_ps(gs4 + A8_R * i)));
+    const a8_lv sc = A8_LV_MUL(A8_LV_SET1(v_f16s(b)), A8_LV_LOAD(g4 + A8_R * i));
+    if (has_m)
+        *mn = A8_LV_ADD(*mn, A8_LV_MUL(A8_LV_SET1(v_f16s(b + 2)), A8_LV_LOAD(gs4 + A8_R * i)));
     float scs[A8_R];
     A8_LV_STORE(scs, sc);
     A8_UNROLL
     for (int r = 0; r < R; r++) {
-        const __m256 a = _mm256_cvtepi32_ps(a8_legacy_x(t, w, &x[r], 32 * i));
-        const __m256 s = a8_lane(sc, scs, r);
-        acc[r] = _mm256_fmadd_ps(a, s, acc[r]);
+        const __m256 a = _mm256_cvtepi32_ps(a8_legacy_x(t, w, x, R, r, 32 * i));
+        acc[r] = _mm256_fmadd_ps(a, a8_lane(sc, scs, r), acc[r]);
     }
 }
 #endif
 
+/* Bytes per block of a legacy type (a compile-time constant where t is). */
+static inline int a8_legacy_bytes(loom_dtype t) {
+    return t == LOOM_Q8_0   ? 34
+           : t == LOOM_Q4_0 ? 18
+           : t == LOOM_Q4_1 ? 20
+           : t == LOOM_Q5_0 ? 22
+                            : 24;
+}
+
 /* q4_0 / q4_1 / q5_0 / q5_1 / q8_0 row . x[r] -> out[r]. */
 static inline A8_TGT A8_INL void a8_dot_legacy(loom_dtype t, const uint8_t *b, const a8_x *x,
                                                const int R, int64_t K, float *out) {
-    const int bytes = t == LOOM_Q8_0   ? 34
-                      : t == LOOM_Q4_0 ? 18
-                      : t == LOOM_Q4_1 ? 20
-                      : t == LOOM_Q5_0 ? 22
-                                       : 24;
+    const int bytes = a8_legacy_bytes(t);
     const int64_t nb = K / 32;
     int64_t i = 0;
 #if VN == 16
@@ -290,7 +322,7 @@ static inline A8_TGT A8_INL void a8_dot_legacy(loom_dtype t, const uint8_t *b, c
         const float dw = v_f16s(b), mw = has_m ? v_f16s(b + 2) : 0.0f;
         A8_UNROLL
         for (int r = 0; r < R; r++) {
-            const __m256i a = a8_legacy_x(t, w, &x[r], 32 * i);
+            const __m256i a = a8_legacy_x(t, w, x, R, r, 32 * i);
             tail[r] +=
                 a8_hsum256(_mm256_mul_ps(_mm256_cvtepi32_ps(a), _mm256_set1_ps(dw * x[r].d[i])));
             if (has_m) mins0[r] += mw * x[r].ds[i];
@@ -308,30 +340,36 @@ static inline A8_TGT A8_INL void a8_dot_legacy(loom_dtype t, const uint8_t *b, c
     }
 #else
     /* The block scales d_w * d_x of the group's rows in one multiply (lanes
-     * are rows), and their min terms m_w * ds_x in a vector per parity of i:
-     * per lane the same float operations for any R, R = 1 included. Even
-     * blocks go to acc0 / mn0, odd ones to acc1 / mn1. */
-    __m256 acc0[A8_R], acc1[A8_R];
-    __m128 mn0 = _mm_setzero_ps(), mn1 = _mm_setzero_ps();
+     * are rows), and their min terms m_w * ds_x in one lane vector: per lane
+     * the same float operations for any R, R = 1 included. */
+    __m256 acc[A8_R];
+    a8_lv mn = A8_LV_ZERO();
     A8_UNROLL
     for (int r = 0; r < R; r++)
-        acc0[r] = acc1[r] = _mm256_setzero_ps();
+        acc[r] = _mm256_setzero_ps();
     const float *g4 = x[0].g4, *gs4 = x[0].gs4;
-    for (; i + 2 <= nb; i += 2, b += 2 * bytes) {
+    for (; i < nb; i++, b += bytes) {
         __builtin_prefetch(b + MM_PREFETCH); /* per block, as decode always did */
-        __builtin_prefetch(b + bytes + MM_PREFETCH);
-        a8_legacy_blk(t, b, x, R, i, g4, gs4, acc0, &mn0);
-        a8_legacy_blk(t, b + bytes, x, R, i + 1, g4, gs4, acc1, &mn1);
+        a8_legacy_blk(t, b, x, R, i, g4, gs4, acc, &mn);
     }
-    if (i < nb) a8_legacy_blk(t, b, x, R, i, g4, gs4, acc0, &mn0);
-    float m0[A8_R], m1[A8_R];
-    _mm_storeu_ps(m0, mn0);
-    _mm_storeu_ps(m1, mn1);
+    float m[A8_R];
+    A8_LV_STORE(m, mn);
     A8_UNROLL
     for (int r = 0; r < R; r++)
-        out[r] = a8_hsum256(_mm256_add_ps(acc0[r], acc1[r])) + m0[r] + m1[r];
+        out[r] = a8_hsum256(acc[r]) + m[r];
 #endif
 }
+
+/* The k-quant dots below alternate two accumulators per row with AVX-512
+ * (32 registers); AVX2 has room for one per row at R = 8, so its "odd"
+ * accumulator is the even one and the final sum skips the unused array. */
+#if VN == 16
+#define A8_ODD(acc0, acc1)    (acc1)
+#define A8_SUM(acc0, acc1, r) _mm256_add_ps(acc0[r], acc1[r])
+#else
+#define A8_ODD(acc0, acc1)    (acc0)
+#define A8_SUM(acc0, acc1, r) ((void)acc1, acc0[r])
+#endif
 
 /* q4_K: sub-block j (32 values, 6-bit scale and min) is x block j of the
  * super-block; 32 code bytes hold sub-blocks 2c (low nibbles) and 2c + 1.
@@ -368,11 +406,12 @@ static inline A8_TGT A8_INL void a8_dot_q4_K(const uint8_t *b, const a8_x *x, co
                           A8_LV_MUL(A8_LV_SET1(dmin * m1), A8_LV_LOAD(gs4 + A8_R * (j0 + 1)))));
             A8_UNROLL
             for (int r = 0; r < R; r++) {
-                const a8_x *xr = &x[r];
-                const __m256i a0 = a8_dp(_mm256_setzero_si256(), lo, a8_q(xr, 32 * j0));
-                const __m256i a1 = a8_dp(_mm256_setzero_si256(), hi, a8_q(xr, 32 * j0 + 32));
+                const __m256i a0 = a8_dp(_mm256_setzero_si256(), lo, a8_q(x, R, r, 32 * j0));
+                const __m256i a1 = a8_dp(_mm256_setzero_si256(), hi, a8_q(x, R, r, 32 * j0 + 32));
                 acc0[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a0), a8_lane(v0, sc0, r), acc0[r]);
-                acc1[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a1), a8_lane(v1, sc1, r), acc1[r]);
+                A8_ODD(acc0, acc1)
+                [r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a1), a8_lane(v1, sc1, r),
+                                      A8_ODD(acc0, acc1)[r]);
             }
         }
     }
@@ -380,7 +419,7 @@ static inline A8_TGT A8_INL void a8_dot_q4_K(const uint8_t *b, const a8_x *x, co
     A8_LV_STORE(mn, mins);
     A8_UNROLL
     for (int r = 0; r < R; r++)
-        out[r] = a8_hsum256(_mm256_add_ps(acc0[r], acc1[r])) - mn[r];
+        out[r] = a8_hsum256(A8_SUM(acc0, acc1, r)) - mn[r];
 }
 
 /* q6_K: run j = 4 h + c of a super-block (values 128 h + 32 c ..) is x
@@ -418,10 +457,11 @@ static inline A8_TGT A8_INL void a8_dot_q6_K(const uint8_t *b, const a8_x *x, co
                 A8_LV_STORE(s1, v1);
                 A8_UNROLL
                 for (int r = 0; r < R; r++) {
-                    const __m256i a = a8_dp(a8_xo(&x[r], k), w, a8_q(&x[r], k));
+                    const __m256i a = a8_dp(a8_xo(x, R, r, k), w, a8_q(x, R, r, k));
                     const __m256 s = _mm256_set_m128(a8_lane128(v1, s1, r), a8_lane128(v0, s0, r));
                     if (c & 1)
-                        acc1[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), s, acc1[r]);
+                        A8_ODD(acc0, acc1)
+                        [r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), s, A8_ODD(acc0, acc1)[r]);
                     else
                         acc0[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), s, acc0[r]);
                 }
@@ -430,7 +470,7 @@ static inline A8_TGT A8_INL void a8_dot_q6_K(const uint8_t *b, const a8_x *x, co
     }
     A8_UNROLL
     for (int r = 0; r < R; r++)
-        out[r] = a8_hsum256(_mm256_add_ps(acc0[r], acc1[r]));
+        out[r] = a8_hsum256(A8_SUM(acc0, acc1, r));
 }
 
 /* Weight rows [n0, n1) (row n at w0 + n * ws) . x[r] -> o[r * os + n], for
@@ -444,24 +484,65 @@ static inline A8_TGT A8_INL void a8_dot_q6_K(const uint8_t *b, const a8_x *x, co
             o[r * os + n] = res[r];                                                                \
     }
 
+#if VN != 16
+/* AVX2 decode (R = 1) of weight rows n and n + 1 side by side: each row's
+ * arithmetic is a8_dot_legacy's for R = 1, whose single accumulator is a
+ * chain of dependent FMAs (one per block, 4 cycles each); two rows in one
+ * loop give the core two chains to overlap. The results are those of the
+ * one-row dot, bit for bit. */
+static inline A8_TGT A8_INL void a8_dot_legacy_w2(loom_dtype t, const uint8_t *b, size_t ws,
+                                                  const a8_x *x, int64_t K, float *out) {
+    const int bytes = a8_legacy_bytes(t);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    a8_lv mn0 = A8_LV_ZERO(), mn1 = A8_LV_ZERO();
+    const float *g4 = x[0].g4, *gs4 = x[0].gs4;
+    for (int64_t i = 0; i < K / 32; i++, b += bytes) {
+        __builtin_prefetch(b + MM_PREFETCH);
+        __builtin_prefetch(b + ws + MM_PREFETCH);
+        a8_legacy_blk(t, b, x, 1, i, g4, gs4, &acc0, &mn0);
+        a8_legacy_blk(t, b + ws, x, 1, i, g4, gs4, &acc1, &mn1);
+    }
+    float m0[A8_R], m1[A8_R];
+    A8_LV_STORE(m0, mn0);
+    A8_LV_STORE(m1, mn1);
+    out[0] = a8_hsum256(acc0) + m0[0];
+    out[1] = a8_hsum256(acc1) + m1[0];
+}
+
+/* Legacy rows: a8_dot_legacy per weight row, in pairs for decode. */
+#define A8_LEGACY_ROWS(T)                                                                          \
+    do {                                                                                           \
+        if (R == 1) {                                                                              \
+            int64_t n = n0;                                                                        \
+            for (; n + 2 <= n1; n += 2)                                                            \
+                a8_dot_legacy_w2(T, w0 + (size_t)n * ws, ws, x, K, o + n);                         \
+            if (n < n1) a8_dot_legacy(T, w0 + (size_t)n * ws, x, 1, K, o + n);                     \
+        } else {                                                                                   \
+            A8_ROWS(a8_dot_legacy(T, w0 + (size_t)n * ws, x, R, K, res));                          \
+        }                                                                                          \
+    } while (0)
+#else
+#define A8_LEGACY_ROWS(T) A8_ROWS(a8_dot_legacy(T, w0 + (size_t)n * ws, x, R, K, res))
+#endif
+
 static inline A8_TGT A8_INL void a8_rows_t(loom_dtype t, const uint8_t *w0, size_t ws, int64_t n0,
                                            int64_t n1, const a8_x *x, const int R, int64_t K,
                                            float *o, int64_t os) {
     switch (t) {
     case LOOM_Q4_0:
-        A8_ROWS(a8_dot_legacy(LOOM_Q4_0, w0 + (size_t)n * ws, x, R, K, res));
+        A8_LEGACY_ROWS(LOOM_Q4_0);
         return;
     case LOOM_Q4_1:
-        A8_ROWS(a8_dot_legacy(LOOM_Q4_1, w0 + (size_t)n * ws, x, R, K, res));
+        A8_LEGACY_ROWS(LOOM_Q4_1);
         return;
     case LOOM_Q5_0:
-        A8_ROWS(a8_dot_legacy(LOOM_Q5_0, w0 + (size_t)n * ws, x, R, K, res));
+        A8_LEGACY_ROWS(LOOM_Q5_0);
         return;
     case LOOM_Q5_1:
-        A8_ROWS(a8_dot_legacy(LOOM_Q5_1, w0 + (size_t)n * ws, x, R, K, res));
+        A8_LEGACY_ROWS(LOOM_Q5_1);
         return;
     case LOOM_Q8_0:
-        A8_ROWS(a8_dot_legacy(LOOM_Q8_0, w0 + (size_t)n * ws, x, R, K, res));
+        A8_LEGACY_ROWS(LOOM_Q8_0);
         return;
     case LOOM_Q4_K:
         A8_ROWS(a8_dot_q4_K(w0 + (size_t)n * ws, x, R, K, res));
@@ -524,10 +605,18 @@ static A8_TGT loom_status k_matmul_act8(const loom_tensor *out, int ith, int nth
     const size_t per = ((size_t)K * 2 + (size_t)nb * 20 + 127) / 64 * 64; /* rows 64-aligned */
     const int64_t ng = (M + A8_R - 1) / A8_R;
     const size_t gper = (size_t)nb * A8_R * 2 * sizeof(float); /* a group's g4 and gs4 */
-    uint8_t *buf = lc_alloc((per + sizeof(a8_x)) * (size_t)M + gper * (size_t)ng);
+#if VN == 16
+    const size_t ilper = 0;
+#else
+    const size_t ilper = (size_t)(nb + 1) / 2 * 64 * A8_R; /* a group's q (and xo), a8_il */
+#endif
+    uint8_t *buf = lc_alloc((per + sizeof(a8_x)) * (size_t)M + (gper + 2 * ilper) * (size_t)ng);
     if (!buf) return lc_fail(err, err_n, LOOM_ERR_OOM, "matmul: out of memory for scratch");
     float *gbuf = (float *)(buf + per * (size_t)M);
     a8_x *xs = (a8_x *)(buf + per * (size_t)M + gper * (size_t)ng);
+#if VN != 16
+    int8_t *ilbuf = (int8_t *)(xs + M);
+#endif
     const int off = a8_off(w->dtype);
     const int64_t ostride = (int64_t)(out->nb[1] / sizeof(float));
     const int64_t pr = (int64_t)(A8_PANEL_BYTES / w->nb[1]), panel = pr > 1 ? pr : 1;
@@ -554,7 +643,18 @@ static A8_TGT loom_status k_matmul_act8(const loom_tensor *out, int ith, int nth
                 g4[j * A8_R + m % A8_R] = d[j];
                 gs4[j * A8_R + m % A8_R] = ds[j];
             }
+#if VN == 16
             xs[m] = (a8_x){q, d, ds, dds, xo, g4, gs4};
+#else
+            /* the group's rows interleaved (a8_il), its R being the rows it has */
+            int8_t *qg = ilbuf + 2 * ilper * (size_t)(m / A8_R), *xog = qg + ilper;
+            const int gr = (int)LC_MIN(A8_R, M - m / A8_R * A8_R), gi = (int)(m % A8_R);
+            for (int64_t j = 0; j < nb; j++) {
+                memcpy(qg + a8_il(gr, gi, 32 * j), q + 32 * j, 32);
+                memcpy(xog + a8_il(gr, gi, 32 * j), (const char *)xo + 32 * j, 32);
+            }
+            xs[m] = (a8_x){qg, d, ds, dds, (const int32_t *)xog, g4, gs4};
+#endif
         }
         float *o = (float *)loom_ref_ptr(out, 0, 0, i2, i3);
         /* rows by stride: a call per weight row was 2% of a q8_0 decode step */

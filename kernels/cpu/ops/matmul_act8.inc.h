@@ -459,11 +459,12 @@ static inline A8_TGT A8_INL void a8_dot_q6_K(const uint8_t *b, const a8_x *x, co
                 for (int r = 0; r < R; r++) {
                     const __m256i a = a8_dp(a8_xo(x, R, r, k), w, a8_q(x, R, r, k));
                     const __m256 s = _mm256_set_m128(a8_lane128(v1, s1, r), a8_lane128(v0, s0, r));
-                    if (c & 1)
-                        A8_ODD(acc0, acc1)
-                        [r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), s, A8_ODD(acc0, acc1)[r]);
-                    else
-                        acc0[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a), s, acc0[r]);
+                    const __m256 af = _mm256_cvtepi32_ps(a);
+                    if (c & 1) {
+                        A8_ODD(acc0, acc1)[r] = _mm256_fmadd_ps(af, s, A8_ODD(acc0, acc1)[r]);
+                    } else {
+                        acc0[r] = _mm256_fmadd_ps(af, s, acc0[r]);
+                    }
                 }
             }
         }

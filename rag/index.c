@@ -434,12 +434,14 @@ loom_rag_scratch *loom_rag__scratch_get(loom_rag_index *ix) {
     if (!s) {
         s = calloc(1, sizeof *s);
         if (!s) return NULL;
-        s->nbuf = malloc((size_t)(1 + 2 * 128) * 4);
+        /* One allocation: a list of up to 1 + 2M ids (M <= 128), then fresh. */
+        s->nbuf = malloc((size_t)2 * (1 + 2 * 128) * 4);
         s->qbuf = malloc((size_t)ix->dim * 4);
         if (!s->nbuf || !s->qbuf) {
             free(s->nbuf), free(s->qbuf), free(s);
             return NULL;
         }
+        s->fresh = s->nbuf + 1 + 2 * 128;
     }
     if (s->visited_n < ix->n) {
         free(s->visited);

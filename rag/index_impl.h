@@ -28,7 +28,8 @@ typedef struct loom_rag_scratch {
     uint16_t epoch;
     void *cand, *top; /* loom_rag_pair arrays */
     size_t cand_cap, top_cap;
-    uint32_t *nbuf; /* a copy of one neighbour list (build: read under its lock) */
+    uint32_t *nbuf;  /* a copy of one neighbour list (build: read under its lock) */
+    uint32_t *fresh; /* the unvisited neighbours of one hop; in nbuf's allocation */
     float *qbuf;    /* a stored row decoded to f32 */
     struct loom_rag_scratch *next;
 } loom_rag_scratch;

@@ -13,6 +13,7 @@
 #include "loom/dtype.h"
 #include "rag/index.h"
 #include "rag/index_dist.h"
+#include "rag/index_impl.h" /* test_level0_links reads the graph */
 #include "rag/rag_test_data.h"
 #include "testing.h"
 
@@ -423,6 +424,30 @@ static void test_bad_args(void) {
     loom_rag_index_free(ix);
 }
 
+/* A new node keeps up to 2M links at level 0 (FAISS's rule), not M
+ * (hnswlib's, which leaves the rest to backlinks): at 1M vectors that is
+ * +0.04 recall at the same efSearch (docs/PERF.md). The last node of a
+ * one-thread build gets no backlinks, so its list is its own choice. */
+static void test_level0_links(void) {
+    const int d = 32, M = 4;
+    const size_t n = 3000;
+    float *v = rt_mixture(n, d, 20, 0.8f, 7);
+    loom_rag_index *ix = make_index(d, LOOM_RAG_F32, LOOM_RAG_COSINE, v, n);
+    loom_rag_hnsw_params hp = {.M = M, .ef_construction = 64, .seed = 3};
+    CHECK(loom_rag_index_build_hnsw(ix, &hp, NULL) == LOOM_OK);
+    int most = 0;
+    for (uint32_t id = (uint32_t)n - 20; id < n; id++) {
+        const uint32_t c = ix->l0[(size_t)id * (1 + ix->M0)];
+        /* only the very last is free of backlinks; the rest bound it */
+        if (id == n - 1) most = (int)c;
+        CHECK_MSG(c <= (uint32_t)(2 * M), "node %u has %u level-0 links", id, c);
+    }
+    printf("hnsw level 0: the last node keeps %d links (M %d)\n", most, M);
+    CHECK_MSG(most > M, "the last node kept %d level-0 links, no more than M = %d", most, M);
+    loom_rag_index_free(ix);
+    free(v);
+}
+
 int main(void) {
     char dir[] = "/tmp/loom_rag_test_XXXXXX";
     if (!mkdtemp(dir)) return 1;
@@ -432,6 +457,7 @@ int main(void) {
     test_bad_args();
     test_exact(pool);
     test_hnsw(pool);
+    test_level0_links();
     test_determinism(dir);
     test_roundtrip_and_readers(dir, pool);
     loom_threadpool_free(pool);

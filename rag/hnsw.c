@@ -261,7 +261,7 @@ static bool insert_one(loom_rag_index *ix, uint32_t cur, bool locked, loom_rag_s
         mine[0] = (uint32_t)kept;
         if (locked) unlock_node(ix, cur);
         /* Copy: add_backlink reuses b->tmp. */
-        uint32_t sel[256];
+        uint32_t sel[2 * LOOM_RAG_MAX_M];
         for (size_t j = 0; j < kept; j++)
             sel[j] = b->tmp[j].id;
         for (size_t j = 0; j < kept; j++)

@@ -434,14 +434,14 @@ loom_rag_scratch *loom_rag__scratch_get(loom_rag_index *ix) {
     if (!s) {
         s = calloc(1, sizeof *s);
         if (!s) return NULL;
-        /* One allocation: a list of up to 1 + 2M ids (M <= 128), then fresh. */
-        s->nbuf = malloc((size_t)2 * (1 + 2 * 128) * 4);
+        /* One allocation: nbuf, then fresh, each one list long. */
+        s->nbuf = malloc((size_t)2 * LOOM_RAG_MAX_LIST * 4);
         s->qbuf = malloc((size_t)ix->dim * 4);
         if (!s->nbuf || !s->qbuf) {
             free(s->nbuf), free(s->qbuf), free(s);
             return NULL;
         }
-        s->fresh = s->nbuf + 1 + 2 * 128;
+        s->fresh = s->nbuf + LOOM_RAG_MAX_LIST;
     }
     if (s->visited_n < ix->n) {
         free(s->visited);
@@ -467,9 +467,9 @@ void loom_rag__scratch_put(loom_rag_index *ix, loom_rag_scratch *s) {
 loom_status loom_rag_index_build_hnsw(loom_rag_index *ix, const loom_rag_hnsw_params *p,
                                       loom_threadpool *pool) {
     if (!ix || !p) return LOOM_ERR_INVALID_ARG;
-    if (p->M < 4 || p->M > 128)
-        return loom_rag__fail(ix, LOOM_ERR_INVALID_ARG, "hnsw: M %d is out of range (4..128)",
-                              p->M);
+    if (p->M < 4 || p->M > LOOM_RAG_MAX_M)
+        return loom_rag__fail(ix, LOOM_ERR_INVALID_ARG, "hnsw: M %d is out of range (4..%d)", p->M,
+                              LOOM_RAG_MAX_M);
     if (p->ef_construction < p->M || p->ef_construction > 100000)
         return loom_rag__fail(ix, LOOM_ERR_INVALID_ARG,
                               "hnsw: efConstruction %d is out of range (M=%d..100000)",

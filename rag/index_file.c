@@ -270,7 +270,7 @@ static loom_status parse(const uint8_t *base, size_t size, unsigned flags, loom_
     if (h.n_rows > 0xfffffff0u || h.n_dead > h.n_rows)
         return BAD(LOOM_ERR_FORMAT, "bad header: %" PRIu64 " rows, %" PRIu64 " deleted", h.n_rows,
                    h.n_dead);
-    if (h.has_graph > 1 || (h.has_graph && (h.M < 4 || h.M > 128 || h.efc < h.M)))
+    if (h.has_graph > 1 || (h.has_graph && (h.M < 4 || h.M > LOOM_RAG_MAX_M || h.efc < h.M)))
         return BAD(LOOM_ERR_FORMAT, "bad graph parameters: M %u, efConstruction %u", h.M, h.efc);
     if (h.pool_len > 0xffffffffu || h.upool_len > 0xfffffff0u)
         return BAD(LOOM_ERR_FORMAT, "bad header: string or link pool too large");

@@ -19,6 +19,10 @@ typedef struct loom_rag_meta_rec {
 
 #define LOOM_RAG_NO_UPPER  0xffffffffu
 #define LOOM_RAG_MAX_LEVEL 32
+/* M's upper bound (files and builds are checked against it), and so the
+ * longest list: the level-0 count and up to 2M ids. Scratch is sized by it. */
+#define LOOM_RAG_MAX_M    128
+#define LOOM_RAG_MAX_LIST (1 + 2 * LOOM_RAG_MAX_M)
 
 /* Scratch of one search: visited tags (epoch-stamped so nothing is cleared
  * between searches) and heap space. Kept in a free list in the index. */

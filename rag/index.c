@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 
 #include "loom/dtype.h"
+#include "loom/hostmem.h"
 #include "rag/index_impl.h"
 
 loom_status loom_rag__fail(loom_rag_index *ix, loom_status st, const char *fmt, ...) {
@@ -173,6 +174,7 @@ static void *dup_or_null(const void *p, size_t n, bool *oom) {
         *oom = true;
         return NULL;
     }
+    loom_host_advise_huge(q, n); /* before the copy writes it (ADR 0045) */
     memcpy(q, p, n);
     return q;
 }
@@ -210,9 +212,12 @@ loom_status loom_rag__to_heap(loom_rag_index *ix) {
     return LOOM_OK;
 }
 
+/* Rows are reached at random by a graph build or search: a large array asks
+ * for 2 MiB pages before its new part is first written (ADR 0045). */
 static bool grow(void **p, size_t elem, size_t old_cap, size_t new_cap) {
     void *q = realloc(*p, new_cap * elem);
     if (!q) return false;
+    loom_host_advise_huge(q, new_cap * elem);
     memset((char *)q + old_cap * elem, 0, (new_cap - old_cap) * elem);
     *p = q;
     return true;

@@ -4,7 +4,7 @@
 #   check_layers.sh [SOURCE_DIR]
 #
 # Layers, bottom to top, with the public headers that belong to each:
-#   0 base/      loom/export.h loom/status.h loom/threadpool.h
+#   0 base/      loom/export.h loom/status.h loom/threadpool.h loom/hostmem.h
 #   1 ir/        loom/dtype.h loom/ir.h
 #   2 kernels/   loom/backend_sdk.h (the reference kernels, for backend authors)
 #   3 backends/  loom/backend.h
@@ -25,7 +25,7 @@ find base ir kernels backends runtime model cli bench parity serve train rag inc
     -o -name '*.glsl' \) 2>/dev/null | sort | xargs grep -Hn '^[[:space:]]*#[[:space:]]*include[[:space:]]*"' |
 awk '
 function rank(p) {
-    if (p ~ /^base\// || p ~ /^loom\/(export|status|threadpool)\.h$/) return 0
+    if (p ~ /^base\// || p ~ /^loom\/(export|status|threadpool|hostmem)\.h$/) return 0
     if (p ~ /^ir\// || p ~ /^loom\/(dtype|ir)\.h$/) return 1
     if (p ~ /^kernels\// || p == "loom/backend_sdk.h") return 2
     if (p ~ /^backends\// || p == "loom/backend.h") return 3

@@ -27,6 +27,7 @@
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/ref/ref.h"
 #include "loom/backend.h"
+#include "loom/hostmem.h"
 #include "loom/threadpool.h"
 
 #define CPU_ALIGN   64
@@ -146,18 +147,24 @@ static void cpu_device_info(loom_backend *be, loom_device_info *out) {
 #endif
 }
 
+/* A buffer of LOOM_HOST_HUGE or more (the packed weights, a KV cache) starts
+ * on a 2 MiB boundary, so that all of it can sit in 2 MiB pages, and is
+ * advised for them before its first write (loom/hostmem.h, ADR 0045: decode
+ * 1.07-1.13x on SmolLM2). */
 static loom_status cpu_buffer_alloc(loom_backend *be, size_t size, loom_buffer **out) {
     *out = NULL;
     if (size == 0) return loom_backend_fail(be, LOOM_ERR_INVALID_ARG, "cpu: zero-size buffer");
-    if (size > SIZE_MAX - CPU_ALIGN)
+    const size_t align = size >= LOOM_HOST_HUGE ? LOOM_HOST_HUGE : CPU_ALIGN;
+    if (size > SIZE_MAX - align)
         return loom_backend_fail(be, LOOM_ERR_OOM, "cpu: cannot allocate %zu bytes", size);
+    const size_t bytes = (size + align - 1) / align * align; /* aligned_alloc wants a multiple */
     loom_buffer *b = calloc(1, sizeof *b);
-    /* aligned_alloc wants a multiple of the alignment. */
-    void *mem = b ? aligned_alloc(CPU_ALIGN, (size + CPU_ALIGN - 1) / CPU_ALIGN * CPU_ALIGN) : NULL;
+    void *mem = b ? aligned_alloc(align, bytes) : NULL;
     if (!mem) {
         free(b);
         return loom_backend_fail(be, LOOM_ERR_OOM, "cpu: cannot allocate %zu bytes", size);
     }
+    loom_host_advise_huge(mem, bytes);
     b->backend = be;
     b->size = size;
     b->host = mem;

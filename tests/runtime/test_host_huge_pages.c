@@ -3,10 +3,10 @@
  * for transparent huge pages, so that decode, which streams every weight from
  * DRAM once per token, does not take a TLB miss and a prefetcher stop every
  * 4 KiB (backends/cpu/loom_backend_cpu.c, cpu_buffer_alloc; base/hostmem.c;
- * ADR 0045). Whether the
- * kernel then backs the range with 2 MiB pages depends on free memory, so the
- * check is the advice itself: the mapping that holds the buffer reads
- * "THPeligible: 1" in /proc/self/smaps where THP is not switched off. */
+ * ADR 0045). Whether the kernel then backs the range with 2 MiB pages
+ * depends on free memory, so the check is the advice itself: the mapping
+ * that holds the buffer reads "THPeligible: 1" in /proc/self/smaps where THP
+ * is not switched off. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
 #include <stdio.h>
@@ -58,7 +58,9 @@ static int thp_eligible(const void *p) {
 }
 
 /* loom_host_advise_huge itself, on memory from malloc (as the vector index
- * grows its rows with realloc): advised when large, left alone when small. */
+ * grows its rows with realloc): a large array is advised. The small call is
+ * only exercised: smaps cannot show advice on a range too small for a 2 MiB
+ * page (THPeligible stays 0 either way). */
 static void check_advise(int thp) {
     const size_t n = 6 * ((size_t)1 << 20) + 100;
     unsigned char *big = malloc(n), *small = malloc(64 << 10);
